@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# readgate relay benchmark against DCMTK, on loopback only.
+#
+#   bench/relay.sh                 (a) storescu -> storescp
+#                                  (b) storescu -> readgate (store only, destination down)
+#                                  (c) storescu -> readgate -> storescp (time until all arrive)
+#   bench/relay.sh --big           one ~1 GB instance -> readgate alone; readgate's peak RSS
+#
+# Options:
+#   --only LIST     run only these measurements, e.g. --only a or --only a,c
+#   --runs N        repetitions per measurement, median reported (default 3)
+#   --count N       number of CT instances (default 300)
+#   --big-mb N      size of the --big instance in MiB (default 1024)
+#   -h, --help
+#
+# Environment:
+#   READGATE_BIN    readgate binary to use; unset: `cargo build --release` and use
+#                   target/release/readgate
+#   DCMTK_BIN       where DCMTK lives (default /usr/bin). DCMTK tools are always called by
+#                   absolute path: pynetdicom installs storescu/storescp scripts that shadow
+#                   DCMTK's on PATH.
+#   BENCH_DATA_DIR  cache of generated instances, reused across runs
+#                   (default ${TMPDIR:-/tmp}/readgate-bench-data)
+#   BENCH_TIMEOUT   seconds before one transfer is declared stuck (default 300)
+#   BIG_RSS_LIMIT_MB  --big fails (exit 1) when readgate's VmHWM exceeds this (default 100)
+#   KEEP_TMP=1      keep the per-run temp dir (logs, received files) for inspection
+#
+# All traffic is on 127.0.0.1. DCMTK gets TCP_NODELAY=1 (Debian's DCMTK keeps Nagle on
+# otherwise: ~40 ms per instance).
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+die() { printf 'relay.sh: error: %s\n' "$*" >&2; exit 1; }
+log() { printf 'relay.sh: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+mode=relay only="a,b,c" runs=3 count=300 big_mb=1024
+while (($#)); do
+    case $1 in
+        --big) mode=big ;;
+        --only) only=${2:?--only needs a list}; shift ;;
+        --runs) runs=${2:?--runs needs a number}; shift ;;
+        --count) count=${2:?--count needs a number}; shift ;;
+        --big-mb) big_mb=${2:?--big-mb needs a number}; shift ;;
+        -h|--help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $count =~ ^[1-9][0-9]*$ ]] || die "--count must be a positive integer"
+[[ $big_mb =~ ^[1-9][0-9]*$ ]] || die "--big-mb must be a positive integer"
+[[ $only =~ ^[abc](,[abc])*$ ]] || die "--only takes a comma list of a, b, c"
+want() { [[ ",$only," == *",$1,"* ]]; }
+
+timeout_s=${BENCH_TIMEOUT:-300}
+big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
+
+# ---------------------------------------------------------------- tools
+dcmtk_bin=${DCMTK_BIN:-/usr/bin}
+STORESCU=$dcmtk_bin/storescu
+STORESCP=$dcmtk_bin/storescp
+DCMDUMP=$dcmtk_bin/dcmdump
+for t in "$STORESCU" "$STORESCP" "$DCMDUMP"; do
+    [[ -x $t ]] || die "DCMTK tool $t not found: apt-get install dcmtk, or set DCMTK_BIN"
+done
+grep -qi dcmtk <<<"$("$STORESCU" --version 2>&1 || :)" ||
+    die "$STORESCU is not DCMTK's storescu (pynetdicom's shadows it on PATH?); set DCMTK_BIN"
+command -v python3 >/dev/null || die "python3 not found"
+python3 -c 'import pydicom, numpy' 2>/dev/null ||
+    die "python3 lacks pydicom/numpy (pip install pydicom numpy): needed to generate the data"
+export TCP_NODELAY=1
+
+need_readgate=1
+[[ $mode == relay ]] && ! want b && ! want c && need_readgate=0
+if ((need_readgate)); then
+    if [[ -z ${READGATE_BIN:-} ]]; then
+        command -v cargo >/dev/null || die "cargo not found and READGATE_BIN not set"
+        log "building readgate (cargo build --release) ..."
+        (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+        READGATE_BIN=$repo/target/release/readgate
+    fi
+    [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+    READGATE_BIN=$(cd "$(dirname "$READGATE_BIN")" && pwd)/$(basename "$READGATE_BIN")
+fi
+
+# ---------------------------------------------------------------- clean-up
+work=$(mktemp -d "${TMPDIR:-/tmp}/readgate-bench.XXXXXX")
+pids=()
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || :; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || :
+        wait "$p" 2>/dev/null || :
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() { local p keep=(); for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; pids=("${keep[@]}"); }
+
+# Stop one process we started: TERM, up to 10 s, then KILL.
+stop() {
+    local p=$1
+    kill -TERM "$p" 2>/dev/null || :
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || :
+    wait "$p" 2>/dev/null || :
+    forget_pid "$p"
+}
+
+# ---------------------------------------------------------------- helpers
+exec {nap_fd}<> <(:)                 # sleep without forking: read with a timeout
+nap() { read -r -t "$1" -u "$nap_fd" || :; }
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'; }
+
+# Two (or more) free TCP ports on 127.0.0.1.
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+listening() {   # is something listening on 127.0.0.1:$1 ?
+    if command -v ss >/dev/null; then
+        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+# wait_port PORT PID NAME LOG: until PORT accepts connections; fail if PID dies.
+wait_port() {
+    local port=$1 pid=$2 name=$3 logf=$4 deadline=$((SECONDS + 30))
+    until listening "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited before listening on port $port; last lines of $logf:"
+            tail -n 30 "$logf" >&2 || :
+            die "$name did not start"
+        fi
+        ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
+        nap 0.05
+    done
+}
+
+count_files() {   # regular files directly in $1 (no forks)
+    local f n=0
+    for f in "$1"/*; do [[ -f $f ]] && n=$((n + 1)); done
+    echo "$n"
+}
+
+vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+start_storescp() {   # DIR PORT LOG -> sets scp_pid
+    mkdir -p "$1"
+    "$STORESCP" -aet RC1PACS -od "$1" "$2" >"$3" 2>&1 &
+    scp_pid=$!
+    pids+=("$scp_pid")
+    wait_port "$2" "$scp_pid" storescp "$3"
+}
+
+start_readgate() {   # RUNDIR PORT DEST_PORT -> sets rg_pid, rg_log
+    local dir=$1 port=$2 dport=$3
+    mkdir -p "$dir/var"
+    cat >"$dir/readgate.toml" <<EOF
+[gateway]
+id = "bench"
+data_dir = "$dir/var"
+sending_facility = "BENCH"
+
+[dicom]
+ae_title = "READGATE"
+listen = "127.0.0.1:$port"
+stable_after_secs = 0
+allow_any_calling_ae = true
+
+[[destinations]]
+id = "rc1"
+facility = "RC1"
+ae_title = "RC1PACS"
+host = "127.0.0.1"
+port = $dport
+
+[[routes]]
+destination = "rc1"
+EOF
+    rg_log=$dir/readgate.log
+    (cd "$dir" && exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$rg_log" 2>&1 &
+    rg_pid=$!
+    pids+=("$rg_pid")
+    wait_port "$port" "$rg_pid" readgate "$rg_log"
+}
+
+# send_files CALLED_AE PORT LOG FILES...: DCMTK storescu, all files over one association,
+# in the foreground.
+send_files() {
+    local aec=$1 port=$2 logf=$3; shift 3
+    "$STORESCU" -v -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 ||
+        { tail -n 20 "$logf" >&2; die "storescu to $aec on port $port failed (log above)"; }
+    check_sent "$aec" "$logf" "$(($# ))"
+}
+
+# send_files_bg: the same in the background (sets scu_pid; the pid is storescu itself).
+send_files_bg() {
+    local aec=$1 port=$2 logf=$3; shift 3
+    "$STORESCU" -v -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 &
+    scu_pid=$!
+    pids+=("$scu_pid")
+}
+
+# check_sent AE LOG N: every C-STORE response in LOG was Success, N of them.
+check_sent() {
+    local ok
+    ok=$(grep -c 'Received Store Response (Success)' "$2" || :)
+    if [[ $ok != "$3" ]]; then
+        grep -E '^(E|W|F):|Store Response' "$2" | grep -v '(Success)' | head -n 10 >&2 || :
+        die "$1 acknowledged $ok of $3 instances with Success (log: $2)"
+    fi
+}
+
+# ---------------------------------------------------------------- data
+data_root=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}
+gen_stamp=$(sha256sum "$repo/sample-dicom/generate.py" | cut -c1-16)
+
+ensure_ct_data() {   # sets data_dir, files, total_bytes
+    data_dir=$data_root/ct-$count
+    local stamp=$data_dir/.generated-by-$gen_stamp
+    if [[ ! -e $stamp ]] || (($(count_files "$data_dir") != count)); then
+        log "generating $count bench CT instances into $data_dir ..."
+        rm -rf "$data_dir"
+        python3 "$repo/sample-dicom/generate.py" --bench-ct "$count" "$data_dir" >/dev/null
+        touch "$stamp"
+    else
+        log "reusing $count bench CT instances in $data_dir"
+    fi
+    files=("$data_dir"/CT*.dcm)
+    ((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
+    total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
+}
+
+# ---------------------------------------------------------------- measurements
+run_a() {   # storescu -> storescp; storescu wall time
+    local r=$work/a$1 port
+    port=$(free_ports 1)
+    start_storescp "$r/scp" "$port" "$r/storescp.log"
+    local t0 t1
+    t0=$(now_ns)
+    send_files RC1PACS "$port" "$r/storescu.log" "${files[@]}"
+    t1=$(now_ns)
+    stop "$scp_pid"
+    local got; got=$(count_files "$r/scp")
+    ((got == count)) || die "(a) storescp holds $got of $count files"
+    rm -rf "$r/scp"
+    secs "$t0" "$t1"
+}
+
+run_b() {   # storescu -> readgate (destination down); storescu wall time; sets last_rss_kb
+    local r=$work/b$1 port dport
+    read -r port dport < <(free_ports 2)
+    start_readgate "$r" "$port" "$dport"
+    local t0 t1
+    t0=$(now_ns)
+    send_files READGATE "$port" "$r/storescu.log" "${files[@]}"
+    t1=$(now_ns)
+    kill -0 "$rg_pid" 2>/dev/null || die "readgate died during (b) (log: $rg_log)"
+    last_rss_kb=$(vmhwm_kb "$rg_pid")
+    stop "$rg_pid"
+    rm -rf "$r/var"
+    secs "$t0" "$t1"
+}
+
+run_c() {   # storescu -> readgate -> storescp; until storescp holds every file; sets last_rss_kb
+    local r=$work/c$1 port dport
+    read -r port dport < <(free_ports 2)
+    start_storescp "$r/scp" "$dport" "$r/storescp.log"
+    start_readgate "$r" "$port" "$dport"
+    local t0 t1 scu_pid deadline got=0
+    t0=$(now_ns)
+    send_files_bg READGATE "$port" "$r/storescu.log" "${files[@]}"
+    deadline=$((SECONDS + timeout_s))
+    while :; do
+        got=$(count_files "$r/scp")
+        ((got >= count)) && break
+        kill -0 "$rg_pid" 2>/dev/null || die "readgate died during (c) (log: $rg_log)"
+        if ((SECONDS >= deadline)); then
+            log "(c) storescp holds $got of $count files after ${timeout_s} s; last readgate log lines:"
+            tail -n 20 "$rg_log" >&2 || :
+            die "(c) timed out"
+        fi
+        nap 0.01
+    done
+    t1=$(now_ns)
+    wait "$scu_pid" || { tail -n 20 "$r/storescu.log" >&2; die "(c) storescu failed (log above)"; }
+    forget_pid "$scu_pid"
+    check_sent READGATE "$r/storescu.log" "$count"
+    last_rss_kb=$(vmhwm_kb "$rg_pid")
+    stop "$rg_pid"
+    stop "$scp_pid"
+    # Every forwarded file must be a readable DICOM file (checked outside the timing).
+    local f bad=0
+    for f in "$r/scp"/*; do "$DCMDUMP" -q "$f" >/dev/null 2>&1 || { bad=$((bad + 1)); log "(c) unreadable: $f"; }; done
+    ((bad == 0)) || die "(c) $bad forwarded files unreadable by dcmdump"
+    rm -rf "$r/scp" "$r/var"
+    secs "$t0" "$t1"
+}
+
+mbps() { awk -v b="$total_bytes" -v s="$1" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else print "inf" }'; }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else print "n/a" }'; }
+
+relay_mode() {
+    ensure_ct_data
+    printf 'readgate relay benchmark: %d CT instances, %.1f MB (1 MB = 10^6 bytes), one association,\n' \
+        "$count" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1e6 }')"
+    printf '%d run(s) per measurement, median shown. DCMTK: %s; readgate: %s\n\n' \
+        "$runs" "$dcmtk_bin" "${READGATE_BIN:-(not used)}"
+    local i t ta="" tb="" tc="" rss_b=0 rss_c=0
+    local -a A=() B=() C=()
+    for ((i = 1; i <= runs; i++)); do
+        if want a; then run_a "$i" >"$work/t"; t=$(<"$work/t"); A+=("$t"); log "(a) run $i: $t s"; fi
+        if want b; then
+            run_b "$i" >"$work/t"; t=$(<"$work/t"); B+=("$t")
+            ((last_rss_kb > rss_b)) && rss_b=$last_rss_kb
+            log "(b) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
+        if want c; then
+            run_c "$i" >"$work/t"; t=$(<"$work/t"); C+=("$t")
+            ((last_rss_kb > rss_c)) && rss_c=$last_rss_kb
+            log "(c) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
+    done
+    echo
+    if want a; then
+        ta=$(median "${A[@]}")
+        printf '(a) storescu -> storescp              %7.3f s  %7s MB/s   runs: %s\n' "$ta" "$(mbps "$ta")" "${A[*]}"
+    fi
+    if want b; then
+        tb=$(median "${B[@]}")
+        printf '(b) storescu -> readgate (store only) %7.3f s  %7s MB/s   runs: %s\n' "$tb" "$(mbps "$tb")" "${B[*]}"
+    fi
+    if want c; then
+        tc=$(median "${C[@]}")
+        printf '(c) storescu -> readgate -> storescp  %7.3f s  %7s MB/s   runs: %s\n' "$tc" "$(mbps "$tc")" "${C[*]}"
+    fi
+    echo
+    [[ -n $ta && -n $tb ]] && printf 'ratio b/a: %s\n' "$(ratio "$tb" "$ta")"
+    [[ -n $ta && -n $tc ]] && printf 'ratio c/a: %s\n' "$(ratio "$tc" "$ta")"
+    want b && printf 'readgate peak RSS (VmHWM, max over runs) in (b): %s MiB\n' "$(mb_of_kb "$rss_b")"
+    want c && printf 'readgate peak RSS (VmHWM, max over runs) in (c): %s MiB\n' "$(mb_of_kb "$rss_c")"
+    return 0
+}
+
+big_mode() {
+    local dir=$data_root/big-$big_mb stamp f
+    stamp=$dir/.generated-by-$gen_stamp
+    f=$dir/BIG${big_mb}MB.dcm
+    if [[ ! -e $stamp || ! -f $f ]]; then
+        log "generating one ~$big_mb MiB instance into $dir ..."
+        rm -rf "$dir"
+        python3 "$repo/sample-dicom/generate.py" --big-instance "$big_mb" "$dir" >/dev/null
+        touch "$stamp"
+    else
+        log "reusing $f"
+    fi
+    total_bytes=$(stat -c %s "$f")
+    local avail_kb
+    avail_kb=$(df -Pk "$work" | awk 'NR == 2 { print $4 }')
+    ((avail_kb / 1024 > big_mb + 1024)) ||
+        die "need ~$((big_mb + 1024)) MiB free under $work for readgate's spool, have $((avail_kb / 1024)) MiB"
+    local r=$work/big port dport t0 t1 t rss
+    read -r port dport < <(free_ports 2)
+    start_readgate "$r" "$port" "$dport"
+    t0=$(now_ns)
+    send_files READGATE "$port" "$r/storescu.log" "$f"
+    t1=$(now_ns)
+    t=$(secs "$t0" "$t1")
+    kill -0 "$rg_pid" 2>/dev/null || die "readgate died during --big (log: $rg_log)"
+    rss=$(vmhwm_kb "$rg_pid")
+    stop "$rg_pid"
+    printf 'readgate big-instance benchmark: one %.1f MB instance (%s), storescu -> readgate alone\n' \
+        "$(awk -v b="$total_bytes" 'BEGIN { print b / 1e6 }')" "$(basename "$f")"
+    printf 'storescu time: %.3f s  (%s MB/s)\n' "$t" "$(mbps "$t")"
+    printf 'readgate peak RSS (VmHWM): %s MiB (target < %s MiB)\n' "$(mb_of_kb "$rss")" "$big_limit_mb"
+    if ((rss > big_limit_mb * 1024)); then
+        echo "FAIL: readgate's peak RSS exceeds ${big_limit_mb} MiB"
+        return 1
+    fi
+    echo "OK"
+}
+
+if [[ $mode == big ]]; then big_mode; else relay_mode; fi
