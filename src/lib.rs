@@ -1,0 +1,17 @@
+//! readgate: a teleradiology gateway on the sending hospital's network.
+//!
+//! The data's path, one module per stage:
+//! [`receive`] (C-STORE SCP) → [`spool`] (durable files) → [`store`] (SQLite index) →
+//! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`forward`] (C-STORE SCU).
+//! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration.
+
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod dicom;
+pub mod forward;
+pub mod receive;
+pub mod serve;
+pub mod spool;
+pub mod store;
+pub mod study;

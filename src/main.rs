@@ -1,1 +1,9 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    match readgate::cli::main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("readgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Command-line interface: `serve`, `studies`, `config-check`. Every subcommand takes
+//! `--config PATH` (default `config/readgate.toml`).
+
+use crate::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
+use crate::store::{state, Store, StudyRow};
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "readgate",
+    version,
+    about = "Teleradiology gateway: holds studies that lack clinical context, forwards and tags the rest"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway daemon (DICOM SCP, study stage, forwarders) until SIGTERM.
+    Serve {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// List studies with their state, instance count, destination and last error.
+    Studies {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Only studies in this state: receiving, held, queued, forwarded, failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+    },
+    /// Validate the configuration file and print a summary.
+    ConfigCheck {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(crate::serve::serve(config))
+        }
+        Command::Studies {
+            config,
+            state: wanted,
+            format,
+            limit,
+        } => {
+            let config = Config::load(&config)?;
+            if let Some(s) = &wanted {
+                if !state::ALL.contains(&s.as_str()) {
+                    bail!("--state {s:?}: expected one of {}", state::ALL.join(", "));
+                }
+            }
+            let db = config.database_path();
+            if !db.exists() {
+                bail!(
+                    "no database at {} yet: has `readgate serve` run with this config?",
+                    db.display()
+                );
+            }
+            let store = Store::open_read_only(&db)?;
+            let rows = store.list_studies(wanted.as_deref(), limit)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Format::Table => print_table(&rows),
+            }
+            Ok(())
+        }
+        Command::ConfigCheck { config: path } => {
+            let config = Config::load(&path)?;
+            println!("{}: valid", path.display());
+            println!(
+                "  gateway {} ({}), data in {}",
+                config.gateway.id,
+                config.gateway.sending_facility,
+                config.gateway.data_dir.display()
+            );
+            println!(
+                "  DICOM {} on {}",
+                config.dicom.ae_title, config.dicom.listen
+            );
+            for d in &config.destinations {
+                println!(
+                    "  destination {}: {}@{}:{} (facility {})",
+                    d.id, d.ae_title, d.host, d.port, d.facility
+                );
+            }
+            println!(
+                "  {} route(s), {} peer(s)",
+                config.routes.len(),
+                config.dicom.peers.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_table(rows: &[StudyRow]) {
+    println!(
+        "{:<64}  {:<10}  {:>9}  {:<12}  {:<10}  last error / reasons",
+        "study instance UID", "state", "instances", "destination", "modality"
+    );
+    for r in rows {
+        let note = r
+            .last_error
+            .clone()
+            .or_else(|| r.reasons.as_deref().map(reason_codes))
+            .unwrap_or_default();
+        println!(
+            "{:<64}  {:<10}  {:>4}/{:<4}  {:<12}  {:<10}  {}",
+            r.study_uid,
+            r.state,
+            r.instances_forwarded,
+            r.instance_count,
+            r.destination.as_deref().unwrap_or("-"),
+            r.modalities,
+            note
+        );
+    }
+    println!(
+        "{} stud{}",
+        rows.len(),
+        if rows.len() == 1 { "y" } else { "ies" }
+    );
+}
+
+/// Hold reasons are stored as JSON; the table shows their codes and English text.
+fn reason_codes(json: &str) -> String {
+    match serde_json::from_str::<Vec<serde_json::Value>>(json) {
+        Ok(v) => v
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} [{}]: {}",
+                    r["code"].as_str().unwrap_or("?"),
+                    r["clause"].as_str().unwrap_or("?"),
+                    r["message_en"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => json.to_string(),
+    }
+}

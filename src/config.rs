@@ -1,0 +1,547 @@
+//! The TOML configuration: parsed strictly (unknown keys are errors) and validated as a
+//! whole before anything starts, so a typo is reported at start-up, not at 3 a.m.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_PATH: &str = "config/readgate.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub dicom: DicomConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub forward: ForwardConfig,
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Stamped into the audit trail and into the tags of forwarded instances.
+    pub id: String,
+    /// Relative paths are taken from the working directory readgate starts in.
+    pub data_dir: PathBuf,
+    /// The hospital that sends studies out for reading (the facility that bills).
+    pub sending_facility: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// A second instance with a known SOP Instance UID is acknowledged but not stored.
+    KeepFirst,
+    /// A second instance with a known SOP Instance UID replaces the first one.
+    Replace,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    pub ae_title: String,
+    pub listen: SocketAddr,
+    #[serde(default = "default_stable_after")]
+    pub stable_after_secs: u64,
+    #[serde(default)]
+    pub allow_any_calling_ae: bool,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: u32,
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
+    /// Time a peer has to send its A-ASSOCIATE-RQ after connecting (the ARTIM timer).
+    #[serde(default = "default_association_timeout")]
+    pub association_timeout_secs: u64,
+    /// An association that sends nothing for this long is aborted.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_duplicate_policy")]
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub ae_title: String,
+    /// When given, the peer must connect from one of these addresses.
+    #[serde(default)]
+    pub hosts: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// C-STORE is refused with A700 while the spool's file system has less free space.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// Keep forwarded instances in the spool (for re-sending); otherwise delete them.
+    #[serde(default)]
+    pub keep_forwarded: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_mb: default_min_free_mb(),
+            keep_forwarded: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+    /// After this many failed attempts a study is marked failed (and listed), not retried.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// How long to wait for each C-STORE response.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout_secs: u64,
+    /// An open association waits this long for more queued work before it is released.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: u32,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            retry_base_secs: default_retry_base(),
+            retry_max_secs: default_retry_max(),
+            max_attempts: default_max_attempts(),
+            connect_timeout_secs: default_connect_timeout(),
+            response_timeout_secs: default_response_timeout(),
+            linger_ms: default_linger_ms(),
+            max_pdu_length: default_max_pdu(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub id: String,
+    /// The receiving facility responsible for the studies sent here (ATS-4).
+    pub facility: String,
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+    /// Calling AE title readgate uses towards this destination (default: `dicom.ae_title`).
+    #[serde(default)]
+    pub calling_ae_title: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub destination: String,
+    /// Match when the study has at least one of these modalities (empty: any).
+    #[serde(default)]
+    pub modalities: Vec<String>,
+    /// Match when the study was sent by one of these calling AE titles (empty: any).
+    #[serde(default)]
+    pub calling_ae: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "readgate=debug,info"; RUST_LOG overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_stable_after() -> u64 {
+    10
+}
+fn default_max_pdu() -> u32 {
+    262_144
+}
+fn default_max_associations() -> usize {
+    32
+}
+fn default_association_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_duplicate_policy() -> DuplicatePolicy {
+    DuplicatePolicy::Replace
+}
+fn default_min_free_mb() -> u64 {
+    512
+}
+fn default_retry_base() -> u64 {
+    5
+}
+fn default_retry_max() -> u64 {
+    300
+}
+fn default_max_attempts() -> u32 {
+    20
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_response_timeout() -> u64 {
+    60
+}
+fn default_linger_ms() -> u64 {
+    2000
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&e, text),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        non_empty("gateway.id", &self.gateway.id).map_err(|m| invalid("gateway.id", m))?;
+        non_empty("gateway.sending_facility", &self.gateway.sending_facility)
+            .map_err(|m| invalid("gateway.sending_facility", m))?;
+        if self.gateway.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "gateway.data_dir",
+                "expected a directory path".into(),
+            ));
+        }
+        ae_title(&self.dicom.ae_title).map_err(|m| invalid("dicom.ae_title", m))?;
+        if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu_length) {
+            return Err(invalid(
+                "dicom.max_pdu_length",
+                format!(
+                    "expected 4096 to 16777216 bytes, got {}",
+                    self.dicom.max_pdu_length
+                ),
+            ));
+        }
+        if !(4096..=16 * 1024 * 1024).contains(&self.forward.max_pdu_length) {
+            return Err(invalid(
+                "forward.max_pdu_length",
+                format!(
+                    "expected 4096 to 16777216 bytes, got {}",
+                    self.forward.max_pdu_length
+                ),
+            ));
+        }
+        if self.dicom.max_associations == 0 {
+            return Err(invalid(
+                "dicom.max_associations",
+                "expected at least 1".into(),
+            ));
+        }
+        for (key, v) in [
+            (
+                "dicom.association_timeout_secs",
+                self.dicom.association_timeout_secs,
+            ),
+            ("dicom.idle_timeout_secs", self.dicom.idle_timeout_secs),
+            ("forward.retry_base_secs", self.forward.retry_base_secs),
+            (
+                "forward.connect_timeout_secs",
+                self.forward.connect_timeout_secs,
+            ),
+            (
+                "forward.response_timeout_secs",
+                self.forward.response_timeout_secs,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "expected a number of seconds ≥ 1".into()));
+            }
+        }
+        if self.forward.retry_max_secs < self.forward.retry_base_secs {
+            return Err(invalid(
+                "forward.retry_max_secs",
+                format!(
+                    "expected ≥ forward.retry_base_secs ({})",
+                    self.forward.retry_base_secs
+                ),
+            ));
+        }
+        if self.forward.max_attempts == 0 {
+            return Err(invalid(
+                "forward.max_attempts",
+                "expected at least 1".into(),
+            ));
+        }
+        if !self.dicom.allow_any_calling_ae && self.dicom.peers.is_empty() {
+            return Err(invalid(
+                "dicom.peers",
+                "no peer may send: list [[dicom.peers]] or set dicom.allow_any_calling_ae = true"
+                    .into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, peer) in self.dicom.peers.iter().enumerate() {
+            let key = format!("dicom.peers[{i}].ae_title");
+            ae_title(&peer.ae_title).map_err(|m| invalid(&key, m))?;
+            if !seen.insert(peer.ae_title.trim().to_string()) {
+                return Err(invalid(&key, format!("duplicate peer {:?}", peer.ae_title)));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            non_empty("id", &d.id).map_err(|m| invalid(&format!("destinations[{i}].id"), m))?;
+            if !ids.insert(d.id.as_str()) {
+                return Err(invalid(
+                    &format!("destinations[{i}].id"),
+                    format!("duplicate destination id {:?}", d.id),
+                ));
+            }
+            non_empty("facility", &d.facility)
+                .map_err(|m| invalid(&format!("destinations[{i}].facility"), m))?;
+            ae_title(&d.ae_title)
+                .map_err(|m| invalid(&format!("destinations[{i}].ae_title"), m))?;
+            if let Some(calling) = &d.calling_ae_title {
+                ae_title(calling)
+                    .map_err(|m| invalid(&format!("destinations[{i}].calling_ae_title"), m))?;
+            }
+            non_empty("host", &d.host)
+                .map_err(|m| invalid(&format!("destinations[{i}].host"), m))?;
+            if d.port == 0 {
+                return Err(invalid(
+                    &format!("destinations[{i}].port"),
+                    "expected a TCP port 1-65535".into(),
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !ids.contains(r.destination.as_str()) {
+                return Err(invalid(
+                    &format!("routes[{i}].destination"),
+                    format!(
+                        "no [[destinations]] entry has id {:?} (known: {})",
+                        r.destination,
+                        self.destinations
+                            .iter()
+                            .map(|d| d.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn destination(&self, id: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.id == id)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.gateway.data_dir.join("readgate.db")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.gateway.data_dir.join("spool")
+    }
+}
+
+impl Destination {
+    pub fn calling_ae<'a>(&'a self, config: &'a Config) -> &'a str {
+        self.calling_ae_title
+            .as_deref()
+            .unwrap_or(&config.dicom.ae_title)
+    }
+}
+
+fn non_empty(_what: &str, v: &str) -> Result<(), String> {
+    if v.trim().is_empty() {
+        Err("expected a non-empty string".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// AE titles: 1–16 characters of the default repertoire, no backslash or control characters.
+fn ae_title(v: &str) -> Result<(), String> {
+    let t = v.trim();
+    if t.is_empty() || v.len() > 16 {
+        return Err(format!(
+            "expected an AE title of 1 to 16 characters, got {v:?}"
+        ));
+    }
+    if v.chars()
+        .any(|c| !c.is_ascii() || c.is_ascii_control() || c == '\\')
+    {
+        return Err(format!(
+            "expected ASCII characters without backslash or control characters, got {v:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Names the key and line an error points at: toml says "invalid type: string, expected
+/// u16" without saying which key, and its own excerpt spans several lines.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_string();
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.starts_with('['));
+    match (table, key) {
+        (Some(t), Some(k)) => format!("`{t}.{k}` (line {line_no}): {msg}"),
+        (None, Some(k)) => format!("`{k}` (line {line_no}): {msg}"),
+        (Some(t), None) => format!("[{t}] (line {line_no}): {msg}"),
+        (None, None) => format!("line {line_no}: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[gateway]
+id = "gw-1"
+data_dir = "var"
+sending_facility = "HOSP-A"
+[dicom]
+ae_title = "READGATE"
+listen = "0.0.0.0:11112"
+[[dicom.peers]]
+ae_title = "CT01"
+[[destinations]]
+id = "rc1"
+facility = "RC1"
+ae_title = "RC1PACS"
+host = "127.0.0.1"
+port = 11113
+[[routes]]
+destination = "rc1"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.dicom.stable_after_secs, 10);
+        assert_eq!(c.dicom.duplicate_policy, DuplicatePolicy::Replace);
+        assert_eq!(c.forward.max_attempts, 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("stable", "x").replace(
+            "listen = \"0.0.0.0:11112\"",
+            "listen = \"0.0.0.0:11112\"\nstabel_after_secs = 3",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("stabel_after_secs"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let text = MINIMAL.replace("port = 11113", "port = \"eleven\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("`destinations.port` (line 16)"), "{err}");
+        let text = MINIMAL.replace("destination = \"rc1\"", "destination = \"rc9\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("routes[0].destination") && err.contains("rc9"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("ae_title = \"CT01\"", "ae_title = \"A_TITLE_TOO_LONG_X\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("dicom.peers[0].ae_title"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.dicom.ae_title, "READGATE");
+        assert_eq!(c.dicom.listen.port(), 11112);
+        assert_eq!(c.destinations[0].port, 11113);
+    }
+}

@@ -1,0 +1,531 @@
+//! A one-pass walk over a stored data set: checks that its element structure is complete
+//! (a truncated instance must never be acknowledged) and picks out the few top-level
+//! attributes readgate indexes, without loading pixel data.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+
+pub mod tags {
+    pub const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
+    pub const SOP_CLASS_UID: u32 = 0x0008_0016;
+    pub const SOP_INSTANCE_UID: u32 = 0x0008_0018;
+    pub const STUDY_DATE: u32 = 0x0008_0020;
+    pub const ACCESSION_NUMBER: u32 = 0x0008_0050;
+    pub const MODALITY: u32 = 0x0008_0060;
+    pub const PATIENT_ID: u32 = 0x0010_0020;
+    pub const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
+    pub const SERIES_INSTANCE_UID: u32 = 0x0020_000E;
+}
+
+const INDEXED: [u32; 8] = [
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::SOP_CLASS_UID,
+    tags::SOP_INSTANCE_UID,
+    tags::STUDY_DATE,
+    tags::ACCESSION_NUMBER,
+    tags::MODALITY,
+    tags::PATIENT_ID,
+    tags::STUDY_INSTANCE_UID,
+];
+const SERIES: u32 = tags::SERIES_INSTANCE_UID;
+
+const ITEM: u32 = 0xFFFE_E000;
+const ITEM_END: u32 = 0xFFFE_E00D;
+const SEQUENCE_END: u32 = 0xFFFE_E0DD;
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// Nesting deeper than this is treated as malformed (protects the stack).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("data set truncated at byte {offset} (inside {context})")]
+    Truncated { offset: u64, context: String },
+    #[error("data set malformed at byte {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    #[error("transfer syntax {0} is not supported")]
+    UnsupportedTransferSyntax(String),
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// How the data set's element headers are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    ImplicitLittle,
+    ExplicitLittle,
+    ExplicitBig,
+    /// Deflated explicit little endian: the walk inflates as it reads.
+    Deflated,
+}
+
+impl Encoding {
+    pub fn for_transfer_syntax(ts: &str) -> Result<Encoding, DatasetError> {
+        match ts {
+            "1.2.840.10008.1.2" => Ok(Encoding::ImplicitLittle),
+            "1.2.840.10008.1.2.2" => Ok(Encoding::ExplicitBig),
+            "1.2.840.10008.1.2.1.99" => Ok(Encoding::Deflated),
+            // Every other standard transfer syntax (native explicit LE and all the
+            // encapsulated ones) encodes the data set as explicit VR little endian.
+            t if t.starts_with("1.2.840.10008.1.2") => Ok(Encoding::ExplicitLittle),
+            other => Err(DatasetError::UnsupportedTransferSyntax(other.to_string())),
+        }
+    }
+}
+
+/// Top-level attributes of an instance, raw text with padding removed.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    values: HashMap<u32, String>,
+}
+
+impl Header {
+    pub fn get(&self, tag: u32) -> Option<&str> {
+        self.values
+            .get(&tag)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Walks the whole data set from `reader` (positioned at its first byte).
+pub fn walk<R: Read + Seek>(reader: R, encoding: Encoding) -> Result<Header, DatasetError> {
+    let mut header = Header::default();
+    match encoding {
+        Encoding::Deflated => {
+            let inflated = flate2::read::DeflateDecoder::new(BufReader::new(reader));
+            let mut w = Walker::new(
+                NoSeek(BufReader::with_capacity(64 * 1024, inflated)),
+                false,
+                false,
+            );
+            w.dataset(None, 0, &mut header)?;
+        }
+        _ => {
+            let mut w = Walker::new(
+                BufReader::with_capacity(64 * 1024, reader),
+                encoding == Encoding::ExplicitBig,
+                encoding != Encoding::ImplicitLittle,
+            );
+            w.dataset(None, 0, &mut header)?;
+        }
+    }
+    Ok(header)
+}
+
+/// Skipping for readers that can only go forward (the inflating one).
+trait Skip: BufRead {
+    fn skip(&mut self, n: u64) -> io::Result<u64>;
+}
+
+impl<R: Read + Seek> Skip for BufReader<R> {
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        // Seek past the value but report how much really exists, so truncation shows.
+        let here = self.stream_position()?;
+        let end = self.seek(io::SeekFrom::End(0))?;
+        let target = here.saturating_add(n).min(end);
+        self.seek(io::SeekFrom::Start(target))?;
+        Ok(target - here)
+    }
+}
+
+struct NoSeek<R>(R);
+
+impl<R: Read> Read for NoSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl<R: BufRead> BufRead for NoSeek<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.0.consume(amt)
+    }
+}
+impl<R: BufRead> Skip for NoSeek<R> {
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        io::copy(&mut (&mut self.0).take(n), &mut io::sink())
+    }
+}
+
+struct Walker<R> {
+    r: R,
+    big: bool,
+    explicit: bool,
+    offset: u64,
+}
+
+impl<R: Skip> Walker<R> {
+    fn new(r: R, big: bool, explicit: bool) -> Self {
+        Walker {
+            r,
+            big,
+            explicit,
+            offset: 0,
+        }
+    }
+
+    fn truncated(&self, context: &str) -> DatasetError {
+        DatasetError::Truncated {
+            offset: self.offset,
+            context: context.to_string(),
+        }
+    }
+
+    fn malformed(&self, reason: String) -> DatasetError {
+        DatasetError::Malformed {
+            offset: self.offset,
+            reason,
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes; Ok(false) on a clean end of input before any byte.
+    fn read_exact_or_end(&mut self, buf: &mut [u8], context: &str) -> Result<bool, DatasetError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.r.read(&mut buf[filled..]) {
+                Ok(0) if filled == 0 => return Ok(false),
+                Ok(0) => return Err(self.truncated(context)),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidInput
+                        || e.kind() == io::ErrorKind::InvalidData =>
+                {
+                    return Err(self.malformed(format!("{e}")))
+                }
+                Err(e) => return Err(DatasetError::Io(e)),
+            }
+        }
+        self.offset += buf.len() as u64;
+        Ok(true)
+    }
+
+    fn u16(&self, b: [u8; 2]) -> u16 {
+        if self.big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    }
+
+    fn u32(&self, b: [u8; 4]) -> u32 {
+        if self.big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    }
+
+    /// Reads a tag; None at a clean end of input.
+    fn tag(&mut self, context: &str) -> Result<Option<u32>, DatasetError> {
+        let mut b = [0u8; 4];
+        if !self.read_exact_or_end(&mut b, context)? {
+            return Ok(None);
+        }
+        let group = self.u16([b[0], b[1]]) as u32;
+        let element = self.u16([b[2], b[3]]) as u32;
+        Ok(Some((group << 16) | element))
+    }
+
+    fn need_u32(&mut self, context: &str) -> Result<u32, DatasetError> {
+        let mut b = [0u8; 4];
+        if !self.read_exact_or_end(&mut b, context)? {
+            return Err(self.truncated(context));
+        }
+        Ok(self.u32(b))
+    }
+
+    fn skip(&mut self, len: u64, context: &str) -> Result<(), DatasetError> {
+        let skipped = self.r.skip(len).map_err(DatasetError::Io)?;
+        self.offset += skipped;
+        if skipped < len {
+            return Err(self.truncated(context));
+        }
+        Ok(())
+    }
+
+    /// Walks elements until `end` (a byte offset) or an item delimiter (for undefined-length
+    /// items), or the end of input at top level (`end == None && depth == 0`).
+    fn dataset(
+        &mut self,
+        end: Option<u64>,
+        depth: usize,
+        header: &mut Header,
+    ) -> Result<(), DatasetError> {
+        if depth > MAX_DEPTH {
+            return Err(self.malformed("sequences nested too deeply".into()));
+        }
+        loop {
+            if let Some(end) = end {
+                if self.offset == end {
+                    return Ok(());
+                }
+                if self.offset > end {
+                    return Err(self.malformed("element runs past the end of its item".into()));
+                }
+            }
+            let tag = match self.tag("element tag")? {
+                Some(t) => t,
+                None if depth == 0 && end.is_none() => return Ok(()),
+                None => return Err(self.truncated("sequence item")),
+            };
+            if tag == ITEM_END {
+                self.need_u32("item delimiter")?;
+                if depth == 0 || end.is_some() {
+                    return Err(self.malformed("unexpected item delimiter".into()));
+                }
+                return Ok(());
+            }
+            if tag == ITEM || tag == SEQUENCE_END {
+                return Err(self.malformed(format!("unexpected delimiter ({:08X})", tag)));
+            }
+            let (vr, len) = self.vr_and_length(tag)?;
+            let context = format!("({:04X},{:04X})", tag >> 16, tag & 0xFFFF);
+            if len == UNDEFINED {
+                // Sequences, encapsulated pixel data and UN of undefined length (which
+                // holds implicit VR little endian items, PS3.5 §6.2.2).
+                let nested_implicit = vr == Some(*b"UN");
+                self.sequence(depth + 1, header, nested_implicit)?;
+                continue;
+            }
+            let is_sq = vr == Some(*b"SQ") || (vr.is_none() && is_known_sequence(tag));
+            if is_sq {
+                let end = self.offset + len as u64;
+                self.defined_sequence(end, depth + 1, header)?;
+                continue;
+            }
+            let wanted = depth == 0 && (INDEXED.contains(&tag) || tag == SERIES) && len <= 1024;
+            if wanted {
+                let mut value = vec![0u8; len as usize];
+                if !self.read_exact_or_end(&mut value, &context)? && len > 0 {
+                    return Err(self.truncated(&context));
+                }
+                let text = String::from_utf8_lossy(&value)
+                    .trim_matches(|c: char| c == '\0' || c == ' ')
+                    .to_string();
+                header.values.insert(tag, text);
+            } else {
+                self.skip(len as u64, &context)?;
+            }
+        }
+    }
+
+    /// After the header of an undefined-length element: items until the sequence delimiter.
+    fn sequence(
+        &mut self,
+        depth: usize,
+        header: &mut Header,
+        implicit_items: bool,
+    ) -> Result<(), DatasetError> {
+        if depth > MAX_DEPTH {
+            return Err(self.malformed("sequences nested too deeply".into()));
+        }
+        loop {
+            let tag = self
+                .tag("sequence")?
+                .ok_or_else(|| self.truncated("sequence"))?;
+            let len = self.need_u32("item length")?;
+            match tag {
+                SEQUENCE_END => return Ok(()),
+                ITEM if len == UNDEFINED => {
+                    let saved = self.explicit;
+                    if implicit_items {
+                        self.explicit = false;
+                    }
+                    let r = self.dataset(None, depth, header);
+                    self.explicit = saved;
+                    r?;
+                }
+                ITEM => {
+                    // Defined-length item: a data set, or a pixel data fragment; fragments
+                    // are opaque, so skip either way after bounds checking.
+                    self.skip(len as u64, "sequence item")?;
+                }
+                other => {
+                    return Err(self.malformed(format!("expected an item, found ({:08X})", other)))
+                }
+            }
+        }
+    }
+
+    fn defined_sequence(
+        &mut self,
+        end: u64,
+        depth: usize,
+        header: &mut Header,
+    ) -> Result<(), DatasetError> {
+        while self.offset < end {
+            let tag = self
+                .tag("sequence")?
+                .ok_or_else(|| self.truncated("sequence"))?;
+            let len = self.need_u32("item length")?;
+            if tag != ITEM {
+                return Err(self.malformed(format!("expected an item, found ({:08X})", tag)));
+            }
+            if len == UNDEFINED {
+                self.dataset(None, depth, header)?;
+            } else {
+                let item_end = self.offset + len as u64;
+                self.dataset(Some(item_end), depth, header)?;
+            }
+        }
+        if self.offset != end {
+            return Err(self.malformed("sequence length does not end on an item".into()));
+        }
+        Ok(())
+    }
+
+    fn vr_and_length(&mut self, tag: u32) -> Result<(Option<[u8; 2]>, u32), DatasetError> {
+        if !self.explicit {
+            return Ok((None, self.need_u32("element length")?));
+        }
+        let mut vr = [0u8; 2];
+        if !self.read_exact_or_end(&mut vr, "VR")? {
+            return Err(self.truncated("VR"));
+        }
+        if !vr.iter().all(|c| c.is_ascii_uppercase()) {
+            return Err(self.malformed(format!(
+                "invalid VR {:02X}{:02X} for ({:04X},{:04X})",
+                vr[0],
+                vr[1],
+                tag >> 16,
+                tag & 0xFFFF
+            )));
+        }
+        if matches!(
+            &vr,
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"SV"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"UV"
+        ) {
+            let mut reserved = [0u8; 2];
+            if !self.read_exact_or_end(&mut reserved, "VR")? {
+                return Err(self.truncated("VR"));
+            }
+            Ok((Some(vr), self.need_u32("element length")?))
+        } else {
+            let mut l = [0u8; 2];
+            if !self.read_exact_or_end(&mut l, "element length")? {
+                return Err(self.truncated("element length"));
+            }
+            Ok((Some(vr), self.u16(l) as u32))
+        }
+    }
+}
+
+/// In implicit VR a defined-length sequence is only recognisable through the dictionary.
+fn is_known_sequence(tag: u32) -> bool {
+    use dicom_core::dictionary::DataDictionary;
+    use dicom_core::Tag;
+    let t = Tag((tag >> 16) as u16, (tag & 0xFFFF) as u16);
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(t)
+        .map(|e| e.vr.relaxed() == dicom_core::VR::SQ)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn explicit(tag: u32, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
+        v.extend_from_slice(&((tag & 0xFFFF) as u16).to_le_bytes());
+        v.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            v.extend_from_slice(&[0, 0]);
+            v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        v.extend_from_slice(value);
+        v
+    }
+
+    /// The sample data set as its top-level elements.
+    fn sample_parts() -> Vec<Vec<u8>> {
+        let mut seq = Vec::new();
+        // an undefined-length sequence with one undefined-length item
+        seq.extend_from_slice(&[
+            0x40, 0x00, 0x75, 0x02, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        seq.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        seq.extend(explicit(0x0040_1002, b"LO", b"rule out PE"));
+        seq.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        seq.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        vec![
+            explicit(tags::SOP_CLASS_UID, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0"),
+            explicit(tags::SOP_INSTANCE_UID, b"UI", b"1.2.3.4\0"),
+            explicit(tags::MODALITY, b"CS", b"CT"),
+            seq,
+            explicit(tags::STUDY_INSTANCE_UID, b"UI", b"1.2.3\0"),
+            explicit(0x7FE0_0010, b"OW", &[0u8; 64]),
+        ]
+    }
+
+    fn sample() -> Vec<u8> {
+        sample_parts().concat()
+    }
+
+    #[test]
+    fn walks_and_indexes() {
+        let h = walk(Cursor::new(sample()), Encoding::ExplicitLittle).unwrap();
+        assert_eq!(h.get(tags::MODALITY), Some("CT"));
+        assert_eq!(h.get(tags::STUDY_INSTANCE_UID), Some("1.2.3"));
+        assert_eq!(h.get(tags::SOP_INSTANCE_UID), Some("1.2.3.4"));
+    }
+
+    #[test]
+    fn every_truncation_inside_an_element_is_detected() {
+        let parts = sample_parts();
+        let boundaries: Vec<usize> = parts
+            .iter()
+            .scan(0, |acc, p| {
+                *acc += p.len();
+                Some(*acc)
+            })
+            .collect();
+        let full = sample();
+        for cut in 1..full.len() {
+            let r = walk(Cursor::new(full[..cut].to_vec()), Encoding::ExplicitLittle);
+            assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            let mut data = sample();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % data.len();
+                data[i] = (x >> 32) as u8;
+            }
+            for enc in [
+                Encoding::ExplicitLittle,
+                Encoding::ImplicitLittle,
+                Encoding::ExplicitBig,
+                Encoding::Deflated,
+            ] {
+                let _ = walk(Cursor::new(data.clone()), enc);
+            }
+        }
+    }
+}

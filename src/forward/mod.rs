@@ -1,0 +1,326 @@
+//! Forwarding: one worker per destination drains that destination's queue from the store,
+//! keeping an association open while work keeps coming, and backing off exponentially
+//! when the reading facility is unreachable or refuses instances.
+
+mod scu;
+
+pub use scu::{ScuError, StoreOutcome, StoreScu};
+
+use crate::config::{Config, Destination};
+use crate::dicom::dimse::status;
+use crate::spool::Spool;
+use crate::store::{now_ms, QueuedInstance, Store};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+const BATCH: usize = 500;
+
+/// Wakes the worker of a destination when work is queued for it.
+#[derive(Default)]
+pub struct Wakeups {
+    by_destination: HashMap<String, Arc<Notify>>,
+}
+
+impl Wakeups {
+    pub fn new(config: &Config) -> Self {
+        Wakeups {
+            by_destination: config
+                .destinations
+                .iter()
+                .map(|d| (d.id.clone(), Arc::new(Notify::new())))
+                .collect(),
+        }
+    }
+
+    pub fn wake(&self, destination: &str) {
+        if let Some(n) = self.by_destination.get(destination) {
+            n.notify_one();
+        }
+    }
+
+    fn get(&self, destination: &str) -> Arc<Notify> {
+        self.by_destination
+            .get(destination)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Notify::new()))
+    }
+}
+
+pub struct Forwarder {
+    config: Arc<Config>,
+    destination: Destination,
+    store: Arc<Store>,
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+}
+
+impl Forwarder {
+    pub fn new(
+        config: Arc<Config>,
+        destination: Destination,
+        store: Arc<Store>,
+        spool: Arc<Spool>,
+        wakeups: &Wakeups,
+    ) -> Self {
+        let wake = wakeups.get(&destination.id);
+        Forwarder {
+            config,
+            destination,
+            store,
+            spool,
+            wake,
+        }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let id = self.destination.id.clone();
+            let batch = match self
+                .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))
+                .await
+            {
+                Some(b) => b,
+                None => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let id = self.destination.id.clone();
+                let next = self
+                    .blocking(move |s| s.next_attempt_for(&id))
+                    .await
+                    .flatten();
+                let wait = match next {
+                    Some(at) => Duration::from_millis((at - now_ms()).clamp(10, 3_600_000) as u64),
+                    None => Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            self.send_session(batch, &mut shutdown).await;
+        }
+        info!(destination = %self.destination.id, "forwarder stopped");
+    }
+
+    /// Runs a store call off the async threads; None (logged) when it fails.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                warn!(error = %e, "store access failed in the forwarder");
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "store task failed in the forwarder");
+                None
+            }
+        }
+    }
+
+    /// One association: sends `batch`, then whatever else gets queued while it is open.
+    async fn send_session(
+        &self,
+        mut batch: Vec<QueuedInstance>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let dest = &self.destination;
+        let kinds: Vec<(String, String)> = batch
+            .iter()
+            .map(|i| (i.sop_class_uid.clone(), i.transfer_syntax.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let calling = dest.calling_ae(&self.config).to_string();
+        let mut scu = match StoreScu::connect(dest, &calling, &kinds, &self.config.forward).await {
+            Ok(scu) => scu,
+            Err(e) => {
+                let studies = study_set(&batch);
+                warn!(destination = %dest.id, error = %e, studies = studies.len(), "cannot reach destination; will retry");
+                self.attempt_failed(studies, e.to_string()).await;
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        loop {
+            let mut failed_studies: HashMap<String, String> = HashMap::new();
+            let mut reassociate = false;
+            for inst in &batch {
+                if failed_studies.contains_key(&inst.study_uid) {
+                    continue; // its study backs off as a whole
+                }
+                if !scu.can_carry(&inst.sop_class_uid, &inst.transfer_syntax) {
+                    reassociate = true;
+                    continue;
+                }
+                let path = self.spool.absolute(&inst.path);
+                match scu
+                    .store(
+                        &path,
+                        &inst.sop_class_uid,
+                        &inst.sop_uid,
+                        &inst.transfer_syntax,
+                    )
+                    .await
+                {
+                    Ok(StoreOutcome {
+                        status: code,
+                        comment,
+                    }) if status::is_success_or_warning(code) => {
+                        if code != status::SUCCESS {
+                            info!(destination = %dest.id, sop_instance = %inst.sop_uid, status = format!("{code:04X}"),
+                                comment = comment.as_deref().unwrap_or(""), "destination stored with a warning");
+                        }
+                        sent += 1;
+                        let done = inst.clone();
+                        let keep = self.config.storage.keep_forwarded;
+                        let spool = self.spool.clone();
+                        let forwarded = self
+                            .blocking(move |s| {
+                                let r = s.mark_forwarded(&done, code, now_ms());
+                                if r.is_ok() && !keep {
+                                    let _ = spool.remove(&done.path);
+                                }
+                                r
+                            })
+                            .await;
+                        if forwarded == Some(true) {
+                            info!(destination = %dest.id, facility = %dest.facility, study_uid = %inst.study_uid, "study forwarded");
+                        }
+                    }
+                    Ok(StoreOutcome {
+                        status: code,
+                        comment,
+                    }) => {
+                        let why = format!(
+                            "{} refused {} with status {code:04X}{}",
+                            dest.ae_title,
+                            inst.sop_uid,
+                            comment
+                                .as_deref()
+                                .map(|c| format!(" ({c})"))
+                                .unwrap_or_default()
+                        );
+                        warn!(destination = %dest.id, sop_instance = %inst.sop_uid, status = format!("{code:04X}"),
+                            comment = comment.as_deref().unwrap_or(""), "destination refused an instance");
+                        let (uid, w) = (inst.sop_uid.clone(), why.clone());
+                        self.blocking(move |s| s.record_instance_failure(&uid, Some(code), &w))
+                            .await;
+                        failed_studies.insert(inst.study_uid.clone(), why);
+                    }
+                    Err(ScuError::LocalFile { path, reason }) => {
+                        let why = format!("cannot read spooled instance {path}: {reason}");
+                        warn!(destination = %dest.id, sop_instance = %inst.sop_uid, error = %why, "local file problem");
+                        let (uid, w) = (inst.sop_uid.clone(), why.clone());
+                        self.blocking(move |s| s.record_instance_failure(&uid, None, &w))
+                            .await;
+                        failed_studies.insert(inst.study_uid.clone(), why);
+                    }
+                    Err(e) => {
+                        // The association is gone: every study still in this batch retries.
+                        warn!(destination = %dest.id, error = %e, "association to destination failed");
+                        let mut studies = study_set(&batch);
+                        studies.retain(|s| !failed_studies.contains_key(s));
+                        for (study, why) in failed_studies {
+                            self.attempt_failed(vec![study], why).await;
+                        }
+                        self.attempt_failed(studies, e.to_string()).await;
+                        return;
+                    }
+                }
+            }
+            for (study, why) in failed_studies {
+                self.attempt_failed(vec![study], why).await;
+            }
+            if reassociate || *shutdown.borrow() {
+                break;
+            }
+            // Keep the association for work that arrives meanwhile (e.g. the rest of a
+            // study still being received), up to the linger time.
+            let linger = Duration::from_millis(self.config.forward.linger_ms);
+            let deadline = tokio::time::Instant::now() + linger;
+            batch = loop {
+                let id = dest.id.clone();
+                let next = self
+                    .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))
+                    .await
+                    .unwrap_or_default();
+                if !next.is_empty() {
+                    break next;
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep_until(deadline) => break Vec::new(),
+                    _ = shutdown.changed() => break Vec::new(),
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+        }
+        info!(destination = %dest.id, instances = sent, elapsed_ms = started.elapsed().as_millis() as u64, "association to destination released");
+        scu.release().await;
+    }
+
+    async fn attempt_failed(&self, studies: Vec<String>, error: String) {
+        if studies.is_empty() {
+            return;
+        }
+        let max = self.config.forward.max_attempts;
+        let base = self.config.forward.retry_base_secs;
+        let cap = self.config.forward.retry_max_secs;
+        let failed = self
+            .blocking(move |s| {
+                let backoff = move |n: u32| backoff_ms(base, cap, n);
+                s.record_attempt_failure(&studies, &error, now_ms(), &backoff, max)
+            })
+            .await
+            .unwrap_or_default();
+        for study in failed {
+            warn!(destination = %self.destination.id, study_uid = %study, attempts = max,
+                "study marked failed after its last attempt; `readgate studies --state failed` lists it");
+        }
+    }
+}
+
+/// Delay after `attempts` failures: base · 2^(attempts−1) seconds, capped.
+fn backoff_ms(base_secs: u64, cap_secs: u64, attempts: u32) -> i64 {
+    let exp = attempts.saturating_sub(1).min(30);
+    let secs = base_secs.saturating_mul(1u64 << exp).min(cap_secs);
+    (secs * 1000) as i64
+}
+
+fn study_set(batch: &[QueuedInstance]) -> Vec<String> {
+    batch
+        .iter()
+        .map(|i| i.study_uid.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(super::backoff_ms(5, 300, 1), 5_000);
+        assert_eq!(super::backoff_ms(5, 300, 2), 10_000);
+        assert_eq!(super::backoff_ms(5, 300, 4), 40_000);
+        assert_eq!(super::backoff_ms(5, 300, 60), 300_000);
+    }
+}

@@ -1,0 +1,580 @@
+//! One inbound association: every PDV of every P-DATA PDU is routed here by hand, because
+//! SCUs fragment command sets over several PDVs and put small data sets in the same PDU as
+//! their command. Data PDVs go straight to the spool file, so memory stays bounded by one
+//! PDU whatever the instance size.
+
+use super::access::PeerAccess;
+use super::Receiver;
+use crate::dicom::dataset::{self, tags, Encoding};
+use crate::dicom::dimse::{self, status, Command};
+use crate::dicom::{part10, trim_uid, ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS};
+use crate::spool::PartialInstance;
+use crate::store::{now_ms, Indexed, NewInstance};
+use dicom_ul::association::server::AsyncServerAssociation;
+use dicom_ul::association::Association as _;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType,
+    PresentationContextNegotiated, PresentationContextResultReason,
+};
+use dicom_ul::{Pdu, ServerAssociationOptions};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+type Association = AsyncServerAssociation<TcpStream>;
+
+/// A C-STORE whose data set is still arriving.
+struct Incoming {
+    request: Command,
+    message_id: u16,
+    context_id: u8,
+    sop_class: String,
+    sop_instance: String,
+    transfer_syntax: String,
+    sink: Sink,
+}
+
+enum Sink {
+    /// Streaming into the spool.
+    File(PartialInstance),
+    /// Already failed (or not a C-STORE): read the rest of the data set, then answer this.
+    Discard { status: u16, comment: String },
+}
+
+/// Why an association ends, for the log.
+enum End {
+    Released,
+    AbortedByPeer,
+    Closed(String),
+    ProtocolError(String),
+    Idle,
+}
+
+pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
+    let config = &receiver.config;
+    let refusal = Arc::new(Mutex::new(None));
+    let access = PeerAccess {
+        allow_any: config.dicom.allow_any_calling_ae,
+        peers: Arc::new(config.dicom.peers.clone()),
+        peer_ip: peer.ip().to_canonical(),
+        refusal: refusal.clone(),
+    };
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(access)
+        .ae_title(config.dicom.ae_title.clone())
+        .max_pdu_length(config.dicom.max_pdu_length)
+        .strict(true)
+        .with_abstract_syntax(VERIFICATION_SOP_CLASS);
+    for (uid, _) in crate::dicom::sop_classes::STORAGE_SOP_CLASSES {
+        options = options.with_abstract_syntax(*uid);
+    }
+    for ts in ACCEPTED_TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(*ts);
+    }
+    let artim = Duration::from_secs(config.dicom.association_timeout_secs);
+    let mut association = match tokio::time::timeout(artim, options.establish_async(socket)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            let why = refusal
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .unwrap_or_else(|| e.to_string());
+            warn!(%peer, reason = %why, "association rejected");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, timeout_secs = artim.as_secs(), "no A-ASSOCIATE-RQ in time; connection closed");
+            return;
+        }
+    };
+    let calling_ae = association.peer_ae_title().trim().to_string();
+    let accepted = association
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .count();
+    info!(%peer, calling_ae = %calling_ae, contexts = accepted, "association accepted");
+    let started = Instant::now();
+    let mut session = Session {
+        receiver: receiver.clone(),
+        calling_ae: calling_ae.clone(),
+        contexts: association.presentation_contexts().to_vec(),
+        command: Vec::new(),
+        command_context: None,
+        incoming: None,
+        stored: 0,
+        failed: 0,
+    };
+    let end = session.serve(&mut association).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &end {
+        End::Released => {
+            info!(calling_ae = %calling_ae, stored = session.stored, failed = session.failed, elapsed_ms, "association released")
+        }
+        other => {
+            if session.incoming.is_some() {
+                warn!(calling_ae = %calling_ae, "association ended during a transfer: that instance was not acknowledged and is discarded");
+            }
+            warn!(calling_ae = %calling_ae, stored = session.stored, failed = session.failed, elapsed_ms, end = %other, "association ended")
+        }
+    }
+    match end {
+        End::ProtocolError(_) | End::Idle => {
+            let _ = association
+                .send(&Pdu::AbortRQ {
+                    source: AbortRQSource::ServiceProvider(
+                        AbortRQServiceProviderReason::UnexpectedPdu,
+                    ),
+                })
+                .await;
+        }
+        _ => {}
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Released => f.write_str("released"),
+            End::AbortedByPeer => f.write_str("aborted by the peer"),
+            End::Closed(why) => write!(f, "connection lost: {why}"),
+            End::ProtocolError(why) => write!(f, "protocol error, association aborted: {why}"),
+            End::Idle => f.write_str("idle timeout, association aborted"),
+        }
+    }
+}
+
+struct Session {
+    receiver: Arc<Receiver>,
+    calling_ae: String,
+    contexts: Vec<PresentationContextNegotiated>,
+    /// Command PDV fragments collected until the last one.
+    command: Vec<u8>,
+    command_context: Option<u8>,
+    incoming: Option<Incoming>,
+    stored: u64,
+    failed: u64,
+}
+
+impl Session {
+    async fn serve(&mut self, association: &mut Association) -> End {
+        let idle = Duration::from_secs(self.receiver.config.dicom.idle_timeout_secs);
+        loop {
+            let pdu = match tokio::time::timeout(idle, association.receive()).await {
+                Err(_) => return End::Idle,
+                Ok(Err(e)) => return End::Closed(e.to_string()),
+                Ok(Ok(pdu)) => pdu,
+            };
+            match pdu {
+                Pdu::PData { data } => {
+                    for pdv in data {
+                        if let Err(end) = self.on_pdv(association, pdv).await {
+                            return end;
+                        }
+                    }
+                }
+                Pdu::ReleaseRQ => {
+                    let _ = association.send(&Pdu::ReleaseRP).await;
+                    return End::Released;
+                }
+                Pdu::AbortRQ { .. } => return End::AbortedByPeer,
+                other => return End::ProtocolError(format!("unexpected PDU {other:?}")),
+            }
+        }
+    }
+
+    fn context(&self, id: u8) -> Option<&PresentationContextNegotiated> {
+        self.contexts
+            .iter()
+            .find(|pc| pc.id == id && pc.reason == PresentationContextResultReason::Acceptance)
+    }
+
+    async fn on_pdv(&mut self, association: &mut Association, pdv: PDataValue) -> Result<(), End> {
+        if self.context(pdv.presentation_context_id).is_none() {
+            return Err(End::ProtocolError(format!(
+                "PDV on presentation context {} which was not accepted",
+                pdv.presentation_context_id
+            )));
+        }
+        match pdv.value_type {
+            PDataValueType::Command => {
+                if self.incoming.is_some() {
+                    return Err(End::ProtocolError(
+                        "command PDV while a data set was still arriving".into(),
+                    ));
+                }
+                if let Some(ctx) = self.command_context {
+                    if ctx != pdv.presentation_context_id {
+                        return Err(End::ProtocolError(
+                            "command fragments on different presentation contexts".into(),
+                        ));
+                    }
+                }
+                if self.command.len() + pdv.data.len() > 64 * 1024 {
+                    return Err(End::ProtocolError("command set larger than 64 KiB".into()));
+                }
+                self.command_context = Some(pdv.presentation_context_id);
+                self.command.extend_from_slice(&pdv.data);
+                if pdv.is_last {
+                    let bytes = std::mem::take(&mut self.command);
+                    self.command_context = None;
+                    self.on_command(association, pdv.presentation_context_id, &bytes)
+                        .await?;
+                }
+                Ok(())
+            }
+            PDataValueType::Data => {
+                let Some(incoming) = self.incoming.as_mut() else {
+                    return Err(End::ProtocolError("data PDV without a command".into()));
+                };
+                if incoming.context_id != pdv.presentation_context_id {
+                    return Err(End::ProtocolError(
+                        "data set PDV on another presentation context than its command".into(),
+                    ));
+                }
+                if let Sink::File(partial) = &mut incoming.sink {
+                    if let Err(e) = partial.write(&pdv.data) {
+                        let (code, comment) = io_failure(&e);
+                        warn!(sop_instance = %incoming.sop_instance, error = %e, "writing to the spool failed");
+                        incoming.sink = Sink::Discard {
+                            status: code,
+                            comment,
+                        };
+                    }
+                }
+                if pdv.is_last {
+                    if let Some(incoming) = self.incoming.take() {
+                        self.finish_store(association, incoming).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_command(
+        &mut self,
+        association: &mut Association,
+        context_id: u8,
+        bytes: &[u8],
+    ) -> Result<(), End> {
+        let command = match Command::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => return Err(End::ProtocolError(format!("undecodable command set: {e}"))),
+        };
+        let field = command
+            .command_field()
+            .map_err(|e| End::ProtocolError(e.to_string()))?;
+        let message_id = command.message_id().unwrap_or(0);
+        let has_data = command.has_data_set().unwrap_or(false);
+        match field {
+            dimse::C_ECHO_RQ => {
+                debug!(calling_ae = %self.calling_ae, "C-ECHO");
+                let rsp = dimse::response(
+                    dimse::C_ECHO_RSP,
+                    &command,
+                    message_id,
+                    status::SUCCESS,
+                    None,
+                );
+                send_command(association, context_id, rsp).await
+            }
+            dimse::C_STORE_RQ => {
+                self.begin_store(association, context_id, command, message_id, has_data)
+                    .await
+            }
+            0x0FFF => Ok(()), // C-CANCEL: nothing of ours to cancel
+            other => {
+                let rsp_field = other | 0x8000;
+                if has_data {
+                    self.incoming = Some(Incoming {
+                        request: command,
+                        message_id,
+                        context_id,
+                        sop_class: String::new(),
+                        sop_instance: String::new(),
+                        transfer_syntax: String::new(),
+                        sink: Sink::Discard {
+                            status: status::UNRECOGNIZED_OPERATION,
+                            comment: format!("readgate does not provide command {other:#06x}"),
+                        },
+                    });
+                    // the response is sent when the data set has been read (finish_store)
+                    Ok(())
+                } else {
+                    let rsp = dimse::response(
+                        rsp_field,
+                        &command,
+                        message_id,
+                        status::UNRECOGNIZED_OPERATION,
+                        Some(&format!("readgate does not provide command {other:#06x}")),
+                    );
+                    send_command(association, context_id, rsp).await
+                }
+            }
+        }
+    }
+
+    async fn begin_store(
+        &mut self,
+        association: &mut Association,
+        context_id: u8,
+        command: Command,
+        message_id: u16,
+        has_data: bool,
+    ) -> Result<(), End> {
+        let (abstract_syntax, transfer_syntax) = match self.context(context_id) {
+            Some(pc) => (
+                trim_uid(&pc.abstract_syntax).to_string(),
+                trim_uid(&pc.transfer_syntax).to_string(),
+            ),
+            None => {
+                return Err(End::ProtocolError(
+                    "C-STORE on an unaccepted context".into(),
+                ))
+            }
+        };
+        let sop_class = command
+            .text(dimse::TAG_AFFECTED_SOP_CLASS)
+            .unwrap_or_default();
+        let sop_instance = command
+            .text(dimse::TAG_AFFECTED_SOP_INSTANCE)
+            .unwrap_or_default();
+        if !has_data {
+            self.failed += 1;
+            let rsp = dimse::response(
+                dimse::C_STORE_RSP,
+                &command,
+                message_id,
+                status::CANNOT_UNDERSTAND,
+                Some("C-STORE-RQ announced no data set"),
+            );
+            return send_command(association, context_id, rsp).await;
+        }
+        let sink = if !valid_uid(&sop_instance) {
+            Sink::Discard {
+                status: status::CANNOT_UNDERSTAND,
+                comment: "Affected SOP Instance UID missing or invalid".into(),
+            }
+        } else if sop_class != abstract_syntax {
+            Sink::Discard {
+                status: status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                comment: format!("SOP Class {sop_class} differs from context {abstract_syntax}"),
+            }
+        } else {
+            match self.receiver.spool.has_room() {
+                Ok(false) => {
+                    warn!("spool below dicom min_free_mb: refusing C-STORE with A700");
+                    Sink::Discard {
+                        status: status::REFUSED_OUT_OF_RESOURCES,
+                        comment: "readgate spool disk is full; retry later".into(),
+                    }
+                }
+                _ => {
+                    let header = part10::encode_file_meta(
+                        &sop_class,
+                        &sop_instance,
+                        &transfer_syntax,
+                        &self.calling_ae,
+                    );
+                    match self.receiver.spool.begin(&header) {
+                        Ok(p) => Sink::File(p),
+                        Err(e) => {
+                            warn!(error = %e, "cannot create a spool file");
+                            let (code, comment) = io_failure(&e);
+                            Sink::Discard {
+                                status: code,
+                                comment,
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.incoming = Some(Incoming {
+            request: command,
+            message_id,
+            context_id,
+            sop_class,
+            sop_instance,
+            transfer_syntax,
+            sink,
+        });
+        Ok(())
+    }
+
+    async fn finish_store(
+        &mut self,
+        association: &mut Association,
+        incoming: Incoming,
+    ) -> Result<(), End> {
+        let Incoming {
+            request,
+            message_id,
+            context_id,
+            sop_class,
+            sop_instance,
+            transfer_syntax,
+            sink,
+        } = incoming;
+        let field = request.command_field().unwrap_or(dimse::C_STORE_RQ) | 0x8000;
+        let (code, comment) = match sink {
+            Sink::Discard { status, comment } => (status, Some(comment)),
+            Sink::File(partial) => {
+                let receiver = self.receiver.clone();
+                let calling_ae = self.calling_ae.clone();
+                let (class, instance, ts) = (
+                    sop_class.clone(),
+                    sop_instance.clone(),
+                    transfer_syntax.clone(),
+                );
+                let outcome = tokio::task::spawn_blocking(move || {
+                    keep_instance(&receiver, partial, &class, &instance, &ts, &calling_ae)
+                })
+                .await;
+                match outcome {
+                    Ok(Ok(study_uid)) => {
+                        self.receiver.stored.notify_one();
+                        debug!(study_uid = %study_uid, sop_instance = %sop_instance, "instance stored");
+                        (status::SUCCESS, None)
+                    }
+                    Ok(Err((code, comment))) => (code, Some(comment)),
+                    Err(e) => (
+                        status::PROCESSING_FAILURE,
+                        Some(format!("internal error: {e}")),
+                    ),
+                }
+            }
+        };
+        if code == status::SUCCESS {
+            self.stored += 1;
+        } else {
+            self.failed += 1;
+            warn!(
+                calling_ae = %self.calling_ae,
+                sop_instance = %sop_instance,
+                status = format!("{code:04X}"),
+                comment = comment.as_deref().unwrap_or(""),
+                "C-STORE failed"
+            );
+        }
+        let rsp = dimse::response(field, &request, message_id, code, comment.as_deref());
+        send_command(association, context_id, rsp).await
+    }
+}
+
+/// Checks, commits and indexes a fully received instance. Blocking (fsync); returns the
+/// study UID, or the status and comment to answer.
+fn keep_instance(
+    receiver: &Receiver,
+    mut partial: PartialInstance,
+    sop_class: &str,
+    sop_instance: &str,
+    transfer_syntax: &str,
+    calling_ae: &str,
+) -> Result<String, (u16, String)> {
+    let encoding = Encoding::for_transfer_syntax(transfer_syntax)
+        .map_err(|e| (status::CANNOT_UNDERSTAND, e.to_string()))?;
+    let file = partial
+        .dataset()
+        .map_err(|e| (status::PROCESSING_FAILURE, format!("spool read: {e}")))?;
+    let header = dataset::walk(file, encoding).map_err(|e| match e {
+        dataset::DatasetError::Io(e) => (status::PROCESSING_FAILURE, format!("spool read: {e}")),
+        other => (status::CANNOT_UNDERSTAND, other.to_string()),
+    })?;
+    let ds_class = header.get(tags::SOP_CLASS_UID).unwrap_or_default();
+    if ds_class != sop_class {
+        return Err((
+            status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            format!("data set SOP Class {ds_class} differs from {sop_class}"),
+        ));
+    }
+    let ds_instance = header.get(tags::SOP_INSTANCE_UID).unwrap_or_default();
+    if ds_instance != sop_instance {
+        return Err((
+            status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            "data set SOP Instance UID differs from the command's".into(),
+        ));
+    }
+    let study_uid = header
+        .get(tags::STUDY_INSTANCE_UID)
+        .filter(|u| valid_uid(u))
+        .ok_or((
+            status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            "Study Instance UID (0020,000D) missing or invalid".to_string(),
+        ))?
+        .to_string();
+    let (path, size) = receiver.spool.commit(partial).map_err(|e| io_failure(&e))?;
+    let instance = NewInstance {
+        sop_uid: sop_instance.to_string(),
+        study_uid: study_uid.clone(),
+        series_uid: header.get(tags::SERIES_INSTANCE_UID).map(str::to_string),
+        sop_class_uid: sop_class.to_string(),
+        transfer_syntax: transfer_syntax.to_string(),
+        modality: header.get(tags::MODALITY).map(str::to_string),
+        accession: header.get(tags::ACCESSION_NUMBER).map(str::to_string),
+        patient_id: header.get(tags::PATIENT_ID).map(str::to_string),
+        path: path.clone(),
+        size,
+        calling_ae: calling_ae.to_string(),
+        received_at: now_ms(),
+    };
+    let replace = receiver.config.dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
+    match receiver.store.index_instance(&instance, replace) {
+        Ok(Indexed::New) => {}
+        Ok(Indexed::Replaced { old_path }) => {
+            info!(study_uid = %study_uid, sop_instance, "duplicate SOP Instance UID: replaced the earlier copy");
+            let _ = receiver.spool.remove(&old_path);
+        }
+        Ok(Indexed::KeptFirst) => {
+            info!(study_uid = %study_uid, sop_instance, "duplicate SOP Instance UID: kept the earlier copy");
+            let _ = receiver.spool.remove(&path);
+        }
+        Err(e) => {
+            let _ = receiver.spool.remove(&path);
+            warn!(error = %e, "indexing a received instance failed");
+            return Err((status::PROCESSING_FAILURE, "readgate database error".into()));
+        }
+    }
+    Ok(study_uid)
+}
+
+fn io_failure(e: &std::io::Error) -> (u16, String) {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+        (
+            status::REFUSED_OUT_OF_RESOURCES,
+            "readgate spool disk is full; retry later".into(),
+        )
+    } else {
+        (
+            status::PROCESSING_FAILURE,
+            format!("readgate spool I/O error: {}", e.kind()),
+        )
+    }
+}
+
+/// A UID as PS3.5 §9.1 allows: digits and dots, at most 64 characters.
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+async fn send_command(
+    association: &mut Association,
+    context_id: u8,
+    bytes: Vec<u8>,
+) -> Result<(), End> {
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context_id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: bytes,
+            }],
+        })
+        .await
+        .map_err(|e| End::Closed(format!("sending a response failed: {e}")))
+}

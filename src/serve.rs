@@ -1,0 +1,157 @@
+//! `readgate serve`: opens the store and spool, recovers from any earlier crash, and runs
+//! the pipeline — receive → spool → study → decide → forward — until told to stop.
+
+use crate::config::Config;
+use crate::decide::{Decide, Router};
+use crate::forward::{Forwarder, Wakeups};
+use crate::receive::{self, Receiver};
+use crate::spool::Spool;
+use crate::store::Store;
+use crate::study::StudyStage;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// A running gateway (the daemon, or an instance inside a test).
+pub struct Running {
+    pub dicom_addr: SocketAddr,
+    pub store: Arc<Store>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Starts every stage; returns once the DICOM port is listening.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, None).await
+}
+
+/// As [`start`], with another decision stage in place of plain routing.
+pub async fn start_with(
+    config: Config,
+    decider: Option<Arc<dyn Decide>>,
+) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let data_dir = &config.gateway.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let store = Arc::new(Store::open(&config.database_path())?);
+    let spool = Arc::new(
+        Spool::open(
+            &config.spool_dir(),
+            config.storage.min_free_mb * 1024 * 1024,
+        )
+        .with_context(|| format!("cannot open the spool in {}", config.spool_dir().display()))?,
+    );
+    let partials = spool
+        .clear_partials()
+        .context("cleaning the spool's tmp/")?;
+    let orphans = spool
+        .remove_orphans(&store.all_paths()?)
+        .context("removing unindexed spool files")?;
+    if partials + orphans > 0 {
+        info!(
+            partials,
+            orphans, "removed unacknowledged files left by an earlier run"
+        );
+    }
+    let counts = store.count_by_state()?;
+    info!(
+        gateway = %config.gateway.id,
+        data_dir = %data_dir.display(),
+        studies = ?counts,
+        "store opened"
+    );
+
+    let listener = TcpListener::bind(config.dicom.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for DICOM on {} (dicom.listen)",
+                config.dicom.listen
+            )
+        })?;
+    let dicom_addr = listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stored = Arc::new(Notify::new());
+    let wakeups = Arc::new(Wakeups::new(&config));
+    let decider = decider.unwrap_or_else(|| Arc::new(Router::new(config.clone())));
+    let mut tasks = JoinSet::new();
+
+    let receiver = Arc::new(Receiver {
+        config: config.clone(),
+        spool: spool.clone(),
+        store: store.clone(),
+        stored: stored.clone(),
+    });
+    tasks.spawn(receive::serve(listener, receiver, shutdown_rx.clone()));
+    let stage = StudyStage {
+        store: store.clone(),
+        decider,
+        stable_after: Duration::from_secs(config.dicom.stable_after_secs),
+        stored,
+        wakeups: wakeups.clone(),
+    };
+    tasks.spawn(stage.run(shutdown_rx.clone()));
+    for destination in &config.destinations {
+        let forwarder = Forwarder::new(
+            config.clone(),
+            destination.clone(),
+            store.clone(),
+            spool.clone(),
+            &wakeups,
+        );
+        tasks.spawn(forwarder.run(shutdown_rx.clone()));
+    }
+    info!(
+        ae_title = %config.dicom.ae_title,
+        listen = %dicom_addr,
+        destinations = config.destinations.len(),
+        "readgate is receiving DICOM"
+    );
+    Ok(Running {
+        dicom_addr,
+        store,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight work finish, and returns when every stage ended.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .is_err()
+        {
+            warn!("stages still busy 60 s after shutdown; stopping them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// The daemon: runs until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    wait_for_signal().await?;
+    info!("shutdown requested: finishing in-flight work");
+    running.stop().await;
+    info!("readgate stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The spool: where received instances live until they reach their destination.
+//!
+//! An instance is streamed into `tmp/` as its PDUs arrive, checked, fsync'd, renamed
+//! into `objects/xx/` and the directory fsync'd. Only then is it indexed, and only after
+//! the index commit is the C-STORE answered. Anything left in `tmp/` after a crash was
+//! never acknowledged and is deleted at start-up.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Start write-back every this many bytes so the final fsync has little left to do.
+const WRITEBACK_CHUNK: u64 = 1 << 20;
+const FANOUT: u32 = 256;
+
+pub struct Spool {
+    root: PathBuf,
+    tmp: PathBuf,
+    objects: PathBuf,
+    min_free_bytes: u64,
+    counter: AtomicU64,
+}
+
+/// An instance being received: a temp file holding the Part 10 header and the data so far.
+pub struct PartialInstance {
+    file: File,
+    tmp_path: PathBuf,
+    written: u64,
+    writeback_from: u64,
+    dataset_offset: u64,
+}
+
+impl Spool {
+    pub fn open(root: &Path, min_free_bytes: u64) -> io::Result<Spool> {
+        let tmp = root.join("tmp");
+        let objects = root.join("objects");
+        fs::create_dir_all(&tmp)?;
+        for i in 0..FANOUT {
+            fs::create_dir_all(objects.join(format!("{i:02x}")))?;
+        }
+        sync_dir(root)?;
+        sync_dir(&objects)?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Ok(Spool {
+            root: root.to_path_buf(),
+            tmp,
+            objects,
+            min_free_bytes,
+            counter: AtomicU64::new(seed),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Deletes partial files from an earlier run (never acknowledged). Returns how many.
+    pub fn clear_partials(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(&self.tmp)? {
+            let entry = entry?;
+            fs::remove_file(entry.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Deletes spooled files the index does not know (a crash between rename and index
+    /// commit: such an instance was never acknowledged). Returns how many.
+    pub fn remove_orphans(&self, indexed: &HashSet<String>) -> io::Result<usize> {
+        let mut n = 0;
+        for i in 0..FANOUT {
+            let sub = format!("{i:02x}");
+            let dir = self.objects.join(&sub);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry?;
+                let rel = format!("objects/{sub}/{}", entry.file_name().to_string_lossy());
+                if !indexed.contains(&rel) {
+                    fs::remove_file(entry.path())?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Free bytes on the spool's file system, for the A700 refusal before disk is full.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        let path = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs writes into the zeroed struct we own; path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+
+    pub fn has_room(&self) -> io::Result<bool> {
+        Ok(self.free_bytes()? >= self.min_free_bytes)
+    }
+
+    /// Starts a new instance file with `header` (preamble + file meta) already written.
+    pub fn begin(&self, header: &[u8]) -> io::Result<PartialInstance> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.tmp.join(format!("{n:016x}.part"));
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)?;
+        if let Err(e) = file.write_all(header) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        Ok(PartialInstance {
+            file,
+            tmp_path,
+            written: header.len() as u64,
+            writeback_from: 0,
+            dataset_offset: header.len() as u64,
+        })
+    }
+
+    pub fn absolute(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn remove(&self, rel: &str) -> io::Result<()> {
+        match fs::remove_file(self.absolute(rel)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Makes a finished instance durable under a new name in `objects/`; returns its
+    /// spool-relative path and size.
+    pub fn commit(&self, mut partial: PartialInstance) -> io::Result<(String, u64)> {
+        partial.file.sync_all()?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
+        let name = format!("{n:016x}.dcm");
+        let rel = format!("objects/{sub}/{name}");
+        let dir = self.objects.join(&sub);
+        let size = partial.written;
+        if let Err(e) = fs::rename(&partial.tmp_path, dir.join(&name)) {
+            let _ = fs::remove_file(&partial.tmp_path);
+            return Err(e);
+        }
+        partial.tmp_path = PathBuf::new(); // renamed: nothing left to clean up
+        sync_dir(&dir)?;
+        Ok((rel, size))
+    }
+}
+
+impl PartialInstance {
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.written += data.len() as u64;
+        if self.written - self.writeback_from >= WRITEBACK_CHUNK {
+            // Ask the kernel to start writing this range now (it does not wait), so that
+            // the fsync before the acknowledgement only waits for the tail.
+            // SAFETY: a plain syscall on a file descriptor we own.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.writeback_from as i64,
+                    (self.written - self.writeback_from) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.writeback_from = self.written;
+        }
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// A reader over the data set part of the file, for checking it before committing.
+    pub fn dataset(&mut self) -> io::Result<&File> {
+        self.file.seek(SeekFrom::Start(self.dataset_offset))?;
+        Ok(&self.file)
+    }
+}
+
+impl Drop for PartialInstance {
+    fn drop(&mut self) {
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn commit_moves_file_and_drop_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 0).unwrap();
+        let mut p = spool.begin(b"HEAD").unwrap();
+        p.write(b"data").unwrap();
+        let mut back = String::new();
+        p.dataset().unwrap().read_to_string(&mut back).unwrap();
+        assert_eq!(back, "data");
+        let (rel, size) = spool.commit(p).unwrap();
+        assert_eq!(size, 8);
+        assert_eq!(fs::read(spool.absolute(&rel)).unwrap(), b"HEADdata");
+        let dropped = spool.begin(b"x").unwrap();
+        drop(dropped);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let mut known = HashSet::new();
+        assert_eq!(spool.remove_orphans(&known).unwrap(), 1);
+        known.insert(rel);
+        assert_eq!(spool.remove_orphans(&known).unwrap(), 0);
+        assert!(spool.free_bytes().unwrap() > 0);
+    }
+}
