@@ -1,0 +1,440 @@
+//! Shared test harness: real peers (DCMTK binaries), the readgate binary as a process,
+//! an in-process DICOM SCU built on dicom-ul, and synthetic instances.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::{ClientAssociationOptions, Pdu};
+use readgate::dicom::dimse::{self, Command as DimseCommand};
+
+pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+/// A DCMTK program. Tests never skip for a missing peer: `.ci/run` installs DCMTK.
+pub fn dcmtk(tool: &str) -> PathBuf {
+    let dir = std::env::var("DCMTK_BIN").unwrap_or_else(|_| "/usr/bin".into());
+    // Absolute path on purpose: pynetdicom installs its own `storescu` on PATH.
+    let path = Path::new(&dir).join(tool);
+    assert!(
+        path.exists(),
+        "DCMTK's {tool} not found at {} — install it (apt-get install dcmtk) or run .ci/run",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_until(&format!("port {port}"), timeout, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A readgate config for tests: allow any calling AE unless `peers` is given.
+pub struct TestConfig {
+    pub data_dir: PathBuf,
+    pub dicom_port: u16,
+    pub dest_port: u16,
+    pub stable_after_secs: u64,
+    pub extra_dicom: String,
+    pub extra: String,
+    pub peers: Option<String>,
+    pub min_free_mb: u64,
+}
+
+impl TestConfig {
+    pub fn new(data_dir: &Path, dest_port: u16) -> Self {
+        TestConfig {
+            data_dir: data_dir.to_path_buf(),
+            dicom_port: free_port(),
+            dest_port,
+            stable_after_secs: 1,
+            extra_dicom: String::new(),
+            extra: String::new(),
+            peers: None,
+            min_free_mb: 1,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let peers = match &self.peers {
+            Some(p) => format!("allow_any_calling_ae = false\n{p}"),
+            None => "allow_any_calling_ae = true".to_string(),
+        };
+        format!(
+            r#"
+[gateway]
+id = "gw-test"
+data_dir = "{data}"
+sending_facility = "HOSP-T"
+
+[dicom]
+ae_title = "READGATE"
+listen = "127.0.0.1:{port}"
+stable_after_secs = {stable}
+{extra_dicom}
+{peers}
+
+[storage]
+min_free_mb = {min_free}
+keep_forwarded = true
+
+[forward]
+retry_base_secs = 1
+retry_max_secs = 2
+max_attempts = 1000
+linger_ms = 300
+
+[[destinations]]
+id = "rc1"
+facility = "RC1"
+ae_title = "RC1PACS"
+host = "127.0.0.1"
+port = {dest}
+
+[[routes]]
+destination = "rc1"
+
+{extra}
+"#,
+            data = self.data_dir.join("var").display(),
+            port = self.dicom_port,
+            stable = self.stable_after_secs,
+            extra_dicom = self.extra_dicom,
+            peers = peers,
+            dest = self.dest_port,
+            extra = self.extra,
+            min_free = self.min_free_mb,
+        )
+    }
+
+    pub fn write(&self) -> PathBuf {
+        let path = self.data_dir.join("readgate.toml");
+        std::fs::write(&path, self.text()).expect("write config");
+        path
+    }
+
+    pub fn parse(&self) -> readgate::config::Config {
+        readgate::config::Config::parse(&self.text(), Path::new("test.toml")).expect("valid test config")
+    }
+}
+
+/// The readgate binary running `serve`; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config_path: &Path, port: u16) -> Daemon {
+        let log = config_path.with_file_name(format!(
+            "readgate-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_readgate"))
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "readgate=debug,info")
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn readgate");
+        let mut d = Daemon { child, port, log };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("readgate exited at start-up ({status}):\n{}", d.log_text());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "readgate did not listen:\n{}", d.log_text());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("wait readgate")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// DCMTK storescp as the remote reading site, bit-preserving, accepting every transfer
+/// syntax it knows.
+pub struct StoreScp {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl StoreScp {
+    pub fn start(dir: &Path, port: u16) -> StoreScp {
+        std::fs::create_dir_all(dir).expect("storescp dir");
+        let child = Command::new(dcmtk("storescp"))
+            .args(["-aet", "RC1PACS", "+B", "+xa", "-od"])
+            .arg(dir)
+            .arg(port.to_string())
+            .env("TCP_NODELAY", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn storescp");
+        wait_for_port(port, Duration::from_secs(10));
+        StoreScp {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        }
+    }
+
+    /// SOP Instance UIDs of the files received so far.
+    pub fn received(&self) -> std::collections::BTreeSet<String> {
+        let mut set = std::collections::BTreeSet::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if let Ok(mut f) = std::fs::File::open(e.path()) {
+                    if let Ok(meta) = readgate::dicom::part10::read_file_meta(&mut f) {
+                        set.insert(meta.sop_instance_uid);
+                    }
+                }
+            }
+        }
+        set
+    }
+
+    /// The received file holding `sop_uid`.
+    pub fn file_of(&self, sop_uid: &str) -> Option<PathBuf> {
+        std::fs::read_dir(&self.dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+            std::fs::File::open(p)
+                .ok()
+                .and_then(|mut f| readgate::dicom::part10::read_file_meta(&mut f).ok())
+                .map(|m| m.sop_instance_uid == sop_uid)
+                .unwrap_or(false)
+        })
+    }
+}
+
+impl Drop for StoreScp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The data set of a Part 10 file (everything after the file meta group) and its meta.
+pub fn dataset_of(path: &Path) -> (readgate::dicom::part10::FileMeta, Vec<u8>) {
+    let bytes = std::fs::read(path).expect("read dicom file");
+    let meta = readgate::dicom::part10::read_file_meta(&mut &bytes[..]).expect("part 10 meta");
+    let ds = bytes[meta.dataset_offset as usize..].to_vec();
+    (meta, ds)
+}
+
+fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&elem.to_le_bytes());
+    out.extend_from_slice(vr);
+    if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+}
+
+fn padded(s: &str, pad: u8) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    if v.len() % 2 == 1 {
+        v.push(pad);
+    }
+    v
+}
+
+/// A synthetic explicit-VR-LE instance with `pixel_bytes` of pixel data.
+pub fn synthetic_instance(sop_class: &str, study_uid: &str, sop_uid: &str, modality: &str, pixel_bytes: usize) -> Vec<u8> {
+    let mut d = Vec::new();
+    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
+    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
+    element(&mut d, 0x0008, 0x0050, b"SH", &padded("ACC0001", b' '));
+    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
+    element(&mut d, 0x0010, 0x0010, b"PN", &padded("Synthetic^Patient", b' '));
+    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
+    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
+    element(&mut d, 0x0020, 0x000E, b"UI", &padded(&format!("{study_uid}.1"), 0));
+    let mut pixels = vec![0u8; pixel_bytes];
+    for (i, b) in pixels.iter_mut().enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    element(&mut d, 0x7FE0, 0x0010, b"OW", &pixels);
+    d
+}
+
+/// How the SCU packs a C-STORE on the wire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Packing {
+    /// Command PDU, then data PDU(s): what most SCUs do.
+    Separate,
+    /// Command and the whole data set in one PDU (many SCUs do this for small objects).
+    SamePdu,
+    /// The command set split over three PDVs in separate PDUs.
+    FragmentedCommand,
+}
+
+/// A minimal C-STORE SCU over dicom-ul, used to drive readgate in-process.
+pub struct Scu {
+    assoc: dicom_ul::association::client::AsyncClientAssociation<tokio::net::TcpStream>,
+    msg: u16,
+}
+
+impl Scu {
+    pub async fn connect(port: u16, calling: &str, classes: &[&str]) -> Result<Scu, String> {
+        let mut opts = ClientAssociationOptions::new()
+            .calling_ae_title(calling.to_string())
+            .called_ae_title("READGATE")
+            .with_abstract_syntax("1.2.840.10008.1.1");
+        for c in classes {
+            opts = opts.with_presentation_context(c.to_string(), vec![EXPLICIT_LE.to_string()]);
+        }
+        let assoc = opts
+            .establish_async(format!("127.0.0.1:{port}").as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Scu { assoc, msg: 0 })
+    }
+
+    pub fn context_for(&self, class: &str) -> u8 {
+        self.assoc
+            .presentation_contexts()
+            .iter()
+            .find(|pc| pc.abstract_syntax == class && pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| pc.id)
+            .expect("accepted context")
+    }
+
+    /// Sends one C-STORE and returns (status, error comment).
+    pub async fn store(&mut self, class: &str, sop_uid: &str, dataset: &[u8], packing: Packing) -> Result<(u16, Option<String>), String> {
+        self.store_on(self.context_for(class), class, sop_uid, dataset, packing).await
+    }
+
+    pub async fn store_on(&mut self, pc: u8, class: &str, sop_uid: &str, dataset: &[u8], packing: Packing) -> Result<(u16, Option<String>), String> {
+        self.msg += 1;
+        let cmd = dimse::c_store_rq(self.msg, class, sop_uid);
+        let pdv = |t: PDataValueType, last: bool, data: Vec<u8>| PDataValue {
+            presentation_context_id: pc,
+            value_type: t,
+            is_last: last,
+            data,
+        };
+        let mut pdus = Vec::new();
+        match packing {
+            Packing::Separate => {
+                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, true, cmd)] });
+                let chunks: Vec<&[u8]> = dataset.chunks(16 * 1024).collect();
+                for (i, c) in chunks.iter().enumerate() {
+                    pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Data, i + 1 == chunks.len(), c.to_vec())] });
+                }
+            }
+            Packing::SamePdu => {
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, true, cmd), pdv(PDataValueType::Data, true, dataset.to_vec())],
+                });
+            }
+            Packing::FragmentedCommand => {
+                let third = cmd.len() / 3;
+                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, false, cmd[..third].to_vec())] });
+                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, false, cmd[third..2 * third].to_vec())] });
+                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, true, cmd[2 * third..].to_vec())] });
+                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Data, true, dataset.to_vec())] });
+            }
+        }
+        for p in &pdus {
+            self.assoc.send(p).await.map_err(|e| e.to_string())?;
+        }
+        self.response().await
+    }
+
+    pub async fn response(&mut self) -> Result<(u16, Option<String>), String> {
+        let mut buf = Vec::new();
+        loop {
+            match self.assoc.receive().await.map_err(|e| e.to_string())? {
+                Pdu::PData { data } => {
+                    for v in data {
+                        buf.extend_from_slice(&v.data);
+                        if v.is_last && v.value_type == PDataValueType::Command {
+                            let c = DimseCommand::decode(&buf).map_err(|e| e.to_string())?;
+                            return Ok((c.status().map_err(|e| e.to_string())?, c.text(dimse::TAG_ERROR_COMMENT)));
+                        }
+                    }
+                }
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+    }
+
+    pub async fn send_raw(&mut self, pdu: &Pdu) -> Result<(), String> {
+        self.assoc.send(pdu).await.map_err(|e| e.to_string())
+    }
+
+    pub async fn echo(&mut self) -> Result<u16, String> {
+        self.msg += 1;
+        let pc = self.context_for("1.2.840.10008.1.1");
+        let cmd = dimse::CommandBuilder::new()
+            .uid(dimse::TAG_AFFECTED_SOP_CLASS, "1.2.840.10008.1.1")
+            .u16(dimse::TAG_COMMAND_FIELD, dimse::C_ECHO_RQ)
+            .u16(dimse::TAG_MESSAGE_ID, self.msg)
+            .u16(dimse::TAG_DATA_SET_TYPE, dimse::NO_DATA_SET)
+            .encode();
+        self.assoc
+            .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: cmd }] })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.response().await?.0)
+    }
+
+    pub async fn release(self) {
+        let _ = self.assoc.release().await;
+    }
+}
