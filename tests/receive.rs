@@ -8,7 +8,9 @@ use readgate::store::state;
 use std::time::Duration;
 
 async fn start(cfg: &TestConfig) -> readgate::serve::Running {
-    readgate::serve::start(cfg.parse()).await.expect("readgate starts")
+    readgate::serve::start(cfg.parse())
+        .await
+        .expect("readgate starts")
 }
 
 fn uid(n: u32) -> String {
@@ -21,20 +23,35 @@ async fn every_packing_is_stored_and_forwarded_byte_identical() {
     let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
     let cfg = TestConfig::new(dir.path(), scp.port);
     let rg = start(&cfg).await;
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     assert_eq!(scu.echo().await.unwrap(), 0x0000);
     let study = uid(1);
     let mut sent = Vec::new();
-    for (i, packing) in [Packing::Separate, Packing::SamePdu, Packing::FragmentedCommand].into_iter().enumerate() {
+    for (i, packing) in [
+        Packing::Separate,
+        Packing::SamePdu,
+        Packing::FragmentedCommand,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let sop = format!("{study}.{}", i + 1);
         let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 40_000 + i * 1000);
-        let (status, comment) = scu.store(CT_IMAGE_STORAGE, &sop, &ds, packing).await.unwrap();
+        let (status, comment) = scu
+            .store(CT_IMAGE_STORAGE, &sop, &ds, packing)
+            .await
+            .unwrap();
         assert_eq!(status, 0x0000, "{packing:?}: {comment:?}");
         sent.push((sop, ds));
     }
     scu.release().await;
     wait_until("study forwarded", Duration::from_secs(20), || {
-        !rg.store.list_studies(Some(state::FORWARDED), 10).unwrap().is_empty()
+        !rg.store
+            .list_studies(Some(state::FORWARDED), 10)
+            .unwrap()
+            .is_empty()
     });
     for (sop, ds) in &sent {
         let file = scp.file_of(sop).expect("storescp received it");
@@ -53,21 +70,33 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = TestConfig::new(dir.path(), free_port());
     let rg = start(&cfg).await;
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE, MR_IMAGE_STORAGE]).await.unwrap();
+    let mut scu = Scu::connect(
+        cfg.dicom_port,
+        "CT01",
+        &[CT_IMAGE_STORAGE, MR_IMAGE_STORAGE],
+    )
+    .await
+    .unwrap();
     let study = uid(2);
 
     // truncated: the pixel data element claims more bytes than were sent
     let sop = format!("{study}.1");
     let mut ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 5000);
     ds.truncate(ds.len() - 100);
-    let (status, comment) = scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await.unwrap();
+    let (status, comment) = scu
+        .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+        .await
+        .unwrap();
     assert_eq!(status, 0xC000);
     assert!(comment.unwrap().contains("truncated"));
 
     // the data set says MR while the command and context say CT
     let sop = format!("{study}.2");
     let ds = synthetic_instance(MR_IMAGE_STORAGE, &study, &sop, "MR", 100);
-    let (status, comment) = scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await.unwrap();
+    let (status, comment) = scu
+        .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+        .await
+        .unwrap();
     assert_eq!(status, 0xA900);
     assert!(comment.unwrap().contains("SOP Class"));
 
@@ -75,17 +104,33 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
     let sop = format!("{study}.3");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
     let mr_pc = scu.context_for(MR_IMAGE_STORAGE);
-    let (status, _) = scu.store_on(mr_pc, CT_IMAGE_STORAGE, &sop, &ds, Packing::SamePdu).await.unwrap();
+    let (status, _) = scu
+        .store_on(mr_pc, CT_IMAGE_STORAGE, &sop, &ds, Packing::SamePdu)
+        .await
+        .unwrap();
     assert_eq!(status, 0xA900);
 
     // SOP Instance UID of the data set differs from the command's
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, "1.2.3.999", "CT", 100);
-    let (status, _) = scu.store(CT_IMAGE_STORAGE, &format!("{study}.4"), &ds, Packing::Separate).await.unwrap();
+    let (status, _) = scu
+        .store(
+            CT_IMAGE_STORAGE,
+            &format!("{study}.4"),
+            &ds,
+            Packing::Separate,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 0xA900);
 
     // garbage bytes
     let (status, comment) = scu
-        .store(CT_IMAGE_STORAGE, &format!("{study}.5"), b"\x08\x00\x16\x00XXgarbage", Packing::Separate)
+        .store(
+            CT_IMAGE_STORAGE,
+            &format!("{study}.5"),
+            b"\x08\x00\x16\x00XXgarbage",
+            Packing::Separate,
+        )
         .await
         .unwrap();
     assert_eq!(status, 0xC000, "{comment:?}");
@@ -93,11 +138,20 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
     // and a good one on the same association still works
     let sop = format!("{study}.6");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
-    assert_eq!(scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await.unwrap().0, 0);
+    assert_eq!(
+        scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+            .await
+            .unwrap()
+            .0,
+        0
+    );
     scu.release().await;
     let rows = rg.store.list_studies(None, 10).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].instance_count, 1, "only the good instance is indexed");
+    assert_eq!(
+        rows[0].instance_count, 1,
+        "only the good instance is indexed"
+    );
     // no partial files were left behind
     let tmp = dir.path().join("var/spool/tmp");
     assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
@@ -110,9 +164,18 @@ async fn unknown_calling_ae_and_wrong_called_ae_are_rejected() {
     let mut cfg = TestConfig::new(dir.path(), free_port());
     cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\n[[dicom.peers]]\nae_title = \"FAR01\"\nhosts = [\"10.9.9.9\"]\n".into());
     let rg = start(&cfg).await;
-    assert!(Scu::connect(cfg.dicom_port, "EVIL", &[CT_IMAGE_STORAGE]).await.is_err());
-    assert!(Scu::connect(cfg.dicom_port, "FAR01", &[CT_IMAGE_STORAGE]).await.is_err(), "wrong host");
-    let ok = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    assert!(Scu::connect(cfg.dicom_port, "EVIL", &[CT_IMAGE_STORAGE])
+        .await
+        .is_err());
+    assert!(
+        Scu::connect(cfg.dicom_port, "FAR01", &[CT_IMAGE_STORAGE])
+            .await
+            .is_err(),
+        "wrong host"
+    );
+    let ok = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     ok.release().await;
     rg.stop().await;
 }
@@ -124,9 +187,13 @@ async fn silent_peers_are_dropped_and_do_not_block_others() {
     cfg.extra_dicom = "association_timeout_secs = 1\nidle_timeout_secs = 2".into();
     let rg = start(&cfg).await;
     // a TCP connection that never sends A-ASSOCIATE-RQ
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", cfg.dicom_port)).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", cfg.dicom_port))
+        .await
+        .unwrap();
     // an association that goes silent in the middle of a data set
-    let mut silent = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    let mut silent = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     let pc = silent.context_for(CT_IMAGE_STORAGE);
     let cmd = readgate::dicom::dimse::c_store_rq(1, CT_IMAGE_STORAGE, "1.2.3.4");
     silent
@@ -141,20 +208,43 @@ async fn silent_peers_are_dropped_and_do_not_block_others() {
         .await
         .unwrap();
     // meanwhile another modality stores normally
-    let mut other = Scu::connect(cfg.dicom_port, "CT02", &[CT_IMAGE_STORAGE]).await.unwrap();
+    let mut other = Scu::connect(cfg.dicom_port, "CT02", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     let study = uid(3);
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &format!("{study}.1"), "CT", 1000);
-    assert_eq!(other.store(CT_IMAGE_STORAGE, &format!("{study}.1"), &ds, Packing::Separate).await.unwrap().0, 0);
+    assert_eq!(
+        other
+            .store(
+                CT_IMAGE_STORAGE,
+                &format!("{study}.1"),
+                &ds,
+                Packing::Separate
+            )
+            .await
+            .unwrap()
+            .0,
+        0
+    );
     other.release().await;
     // the raw connection is closed by readgate (read returns 0) within the ARTIM time
     use tokio::io::AsyncReadExt;
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await.expect("closed in time");
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("closed in time");
     assert!(matches!(n, Ok(0) | Err(_)));
     // the silent association is aborted (A-ABORT PDU) after the idle timeout
-    let r = tokio::time::timeout(Duration::from_secs(6), silent.response()).await.expect("aborted in time");
+    let r = tokio::time::timeout(Duration::from_secs(6), silent.response())
+        .await
+        .expect("aborted in time");
     assert!(r.is_err(), "expected an abort, got {r:?}");
-    assert_eq!(std::fs::read_dir(dir.path().join("var/spool/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("var/spool/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
     rg.stop().await;
 }
 
@@ -164,11 +254,16 @@ async fn low_disk_space_answers_a700_with_a_comment() {
     let mut cfg = TestConfig::new(dir.path(), free_port());
     cfg.min_free_mb = 1 << 40; // more than any disk has: the spool counts as full
     let rg = start(&cfg).await;
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     let study = uid(4);
     let sop = format!("{study}.1");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 70_000);
-    let (status, comment) = scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await.unwrap();
+    let (status, comment) = scu
+        .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+        .await
+        .unwrap();
     assert_eq!(status, 0xA700);
     assert!(comment.unwrap().contains("full"));
     // the association is still usable
@@ -185,13 +280,27 @@ async fn duplicates_follow_the_configured_policy() {
         cfg.extra_dicom = format!("duplicate_policy = \"{policy}\"");
         cfg.stable_after_secs = 3600;
         let rg = start(&cfg).await;
-        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+            .await
+            .unwrap();
         let study = uid(5);
         let sop = format!("{study}.1");
         let first = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
         let second = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 200);
-        assert_eq!(scu.store(CT_IMAGE_STORAGE, &sop, &first, Packing::Separate).await.unwrap().0, 0);
-        assert_eq!(scu.store(CT_IMAGE_STORAGE, &sop, &second, Packing::Separate).await.unwrap().0, 0);
+        assert_eq!(
+            scu.store(CT_IMAGE_STORAGE, &sop, &first, Packing::Separate)
+                .await
+                .unwrap()
+                .0,
+            0
+        );
+        assert_eq!(
+            scu.store(CT_IMAGE_STORAGE, &sop, &second, Packing::Separate)
+                .await
+                .unwrap()
+                .0,
+            0
+        );
         scu.release().await;
         let inst = &rg.store.instances_of(&study).unwrap();
         assert_eq!(inst.len(), 1, "{policy}");
@@ -208,7 +317,13 @@ fn walk_count(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_count(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }
 
@@ -222,22 +337,51 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
     let send = |n: u32| {
         let study = study.clone();
         async move {
-            let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+            let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+                .await
+                .unwrap();
             let sop = format!("{study}.{n}");
             let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 500);
-            assert_eq!(scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await.unwrap().0, 0);
+            assert_eq!(
+                scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+                    .await
+                    .unwrap()
+                    .0,
+                0
+            );
             scu.release().await;
         }
     };
     send(1).await;
-    wait_until("first instance forwarded", Duration::from_secs(20), || scp.received().len() == 1);
+    wait_until("first instance forwarded", Duration::from_secs(20), || {
+        scp.received().len() == 1
+    });
     wait_until("study forwarded", Duration::from_secs(20), || {
-        rg.store.list_studies(Some(state::FORWARDED), 10).unwrap().len() == 1
+        rg.store
+            .list_studies(Some(state::FORWARDED), 10)
+            .unwrap()
+            .len()
+            == 1
     });
     send(2).await;
-    assert_eq!(rg.store.list_studies(Some(state::RECEIVING), 10).unwrap().len(), 1, "re-opened");
-    wait_until("late instance forwarded", Duration::from_secs(20), || scp.received().len() == 2);
-    let events: Vec<String> = rg.store.events_of(&study).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        rg.store
+            .list_studies(Some(state::RECEIVING), 10)
+            .unwrap()
+            .len(),
+        1,
+        "re-opened"
+    );
+    wait_until("late instance forwarded", Duration::from_secs(20), || {
+        scp.received().len() == 2
+    });
+    let events: Vec<String> = rg
+        .store
+        .events_of(&study)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert!(events.contains(&"reopened".to_string()), "{events:?}");
     rg.stop().await;
 }

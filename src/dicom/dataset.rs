@@ -96,7 +96,7 @@ pub fn walk<R: Read + Seek>(reader: R, encoding: Encoding) -> Result<Header, Dat
             let mut w = Walker::new(
                 NoSeek(BufReader::with_capacity(64 * 1024, inflated)),
                 false,
-                false,
+                true,
             );
             w.dataset(None, 0, &mut header)?;
         }
@@ -504,6 +504,22 @@ mod tests {
             let r = walk(Cursor::new(full[..cut].to_vec()), Encoding::ExplicitLittle);
             assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}: {r:?}");
         }
+    }
+
+    #[test]
+    fn deflated_data_sets_are_walked_inflated() {
+        use std::io::Write;
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&sample()).unwrap();
+        let deflated = enc.finish().unwrap();
+        let h = walk(Cursor::new(deflated.clone()), Encoding::Deflated).unwrap();
+        assert_eq!(h.get(tags::STUDY_INSTANCE_UID), Some("1.2.3"));
+        let cut = walk(
+            Cursor::new(deflated[..deflated.len() / 2].to_vec()),
+            Encoding::Deflated,
+        );
+        assert!(cut.is_err());
     }
 
     #[test]

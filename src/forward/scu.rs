@@ -52,18 +52,25 @@ pub struct StoreScu {
     buffer: Vec<u8>,
 }
 
-/// The transfer syntaxes proposed for an instance stored in `stored_ts`.
-fn proposals(stored_ts: &str) -> Vec<String> {
-    let mut v = vec![stored_ts.to_string()];
+/// The presentation contexts proposed for instances stored in `stored_ts`: one with the
+/// stored syntax alone, so an acceptor that prefers another one cannot make readgate
+/// re-encode data it could have sent as it is; for native data a second one with the
+/// little endian syntaxes as a fallback.
+fn proposals(stored_ts: &str) -> Vec<Vec<String>> {
+    let mut v = vec![vec![stored_ts.to_string()]];
     if is_native(stored_ts) {
-        for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
-            if ts != stored_ts {
-                v.push(ts.to_string());
-            }
-        }
+        let fallback: Vec<String> = [EXPLICIT_VR_LE, IMPLICIT_VR_LE]
+            .into_iter()
+            .filter(|ts| *ts != stored_ts)
+            .map(str::to_string)
+            .collect();
+        v.push(fallback);
     }
     v
 }
+
+/// At most 128 presentation contexts fit in one association (odd ids 1–255).
+const MAX_CONTEXTS: usize = 128;
 
 impl StoreScu {
     /// Associates, proposing one presentation context per (SOP class, stored transfer
@@ -80,8 +87,16 @@ impl StoreScu {
             .called_ae_title(destination.ae_title.clone())
             .max_pdu_length(config.max_pdu_length)
             .connection_timeout(Duration::from_secs(config.connect_timeout_secs));
+        let mut proposed = 0;
         for (class, ts) in kinds {
-            options = options.with_presentation_context(class.clone(), proposals(ts));
+            let contexts = proposals(ts);
+            if proposed + contexts.len() > MAX_CONTEXTS {
+                break; // the rest goes in the next association
+            }
+            proposed += contexts.len();
+            for list in contexts {
+                options = options.with_presentation_context(class.clone(), list);
+            }
         }
         let assoc_err = |reason: String| ScuError::Associate {
             ae: destination.ae_title.clone(),

@@ -36,7 +36,10 @@ pub fn free_port() -> u16 {
 pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -136,7 +139,8 @@ destination = "rc1"
     }
 
     pub fn parse(&self) -> readgate::config::Config {
-        readgate::config::Config::parse(&self.text(), Path::new("test.toml")).expect("valid test config")
+        readgate::config::Config::parse(&self.text(), Path::new("test.toml"))
+            .expect("valid test config")
     }
 }
 
@@ -171,7 +175,11 @@ impl Daemon {
             if let Ok(Some(status)) = d.child.try_wait() {
                 panic!("readgate exited at start-up ({status}):\n{}", d.log_text());
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "readgate did not listen:\n{}", d.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "readgate did not listen:\n{}",
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(30));
         }
         d
@@ -247,13 +255,17 @@ impl StoreScp {
 
     /// The received file holding `sop_uid`.
     pub fn file_of(&self, sop_uid: &str) -> Option<PathBuf> {
-        std::fs::read_dir(&self.dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            std::fs::File::open(p)
-                .ok()
-                .and_then(|mut f| readgate::dicom::part10::read_file_meta(&mut f).ok())
-                .map(|m| m.sop_instance_uid == sop_uid)
-                .unwrap_or(false)
-        })
+        std::fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                std::fs::File::open(p)
+                    .ok()
+                    .and_then(|mut f| readgate::dicom::part10::read_file_meta(&mut f).ok())
+                    .map(|m| m.sop_instance_uid == sop_uid)
+                    .unwrap_or(false)
+            })
     }
 }
 
@@ -294,16 +306,34 @@ fn padded(s: &str, pad: u8) -> Vec<u8> {
 }
 
 /// A synthetic explicit-VR-LE instance with `pixel_bytes` of pixel data.
-pub fn synthetic_instance(sop_class: &str, study_uid: &str, sop_uid: &str, modality: &str, pixel_bytes: usize) -> Vec<u8> {
+pub fn synthetic_instance(
+    sop_class: &str,
+    study_uid: &str,
+    sop_uid: &str,
+    modality: &str,
+    pixel_bytes: usize,
+) -> Vec<u8> {
     let mut d = Vec::new();
     element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
     element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
     element(&mut d, 0x0008, 0x0050, b"SH", &padded("ACC0001", b' '));
     element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(&mut d, 0x0010, 0x0010, b"PN", &padded("Synthetic^Patient", b' '));
+    element(
+        &mut d,
+        0x0010,
+        0x0010,
+        b"PN",
+        &padded("Synthetic^Patient", b' '),
+    );
     element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
     element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
-    element(&mut d, 0x0020, 0x000E, b"UI", &padded(&format!("{study_uid}.1"), 0));
+    element(
+        &mut d,
+        0x0020,
+        0x000E,
+        b"UI",
+        &padded(&format!("{study_uid}.1"), 0),
+    );
     let mut pixels = vec![0u8; pixel_bytes];
     for (i, b) in pixels.iter_mut().enumerate() {
         *b = (i * 31 % 251) as u8;
@@ -349,17 +379,34 @@ impl Scu {
         self.assoc
             .presentation_contexts()
             .iter()
-            .find(|pc| pc.abstract_syntax == class && pc.reason == PresentationContextResultReason::Acceptance)
+            .find(|pc| {
+                pc.abstract_syntax == class
+                    && pc.reason == PresentationContextResultReason::Acceptance
+            })
             .map(|pc| pc.id)
             .expect("accepted context")
     }
 
     /// Sends one C-STORE and returns (status, error comment).
-    pub async fn store(&mut self, class: &str, sop_uid: &str, dataset: &[u8], packing: Packing) -> Result<(u16, Option<String>), String> {
-        self.store_on(self.context_for(class), class, sop_uid, dataset, packing).await
+    pub async fn store(
+        &mut self,
+        class: &str,
+        sop_uid: &str,
+        dataset: &[u8],
+        packing: Packing,
+    ) -> Result<(u16, Option<String>), String> {
+        self.store_on(self.context_for(class), class, sop_uid, dataset, packing)
+            .await
     }
 
-    pub async fn store_on(&mut self, pc: u8, class: &str, sop_uid: &str, dataset: &[u8], packing: Packing) -> Result<(u16, Option<String>), String> {
+    pub async fn store_on(
+        &mut self,
+        pc: u8,
+        class: &str,
+        sop_uid: &str,
+        dataset: &[u8],
+        packing: Packing,
+    ) -> Result<(u16, Option<String>), String> {
         self.msg += 1;
         let cmd = dimse::c_store_rq(self.msg, class, sop_uid);
         let pdv = |t: PDataValueType, last: bool, data: Vec<u8>| PDataValue {
@@ -371,23 +418,46 @@ impl Scu {
         let mut pdus = Vec::new();
         match packing {
             Packing::Separate => {
-                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, true, cmd)] });
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, true, cmd)],
+                });
                 let chunks: Vec<&[u8]> = dataset.chunks(16 * 1024).collect();
                 for (i, c) in chunks.iter().enumerate() {
-                    pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Data, i + 1 == chunks.len(), c.to_vec())] });
+                    pdus.push(Pdu::PData {
+                        data: vec![pdv(PDataValueType::Data, i + 1 == chunks.len(), c.to_vec())],
+                    });
                 }
             }
             Packing::SamePdu => {
                 pdus.push(Pdu::PData {
-                    data: vec![pdv(PDataValueType::Command, true, cmd), pdv(PDataValueType::Data, true, dataset.to_vec())],
+                    data: vec![
+                        pdv(PDataValueType::Command, true, cmd),
+                        pdv(PDataValueType::Data, true, dataset.to_vec()),
+                    ],
                 });
             }
             Packing::FragmentedCommand => {
                 let third = cmd.len() / 3;
-                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, false, cmd[..third].to_vec())] });
-                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, false, cmd[third..2 * third].to_vec())] });
-                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Command, true, cmd[2 * third..].to_vec())] });
-                pdus.push(Pdu::PData { data: vec![pdv(PDataValueType::Data, true, dataset.to_vec())] });
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(PDataValueType::Command, false, cmd[..third].to_vec())],
+                });
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(
+                        PDataValueType::Command,
+                        false,
+                        cmd[third..2 * third].to_vec(),
+                    )],
+                });
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(
+                        PDataValueType::Command,
+                        true,
+                        cmd[2 * third..].to_vec(),
+                    )],
+                });
+                pdus.push(Pdu::PData {
+                    data: vec![pdv(PDataValueType::Data, true, dataset.to_vec())],
+                });
             }
         }
         for p in &pdus {
@@ -405,7 +475,10 @@ impl Scu {
                         buf.extend_from_slice(&v.data);
                         if v.is_last && v.value_type == PDataValueType::Command {
                             let c = DimseCommand::decode(&buf).map_err(|e| e.to_string())?;
-                            return Ok((c.status().map_err(|e| e.to_string())?, c.text(dimse::TAG_ERROR_COMMENT)));
+                            return Ok((
+                                c.status().map_err(|e| e.to_string())?,
+                                c.text(dimse::TAG_ERROR_COMMENT),
+                            ));
                         }
                     }
                 }
@@ -428,7 +501,14 @@ impl Scu {
             .u16(dimse::TAG_DATA_SET_TYPE, dimse::NO_DATA_SET)
             .encode();
         self.assoc
-            .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: cmd }] })
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: pc,
+                    value_type: PDataValueType::Command,
+                    is_last: true,
+                    data: cmd,
+                }],
+            })
             .await
             .map_err(|e| e.to_string())?;
         Ok(self.response().await?.0)

@@ -1,0 +1,217 @@
+//! Interop with DCMTK as both ends: `storescu`/`echoscu` as the modality, `storescp` as the
+//! remote reading site, the readgate binary in between, on the sample data set.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn sample_files() -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![repo_path("sample-dicom")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().map(|x| x == "dcm").unwrap_or(false) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn echoscu_and_calling_ae_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = TestConfig::new(dir.path(), free_port());
+    cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n".into());
+    let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    let echo = |aet: &str| {
+        Command::new(dcmtk("echoscu"))
+            .args([
+                "-aet",
+                aet,
+                "-aec",
+                "READGATE",
+                "127.0.0.1",
+                &cfg.dicom_port.to_string(),
+            ])
+            .env("TCP_NODELAY", "1")
+            .output()
+            .unwrap()
+    };
+    assert!(echo("CT01").status.success());
+    let refused = echo("INTRUDER");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Rejected"),
+        "{refused:?}"
+    );
+    wait_until("rejection logged", Duration::from_secs(5), || {
+        daemon.log_text().contains("INTRUDER") && daemon.log_text().contains("association rejected")
+    });
+}
+
+#[test]
+fn storescu_to_readgate_to_storescp_keeps_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let cfg = TestConfig::new(dir.path(), scp.port);
+    let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    let files = sample_files();
+    assert!(files.len() >= 15, "sample-dicom has {} files", files.len());
+    // storescu proposes uncompressed syntaxes unless told which one a file needs; group
+    // the files by the option that makes it send them as they are. Debian's DCMTK has no
+    // JPEG 2000 codec, so pynetdicom sends those.
+    let mut groups: std::collections::BTreeMap<&str, Vec<std::path::PathBuf>> = Default::default();
+    let mut j2k = Vec::new();
+    for f in &files {
+        let (meta, _) = dataset_of(f);
+        let option = match meta.transfer_syntax.as_str() {
+            "1.2.840.10008.1.2" => "-xi",
+            "1.2.840.10008.1.2.1" => "-xe",
+            "1.2.840.10008.1.2.2" => "-xb",
+            "1.2.840.10008.1.2.1.99" => "-xd",
+            "1.2.840.10008.1.2.4.50" => "-xy",
+            "1.2.840.10008.1.2.4.51" => "-xx",
+            "1.2.840.10008.1.2.4.70" => "-xs",
+            "1.2.840.10008.1.2.4.80" => "-xt",
+            "1.2.840.10008.1.2.5" => "-xr",
+            _ => {
+                j2k.push(f.clone());
+                continue;
+            }
+        };
+        groups.entry(option).or_default().push(f.clone());
+    }
+    for (option, group) in &groups {
+        let out = Command::new(dcmtk("storescu"))
+            .args([
+                "-aet",
+                "CT01",
+                "-aec",
+                "READGATE",
+                option,
+                "127.0.0.1",
+                &cfg.dicom_port.to_string(),
+            ])
+            .args(group)
+            .env("TCP_NODELAY", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "storescu {option} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new("python3")
+        .arg(repo_path("tests/peers/pynetdicom_store.py"))
+        .args(["127.0.0.1", &cfg.dicom_port.to_string(), "PACS", "READGATE"])
+        .args(&j2k)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pynetdicom failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("all samples forwarded", Duration::from_secs(30), || {
+        scp.received().len() == files.len()
+    });
+    for f in &files {
+        let (meta, original) = dataset_of(f);
+        let received = scp.file_of(&meta.sop_instance_uid).expect("received");
+        let (rmeta, forwarded) = dataset_of(&received);
+        assert_eq!(
+            rmeta.transfer_syntax,
+            meta.transfer_syntax,
+            "{}",
+            f.display()
+        );
+        assert!(
+            original == forwarded,
+            "{}: data set bytes changed",
+            f.display()
+        );
+        // dcmdump reads what arrived
+        let dump = Command::new(dcmtk("dcmdump"))
+            .arg(&received)
+            .output()
+            .unwrap();
+        assert!(dump.status.success(), "dcmdump {}", received.display());
+    }
+    // the spool copy carries readgate's implementation class UID
+    let spooled = walk_files(&dir.path().join("var/spool/objects"));
+    let dump = Command::new(dcmtk("dcmdump"))
+        .arg(&spooled[0])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&dump.stdout)
+        .contains(readgate::dicom::part10::IMPLEMENTATION_CLASS_UID));
+    // `readgate studies` lists them as forwarded
+    let studies = Command::new(env!("CARGO_BIN_EXE_readgate"))
+        .args(["studies", "--config"])
+        .arg(cfg.write())
+        .args(["--state", "forwarded", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(studies.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&studies.stdout).unwrap();
+    let total: i64 = rows
+        .iter()
+        .map(|r| r["instances_forwarded"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total as usize, files.len());
+    // logs carry UIDs but no patient names or IDs
+    let log = daemon.log_text();
+    for secret in ["Test^Taro", "Yamada", "SYN", "山田"] {
+        assert!(!log.contains(secret), "log leaks {secret}");
+    }
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            v.extend(walk_files(&e.path()));
+        } else {
+            v.push(e.path());
+        }
+    }
+    v
+}
+
+#[test]
+fn sigterm_finishes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path(), free_port());
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    let status = daemon.terminate();
+    assert!(status.success(), "{status:?}\n{}", daemon.log_text());
+    assert!(daemon.log_text().contains("readgate stopped"));
+}
+
+#[test]
+fn a_bad_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path(), free_port());
+    let path = cfg.write();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("stable_after_secs", "stable_afer_secs");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stable_afer_secs"), "{err}");
+}
