@@ -1,0 +1,82 @@
+//! Nothing acknowledged is ever lost: kill -9 in the middle of a transfer, and a
+//! destination that comes up late.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    cfg.stable_after_secs = 0;
+    let config_path = cfg.write();
+    let daemon = Arc::new(Mutex::new(Daemon::start(&config_path, cfg.dicom_port)));
+
+    // Kill readgate with SIGKILL at an arbitrary moment once 120 instances are acknowledged.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (acked, daemon) = (acked.clone(), daemon.clone());
+        std::thread::spawn(move || {
+            while acked.load(Ordering::SeqCst) < 120 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(1700));
+            daemon.lock().unwrap().kill9();
+        })
+    };
+    let study = "1.2.826.0.1.3680043.10.1234.77";
+    let mut acknowledged = BTreeSet::new();
+    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    for i in 0..300 {
+        let sop = format!("{study}.{i}");
+        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100_000);
+        match scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await {
+            Ok((0, _)) => {
+                acknowledged.insert(sop);
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok((status, comment)) => panic!("unexpected status {status:04X} {comment:?}"),
+            Err(_) => break, // readgate died
+        }
+    }
+    killer.join().unwrap();
+    assert!(acknowledged.len() >= 120 && acknowledged.len() < 300, "{} acknowledged", acknowledged.len());
+
+    // Restart on the same data: everything acknowledged must reach the destination.
+    let restarted = Daemon::start(&config_path, cfg.dicom_port);
+    wait_until("acknowledged instances at the destination", Duration::from_secs(60), || {
+        acknowledged.is_subset(&scp.received())
+    });
+    // nothing half-written was kept
+    assert_eq!(std::fs::read_dir(dir.path().join("var/spool/tmp")).unwrap().count(), 0);
+    drop(restarted);
+}
+
+#[test]
+fn a_destination_that_starts_a_minute_late_gets_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest_port = free_port();
+    let cfg = TestConfig::new(dir.path(), dest_port);
+    let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    let files: Vec<_> = ["ct-chest/IM0001.dcm", "ct-chest/IM0002.dcm", "ct-chest/IM0003.dcm", "mr-head/IM0001.dcm", "mr-head/IM0002.dcm"]
+        .iter()
+        .map(|f| repo_path(&format!("sample-dicom/{f}")))
+        .collect();
+    let out = std::process::Command::new(dcmtk("storescu"))
+        .args(["-aet", "CT01", "-aec", "READGATE", "127.0.0.1", &cfg.dicom_port.to_string()])
+        .args(&files)
+        .env("TCP_NODELAY", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_secs(60));
+    assert!(daemon.log_text().contains("cannot reach destination"));
+    let scp = StoreScp::start(&dir.path().join("rc1"), dest_port);
+    wait_until("queue drained", Duration::from_secs(30), || scp.received().len() == files.len());
+}
