@@ -32,11 +32,16 @@ async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
     };
     let study = "1.2.826.0.1.3680043.10.1234.77";
     let mut acknowledged = BTreeSet::new();
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE]).await.unwrap();
+    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
     for i in 0..300 {
         let sop = format!("{study}.{i}");
         let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100_000);
-        match scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate).await {
+        match scu
+            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+            .await
+        {
             Ok((0, _)) => {
                 acknowledged.insert(sop);
                 acked.fetch_add(1, Ordering::SeqCst);
@@ -46,15 +51,26 @@ async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
         }
     }
     killer.join().unwrap();
-    assert!(acknowledged.len() >= 120 && acknowledged.len() < 300, "{} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 120 && acknowledged.len() < 300,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     // Restart on the same data: everything acknowledged must reach the destination.
     let restarted = Daemon::start(&config_path, cfg.dicom_port);
-    wait_until("acknowledged instances at the destination", Duration::from_secs(60), || {
-        acknowledged.is_subset(&scp.received())
-    });
+    wait_until(
+        "acknowledged instances at the destination",
+        Duration::from_secs(60),
+        || acknowledged.is_subset(&scp.received()),
+    );
     // nothing half-written was kept
-    assert_eq!(std::fs::read_dir(dir.path().join("var/spool/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("var/spool/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
     drop(restarted);
 }
 
@@ -64,19 +80,38 @@ fn a_destination_that_starts_a_minute_late_gets_the_queue() {
     let dest_port = free_port();
     let cfg = TestConfig::new(dir.path(), dest_port);
     let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
-    let files: Vec<_> = ["ct-chest/IM0001.dcm", "ct-chest/IM0002.dcm", "ct-chest/IM0003.dcm", "mr-head/IM0001.dcm", "mr-head/IM0002.dcm"]
-        .iter()
-        .map(|f| repo_path(&format!("sample-dicom/{f}")))
-        .collect();
+    let files: Vec<_> = [
+        "ct-chest/IM0001.dcm",
+        "ct-chest/IM0002.dcm",
+        "ct-chest/IM0003.dcm",
+        "mr-head/IM0001.dcm",
+        "mr-head/IM0002.dcm",
+    ]
+    .iter()
+    .map(|f| repo_path(&format!("sample-dicom/{f}")))
+    .collect();
     let out = std::process::Command::new(dcmtk("storescu"))
-        .args(["-aet", "CT01", "-aec", "READGATE", "127.0.0.1", &cfg.dicom_port.to_string()])
+        .args([
+            "-aet",
+            "CT01",
+            "-aec",
+            "READGATE",
+            "127.0.0.1",
+            &cfg.dicom_port.to_string(),
+        ])
         .args(&files)
         .env("TCP_NODELAY", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::thread::sleep(Duration::from_secs(60));
     assert!(daemon.log_text().contains("cannot reach destination"));
     let scp = StoreScp::start(&dir.path().join("rc1"), dest_port);
-    wait_until("queue drained", Duration::from_secs(30), || scp.received().len() == files.len());
+    wait_until("queue drained", Duration::from_secs(30), || {
+        scp.received().len() == files.len()
+    });
 }
