@@ -50,15 +50,14 @@ pub async fn start_with(
     let partials = spool
         .clear_partials()
         .context("cleaning the spool's tmp/")?;
-    let orphans = spool
-        .remove_orphans(&store.all_paths()?)
-        .context("removing unindexed spool files")?;
-    if partials + orphans > 0 {
+    if partials > 0 {
         info!(
             partials,
-            orphans, "removed unacknowledged files left by an earlier run"
+            "removed partial (never acknowledged) files left by an earlier run"
         );
     }
+    crate::receive::recover(&spool, &store, config.dicom.duplicate_policy)
+        .context("re-indexing spool files")?;
     let counts = store.count_by_state()?;
     info!(
         gateway = %config.gateway.id,

@@ -3,7 +3,8 @@
 //! An instance is streamed into `tmp/` as its PDUs arrive, checked, fsync'd, renamed
 //! into `objects/xx/` and the directory fsync'd. Only then is it indexed, and only after
 //! the index commit is the C-STORE answered. Anything left in `tmp/` after a crash was
-//! never acknowledged and is deleted at start-up.
+//! never acknowledged and is deleted at start-up; anything in `objects/` is complete and
+//! durable, so the spool, not the index, is the last word on what was received.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -71,26 +72,35 @@ impl Spool {
         Ok(n)
     }
 
-    /// Deletes spooled files the index does not know (a crash between rename and index
-    /// commit: such an instance was never acknowledged). Returns how many.
-    pub fn remove_orphans(&self, indexed: &HashSet<String>) -> io::Result<usize> {
-        let mut n = 0;
+    /// Spooled files the index does not know (relative paths). They are complete: only
+    /// fsync'd files are renamed into `objects/`. After a crash between the rename and
+    /// the index commit (or an OS crash losing recent index commits) they are re-indexed.
+    pub fn unindexed(&self, indexed: &HashSet<String>) -> io::Result<Vec<String>> {
+        let mut found = Vec::new();
         for i in 0..FANOUT {
             let sub = format!("{i:02x}");
-            let dir = self.objects.join(&sub);
-            let Ok(entries) = fs::read_dir(&dir) else {
+            let Ok(entries) = fs::read_dir(self.objects.join(&sub)) else {
                 continue;
             };
             for entry in entries {
-                let entry = entry?;
-                let rel = format!("objects/{sub}/{}", entry.file_name().to_string_lossy());
+                let rel = format!("objects/{sub}/{}", entry?.file_name().to_string_lossy());
                 if !indexed.contains(&rel) {
-                    fs::remove_file(entry.path())?;
-                    n += 1;
+                    found.push(rel);
                 }
             }
         }
-        Ok(n)
+        Ok(found)
+    }
+
+    /// Moves a spooled file that cannot be read back aside (never deletes it) for a person
+    /// to look at. Returns the new relative path.
+    pub fn quarantine(&self, rel: &str) -> io::Result<String> {
+        let dir = self.root.join("quarantine");
+        fs::create_dir_all(&dir)?;
+        let name = rel.replace('/', "_");
+        fs::rename(self.absolute(rel), dir.join(&name))?;
+        sync_dir(&dir)?;
+        Ok(format!("quarantine/{name}"))
     }
 
     /// Free bytes on the spool's file system, for the A700 refusal before disk is full.
@@ -228,9 +238,11 @@ mod tests {
         drop(dropped);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         let mut known = HashSet::new();
-        assert_eq!(spool.remove_orphans(&known).unwrap(), 1);
-        known.insert(rel);
-        assert_eq!(spool.remove_orphans(&known).unwrap(), 0);
+        assert_eq!(spool.unindexed(&known).unwrap(), vec![rel.clone()]);
+        known.insert(rel.clone());
+        assert!(spool.unindexed(&known).unwrap().is_empty());
+        let moved = spool.quarantine(&rel).unwrap();
+        assert!(spool.absolute(&moved).exists());
         assert!(spool.free_bytes().unwrap() > 0);
     }
 }

@@ -1,6 +1,11 @@
 //! The SQLite store: the index of spooled instances, the studies they form, the decision
-//! taken for each study and the forwarding queue. WAL mode with `synchronous = FULL`, so a
-//! committed row is on disk before readgate acknowledges what it describes.
+//! taken for each study and the forwarding queue.
+//!
+//! WAL mode with `synchronous = NORMAL`: a commit survives a crash of readgate (it is in
+//! the WAL, in the OS cache) but not necessarily of the OS. That is enough because the
+//! spool, fsync'd before every acknowledgement, is the record of what was received: at
+//! start-up any spooled file the index lost is indexed again (`receive::recover`). What an
+//! OS crash can cost is a decision or a delivery mark, i.e. a re-decision or a re-send.
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -207,7 +212,7 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;

@@ -115,3 +115,53 @@ fn a_destination_that_starts_a_minute_late_gets_the_queue() {
         scp.received().len() == files.len()
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    cfg.stable_after_secs = 3600; // nothing is forwarded before the "crash"
+    let rg = readgate::serve::start(cfg.parse()).await.unwrap();
+    let study = "1.2.826.0.1.3680043.10.1234.88";
+    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
+        .await
+        .unwrap();
+    let mut sent = BTreeSet::new();
+    for i in 0..3 {
+        let sop = format!("{study}.{i}");
+        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 1000);
+        let (status, _) = scu
+            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+            .await
+            .unwrap();
+        assert_eq!(status, 0);
+        sent.insert(sop);
+    }
+    scu.release().await;
+    rg.stop().await;
+    // An OS crash may lose the last index commits (synchronous = NORMAL); the files stay.
+    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).unwrap();
+    db.execute_batch("DELETE FROM instances; DELETE FROM studies;")
+        .unwrap();
+    drop(db);
+    // and a file that is not DICOM at all must not be deleted, only set aside
+    std::fs::write(
+        dir.path().join("var/spool/objects/00/garbage.dcm"),
+        b"not dicom",
+    )
+    .unwrap();
+
+    cfg.stable_after_secs = 0;
+    let rg = readgate::serve::start(cfg.parse()).await.unwrap();
+    wait_until(
+        "re-indexed instances forwarded",
+        Duration::from_secs(30),
+        || sent.is_subset(&scp.received()),
+    );
+    assert!(dir
+        .path()
+        .join("var/spool/quarantine/objects_00_garbage.dcm")
+        .exists());
+    rg.stop().await;
+}

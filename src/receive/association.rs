@@ -508,20 +508,15 @@ fn keep_instance(
         ))?
         .to_string();
     let (path, size) = receiver.spool.commit(partial).map_err(|e| io_failure(&e))?;
-    let instance = NewInstance {
-        sop_uid: sop_instance.to_string(),
-        study_uid: study_uid.clone(),
-        series_uid: header.get(tags::SERIES_INSTANCE_UID).map(str::to_string),
-        sop_class_uid: sop_class.to_string(),
-        transfer_syntax: transfer_syntax.to_string(),
-        modality: header.get(tags::MODALITY).map(str::to_string),
-        accession: header.get(tags::ACCESSION_NUMBER).map(str::to_string),
-        patient_id: header.get(tags::PATIENT_ID).map(str::to_string),
-        path: path.clone(),
+    let instance = spooled_instance(
+        &header,
+        sop_class,
+        transfer_syntax,
+        &path,
         size,
-        calling_ae: calling_ae.to_string(),
-        received_at: now_ms(),
-    };
+        calling_ae,
+        now_ms(),
+    );
     let replace = receiver.config.dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
     match receiver.store.index_instance(&instance, replace) {
         Ok(Indexed::New) => {}
@@ -542,6 +537,40 @@ fn keep_instance(
     Ok(study_uid)
 }
 
+/// The index row for an instance whose data set `header` was walked and whose file is
+/// at `path` in the spool (also used when re-indexing after a crash).
+pub(crate) fn spooled_instance(
+    header: &dataset::Header,
+    sop_class: &str,
+    transfer_syntax: &str,
+    path: &str,
+    size: u64,
+    calling_ae: &str,
+    received_at: i64,
+) -> NewInstance {
+    let text = |tag| header.get(tag).map(str::to_string);
+    NewInstance {
+        sop_uid: header
+            .get(tags::SOP_INSTANCE_UID)
+            .unwrap_or_default()
+            .to_string(),
+        study_uid: header
+            .get(tags::STUDY_INSTANCE_UID)
+            .unwrap_or_default()
+            .to_string(),
+        series_uid: text(tags::SERIES_INSTANCE_UID),
+        sop_class_uid: sop_class.to_string(),
+        transfer_syntax: transfer_syntax.to_string(),
+        modality: text(tags::MODALITY),
+        accession: text(tags::ACCESSION_NUMBER),
+        patient_id: text(tags::PATIENT_ID),
+        path: path.to_string(),
+        size,
+        calling_ae: calling_ae.to_string(),
+        received_at,
+    }
+}
+
 fn io_failure(e: &std::io::Error) -> (u16, String) {
     if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
         (
@@ -557,7 +586,7 @@ fn io_failure(e: &std::io::Error) -> (u16, String) {
 }
 
 /// A UID as PS3.5 §9.1 allows: digits and dots, at most 64 characters.
-fn valid_uid(uid: &str) -> bool {
+pub(crate) fn valid_uid(uid: &str) -> bool {
     !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 

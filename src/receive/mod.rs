@@ -5,6 +5,9 @@
 
 mod access;
 mod association;
+mod recover;
+
+pub use recover::recover;
 
 use crate::config::Config;
 use crate::spool::Spool;
