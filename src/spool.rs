@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Start write-back every this many bytes so the final fsync has little left to do.
-const WRITEBACK_CHUNK: u64 = 1 << 20;
+const WRITEBACK_CHUNK: u64 = 128 << 10;
 const FANOUT: u32 = 256;
 
 pub struct Spool {
@@ -156,7 +156,7 @@ impl Spool {
     /// Makes a finished instance durable under a new name in `objects/`; returns its
     /// spool-relative path and size.
     pub fn commit(&self, mut partial: PartialInstance) -> io::Result<(String, u64)> {
-        partial.file.sync_all()?;
+        partial.file.sync_data()?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
         let name = format!("{n:016x}.dcm");
