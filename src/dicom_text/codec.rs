@@ -18,7 +18,7 @@ const ESC: u8 = 0x1b;
 
 /// Bytes at which the ISO 2022 state returns to the initial one: the value
 /// delimiter, the line/page controls, and for PN the component and group
-/// delimiters (PS3.5 §6.1.2.5.3; TAB as in DCMTK and pydicom).
+/// delimiters (PS3.5 §6.1.2.5.3; TAB as in pydicom's `TEXT_VR_DELIMS`).
 ///
 /// They only count where a single-byte set is active in G0: inside a JIS X
 /// 0208 run `^`, `=` and `\` are ordinary bytes of two-byte characters
@@ -286,9 +286,10 @@ fn decode_iso2022(bytes: &[u8], initial: State, kind: TextKind) -> Result<String
         }
         if b < 0x80 {
             // Controls and space, or a G0 single-byte set. JIS X 0201 Roman
-            // differs from ASCII only at 0x5C (¥) and 0x7E (‾); like DCMTK
-            // and pydicom we read them as `\` and `~`, since 0x5C is the
-            // DICOM value delimiter whatever the character set.
+            // differs from ASCII only at 0x5C (¥) and 0x7E (‾); like pydicom
+            // (Python's shift_jis) and dicom-rs (windows-31j) we read them as
+            // `\` and `~`, since 0x5C is the DICOM value delimiter whatever
+            // the character set.
             if is_reset_byte(b, kind) {
                 st = initial;
             }
@@ -476,8 +477,9 @@ fn encode_iso2022(
             }
             Element::G1(g1) => {
                 // G1 bytes could follow a JIS X 0208 run directly, but readers
-                // that convert each escape-delimited segment with one codec
-                // (iconv-style, e.g. DCMTK) fail on that; return G0 first.
+                // that convert each escape-delimited segment with a single
+                // converter (iconv-style ISO-2022-JP) fail on that; return G0
+                // to its initial set first.
                 if st.g0.is_two_byte() {
                     out.extend_from_slice(initial.g0.escape());
                     st.g0 = initial.g0;

@@ -531,3 +531,264 @@ fn fuzz_random_text_round_trips() {
     }
     assert!(encoded_ok > 500, "fuzz encoded too little: {encoded_ok}");
 }
+
+// ---- InMemDicomObject helper ---------------------------------------------------
+
+mod element_helper {
+    use super::*;
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::Tag;
+    use dicom_encoding::text::{SpecificCharacterSet as DicomRsCharset, TextCodec};
+    use dicom_object::InMemDicomObject;
+
+    const SCS: (u16, u16) = (0x0008, 0x0005);
+    const PATIENT_NAME: (u16, u16) = (0x0010, 0x0010);
+    const STUDY_DESCRIPTION: (u16, u16) = (0x0008, 0x1030);
+    const HISTORY: (u16, u16) = (0x0010, 0x21b0);
+    const REFERENCED_STUDY_SEQ: (u16, u16) = (0x0008, 0x1110);
+
+    fn tag(t: (u16, u16)) -> Tag {
+        Tag(t.0, t.1)
+    }
+
+    /// One explicit VR little endian element, padded to even length.
+    fn el(t: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut value = value.to_vec();
+        if value.len() % 2 == 1 {
+            value.push(if vr == b"UI" { 0 } else { b' ' });
+        }
+        let mut out = Vec::new();
+        out.extend(t.0.to_le_bytes());
+        out.extend(t.1.to_le_bytes());
+        out.extend(vr);
+        if matches!(vr, b"OB" | b"UN" | b"UT" | b"UC") {
+            out.extend([0, 0]);
+            out.extend(u32::try_from(value.len()).unwrap().to_le_bytes());
+        } else {
+            out.extend(u16::try_from(value.len()).unwrap().to_le_bytes());
+        }
+        out.extend(value);
+        out
+    }
+
+    /// A sequence of undefined length with items of undefined length.
+    fn seq(t: (u16, u16), items: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(t.0.to_le_bytes());
+        out.extend(t.1.to_le_bytes());
+        out.extend(b"SQ\0\0\xff\xff\xff\xff");
+        for item in items {
+            out.extend(b"\xfe\xff\x00\xe0\xff\xff\xff\xff");
+            out.extend(item);
+            out.extend(b"\xfe\xff\x0d\xe0\0\0\0\0");
+        }
+        out.extend(b"\xfe\xff\xdd\xe0\0\0\0\0");
+        out
+    }
+
+    /// Read a data set the way readgate does: a Part 10 stream through
+    /// dicom-object.
+    fn read(elements: &[Vec<u8>]) -> InMemDicomObject {
+        let mut file = vec![0u8; 128];
+        file.extend(b"DICM");
+        file.extend(el((0x0002, 0x0000), b"UL", &28u32.to_le_bytes()));
+        file.extend(el((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1"));
+        for e in elements {
+            file.extend(e);
+        }
+        dicom_object::from_reader(&file[..])
+            .expect("test file parses")
+            .into_inner()
+    }
+
+    fn dicom_rs_text(obj: &InMemDicomObject, t: (u16, u16)) -> String {
+        obj.get(tag(t))
+            .expect("element present")
+            .value()
+            .to_multi_str()
+            .expect("string value")
+            .join("\\")
+    }
+
+    fn ours(obj: &InMemDicomObject, t: (u16, u16)) -> Result<String, CharsetError> {
+        decode_element_str(obj, tag(t)).expect("element present")
+    }
+
+    #[test]
+    fn annex_h_names_come_out_right_where_dicom_rs_is_wrong() {
+        for (raw_cs, hex, text) in [
+            ("\\ISO 2022 IR 87", H31_HEX, H31_TEXT),
+            ("ISO 2022 IR 13\\ISO 2022 IR 87", H32_HEX, H32_TEXT),
+        ] {
+            let obj = read(&[
+                el(SCS, b"CS", raw_cs.as_bytes()),
+                el(PATIENT_NAME, b"PN", &h(hex)),
+            ]);
+            // The bug this module exists for: no error, wrong text.
+            assert_ne!(dicom_rs_text(&obj, PATIENT_NAME).trim_end(), text);
+            assert_eq!(ours(&obj, PATIENT_NAME).unwrap().trim_end(), text);
+        }
+    }
+
+    #[test]
+    fn a_0x5c_inside_a_kanji_is_not_a_value_delimiter() {
+        // ぼ is `$\`: dicom-rs splits this two-valued LO into three values.
+        let obj = read(&[
+            el(SCS, b"CS", b"\\ISO 2022 IR 87"),
+            el(STUDY_DESCRIPTION, b"LO", b"\x1b$B$\\\x1b(B\\CT"),
+        ]);
+        let dicom_rs = obj
+            .get(tag(STUDY_DESCRIPTION))
+            .unwrap()
+            .value()
+            .to_multi_str()
+            .unwrap()
+            .len();
+        assert_eq!(dicom_rs, 3);
+        assert_eq!(ours(&obj, STUDY_DESCRIPTION).unwrap().trim_end(), "ぼ\\CT");
+    }
+
+    #[test]
+    fn item_charset_applies_inside_and_its_leak_is_undone_outside() {
+        // Like pydicom chrSQEncoding.dcm: UTF-8 outside, Japanese in the
+        // item. dicom-parser 0.10 keeps the item's codec after the item ends,
+        // so the top-level name after the sequence is misread too.
+        let item = [
+            el(SCS, b"CS", b"ISO 2022 IR 13\\ISO 2022 IR 87"),
+            el(PATIENT_NAME, b"PN", &h(H32_HEX)),
+        ]
+        .concat();
+        let obj = read(&[
+            el(SCS, b"CS", b"ISO_IR 192"),
+            seq(REFERENCED_STUDY_SEQ, &[item]),
+            el(PATIENT_NAME, b"PN", "Yamada^山田".as_bytes()),
+        ]);
+        assert_ne!(dicom_rs_text(&obj, PATIENT_NAME).trim_end(), "Yamada^山田");
+        assert_eq!(ours(&obj, PATIENT_NAME).unwrap().trim_end(), "Yamada^山田");
+        let nested = decode_element_str_at(&obj, (tag(REFERENCED_STUDY_SEQ), 0, tag(PATIENT_NAME)))
+            .expect("nested element present");
+        assert_eq!(nested.as_deref(), Ok(H32_TEXT));
+        assert!(
+            decode_element_str_at(&obj, (tag(REFERENCED_STUDY_SEQ), 1, tag(PATIENT_NAME)))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn lone_ir87_value_one_uses_dicom_rs_strings_part_by_part() {
+        let obj = read(&[
+            el(SCS, b"CS", b"ISO 2022 IR 87"),
+            el(PATIENT_NAME, b"PN", &h(H31_HEX)),
+            el(STUDY_DESCRIPTION, b"LO", b"\x1b$B$\\\x1b(B\\CT"),
+        ]);
+        assert_eq!(ours(&obj, PATIENT_NAME).unwrap().trim_end(), H31_TEXT);
+        // dicom-rs cut ぼ in half and substituted the lone byte: refuse.
+        assert!(matches!(
+            ours(&obj, STUDY_DESCRIPTION),
+            Err(CharsetError::RawBytesLost { .. })
+        ));
+    }
+
+    #[test]
+    fn undecodable_bytes_in_long_text_are_refused_not_guessed() {
+        let ir13 = el(SCS, b"CS", b"ISO 2022 IR 13\\ISO 2022 IR 87");
+        // windows-31j has no 0xA0: dicom-rs wrote `\240` in its place.
+        let obj = read(&[ir13.clone(), el(HISTORY, b"LT", b"\x1b$B6;It\x1b(J \xa0")]);
+        let got = ours(&obj, HISTORY);
+        assert!(
+            matches!(got, Err(CharsetError::RawBytesLost { .. })),
+            "{got:?}"
+        );
+        // windows-31j keeps 0x80 as U+0080, so the byte comes back and is
+        // rejected as invalid in IR 13.
+        let obj = read(&[ir13, el(HISTORY, b"LT", b"\x1b$B6;It\x1b(J \x80")]);
+        let got = ours(&obj, HISTORY);
+        assert!(
+            matches!(got, Err(CharsetError::InvalidByte { byte: 0x80, .. })),
+            "{got:?}"
+        );
+        let obj = read(&[
+            el(SCS, b"CS", b"ISO 2022 IR 13\\ISO 2022 IR 87"),
+            el(HISTORY, b"LT", b"\x1b$B6;It\x1b(J\r\n\xb6\xde\xdd"),
+        ]);
+        assert_eq!(ours(&obj, HISTORY).unwrap().trim_end(), "胸部\r\nｶﾞﾝ");
+    }
+
+    #[test]
+    fn missing_default_repertoire_and_raw_byte_elements() {
+        let obj = read(&[
+            el(SCS, b"CS", b"\\ISO 2022 IR 87"),
+            el((0x0008, 0x0060), b"CS", b"CT"),
+            el((0x0009, 0x0010), b"LO", b"READGATE"),
+            el((0x0009, 0x1010), b"UN", b"\x1b$B;3ED\x1b(B"),
+        ]);
+        assert!(decode_element_str(&obj, tag(PATIENT_NAME)).is_none());
+        assert_eq!(
+            decode_element_str(&obj, Tag(0x0008, 0x0060))
+                .unwrap()
+                .as_deref(),
+            Ok("CT")
+        );
+        assert!(matches!(
+            obj.get(Tag(0x0009, 0x1010)).unwrap().value().primitive(),
+            Some(PrimitiveValue::U8(_))
+        ));
+        assert_eq!(
+            decode_element_str(&obj, Tag(0x0009, 0x1010))
+                .unwrap()
+                .as_deref(),
+            Ok("山田")
+        );
+    }
+
+    /// The recovery relies on these dicom-rs codecs mapping bytes one to one;
+    /// fail loudly if a dicom-rs upgrade changes that.
+    #[test]
+    fn dicom_rs_codecs_round_trip_the_bytes_we_rely_on() {
+        let latin1 = [DicomRsCharset::default(), DicomRsCharset::ISO_IR_100];
+        for codec in &latin1 {
+            let all: Vec<u8> = (0..=255).collect();
+            let text = codec.decode(&all).unwrap();
+            assert_eq!(codec.encode(&text).unwrap(), all, "{}", codec.name());
+        }
+        let ir13 = DicomRsCharset::from_code("ISO 2022 IR 13").unwrap();
+        let valid: Vec<u8> = (0x00..=0x7f).chain(0xa1..=0xdf).collect();
+        let text = ir13.decode(&valid).unwrap();
+        assert!(!text.contains("\\0") && !text.contains("\\1"));
+        assert_eq!(ir13.encode(&text).unwrap(), valid);
+    }
+
+    /// Reads pydicom's character set files when
+    /// READGATE_PYDICOM_CHARSET_DIR points at `pydicom/data/charset_files`.
+    #[test]
+    #[ignore = "needs pydicom's test files"]
+    fn pydicom_charset_files() {
+        let Ok(dir) = std::env::var("READGATE_PYDICOM_CHARSET_DIR") else {
+            return;
+        };
+        let expected = [
+            ("chrH31.dcm", H31_TEXT),
+            ("chrH32.dcm", H32_TEXT),
+            ("chrI2.dcm", "Hong^Gildong=洪^吉洞=홍^길동"),
+            ("chrX1.dcm", "Wang^XiaoDong=王^小東="),
+            ("chrX2.dcm", "Wang^XiaoDong=王^小东="),
+            ("chrFren.dcm", "Buc^Jérôme"),
+            ("chrJapMulti.dcm", "やまだ^たろう"),
+            ("chrKoreanMulti.dcm", "김희중"),
+            ("chrSQEncoding1.dcm", "Doctor^Who^^MD"),
+        ];
+        for (file, text) in expected {
+            let path = std::path::Path::new(&dir).join(file);
+            let obj = dicom_object::open_file(&path).expect("pydicom file opens");
+            let name = decode_element_str(&obj, tag(PATIENT_NAME))
+                .or_else(|| decode_element_str(&obj, Tag(0x0032, 0x1032)))
+                .expect("a name");
+            assert_eq!(name.unwrap().trim_end(), text, "{file}");
+        }
+        let obj =
+            dicom_object::open_file(std::path::Path::new(&dir).join("chrSQEncoding.dcm")).unwrap();
+        let nested =
+            decode_element_str_at(&obj, (Tag(0x0032, 0x1064), 0, tag(PATIENT_NAME))).unwrap();
+        assert_eq!(nested.unwrap().trim_end(), H32_TEXT);
+    }
+}
