@@ -112,6 +112,9 @@ pub enum CharsetError {
         "original bytes of {element} cannot be recovered from dicom-rs' decoded value: {reason}"
     )]
     RawBytesLost { element: String, reason: String },
+    /// [`decode_element_str`]: the element is not text (binary VR or SQ).
+    #[error("{element} has VR {vr}, which is not text")]
+    NotText { element: String, vr: &'static str },
 }
 
 /// Decode one element value of a text VR.

@@ -169,10 +169,10 @@ fn decode_found(
             return Ok(multi_value(e));
         }
         (None, vr) => {
-            return Err(CharsetError::RawBytesLost {
+            return Err(CharsetError::NotText {
                 element: name.to_string(),
-                reason: format!("VR {vr} is not a text VR"),
-            })
+                vr: vr.to_string(),
+            });
         }
     };
     let cs = match declared {

@@ -721,8 +721,13 @@ mod element_helper {
             el((0x0008, 0x0060), b"CS", b"CT"),
             el((0x0009, 0x0010), b"LO", b"READGATE"),
             el((0x0009, 0x1010), b"UN", b"\x1b$B;3ED\x1b(B"),
+            el((0x0009, 0x1011), b"OB", b"\x01\x02"),
         ]);
         assert!(decode_element_str(&obj, tag(PATIENT_NAME)).is_none());
+        assert!(matches!(
+            decode_element_str(&obj, Tag(0x0009, 0x1011)),
+            Some(Err(CharsetError::NotText { vr: "OB", .. }))
+        ));
         assert_eq!(
             decode_element_str(&obj, Tag(0x0008, 0x0060))
                 .unwrap()
