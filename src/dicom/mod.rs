@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod dimse;
 pub mod part10;
 pub mod sop_classes;
+pub mod text;
 
 pub const VERIFICATION_SOP_CLASS: &str = "1.2.840.10008.1.1";
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
