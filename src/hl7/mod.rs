@@ -1,0 +1,2 @@
+//! HL7 v2 intake: MLLP framing, charsets, message parsing, ACKs.
+pub mod mllp;
