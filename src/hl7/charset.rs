@@ -279,26 +279,25 @@ fn resolve(msh: &RawMsh<'_>, default: Charset) -> Result<Detection, CharsetError
 /// Decide the charset of a raw message from MSH-18, falling back to `default` when
 /// MSH-18 is empty or there is no MSH at all (the parser will reject the latter).
 pub fn detect(raw: &[u8], default: Charset) -> Result<Detection, CharsetError> {
+    let plain = scan_msh(raw, false).map(|msh| resolve(&msh, default));
     if default == Charset::ShiftJis {
-        // A Shift_JIS MSH may hold trail bytes equal to `|` (e.g. "ポ" = 83 7C), so scan
-        // with Shift_JIS awareness first. Trust that scan only if it is self-consistent
-        // (it concludes Shift_JIS): a UTF-8 MSH scanned that way can lose a separator.
-        if let Some(msh) = scan_msh(raw, true) {
-            if let Ok(d) = resolve(&msh, default) {
-                if d.charset == Charset::ShiftJis {
-                    return Ok(d);
-                }
+        // A Shift_JIS MSH may hold trail bytes equal to `|` (e.g. "ポ" = 83 7C), which
+        // add a field to a plain scan; a Shift_JIS-aware scan of a UTF-8 MSH may
+        // swallow one. An explicit, known MSH-18 from the plain scan is trusted (a
+        // misaligned plain scan lands on MSH-17, a country code); otherwise the
+        // Shift_JIS-aware scan decides.
+        let explicit = matches!(&plain, Some(Ok(d)) if !d.defaulted);
+        if !explicit {
+            if let Some(Ok(d)) = scan_msh(raw, true).map(|msh| resolve(&msh, default)) {
+                return Ok(d);
             }
         }
     }
-    match scan_msh(raw, false) {
-        Some(msh) => resolve(&msh, default),
-        None => Ok(Detection {
-            charset: default,
-            declared: String::new(),
-            defaulted: true,
-        }),
-    }
+    plain.unwrap_or(Ok(Detection {
+        charset: default,
+        declared: String::new(),
+        defaulted: true,
+    }))
 }
 
 /// Decode a raw message per its MSH-18 (see the module table), or `default` when
@@ -339,7 +338,14 @@ pub fn decode_as(raw: &[u8], charset: Charset) -> Result<String, CharsetError> {
             let mut out = String::with_capacity(raw.len());
             let mut offset = 0;
             for line in raw.split_inclusive(|&b| b == b'\r' || b == b'\n') {
-                decode_with(ISO_2022_JP, line, offset, charset, &mut out)?;
+                let (content, terminator) = match line.split_last() {
+                    Some((&last, content)) if last == b'\r' || last == b'\n' => {
+                        (content, Some(char::from(last)))
+                    }
+                    _ => (line, None),
+                };
+                decode_with(ISO_2022_JP, content, offset, charset, &mut out)?;
+                out.extend(terminator);
                 offset += line.len();
             }
             Ok(out)
@@ -430,5 +436,202 @@ pub fn encode(text: &str, charset: Charset) -> Vec<u8> {
             EncoderResult::OutputFull => {}
             EncoderResult::Unmappable(_) => pending_mark = true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msh18(value: &str) -> Vec<u8> {
+        format!("MSH|^~\\&|S|F|R|RF|20240101||ADT^A08|1|P|2.5||||||{value}\rPID|||1").into_bytes()
+    }
+
+    #[test]
+    fn msh18_values() {
+        let cases = [
+            ("~ISO IR87", Charset::Iso2022Jp),
+            ("ISO IR87", Charset::Iso2022Jp),
+            ("ISO 2022-1994", Charset::Iso2022Jp),
+            ("ISO IR6~ISO IR87", Charset::Iso2022Jp),
+            ("~ISO IR87~ISO IR159", Charset::Iso2022Jp),
+            ("UNICODE UTF-8", Charset::Utf8),
+            ("UTF-8", Charset::Utf8),
+            ("ISO IR6", Charset::Ascii),
+            ("ASCII", Charset::Ascii),
+            ("SHIFT_JIS", Charset::ShiftJis),
+            ("ISO IR13", Charset::ShiftJis),
+        ];
+        for (value, expected) in cases {
+            let d = detect(&msh18(value), Charset::Utf8).unwrap();
+            assert_eq!(d.charset, expected, "{value}");
+            assert_eq!(d.declared, value);
+            assert!(!d.defaulted);
+        }
+        for value in ["", "~", " "] {
+            let d = detect(&msh18(value), Charset::ShiftJis).unwrap();
+            assert_eq!(d.charset, Charset::ShiftJis, "{value:?}");
+            assert!(d.defaulted);
+        }
+        assert_eq!(
+            detect(&msh18("8859/1"), Charset::Ascii),
+            Err(CharsetError::Unsupported {
+                value: "8859/1".into()
+            })
+        );
+        // No MSH18 field at all, and no MSH at all: the default.
+        let d = detect(b"MSH|^~\\&|S|F\rPID|1", Charset::Utf8).unwrap();
+        assert_eq!((d.charset, d.defaulted), (Charset::Utf8, true));
+        let d = detect(b"not hl7", Charset::Ascii).unwrap();
+        assert_eq!((d.charset, d.defaulted), (Charset::Ascii, true));
+    }
+
+    #[test]
+    fn config_names() {
+        assert_eq!("shift_jis".parse::<Charset>(), Ok(Charset::ShiftJis));
+        assert_eq!("iso-2022-jp".parse::<Charset>(), Ok(Charset::Iso2022Jp));
+        assert_eq!("utf8".parse::<Charset>(), Ok(Charset::Utf8));
+        assert!("latin1".parse::<Charset>().is_err());
+        let c: Charset = serde_json::from_str("\"iso2022_jp\"").unwrap();
+        assert_eq!(c, Charset::Iso2022Jp);
+    }
+
+    #[test]
+    fn iso2022_kanji_with_delimiter_bytes_in_msh() {
+        // 放 is 4A 7C in JIS X 0208: a '|' byte inside MSH-6.
+        let mut raw = b"MSH|^~\\&|S|F|R|".to_vec();
+        raw.extend_from_slice(&encode("放射線科", Charset::Iso2022Jp));
+        raw.extend_from_slice(b"|20240101||ADT^A08|1|P|2.5||||||~ISO IR87\rPID|||1");
+        assert!(raw.windows(2).any(|w| w == b"J|"));
+        let decoded = decode(&raw, Charset::Ascii).unwrap();
+        assert_eq!(decoded.detection.charset, Charset::Iso2022Jp);
+        assert!(decoded.text.contains("|R|放射線科|20240101|"));
+    }
+
+    #[test]
+    fn shift_jis_default_with_trail_bytes_equal_to_delimiters() {
+        // ポ is 83 7C in Shift_JIS: a '|' trail byte in MSH-4, MSH-18 empty.
+        let mut raw = b"MSH|^~\\&|S|".to_vec();
+        raw.extend_from_slice(&encode("ポート病院", Charset::ShiftJis));
+        raw.extend_from_slice(b"|R|RF|20240101||ADT^A08|1|P|2.5||||||\rPID|||1");
+        let decoded = decode(&raw, Charset::ShiftJis).unwrap();
+        assert_eq!(decoded.detection.charset, Charset::ShiftJis);
+        assert!(decoded.detection.defaulted);
+        assert!(decoded.text.contains("|ポート病院|"));
+
+        // With MSH-17 set, a plain scan would read the country code as MSH-18.
+        let mut raw = b"MSH|^~\\&|S|".to_vec();
+        raw.extend_from_slice(&encode("ポート病院", Charset::ShiftJis));
+        raw.extend_from_slice(b"|R|RF|20240101||ADT^A08|1|P|2.5|||||JPN|\rPID|||1");
+        let d = detect(&raw, Charset::ShiftJis).unwrap();
+        assert_eq!((d.charset, d.defaulted), (Charset::ShiftJis, true));
+
+        // Same default, but a UTF-8 message saying so: "あ" (E3 81 82) looks like
+        // Shift_JIS lead bytes; the plain scan must win.
+        let mut raw = b"MSH|^~\\&|S|".to_vec();
+        raw.extend_from_slice("あ".as_bytes());
+        raw.extend_from_slice(b"|R|RF|20240101||ADT^A08|1|P|2.5||||||UNICODE UTF-8\rPID|||1");
+        let decoded = decode(&raw, Charset::ShiftJis).unwrap();
+        assert_eq!(decoded.detection.charset, Charset::Utf8);
+        assert!(decoded.text.contains("|あ|R|"));
+    }
+
+    #[test]
+    fn malformed_bytes_name_the_charset_and_offset() {
+        assert_eq!(
+            decode_as(b"MSH|\x80", Charset::Ascii),
+            Err(CharsetError::Malformed {
+                charset: Charset::Ascii,
+                offset: 4
+            })
+        );
+        assert_eq!(
+            decode_as(b"MSH|\x1b$B;3", Charset::Ascii),
+            Err(CharsetError::Malformed {
+                charset: Charset::Ascii,
+                offset: 4
+            })
+        );
+        assert_eq!(
+            decode_as(b"MSH|ab\xE3\x81", Charset::Utf8),
+            Err(CharsetError::Malformed {
+                charset: Charset::Utf8,
+                offset: 6
+            })
+        );
+        let err = decode_as(b"MSH|a\rPID|\x1b$B\x80\x80\x1b(B", Charset::Iso2022Jp).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CharsetError::Malformed {
+                    charset: Charset::Iso2022Jp,
+                    offset: 13..=14
+                }
+            ),
+            "{err:?}"
+        );
+        let err = decode_as(b"MSH|\x81\x20", Charset::ShiftJis).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CharsetError::Malformed {
+                    charset: Charset::ShiftJis,
+                    offset: 4..=5
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("Shift_JIS"));
+    }
+
+    #[test]
+    fn iso2022_shift_left_open_before_cr_is_tolerated() {
+        // 山田 then CR without ESC ( B: the next segment still decodes as ASCII.
+        let raw = b"PID|||1||\x1b$B;3ED\rOBR|1";
+        assert_eq!(
+            decode_as(raw, Charset::Iso2022Jp).unwrap(),
+            "PID|||1||山田\rOBR|1"
+        );
+    }
+
+    #[test]
+    fn utf8_bom_is_dropped() {
+        assert_eq!(
+            decode_as(b"\xEF\xBB\xBFMSH|", Charset::Utf8).unwrap(),
+            "MSH|"
+        );
+        let d = detect(
+            b"\xEF\xBB\xBFMSH|^~\\&||||||||||||||||UTF-8",
+            Charset::Ascii,
+        )
+        .unwrap();
+        assert_eq!(d.charset, Charset::Utf8);
+    }
+
+    #[test]
+    fn encode_round_trips_and_replaces_unmappable() {
+        let text = "MSH|^~\\&|山田^太郎|ｶﾅ\rMSA|AA|1\r";
+        for cs in [Charset::Utf8, Charset::Iso2022Jp, Charset::ShiftJis] {
+            let bytes = encode(text, cs);
+            let back = decode_as(&bytes, cs).unwrap();
+            // ISO-2022-JP has no half-width katakana: WHATWG maps it to full width.
+            let expected = if cs == Charset::Iso2022Jp {
+                text.replace("ｶﾅ", "カナ")
+            } else {
+                text.to_string()
+            };
+            assert_eq!(back, expected, "{cs}");
+        }
+        // ISO-2022-JP output is back in ASCII before every CR and at the end.
+        let bytes = encode("山\r田", Charset::Iso2022Jp);
+        assert_eq!(bytes, b"\x1b$B;3\x1b(B\r\x1b$BED\x1b(B");
+        assert_eq!(encode("山田 ok", Charset::Ascii), b"?? ok");
+        // Unmappable characters (emoji, many of them) become '?' without recursion.
+        let many = "😀".repeat(10_000) + "山";
+        let bytes = encode(&many, Charset::ShiftJis);
+        assert_eq!(bytes.len(), 10_002);
+        assert!(bytes.starts_with(b"???"));
+        let bytes = encode("山😀田", Charset::Iso2022Jp);
+        assert_eq!(decode_as(&bytes, Charset::Iso2022Jp).unwrap(), "山?田");
     }
 }
