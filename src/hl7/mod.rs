@@ -237,3 +237,426 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
         ack_bytes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! sample {
+        ($name:literal) => {
+            (
+                $name,
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hl7/", $name))
+                    as &[u8],
+            )
+        };
+    }
+
+    const SAMPLES: [(&str, &[u8]); 8] = [
+        sample!("omi_o23_iso2022jp.hl7"),
+        sample!("orm_o01_ihe.hl7"),
+        sample!("oru_r01_prelim.hl7"),
+        sample!("oru_r01_final.hl7"),
+        sample!("adt_a40_merge.hl7"),
+        sample!("malformed_no_msh.hl7"),
+        sample!("malformed_truncated.hl7"),
+        sample!("orm_missing_accession.hl7"),
+    ];
+
+    const NOW: &str = "20240601120000+0900";
+
+    fn run(raw: &[u8], config: &Config) -> Outcome {
+        process(raw, config, "ACK42", NOW)
+    }
+
+    fn segments(ack: &str) -> Vec<&str> {
+        ack.split_terminator('\r').collect()
+    }
+
+    #[test]
+    fn every_sample_gets_the_expected_ack() {
+        let config = Config::default();
+        let expected = [
+            ("omi_o23_iso2022jp.hl7", AckCode::Accept, "MSA|AA|MSG00001"),
+            ("orm_o01_ihe.hl7", AckCode::Accept, "MSA|AA|ORM0001"),
+            ("oru_r01_prelim.hl7", AckCode::Accept, "MSA|AA|ORU0001"),
+            ("oru_r01_final.hl7", AckCode::Accept, "MSA|AA|ORU0002"),
+            ("adt_a40_merge.hl7", AckCode::Accept, "MSA|AA|ADT0001"),
+            (
+                "malformed_no_msh.hl7",
+                AckCode::Reject,
+                "MSA|AR||message does not start with an MSH segment",
+            ),
+            (
+                "malformed_truncated.hl7",
+                AckCode::Reject,
+                "MSA|AR|ORM0001|segment 6 cannot be parsed: \"OB\"",
+            ),
+            (
+                "orm_missing_accession.hl7",
+                AckCode::Error,
+                "MSA|AE|ORM0002|order has neither an accession number nor a study instance UID",
+            ),
+        ];
+        for ((name, raw), (expected_name, code, msa)) in SAMPLES.iter().zip(expected) {
+            assert_eq!(*name, expected_name);
+            let o = run(raw, &config);
+            assert_eq!(o.ack_code, code, "{name}");
+            assert_eq!(segments(&o.ack)[1], msa, "{name}");
+            assert!(o.should_reply());
+        }
+    }
+
+    #[test]
+    fn ack_of_the_jahis_order_echoes_charset_and_swaps_parties() {
+        let o = run(SAMPLES[0].1, &Config::default());
+        assert!(matches!(o.result, Ok(Parsed::Order(_))));
+        assert_eq!(
+            o.detection.as_ref().map(|d| d.charset),
+            Some(Charset::Iso2022Jp)
+        );
+        assert_eq!(
+            o.ack,
+            "MSH|^~\\&|READGATE|RAD|HIS|TOKYO_GEN|20240601120000+0900||ACK^O23^ACK|ACK42|P|2.5\
+             ||||||~ISO IR87||ISO 2022-1994\rMSA|AA|MSG00001\r"
+        );
+        assert_eq!(o.ack_bytes, o.ack.as_bytes());
+    }
+
+    #[test]
+    fn ack_errors_by_version() {
+        // 2.3.1: ERR-1 only.
+        let o = run(SAMPLES[7].1, &Config::default());
+        assert_eq!(
+            segments(&o.ack)[2],
+            "ERR|OBR^1^18^101&Required field missing&HL70357"
+        );
+        // 2.5: ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8 message.
+        let raw = b"MSH|^~\\&|S|SF|R|RF|20240101||OMI^O23|C1|P|2.5\rPID|||P1\rORC|NW|PL1\rOBR|1|PL1\rIPC||RP1\r";
+        let o = run(raw, &Config::default());
+        assert_eq!(o.ack_code, AckCode::Error);
+        assert_eq!(
+            segments(&o.ack)[2],
+            "ERR||IPC^1^1|101^Required field missing^HL70357|E||||\
+             order has neither an accession number nor a study instance UID"
+        );
+    }
+
+    #[test]
+    fn ack_in_the_senders_charset() {
+        // A kanji MSH-4 in ISO-2022-JP (放 = 4A 7C) and a content error: the ACK names
+        // the sender's facility in MSH-6 and must go back as ISO-2022-JP.
+        let mut raw = b"MSH|^~\\&|HIS|".to_vec();
+        raw.extend(charset::encode("放射線科", Charset::Iso2022Jp));
+        raw.extend(b"|READGATE||20240101||ORM^O01|C2|P|2.3.1||||||~ISO IR87\rPID|||P1\r");
+        let o = run(&raw, &Config::default());
+        assert_eq!(o.ack_code, AckCode::Error);
+        let msh = segments(&o.ack)[0];
+        assert!(
+            msh.starts_with("MSH|^~\\&|READGATE||HIS|放射線科|"),
+            "{msh}"
+        );
+        assert_ne!(o.ack_bytes, o.ack.as_bytes());
+        assert_eq!(
+            charset::decode_as(&o.ack_bytes, Charset::Iso2022Jp).unwrap(),
+            o.ack
+        );
+        // Shift_JIS default, MSH-18 empty: the ACK goes back in Shift_JIS.
+        let mut raw = b"MSH|^~\\&|HIS|".to_vec();
+        raw.extend(charset::encode("ポート病院", Charset::ShiftJis));
+        raw.extend(b"|READGATE||20240101||ADT^A08|C3|P|2.5\rPID|||P1\r");
+        let config = Config {
+            default_charset: Charset::ShiftJis,
+            ..Config::default()
+        };
+        let o = run(&raw, &config);
+        assert_eq!(o.ack_code, AckCode::Accept);
+        assert_eq!(
+            charset::decode_as(&o.ack_bytes, Charset::ShiftJis).unwrap(),
+            o.ack
+        );
+        assert!(o.ack.contains("|HIS|ポート病院|"));
+    }
+
+    #[test]
+    fn unsupported_types() {
+        let siu = b"MSH|^~\\&|S|SF|R|RF|20240101||SIU^S12|C4|P|2.5\rSCH|1\r";
+        let o = run(siu, &Config::default());
+        assert!(matches!(o.result, Ok(Parsed::Other { .. })));
+        assert_eq!(o.ack_code, AckCode::Reject);
+        assert_eq!(
+            segments(&o.ack)[2],
+            "ERR||MSH^1^9|200^Unsupported message type^HL70357|E||||message type SIU\\S\\S12 is not supported"
+        );
+        let orm_o02 = b"MSH|^~\\&|S|SF|R|RF|20240101||ORM^O02|C5|P|2.3.1\rPID|||P1\r";
+        let o = run(orm_o02, &Config::default());
+        assert_eq!(
+            segments(&o.ack)[2],
+            "ERR|MSH^1^9^201&Unsupported event code&HL70357"
+        );
+        let accepting = Config {
+            accept_unsupported_types: true,
+            ..Config::default()
+        };
+        assert_eq!(run(siu, &accepting).ack_code, AckCode::Accept);
+    }
+
+    #[test]
+    fn charset_failures_are_rejected_with_a_recovered_header() {
+        let raw = b"MSH|^~\\&|S|SF|R|RF|20240101||ORM^O01|C6|P|2.5||||||8859/1\rPID|||M\xFCller\r";
+        let o = run(raw, &Config::default());
+        assert!(matches!(
+            o.result,
+            Err(Error::Charset(CharsetError::Unsupported { .. }))
+        ));
+        assert_eq!(o.ack_code, AckCode::Reject);
+        let segs = segments(&o.ack);
+        assert_eq!(
+            segs[1],
+            "MSA|AR|C6|unsupported character set in MSH-18: \"8859/1\""
+        );
+        assert!(segs[2].starts_with("ERR||MSH^1^18|103^Table value not found^HL70357|E"));
+
+        let raw =
+            b"MSH|^~\\&|S|SF|R|RF|20240101||ORM^O01|C7|P|2.5||||||UNICODE UTF-8\rPID|||\xFF\r";
+        let o = run(raw, &Config::default());
+        assert!(matches!(
+            o.result,
+            Err(Error::Charset(CharsetError::Malformed {
+                charset: Charset::Utf8,
+                ..
+            }))
+        ));
+        assert!(segments(&o.ack)[1].starts_with("MSA|AR|C7|message is not valid UTF-8"));
+        assert!(segments(&o.ack)[2].starts_with("ERR||MSH^1^18|102^Data type error^HL70357"));
+    }
+
+    #[test]
+    fn an_ack_is_not_acknowledged() {
+        let raw = b"MSH|^~\\&|S|SF|R|RF|20240101||ACK^O01^ACK|C8|P|2.5\rMSA|AA|X\r";
+        let o = run(raw, &Config::default());
+        assert!(!o.should_reply());
+        assert!(o.ack.starts_with("MSH"));
+    }
+
+    #[test]
+    fn pipelined_samples_through_mllp() {
+        let mut wire = b"\r\nnoise".to_vec();
+        for (_, raw) in SAMPLES {
+            wire.extend(mllp::encode_frame(raw));
+        }
+        let mut decoder = mllp::Decoder::default();
+        let mut rng = Rng(7);
+        let mut rest = &wire[..];
+        let mut acks = Vec::new();
+        let mut garbage = 0;
+        while !rest.is_empty() {
+            let n = (1 + rng.below(97)).min(rest.len());
+            decoder.push(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(item) = decoder.next_frame() {
+                match item {
+                    Ok(frame) => acks.push(run(&frame, &Config::default()).ack_code),
+                    Err(mllp::FrameError::Garbage { skipped, .. }) => garbage += skipped,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        assert_eq!(garbage, 5);
+        use AckCode::*;
+        assert_eq!(
+            acks,
+            vec![Accept, Accept, Accept, Accept, Accept, Reject, Reject, Error]
+        );
+    }
+
+    /// xorshift64*: deterministic, no extra crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            if n == 0 {
+                0
+            } else {
+                (self.next() % n as u64) as usize
+            }
+        }
+
+        fn byte(&mut self) -> u8 {
+            self.next() as u8
+        }
+    }
+
+    const SPECIAL: &[u8] = b"|^~\\&#\r\n\"\x1b\x0b\x1c\x80\xff\xe3";
+    const SNIPPETS: &[&[u8]] = &[
+        b"\\S\\",
+        b"\\F\\",
+        b"\\X",
+        b"\\Xe5b1b1\\",
+        b"\\.sp 99999999999999999999\\",
+        b"\\.br\\",
+        "山田\\S\\太郎".as_bytes(),
+        b"\x1b$B;3ED",
+        b"\x1b(B",
+        b"\x1b$(D",
+        b"\x83\x7c",
+        b"\rMSH|^~\\&|",
+        b"\rOBR|1|",
+        b"\rZZ",
+        b"~ISO IR87",
+        b"UNICODE UTF-8",
+        b"SHIFT_JIS",
+        b"\"\"",
+        b"&&&&&&&&^^^^^^~~~~",
+    ];
+
+    fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
+        let mut v = base.to_vec();
+        for _ in 0..1 + rng.below(6) {
+            let pos = rng.below(v.len() + 1);
+            match rng.below(8) {
+                0 if !v.is_empty() => {
+                    let i = rng.below(v.len());
+                    v[i] = rng.byte();
+                }
+                1 => v.insert(pos, SPECIAL[rng.below(SPECIAL.len())]),
+                2 => {
+                    let end = (pos + rng.below(40)).min(v.len());
+                    v.drain(pos..end);
+                }
+                3 => v.truncate(pos),
+                4 => {
+                    let snippet = SNIPPETS[rng.below(SNIPPETS.len())];
+                    v.splice(pos..pos, snippet.iter().copied());
+                }
+                5 => {
+                    let end = (pos + rng.below(200)).min(v.len());
+                    let copy = v[pos..end].to_vec();
+                    let at = rng.below(v.len() + 1);
+                    v.splice(at..at, copy);
+                }
+                6 if v.len() > 1 => {
+                    let (a, b) = (rng.below(v.len()), rng.below(v.len()));
+                    v.swap(a, b);
+                }
+                _ => v.insert(pos, rng.byte()),
+            }
+        }
+        v
+    }
+
+    fn random_bytes(rng: &mut Rng) -> Vec<u8> {
+        let len = rng.below(400);
+        let mut v: Vec<u8> = if rng.below(2) == 0 {
+            b"MSH|^~\\&|".to_vec()
+        } else {
+            Vec::new()
+        };
+        for _ in 0..len {
+            v.push(match rng.below(4) {
+                0 => SPECIAL[rng.below(SPECIAL.len())],
+                1 => b"MSHPIDORCOBRIPCOBX0123456789"[rng.below(28)],
+                _ => rng.byte(),
+            });
+        }
+        v
+    }
+
+    fn check(o: &Outcome, input: &[u8]) {
+        if let Err(Error::Parse(ParseError::Panicked(m))) = &o.result {
+            panic!(
+                "contained panic {m:?} for input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let segs: Vec<&str> = o.ack.split_terminator('\r').collect();
+        assert!(segs.len() >= 2, "{:?}", o.ack);
+        assert!(segs[0].starts_with("MSH"), "{:?}", o.ack);
+        let fs = segs[0].chars().nth(3).unwrap_or('|');
+        assert_eq!(
+            segs[1].split(fs).take(2).collect::<Vec<_>>(),
+            vec!["MSA", o.ack_code.as_str()],
+            "{:?}",
+            o.ack
+        );
+        // AA has no ERR segment; AE and AR always name an error. Errors are never AA.
+        let expected_segments = if o.ack_code == AckCode::Accept { 2 } else { 3 };
+        assert_eq!(segs.len(), expected_segments, "{:?}", o.ack);
+        if o.result.is_err() {
+            assert_ne!(o.ack_code, AckCode::Accept);
+        }
+        assert!(!o.ack_bytes.is_empty());
+    }
+
+    #[test]
+    fn random_and_mutated_input_never_panics_and_always_gets_an_ack() {
+        let charsets = [
+            Charset::Ascii,
+            Charset::Utf8,
+            Charset::Iso2022Jp,
+            Charset::ShiftJis,
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut frames = 0usize;
+        let mut codes = std::collections::HashMap::new();
+        for i in 0..5000 {
+            let config = Config {
+                default_charset: charsets[i % charsets.len()],
+                accept_unsupported_types: i % 5 == 0,
+                ..Config::default()
+            };
+            let input = if i % 4 == 0 {
+                random_bytes(&mut rng)
+            } else {
+                let base = SAMPLES[rng.below(SAMPLES.len())].1;
+                mutate(&mut rng, base)
+            };
+            let outcome = run(&input, &config);
+            check(&outcome, &input);
+            *codes.entry(outcome.ack_code.as_str()).or_insert(0) += 1;
+
+            // The same input on the wire, with noise, cut into random pieces.
+            let mut wire = Vec::new();
+            if rng.below(3) == 0 {
+                for _ in 0..rng.below(20) {
+                    wire.push(rng.byte());
+                }
+            }
+            wire.extend(mllp::encode_frame(&input));
+            if rng.below(2) == 0 {
+                wire.extend(mllp::encode_frame(SAMPLES[rng.below(SAMPLES.len())].1));
+            }
+            let mut decoder = mllp::Decoder::new(1024);
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let n = (1 + rng.below(300)).min(rest.len());
+                decoder.push(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(item) = decoder.next_frame() {
+                    if let Ok(frame) = item {
+                        assert!(frame.len() <= 1024);
+                        frames += 1;
+                        check(&run(&frame, &config), &frame);
+                    }
+                }
+            }
+            decoder.finish();
+            while decoder.next_frame().is_some() {}
+        }
+        assert!(frames > 5000, "{frames}");
+        // The mutations must reach the extraction code, not only the early rejections.
+        for code in ["AA", "AE", "AR"] {
+            assert!(codes.get(code).copied().unwrap_or(0) > 200, "{codes:?}");
+        }
+        eprintln!("direct outcomes: {codes:?}, frames: {frames}");
+    }
+}
