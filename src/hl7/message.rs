@@ -1,6 +1,6 @@
 //! Typed extraction of the messages readgate consumes.
 //!
-//! Input is text already decoded by [`charset`](super::charset). Structure is parsed with
+//! Input is text already decoded by [`super::charset`]. Structure is parsed with
 //! hl7-parser 0.3; values are taken raw and unescaped by [`Delimiters::unescape`]
 //! because hl7-parser's own escape decoding panics on Japanese text. Every call into
 //! the parser (and the extraction around it) runs under `catch_unwind`, so a parser
@@ -356,9 +356,9 @@ pub struct OrderRequest {
     pub accession_number: Option<String>,
     /// IPC-3 (OMI), else ZDS-1 (ORM, IHE).
     pub study_instance_uid: Option<String>,
-    /// IPC-2, else OBR-19 (IHE: placer field 1... requested procedure id).
+    /// IPC-2, else OBR-19 (placer field 2: the requested procedure id in IHE SWF).
     pub requested_procedure_id: Option<String>,
-    /// IPC-4, else OBR-20 (IHE scheduled procedure step id).
+    /// IPC-4, else OBR-20 (filler field 1: the scheduled procedure step id in IHE SWF).
     pub scheduled_procedure_step_id: Option<String>,
     /// OBR-4 universal service id: the requested procedure (JJ1017 in Japan).
     pub requested_procedure: Option<CodedElement>,
@@ -744,8 +744,7 @@ fn read_delimiters(line: &str) -> Result<Delimiters, ParseError> {
 
 /// Split segments on CR, LF or CRLF, drop blank lines, make field-less segments
 /// (`ZDS`) parsable, and drop the 2.7 truncation character from MSH-2 (hl7-parser
-/// reads exactly four encoding characters). Returns the CR-joined text and the
-/// segment lines.
+/// reads exactly four encoding characters). Returns the segments joined by CR.
 fn normalise(text: &str, d: &Delimiters) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut first = true;

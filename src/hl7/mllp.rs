@@ -83,9 +83,9 @@ enum State {
     Discarding { saw_end: bool },
 }
 
-/// Incremental MLLP decoder. Feed it with [`push`](Self::push), take payloads out with
-/// [`next_frame`](Self::next_frame), call [`finish`](Self::finish) when the peer closed.
-/// It never panics, whatever the input.
+/// Incremental MLLP decoder for one stream. Feed it with [`push`](Self::push), take
+/// payloads out with [`next_frame`](Self::next_frame), call [`finish`](Self::finish)
+/// when the peer closed. It never panics, whatever the input.
 #[derive(Debug)]
 pub struct Decoder {
     max_frame_len: usize,
@@ -145,8 +145,8 @@ impl Decoder {
                 State::InFrame { saw_end } => self.push_in_frame(data, saw_end),
                 State::Discarding { saw_end } => self.push_discarding(data, saw_end),
             };
-            // Each step consumes at least one byte, so this loop ends; `min` keeps the
-            // slice index in range even if a step misreports.
+            // Each step consumes at least one byte, so this loop ends; the clamp keeps
+            // the slice index in range even if a step misreported.
             data = &data[used.clamp(1, data.len())..];
         }
     }

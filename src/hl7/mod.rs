@@ -33,6 +33,29 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Wrap `read_frame` in `tokio::time::timeout` (the helpers have no timers). The
+//! panic guards rely on the default `panic = "unwind"`; a contained panic still
+//! prints through the panic hook.
+//!
+//! # Known gaps
+//!
+//! * One message per frame: batches (FHS/BHS) are not split.
+//! * Original-mode ACKs only; MSH-15/16 (enhanced mode) are exposed in the
+//!   [`Header`] but not acted on.
+//! * Charsets: no ISO 8859 (answered AR, error 103), no JIS X 0212 (`ISO IR159`)
+//!   characters, no 8-bit katakana mixed into ISO 2022 text (`ISO IR13~ISO IR87`).
+//!   `\Xhh\` escapes are expanded only when they form UTF-8.
+//! * Patients: PID-3, PID-5, PID-7, PID-8 only (not PID-2/PID-4, addresses,
+//!   phones).
+//! * Orders: the first IPC of a group gives accession, study UID, modality; later
+//!   IPCs add protocol codes only. DG1/OBX before the first ORC are copied into
+//!   every request. Coded OBX-5 values are kept as `code^text^system` text.
+//! * Reports: accession from OBR-18 only; study UID from ZDS-1 or an OBX naming
+//!   the Study Instance UID. An OBR-32/33 whose first component has no
+//!   subcomponents is read as `id^family^given` unless component 2 starts with a
+//!   digit (then as NDL `id^start^end`). Embedded documents (ED) are not decoded.
+//! * Merges: ADT^A40 only (not A18/A30/A34/A35/A36/A39); ADT^A31 is read like A08.
 
 pub mod ack;
 pub mod charset;
