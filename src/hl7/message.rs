@@ -564,6 +564,15 @@ pub enum ParseError {
         /// The start of the segment.
         fragment: String,
     },
+    /// A second MSH (or a batch header) inside the payload: two messages in one
+    /// frame would otherwise mix one patient's order with another's.
+    #[error("segment {line} starts another message ({segment}); one message per frame")]
+    MultipleMessages {
+        /// 1-based segment (line) number.
+        line: usize,
+        /// The segment id found (MSH, FHS, BHS...).
+        segment: String,
+    },
     /// hl7-parser rejected the message.
     #[error("HL7 syntax error: {0}")]
     Syntax(String),
@@ -585,9 +594,10 @@ impl ParseError {
     /// HL7 error code for the ERR segment.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ParseError::Empty | ParseError::NoMsh | ParseError::BadSegment { .. } => {
-                ErrorCode::SegmentSequenceError
-            }
+            ParseError::Empty
+            | ParseError::NoMsh
+            | ParseError::BadSegment { .. }
+            | ParseError::MultipleMessages { .. } => ErrorCode::SegmentSequenceError,
             ParseError::BadDelimiters(_) | ParseError::Syntax(_) => ErrorCode::DataTypeError,
             ParseError::Panicked(_) => ErrorCode::ApplicationInternalError,
         }
@@ -818,6 +828,20 @@ fn parse_inner(text: &str) -> Result<Parsed, MessageError> {
             .take(20)
             .collect();
         return Err(ParseError::BadSegment { line, fragment }.into());
+    }
+
+    if let Some((i, seg)) = message
+        .segments
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, s)| matches!(s.name, "MSH" | "FHS" | "BHS" | "BTS" | "FTS"))
+    {
+        return Err(ParseError::MultipleMessages {
+            line: i + 1,
+            segment: seg.name.to_string(),
+        }
+        .into());
     }
 
     let msh_fields: Vec<String> = message
@@ -2113,6 +2137,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn two_messages_in_one_payload_are_refused() {
+        let text = format!(
+            "{MSH_25}ORM^O01|C1|P|2.3.1\rPID|||P1\rORC|NW|PL1\rOBR|1||||||||||||||||A1\r\
+             {MSH_25}ORM^O01|C2|P|2.3.1\rPID|||P2\rORC|NW|PL2\rOBR|1||||||||||||||||A2\r"
+        );
+        assert_eq!(
+            parse(&text),
+            Err(MessageError::Parse(ParseError::MultipleMessages {
+                line: 5,
+                segment: "MSH".into()
+            }))
+        );
     }
 
     #[test]
