@@ -392,6 +392,11 @@ pub struct OrderRequest {
 }
 
 /// ORM^O01 / OMI^O23.
+///
+/// Content rules ([`ContentError`], answer AE): a PID with at least one PID-3
+/// identifier, at least one ORC/OBR group, ORC-1 in every group, and for a new order
+/// (NW) an accession number or a study UID (reported at IPC-1 for OMI, OBR-18 for
+/// ORM); other order controls may identify the order by placer/filler number alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Order {
     /// MSH.
@@ -467,6 +472,10 @@ pub struct ReportResult {
 }
 
 /// ORU^R01.
+///
+/// Content rules ([`ContentError`], answer AE): a PID with at least one PID-3
+/// identifier, at least one OBR, OBR-25 in every OBR, and in every OBR group an
+/// accession number, study UID, placer or filler number to match it by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// MSH.
@@ -489,6 +498,9 @@ pub struct PatientMerge {
 }
 
 /// ADT^A40 (merge patient - patient identifier list).
+///
+/// Content rules: every PID has a PID-3 identifier and is followed by an MRG with an
+/// MRG-1 identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Merge {
     /// MSH.
@@ -1438,14 +1450,15 @@ impl Extractor {
             observations: g.obx.iter().map(|s| self.observation(s)).collect(),
         };
 
-        // Matching an order to a study needs the accession number or the study UID.
-        // Cancels and other controls may identify the order by its numbers alone.
+        // Matching a new order to a study needs the accession number or the study
+        // UID. Changes, cancels and other controls refer to an order readgate already
+        // has, so its placer/filler number is enough.
         let has_study_key =
             request.accession_number.is_some() || request.study_instance_uid.is_some();
         let has_order_key =
             request.placer_order_number.is_some() || request.filler_order_number.is_some();
         let ok = match request.control {
-            OrderControl::New | OrderControl::Change => has_study_key,
+            OrderControl::New => has_study_key,
             _ => has_study_key || has_order_key,
         };
         if !ok {
@@ -2159,16 +2172,17 @@ mod tests {
         let text = format!(
             "{MSH_25}OMI^O23|C2|P|2.5\rPID|||P1\rNTE|1||patient note\rOBX|1|NM|CRE^Cr||0.8\r\
              ORC|NW|PL1\rOBR|1|PL1\rIPC|A1||1.2.3\r\
-             ORC|CA|PL2\rOBR|2|PL2\r"
+             ORC|CA|PL2\rOBR|2|PL2\rORC|XO|PL3\rOBR|3|PL3\r"
         );
         let o = match parse(&text) {
             Ok(Parsed::Order(o)) => o,
             other => panic!("{other:?}"),
         };
         assert_eq!(o.patient_notes, vec!["patient note"]);
-        assert_eq!(o.requests.len(), 2);
+        assert_eq!(o.requests.len(), 3);
         assert_eq!(o.requests[0].accession_number.as_deref(), Some("A1"));
-        // A cancel may identify its order by the placer number alone.
+        assert_eq!(o.requests[2].control, OrderControl::Change);
+        // A cancel or change may identify its order by the placer number alone.
         assert_eq!(o.requests[1].control, OrderControl::Cancel);
         assert_eq!(o.requests[1].accession_number, None);
         // The pre-ORC OBX applies to every request.
