@@ -10,6 +10,7 @@ pub mod config;
 pub mod decide;
 pub mod dicom;
 pub mod forward;
+pub mod hl7;
 pub mod receive;
 pub mod serve;
 pub mod spool;
