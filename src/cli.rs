@@ -37,6 +37,16 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         limit: usize,
     },
+    /// What readgate knows of a study's order, labs, contact and reports (from HL7), with
+    /// the message each fact came from.
+    Orders {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Accession number or Study Instance UID.
+        key: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -74,18 +84,25 @@ pub fn main() -> anyhow::Result<()> {
                     bail!("--state {s:?}: expected one of {}", state::ALL.join(", "));
                 }
             }
-            let db = config.database_path();
-            if !db.exists() {
-                bail!(
-                    "no database at {} yet: has `readgate serve` run with this config?",
-                    db.display()
-                );
-            }
-            let store = Store::open_read_only(&db)?;
+            let store = open_existing(&config)?;
             let rows = store.list_studies(wanted.as_deref(), limit)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 Format::Table => print_table(&rows),
+            }
+            Ok(())
+        }
+        Command::Orders {
+            config,
+            key,
+            format,
+        } => {
+            let config = Config::load(&config)?;
+            let store = open_existing(&config)?;
+            let view = crate::hl7::view::StudyView::load(&store, &key)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+                Format::Table => print!("{}", view.to_text()),
             }
             Ok(())
         }
@@ -116,6 +133,17 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn open_existing(config: &Config) -> anyhow::Result<Store> {
+    let db = config.database_path();
+    if !db.exists() {
+        bail!(
+            "no database at {} yet: has `readgate serve` run with this config?",
+            db.display()
+        );
+    }
+    Ok(Store::open_read_only(&db)?)
 }
 
 fn init_logging(config: &Config) {

@@ -40,6 +40,32 @@ pub struct Config {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub log: LogConfig,
+    /// HL7 v2 intake over MLLP; absent: no HL7 listener.
+    #[serde(default)]
+    pub hl7: Option<Hl7Config>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7Config {
+    pub listen: SocketAddr,
+    /// Senders allowed to connect (RIS/HIS addresses); empty: any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<IpAddr>,
+    /// Larger MLLP frames are discarded and answered AR.
+    #[serde(default = "default_max_frame")]
+    pub max_frame_bytes: usize,
+    /// A connection silent this long is closed.
+    #[serde(default = "default_hl7_idle")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_max_hl7_connections")]
+    pub max_connections: usize,
+    /// Character set of messages whose MSH-18 is empty.
+    #[serde(default = "default_hl7_charset")]
+    pub default_charset: crate::hl7::Charset,
+    /// MSH-3 of readgate's ACKs when the sender left MSH-5 empty.
+    #[serde(default = "default_hl7_application")]
+    pub application: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -244,6 +270,21 @@ fn default_response_timeout() -> u64 {
 fn default_linger_ms() -> u64 {
     2000
 }
+fn default_max_frame() -> usize {
+    1024 * 1024
+}
+fn default_hl7_idle() -> u64 {
+    300
+}
+fn default_max_hl7_connections() -> usize {
+    64
+}
+fn default_hl7_charset() -> crate::hl7::Charset {
+    crate::hl7::Charset::Ascii
+}
+fn default_hl7_application() -> String {
+    "READGATE".into()
+}
 fn default_log_level() -> String {
     "info".to_string()
 }
@@ -397,6 +438,24 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if let Some(h) = &self.hl7 {
+            if !(1024..=64 * 1024 * 1024).contains(&h.max_frame_bytes) {
+                return Err(invalid(
+                    "hl7.max_frame_bytes",
+                    format!("expected 1024 to 67108864 bytes, got {}", h.max_frame_bytes),
+                ));
+            }
+            if h.idle_timeout_secs == 0 {
+                return Err(invalid(
+                    "hl7.idle_timeout_secs",
+                    "expected a number of seconds ≥ 1".into(),
+                ));
+            }
+            if h.max_connections == 0 {
+                return Err(invalid("hl7.max_connections", "expected at least 1".into()));
+            }
+            non_empty("application", &h.application).map_err(|m| invalid("hl7.application", m))?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 /// A running gateway (the daemon, or an instance inside a test).
 pub struct Running {
     pub dicom_addr: SocketAddr,
+    pub hl7_addr: Option<SocketAddr>,
     pub store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -92,10 +93,28 @@ pub async fn start_with(
         store: store.clone(),
         decider,
         stable_after: Duration::from_secs(config.dicom.stable_after_secs),
-        stored,
+        stored: stored.clone(),
         wakeups: wakeups.clone(),
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
+    let hl7_addr = match &config.hl7 {
+        Some(hl7) => {
+            let listener = TcpListener::bind(hl7.listen)
+                .await
+                .with_context(|| format!("cannot listen for HL7 on {} (hl7.listen)", hl7.listen))?;
+            let addr = listener.local_addr()?;
+            let intake = crate::hl7::intake::Intake::start(store.clone(), stored.clone());
+            let state = Arc::new(crate::hl7::listener::Listener::new(hl7.clone(), intake));
+            tasks.spawn(crate::hl7::listener::serve(
+                listener,
+                state,
+                shutdown_rx.clone(),
+            ));
+            info!(listen = %addr, "readgate is receiving HL7 (MLLP)");
+            Some(addr)
+        }
+        None => None,
+    };
     for destination in &config.destinations {
         let forwarder = Forwarder::new(
             config.clone(),
@@ -114,6 +133,7 @@ pub async fn start_with(
     );
     Ok(Running {
         dicom_addr,
+        hl7_addr,
         store,
         shutdown,
         tasks,

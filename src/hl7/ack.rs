@@ -299,10 +299,12 @@ pub fn build(
         msh.pop();
     }
 
-    let error = error.filter(|_| code != AckCode::Accept);
+    // With AA the explanation still goes into MSA-3 (e.g. "not processed"), but there
+    // is no error to report in ERR.
     let text = error
         .map(|e| d.escape(truncate_chars(&e.message, MSA3_MAX)))
         .unwrap_or_default();
+    let error = error.filter(|_| code != AckCode::Accept);
     let mut msa = vec![
         "MSA".to_string(),
         code.as_str().to_string(),

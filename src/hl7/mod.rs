@@ -60,8 +60,11 @@
 pub mod ack;
 pub mod charset;
 pub mod escape;
+pub mod intake;
+pub mod listener;
 pub mod message;
 pub mod mllp;
+pub mod view;
 
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +246,14 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
                 }),
             )
         }
+        Ok(Parsed::Other { message_type, .. }) => (
+            AckCode::Accept,
+            Some(AckError {
+                code: ErrorCode::UnsupportedMessageType,
+                location: Some(ErrorLocation::field("MSH", 1, 9)),
+                message: format!("stored, not processed: readgate does not use {message_type}"),
+            }),
+        ),
         Ok(_) => (AckCode::Accept, None),
     };
 

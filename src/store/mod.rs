@@ -7,6 +7,10 @@
 //! start-up any spooled file the index lost is indexed again (`receive::recover`). What an
 //! OS crash can cost is a decision or a delivery mark, i.e. a re-decision or a re-send.
 
+mod hl7;
+
+pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
+
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -96,6 +100,8 @@ CREATE INDEX IF NOT EXISTS events_by_study ON events(study_uid, id);
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// HL7 messages are committed with `synchronous = FULL` (see `hl7.rs`).
+    hl7: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -171,6 +177,15 @@ pub struct StudyRow {
     pub updated_at: i64,
 }
 
+/// How a study is found from HL7: its UID, accession and patient.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyKeys {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    pub state: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceRow {
     pub sop_uid: String,
@@ -217,8 +232,11 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.execute_batch(hl7::SCHEMA).map_err(open_err)?;
+        let hl7 = hl7::open_connection(path).map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
         })
     }
@@ -234,8 +252,10 @@ impl Store {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
         })
     }
@@ -248,6 +268,10 @@ impl Store {
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hl7_conn(&self) -> MutexGuard<'_, Connection> {
+        self.hl7.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a received instance and re-opens its study. Runs in one transaction.
@@ -685,6 +709,26 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// A study by Study Instance UID or accession number.
+    pub fn find_study(&self, key: &str) -> Result<Option<StudyKeys>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT study_uid, accession, patient_id, state FROM studies \
+                 WHERE study_uid = ?1 OR accession = ?1 ORDER BY last_received_at DESC LIMIT 1",
+                [key],
+                |r| {
+                    Ok(StudyKeys {
+                        study_uid: r.get(0)?,
+                        accession: r.get(1)?,
+                        patient_id: r.get(2)?,
+                        state: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     pub fn instances_of(&self, study_uid: &str) -> Result<Vec<InstanceRow>> {

@@ -1,0 +1,92 @@
+//! Durable intake of HL7 messages with group commit: connection tasks parse in parallel
+//! and hand their messages to one writer, which stores everything that arrived
+//! together in one transaction (one fsync) before any of them is acknowledged. Then it
+//! sends held studies the messages concern back to the decision stage.
+
+use crate::store::{now_ms, IncomingMessage, Recorded, Store};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{info, warn};
+
+/// Messages one transaction may carry.
+const MAX_BATCH: usize = 256;
+
+type Job = (IncomingMessage, oneshot::Sender<Result<Recorded, String>>);
+
+#[derive(Clone)]
+pub struct Intake {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Intake {
+    /// Starts the writer; `reconsider` wakes the study stage when held studies got context.
+    pub fn start(store: Arc<Store>, reconsider: Arc<Notify>) -> Intake {
+        let (jobs, rx) = mpsc::channel(4096);
+        tokio::spawn(writer(rx, store, reconsider));
+        Intake { jobs }
+    }
+
+    /// Stores `message`; returns once it is durable (or storing failed).
+    pub async fn record(&self, message: IncomingMessage) -> Result<Recorded, String> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((message, reply))
+            .await
+            .map_err(|_| "readgate is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the HL7 writer stopped".to_string())?
+    }
+}
+
+async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<Notify>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let store2 = store.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let recorded = store2.record_hl7_batch(&messages)?;
+            let mut released = Vec::new();
+            for r in recorded
+                .iter()
+                .filter(|r| !r.duplicate && !r.keys.is_empty())
+            {
+                released.extend(store2.reconsider_held(&r.keys, "new HL7 context", now_ms())?);
+            }
+            Ok::<_, crate::store::StoreError>((recorded, released))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((recorded, reconsidered))) => {
+                if !reconsidered.is_empty() {
+                    info!(
+                        studies = reconsidered.len(),
+                        "held studies re-evaluated after new HL7 context"
+                    );
+                    reconsider.notify_one();
+                }
+                for (reply, r) in replies.into_iter().zip(recorded) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, messages = replies.len(), "storing HL7 messages failed: answering AE");
+                for reply in replies {
+                    let _ = reply.send(Err(format!("could not store the message: {e}")));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "HL7 writer task failed");
+                for reply in replies {
+                    let _ = reply.send(Err("internal error while storing".into()));
+                }
+            }
+        }
+    }
+}

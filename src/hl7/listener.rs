@@ -1,0 +1,241 @@
+//! The MLLP listener: one task per connection reads frames, processes each message
+//! (charset, parse, ACK) and answers only after the intake made it durable.
+
+use super::intake::Intake;
+use super::{ack, mllp, AckCode, AckError, AckOptions, ErrorCode};
+use crate::config::Hl7Config;
+use crate::store::IncomingMessage;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+pub struct Listener {
+    pub config: Hl7Config,
+    pub intake: Intake,
+    /// ACK control ids: a per-start prefix plus a counter, unique across restarts.
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl Listener {
+    pub fn new(config: Hl7Config, intake: Intake) -> Listener {
+        let start = crate::store::now_ms() as u64;
+        Listener {
+            config,
+            intake,
+            prefix: format!("RG{}", to_base36(start)),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next_control_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}{}", self.prefix, to_base36(n))
+    }
+
+    fn hl7_config(&self) -> super::Config {
+        super::Config {
+            default_charset: self.config.default_charset,
+            accept_unsupported_types: true,
+            application: Some(self.config.application.clone()),
+            facility: None,
+        }
+    }
+}
+
+fn to_base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<Listener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(error = %e, "accepting an HL7 connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let ip = peer.ip().to_canonical();
+                if !state.config.allowed_hosts.is_empty()
+                    && !state.config.allowed_hosts.iter().any(|h| h.to_canonical() == ip)
+                {
+                    warn!(%peer, "HL7 connection refused: address not in hl7.allowed_hosts");
+                    continue;
+                }
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    warn!(%peer, limit = state.config.max_connections, "HL7 connection refused: too many connections");
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                let state = state.clone();
+                tasks.spawn(async move {
+                    connection(socket, peer, state).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Messages in flight finish (they are short); idle connections are closed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+}
+
+async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener>) {
+    debug!(%peer, "HL7 connection opened");
+    let idle = Duration::from_secs(state.config.idle_timeout_secs);
+    let mut decoder = mllp::Decoder::new(state.config.max_frame_bytes);
+    let hl7_config = state.hl7_config();
+    let (mut messages, mut failed) = (0u64, 0u64);
+    loop {
+        let item =
+            match tokio::time::timeout(idle, mllp::read_frame(&mut socket, &mut decoder)).await {
+                Err(_) => {
+                    debug!(%peer, "HL7 connection idle: closed");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "HL7 connection lost");
+                    break;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(item))) => item,
+            };
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(e @ mllp::FrameError::TooLarge { .. }) => {
+                warn!(%peer, error = %e, "HL7 frame refused");
+                failed += 1;
+                let ack = reject_without_message(&state, &e.to_string());
+                if mllp::write_frame(&mut socket, &ack).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                warn!(%peer, error = %e, "HL7 framing problem");
+                continue;
+            }
+        };
+        let now = std::time::SystemTime::now();
+        let control_id = state.next_control_id();
+        let outcome = super::process(&frame, &hl7_config, &control_id, &ack::timestamp(now));
+        let header = outcome.header.clone();
+        let message_type = header
+            .as_ref()
+            .map(|h| format!("{}^{}", h.message_type.code, h.message_type.trigger))
+            .unwrap_or_default();
+        let sender = header
+            .as_ref()
+            .map(|h| {
+                format!(
+                    "{}|{}",
+                    h.sending_application.namespace_id.as_deref().unwrap_or(""),
+                    h.sending_facility.namespace_id.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_default();
+        let ack_text = match &outcome.result {
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        };
+        let reply_wanted = outcome.should_reply();
+        let ack_code = outcome.ack_code;
+        let message = IncomingMessage {
+            received_at: crate::store::now_ms(),
+            peer: peer.to_string(),
+            sender,
+            control_id: header
+                .as_ref()
+                .map(|h| h.control_id.clone())
+                .unwrap_or_default(),
+            message_type: message_type.clone(),
+            charset: outcome
+                .detection
+                .as_ref()
+                .map(|d| format!("{:?}", d.charset)),
+            raw: frame,
+            parsed: outcome.result.ok(),
+            ack_code: ack_code.as_str().to_string(),
+            ack_text,
+            ack: outcome.ack_bytes,
+        };
+        let ack = match state.intake.record(message).await {
+            Ok(recorded) => {
+                messages += 1;
+                if recorded.duplicate {
+                    info!(%peer, message_type = %message_type, "repeated HL7 message (same sender and MSH-10): acknowledged again, not applied twice");
+                }
+                if ack_code != AckCode::Accept {
+                    failed += 1;
+                    warn!(%peer, message_type = %message_type, ack = ack_code.as_str(), "HL7 message not accepted");
+                }
+                recorded.ack
+            }
+            Err(why) => {
+                failed += 1;
+                warn!(%peer, error = %why, "HL7 message could not be stored: answered AE");
+                let error = AckError {
+                    code: ErrorCode::ApplicationInternalError,
+                    location: None,
+                    message: why,
+                };
+                let options = ack_options(&state);
+                let text = ack::build(header.as_ref(), AckCode::Error, Some(&error), &options);
+                text.into_bytes()
+            }
+        };
+        if reply_wanted && mllp::write_frame(&mut socket, &ack).await.is_err() {
+            break;
+        }
+    }
+    debug!(%peer, messages, failed, "HL7 connection closed");
+}
+
+fn ack_options(state: &Listener) -> AckOptions {
+    AckOptions {
+        control_id: state.next_control_id(),
+        timestamp: ack::timestamp(std::time::SystemTime::now()),
+        application: Some(state.config.application.clone()),
+        facility: None,
+    }
+}
+
+/// AR for a frame that was not read at all (too large): no MSH to answer to.
+fn reject_without_message(state: &Listener, why: &str) -> Vec<u8> {
+    let error = AckError {
+        code: ErrorCode::ApplicationInternalError,
+        location: None,
+        message: why.to_string(),
+    };
+    ack::build(None, AckCode::Reject, Some(&error), &ack_options(state)).into_bytes()
+}

@@ -1,0 +1,486 @@
+//! HL7 messages in the store: every message as received (raw bytes) with what was
+//! extracted from it, the orders and reports it carried, and patient merges. Written on
+//! a separate connection with `synchronous = FULL`: unlike DICOM instances, an HL7
+//! message has no other durable copy, so its commit must reach the disk before the AA.
+
+use super::{Result, Store};
+use crate::hl7::message::{Order, OrderRequest, Parsed, Report, ReportResult};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Serialize;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS hl7_messages (
+    id           INTEGER PRIMARY KEY,
+    received_at  INTEGER NOT NULL,
+    peer         TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    control_id   TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    charset      TEXT,
+    raw          BLOB NOT NULL,
+    parsed       TEXT,
+    ack_code     TEXT NOT NULL,
+    ack_text     TEXT NOT NULL,
+    ack          BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hl7_by_sender_control ON hl7_messages(sender, control_id);
+CREATE TABLE IF NOT EXISTS orders (
+    id                INTEGER PRIMARY KEY,
+    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at       INTEGER NOT NULL,
+    order_control     TEXT NOT NULL,
+    accession         TEXT,
+    study_uid         TEXT,
+    placer            TEXT,
+    filler            TEXT,
+    patient_id        TEXT,
+    patient_authority TEXT,
+    request           TEXT NOT NULL,
+    patient           TEXT NOT NULL,
+    allergies         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_accession ON orders(accession);
+CREATE INDEX IF NOT EXISTS orders_by_study ON orders(study_uid);
+CREATE INDEX IF NOT EXISTS orders_by_patient ON orders(patient_id);
+CREATE TABLE IF NOT EXISTS reports (
+    id                INTEGER PRIMARY KEY,
+    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at       INTEGER NOT NULL,
+    accession         TEXT,
+    study_uid         TEXT,
+    placer            TEXT,
+    filler            TEXT,
+    status            TEXT NOT NULL,
+    signer_id         TEXT,
+    assistant_ids     TEXT NOT NULL DEFAULT '',
+    report_time       TEXT,
+    text              TEXT NOT NULL,
+    result            TEXT NOT NULL,
+    patient_id        TEXT,
+    patient_authority TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_by_accession ON reports(accession);
+CREATE INDEX IF NOT EXISTS reports_by_study ON reports(study_uid);
+CREATE INDEX IF NOT EXISTS reports_by_patient ON reports(patient_id);
+CREATE TABLE IF NOT EXISTS patient_merges (
+    id                  INTEGER PRIMARY KEY,
+    message_id          INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at         INTEGER NOT NULL,
+    surviving_id        TEXT NOT NULL,
+    surviving_authority TEXT,
+    prior_id            TEXT NOT NULL,
+    prior_authority     TEXT
+);
+CREATE INDEX IF NOT EXISTS merges_by_prior ON patient_merges(prior_id);
+CREATE INDEX IF NOT EXISTS merges_by_surviving ON patient_merges(surviving_id);
+"#;
+
+/// One received HL7 message with the outcome of processing it.
+pub struct IncomingMessage {
+    pub received_at: i64,
+    pub peer: String,
+    /// MSH-3 and MSH-4: with MSH-10 they identify a message for duplicate detection.
+    pub sender: String,
+    pub control_id: String,
+    pub message_type: String,
+    pub charset: Option<String>,
+    pub raw: Vec<u8>,
+    pub parsed: Option<Parsed>,
+    pub ack_code: String,
+    pub ack_text: String,
+    pub ack: Vec<u8>,
+}
+
+/// What recording a message led to.
+pub struct Recorded {
+    /// The ACK to send: the stored one when the message is a repeat.
+    pub ack: Vec<u8>,
+    pub duplicate: bool,
+    pub keys: ContextKeys,
+}
+
+/// Which studies a message may tell something about.
+#[derive(Debug, Default, Clone)]
+pub struct ContextKeys {
+    pub study_uids: Vec<String>,
+    pub accessions: Vec<String>,
+    pub patient_ids: Vec<String>,
+}
+
+impl ContextKeys {
+    pub fn is_empty(&self) -> bool {
+        self.study_uids.is_empty() && self.accessions.is_empty() && self.patient_ids.is_empty()
+    }
+}
+
+/// Where an order/report fact came from, as shown by `readgate orders`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRef {
+    pub id: i64,
+    pub control_id: String,
+    pub message_type: String,
+    pub sender: String,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredOrder {
+    pub message: MessageRef,
+    pub order_control: String,
+    pub request: serde_json::Value,
+    pub patient: serde_json::Value,
+    pub allergies: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredReport {
+    pub message: MessageRef,
+    pub status: String,
+    pub signer_id: Option<String>,
+    pub report_time: Option<String>,
+    pub text: String,
+    pub result: serde_json::Value,
+}
+
+pub(super) fn open_connection(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn entity(e: &Option<crate::hl7::message::EntityId>) -> Option<String> {
+    e.as_ref().map(|e| e.id.clone()).filter(|s| !s.is_empty())
+}
+
+impl Store {
+    /// Records a batch of messages in one transaction (one fsync for all of them: the
+    /// listener groups messages arriving together on different connections).
+    pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
+        let mut conn = self.hl7_conn();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            out.push(record_one(&tx, m)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Held studies the keys point at go back to the decision stage (they are "receiving"
+    /// again, already stable): new context may release them. Returns their UIDs.
+    pub fn reconsider_held(&self, keys: &ContextKeys, why: &str, now: i64) -> Result<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut uids = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT study_uid FROM studies WHERE state = 'held' AND \
+                 (study_uid = ?1 OR accession = ?1 OR patient_id = ?1)",
+            )?;
+            for key in keys
+                .study_uids
+                .iter()
+                .chain(&keys.accessions)
+                .chain(&keys.patient_ids)
+            {
+                for uid in stmt.query_map([key], |r| r.get::<_, String>(0))? {
+                    let uid = uid?;
+                    if !uids.contains(&uid) {
+                        uids.push(uid);
+                    }
+                }
+            }
+        }
+        for uid in &uids {
+            tx.execute(
+                "UPDATE studies SET state = 'receiving', updated_at = ?2 WHERE study_uid = ?1 AND state = 'held'",
+                params![uid, now],
+            )?;
+            tx.execute(
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
+                params![now, uid, why],
+            )?;
+        }
+        tx.commit()?;
+        Ok(uids)
+    }
+
+    /// Patient ids linked to `patient_id` through merges (both directions), itself included.
+    pub fn linked_patient_ids(&self, patient_id: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut ids = vec![patient_id.to_string()];
+        let mut i = 0;
+        while i < ids.len() && ids.len() < 64 {
+            let id = ids[i].clone();
+            let mut stmt = conn.prepare_cached(
+                "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
+                 UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1",
+            )?;
+            for other in stmt.query_map([&id], |r| r.get::<_, String>(0))? {
+                let other = other?;
+                if !ids.contains(&other) {
+                    ids.push(other);
+                }
+            }
+            i += 1;
+        }
+        Ok(ids)
+    }
+
+    /// Orders for a study: by study instance UID, else by accession number.
+    pub fn orders_for(
+        &self,
+        study_uid: Option<&str>,
+        accession: Option<&str>,
+    ) -> Result<Vec<StoredOrder>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, m.control_id, m.message_type, m.sender, m.received_at, \
+             o.order_control, o.request, o.patient, o.allergies \
+             FROM orders o JOIN hl7_messages m ON m.id = o.message_id \
+             WHERE (?1 IS NOT NULL AND o.study_uid = ?1) OR (?2 IS NOT NULL AND o.accession = ?2) \
+             ORDER BY o.id",
+        )?;
+        let rows = stmt.query_map(params![study_uid, accession], |r| {
+            let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+            Ok(StoredOrder {
+                message: MessageRef {
+                    id: r.get(0)?,
+                    control_id: r.get(1)?,
+                    message_type: r.get(2)?,
+                    sender: r.get(3)?,
+                    received_at: r.get(4)?,
+                },
+                order_control: r.get(5)?,
+                request: parse(r.get(6)?),
+                patient: parse(r.get(7)?),
+                allergies: parse(r.get(8)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Reports (every version) for a study, by study UID or accession, or for a patient.
+    pub fn reports_for(
+        &self,
+        study_uid: Option<&str>,
+        accession: Option<&str>,
+        patient_ids: &[String],
+    ) -> Result<Vec<StoredReport>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, m.control_id, m.message_type, m.sender, m.received_at, \
+             r.status, r.signer_id, r.report_time, r.text, r.result, r.patient_id \
+             FROM reports r JOIN hl7_messages m ON m.id = r.message_id \
+             WHERE (?1 IS NOT NULL AND r.study_uid = ?1) OR (?2 IS NOT NULL AND r.accession = ?2) \
+             OR (?3 IS NOT NULL AND r.patient_id = ?3) ORDER BY r.id",
+        )?;
+        let mut out: Vec<StoredReport> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut keys: Vec<Option<&str>> = patient_ids.iter().map(|p| Some(p.as_str())).collect();
+        if keys.is_empty() {
+            keys.push(None);
+        }
+        for patient in keys {
+            let rows = stmt.query_map(params![study_uid, accession, patient], |r| {
+                let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+                Ok(StoredReport {
+                    message: MessageRef {
+                        id: r.get(0)?,
+                        control_id: r.get(1)?,
+                        message_type: r.get(2)?,
+                        sender: r.get(3)?,
+                        received_at: r.get(4)?,
+                    },
+                    status: r.get(5)?,
+                    signer_id: r.get(6)?,
+                    report_time: r.get(7)?,
+                    text: r.get(8)?,
+                    result: parse(r.get(9)?),
+                })
+            })?;
+            for row in rows {
+                let row = row?;
+                let key = (row.message.id, row.text.clone(), row.status.clone());
+                if seen.insert(key) {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.message.id);
+        Ok(out)
+    }
+
+    /// Messages received (newest first), for operators.
+    pub fn count_hl7_messages(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM hl7_messages", [], |r| r.get(0))?)
+    }
+}
+
+fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
+    // Only an applied message (AA) makes a repeat a duplicate: one that was refused had
+    // no effect, so a corrected resend with the same MSH-10 is processed anew.
+    if !m.control_id.is_empty() {
+        let previous: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 AND ack_code = 'AA' \
+                 ORDER BY id LIMIT 1",
+                params![m.sender, m.control_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(ack) = previous {
+            return Ok(Recorded {
+                ack,
+                duplicate: true,
+                keys: ContextKeys::default(),
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, charset, raw, \
+         parsed, ack_code, ack_text, ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            m.received_at,
+            m.peer,
+            m.sender,
+            m.control_id,
+            m.message_type,
+            m.charset,
+            m.raw,
+            m.parsed.as_ref().map(json),
+            m.ack_code,
+            m.ack_text,
+            m.ack
+        ],
+    )?;
+    let message_id = tx.last_insert_rowid();
+    let mut keys = ContextKeys::default();
+    match &m.parsed {
+        Some(Parsed::Order(order)) => {
+            for request in &order.requests {
+                insert_order(tx, message_id, m.received_at, order, request, &mut keys)?;
+            }
+        }
+        Some(Parsed::Report(report)) => {
+            for result in &report.results {
+                insert_report(tx, message_id, m.received_at, report, result, &mut keys)?;
+            }
+        }
+        Some(Parsed::Merge(merge)) => {
+            for pm in &merge.merges {
+                let Some(surviving) = pm.surviving.identifiers.first() else {
+                    continue;
+                };
+                for prior in &pm.prior_identifiers {
+                    tx.execute(
+                        "INSERT INTO patient_merges (message_id, received_at, surviving_id, \
+                         surviving_authority, prior_id, prior_authority) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            message_id,
+                            m.received_at,
+                            surviving.id,
+                            surviving.assigning_authority,
+                            prior.id,
+                            prior.assigning_authority
+                        ],
+                    )?;
+                    keys.patient_ids.push(prior.id.clone());
+                }
+                keys.patient_ids.push(surviving.id.clone());
+            }
+        }
+        _ => {}
+    }
+    Ok(Recorded {
+        ack: m.ack.clone(),
+        duplicate: false,
+        keys,
+    })
+}
+
+fn insert_order(
+    tx: &Transaction<'_>,
+    message_id: i64,
+    at: i64,
+    order: &Order,
+    request: &OrderRequest,
+    keys: &mut ContextKeys,
+) -> Result<()> {
+    let patient = order.patient.identifiers.first();
+    tx.execute(
+        "INSERT INTO orders (message_id, received_at, order_control, accession, study_uid, placer, \
+         filler, patient_id, patient_authority, request, patient, allergies) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            message_id,
+            at,
+            request.control_code,
+            request.accession_number,
+            request.study_instance_uid,
+            entity(&request.placer_order_number),
+            entity(&request.filler_order_number),
+            patient.map(|p| p.id.clone()),
+            patient.and_then(|p| p.assigning_authority.clone()),
+            json(request),
+            json(&order.patient),
+            json(&order.allergies)
+        ],
+    )?;
+    keys.study_uids.extend(request.study_instance_uid.clone());
+    keys.accessions.extend(request.accession_number.clone());
+    Ok(())
+}
+
+fn insert_report(
+    tx: &Transaction<'_>,
+    message_id: i64,
+    at: i64,
+    report: &Report,
+    result: &ReportResult,
+    keys: &mut ContextKeys,
+) -> Result<()> {
+    let patient = report.patient.identifiers.first();
+    let assistants: Vec<String> = result
+        .assistant_interpreters
+        .iter()
+        .filter_map(|a| a.id.clone())
+        .collect();
+    tx.execute(
+        "INSERT INTO reports (message_id, received_at, accession, study_uid, placer, filler, status, \
+         signer_id, assistant_ids, report_time, text, result, patient_id, patient_authority) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            message_id,
+            at,
+            result.accession_number,
+            result.study_instance_uid,
+            entity(&result.placer_order_number),
+            entity(&result.filler_order_number),
+            result.status_code,
+            result.principal_interpreter.as_ref().and_then(|p| p.id.clone()),
+            assistants.join(" "),
+            result.results_time.as_ref().map(|t| t.raw.clone()),
+            result.text,
+            json(result),
+            patient.map(|p| p.id.clone()),
+            patient.and_then(|p| p.assigning_authority.clone())
+        ],
+    )?;
+    keys.study_uids.extend(result.study_instance_uid.clone());
+    keys.accessions.extend(result.accession_number.clone());
+    // A new report on an earlier study can complete a held study's priors.
+    keys.patient_ids.extend(patient.map(|p| p.id.clone()));
+    Ok(())
+}
