@@ -1,6 +1,6 @@
 //! A one-pass walk over a stored data set: checks that its element structure is complete
-//! (a truncated instance must never be acknowledged) and picks out the few top-level
-//! attributes readgate indexes, without loading pixel data.
+//! (a truncated instance must never be acknowledged) and picks out the attributes readgate
+//! indexes and the clinical context a reader needs, without loading pixel data.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Seek};
@@ -15,19 +15,96 @@ pub mod tags {
     pub const PATIENT_ID: u32 = 0x0010_0020;
     pub const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
     pub const SERIES_INSTANCE_UID: u32 = 0x0020_000E;
+    pub const STUDY_TIME: u32 = 0x0008_0030;
+    pub const REFERRING_PHYSICIAN_NAME: u32 = 0x0008_0090;
+    pub const REFERRING_PHYSICIAN_PHONE: u32 = 0x0008_0094;
+    pub const STUDY_DESCRIPTION: u32 = 0x0008_1030;
+    pub const ADMITTING_DIAGNOSES_DESCRIPTION: u32 = 0x0008_1080;
+    pub const CODE_VALUE: u32 = 0x0008_0100;
+    pub const CODING_SCHEME: u32 = 0x0008_0102;
+    pub const CODE_MEANING: u32 = 0x0008_0104;
+    pub const PATIENT_NAME: u32 = 0x0010_0010;
+    pub const ISSUER_OF_PATIENT_ID: u32 = 0x0010_0021;
+    pub const ADDITIONAL_PATIENT_HISTORY: u32 = 0x0010_21B0;
+    pub const CONTRAST_BOLUS_AGENT: u32 = 0x0018_0010;
+    pub const REASON_FOR_STUDY: u32 = 0x0032_1030;
+    pub const REQUESTING_PHYSICIAN: u32 = 0x0032_1032;
+    pub const REQUESTED_PROCEDURE_DESCRIPTION: u32 = 0x0032_1060;
+    pub const REQUESTED_PROCEDURE_CODE_SEQUENCE: u32 = 0x0032_1064;
+    pub const REQUEST_ATTRIBUTES_SEQUENCE: u32 = 0x0040_0275;
+    pub const REQUESTED_PROCEDURE_ID: u32 = 0x0040_1001;
+    pub const REASON_FOR_REQUESTED_PROCEDURE: u32 = 0x0040_1002;
+    pub const REASON_FOR_REQUESTED_PROCEDURE_CODES: u32 = 0x0040_100A;
+    pub const ORDER_CALLBACK_PHONE: u32 = 0x0040_2010;
+    pub const PLACER_ORDER_NUMBER: u32 = 0x0040_2016;
+    pub const FILLER_ORDER_NUMBER: u32 = 0x0040_2017;
+    pub const SCHEDULED_PROCEDURE_STEP_ID: u32 = 0x0040_0009;
 }
 
-const INDEXED: [u32; 8] = [
+/// Top-level attributes the walk keeps: what the index needs and the clinical context
+/// (exam purpose, clinical information, requester and callback, contrast) checks need.
+const TOP_LEVEL: [u32; 28] = [
     tags::SPECIFIC_CHARACTER_SET,
     tags::SOP_CLASS_UID,
     tags::SOP_INSTANCE_UID,
     tags::STUDY_DATE,
+    tags::STUDY_TIME,
     tags::ACCESSION_NUMBER,
     tags::MODALITY,
+    tags::REFERRING_PHYSICIAN_NAME,
+    tags::REFERRING_PHYSICIAN_PHONE,
+    tags::STUDY_DESCRIPTION,
+    tags::ADMITTING_DIAGNOSES_DESCRIPTION,
+    tags::PATIENT_NAME,
     tags::PATIENT_ID,
+    tags::ISSUER_OF_PATIENT_ID,
+    tags::ADDITIONAL_PATIENT_HISTORY,
+    tags::CONTRAST_BOLUS_AGENT,
     tags::STUDY_INSTANCE_UID,
+    tags::SERIES_INSTANCE_UID,
+    tags::REASON_FOR_STUDY,
+    tags::REQUESTING_PHYSICIAN,
+    tags::REQUESTED_PROCEDURE_DESCRIPTION,
+    tags::REQUESTED_PROCEDURE_ID,
+    tags::REASON_FOR_REQUESTED_PROCEDURE,
+    tags::ORDER_CALLBACK_PHONE,
+    tags::PLACER_ORDER_NUMBER,
+    tags::FILLER_ORDER_NUMBER,
+    // sequences are never captured as values; listed for completeness of the context
+    tags::REQUEST_ATTRIBUTES_SEQUENCE,
+    tags::REQUESTED_PROCEDURE_CODE_SEQUENCE,
 ];
-const SERIES: u32 = tags::SERIES_INSTANCE_UID;
+
+/// Attributes kept inside the items of these sequences (parent, attribute).
+const NESTED: [(u32, u32); 9] = [
+    (
+        tags::REQUEST_ATTRIBUTES_SEQUENCE,
+        tags::REASON_FOR_REQUESTED_PROCEDURE,
+    ),
+    (
+        tags::REQUEST_ATTRIBUTES_SEQUENCE,
+        tags::REQUESTED_PROCEDURE_ID,
+    ),
+    (
+        tags::REQUEST_ATTRIBUTES_SEQUENCE,
+        tags::REQUESTED_PROCEDURE_DESCRIPTION,
+    ),
+    (tags::REASON_FOR_REQUESTED_PROCEDURE_CODES, tags::CODE_VALUE),
+    (
+        tags::REASON_FOR_REQUESTED_PROCEDURE_CODES,
+        tags::CODE_MEANING,
+    ),
+    (tags::REQUESTED_PROCEDURE_CODE_SEQUENCE, tags::CODE_VALUE),
+    (tags::REQUESTED_PROCEDURE_CODE_SEQUENCE, tags::CODING_SCHEME),
+    (tags::REQUESTED_PROCEDURE_CODE_SEQUENCE, tags::CODE_MEANING),
+    (
+        tags::REQUEST_ATTRIBUTES_SEQUENCE,
+        tags::SCHEDULED_PROCEDURE_STEP_ID,
+    ),
+];
+
+/// Values longer than this are not kept (clinical text fits; pixel data never does).
+const MAX_KEPT_VALUE: u32 = 16 * 1024;
 
 const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
@@ -72,18 +149,45 @@ impl Encoding {
     }
 }
 
-/// Top-level attributes of an instance, raw text with padding removed.
+/// Kept attributes of an instance: (parent sequence or 0, attribute) → raw value bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Header {
-    values: HashMap<u32, String>,
+    raw: HashMap<(u32, u32), Vec<u8>>,
+    text: HashMap<u32, String>,
 }
 
 impl Header {
+    /// A top-level value as ASCII-compatible text, padding removed (UIDs, codes, dates).
     pub fn get(&self, tag: u32) -> Option<&str> {
-        self.values
+        self.text
             .get(&tag)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// The raw bytes of a top-level value (text in the data set's character set).
+    pub fn raw(&self, tag: u32) -> Option<&[u8]> {
+        self.raw.get(&(0, tag)).map(Vec::as_slice)
+    }
+
+    /// The raw bytes of an attribute inside an item of sequence `parent` (first found).
+    pub fn nested_raw(&self, parent: u32, tag: u32) -> Option<&[u8]> {
+        self.raw.get(&(parent, tag)).map(Vec::as_slice)
+    }
+
+    /// Every kept value: ((parent or 0, tag), raw bytes).
+    pub fn entries(&self) -> impl Iterator<Item = (&(u32, u32), &Vec<u8>)> {
+        self.raw.iter()
+    }
+
+    fn keep(&mut self, parent: u32, tag: u32, value: Vec<u8>) {
+        if parent == 0 {
+            let text = String::from_utf8_lossy(&value)
+                .trim_matches(|c: char| c == '\0' || c == ' ')
+                .to_string();
+            self.text.entry(tag).or_insert(text);
+        }
+        self.raw.entry((parent, tag)).or_insert(value);
     }
 }
 
@@ -98,7 +202,7 @@ pub fn walk<R: Read + Seek>(reader: R, encoding: Encoding) -> Result<Header, Dat
                 false,
                 true,
             );
-            w.dataset(None, 0, &mut header)?;
+            w.dataset(None, 0, 0, &mut header)?;
         }
         _ => {
             let mut w = Walker::new(
@@ -106,7 +210,7 @@ pub fn walk<R: Read + Seek>(reader: R, encoding: Encoding) -> Result<Header, Dat
                 encoding == Encoding::ExplicitBig,
                 encoding != Encoding::ImplicitLittle,
             );
-            w.dataset(None, 0, &mut header)?;
+            w.dataset(None, 0, 0, &mut header)?;
         }
     }
     Ok(header)
@@ -147,6 +251,16 @@ impl<R: BufRead> Skip for NoSeek<R> {
     fn skip(&mut self, n: u64) -> io::Result<u64> {
         io::copy(&mut (&mut self.0).take(n), &mut io::sink())
     }
+}
+
+/// What the items of an undefined-length element hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Items {
+    DataSets,
+    /// UN of undefined length: items encoded in implicit VR little endian (PS3.5 §6.2.2).
+    ImplicitDataSets,
+    /// Encapsulated pixel data: offset table and fragments.
+    Fragments,
 }
 
 struct Walker<R> {
@@ -252,6 +366,7 @@ impl<R: Skip> Walker<R> {
         &mut self,
         end: Option<u64>,
         depth: usize,
+        parent: u32,
         header: &mut Header,
     ) -> Result<(), DatasetError> {
         if depth > MAX_DEPTH {
@@ -286,26 +401,32 @@ impl<R: Skip> Walker<R> {
             if len == UNDEFINED {
                 // Sequences, encapsulated pixel data and UN of undefined length (which
                 // holds implicit VR little endian items, PS3.5 §6.2.2).
-                let nested_implicit = vr == Some(*b"UN");
-                self.sequence(depth + 1, header, nested_implicit)?;
+                let items = match vr {
+                    Some(v) if &v == b"OB" || &v == b"OW" => Items::Fragments,
+                    None if tag == 0x7FE0_0010 => Items::Fragments,
+                    Some(v) if &v == b"UN" => Items::ImplicitDataSets,
+                    _ => Items::DataSets,
+                };
+                self.sequence(depth + 1, tag, header, items)?;
                 continue;
             }
             let is_sq = vr == Some(*b"SQ") || (vr.is_none() && is_known_sequence(tag));
             if is_sq {
                 let end = self.offset + len as u64;
-                self.defined_sequence(end, depth + 1, header)?;
+                self.defined_sequence(end, depth + 1, tag, header)?;
                 continue;
             }
-            let wanted = depth == 0 && (INDEXED.contains(&tag) || tag == SERIES) && len <= 1024;
-            if wanted {
+            let wanted = if depth == 0 {
+                TOP_LEVEL.contains(&tag)
+            } else {
+                NESTED.contains(&(parent, tag))
+            };
+            if wanted && len <= MAX_KEPT_VALUE {
                 let mut value = vec![0u8; len as usize];
                 if !self.read_exact_or_end(&mut value, &context)? && len > 0 {
                     return Err(self.truncated(&context));
                 }
-                let text = String::from_utf8_lossy(&value)
-                    .trim_matches(|c: char| c == '\0' || c == ' ')
-                    .to_string();
-                header.values.insert(tag, text);
+                header.keep(if depth == 0 { 0 } else { parent }, tag, value);
             } else {
                 self.skip(len as u64, &context)?;
             }
@@ -316,8 +437,9 @@ impl<R: Skip> Walker<R> {
     fn sequence(
         &mut self,
         depth: usize,
+        parent: u32,
         header: &mut Header,
-        implicit_items: bool,
+        items: Items,
     ) -> Result<(), DatasetError> {
         if depth > MAX_DEPTH {
             return Err(self.malformed("sequences nested too deeply".into()));
@@ -329,19 +451,19 @@ impl<R: Skip> Walker<R> {
             let len = self.need_u32("item length")?;
             match tag {
                 SEQUENCE_END => return Ok(()),
-                ITEM if len == UNDEFINED => {
-                    let saved = self.explicit;
-                    if implicit_items {
-                        self.explicit = false;
-                    }
-                    let r = self.dataset(None, depth, header);
-                    self.explicit = saved;
-                    r?;
+                ITEM if items == Items::Fragments => {
+                    // pixel data fragments are opaque: bounds-checked and skipped
+                    self.skip(len as u64, "pixel data fragment")?;
                 }
                 ITEM => {
-                    // Defined-length item: a data set, or a pixel data fragment; fragments
-                    // are opaque, so skip either way after bounds checking.
-                    self.skip(len as u64, "sequence item")?;
+                    let saved = self.explicit;
+                    if items == Items::ImplicitDataSets {
+                        self.explicit = false;
+                    }
+                    let item_end = (len != UNDEFINED).then(|| self.offset + len as u64);
+                    let r = self.dataset(item_end, depth, parent, header);
+                    self.explicit = saved;
+                    r?;
                 }
                 other => {
                     return Err(self.malformed(format!("expected an item, found ({:08X})", other)))
@@ -354,6 +476,7 @@ impl<R: Skip> Walker<R> {
         &mut self,
         end: u64,
         depth: usize,
+        parent: u32,
         header: &mut Header,
     ) -> Result<(), DatasetError> {
         while self.offset < end {
@@ -365,10 +488,10 @@ impl<R: Skip> Walker<R> {
                 return Err(self.malformed(format!("expected an item, found ({:08X})", tag)));
             }
             if len == UNDEFINED {
-                self.dataset(None, depth, header)?;
+                self.dataset(None, depth, parent, header)?;
             } else {
                 let item_end = self.offset + len as u64;
-                self.dataset(Some(item_end), depth, header)?;
+                self.dataset(Some(item_end), depth, parent, header)?;
             }
         }
         if self.offset != end {
@@ -487,6 +610,15 @@ mod tests {
         assert_eq!(h.get(tags::MODALITY), Some("CT"));
         assert_eq!(h.get(tags::STUDY_INSTANCE_UID), Some("1.2.3"));
         assert_eq!(h.get(tags::SOP_INSTANCE_UID), Some("1.2.3.4"));
+        // the exam purpose inside Request Attributes Sequence is kept too
+        assert_eq!(
+            h.nested_raw(
+                tags::REQUEST_ATTRIBUTES_SEQUENCE,
+                tags::REASON_FOR_REQUESTED_PROCEDURE
+            ),
+            Some(&b"rule out PE"[..])
+        );
+        assert!(h.raw(tags::REASON_FOR_REQUESTED_PROCEDURE).is_none());
     }
 
     #[test]

@@ -13,13 +13,13 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::escape::Delimiters;
 use super::message::{Header, HierarchicDesignator};
 
 /// MSA-1 acknowledgement code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AckCode {
     /// AA: accepted and processed.
     Accept,
@@ -47,7 +47,7 @@ impl fmt::Display for AckCode {
 }
 
 /// HL7 table 0357 (message error condition codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorCode {
     /// 100 Segment sequence error (a required segment is missing or misplaced).
     SegmentSequenceError,
@@ -115,7 +115,7 @@ impl ErrorCode {
 
 /// Where an error is: segment id, its occurrence in the message (1-based), and the
 /// field number when one field is at fault.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ErrorLocation {
     /// Segment id, e.g. `OBR`.
     pub segment: String,
@@ -155,7 +155,7 @@ impl fmt::Display for ErrorLocation {
 }
 
 /// What goes into the ERR segment (and MSA-3) of an AE/AR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckError {
     /// HL7 error code.
     pub code: ErrorCode,

@@ -4,10 +4,10 @@
 //! which panic on text that has multi-byte UTF-8 before an escape (e.g. `山田\S\太郎`).
 //! This implementation walks `char`s, so it cannot split a character.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The delimiters of a message: MSH-1 and MSH-2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delimiters {
     /// MSH-1, `|` by default.
     pub field: char,

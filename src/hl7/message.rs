@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use hl7_parser::message::{Repeat, Segment};
 use hl7_parser::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ack::{ErrorCode, ErrorLocation};
 use super::charset;
@@ -36,7 +36,7 @@ use super::escape::Delimiters;
 // ---------------------------------------------------------------------------
 
 /// HD: an application or facility (namespace id, universal id, universal id type).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HierarchicDesignator {
     /// HD.1
     pub namespace_id: Option<String>,
@@ -56,7 +56,7 @@ impl HierarchicDesignator {
 }
 
 /// A date/time (HL7 DTM/TS) as received plus an ISO 8601 rendering when it is valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timestamp {
     /// The value as received, e.g. `20240601123456+0900`.
     pub raw: String,
@@ -76,7 +76,7 @@ impl Timestamp {
 }
 
 /// MSH-9.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageType {
     /// MSH-9.1, e.g. `OMI`.
     pub code: String,
@@ -93,7 +93,7 @@ impl std::fmt::Display for MessageType {
 }
 
 /// The MSH segment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     /// MSH-1 and MSH-2.
     pub delimiters: Delimiters,
@@ -126,7 +126,7 @@ pub struct Header {
 }
 
 /// CX: a patient identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatientId {
     /// CX.1
     pub id: String,
@@ -137,7 +137,7 @@ pub struct PatientId {
 }
 
 /// XPN / name part of XCN: one name repetition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonName {
     /// Family name (XPN.1 / FN.1).
     pub family: Option<String>,
@@ -163,7 +163,7 @@ impl PersonName {
 }
 
 /// PID: the patient.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Patient {
     /// PID-3, every repetition with an id.
     pub identifiers: Vec<PatientId>,
@@ -176,7 +176,7 @@ pub struct Patient {
 }
 
 /// EI: an entity identifier (placer/filler order number).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityId {
     /// EI.1
     pub id: String,
@@ -187,7 +187,7 @@ pub struct EntityId {
 }
 
 /// CE/CWE: a coded value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodedElement {
     /// .1 identifier
     pub code: Option<String>,
@@ -210,7 +210,7 @@ impl CodedElement {
 }
 
 /// XCN: a provider (ordering physician).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provider {
     /// XCN.1
     pub id: Option<String>,
@@ -221,7 +221,7 @@ pub struct Provider {
 }
 
 /// NDL: an interpreter (OBR-32/33), with the interpretation period if sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interpreter {
     /// CNN.1 id.
     pub id: Option<String>,
@@ -244,7 +244,7 @@ pub struct Interpreter {
 }
 
 /// ORC-1 mapped to what readgate does with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderControl {
     /// NW
     New,
@@ -268,7 +268,7 @@ impl OrderControl {
 }
 
 /// Order priority.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Priority {
     /// S, STAT
     Stat,
@@ -292,7 +292,7 @@ impl Priority {
 }
 
 /// OBX: an observation (lab value, or a report line).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     /// OBX-2 value type (`NM`, `ST`, `TX`, `CE`...).
     pub value_type: Option<String>,
@@ -316,7 +316,7 @@ pub struct Observation {
 }
 
 /// AL1: an allergy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allergy {
     /// AL1-2 allergen type (code).
     pub allergen_type: Option<String>,
@@ -329,7 +329,7 @@ pub struct Allergy {
 }
 
 /// DG1: a diagnosis.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// DG1-2 coding method (2.3.1).
     pub coding_method: Option<String>,
@@ -342,7 +342,7 @@ pub struct Diagnosis {
 }
 
 /// One ORC/OBR group of an order message (one requested procedure / accession).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRequest {
     /// ORC-1 mapped.
     pub control: OrderControl,
@@ -397,7 +397,7 @@ pub struct OrderRequest {
 /// identifier, at least one ORC/OBR group, ORC-1 in every group, and for a new order
 /// (NW) an accession number or a study UID (reported at IPC-1 for OMI, OBR-18 for
 /// ORM); other order controls may identify the order by placer/filler number alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     /// MSH.
     pub header: Header,
@@ -412,7 +412,7 @@ pub struct Order {
 }
 
 /// OBR-25 result status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReportStatus {
     /// P
     Preliminary,
@@ -436,7 +436,7 @@ impl ReportStatus {
 }
 
 /// One OBR group of an ORU^R01 (one report).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportResult {
     /// ORC-2, else OBR-2.
     pub placer_order_number: Option<EntityId>,
@@ -476,7 +476,7 @@ pub struct ReportResult {
 /// Content rules ([`ContentError`], answer AE): a PID with at least one PID-3
 /// identifier, at least one OBR, OBR-25 in every OBR, and in every OBR group an
 /// accession number, study UID, placer or filler number to match it by.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// MSH.
     pub header: Header,
@@ -487,7 +487,7 @@ pub struct Report {
 }
 
 /// One PID/MRG pair of an ADT^A40.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatientMerge {
     /// PID: the surviving patient.
     pub surviving: Patient,
@@ -501,7 +501,7 @@ pub struct PatientMerge {
 ///
 /// Content rules: every PID has a PID-3 identifier and is followed by an MRG with an
 /// MRG-1 identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Merge {
     /// MSH.
     pub header: Header,
@@ -510,7 +510,7 @@ pub struct Merge {
 }
 
 /// ADT^A08 / ADT^A31 (update patient information).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatientUpdate {
     /// MSH.
     pub header: Header,
@@ -519,7 +519,7 @@ pub struct PatientUpdate {
 }
 
 /// A parsed message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Parsed {
     /// ORM^O01, OMI^O23.
@@ -617,7 +617,7 @@ impl ParseError {
 }
 
 /// The message parsed but its content is unusable: answer AE with an ERR segment.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{location}: {reason}")]
 pub struct ContentError {
     /// Segment, occurrence and field at fault.
