@@ -4,7 +4,7 @@
 
 use crate::decide::{Decide, Decision};
 use crate::forward::Wakeups;
-use crate::store::{now_ms, Store};
+use crate::store::{now_ms, DecisionRecord, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -75,23 +75,46 @@ pub fn decide_study(
     study_uid: &str,
 ) -> crate::store::Result<()> {
     let snapshot = store.snapshot(study_uid)?;
-    match decider.decide(&snapshot) {
+    let (record, destination) = match decider.decide(&snapshot) {
         Decision::Forward {
             destination,
             facility,
             because,
-        } => {
-            if store.queue_study(&snapshot, &destination, &facility, &because, now_ms())? {
-                info!(study_uid, instances = snapshot.instance_count, destination = %destination, facility = %facility, "study complete: queued");
-                wakeups.wake(&destination);
-            }
-        }
+        } => (
+            DecisionRecord {
+                forward: true,
+                destination: Some(destination.clone()),
+                facility: Some(facility),
+                verdict: "PASS".into(),
+                detail: because,
+                ..Default::default()
+            },
+            Some(destination),
+        ),
         Decision::Hold { reasons } => {
-            let json = serde_json::to_string(&reasons).unwrap_or_else(|_| "[]".into());
             let codes: Vec<&str> = reasons.iter().map(|r| r.code.as_str()).collect();
-            if store.hold_study(&snapshot, &json, &codes.join(","), now_ms())? {
-                warn!(study_uid, reasons = %codes.join(","), "study complete: held");
+            (
+                DecisionRecord {
+                    forward: false,
+                    verdict: "HELD".into(),
+                    reasons_json: serde_json::to_string(&reasons).ok(),
+                    detail: codes.join(","),
+                    ..Default::default()
+                },
+                None,
+            )
+        }
+    };
+    if store
+        .record_decision(&snapshot, &record, now_ms())?
+        .is_some()
+    {
+        match &destination {
+            Some(dest) => {
+                info!(study_uid, instances = snapshot.instance_count, destination = %dest, "study complete: queued");
+                wakeups.wake(dest);
             }
+            None => warn!(study_uid, reasons = %record.detail, "study complete: held"),
         }
     }
     Ok(())

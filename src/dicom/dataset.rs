@@ -103,6 +103,15 @@ const NESTED: [(u32, u32); 9] = [
     ),
 ];
 
+/// Kept for the index, not part of the clinical context.
+const CONTEXT_SKIP: [u32; 5] = [
+    tags::SPECIFIC_CHARACTER_SET,
+    tags::SOP_CLASS_UID,
+    tags::SOP_INSTANCE_UID,
+    tags::SERIES_INSTANCE_UID,
+    tags::STUDY_INSTANCE_UID,
+];
+
 /// Values longer than this are not kept (clinical text fits; pixel data never does).
 const MAX_KEPT_VALUE: u32 = 16 * 1024;
 
@@ -178,6 +187,57 @@ impl Header {
     /// Every kept value: ((parent or 0, tag), raw bytes).
     pub fn entries(&self) -> impl Iterator<Item = (&(u32, u32), &Vec<u8>)> {
         self.raw.iter()
+    }
+
+    /// The kept clinical context as text, decoded with the data set's Specific Character
+    /// Set (readgate's own ISO 2022 decoder: dicom-rs gets Japanese wrong). Keys are
+    /// `"gggg,eeee"` or `"pppp,pppp/gggg,eeee"` for attributes inside a sequence item.
+    /// Values that do not decode are kept lossily with a marker, never dropped.
+    pub fn context_text(&self) -> std::collections::BTreeMap<String, String> {
+        use crate::dicom::text::{decode, SpecificCharacterSet, TextKind};
+        let charset = self
+            .get(tags::SPECIFIC_CHARACTER_SET)
+            .and_then(|c| SpecificCharacterSet::parse(c).ok())
+            .unwrap_or_default();
+        let person_names = [
+            tags::PATIENT_NAME,
+            tags::REFERRING_PHYSICIAN_NAME,
+            tags::REQUESTING_PHYSICIAN,
+        ];
+        let mut out = std::collections::BTreeMap::new();
+        for ((parent, tag), raw) in &self.raw {
+            if CONTEXT_SKIP.contains(tag) {
+                continue;
+            }
+            let kind = if person_names.contains(tag) {
+                TextKind::PersonName
+            } else {
+                TextKind::Text
+            };
+            let text = match decode(raw, &charset, kind) {
+                Ok(t) => t,
+                Err(_) => format!("{} (undecodable)", String::from_utf8_lossy(raw)),
+            };
+            let text = text
+                .trim_matches(|c: char| c == '\0' || c == ' ')
+                .to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let key = if *parent == 0 {
+                format!("{:04X},{:04X}", tag >> 16, tag & 0xFFFF)
+            } else {
+                format!(
+                    "{:04X},{:04X}/{:04X},{:04X}",
+                    parent >> 16,
+                    parent & 0xFFFF,
+                    tag >> 16,
+                    tag & 0xFFFF
+                )
+            };
+            out.insert(key, text);
+        }
+        out
     }
 
     fn keep(&mut self, parent: u32, tag: u32, value: Vec<u8>) {

@@ -568,6 +568,7 @@ pub(crate) fn spooled_instance(
         size,
         calling_ae: calling_ae.to_string(),
         received_at,
+        context: serde_json::to_string(&header.context_text()).unwrap_or_else(|_| "{}".into()),
     }
 }
 

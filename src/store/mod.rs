@@ -38,7 +38,9 @@ pub mod state {
     pub const QUEUED: &str = "queued";
     pub const FORWARDED: &str = "forwarded";
     pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 5] = [RECEIVING, HELD, QUEUED, FORWARDED, FAILED];
+    /// An operator decided the study must not be sent (with a written reason).
+    pub const REJECTED: &str = "rejected";
+    pub const ALL: [&str; 6] = [RECEIVING, HELD, QUEUED, FORWARDED, FAILED, REJECTED];
 }
 
 /// Instance states: received (waiting for its study's decision), queued, forwarded.
@@ -63,6 +65,12 @@ CREATE TABLE IF NOT EXISTS studies (
     destination       TEXT,
     facility          TEXT,
     reasons           TEXT,
+    verdict           TEXT,
+    evaluation        TEXT,
+    context           TEXT,
+    evaluated_at      INTEGER,
+    override_by       TEXT,
+    override_reason   TEXT,
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   INTEGER NOT NULL DEFAULT 0,
     forwarded_at      INTEGER,
@@ -84,7 +92,8 @@ CREATE TABLE IF NOT EXISTS instances (
     state           TEXT NOT NULL,
     forwarded_at    INTEGER,
     last_status     INTEGER,
-    last_error      TEXT
+    last_error      TEXT,
+    context         TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS instances_by_study ON instances(study_uid);
 CREATE INDEX IF NOT EXISTS instances_queued ON instances(state, received_at) WHERE state = 'queued';
@@ -121,6 +130,8 @@ pub struct NewInstance {
     pub size: u64,
     pub calling_ae: String,
     pub received_at: i64,
+    /// The clinical context in the header, decoded: JSON object keyed by tag.
+    pub context: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +154,33 @@ pub struct StudySnapshot {
     pub calling_aes: Vec<String>,
     pub instance_count: i64,
     pub last_received_at: i64,
+}
+
+/// A decision to record (see `Store::record_decision`).
+#[derive(Debug, Clone, Default)]
+pub struct DecisionRecord {
+    pub forward: bool,
+    pub destination: Option<String>,
+    pub facility: Option<String>,
+    /// PASS, FORWARDED_INCOMPLETE or HELD.
+    pub verdict: String,
+    pub reasons_json: Option<String>,
+    pub evaluation_json: Option<String>,
+    pub context_json: Option<String>,
+    /// For the study's timeline.
+    pub detail: String,
+}
+
+/// What was decided for a study, as forwarding and tagging need it.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedDecision {
+    pub verdict: Option<String>,
+    pub reasons_json: Option<String>,
+    pub evaluation_json: Option<String>,
+    pub context_json: Option<String>,
+    pub evaluated_at: Option<i64>,
+    pub facility: Option<String>,
+    pub event_id: Option<i64>,
 }
 
 /// One instance waiting to be sent to a destination.
@@ -305,8 +343,8 @@ impl Store {
         };
         tx.execute(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
-             modality, path, size, calling_ae, received_at, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             modality, path, size, calling_ae, received_at, state, context) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 inst.sop_uid,
                 inst.study_uid,
@@ -318,7 +356,8 @@ impl Store {
                 inst.size as i64,
                 inst.calling_ae,
                 inst.received_at,
-                instance_state::RECEIVED
+                instance_state::RECEIVED,
+                inst.context
             ],
         )?;
         let study: Option<(String, String)> = tx
@@ -450,77 +489,151 @@ impl Store {
         .ok_or_else(|| StoreError::UnknownStudy(study_uid.to_string()))
     }
 
-    /// Queues the study's undecided instances for `destination`. Returns false (and changes
+    /// Records the decision taken on `snapshot`: queued for a destination (its undecided
+    /// instances with it) or held. Returns the decision's event id, or None (and changes
     /// nothing) when an instance arrived after `snapshot` was taken: the study is then
     /// still receiving and will be decided again once stable.
-    pub fn queue_study(
+    pub fn record_decision(
         &self,
         snapshot: &StudySnapshot,
-        destination: &str,
-        facility: &str,
-        detail: &str,
+        d: &DecisionRecord,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let state = if d.forward {
+            state::QUEUED
+        } else {
+            state::HELD
+        };
         let changed = tx.execute(
-            "UPDATE studies SET state = 'queued', destination = ?2, facility = ?3, reasons = NULL, \
-             completed_at = ?4, updated_at = ?4 \
-             WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?5 AND instance_count = ?6",
+            "UPDATE studies SET state = ?2, destination = ?3, facility = ?4, reasons = ?5, verdict = ?6, \
+             evaluation = ?7, context = ?8, evaluated_at = ?9, completed_at = ?9, updated_at = ?9 \
+             WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?10 AND instance_count = ?11",
             params![
                 snapshot.study_uid,
-                destination,
-                facility,
+                state,
+                d.destination,
+                d.facility,
+                d.reasons_json,
+                d.verdict,
+                d.evaluation_json,
+                d.context_json,
                 now,
                 snapshot.last_received_at,
                 snapshot.instance_count
             ],
         )?;
         if changed == 0 {
-            return Ok(false);
+            return Ok(None);
+        }
+        if d.forward {
+            tx.execute(
+                "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
+                [&snapshot.study_uid],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now, snapshot.study_uid, state, d.detail],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// An operator releases a held study anyway, with a written justification.
+    pub fn release_override(
+        &self,
+        study_uid: &str,
+        by: &str,
+        justification: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE studies SET state = 'queued', verdict = 'RELEASED_OVERRIDE', override_by = ?2, \
+             override_reason = ?3, updated_at = ?4, attempts = 0, next_attempt_at = 0 \
+             WHERE study_uid = ?1 AND state = 'held' AND destination IS NOT NULL",
+            params![study_uid, by, justification, now],
+        )?;
+        if changed == 0 {
+            return Ok(None);
         }
         tx.execute(
             "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
-            [&snapshot.study_uid],
+            [study_uid],
         )?;
         tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'queued', ?3)",
-            params![now, snapshot.study_uid, detail],
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'released-override', ?3)",
+            params![now, study_uid, format!("by {by}: {justification}")],
         )?;
+        let id = tx.last_insert_rowid();
         tx.commit()?;
-        Ok(true)
+        Ok(Some(id))
     }
 
-    /// Holds the study with its reasons (JSON array). Same race guard as `queue_study`.
-    pub fn hold_study(
+    /// An operator rejects a held (or failed) study: it will not be sent. Returns the
+    /// spool paths of its instances, for deletion, or None when the study is not held.
+    pub fn reject_study(
         &self,
-        snapshot: &StudySnapshot,
-        reasons_json: &str,
-        detail: &str,
+        study_uid: &str,
+        by: &str,
+        reason: &str,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<String>>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let changed = tx.execute(
-            "UPDATE studies SET state = 'held', reasons = ?2, completed_at = ?3, updated_at = ?3 \
-             WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?4 AND instance_count = ?5",
-            params![
-                snapshot.study_uid,
-                reasons_json,
-                now,
-                snapshot.last_received_at,
-                snapshot.instance_count
-            ],
+            "UPDATE studies SET state = 'rejected', override_by = ?2, override_reason = ?3, updated_at = ?4 \
+             WHERE study_uid = ?1 AND state IN ('held', 'failed')",
+            params![study_uid, by, reason, now],
         )?;
         if changed == 0 {
-            return Ok(false);
+            return Ok(None);
         }
+        let paths = {
+            let mut stmt = tx.prepare(
+                "SELECT path FROM instances WHERE study_uid = ?1 AND state != 'forwarded'",
+            )?;
+            let rows = stmt.query_map([study_uid], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
         tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'held', ?3)",
-            params![now, snapshot.study_uid, detail],
+            "UPDATE instances SET state = 'rejected' WHERE study_uid = ?1 AND state != 'forwarded'",
+            [study_uid],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'rejected', ?3)",
+            params![now, study_uid, format!("by {by}: {reason}")],
         )?;
         tx.commit()?;
-        Ok(true)
+        Ok(Some(paths))
+    }
+
+    /// The decision as recorded for forwarding and tagging.
+    pub fn decision_of(&self, study_uid: &str) -> Result<Option<RecordedDecision>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT verdict, reasons, evaluation, context, evaluated_at, facility, \
+                 (SELECT MAX(id) FROM events WHERE study_uid = ?1 AND kind IN ('queued', 'released-override')) \
+                 FROM studies WHERE study_uid = ?1",
+                [study_uid],
+                |r| {
+                    Ok(RecordedDecision {
+                        verdict: r.get(0)?,
+                        reasons_json: r.get(1)?,
+                        evaluation_json: r.get(2)?,
+                        context_json: r.get(3)?,
+                        evaluated_at: r.get(4)?,
+                        facility: r.get(5)?,
+                        event_id: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Instances due for `destination` now, oldest first.
@@ -711,6 +824,48 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// The clinical context found in the study's image headers (one map per distinct
+    /// header content; usually one per study or per series).
+    pub fn dicom_contexts(
+        &self,
+        study_uid: &str,
+    ) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT context FROM instances WHERE study_uid = ?1 LIMIT 64",
+        )?;
+        let rows = stmt.query_map([study_uid], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(map) = serde_json::from_str(&row?) {
+                out.push(map);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The patient's other studies known to readgate: (study UID, accession, first received).
+    pub fn other_studies_of(
+        &self,
+        patient_ids: &[String],
+        except: &str,
+    ) -> Result<Vec<(String, Option<String>, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT study_uid, accession, first_received_at FROM studies \
+             WHERE patient_id = ?1 AND study_uid != ?2",
+        )?;
+        let mut out = Vec::new();
+        for id in patient_ids {
+            for row in stmt.query_map(params![id, except], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })? {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A study by Study Instance UID or accession number.
     pub fn find_study(&self, key: &str) -> Result<Option<StudyKeys>> {
         let conn = self.conn();
@@ -803,6 +958,17 @@ fn add_to_set(set: &str, item: &str) -> String {
 mod tests {
     use super::*;
 
+    fn queue(store: &Store, snap: &StudySnapshot, now: i64) -> bool {
+        let d = DecisionRecord {
+            forward: true,
+            destination: Some("rc1".into()),
+            facility: Some("RC1".into()),
+            verdict: "PASS".into(),
+            ..Default::default()
+        };
+        store.record_decision(snap, &d, now).unwrap().is_some()
+    }
+
     fn instance(sop: &str, study: &str, at: i64) -> NewInstance {
         NewInstance {
             sop_uid: sop.into(),
@@ -817,6 +983,7 @@ mod tests {
             size: 100,
             calling_ae: "CT01".into(),
             received_at: at,
+            context: "{}".into(),
         }
     }
 
@@ -839,9 +1006,9 @@ mod tests {
         );
         let snap = store.snapshot("S").unwrap();
         assert_eq!(snap.instance_count, 2);
-        assert!(store.queue_study(&snap, "rc1", "RC1", "route", 30).unwrap());
+        assert!(queue(&store, &snap, 30));
         // a second decision on the same snapshot is refused: the study is no longer receiving
-        assert!(!store.queue_study(&snap, "rc1", "RC1", "route", 30).unwrap());
+        assert!(!queue(&store, &snap, 30));
         let q = store.queued_for("rc1", 30, 10).unwrap();
         assert_eq!(q.len(), 2);
         assert!(!store.mark_forwarded(&q[0], 0, 40).unwrap());
@@ -852,7 +1019,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].instances_forwarded, 2);
         let snap = store.snapshot("S").unwrap();
-        assert!(store.queue_study(&snap, "rc1", "RC1", "route", 60).unwrap());
+        assert!(queue(&store, &snap, 60));
         let q = store.queued_for("rc1", 60, 10).unwrap();
         assert_eq!(q.len(), 1);
         assert!(store.mark_forwarded(&q[0], 0, 70).unwrap());
@@ -872,8 +1039,11 @@ mod tests {
         store.index_instance(&instance("1", "S", 10), true).unwrap();
         let snap = store.snapshot("S").unwrap();
         store.index_instance(&instance("2", "S", 11), true).unwrap();
-        assert!(!store.queue_study(&snap, "rc1", "RC1", "route", 12).unwrap());
-        assert!(!store.hold_study(&snap, "[]", "x", 12).unwrap());
+        assert!(!queue(&store, &snap, 12));
+        assert!(store
+            .record_decision(&snap, &DecisionRecord::default(), 12)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -906,7 +1076,7 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         store.index_instance(&instance("1", "S", 10), true).unwrap();
         let snap = store.snapshot("S").unwrap();
-        store.queue_study(&snap, "rc1", "RC1", "route", 20).unwrap();
+        queue(&store, &snap, 20);
         let backoff = |n: u32| 1000 * n as i64;
         let failed = store
             .record_attempt_failure(&["S".into()], "refused", 30, &backoff, 2)
