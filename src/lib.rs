@@ -11,6 +11,7 @@ pub mod decide;
 pub mod dicom;
 pub mod forward;
 pub mod hl7;
+pub mod notify;
 pub mod receive;
 pub mod serve;
 pub mod spool;
