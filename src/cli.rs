@@ -47,6 +47,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Release a held study anyway: it is forwarded with verdict RELEASED_OVERRIDE and the
+    /// justification is recorded with who and when.
+    Release {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Study Instance UID or accession number.
+        study: String,
+        /// Who releases it (recorded).
+        #[arg(long)]
+        by: String,
+        /// Why it may go without the missing context (mandatory, recorded).
+        #[arg(long)]
+        justification: String,
+    },
+    /// Reject a held or failed study: it is not sent; its instances leave the spool.
+    Reject {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Study Instance UID or accession number.
+        study: String,
+        #[arg(long)]
+        by: String,
+        /// Why it is rejected (mandatory, recorded).
+        #[arg(long)]
+        reason: String,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -106,6 +132,60 @@ pub fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Release {
+            config,
+            study,
+            by,
+            justification,
+        } => {
+            let config = Config::load(&config)?;
+            let (store, uid) =
+                operator_target(&config, &study, &by, &justification, "--justification")?;
+            let now = crate::store::now_ms();
+            match store.release_override(&uid, by.trim(), justification.trim(), now)? {
+                Some(_) => {
+                    println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
+                    notify_operator_action(
+                        &config,
+                        &store,
+                        &uid,
+                        "released_override",
+                        &by,
+                        &justification,
+                    );
+                    Ok(())
+                }
+                None => bail!(
+                    "{uid} is not held (or has no route to release it to): see `readgate studies`"
+                ),
+            }
+        }
+        Command::Reject {
+            config,
+            study,
+            by,
+            reason,
+        } => {
+            let config = Config::load(&config)?;
+            let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
+            let now = crate::store::now_ms();
+            match store.reject_study(&uid, by.trim(), reason.trim(), now)? {
+                Some(paths) => {
+                    let spool = config.spool_dir();
+                    for p in &paths {
+                        let _ = std::fs::remove_file(spool.join(p));
+                    }
+                    println!(
+                        "rejected {uid} (by {}); {} instance(s) removed from the spool",
+                        by.trim(),
+                        paths.len()
+                    );
+                    notify_operator_action(&config, &store, &uid, "rejected", &by, &reason);
+                    Ok(())
+                }
+                None => bail!("{uid} is neither held nor failed: see `readgate studies`"),
+            }
+        }
         Command::ConfigCheck { config: path } => {
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());
@@ -133,6 +213,59 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Checks an operator action's words and finds the study it is about.
+fn operator_target(
+    config: &Config,
+    study: &str,
+    by: &str,
+    why: &str,
+    why_flag: &str,
+) -> anyhow::Result<(Store, String)> {
+    if by.trim().is_empty() {
+        bail!("--by: say who takes this decision (it is recorded)");
+    }
+    if why.trim().chars().count() < 4 {
+        bail!("{why_flag}: a written reason of at least 4 characters is required (it is recorded)");
+    }
+    let db = config.database_path();
+    if !db.exists() {
+        bail!("no database at {}", db.display());
+    }
+    let store = Store::open(&db)?;
+    let Some(found) = store.find_study(study)? else {
+        bail!("no study with UID or accession {study:?}");
+    };
+    Ok((store, found.study_uid))
+}
+
+fn notify_operator_action(
+    config: &Config,
+    store: &Store,
+    uid: &str,
+    event: &str,
+    by: &str,
+    note: &str,
+) {
+    let accession = store
+        .find_study(uid)
+        .ok()
+        .flatten()
+        .and_then(|s| s.accession);
+    crate::notify::study_event(
+        config.notify.webhook().as_ref(),
+        &crate::notify::StudyEvent {
+            event: event.into(),
+            gateway: config.gateway.id.clone(),
+            study_uid: uid.to_string(),
+            accession,
+            reasons: Vec::new(),
+            by: Some(by.trim().to_string()),
+            note: Some(note.trim().to_string()),
+            at: crate::store::now_ms(),
+        },
+    );
 }
 
 fn open_existing(config: &Config) -> anyhow::Result<Store> {

@@ -43,6 +43,35 @@ pub struct Config {
     /// HL7 v2 intake over MLLP; absent: no HL7 listener.
     #[serde(default)]
     pub hl7: Option<Hl7Config>,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `http://host:port/path` that receives a JSON POST when a study is held, released
+    /// or rejected. The log line is written either way.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook_url: None,
+            timeout_secs: default_webhook_timeout(),
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub fn webhook(&self) -> Option<crate::notify::Webhook> {
+        let url = self.webhook_url.as_deref()?;
+        crate::notify::Webhook::parse(url, std::time::Duration::from_secs(self.timeout_secs)).ok()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +299,9 @@ fn default_response_timeout() -> u64 {
 fn default_linger_ms() -> u64 {
     2000
 }
+fn default_webhook_timeout() -> u64 {
+    5
+}
 fn default_max_frame() -> usize {
     1024 * 1024
 }
@@ -438,6 +470,16 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            crate::notify::Webhook::parse(url, std::time::Duration::from_secs(1))
+                .map_err(|m| invalid("notify.webhook_url", m))?;
+        }
+        if self.notify.timeout_secs == 0 {
+            return Err(invalid(
+                "notify.timeout_secs",
+                "expected a number of seconds ≥ 1".into(),
+            ));
         }
         if let Some(h) = &self.hl7 {
             if !(1024..=64 * 1024 * 1024).contains(&h.max_frame_bytes) {

@@ -97,9 +97,11 @@ impl Forwarder {
                     .blocking(move |s| s.next_attempt_for(&id))
                     .await
                     .flatten();
+                // Re-check at least every few seconds: operators release studies from
+                // another process (`readgate release`), which cannot wake this one.
                 let wait = match next {
-                    Some(at) => Duration::from_millis((at - now_ms()).clamp(10, 3_600_000) as u64),
-                    None => Duration::from_secs(3600),
+                    Some(at) => Duration::from_millis((at - now_ms()).clamp(10, 2_000) as u64),
+                    None => Duration::from_secs(2),
                 };
                 tokio::select! {
                     _ = self.wake.notified() => {}
