@@ -6,6 +6,7 @@
 //! no route names a responsible receiving facility (ATS-4).
 
 pub mod context;
+pub mod policy;
 pub mod reasons;
 
 use crate::config::Config;
