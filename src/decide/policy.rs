@@ -658,7 +658,8 @@ fn is_filler(c: char) -> bool {
         || c.is_ascii_punctuation()
         || matches!(c,
             '\u{2010}'..='\u{2027}'   // dashes, quotes, bullets, ellipsis
-            | '\u{3001}'..='\u{303F}' // 、。〃「」【】〜...
+            // 、。〃「」【】〜... but not 々 〆 〇 or the kana repeat marks, which are text
+            | '\u{3001}'..='\u{3004}' | '\u{3008}'..='\u{3020}' | '\u{3030}' | '\u{303D}'
             | '\u{30FB}' | '\u{30FC}' // ・ ー (ー alone is written as a dash)
             | '\u{FF01}'..='\u{FF0F}' | '\u{FF1A}'..='\u{FF20}'
             | '\u{FF3B}'..='\u{FF40}' | '\u{FF5B}'..='\u{FF65}'
@@ -965,13 +966,12 @@ fn lab_matches(lab: &LabFact, req: &LabRequirement) -> bool {
 /// Lab catalogues write JLAC10 codes with hyphens (`3C015-0000-023-271-01`), messages
 /// without; neither hyphens nor blanks are part of the code.
 fn same_code(a: &str, b: &str) -> bool {
-    let strip = |s: &str| {
+    fn key(s: &str) -> impl Iterator<Item = char> + '_ {
         s.chars()
             .filter(|c| *c != '-' && !c.is_whitespace())
             .map(|c| c.to_ascii_uppercase())
-            .collect::<Vec<_>>()
-    };
-    strip(a) == strip(b)
+    }
+    key(a).eq(key(b))
 }
 
 /// The names one coding system goes by in OBX-3.3: JAHIS and SS-MIX2 messages say

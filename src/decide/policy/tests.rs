@@ -1024,6 +1024,31 @@ fn docs_example_parses_and_means_what_it_says() {
         .iter()
         .any(|r| r.priorities.contains(&Priority::Stat)));
     assert!(p.validate_destinations(&["rc1", "rc2"]).is_ok());
+
+    // The three outcomes the docs promise.
+    let mut stat_ct = complete();
+    stat_ct.priority = Some(Priority::Stat);
+    stat_ct.exam_purpose.clear();
+    let e = evaluate(&stat_ct, &p, now());
+    assert_eq!(e.verdict, Verdict::ForwardIncomplete);
+    assert_eq!(codes(&e), [EXAM_PURPOSE_MISSING]);
+
+    let mut mammo = complete();
+    mammo.modalities = vec!["MG".into()];
+    mammo.priors[0].reports = 0;
+    let e = evaluate(&mammo, &p, now());
+    assert_eq!(
+        (e.verdict, codes(&e)),
+        (Verdict::Hold, vec![PRIOR_REPORT_MISSING])
+    );
+
+    let mut mr = complete();
+    mr.modalities = vec!["MR".into()];
+    mr.contrast_agent = vec![Fact::new("Gadobutrol", dcm("(0018,0010)"))];
+    mr.labs = vec![egfr("70", Some(study_ms() - 45 * DAY_MS))];
+    let e = evaluate(&mr, &p, now());
+    assert!(check(&e, "labs.contrast-egfr").passed);
+    assert_eq!((e.verdict, codes(&e)), (Verdict::Hold, vec![LAB_TOO_OLD]));
 }
 
 #[test]
@@ -1197,4 +1222,19 @@ fn evaluation_is_well_under_a_millisecond() {
         per < std::time::Duration::from_millis(1),
         "{per:?} per evaluation"
     );
+}
+
+#[test]
+fn text_quality_edges() {
+    let p = PolicyConfig::default();
+    assert_eq!(quality("", &p, 2), TextQuality::Blank);
+    assert_eq!(quality("\u{3000}\t", &p, 2), TextQuality::Blank);
+    assert_eq!(quality("「」", &p, 2), TextQuality::Placeholder);
+    assert_eq!(quality("【精査】", &p, 2), TextQuality::Placeholder);
+    assert_eq!(quality("ー", &p, 2), TextQuality::Placeholder);
+    // 々 and 〇 are text, not punctuation.
+    assert_eq!(quality("諸々", &p, 2), TextQuality::Usable);
+    assert_eq!(quality("〇", &p, 1), TextQuality::Usable);
+    // Half-width katakana is text too.
+    assert_eq!(quality("ｷｮｳﾂｳ", &p, 2), TextQuality::Usable);
 }
