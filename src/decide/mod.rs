@@ -5,6 +5,10 @@
 //! decision routes the study (first matching `[[routes]]` entry wins) and holds it when
 //! no route names a responsible receiving facility (ATS-4).
 
+pub mod context;
+pub mod policy;
+pub mod reasons;
+
 use crate::config::Config;
 use crate::store::StudySnapshot;
 use serde::Serialize;

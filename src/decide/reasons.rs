@@ -1,0 +1,640 @@
+//! Every reason code a policy check can give, with its clause and its words in Japanese
+//! and English.
+//!
+//! Codes are stable: they are stored with held studies, shown by `readgate check` and
+//! matched by the hospital's own scripts, so a code is never renamed or reused. The
+//! [`catalogue`] is the single list that the docs table (`docs/checks.md`) and
+//! `readgate check --lang ja|en` are generated from; the builders below produce the
+//! message for one study, naming the values that were rejected and where to fix them.
+//!
+//! Wording: a technologist or a clerk at the RIS terminal should know what to type where
+//! without reading the guideline; the Japanese follows the guideline's own terms
+//! (検査目的, 臨床情報, 臨床検査データ, 過去の画像診断報告書, 依頼医).
+
+use super::HoldReason;
+
+pub const EXAM_PURPOSE_MISSING: &str = "EXAM_PURPOSE_MISSING";
+pub const CLINICAL_INFO_MISSING: &str = "CLINICAL_INFO_MISSING";
+pub const LAB_MISSING: &str = "LAB_MISSING";
+pub const LAB_TOO_OLD: &str = "LAB_TOO_OLD";
+pub const PRIOR_REPORT_MISSING: &str = "PRIOR_REPORT_MISSING";
+pub const ORDERING_PHYSICIAN_MISSING: &str = "ORDERING_PHYSICIAN_MISSING";
+pub const CALLBACK_CONTACT_MISSING: &str = "CALLBACK_CONTACT_MISSING";
+pub const NO_ROUTE: &str = "NO_ROUTE";
+
+pub const JRS_7_3_1: &str = "JRS-7.3.1";
+pub const JRS_7_3_2: &str = "JRS-7.3.2";
+pub const JRS_7_3_3: &str = "JRS-7.3.3";
+pub const ATS_4: &str = "ATS-4";
+
+/// Language of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Ja,
+    En,
+}
+
+impl std::str::FromStr for Lang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ja" | "jp" | "japanese" => Ok(Lang::Ja),
+            "en" | "english" => Ok(Lang::En),
+            other => Err(format!("expected \"ja\" or \"en\", got {other:?}")),
+        }
+    }
+}
+
+/// One reason code, for the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonInfo {
+    pub code: &'static str,
+    pub clause: &'static str,
+    /// The `checks` entry of `[[policy.rules]]` that turns it on (`route` is always on).
+    pub check: &'static str,
+    pub what_en: &'static str,
+    pub what_ja: &'static str,
+    /// Where the fact comes from in HL7 v2.
+    pub hl7: &'static str,
+    /// Where the fact comes from in DICOM.
+    pub dicom: &'static str,
+    /// The message in its most common form (a study's message names its own values).
+    pub message_en: &'static str,
+    pub message_ja: &'static str,
+    pub fix_en: &'static str,
+    pub fix_ja: &'static str,
+}
+
+impl ReasonInfo {
+    pub fn what(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::Ja => self.what_ja,
+            Lang::En => self.what_en,
+        }
+    }
+    pub fn message(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::Ja => self.message_ja,
+            Lang::En => self.message_en,
+        }
+    }
+    pub fn fix(&self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::Ja => self.fix_ja,
+            Lang::En => self.fix_en,
+        }
+    }
+}
+
+static CATALOGUE: [ReasonInfo; 8] = [
+    ReasonInfo {
+        code: EXAM_PURPOSE_MISSING,
+        clause: JRS_7_3_1,
+        check: "exam_purpose",
+        what_en: "An exam purpose is stated, and it is more than a placeholder.",
+        what_ja: "検査目的が記載されていること（定型句だけでないこと）。",
+        hl7: "OBR-31",
+        dicom: "(0040,1002), (0040,100A), (0032,1030)",
+        message_en: "The exam purpose is missing. Enter it in the RIS order (OBR-31) and send the order again.",
+        message_ja: "検査目的が記載されていません。RISのオーダ（OBR-31）に検査目的を入力して再送してください。",
+        fix_en: "Enter the exam purpose (the suspected disease or the question the exam should answer) in the RIS order and send the order again; placeholders (`policy.placeholders`, e.g. \"-\", \"n/a\") do not count.",
+        fix_ja: "RISのオーダに検査目的（疑う疾患や確認したいこと）を入力して再送してください。「精査」「-」などの定型句は検査目的になりません。",
+    },
+    ReasonInfo {
+        code: CLINICAL_INFO_MISSING,
+        clause: JRS_7_3_1,
+        check: "clinical_information",
+        what_en: "Clinical information (symptoms, history) or a diagnosis is stated, and it is more than a placeholder.",
+        what_ja: "臨床情報（症状・経過・既往）または病名が記載されていること（定型句だけでないこと）。",
+        hl7: "OBR-13, NTE, DG1-3/DG1-4",
+        dicom: "(0010,21B0), (0008,1080)",
+        message_en: "The clinical information is missing. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
+        message_ja: "臨床情報が記載されていません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
+        fix_en: "Enter symptoms, course and history (relevant clinical information) or a diagnosis in the RIS order and send the order again.",
+        fix_ja: "RISのオーダの臨床情報欄に症状・経過・既往を、または病名を入力して再送してください。",
+    },
+    ReasonInfo {
+        code: LAB_MISSING,
+        clause: JRS_7_3_1,
+        check: "labs",
+        what_en: "A `[[policy.lab_rules]]` rule applies (e.g. contrast study) and none of its lab values is on file.",
+        what_ja: "検査値の規則（例：造影検査）に該当し、必要な臨床検査値がないこと。",
+        hl7: "OBX-3 (JLAC10 code or name), OBX-5, OBX-14 (ORU^R01 or OBX in the order)",
+        dicom: "(0018,0010) and requested procedure codes decide whether a rule applies",
+        message_en: "This is a contrast study, but no eGFR or creatinine value from the last 90 days is on file. Send the result from the laboratory system (OBX) or attach it to the RIS order and send the order again.",
+        message_ja: "造影検査ですが、90日以内のeGFRまたはクレアチニン値がありません。検査システムから結果（OBX）を送信するか、RISのオーダに添付して再送してください。",
+        fix_en: "Send the lab result (ORU^R01 from the laboratory system, or OBX segments in the RIS order) with its JLAC10 code or name and its observation time (OBX-14).",
+        fix_ja: "検査システムから結果（ORU^R01）を送信するか、RISのオーダにOBXとして添付して再送してください。JLAC10コードまたは項目名と検査日時（OBX-14）が必要です。",
+    },
+    ReasonInfo {
+        code: LAB_TOO_OLD,
+        clause: JRS_7_3_1,
+        check: "labs",
+        what_en: "A lab rule applies and its lab values are on file, but none is shown to be within the rule's age limit (older, or without an observation time).",
+        what_ja: "検査値の規則に該当し、値はあるが期限内のものがないこと（古い、または検査日時がない）。",
+        hl7: "OBX-14 (observation time)",
+        dicom: "(0008,0020)/(0008,0030) study date and time are the reference",
+        message_en: "This is a contrast study, but the newest eGFR or creatinine value is older than 90 days. Send a recent result from the laboratory system (OBX) or attach it to the RIS order and send the order again.",
+        message_ja: "造影検査ですが、eGFRまたはクレアチニンの最新値が90日より前のものです。期限内の結果を検査システムから送信するか、RISのオーダに添付して再送してください。",
+        fix_en: "Measure or look up a recent value and send it with its observation time (OBX-14); a value without a time cannot be shown to be recent.",
+        fix_ja: "期限内に測定した値を検査日時（OBX-14）付きで送信してください。検査日時のない値は期限内か確認できません。",
+    },
+    ReasonInfo {
+        code: PRIOR_REPORT_MISSING,
+        clause: JRS_7_3_2,
+        check: "prior_reports",
+        what_en: "The patient's prior studies within the look-back period (all, or the most recent ones) have a final or corrected report on file.",
+        what_ja: "参照期間内の過去検査（全件または直近の検査）に確定（または修正）済みの読影レポートがあること。",
+        hl7: "ORU^R01 with OBR-25 = F or C for the prior's accession",
+        dicom: "prior studies: readgate's own store or C-FIND to the hospital PACS",
+        message_en: "1 prior study of this patient has no final report on file. Send its final report from the reporting system (ORU^R01, OBR-25 F) and the study will be re-checked.",
+        message_ja: "過去検査1件の確定した読影レポートが参照できません。レポートシステムから確定レポート（ORU^R01、OBR-25 F）を送信すると再判定されます。",
+        fix_en: "Send the final reports of the listed prior studies from the reporting system (ORU^R01, OBR-25 = F or C).",
+        fix_ja: "一覧の過去検査の確定レポートをレポートシステムから送信してください（ORU^R01、OBR-25 = F または C）。",
+    },
+    ReasonInfo {
+        code: ORDERING_PHYSICIAN_MISSING,
+        clause: JRS_7_3_3,
+        check: "ordering_contact",
+        what_en: "An ordering physician is named, so the radiologist can reach them when findings need action.",
+        what_ja: "依頼医が記載されていること（所見に対応が必要なとき、読影医が直接連絡するため）。",
+        hl7: "ORC-12, OBR-16",
+        dicom: "(0032,1032)",
+        message_en: "The ordering physician is missing. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action.",
+        message_ja: "依頼医が記載されていません。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。",
+        fix_en: "Enter the ordering physician in the RIS order and send the order again.",
+        fix_ja: "RISのオーダに依頼医を入力して再送してください。",
+    },
+    ReasonInfo {
+        code: CALLBACK_CONTACT_MISSING,
+        clause: JRS_7_3_3,
+        check: "ordering_contact",
+        what_en: "A callback contact (a phone number or extension, or an address) for the ordering physician is given.",
+        what_ja: "依頼医への連絡先（電話番号・内線など）が記載されていること。",
+        hl7: "ORC-14, OBR-17",
+        dicom: "(0040,2010), (0008,0094)",
+        message_en: "No callback contact for the ordering physician. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again.",
+        message_ja: "依頼医への連絡先が記載されていません。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。",
+        fix_en: "Enter a phone number or extension where the ordering physician (or their department) can be reached in the RIS order and send the order again.",
+        fix_ja: "依頼医（または診療科）に連絡がつく電話番号・内線番号をRISのオーダに入力して再送してください。",
+    },
+    ReasonInfo {
+        code: NO_ROUTE,
+        clause: ATS_4,
+        check: "route",
+        what_en: "A `[[routes]]` entry matches the study and names the receiving facility responsible for reading it (always checked).",
+        what_ja: "送信先ルール（[[routes]]）が一致し、読影責任を負う受信側施設が決まること（常に判定）。",
+        hl7: "-",
+        dicom: "(0008,0060) modality, calling AE title of the association",
+        message_en: "No route matches this study (modalities CT, sent by CT01), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
+        message_ja: "この検査（モダリティ CT、送信元 CT01）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
+        fix_en: "Add a [[routes]] entry (modalities / calling_ae → destination) to the readgate configuration and restart it.",
+        fix_ja: "readgate の設定に [[routes]]（modalities / calling_ae → destination）を追加して再起動してください。",
+    },
+];
+
+/// Every reason code, in the order checks run.
+pub fn catalogue() -> &'static [ReasonInfo] {
+    &CATALOGUE
+}
+
+/// The catalogue entry of a code.
+pub fn find(code: &str) -> Option<&'static ReasonInfo> {
+    CATALOGUE.iter().find(|r| r.code == code)
+}
+
+/// The reason table of `docs/checks.md` (English, with the Japanese message).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| code | clause | what it checks | HL7 | DICOM | how to fix | message (ja) |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in catalogue() {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            r.code, r.clause, r.what_en, r.hl7, r.dicom, r.fix_en, r.message_ja
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Builders: the message for one study.
+// ---------------------------------------------------------------------------
+
+/// Why the text facts of one kind were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TextProblem {
+    /// No value at all (or only blanks).
+    Absent,
+    /// Only placeholders ("精査", "-", "特になし"...) or punctuation; the values as sent.
+    Placeholder(Vec<String>),
+    /// Real text, but shorter than `min_text_chars`.
+    TooShort { values: Vec<String>, min: usize },
+}
+
+fn quoted_ja(values: &[String]) -> String {
+    values.iter().map(|v| format!("「{v}」")).collect()
+}
+
+fn quoted_en(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn reason(code: &str, clause: &str, message_en: String, message_ja: String) -> HoldReason {
+    HoldReason {
+        code: code.to_string(),
+        clause: clause.to_string(),
+        message_en,
+        message_ja,
+    }
+}
+
+pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
+    let (en, ja) = match problem {
+        TextProblem::Absent => (
+            "The exam purpose is missing. Enter it in the RIS order (OBR-31) and send the order again.".to_string(),
+            "検査目的が記載されていません。RISのオーダ（OBR-31）に検査目的を入力して再送してください。".to_string(),
+        ),
+        TextProblem::Placeholder(v) => (
+            format!(
+                "{} alone is not an exam purpose. Enter what the exam should answer (the suspected disease or question) in the RIS order (OBR-31) and send the order again.",
+                quoted_en(v)
+            ),
+            format!(
+                "{}だけでは検査目的になりません。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
+                quoted_ja(v)
+            ),
+        ),
+        TextProblem::TooShort { values, min } => (
+            format!(
+                "The exam purpose {} is too short (at least {min} characters). Enter what the exam should answer in the RIS order (OBR-31) and send the order again.",
+                quoted_en(values)
+            ),
+            format!(
+                "検査目的{}が短すぎます（{min}文字以上）。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
+                quoted_ja(values)
+            ),
+        ),
+    };
+    reason(EXAM_PURPOSE_MISSING, JRS_7_3_1, en, ja)
+}
+
+pub(crate) fn clinical_info_missing(problem: &TextProblem) -> HoldReason {
+    let (en, ja) = match problem {
+        TextProblem::Absent => (
+            "The clinical information is missing. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.".to_string(),
+            "臨床情報が記載されていません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。".to_string(),
+        ),
+        TextProblem::Placeholder(v) => (
+            format!(
+                "{} alone is not clinical information. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
+                quoted_en(v)
+            ),
+            format!(
+                "{}だけでは臨床情報になりません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
+                quoted_ja(v)
+            ),
+        ),
+        TextProblem::TooShort { values, min } => (
+            format!(
+                "The clinical information {} is too short (at least {min} characters). Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
+                quoted_en(values)
+            ),
+            format!(
+                "臨床情報{}が短すぎます（{min}文字以上）。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
+                quoted_ja(values)
+            ),
+        ),
+    };
+    reason(CLINICAL_INFO_MISSING, JRS_7_3_1, en, ja)
+}
+
+/// What a lab rule asked for, already put into words.
+pub(crate) struct LabAsk<'a> {
+    pub rule: &'a str,
+    pub contrast: bool,
+    /// e.g. "eGFR or creatinine".
+    pub labels_en: String,
+    /// e.g. "eGFRまたはクレアチニン".
+    pub labels_ja: String,
+    /// JLAC10 (or other) codes accepted, for the technologist's lab system.
+    pub codes: Vec<String>,
+    pub max_age_days: u32,
+}
+
+impl LabAsk<'_> {
+    fn codes_suffix(&self) -> String {
+        if self.codes.is_empty() {
+            String::new()
+        } else {
+            format!(", code {}", self.codes.join(" / "))
+        }
+    }
+}
+
+pub(crate) fn lab_missing(ask: &LabAsk) -> HoldReason {
+    let lead_en = if ask.contrast {
+        format!("This is a contrast study, but no {}", ask.labels_en)
+    } else {
+        format!("No {}", ask.labels_en)
+    };
+    let lead_ja = if ask.contrast {
+        "造影検査ですが、"
+    } else {
+        ""
+    };
+    reason(
+        LAB_MISSING,
+        JRS_7_3_1,
+        format!(
+            "{lead_en} value from the last {} days is on file (rule \"{}\"). Send the result from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.",
+            ask.max_age_days,
+            ask.rule,
+            ask.codes_suffix()
+        ),
+        format!(
+            "{lead_ja}{}日以内の{}の値がありません（規則「{}」）。検査システムから結果（OBX{}）を送信するか、RISのオーダに添付して再送してください。",
+            ask.max_age_days,
+            ask.labels_ja,
+            ask.rule,
+            ask.codes_suffix().replace(", code ", "、コード ")
+        ),
+    )
+}
+
+/// `newest`: the date of the newest matching value, `None` when no value has a time.
+pub(crate) fn lab_too_old(ask: &LabAsk, newest: Option<&str>) -> HoldReason {
+    let lead_en = if ask.contrast {
+        "This is a contrast study, but "
+    } else {
+        ""
+    };
+    let lead_ja = if ask.contrast {
+        "造影検査ですが、"
+    } else {
+        ""
+    };
+    let (what_en, what_ja) = match newest {
+        Some(date) => (
+            format!(
+                "the newest {} value ({date}) is older than {} days",
+                ask.labels_en, ask.max_age_days
+            ),
+            format!(
+                "{}の最新値（{date}）が{}日より前のものです",
+                ask.labels_ja, ask.max_age_days
+            ),
+        ),
+        None => (
+            format!(
+                "the {} value has no observation time (OBX-14), so it cannot be shown to be within {} days",
+                ask.labels_en, ask.max_age_days
+            ),
+            format!(
+                "{}の値に検査日時（OBX-14）がなく、{}日以内のものか確認できません",
+                ask.labels_ja, ask.max_age_days
+            ),
+        ),
+    };
+    let mut en = format!("{lead_en}{what_en} (rule \"{}\"). Send a result from the last {} days with its observation time from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.", ask.rule, ask.max_age_days, ask.codes_suffix());
+    if !ask.contrast {
+        // Sentence case when there is no lead-in.
+        en = capitalise(&en);
+    }
+    reason(
+        LAB_TOO_OLD,
+        JRS_7_3_1,
+        en,
+        format!(
+            "{lead_ja}{what_ja}（規則「{}」）。{}日以内に測定した結果を検査日時付きで検査システムから送信するか、RISのオーダに添付して再送してください。",
+            ask.rule, ask.max_age_days
+        ),
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// One prior lacking a report, already put into words.
+pub(crate) struct PriorRef {
+    pub accession: Option<String>,
+    pub study_uid: String,
+    /// `YYYY-MM-DD`, or `None` when unknown.
+    pub date: Option<String>,
+}
+
+/// At most this many priors are named; a long list helps nobody at the RIS terminal.
+const PRIORS_NAMED: usize = 5;
+
+pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> HoldReason {
+    let name_en = |p: &PriorRef| {
+        let id = match &p.accession {
+            Some(a) => format!("accession {a}"),
+            None => format!("study {}", p.study_uid),
+        };
+        match &p.date {
+            Some(d) => format!("{id} of {d}"),
+            None => format!("{id}, date unknown"),
+        }
+    };
+    let name_ja = |p: &PriorRef| {
+        let id = match &p.accession {
+            Some(a) => format!("受付番号 {a}"),
+            None => format!("Study UID {}", p.study_uid),
+        };
+        match &p.date {
+            Some(d) => format!("{id}（{d}）"),
+            None => format!("{id}（検査日不明）"),
+        }
+    };
+    let mut list_en: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_en).collect();
+    let mut list_ja: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_ja).collect();
+    let more = missing.len().saturating_sub(PRIORS_NAMED);
+    if more > 0 {
+        list_en.push(format!("and {more} more"));
+        list_ja.push(format!("ほか{more}件"));
+    }
+    let n = missing.len();
+    let studies = if n == 1 { "study" } else { "studies" };
+    let (its, them) = if n == 1 {
+        ("its", "it")
+    } else {
+        ("their", "them")
+    };
+    reason(
+        PRIOR_REPORT_MISSING,
+        JRS_7_3_2,
+        format!(
+            "{n} prior {studies} of this patient from the last {lookback_days} days {} no final report on file ({}). Send {its} final report from the reporting system (ORU^R01, OBR-25 F or C) so the radiologist can compare, and the study will be re-checked; or ask the reading facility to read {them} first.",
+            if n == 1 { "has" } else { "have" },
+            list_en.join("; ")
+        ),
+        format!(
+            "{lookback_days}日以内の過去検査{n}件の確定した読影レポートが参照できません（{}）。比較読影のため、レポートシステムから確定レポート（ORU^R01、OBR-25 F または C）を送信してください。受信後に再判定されます。",
+            list_ja.join("、")
+        ),
+    )
+}
+
+/// `rejected`: values that were sent but are placeholders ("不明", "-").
+pub(crate) fn ordering_physician_missing(rejected: &[String]) -> HoldReason {
+    let (note_en, note_ja) = rejected_note(rejected);
+    reason(
+        ORDERING_PHYSICIAN_MISSING,
+        JRS_7_3_3,
+        format!("The ordering physician is missing{note_en}. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action."),
+        format!("依頼医が記載されていません{note_ja}。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。"),
+    )
+}
+
+pub(crate) fn callback_contact_missing(rejected: &[String]) -> HoldReason {
+    let (note_en, note_ja) = rejected_note(rejected);
+    reason(
+        CALLBACK_CONTACT_MISSING,
+        JRS_7_3_3,
+        format!("No callback contact for the ordering physician{note_en}. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again."),
+        format!("依頼医への連絡先が記載されていません{note_ja}。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。"),
+    )
+}
+
+fn rejected_note(rejected: &[String]) -> (String, String) {
+    if rejected.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" ({} is not usable)", quoted_en(rejected)),
+            format!("（{}は連絡に使えません）", quoted_ja(rejected)),
+        )
+    }
+}
+
+/// Same words as [`super::Router`]'s hold, so a study reads the same whichever path
+/// held it.
+pub(crate) fn no_route(modalities: &[String], calling_aes: &[String]) -> HoldReason {
+    reason(
+        NO_ROUTE,
+        ATS_4,
+        format!(
+            "No route matches this study (modalities {}, sent by {}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
+            display_list(modalities),
+            display_list(calling_aes)
+        ),
+        format!(
+            "この検査（モダリティ {}、送信元 {}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
+            display_list(modalities),
+            display_list(calling_aes)
+        ),
+    )
+}
+
+fn display_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_japanese(s: &str) -> bool {
+        s.chars().any(|c| {
+            ('\u{3040}'..='\u{30FF}').contains(&c) || ('\u{4E00}'..='\u{9FFF}').contains(&c)
+        })
+    }
+
+    #[test]
+    fn every_reason_has_both_languages() {
+        let mut codes = std::collections::HashSet::new();
+        for r in catalogue() {
+            assert!(codes.insert(r.code), "duplicate code {}", r.code);
+            assert!(r.clause.starts_with("JRS-") || r.clause.starts_with("ATS-"));
+            for lang in [Lang::Ja, Lang::En] {
+                for text in [r.what(lang), r.message(lang), r.fix(lang)] {
+                    assert!(!text.trim().is_empty(), "{} {lang:?}", r.code);
+                    assert_eq!(has_japanese(text), lang == Lang::Ja, "{}: {text}", r.code);
+                }
+            }
+            assert!(!r.hl7.is_empty() && !r.dicom.is_empty());
+        }
+        assert_eq!(find(LAB_TOO_OLD).map(|r| r.clause), Some(JRS_7_3_1));
+        assert!(find("NOPE").is_none());
+    }
+
+    #[test]
+    fn builders_fill_both_languages() {
+        let ask = LabAsk {
+            rule: "contrast-egfr",
+            contrast: true,
+            labels_en: "eGFR or creatinine".into(),
+            labels_ja: "eGFRまたはクレアチニン".into(),
+            codes: vec!["8A065000002391901".into()],
+            max_age_days: 90,
+        };
+        let prior = PriorRef {
+            accession: Some("A1".into()),
+            study_uid: "1.2".into(),
+            date: None,
+        };
+        for r in [
+            exam_purpose_missing(&TextProblem::Absent),
+            exam_purpose_missing(&TextProblem::Placeholder(vec!["精査".into()])),
+            exam_purpose_missing(&TextProblem::TooShort {
+                values: vec!["痛".into()],
+                min: 2,
+            }),
+            clinical_info_missing(&TextProblem::Absent),
+            clinical_info_missing(&TextProblem::Placeholder(vec!["特になし".into()])),
+            clinical_info_missing(&TextProblem::TooShort {
+                values: vec!["x".into()],
+                min: 2,
+            }),
+            lab_missing(&ask),
+            lab_too_old(&ask, Some("2024-01-01")),
+            lab_too_old(&ask, None),
+            prior_report_missing(std::slice::from_ref(&prior), 365),
+            ordering_physician_missing(&[]),
+            callback_contact_missing(&["不明".into()]),
+            no_route(&[], &[]),
+        ] {
+            let info = find(&r.code).expect("code in catalogue");
+            assert_eq!(info.clause, r.clause);
+            assert!(has_japanese(&r.message_ja), "{r:?}");
+            assert!(!r.message_en.is_empty(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn catalogue_examples_match_builders() {
+        assert_eq!(
+            exam_purpose_missing(&TextProblem::Absent).message_ja,
+            find(EXAM_PURPOSE_MISSING).unwrap().message_ja
+        );
+        assert_eq!(
+            ordering_physician_missing(&[]).message_en,
+            find(ORDERING_PHYSICIAN_MISSING).unwrap().message_en
+        );
+        assert_eq!(
+            no_route(&["CT".into()], &["CT01".into()]).message_ja,
+            find(NO_ROUTE).unwrap().message_ja
+        );
+    }
+
+    #[test]
+    fn lang_parses() {
+        assert_eq!("JA".parse::<Lang>(), Ok(Lang::Ja));
+        assert_eq!("en".parse::<Lang>(), Ok(Lang::En));
+        assert!("fr".parse::<Lang>().is_err());
+    }
+}
