@@ -45,6 +45,9 @@ pub struct Config {
     pub hl7: Option<Hl7Config>,
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The clinical-context policy (JRS-7.3.x): which checks apply, with what parameters.
+    #[serde(default)]
+    pub policy: crate::decide::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +474,13 @@ impl Config {
                 ));
             }
         }
+        self.policy
+            .validate()
+            .map_err(|(key, message)| invalid(&key, message))?;
+        let known: Vec<&str> = self.destinations.iter().map(|d| d.id.as_str()).collect();
+        self.policy
+            .validate_destinations(&known)
+            .map_err(|(key, message)| invalid(&key, message))?;
         if let Some(url) = &self.notify.webhook_url {
             crate::notify::Webhook::parse(url, std::time::Duration::from_secs(1))
                 .map_err(|m| invalid("notify.webhook_url", m))?;

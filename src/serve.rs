@@ -2,7 +2,7 @@
 //! the pipeline — receive → spool → study → decide → forward — until told to stop.
 
 use crate::config::Config;
-use crate::decide::{Decide, Router};
+use crate::decide::{Decide, Gate};
 use crate::forward::{Forwarder, Wakeups};
 use crate::receive::{self, Receiver};
 use crate::spool::Spool;
@@ -79,7 +79,7 @@ pub async fn start_with(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let wakeups = Arc::new(Wakeups::new(&config));
-    let decider = decider.unwrap_or_else(|| Arc::new(Router::new(config.clone())));
+    let decider = decider.unwrap_or_else(|| Arc::new(Gate::new(config.clone())));
     let mut tasks = JoinSet::new();
 
     let receiver = Arc::new(Receiver {
@@ -95,6 +95,10 @@ pub async fn start_with(
         stable_after: Duration::from_secs(config.dicom.stable_after_secs),
         stored: stored.clone(),
         wakeups: wakeups.clone(),
+        notify: crate::study::Notifications {
+            gateway: config.gateway.id.clone(),
+            webhook: config.notify.webhook(),
+        },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
     let hl7_addr = match &config.hl7 {

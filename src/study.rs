@@ -2,8 +2,9 @@
 //! complete once `stable_after_secs` pass without a new instance. This stage notices
 //! that, asks the decision stage, and queues or holds the study accordingly.
 
-use crate::decide::{Decide, Decision};
+use crate::decide::{assemble, Decide, Verdict};
 use crate::forward::Wakeups;
+use crate::notify::StudyEvent;
 use crate::store::{now_ms, DecisionRecord, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub struct StudyStage {
     /// Woken by the receiver after each stored instance.
     pub stored: Arc<Notify>,
     pub wakeups: Arc<Wakeups>,
+    pub notify: Notifications,
 }
 
 impl StudyStage {
@@ -26,8 +28,9 @@ impl StudyStage {
             let store = self.store.clone();
             let decider = self.decider.clone();
             let wakeups = self.wakeups.clone();
+            let notify = self.notify.clone();
             let next = tokio::task::spawn_blocking(move || {
-                complete_stable_studies(&store, decider.as_ref(), &wakeups, stable_ms)
+                complete_stable_studies(&store, decider.as_ref(), &wakeups, &notify, stable_ms)
             })
             .await;
             let wait = match next {
@@ -59,10 +62,11 @@ pub fn complete_stable_studies(
     store: &Store,
     decider: &dyn Decide,
     wakeups: &Wakeups,
+    notify: &Notifications,
     stable_ms: i64,
 ) -> crate::store::Result<Option<i64>> {
     for uid in store.studies_stable_since(now_ms() - stable_ms)? {
-        decide_study(store, decider, wakeups, &uid)?;
+        decide_study(store, decider, wakeups, notify, &uid)?;
     }
     store.oldest_receiving()
 }
@@ -72,50 +76,84 @@ pub fn decide_study(
     store: &Store,
     decider: &dyn Decide,
     wakeups: &Wakeups,
+    notify: &Notifications,
     study_uid: &str,
 ) -> crate::store::Result<()> {
     let snapshot = store.snapshot(study_uid)?;
-    let (record, destination) = match decider.decide(&snapshot) {
-        Decision::Forward {
-            destination,
-            facility,
-            because,
-        } => (
-            DecisionRecord {
-                forward: true,
-                destination: Some(destination.clone()),
-                facility: Some(facility),
-                verdict: "PASS".into(),
-                detail: because,
-                ..Default::default()
-            },
-            Some(destination),
-        ),
-        Decision::Hold { reasons } => {
-            let codes: Vec<&str> = reasons.iter().map(|r| r.code.as_str()).collect();
-            (
-                DecisionRecord {
-                    forward: false,
-                    verdict: "HELD".into(),
-                    reasons_json: serde_json::to_string(&reasons).ok(),
-                    detail: codes.join(","),
-                    ..Default::default()
-                },
-                None,
-            )
-        }
+    let previous = store.decision_of(study_uid)?.unwrap_or_default();
+    let ctx = assemble::from_store(store, &snapshot)?;
+    let decision = decider.decide(&ctx);
+    let forward = decision.forwards();
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+    let reasons_json = (!decision.reasons.is_empty())
+        .then(|| serde_json::to_string(&decision.reasons).ok())
+        .flatten();
+    let detail = match (&decision.route, forward) {
+        (Some(route), true) if codes.is_empty() => route.because.clone(),
+        (Some(route), true) => format!("{}; still missing: {}", route.because, codes.join(", ")),
+        _ => codes.join(", "),
+    };
+    let record = DecisionRecord {
+        forward,
+        destination: decision.route.as_ref().map(|r| r.destination.clone()),
+        facility: decision.route.as_ref().map(|r| r.facility.clone()),
+        verdict: decision.verdict_code().to_string(),
+        reasons_json: reasons_json.clone(),
+        evaluation_json: decision
+            .evaluation
+            .as_ref()
+            .and_then(|e| serde_json::to_string(e).ok()),
+        context_json: serde_json::to_string(&ctx).ok(),
+        detail,
     };
     if store
         .record_decision(&snapshot, &record, now_ms())?
-        .is_some()
+        .is_none()
     {
-        match &destination {
-            Some(dest) => {
+        return Ok(()); // a new instance arrived meanwhile: decided again once stable
+    }
+    let was_held = previous.verdict.as_deref() == Some("HELD");
+    let event = |name: &str| StudyEvent {
+        event: name.to_string(),
+        gateway: notify.gateway.clone(),
+        study_uid: study_uid.to_string(),
+        accession: ctx.accession.clone(),
+        reasons: decision.reasons.clone(),
+        by: None,
+        note: None,
+        at: now_ms(),
+    };
+    match (&record.destination, forward) {
+        (Some(dest), true) => {
+            if decision.verdict == Verdict::ForwardIncomplete {
+                warn!(study_uid, destination = %dest, missing = %codes.join(","), "STAT study forwarded incomplete (flagged); still asking for the missing context");
+                crate::notify::study_event(notify.webhook.as_ref(), &event("forwarded_incomplete"));
+            } else {
                 info!(study_uid, instances = snapshot.instance_count, destination = %dest, "study complete: queued");
-                wakeups.wake(dest);
             }
-            None => warn!(study_uid, reasons = %record.detail, "study complete: held"),
+            if was_held {
+                info!(
+                    study_uid,
+                    "held study released: the missing context arrived"
+                );
+                crate::notify::study_event(notify.webhook.as_ref(), &event("released"));
+            }
+            wakeups.wake(dest);
+        }
+        _ => {
+            warn!(study_uid, reasons = %codes.join(","), "study held");
+            // Tell people once per distinct set of reasons, not on every re-evaluation.
+            if !was_held || previous.reasons_json != reasons_json {
+                crate::notify::study_event(notify.webhook.as_ref(), &event("held"));
+            }
         }
     }
     Ok(())
+}
+
+/// Where hold/release notifications go.
+#[derive(Clone, Default)]
+pub struct Notifications {
+    pub gateway: String,
+    pub webhook: Option<crate::notify::Webhook>,
 }

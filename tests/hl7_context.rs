@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use readgate::decide::{Decide, Decision, HoldReason};
-use readgate::store::{state, StudySnapshot};
+use readgate::decide::context::StudyContext;
+use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::store::state;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,22 +21,31 @@ struct HoldUntilAsked {
 }
 
 impl Decide for HoldUntilAsked {
-    fn decide(&self, _study: &StudySnapshot) -> Decision {
+    fn decide(&self, _study: &StudyContext) -> Decision {
         let n = self.evaluations.fetch_add(1, Ordering::SeqCst);
+        let route = Some(Route {
+            destination: "rc1".into(),
+            facility: "RC1".into(),
+            because: "context arrived".into(),
+        });
         if n < self.hold_first {
-            Decision::Hold {
+            Decision {
+                route,
+                verdict: Verdict::Hold,
                 reasons: vec![HoldReason {
                     code: "TEST".into(),
                     clause: "JRS-7.3.1".into(),
                     message_en: "waiting for the order".into(),
                     message_ja: "オーダ待ち".into(),
                 }],
+                evaluation: None,
             }
         } else {
-            Decision::Forward {
-                destination: "rc1".into(),
-                facility: "RC1".into(),
-                because: "context arrived".into(),
+            Decision {
+                route,
+                verdict: Verdict::Pass,
+                reasons: Vec::new(),
+                evaluation: None,
             }
         }
     }

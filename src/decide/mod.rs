@@ -1,21 +1,26 @@
 //! The decision point between "study complete" and "queued for a destination".
 //!
 //! Everything that may stop a study from leaving the hospital plugs in here, behind
-//! [`Decide`]: receiving and forwarding do not change when policies do. Today the
-//! decision routes the study (first matching `[[routes]]` entry wins) and holds it when
-//! no route names a responsible receiving facility (ATS-4).
+//! [`Decide`]: receiving and forwarding do not change when policies do. The [`Gate`]
+//! routes the study (first matching `[[routes]]` entry wins, naming the receiving facility
+//! responsible, ATS-4) and applies the clinical-context policy ([`policy`], JRS-7.3.x) to
+//! the facts [`assemble`] gathered about it ([`context`]).
 
 pub mod context;
 pub mod policy;
 pub mod reasons;
 
+pub mod assemble;
+
 use crate::config::Config;
-use crate::store::StudySnapshot;
-use serde::Serialize;
+use context::StudyContext;
+pub use policy::Verdict;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Why a study is held: a stable code, the clause it enforces, and what to do, in the
 /// words a technologist or radiologist uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldReason {
     pub code: String,
     pub clause: String,
@@ -23,82 +28,110 @@ pub struct HoldReason {
     pub message_ja: String,
 }
 
+/// Where a study goes and who is responsible for reading it (ATS-4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub destination: String,
+    pub facility: String,
+    /// Which rule routed it, for the study's timeline.
+    pub because: String,
+}
+
+/// What the decision stage decided about a complete study, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Forward {
-        destination: String,
-        /// The receiving facility responsible for reading it (ATS-4).
-        facility: String,
-        /// Which rule decided, for the study's timeline.
-        because: String,
-    },
-    Hold {
-        reasons: Vec<HoldReason>,
-    },
+pub struct Decision {
+    pub route: Option<Route>,
+    pub verdict: Verdict,
+    /// Hold reasons; for `ForwardIncomplete`, what is still missing.
+    pub reasons: Vec<HoldReason>,
+    /// The policy's full evaluation (every check, with the sources of its facts).
+    pub evaluation: Option<policy::Evaluation>,
+}
+
+impl Decision {
+    /// Whether the study leaves now.
+    pub fn forwards(&self) -> bool {
+        self.route.is_some() && self.verdict != Verdict::Hold
+    }
+
+    /// The verdict as recorded and tagged.
+    pub fn verdict_code(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::ForwardIncomplete => "FORWARDED_INCOMPLETE",
+            Verdict::Hold => "HELD",
+        }
+    }
 }
 
 pub trait Decide: Send + Sync {
-    fn decide(&self, study: &StudySnapshot) -> Decision;
+    fn decide(&self, study: &StudyContext) -> Decision;
 }
 
 /// Routes by modality and calling AE; first match wins.
 pub struct Router {
-    config: std::sync::Arc<Config>,
+    config: Arc<Config>,
 }
 
 impl Router {
-    pub fn new(config: std::sync::Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>) -> Self {
         Router { config }
     }
-}
 
-impl Decide for Router {
-    fn decide(&self, study: &StudySnapshot) -> Decision {
+    pub fn route(&self, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
         for (i, route) in self.config.routes.iter().enumerate() {
             let modality_ok = route.modalities.is_empty()
                 || route
                     .modalities
                     .iter()
-                    .any(|m| study.modalities.iter().any(|s| s.eq_ignore_ascii_case(m)));
+                    .any(|m| modalities.iter().any(|s| s.eq_ignore_ascii_case(m)));
             let ae_ok = route.calling_ae.is_empty()
                 || route
                     .calling_ae
                     .iter()
-                    .any(|a| study.calling_aes.iter().any(|s| s == a.trim()));
+                    .any(|a| calling_aes.iter().any(|s| s == a.trim()));
             if modality_ok && ae_ok {
                 if let Some(dest) = self.config.destination(&route.destination) {
-                    return Decision::Forward {
+                    return Some(Route {
                         destination: dest.id.clone(),
                         facility: dest.facility.clone(),
                         because: format!("routes[{i}] → {} ({})", dest.id, dest.facility),
-                    };
+                    });
                 }
             }
         }
-        Decision::Hold {
-            reasons: vec![HoldReason {
-                code: "NO_ROUTE".into(),
-                clause: "ATS-4".into(),
-                message_en: format!(
-                    "No route matches this study (modalities {}, sent by {}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
-                    display_list(&study.modalities),
-                    display_list(&study.calling_aes)
-                ),
-                message_ja: format!(
-                    "この検査（モダリティ {}、送信元 {}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
-                    display_list(&study.modalities),
-                    display_list(&study.calling_aes)
-                ),
-            }],
+        None
+    }
+}
+
+/// The gate: routes the study, then applies the clinical-context policy (`[policy]`).
+pub struct Gate {
+    router: Router,
+    config: Arc<Config>,
+}
+
+impl Gate {
+    pub fn new(config: Arc<Config>) -> Self {
+        Gate {
+            router: Router::new(config.clone()),
+            config,
         }
     }
 }
 
-fn display_list(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join(", ")
+impl Decide for Gate {
+    fn decide(&self, study: &StudyContext) -> Decision {
+        let route = self.router.route(&study.modalities, &study.calling_aes);
+        let mut ctx = study.clone();
+        ctx.destination = route.as_ref().map(|r| r.destination.clone());
+        ctx.facility = route.as_ref().map(|r| r.facility.clone());
+        let evaluation = policy::evaluate(&ctx, &self.config.policy, crate::store::now_ms());
+        Decision {
+            route,
+            verdict: evaluation.verdict,
+            reasons: evaluation.reasons.clone(),
+            evaluation: Some(evaluation),
+        }
     }
 }
 
@@ -136,15 +169,8 @@ port = 2
         Arc::new(Config::parse(&text, Path::new("t.toml")).unwrap())
     }
 
-    fn study(modalities: &[&str], ae: &str) -> StudySnapshot {
-        StudySnapshot {
-            study_uid: "1.2".into(),
-            accession: None,
-            modalities: modalities.iter().map(|s| s.to_string()).collect(),
-            calling_aes: vec![ae.into()],
-            instance_count: 1,
-            last_received_at: 0,
-        }
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -152,16 +178,31 @@ port = 2
         let c = config(
             "[[routes]]\ndestination = \"a\"\nmodalities = [\"MR\"]\n[[routes]]\ndestination = \"b\"\ncalling_ae = [\"CT01\"]\n",
         );
-        let r = Router::new(c);
-        assert!(
-            matches!(r.decide(&study(&["MR"], "CT01")), Decision::Forward { destination, .. } if destination == "a")
+        let r = Router::new(c.clone());
+        assert_eq!(
+            r.route(&names(&["MR"]), &names(&["CT01"]))
+                .unwrap()
+                .destination,
+            "a"
         );
-        assert!(
-            matches!(r.decide(&study(&["CT"], "CT01")), Decision::Forward { facility, .. } if facility == "FB")
+        assert_eq!(
+            r.route(&names(&["CT"]), &names(&["CT01"]))
+                .unwrap()
+                .facility,
+            "FB"
         );
-        match r.decide(&study(&["CT"], "US01")) {
-            Decision::Hold { reasons } => assert_eq!(reasons[0].clause, "ATS-4"),
-            other => panic!("{other:?}"),
-        }
+        assert!(r.route(&names(&["CT"]), &names(&["US01"])).is_none());
+        let ctx = StudyContext {
+            study_uid: "1.2".into(),
+            modalities: names(&["CT"]),
+            calling_aes: names(&["US01"]),
+            ..Default::default()
+        };
+        let d = Gate::new(c).decide(&ctx);
+        assert!(!d.forwards());
+        assert!(d
+            .reasons
+            .iter()
+            .any(|r| r.code == "NO_ROUTE" && r.clause == "ATS-4"));
     }
 }

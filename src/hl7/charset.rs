@@ -38,9 +38,16 @@ pub enum Charset {
     /// UTF-8 (a leading BOM is dropped).
     Utf8,
     /// ISO-2022-JP (JIS X 0208 via ISO 2022 escapes, as JAHIS messages send it).
+    #[serde(alias = "iso2022jp", alias = "iso-2022-jp")]
     Iso2022Jp,
     /// Shift_JIS as Windows systems write it (CP932 / Windows-31J, which includes the
     /// NEC and IBM extensions).
+    #[serde(
+        alias = "shiftjis",
+        alias = "shift-jis",
+        alias = "sjis",
+        alias = "cp932"
+    )]
     ShiftJis,
 }
 

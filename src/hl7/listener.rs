@@ -148,7 +148,21 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
         };
         let now = std::time::SystemTime::now();
         let control_id = state.next_control_id();
-        let outcome = super::process(&frame, &hl7_config, &control_id, &ack::timestamp(now));
+        // Parsing is CPU work that grows with hostile input (a 1 MiB frame of delimiters
+        // takes most of a second): keep it off the async workers that serve DICOM too.
+        let config = hl7_config.clone();
+        let (frame, outcome) = match tokio::task::spawn_blocking(move || {
+            let outcome = super::process(&frame, &config, &control_id, &ack::timestamp(now));
+            (frame, outcome)
+        })
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%peer, error = %e, "HL7 processing task failed");
+                break;
+            }
+        };
         let header = outcome.header.clone();
         let message_type = header
             .as_ref()

@@ -64,6 +64,9 @@ pub struct TestConfig {
     pub extra: String,
     pub peers: Option<String>,
     pub min_free_mb: u64,
+    /// The `[policy]` part; by default only the route is checked, so tests of the
+    /// DICOM spine are not held for clinical context.
+    pub policy: String,
 }
 
 impl TestConfig {
@@ -77,6 +80,7 @@ impl TestConfig {
             extra: String::new(),
             peers: None,
             min_free_mb: 1,
+            policy: "[[policy.rules]]\nname = \"route only\"\nchecks = []\n".into(),
         }
     }
 
@@ -119,6 +123,8 @@ port = {dest}
 [[routes]]
 destination = "rc1"
 
+{policy}
+
 {extra}
 "#,
             data = self.data_dir.join("var").display(),
@@ -129,6 +135,7 @@ destination = "rc1"
             dest = self.dest_port,
             extra = self.extra,
             min_free = self.min_free_mb,
+            policy = self.policy,
         )
     }
 

@@ -863,46 +863,6 @@ fn no_route_always_holds_even_stat() {
 }
 
 #[test]
-fn no_route_reads_like_the_router() {
-    use crate::decide::{Decide, Decision, Router};
-    use crate::store::StudySnapshot;
-    let text = r#"
-[gateway]
-id = "gw"
-data_dir = "var"
-sending_facility = "H"
-[dicom]
-ae_title = "RG"
-listen = "127.0.0.1:0"
-allow_any_calling_ae = true
-"#;
-    let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-    let router = Router::new(std::sync::Arc::new(config));
-    let snapshot = StudySnapshot {
-        study_uid: "1.2".into(),
-        accession: None,
-        modalities: vec!["CT".into(), "SR".into()],
-        calling_aes: vec!["CT01".into()],
-        instance_count: 1,
-        last_received_at: 0,
-    };
-    let Decision::Hold { reasons: held } = router.decide(&snapshot) else {
-        panic!("router forwarded without routes");
-    };
-    let ctx = StudyContext {
-        modalities: snapshot.modalities.clone(),
-        calling_aes: snapshot.calling_aes.clone(),
-        ..complete()
-    };
-    let ctx = StudyContext {
-        destination: None,
-        ..ctx
-    };
-    let e = eval(&ctx);
-    assert_eq!(e.reasons, held);
-}
-
-#[test]
 fn first_matching_rule_wins() {
     let p = policy(
         r#"

@@ -1,0 +1,355 @@
+//! Gathers a study's [`StudyContext`] from what readgate has heard about it: the clinical
+//! context in its image headers, the HL7 orders that name it, lab values and reports for
+//! its patient, and the patient's earlier studies. Each fact keeps its source, so a hold
+//! says where a value came from and where to fix it.
+
+use super::context::{CodedFact, Fact, LabFact, Prior, Priority, Source, StudyContext};
+use crate::hl7::message::{CodedElement, Observation, OrderControl, OrderRequest, ReportResult};
+use crate::store::{MessageRef, Store, StudySnapshot};
+use std::collections::BTreeMap;
+
+/// An order request as stored, with the message it came from.
+pub struct OrderFacts {
+    pub message: MessageRef,
+    pub request: OrderRequest,
+}
+
+/// A report result as stored, with the message it came from.
+pub struct ResultFacts {
+    pub message: MessageRef,
+    pub result: ReportResult,
+}
+
+/// Everything known about a study, from the store.
+pub fn from_store(store: &Store, snapshot: &StudySnapshot) -> crate::store::Result<StudyContext> {
+    let headers = store.dicom_contexts(&snapshot.study_uid)?;
+    let orders: Vec<OrderFacts> = store
+        .orders_for(Some(&snapshot.study_uid), snapshot.accession.as_deref())?
+        .into_iter()
+        .filter_map(|o| {
+            serde_json::from_value(o.request)
+                .ok()
+                .map(|request| OrderFacts {
+                    message: o.message,
+                    request,
+                })
+        })
+        .collect();
+    let patient = store
+        .find_study(&snapshot.study_uid)?
+        .and_then(|s| s.patient_id);
+    let patient_ids = match &patient {
+        Some(p) => store.linked_patient_ids(p)?,
+        None => Vec::new(),
+    };
+    let results: Vec<ResultFacts> = if patient_ids.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .reports_for(None, None, &patient_ids)?
+            .into_iter()
+            .filter_map(|r| {
+                serde_json::from_value(r.result)
+                    .ok()
+                    .map(|result| ResultFacts {
+                        message: r.message,
+                        result,
+                    })
+            })
+            .collect()
+    };
+    let mut priors = Vec::new();
+    for (uid, accession, received) in store.other_studies_of(&patient_ids, &snapshot.study_uid)? {
+        let reports = store
+            .reports_for(Some(&uid), accession.as_deref(), &[])?
+            .iter()
+            .filter(|r| matches!(r.status.as_str(), "F" | "C"))
+            .count() as u32;
+        priors.push(Prior {
+            study_uid: uid,
+            accession,
+            study_time_ms: Some(received),
+            reports,
+            source: Source::dicom("images received by readgate"),
+        });
+    }
+    let mut ctx = from_parts(snapshot, &headers, &orders, &results);
+    ctx.priors = priors;
+    Ok(ctx)
+}
+
+/// The context from its parts (also used by `readgate check` on files).
+pub fn from_parts(
+    snapshot: &StudySnapshot,
+    headers: &[BTreeMap<String, String>],
+    orders: &[OrderFacts],
+    results: &[ResultFacts],
+) -> StudyContext {
+    let mut ctx = StudyContext {
+        study_uid: snapshot.study_uid.clone(),
+        accession: snapshot.accession.clone(),
+        modalities: snapshot.modalities.clone(),
+        calling_aes: snapshot.calling_aes.clone(),
+        ..Default::default()
+    };
+    for h in headers {
+        add_dicom(&mut ctx, h);
+    }
+    // A cancelled order no longer describes the study; the latest non-cancel order
+    // control for it wins.
+    let cancelled = orders
+        .last()
+        .map(|o| o.request.control == OrderControl::Cancel)
+        .unwrap_or(false);
+    if !cancelled {
+        for o in orders
+            .iter()
+            .filter(|o| o.request.control != OrderControl::Cancel)
+        {
+            add_order(&mut ctx, o);
+        }
+    }
+    for r in results {
+        for obs in &r.result.observations {
+            if obs.value_type.as_deref() == Some("NM") {
+                add_lab(&mut ctx, obs, source(&r.message, "OBX"));
+            }
+        }
+    }
+    ctx
+}
+
+fn add_fact(list: &mut Vec<Fact>, value: &str, source: Source) {
+    let value = value.trim();
+    if !value.is_empty() && !list.iter().any(|f| f.value == value && f.source == source) {
+        list.push(Fact::new(value, source));
+    }
+}
+
+fn add_dicom(ctx: &mut StudyContext, h: &BTreeMap<String, String>) {
+    let fact = |list: &mut Vec<Fact>, key: &str| {
+        if let Some(v) = h.get(key) {
+            add_fact(
+                list,
+                v,
+                Source::dicom(&format!("({})", key.replace('/', ")/("))),
+            );
+        }
+    };
+    fact(&mut ctx.exam_purpose, "0040,1002");
+    fact(&mut ctx.exam_purpose, "0040,0275/0040,1002");
+    fact(&mut ctx.exam_purpose, "0040,100A/0008,0104");
+    fact(&mut ctx.exam_purpose, "0032,1030");
+    fact(&mut ctx.clinical_information, "0010,21B0");
+    fact(&mut ctx.clinical_information, "0008,1080");
+    fact(&mut ctx.contrast_agent, "0018,0010");
+    fact(&mut ctx.ordering_physician, "0032,1032");
+    fact(&mut ctx.ordering_physician, "0008,0090");
+    fact(&mut ctx.callback_phone, "0040,2010");
+    fact(&mut ctx.callback_phone, "0008,0094");
+    if let Some(code) = h.get("0032,1064/0008,0100") {
+        let c = CodedFact {
+            code: code.clone(),
+            system: h.get("0032,1064/0008,0102").cloned(),
+            text: h.get("0032,1064/0008,0104").cloned(),
+            source: Source::dicom("(0032,1064)"),
+        };
+        if !ctx.procedure_codes.contains(&c) {
+            ctx.procedure_codes.push(c);
+        }
+    }
+    if ctx.study_date.is_none() {
+        ctx.study_date = h.get("0008,0020").cloned();
+        ctx.study_time = h.get("0008,0030").cloned();
+    }
+}
+
+fn source(message: &MessageRef, field: &str) -> Source {
+    Source::hl7(&message.control_id, &message.message_type, field)
+}
+
+fn coded_text(c: &CodedElement) -> Option<String> {
+    c.text
+        .clone()
+        .or_else(|| c.code.clone())
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn add_order(ctx: &mut StudyContext, o: &OrderFacts) {
+    let r = &o.request;
+    let m = &o.message;
+    for purpose in &r.exam_purpose {
+        if let Some(t) = coded_text(purpose) {
+            add_fact(&mut ctx.exam_purpose, &t, source(m, "OBR-31"));
+        }
+    }
+    if let Some(info) = &r.clinical_information {
+        add_fact(&mut ctx.clinical_information, info, source(m, "OBR-13"));
+    }
+    for note in &r.notes {
+        add_fact(&mut ctx.clinical_information, note, source(m, "NTE-3"));
+    }
+    for d in &r.diagnoses {
+        let text = d
+            .description
+            .clone()
+            .or_else(|| d.code.as_ref().and_then(coded_text));
+        if let Some(t) = text {
+            add_fact(&mut ctx.diagnoses, &t, source(m, "DG1-3"));
+        }
+    }
+    for p in &r.ordering_provider {
+        let name = [p.name.family.clone(), p.name.given.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let value = if name.trim().is_empty() {
+            p.id.clone().unwrap_or_default()
+        } else {
+            name
+        };
+        add_fact(&mut ctx.ordering_physician, &value, source(m, "ORC-12"));
+    }
+    for phone in &r.callback_phones {
+        add_fact(&mut ctx.callback_phone, phone, source(m, "ORC-14"));
+    }
+    for (c, field) in [
+        (&r.requested_procedure, "OBR-4"),
+        (&r.procedure_code, "OBR-44"),
+    ] {
+        if let Some(c) = c {
+            if let Some(code) = c.code.clone() {
+                let fact = CodedFact {
+                    code,
+                    system: c.coding_system.clone(),
+                    text: c.text.clone(),
+                    source: source(m, field),
+                };
+                if !ctx.procedure_codes.contains(&fact) {
+                    ctx.procedure_codes.push(fact);
+                }
+            }
+        }
+    }
+    if let Some(p) = r.priority.as_ref().and_then(Priority::from_hl7) {
+        // The most urgent priority any order gives wins.
+        ctx.priority = Some(match (ctx.priority, p) {
+            (Some(Priority::Stat), _) | (_, Priority::Stat) => Priority::Stat,
+            (Some(Priority::Asap), _) | (_, Priority::Asap) => Priority::Asap,
+            _ => Priority::Routine,
+        });
+    }
+    if ctx.accession.is_none() {
+        ctx.accession = r.accession_number.clone();
+    }
+    for obs in &r.observations {
+        add_lab(ctx, obs, source(m, "OBX"));
+    }
+}
+
+fn add_lab(ctx: &mut StudyContext, obs: &Observation, source: Source) {
+    let Some(value) = obs.value.clone().filter(|v| !v.trim().is_empty()) else {
+        return;
+    };
+    let lab = LabFact {
+        code: obs.code.code.clone(),
+        system: obs.code.coding_system.clone(),
+        name: obs.code.text.clone(),
+        value,
+        units: obs.units.clone(),
+        observed_at: obs
+            .observation_time
+            .as_ref()
+            .and_then(|t| t.iso.as_deref())
+            .and_then(iso_to_ms),
+        source,
+    };
+    if !ctx.labs.contains(&lab) {
+        ctx.labs.push(lab);
+    }
+}
+
+/// `YYYY-MM-DD[THH:MM[:SS[.f]]][Z|±HH:MM]` → ms since the epoch (no offset: UTC).
+pub fn iso_to_ms(s: &str) -> Option<i64> {
+    let (date, rest) = s.split_at(s.len().min(10));
+    let mut d = date.split('-');
+    let (y, mo, da): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+        return None;
+    }
+    let mut secs = 0i64;
+    let mut offset = 0i64;
+    if let Some(t) = rest.strip_prefix('T') {
+        let (clock, zone) = match t.find(['+', '-', 'Z']) {
+            Some(i) => t.split_at(i),
+            None => (t, ""),
+        };
+        let mut parts = clock.split(':');
+        let h: i64 = parts.next()?.parse().ok()?;
+        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
+        let sec: f64 = parts.next().unwrap_or("0").parse().ok()?;
+        secs = h * 3600 + mi * 60 + sec as i64;
+        if let Some(z) = zone.strip_prefix(['+', '-']) {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let mut zp = z.split(':');
+            let zh: i64 = zp.next()?.parse().ok()?;
+            let zm: i64 = zp.next().unwrap_or("0").parse().ok()?;
+            offset = sign * (zh * 3600 + zm * 60);
+        }
+    }
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + secs - offset) * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_to_ms("1970-01-01"), Some(0));
+        assert_eq!(iso_to_ms("1970-01-02T00:00:00Z"), Some(86_400_000));
+        assert_eq!(
+            iso_to_ms("2024-05-30T10:15:00+09:00"),
+            Some(1_717_031_700_000)
+        );
+        assert_eq!(iso_to_ms("garbage"), None);
+    }
+
+    #[test]
+    fn facts_keep_their_sources() {
+        let snapshot = StudySnapshot {
+            study_uid: "1.2".into(),
+            accession: Some("A1".into()),
+            modalities: vec!["CT".into()],
+            calling_aes: vec!["CT01".into()],
+            instance_count: 1,
+            last_received_at: 0,
+        };
+        let mut h = BTreeMap::new();
+        h.insert(
+            "0040,0275/0040,1002".to_string(),
+            "肺塞栓の除外".to_string(),
+        );
+        h.insert("0018,0010".to_string(), "Iopamidol".to_string());
+        let ctx = from_parts(&snapshot, &[h], &[], &[]);
+        assert_eq!(ctx.exam_purpose[0].value, "肺塞栓の除外");
+        assert_eq!(
+            ctx.exam_purpose[0].source,
+            Source::dicom("(0040,0275)/(0040,1002)")
+        );
+        assert_eq!(ctx.contrast_agent.len(), 1);
+    }
+}
