@@ -2,6 +2,8 @@
 //! an in-process DICOM SCU built on dicom-ul, and synthetic instances.
 #![allow(dead_code)]
 
+pub mod hl7;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +66,14 @@ pub struct TestConfig {
     pub extra: String,
     pub peers: Option<String>,
     pub min_free_mb: u64,
+    /// When set, the config gets an `[hl7]` section listening on 127.0.0.1:port.
+    pub hl7_port: Option<u16>,
+    /// `hl7.max_frame_bytes` (only with `hl7_port`).
+    pub hl7_max_frame_bytes: u64,
+    /// `hl7.idle_timeout_secs` (only with `hl7_port`).
+    pub hl7_idle_timeout_secs: u64,
+    /// `hl7.default_charset`: ascii, utf8, iso2022jp, shift_jis (only with `hl7_port`).
+    pub hl7_default_charset: String,
 }
 
 impl TestConfig {
@@ -77,6 +87,30 @@ impl TestConfig {
             extra: String::new(),
             peers: None,
             min_free_mb: 1,
+            hl7_port: None,
+            hl7_max_frame_bytes: 1_048_576,
+            hl7_idle_timeout_secs: 300,
+            hl7_default_charset: "ascii".to_string(),
+        }
+    }
+
+    /// The `[hl7]` section, or nothing without `hl7_port`.
+    fn hl7_section(&self) -> String {
+        match self.hl7_port {
+            None => String::new(),
+            Some(port) => format!(
+                r#"
+[hl7]
+listen = "127.0.0.1:{port}"
+allowed_hosts = []
+max_frame_bytes = {max_frame}
+idle_timeout_secs = {idle}
+default_charset = "{charset}"
+"#,
+                max_frame = self.hl7_max_frame_bytes,
+                idle = self.hl7_idle_timeout_secs,
+                charset = self.hl7_default_charset,
+            ),
         }
     }
 
@@ -120,7 +154,7 @@ port = {dest}
 destination = "rc1"
 
 {extra}
-"#,
+{hl7}"#,
             data = self.data_dir.join("var").display(),
             port = self.dicom_port,
             stable = self.stable_after_secs,
@@ -129,6 +163,7 @@ destination = "rc1"
             dest = self.dest_port,
             extra = self.extra,
             min_free = self.min_free_mb,
+            hl7 = self.hl7_section(),
         )
     }
 
@@ -183,6 +218,33 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(30));
         }
         d
+    }
+
+    /// Waits until `port` (e.g. the HL7 listener) accepts connections; panics with the
+    /// log if readgate exits first.
+    pub fn wait_for_port(&mut self, port: u16) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "readgate exited before listening on port {port} ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "readgate did not listen on port {port}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Panics with the log if readgate is no longer running.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("readgate exited ({status}):\n{}", self.log_text());
+        }
     }
 
     pub fn log_text(&self) -> String {
