@@ -82,6 +82,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
+    #[value(alias = "text")]
     Table,
     Json,
 }

@@ -251,7 +251,10 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
             Some(AckError {
                 code: ErrorCode::UnsupportedMessageType,
                 location: Some(ErrorLocation::field("MSH", 1, 9)),
-                message: format!("stored, not processed: readgate does not use {message_type}"),
+                message: format!(
+                    "not processed: readgate stores but does not use {}",
+                    message_type.replace('^', " ")
+                ),
             }),
         ),
         Ok(_) => (AckCode::Accept, None),

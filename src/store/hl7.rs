@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS hl7_messages (
     parsed       TEXT,
     ack_code     TEXT NOT NULL,
     ack_text     TEXT NOT NULL,
-    ack          BLOB NOT NULL
+    ack          BLOB NOT NULL,
+    body_hash    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS hl7_by_sender_control ON hl7_messages(sender, control_id);
 CREATE TABLE IF NOT EXISTS orders (
@@ -329,14 +330,17 @@ impl Store {
 }
 
 fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
-    // Only an applied message (AA) makes a repeat a duplicate: one that was refused had
-    // no effect, so a corrected resend with the same MSH-10 is processed anew.
+    // A repeat is the same sender, MSH-10 and content after MSH (senders that resend may
+    // renew MSH-7), of a message that was applied (AA). A refused message had no effect,
+    // and different content under a reused MSH-10 is not a retransmission: both are
+    // processed anew.
+    let hash = body_hash(&m.raw);
     if !m.control_id.is_empty() {
         let previous: Option<Vec<u8>> = tx
             .query_row(
                 "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 AND ack_code = 'AA' \
-                 ORDER BY id LIMIT 1",
-                params![m.sender, m.control_id],
+                 AND body_hash = ?3 ORDER BY id LIMIT 1",
+                params![m.sender, m.control_id, hash],
                 |r| r.get(0),
             )
             .optional()?;
@@ -350,7 +354,7 @@ fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
     }
     tx.execute(
         "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, charset, raw, \
-         parsed, ack_code, ack_text, ack) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         parsed, ack_code, ack_text, ack, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             m.received_at,
             m.peer,
@@ -362,7 +366,8 @@ fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
             m.parsed.as_ref().map(json),
             m.ack_code,
             m.ack_text,
-            m.ack
+            m.ack,
+            hash
         ],
     )?;
     let message_id = tx.last_insert_rowid();
@@ -408,6 +413,25 @@ fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
         duplicate: false,
         keys,
     })
+}
+
+/// FNV-1a over everything after the MSH segment (trailing separators ignored).
+fn body_hash(raw: &[u8]) -> String {
+    let start = raw
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(raw.len());
+    let body = raw[start..]
+        .iter()
+        .rev()
+        .skip_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in &raw[start..start + body] {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 fn insert_order(

@@ -2,6 +2,8 @@
 //! an in-process DICOM SCU built on dicom-ul, and synthetic instances.
 #![allow(dead_code)]
 
+pub mod hl7;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +69,14 @@ pub struct TestConfig {
     /// The `[policy]` part; by default only the route is checked, so tests of the
     /// DICOM spine are not held for clinical context.
     pub policy: String,
+    /// When set, the config gets an `[hl7]` section listening on 127.0.0.1:port.
+    pub hl7_port: Option<u16>,
+    /// `hl7.max_frame_bytes` (only with `hl7_port`).
+    pub hl7_max_frame_bytes: u64,
+    /// `hl7.idle_timeout_secs` (only with `hl7_port`).
+    pub hl7_idle_timeout_secs: u64,
+    /// `hl7.default_charset`: ascii, utf8, iso2022jp, shift_jis (only with `hl7_port`).
+    pub hl7_default_charset: String,
 }
 
 impl TestConfig {
@@ -81,6 +91,30 @@ impl TestConfig {
             peers: None,
             min_free_mb: 1,
             policy: "[[policy.rules]]\nname = \"route only\"\nchecks = []\n".into(),
+            hl7_port: None,
+            hl7_max_frame_bytes: 1_048_576,
+            hl7_idle_timeout_secs: 300,
+            hl7_default_charset: "ascii".to_string(),
+        }
+    }
+
+    /// The `[hl7]` section, or nothing without `hl7_port`.
+    fn hl7_section(&self) -> String {
+        match self.hl7_port {
+            None => String::new(),
+            Some(port) => format!(
+                r#"
+[hl7]
+listen = "127.0.0.1:{port}"
+allowed_hosts = []
+max_frame_bytes = {max_frame}
+idle_timeout_secs = {idle}
+default_charset = "{charset}"
+"#,
+                max_frame = self.hl7_max_frame_bytes,
+                idle = self.hl7_idle_timeout_secs,
+                charset = self.hl7_default_charset,
+            ),
         }
     }
 
@@ -126,7 +160,7 @@ destination = "rc1"
 {policy}
 
 {extra}
-"#,
+{hl7}"#,
             data = self.data_dir.join("var").display(),
             port = self.dicom_port,
             stable = self.stable_after_secs,
@@ -136,6 +170,7 @@ destination = "rc1"
             extra = self.extra,
             min_free = self.min_free_mb,
             policy = self.policy,
+            hl7 = self.hl7_section(),
         )
     }
 
@@ -190,6 +225,33 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(30));
         }
         d
+    }
+
+    /// Waits until `port` (e.g. the HL7 listener) accepts connections; panics with the
+    /// log if readgate exits first.
+    pub fn wait_for_port(&mut self, port: u16) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "readgate exited before listening on port {port} ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "readgate did not listen on port {port}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Panics with the log if readgate is no longer running.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("readgate exited ({status}):\n{}", self.log_text());
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# readgate HL7 MLLP intake benchmark, on loopback only.
+#
+#   bench/hl7.sh                   (a) hl7_load -> Python `hl7` asyncio MLLP server (AA, stores nothing)
+#                                  (b) hl7_load -> readgate serve ([hl7] listener)
+#
+# examples/hl7_load sends N order messages (unique MSH-10 / accession each) over C
+# connections, each connection waiting for the ACK before sending the next message, and
+# reports msgs/s and latency percentiles. Both peers are measured with 1 and 8 connections
+# (--connections). Printed: msgs/s, p50, p99 per peer, the ratio readgate/baseline, and
+# readgate's peak RSS (VmHWM). Targets: >= 5000 msg/s over 8 connections, p99 <= 5 ms.
+#
+# Options:
+#   --messages N        messages per measurement (default 20000)
+#   --connections LIST  connection counts, comma separated (default 1,8)
+#   --runs N            repetitions per measurement, the median run (by msgs/s) is shown
+#                       (default 1)
+#   --only LIST         a (baseline), b (readgate), or a,b (default)
+#   --template FILE     order message template for hl7_load (default: its built-in ORM^O01)
+#   --warmup N          messages per connection before measuring (default 200)
+#   --enforce-targets   exit 1 when readgate misses a target
+#   -h, --help
+#
+# Environment:
+#   READGATE_BIN    readgate binary; HL7_LOAD_BIN  load generator binary. When either is
+#                   unset: `cargo build --release --bin readgate --example hl7_load` and the
+#                   binaries under ${CARGO_TARGET_DIR:-target}/release
+#   PYTHON          python3 to run bench/hl7_ack_server.py (needs `pip install hl7`)
+#   BENCH_TIMEOUT   seconds one measurement may take (default 600)
+#   KEEP_TMP=1      keep the temp dir (configs, logs, JSON results)
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+die() { printf 'hl7.sh: error: %s\n' "$*" >&2; exit 1; }
+log() { printf 'hl7.sh: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+messages=20000 conns="1,8" runs=1 only="a,b" template="" warmup=200 enforce=0
+while (($#)); do
+    case $1 in
+        --messages) messages=${2:?--messages needs a number}; shift ;;
+        --connections) conns=${2:?--connections needs a list}; shift ;;
+        --runs) runs=${2:?--runs needs a number}; shift ;;
+        --only) only=${2:?--only needs a list}; shift ;;
+        --template) template=${2:?--template needs a file}; shift ;;
+        --warmup) warmup=${2:?--warmup needs a number}; shift ;;
+        --enforce-targets) enforce=1 ;;
+        -h|--help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+[[ $messages =~ ^[1-9][0-9]*$ ]] || die "--messages must be a positive integer"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $warmup =~ ^[0-9]+$ ]] || die "--warmup must be a non-negative integer"
+[[ $conns =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections takes a comma list of positive integers"
+[[ $only =~ ^[ab](,[ab])*$ ]] || die "--only takes a comma list of a, b"
+want() { [[ ",$only," == *",$1,"* ]]; }
+IFS=, read -r -a conn_list <<<"$conns"
+if [[ -n $template ]]; then
+    [[ -r $template ]] || die "template '$template' not readable"
+    template=$(cd "$(dirname "$template")" && pwd)/$(basename "$template")
+fi
+timeout_s=${BENCH_TIMEOUT:-600}
+
+# ---------------------------------------------------------------- tools
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
+"$PYTHON" -c 'import json, socket' || die "$PYTHON cannot import json/socket"
+if want a; then
+    "$PYTHON" -c 'import hl7.mllp' 2>/dev/null ||
+        die "$PYTHON lacks the 'hl7' package (pip install 'hl7>=0.4.5'): needed for the baseline"
+fi
+
+if [[ -z ${READGATE_BIN:-} || -z ${HL7_LOAD_BIN:-} ]]; then
+    command -v cargo >/dev/null || die "cargo not found and READGATE_BIN / HL7_LOAD_BIN not set"
+    log "building (cargo build --release --bin readgate --example hl7_load) ..."
+    (cd "$repo" && cargo build --release --quiet --bin readgate --example hl7_load) ||
+        die "cargo build --release failed"
+    target_dir=${CARGO_TARGET_DIR:-$repo/target}
+    [[ $target_dir == /* ]] || target_dir=$repo/$target_dir
+    READGATE_BIN=${READGATE_BIN:-$target_dir/release/readgate}
+    HL7_LOAD_BIN=${HL7_LOAD_BIN:-$target_dir/release/examples/hl7_load}
+fi
+[[ -x $HL7_LOAD_BIN ]] || die "load generator '$HL7_LOAD_BIN' not found or not executable"
+if want b; then
+    [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+fi
+
+# ---------------------------------------------------------------- clean-up
+work=$(mktemp -d "${TMPDIR:-/tmp}/readgate-hl7bench.XXXXXX")
+pids=()
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || :; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || :
+        wait "$p" 2>/dev/null || :
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() { local p keep=(); for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; pids=("${keep[@]}"); }
+
+# Stop one process we started: TERM, up to 10 s, then KILL.
+stop() {
+    local p=$1
+    kill -TERM "$p" 2>/dev/null || :
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || :
+    wait "$p" 2>/dev/null || :
+    forget_pid "$p"
+}
+
+# ---------------------------------------------------------------- helpers
+exec {nap_fd}<> <(:)                 # sleep without forking: read with a timeout
+nap() { read -r -t "$1" -u "$nap_fd" || :; }
+
+free_ports() {   # N free TCP ports on 127.0.0.1, bound at the same time so they differ
+    "$PYTHON" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+listening() {   # is something listening on 127.0.0.1:$1 ?
+    if command -v ss >/dev/null; then
+        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+# wait_port PORT PID NAME LOG: until PORT accepts connections; fail if PID dies.
+wait_port() {
+    local port=$1 pid=$2 name=$3 logf=$4 deadline=$((SECONDS + 30))
+    until listening "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited before listening on port $port; last lines of $logf:"
+            tail -n 30 "$logf" >&2 || :
+            die "$name did not start"
+        fi
+        ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
+        nap 0.05
+    done
+}
+
+vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# json FILE EXPR: a value from hl7_load's JSON result (EXPR in Python, `r` is the object).
+json() { "$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# load PORT CONNECTIONS OUT NAME: run hl7_load, JSON into OUT; fail loudly on any error.
+load() {
+    local port=$1 c=$2 out=$3 name=$4 args=()
+    [[ -n $template ]] && args+=(--template "$template")
+    if ! timeout "$timeout_s" "$HL7_LOAD_BIN" --addr "127.0.0.1:$port" --connections "$c" \
+        --messages "$messages" --warmup "$warmup" --json "${args[@]}" >"$out" 2>"$out.err"; then
+        cat "$out.err" >&2
+        die "$name: hl7_load with $c connection(s) failed (exit above; timeout ${timeout_s} s)"
+    fi
+    local bad
+    bad=$(json "$out" 'r["acks"]["AE"] + r["acks"]["AR"] + r["acks"]["other"]')
+    ((bad == 0)) || die "$name answered $bad of $messages messages with something else than AA: $(json "$out" 'r["acks"]')"
+}
+
+# ---------------------------------------------------------------- peers
+start_baseline() {   # DIR PORT -> sets py_pid
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    "$PYTHON" "$here/hl7_ack_server.py" --port "$port" >"$dir/server.log" 2>&1 &
+    py_pid=$!
+    pids+=("$py_pid")
+    wait_port "$port" "$py_pid" "hl7_ack_server.py" "$dir/server.log"
+}
+
+write_readgate_config() {   # DIR DICOM_PORT HL7_PORT
+    local dir=$1 dport=$2 hport=$3
+    mkdir -p "$dir/var"
+    cat >"$dir/readgate.toml" <<EOF
+[gateway]
+id = "bench"
+data_dir = "$dir/var"
+sending_facility = "BENCH"
+
+[dicom]
+ae_title = "READGATE"
+listen = "127.0.0.1:$dport"
+allow_any_calling_ae = true
+
+[hl7]
+listen = "127.0.0.1:$hport"
+allowed_hosts = []
+max_frame_bytes = 1048576
+idle_timeout_secs = 300
+default_charset = "ascii"
+EOF
+}
+
+# readgate must know the [hl7] section; config-check says so without starting anything.
+# Sets rg_missing (the reason) when it does not.
+rg_missing=""
+check_readgate_hl7() {
+    local dir=$work/check
+    write_readgate_config "$dir" 1 2
+    if ! "$READGATE_BIN" config-check --config "$dir/readgate.toml" >"$dir/check.log" 2>&1; then
+        if grep -q 'hl7' "$dir/check.log"; then
+            rg_missing="this readgate ($READGATE_BIN) has no HL7 MLLP listener yet: config-check says: $(tail -n 1 "$dir/check.log")"
+            return 0
+        fi
+        cat "$dir/check.log" >&2
+        die "readgate config-check rejected the benchmark config (above)"
+    fi
+}
+
+start_readgate() {   # DIR -> sets rg_pid, rg_log, rg_port
+    local dir=$1 dport
+    read -r dport rg_port < <(free_ports 2)
+    write_readgate_config "$dir" "$dport" "$rg_port"
+    rg_log=$dir/readgate.log
+    (cd "$dir" && RUST_LOG=${RUST_LOG:-warn} exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$rg_log" 2>&1 &
+    rg_pid=$!
+    pids+=("$rg_pid")
+    wait_port "$rg_port" "$rg_pid" readgate "$rg_log"
+}
+
+# ---------------------------------------------------------------- measurements
+# Results: res_<peer>_<conns> = path of the median run's JSON.
+median_run() {   # FILES... -> the file whose msgs/s is the median
+    local f
+    for f in "$@"; do printf '%s %s\n' "$(json "$f" 'r["msgs_per_s"]')" "$f"; done |
+        sort -g | awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }'
+}
+
+declare -A res
+rss_kb=0 py_rss_kb=0
+
+run_baseline() {
+    local c i port files dir out
+    for c in "${conn_list[@]}"; do
+        files=()
+        for ((i = 1; i <= runs; i++)); do
+            dir=$work/a-$c-$i
+            port=$(free_ports 1)
+            start_baseline "$dir" "$port"
+            out=$dir/result.json
+            load "$port" "$c" "$out" "baseline"
+            kill -0 "$py_pid" 2>/dev/null || die "hl7_ack_server.py died (log: $dir/server.log)"
+            local k; k=$(vmhwm_kb "$py_pid"); ((k > py_rss_kb)) && py_rss_kb=$k
+            stop "$py_pid"
+            files+=("$out")
+            log "(a) baseline, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])')"
+        done
+        res[a_$c]=$(median_run "${files[@]}")
+    done
+}
+
+run_readgate() {
+    local c i files dir out
+    for c in "${conn_list[@]}"; do
+        files=()
+        for ((i = 1; i <= runs; i++)); do
+            dir=$work/b-$c-$i
+            start_readgate "$dir"
+            out=$dir/result.json
+            load "$rg_port" "$c" "$out" "readgate"
+            kill -0 "$rg_pid" 2>/dev/null || die "readgate died during the run (log: $rg_log)"
+            local k; k=$(vmhwm_kb "$rg_pid"); ((k > rss_kb)) && rss_kb=$k
+            stop "$rg_pid"
+            files+=("$out")
+            log "(b) readgate, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])') (VmHWM $(mb_of_kb "$k") MiB)"
+        done
+        res[b_$c]=$(median_run "${files[@]}")
+    done
+}
+
+printf 'readgate HL7 MLLP intake benchmark: %d messages per measurement (+%d warm-up per connection),\n' "$messages" "$warmup"
+printf 'template: %s; %d run(s) per measurement, median shown. Each connection waits for the ACK before the next message.\n\n' \
+    "${template:-built-in ORM^O01 (tests/hl7/orm_o01_ihe.hl7)}" "$runs"
+want a && run_baseline
+if want b; then
+    check_readgate_hl7
+    if [[ -n $rg_missing ]]; then
+        log "(b) skipped: $rg_missing"
+        only=${only//b/}   # report what was measured, then fail below
+    else
+        run_readgate
+    fi
+fi
+
+# ---------------------------------------------------------------- report
+fmt_row() {   # LABEL CONNS FILE
+    printf '%-34s %5s %10s %9s %9s %9s\n' "$1" "$2" \
+        "$(json "$3" '"%.0f" % r["msgs_per_s"]')" \
+        "$(json "$3" '"%.3f" % r["latency_ms"]["p50"]')" \
+        "$(json "$3" '"%.3f" % r["latency_ms"]["p99"]')" \
+        "$(json "$3" '"%.3f" % r["latency_ms"]["max"]')"
+}
+echo
+printf '%-34s %5s %10s %9s %9s %9s\n' "" conns "msgs/s" "p50 ms" "p99 ms" "max ms"
+for c in "${conn_list[@]}"; do
+    want a && fmt_row "(a) Python hl7 MLLP server (AA)" "$c" "${res[a_$c]}"
+    want b && fmt_row "(b) readgate serve [hl7]" "$c" "${res[b_$c]}"
+done
+echo
+if want a && want b; then
+    for c in "${conn_list[@]}"; do
+        printf 'ratio readgate/baseline, %s connection(s): msgs/s %s, p99 %s\n' "$c" \
+            "$(awk -v x="$(json "${res[b_$c]}" 'r["msgs_per_s"]')" -v y="$(json "${res[a_$c]}" 'r["msgs_per_s"]')" 'BEGIN { printf "%.2f", x / y }')" \
+            "$(awk -v x="$(json "${res[b_$c]}" 'r["latency_ms"]["p99"]')" -v y="$(json "${res[a_$c]}" 'r["latency_ms"]["p99"]')" 'BEGIN { printf "%.2f", x / y }')"
+    done
+fi
+want a && printf 'baseline peak RSS (VmHWM, max over runs): %s MiB\n' "$(mb_of_kb "$py_rss_kb")"
+status=0
+if want b; then
+    printf 'readgate peak RSS (VmHWM, max over runs): %s MiB\n' "$(mb_of_kb "$rss_kb")"
+    # Targets from the issue, judged on the largest connection count measured.
+    c_max=$(printf '%s\n' "${conn_list[@]}" | sort -n | tail -n 1)
+    rate=$(json "${res[b_$c_max]}" 'r["msgs_per_s"]')
+    p99=$(json "${res[b_$c_max]}" 'r["latency_ms"]["p99"]')
+    ok_rate=$(awk -v r="$rate" 'BEGIN { print (r >= 5000) ? "PASS" : "FAIL" }')
+    ok_p99=$(awk -v p="$p99" 'BEGIN { print (p <= 5) ? "PASS" : "FAIL" }')
+    ((c_max >= 8)) || log "note: the throughput target is for 8 connections; the largest measured is $c_max"
+    printf 'target >= 5000 msg/s over %s connections: %s (%.0f)\n' "$c_max" "$ok_rate" "$rate"
+    printf 'target p99 <= 5 ms over %s connections: %s (%.3f ms)\n' "$c_max" "$ok_p99" "$p99"
+    if [[ $ok_rate == FAIL || $ok_p99 == FAIL ]] && ((enforce)); then status=1; fi
+fi
+[[ -z $rg_missing ]] || die "(b) readgate not measured: $rg_missing"
+exit "$status"
