@@ -14,6 +14,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+/// Frames up to this size are parsed on the connection's task.
+const INLINE_PARSE_MAX: usize = 16 * 1024;
+
 pub struct Listener {
     pub config: Hl7Config,
     pub intake: Intake,
@@ -149,18 +152,24 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
         let now = std::time::SystemTime::now();
         let control_id = state.next_control_id();
         // Parsing is CPU work that grows with hostile input (a 1 MiB frame of delimiters
-        // takes most of a second): keep it off the async workers that serve DICOM too.
-        let config = hl7_config.clone();
-        let (frame, outcome) = match tokio::task::spawn_blocking(move || {
-            let outcome = super::process(&frame, &config, &control_id, &ack::timestamp(now));
+        // takes most of a second): large frames go to the blocking pool so they cannot
+        // stall the async workers that serve DICOM too; ordinary ones (tens of µs) not.
+        let (frame, outcome) = if frame.len() <= INLINE_PARSE_MAX {
+            let outcome = super::process(&frame, &hl7_config, &control_id, &ack::timestamp(now));
             (frame, outcome)
-        })
-        .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(%peer, error = %e, "HL7 processing task failed");
-                break;
+        } else {
+            let config = hl7_config.clone();
+            match tokio::task::spawn_blocking(move || {
+                let outcome = super::process(&frame, &config, &control_id, &ack::timestamp(now));
+                (frame, outcome)
+            })
+            .await
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(%peer, error = %e, "HL7 processing task failed");
+                    break;
+                }
             }
         };
         let header = outcome.header.clone();

@@ -180,6 +180,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut conn = self.conn();
+        // Most messages concern no held study: answer that from the state index first.
+        let any_held: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM studies WHERE state = 'held')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !any_held {
+            return Ok(Vec::new());
+        }
         let tx = conn.transaction()?;
         let mut uids = Vec::new();
         {
