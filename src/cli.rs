@@ -73,6 +73,26 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// The gate's verdict on DICOM files or folders (plus optional HL7 messages), offline:
+    /// exit 0 when every study would be forwarded, 2 when any would be held.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// DICOM files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// HL7 v2 messages (orders, results) that go with the images; repeatable.
+        #[arg(long = "hl7")]
+        hl7: Vec<PathBuf>,
+        /// Language of the reasons: ja or en.
+        #[arg(long, default_value = "ja")]
+        lang: String,
+        /// The calling AE title the images would come from (for routes by calling_ae).
+        #[arg(long)]
+        calling_ae: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -87,9 +107,38 @@ pub enum Format {
     Json,
 }
 
-pub fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    match cli.command {
+    if let Command::Check {
+        config,
+        paths,
+        hl7,
+        lang,
+        calling_ae,
+        format,
+    } = cli.command
+    {
+        let lang: crate::decide::reasons::Lang = lang
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
+        let config = Config::load(&config)?;
+        let verdicts = crate::check::run(config, &paths, &hl7, calling_ae.as_deref())?;
+        match format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&verdicts)?),
+            Format::Table => crate::check::print(&verdicts, lang),
+        }
+        return Ok(if crate::check::all_forward(&verdicts) {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::from(2)
+        });
+    }
+    run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { .. } => Ok(()), // handled by `main`, which needs its exit code
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);

@@ -5,6 +5,7 @@
 //! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`forward`] (C-STORE SCU).
 //! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decide;

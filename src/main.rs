@@ -1,6 +1,6 @@
 fn main() -> std::process::ExitCode {
     match readgate::cli::main() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("readgate: {e:#}");
             std::process::ExitCode::FAILURE
