@@ -36,6 +36,9 @@ pub enum Command {
         format: Format,
         #[arg(long, default_value_t = 200)]
         limit: usize,
+        /// Language of hold reasons in the table: ja or en.
+        #[arg(long, default_value = "en")]
+        lang: String,
     },
     /// What readgate knows of a study's order, labs, contact and reports (from HL7), with
     /// the message each fact came from.
@@ -153,7 +156,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             state: wanted,
             format,
             limit,
+            lang,
         } => {
+            let lang: crate::decide::reasons::Lang = lang
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
             let config = Config::load(&config)?;
             if let Some(s) = &wanted {
                 if !state::ALL.contains(&s.as_str()) {
@@ -164,7 +171,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let rows = store.list_studies(wanted.as_deref(), limit)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Format::Table => print_table(&rows),
+                Format::Table => print_table(&rows, lang),
             }
             Ok(())
         }
@@ -346,7 +353,7 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn print_table(rows: &[StudyRow]) {
+fn print_table(rows: &[StudyRow], lang: crate::decide::reasons::Lang) {
     println!(
         "{:<64}  {:<10}  {:>9}  {:<12}  {:<10}  last error / reasons",
         "study instance UID", "state", "instances", "destination", "modality"
@@ -355,7 +362,7 @@ fn print_table(rows: &[StudyRow]) {
         let note = r
             .last_error
             .clone()
-            .or_else(|| r.reasons.as_deref().map(reason_codes))
+            .or_else(|| r.reasons.as_deref().map(|j| reason_codes(j, lang)))
             .unwrap_or_default();
         println!(
             "{:<64}  {:<10}  {:>4}/{:<4}  {:<12}  {:<10}  {}",
@@ -376,7 +383,11 @@ fn print_table(rows: &[StudyRow]) {
 }
 
 /// Hold reasons are stored as JSON; the table shows their codes and English text.
-fn reason_codes(json: &str) -> String {
+fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
+    let message = match lang {
+        crate::decide::reasons::Lang::Ja => "message_ja",
+        crate::decide::reasons::Lang::En => "message_en",
+    };
     match serde_json::from_str::<Vec<serde_json::Value>>(json) {
         Ok(v) => v
             .iter()
@@ -385,7 +396,7 @@ fn reason_codes(json: &str) -> String {
                     "{} [{}]: {}",
                     r["code"].as_str().unwrap_or("?"),
                     r["clause"].as_str().unwrap_or("?"),
-                    r["message_en"].as_str().unwrap_or("")
+                    r[message].as_str().unwrap_or("")
                 )
             })
             .collect::<Vec<_>>()
