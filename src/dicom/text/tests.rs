@@ -763,14 +763,24 @@ mod element_helper {
         assert_eq!(ir13.encode(&text).unwrap(), valid);
     }
 
-    /// Reads pydicom's character set files when
-    /// READGATE_PYDICOM_CHARSET_DIR points at `pydicom/data/charset_files`.
+    /// Reads pydicom's character set files (pydicom is a test peer installed by
+    /// scripts/install-test-deps; READGATE_PYDICOM_CHARSET_DIR overrides where they are).
     #[test]
-    #[ignore = "needs pydicom's test files"]
     fn pydicom_charset_files() {
-        let Ok(dir) = std::env::var("READGATE_PYDICOM_CHARSET_DIR") else {
-            return;
-        };
+        let dir = std::env::var("READGATE_PYDICOM_CHARSET_DIR").unwrap_or_else(|_| {
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'charset_files'))",
+                ])
+                .output()
+                .expect("python3 with pydicom (scripts/install-test-deps installs it)");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        });
+        assert!(
+            std::path::Path::new(&dir).join("chrH31.dcm").exists(),
+            "pydicom's charset files not found in {dir:?}"
+        );
         let expected = [
             ("chrH31.dcm", H31_TEXT),
             ("chrH32.dcm", H32_TEXT),
