@@ -44,7 +44,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::time::SystemTime;
 
 use crate::dicom::dataset::Encoding;
@@ -52,7 +52,7 @@ use crate::dicom::part10::{self, FileMeta, MetaError};
 
 use plan::Piece;
 use scan::{Scanner, Syntax};
-use source::{Inflated, Source, Stored};
+use source::{Inflated, Source, Stored, COPY_BUFFER, SCAN_BUFFER};
 
 /// The odd group of readgate's private block. No vendor private dictionary we know of
 /// (DCMTK's, pydicom's, GDCM's) uses group 0099, and the block is found by its creator
@@ -196,45 +196,16 @@ pub enum TagError {
 /// `transfer_syntax`) and writes the result to `out`, in the same transfer syntax.
 ///
 /// `src` is read twice (a header scan, then the copy), so it must not change meanwhile:
-/// a spool file never does.
+/// a spool file never does. `out` receives large writes (it is buffered here).
 pub fn tag_dataset<R: Read + Seek, W: Write>(
     src: R,
     transfer_syntax: &str,
-    mut out: W,
+    out: W,
     acc: &Accountability,
     copy: &ContextCopy,
 ) -> Result<TagReport, TagError> {
-    let ts = crate::dicom::trim_uid(transfer_syntax);
-    let encoding = Encoding::for_transfer_syntax(ts)
-        .map_err(|_| TagError::UnsupportedTransferSyntax(ts.to_string()))?;
-    let syntax = Syntax {
-        explicit: encoding != Encoding::ImplicitLittle,
-        big: encoding == Encoding::ExplicitBig,
-    };
-    let report = if encoding == Encoding::Deflated {
-        let mut src = src;
-        let base = src.stream_position()?;
-        let mut inflated = Inflated::new(src);
-        let scan = Scanner::new(&mut inflated, syntax).scan(plan::wanted)?;
-        let plan = plan::plan(&scan, syntax, acc, copy)?;
-        let mut src = inflated.into_inner();
-        src.seek(SeekFrom::Start(base))?;
-        let mut inflated = Inflated::new(src);
-        let mut deflater =
-            flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::default());
-        write_pieces(&plan.pieces, &mut inflated, &mut deflater)?;
-        deflater.finish()?;
-        plan.report
-    } else {
-        let (mut stored, base) = Stored::new(src)?;
-        let scan = Scanner::new(&mut stored, syntax).scan(plan::wanted)?;
-        let plan = plan::plan(&scan, syntax, acc, copy)?;
-        let mut src = stored.into_inner();
-        src.seek(SeekFrom::Start(base))?;
-        let (mut stored, _) = Stored::new(src)?;
-        write_pieces(&plan.pieces, &mut stored, &mut out)?;
-        plan.report
-    };
+    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
+    let report = tag_into(src, transfer_syntax, &mut out, acc, copy)?;
     out.flush()?;
     Ok(report)
 }
@@ -256,24 +227,70 @@ pub fn tag_part10_dataset<R: Read + Seek, W: Write>(
 /// instance and transfer syntax (and source AE), then the tagged data set.
 pub fn tag_part10_file<R: Read + Seek, W: Write>(
     mut file: R,
-    mut out: W,
+    out: W,
     acc: &Accountability,
     copy: &ContextCopy,
 ) -> Result<TagReport, TagError> {
     let meta = read_meta(&mut file)?;
+    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
     out.write_all(&part10::encode_file_meta(
         &meta.sop_class_uid,
         &meta.sop_instance_uid,
         &meta.transfer_syntax,
         meta.source_ae.as_deref().unwrap_or(""),
     ))?;
-    tag_dataset(&mut file, &meta.transfer_syntax, out, acc, copy)
+    let report = tag_into(&mut file, &meta.transfer_syntax, &mut out, acc, copy)?;
+    out.flush()?;
+    Ok(report)
+}
+
+/// Output buffer: the new elements and the short copied runs between them leave in a
+/// few large writes instead of one small write each.
+const OUTPUT_BUFFER: usize = 64 * 1024;
+
+fn tag_into<R: Read + Seek>(
+    src: R,
+    transfer_syntax: &str,
+    out: &mut dyn Write,
+    acc: &Accountability,
+    copy: &ContextCopy,
+) -> Result<TagReport, TagError> {
+    let ts = crate::dicom::trim_uid(transfer_syntax);
+    let encoding = Encoding::for_transfer_syntax(ts)
+        .map_err(|_| TagError::UnsupportedTransferSyntax(ts.to_string()))?;
+    let syntax = Syntax {
+        explicit: encoding != Encoding::ImplicitLittle,
+        big: encoding == Encoding::ExplicitBig,
+    };
+    if encoding == Encoding::Deflated {
+        let mut src = src;
+        let base = src.stream_position()?;
+        let mut inflated = Inflated::new(src);
+        let scan = Scanner::new(&mut inflated, syntax).scan(plan::wanted)?;
+        let plan = plan::plan(&scan, syntax, acc, copy)?;
+        let mut src = inflated.into_inner();
+        src.seek(SeekFrom::Start(base))?;
+        let mut inflated = Inflated::new(src);
+        let mut deflater = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
+        write_pieces(&plan.pieces, &mut inflated, &mut deflater)?;
+        deflater.finish()?;
+        Ok(plan.report)
+    } else {
+        let (mut stored, base, len) = Stored::new(src, SCAN_BUFFER)?;
+        let scan = Scanner::new(&mut stored, syntax).scan(plan::wanted)?;
+        let plan = plan::plan(&scan, syntax, acc, copy)?;
+        let mut stored = Stored::resume(stored.into_inner(), base, len, COPY_BUFFER)?;
+        write_pieces(&plan.pieces, &mut stored, out)?;
+        Ok(plan.report)
+    }
 }
 
 /// Reads the meta group through a buffer, then leaves `file` at the data set.
 fn read_meta<R: Read + Seek>(file: &mut R) -> Result<FileMeta, TagError> {
     let base = file.stream_position()?;
-    let meta = part10::read_file_meta(&mut BufReader::new(&mut *file))?;
+    // The meta group is a few hundred bytes: a small buffer reads it in one go without
+    // reading far into the data set, which the scan reads again.
+    let meta = part10::read_file_meta(&mut BufReader::with_capacity(2048, &mut *file))?;
     file.seek(SeekFrom::Start(base + meta.dataset_offset))?;
     Ok(meta)
 }

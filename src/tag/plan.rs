@@ -548,13 +548,14 @@ pub(crate) fn plan(
     out.extend(pending.map(|(tag, bytes)| OutElement::new(tag, bytes)));
     fix_group_lengths(&mut out, &touched_groups, &enc);
 
-    // Adjacent source ranges become one copy.
+    // Adjacent source ranges become one copy, adjacent new bytes one write.
     let mut pieces: Vec<Piece> = Vec::new();
     for piece in out.into_iter().flat_map(|o| o.pieces) {
         match (pieces.last_mut(), piece) {
             (Some(Piece::Copy { end, .. }), Piece::Copy { start, end: e }) if *end == start => {
                 *end = e;
             }
+            (Some(Piece::Bytes(b)), Piece::Bytes(more)) => b.extend(more),
             (_, p) => pieces.push(p),
         }
     }

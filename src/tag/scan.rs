@@ -226,7 +226,7 @@ impl<'a, S: Source> Scanner<'a, S> {
         loop {
             let start = self.pos();
             let mut b = [0u8; 4];
-            if !self.read_or_end(&mut b, "element tag")? {
+            if self.src.exhausted() || !self.read_or_end(&mut b, "element tag")? {
                 break;
             }
             let tag = self.tag_from(b);

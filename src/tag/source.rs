@@ -7,9 +7,12 @@
 
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
-/// Buffer of each pass. Values we skip are seeked over; values we copy stream through
-/// this buffer, so it (and `io::copy`'s) bound the memory a tagging needs.
-pub(crate) const BUFFER: usize = 64 * 1024;
+/// Read buffer of the copy pass: values copied unchanged stream through it (and through
+/// the 64 KiB output buffer), which bounds the memory a tagging needs.
+pub(crate) const COPY_BUFFER: usize = 64 * 1024;
+/// Read buffer of the scan. Smaller: the scan reads only headers and seeks over values,
+/// and a typical image header fits in it, so less is read twice.
+pub(crate) const SCAN_BUFFER: usize = 16 * 1024;
 
 /// `Read` counts what it returns into [`Source::position`].
 pub(crate) trait Source: Read {
@@ -20,6 +23,10 @@ pub(crate) trait Source: Read {
     /// Copies the next `n` bytes to `out` straight from the read buffer; returns how many
     /// bytes really existed.
     fn copy_to(&mut self, n: u64, out: &mut dyn Write) -> io::Result<u64>;
+    /// Whether the end is known to be reached (saves a read that would return nothing).
+    fn exhausted(&self) -> bool {
+        false
+    }
 }
 
 /// Copies out of a `BufReader`'s own buffer, so each byte is copied once on its way.
@@ -50,20 +57,23 @@ pub(crate) struct Stored<R> {
 }
 
 impl<R: Read + Seek> Stored<R> {
-    /// Wraps `r`, positioned at the first byte of the data set.
-    pub(crate) fn new(mut r: R) -> io::Result<(Self, u64)> {
+    /// Wraps `r`, positioned at the first byte of the data set; also returns that
+    /// position and the data set's length, for [`Stored::resume`].
+    pub(crate) fn new(mut r: R, capacity: usize) -> io::Result<(Self, u64, u64)> {
         let base = r.stream_position()?;
         let end = r.seek(SeekFrom::End(0))?;
-        r.seek(SeekFrom::Start(base))?;
         let len = end.saturating_sub(base);
-        Ok((
-            Stored {
-                inner: BufReader::with_capacity(BUFFER, r),
-                pos: 0,
-                len,
-            },
-            base,
-        ))
+        Ok((Self::resume(r, base, len, capacity)?, base, len))
+    }
+
+    /// Wraps `r` again for a later pass over the same data set.
+    pub(crate) fn resume(mut r: R, base: u64, len: u64, capacity: usize) -> io::Result<Self> {
+        r.seek(SeekFrom::Start(base))?;
+        Ok(Stored {
+            inner: BufReader::with_capacity(capacity, r),
+            pos: 0,
+            len,
+        })
     }
 
     pub(crate) fn into_inner(self) -> R {
@@ -82,6 +92,10 @@ impl<R: Read> Read for Stored<R> {
 impl<R: Read + Seek> Source for Stored<R> {
     fn position(&self) -> u64 {
         self.pos
+    }
+
+    fn exhausted(&self) -> bool {
+        self.pos >= self.len
     }
 
     fn skip(&mut self, n: u64) -> io::Result<u64> {
@@ -112,8 +126,8 @@ impl<R: Read> Inflated<R> {
     pub(crate) fn new(r: R) -> Self {
         Inflated {
             inner: BufReader::with_capacity(
-                BUFFER,
-                flate2::read::DeflateDecoder::new(BufReader::with_capacity(BUFFER, r)),
+                COPY_BUFFER,
+                flate2::read::DeflateDecoder::new(BufReader::with_capacity(COPY_BUFFER, r)),
             ),
             pos: 0,
         }

@@ -177,7 +177,7 @@ fn tag(input: &[u8], ts: &str, copy: &ContextCopy) -> Result<(Vec<u8>, TagReport
 }
 
 fn elements_of(bytes: &[u8], ts: &str) -> Vec<TopElement> {
-    let (mut src, _) = Stored::new(Cursor::new(bytes)).unwrap();
+    let (mut src, _, _) = Stored::new(Cursor::new(bytes), 64).unwrap();
     Scanner::new(&mut src, syntax_of(ts))
         .scan(|_| false)
         .unwrap()
