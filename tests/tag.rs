@@ -234,6 +234,35 @@ fn without(path: &Path, drop: &[u32], dest: &Path) {
     std::fs::write(dest, file).expect("write stripped sample");
 }
 
+/// `path` (explicit VR LE) with Specific Character Set `charset` and without `drop`.
+fn with_charset(path: &Path, charset: &str, drop: &[u32], dest: &Path) {
+    let (meta, ds) = dataset_of(path);
+    assert_eq!(meta.transfer_syntax, "1.2.840.10008.1.2.1");
+    let mut value = charset.as_bytes().to_vec();
+    if value.len() % 2 == 1 {
+        value.push(b' ');
+    }
+    let mut charset_element = vec![0x08, 0x00, 0x05, 0x00, b'C', b'S'];
+    charset_element.extend((value.len() as u16).to_le_bytes());
+    charset_element.extend(value);
+    let mut kept = Vec::new();
+    for e in split(&ds, syntax(&meta.transfer_syntax)) {
+        if e.tag == 0x0008_0005 {
+            kept.extend_from_slice(&charset_element);
+        } else if !drop.contains(&e.tag) {
+            kept.extend_from_slice(&ds[e.start..e.end]);
+        }
+    }
+    let mut file = part10::encode_file_meta(
+        &meta.sop_class_uid,
+        &meta.sop_instance_uid,
+        &meta.transfer_syntax,
+        "",
+    );
+    file.extend(kept);
+    std::fs::write(dest, file).expect("write sample with new charset");
+}
+
 // --- The fixture: every sample, as is and stripped of its context, tagged once.
 
 struct Case {
@@ -320,6 +349,18 @@ fn fixture() -> &'static [Case] {
                 true,
             );
         }
+        // ISO 2022 IR 13\ISO 2022 IR 87: JIS X 0201 (with half-width katakana in G1) as
+        // the initial sets, JIS X 0208 by escape sequence.
+        let ir13 = dir.join("in").join("ir13_ja-iso2022.dcm");
+        with_charset(
+            &repo_path("sample-dicom/ja-iso2022/IM0001.dcm"),
+            "ISO 2022 IR 13\\ISO 2022 IR 87",
+            &CONTEXT_TAGS,
+            &ir13,
+        );
+        let mut order = japanese_order();
+        order.clinical_information = Some("ｷｮｳﾂｳ(胸痛)あり、精査希望".into());
+        add("ir13_stripped_ja-iso2022".into(), ir13, order, 4, true);
         let mut done: Vec<Case> = cases
             .into_iter()
             .map(|(name, input, output, copy, copied, japanese)| {
@@ -410,6 +451,14 @@ fn dcmdump_reads_every_result_and_shows_the_private_block() {
                 String::from_utf8_lossy(&out.stderr).into_owned(),
             )
         };
+        let run_raw = |path: &Path| {
+            let out = Command::new(dcmtk("dcmdump"))
+                .arg("+L")
+                .arg(path)
+                .output()
+                .expect("run dcmdump");
+            (out.status.success(), out.stdout, out.stderr)
+        };
         let (ok_in, _, err_in) = run(&c.input);
         let (ok, dump, err) = run(&c.output);
         assert!(ok_in, "{}: dcmdump fails on the input: {err_in}", c.name);
@@ -454,6 +503,32 @@ fn dcmdump_reads_every_result_and_shows_the_private_block() {
                         || (tag == "(0099,1008)" && l.contains(&format!("DT [{value}]"))),
                     "{}: {l}",
                     c.name
+                );
+            }
+        }
+        if c.japanese {
+            let (_, raw, _) = run_raw(&c.output);
+            let purpose = raw
+                .split(|&b| b == b'\n')
+                .find(|l| l.starts_with(b"(0040,1002)"))
+                .expect("(0040,1002) in dump");
+            if line("(0008,0005)").contains("ISO_IR 192") {
+                // UTF-8 text is shown as it is.
+                assert!(line("(0040,1002)").contains("[胸痛の精査]"), "{}", c.name);
+            } else {
+                // DCMTK 3.6.7 on Debian cannot convert ISO 2022 IR 87 (iconv), so it
+                // shows the bytes: JIS X 0208 after ESC $ B, and at the end back to the
+                // initial G0 set, ASCII (ESC ( B) or for IR 13 JIS X 0201 (ESC ( J).
+                let expected: &[u8] = if line("(0008,0005)").contains("ISO 2022 IR 13") {
+                    b"[\x1b$B6;DK$N@:::\x1b(J]"
+                } else {
+                    b"[\x1b$B6;DK$N@:::\x1b(B]"
+                };
+                assert!(
+                    purpose.windows(expected.len()).any(|w| w == expected),
+                    "{}: {}",
+                    c.name,
+                    String::from_utf8_lossy(purpose)
                 );
             }
         }
