@@ -567,7 +567,8 @@ pub(crate) fn plan(
 /// padding, since readgate changes only empty attributes).
 fn previous(scan: &Scan, tag: u32) -> Vec<u8> {
     match scan.values.get(&tag) {
-        Some(Some(bytes)) if bytes.len() % 2 == 0 => bytes.clone(),
+        // Must fit the 16-bit length of the VR it is written with.
+        Some(Some(bytes)) if bytes.len() % 2 == 0 && fits(bytes) => bytes.clone(),
         _ => Vec::new(),
     }
 }
@@ -681,23 +682,30 @@ impl OutElement {
 /// readgate changed has one, its value must match the new group, or readers that trust
 /// it lose their place.
 fn fix_group_lengths(out: &mut [OutElement], touched: &BTreeSet<u16>, enc: &Encoder) {
-    for i in 0..out.len() {
-        let tag = out[i].tag;
-        let group = (tag >> 16) as u16;
-        let is_group_length = tag & 0xFFFF == 0
+    // One pass for the totals, so a data set of many group length elements stays linear.
+    let mut totals: BTreeMap<u16, u64> = BTreeMap::new();
+    for o in out.iter() {
+        let group = (o.tag >> 16) as u16;
+        if touched.contains(&group) {
+            *totals.entry(group).or_default() += o.len();
+        }
+    }
+    for o in out.iter_mut() {
+        let group = (o.tag >> 16) as u16;
+        let is_group_length = o.tag & 0xFFFF == 0
             && touched.contains(&group)
-            && matches!(out[i].source, Some(e) if !e.undefined_length && e.value_len() == 4);
+            && matches!(o.source, Some(e) if !e.undefined_length && e.value_len() == 4);
         if !is_group_length {
             continue;
         }
-        let total: u64 = out
-            .iter()
-            .enumerate()
-            .filter(|(j, o)| *j != i && (o.tag >> 16) as u16 == group)
-            .map(|(_, o)| o.len())
-            .sum();
+        // The group length counts the elements after it, not itself.
+        let total = totals
+            .get(&group)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(o.len());
         if let Ok(total) = u32::try_from(total) {
-            out[i] = OutElement::new(tag, enc.element(tag, b"UL", &enc.ul(total)));
+            *o = OutElement::new(o.tag, enc.element(o.tag, b"UL", &enc.ul(total)));
         }
     }
 }

@@ -928,3 +928,23 @@ fn mutated_data_sets_never_panic() {
         "ok {ok}, valid and ok {valid_ok}"
     );
 }
+
+/// Hostile shapes: many elements cost linear time, too many are refused.
+#[test]
+fn many_top_level_elements() {
+    let group_length = el(EXPLICIT_LE, 0x0040_0000, b"UL", &[0, 0, 0, 0]);
+    let mut src = group_length.repeat(100_000);
+    let start = std::time::Instant::now();
+    let (out, _) = tag(&src, EXPLICIT_LE, &ascii_copy()).unwrap();
+    assert!(out.len() > src.len());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    src = el(EXPLICIT_LE, 0x0009_0010, b"LO", b"").repeat(super::scan::MAX_TOP_LEVEL_ELEMENTS + 1);
+    assert!(matches!(
+        tag(&src, EXPLICIT_LE, &ascii_copy()),
+        Err(TagError::Unsupported(_))
+    ));
+}
