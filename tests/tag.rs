@@ -957,19 +957,7 @@ fn bench_tag_300_ct_vs_copy() {
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).expect("bench out");
     let dest = |f: &Path| out_dir.join(f.file_name().expect("name"));
-    let runs = 5;
-    let time = |f: &dyn Fn()| {
-        median(
-            (0..runs)
-                .map(|_| {
-                    let t = Instant::now();
-                    f();
-                    t.elapsed()
-                })
-                .collect(),
-        )
-    };
-    let user_copy = time(&|| {
+    let user_copy = || {
         for f in &files {
             let mut src = std::fs::File::open(f).expect("open");
             let mut dst = std::fs::File::create(dest(f)).expect("create");
@@ -982,19 +970,33 @@ fn bench_tag_300_ct_vs_copy() {
                 dst.write_all(&buf[..n]).expect("write");
             }
         }
-    });
-    let kernel_copy = time(&|| {
+    };
+    let kernel_copy = || {
         for f in &files {
             std::fs::copy(f, dest(f)).expect("copy");
         }
-    });
-    let tagging = time(&|| {
+    };
+    let tagging = || {
         for f in &files {
             let src = std::fs::File::open(f).expect("open");
             let dst = std::fs::File::create(dest(f)).expect("create");
             tag::tag_part10_file(src, dst, &acc(), &ascii_order()).expect("tag");
         }
-    });
+    };
+    // Rounds interleave the three, so a noisy neighbour slows all of them alike.
+    let runs = 9;
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..runs {
+        for (i, f) in [&user_copy as &dyn Fn(), &kernel_copy, &tagging]
+            .into_iter()
+            .enumerate()
+        {
+            let t = Instant::now();
+            f();
+            times[i].push(t.elapsed());
+        }
+    }
+    let [user_copy, kernel_copy, tagging] = times.map(median);
     let mb = total as f64 / 1e6;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(

@@ -44,7 +44,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::time::SystemTime;
 
 use crate::dicom::dataset::Encoding;
@@ -52,7 +52,7 @@ use crate::dicom::part10::{self, FileMeta, MetaError};
 
 use plan::Piece;
 use scan::{Scanner, Syntax};
-use source::{Inflated, Source, Stored, COPY_BUFFER, SCAN_BUFFER};
+use source::{BlockWriter, Inflated, Source, Stored, COPY_BUFFER, SCAN_BUFFER};
 
 /// The odd group of readgate's private block. No vendor private dictionary we know of
 /// (DCMTK's, pydicom's, GDCM's) uses group 0099, and the block is found by its creator
@@ -196,16 +196,18 @@ pub enum TagError {
 /// `transfer_syntax`) and writes the result to `out`, in the same transfer syntax.
 ///
 /// `src` is read twice (a header scan, then the copy), so it must not change meanwhile:
-/// a spool file never does. `out` receives large writes (it is buffered here).
+/// a spool file never does. `out` receives 64 KiB writes (see [`source::BlockWriter`]);
+/// it is flushed at the end.
 pub fn tag_dataset<R: Read + Seek, W: Write>(
     src: R,
     transfer_syntax: &str,
-    out: W,
+    mut out: W,
     acc: &Accountability,
     copy: &ContextCopy,
 ) -> Result<TagReport, TagError> {
-    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
-    let report = tag_into(src, transfer_syntax, &mut out, acc, copy)?;
+    let mut blocks = BlockWriter::new(&mut out);
+    let report = tag_into(src, transfer_syntax, &mut blocks, acc, copy)?;
+    blocks.finish()?;
     out.flush()?;
     Ok(report)
 }
@@ -227,31 +229,28 @@ pub fn tag_part10_dataset<R: Read + Seek, W: Write>(
 /// instance and transfer syntax (and source AE), then the tagged data set.
 pub fn tag_part10_file<R: Read + Seek, W: Write>(
     mut file: R,
-    out: W,
+    mut out: W,
     acc: &Accountability,
     copy: &ContextCopy,
 ) -> Result<TagReport, TagError> {
     let meta = read_meta(&mut file)?;
-    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, out);
-    out.write_all(&part10::encode_file_meta(
+    let mut blocks = BlockWriter::new(&mut out);
+    blocks.write_all(&part10::encode_file_meta(
         &meta.sop_class_uid,
         &meta.sop_instance_uid,
         &meta.transfer_syntax,
         meta.source_ae.as_deref().unwrap_or(""),
     ))?;
-    let report = tag_into(&mut file, &meta.transfer_syntax, &mut out, acc, copy)?;
+    let report = tag_into(&mut file, &meta.transfer_syntax, &mut blocks, acc, copy)?;
+    blocks.finish()?;
     out.flush()?;
     Ok(report)
 }
 
-/// Output buffer: the new elements and the short copied runs between them leave in a
-/// few large writes instead of one small write each.
-const OUTPUT_BUFFER: usize = 64 * 1024;
-
 fn tag_into<R: Read + Seek>(
     src: R,
     transfer_syntax: &str,
-    out: &mut dyn Write,
+    out: &mut BlockWriter,
     acc: &Accountability,
     copy: &ContextCopy,
 ) -> Result<TagReport, TagError> {
@@ -271,8 +270,11 @@ fn tag_into<R: Read + Seek>(
         let mut src = inflated.into_inner();
         src.seek(SeekFrom::Start(base))?;
         let mut inflated = Inflated::new(src);
+        // Blocks of inflated data go into the deflater, whose output goes out in blocks.
         let mut deflater = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
-        write_pieces(&plan.pieces, &mut inflated, &mut deflater)?;
+        let mut plain = BlockWriter::new(&mut deflater);
+        write_pieces(&plan.pieces, &mut inflated, &mut plain)?;
+        plain.finish()?;
         deflater.finish()?;
         Ok(plan.report)
     } else {
@@ -299,7 +301,7 @@ fn read_meta<R: Read + Seek>(file: &mut R) -> Result<FileMeta, TagError> {
 fn write_pieces<S: Source>(
     pieces: &[Piece],
     src: &mut S,
-    out: &mut dyn Write,
+    out: &mut BlockWriter,
 ) -> Result<(), TagError> {
     for piece in pieces {
         match piece {
@@ -321,7 +323,7 @@ fn write_pieces<S: Source>(
                     return Err(truncated());
                 }
                 let n = end - start;
-                if src.copy_to(n, out)? < n {
+                if out.copy_from(src, n)? < n {
                     return Err(truncated());
                 }
             }
