@@ -15,9 +15,32 @@
 //!   re-encoded, pixel data (native or encapsulated) included. Only top-level element
 //!   headers, Specific Character Set, the copy targets, the private creators of our
 //!   group and the items of Request Attributes Sequence (0040,0275) are parsed; the
-//!   rest is seeked over in the scan and streamed through a 64 KiB buffer in the copy.
+//!   rest is seeked over in the scan and, in the copy, read straight into 64 KiB output
+//!   blocks.
 //!
-//! Memory does not grow with the instance: a 1 GB instance is tagged in a few MB.
+//! Memory does not grow with the instance: tagging a 1 GB instance peaks at about 4 MiB
+//! of RSS for the whole process (`tests/tag.rs` checks a 200 MB one in a child process).
+//! Elements are kept in ascending tag order; a Group Length (gggg,0000) of a group that
+//! changed is recomputed.
+//!
+//! # Private block
+//!
+//! | tag | VR | value |
+//! |---|---|---|
+//! | (0099,00xx) | LO | `READGATE ACCOUNTABILITY` (xx: first free slot from 10) |
+//! | (0099,xx01) | LO | gateway id |
+//! | (0099,xx02) | LO | sending facility |
+//! | (0099,xx03) | LO | receiving facility |
+//! | (0099,xx04) | LO | policy id |
+//! | (0099,xx05) | LO | policy version |
+//! | (0099,xx06) | LO | verdict: `PASS`, `FORWARDED_INCOMPLETE`, `RELEASED_OVERRIDE` |
+//! | (0099,xx07) | LO | reason codes, multi-valued |
+//! | (0099,xx08) | DT | evaluation time, UTC, `YYYYMMDDHHMMSS.FFFFFF+0000` |
+//! | (0099,xx09) | LO | audit record reference |
+//!
+//! A slot is free when it has no creator and its block (0099,xx00–xxFF) holds no orphan
+//! elements. If our creator is already there (a re-forward), its block is emptied and
+//! written again: one decision per instance, never a mix of two.
 //!
 //! # Character sets
 //! Text is encoded with [`crate::dicom::text::encode`] for the top-level (0008,0005).
@@ -196,8 +219,8 @@ pub enum TagError {
 /// `transfer_syntax`) and writes the result to `out`, in the same transfer syntax.
 ///
 /// `src` is read twice (a header scan, then the copy), so it must not change meanwhile:
-/// a spool file never does. `out` receives 64 KiB writes (see [`source::BlockWriter`]);
-/// it is flushed at the end.
+/// a spool file never does. `out` receives whole 64 KiB blocks (the last one shorter),
+/// and is flushed at the end.
 pub fn tag_dataset<R: Read + Seek, W: Write>(
     src: R,
     transfer_syntax: &str,

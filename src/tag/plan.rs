@@ -191,56 +191,7 @@ pub(crate) fn plan(
 ) -> Result<Plan, TagError> {
     let enc = Encoder { syntax };
     let mut report = TagReport::default();
-
-    // --- What to write, validated before any encoding.
-    let mut accountability: Vec<(&'static str, u8, String)> = vec![
-        ("gateway_id", elements::GATEWAY_ID, acc.gateway_id.clone()),
-        (
-            "sending_facility",
-            elements::SENDING_FACILITY,
-            acc.sending_facility.clone(),
-        ),
-        (
-            "receiving_facility",
-            elements::RECEIVING_FACILITY,
-            acc.receiving_facility.clone(),
-        ),
-        ("policy_id", elements::POLICY_ID, acc.policy_id.clone()),
-        (
-            "policy_version",
-            elements::POLICY_VERSION,
-            acc.policy_version.clone(),
-        ),
-        (
-            "verdict",
-            elements::VERDICT,
-            acc.verdict.as_str().to_string(),
-        ),
-    ];
-    for (field, _, value) in &accountability {
-        TextVr::Lo
-            .check(value)
-            .map_err(|reason| TagError::InvalidAccountability { field, reason })?;
-    }
-    for code in &acc.reason_codes {
-        TextVr::Lo
-            .check(code)
-            .map_err(|reason| TagError::InvalidAccountability {
-                field: "reason_codes",
-                reason: format!("{code:?}: {reason}"),
-            })?;
-    }
-    accountability.push((
-        "reason_codes",
-        elements::REASON_CODES,
-        acc.reason_codes.join("\\"),
-    ));
-    accountability.push(("audit_ref", elements::AUDIT_REF, acc.audit_ref.clone()));
-    if let Some((field, _, value)) = accountability.last() {
-        TextVr::Lo
-            .check(value)
-            .map_err(|reason| TagError::InvalidAccountability { field, reason })?;
-    }
+    let accountability = accountability_values(acc)?;
     let evaluated_at =
         dicom_datetime_utc(acc.evaluated_at).ok_or(TagError::InvalidAccountability {
             field: "evaluated_at",
@@ -251,15 +202,214 @@ pub(crate) fn plan(
         .chars()
         .take(64)
         .collect();
+    let candidates = copy_candidates(scan, copy, &mut report);
+    let texts: Vec<Text> = accountability
+        .iter()
+        .map(|(_, _, v)| Text {
+            text: v,
+            vr: TextVr::Lo,
+        })
+        .chain(candidates.iter().map(|(t, v)| Text { text: v, vr: t.vr }))
+        .chain(std::iter::once(Text {
+            text: &modifying_system,
+            vr: TextVr::Lo,
+        }))
+        .collect();
+    let charset = Charset::choose(scan, &texts);
 
-    // Copies: offered by the order and lacking in the image.
+    // New and replaced top-level elements by tag, and the previous values of the
+    // standard attributes changed, for the Original Attributes item.
+    let mut new: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut changed: Vec<(u32, &[u8; 2], Vec<u8>)> = Vec::new();
+    if charset.added {
+        new.insert(
+            SPECIFIC_CHARACTER_SET,
+            enc.element(
+                SPECIFIC_CHARACTER_SET,
+                b"CS",
+                &pad_text(ADDED_CHARACTER_SET.as_bytes().to_vec()),
+            ),
+        );
+        changed.push((
+            SPECIFIC_CHARACTER_SET,
+            b"CS",
+            previous(scan, SPECIFIC_CHARACTER_SET),
+        ));
+        report.character_set_added = Some(ADDED_CHARACTER_SET.to_string());
+    }
+    for (target, value) in &candidates {
+        let t = Text {
+            text: value,
+            vr: target.vr,
+        };
+        match encode_text(&t, &charset.cs) {
+            Ok(bytes) if fits(&bytes) => {
+                new.insert(
+                    target.tag,
+                    enc.element(target.tag, target.vr.code(), &bytes),
+                );
+                changed.push((target.tag, target.vr.code(), previous(scan, target.tag)));
+                report.copied.push(target.keyword.to_string());
+            }
+            Ok(_) => report.skipped.push((
+                target.keyword.to_string(),
+                "encoded value longer than 65534 bytes".into(),
+            )),
+            Err(e) => report
+                .skipped
+                .push((target.keyword.to_string(), charset.unrepresentable(e))),
+        }
+    }
+
+    // The private block.
+    let slot = choose_slot(scan)?;
+    report.private_creator_tag = private_tag(u16::from(slot.number));
+    report.private_block_reused = slot.reused;
+    if !slot.reused {
+        let creator = private_tag(u16::from(slot.number));
+        new.insert(
+            creator,
+            enc.element(
+                creator,
+                b"LO",
+                &pad_text(PRIVATE_CREATOR.as_bytes().to_vec()),
+            ),
+        );
+    }
+    let block_tag = |n: u8| private_tag((u16::from(slot.number) << 8) | u16::from(n));
+    for (field, n, value) in &accountability {
+        let t = Text {
+            text: value,
+            vr: TextVr::Lo,
+        };
+        let bytes = encode_text(&t, &charset.cs).map_err(|e| TagError::InvalidAccountability {
+            field,
+            reason: charset.unrepresentable(e),
+        })?;
+        new.insert(block_tag(*n), enc.element(block_tag(*n), b"LO", &bytes));
+    }
+    let evaluated = block_tag(elements::EVALUATED_AT);
+    let dt = pad_text(evaluated_at.clone().into_bytes());
+    new.insert(evaluated, enc.element(evaluated, b"DT", &dt));
+    // A re-forward replaces the whole block: values of an earlier decision must not mix
+    // with this one's.
+    let removed: BTreeSet<u32> = if slot.reused {
+        scan.elements
+            .iter()
+            .filter(|e| e.group() == PRIVATE_GROUP && ((e.tag & 0xFFFF) >> 8) as u8 == slot.number)
+            .map(|e| e.tag)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+
+    // Original Attributes Sequence: one item for everything changed.
+    let mut oas_edit = None;
+    if !changed.is_empty() {
+        changed.sort_by_key(|(tag, _, _)| *tag);
+        let modifying_system = encode_text(
+            &Text {
+                text: &modifying_system,
+                vr: TextVr::Lo,
+            },
+            &charset.cs,
+        )
+        .map_err(|e| TagError::InvalidAccountability {
+            field: "gateway_id",
+            reason: charset.unrepresentable(e),
+        })?;
+        let provenance = Provenance {
+            previous: &changed,
+            modified_at: &dt,
+            modifying_system: &modifying_system,
+        };
+        let existing = scan
+            .elements
+            .iter()
+            .find(|e| e.tag == ORIGINAL_ATTRIBUTES_SEQUENCE);
+        match existing {
+            None => {
+                let item = provenance.item(&enc);
+                let mut seq = Vec::new();
+                enc.header(
+                    ORIGINAL_ATTRIBUTES_SEQUENCE,
+                    b"SQ",
+                    item.len() as u32,
+                    &mut seq,
+                );
+                seq.extend(item);
+                new.insert(ORIGINAL_ATTRIBUTES_SEQUENCE, seq);
+            }
+            Some(e) => oas_edit = Some(append_item(e, &provenance, &enc)?),
+        }
+    }
+
+    let pieces = merge(scan, new, &removed, oas_edit, &enc);
+    Ok(Plan { pieces, report })
+}
+
+/// The accountability values as (field, element, LO text), each checked against LO.
+fn accountability_values(
+    acc: &Accountability,
+) -> Result<Vec<(&'static str, u8, String)>, TagError> {
+    let single: [(&'static str, u8, &str); 7] = [
+        ("gateway_id", elements::GATEWAY_ID, &acc.gateway_id),
+        (
+            "sending_facility",
+            elements::SENDING_FACILITY,
+            &acc.sending_facility,
+        ),
+        (
+            "receiving_facility",
+            elements::RECEIVING_FACILITY,
+            &acc.receiving_facility,
+        ),
+        ("policy_id", elements::POLICY_ID, &acc.policy_id),
+        (
+            "policy_version",
+            elements::POLICY_VERSION,
+            &acc.policy_version,
+        ),
+        ("verdict", elements::VERDICT, acc.verdict.as_str()),
+        ("audit_ref", elements::AUDIT_REF, &acc.audit_ref),
+    ];
+    let mut values = Vec::with_capacity(single.len() + 1);
+    for (field, element, value) in single {
+        TextVr::Lo
+            .check(value)
+            .map_err(|reason| TagError::InvalidAccountability { field, reason })?;
+        values.push((field, element, value.to_string()));
+    }
+    for code in &acc.reason_codes {
+        TextVr::Lo
+            .check(code)
+            .map_err(|reason| TagError::InvalidAccountability {
+                field: "reason_codes",
+                reason: format!("{code:?}: {reason}"),
+            })?;
+    }
+    values.push((
+        "reason_codes",
+        elements::REASON_CODES,
+        acc.reason_codes.join("\\"),
+    ));
+    Ok(values)
+}
+
+/// The order values to copy: offered, lacking in the image, and valid for their VR.
+/// The others are reported as already present or skipped.
+fn copy_candidates<'a>(
+    scan: &Scan,
+    copy: &'a ContextCopy,
+    report: &mut TagReport,
+) -> Vec<(&'static CopyTarget, &'a str)> {
     let offers = [
         (&CLINICAL_INFORMATION, &copy.clinical_information),
         (&REQUESTER, &copy.requesting_physician),
         (&EXAM_PURPOSE, &copy.exam_purpose),
         (&CALLBACK_PHONE, &copy.callback_phone),
     ];
-    let mut candidates: Vec<(&CopyTarget, &str)> = Vec::new();
+    let mut candidates = Vec::new();
     for (target, offered) in offers {
         let Some(value) = offered.as_deref() else {
             continue;
@@ -285,224 +435,104 @@ pub(crate) fn plan(
         }
         candidates.push((target, value));
     }
+    candidates
+}
 
-    // --- The character set to write in.
-    let declared = match scan.values.get(&SPECIFIC_CHARACTER_SET) {
-        None => Declared::Default,
-        Some(None) => Declared::Unknown("(value too long to read)".into()),
-        Some(Some(bytes)) => {
-            let raw = String::from_utf8_lossy(bytes).into_owned();
-            if is_blank(bytes) {
-                Declared::Default
-            } else {
+/// The character set new text is written in.
+struct Charset {
+    declared: Declared,
+    cs: SpecificCharacterSet,
+    /// Whether readgate adds [`ADDED_CHARACTER_SET`] to the data set.
+    added: bool,
+}
+
+impl Charset {
+    fn choose(scan: &Scan, texts: &[Text]) -> Charset {
+        let declared = match scan.values.get(&SPECIFIC_CHARACTER_SET) {
+            None => Declared::Default,
+            Some(None) => Declared::Unknown("(value too long to read)".into()),
+            Some(Some(bytes)) if is_blank(bytes) => Declared::Default,
+            Some(Some(bytes)) => {
+                let raw = String::from_utf8_lossy(bytes).into_owned();
                 match SpecificCharacterSet::parse(&raw) {
                     Ok(cs) => Declared::Known(cs),
                     Err(_) => Declared::Unknown(raw.trim_end_matches([' ', '\0']).to_string()),
                 }
             }
-        }
-    };
-    let default = SpecificCharacterSet::default();
-    let extended = SpecificCharacterSet::parse(ADDED_CHARACTER_SET).ok();
-    let texts: Vec<Text> = accountability
-        .iter()
-        .map(|(_, _, v)| Text {
-            text: v,
-            vr: TextVr::Lo,
-        })
-        .chain(candidates.iter().map(|(t, v)| Text { text: v, vr: t.vr }))
-        .chain(std::iter::once(Text {
-            text: &modifying_system,
-            vr: TextVr::Lo,
-        }))
-        .collect();
-    let mut add_charset = false;
-    let cs = match &declared {
-        Declared::Known(cs) => cs.clone(),
-        Declared::Unknown(_) => default.clone(),
-        Declared::Default => match &extended {
-            // Switch only when some text needs it and the extended set can hold it.
-            Some(ext)
-                if texts
-                    .iter()
-                    .any(|t| encode_text(t, &default).is_err() && encode_text(t, ext).is_ok()) =>
-            {
-                add_charset = true;
-                ext.clone()
-            }
-            _ => default.clone(),
-        },
-    };
-    let unrepresentable = |e: CharsetError| {
-        match &declared {
-        Declared::Unknown(raw) => format!(
-            "text is not ASCII and the data set's Specific Character Set {raw:?} is not one readgate can encode ({e})"
-        ),
-        Declared::Default => format!(
-            "text not representable in the default repertoire or {ADDED_CHARACTER_SET:?} ({e})"
-        ),
-        _ => format!("text not representable in the data set's character set ({e})"),
-    }
-    };
-
-    // --- New and replaced top-level elements, by tag.
-    let mut new: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    let mut modified_item: Vec<(u32, &[u8; 2], Vec<u8>)> = Vec::new();
-    if add_charset {
-        new.insert(
-            SPECIFIC_CHARACTER_SET,
-            enc.element(
-                SPECIFIC_CHARACTER_SET,
-                b"CS",
-                &pad_text(ADDED_CHARACTER_SET.as_bytes().to_vec()),
-            ),
-        );
-        modified_item.push((
-            SPECIFIC_CHARACTER_SET,
-            b"CS",
-            previous(scan, SPECIFIC_CHARACTER_SET),
-        ));
-        report.character_set_added = Some(ADDED_CHARACTER_SET.to_string());
-    }
-    for (target, value) in &candidates {
-        let t = Text {
-            text: value,
-            vr: target.vr,
         };
-        match encode_text(&t, &cs) {
-            Ok(bytes) if fits(&bytes) => {
-                new.insert(
-                    target.tag,
-                    enc.element(target.tag, target.vr.code(), &bytes),
-                );
-                modified_item.push((target.tag, target.vr.code(), previous(scan, target.tag)));
-                report.copied.push(target.keyword.to_string());
-            }
-            Ok(_) => report.skipped.push((
-                target.keyword.to_string(),
-                "encoded value longer than 65534 bytes".into(),
-            )),
-            Err(e) => report
-                .skipped
-                .push((target.keyword.to_string(), unrepresentable(e))),
+        let default = SpecificCharacterSet::default();
+        let (cs, added) = match &declared {
+            Declared::Known(cs) => (cs.clone(), false),
+            // Only ASCII, which every defined term shares, can be written safely.
+            Declared::Unknown(_) => (default, false),
+            Declared::Default => match SpecificCharacterSet::parse(ADDED_CHARACTER_SET) {
+                // Switch only when some text needs it and the extended set holds it.
+                Ok(ext)
+                    if texts.iter().any(|t| {
+                        encode_text(t, &default).is_err() && encode_text(t, &ext).is_ok()
+                    }) =>
+                {
+                    (ext, true)
+                }
+                _ => (default, false),
+            },
+        };
+        Charset {
+            declared,
+            cs,
+            added,
         }
     }
 
-    // --- The private block.
-    let slot = choose_slot(scan)?;
-    report.private_creator_tag = private_tag(u16::from(slot.number));
-    report.private_block_reused = slot.reused;
-    if !slot.reused {
-        new.insert(
-            private_tag(u16::from(slot.number)),
-            enc.element(
-                private_tag(u16::from(slot.number)),
-                b"LO",
-                &pad_text(PRIVATE_CREATOR.as_bytes().to_vec()),
+    /// Why a text cannot be written, for [`TagReport::skipped`] and errors.
+    fn unrepresentable(&self, e: CharsetError) -> String {
+        match &self.declared {
+            Declared::Unknown(raw) => format!(
+                "text is not ASCII and the data set's Specific Character Set {raw:?} is not one readgate can encode ({e})"
             ),
-        );
-    }
-    let block_tag = |n: u8| private_tag((u16::from(slot.number) << 8) | u16::from(n));
-    for (field, n, value) in &accountability {
-        let bytes = encode_text(
-            &Text {
-                text: value,
-                vr: TextVr::Lo,
-            },
-            &cs,
-        )
-        .map_err(|e| TagError::InvalidAccountability {
-            field,
-            reason: unrepresentable(e),
-        })?;
-        new.insert(block_tag(*n), enc.element(block_tag(*n), b"LO", &bytes));
-    }
-    new.insert(
-        block_tag(elements::EVALUATED_AT),
-        enc.element(
-            block_tag(elements::EVALUATED_AT),
-            b"DT",
-            &pad_text(evaluated_at.clone().into_bytes()),
-        ),
-    );
-    // A re-forward replaces the whole block: values of an earlier decision must not mix
-    // with this one's.
-    let removed: BTreeSet<u32> = if slot.reused {
-        scan.elements
-            .iter()
-            .filter(|e| e.group() == PRIVATE_GROUP && ((e.tag & 0xFFFF) >> 8) as u8 == slot.number)
-            .map(|e| e.tag)
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
-
-    // --- Original Attributes Sequence: one item for everything changed.
-    let mut oas_edit: Option<Vec<Piece>> = None;
-    if !modified_item.is_empty() {
-        modified_item.sort_by_key(|(tag, _, _)| *tag);
-        let existing = scan
-            .elements
-            .iter()
-            .find(|e| e.tag == ORIGINAL_ATTRIBUTES_SEQUENCE);
-        // Items of a UN sequence are implicit VR little endian (PS3.5 §6.2.2).
-        let item_enc = match existing.and_then(|e| e.vr) {
-            Some(vr) if &vr == b"UN" => Encoder {
-                syntax: Syntax {
-                    explicit: false,
-                    big: false,
-                },
-            },
-            Some(vr) if &vr != b"SQ" => {
-                return Err(TagError::Unsupported(format!(
-                    "Original Attributes Sequence (0400,0561) has VR {}",
-                    String::from_utf8_lossy(&vr)
-                )))
+            Declared::Default => format!(
+                "text not representable in the default repertoire or {ADDED_CHARACTER_SET:?} ({e})"
+            ),
+            Declared::Known(_) => {
+                format!("text not representable in the data set's character set ({e})")
             }
-            _ => enc,
-        };
-        let modifying_system = encode_text(
-            &Text {
-                text: &modifying_system,
-                vr: TextVr::Lo,
-            },
-            &cs,
-        )
-        .map_err(|e| TagError::InvalidAccountability {
-            field: "gateway_id",
-            reason: unrepresentable(e),
-        })?;
+        }
+    }
+}
+
+/// The content of readgate's Original Attributes item (PS3.3 C.12.1).
+struct Provenance<'a> {
+    /// (tag, VR, value before) of each changed attribute, in tag order.
+    previous: &'a [(u32, &'a [u8; 2], Vec<u8>)],
+    modified_at: &'a [u8],
+    modifying_system: &'a [u8],
+}
+
+impl Provenance<'_> {
+    fn item(&self, enc: &Encoder) -> Vec<u8> {
         let mut previous_values = Vec::new();
-        for (tag, vr, value) in &modified_item {
-            previous_values.extend(item_enc.element(*tag, vr, value));
+        for (tag, vr, value) in self.previous {
+            previous_values.extend(enc.element(*tag, vr, value));
         }
-        let mut content = item_enc.sequence(MODIFIED_ATTRIBUTES_SEQUENCE, &[previous_values]);
-        content.extend(item_enc.element(
-            ATTRIBUTE_MODIFICATION_DATETIME,
-            b"DT",
-            &pad_text(evaluated_at.into_bytes()),
-        ));
-        content.extend(item_enc.element(MODIFYING_SYSTEM, b"LO", &modifying_system));
-        content.extend(item_enc.element(SOURCE_OF_PREVIOUS_VALUES, b"LO", &[]));
-        content.extend(item_enc.element(REASON_FOR_THE_ATTRIBUTE_MODIFICATION, b"CS", b"COERCE"));
-        let item = item_enc.item(&content);
-        match existing {
-            None => {
-                let mut seq = Vec::new();
-                enc.header(
-                    ORIGINAL_ATTRIBUTES_SEQUENCE,
-                    b"SQ",
-                    item.len() as u32,
-                    &mut seq,
-                );
-                seq.extend(item);
-                new.insert(ORIGINAL_ATTRIBUTES_SEQUENCE, seq);
-            }
-            Some(e) => oas_edit = Some(append_item(e, item, &enc)?),
-        }
+        let mut content = enc.sequence(MODIFIED_ATTRIBUTES_SEQUENCE, &[previous_values]);
+        content.extend(enc.element(ATTRIBUTE_MODIFICATION_DATETIME, b"DT", self.modified_at));
+        content.extend(enc.element(MODIFYING_SYSTEM, b"LO", self.modifying_system));
+        // The previous values were in this data set itself: no other source to name.
+        content.extend(enc.element(SOURCE_OF_PREVIOUS_VALUES, b"LO", &[]));
+        // COERCE: values replaced on import from the order, not corrections of errors.
+        content.extend(enc.element(REASON_FOR_THE_ATTRIBUTE_MODIFICATION, b"CS", b"COERCE"));
+        enc.item(&content)
     }
+}
 
-    // --- Merge with the source elements, in tag order.
+/// Source elements and new ones in tag order, as pieces for the copy pass.
+fn merge(
+    scan: &Scan,
+    new: BTreeMap<u32, Vec<u8>>,
+    removed: &BTreeSet<u32>,
+    mut oas_edit: Option<Vec<Piece>>,
+    enc: &Encoder,
+) -> Vec<Piece> {
     let touched_groups: BTreeSet<u16> = new
         .keys()
         .chain(removed.iter())
@@ -546,7 +576,7 @@ pub(crate) fn plan(
         });
     }
     out.extend(pending.map(|(tag, bytes)| OutElement::new(tag, bytes)));
-    fix_group_lengths(&mut out, &touched_groups, &enc);
+    fix_group_lengths(&mut out, &touched_groups, enc);
 
     // Adjacent source ranges become one copy, adjacent new bytes one write.
     let mut pieces: Vec<Piece> = Vec::new();
@@ -559,7 +589,7 @@ pub(crate) fn plan(
             (_, p) => pieces.push(p),
         }
     }
-    Ok(Plan { pieces, report })
+    pieces
 }
 
 /// The value an attribute had before readgate changed it, for the Modified Attributes
@@ -623,7 +653,28 @@ fn trim_padding(v: &[u8]) -> &[u8] {
 
 /// The existing Original Attributes Sequence with our item appended; its items stay
 /// byte-identical.
-fn append_item(e: &TopElement, item: Vec<u8>, enc: &Encoder) -> Result<Vec<Piece>, TagError> {
+fn append_item(
+    e: &TopElement,
+    provenance: &Provenance,
+    enc: &Encoder,
+) -> Result<Vec<Piece>, TagError> {
+    // Items of a UN sequence are implicit VR little endian (PS3.5 §6.2.2).
+    let item_enc = match e.vr {
+        Some(vr) if &vr == b"UN" => Encoder {
+            syntax: Syntax {
+                explicit: false,
+                big: false,
+            },
+        },
+        Some(vr) if &vr != b"SQ" => {
+            return Err(TagError::Unsupported(format!(
+                "Original Attributes Sequence (0400,0561) has VR {}",
+                String::from_utf8_lossy(&vr)
+            )))
+        }
+        _ => *enc,
+    };
+    let item = provenance.item(&item_enc);
     if e.undefined_length {
         // Items, then the 8-byte sequence delimiter the scan ended on.
         let delimiter = e.end - 8;
