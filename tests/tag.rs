@@ -811,6 +811,82 @@ fn untouched_elements_are_byte_identical() {
     }
 }
 
+// --- Robustness on real data: mutated samples give errors, never panics.
+
+#[test]
+fn mutated_samples_never_panic() {
+    use readgate::dicom::dataset::{walk, Encoding};
+    let seeds: Vec<(String, Vec<u8>)> = [
+        "sample-dicom/ja-iso2022/IM0001.dcm",
+        "sample-dicom/mr-head/IM0001.dcm",
+        "sample-dicom/transfer-syntaxes/explicit-be.dcm",
+        "sample-dicom/transfer-syntaxes/deflated-le.dcm",
+        "sample-dicom/transfer-syntaxes/jpeg-lossless-sv1.dcm",
+    ]
+    .iter()
+    .map(|p| {
+        let (meta, ds) = dataset_of(&repo_path(p));
+        // Mutate the plain data set; deflate it again afterwards.
+        let plain = if meta.transfer_syntax == DEFLATED {
+            inflate(&ds)
+        } else {
+            ds
+        };
+        // The pixel data adds nothing but time here.
+        let cut = split(&plain, syntax(&meta.transfer_syntax))
+            .iter()
+            .find(|e| e.tag == 0x7FE0_0010)
+            .map_or(plain.len(), |e| e.start);
+        (meta.transfer_syntax, plain[..cut].to_vec())
+    })
+    .collect();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut tagged, mut valid) = (0, 0);
+    for round in 0..2000 {
+        let (ts, seed) = &seeds[round % seeds.len()];
+        let mut data = seed.clone();
+        for _ in 0..1 + next() % 3 {
+            let r = next();
+            let i = (r as usize) % data.len();
+            match r >> 61 {
+                0 => data.truncate(i.max(1)),
+                1 => data[i] = 0xFF,
+                2 => data.insert(i, (r >> 8) as u8),
+                _ => data[i] = (r >> 8) as u8,
+            }
+        }
+        let input = if ts == DEFLATED { deflate(&data) } else { data };
+        let encoding = Encoding::for_transfer_syntax(ts).expect("known syntax");
+        let input_ok = walk(std::io::Cursor::new(&input), encoding).is_ok();
+        let mut out = Vec::new();
+        let result = tag::tag_dataset(
+            std::io::Cursor::new(&input),
+            ts,
+            &mut out,
+            &acc(),
+            &japanese_order(),
+        );
+        if result.is_ok() {
+            tagged += 1;
+            if input_ok {
+                valid += 1;
+                walk(std::io::Cursor::new(&out), encoding)
+                    .unwrap_or_else(|e| panic!("round {round} ({ts}): output broken: {e}"));
+            }
+        }
+    }
+    assert!(
+        tagged > 300 && valid > 100,
+        "tagged {tagged}, valid {valid}"
+    );
+}
+
 // --- (4) Memory: a 200 MB instance in a child process.
 
 const BIG_MB: u32 = 200;
@@ -819,14 +895,20 @@ fn big_instance() -> PathBuf {
     let dir = PathBuf::from(format!("/tmp/readgate-bench-data/big-{BIG_MB}"));
     let file = dir.join(format!("BIG{BIG_MB}MB.dcm"));
     if !file.exists() {
-        std::fs::create_dir_all(&dir).expect("bench data dir");
+        // Generated aside and renamed, so a concurrent run never reads half a file.
+        let tmp = PathBuf::from(format!("{}.tmp-{}", dir.display(), std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("bench data dir");
         let status = Command::new("python3")
             .arg(repo_path("sample-dicom/generate.py"))
             .args(["--big-instance", &BIG_MB.to_string()])
-            .arg(&dir)
+            .arg(&tmp)
             .status()
             .expect("run generate.py");
-        assert!(status.success() && file.exists(), "generate.py failed");
+        assert!(status.success(), "generate.py failed");
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp); // another run was first
+        }
+        assert!(file.exists(), "no {}", file.display());
     }
     file
 }
