@@ -18,3 +18,4 @@ pub mod serve;
 pub mod spool;
 pub mod store;
 pub mod study;
+pub mod tag;

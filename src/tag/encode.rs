@@ -1,0 +1,207 @@
+//! Encoding of the few elements readgate writes, in the data set's own syntax.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::scan::{has_long_length, Syntax, ITEM};
+
+/// Writes elements, items and sequences in one syntax (explicit/implicit, byte order).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Encoder {
+    pub syntax: Syntax,
+}
+
+impl Encoder {
+    fn u16(&self, v: u16, out: &mut Vec<u8>) {
+        if self.syntax.big {
+            out.extend_from_slice(&v.to_be_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn u32(&self, v: u32, out: &mut Vec<u8>) {
+        if self.syntax.big {
+            out.extend_from_slice(&v.to_be_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn tag(&self, tag: u32, out: &mut Vec<u8>) {
+        self.u16((tag >> 16) as u16, out);
+        self.u16((tag & 0xFFFF) as u16, out);
+    }
+
+    /// The header of an element with a value of `len` bytes.
+    ///
+    /// Callers keep short-length VRs under 64 KiB (their values are validated first);
+    /// the length is clamped rather than wrapped so a bug can never desynchronise the
+    /// output.
+    pub fn header(&self, tag: u32, vr: &[u8; 2], len: u32, out: &mut Vec<u8>) {
+        self.tag(tag, out);
+        if !self.syntax.explicit {
+            self.u32(len, out);
+        } else if has_long_length(vr) {
+            out.extend_from_slice(vr);
+            out.extend_from_slice(&[0, 0]);
+            self.u32(len, out);
+        } else {
+            out.extend_from_slice(vr);
+            self.u16(u16::try_from(len).unwrap_or(u16::MAX), out);
+        }
+    }
+
+    /// A whole element; `value` must already have even length.
+    pub fn element(&self, tag: u32, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + value.len());
+        self.header(tag, vr, value.len() as u32, &mut out);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// A defined-length item holding `content` (encoded elements).
+    pub fn item(&self, content: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + content.len());
+        self.tag(ITEM, &mut out);
+        self.u32(content.len() as u32, &mut out);
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A defined-length sequence of defined-length items.
+    pub fn sequence(&self, tag: u32, items: &[Vec<u8>]) -> Vec<u8> {
+        let value: Vec<u8> = items.iter().flat_map(|c| self.item(c)).collect();
+        self.element(tag, b"SQ", &value)
+    }
+
+    /// The value of a 32-bit length field (group length) in this byte order.
+    pub fn ul(&self, v: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4);
+        self.u32(v, &mut out);
+        out
+    }
+
+    /// Length field of a long-form header, for rewriting a defined-length sequence.
+    pub fn long_header(&self, tag: u32, vr: Option<[u8; 2]>, len: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12);
+        self.header(tag, &vr.unwrap_or(*b"SQ"), len, &mut out);
+        out
+    }
+}
+
+/// Pads text (and DT, CS) to even length with a space: after the final escape sequence,
+/// where PS3.5 Annex H puts it.
+pub(crate) fn pad_text(mut v: Vec<u8>) -> Vec<u8> {
+    if v.len() % 2 == 1 {
+        v.push(b' ');
+    }
+    v
+}
+
+/// A DICOM DT in UTC with microseconds and an explicit `+0000` offset, e.g.
+/// `20250403101010.000000+0000` (26 characters: the DT maximum, and even).
+///
+/// `None` for times before 1970 or after 9999, which DT cannot or should not express
+/// here (a clock that far off is a fault worth refusing).
+pub(crate) fn dicom_datetime_utc(t: SystemTime) -> Option<String> {
+    let since = t.duration_since(UNIX_EPOCH).ok()?;
+    let secs = since.as_secs();
+    let days = i64::try_from(secs / 86_400).ok()?;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    if y > 9999 {
+        return None;
+    }
+    Some(format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}.{:06}+0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    ))
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm), so no
+/// date crate is needed for one format.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn datetime_is_utc_with_offset() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_743_675_010_123_456);
+        assert_eq!(
+            dicom_datetime_utc(t).as_deref(),
+            Some("20250403101010.123456+0000")
+        );
+        assert_eq!(
+            dicom_datetime_utc(UNIX_EPOCH).as_deref(),
+            Some("19700101000000.000000+0000")
+        );
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(
+            dicom_datetime_utc(t).as_deref(),
+            Some("20000229000000.000000+0000")
+        );
+        assert_eq!(
+            dicom_datetime_utc(UNIX_EPOCH - Duration::from_secs(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn headers_follow_the_syntax() {
+        let le = Encoder {
+            syntax: Syntax {
+                explicit: true,
+                big: false,
+            },
+        };
+        assert_eq!(
+            le.element(0x0099_0010, b"LO", b"AB"),
+            [0x99, 0, 0x10, 0, b'L', b'O', 2, 0, b'A', b'B']
+        );
+        let be = Encoder {
+            syntax: Syntax {
+                explicit: true,
+                big: true,
+            },
+        };
+        assert_eq!(
+            be.element(0x0099_0010, b"LO", b"AB"),
+            [0, 0x99, 0, 0x10, b'L', b'O', 0, 2, b'A', b'B']
+        );
+        let implicit = Encoder {
+            syntax: Syntax {
+                explicit: false,
+                big: false,
+            },
+        };
+        assert_eq!(
+            implicit.element(0x0099_0010, b"LO", b"AB"),
+            [0x99, 0, 0x10, 0, 2, 0, 0, 0, b'A', b'B']
+        );
+        assert_eq!(
+            le.sequence(0x0400_0561, &[vec![]]),
+            [
+                0x00, 0x04, 0x61, 0x05, b'S', b'Q', 0, 0, 8, 0, 0, 0, 0xFE, 0xFF, 0x00, 0xE0, 0, 0,
+                0, 0
+            ]
+        );
+    }
+}
