@@ -142,6 +142,13 @@ impl Spool {
         })
     }
 
+    /// A fresh path in `tmp/` for a working copy (e.g. a tagged instance being sent);
+    /// whatever is left there is removed at the next start.
+    pub fn scratch_path(&self, suffix: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{n:016x}.{suffix}"))
+    }
+
     pub fn absolute(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }

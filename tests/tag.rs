@@ -20,8 +20,6 @@ use readgate::dicom::part10;
 use readgate::tag::{self, Accountability, ContextCopy, TagReport, Verdict};
 
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
-const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
 
 /// The context attributes a modality may lack, and Request Attributes Sequence, whose
 /// (0040,1002) also counts as the exam purpose.
@@ -68,139 +66,7 @@ fn japanese_order() -> ContextCopy {
     }
 }
 
-// --- An element splitter independent of readgate's.
-
-#[derive(Debug, Clone, Copy)]
-struct Syntax {
-    explicit: bool,
-    big: bool,
-}
-
-fn syntax(ts: &str) -> Syntax {
-    Syntax {
-        explicit: ts != IMPLICIT_LE,
-        big: ts == EXPLICIT_BE,
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct El {
-    tag: u32,
-    start: usize,
-    value_start: usize,
-    end: usize,
-}
-
-fn rd16(b: &[u8], at: usize, big: bool) -> u16 {
-    let x = [b[at], b[at + 1]];
-    if big {
-        u16::from_be_bytes(x)
-    } else {
-        u16::from_le_bytes(x)
-    }
-}
-
-fn rd32(b: &[u8], at: usize, big: bool) -> u32 {
-    let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
-    if big {
-        u32::from_be_bytes(x)
-    } else {
-        u32::from_le_bytes(x)
-    }
-}
-
-/// One element header at `at`: (tag, VR, value start, length).
-fn header(b: &[u8], at: usize, s: Syntax) -> (u32, [u8; 2], usize, u32) {
-    let tag = (u32::from(rd16(b, at, s.big)) << 16) | u32::from(rd16(b, at + 2, s.big));
-    if tag >> 16 == 0xFFFE || !s.explicit {
-        return (tag, *b"--", at + 8, rd32(b, at + 4, s.big));
-    }
-    let vr = [b[at + 4], b[at + 5]];
-    let long = [
-        "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV",
-    ]
-    .iter()
-    .any(|v| v.as_bytes() == vr);
-    if long {
-        (tag, vr, at + 12, rd32(b, at + 8, s.big))
-    } else {
-        (tag, vr, at + 8, u32::from(rd16(b, at + 6, s.big)))
-    }
-}
-
-/// End of an undefined-length value starting at `at` (items up to the delimiter).
-fn undefined_end(b: &[u8], mut at: usize, s: Syntax) -> usize {
-    loop {
-        let (tag, _, value, len) = header(b, at, s);
-        match (tag, len) {
-            (0xFFFE_E0DD, _) => return value,
-            (0xFFFE_E000, 0xFFFF_FFFF) => {
-                // elements until the item delimiter
-                at = value;
-                loop {
-                    let (tag, vr, value, len) = header(b, at, s);
-                    if tag == 0xFFFE_E00D {
-                        at = value;
-                        break;
-                    }
-                    at = if len == 0xFFFF_FFFF {
-                        let inner = if &vr == b"UN" {
-                            Syntax {
-                                explicit: false,
-                                big: false,
-                            }
-                        } else {
-                            s
-                        };
-                        undefined_end(b, value, inner)
-                    } else {
-                        value + len as usize
-                    };
-                }
-            }
-            (0xFFFE_E000, len) => at = value + len as usize,
-            _ => panic!("splitter: unexpected ({tag:08X}) at {at}"),
-        }
-    }
-}
-
-fn split(ds: &[u8], s: Syntax) -> Vec<El> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < ds.len() {
-        let (tag, vr, value, len) = header(ds, at, s);
-        let end = if len == 0xFFFF_FFFF {
-            let inner = if &vr == b"UN" {
-                Syntax {
-                    explicit: false,
-                    big: false,
-                }
-            } else {
-                s
-            };
-            undefined_end(ds, value, inner)
-        } else {
-            value + len as usize
-        };
-        out.push(El {
-            tag,
-            start: at,
-            value_start: value,
-            end,
-        });
-        at = end;
-    }
-    assert_eq!(at, ds.len(), "splitter overran the data set");
-    out
-}
-
-fn inflate(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(b)
-        .read_to_end(&mut out)
-        .expect("inflate");
-    out
-}
+use common::elements::{inflate, split, syntax};
 
 fn deflate(b: &[u8]) -> Vec<u8> {
     let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());

@@ -199,11 +199,13 @@ fn add_order(ctx: &mut StudyContext, o: &OrderFacts) {
         }
     }
     for p in &r.ordering_provider {
-        let name = [p.name.family.clone(), p.name.given.clone()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        // DICOM PN form (Family^Given), so the value can be copied into the image as is.
+        let name = match (&p.name.family, &p.name.given) {
+            (Some(f), Some(g)) => format!("{f}^{g}"),
+            (Some(f), None) => f.clone(),
+            (None, Some(g)) => format!("^{g}"),
+            (None, None) => String::new(),
+        };
         let value = if name.trim().is_empty() {
             p.id.clone().unwrap_or_default()
         } else {

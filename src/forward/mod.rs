@@ -3,6 +3,7 @@
 //! when the reading facility is unreachable or refuses instances.
 
 mod scu;
+mod stamp;
 
 pub use scu::{ScuError, StoreOutcome, StoreScu};
 
@@ -159,6 +160,7 @@ impl Forwarder {
         };
         let started = std::time::Instant::now();
         let mut sent = 0u64;
+        let mut stamps = HashMap::new();
         loop {
             let mut failed_studies: HashMap<String, String> = HashMap::new();
             let mut reassociate = false;
@@ -170,16 +172,27 @@ impl Forwarder {
                     reassociate = true;
                     continue;
                 }
-                let path = self.spool.absolute(&inst.path);
-                match scu
+                let tagged = match self.tagged_copy(inst, &mut stamps).await {
+                    Ok(p) => p,
+                    Err(why) => {
+                        warn!(destination = %dest.id, sop_instance = %inst.sop_uid, error = %why, "cannot tag an instance: not sent");
+                        let (uid, w) = (inst.sop_uid.clone(), why.clone());
+                        self.blocking(move |s| s.record_instance_failure(&uid, None, &w))
+                            .await;
+                        failed_studies.insert(inst.study_uid.clone(), why);
+                        continue;
+                    }
+                };
+                let outcome = scu
                     .store(
-                        &path,
+                        &tagged,
                         &inst.sop_class_uid,
                         &inst.sop_uid,
                         &inst.transfer_syntax,
                     )
-                    .await
-                {
+                    .await;
+                let _ = std::fs::remove_file(&tagged);
+                match outcome {
                     Ok(StoreOutcome {
                         status: code,
                         comment,
@@ -279,6 +292,50 @@ impl Forwarder {
         scu.release().await;
     }
 
+    /// A tagged working copy of `inst` (its study's accountability block, plus the
+    /// order's context where the image lacks it), streamed into the spool's tmp/.
+    async fn tagged_copy(
+        &self,
+        inst: &QueuedInstance,
+        stamps: &mut Stamps,
+    ) -> Result<std::path::PathBuf, String> {
+        if !stamps.contains_key(&inst.study_uid) {
+            let (config, uid) = (self.config.clone(), inst.study_uid.clone());
+            let stamp = self
+                .blocking(move |s| Ok(stamp::for_study(s, &config, &uid)))
+                .await
+                .unwrap_or_else(|| Err("store unavailable".into()));
+            stamps.insert(inst.study_uid.clone(), stamp);
+        }
+        let (accountability, copy) = match stamps.get(&inst.study_uid) {
+            Some(Ok(s)) => s.clone(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("no stamp".into()),
+        };
+        let source = self.spool.absolute(&inst.path);
+        let target = self.spool.scratch_path("tagged");
+        let out = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let src = std::fs::File::open(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+            let dst = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            match crate::tag::tag_part10_file(src, dst, &accountability, &copy) {
+                Ok(report) => {
+                    for (attr, why) in &report.skipped {
+                        warn!(attribute = %attr, reason = %why, "order context not copied into the image");
+                    }
+                    Ok(out)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&out);
+                    Err(format!("tagging failed: {e}"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| format!("tagging task failed: {e}"))?
+        .map(|_| target)
+    }
+
     async fn attempt_failed(&self, studies: Vec<String>, error: String) {
         if studies.is_empty() {
             return;
@@ -306,6 +363,9 @@ fn backoff_ms(base_secs: u64, cap_secs: u64, attempts: u32) -> i64 {
     let secs = base_secs.saturating_mul(1u64 << exp).min(cap_secs);
     (secs * 1000) as i64
 }
+
+type Stamps =
+    HashMap<String, Result<(crate::tag::Accountability, crate::tag::ContextCopy), String>>;
 
 fn study_set(batch: &[QueuedInstance]) -> Vec<String> {
     batch

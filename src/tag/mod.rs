@@ -221,6 +221,23 @@ pub enum TagError {
 /// `src` is read twice (a header scan, then the copy), so it must not change meanwhile:
 /// a spool file never does. `out` receives whole 64 KiB blocks (the last one shorter),
 /// and is flushed at the end.
+/// Counts what passes through, for the even-length padding of deflated output.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 pub fn tag_dataset<R: Read + Seek, W: Write>(
     src: R,
     transfer_syntax: &str,
@@ -294,11 +311,21 @@ fn tag_into<R: Read + Seek>(
         src.seek(SeekFrom::Start(base))?;
         let mut inflated = Inflated::new(src);
         // Blocks of inflated data go into the deflater, whose output goes out in blocks.
-        let mut deflater = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
+        let counted = Counting {
+            inner: out,
+            written: 0,
+        };
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(counted, flate2::Compression::default());
         let mut plain = BlockWriter::new(&mut deflater);
         write_pieces(&plan.pieces, &mut inflated, &mut plain)?;
         plain.finish()?;
-        deflater.finish()?;
+        let mut counted = deflater.finish()?;
+        // PS3.5 §A.5: the deflated bit stream is padded to even length with one NUL;
+        // peers refuse odd-length data (DCMTK: "Odd Fragment Length").
+        if counted.written % 2 == 1 {
+            counted.write_all(&[0])?;
+        }
         Ok(plan.report)
     } else {
         let (mut stored, base, len) = Stored::new(src, SCAN_BUFFER)?;

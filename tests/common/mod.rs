@@ -2,6 +2,8 @@
 //! an in-process DICOM SCU built on dicom-ul, and synthetic instances.
 #![allow(dead_code)]
 
+pub mod elements;
+
 pub mod hl7;
 
 use std::net::TcpListener;
