@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Write a small synthetic CT study for the policy scenario tests (no real patient data).
+
+usage: make_study.py OUTDIR --study-uid UID [options]
+
+Writes COUNT explicit VR little endian CT Image Storage instances (8x8, 16-bit) of one
+study and one series into OUTDIR (IM0001.dcm, ...). Every clinical-context attribute is
+written only when its option is given, so a test states exactly what the modality sends:
+
+  --purpose TEXT      Reason for the Requested Procedure (0040,1002), inside the Request
+                      Attributes Sequence (0040,0275) as modalities send it (exam purpose)
+  --history TEXT      Additional Patient History (0010,21B0) (clinical information)
+  --requesting PN     Requesting Physician (0032,1032)
+  --callback TEXT     Order Callback Phone Number (0040,2010)
+  --contrast TEXT     Contrast/Bolus Agent (0018,0010): a contrast study
+  --study-time TM     Study Time (0008,0030); "" writes it empty (Type 2)
+
+Text is written with Specific Character Set ISO_IR 192 (UTF-8), so Japanese works.
+Prints the SOP Instance UIDs, one per line. SOP Instance UIDs are <study uid>.1.<n>.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import UID, ExplicitVRLittleEndian
+
+CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
+SYNTHETIC_NOTE = "SYNTHETIC TEST DATA - not a real patient (readgate policy scenarios)"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--study-uid", required=True)
+    p.add_argument("--count", type=int, default=2)
+    p.add_argument("--patient-id", default="SYN-SCEN-0001")
+    p.add_argument("--patient-name", default="Scenario^Synthetic")
+    p.add_argument("--accession", default="")
+    p.add_argument("--study-date", default="20240601")
+    p.add_argument("--study-time", default="093000")
+    p.add_argument("--modality", default="CT")
+    p.add_argument("--purpose")
+    p.add_argument("--history")
+    p.add_argument("--requesting")
+    p.add_argument("--callback")
+    p.add_argument("--contrast")
+    args = p.parse_args()
+
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    study_uid = UID(args.study_uid)
+    series_uid = UID(f"{args.study_uid}.1")
+    for n in range(1, args.count + 1):
+        sop_uid = UID(f"{args.study_uid}.1.{n}")
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SOPClassUID = CT_IMAGE_STORAGE
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyDate = args.study_date
+        ds.SeriesDate = args.study_date
+        ds.StudyTime = args.study_time
+        ds.AccessionNumber = args.accession
+        ds.Modality = args.modality
+        ds.Manufacturer = "readgate synthetic"
+        ds.ReferringPhysicianName = ""
+        ds.StudyDescription = "SYNTHETIC CT"
+        ds.PatientName = args.patient_name
+        ds.PatientID = args.patient_id
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.PatientComments = SYNTHETIC_NOTE
+        if args.history is not None:
+            ds.AdditionalPatientHistory = args.history
+        if args.contrast is not None:
+            ds.ContrastBolusAgent = args.contrast
+        if args.requesting is not None:
+            ds.RequestingPhysician = args.requesting
+        if args.purpose is not None:
+            item = Dataset()
+            item.RequestedProcedureID = f"RP-{args.accession or 'NONE'}"
+            item.ScheduledProcedureStepID = f"SPS-{args.accession or 'NONE'}"
+            item.ReasonForTheRequestedProcedure = args.purpose
+            ds.RequestAttributesSequence = Sequence([item])
+        if args.callback is not None:
+            ds.OrderCallbackPhoneNumber = args.callback
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyID = "1"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = n
+        ds.ImageComments = SYNTHETIC_NOTE
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = 8
+        ds.Columns = 8
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = "-1024"
+        ds.RescaleSlope = "1"
+        ds.PixelData = bytes((i * 7 + n) % 251 for i in range(8 * 8 * 2))
+
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.save_as(args.outdir / f"IM{n:04d}.dcm", enforce_file_format=True)
+        print(sop_uid)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
