@@ -95,6 +95,7 @@ pub fn run(
         }
     }
     let (orders, results) = read_hl7(hl7_files, &config)?;
+    let offset = config.policy.utc_offset_minutes;
     let gate = Gate::new(Arc::new(config));
     let mut out = Vec::new();
     for (uid, s) in &studies {
@@ -135,7 +136,7 @@ pub fn run(
             })
             .collect();
         let mut ctx: StudyContext =
-            assemble::from_parts(&snapshot, &s.headers, &owned_orders, &owned_results);
+            assemble::from_parts(&snapshot, &s.headers, &owned_orders, &owned_results, offset);
         // Priors: the patient's other studies in the input, with their final reports.
         for (other_uid, o) in &studies {
             if other_uid == uid || o.patient_id.is_none() || o.patient_id != s.patient_id {
@@ -153,14 +154,10 @@ pub fn run(
             ctx.priors.push(Prior {
                 study_uid: other_uid.clone(),
                 accession: o.accession.clone(),
-                study_time_ms: o.study_date.as_deref().and_then(|d| {
-                    assemble::iso_to_ms(&format!(
-                        "{}-{}-{}",
-                        d.get(0..4)?,
-                        d.get(4..6)?,
-                        d.get(6..8)?
-                    ))
-                }),
+                study_time_ms: o
+                    .study_date
+                    .as_deref()
+                    .and_then(|d| assemble::dicom_datetime_ms(d, None, offset)),
                 reports,
                 source: Source::dicom("input files"),
             });

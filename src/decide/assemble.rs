@@ -20,8 +20,13 @@ pub struct ResultFacts {
     pub result: ReportResult,
 }
 
-/// Everything known about a study, from the store.
-pub fn from_store(store: &Store, snapshot: &StudySnapshot) -> crate::store::Result<StudyContext> {
+/// Everything known about a study, from the store. `utc_offset_minutes` is the hospital's
+/// local time (HL7 and DICOM times without an offset are local times).
+pub fn from_store(
+    store: &Store,
+    snapshot: &StudySnapshot,
+    utc_offset_minutes: i32,
+) -> crate::store::Result<StudyContext> {
     let headers = store.dicom_contexts(&snapshot.study_uid)?;
     let orders: Vec<OrderFacts> = store
         .orders_for(Some(&snapshot.study_uid), snapshot.accession.as_deref())?
@@ -59,21 +64,26 @@ pub fn from_store(store: &Store, snapshot: &StudySnapshot) -> crate::store::Resu
             .collect()
     };
     let mut priors = Vec::new();
-    for (uid, accession, received) in store.other_studies_of(&patient_ids, &snapshot.study_uid)? {
+    for other in store.other_studies_of(&patient_ids, &snapshot.study_uid)? {
         let reports = store
-            .reports_for(Some(&uid), accession.as_deref(), &[])?
+            .reports_for(Some(&other.study_uid), other.accession.as_deref(), &[])?
             .iter()
             .filter(|r| matches!(r.status.as_str(), "F" | "C"))
             .count() as u32;
+        // When the prior was done, not when readgate happened to receive it.
+        let done = other
+            .study_date
+            .as_deref()
+            .and_then(|d| dicom_datetime_ms(d, other.study_time.as_deref(), utc_offset_minutes));
         priors.push(Prior {
-            study_uid: uid,
-            accession,
-            study_time_ms: Some(received),
+            study_uid: other.study_uid,
+            accession: other.accession,
+            study_time_ms: done,
             reports,
-            source: Source::dicom("images received by readgate"),
+            source: Source::dicom("(0008,0020) of images received by readgate"),
         });
     }
-    let mut ctx = from_parts(snapshot, &headers, &orders, &results);
+    let mut ctx = from_parts(snapshot, &headers, &orders, &results, utc_offset_minutes);
     ctx.priors = priors;
     Ok(ctx)
 }
@@ -84,6 +94,7 @@ pub fn from_parts(
     headers: &[BTreeMap<String, String>],
     orders: &[OrderFacts],
     results: &[ResultFacts],
+    utc_offset_minutes: i32,
 ) -> StudyContext {
     let mut ctx = StudyContext {
         study_uid: snapshot.study_uid.clone(),
@@ -106,13 +117,13 @@ pub fn from_parts(
             .iter()
             .filter(|o| o.request.control != OrderControl::Cancel)
         {
-            add_order(&mut ctx, o);
+            add_order(&mut ctx, o, utc_offset_minutes);
         }
     }
     for r in results {
         for obs in &r.result.observations {
             if obs.value_type.as_deref() == Some("NM") {
-                add_lab(&mut ctx, obs, source(&r.message, "OBX"));
+                add_lab(&mut ctx, obs, source(&r.message, "OBX"), utc_offset_minutes);
             }
         }
     }
@@ -175,7 +186,7 @@ fn coded_text(c: &CodedElement) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn add_order(ctx: &mut StudyContext, o: &OrderFacts) {
+fn add_order(ctx: &mut StudyContext, o: &OrderFacts, utc_offset_minutes: i32) {
     let r = &o.request;
     let m = &o.message;
     for purpose in &r.exam_purpose {
@@ -246,11 +257,11 @@ fn add_order(ctx: &mut StudyContext, o: &OrderFacts) {
         ctx.accession = r.accession_number.clone();
     }
     for obs in &r.observations {
-        add_lab(ctx, obs, source(m, "OBX"));
+        add_lab(ctx, obs, source(m, "OBX"), utc_offset_minutes);
     }
 }
 
-fn add_lab(ctx: &mut StudyContext, obs: &Observation, source: Source) {
+fn add_lab(ctx: &mut StudyContext, obs: &Observation, source: Source, utc_offset_minutes: i32) {
     let Some(value) = obs.value.clone().filter(|v| !v.trim().is_empty()) else {
         return;
     };
@@ -264,12 +275,40 @@ fn add_lab(ctx: &mut StudyContext, obs: &Observation, source: Source) {
             .observation_time
             .as_ref()
             .and_then(|t| t.iso.as_deref())
-            .and_then(iso_to_ms),
+            .and_then(|iso| iso_to_ms_local(iso, utc_offset_minutes)),
         source,
     };
     if !ctx.labs.contains(&lab) {
         ctx.labs.push(lab);
     }
+}
+
+/// DICOM DA (+ optional TM) in the hospital's local time → ms since the epoch.
+pub fn dicom_datetime_ms(da: &str, tm: Option<&str>, utc_offset_minutes: i32) -> Option<i64> {
+    let da = da.trim();
+    let date = format!("{}-{}-{}", da.get(0..4)?, da.get(4..6)?, da.get(6..8)?);
+    let tm = tm.map(str::trim).unwrap_or("");
+    let time = match (tm.get(0..2), tm.get(2..4), tm.get(4..6)) {
+        (Some(h), Some(m), Some(s)) => format!("T{h}:{m}:{s}"),
+        (Some(h), Some(m), None) => format!("T{h}:{m}:00"),
+        (Some(h), None, None) => format!("T{h}:00:00"),
+        _ => String::new(),
+    };
+    iso_to_ms_local(&format!("{date}{time}"), utc_offset_minutes)
+}
+
+/// Like [`iso_to_ms`], but a time without an offset is local time at `utc_offset_minutes`
+/// (HL7 v2: a DTM without an offset is the sender's local time).
+pub fn iso_to_ms_local(s: &str, utc_offset_minutes: i32) -> Option<i64> {
+    let has_zone = s
+        .get(10..)
+        .is_some_and(|t| t.contains(['+', 'Z']) || t.rfind('-').is_some());
+    let ms = iso_to_ms(s)?;
+    Some(if has_zone {
+        ms
+    } else {
+        ms - utc_offset_minutes as i64 * 60_000
+    })
 }
 
 /// `YYYY-MM-DD[THH:MM[:SS[.f]]][Z|±HH:MM]` → ms since the epoch (no offset: UTC).
@@ -328,6 +367,19 @@ mod tests {
             Some(1_717_031_700_000)
         );
         assert_eq!(iso_to_ms("garbage"), None);
+        // HL7 times without an offset are the sender's local time
+        assert_eq!(
+            iso_to_ms_local("2024-05-30T10:15:00", 540),
+            Some(1_717_031_700_000)
+        );
+        assert_eq!(
+            iso_to_ms_local("2024-05-30T10:15:00+09:00", 0),
+            Some(1_717_031_700_000)
+        );
+        assert_eq!(
+            dicom_datetime_ms("20240530", Some("101500"), 540),
+            Some(1_717_031_700_000)
+        );
     }
 
     #[test]
@@ -346,7 +398,7 @@ mod tests {
             "肺塞栓の除外".to_string(),
         );
         h.insert("0018,0010".to_string(), "Iopamidol".to_string());
-        let ctx = from_parts(&snapshot, &[h], &[], &[]);
+        let ctx = from_parts(&snapshot, &[h], &[], &[], 540);
         assert_eq!(ctx.exam_purpose[0].value, "肺塞栓の除外");
         assert_eq!(
             ctx.exam_purpose[0].source,

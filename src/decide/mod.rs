@@ -66,6 +66,11 @@ impl Decision {
 
 pub trait Decide: Send + Sync {
     fn decide(&self, study: &StudyContext) -> Decision;
+
+    /// The hospital's offset from UTC, for reading local HL7 and DICOM times.
+    fn utc_offset_minutes(&self) -> i32 {
+        540
+    }
 }
 
 /// Routes by modality and calling AE; first match wins.
@@ -132,6 +137,10 @@ impl Decide for Gate {
             reasons: evaluation.reasons.clone(),
             evaluation: Some(evaluation),
         }
+    }
+
+    fn utc_offset_minutes(&self) -> i32 {
+        self.config.policy.utc_offset_minutes
     }
 }
 

@@ -215,6 +215,17 @@ pub struct StudyRow {
     pub updated_at: i64,
 }
 
+/// Another study of the same patient (a prior, or a later one).
+#[derive(Debug, Clone)]
+pub struct OtherStudy {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub first_received_at: i64,
+    /// DICOM Study Date / Time (DA, TM) from its images.
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+}
+
 /// How a study is found from HL7: its UID, accession and patient.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyKeys {
@@ -844,22 +855,34 @@ impl Store {
         Ok(out)
     }
 
-    /// The patient's other studies known to readgate: (study UID, accession, first received).
+    /// The patient's other studies known to readgate.
     pub fn other_studies_of(
         &self,
         patient_ids: &[String],
         except: &str,
-    ) -> Result<Vec<(String, Option<String>, i64)>> {
+    ) -> Result<Vec<OtherStudy>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT study_uid, accession, first_received_at FROM studies \
-             WHERE patient_id = ?1 AND study_uid != ?2",
+            "SELECT s.study_uid, s.accession, s.first_received_at, \
+             (SELECT context FROM instances i WHERE i.study_uid = s.study_uid LIMIT 1) \
+             FROM studies s WHERE s.patient_id = ?1 AND s.study_uid != ?2",
         )?;
         let mut out = Vec::new();
         for id in patient_ids {
-            for row in stmt.query_map(params![id, except], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })? {
+            let rows = stmt.query_map(params![id, except], |r| {
+                let context: Option<String> = r.get(3)?;
+                let header: std::collections::BTreeMap<String, String> = context
+                    .and_then(|c| serde_json::from_str(&c).ok())
+                    .unwrap_or_default();
+                Ok(OtherStudy {
+                    study_uid: r.get(0)?,
+                    accession: r.get(1)?,
+                    first_received_at: r.get(2)?,
+                    study_date: header.get("0008,0020").cloned(),
+                    study_time: header.get("0008,0030").cloned(),
+                })
+            })?;
+            for row in rows {
                 out.push(row?);
             }
         }
