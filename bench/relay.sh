@@ -404,4 +404,15 @@ big_mode() {
     echo "OK"
 }
 
-if [[ $mode == big ]]; then big_mode; else relay_mode; fi
+# The gate's own costs, next to the relay they sit in: policy evaluation per study, and
+# tagging 300 bench instances against a plain copy of the same files (issue: evaluation well
+# under 1 ms of CPU; tagging < 10 % of relay time).
+gate_costs() {
+    log "measuring the gate's costs (release build of the unit and tag benchmarks)"
+    (cd "$repo" && cargo test --release -q --lib evaluation_is_well_under_a_millisecond -- --nocapture 2>/dev/null |
+        grep -E "policy evaluation:" || true)
+    (cd "$repo" && BENCH_DATA_DIR="$data_root" cargo test --release -q --test tag -- --ignored --nocapture bench_ 2>/dev/null |
+        grep -iE "tag|copy|ratio" | grep -v "^test " || true)
+}
+
+if [[ $mode == big ]]; then big_mode; else relay_mode; gate_costs; fi
