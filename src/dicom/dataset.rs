@@ -577,22 +577,7 @@ impl<R: Skip> Walker<R> {
                 tag & 0xFFFF
             )));
         }
-        if matches!(
-            &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"SV"
-                | b"UC"
-                | b"UN"
-                | b"UR"
-                | b"UT"
-                | b"UV"
-        ) {
+        if crate::dicom::has_long_length(&vr) {
             let mut reserved = [0u8; 2];
             if !self.read_exact_or_end(&mut reserved, "VR")? {
                 return Err(self.truncated("VR"));

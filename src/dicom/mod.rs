@@ -48,6 +48,26 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
         .any(|(u, _)| *u == uid)
 }
 
+/// Explicit VRs whose header has two reserved bytes and a 32-bit length (PS3.5 §7.1.2).
+pub fn has_long_length(vr: &[u8; 2]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
+}
+
 /// Trims the padding DICOM allows on UIDs and AE titles received from the wire.
 pub fn trim_uid(s: &str) -> &str {
     s.trim_end_matches(['\0', ' ']).trim_start()

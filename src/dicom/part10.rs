@@ -165,8 +165,7 @@ fn read_explicit_element<R: Read>(
         return Err(MetaError::Malformed("element outside group 0002"));
     }
     let vr = [h[4], h[5]];
-    let (len, header_len) = if matches!(&vr, b"OB" | b"OW" | b"UN" | b"SQ" | b"UT" | b"UC" | b"UR")
-    {
+    let (len, header_len) = if super::has_long_length(&vr) {
         let mut l = [0u8; 4];
         reader.read_exact(&mut l)?;
         (u32::from_le_bytes(l) as usize, 12u64)

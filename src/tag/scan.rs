@@ -408,22 +408,4 @@ impl<'a, S: Source> Scanner<'a, S> {
     }
 }
 
-/// Explicit VRs whose header has two reserved bytes and a 32-bit length (PS3.5 §7.1.2).
-pub(crate) fn has_long_length(vr: &[u8; 2]) -> bool {
-    matches!(
-        vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    )
-}
+pub(crate) use crate::dicom::has_long_length;
