@@ -411,8 +411,7 @@ gate_costs() {
     log "measuring the gate's costs (release build of the unit and tag benchmarks)"
     (cd "$repo" && cargo test --release -q --lib evaluation_is_well_under_a_millisecond -- --nocapture 2>/dev/null |
         grep -E "policy evaluation:" || true)
-    (cd "$repo" && BENCH_DATA_DIR="$data_root" cargo test --release -q --test tag -- --ignored --nocapture bench_ 2>/dev/null |
-        grep -iE "tag|copy|ratio" | grep -v "^test " || true)
+    (cd "$repo" && cargo run --release -q --example tag_bench -- "$data_root/ct-$count" 2>&1 || true)
 }
 
 if [[ $mode == big ]]; then big_mode; else relay_mode; gate_costs; fi

@@ -3,13 +3,13 @@
 //! element splitter written independently of `readgate::tag`, and a 200 MB instance is
 //! tagged in a child process whose peak RSS is measured.
 //!
-//! The benchmark against a plain copy is `#[ignore]`d:
+//! The benchmark against a plain copy is `examples/tag_bench.rs` (run by bench/relay.sh):
 //! `cargo test --release --test tag -- --ignored --nocapture bench_`.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -165,7 +165,10 @@ fn samples() -> Vec<PathBuf> {
 fn fixture() -> &'static [Case] {
     static CASES: OnceLock<Vec<Case>> = OnceLock::new();
     CASES.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tag-fixture");
+        // One folder per test process: nextest runs each test in its own process, in
+        // parallel, and they must not rebuild each other's fixture.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("tag-fixture-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("in")).expect("fixture dir");
         std::fs::create_dir_all(dir.join("out")).expect("fixture dir");
@@ -862,106 +865,3 @@ fn tagging_a_200_mb_instance_keeps_rss_small() {
 }
 
 // --- Benchmark: tagging 300 CT instances vs copying them.
-
-fn bench_ct() -> Vec<PathBuf> {
-    let dir = PathBuf::from("/tmp/readgate-bench-data/ct-300");
-    if !dir.join("CT000300.dcm").exists() {
-        std::fs::create_dir_all(&dir).expect("bench dir");
-        let status = Command::new("python3")
-            .arg(repo_path("sample-dicom/generate.py"))
-            .args(["--bench-ct", "300"])
-            .arg(&dir)
-            .status()
-            .expect("generate.py");
-        assert!(status.success());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("bench dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 300);
-    files
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Prints the time to tag the 300 bench CT instances (Part 10 in, Part 10 out, each
-/// file fsync-free like the copy) against copying them through a 64 KiB buffer, and
-/// against `std::fs::copy` (in-kernel `copy_file_range`).
-#[test]
-#[ignore = "benchmark: cargo test --release --test tag -- --ignored --nocapture bench_"]
-fn bench_tag_300_ct_vs_copy() {
-    let files = bench_ct();
-    let total: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).expect("size").len())
-        .sum();
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tag-bench");
-    let _ = std::fs::remove_dir_all(&out_dir);
-    std::fs::create_dir_all(&out_dir).expect("bench out");
-    let dest = |f: &Path| out_dir.join(f.file_name().expect("name"));
-    let user_copy = || {
-        for f in &files {
-            let mut src = std::fs::File::open(f).expect("open");
-            let mut dst = std::fs::File::create(dest(f)).expect("create");
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = src.read(&mut buf).expect("read");
-                if n == 0 {
-                    break;
-                }
-                dst.write_all(&buf[..n]).expect("write");
-            }
-        }
-    };
-    let kernel_copy = || {
-        for f in &files {
-            std::fs::copy(f, dest(f)).expect("copy");
-        }
-    };
-    let tagging = || {
-        for f in &files {
-            let src = std::fs::File::open(f).expect("open");
-            let dst = std::fs::File::create(dest(f)).expect("create");
-            tag::tag_part10_file(src, dst, &acc(), &ascii_order()).expect("tag");
-        }
-    };
-    // Rounds interleave the three, so a noisy neighbour slows all of them alike.
-    let runs = 9;
-    let mut times: [Vec<Duration>; 3] = Default::default();
-    for _ in 0..runs {
-        for (i, f) in [&user_copy as &dyn Fn(), &kernel_copy, &tagging]
-            .into_iter()
-            .enumerate()
-        {
-            let t = Instant::now();
-            f();
-            times[i].push(t.elapsed());
-        }
-    }
-    let [user_copy, kernel_copy, tagging] = times.map(median);
-    let mb = total as f64 / 1e6;
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "300 CT instances, {mb:.0} MB, median of {runs}:\n  \
-         copy (64 KiB buffer)    {:7.1} ms  {:6.0} MB/s\n  \
-         copy (std::fs::copy)    {:7.1} ms  {:6.0} MB/s\n  \
-         tag (tag_part10_file)   {:7.1} ms  {:6.0} MB/s\n  \
-         tag / buffered copy = {:.3}, tag / fs::copy = {:.3}, tag cost per instance = {:.3} ms",
-        ms(user_copy),
-        mb / user_copy.as_secs_f64(),
-        ms(kernel_copy),
-        mb / kernel_copy.as_secs_f64(),
-        ms(tagging),
-        mb / tagging.as_secs_f64(),
-        tagging.as_secs_f64() / user_copy.as_secs_f64(),
-        tagging.as_secs_f64() / kernel_copy.as_secs_f64(),
-        (ms(tagging) - ms(user_copy)) / 300.0,
-    );
-    let _ = std::fs::remove_dir_all(&out_dir);
-}
