@@ -779,6 +779,36 @@ destination = "rc1"
     }
 
     #[test]
+    fn audit_section() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.audit.syslog, None);
+        assert_eq!(c.audit.app_name, "readgate");
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n[audit]\n{extra}"));
+        let c = with("syslog = \"tcp://127.0.0.1:601\"\napp_name = \"rg-gw1\"").unwrap();
+        assert_eq!(c.audit.syslog.as_deref(), Some("tcp://127.0.0.1:601"));
+        for (extra, key) in [
+            ("syslog = \"udp://x:514\"", "audit.syslog"),
+            ("syslog = \"tcp://x\"", "audit.syslog"),
+            ("syslog = \"tls://x:6514\"", "audit.tls_ca"),
+            (
+                "syslog = \"tls://x:6514\"\ntls_ca = \"/nonexistent/ca.pem\"",
+                "audit.tls_ca",
+            ),
+            (
+                "syslog = \"tcp://x:601\"\ntls_ca = \"ca.pem\"",
+                "audit.tls_ca",
+            ),
+            ("tls_cert = \"c.pem\"", "audit.tls_key"),
+            ("app_name = \"read gate\"", "audit.app_name"),
+            ("retry_max_secs = 0", "audit.retry_max_secs"),
+            ("sylog = \"tcp://x:601\"", "sylog"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn shipped_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
         let c = Config::load(&path).unwrap();

@@ -635,3 +635,32 @@ fn read_only_open_needs_a_trail() {
         .append(&NewEntry::new(kind::CONFIG_LOADED, "system"))
         .is_err());
 }
+
+#[test]
+fn copied_rows_are_named_as_inserted() {
+    // What sqlite3 alone can do: duplicate the newest row under the next number.
+    let (_d, path, log, _) = filled(10);
+    let c = attacker(&path);
+    c.execute(
+        &format!("INSERT INTO audit_log ({COLUMNS}) SELECT seq + 1, at_ms, at, boot_id, mono_ns, actor, kind, study_uid, accession, detail, prev_hash, hash FROM audit_log WHERE seq = 10"),
+        [],
+    )
+    .unwrap();
+    let f = finding(&log);
+    assert_eq!((f.seq, f.tamper), (11, Tamper::Inserted), "{f:?}");
+
+    // Make room in the middle and insert an edited copy with a made-up hash.
+    let (_d, path, log, _) = filled(10);
+    let c = attacker(&path);
+    c.execute("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 5", [])
+        .unwrap();
+    c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
+        .unwrap();
+    c.execute(
+        &format!("INSERT INTO audit_log ({COLUMNS}) SELECT 5, at_ms, at, boot_id, mono_ns, 'dr.nobody', kind, study_uid, accession, detail, hash, hash FROM audit_log WHERE seq = 4"),
+        [],
+    )
+    .unwrap();
+    let f = finding(&log);
+    assert_eq!((f.seq, f.tamper), (5, Tamper::Inserted), "{f:?}");
+}

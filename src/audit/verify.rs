@@ -9,8 +9,14 @@
 //!
 //! Classification of a broken link between entries p and r (r's content is fine):
 //! - r links to p's predecessor → p was inserted between them;
+//! - the entry after r links to p → r was inserted between them;
 //! - r is the newest entry → r was inserted (appended by someone else);
 //! - otherwise → p was rewritten and its own hash recomputed (r still holds p's old hash).
+//!
+//! A row whose content no longer hashes to its stored hash was changed — unless it is a
+//! copy of its predecessor, the row after it links past it (inserted), or it hashes
+//! correctly under a neighbouring sequence number (rows renumbered to hide an insertion
+//! or a deletion).
 
 use super::chain::{self, Fields};
 use super::{EntryRef, Result};
@@ -180,16 +186,20 @@ pub(super) fn run(conn: &Connection, anchor: Option<&EntryRef>) -> Result<Verifi
             _ => false,
         };
         if !content_ok {
+            let p_hash = p.as_ref().and_then(|p| p.hash);
+            let next_links_past = links_past(conn, seq, p_hash)?;
             v.finding = Some(classify_content_mismatch(
                 &r,
                 stored_prev,
                 stored_hash,
+                p_hash,
                 pp_hash,
+                next_links_past,
             ));
             break;
         }
         if stored_prev != expected_prev {
-            let message;
+            let p_hash = p.as_ref().and_then(|p| p.hash);
             let finding = match &p {
                 None => Finding {
                     seq,
@@ -209,29 +219,28 @@ pub(super) fn run(conn: &Connection, anchor: Option<&EntryRef>) -> Result<Verifi
                         p.seq - 1
                     ),
                 },
-                Some(_) if Some(seq) == max_seq => {
-                    message = format!(
-                        "entry {seq} was inserted: its prev_hash does not match entry {} \
-                         (or entry {} was rewritten together with its hash)",
-                        seq - 1,
-                        seq - 1
-                    );
-                    Finding {
+                Some(p) => match links_past(conn, seq, p_hash)? {
+                    Some(next) => inserted_between(seq, p.seq, next),
+                    None if Some(seq) == max_seq => Finding {
                         seq,
                         tamper: Tamper::Inserted,
                         count: 0,
-                        message,
-                    }
-                }
-                Some(p) => Finding {
-                    seq: p.seq,
-                    tamper: Tamper::Changed,
-                    count: 0,
-                    message: format!(
-                        "entry {} was changed and its hash recomputed: entry {seq} still \
-                         holds its original hash",
-                        p.seq
-                    ),
+                        message: format!(
+                            "entry {seq} was inserted: its prev_hash does not match entry {} \
+                             (or entry {} was rewritten together with its hash)",
+                            p.seq, p.seq
+                        ),
+                    },
+                    None => Finding {
+                        seq: p.seq,
+                        tamper: Tamper::Changed,
+                        count: 0,
+                        message: format!(
+                            "entry {} was changed and its hash recomputed: entry {seq} still \
+                             holds its original hash",
+                            p.seq
+                        ),
+                    },
                 },
             };
             v.finding = Some(finding);
@@ -345,48 +354,91 @@ fn changed(seq: i64, why: &str) -> Finding {
     }
 }
 
+/// The sequence number of the row after `seq`, if that row's prev_hash is `p_hash`: it
+/// links past row `seq` to the row before it, so row `seq` is not part of the original
+/// chain.
+fn links_past(conn: &Connection, seq: i64, p_hash: Option<[u8; 32]>) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    let Some(p_hash) = p_hash else {
+        return Ok(None);
+    };
+    let next: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, prev_hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get::<_, String>(1).unwrap_or_default())),
+        )
+        .optional()?;
+    Ok(next.and_then(|(n, prev)| (chain::from_hex(&prev) == Some(p_hash)).then_some(n)))
+}
+
+fn inserted_between(seq: i64, p_seq: i64, next: i64) -> Finding {
+    Finding {
+        seq,
+        tamper: Tamper::Inserted,
+        count: 0,
+        message: format!(
+            "entry {seq} was inserted: the entry now numbered {next} links past it to entry {p_seq}"
+        ),
+    }
+}
+
 /// A row whose content does not hash to its stored hash. Usually it was edited; but if it
-/// hashes correctly under a neighbouring sequence number, rows were renumbered to hide an
-/// insertion or a deletion, and that is what is reported.
+/// is a copy of its predecessor, if the next row links past it, or if it hashes correctly
+/// under a neighbouring sequence number (rows renumbered to hide an insertion or a
+/// deletion), that is what is reported.
 fn classify_content_mismatch(
     r: &RowFields<'_>,
     stored_prev: Option<[u8; 32]>,
     stored_hash: Option<[u8; 32]>,
+    p_hash: Option<[u8; 32]>,
     pp_hash: Option<[u8; 32]>,
+    next_links_past: Option<i64>,
 ) -> Finding {
     let seq = r.fields.seq;
     let (Some(prev), Some(hash)) = (stored_prev, stored_hash) else {
         return changed(seq, "its prev_hash or hash is not a SHA-256 hex value");
     };
+    if Some(hash) == p_hash {
+        return Finding {
+            seq,
+            tamper: Tamper::Inserted,
+            count: 0,
+            message: format!(
+                "entry {seq} was inserted: it is a copy of entry {}",
+                seq - 1
+            ),
+        };
+    }
     let hashes_as = |s: i64| {
         let mut f = r.fields;
         f.seq = s;
         chain::entry_hash(&prev, &f) == hash
     };
     if seq > 1 && hashes_as(seq - 1) {
-        if Some(prev) == pp_hash {
-            return Finding {
-                seq: seq - 1,
-                tamper: Tamper::Inserted,
-                count: 0,
-                message: format!(
-                    "entry {} was inserted: the original entry {} was renumbered to {seq} to make room",
-                    seq - 1,
-                    seq - 1
-                ),
-            };
-        }
+        let message = if Some(prev) == pp_hash {
+            format!(
+                "entry {} was inserted: the original entry {} was renumbered to {seq} to make room",
+                seq - 1,
+                seq - 1
+            )
+        } else {
+            format!(
+                "entries were renumbered: entry {seq} was originally entry {}; something \
+                 was inserted at or before {}",
+                seq - 1,
+                seq - 1
+            )
+        };
         return Finding {
             seq: seq - 1,
             tamper: Tamper::Inserted,
             count: 0,
-            message: format!(
-                "entries were renumbered: entry {seq} was originally entry {}; \
-                 something was inserted at or before {}",
-                seq - 1,
-                seq - 1
-            ),
+            message,
         };
+    }
+    if let Some(next) = next_links_past {
+        return inserted_between(seq, seq - 1, next);
     }
     for d in 1..=16 {
         if hashes_as(seq + d) {
@@ -542,15 +594,17 @@ fn check_ends(
                     message: format!("entry {} (the anchor) was deleted", a.seq),
                 }))
             }
-            Some(h) if !h.eq_ignore_ascii_case(a.hash.trim()) => return Ok(Some(Finding {
-                seq: a.seq,
-                tamper: Tamper::Changed,
-                count: 0,
-                message: format!(
+            Some(h) if !h.eq_ignore_ascii_case(a.hash.trim()) => {
+                return Ok(Some(Finding {
+                    seq: a.seq,
+                    tamper: Tamper::Changed,
+                    count: 0,
+                    message: format!(
                     "entry {} no longer has the anchor's hash: the chain up to it was rewritten",
                     a.seq
                 ),
-            })),
+                }))
+            }
             Some(_) => {}
         }
     }
