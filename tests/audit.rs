@@ -781,3 +781,29 @@ fn syslog_tls_with_a_private_ca() {
         0
     );
 }
+
+#[test]
+fn serve_forwards_the_trail_to_the_configured_collector() {
+    let collector = Collector::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), None);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nid = \"gw-test\"\ndata_dir = \"{}\"\nsending_facility = \"HOSP-A\"\n\
+         [dicom]\nae_title = \"READGATE\"\nlisten = \"127.0.0.1:0\"\nallow_any_calling_ae = true\n\
+         [audit]\nsyslog = \"tcp://127.0.0.1:{}\"\napp_name = \"readgate\"\n",
+        dir.path().join("var").display(),
+        collector.port
+    );
+    let config = readgate::config::Config::parse(&text, Path::new("test.toml")).unwrap();
+    let db = config.database_path();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.block_on(readgate::serve::start(config)).unwrap();
+    let log = AuditLog::open(&db).unwrap();
+    log.append_batch(&sample_entries()).unwrap();
+    let n = sample_entries().len();
+    assert_eq!(collector.wait_for(n), (1..=n as i64).collect::<Vec<_>>());
+    // What is recorded while stopping still goes out.
+    log.append(&NewEntry::new(kind::APPLICATION_STOP, "system"))
+        .unwrap();
+    rt.block_on(running.stop());
+    assert_eq!(collector.wait_for(n + 1).len(), n + 1);
+}

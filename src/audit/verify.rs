@@ -278,6 +278,13 @@ pub(super) fn run(conn: &Connection, anchor: Option<&EntryRef>) -> Result<Verifi
     if v.finding.is_none() {
         v.finding = check_ends(conn, last, anchor)?;
     }
+    if v.entries == 0 {
+        v.notes.push(
+            "the trail is empty: if readgate has run with this database, its entries were \
+             deleted (check with --anchor)"
+                .into(),
+        );
+    }
     for t in ["audit_log_no_update", "audit_log_no_delete"] {
         let present: bool = conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
