@@ -48,6 +48,47 @@ pub struct Config {
     /// The clinical-context policy (JRS-7.3.x): which checks apply, with what parameters.
     #[serde(default)]
     pub policy: crate::decide::policy::PolicyConfig,
+    /// The audit trail's live forwarding to a syslog collector (ATNA).
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `tcp://host:port` or `tls://host:port` (RFC 5425, usually port 6514): ship every
+    /// audit entry as an ATNA message, live. Absent: the trail stays in the database only.
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// PEM file with the CA certificate(s) the collector's certificate must chain to
+    /// (required for `tls://`).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain and key, for collectors that authenticate nodes
+    /// (IHE ATNA mutual TLS). Both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// RFC 5424 APP-NAME and the application's UserID in ATNA messages.
+    #[serde(default = "default_audit_app_name")]
+    pub app_name: String,
+    /// Longest wait between reconnection attempts to the collector.
+    #[serde(default = "default_audit_retry_max")]
+    pub retry_max_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            syslog: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            app_name: default_audit_app_name(),
+            retry_max_secs: default_audit_retry_max(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -320,6 +361,12 @@ fn default_hl7_charset() -> crate::hl7::Charset {
 fn default_hl7_application() -> String {
     "READGATE".into()
 }
+fn default_audit_app_name() -> String {
+    "readgate".into()
+}
+fn default_audit_retry_max() -> u64 {
+    60
+}
 fn default_log_level() -> String {
     "info".to_string()
 }
@@ -509,6 +556,90 @@ impl Config {
             }
             non_empty("application", &h.application).map_err(|m| invalid("hl7.application", m))?;
         }
+        self.validate_audit(path)?;
+        Ok(())
+    }
+
+    fn validate_audit(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let a = &self.audit;
+        let name = &a.app_name;
+        if name.is_empty() || name.len() > 48 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "audit.app_name",
+                format!("expected 1-48 printable ASCII characters without spaces (RFC 5424 APP-NAME), got {name:?}"),
+            ));
+        }
+        if a.retry_max_secs == 0 {
+            return Err(invalid(
+                "audit.retry_max_secs",
+                "expected a number of seconds ≥ 1".into(),
+            ));
+        }
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            let key = if a.tls_cert.is_some() {
+                "audit.tls_key"
+            } else {
+                "audit.tls_cert"
+            };
+            return Err(invalid(
+                key,
+                "tls_cert and tls_key go together: give both or neither".into(),
+            ));
+        }
+        let Some(url) = &a.syslog else {
+            for (key, v) in [("audit.tls_ca", &a.tls_ca), ("audit.tls_cert", &a.tls_cert)] {
+                if v.is_some() {
+                    return Err(invalid(
+                        key,
+                        "only used with audit.syslog = \"tls://…\"".into(),
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        let target =
+            crate::audit::syslog::Target::parse(url).map_err(|m| invalid("audit.syslog", m))?;
+        match target.scheme {
+            crate::audit::syslog::Scheme::Tcp => {
+                for (key, v) in [("audit.tls_ca", &a.tls_ca), ("audit.tls_cert", &a.tls_cert)] {
+                    if v.is_some() {
+                        return Err(invalid(
+                            key,
+                            format!("only used with tls://, but audit.syslog is {url:?}"),
+                        ));
+                    }
+                }
+            }
+            crate::audit::syslog::Scheme::Tls => {
+                let Some(ca) = &a.tls_ca else {
+                    return Err(invalid(
+                        "audit.tls_ca",
+                        "required for tls://: the PEM CA certificate the collector's certificate chains to".into(),
+                    ));
+                };
+                // Load everything now: a wrong path should stop start-up, not surface as
+                // a warning in the sender hours later.
+                crate::audit::syslog::tls_config(
+                    ca,
+                    a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
+                )
+                .map_err(|m| {
+                    invalid(
+                        if m.contains("client") {
+                            "audit.tls_cert"
+                        } else {
+                            "audit.tls_ca"
+                        },
+                        m,
+                    )
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -645,6 +776,36 @@ destination = "rc1"
         let text = MINIMAL.replace("ae_title = \"CT01\"", "ae_title = \"A_TITLE_TOO_LONG_X\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("dicom.peers[0].ae_title"), "{err}");
+    }
+
+    #[test]
+    fn audit_section() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.audit.syslog, None);
+        assert_eq!(c.audit.app_name, "readgate");
+        let with = |extra: &str| parse(&format!("{MINIMAL}\n[audit]\n{extra}"));
+        let c = with("syslog = \"tcp://127.0.0.1:601\"\napp_name = \"rg-gw1\"").unwrap();
+        assert_eq!(c.audit.syslog.as_deref(), Some("tcp://127.0.0.1:601"));
+        for (extra, key) in [
+            ("syslog = \"udp://x:514\"", "audit.syslog"),
+            ("syslog = \"tcp://x\"", "audit.syslog"),
+            ("syslog = \"tls://x:6514\"", "audit.tls_ca"),
+            (
+                "syslog = \"tls://x:6514\"\ntls_ca = \"/nonexistent/ca.pem\"",
+                "audit.tls_ca",
+            ),
+            (
+                "syslog = \"tcp://x:601\"\ntls_ca = \"ca.pem\"",
+                "audit.tls_ca",
+            ),
+            ("tls_cert = \"c.pem\"", "audit.tls_key"),
+            ("app_name = \"read gate\"", "audit.app_name"),
+            ("retry_max_secs = 0", "audit.retry_max_secs"),
+            ("sylog = \"tcp://x:601\"", "sylog"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 
     #[test]

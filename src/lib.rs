@@ -3,8 +3,10 @@
 //! The data's path, one module per stage:
 //! [`receive`] (C-STORE SCP) → [`spool`] (durable files) → [`store`] (SQLite index) →
 //! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`forward`] (C-STORE SCU).
-//! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration.
+//! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration;
+//! [`audit`] the hash-chained audit trail (ATS-4).
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,8 @@ pub struct Running {
     pub store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Ships the audit trail to the `[audit] syslog` collector, if configured.
+    audit_sender: Option<crate::audit::syslog::Sender>,
 }
 
 /// Starts every stage; returns once the DICOM port is listening.
@@ -76,6 +78,8 @@ pub async fn start_with(
             )
         })?;
     let dicom_addr = listener.local_addr()?;
+    let audit_sender = crate::audit::syslog::Sender::start_from_config(&config)
+        .map_err(|e| anyhow::anyhow!("audit syslog forwarding (audit.syslog): {e}"))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let wakeups = Arc::new(Wakeups::new(&config));
@@ -141,6 +145,7 @@ pub async fn start_with(
         store,
         shutdown,
         tasks,
+        audit_sender,
     })
 }
 
@@ -155,6 +160,10 @@ impl Running {
         {
             warn!("stages still busy 60 s after shutdown; stopping them");
             self.tasks.abort_all();
+        }
+        // Last: whatever the stages recorded while stopping is still sent (bounded wait).
+        if let Some(sender) = self.audit_sender.take() {
+            let _ = tokio::task::spawn_blocking(move || sender.stop()).await;
         }
     }
 }

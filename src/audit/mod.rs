@@ -1,0 +1,639 @@
+//! The audit trail (ATS-4): an append-only, hash-chained table of every significant event
+//! — instances received, studies held / released / overridden / rejected / forwarded, read
+//! events, confirmations, reports, configuration loads, operator logins, start and stop.
+//!
+//! It lives in readgate's SQLite database (table `audit_log`) but is written on its own
+//! connection with `synchronous = FULL`: the index may lose its last commits in an OS crash
+//! (the spool is the durable record there), audit evidence may not.
+//!
+//! Every entry carries its sequence number, the wall-clock time (UTC ms and RFC 3339), a
+//! monotonic clock reading with the kernel boot id (so a step of the wall clock is visible),
+//! the actor, the event kind, optional study UID / accession and a JSON detail, plus
+//! `prev_hash` and `hash = SHA-256(prev_hash ‖ canonical fields)` (see [`chain`]). A row
+//! `audit_head` remembers the last sequence number and hash written, so deleting the newest
+//! entries or appending forged ones with sqlite3 is detected too. [`AuditLog::verify`]
+//! walks the chain and names the first entry that was changed, deleted or inserted.
+//!
+//! Readers: [`AuditLog::search`], [`AuditLog::export_jsonl`], [`AuditLog::export_atna`]
+//! (DICOM PS3.15 audit messages in RFC 5424 frames) and the live [`syslog`] sender.
+
+pub mod atna;
+pub mod chain;
+pub mod syslog;
+mod verify;
+
+pub use atna::AtnaSource;
+pub use verify::{ClockFinding, ClockIssue, Finding, Tamper, Verification};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit trail in {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path} has no audit trail (table audit_log): has readgate written to it?")]
+    NoTrail { path: PathBuf },
+    #[error("audit trail: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("audit entry: `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("audit export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, AuditError>;
+
+/// Event kinds readgate records. Other kinds (lower-case words and `_`) are accepted too;
+/// the ATNA export maps unknown kinds to Application Activity.
+pub mod kind {
+    pub const INSTANCE_RECEIVED: &str = "instance_received";
+    pub const STUDY_HELD: &str = "study_held";
+    pub const STUDY_RELEASED: &str = "study_released";
+    pub const STUDY_OVERRIDDEN: &str = "study_overridden";
+    pub const STUDY_REJECTED: &str = "study_rejected";
+    pub const STUDY_FORWARDED: &str = "study_forwarded";
+    pub const READ_EVENT: &str = "read_event";
+    pub const CONFIRMATION: &str = "confirmation";
+    pub const REPORT_GENERATED: &str = "report_generated";
+    pub const QUERY: &str = "query";
+    pub const CONFIG_LOADED: &str = "config_loaded";
+    pub const OPERATOR_LOGIN: &str = "operator_login";
+    pub const OPERATOR_LOGOUT: &str = "operator_logout";
+    pub const APPLICATION_START: &str = "application_start";
+    pub const APPLICATION_STOP: &str = "application_stop";
+    /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
+    pub const SECURITY_ALERT: &str = "security_alert";
+}
+
+/// What the pipeline hands to [`AuditLog::append`]; the log adds sequence, times and hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    /// Event kind, e.g. `study_held` (see [`kind`]): lower-case letters, digits, `_`, `.`, `-`.
+    pub kind: String,
+    /// Who: a user name, `system`, an AE title, an HL7 sender, an integration token name.
+    pub actor: String,
+    pub study_uid: Option<String>,
+    pub accession: Option<String>,
+    /// Anything else worth keeping as evidence (reasons, destination, counts, addresses).
+    pub detail: serde_json::Value,
+}
+
+impl NewEntry {
+    pub fn new(kind: &str, actor: &str) -> NewEntry {
+        NewEntry {
+            kind: kind.to_string(),
+            actor: actor.to_string(),
+            study_uid: None,
+            accession: None,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+
+    pub fn study(mut self, study_uid: &str) -> NewEntry {
+        self.study_uid = Some(study_uid.to_string());
+        self
+    }
+
+    pub fn accession(mut self, accession: &str) -> NewEntry {
+        self.accession = Some(accession.to_string());
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> NewEntry {
+        self.detail = detail;
+        self
+    }
+}
+
+/// Where an appended entry landed: its sequence number and hash (hex), which an operator
+/// may note down as an external anchor (`readgate audit verify --anchor SEQ:HASH`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryRef {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// One stored entry, as search and export return it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub seq: i64,
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+    pub at_ms: i64,
+    pub boot_id: String,
+    pub mono_ns: i64,
+    pub actor: String,
+    pub kind: String,
+    pub study_uid: Option<String>,
+    pub accession: Option<String>,
+    /// The detail exactly as stored and hashed (compact JSON text).
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Entry {
+    /// The detail as JSON; a stored text that is not JSON (only possible after tampering)
+    /// comes back as a JSON string.
+    pub fn detail_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.detail)
+            .unwrap_or_else(|_| serde_json::Value::String(self.detail.clone()))
+    }
+}
+
+/// Filters for [`AuditLog::search`]; every field is optional, results come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    /// Study Instance UID or accession number.
+    pub study: Option<String>,
+    /// From this time on (Unix ms, inclusive).
+    pub from_ms: Option<i64>,
+    /// Up to this time (Unix ms, inclusive).
+    pub to_ms: Option<i64>,
+    /// Substring of the detail JSON or the actor.
+    pub text: Option<String>,
+    /// 0 means 100.
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// A time range for the exports (Unix ms, both inclusive; `None` = unbounded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Range {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq       INTEGER PRIMARY KEY,
+    at_ms     INTEGER NOT NULL,
+    at        TEXT NOT NULL,
+    boot_id   TEXT NOT NULL,
+    mono_ns   INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    study_uid TEXT,
+    accession TEXT,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log(at_ms);
+CREATE INDEX IF NOT EXISTS audit_by_study ON audit_log(study_uid) WHERE study_uid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_accession ON audit_log(accession) WHERE accession IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_kind ON audit_log(kind);
+-- The newest sequence number and hash readgate wrote: the chain alone cannot tell that
+-- its newest entries were deleted, or that entries were appended by someone else.
+CREATE TABLE IF NOT EXISTS audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+-- Last sequence number each live syslog destination has been sent (at-least-once).
+CREATE TABLE IF NOT EXISTS audit_cursor (
+    target     TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- Append-only for readgate's own code and for careless hands. Whoever drops these
+-- triggers can still edit rows; the hash chain is what makes that visible.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#;
+
+const COLUMNS: &str =
+    "seq, at_ms, at, boot_id, mono_ns, actor, kind, study_uid, accession, detail, prev_hash, hash";
+
+/// The audit trail of one readgate database. Cheap to share behind an `Arc`; appends from
+/// several threads or processes are serialised by SQLite's write lock.
+pub struct AuditLog {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens (creating if needed) the audit trail in the database at `db_path` — the same
+    /// file as the store, `config.database_path()`.
+    pub fn open(db_path: &Path) -> Result<AuditLog> {
+        let open_err = |source| AuditError::Open {
+            path: db_path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(db_path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        // Evidence: a commit must be on disk before append returns.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(AuditLog {
+            conn: Mutex::new(conn),
+            path: db_path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing trail without writing anything (for `verify`, `search`, `export`
+    /// on a live system or on a copy handed to an auditor). Does not re-create the
+    /// append-only triggers, so `verify` can report that they were dropped.
+    pub fn open_read_only(db_path: &Path) -> Result<AuditLog> {
+        let conn = Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| AuditError::Open {
+                path: db_path.to_path_buf(),
+                source,
+            },
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(AuditError::NoTrail {
+                path: db_path.to_path_buf(),
+            });
+        }
+        Ok(AuditLog {
+            conn: Mutex::new(conn),
+            path: db_path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // rusqlite rolls an open transaction back on drop, so a lock poisoned by a panic
+        // elsewhere guards a consistent connection.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one entry (one transaction, one fsync).
+    pub fn append(&self, e: &NewEntry) -> Result<EntryRef> {
+        let mut refs = self.append_batch(std::slice::from_ref(e))?;
+        refs.pop().ok_or(AuditError::Invalid {
+            field: "entry",
+            message: "nothing appended".into(),
+        })
+    }
+
+    /// Appends several entries in one transaction (one fsync for all): for high-rate
+    /// events such as instances received. All or none are recorded.
+    pub fn append_batch(&self, es: &[NewEntry]) -> Result<Vec<EntryRef>> {
+        if es.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Validate and serialise before taking the write lock.
+        let mut prepared = Vec::with_capacity(es.len());
+        for e in es {
+            validate(e)?;
+            let detail = serde_json::to_string(&e.detail).map_err(|err| AuditError::Invalid {
+                field: "detail",
+                message: err.to_string(),
+            })?;
+            prepared.push((e, detail));
+        }
+        let mut conn = self.conn();
+        // IMMEDIATE: take the write lock before reading the head, so two writers (the
+        // daemon and an operator's CLI command) can never both extend the same entry.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut seq, mut prev) = next_link(&tx)?;
+        let mut out = Vec::with_capacity(prepared.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit_log (seq, at_ms, at, boot_id, mono_ns, actor, kind, \
+                 study_uid, accession, detail, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for (e, detail) in &prepared {
+                seq += 1;
+                // Stamped under the write lock: sequence order is time order.
+                let stamp = chain::Stamp::now();
+                let fields = chain::Fields {
+                    seq,
+                    at_ms: stamp.at_ms,
+                    at: &stamp.at,
+                    boot_id: stamp.boot_id,
+                    mono_ns: stamp.mono_ns,
+                    actor: &e.actor,
+                    kind: &e.kind,
+                    study_uid: e.study_uid.as_deref(),
+                    accession: e.accession.as_deref(),
+                    detail,
+                };
+                let hash = chain::entry_hash(&prev, &fields);
+                let hash_hex = chain::to_hex(&hash);
+                insert.execute(params![
+                    seq,
+                    stamp.at_ms,
+                    stamp.at,
+                    stamp.boot_id,
+                    stamp.mono_ns,
+                    e.actor,
+                    e.kind,
+                    e.study_uid,
+                    e.accession,
+                    detail,
+                    chain::to_hex(&prev),
+                    hash_hex,
+                ])?;
+                prev = hash;
+                out.push(EntryRef {
+                    seq,
+                    hash: hash_hex,
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) \
+             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![seq, chain::to_hex(&prev)],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Walks the whole chain and names the first entry that was changed, deleted or
+    /// inserted; also reports steps of the wall clock. See [`Verification`].
+    pub fn verify(&self) -> Result<Verification> {
+        self.verify_with_anchor(None)
+    }
+
+    /// As [`verify`](Self::verify), also checking that entry `anchor.seq` still has the hash
+    /// recorded outside the database (e.g. noted at the last audit, or the collector's copy).
+    pub fn verify_with_anchor(&self, anchor: Option<&EntryRef>) -> Result<Verification> {
+        let mut conn = self.conn();
+        // One read transaction: a consistent snapshot while the daemon keeps appending.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let v = verify::run(&tx, anchor)?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    /// Entries matching `q`, newest first.
+    pub fn search(&self, q: &Query) -> Result<Vec<Entry>> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        // Each value is bound once and referred to by number (`?n`), also when a clause
+        // uses it twice.
+        fn bind(args: &mut Vec<rusqlite::types::Value>, v: rusqlite::types::Value) -> usize {
+            args.push(v);
+            args.len()
+        }
+        if let Some(k) = &q.kind {
+            let n = bind(&mut args, k.clone().into());
+            clauses.push(format!("kind = ?{n}"));
+        }
+        if let Some(a) = &q.actor {
+            let n = bind(&mut args, a.clone().into());
+            clauses.push(format!("actor = ?{n}"));
+        }
+        if let Some(s) = &q.study {
+            let n = bind(&mut args, s.clone().into());
+            clauses.push(format!("(study_uid = ?{n} OR accession = ?{n})"));
+        }
+        if let Some(f) = q.from_ms {
+            let n = bind(&mut args, f.into());
+            clauses.push(format!("at_ms >= ?{n}"));
+        }
+        if let Some(t) = q.to_ms {
+            let n = bind(&mut args, t.into());
+            clauses.push(format!("at_ms <= ?{n}"));
+        }
+        if let Some(t) = &q.text {
+            let n = bind(&mut args, format!("%{}%", like_escape(t)).into());
+            clauses.push(format!(
+                "(detail LIKE ?{n} ESCAPE '\\' OR actor LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_log");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        sql.push_str(&format!(
+            " ORDER BY seq DESC LIMIT {} OFFSET {}",
+            limit.min(i64::MAX as usize),
+            q.offset.min(i64::MAX as usize)
+        ));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_entry)?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Entries with `seq > after`, oldest first, at most `limit` (the syslog sender).
+    pub fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after, limit as i64], row_to_entry)?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Writes the entries in `range` as JSON lines, oldest first; returns how many. Each
+    /// line has every stored field, the detail as JSON exactly as hashed, and the hashes.
+    pub fn export_jsonl<W: Write>(&self, w: W, range: Range) -> Result<u64> {
+        let mut w = std::io::BufWriter::new(w);
+        let n = self.for_each_in(range, |e| {
+            w.write_all(jsonl_line(e).as_bytes())?;
+            w.write_all(b"\n")
+        })?;
+        w.flush()?;
+        Ok(n)
+    }
+
+    /// Writes the entries in `range` as DICOM PS3.15 audit messages (IHE ATNA XML), each in
+    /// an RFC 5424 syslog message with RFC 6587 octet-counting framing (`LEN SP MSG`, as
+    /// sent over TCP and TLS, RFC 5425); returns how many.
+    pub fn export_atna<W: Write>(&self, w: W, range: Range, source: &AtnaSource) -> Result<u64> {
+        let mut w = std::io::BufWriter::new(w);
+        let n = self.for_each_in(range, |e| {
+            w.write_all(&atna::frame(&atna::syslog_message(e, source)))
+        })?;
+        w.flush()?;
+        Ok(n)
+    }
+
+    fn for_each_in(
+        &self,
+        range: Range,
+        mut f: impl FnMut(&Entry) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query(params![
+            range.from_ms.unwrap_or(i64::MIN),
+            range.to_ms.unwrap_or(i64::MAX)
+        ])?;
+        let mut n = 0u64;
+        while let Some(row) = rows.next()? {
+            f(&row_to_entry(row)?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The last sequence number the syslog destination `target` was sent (0: none).
+    pub fn cursor(&self, target: &str) -> Result<i64> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT seq FROM audit_cursor WHERE target = ?1",
+                [target],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    pub fn set_cursor(&self, target: &str, seq: i64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit_cursor (target, seq, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(target) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+            params![target, seq, crate::store::now_ms()],
+        )?;
+        Ok(())
+    }
+}
+
+/// The sequence number and hash the next entry follows. Normally the head row and the
+/// last row agree; when they do not (someone deleted the newest entries, or appended
+/// rows themselves) readgate continues after whichever is further, keeping the damage
+/// visible to `verify` instead of papering over it, and never failing an append.
+fn next_link(conn: &Connection) -> Result<(i64, [u8; 32])> {
+    let head: Option<(i64, String)> = conn
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let pick = match (head, last) {
+        (Some(h), Some(l)) => Some(if h.0 > l.0 { h } else { l }),
+        (h, l) => h.or(l),
+    };
+    Ok(match pick {
+        // A hash that is not hex (tampered) still has to be linked to: hash its text.
+        Some((seq, hash)) => (
+            seq,
+            chain::from_hex(&hash).unwrap_or_else(|| {
+                use sha2::Digest;
+                sha2::Sha256::digest(hash.as_bytes()).into()
+            }),
+        ),
+        None => (0, chain::GENESIS),
+    })
+}
+
+fn validate(e: &NewEntry) -> Result<()> {
+    let k = &e.kind;
+    if k.is_empty()
+        || k.len() > 64
+        || !k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    {
+        return Err(AuditError::Invalid {
+            field: "kind",
+            message: format!("expected 1-64 lower-case letters, digits, '_', '.', '-', got {k:?}"),
+        });
+    }
+    if e.actor.trim().is_empty() || e.actor.len() > 1024 {
+        return Err(AuditError::Invalid {
+            field: "actor",
+            message: "say who: a user, `system`, an AE title, an HL7 sender (1-1024 bytes)".into(),
+        });
+    }
+    for (field, v) in [("study_uid", &e.study_uid), ("accession", &e.accession)] {
+        if v.as_ref().is_some_and(|s| s.len() > 1024) {
+            return Err(AuditError::Invalid {
+                field,
+                message: "longer than 1024 bytes".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: r.get(0)?,
+        at_ms: r.get(1)?,
+        at: r.get(2)?,
+        boot_id: r.get(3)?,
+        mono_ns: r.get(4)?,
+        actor: r.get(5)?,
+        kind: r.get(6)?,
+        study_uid: r.get(7)?,
+        accession: r.get(8)?,
+        detail: r.get(9)?,
+        prev_hash: r.get(10)?,
+        hash: r.get(11)?,
+    })
+}
+
+/// One JSON line. The detail is written as the stored text itself (not re-serialised), so
+/// the bytes that were hashed are the bytes exported.
+fn jsonl_line(e: &Entry) -> String {
+    let s = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+    let o = |v: &Option<String>| v.as_deref().map(s).unwrap_or_else(|| "null".into());
+    let detail = if serde_json::from_str::<serde::de::IgnoredAny>(&e.detail).is_ok() {
+        e.detail.clone()
+    } else {
+        s(&e.detail)
+    };
+    format!(
+        "{{\"seq\":{},\"at\":{},\"at_ms\":{},\"boot_id\":{},\"mono_ns\":{},\"actor\":{},\"kind\":{},\
+         \"study_uid\":{},\"accession\":{},\"detail\":{},\"prev_hash\":{},\"hash\":{}}}",
+        e.seq,
+        s(&e.at),
+        e.at_ms,
+        s(&e.boot_id),
+        e.mono_ns,
+        s(&e.actor),
+        s(&e.kind),
+        o(&e.study_uid),
+        o(&e.accession),
+        detail,
+        s(&e.prev_hash),
+        s(&e.hash)
+    )
+}
+
+#[cfg(test)]
+mod tests;

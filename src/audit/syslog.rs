@@ -1,0 +1,396 @@
+//! Live forwarding of the audit trail to a syslog collector (an IHE ATNA Audit Record
+//! Repository): RFC 5424 messages carrying the PS3.15 XML, octet-counted over TCP
+//! (RFC 6587) or TLS (RFC 5425, optionally with a client certificate as ATNA's node
+//! authentication asks).
+//!
+//! A background thread reads the table, not a queue: appends never wait for the network,
+//! and the cursor (last sequence number sent, table `audit_cursor`) survives restarts, so
+//! nothing is skipped. Delivery is at-least-once as far as syslog allows: an entry counts
+//! as sent once its bytes were written to the connection; after a reconnect the collector
+//! may see the last batch twice, recognisable by `[meta sequenceId]`.
+
+use super::atna::{self, AtnaSource};
+use super::{AuditError, AuditLog};
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Tcp,
+    Tls,
+}
+
+/// `tcp://host:port` or `tls://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("tcp://") {
+            (Scheme::Tcp, r)
+        } else if let Some(r) = s.strip_prefix("tls://") {
+            (Scheme::Tls, r)
+        } else {
+            return Err(format!(
+                "expected tcp://host:port or tls://host:port, got {s:?}"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: a port is required (RFC 5425 uses 6514)"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: expected a TCP port 1-65535"))?;
+        if host.is_empty() {
+            return Err(format!("{s:?}: expected a host name or address"));
+        }
+        Ok(Target {
+            scheme,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A rustls client configuration trusting the CAs in `ca` (PEM), optionally presenting a
+/// client certificate. The ring provider is named explicitly, so no other provider in the
+/// dependency tree can change what is used.
+pub fn tls_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", ca.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", ca.display()));
+    }
+    for c in certs {
+        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// What the sender needs; see [`Sender::start_from_config`] for the usual way to build it.
+#[derive(Clone)]
+pub struct SenderConfig {
+    pub target: Target,
+    /// Required for `tls://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub source: AtnaSource,
+    /// Longest wait between reconnection attempts (the first is 1 s, doubling).
+    pub retry_max: Duration,
+    /// How often the table is looked at when everything has been sent.
+    pub poll: Duration,
+}
+
+/// The background sender. Dropping it stops it too; [`Sender::stop`] also waits.
+pub struct Sender {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sender {
+    /// The sender `[audit] syslog` asks for, or `None` without one.
+    pub fn start_from_config(config: &crate::config::Config) -> Result<Option<Sender>, String> {
+        let a = &config.audit;
+        let Some(url) = &a.syslog else {
+            return Ok(None);
+        };
+        let target = Target::parse(url)?;
+        let tls = match (target.scheme, &a.tls_ca) {
+            (Scheme::Tls, Some(ca)) => Some(tls_config(
+                ca,
+                a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
+            )?),
+            (Scheme::Tls, None) => return Err("audit.tls_ca is required for tls://".into()),
+            (Scheme::Tcp, _) => None,
+        };
+        let cfg = SenderConfig {
+            target,
+            tls,
+            source: AtnaSource::from_config(config),
+            retry_max: Duration::from_secs(a.retry_max_secs),
+            poll: Duration::from_millis(500),
+        };
+        Sender::spawn(&config.database_path(), cfg)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts the thread; it opens its own connection to the database at `db_path`.
+    pub fn spawn(db_path: &Path, cfg: SenderConfig) -> Result<Sender, AuditError> {
+        let log = AuditLog::open(db_path)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("audit-syslog".into())
+            .spawn(move || run(log, cfg, flag))
+            .map_err(AuditError::Io)?;
+        Ok(Sender {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after a last attempt (at most ~3 s) to send what is pending on an open
+    /// connection; returns when the thread has ended.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The data path to the collector: plain TCP or TLS over it.
+enum Conn {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Tcp(s) => s,
+            Conn::Tls(s) => s.get_ref(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            Conn::Tls(s) => {
+                s.write_all(bytes)?;
+                s.flush()
+            }
+        }
+    }
+
+    /// A collector never talks back on a syslog connection; a readable end-of-stream means
+    /// it has closed, and writing would silently lose the next batch into a dead socket.
+    fn peer_closed(&self) -> bool {
+        let s = self.tcp();
+        if s.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        let closed = match s.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        let _ = s.set_nonblocking(false);
+        closed
+    }
+}
+
+fn connect(cfg: &SenderConfig) -> std::io::Result<Conn> {
+    let addrs: Vec<_> = (cfg.target.host.as_str(), cfg.target.port)
+        .to_socket_addrs()?
+        .collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                // A collector that stops reading must not hold the thread forever.
+                s.set_write_timeout(Some(Duration::from_secs(30)))?;
+                return match (cfg.target.scheme, &cfg.tls) {
+                    (Scheme::Tcp, _) => Ok(Conn::Tcp(s)),
+                    (Scheme::Tls, Some(tls)) => {
+                        let name = rustls::pki_types::ServerName::try_from(cfg.target.host.clone())
+                            .map_err(|e| {
+                                std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+                            })?;
+                        let conn = rustls::ClientConnection::new(tls.clone(), name)
+                            .map_err(std::io::Error::other)?;
+                        let mut stream = rustls::StreamOwned::new(conn, s);
+                        // Handshake now, so a certificate problem is reported as such.
+                        while stream.conn.is_handshaking() {
+                            stream.conn.complete_io(&mut stream.sock)?;
+                        }
+                        Ok(Conn::Tls(Box::new(stream)))
+                    }
+                    (Scheme::Tls, None) => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "tls:// without a TLS configuration",
+                    )),
+                };
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+const BATCH: usize = 256;
+const DRAIN_ON_STOP: Duration = Duration::from_secs(3);
+
+fn run(log: AuditLog, cfg: SenderConfig, stop: Arc<AtomicBool>) {
+    let key = cfg.target.to_string();
+    let mut conn: Option<Conn> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut stopping_since: Option<Instant> = None;
+    info!(target_url = %key, "audit: forwarding to syslog");
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if conn.is_none() || since.elapsed() > DRAIN_ON_STOP {
+                break;
+            }
+        }
+        let batch = match log.cursor(&key).and_then(|c| log.entries_after(c, BATCH)) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "audit: cannot read the trail for syslog");
+                pause(&stop, backoff);
+                continue;
+            }
+        };
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            if stopping_since.is_some() {
+                break;
+            }
+            pause(&stop, cfg.poll);
+            continue;
+        };
+        if conn.as_ref().is_some_and(Conn::peer_closed) {
+            debug!("audit: collector closed the connection; reconnecting");
+            conn = None;
+        }
+        if conn.is_none() {
+            if stopping_since.is_some() {
+                break;
+            }
+            match connect(&cfg) {
+                Ok(c) => {
+                    info!(target_url = %key, "audit: connected to the syslog collector");
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    warn!(target_url = %key, error = %e, retry_in_s = backoff.as_secs(), "audit: cannot reach the syslog collector");
+                    pause(&stop, backoff);
+                    backoff = (backoff * 2).min(cfg.retry_max);
+                    continue;
+                }
+            }
+        }
+        let mut bytes = Vec::with_capacity(batch.len() * 2048);
+        for e in &batch {
+            bytes.extend(atna::frame(&atna::syslog_message(e, &cfg.source)));
+        }
+        let sent = conn
+            .as_mut()
+            .map(|c| c.send(&bytes))
+            .unwrap_or_else(|| Err(std::io::Error::other("not connected")));
+        match sent {
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                if let Err(e) = log.set_cursor(&key, last) {
+                    // Not fatal: the batch is sent again later (at-least-once).
+                    warn!(error = %e, "audit: cannot record the syslog cursor");
+                }
+            }
+            Err(e) => {
+                warn!(target_url = %key, error = %e, "audit: sending to the syslog collector failed; retrying");
+                conn = None;
+                pause(&stop, backoff);
+                backoff = (backoff * 2).min(cfg.retry_max);
+            }
+        }
+    }
+    if let Some(Conn::Tls(mut s)) = conn {
+        s.conn.send_close_notify();
+        let _ = s.conn.complete_io(&mut s.sock);
+    }
+}
+
+/// Sleeps in short steps so that stopping is prompt.
+fn pause(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("tls://collector.example:6514").unwrap();
+        assert_eq!(t.scheme, Scheme::Tls);
+        assert_eq!(t.host, "collector.example");
+        assert_eq!(t.port, 6514);
+        assert_eq!(t.to_string(), "tls://collector.example:6514");
+        let t = Target::parse("tcp://[::1]:601").unwrap();
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.to_string(), "tcp://[::1]:601");
+        assert!(Target::parse("udp://x:514").is_err());
+        assert!(Target::parse("tcp://x").is_err());
+        assert!(Target::parse("tcp://:514").is_err());
+        assert!(Target::parse("tcp://x:0").is_err());
+    }
+}
