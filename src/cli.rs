@@ -283,6 +283,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             let now = crate::store::now_ms();
             match store.release_override(&uid, by.trim(), justification.trim(), now)? {
                 Some(_) => {
+                    let seq = audit_operator_action(
+                        &config,
+                        crate::audit::kind::STUDY_OVERRIDDEN,
+                        &uid,
+                        &by,
+                        "justification",
+                        &justification,
+                    )?;
+                    store.set_audit_seq(&uid, seq)?;
                     println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
                     notify_operator_action(
                         &config,
@@ -310,6 +319,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             let now = crate::store::now_ms();
             match store.reject_study(&uid, by.trim(), reason.trim(), now)? {
                 Some(paths) => {
+                    audit_operator_action(
+                        &config,
+                        crate::audit::kind::STUDY_REJECTED,
+                        &uid,
+                        &by,
+                        "reason",
+                        &reason,
+                    )?;
                     let spool = config.spool_dir();
                     for p in &paths {
                         let _ = std::fs::remove_file(spool.join(p));
@@ -594,6 +611,22 @@ fn operator_target(
         bail!("no study with UID or accession {study:?}");
     };
     Ok((store, found.study_uid))
+}
+
+/// Operator decisions are evidence: they go into the audit trail with who and why.
+fn audit_operator_action(
+    config: &Config,
+    kind: &str,
+    uid: &str,
+    by: &str,
+    what: &str,
+    text: &str,
+) -> anyhow::Result<i64> {
+    let audit = crate::audit::AuditLog::open(&config.database_path())?;
+    let entry = crate::audit::NewEntry::new(kind, by.trim())
+        .study(uid)
+        .detail(serde_json::json!({ what: text.trim(), "via": "readgate cli" }));
+    Ok(audit.append(&entry)?.seq)
 }
 
 fn notify_operator_action(

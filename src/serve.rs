@@ -22,6 +22,7 @@ pub struct Running {
     pub dicom_addr: SocketAddr,
     pub hl7_addr: Option<SocketAddr>,
     pub store: Arc<Store>,
+    pub audit: Arc<crate::audit::AuditLog>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// Ships the audit trail to the `[audit] syslog` collector, if configured.
@@ -61,6 +62,9 @@ pub async fn start_with(
     }
     crate::receive::recover(&spool, &store, config.dicom.duplicate_policy)
         .context("re-indexing spool files")?;
+    let audit = Arc::new(
+        crate::audit::AuditLog::open(&config.database_path()).context("opening the audit trail")?,
+    );
     let counts = store.count_by_state()?;
     info!(
         gateway = %config.gateway.id,
@@ -86,8 +90,21 @@ pub async fn start_with(
     let decider = decider.unwrap_or_else(|| Arc::new(Gate::new(config.clone())));
     let mut tasks = JoinSet::new();
 
+    audit.record(
+        crate::audit::NewEntry::new(crate::audit::kind::CONFIG_LOADED, "system").detail(serde_json::json!({
+            "gateway": config.gateway.id,
+            "sending_facility": config.gateway.sending_facility,
+            "policy": {"id": config.policy.id, "version": config.policy.version},
+            "destinations": config.destinations.iter().map(|d| serde_json::json!({"id": d.id, "facility": d.facility, "ae_title": d.ae_title})).collect::<Vec<_>>(),
+        })),
+    );
+    audit.record(
+        crate::audit::NewEntry::new(crate::audit::kind::APPLICATION_START, "system")
+            .detail(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})),
+    );
     let receiver = Arc::new(Receiver {
         config: config.clone(),
+        audit: audit.clone(),
         spool: spool.clone(),
         store: store.clone(),
         stored: stored.clone(),
@@ -102,6 +119,7 @@ pub async fn start_with(
         notify: crate::study::Notifications {
             gateway: config.gateway.id.clone(),
             webhook: config.notify.webhook(),
+            audit: Some(audit.clone()),
         },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
@@ -130,6 +148,7 @@ pub async fn start_with(
             store.clone(),
             spool.clone(),
             &wakeups,
+            audit.clone(),
         );
         tasks.spawn(forwarder.run(shutdown_rx.clone()));
     }
@@ -142,6 +161,7 @@ pub async fn start_with(
     Ok(Running {
         dicom_addr,
         hl7_addr,
+        audit,
         store,
         shutdown,
         tasks,
@@ -161,6 +181,14 @@ impl Running {
             warn!("stages still busy 60 s after shutdown; stopping them");
             self.tasks.abort_all();
         }
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            audit.record(crate::audit::NewEntry::new(
+                crate::audit::kind::APPLICATION_STOP,
+                "system",
+            ))
+        })
+        .await;
         // Last: whatever the stages recorded while stopping is still sent (bounded wait).
         if let Some(sender) = self.audit_sender.take() {
             let _ = tokio::task::spawn_blocking(move || sender.stop()).await;

@@ -113,6 +113,29 @@ pub fn decide_study(
         return Ok(()); // a new instance arrived meanwhile: decided again once stable
     }
     let was_held = previous.verdict.as_deref() == Some("HELD");
+    if let Some(audit) = &notify.audit {
+        let kind = if forward {
+            crate::audit::kind::STUDY_RELEASED
+        } else {
+            crate::audit::kind::STUDY_HELD
+        };
+        let mut entry = crate::audit::NewEntry::new(kind, "system")
+            .study(study_uid)
+            .detail(serde_json::json!({
+                "verdict": record.verdict,
+                "reasons": codes,
+                "destination": record.destination,
+                "facility": record.facility,
+                "policy": decision.evaluation.as_ref().map(|e| serde_json::json!({"id": e.policy_id, "version": e.policy_version})),
+                "was_held": was_held,
+            }));
+        if let Some(acc) = &ctx.accession {
+            entry = entry.accession(acc);
+        }
+        if let Some(r) = audit.record(entry) {
+            store.set_audit_seq(study_uid, r.seq)?;
+        }
+    }
     let event = |name: &str| StudyEvent {
         event: name.to_string(),
         gateway: notify.gateway.clone(),
@@ -156,4 +179,6 @@ pub fn decide_study(
 pub struct Notifications {
     pub gateway: String,
     pub webhook: Option<crate::notify::Webhook>,
+    /// Every decision lands in the audit trail (and the tags cite its entry).
+    pub audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
 }

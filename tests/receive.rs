@@ -71,6 +71,27 @@ async fn every_packing_is_stored_and_forwarded_byte_identical() {
     let row = &rg.store.list_studies(None, 10).unwrap()[0];
     assert_eq!((row.instance_count, row.instances_forwarded), (3, 3));
     assert_eq!(row.facility.as_deref(), Some("RC1"));
+    // The study's path is in the audit trail, hash-chained and intact.
+    let entries = rg
+        .audit
+        .search(&readgate::audit::Query {
+            study: Some(study.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    for kind in ["instance_received", "study_released", "study_forwarded"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let v = rg.audit.verify().unwrap();
+    assert!(v.finding.is_none(), "{:?}", v.finding);
+    // and the forwarded instances cite the decision's audit entry
+    let file = scp.file_of(&sent[0].0).unwrap();
+    let (_, received) = dataset_of(&file);
+    assert!(
+        received.windows(20).any(|w| w == b"readgate:gw-test:aud"),
+        "audit reference tagged"
+    );
     rg.stop().await;
 }
 

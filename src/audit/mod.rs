@@ -286,6 +286,18 @@ impl AuditLog {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends `e`, logging (not returning) a failure: for the pipeline, where an audit
+    /// problem must be loud but must not stop studies from moving.
+    pub fn record(&self, e: NewEntry) -> Option<EntryRef> {
+        match self.append(&e) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                tracing::error!(kind = %e.kind, error = %err, "could not append to the audit trail");
+                None
+            }
+        }
+    }
+
     /// Appends one entry (one transaction, one fsync).
     pub fn append(&self, e: &NewEntry) -> Result<EntryRef> {
         let mut refs = self.append_batch(std::slice::from_ref(e))?;

@@ -56,6 +56,7 @@ pub struct Forwarder {
     store: Arc<Store>,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Forwarder {
@@ -65,6 +66,7 @@ impl Forwarder {
         store: Arc<Store>,
         spool: Arc<Spool>,
         wakeups: &Wakeups,
+        audit: Arc<crate::audit::AuditLog>,
     ) -> Self {
         let wake = wakeups.get(&destination.id);
         Forwarder {
@@ -73,6 +75,7 @@ impl Forwarder {
             store,
             spool,
             wake,
+            audit,
         }
     }
 
@@ -216,6 +219,11 @@ impl Forwarder {
                             .await;
                         if forwarded == Some(true) {
                             info!(destination = %dest.id, facility = %dest.facility, study_uid = %inst.study_uid, "study forwarded");
+                            let entry = crate::audit::NewEntry::new(crate::audit::kind::STUDY_FORWARDED, &dest.ae_title)
+                                .study(&inst.study_uid)
+                                .detail(serde_json::json!({"destination": dest.id, "facility": dest.facility}));
+                            let audit = self.audit.clone();
+                            let _ = tokio::task::spawn_blocking(move || audit.record(entry)).await;
                         }
                     }
                     Ok(StoreOutcome {

@@ -56,10 +56,11 @@ pub fn for_study(
         reason_codes,
         evaluated_at: UNIX_EPOCH
             + Duration::from_millis(decision.evaluated_at.unwrap_or(0).max(0) as u64),
-        audit_ref: decision
-            .event_id
-            .map(|id| format!("readgate:{}:event:{id}", config.gateway.id))
-            .unwrap_or_default(),
+        audit_ref: match (decision.audit_seq, decision.event_id) {
+            (Some(seq), _) => format!("readgate:{}:audit:{seq}", config.gateway.id),
+            (None, Some(id)) => format!("readgate:{}:event:{id}", config.gateway.id),
+            (None, None) => String::new(),
+        },
     };
     let context: StudyContext = decision
         .context_json

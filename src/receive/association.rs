@@ -107,6 +107,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
         incoming: None,
         stored: 0,
         failed: 0,
+        received: std::collections::BTreeMap::new(),
     };
     let end = session.serve(&mut association).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -121,6 +122,13 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
             warn!(calling_ae = %calling_ae, stored = session.stored, failed = session.failed, elapsed_ms, end = %other, "association ended")
         }
     }
+    record_received(
+        &receiver,
+        &calling_ae,
+        peer,
+        std::mem::take(&mut session.received),
+    )
+    .await;
     match end {
         End::ProtocolError(_) | End::Idle => {
             let _ = association
@@ -147,6 +155,35 @@ impl std::fmt::Display for End {
     }
 }
 
+/// One audit entry per study for what this association delivered (PS3.15 110104).
+async fn record_received(
+    receiver: &Arc<Receiver>,
+    calling_ae: &str,
+    peer: SocketAddr,
+    received: std::collections::BTreeMap<String, Vec<String>>,
+) {
+    if received.is_empty() {
+        return;
+    }
+    let entries: Vec<crate::audit::NewEntry> = received
+        .into_iter()
+        .map(|(study, sops)| {
+            crate::audit::NewEntry::new(crate::audit::kind::INSTANCE_RECEIVED, calling_ae)
+                .study(&study)
+                .detail(serde_json::json!({
+                    "peer": peer.to_string(),
+                    "instances": sops.len(),
+                    "sop_instance_uids": sops,
+                }))
+        })
+        .collect();
+    let audit = receiver.audit.clone();
+    let result = tokio::task::spawn_blocking(move || audit.append_batch(&entries)).await;
+    if !matches!(result, Ok(Ok(_))) {
+        warn!("could not record received instances in the audit trail");
+    }
+}
+
 struct Session {
     receiver: Arc<Receiver>,
     calling_ae: String,
@@ -157,6 +194,8 @@ struct Session {
     incoming: Option<Incoming>,
     stored: u64,
     failed: u64,
+    /// SOP Instance UIDs acknowledged on this association, by study (for the audit trail).
+    received: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Session {
@@ -438,6 +477,10 @@ impl Session {
                 match outcome {
                     Ok(Ok(study_uid)) => {
                         self.receiver.stored.notify_one();
+                        self.received
+                            .entry(study_uid.clone())
+                            .or_default()
+                            .push(sop_instance.clone());
                         debug!(study_uid = %study_uid, sop_instance = %sop_instance, "instance stored");
                         (status::SUCCESS, None)
                     }

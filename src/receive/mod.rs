@@ -24,6 +24,7 @@ pub struct Receiver {
     pub config: Arc<Config>,
     pub spool: Arc<Spool>,
     pub store: Arc<Store>,
+    pub audit: Arc<crate::audit::AuditLog>,
     /// Woken after every stored instance: the study stage re-checks stability.
     pub stored: Arc<Notify>,
 }

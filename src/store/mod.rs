@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS studies (
     evaluated_at      INTEGER,
     override_by       TEXT,
     override_reason   TEXT,
+    audit_seq         INTEGER,
     attempts          INTEGER NOT NULL DEFAULT 0,
     next_attempt_at   INTEGER NOT NULL DEFAULT 0,
     forwarded_at      INTEGER,
@@ -181,6 +182,10 @@ pub struct RecordedDecision {
     pub evaluated_at: Option<i64>,
     pub facility: Option<String>,
     pub event_id: Option<i64>,
+    /// The audit trail entry of the decision (tags cite it).
+    pub audit_seq: Option<i64>,
+    pub accession: Option<String>,
+    pub destination: Option<String>,
 }
 
 /// One instance waiting to be sent to a destination.
@@ -623,14 +628,23 @@ impl Store {
         Ok(Some(paths))
     }
 
+    /// Links the study's current decision to its audit trail entry (tags cite it).
+    pub fn set_audit_seq(&self, study_uid: &str, seq: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE studies SET audit_seq = ?2 WHERE study_uid = ?1",
+            params![study_uid, seq],
+        )?;
+        Ok(())
+    }
+
     /// The decision as recorded for forwarding and tagging.
     pub fn decision_of(&self, study_uid: &str) -> Result<Option<RecordedDecision>> {
         let conn = self.conn();
         Ok(conn
             .query_row(
                 "SELECT verdict, reasons, evaluation, context, evaluated_at, facility, \
-                 (SELECT MAX(id) FROM events WHERE study_uid = ?1 AND kind IN ('queued', 'released-override')) \
-                 FROM studies WHERE study_uid = ?1",
+                 (SELECT MAX(id) FROM events WHERE study_uid = ?1 AND kind IN ('queued', 'released-override')), \
+                 audit_seq, accession, destination FROM studies WHERE study_uid = ?1",
                 [study_uid],
                 |r| {
                     Ok(RecordedDecision {
@@ -641,6 +655,9 @@ impl Store {
                         evaluated_at: r.get(4)?,
                         facility: r.get(5)?,
                         event_id: r.get(6)?,
+                        audit_seq: r.get(7)?,
+                        accession: r.get(8)?,
+                        destination: r.get(9)?,
                     })
                 },
             )
