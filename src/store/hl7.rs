@@ -164,7 +164,7 @@ impl Store {
     /// listener groups messages arriving together on different connections).
     pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
         let mut conn = self.hl7_conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
             out.push(record_one(&tx, m)?);
@@ -189,7 +189,7 @@ impl Store {
         if !any_held {
             return Ok(Vec::new());
         }
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut uids = Vec::new();
         {
             let mut stmt = tx.prepare_cached(

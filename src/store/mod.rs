@@ -331,7 +331,7 @@ impl Store {
     /// Records a received instance and re-opens its study. Runs in one transaction.
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing: Option<(String, String, i64)> = tx
             .query_row(
                 "SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1",
@@ -516,7 +516,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let state = if d.forward {
             state::QUEUED
         } else {
@@ -567,7 +567,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE studies SET state = 'queued', verdict = 'RELEASED_OVERRIDE', override_by = ?2, \
              override_reason = ?3, updated_at = ?4, attempts = 0, next_attempt_at = 0 \
@@ -600,7 +600,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<Vec<String>>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let changed = tx.execute(
             "UPDATE studies SET state = 'rejected', override_by = ?2, override_reason = ?3, updated_at = ?4 \
              WHERE study_uid = ?1 AND state IN ('held', 'failed')",
@@ -707,7 +707,7 @@ impl Store {
     /// Returns whether the study just became forwarded.
     pub fn mark_forwarded(&self, inst: &QueuedInstance, status: u16, now: i64) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE instances SET state = ?2, forwarded_at = ?3, last_status = ?4, last_error = NULL \
              WHERE sop_uid = ?1 AND state = 'queued'",
@@ -764,7 +764,7 @@ impl Store {
         max_attempts: u32,
     ) -> Result<Vec<String>> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut failed = Vec::new();
         for uid in study_uids {
             let attempts: Option<i64> = tx
@@ -802,7 +802,7 @@ impl Store {
     /// Puts a failed study back in the queue (operator retry).
     pub fn retry_study(&self, study_uid: &str, now: i64) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE studies SET state = 'queued', attempts = 0, next_attempt_at = 0, updated_at = ?2 \
              WHERE study_uid = ?1 AND state = 'failed'",
