@@ -48,6 +48,12 @@ pub struct Config {
     /// The clinical-context policy (JRS-7.3.x): which checks apply, with what parameters.
     #[serde(default)]
     pub policy: crate::decide::policy::PolicyConfig,
+    /// The reading ledger: roster, places, eligibility rules (ATS-3, JRS-8.1).
+    #[serde(default)]
+    pub ledger: crate::ledger::config::LedgerConfig,
+    /// The HTTP server (read events API); absent: no HTTP listener.
+    #[serde(default)]
+    pub http: Option<crate::web::HttpConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -508,6 +514,13 @@ impl Config {
                 return Err(invalid("hl7.max_connections", "expected at least 1".into()));
             }
             non_empty("application", &h.application).map_err(|m| invalid("hl7.application", m))?;
+        }
+        self.ledger
+            .validate()
+            .map_err(|(key, message)| invalid(&key, message))?;
+        if let Some(http) = &self.http {
+            http.validate()
+                .map_err(|(key, message)| invalid(&key, message))?;
         }
         Ok(())
     }

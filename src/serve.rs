@@ -21,6 +21,8 @@ use tracing::{info, warn};
 pub struct Running {
     pub dicom_addr: SocketAddr,
     pub hl7_addr: Option<SocketAddr>,
+    /// The HTTP server (`[http]`), if configured.
+    pub http_addr: Option<SocketAddr>,
     pub store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -119,6 +121,20 @@ pub async fn start_with(
         }
         None => None,
     };
+    let http_addr = match &config.http {
+        Some(http) => {
+            let state = Arc::new(
+                crate::web::WebState::new(store.clone(), http, &config.ledger)
+                    .context("loading the reading ledger's roster ([ledger])")?,
+            );
+            let (addr, task) = crate::web::start(http, state, shutdown_rx.clone()).await?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+            Some(addr)
+        }
+        None => None,
+    };
     for destination in &config.destinations {
         let forwarder = Forwarder::new(
             config.clone(),
@@ -138,6 +154,7 @@ pub async fn start_with(
     Ok(Running {
         dicom_addr,
         hl7_addr,
+        http_addr,
         store,
         shutdown,
         tasks,
