@@ -131,9 +131,8 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
         RosterCommand::Import { config, file } => {
             let config = Config::load(&config)?;
             let readers = roster::read_csv(&file)?;
-            std::fs::create_dir_all(&config.gateway.data_dir).with_context(|| {
-                format!("cannot create {}", config.gateway.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.gateway.data_dir)
+                .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
             let store = Store::open(&config.database_path())?;
             let n = store.import_roster(
                 &readers,
@@ -165,7 +164,14 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
                 "table" => {
                     println!(
                         "{:<20}  {:<16}  {:<10}  {:<10}  {:<9}  {:<10}  {:<10}  {}",
-                        "ids", "name", "facility", "employment", "certified", "from", "to", "source"
+                        "ids",
+                        "name",
+                        "facility",
+                        "employment",
+                        "certified",
+                        "from",
+                        "to",
+                        "source"
                     );
                     for r in ledger.roster.readers() {
                         println!(
@@ -180,7 +186,11 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
                             r.source
                         );
                     }
-                    println!("{} entr{}", ledger.roster.len(), if ledger.roster.len() == 1 { "y" } else { "ies" });
+                    println!(
+                        "{} entr{}",
+                        ledger.roster.len(),
+                        if ledger.roster.len() == 1 { "y" } else { "ies" }
+                    );
                 }
                 other => bail!("--format {other:?}: expected table or csv"),
             }

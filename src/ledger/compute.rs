@@ -634,7 +634,11 @@ fn confirmation(
     if let Some(s) = open_since {
         open_ms += final_at - s;
     }
-    let mut open_basis = if saw_rest_access { "read_events" } else { "none" };
+    let mut open_basis = if saw_rest_access {
+        "read_events"
+    } else {
+        "none"
+    };
     if !saw_rest_access {
         if let Some((s, e)) = signer.ev.period {
             open_ms = e.min(final_at) - s;
@@ -737,12 +741,17 @@ fn summarise(
 ) -> LedgerReport {
     let cfg = &ledger.config;
     let off = ledger.offset;
-    let (warn, crit) = (cfg.part_time_warning_percent, cfg.part_time_critical_percent);
+    let (warn, crit) = (
+        cfg.part_time_warning_percent,
+        cfg.part_time_critical_percent,
+    );
     totals.studies = rows.len();
     let mut reason_counts: BTreeMap<usize, usize> = BTreeMap::new();
     let mut reads: BTreeMap<(&'static str, Location), usize> = BTreeMap::new();
-    let mut unknown_readers: BTreeMap<String, (usize, HashSet<String>, Vec<String>, HashSet<String>)> =
-        BTreeMap::new();
+    let mut unknown_readers: BTreeMap<
+        String,
+        (usize, HashSet<String>, Vec<String>, HashSet<String>),
+    > = BTreeMap::new();
     let mut unknown_places: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     let mut formal = Vec::new();
     for row in &rows {
@@ -854,7 +863,9 @@ fn summarise(
             state: s.state.clone(),
             verdict: s.verdict.clone(),
             reasons: stored_reason_codes(s.reasons.as_deref()),
-            held_at: held_at.get(s.study_uid.as_str()).map(|t| format_ms(*t, off)),
+            held_at: held_at
+                .get(s.study_uid.as_str())
+                .map(|t| format_ms(*t, off)),
             released_at: released_at
                 .get(s.study_uid.as_str())
                 .map(|t| format_ms(*t, off)),

@@ -123,8 +123,14 @@ impl LedgerConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
         for (key, v) in [
-            ("ledger.part_time_warning_percent", self.part_time_warning_percent),
-            ("ledger.part_time_critical_percent", self.part_time_critical_percent),
+            (
+                "ledger.part_time_warning_percent",
+                self.part_time_warning_percent,
+            ),
+            (
+                "ledger.part_time_critical_percent",
+                self.part_time_critical_percent,
+            ),
         ] {
             if !(0.0..=100.0).contains(&v) || v.is_nan() {
                 return err(key, format!("expected a percentage 0–100, got {v}"));
@@ -139,8 +145,7 @@ impl LedgerConfig {
                 ),
             );
         }
-        if !(0.0..=1.0).contains(&self.unchanged_similarity) || self.unchanged_similarity.is_nan()
-        {
+        if !(0.0..=1.0).contains(&self.unchanged_similarity) || self.unchanged_similarity.is_nan() {
             return err(
                 "ledger.unchanged_similarity",
                 format!("expected 0.0 to 1.0, got {}", self.unchanged_similarity),

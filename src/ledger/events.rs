@@ -214,7 +214,13 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
             }
             out.push(event(signer_id, principal, Action::Final, at, Some(text)));
         }
-        "C" => out.push(event(signer_id, principal, Action::Addendum, at, Some(text))),
+        "C" => out.push(event(
+            signer_id,
+            principal,
+            Action::Addendum,
+            at,
+            Some(text),
+        )),
         _ => {}
     }
     out

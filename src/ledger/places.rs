@@ -236,20 +236,32 @@ mod tests {
             client_ip: Some(s),
             ..Default::default()
         };
-        assert_eq!(p.resolve(&ip("10.20.1.1"), Some("RC1")).location, Location::Inside);
+        assert_eq!(
+            p.resolve(&ip("10.20.1.1"), Some("RC1")).location,
+            Location::Inside
+        );
         // longest prefix: RC2's subnet inside RC1's range
         let r = p.resolve(&ip("10.20.30.5"), Some("RC1"));
-        assert_eq!((r.location, r.facility.as_deref()), (Location::Outside, Some("RC2")));
+        assert_eq!(
+            (r.location, r.facility.as_deref()),
+            (Location::Outside, Some("RC2"))
+        );
         let r = p.resolve(&ip("203.0.113.9"), Some("RC1"));
         assert_eq!((r.location, r.facility), (Location::Outside, None));
         // a facility without networks cannot say an address is outside
-        assert_eq!(p.resolve(&ip("203.0.113.9"), Some("RC9")).location, Location::Unknown);
+        assert_eq!(
+            p.resolve(&ip("203.0.113.9"), Some("RC9")).location,
+            Location::Unknown
+        );
         let ws = PlaceClues {
             workstation: Some("RC1-WS01"),
             ..Default::default()
         };
         assert_eq!(p.resolve(&ws, Some("RC1")).location, Location::Inside);
-        assert_eq!(p.resolve(&PlaceClues::default(), Some("RC1")).location, Location::Unknown);
+        assert_eq!(
+            p.resolve(&PlaceClues::default(), Some("RC1")).location,
+            Location::Unknown
+        );
         let hl7 = PlaceClues {
             hl7_facility: Some("RC1"),
             ..Default::default()

@@ -61,7 +61,10 @@ pub fn csv(report: &LedgerReport) -> Vec<u8> {
             s.reasons.join(";"),
             opt(s.first_reader.as_ref().map(|r| r.reader_id.clone())),
             opt(s.first_reader.as_ref().map(|r| r.category.to_string())),
-            opt(s.first_reader.as_ref().map(|r| r.place.as_str().to_string())),
+            opt(s
+                .first_reader
+                .as_ref()
+                .map(|r| r.place.as_str().to_string())),
             opt(s.signer.as_ref().map(|r| r.reader_id.clone())),
             opt(s.signer.as_ref().map(|r| r.category.to_string())),
             opt(s
@@ -230,9 +233,8 @@ fn bar_chart(rows: &[(String, usize)], color: &str) -> String {
     }
     let max = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
     let h = rows.len() * 24 + 10;
-    let mut svg = format!(
-        r#"<svg class="chart" viewBox="0 0 640 {h}" width="640" height="{h}" role="img">"#
-    );
+    let mut svg =
+        format!(r#"<svg class="chart" viewBox="0 0 640 {h}" width="640" height="{h}" role="img">"#);
     for (i, (label, n)) in rows.iter().enumerate() {
         let y = 5 + i * 24;
         let bw = (*n as f64 / max) * 360.0;
@@ -295,7 +297,10 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
     let _ = write!(h, "<h1>{}</h1>\n<table class=\"meta\">", esc(l("title")));
     for (k, v) in [
         ("sending", report.sending_facility.clone()),
-        ("month", format!("{} (UTC{})", report.month, report.utc_offset)),
+        (
+            "month",
+            format!("{} (UTC{})", report.month, report.utc_offset),
+        ),
         (
             "filter",
             report
@@ -318,8 +323,20 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
         ("forwarded", tt.forwarded, ""),
         ("with_final", tt.with_final_report, ""),
         ("eligible", tt.eligible, "ok"),
-        ("not_eligible", tt.not_eligible, if tt.not_eligible > 0 { "warning" } else { "" }),
-        ("formal", tt.formal_confirmations, if tt.formal_confirmations > 0 { "warning" } else { "" }),
+        (
+            "not_eligible",
+            tt.not_eligible,
+            if tt.not_eligible > 0 { "warning" } else { "" },
+        ),
+        (
+            "formal",
+            tt.formal_confirmations,
+            if tt.formal_confirmations > 0 {
+                "warning"
+            } else {
+                ""
+            },
+        ),
         ("held", tt.ever_held, ""),
         ("released", tt.released_override, ""),
         ("incomplete", tt.forwarded_incomplete, ""),
@@ -494,7 +511,14 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
             report
                 .unknown_readers
                 .iter()
-                .map(|u| (u.reader_id.clone(), u.events, u.studies, u.example_studies.join(" ")))
+                .map(|u| {
+                    (
+                        u.reader_id.clone(),
+                        u.events,
+                        u.studies,
+                        u.example_studies.join(" "),
+                    )
+                })
                 .collect::<Vec<_>>(),
         ),
         (
@@ -502,7 +526,14 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
             report
                 .unknown_places
                 .iter()
-                .map(|u| (u.reader_id.clone(), u.events, u.studies, u.example_studies.join(" ")))
+                .map(|u| {
+                    (
+                        u.reader_id.clone(),
+                        u.events,
+                        u.studies,
+                        u.example_studies.join(" "),
+                    )
+                })
                 .collect(),
         ),
     ] {
@@ -605,7 +636,11 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
         "<h2>{}</h2><ul><li>{}: {}</li><li>{}</li><li>{}: {} / {}</li></ul>",
         esc(l("policy")),
         esc(l("ft_remote")),
-        if p.full_time_remote_eligible { l("yes") } else { l("no") },
+        if p.full_time_remote_eligible {
+            l("yes")
+        } else {
+            l("no")
+        },
         esc(&l("rules_formal")
             .replace("{s}", &p.unchanged_similarity.to_string())
             .replace("{o}", &p.min_open_secs.to_string())

@@ -125,9 +125,16 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Reader>, RosterError> {
         message,
     };
     let Some((_, header)) = rows.first() else {
-        return Err(invalid(1, "ids", "empty file: expected a header row".into()));
+        return Err(invalid(
+            1,
+            "ids",
+            "empty file: expected a header row".into(),
+        ));
     };
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let header: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     for h in &header {
         if !CSV_COLUMNS.contains(&h.as_str()) {
             return Err(invalid(
@@ -195,7 +202,11 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Reader>, RosterError> {
         let (valid_from, valid_to) = (date("valid_from")?, date("valid_to")?);
         if let (Some(f), Some(t)) = (valid_from, valid_to) {
             if t < f {
-                return Err(invalid(*line, "valid_to", "expected a date ≥ valid_from".into()));
+                return Err(invalid(
+                    *line,
+                    "valid_to",
+                    "expected a date ≥ valid_from".into(),
+                ));
             }
         }
         out.push(Reader {
@@ -341,7 +352,8 @@ impl Roster {
 mod tests {
     use super::*;
 
-    const CSV: &str = "\u{feff}ids,name,facility,employment,board_certified,valid_from,valid_to\r\n\
+    const CSV: &str =
+        "\u{feff}ids,name,facility,employment,board_certified,valid_from,valid_to\r\n\
         1001|suzuki,\"鈴木, 一郎\",RC1,full_time,true,2020-04-01,\r\n\
         2001,田中 次郎,RC1,trainee,false,,2026-03-31\r\n\
         2001,田中 次郎,RC1,part_time,true,2026-04-01,\r\n";
@@ -355,7 +367,10 @@ mod tests {
         let roster = Roster::new(readers);
         let day = |s| super::super::time::parse_date(s).unwrap();
         assert_eq!(
-            roster.lookup("suzuki", day("2026-06-01")).unwrap().employment,
+            roster
+                .lookup("suzuki", day("2026-06-01"))
+                .unwrap()
+                .employment,
             Employment::FullTime
         );
         assert!(roster.lookup("suzuki", day("2019-06-01")).is_none());
@@ -377,9 +392,13 @@ mod tests {
         let bad = "ids,name,facility,employment\n1,a,RC1,boss\n";
         let e = parse_csv(bad, "r.csv").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("`employment`"), "{e}");
-        let e = parse_csv("ids,name,shoe\n", "r.csv").unwrap_err().to_string();
+        let e = parse_csv("ids,name,shoe\n", "r.csv")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`shoe`"), "{e}");
-        let e = parse_csv("ids,name,facility\n", "r.csv").unwrap_err().to_string();
+        let e = parse_csv("ids,name,facility\n", "r.csv")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`employment`"), "{e}");
         let e = parse_csv(
             "ids,name,facility,employment,valid_from\n1,a,RC1,trainee,2026-13-01\n",

@@ -130,7 +130,8 @@ mod tests {
         assert_eq!(similarity(p, p), 1.0);
         // whitespace and full-width letters do not count as changes
         assert_eq!(similarity("ＣＴで 異常なし", "CTで異常なし"), 1.0);
-        let f = "所見：両肺動脈に明らかな造影欠損を認めない。右下葉S9に4mm大の小結節あり、要経過観察。";
+        let f =
+            "所見：両肺動脈に明らかな造影欠損を認めない。右下葉S9に4mm大の小結節あり、要経過観察。";
         let s = similarity(p, f);
         assert!(s > 0.7 && s < 0.98, "{s}");
         assert!(similarity("異常なし", "肺癌の疑い") < 0.3);

@@ -116,7 +116,11 @@ pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
     if hp.len() != 3 || hp.iter().any(|p| p.len() != 2) {
         return Err(format!("expected hh:mm:ss, got {clock:?}"));
     }
-    let (h, mi, se) = (num(hp[0], "hour")?, num(hp[1], "minute")?, num(hp[2], "second")?);
+    let (h, mi, se) = (
+        num(hp[0], "hour")?,
+        num(hp[1], "minute")?,
+        num(hp[2], "second")?,
+    );
     if h > 23 || mi > 59 || se > 60 {
         return Err(format!("time {hms} out of range"));
     }
@@ -222,7 +226,10 @@ impl Month {
             (self.year, self.month + 1)
         };
         let end = days_from_civil(ny, nm, 1);
-        ((start * 86_400 - offset) * 1000, (end * 86_400 - offset) * 1000)
+        (
+            (start * 86_400 - offset) * 1000,
+            (end * 86_400 - offset) * 1000,
+        )
     }
 }
 
@@ -269,7 +276,10 @@ mod tests {
         assert_eq!(e, parse_rfc3339("2026-07-01T00:00:00+09:00").unwrap());
         assert_eq!(Month::of(s, 9 * 3600), m);
         assert_ne!(Month::of(s - 1, 9 * 3600), m);
-        assert_eq!(Month::parse("2026-12").unwrap().range(0).1, days_from_civil(2027, 1, 1) * 86_400_000);
+        assert_eq!(
+            Month::parse("2026-12").unwrap().range(0).1,
+            days_from_civil(2027, 1, 1) * 86_400_000
+        );
         assert!(Month::parse("2026-13").is_err());
         assert!(parse_date("2026-02-29").is_err());
         assert!(parse_offset("+9").is_err());

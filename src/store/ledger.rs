@@ -284,7 +284,9 @@ impl Store {
     pub fn roster_version(&self) -> Result<(i64, i64)> {
         let conn = self.conn();
         let v = conn
-            .prepare_cached("SELECT COALESCE(MAX(id), 0), COALESCE(MAX(retired_at), 0) FROM roster")?
+            .prepare_cached(
+                "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(retired_at), 0) FROM roster",
+            )?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(v)
     }

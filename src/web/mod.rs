@@ -155,7 +155,11 @@ impl WebState {
             .map_err(|_| ApiError::unauthorized("invalid token"))?;
         let token = match value.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => return Err(ApiError::unauthorized("expected `Authorization: Bearer <token>`")),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "expected `Authorization: Bearer <token>`",
+                ))
+            }
         };
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found: Option<&str> = None;
@@ -172,7 +176,10 @@ impl WebState {
     /// The ledger, reloaded when a roster was imported since it was loaded.
     pub fn ledger(&self) -> Arc<Ledger> {
         if let Ok(v) = self.store.roster_version() {
-            let mut seen = self.roster_version.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self
+                .roster_version
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if *seen != v {
                 match Ledger::load(&self.ledger_config, Some(&self.store)) {
                     Ok(l) => {

@@ -151,8 +151,12 @@ pub fn validate(body: &[u8], now: i64) -> Result<ReadEventInput, ApiError> {
             ));
         }
     }
-    let at_s = string_field(&obj, "at", 64)?
-        .ok_or_else(|| ApiError::bad("at", "`at` is required (RFC 3339, e.g. 2026-06-01T09:30:00+09:00)"))?;
+    let at_s = string_field(&obj, "at", 64)?.ok_or_else(|| {
+        ApiError::bad(
+            "at",
+            "`at` is required (RFC 3339, e.g. 2026-06-01T09:30:00+09:00)",
+        )
+    })?;
     let at = crate::ledger::time::parse_rfc3339(&at_s)
         .map_err(|m| ApiError::invalid("at", format!("`at`: {m}")))?;
     if at > now + 5 * 60 * 1000 {
@@ -211,7 +215,9 @@ pub fn record(
         if input.study_uid.is_some() && a != ta {
             return Err(ApiError::invalid(
                 "accession",
-                format!("`accession` {a:?} does not belong to this study (its accession is {ta:?})"),
+                format!(
+                    "`accession` {a:?} does not belong to this study (its accession is {ta:?})"
+                ),
             ));
         }
     }
@@ -306,18 +312,54 @@ mod tests {
         for (body, field) in [
             ("not json", "body"),
             ("[1]", "body"),
-            (r#"{"reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#, "study_uid"),
-            (r#"{"study_uid":"1.2.x","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#, "study_uid"),
-            (r#"{"accession":5,"reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#, "accession"),
-            (r#"{"study_uid":"1.2","action":"opened","at":"2026-01-01T00:00:00Z"}"#, "reader_id"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"peeked","at":"2026-01-01T00:00:00Z"}"#, "action"),
-            (r#"{"study_uid":"1.2","reader_id":"1","at":"2026-01-01T00:00:00Z"}"#, "action"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened"}"#, "at"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"yesterday"}"#, "at"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2999-01-01T00:00:00Z"}"#, "at"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","client_ip":"10.1"}"#, "client_ip"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","workstation":["a"]}"#, "workstation"),
-            (r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","patient_name":"x"}"#, "patient_name"),
+            (
+                r#"{"reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#,
+                "study_uid",
+            ),
+            (
+                r#"{"study_uid":"1.2.x","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#,
+                "study_uid",
+            ),
+            (
+                r#"{"accession":5,"reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z"}"#,
+                "accession",
+            ),
+            (
+                r#"{"study_uid":"1.2","action":"opened","at":"2026-01-01T00:00:00Z"}"#,
+                "reader_id",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"peeked","at":"2026-01-01T00:00:00Z"}"#,
+                "action",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","at":"2026-01-01T00:00:00Z"}"#,
+                "action",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened"}"#,
+                "at",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"yesterday"}"#,
+                "at",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2999-01-01T00:00:00Z"}"#,
+                "at",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","client_ip":"10.1"}"#,
+                "client_ip",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","workstation":["a"]}"#,
+                "workstation",
+            ),
+            (
+                r#"{"study_uid":"1.2","reader_id":"1","action":"opened","at":"2026-01-01T00:00:00Z","patient_name":"x"}"#,
+                "patient_name",
+            ),
         ] {
             let (status, f) = field_of(body);
             assert!((400..500).contains(&status), "{body}: {status}");
