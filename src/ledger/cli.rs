@@ -163,15 +163,8 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
                 "csv" => print!("{}", roster::to_csv(ledger.roster.readers())),
                 "table" => {
                     println!(
-                        "{:<20}  {:<16}  {:<10}  {:<10}  {:<9}  {:<10}  {:<10}  {}",
-                        "ids",
-                        "name",
-                        "facility",
-                        "employment",
-                        "certified",
-                        "from",
-                        "to",
-                        "source"
+                        "{:<20}  {:<16}  {:<10}  {:<10}  {:<9}  {:<10}  {:<10}  source",
+                        "ids", "name", "facility", "employment", "certified", "from", "to",
                     );
                     for r in ledger.roster.readers() {
                         println!(

@@ -7,8 +7,9 @@ use super::events::{from_hl7_report, Action, Origin, ReadEvent};
 use super::places::{Location, PlaceClues};
 use super::reasons as r;
 use super::roster::Employment;
+use super::roster::Reader;
 use super::time::{format_ms, Month};
-use super::{Ledger, LedgerError, Resolution};
+use super::{Ledger, LedgerError};
 use crate::store::{LedgerStudy, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -247,9 +248,11 @@ fn action_rank(a: Action) -> u8 {
     }
 }
 
-struct Resolved {
+struct Resolved<'a> {
     ev: ReadEvent,
-    res: Resolution,
+    reader: Option<&'a Reader>,
+    location: Location,
+    responsible: Option<bool>,
     /// The roster entry's first id, or the raw id: one person with several ids is one key.
     key: String,
 }
@@ -276,21 +279,48 @@ pub fn build(
 ) -> Result<LedgerReport, LedgerError> {
     let off = ledger.offset;
     let (start, end) = scope.month.range(off);
+    let timing = std::env::var_os("READGATE_LEDGER_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if timing {
+            eprintln!("ledger: {what} at {:.3} s", t0.elapsed().as_secs_f64());
+        }
+    };
+    store.prepare_bulk_read()?;
     let mut studies = store.ledger_studies(start, end)?;
     if let Some(f) = &scope.facility {
         if f != &scope.sending_facility {
             studies.retain(|s| s.facility.as_deref() == Some(f.as_str()));
         }
     }
-    let index: HashMap<String, usize> = studies
+    let index: HashMap<i64, usize> = studies
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.study_uid.clone(), i))
+        .map(|(i, s)| (s.rowid, i))
         .collect();
+    lap("studies loaded");
+    // Reports (on the HL7 connection) and read events (on the main one) load in parallel.
+    let (rest_rows, hl7_events) = std::thread::scope(|sc| {
+        let hl7 = sc.spawn(|| -> Result<Vec<(usize, Vec<ReadEvent>)>, LedgerError> {
+            let mut out = Vec::new();
+            for rep in store.ledger_reports(start, end)? {
+                if let Some(&i) = index.get(&rep.study) {
+                    out.push((i, from_hl7_report(&rep, off)));
+                }
+            }
+            Ok(out)
+        });
+        let rest = store.ledger_read_events(start, end);
+        let hl7 = hl7
+            .join()
+            .unwrap_or_else(|_| Err(LedgerError::Invalid("report loader panicked".into())));
+        (rest, hl7)
+    });
+    lap("read events and reports loaded");
     let mut per_study: Vec<Vec<ReadEvent>> = vec![Vec::new(); studies.len()];
     let mut totals = Totals::default();
-    for row in store.ledger_read_events(start, end)? {
-        let Some(&i) = index.get(&row.study_uid) else {
+    for row in rest_rows? {
+        let Some(&i) = index.get(&row.study) else {
             continue;
         };
         if let Some(ev) = ReadEvent::from_rest(row) {
@@ -298,24 +328,56 @@ pub fn build(
             per_study[i].push(ev);
         }
     }
-    for rep in store.ledger_reports(start, end)? {
-        let Some(&i) = index.get(&rep.study_uid) else {
-            continue;
-        };
-        let evs = from_hl7_report(&rep, off);
+    for (i, evs) in hl7_events? {
         totals.read_events_hl7 += evs.len();
         per_study[i].extend(evs);
     }
-
-    let mut analyses = Vec::with_capacity(studies.len());
+    lap("events grouped");
+    // Studies are independent until bursts: analyse them on every core.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = studies.len().div_ceil(threads).max(1);
+    let mut inputs: Vec<Vec<Vec<ReadEvent>>> = Vec::new();
+    let mut rest = per_study;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        inputs.push(rest);
+        rest = tail;
+    }
+    inputs.push(rest);
+    let analyses: Vec<Analysis> = std::thread::scope(|sc| {
+        let handles: Vec<_> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(c, events)| {
+                let studies = &studies[(c * chunk).min(studies.len())..];
+                sc.spawn(move || {
+                    studies
+                        .iter()
+                        .zip(events)
+                        .map(|(study, evs)| analyse(ledger, study, evs))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(studies.len());
+        for h in handles {
+            all.extend(
+                h.join()
+                    .map_err(|_| LedgerError::Invalid("ledger analysis panicked".into()))?,
+            );
+        }
+        Ok::<_, LedgerError>(all)
+    })?;
     let mut finals: Vec<(String, i64, usize)> = Vec::new();
-    for (i, (study, events)) in studies.iter().zip(per_study).enumerate() {
-        let a = analyse(ledger, study, events);
+    for (i, a) in analyses.iter().enumerate() {
         if let (Some(k), Some(t)) = (&a.signer_key, a.final_at) {
             finals.push((k.clone(), t, i));
         }
-        analyses.push(a);
     }
+    lap("studies analysed");
     let bursts = bursts(
         &mut finals,
         ledger.config.burst_count as usize,
@@ -362,8 +424,11 @@ pub fn build(
             read_events: a.events,
         });
     }
+    lap("rows built");
     let timeline = store.ledger_timeline(start, end)?;
-    Ok(summarise(ledger, scope, &studies, rows, timeline, totals))
+    let report = summarise(ledger, scope, &studies, rows, timeline, totals);
+    lap("summarised");
+    Ok(report)
 }
 
 /// Studies whose sign-off lies in a burst: ≥ `count` sign-offs by one signer within
@@ -397,12 +462,22 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
                 point_of_care: ev.point_of_care.as_deref(),
                 hl7_facility: ev.hl7_facility.as_deref(),
             };
-            let res = ledger.resolve(&ev.reader_id, ev.at, &clues, responsible);
-            let key = ledger
-                .reader(&ev.reader_id, ev.at)
+            let reader = ledger.reader(&ev.reader_id, ev.at);
+            let home = reader.map(|r| r.facility.as_str()).or(responsible);
+            let location = ledger.places.resolve(&clues, home).location;
+            let key = reader
                 .and_then(|r| r.ids.first().cloned())
                 .unwrap_or_else(|| ev.reader_id.clone());
-            Resolved { ev, res, key }
+            Resolved {
+                responsible: match (reader, responsible) {
+                    (Some(r), Some(f)) => Some(r.facility == f),
+                    _ => None,
+                },
+                ev,
+                reader,
+                location,
+                key,
+            }
         })
         .collect();
     // A first reader named on the final report (OBR-33) is the same read as their own
@@ -427,14 +502,14 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
         let entry = by_reader.entry(x.key.clone()).or_insert_with(|| {
             order.push(x.key.clone());
             ReaderOnStudy {
-                reader_id: x.res.reader_id.clone(),
-                known: x.res.known,
-                name: x.res.name.clone(),
-                category: category(x.res.employment),
-                board_certified: x.res.board_certified,
-                facility: x.res.facility.clone(),
+                reader_id: x.ev.reader_id.clone(),
+                known: x.reader.is_some(),
+                name: x.reader.map(|r| r.name.clone()),
+                category: category(x.reader.map(|r| r.employment)),
+                board_certified: x.reader.map(|r| r.board_certified),
+                facility: x.reader.map(|r| r.facility.clone()),
                 place: Location::Unknown,
-                responsible: x.res.responsible,
+                responsible: x.responsible,
                 events: 0,
                 origins: 0,
             }
@@ -444,7 +519,7 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
             Origin::Rest { .. } => 1,
             Origin::Hl7 { .. } => 2,
         };
-        entry.place = match (entry.place, x.res.place.location) {
+        entry.place = match (entry.place, x.location) {
             (Location::Outside, _) | (_, Location::Outside) => Location::Outside,
             (Location::Inside, _) | (_, Location::Inside) => Location::Inside,
             _ => Location::Unknown,
@@ -467,15 +542,15 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
     }
 
     for x in &resolved {
-        if !x.res.known {
+        if x.reader.is_none() {
             reasons.push(r::UNKNOWN_READER);
             continue;
         }
-        if x.res.responsible == Some(false) {
+        if x.responsible == Some(false) {
             reasons.push(r::NOT_RESPONSIBLE_FACILITY);
         }
-        if x.res.place.location == Location::Outside {
-            match x.res.employment {
+        if x.location == Location::Outside {
+            match x.reader.map(|r| r.employment) {
                 Some(Employment::PartTime) => reasons.push(r::PART_TIME_READ_OUTSIDE),
                 Some(Employment::Trainee) => reasons.push(r::TRAINEE_READ_OUTSIDE),
                 Some(Employment::FullTime) if !ledger.config.full_time_remote_eligible => {
@@ -525,7 +600,7 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
             continue;
         }
         let similarity_to_previous = match (&x.ev.text, last_text) {
-            (Some(t), Some(prev)) => Some(round3(super::similarity::similarity(prev, t))),
+            (Some(t), Some(prev)) => Some(similar(prev, t)),
             _ => None,
         };
         if let Some(t) = &x.ev.text {
@@ -533,7 +608,7 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
         }
         chain.push(ChainEntry {
             action: x.ev.action.as_str(),
-            reader_id: x.res.reader_id.clone(),
+            reader_id: x.ev.reader_id.clone(),
             at: format_ms(x.ev.at, ledger.offset),
             source: match &x.ev.origin {
                 Origin::Hl7 {
@@ -541,7 +616,7 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
                 } => format!("hl7 {status} {control_id}"),
                 Origin::Rest { source, .. } => source.clone(),
             },
-            place: x.res.place.location,
+            place: x.location,
             similarity_to_previous,
         });
     }
@@ -572,13 +647,34 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
     }
 }
 
+thread_local! {
+    /// The last pair compared: the chain and the confirmation usually compare the same
+    /// preliminary and final texts.
+    static LAST_SIMILARITY: std::cell::RefCell<Option<(String, String, f64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Similarity of two report texts, rounded to 3 decimals (memoised for the last pair).
+fn similar(a: &str, b: &str) -> f64 {
+    LAST_SIMILARITY.with(|cell| {
+        if let Some((x, y, v)) = cell.borrow().as_ref() {
+            if x == a && y == b {
+                return *v;
+            }
+        }
+        let v = round3(super::similarity::similarity(a, b));
+        *cell.borrow_mut() = Some((a.to_string(), b.to_string(), v));
+        v
+    })
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
 fn confirmation(
     ledger: &Ledger,
-    resolved: &[Resolved],
+    resolved: &[Resolved<'_>],
     fi: usize,
     si: usize,
     by_reader: &HashMap<String, ReaderOnStudy>,
@@ -595,8 +691,7 @@ fn confirmation(
         resolved
             .iter()
             .filter(|x| x.ev.action == Action::Preliminary && x.ev.text.is_some())
-            .filter(|x| x.ev.at <= *fat)
-            .last()
+            .rfind(|x| x.ev.at <= *fat)
             .or_else(|| {
                 resolved
                     .iter()
@@ -605,7 +700,7 @@ fn confirmation(
             .and_then(|x| x.ev.text.clone())
     });
     let similarity = match (&prelim_text, &final_text) {
-        (Some(p), Some((f, _))) => Some(round3(super::similarity::similarity(p, f))),
+        (Some(p), Some((f, _))) => Some(similar(p, f)),
         _ => None,
     };
     // The confirmer's own time with the study open before signing.
@@ -666,8 +761,8 @@ fn confirmation(
         .map(|r| r.category)
         .unwrap_or("unknown");
     Confirmation {
-        author: author.res.reader_id.clone(),
-        confirmer: signer.res.reader_id.clone(),
+        author: author.ev.reader_id.clone(),
+        confirmer: signer.ev.reader_id.clone(),
         author_category,
         preliminary_at: format_ms(author.ev.at, ledger.offset),
         final_at: format_ms(final_at, ledger.offset),
@@ -748,10 +843,9 @@ fn summarise(
     totals.studies = rows.len();
     let mut reason_counts: BTreeMap<usize, usize> = BTreeMap::new();
     let mut reads: BTreeMap<(&'static str, Location), usize> = BTreeMap::new();
-    let mut unknown_readers: BTreeMap<
-        String,
-        (usize, HashSet<String>, Vec<String>, HashSet<String>),
-    > = BTreeMap::new();
+    // reader id → (events, studies, example studies, sources)
+    type Unknown = (usize, HashSet<String>, Vec<String>, HashSet<String>);
+    let mut unknown_readers: BTreeMap<String, Unknown> = BTreeMap::new();
     let mut unknown_places: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     let mut formal = Vec::new();
     for row in &rows {

@@ -131,7 +131,7 @@ impl Places {
             }
         }
         // Longest prefix first: a facility's subnet inside another's range wins.
-        p.networks.sort_by(|a, b| b.0.prefix.cmp(&a.0.prefix));
+        p.networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix));
         p
     }
 

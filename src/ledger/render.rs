@@ -11,8 +11,13 @@ use std::fmt::Write as _;
 /// At most this many per-study rows go into the HTML (the CSV and JSON have all).
 pub const HTML_STUDY_ROWS: usize = 5000;
 
+/// Indented when small enough to be read as it is; compact for big months.
 pub fn json(report: &LedgerReport) -> Vec<u8> {
-    serde_json::to_vec_pretty(report).unwrap_or_default()
+    if report.studies.len() <= 1000 {
+        serde_json::to_vec_pretty(report).unwrap_or_default()
+    } else {
+        serde_json::to_vec(report).unwrap_or_default()
+    }
 }
 
 pub const CSV_COLUMNS: [&str; 24] = [

@@ -292,7 +292,7 @@ pub fn to_csv(readers: &[Reader]) -> String {
 /// One CSV cell, quoted when needed; a leading `= + - @` is neutralised so a spreadsheet
 /// does not run it as a formula.
 pub fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) && !s.parse::<f64>().is_ok() {
+    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
         format!("'{s}")
     } else {
         s.to_string()

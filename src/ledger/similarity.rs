@@ -8,6 +8,27 @@
 //! al. 2001, 64 characters per machine word), so a month of reports takes milliseconds.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiplicative hash for `char` keys (SipHash costs more than the LCS step here).
+#[derive(Default)]
+struct CharHasher(u64);
+
+impl Hasher for CharHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type CharMap<V> = HashMap<char, V, BuildHasherDefault<CharHasher>>;
 
 /// The characters compared: whitespace dropped, full-width ASCII (Ａ–ｚ, ０–９, ！…) folded
 /// to ASCII, ASCII lower-cased.
@@ -32,7 +53,7 @@ pub fn lcs_len(a: &[char], b: &[char]) -> usize {
         return 0;
     }
     let words = m.div_ceil(64);
-    let mut index: HashMap<char, usize> = HashMap::new();
+    let mut index: CharMap<usize> = CharMap::default();
     let mut masks: Vec<u64> = Vec::new();
     for (i, &c) in a.iter().enumerate() {
         let slot = *index.entry(c).or_insert_with(|| {

@@ -68,6 +68,9 @@ pub struct ReadTarget {
 /// A study as the ledger sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerStudy {
+    /// SQLite rowid of the study row (joins below return it instead of the UID).
+    #[serde(skip)]
+    pub rowid: i64,
     pub study_uid: String,
     pub accession: Option<String>,
     pub state: String,
@@ -87,7 +90,8 @@ pub struct LedgerStudy {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadEventRow {
     pub id: i64,
-    pub study_uid: String,
+    /// The study's rowid (see [`LedgerStudy::rowid`]).
+    pub study: i64,
     pub reader_id: String,
     pub action: String,
     pub at: i64,
@@ -100,7 +104,8 @@ pub struct ReadEventRow {
 #[derive(Debug, Clone)]
 pub struct LedgerReport {
     pub id: i64,
-    pub study_uid: String,
+    /// The study's rowid (see [`LedgerStudy::rowid`]).
+    pub study: i64,
     pub status: String,
     pub signer_id: Option<String>,
     pub assistant_ids: String,
@@ -291,12 +296,22 @@ impl Store {
         Ok(v)
     }
 
+    /// Memory-maps the database and enlarges the page cache of both connections for a
+    /// month-sized scan (`readgate report`): without it every page is a read() call.
+    pub fn prepare_bulk_read(&self) -> Result<()> {
+        for conn in [self.conn(), self.hl7_conn()] {
+            conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+            conn.pragma_update(None, "cache_size", -131_072_i64)?;
+        }
+        Ok(())
+    }
+
     /// Studies first received in [start, end).
     pub fn ledger_studies(&self, start: i64, end: i64) -> Result<Vec<LedgerStudy>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT study_uid, accession, state, verdict, destination, facility, modalities, \
-             first_received_at, forwarded_at, reasons, override_by, override_reason \
+             first_received_at, forwarded_at, reasons, override_by, override_reason, rowid \
              FROM studies WHERE first_received_at >= ?1 AND first_received_at < ?2 \
              ORDER BY first_received_at, study_uid",
         )?;
@@ -314,6 +329,7 @@ impl Store {
                 reasons: r.get(9)?,
                 override_by: r.get(10)?,
                 override_reason: r.get(11)?,
+                rowid: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -323,14 +339,14 @@ impl Store {
     pub fn ledger_read_events(&self, start: i64, end: i64) -> Result<Vec<ReadEventRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT e.id, e.study_uid, e.reader_id, e.action, e.at, e.workstation, e.client_ip, e.source \
-             FROM studies s JOIN read_events e ON e.study_uid = s.study_uid \
+            "SELECT e.id, s.rowid, e.reader_id, e.action, e.at, e.workstation, e.client_ip, e.source \
+             FROM studies s CROSS JOIN read_events e ON e.study_uid = s.study_uid \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
         )?;
         let rows = stmt.query_map([start, end], |r| {
             Ok(ReadEventRow {
                 id: r.get(0)?,
-                study_uid: r.get(1)?,
+                study: r.get(1)?,
                 reader_id: r.get(2)?,
                 action: r.get(3)?,
                 at: r.get(4)?,
@@ -344,29 +360,32 @@ impl Store {
 
     /// HL7 report versions of the studies first received in [start, end), matched by
     /// study UID, else by accession number (as `readgate orders` matches them).
+    ///
+    /// Runs on the HL7 connection, so that `readgate report` can read reports and read
+    /// events at the same time.
     pub fn ledger_reports(&self, start: i64, end: i64) -> Result<Vec<LedgerReport>> {
-        let conn = self.conn();
+        let conn = self.hl7_conn();
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for sql in [
-            "SELECT r.id, s.study_uid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
              r.received_at, r.text, r.result, m.control_id, m.sender \
-             FROM studies s JOIN reports r ON r.study_uid = s.study_uid \
+             FROM studies s CROSS JOIN reports r ON r.study_uid = s.study_uid \
              JOIN hl7_messages m ON m.id = r.message_id \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
-            "SELECT r.id, s.study_uid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
              r.received_at, r.text, r.result, m.control_id, m.sender \
-             FROM studies s JOIN reports r ON r.accession = s.accession \
+             FROM studies s CROSS JOIN reports r ON r.accession = s.accession \
              JOIN hl7_messages m ON m.id = r.message_id \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
              AND s.accession IS NOT NULL AND s.accession != '' \
-             AND (r.study_uid IS NULL OR r.study_uid = '')",
+             AND COALESCE(r.study_uid, '') = ''",
         ] {
             let mut stmt = conn.prepare_cached(sql)?;
             let rows = stmt.query_map([start, end], |r| {
                 Ok(LedgerReport {
                     id: r.get(0)?,
-                    study_uid: r.get(1)?,
+                    study: r.get(1)?,
                     status: r.get(2)?,
                     signer_id: r.get(3)?,
                     assistant_ids: r.get(4)?,
@@ -380,7 +399,7 @@ impl Store {
             })?;
             for row in rows {
                 let row = row?;
-                if seen.insert((row.id, row.study_uid.clone())) {
+                if seen.insert((row.id, row.study)) {
                     out.push(row);
                 }
             }
@@ -395,7 +414,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT e.study_uid, e.at, e.kind, e.detail FROM studies s \
-             JOIN events e ON e.study_uid = s.study_uid \
+             CROSS JOIN events e ON e.study_uid = s.study_uid \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
              AND e.kind IN ('held', 'released-override', 'rejected', 'context', 'failed') \
              ORDER BY e.id",

@@ -4,7 +4,7 @@
 //! Integrations authenticate with a bearer token; the config holds only its SHA-256
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
 
-mod read_events;
+pub mod read_events;
 
 use crate::ledger::config::LedgerConfig;
 use crate::ledger::Ledger;
