@@ -1059,3 +1059,31 @@ fn summarise(
         studies: rows,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_need_count_sign_offs_by_one_signer_within_the_window() {
+        let s = 1000;
+        // signer A: 5 within 60 s (studies 0-4), then one alone (5); signer B: 4 (6-9)
+        let mut finals: Vec<(String, i64, usize)> = (0..5)
+            .map(|i| ("A".to_string(), i * 12 * s, i as usize))
+            .chain(std::iter::once(("A".to_string(), 3600 * s, 5)))
+            .chain((0..4).map(|i| ("B".to_string(), i * s, 6 + i as usize)))
+            .collect();
+        let b = bursts(&mut finals, 5, 60 * s);
+        let mut got: Vec<usize> = b.into_iter().collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert!(bursts(&mut finals, 6, 60 * s).is_empty());
+    }
+
+    #[test]
+    fn share_levels_are_strictly_above_the_thresholds() {
+        assert_eq!(level(20.0, 20.0, 30.0), "ok");
+        assert_eq!(level(20.1, 20.0, 30.0), "warning");
+        assert_eq!(level(30.1, 20.0, 30.0), "critical");
+    }
+}
