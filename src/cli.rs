@@ -98,6 +98,36 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The reading accountability ledger for a month: eligibility per study with reasons,
+    /// part-time share, formal confirmations, unknown readers and places, held/released.
+    Report {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// YYYY-MM (local time, `ledger.utc_offset`).
+        #[arg(long)]
+        month: String,
+        /// Only studies of this responsible receiving facility.
+        #[arg(long)]
+        facility: Option<String>,
+        #[arg(long, value_enum, default_value_t = crate::ledger::cli::ReportFormat::Json)]
+        format: crate::ledger::cli::ReportFormat,
+        /// Language of the HTML report: ja or en.
+        #[arg(long, default_value = "ja")]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The reader roster: import a CSV, list the roster in force.
+    Roster {
+        #[command(subcommand)]
+        command: crate::ledger::cli::RosterCommand,
+    },
+    /// Bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        command: crate::ledger::cli::TokenCommand,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -342,6 +372,16 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => bail!("{uid} is neither held nor failed: see `readgate studies`"),
             }
         }
+        Command::Report {
+            config,
+            month,
+            facility,
+            format,
+            lang,
+            out,
+        } => crate::ledger::cli::report(&config, &month, facility, format, &lang, out.as_deref()),
+        Command::Roster { command } => crate::ledger::cli::roster(command),
+        Command::Token { command } => crate::ledger::cli::token(command),
         Command::ConfigCheck { config: path } => {
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());

@@ -48,6 +48,12 @@ pub struct Config {
     /// The clinical-context policy (JRS-7.3.x): which checks apply, with what parameters.
     #[serde(default)]
     pub policy: crate::decide::policy::PolicyConfig,
+    /// The reading ledger: roster, places, eligibility rules (ATS-3, JRS-8.1).
+    #[serde(default)]
+    pub ledger: crate::ledger::config::LedgerConfig,
+    /// The HTTP server (read events API); absent: no HTTP listener.
+    #[serde(default)]
+    pub http: Option<crate::web::HttpConfig>,
     /// The audit trail's live forwarding to a syslog collector (ATNA).
     #[serde(default)]
     pub audit: AuditConfig,
@@ -556,6 +562,13 @@ impl Config {
             }
             non_empty("application", &h.application).map_err(|m| invalid("hl7.application", m))?;
         }
+        self.ledger
+            .validate()
+            .map_err(|(key, message)| invalid(&key, message))?;
+        if let Some(http) = &self.http {
+            http.validate()
+                .map_err(|(key, message)| invalid(&key, message))?;
+        }
         self.validate_audit(path)?;
         Ok(())
     }
@@ -815,5 +828,51 @@ destination = "rc1"
         assert_eq!(c.dicom.ae_title, "READGATE");
         assert_eq!(c.dicom.listen.port(), 11112);
         assert_eq!(c.destinations[0].port, 11113);
+        assert_eq!(c.ledger.part_time_warning_percent, 20.0);
+        assert_eq!(
+            c.http.as_ref().map(|h| h.listen.port()),
+            Some(8080),
+            "shipped config serves HTTP on 8080"
+        );
+    }
+
+    #[test]
+    fn ledger_and_http_keys_are_validated_by_name() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(!c.ledger.full_time_remote_eligible);
+        assert_eq!(c.ledger.part_time_critical_percent, 30.0);
+        assert!(c.http.is_none());
+        for (extra, key) in [
+            ("[ledger]\npart_time_warning_percent = 120\n", "ledger.part_time_warning_percent"),
+            ("[ledger]\npart_time_warning_percent = 40\n", "ledger.part_time_critical_percent"),
+            ("[ledger]\nunchanged_similarity = 1.5\n", "ledger.unchanged_similarity"),
+            ("[ledger]\nburst_count = 1\n", "ledger.burst_count"),
+            ("[ledger]\nutc_offset = \"JST\"\n", "ledger.utc_offset"),
+            ("[ledger]\nmin_open_sec = 5\n", "min_open_sec"),
+            (
+                "[[ledger.readers]]\nids = []\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"full_time\"\n",
+                "ledger.readers[0].ids",
+            ),
+            (
+                "[[ledger.readers]]\nids = [\"1\"]\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"boss\"\n",
+                "employment",
+            ),
+            (
+                "[[ledger.readers]]\nids = [\"1\"]\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"trainee\"\nvalid_to = \"2026-02-30\"\n",
+                "ledger.readers[0].valid_to",
+            ),
+            (
+                "[[ledger.places]]\nfacility = \"RC1\"\nnetworks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+                "ledger.places[0].networks[1]",
+            ),
+            (
+                "[http]\n[[http.tokens]]\nname = \"v\"\ntoken_sha256 = \"abc\"\n",
+                "http.tokens[0].token_sha256",
+            ),
+            ("[http]\nlisten = \"nowhere\"\n", "http.listen"),
+        ] {
+            let err = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 }

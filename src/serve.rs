@@ -21,6 +21,8 @@ use tracing::{info, warn};
 pub struct Running {
     pub dicom_addr: SocketAddr,
     pub hl7_addr: Option<SocketAddr>,
+    /// The HTTP server (`[http]`), if configured.
+    pub http_addr: Option<SocketAddr>,
     pub store: Arc<Store>,
     pub audit: Arc<crate::audit::AuditLog>,
     shutdown: watch::Sender<bool>,
@@ -141,6 +143,20 @@ pub async fn start_with(
         }
         None => None,
     };
+    let http_addr = match &config.http {
+        Some(http) => {
+            let state = Arc::new(
+                crate::web::WebState::new(store.clone(), http, &config.ledger)
+                    .context("loading the reading ledger's roster ([ledger])")?,
+            );
+            let (addr, task) = crate::web::start(http, state, shutdown_rx.clone()).await?;
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+            Some(addr)
+        }
+        None => None,
+    };
     for destination in &config.destinations {
         let forwarder = Forwarder::new(
             config.clone(),
@@ -162,6 +178,7 @@ pub async fn start_with(
         dicom_addr,
         hl7_addr,
         audit,
+        http_addr,
         store,
         shutdown,
         tasks,
@@ -199,6 +216,8 @@ impl Running {
 /// The daemon: runs until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(config).await?;
+    // The ledger's hooks are process-wide: only the daemon installs the trail behind them.
+    crate::ledger::hooks::install(running.audit.clone());
     wait_for_signal().await?;
     info!("shutdown requested: finishing in-flight work");
     running.stop().await;

@@ -649,3 +649,15 @@ fn jsonl_line(e: &Entry) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The reading ledger's events (read events, generated reports) go into the trail.
+impl crate::ledger::hooks::AuditSink for AuditLog {
+    fn append(&self, record: &crate::ledger::hooks::AuditRecord) {
+        let mut entry =
+            NewEntry::new(record.kind.as_str(), &record.actor).detail(record.detail.clone());
+        if let Some(study) = &record.study_uid {
+            entry = entry.study(study);
+        }
+        self.record(entry);
+    }
+}

@@ -8,8 +8,12 @@
 //! OS crash can cost is a decision or a delivery mark, i.e. a re-decision or a re-send.
 
 mod hl7;
+mod ledger;
 
 pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
+pub use ledger::{
+    LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
+};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -287,6 +291,7 @@ impl Store {
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         conn.execute_batch(hl7::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(ledger::SCHEMA).map_err(open_err)?;
         let hl7 = hl7::open_connection(path).map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(conn),

@@ -5,6 +5,7 @@
 pub mod elements;
 
 pub mod hl7;
+pub mod http;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -410,6 +411,32 @@ pub fn synthetic_instance(
         *b = (i * 31 % 251) as u8;
     }
     element(&mut d, 0x7FE0, 0x0010, b"OW", &pixels);
+    d
+}
+
+/// As [`synthetic_instance`], with its own accession number (0008,0050).
+pub fn synthetic_instance_with_accession(
+    sop_class: &str,
+    study_uid: &str,
+    sop_uid: &str,
+    modality: &str,
+    accession: &str,
+) -> Vec<u8> {
+    let mut d = Vec::new();
+    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
+    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
+    element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
+    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
+    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
+    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
+    element(
+        &mut d,
+        0x0020,
+        0x000E,
+        b"UI",
+        &padded(&format!("{study_uid}.1"), 0),
+    );
+    element(&mut d, 0x7FE0, 0x0010, b"OW", &[0u8; 64]);
     d
 }
 

@@ -1,0 +1,444 @@
+//! The reading ledger's tables: read events from reading systems (REST), the imported
+//! roster (every import kept, earlier ones retired, never deleted), and the bulk queries
+//! `readgate report` runs over a month.
+
+use super::{Result, Store};
+use crate::ledger::roster::{Employment, Reader};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS read_events (
+    id          INTEGER PRIMARY KEY,
+    study_uid   TEXT NOT NULL,
+    accession   TEXT,
+    reader_id   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    workstation TEXT,
+    client_ip   TEXT,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    resolved    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS read_events_by_study ON read_events(study_uid, at);
+CREATE TABLE IF NOT EXISTS roster (
+    id              INTEGER PRIMARY KEY,
+    ids             TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    facility        TEXT NOT NULL,
+    employment      TEXT NOT NULL,
+    board_certified INTEGER NOT NULL,
+    valid_from      TEXT,
+    valid_to        TEXT,
+    source          TEXT NOT NULL,
+    imported_at     INTEGER NOT NULL,
+    retired_at      INTEGER
+);
+CREATE INDEX IF NOT EXISTS studies_by_first_received ON studies(first_received_at);
+"#;
+
+/// A read event to record (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewReadEvent {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub reader_id: String,
+    pub action: String,
+    pub at: i64,
+    pub workstation: Option<String>,
+    pub client_ip: Option<String>,
+    /// `rest:<token name>`.
+    pub source: String,
+    pub received_at: i64,
+    /// The resolution at recording time (JSON), kept as evidence.
+    pub resolved: String,
+}
+
+/// What a read event needs to know of its study.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadTarget {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub state: String,
+    /// The receiving facility the route made responsible (None while undecided).
+    pub facility: Option<String>,
+}
+
+/// A study as the ledger sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStudy {
+    /// SQLite rowid of the study row (joins below return it instead of the UID).
+    #[serde(skip)]
+    pub rowid: i64,
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub state: String,
+    pub verdict: Option<String>,
+    pub destination: Option<String>,
+    pub facility: Option<String>,
+    pub modalities: String,
+    pub first_received_at: i64,
+    pub forwarded_at: Option<i64>,
+    /// Hold / incomplete reasons as stored by the decision stage (JSON array).
+    pub reasons: Option<String>,
+    pub override_by: Option<String>,
+    pub override_reason: Option<String>,
+}
+
+/// A stored read event.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadEventRow {
+    pub id: i64,
+    /// The study's rowid (see [`LedgerStudy::rowid`]).
+    pub study: i64,
+    pub reader_id: String,
+    pub action: String,
+    pub at: i64,
+    pub workstation: Option<String>,
+    pub client_ip: Option<String>,
+    pub source: String,
+}
+
+/// A stored HL7 report version, as the ledger needs it.
+#[derive(Debug, Clone)]
+pub struct LedgerReport {
+    pub id: i64,
+    /// The study's rowid (see [`LedgerStudy::rowid`]).
+    pub study: i64,
+    pub status: String,
+    pub signer_id: Option<String>,
+    pub assistant_ids: String,
+    pub report_time: Option<String>,
+    pub received_at: i64,
+    pub text: String,
+    pub result: String,
+    pub control_id: String,
+    pub sender: String,
+}
+
+/// A study timeline event (held, released, …).
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerTimelineEvent {
+    pub study_uid: String,
+    pub at: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+impl Store {
+    /// The study a read event names: by Study Instance UID, else by accession number.
+    pub fn read_target(
+        &self,
+        study_uid: Option<&str>,
+        accession: Option<&str>,
+    ) -> Result<Option<ReadTarget>> {
+        let conn = self.conn();
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok(ReadTarget {
+                study_uid: r.get(0)?,
+                accession: r.get(1)?,
+                state: r.get(2)?,
+                facility: r.get(3)?,
+            })
+        };
+        if let Some(uid) = study_uid {
+            let found = conn
+                .prepare_cached(
+                    "SELECT study_uid, accession, state, facility FROM studies WHERE study_uid = ?1",
+                )?
+                .query_row([uid], map)
+                .optional()?;
+            return Ok(found);
+        }
+        let Some(acc) = accession else {
+            return Ok(None);
+        };
+        let found = conn
+            .prepare_cached(
+                "SELECT study_uid, accession, state, facility FROM studies WHERE accession = ?1 \
+                 ORDER BY last_received_at DESC LIMIT 1",
+            )?
+            .query_row([acc], map)
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Records one read event; returns its id.
+    pub fn record_read_event(&self, e: &NewReadEvent) -> Result<i64> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO read_events (study_uid, accession, reader_id, action, at, workstation, \
+             client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            e.study_uid,
+            e.accession,
+            e.reader_id,
+            e.action,
+            e.at,
+            e.workstation,
+            e.client_ip,
+            e.source,
+            e.received_at,
+            e.resolved
+        ])?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Records many read events in one transaction (imports, benchmarks).
+    pub fn record_read_events(&self, events: &[NewReadEvent]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO read_events (study_uid, accession, reader_id, action, at, workstation, \
+                 client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for e in events {
+                stmt.execute(params![
+                    e.study_uid,
+                    e.accession,
+                    e.reader_id,
+                    e.action,
+                    e.at,
+                    e.workstation,
+                    e.client_ip,
+                    e.source,
+                    e.received_at,
+                    e.resolved
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces the imported roster with `readers` (earlier imports are retired, kept).
+    pub fn import_roster(&self, readers: &[Reader], source: &str, now: i64) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE roster SET retired_at = ?1 WHERE retired_at IS NULL",
+            [now],
+        )?;
+        for r in readers {
+            tx.execute(
+                "INSERT INTO roster (ids, name, facility, employment, board_certified, valid_from, \
+                 valid_to, source, imported_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.ids.join("|"),
+                    r.name,
+                    r.facility,
+                    r.employment.as_str(),
+                    r.board_certified,
+                    Some(r.valid_from_str()).filter(|s| !s.is_empty()),
+                    Some(r.valid_to_str()).filter(|s| !s.is_empty()),
+                    source,
+                    now
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(readers.len())
+    }
+
+    /// The current imported roster.
+    pub fn imported_roster(&self) -> Result<Vec<Reader>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT ids, name, facility, employment, board_certified, valid_from, valid_to, source \
+             FROM roster WHERE retired_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ids, name, facility, employment, board_certified, from, to, source) = row?;
+            // Rows were validated on import; a row that no longer parses is skipped
+            // rather than stopping the ledger.
+            let Ok(employment) = Employment::parse(&employment) else {
+                continue;
+            };
+            let date = |d: Option<String>| d.and_then(|d| crate::ledger::time::parse_date(&d).ok());
+            out.push(Reader {
+                ids: ids.split('|').map(str::to_string).collect(),
+                name,
+                facility,
+                employment,
+                board_certified,
+                valid_from: date(from),
+                valid_to: date(to),
+                source: format!("import:{source}"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Changes whenever a roster is imported (the server reloads its roster then).
+    pub fn roster_version(&self) -> Result<(i64, i64)> {
+        let conn = self.conn();
+        let v = conn
+            .prepare_cached(
+                "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(retired_at), 0) FROM roster",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(v)
+    }
+
+    /// Memory-maps the database and enlarges the page cache of both connections for a
+    /// month-sized scan (`readgate report`): without it every page is a read() call.
+    pub fn prepare_bulk_read(&self) -> Result<()> {
+        for conn in [self.conn(), self.hl7_conn()] {
+            conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
+            conn.pragma_update(None, "cache_size", -131_072_i64)?;
+        }
+        Ok(())
+    }
+
+    /// Studies first received in [start, end).
+    pub fn ledger_studies(&self, start: i64, end: i64) -> Result<Vec<LedgerStudy>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT study_uid, accession, state, verdict, destination, facility, modalities, \
+             first_received_at, forwarded_at, reasons, override_by, override_reason, rowid \
+             FROM studies WHERE first_received_at >= ?1 AND first_received_at < ?2 \
+             ORDER BY first_received_at, study_uid",
+        )?;
+        let rows = stmt.query_map([start, end], |r| {
+            Ok(LedgerStudy {
+                study_uid: r.get(0)?,
+                accession: r.get(1)?,
+                state: r.get(2)?,
+                verdict: r.get(3)?,
+                destination: r.get(4)?,
+                facility: r.get(5)?,
+                modalities: r.get(6)?,
+                first_received_at: r.get(7)?,
+                forwarded_at: r.get(8)?,
+                reasons: r.get(9)?,
+                override_by: r.get(10)?,
+                override_reason: r.get(11)?,
+                rowid: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Read events of the studies first received in [start, end), by study then time.
+    pub fn ledger_read_events(&self, start: i64, end: i64) -> Result<Vec<ReadEventRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.id, s.rowid, e.reader_id, e.action, e.at, e.workstation, e.client_ip, e.source \
+             FROM studies s CROSS JOIN read_events e ON e.study_uid = s.study_uid \
+             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
+        )?;
+        let rows = stmt.query_map([start, end], |r| {
+            Ok(ReadEventRow {
+                id: r.get(0)?,
+                study: r.get(1)?,
+                reader_id: r.get(2)?,
+                action: r.get(3)?,
+                at: r.get(4)?,
+                workstation: r.get(5)?,
+                client_ip: r.get(6)?,
+                source: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// HL7 report versions of the studies first received in [start, end), matched by
+    /// study UID, else by accession number (as `readgate orders` matches them).
+    ///
+    /// Runs on the HL7 connection, so that `readgate report` can read reports and read
+    /// events at the same time.
+    pub fn ledger_reports(&self, start: i64, end: i64) -> Result<Vec<LedgerReport>> {
+        let conn = self.hl7_conn();
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for sql in [
+            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+             r.received_at, r.text, r.result, m.control_id, m.sender \
+             FROM studies s CROSS JOIN reports r ON r.study_uid = s.study_uid \
+             JOIN hl7_messages m ON m.id = r.message_id \
+             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
+            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+             r.received_at, r.text, r.result, m.control_id, m.sender \
+             FROM studies s CROSS JOIN reports r ON r.accession = s.accession \
+             JOIN hl7_messages m ON m.id = r.message_id \
+             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
+             AND s.accession IS NOT NULL AND s.accession != '' \
+             AND COALESCE(r.study_uid, '') = ''",
+        ] {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map([start, end], |r| {
+                Ok(LedgerReport {
+                    id: r.get(0)?,
+                    study: r.get(1)?,
+                    status: r.get(2)?,
+                    signer_id: r.get(3)?,
+                    assistant_ids: r.get(4)?,
+                    report_time: r.get(5)?,
+                    received_at: r.get(6)?,
+                    text: r.get(7)?,
+                    result: r.get(8)?,
+                    control_id: r.get(9)?,
+                    sender: r.get(10)?,
+                })
+            })?;
+            for row in rows {
+                let row = row?;
+                if seen.insert((row.id, row.study)) {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Timeline events (hold, release, override, reject, incomplete) of the studies first
+    /// received in [start, end).
+    pub fn ledger_timeline(&self, start: i64, end: i64) -> Result<Vec<LedgerTimelineEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.study_uid, e.at, e.kind, e.detail FROM studies s \
+             CROSS JOIN events e ON e.study_uid = s.study_uid \
+             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
+             AND e.kind IN ('held', 'released-override', 'rejected', 'context', 'failed') \
+             ORDER BY e.id",
+        )?;
+        let rows = stmt.query_map([start, end], |r| {
+            Ok(LedgerTimelineEvent {
+                study_uid: r.get(0)?,
+                at: r.get(1)?,
+                kind: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Runs `f` inside one transaction on the main connection (bulk loads).
+    pub fn with_transaction<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let v = f(&tx)?;
+        tx.commit()?;
+        Ok(v)
+    }
+}

@@ -1,0 +1,310 @@
+//! readgate's HTTP server (axum, on the daemon's tokio runtime): `GET /healthz` and the
+//! reading systems' `POST /api/v1/read-events`. The web console extends this router.
+//!
+//! Integrations authenticate with a bearer token; the config holds only its SHA-256
+//! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
+
+pub mod read_events;
+
+use crate::ledger::config::LedgerConfig;
+use crate::ledger::Ledger;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// One per integration (reading-system vendor).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The integration's name, recorded with each of its events (`rest:<name>`).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`readgate token add NAME` prints both).
+    pub token_sha256: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err((
+                    format!("http.tokens[{i}].name"),
+                    "expected a non-empty name".into(),
+                ));
+            }
+            if !names.insert(t.name.trim()) {
+                return Err((
+                    format!("http.tokens[{i}].name"),
+                    format!("duplicate token name {:?}", t.name),
+                ));
+            }
+            if parse_hash(&t.token_sha256).is_none() {
+                return Err((
+                    format!("http.tokens[{i}].token_sha256"),
+                    "expected 64 hex digits (the SHA-256 of the token; `readgate token add NAME` prints it)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// A new random token (32 bytes from the OS, hex) and its SHA-256.
+pub fn new_token() -> std::io::Result<(String, String)> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token = format!("rg_{}", hex(&bytes));
+    let hash = sha256_hex(&token);
+    Ok((token, hash))
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut d = 0u8;
+    for i in 0..32 {
+        d |= a[i] ^ b[i];
+    }
+    std::hint::black_box(d) == 0
+}
+
+/// Shared state of the HTTP handlers.
+pub struct WebState {
+    pub store: Arc<Store>,
+    ledger_config: LedgerConfig,
+    ledger: RwLock<Arc<Ledger>>,
+    roster_version: Mutex<(i64, i64)>,
+    tokens: Vec<(String, [u8; 32])>,
+}
+
+impl WebState {
+    pub fn new(
+        store: Arc<Store>,
+        http: &HttpConfig,
+        ledger_config: &LedgerConfig,
+    ) -> Result<WebState, crate::ledger::LedgerError> {
+        let version = store.roster_version()?;
+        let ledger = Ledger::load(ledger_config, Some(&store))?;
+        Ok(WebState {
+            store,
+            ledger_config: ledger_config.clone(),
+            ledger: RwLock::new(Arc::new(ledger)),
+            roster_version: Mutex::new(version),
+            tokens: http
+                .tokens
+                .iter()
+                .filter_map(|t| parse_hash(&t.token_sha256).map(|h| (t.name.trim().to_string(), h)))
+                .collect(),
+        })
+    }
+
+    /// The integration a bearer token belongs to. Every configured hash is compared, in
+    /// constant time, whatever matched before.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized("missing bearer token"));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("invalid token"))?;
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "expected `Authorization: Bearer <token>`",
+                ))
+            }
+        };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found: Option<&str> = None;
+        for (name, hash) in &self.tokens {
+            if ct_eq(&presented, hash) && found.is_none() {
+                found = Some(name);
+            }
+        }
+        found
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::unauthorized("invalid token"))
+    }
+
+    /// The ledger, reloaded when a roster was imported since it was loaded.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        if let Ok(v) = self.store.roster_version() {
+            let mut seen = self
+                .roster_version
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *seen != v {
+                match Ledger::load(&self.ledger_config, Some(&self.store)) {
+                    Ok(l) => {
+                        *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(l);
+                        *seen = v;
+                        info!("roster reloaded");
+                    }
+                    Err(e) => warn!(error = %e, "roster reload failed; keeping the previous one"),
+                }
+            }
+        }
+        self.ledger
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// An API error: status and `{error, field}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>, field: Option<&str>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            field: field.map(str::to_string),
+        }
+    }
+    pub fn bad(field: &str, error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, Some(field))
+    }
+    pub fn invalid(field: &str, error: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, error, Some(field))
+    }
+    pub fn unauthorized(error: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, error, Some("authorization"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.error, "field": self.field }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            (
+                self.status,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"readgate\"")],
+                body,
+            )
+                .into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/read-events", post(read_events::post))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok", "service": "readgate" }))
+}
+
+/// Binds `[http] listen` and serves until `shutdown` turns true. Returns the address.
+pub async fn start(
+    http: &HttpConfig,
+    state: Arc<WebState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    use anyhow::Context as _;
+    let listener = TcpListener::bind(http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", http.listen))?;
+    let addr = listener.local_addr()?;
+    if http.tokens.is_empty() {
+        warn!("[http] has no [[http.tokens]]: every POST /api/v1/read-events is refused (401)");
+    }
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            warn!(error = %e, "HTTP server stopped");
+        }
+    });
+    info!(listen = %addr, "readgate is serving HTTP");
+    Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_hash_and_compare() {
+        let (token, hash) = new_token().unwrap();
+        assert!(token.starts_with("rg_") && token.len() == 67);
+        assert_eq!(sha256_hex(&token), hash);
+        let h = parse_hash(&hash).unwrap();
+        assert!(ct_eq(&h, &h));
+        let mut other = h;
+        other[31] ^= 1;
+        assert!(!ct_eq(&h, &other));
+        assert!(parse_hash("abc").is_none());
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
