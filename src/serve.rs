@@ -215,22 +215,20 @@ impl Running {
 
 /// The daemon: runs until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a SIGTERM that arrives while starting must stop readgate cleanly,
+    // not kill it with the default action.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let running = start(config).await?;
     // The ledger's hooks are process-wide: only the daemon installs the trail behind them.
     crate::ledger::hooks::install(running.audit.clone());
-    wait_for_signal().await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = interrupt.recv() => {}
+    }
     info!("shutdown requested: finishing in-flight work");
     running.stop().await;
     info!("readgate stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-    }
     Ok(())
 }
