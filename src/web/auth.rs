@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 /// Failures before a lock, and how long the lock lasts.
 pub const MAX_FAILURES: u32 = 5;
+/// Failures from one client address (several users may share a reading-room PC).
+pub const MAX_IP_FAILURES: u32 = 20;
 pub const LOCK_TIME: Duration = Duration::from_secs(300);
 pub const COOKIE: &str = "readgate_session";
 
@@ -151,7 +153,12 @@ impl Auth {
                 e.locked_until = None;
             }
             e.count += 1;
-            if e.count >= MAX_FAILURES {
+            let max = if k.starts_with("ip:") {
+                MAX_IP_FAILURES
+            } else {
+                MAX_FAILURES
+            };
+            if e.count >= max {
                 e.locked_until = Some(now + LOCK_TIME);
             }
         }

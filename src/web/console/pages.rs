@@ -152,12 +152,12 @@ pub async fn held(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery)
         }
         let name = patient_name(&state, &s.study_uid);
         if let Some(t) = &text {
+            // Name, accession, UID (not the reasons' text, which names other studies).
             let hay = format!(
-                "{} {} {} {}",
+                "{} {} {}",
                 name,
                 s.accession.as_deref().unwrap_or(""),
                 s.study_uid,
-                s.reasons.as_deref().unwrap_or("")
             )
             .to_lowercase();
             if !hay.contains(t.as_str()) {
