@@ -386,8 +386,7 @@ async fn secure_cookies_and_config_validation() {
         "[http]\n[[http.users]]\nname = \"x\"\nrole = \"admin\"\npassword_hash = \"plain\"\n"
             .into();
     let err = readgate::config::Config::parse(&bad.text(), std::path::Path::new("t.toml"))
-        .err()
-        .expect("invalid")
+        .expect_err("invalid")
         .to_string();
     assert!(err.contains("http.users[0].password_hash"), "{err}");
     bad.extra =

@@ -2,6 +2,10 @@
 //! cookie for English), a login with server-side sessions, and the administrators' actions
 //! (release, reject, re-evaluate, retry) as POST forms carrying the session's CSRF token.
 
+// Helpers return the error page itself (`Result<_, Response>`), sent as is: boxing it
+// would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 mod pages;
 
 use super::auth::{LoginError, Role, Session};

@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 type St = State<Arc<WebState>>;
 
+/// Per destination: studies queued, instances queued, last success, failures.
+type DestSummary<'a> = (i64, i64, Option<i64>, Vec<&'a crate::store::StudyRow>);
+
 fn offset(state: &WebState) -> i64 {
     crate::ledger::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600)
 }
@@ -582,10 +585,7 @@ pub async fn queue(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    let mut dests: std::collections::BTreeMap<
-        String,
-        (i64, i64, Option<i64>, Vec<&crate::store::StudyRow>),
-    > = Default::default();
+    let mut dests: std::collections::BTreeMap<String, DestSummary> = Default::default();
     for r in &rows {
         let Some(d) = &r.destination else { continue };
         let e = dests.entry(d.clone()).or_default();
