@@ -34,20 +34,32 @@ fn padded(s: &str, pad: u8) -> Vec<u8> {
 
 /// A CT instance without clinical context, with a Japanese patient name (UTF-8).
 fn japanese_instance(study: &str, sop: &str, accession: &str) -> Vec<u8> {
+    patient_instance(
+        study,
+        sop,
+        accession,
+        "Yamada^Hanako=山田^花子=やまだ^はなこ",
+        "SYN-WEB-1",
+        "CT",
+    )
+}
+
+fn patient_instance(
+    study: &str,
+    sop: &str,
+    accession: &str,
+    name: &str,
+    patient_id: &str,
+    modality: &str,
+) -> Vec<u8> {
     let mut d = Vec::new();
     element(&mut d, 0x0008, 0x0005, b"CS", &padded("ISO_IR 192", b' '));
     element(&mut d, 0x0008, 0x0016, b"UI", &padded(CT_IMAGE_STORAGE, 0));
     element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop, 0));
     element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded("CT", b' '));
-    element(
-        &mut d,
-        0x0010,
-        0x0010,
-        b"PN",
-        &padded("Yamada^Hanako=山田^花子=やまだ^はなこ", b' '),
-    );
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN-WEB-1", b' '));
+    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
+    element(&mut d, 0x0010, 0x0010, b"PN", &padded(name, b' '));
+    element(&mut d, 0x0010, 0x0020, b"LO", &padded(patient_id, b' '));
     element(&mut d, 0x0020, 0x000D, b"UI", &padded(study, 0));
     element(
         &mut d,
@@ -421,4 +433,117 @@ fn user_add_prints_a_users_entry() {
         .output()
         .unwrap();
     assert!(!short.status.success());
+}
+
+/// The browser test: real headless Chromium (Debian's `chromium`) driven over the DevTools
+/// protocol by tests/browser/console_browser.py: log in, see the held study and its reason
+/// in Japanese, release it with a justification, see it forwarded (and storescp got it).
+/// With `READGATE_SCREENSHOTS=docs` it saves the console's screenshots there.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_release_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    cfg.policy = String::new();
+    cfg.extra = users_toml(false);
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let addr = rg.http_addr.expect("http");
+    let studies = [
+        (
+            "1.2.826.0.1.3680043.10.1234.9101",
+            "A2026112101",
+            "Yamada^Hanako=山田^花子=やまだ^はなこ",
+            "SYN-B-1",
+            "CT",
+        ),
+        (
+            "1.2.826.0.1.3680043.10.1234.9102",
+            "A2026112102",
+            "Suzuki^Ichiro=鈴木^一郎=すずき^いちろう",
+            "SYN-B-2",
+            "MR",
+        ),
+        (
+            "1.2.826.0.1.3680043.10.1234.9103",
+            "A2026112103",
+            "Tanaka^Yoko=田中^洋子=たなか^ようこ",
+            "SYN-B-3",
+            "CR",
+        ),
+    ];
+    for (uid, acc, name, pid, modality) in studies {
+        let class = CT_IMAGE_STORAGE;
+        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[class])
+            .await
+            .expect("associate");
+        for i in 1..=2 {
+            let sop = format!("{uid}.1.{i}");
+            let ds = patient_instance(uid, &sop, acc, name, pid, modality);
+            let (status, _) = scu
+                .store(class, &sop, &ds, Packing::Separate)
+                .await
+                .expect("store");
+            assert_eq!(status, 0);
+        }
+        scu.release().await;
+    }
+    for (uid, ..) in studies {
+        wait_state(&rg, uid, "held").await;
+    }
+    let info =
+        readgate::decide::reasons::find(readgate::decide::reasons::EXAM_PURPOSE_MISSING).unwrap();
+    let script = repo_path("tests/browser/console_browser.py");
+    let url = format!("http://{addr}");
+    let mut args = vec![
+        script.display().to_string(),
+        "--url".into(),
+        url,
+        "--user".into(),
+        "admin".into(),
+        "--password".into(),
+        ADMIN_PW.into(),
+        "--study".into(),
+        studies[0].0.into(),
+        "--expect".into(),
+        "山田\u{3000}花子".into(),
+        "--expect".into(),
+        info.what_ja.into(),
+    ];
+    if let Ok(shots) = std::env::var("READGATE_SCREENSHOTS") {
+        let p = std::path::Path::new(&shots);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            repo_path(&shots)
+        };
+        std::fs::create_dir_all(&p).unwrap();
+        args.push("--shots".into());
+        args.push(p.display().to_string());
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(&args).output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs (scripts/install-test-deps installs chromium and websocket-client)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
+    // The reading site really got it.
+    let start = Instant::now();
+    while scp.received().len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "storescp got the study"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state_of(&rg, studies[0].0).await.as_deref(),
+        Some("forwarded")
+    );
 }
