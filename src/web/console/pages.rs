@@ -331,14 +331,59 @@ pub async fn study(
     }
     // Check results with their sources.
     if let Some(ev) = &decision.evaluation_json {
-        let pretty = serde_json::from_str::<serde_json::Value>(ev)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| ev.clone());
+        let v: serde_json::Value = serde_json::from_str(ev).unwrap_or(serde_json::Value::Null);
         let _ = write!(
             b,
-            "<h2>{}</h2><details open><summary>JSON</summary><pre>{}</pre></details>",
+            "<h2>{}</h2><p class=clause>policy {} v{} · rule {}</p><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
             esc(c.t("確認結果と情報源", "Check results and their sources")),
+            esc(v["policy_id"].as_str().unwrap_or("—")),
+            esc(v["policy_version"].as_str().unwrap_or("—")),
+            esc(v["rule"].as_str().unwrap_or("—")),
+            esc(c.t("確認項目", "Check")),
+            esc(c.t("条項", "Clause")),
+            esc(c.t("結果", "Result")),
+            esc(c.t("内容", "Detail")),
+            esc(c.t("情報源", "Sources")),
+        );
+        for ch in v["checks"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let passed = ch["passed"].as_bool().unwrap_or(false);
+            let sources = ch["sources"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| match s {
+                            serde_json::Value::String(t) => esc(t),
+                            other => esc(&other.to_string()),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("<br>")
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td class={}>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(ch["check"].as_str().unwrap_or("")),
+                esc(ch["clause"].as_str().unwrap_or("")),
+                if passed { "ok" } else { "bad" },
+                esc(if passed {
+                    c.t("充足", "passed")
+                } else {
+                    c.t("不足", "missing")
+                }),
+                esc(ch["detail"].as_str().unwrap_or("")),
+                if sources.is_empty() {
+                    "—".to_string()
+                } else {
+                    sources
+                },
+            );
+        }
+        b.push_str("</table>");
+        let pretty = serde_json::to_string_pretty(&v).unwrap_or_else(|_| ev.clone());
+        let _ = write!(
+            b,
+            "<details><summary>{}</summary><pre>{}</pre></details>",
+            esc(c.t("評価の記録（JSON）", "Evaluation record (JSON)")),
             esc(&pretty)
         );
     }
