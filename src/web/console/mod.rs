@@ -251,7 +251,7 @@ header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin
 main{padding:1em 1.5em}table{border-collapse:collapse;background:#fff;width:100%}td,th{border:1px solid #ccc;padding:.35em .5em;text-align:left;vertical-align:top}\
 th{background:#e8eef2}.reason{margin:.2em 0}.fix{color:#05603a}.clause{color:#555;font-size:.9em}.error{color:#b00020;font-weight:bold}\
 .inline{display:inline}.ok{color:#05603a;font-weight:bold}.bad{color:#b00020;font-weight:bold}form.filter input,form.filter select{margin-right:.5em}\
-.box{background:#fff;border:1px solid #ccc;padding:.8em;margin:.8em 0}textarea{width:100%;max-width:40em}pre{white-space:pre-wrap;font-size:.85em}td:first-child{white-space:nowrap}";
+.box{background:#fff;border:1px solid #ccc;padding:.8em;margin:.8em 0}textarea{width:100%;max-width:40em}pre{white-space:pre-wrap;font-size:.85em}td:first-child{white-space:nowrap}td code{word-break:break-all;white-space:pre-wrap}";
 
 async fn login_page(headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let q = parse_form(raw.as_deref().unwrap_or(""));
