@@ -150,6 +150,7 @@ pub async fn start_with(
             state.audit = Some(audit.clone());
             state.stored = Some(stored.clone());
             state.spool_dir = Some(config.spool_dir());
+            state.wakeups = Some(wakeups.clone());
             state.gateway = (
                 config.gateway.id.clone(),
                 config.gateway.sending_facility.clone(),

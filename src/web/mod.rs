@@ -139,6 +139,8 @@ pub struct WebState {
     pub spool_dir: Option<std::path::PathBuf>,
     /// `[gateway] id` and `sending_facility`, for the accountability report; serve sets them.
     pub gateway: (String, String),
+    /// Wakes the forwarders after a release or retry; serve sets it.
+    pub wakeups: Option<Arc<crate::forward::Wakeups>>,
 }
 
 impl WebState {
@@ -164,6 +166,7 @@ impl WebState {
             stored: None,
             spool_dir: None,
             gateway: (String::new(), String::new()),
+            wakeups: None,
         })
     }
 

@@ -462,6 +462,15 @@ fn field_text(
     Ok(t)
 }
 
+/// Wakes the forwarder of the study's destination (they also poll every few seconds).
+fn wake_forwarder(state: &WebState, uid: &str) {
+    if let (Some(w), Ok(Some(d))) = (&state.wakeups, state.store.decision_of(uid)) {
+        if let Some(dest) = d.destination {
+            w.wake(&dest);
+        }
+    }
+}
+
 fn back(uid: &str) -> Response {
     Redirect::to(&format!("/studies/{}", url(uid))).into_response()
 }
@@ -498,6 +507,7 @@ pub async fn release(
             ) {
                 let _ = state.store.set_audit_seq(&uid, seq);
             }
+            wake_forwarder(&state, &uid);
             back(&uid)
         }
         Ok(None) => error(
@@ -614,6 +624,7 @@ pub async fn retry(
                     .detail(serde_json::json!({"action": "retry", "client_ip": ip})),
                 );
             }
+            wake_forwarder(&state, &uid);
             Redirect::to("/queue").into_response()
         }
         Ok(false) => error(StatusCode::CONFLICT, "the study has not failed"),
