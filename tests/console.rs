@@ -547,3 +547,58 @@ async fn browser_release_in_headless_chromium() {
         Some("forwarded")
     );
 }
+
+/// A destination that refuses connections: the study fails, the queue page shows the
+/// error, a viewer cannot retry (403), an admin can (back to queued).
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_shows_failures_and_admin_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = TestConfig::new(dir.path(), free_port()); // nothing listens there
+    cfg.extra = users_toml(false);
+    let text = cfg
+        .text()
+        .replace("max_attempts = 1000", "max_attempts = 1");
+    let config = readgate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let rg = readgate::serve::start(config).await.expect("starts");
+    let addr = rg.http_addr.unwrap();
+    let uid = "1.2.826.0.1.3680043.10.1234.9201";
+    send_study(cfg.dicom_port, uid, "ACC-Q-1").await;
+    wait_state(&rg, uid, "failed").await;
+
+    let mut viewer = WebClient::new(addr);
+    assert_eq!(viewer.login("dr-sato", VIEWER_PW).await.status, 303);
+    let page = body(&viewer.get("/queue").await);
+    assert!(page.contains("rc1") && page.contains("ACC-Q-1"), "{page}");
+    assert!(!page.contains("/retry"), "viewers get no retry button");
+    let csrf = viewer.csrf().await;
+    let r = viewer
+        .post_form(&format!("/studies/{uid}/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 403);
+
+    let mut admin = WebClient::new(addr);
+    assert_eq!(admin.login("admin", ADMIN_PW).await.status, 303);
+    let page = body(&admin.get("/queue?lang=en").await);
+    assert!(
+        page.contains("/retry") && page.contains("Last success"),
+        "{page}"
+    );
+    let csrf = admin.csrf().await;
+    let r = admin
+        .post_form(&format!("/studies/{uid}/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", body(&r));
+    assert_eq!(r.header("location"), Some("/queue"));
+    let s = state_of(&rg, uid).await;
+    assert!(
+        matches!(s.as_deref(), Some("queued" | "forwarding" | "failed")),
+        "{s:?}"
+    );
+    let events = rg.store.events_of(uid).unwrap();
+    assert!(events.iter().any(|e| e.kind == "retry"));
+    // A study that has not failed cannot be retried.
+    let r = admin
+        .post_form("/studies/1.2.3.999/retry", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 409);
+}
