@@ -407,6 +407,94 @@ pub async fn study(
             esc(&r.text)
         );
     }
+    // Eligibility, from the month's ledger (the study's month, its receiving facility).
+    let month: String = row
+        .as_ref()
+        .map(|r| when(&state, r.first_received_at).chars().take(7).collect())
+        .unwrap_or_default();
+    let _ = write!(
+        b,
+        "<h2>{}</h2>",
+        esc(c.t(
+            "読影責任（算定可否）",
+            "Reading accountability (eligibility)"
+        ))
+    );
+    if let Ok(m) = crate::ledger::time::Month::parse(&month) {
+        let st = state.clone();
+        let facility = decision.facility.clone();
+        let u2 = uid.clone();
+        let line = tokio::task::spawn_blocking(move || {
+            let ledger = st.ledger();
+            let scope = crate::ledger::compute::ReportScope {
+                month: m,
+                facility,
+                gateway_id: st.gateway.0.clone(),
+                sending_facility: st.gateway.1.clone(),
+            };
+            crate::ledger::compute::build(&st.store, &ledger, &scope)
+                .ok()
+                .and_then(|r| r.studies.into_iter().find(|s| s.study_uid == u2))
+        })
+        .await
+        .ok()
+        .flatten();
+        match line {
+            Some(l) => {
+                let _ = write!(
+                    b,
+                    "<p class={}>{}</p>",
+                    if l.eligible { "ok" } else { "bad" },
+                    esc(if l.eligible {
+                        c.t("算定可", "Eligible")
+                    } else {
+                        c.t("算定不可", "Not eligible")
+                    })
+                );
+                for code in &l.reasons {
+                    let info = crate::ledger::reasons::find(code);
+                    let _ = write!(
+                        b,
+                        "<div class=reason><b>{}</b>: {}<br><span class=fix>{}: {}</span></div>",
+                        esc(code),
+                        esc(info.map(|i| i.meaning(c.lang)).unwrap_or("")),
+                        esc(c.t("対処", "What to do")),
+                        esc(info.map(|i| i.todo(c.lang)).unwrap_or(""))
+                    );
+                }
+                if !l.readers.is_empty() {
+                    let _ = write!(
+                        b,
+                        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                        esc(c.t("読影医", "Reader")),
+                        esc(c.t("区分", "Category")),
+                        esc(c.t("読影場所", "Place")),
+                        esc(c.t("読影イベント数", "Read events"))
+                    );
+                    for r in &l.readers {
+                        let _ = write!(
+                            b,
+                            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            esc(r.name.as_deref().unwrap_or(&r.reader_id)),
+                            esc(r.category),
+                            esc(r.place.as_str()),
+                            r.events
+                        );
+                    }
+                    b.push_str("</table>");
+                }
+            }
+            None => {
+                let _ = write!(b, "<p>—</p>");
+            }
+        }
+        let _ = write!(
+            b,
+            "<p><a href=\"/accountability?month={m}\">{}</a></p>",
+            esc(c.t("この月の読影責任台帳", "This month's ledger")),
+            m = esc(&month)
+        );
+    }
     let _ = write!(
         b,
         "<p><a href=\"/accountability\">{}</a> · <a href=\"/audit?study={}\">{}</a></p>",
