@@ -319,7 +319,7 @@ pub async fn study(
         esc(c.t("監査証跡の参照", "Audit reference")),
         decision
             .audit_seq
-            .map(|s| format!("<a href=\"/audit?seq={s}\">#{s}</a>"))
+            .map(|s| format!("<a href=\"/audit?study={}\">#{s}</a>", url(&uid)))
             .unwrap_or_else(|| "—".into()),
         esc(c.t("送信済みインスタンス", "Instances forwarded")),
         row.as_ref()
