@@ -286,7 +286,10 @@ async fn console_pages_actions_and_access() {
     );
     assert!(page.contains("forwarded"));
     // Eligibility from the month's ledger: forwarded, no final report yet.
-    assert!(page.contains("算定不可") && page.contains("NO_FINAL_REPORT"), "{page}");
+    assert!(
+        page.contains("算定不可") && page.contains("NO_FINAL_REPORT"),
+        "{page}"
+    );
     // Releasing again conflicts.
     let r = admin
         .post_form(
