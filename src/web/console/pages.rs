@@ -239,11 +239,7 @@ pub async fn study(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let row = state
-        .store
-        .list_studies(None, 100_000)
-        .ok()
-        .and_then(|r| r.into_iter().find(|s| s.study_uid == uid));
+    let row = state.store.study_row(&uid).ok().flatten();
     let mut b = String::new();
     let name = patient_name(&state, &uid);
     let _ = write!(
