@@ -1,5 +1,6 @@
 //! readgate's HTTP server (axum, on the daemon's tokio runtime): `GET /healthz` and the
-//! reading systems' `POST /api/v1/read-events`. The web console extends this router.
+//! reading systems' `POST /api/v1/read-events`. The web console ([`console`], with
+//! sessions and roles from [`auth`]) is merged into this router.
 //!
 //! Integrations authenticate with a bearer token; the config holds only its SHA-256
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
