@@ -128,6 +128,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::ledger::cli::TokenCommand,
     },
+    /// Web console users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -382,6 +387,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => crate::ledger::cli::report(&config, &month, facility, format, &lang, out.as_deref()),
         Command::Roster { command } => crate::ledger::cli::roster(command),
         Command::Token { command } => crate::ledger::cli::token(command),
+        Command::User { command } => user(command),
         Command::ConfigCheck { config: path } => {
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());
@@ -774,5 +780,67 @@ fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         Err(_) => json.to_string(),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Read a password (stdin, or a prompt without echo on a terminal) and print the
+    /// `[[http.users]]` entry (argon2id hash) to add to the config. Writes nothing.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["viewer", "admin"])]
+        role: String,
+    },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut saved: Option<libc::termios> = None;
+    if tty {
+        eprint!("password: ");
+        // SAFETY: termios is plain data; fd 0 is stdin, checked to be a terminal.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) == 0 {
+                saved = Some(t);
+                t.c_lflag &= !libc::ECHO;
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
+    }
+    let mut line = String::new();
+    let res = stdin.lock().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: restores the settings read above.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+        eprintln!();
+    }
+    res.context("reading the password from stdin")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.chars().count() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    Ok(pw)
+}
+
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, role } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.contains('"') || name.contains('\\') {
+                bail!("NAME: expected a non-empty user name without quotes or backslashes");
+            }
+            let pw = read_password()?;
+            let hash = crate::web::auth::hash_password(&pw).map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\""
+            );
+            Ok(())
+        }
     }
 }

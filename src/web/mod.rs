@@ -1,9 +1,12 @@
 //! readgate's HTTP server (axum, on the daemon's tokio runtime): `GET /healthz` and the
-//! reading systems' `POST /api/v1/read-events`. The web console extends this router.
+//! reading systems' `POST /api/v1/read-events`. The web console ([`console`], with
+//! sessions and roles from [`auth`]) is merged into this router.
 //!
 //! Integrations authenticate with a bearer token; the config holds only its SHA-256
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
 
+pub mod auth;
+pub mod console;
 pub mod read_events;
 
 use crate::ledger::config::LedgerConfig;
@@ -30,6 +33,12 @@ pub struct HttpConfig {
     /// One per integration (reading-system vendor).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Web console users (`readgate user add NAME --role viewer|admin` prints one).
+    #[serde(default)]
+    pub users: Vec<auth::UserConfig>,
+    /// Mark the console's session cookie `Secure`: set it when the console is behind TLS.
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,7 +77,7 @@ impl HttpConfig {
                 ));
             }
         }
-        Ok(())
+        auth::validate_users(&self.users)
     }
 }
 
@@ -121,6 +130,18 @@ pub struct WebState {
     ledger: RwLock<Arc<Ledger>>,
     roster_version: Mutex<(i64, i64)>,
     tokens: Vec<(String, [u8; 32])>,
+    /// The web console's users and sessions.
+    pub auth: auth::Auth,
+    /// The audit trail (console logins and actions); serve sets it.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Wakes the study stage (re-evaluation); serve sets it.
+    pub stored: Option<Arc<tokio::sync::Notify>>,
+    /// The spool folder (rejected instances are removed from it); serve sets it.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// `[gateway] id` and `sending_facility`, for the accountability report; serve sets them.
+    pub gateway: (String, String),
+    /// Wakes the forwarders after a release or retry; serve sets it.
+    pub wakeups: Option<Arc<crate::forward::Wakeups>>,
 }
 
 impl WebState {
@@ -141,6 +162,12 @@ impl WebState {
                 .iter()
                 .filter_map(|t| parse_hash(&t.token_sha256).map(|h| (t.name.trim().to_string(), h)))
                 .collect(),
+            auth: auth::Auth::new(http.users.clone(), http.secure_cookies),
+            audit: None,
+            stored: None,
+            spool_dir: None,
+            gateway: (String::new(), String::new()),
+            wakeups: None,
         })
     }
 
@@ -245,6 +272,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/read-events", post(read_events::post))
+        .merge(console::routes(state.clone()))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -276,9 +304,12 @@ pub async fn start(
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
         {
             warn!(error = %e, "HTTP server stopped");
         }

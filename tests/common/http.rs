@@ -120,3 +120,88 @@ fn parse(buf: &[u8]) -> HttpResponse {
         body,
     }
 }
+
+/// `application/x-www-form-urlencoded` encoding of form fields.
+pub fn form_encode(fields: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else if b == b' ' {
+                out.push('+');
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A browser-like client for the web console: keeps the session cookie.
+pub struct WebClient {
+    pub addr: SocketAddr,
+    pub cookie: Option<String>,
+}
+
+impl WebClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        WebClient { addr, cookie: None }
+    }
+
+    fn take_cookie(&mut self, r: &HttpResponse) {
+        for (k, v) in &r.headers {
+            if k.eq_ignore_ascii_case("set-cookie") && v.starts_with("readgate_session=") {
+                let pair = v.split(';').next().unwrap_or("");
+                self.cookie = pair
+                    .split_once('=')
+                    .filter(|(_, val)| !val.is_empty())
+                    .map(|_| pair.to_string());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> HttpResponse {
+        let mut headers = Vec::new();
+        if let Some(c) = &self.cookie {
+            headers.push(("Cookie", c.as_str()));
+        }
+        let r = request(self.addr, "GET", path, &headers, b"").await;
+        self.take_cookie(&r);
+        r
+    }
+
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> HttpResponse {
+        let body = form_encode(fields);
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if let Some(c) = &self.cookie {
+            headers.push(("Cookie", c.as_str()));
+        }
+        let r = request(self.addr, "POST", path, &headers, body.as_bytes()).await;
+        self.take_cookie(&r);
+        r
+    }
+
+    pub async fn login(&mut self, user: &str, password: &str) -> HttpResponse {
+        self.post_form("/login", &[("user", user), ("password", password)])
+            .await
+    }
+
+    /// The CSRF token of the session, read from a page's forms.
+    pub async fn csrf(&mut self) -> String {
+        let r = self.get("/").await;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let marker = "name=csrf value=\"";
+        let start = body.find(marker).expect("a csrf field on the page") + marker.len();
+        body[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}

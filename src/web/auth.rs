@@ -1,0 +1,307 @@
+//! Web console access: users with roles from `[[http.users]]` (argon2id PHC hashes),
+//! server-side sessions (random 256-bit ids, 8 h idle expiry), a CSRF token per session,
+//! and login attempts rate-limited per user and per client address.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Idle time after which a session ends.
+pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
+/// Failures before a lock, and how long the lock lasts.
+pub const MAX_FAILURES: u32 = 5;
+/// Failures from one client address (several users may share a reading-room PC).
+pub const MAX_IP_FAILURES: u32 = 20;
+pub const LOCK_TIME: Duration = Duration::from_secs(300);
+pub const COOKIE: &str = "readgate_session";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: Role,
+    /// argon2id PHC string (`readgate user add NAME --role ...` prints it).
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+    last_seen: Instant,
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Sessions and login throttling, held in memory (a restart logs everyone out).
+#[derive(Default)]
+pub struct Auth {
+    users: Vec<UserConfig>,
+    sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<String, Failures>>,
+    pub secure_cookies: bool,
+}
+
+pub fn random_hex() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut bytes).is_ok() {
+            return super::hex(&bytes);
+        }
+    }
+    // /dev/urandom is always there on Linux; never fall back to something guessable.
+    panic!("cannot read /dev/urandom for a session id");
+}
+
+/// An argon2id PHC string for `password`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut salt = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+pub fn validate_users(users: &[UserConfig]) -> Result<(), (String, String)> {
+    let mut names = std::collections::HashSet::new();
+    for (i, u) in users.iter().enumerate() {
+        if u.name.trim().is_empty() {
+            return Err((
+                format!("http.users[{i}].name"),
+                "expected a non-empty name".into(),
+            ));
+        }
+        if !names.insert(u.name.trim()) {
+            return Err((
+                format!("http.users[{i}].name"),
+                format!("duplicate user name {:?}", u.name),
+            ));
+        }
+        match PasswordHash::new(&u.password_hash) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+            _ => {
+                return Err((
+                    format!("http.users[{i}].password_hash"),
+                    "expected an argon2id PHC string ($argon2id$...; `readgate user add NAME --role viewer|admin` prints one)".into(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub enum LoginError {
+    Locked(u64),
+    Invalid,
+}
+
+impl Auth {
+    pub fn new(users: Vec<UserConfig>, secure_cookies: bool) -> Auth {
+        Auth {
+            users,
+            secure_cookies,
+            ..Default::default()
+        }
+    }
+
+    fn locked(&self, keys: &[String], now: Instant) -> Option<u64> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|k| f.get(k).and_then(|x| x.locked_until))
+            .filter(|t| *t > now)
+            .map(|t| (t - now).as_secs().max(1))
+            .max()
+    }
+
+    fn fail(&self, keys: &[String], now: Instant) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            let e = f.entry(k.clone()).or_default();
+            if e.locked_until.is_some_and(|t| t <= now) {
+                e.count = 0;
+                e.locked_until = None;
+            }
+            e.count += 1;
+            let max = if k.starts_with("ip:") {
+                MAX_IP_FAILURES
+            } else {
+                MAX_FAILURES
+            };
+            if e.count >= max {
+                e.locked_until = Some(now + LOCK_TIME);
+            }
+        }
+    }
+
+    /// Checks a password; on success opens a session and returns its id.
+    pub fn login(
+        &self,
+        user: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<(String, Session), LoginError> {
+        let now = Instant::now();
+        let keys = [format!("user:{}", user.trim()), format!("ip:{ip}")];
+        if let Some(secs) = self.locked(&keys, now) {
+            return Err(LoginError::Locked(secs));
+        }
+        let found = self.users.iter().find(|u| u.name.trim() == user.trim());
+        let ok = match found {
+            Some(u) => PasswordHash::new(&u.password_hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false),
+            None => {
+                // Spend the same time as for a real user.
+                let _ = hash_password(password);
+                false
+            }
+        };
+        let Some(u) = found.filter(|_| ok) else {
+            self.fail(&keys, now);
+            return Err(LoginError::Invalid);
+        };
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            f.remove(&keys[0]);
+        }
+        let id = random_hex();
+        let s = Session {
+            user: u.name.trim().to_string(),
+            role: u.role,
+            csrf: random_hex(),
+            last_seen: now,
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        sessions.insert(id.clone(), s.clone());
+        Ok((id, s))
+    }
+
+    /// The session of the request's cookie, refreshed.
+    pub fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, COOKIE)?;
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = sessions.get_mut(&id)?;
+        if now.duration_since(s.last_seen) >= SESSION_IDLE {
+            sessions.remove(&id);
+            return None;
+        }
+        s.last_seen = now;
+        Some((id, s.clone()))
+    }
+
+    pub fn logout(&self, id: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    pub fn set_cookie(&self, id: &str) -> String {
+        format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{}",
+            if self.secure_cookies { "; Secure" } else { "" }
+        )
+    }
+
+    pub fn clear_cookie(&self) -> String {
+        format!(
+            "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+            if self.secure_cookies { "; Secure" } else { "" }
+        )
+    }
+}
+
+/// A cookie's value from the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for part in v.split(';') {
+            if let Some((k, val)) = part.trim().split_once('=') {
+                if k == name {
+                    return Some(val.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Constant-time string comparison (CSRF tokens).
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut d = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        d |= x ^ y;
+    }
+    std::hint::black_box(d) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_and_lock() {
+        let h = hash_password("secret1").unwrap();
+        let a = Auth::new(
+            vec![UserConfig {
+                name: "dr".into(),
+                role: Role::Admin,
+                password_hash: h,
+            }],
+            false,
+        );
+        assert!(validate_users(&a.users).is_ok());
+        assert!(a.login("dr", "secret1", "1.2.3.4").is_ok());
+        for _ in 0..MAX_FAILURES {
+            assert!(matches!(
+                a.login("dr", "nope", "1.2.3.4"),
+                Err(LoginError::Invalid)
+            ));
+        }
+        assert!(matches!(
+            a.login("dr", "secret1", "1.2.3.4"),
+            Err(LoginError::Locked(_))
+        ));
+    }
+}
