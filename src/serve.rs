@@ -147,7 +147,8 @@ pub async fn start_with(
         Some(http) => {
             let state = Arc::new(
                 crate::web::WebState::new(store.clone(), http, &config.ledger)
-                    .context("loading the reading ledger's roster ([ledger])")?,
+                    .context("loading the reading ledger's roster ([ledger])")?
+                    .with_pipeline(&config, audit.clone(), stored.clone(), wakeups.clone()),
             );
             let (addr, task) = crate::web::start(http, state, shutdown_rx.clone()).await?;
             tasks.spawn(async move {

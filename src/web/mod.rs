@@ -4,6 +4,8 @@
 //! Integrations authenticate with a bearer token; the config holds only its SHA-256
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
 
+pub mod api;
+pub mod openapi;
 pub mod read_events;
 
 use crate::ledger::config::LedgerConfig;
@@ -39,6 +41,18 @@ pub struct TokenConfig {
     pub name: String,
     /// Lower-case hex SHA-256 of the token (`readgate token add NAME` prints both).
     pub token_sha256: String,
+    /// `viewer` (reads) or `admin` (also actions: release, reject, re-evaluate, retry).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Viewer,
+    Admin,
 }
 
 fn default_listen() -> SocketAddr {
@@ -121,6 +135,20 @@ pub struct WebState {
     ledger: RwLock<Arc<Ledger>>,
     roster_version: Mutex<(i64, i64)>,
     tokens: Vec<(String, [u8; 32])>,
+    roles: std::collections::HashMap<String, Role>,
+    /// The audit trail actions are recorded in (set by `readgate serve`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Wakes the study stage (re-evaluation).
+    pub stored: Option<Arc<tokio::sync::Notify>>,
+    /// Wakes the forwarders (release, retry).
+    pub wakeups: Option<Arc<crate::forward::Wakeups>>,
+    /// Where rejected instances are removed from.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// The configured destinations (the queue lists each, even when empty).
+    pub destinations: Vec<String>,
+    /// For ledger reports.
+    pub gateway_id: String,
+    pub sending_facility: String,
 }
 
 impl WebState {
@@ -141,7 +169,57 @@ impl WebState {
                 .iter()
                 .filter_map(|t| parse_hash(&t.token_sha256).map(|h| (t.name.trim().to_string(), h)))
                 .collect(),
+            roles: http
+                .tokens
+                .iter()
+                .map(|t| (t.name.trim().to_string(), t.role))
+                .collect(),
+            audit: None,
+            stored: None,
+            wakeups: None,
+            spool_dir: None,
+            destinations: Vec::new(),
+            gateway_id: String::new(),
+            sending_facility: String::new(),
         })
+    }
+
+    /// Connects the API's actions to the running pipeline and its audit trail.
+    pub fn with_pipeline(
+        mut self,
+        config: &crate::config::Config,
+        audit: Arc<crate::audit::AuditLog>,
+        stored: Arc<tokio::sync::Notify>,
+        wakeups: Arc<crate::forward::Wakeups>,
+    ) -> WebState {
+        self.audit = Some(audit);
+        self.stored = Some(stored);
+        self.wakeups = Some(wakeups);
+        self.spool_dir = Some(config.spool_dir());
+        self.destinations = config.destinations.iter().map(|d| d.id.clone()).collect();
+        self.gateway_id = config.gateway.id.clone();
+        self.sending_facility = config.gateway.sending_facility.clone();
+        self
+    }
+
+    /// The token's integration name, if it may do this: 401 without a valid token, 403
+    /// when an action needs `admin` and the token is a `viewer`'s.
+    pub fn authorize(&self, headers: &HeaderMap, admin: bool) -> Result<String, ApiError> {
+        let name = self.authenticate(headers)?;
+        if admin && self.roles.get(&name).copied().unwrap_or_default() != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("token {name:?} has role viewer; this action needs an admin token ([[http.tokens]] role = \"admin\")"),
+                Some("authorization"),
+            ));
+        }
+        Ok(name)
+    }
+
+    pub fn wake_destination(&self, destination: &str) {
+        if let Some(w) = &self.wakeups {
+            w.wake(destination);
+        }
     }
 
     /// The integration a bearer token belongs to. Every configured hash is compared, in
@@ -245,6 +323,8 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/read-events", post(read_events::post))
+        .merge(api::routes())
+        .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
