@@ -443,7 +443,212 @@ async fn the_api_lists_explains_and_acts_on_studies() {
     s.rg.stop().await;
 }
 
-#[allow(dead_code)]
-fn unused() -> Value {
-    json!({})
+/// Resolves `$ref` (local only).
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let path = r.trim_start_matches("#/");
+            let mut v = doc;
+            for p in path.split('/') {
+                v = &v[p];
+            }
+            assert!(!v.is_null(), "dangling $ref {r}");
+            resolve(doc, v)
+        }
+        None => schema,
+    }
+}
+
+fn type_ok(t: &str, v: &Value) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "null" => v.is_null(),
+        other => panic!("unknown type {other} in the document"),
+    }
+}
+
+/// A small structural checker: `$ref`, `allOf`, `type` (also lists), `required`,
+/// `properties`, `items`, `enum`. Returns the problems found.
+fn check(doc: &Value, schema: &Value, v: &Value, at: &str, problems: &mut Vec<String>) {
+    let schema = resolve(doc, schema);
+    if let Some(all) = schema["allOf"].as_array() {
+        for s in all {
+            check(doc, s, v, at, problems);
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !types.is_empty() && !types.iter().any(|t| type_ok(t, v)) {
+        problems.push(format!("{at}: expected {types:?}, got {v}"));
+        return;
+    }
+    if let Some(e) = schema["enum"].as_array() {
+        if !e.contains(v) {
+            problems.push(format!("{at}: {v} not in {e:?}"));
+        }
+    }
+    if let Value::Object(m) = v {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap();
+            if !m.contains_key(r) {
+                problems.push(format!("{at}: required property {r} missing"));
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, s) in props {
+                if let Some(x) = m.get(k) {
+                    check(doc, s, x, &format!("{at}.{k}"), problems);
+                }
+            }
+        }
+        if let Some(s) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+            for (k, x) in m {
+                check(doc, s, x, &format!("{at}.{k}"), problems);
+            }
+        }
+    }
+    if let (Value::Array(items), Some(s)) = (v, schema.get("items")) {
+        for (i, x) in items.iter().enumerate() {
+            check(doc, s, x, &format!("{at}[{i}]"), problems);
+        }
+    }
+}
+
+/// Checks a response against the operation's documented responses.
+fn conforms(doc: &Value, op: &Value, r: &HttpResponse, what: &str) {
+    let status = r.status.to_string();
+    let resp = &op["responses"][&status];
+    assert!(
+        resp.is_object(),
+        "{what}: status {status} is not documented: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ct = r
+        .header("content-type")
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let media = &resp["content"][&ct];
+    assert!(
+        media.is_object(),
+        "{what}: content type {ct:?} not documented for {status}"
+    );
+    if ct == "application/json" {
+        let mut problems = Vec::new();
+        check(doc, &media["schema"], &r.json(), "$", &mut problems);
+        assert!(problems.is_empty(), "{what} ({status}): {problems:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_operation_answers_as_documented() {
+    let s = setup().await;
+    let http = s.http;
+    let r = get(http, "/api/v1/openapi.json", None).await;
+    let doc = expect(&r, 200, "openapi.json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let month =
+        readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)[..7].to_string();
+    let admin = format!("Bearer {ADMIN}");
+    let mut called = 0;
+    // Actions first on the studies they apply to; reads after.
+    let order = |p: &str| if p.contains("/studies/{uid}/") { 0 } else { 1 };
+    let mut paths: Vec<(&String, &Value)> = doc["paths"].as_object().unwrap().iter().collect();
+    paths.sort_by_key(|(p, _)| order(p));
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            let (uid, body) = match id {
+                "releaseStudy" => (
+                    uid(2),
+                    json!({"by": "技師", "justification": "電話で確認済み"}),
+                ),
+                "rejectStudy" => (uid(3), json!({"by": "医師", "reason": "検査中止"})),
+                "reevaluateStudy" => (uid(4), Value::Null),
+                "retryStudy" => (uid(1), Value::Null),
+                "postReadEvent" => (
+                    uid(1),
+                    json!({"study_uid": uid(1), "reader_id": "1001", "action": "opened",
+                    "at": readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)}),
+                ),
+                _ => (uid(1), Value::Null),
+            };
+            let target = path.replace("{uid}", &uid).replace("{month}", &month);
+            let body = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            let headers = [
+                ("Authorization", admin.as_str()),
+                ("Content-Type", "application/json"),
+            ];
+            let r = request(
+                http,
+                &method.to_uppercase(),
+                &target,
+                &headers,
+                body.as_bytes(),
+            )
+            .await;
+            let what = format!("{id} {method} {target}");
+            conforms(&doc, op, &r, &what);
+            assert!(
+                r.status < 300 || (id == "retryStudy" && r.status == 409),
+                "{what}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+            called += 1;
+            // Without a token: 401 as documented.
+            if op.get("security").is_some() {
+                let r = request(http, &method.to_uppercase(), &target, &[], body.as_bytes()).await;
+                assert_eq!(r.status, 401, "{what} without a token");
+                conforms(&doc, op, &r, &format!("{what} without a token"));
+            }
+            // An unknown study: 404 as documented.
+            if path.contains("{uid}") {
+                let t = path.replace("{uid}", "1.2.3.404");
+                let r = request(http, &method.to_uppercase(), &t, &headers, body.as_bytes()).await;
+                assert_eq!(r.status, 404, "{what} on an unknown study");
+                conforms(&doc, op, &r, &format!("{what} on an unknown study"));
+            }
+        }
+    }
+    // Every route of the API is documented (and nothing else is).
+    assert_eq!(called, 13, "operations in the document");
+    for format in ["csv", "html"] {
+        let r = request(
+            http,
+            "GET",
+            &format!("/api/v1/reports/{month}?format={format}"),
+            &[("Authorization", admin.as_str())],
+            b"",
+        )
+        .await;
+        let op = &doc["paths"]["/api/v1/reports/{month}"]["get"];
+        conforms(&doc, op, &r, format);
+        assert_eq!(r.status, 200);
+    }
+    let r = request(
+        http,
+        "GET",
+        "/api/v1/reports/2026-13",
+        &[("Authorization", admin.as_str())],
+        b"",
+    )
+    .await;
+    expect_error(&r, 422, Some("month"), "bad month");
+    s.rg.stop().await;
 }

@@ -275,13 +275,13 @@ fn build() -> Value {
                 "operationId": "postReadEvent", "summary": "A reading system reports a read event (ledger)",
                 "tags": ["ledger"], "security": [{"bearer": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["reader_id", "action"],
+                    "type": "object", "required": ["reader_id", "action", "at"],
                     "properties": {
                         "study_uid": {"type": "string"}, "accession": {"type": "string"},
                         "reader_id": {"type": "string"},
                         "action": {"type": "string", "enum": ["opened", "closed", "preliminary", "final", "confirmed", "addendum"]},
                         "workstation": {"type": "string"}, "client_ip": {"type": "string"},
-                        "at": {"type": "string", "description": "RFC 3339; default now"}
+                        "at": {"type": "string", "description": "RFC 3339 with offset, e.g. 2026-06-01T09:30:00+09:00"}
                     }
                 }}}},
                 "responses": ok("201", "Recorded", "ReadEventCreated", error_responses(&["400", "401", "404", "422"]))
