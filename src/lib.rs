@@ -15,6 +15,7 @@ pub mod dicom;
 pub mod forward;
 pub mod hl7;
 pub mod ledger;
+pub mod metrics;
 pub mod notify;
 pub mod receive;
 pub mod serve;

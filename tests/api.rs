@@ -57,11 +57,12 @@ impl Decide for TestGate {
     }
 }
 
-fn http_config() -> String {
+fn http_config(metrics: bool) -> String {
     format!(
         r#"
 [http]
 listen = "127.0.0.1:0"
+metrics = {metrics}
 [[http.tokens]]
 name = "pacs-admin"
 token_sha256 = "{admin}"
@@ -116,11 +117,11 @@ struct Setup {
     http: SocketAddr,
 }
 
-async fn setup() -> Setup {
+async fn setup(metrics: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
     let mut cfg = TestConfig::new(dir.path(), scp.port);
-    cfg.extra = http_config();
+    cfg.extra = http_config(metrics);
     let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
         .await
         .unwrap();
@@ -165,7 +166,7 @@ fn uid(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_lists_explains_and_acts_on_studies() {
-    let s = setup().await;
+    let s = setup(true).await;
     let http = s.http;
 
     // Auth: no token, a wrong token, a viewer acting.
@@ -440,6 +441,39 @@ async fn the_api_lists_explains_and_acts_on_studies() {
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["entries"].as_u64().unwrap() > 5);
 
+    // Metrics (open, no token).
+    let r = get(http, "/metrics", None).await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    for line in [
+        "readgate_studies{state=\"held\"} 1",
+        "readgate_studies{state=\"forwarded\"} 2",
+        "readgate_studies{state=\"rejected\"} 1",
+        "readgate_held_studies{reason=\"EXAM_PURPOSE_MISSING\",clause=\"JRS-7.3.1\"} 1",
+        "readgate_queue_studies{destination=\"rc1\"} 0",
+        "readgate_forward_failures_total{destination=\"rc1\"} 0",
+        "# TYPE readgate_http_request_duration_seconds histogram",
+        "readgate_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/studies\",status=\"2xx\"}",
+        "readgate_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/studies/{uid}/release\",status=\"4xx\",le=\"+Inf\"}",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let bytes: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("readgate_bytes_received_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes > 4 * 100, "{bytes}");
+    // Process-wide counters: other tests in this binary count too.
+    let instances: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("readgate_instances_received_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(instances >= 4, "{instances}");
+
     s.rg.stop().await;
 }
 
@@ -553,7 +587,12 @@ fn conforms(doc: &Value, op: &Value, r: &HttpResponse, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_operation_answers_as_documented() {
-    let s = setup().await;
+    let s = setup(false).await;
+    assert_eq!(
+        get(s.http, "/metrics", None).await.status,
+        404,
+        "metrics off"
+    );
     let http = s.http;
     let r = get(http, "/api/v1/openapi.json", None).await;
     let doc = expect(&r, 200, "openapi.json");

@@ -5,6 +5,7 @@
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
 
 pub mod api;
+pub mod metrics;
 pub mod openapi;
 pub mod read_events;
 
@@ -32,6 +33,9 @@ pub struct HttpConfig {
     /// One per integration (reading-system vendor).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Serve Prometheus text at `GET /metrics` (no token).
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +153,8 @@ pub struct WebState {
     /// For ledger reports.
     pub gateway_id: String,
     pub sending_facility: String,
+    /// `[http] metrics`.
+    pub metrics: bool,
 }
 
 impl WebState {
@@ -181,6 +187,7 @@ impl WebState {
             destinations: Vec::new(),
             gateway_id: String::new(),
             sending_facility: String::new(),
+            metrics: http.metrics,
         })
     }
 
@@ -325,6 +332,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/api/v1/read-events", post(read_events::post))
         .merge(api::routes())
         .merge(openapi::routes())
+        .merge(metrics::routes())
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
