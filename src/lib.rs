@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod demo;
 pub mod dicom;
 pub mod forward;
 pub mod hl7;
