@@ -691,3 +691,70 @@ async fn every_documented_operation_answers_as_documented() {
     expect_error(&r, 422, Some("month"), "bad month");
     s.rg.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_is_served_over_tls_with_a_configured_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let scp_port = free_port();
+    let mut cfg = TestConfig::new(dir.path(), scp_port);
+    cfg.extra = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[[http.tokens]]\nname = \"v\"\ntoken_sha256 = \"{}\"\n",
+        cert_path.display(),
+        key_path.display(),
+        readgate::web::sha256_hex(VIEWER)
+    );
+    let rg = readgate::serve::start(cfg.parse()).await.unwrap();
+    let http = rg.http_addr.unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let https_get = |path: &'static str| {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {VIEWER}\r\n\r\n"
+            );
+            tls.write_all(req.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            let _ = tls.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    };
+    let r = https_get("/healthz").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = https_get("/api/v1/studies").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"studies\""),
+        "{r}"
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(!buf.starts_with(b"HTTP/1.1 200"));
+    rg.stop().await;
+}

@@ -8,6 +8,7 @@ pub mod api;
 pub mod metrics;
 pub mod openapi;
 pub mod read_events;
+pub mod tls;
 
 use crate::ledger::config::LedgerConfig;
 use crate::ledger::Ledger;
@@ -36,6 +37,11 @@ pub struct HttpConfig {
     /// Serve Prometheus text at `GET /metrics` (no token).
     #[serde(default)]
     pub metrics: bool,
+    /// Serve HTTPS: PEM certificate chain and private key (both or neither).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +71,12 @@ fn default_listen() -> SocketAddr {
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err((
+                "http.tls_cert".into(),
+                "tls_cert and tls_key go together (PEM files)".into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if t.name.trim().is_empty() {
@@ -357,22 +369,39 @@ pub async fn start(
         warn!("[http] has no [[http.tokens]]: every POST /api/v1/read-events is refused (401)");
     }
     let app = router(state);
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
             }
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            warn!(error = %e, "HTTP server stopped");
         }
-    });
-    info!(listen = %addr, "readgate is serving HTTP");
+    };
+    let task = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let listener = tls::TlsListener::new(listener, config)?;
+            info!(listen = %addr, "readgate is serving HTTPS");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    warn!(error = %e, "HTTPS server stopped");
+                }
+            })
+        }
+        _ => {
+            info!(listen = %addr, "readgate is serving HTTP");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    warn!(error = %e, "HTTP server stopped");
+                }
+            })
+        }
+    };
     Ok((addr, task))
 }
 
