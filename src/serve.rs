@@ -216,19 +216,20 @@ impl Running {
 
 /// The daemon: runs until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before the ports open: a SIGTERM right after they do must not kill the process.
+    let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let running = start(config).await?;
     // The ledger's hooks are process-wide: only the daemon installs the trail behind them.
     crate::ledger::hooks::install(running.audit.clone());
-    wait_for_signal().await?;
+    wait_for_signal(term).await?;
     info!("shutdown requested: finishing in-flight work");
     running.stop().await;
     info!("readgate stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+async fn wait_for_signal(mut term: tokio::signal::unix::Signal) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => {}
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
