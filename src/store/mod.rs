@@ -825,36 +825,22 @@ impl Store {
 
     pub fn list_studies(&self, state: Option<&str>, limit: usize) -> Result<Vec<StudyRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
-             s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
-             s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
-             s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
-             FROM studies s WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2",
+        let mut stmt = conn.prepare_cached(&format!(
+            "{STUDY_ROW_SELECT} WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(
+            params![state, limit.min(i64::MAX as usize) as i64],
+            study_row,
         )?;
-        let rows = stmt.query_map(params![state, limit as i64], |r| {
-            Ok(StudyRow {
-                study_uid: r.get(0)?,
-                state: r.get(1)?,
-                accession: r.get(2)?,
-                modalities: r.get(3)?,
-                calling_aes: r.get(4)?,
-                instance_count: r.get(5)?,
-                bytes: r.get(6)?,
-                instances_forwarded: r.get(7)?,
-                first_received_at: r.get(8)?,
-                last_received_at: r.get(9)?,
-                destination: r.get(10)?,
-                facility: r.get(11)?,
-                reasons: r.get(12)?,
-                attempts: r.get(13)?,
-                next_attempt_at: r.get(14)?,
-                forwarded_at: r.get(15)?,
-                last_error: r.get(16)?,
-                updated_at: r.get(17)?,
-            })
-        })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One study's row, as [`list_studies`](Self::list_studies) gives it.
+    pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("{STUDY_ROW_SELECT} WHERE s.study_uid = ?1"))?;
+        Ok(stmt.query_row([study_uid], study_row).optional()?)
     }
 
     /// The clinical context found in the study's image headers (one map per distinct
@@ -981,6 +967,35 @@ impl Store {
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+}
+
+const STUDY_ROW_SELECT: &str = "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
+     s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
+     s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
+     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
+     FROM studies s";
+
+fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
+    Ok(StudyRow {
+        study_uid: r.get(0)?,
+        state: r.get(1)?,
+        accession: r.get(2)?,
+        modalities: r.get(3)?,
+        calling_aes: r.get(4)?,
+        instance_count: r.get(5)?,
+        bytes: r.get(6)?,
+        instances_forwarded: r.get(7)?,
+        first_received_at: r.get(8)?,
+        last_received_at: r.get(9)?,
+        destination: r.get(10)?,
+        facility: r.get(11)?,
+        reasons: r.get(12)?,
+        attempts: r.get(13)?,
+        next_attempt_at: r.get(14)?,
+        forwarded_at: r.get(15)?,
+        last_error: r.get(16)?,
+        updated_at: r.get(17)?,
+    })
 }
 
 fn split_set(s: &str) -> Vec<String> {

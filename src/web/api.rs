@@ -156,10 +156,8 @@ async fn detail(
             .ok_or_else(|| not_found(&uid))?;
         let uid = keys.study_uid;
         let row = store
-            .list_studies(None, usize::MAX >> 1)
+            .study_row(&uid)
             .map_err(internal)?
-            .into_iter()
-            .find(|s| s.study_uid == uid)
             .ok_or_else(|| not_found(&uid))?;
         let events = store.events_of(&uid).map_err(internal)?;
         let instances = store.instances_of(&uid).map_err(internal)?;
