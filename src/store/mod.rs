@@ -835,6 +835,20 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
+    /// for the queue view and metrics).
+    pub fn destination_stats(&self) -> Result<Vec<(String, i64, i64, Option<i64>)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.destination, SUM(s.state = 'queued'), \
+             (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
+              WHERE t.destination = s.destination AND t.state = 'queued' AND i.state = 'queued'), \
+             MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// One study's row, as [`list_studies`](Self::list_studies) gives it.
     pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>> {
         let conn = self.conn();

@@ -220,46 +220,40 @@ async fn queue(
     let store = state.store.clone();
     let destinations = state.destinations.clone();
     let body = blocking(move || {
-        let rows = store
-            .list_studies(None, usize::MAX >> 1)
-            .map_err(internal)?;
-        let mut out: BTreeMap<String, Value> = BTreeMap::new();
-        for d in &destinations {
-            out.insert(
-                d.clone(),
-                json!({"destination": d, "depth": 0, "instances_waiting": 0,
-                       "last_success_at": null, "failures": []}),
-            );
+        let empty = |d: &str| {
+            json!({"destination": d, "depth": 0, "instances_waiting": 0,
+                   "last_success_at": null, "failures": []})
+        };
+        let mut out: BTreeMap<String, Value> =
+            destinations.iter().map(|d| (d.clone(), empty(d))).collect();
+        for (d, depth, waiting, last) in store.destination_stats().map_err(internal)? {
+            let e = out.entry(d.clone()).or_insert_with(|| empty(&d));
+            e["depth"] = json!(depth);
+            e["instances_waiting"] = json!(waiting);
+            e["last_success_at"] = json!(last);
         }
-        for s in &rows {
+        let mut troubled = store
+            .list_studies(Some(crate::store::state::FAILED), 1000)
+            .map_err(internal)?;
+        troubled.extend(
+            store
+                .list_studies(Some(crate::store::state::QUEUED), 10_000)
+                .map_err(internal)?
+                .into_iter()
+                .filter(|s| s.last_error.is_some()),
+        );
+        for s in &troubled {
             let Some(d) = &s.destination else { continue };
-            let e = out.entry(d.clone()).or_insert_with(|| {
-                json!({"destination": d, "depth": 0, "instances_waiting": 0,
-                       "last_success_at": null, "failures": []})
-            });
-            if s.state == "queued" {
-                e["depth"] = json!(e["depth"].as_i64().unwrap_or(0) + 1);
-                e["instances_waiting"] = json!(
-                    e["instances_waiting"].as_i64().unwrap_or(0) + s.instance_count
-                        - s.instances_forwarded
-                );
-            }
-            if let Some(at) = s.forwarded_at {
-                if e["last_success_at"].as_i64().is_none_or(|prev| at > prev) {
-                    e["last_success_at"] = json!(at);
-                }
-            }
-            if s.state == "failed" || (s.state == "queued" && s.last_error.is_some()) {
-                if let Value::Array(f) = &mut e["failures"] {
-                    f.push(json!({
-                        "study_uid": s.study_uid,
-                        "accession": s.accession,
-                        "state": s.state,
-                        "attempts": s.attempts,
-                        "error": s.last_error,
-                        "updated_at": s.updated_at,
-                    }));
-                }
+            let e = out.entry(d.clone()).or_insert_with(|| empty(d));
+            if let Value::Array(f) = &mut e["failures"] {
+                f.push(json!({
+                    "study_uid": s.study_uid,
+                    "accession": s.accession,
+                    "state": s.state,
+                    "attempts": s.attempts,
+                    "error": s.last_error,
+                    "updated_at": s.updated_at,
+                }));
             }
         }
         Ok(json!({"destinations": out.into_values().collect::<Vec<_>>()}))

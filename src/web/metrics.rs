@@ -99,30 +99,23 @@ fn render(
         );
     }
 
-    let rows = store.list_studies(None, usize::MAX >> 1)?;
     let mut held: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in store.list_studies(Some(crate::store::state::HELD), 100_000)? {
+        let reasons: Vec<serde_json::Value> = r
+            .reasons
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        for x in reasons {
+            let code = x["code"].as_str().unwrap_or("UNKNOWN").to_string();
+            let clause = x["clause"].as_str().unwrap_or("").to_string();
+            *held.entry((code, clause)).or_default() += 1;
+        }
+    }
     let mut depth: BTreeMap<String, (u64, u64)> =
         destinations.iter().map(|d| (d.clone(), (0, 0))).collect();
-    for r in &rows {
-        if r.state == crate::store::state::HELD {
-            let reasons: Vec<serde_json::Value> = r
-                .reasons
-                .as_deref()
-                .and_then(|j| serde_json::from_str(j).ok())
-                .unwrap_or_default();
-            for x in reasons {
-                let code = x["code"].as_str().unwrap_or("UNKNOWN").to_string();
-                let clause = x["clause"].as_str().unwrap_or("").to_string();
-                *held.entry((code, clause)).or_default() += 1;
-            }
-        }
-        if r.state == crate::store::state::QUEUED {
-            if let Some(d) = &r.destination {
-                let e = depth.entry(d.clone()).or_default();
-                e.0 += 1;
-                e.1 += (r.instance_count - r.instances_forwarded).max(0) as u64;
-            }
-        }
+    for (d, studies, instances, _) in store.destination_stats()? {
+        depth.insert(d, (studies.max(0) as u64, instances.max(0) as u64));
     }
     let _ = writeln!(o, "# HELP readgate_held_studies Held studies by reason (a study with two reasons counts under both).\n# TYPE readgate_held_studies gauge");
     for ((code, clause), n) in &held {
