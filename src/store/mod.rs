@@ -837,7 +837,7 @@ impl Store {
 
     /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
     /// for the queue view and metrics).
-    pub fn destination_stats(&self) -> Result<Vec<(String, i64, i64, Option<i64>)>> {
+    pub fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT s.destination, SUM(s.state = 'queued'), \
@@ -982,6 +982,9 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 }
+
+/// (destination, studies queued, instances waiting, last forwarded at).
+pub type DestinationStats = (String, i64, i64, Option<i64>);
 
 const STUDY_ROW_SELECT: &str = "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
      s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
