@@ -133,6 +133,23 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The whole gate on one machine: a built-in reading site, the sample studies and HL7
+    /// messages (forwarded, held then released by its order, read by a part-time reader
+    /// from outside); runs until Ctrl-C.
+    Demo {
+        /// HTTP port (a free one if taken).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The repository (holds sample-dicom/).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Data directory (default: a new one in the temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Stop after this many seconds (tests).
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -388,6 +405,18 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Roster { command } => crate::ledger::cli::roster(command),
         Command::Token { command } => crate::ledger::cli::token(command),
         Command::User { command } => user(command),
+        Command::Demo {
+            port,
+            repo,
+            dir,
+            exit_after,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(crate::demo::run(&repo, dir, port, exit_after))
+        }
         Command::ConfigCheck { config: path } => {
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());

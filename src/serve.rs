@@ -145,17 +145,11 @@ pub async fn start_with(
     };
     let http_addr = match &config.http {
         Some(http) => {
-            let mut state = crate::web::WebState::new(store.clone(), http, &config.ledger)
-                .context("loading the reading ledger's roster ([ledger])")?;
-            state.audit = Some(audit.clone());
-            state.stored = Some(stored.clone());
-            state.spool_dir = Some(config.spool_dir());
-            state.wakeups = Some(wakeups.clone());
-            state.gateway = (
-                config.gateway.id.clone(),
-                config.gateway.sending_facility.clone(),
+            let state = Arc::new(
+                crate::web::WebState::new(store.clone(), http, &config.ledger)
+                    .context("loading the reading ledger's roster ([ledger])")?
+                    .with_pipeline(&config, audit.clone(), stored.clone(), wakeups.clone()),
             );
-            let state = Arc::new(state);
             let (addr, task) = crate::web::start(http, state, shutdown_rx.clone()).await?;
             tasks.spawn(async move {
                 let _ = task.await;

@@ -348,6 +348,7 @@ impl Forwarder {
         if studies.is_empty() {
             return;
         }
+        crate::metrics::forward_failed(&self.destination.id, studies.len());
         let max = self.config.forward.max_attempts;
         let base = self.config.forward.retry_base_secs;
         let cap = self.config.forward.retry_max_secs;

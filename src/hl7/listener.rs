@@ -193,6 +193,7 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
         };
         let reply_wanted = outcome.should_reply();
         let ack_code = outcome.ack_code;
+        crate::metrics::hl7_message(&message_type, ack_code.as_str());
         let message = IncomingMessage {
             received_at: crate::store::now_ms(),
             peer: peer.to_string(),

@@ -826,27 +826,34 @@ impl Store {
     /// One study's row, as [`Store::list_studies`] gives it.
     pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
-             s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
-             s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
-             s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
-             FROM studies s WHERE s.study_uid = ?1",
-        )?;
-        let mut rows = stmt.query_map([study_uid], study_row)?;
-        Ok(rows.next().transpose()?)
+        let mut stmt =
+            conn.prepare_cached(&format!("{STUDY_ROW_SELECT} WHERE s.study_uid = ?1"))?;
+        Ok(stmt.query_row([study_uid], study_row).optional()?)
     }
 
     pub fn list_studies(&self, state: Option<&str>, limit: usize) -> Result<Vec<StudyRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
-             s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
-             s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
-             s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
-             FROM studies s WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2",
+        let mut stmt = conn.prepare_cached(&format!(
+            "{STUDY_ROW_SELECT} WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(
+            params![state, limit.min(i64::MAX as usize) as i64],
+            study_row,
         )?;
-        let rows = stmt.query_map(params![state, limit as i64], study_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
+    /// for the queue view and metrics).
+    pub fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.destination, SUM(s.state = 'queued'), \
+             (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
+              WHERE t.destination = s.destination AND t.state = 'queued' AND i.state = 'queued'), \
+             MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -976,21 +983,14 @@ impl Store {
     }
 }
 
-fn split_set(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_string).collect()
-}
+/// (destination, studies queued, instances waiting, last forwarded at).
+pub type DestinationStats = (String, i64, i64, Option<i64>);
 
-fn add_to_set(set: &str, item: &str) -> String {
-    let item = item.trim();
-    if item.is_empty() || set.split_whitespace().any(|m| m == item) {
-        return set.to_string();
-    }
-    if set.is_empty() {
-        item.to_string()
-    } else {
-        format!("{set} {item}")
-    }
-}
+const STUDY_ROW_SELECT: &str = "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
+     s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
+     s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
+     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
+     FROM studies s";
 
 fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
     Ok(StudyRow {
@@ -1013,6 +1013,22 @@ fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
         last_error: r.get(16)?,
         updated_at: r.get(17)?,
     })
+}
+
+fn split_set(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn add_to_set(set: &str, item: &str) -> String {
+    let item = item.trim();
+    if item.is_empty() || set.split_whitespace().any(|m| m == item) {
+        return set.to_string();
+    }
+    if set.is_empty() {
+        item.to_string()
+    } else {
+        format!("{set} {item}")
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,13 @@
 //! Integrations authenticate with a bearer token; the config holds only its SHA-256
 //! (`[[http.tokens]]`), compared in constant time. `readgate token add NAME` makes one.
 
+pub mod api;
 pub mod auth;
 pub mod console;
+pub mod metrics;
+pub mod openapi;
 pub mod read_events;
+pub mod tls;
 
 use crate::ledger::config::LedgerConfig;
 use crate::ledger::Ledger;
@@ -39,6 +43,14 @@ pub struct HttpConfig {
     /// Mark the console's session cookie `Secure`: set it when the console is behind TLS.
     #[serde(default)]
     pub secure_cookies: bool,
+    /// Serve Prometheus text at `GET /metrics` (no token).
+    #[serde(default)]
+    pub metrics: bool,
+    /// Serve HTTPS: PEM certificate chain and private key (both or neither).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +60,18 @@ pub struct TokenConfig {
     pub name: String,
     /// Lower-case hex SHA-256 of the token (`readgate token add NAME` prints both).
     pub token_sha256: String,
+    /// `viewer` (reads) or `admin` (also actions: release, reject, re-evaluate, retry).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Viewer,
+    Admin,
 }
 
 fn default_listen() -> SocketAddr {
@@ -56,6 +80,12 @@ fn default_listen() -> SocketAddr {
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err((
+                "http.tls_cert".into(),
+                "tls_cert and tls_key go together (PEM files)".into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if t.name.trim().is_empty() {
@@ -132,16 +162,24 @@ pub struct WebState {
     tokens: Vec<(String, [u8; 32])>,
     /// The web console's users and sessions.
     pub auth: auth::Auth,
-    /// The audit trail (console logins and actions); serve sets it.
-    pub audit: Option<Arc<crate::audit::AuditLog>>,
-    /// Wakes the study stage (re-evaluation); serve sets it.
-    pub stored: Option<Arc<tokio::sync::Notify>>,
-    /// The spool folder (rejected instances are removed from it); serve sets it.
-    pub spool_dir: Option<std::path::PathBuf>,
-    /// `[gateway] id` and `sending_facility`, for the accountability report; serve sets them.
+    /// `[gateway] id` and `sending_facility` (the console's accountability page).
     pub gateway: (String, String),
-    /// Wakes the forwarders after a release or retry; serve sets it.
+    roles: std::collections::HashMap<String, Role>,
+    /// The audit trail actions are recorded in (set by `readgate serve`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Wakes the study stage (re-evaluation).
+    pub stored: Option<Arc<tokio::sync::Notify>>,
+    /// Wakes the forwarders (release, retry).
     pub wakeups: Option<Arc<crate::forward::Wakeups>>,
+    /// Where rejected instances are removed from.
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// The configured destinations (the queue lists each, even when empty).
+    pub destinations: Vec<String>,
+    /// For ledger reports.
+    pub gateway_id: String,
+    pub sending_facility: String,
+    /// `[http] metrics`.
+    pub metrics: bool,
 }
 
 impl WebState {
@@ -163,12 +201,60 @@ impl WebState {
                 .filter_map(|t| parse_hash(&t.token_sha256).map(|h| (t.name.trim().to_string(), h)))
                 .collect(),
             auth: auth::Auth::new(http.users.clone(), http.secure_cookies),
+            gateway: (String::new(), String::new()),
+            roles: http
+                .tokens
+                .iter()
+                .map(|t| (t.name.trim().to_string(), t.role))
+                .collect(),
             audit: None,
             stored: None,
-            spool_dir: None,
-            gateway: (String::new(), String::new()),
             wakeups: None,
+            spool_dir: None,
+            destinations: Vec::new(),
+            gateway_id: String::new(),
+            sending_facility: String::new(),
+            metrics: http.metrics,
         })
+    }
+
+    /// Connects the API's actions to the running pipeline and its audit trail.
+    pub fn with_pipeline(
+        mut self,
+        config: &crate::config::Config,
+        audit: Arc<crate::audit::AuditLog>,
+        stored: Arc<tokio::sync::Notify>,
+        wakeups: Arc<crate::forward::Wakeups>,
+    ) -> WebState {
+        self.audit = Some(audit);
+        self.stored = Some(stored);
+        self.wakeups = Some(wakeups);
+        self.spool_dir = Some(config.spool_dir());
+        self.destinations = config.destinations.iter().map(|d| d.id.clone()).collect();
+        self.gateway_id = config.gateway.id.clone();
+        self.sending_facility = config.gateway.sending_facility.clone();
+        self.gateway = (self.gateway_id.clone(), self.sending_facility.clone());
+        self
+    }
+
+    /// The token's integration name, if it may do this: 401 without a valid token, 403
+    /// when an action needs `admin` and the token is a `viewer`'s.
+    pub fn authorize(&self, headers: &HeaderMap, admin: bool) -> Result<String, ApiError> {
+        let name = self.authenticate(headers)?;
+        if admin && self.roles.get(&name).copied().unwrap_or_default() != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("token {name:?} has role viewer; this action needs an admin token ([[http.tokens]] role = \"admin\")"),
+                Some("authorization"),
+            ));
+        }
+        Ok(name)
+    }
+
+    pub fn wake_destination(&self, destination: &str) {
+        if let Some(w) = &self.wakeups {
+            w.wake(destination);
+        }
     }
 
     /// The integration a bearer token belongs to. Every configured hash is compared, in
@@ -273,6 +359,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/read-events", post(read_events::post))
         .merge(console::routes(state.clone()))
+        .merge(api::routes())
+        .merge(openapi::routes())
+        .merge(metrics::routes())
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
@@ -296,25 +386,44 @@ pub async fn start(
         warn!("[http] has no [[http.tokens]]: every POST /api/v1/read-events is refused (401)");
     }
     let app = router(state);
-    let task = tokio::spawn(async move {
-        let stop = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
             }
-        };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        {
-            warn!(error = %e, "HTTP server stopped");
         }
-    });
-    info!(listen = %addr, "readgate is serving HTTP");
+    };
+    let task = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let listener = tls::TlsListener::new(listener, config)?;
+            info!(listen = %addr, "readgate is serving HTTPS");
+            tokio::spawn(async move {
+                // (The TLS listener gives no ConnectInfo: the console then records the
+                // client address as unknown; put a TLS-terminating proxy in front to keep it.)
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    warn!(error = %e, "HTTPS server stopped");
+                }
+            })
+        }
+        _ => {
+            info!(listen = %addr, "readgate is serving HTTP");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
+                {
+                    warn!(error = %e, "HTTP server stopped");
+                }
+            })
+        }
+    };
     Ok((addr, task))
 }
 

@@ -1,0 +1,203 @@
+//! `GET /metrics`: Prometheus text exposition, open when `[http] metrics = true` (404
+//! otherwise). Counters from [`crate::metrics`]; studies by state, held studies by reason
+//! and queue depth per destination from the store at scrape time.
+
+use super::WebState;
+use crate::metrics as m;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<WebState>> {
+    Router::new().route("/metrics", get(serve))
+}
+
+/// Middleware: times every request into the latency histogram (by route template).
+pub async fn track(req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    m::http_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn serve(State(state): State<Arc<WebState>>) -> Response {
+    if !state.metrics {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are off ([http] metrics = false)\n",
+        )
+            .into_response();
+    }
+    let store = state.store.clone();
+    let destinations = state.destinations.clone();
+    let body = tokio::task::spawn_blocking(move || render(&store, &destinations)).await;
+    match body {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response(),
+    }
+}
+
+fn render(
+    store: &crate::store::Store,
+    destinations: &[String],
+) -> Result<String, crate::store::StoreError> {
+    let mut o = String::new();
+    let _ = writeln!(o, "# HELP readgate_instances_received_total DICOM instances stored (answered 0000) since start.\n# TYPE readgate_instances_received_total counter");
+    let _ = writeln!(
+        o,
+        "readgate_instances_received_total {}",
+        m::INSTANCES_RECEIVED.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(o, "# HELP readgate_bytes_received_total Bytes of DICOM data sets stored since start.\n# TYPE readgate_bytes_received_total counter");
+    let _ = writeln!(
+        o,
+        "readgate_bytes_received_total {}",
+        m::BYTES_RECEIVED.load(Ordering::Relaxed)
+    );
+
+    let _ = writeln!(
+        o,
+        "# HELP readgate_studies Studies by state.\n# TYPE readgate_studies gauge"
+    );
+    let counts: BTreeMap<String, i64> = store.count_by_state()?.into_iter().collect();
+    for s in crate::store::state::ALL {
+        let _ = writeln!(
+            o,
+            "readgate_studies{{state=\"{s}\"}} {}",
+            counts.get(s).copied().unwrap_or(0)
+        );
+    }
+
+    let mut held: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in store.list_studies(Some(crate::store::state::HELD), 100_000)? {
+        let reasons: Vec<serde_json::Value> = r
+            .reasons
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_default();
+        for x in reasons {
+            let code = x["code"].as_str().unwrap_or("UNKNOWN").to_string();
+            let clause = x["clause"].as_str().unwrap_or("").to_string();
+            *held.entry((code, clause)).or_default() += 1;
+        }
+    }
+    let mut depth: BTreeMap<String, (u64, u64)> =
+        destinations.iter().map(|d| (d.clone(), (0, 0))).collect();
+    for (d, studies, instances, _) in store.destination_stats()? {
+        depth.insert(d, (studies.max(0) as u64, instances.max(0) as u64));
+    }
+    let _ = writeln!(o, "# HELP readgate_held_studies Held studies by reason (a study with two reasons counts under both).\n# TYPE readgate_held_studies gauge");
+    for ((code, clause), n) in &held {
+        let _ = writeln!(
+            o,
+            "readgate_held_studies{{reason=\"{}\",clause=\"{}\"}} {n}",
+            label(code),
+            label(clause)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_queue_studies Studies queued per destination.\n# TYPE readgate_queue_studies gauge");
+    for (d, (s, _)) in &depth {
+        let _ = writeln!(
+            o,
+            "readgate_queue_studies{{destination=\"{}\"}} {s}",
+            label(d)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_queue_instances Instances waiting per destination.\n# TYPE readgate_queue_instances gauge");
+    for (d, (_, i)) in &depth {
+        let _ = writeln!(
+            o,
+            "readgate_queue_instances{{destination=\"{}\"}} {i}",
+            label(d)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_forward_failures_total Failed forwarding attempts (per study in the batch) since start.\n# TYPE readgate_forward_failures_total counter");
+    let failures = m::forward_failures();
+    for d in destinations {
+        let _ = writeln!(
+            o,
+            "readgate_forward_failures_total{{destination=\"{}\"}} {}",
+            label(d),
+            failures.get(d).copied().unwrap_or(0)
+        );
+    }
+    for (d, n) in failures.iter().filter(|(d, _)| !destinations.contains(d)) {
+        let _ = writeln!(
+            o,
+            "readgate_forward_failures_total{{destination=\"{}\"}} {n}",
+            label(d)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_hl7_messages_total HL7 messages received since start, by type and ACK code.\n# TYPE readgate_hl7_messages_total counter");
+    for ((t, a), n) in m::hl7_messages() {
+        let _ = writeln!(
+            o,
+            "readgate_hl7_messages_total{{type=\"{}\",ack=\"{}\"}} {n}",
+            label(&t),
+            label(&a)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_http_request_duration_seconds HTTP request latency.\n# TYPE readgate_http_request_duration_seconds histogram");
+    for ((method, route, status), h) in m::http_requests() {
+        let l = format!(
+            "method=\"{}\",route=\"{}\",status=\"{}\"",
+            label(&method),
+            label(&route),
+            status
+        );
+        for (i, b) in m::BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "readgate_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
+                h.buckets[i]
+            );
+        }
+        let _ = writeln!(
+            o,
+            "readgate_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            o,
+            "readgate_http_request_duration_seconds_sum{{{l}}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            o,
+            "readgate_http_request_duration_seconds_count{{{l}}} {}",
+            h.count
+        );
+    }
+    Ok(o)
+}

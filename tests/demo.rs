@@ -1,0 +1,103 @@
+//! `readgate demo --exit-after`: the three outcomes, checked through the REST API while
+//! it runs — SYNACC0001 forwarded, SYNACC0002 held and then released by its order,
+//! SYNACC0004 read by a part-time reader from outside and so not eligible.
+
+mod common;
+
+use common::http::request;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_readgate"))
+        .args(["demo", "--exit-after", "20", "--port", "0", "--repo"])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("--dir")
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let mut http: Option<SocketAddr> = None;
+    let mut token = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(90)) {
+        if let Some(rest) = line.split("http://").nth(1) {
+            if http.is_none() {
+                http = rest.split('/').next().and_then(|a| a.parse().ok());
+            }
+        }
+        if let Some(t) = line.split("role admin: ").nth(1) {
+            token = Some(t.trim_end_matches(')').to_string());
+        }
+        let done = line.starts_with("What to look at");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    let http = http.unwrap_or_else(|| panic!("no URL in\n{text}"));
+    let token = token.unwrap_or_else(|| panic!("no token in\n{text}"));
+    assert!(
+        text.contains("SYNACC0002 passed with its order and was forwarded"),
+        "{text}"
+    );
+    let auth = format!("Bearer {token}");
+    let get = |path: String| {
+        let auth = auth.clone();
+        async move {
+            let r = request(http, "GET", &path, &[("Authorization", auth.as_str())], b"").await;
+            assert_eq!(
+                r.status,
+                200,
+                "{path}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.json()
+        }
+    };
+    let a = get("/api/v1/studies/SYNACC0001".into()).await;
+    assert_eq!(a["state"], "forwarded");
+    assert_eq!(a["decision"]["verdict"], "PASS");
+    let b = get("/api/v1/studies/SYNACC0002".into()).await;
+    assert_eq!(b["state"], "forwarded", "{b}");
+    let kinds: Vec<&str> = b["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"held") && kinds.contains(&"forwarded"),
+        "{kinds:?}"
+    );
+    let month =
+        readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)[..7].to_string();
+    let report = get(format!("/api/v1/reports/{month}")).await;
+    let row = report["studies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["accession"] == "SYNACC0004")
+        .unwrap_or_else(|| panic!("no SYNACC0004 in {report}"));
+    assert_eq!(row["eligible"], false, "{row}");
+    assert!(
+        row["reasons"]
+            .to_string()
+            .contains("PART_TIME_READ_OUTSIDE"),
+        "{row}"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
