@@ -65,7 +65,19 @@ checks = []
     )
 }
 
-fn gateway_config(dir: &Path, site: SocketAddr, http_port: u16, token_hash: &str) -> String {
+/// A random password for a demo login (readable, 16 characters).
+fn demo_password() -> anyhow::Result<String> {
+    let (token, _) = crate::web::new_token()?;
+    Ok(token.trim_start_matches("rg_").chars().take(16).collect())
+}
+
+fn gateway_config(
+    dir: &Path,
+    site: SocketAddr,
+    http_port: u16,
+    token_hash: &str,
+    users: &str,
+) -> String {
     format!(
         r#"
 [gateway]
@@ -109,6 +121,7 @@ metrics = true
 name = "demo-admin"
 token_sha256 = "{token_hash}"
 role = "admin"
+{users}
 
 [ledger]
 utc_offset = "+09:00"
@@ -324,7 +337,20 @@ pub async fn run(
     .context("starting the built-in reading site")?;
     let (token, hash) = crate::web::new_token()?;
     let port = free_port(http_port);
-    let text = gateway_config(&dir, site.dicom_addr, port, &hash);
+    // Console logins for this run only: random passwords, printed below.
+    let admin_password = demo_password()?;
+    let viewer_password = demo_password()?;
+    let mut users = String::new();
+    for (name, role, password) in [
+        ("admin", "admin", &admin_password),
+        ("viewer", "viewer", &viewer_password),
+    ] {
+        let hash = crate::web::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+        users.push_str(&format!(
+            "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\"\n"
+        ));
+    }
+    let text = gateway_config(&dir, site.dicom_addr, port, &hash, &users);
     std::fs::write(dir.join("readgate.toml"), &text)?;
     let gw = crate::serve::start(Config::parse(&text, &dir.join("readgate.toml"))?)
         .await
@@ -337,7 +363,8 @@ pub async fn run(
         "  gateway DICOM {}  HL7 {}  reading site DICOM {}",
         gw.dicom_addr, hl7, site.dicom_addr
     );
-    println!("  console / API: http://{http}/  (API token, role admin: {token})");
+    println!("  console: http://{http}/  log in as admin / {admin_password} (or viewer / {viewer_password})");
+    println!("  REST API token (role admin): {token}");
     println!("  OpenAPI: http://{http}/api/v1/openapi.json   metrics: http://{http}/metrics");
 
     for folder in ["ct-chest", "mr-head", "ja-utf8"] {
