@@ -364,7 +364,7 @@ pub async fn run(
         gw.dicom_addr, hl7, site.dicom_addr
     );
     println!("  console: http://{http}/  log in as admin / {admin_password} (or viewer / {viewer_password})");
-    println!("  REST API token (role admin): {token}");
+    println!("  REST API token, role admin: {token}");
     println!("  OpenAPI: http://{http}/api/v1/openapi.json   metrics: http://{http}/metrics");
 
     for folder in ["ct-chest", "mr-head", "ja-utf8"] {
