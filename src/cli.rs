@@ -332,18 +332,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             let (store, uid) =
                 operator_target(&config, &study, &by, &justification, "--justification")?;
-            let now = crate::store::now_ms();
-            match store.release_override(&uid, by.trim(), justification.trim(), now)? {
+            let audit = crate::audit::AuditLog::open(&config.database_path())?;
+            let detail =
+                serde_json::json!({"justification": justification.trim(), "via": "readgate cli"});
+            match crate::operator::release(
+                &store,
+                Some(&audit),
+                &uid,
+                by.trim(),
+                by.trim(),
+                justification.trim(),
+                detail,
+            )? {
                 Some(_) => {
-                    let seq = audit_operator_action(
-                        &config,
-                        crate::audit::kind::STUDY_OVERRIDDEN,
-                        &uid,
-                        &by,
-                        "justification",
-                        &justification,
-                    )?;
-                    store.set_audit_seq(&uid, seq)?;
                     println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
                     notify_operator_action(
                         &config,
@@ -368,25 +369,23 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
-            let now = crate::store::now_ms();
-            match store.reject_study(&uid, by.trim(), reason.trim(), now)? {
-                Some(paths) => {
-                    audit_operator_action(
-                        &config,
-                        crate::audit::kind::STUDY_REJECTED,
-                        &uid,
-                        &by,
-                        "reason",
-                        &reason,
-                    )?;
-                    let spool = config.spool_dir();
-                    for p in &paths {
-                        let _ = std::fs::remove_file(spool.join(p));
-                    }
+            let audit = crate::audit::AuditLog::open(&config.database_path())?;
+            let detail = serde_json::json!({"reason": reason.trim(), "via": "readgate cli"});
+            let spool = config.spool_dir();
+            match crate::operator::reject(
+                &store,
+                Some(&audit),
+                Some(&spool),
+                &uid,
+                by.trim(),
+                by.trim(),
+                reason.trim(),
+                detail,
+            )? {
+                Some(removed) => {
                     println!(
-                        "rejected {uid} (by {}); {} instance(s) removed from the spool",
-                        by.trim(),
-                        paths.len()
+                        "rejected {uid} (by {}); {removed} instance(s) removed from the spool",
+                        by.trim()
                     );
                     notify_operator_action(&config, &store, &uid, "rejected", &by, &reason);
                     Ok(())
@@ -686,22 +685,6 @@ fn operator_target(
         bail!("no study with UID or accession {study:?}");
     };
     Ok((store, found.study_uid))
-}
-
-/// Operator decisions are evidence: they go into the audit trail with who and why.
-fn audit_operator_action(
-    config: &Config,
-    kind: &str,
-    uid: &str,
-    by: &str,
-    what: &str,
-    text: &str,
-) -> anyhow::Result<i64> {
-    let audit = crate::audit::AuditLog::open(&config.database_path())?;
-    let entry = crate::audit::NewEntry::new(kind, by.trim())
-        .study(uid)
-        .detail(serde_json::json!({ what: text.trim(), "via": "readgate cli" }));
-    Ok(audit.append(&entry)?.seq)
 }
 
 fn notify_operator_action(

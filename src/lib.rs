@@ -18,6 +18,7 @@ pub mod hl7;
 pub mod ledger;
 pub mod metrics;
 pub mod notify;
+pub mod operator;
 pub mod receive;
 pub mod serve;
 pub mod spool;

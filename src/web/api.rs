@@ -340,26 +340,20 @@ async fn release(
             .map_err(internal)?
             .ok_or_else(|| not_found(&uid))?;
         let uid = keys.study_uid;
-        let now = crate::store::now_ms();
-        match st
-            .store
-            .release_override(&uid, &by, &justification, now)
-            .map_err(internal)?
+        let actor = format!("rest:{token}");
+        let detail = json!({"by": by, "justification": justification, "via": "api"});
+        match crate::operator::release(
+            &st.store,
+            st.audit.as_deref(),
+            &uid,
+            &actor,
+            &by,
+            &justification,
+            detail,
+        )
+        .map_err(internal)?
         {
-            Some(_) => {
-                let actor = format!("rest:{token}");
-                if let Some(seq) = record(
-                    &st,
-                    crate::audit::kind::STUDY_OVERRIDDEN,
-                    &actor,
-                    &uid,
-                    json!({"by": by, "justification": justification, "via": "api"}),
-                ) {
-                    st.store.set_audit_seq(&uid, seq).map_err(internal)?;
-                }
-                let dest = st.store.decision_of(&uid).map_err(internal)?;
-                Ok((uid, dest.and_then(|d| d.destination)))
-            }
+            Some(destination) => Ok((uid, destination)),
             None => Err(conflict(format!(
                 "study {uid} is {}, not held with a route: only held studies can be released",
                 keys.state
@@ -394,27 +388,21 @@ async fn reject(
             .map_err(internal)?
             .ok_or_else(|| not_found(&uid))?;
         let uid = keys.study_uid;
-        let now = crate::store::now_ms();
-        match st
-            .store
-            .reject_study(&uid, &by, &reason, now)
-            .map_err(internal)?
+        let actor = format!("rest:{token}");
+        let detail = json!({"by": by, "reason": reason, "via": "api"});
+        match crate::operator::reject(
+            &st.store,
+            st.audit.as_deref(),
+            st.spool_dir.as_deref(),
+            &uid,
+            &actor,
+            &by,
+            &reason,
+            detail,
+        )
+        .map_err(internal)?
         {
-            Some(paths) => {
-                record(
-                    &st,
-                    crate::audit::kind::STUDY_REJECTED,
-                    &format!("rest:{token}"),
-                    &uid,
-                    json!({"by": by, "reason": reason, "via": "api"}),
-                );
-                if let Some(spool) = &st.spool_dir {
-                    for p in &paths {
-                        let _ = std::fs::remove_file(spool.join(p));
-                    }
-                }
-                Ok(uid)
-            }
+            Some(_) => Ok(uid),
             None => Err(conflict(format!(
                 "study {uid} is {}: only held or failed studies can be rejected",
                 keys.state

@@ -504,25 +504,6 @@ pub async fn study(
     layout(&c, c.t("検査", "Study"), &b)
 }
 
-fn audit_action(
-    state: &WebState,
-    kind: &str,
-    user: &str,
-    uid: &str,
-    field: &str,
-    text: &str,
-    ip: &str,
-) -> Option<i64> {
-    state.audit.as_ref().and_then(|a| {
-        a.record(
-            crate::audit::NewEntry::new(kind, &format!("web:{user}"))
-                .study(uid)
-                .detail(serde_json::json!({ field: text, "client_ip": ip, "via": "web console" })),
-        )
-        .map(|r| r.seq)
-    })
-}
-
 fn field_text(
     form: &std::collections::HashMap<String, String>,
     field: &str,
@@ -575,23 +556,20 @@ pub async fn release(
         Err(r) => return r,
     };
     let by = format!("web:{}", c.session.user);
-    match state
-        .store
-        .release_override(&uid, &by, &j, crate::store::now_ms())
-    {
-        Ok(Some(_)) => {
-            if let Some(seq) = audit_action(
-                &state,
-                crate::audit::kind::STUDY_OVERRIDDEN,
-                &c.session.user,
-                &uid,
-                "justification",
-                &j,
-                &ip,
-            ) {
-                let _ = state.store.set_audit_seq(&uid, seq);
+    let detail = serde_json::json!({ "justification": j, "client_ip": ip, "via": "web console" });
+    match crate::operator::release(
+        &state.store,
+        state.audit.as_deref(),
+        &uid,
+        &by,
+        &by,
+        &j,
+        detail,
+    ) {
+        Ok(Some(destination)) => {
+            if let (Some(w), Some(dest)) = (&state.wakeups, destination) {
+                w.wake(&dest);
             }
-            wake_forwarder(&state, &uid);
             back(&uid)
         }
         Ok(None) => error(
@@ -618,27 +596,18 @@ pub async fn reject(
         Err(r) => return r,
     };
     let by = format!("web:{}", c.session.user);
-    match state
-        .store
-        .reject_study(&uid, &by, &reason, crate::store::now_ms())
-    {
-        Ok(Some(paths)) => {
-            audit_action(
-                &state,
-                crate::audit::kind::STUDY_REJECTED,
-                &c.session.user,
-                &uid,
-                "reason",
-                &reason,
-                &ip,
-            );
-            if let Some(spool) = &state.spool_dir {
-                for p in &paths {
-                    let _ = std::fs::remove_file(spool.join(p));
-                }
-            }
-            back(&uid)
-        }
+    let detail = serde_json::json!({ "reason": reason, "client_ip": ip, "via": "web console" });
+    match crate::operator::reject(
+        &state.store,
+        state.audit.as_deref(),
+        state.spool_dir.as_deref(),
+        &uid,
+        &by,
+        &by,
+        &reason,
+        detail,
+    ) {
+        Ok(Some(_)) => back(&uid),
         Ok(None) => error(StatusCode::CONFLICT, "the study is neither held nor failed"),
         Err(e) => internal(e),
     }
