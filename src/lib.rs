@@ -17,6 +17,7 @@ pub mod forward;
 pub mod hl7;
 pub mod ledger;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod operator;
 pub mod receive;
