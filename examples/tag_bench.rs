@@ -2,7 +2,8 @@
 //! adds to the relay (target: < 10 %). Run by bench/relay.sh:
 //! `cargo run --release --example tag_bench -- DIR` (DIR holds the bench CT files).
 
-use readgate::tag::{self, Accountability, ContextCopy, Verdict};
+use readgate::model::Disposition as Verdict;
+use readgate::tag::{self, Accountability, ContextCopy};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};

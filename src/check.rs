@@ -5,10 +5,11 @@ use crate::config::Config;
 use crate::decide::assemble::{self, OrderFacts, ResultFacts};
 use crate::decide::context::{Prior, Source, StudyContext};
 use crate::decide::reasons::Lang;
-use crate::decide::{Decide, Decision, Gate, Verdict};
+use crate::decide::{Decide, Decision, Gate};
 use crate::dicom::dataset::{self, tags, Encoding};
 use crate::dicom::part10;
 use crate::hl7::message::Parsed;
+use crate::model::Disposition;
 use crate::store::{MessageRef, StudySnapshot};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -22,7 +23,7 @@ pub struct StudyVerdict {
     pub study_uid: String,
     pub accession: Option<String>,
     pub instances: usize,
-    pub verdict: &'static str,
+    pub verdict: Disposition,
     pub destination: Option<String>,
     pub facility: Option<String>,
     pub reasons: Vec<crate::decide::HoldReason>,
@@ -163,16 +164,17 @@ pub fn run(
             });
         }
         let decision: Decision = gate.decide(&ctx);
+        let forwards = decision.forwards();
         out.push(StudyVerdict {
             study_uid: uid.clone(),
             accession: ctx.accession.clone(),
             instances: s.instances,
-            verdict: decision.verdict_code(),
+            verdict: decision.disposition(),
             destination: decision.route.as_ref().map(|r| r.destination.clone()),
             facility: decision.route.as_ref().map(|r| r.facility.clone()),
             reasons: decision.reasons.clone(),
             checks: decision.evaluation.map(|e| e.checks).unwrap_or_default(),
-            forwards: decision.route.is_some() && decision.verdict != Verdict::Hold,
+            forwards,
         });
     }
     Ok(out)
@@ -188,9 +190,11 @@ pub fn print(verdicts: &[StudyVerdict], lang: Lang) {
         let (head, route) = match lang {
             Lang::Ja => (
                 match v.verdict {
-                    "PASS" => "送信します",
-                    "FORWARDED_INCOMPLETE" => "緊急のため不足のまま送信します（要追加情報）",
-                    _ => "保留します",
+                    Disposition::Pass | Disposition::ReleasedOverride => "送信します",
+                    Disposition::ForwardedIncomplete => {
+                        "緊急のため不足のまま送信します（要追加情報）"
+                    }
+                    Disposition::Held => "保留します",
                 },
                 v.facility
                     .as_deref()
@@ -199,9 +203,11 @@ pub fn print(verdicts: &[StudyVerdict], lang: Lang) {
             ),
             Lang::En => (
                 match v.verdict {
-                    "PASS" => "would be forwarded",
-                    "FORWARDED_INCOMPLETE" => "would be forwarded now, flagged incomplete (STAT)",
-                    _ => "would be HELD",
+                    Disposition::Pass | Disposition::ReleasedOverride => "would be forwarded",
+                    Disposition::ForwardedIncomplete => {
+                        "would be forwarded now, flagged incomplete (STAT)"
+                    }
+                    Disposition::Held => "would be HELD",
                 },
                 v.facility
                     .as_deref()

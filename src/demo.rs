@@ -67,7 +67,7 @@ checks = []
 
 /// A random password for a demo login (readable, 16 characters).
 fn demo_password() -> anyhow::Result<String> {
-    let (token, _) = crate::web::new_token()?;
+    let (token, _) = crate::digest::new_token()?;
     Ok(token.trim_start_matches("rg_").chars().take(16).collect())
 }
 
@@ -335,7 +335,7 @@ pub async fn run(
     )?)
     .await
     .context("starting the built-in reading site")?;
-    let (token, hash) = crate::web::new_token()?;
+    let (token, hash) = crate::digest::new_token()?;
     let port = free_port(http_port);
     // Console logins for this run only: random passwords, printed below.
     let admin_password = demo_password()?;
@@ -355,7 +355,6 @@ pub async fn run(
     let gw = crate::serve::start(Config::parse(&text, &dir.join("readgate.toml"))?)
         .await
         .context("starting the gateway")?;
-    crate::ledger::hooks::install(gw.audit.clone());
     let http = gw.http_addr.context("no HTTP listener")?;
     let hl7 = gw.hl7_addr.context("no HL7 listener")?;
     println!("readgate demo — data in {}", dir.display());

@@ -13,6 +13,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod dicom;
+pub mod digest;
 pub mod forward;
 pub mod hl7;
 pub mod ledger;

@@ -222,8 +222,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let running = start(config).await?;
-    // The ledger's hooks are process-wide: only the daemon installs the trail behind them.
-    crate::ledger::hooks::install(running.audit.clone());
     tokio::select! {
         _ = term.recv() => {}
         _ = interrupt.recv() => {}

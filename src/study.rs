@@ -4,6 +4,7 @@
 
 use crate::decide::{assemble, Decide, Verdict};
 use crate::forward::Wakeups;
+use crate::model::Disposition;
 use crate::notify::StudyEvent;
 use crate::store::{now_ms, DecisionRecord, Store};
 use std::sync::Arc;
@@ -97,7 +98,7 @@ pub fn decide_study(
         forward,
         destination: decision.route.as_ref().map(|r| r.destination.clone()),
         facility: decision.route.as_ref().map(|r| r.facility.clone()),
-        verdict: decision.verdict_code().to_string(),
+        verdict: decision.disposition().to_string(),
         reasons_json: reasons_json.clone(),
         evaluation_json: decision
             .evaluation
@@ -112,7 +113,8 @@ pub fn decide_study(
     {
         return Ok(()); // a new instance arrived meanwhile: decided again once stable
     }
-    let was_held = previous.verdict.as_deref() == Some("HELD");
+    let was_held =
+        previous.verdict.as_deref().and_then(|v| v.parse().ok()) == Some(Disposition::Held);
     if let Some(audit) = &notify.audit {
         let kind = if forward {
             crate::audit::kind::STUDY_RELEASED

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use common::{dataset_of, dcmtk, repo_path};
 use readgate::dicom::part10;
-use readgate::tag::{self, Accountability, ContextCopy, TagReport, Verdict};
+use readgate::model::Disposition as Verdict;
+use readgate::tag::{self, Accountability, ContextCopy, TagReport};
 
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 

@@ -109,53 +109,60 @@ enum Participants {
 
 /// The PS3.15 event a readgate kind is reported as.
 pub fn event_for(kind: &str) -> EventSpec {
-    use super::kind as k;
+    use crate::model::AuditKind as K;
     let spec = |event_id, action, type_code, participants| EventSpec {
         event_id,
         action,
         type_code,
         participants,
     };
+    let Ok(kind) = kind.parse::<K>() else {
+        // A kind written by another version of readgate.
+        return spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor);
+    };
     match kind {
-        k::INSTANCE_RECEIVED => spec(INSTANCES_TRANSFERRED, 'C', None, Participants::Received),
-        k::STUDY_FORWARDED => spec(INSTANCES_TRANSFERRED, 'R', None, Participants::Sent),
-        k::READ_EVENT => spec(INSTANCES_ACCESSED, 'R', None, Participants::Actor),
+        K::InstanceReceived => spec(INSTANCES_TRANSFERRED, 'C', None, Participants::Received),
+        K::StudyForwarded => spec(INSTANCES_TRANSFERRED, 'R', None, Participants::Sent),
+        K::ReadEvent => spec(INSTANCES_ACCESSED, 'R', None, Participants::Actor),
         // Decisions about a study change its state, not its images: Instances Accessed,
         // Update, with the readgate kind as event type.
-        k::STUDY_HELD | k::STUDY_RELEASED | k::STUDY_OVERRIDDEN | k::CONFIRMATION => {
-            spec(INSTANCES_ACCESSED, 'U', None, Participants::Actor)
-        }
+        K::StudyHeld
+        | K::StudyReleased
+        | K::StudyOverridden
+        | K::Confirmation
+        | K::StudyReevaluated
+        | K::StudyRetried => spec(INSTANCES_ACCESSED, 'U', None, Participants::Actor),
         // A rejected study leaves the spool unsent.
-        k::STUDY_REJECTED => spec(STUDY_DELETED, 'D', None, Participants::Actor),
-        k::REPORT_GENERATED => spec(EXPORT, 'R', None, Participants::Actor),
-        k::QUERY => spec(QUERY, 'E', None, Participants::Actor),
-        k::OPERATOR_LOGIN => spec(
+        K::StudyRejected => spec(STUDY_DELETED, 'D', None, Participants::Actor),
+        K::ReportGenerated => spec(EXPORT, 'R', None, Participants::Actor),
+        K::Query => spec(QUERY, 'E', None, Participants::Actor),
+        K::OperatorLogin => spec(
             USER_AUTHENTICATION,
             'E',
             Some(LOGIN),
             Participants::Authentication,
         ),
-        k::OPERATOR_LOGOUT => spec(
+        K::OperatorLogout => spec(
             USER_AUTHENTICATION,
             'E',
             Some(LOGOUT),
             Participants::Authentication,
         ),
-        k::SECURITY_ALERT => spec(SECURITY_ALERT, 'E', None, Participants::Actor),
-        k::APPLICATION_START => spec(
+        K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, Participants::Actor),
+        K::ApplicationStart => spec(
             APPLICATION_ACTIVITY,
             'E',
             Some(APPLICATION_START),
             Participants::Application,
         ),
-        k::APPLICATION_STOP => spec(
+        K::ApplicationStop => spec(
             APPLICATION_ACTIVITY,
             'E',
             Some(APPLICATION_STOP),
             Participants::Application,
         ),
-        // config_loaded and anything readgate adds later.
-        _ => spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor),
+        // config_loaded.
+        K::ConfigLoaded => spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor),
     }
 }
 
@@ -429,7 +436,7 @@ pub fn base64(data: &[u8]) -> String {
 
 /// RFC 5424 severity from the outcome: success is a notice, failures warnings or errors.
 fn severity(e: &Entry) -> u8 {
-    if e.kind == super::kind::SECURITY_ALERT {
+    if e.kind == crate::model::AuditKind::SecurityAlert.as_str() {
         return 1; // alert
     }
     match outcome(&e.detail_json()) {

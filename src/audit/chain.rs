@@ -75,37 +75,15 @@ fn opt(h: &mut Sha256, s: Option<&str>) {
     }
 }
 
+/// Lower-case hex of a hash.
 pub fn to_hex(bytes: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    s
+    crate::digest::hex(bytes)
 }
 
 /// Parses 64 hex digits (either case); `None` for anything else — a stored hash that is
 /// not even well-formed is itself a finding, not an error that stops verification.
 pub fn from_hex(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    crate::digest::parse_sha256_hex(s)
 }
 
 /// One reading of the clocks, taken inside the write transaction so that sequence order

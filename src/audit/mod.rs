@@ -53,33 +53,35 @@ pub enum AuditError {
 
 pub type Result<T> = std::result::Result<T, AuditError>;
 
-/// Event kinds readgate records. Other kinds (lower-case words and `_`) are accepted too;
-/// the ATNA export maps unknown kinds to Application Activity.
+pub use crate::model::AuditKind;
+
+/// The event kinds as constants, for call sites that read better with them.
 pub mod kind {
-    pub const INSTANCE_RECEIVED: &str = "instance_received";
-    pub const STUDY_HELD: &str = "study_held";
-    pub const STUDY_RELEASED: &str = "study_released";
-    pub const STUDY_OVERRIDDEN: &str = "study_overridden";
-    pub const STUDY_REJECTED: &str = "study_rejected";
-    pub const STUDY_FORWARDED: &str = "study_forwarded";
-    pub const READ_EVENT: &str = "read_event";
-    pub const CONFIRMATION: &str = "confirmation";
-    pub const REPORT_GENERATED: &str = "report_generated";
-    pub const QUERY: &str = "query";
-    pub const CONFIG_LOADED: &str = "config_loaded";
-    pub const OPERATOR_LOGIN: &str = "operator_login";
-    pub const OPERATOR_LOGOUT: &str = "operator_logout";
-    pub const APPLICATION_START: &str = "application_start";
-    pub const APPLICATION_STOP: &str = "application_stop";
-    /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
-    pub const SECURITY_ALERT: &str = "security_alert";
+    use crate::model::AuditKind;
+    pub const INSTANCE_RECEIVED: AuditKind = AuditKind::InstanceReceived;
+    pub const STUDY_FORWARDED: AuditKind = AuditKind::StudyForwarded;
+    pub const READ_EVENT: AuditKind = AuditKind::ReadEvent;
+    pub const STUDY_HELD: AuditKind = AuditKind::StudyHeld;
+    pub const STUDY_RELEASED: AuditKind = AuditKind::StudyReleased;
+    pub const STUDY_OVERRIDDEN: AuditKind = AuditKind::StudyOverridden;
+    pub const CONFIRMATION: AuditKind = AuditKind::Confirmation;
+    pub const STUDY_REJECTED: AuditKind = AuditKind::StudyRejected;
+    pub const REPORT_GENERATED: AuditKind = AuditKind::ReportGenerated;
+    pub const QUERY: AuditKind = AuditKind::Query;
+    pub const OPERATOR_LOGIN: AuditKind = AuditKind::OperatorLogin;
+    pub const OPERATOR_LOGOUT: AuditKind = AuditKind::OperatorLogout;
+    pub const SECURITY_ALERT: AuditKind = AuditKind::SecurityAlert;
+    pub const APPLICATION_START: AuditKind = AuditKind::ApplicationStart;
+    pub const APPLICATION_STOP: AuditKind = AuditKind::ApplicationStop;
+    pub const CONFIG_LOADED: AuditKind = AuditKind::ConfigLoaded;
+    pub const STUDY_REEVALUATED: AuditKind = AuditKind::StudyReevaluated;
+    pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
 }
 
 /// What the pipeline hands to [`AuditLog::append`]; the log adds sequence, times and hashes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEntry {
-    /// Event kind, e.g. `study_held` (see [`kind`]): lower-case letters, digits, `_`, `.`, `-`.
-    pub kind: String,
+    pub kind: AuditKind,
     /// Who: a user name, `system`, an AE title, an HL7 sender, an integration token name.
     pub actor: String,
     pub study_uid: Option<String>,
@@ -89,9 +91,9 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
-    pub fn new(kind: &str, actor: &str) -> NewEntry {
+    pub fn new(kind: AuditKind, actor: &str) -> NewEntry {
         NewEntry {
-            kind: kind.to_string(),
+            kind,
             actor: actor.to_string(),
             study_uid: None,
             accession: None,
@@ -346,7 +348,7 @@ impl AuditLog {
                     boot_id: stamp.boot_id,
                     mono_ns: stamp.mono_ns,
                     actor: &e.actor,
-                    kind: &e.kind,
+                    kind: e.kind.as_str(),
                     study_uid: e.study_uid.as_deref(),
                     accession: e.accession.as_deref(),
                     detail,
@@ -567,18 +569,6 @@ fn next_link(conn: &Connection) -> Result<(i64, [u8; 32])> {
 }
 
 fn validate(e: &NewEntry) -> Result<()> {
-    let k = &e.kind;
-    if k.is_empty()
-        || k.len() > 64
-        || !k
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
-    {
-        return Err(AuditError::Invalid {
-            field: "kind",
-            message: format!("expected 1-64 lower-case letters, digits, '_', '.', '-', got {k:?}"),
-        });
-    }
     if e.actor.trim().is_empty() || e.actor.len() > 1024 {
         return Err(AuditError::Invalid {
             field: "actor",
@@ -649,15 +639,3 @@ fn jsonl_line(e: &Entry) -> String {
 
 #[cfg(test)]
 mod tests;
-
-/// The reading ledger's events (read events, generated reports) go into the trail.
-impl crate::ledger::hooks::AuditSink for AuditLog {
-    fn append(&self, record: &crate::ledger::hooks::AuditRecord) {
-        let mut entry =
-            NewEntry::new(record.kind.as_str(), &record.actor).detail(record.detail.clone());
-        if let Some(study) = &record.study_uid {
-            entry = entry.study(study);
-        }
-        self.record(entry);
-    }
-}

@@ -245,7 +245,7 @@ fn add_order(ctx: &mut StudyContext, o: &OrderFacts, utc_offset_minutes: i32) {
             }
         }
     }
-    if let Some(p) = r.priority.as_ref().and_then(Priority::from_hl7) {
+    if let Some(p) = r.priority.as_ref().and_then(priority_from_hl7) {
         // The most urgent priority any order gives wins.
         ctx.priority = Some(match (ctx.priority, p) {
             (Some(Priority::Stat), _) | (_, Priority::Stat) => Priority::Stat,
@@ -352,6 +352,17 @@ pub fn iso_to_ms(s: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some((days * 86_400 + secs - offset) * 1000)
+}
+
+/// The policy's priority of an HL7 order priority (unknown codes: by their text, else none).
+pub(crate) fn priority_from_hl7(p: &crate::hl7::message::Priority) -> Option<Priority> {
+    use crate::hl7::message::Priority as H;
+    match p {
+        H::Stat => Some(Priority::Stat),
+        H::Asap => Some(Priority::Asap),
+        H::Routine => Some(Priority::Routine),
+        H::Other(code) => Priority::from_code(code),
+    }
 }
 
 #[cfg(test)]

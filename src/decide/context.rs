@@ -119,48 +119,7 @@ pub struct Prior {
     pub source: Source,
 }
 
-/// Order priority as the policy sees it. Own type rather than
-/// [`crate::hl7::message::Priority`]: that one keeps unknown codes as received and is
-/// not `Deserialize`; here an unknown code is simply "no priority known".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Stat,
-    Asap,
-    Routine,
-}
-
-impl Priority {
-    /// From an HL7 priority (TQ1-9 / ORC-7.6 / OBR-27.6) or a DICOM Requested Procedure
-    /// Priority (0040,1003: STAT, HIGH, ROUTINE, MEDIUM, LOW). `None` for anything else.
-    pub fn from_code(code: &str) -> Option<Priority> {
-        match code.trim().to_ascii_uppercase().as_str() {
-            "S" | "STAT" => Some(Priority::Stat),
-            "A" | "ASAP" | "HIGH" => Some(Priority::Asap),
-            "R" | "ROUTINE" | "MEDIUM" | "LOW" => Some(Priority::Routine),
-            _ => None,
-        }
-    }
-
-    /// From the typed HL7 order.
-    pub fn from_hl7(p: &crate::hl7::message::Priority) -> Option<Priority> {
-        use crate::hl7::message::Priority as H;
-        match p {
-            H::Stat => Some(Priority::Stat),
-            H::Asap => Some(Priority::Asap),
-            H::Routine => Some(Priority::Routine),
-            H::Other(code) => Priority::from_code(code),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Stat => "stat",
-            Priority::Asap => "asap",
-            Priority::Routine => "routine",
-        }
-    }
-}
+pub use crate::model::Priority;
 
 /// Everything the checks know about one study.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,7 +187,9 @@ mod tests {
         assert_eq!(Priority::from_code("Routine"), Some(Priority::Routine));
         assert_eq!(Priority::from_code("T"), None);
         assert_eq!(
-            Priority::from_hl7(&crate::hl7::message::Priority::Other("stat".into())),
+            crate::decide::assemble::priority_from_hl7(&crate::hl7::message::Priority::Other(
+                "stat".into()
+            )),
             Some(Priority::Stat)
         );
     }

@@ -55,12 +55,8 @@ impl Decision {
     }
 
     /// The verdict as recorded and tagged.
-    pub fn verdict_code(&self) -> &'static str {
-        match self.verdict {
-            Verdict::Pass => "PASS",
-            Verdict::ForwardIncomplete => "FORWARDED_INCOMPLETE",
-            Verdict::Hold => "HELD",
-        }
+    pub fn disposition(&self) -> crate::model::Disposition {
+        self.verdict.disposition()
     }
 }
 

@@ -15,6 +15,7 @@
 use super::context::{Fact, LabFact, Prior, Priority, Source, StudyContext};
 use super::reasons::{self, LabAsk, PriorRef, TextProblem};
 use super::HoldReason;
+pub use crate::model::Verdict;
 use serde::{Deserialize, Serialize};
 
 const DAY_MS: i64 = 86_400_000;
@@ -491,18 +492,6 @@ fn code_patterns(key: &str, items: &[String]) -> Result<(), (String, String)> {
 // ---------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every check passed: forward.
-    Pass,
-    /// Keep the study until the missing facts arrive (or a route exists).
-    Hold,
-    /// STAT with `stat = "forward_flagged"`: forward now, marked incomplete, and keep
-    /// asking for what is missing.
-    ForwardIncomplete,
-}
 
 /// The outcome of one check, kept with the study so a verdict can be explained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,8 +3,9 @@
 
 use crate::config::Config;
 use crate::decide::context::{Fact, Source, StudyContext};
+use crate::model::Disposition;
 use crate::store::Store;
-use crate::tag::{Accountability, ContextCopy, Verdict};
+use crate::tag::{Accountability, ContextCopy};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The tags for every instance of `study_uid`, from its recorded decision.
@@ -17,13 +18,12 @@ pub fn for_study(
         .decision_of(study_uid)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no decision recorded for {study_uid}"))?;
-    let verdict = match decision.verdict.as_deref() {
-        Some("PASS") => Verdict::Pass,
-        Some("FORWARDED_INCOMPLETE") => Verdict::ForwardedIncomplete,
-        Some("RELEASED_OVERRIDE") => Verdict::ReleasedOverride,
-        other => {
+    let verdict = match decision.verdict.as_deref().map(str::parse::<Disposition>) {
+        Some(Ok(v)) if v.releases() => v,
+        _ => {
             return Err(format!(
-                "study {study_uid} is not released for forwarding (verdict {other:?})"
+                "study {study_uid} is not released for forwarding (verdict {:?})",
+                decision.verdict
             ))
         }
     };

@@ -3,7 +3,7 @@
 use super::compute::{self, ReportScope};
 use super::reasons::Lang;
 use super::time::Month;
-use super::{hooks, render, roster, Ledger};
+use super::{evidence, render, roster, Ledger};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::Store;
 use anyhow::{bail, Context as _};
@@ -117,16 +117,15 @@ pub fn report(
     }
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     // A generated report is evidence too: it goes into the audit trail with its hash.
-    if let Ok(audit) = crate::audit::AuditLog::open(&config.database_path()) {
-        hooks::install(std::sync::Arc::new(audit));
-    }
-    hooks::emit(hooks::report_generated(
+    let audit = crate::audit::AuditLog::open(&config.database_path())
+        .context("opening the audit trail to record the report")?;
+    audit.append(&evidence::report_generated(
         &format!("cli:{user}"),
         &report.month,
         report.receiving_facility_filter.as_deref(),
         format.as_str(),
         &bytes,
-    ));
+    ))?;
     Ok(())
 }
 
@@ -202,7 +201,7 @@ pub fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             if name.trim().is_empty() || name.contains(['"', '\\', '\n']) {
                 bail!("NAME: expected a plain name such as ris-vendor");
             }
-            let (token, hash) = crate::web::new_token()?;
+            let (token, hash) = crate::digest::new_token()?;
             println!("token for {name} (shown once; give it to the integration, keep no copy):");
             println!("  {token}");
             println!();

@@ -6,13 +6,13 @@
 //! reading systems (REST, [`events`]) and from the HL7 reports that come back
 //! (`reports` table, derived in [`events::from_hl7_report`]); the studies and their
 //! decisions. [`compute`] turns a month of them into a [`compute::LedgerReport`];
-//! [`render`] writes it as JSON, CSV or HTML. [`hooks`] is where the audit trail plugs in.
+//! [`render`] writes it as JSON, CSV or HTML. [`evidence`] builds the audit entries its events leave.
 
 pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod events;
-pub mod hooks;
+pub mod evidence;
 pub mod places;
 pub mod reasons;
 pub mod render;

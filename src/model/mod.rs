@@ -2,3 +2,17 @@
 //! layer speaks of, as enums with exactly one text form each (the form stored in the
 //! database, written in the audit trail and shown by the API). Nothing here imports any
 //! other module of readgate; every other module may import this one.
+
+mod audit_kind;
+mod charset;
+mod priority;
+mod role;
+mod text;
+mod verdict;
+
+pub use audit_kind::AuditKind;
+pub use charset::Charset;
+pub use priority::Priority;
+pub use role::Role;
+pub use text::UnknownText;
+pub use verdict::{Disposition, Verdict};

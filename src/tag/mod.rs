@@ -113,33 +113,6 @@ pub const MODIFYING_SYSTEM_PREFIX: &str = "READGATE";
 /// non-ASCII text.
 pub const ADDED_CHARACTER_SET: &str = "\\ISO 2022 IR 87";
 
-/// What the decision stage concluded about the study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    /// Every check passed.
-    Pass,
-    /// Forwarded although context is missing (e.g. policy forwards with a flag).
-    ForwardedIncomplete,
-    /// A held study released by a person's override.
-    ReleasedOverride,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "PASS",
-            Verdict::ForwardedIncomplete => "FORWARDED_INCOMPLETE",
-            Verdict::ReleasedOverride => "RELEASED_OVERRIDE",
-        }
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Who forwarded the instance, under which policy, with what verdict (ATS-4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accountability {
@@ -148,7 +121,8 @@ pub struct Accountability {
     pub receiving_facility: String,
     pub policy_id: String,
     pub policy_version: String,
-    pub verdict: Verdict,
+    /// What the decision stage concluded (never `Held`: held studies are not forwarded).
+    pub verdict: crate::model::Disposition,
     /// Codes of any override or flag (multi-valued).
     pub reason_codes: Vec<String>,
     /// When the decision was made. Also the Attribute Modification DateTime of the

@@ -10,6 +10,7 @@ use super::source::Stored;
 use super::*;
 use crate::dicom::dataset::{self, Encoding};
 use crate::dicom::text::{decode, SpecificCharacterSet, TextKind};
+use crate::model::Disposition;
 
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -33,7 +34,7 @@ fn acc() -> Accountability {
         receiving_facility: "RC1".into(),
         policy_id: "default".into(),
         policy_version: "3".into(),
-        verdict: Verdict::ForwardedIncomplete,
+        verdict: Disposition::ForwardedIncomplete,
         reason_codes: vec!["JRS-7.3.1".into(), "OVERRIDE".into()],
         evaluated_at: UNIX_EPOCH + Duration::from_micros(1_743_675_010_123_456),
         audit_ref: "audit:000123".into(),
@@ -620,7 +621,7 @@ fn re_forward_reuses_our_block_and_replaces_its_elements() {
             .el(0x0099_1150, b"LO", b"stale element of an older readgate")
     });
     let mut a = acc();
-    a.verdict = Verdict::ReleasedOverride;
+    a.verdict = Disposition::ReleasedOverride;
     a.reason_codes.clear();
     let mut out = Vec::new();
     let report = tag_dataset(

@@ -311,7 +311,13 @@ fn conflict(error: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, error, Some("state"))
 }
 
-fn record(state: &WebState, kind: &str, actor: &str, uid: &str, detail: Value) -> Option<i64> {
+fn record(
+    state: &WebState,
+    kind: crate::model::AuditKind,
+    actor: &str,
+    uid: &str,
+    detail: Value,
+) -> Option<i64> {
     state.audit.as_ref().and_then(|a| {
         a.record(
             crate::audit::NewEntry::new(kind, actor)
@@ -626,13 +632,15 @@ async fn report(
             "html" => render::html(&report, lang),
             _ => render::json(&report),
         };
-        crate::ledger::hooks::emit(crate::ledger::hooks::report_generated(
-            &format!("rest:{token}"),
-            &report.month,
-            report.receiving_facility_filter.as_deref(),
-            &format,
-            &bytes,
-        ));
+        if let Some(audit) = &st.audit {
+            audit.record(crate::ledger::evidence::report_generated(
+                &format!("rest:{token}"),
+                &report.month,
+                report.receiving_facility_filter.as_deref(),
+                &format,
+                &bytes,
+            ));
+        }
         Ok((bytes, format))
     })
     .await?;

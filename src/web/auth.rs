@@ -19,21 +19,7 @@ pub const MAX_IP_FAILURES: u32 = 20;
 pub const LOCK_TIME: Duration = Duration::from_secs(300);
 pub const COOKIE: &str = "readgate_session";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::model::Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

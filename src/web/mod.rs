@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
@@ -65,14 +64,7 @@ pub struct TokenConfig {
     pub role: Role,
 }
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    #[default]
-    Viewer,
-    Admin,
-}
+pub use crate::model::Role;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -100,7 +92,7 @@ impl HttpConfig {
                     format!("duplicate token name {:?}", t.name),
                 ));
             }
-            if parse_hash(&t.token_sha256).is_none() {
+            if parse_hash(t.token_sha256.trim()).is_none() {
                 return Err((
                     format!("http.tokens[{i}].token_sha256"),
                     "expected 64 hex digits (the SHA-256 of the token; `readgate token add NAME` prints it)".into(),
@@ -111,47 +103,9 @@ impl HttpConfig {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-fn parse_hash(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-pub fn sha256_hex(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
-}
-
-/// A new random token (32 bytes from the OS, hex) and its SHA-256.
-pub fn new_token() -> std::io::Result<(String, String)> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let token = format!("rg_{}", hex(&bytes));
-    let hash = sha256_hex(&token);
-    Ok((token, hash))
-}
-
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut d = 0u8;
-    for i in 0..32 {
-        d |= a[i] ^ b[i];
-    }
-    std::hint::black_box(d) == 0
-}
+use crate::digest::{ct_eq, parse_sha256_hex as parse_hash};
+pub use crate::digest::{hex, new_token, sha256_hex};
+use sha2::{Digest, Sha256};
 
 /// Shared state of the HTTP handlers.
 pub struct WebState {
@@ -198,7 +152,9 @@ impl WebState {
             tokens: http
                 .tokens
                 .iter()
-                .filter_map(|t| parse_hash(&t.token_sha256).map(|h| (t.name.trim().to_string(), h)))
+                .filter_map(|t| {
+                    parse_hash(t.token_sha256.trim()).map(|h| (t.name.trim().to_string(), h))
+                })
                 .collect(),
             auth: auth::Auth::new(http.users.clone(), http.secure_cookies),
             gateway: (String::new(), String::new()),

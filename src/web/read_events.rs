@@ -5,7 +5,7 @@
 
 use super::{ApiError, WebState};
 use crate::ledger::events::Action;
-use crate::ledger::hooks;
+use crate::ledger::evidence;
 use crate::ledger::places::PlaceClues;
 use crate::store::NewReadEvent;
 use axum::body::Bytes;
@@ -259,13 +259,14 @@ pub fn record(
         resolution,
     };
     let body = serde_json::to_value(&created).unwrap_or_default();
-    hooks::emit(hooks::read_event(
-        integration,
-        &input.reader_id,
-        input.at,
-        &target.study_uid,
-        serde_json::json!({ "event_id": id, "action": input.action.as_str(), "resolution": &body["resolution"] }),
-    ));
+    if let Some(audit) = &state.audit {
+        audit.record(evidence::read_event(
+            integration,
+            &input.reader_id,
+            &target.study_uid,
+            serde_json::json!({ "event_id": id, "action": input.action.as_str(), "resolution": &body["resolution"] }),
+        ));
+    }
     Ok((StatusCode::CREATED, body))
 }
 

@@ -1,0 +1,34 @@
+//! The kinds of event the audit trail records (ATS-4).
+
+crate::text_enum! {
+    /// One kind per significant event. The text is what `audit_log.kind` holds, what the
+    /// API filters by and what the ATNA export maps to a PS3.15 event.
+    pub enum AuditKind ("audit kind") {
+        InstanceReceived => "instance_received",
+        StudyHeld => "study_held",
+        StudyReleased => "study_released",
+        /// A held study released by an operator's override (with a justification).
+        StudyOverridden => "study_overridden",
+        StudyRejected => "study_rejected",
+        /// An operator asked for a held study to be evaluated again.
+        StudyReevaluated => "study_reevaluated",
+        /// An operator re-queued a study whose forwarding had failed.
+        StudyRetried => "study_retried",
+        StudyForwarded => "study_forwarded",
+        /// A read event was recorded (REST).
+        ReadEvent => "read_event",
+        /// A reader signed off another reader's preliminary report.
+        Confirmation => "confirmation",
+        /// A ledger report was produced (CLI, API or console).
+        ReportGenerated => "report_generated",
+        /// Someone looked something up (kept for searches worth evidencing).
+        Query => "query",
+        ConfigLoaded => "config_loaded",
+        OperatorLogin => "operator_login",
+        OperatorLogout => "operator_logout",
+        ApplicationStart => "application_start",
+        ApplicationStop => "application_stop",
+        /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
+        SecurityAlert => "security_alert",
+    }
+}
