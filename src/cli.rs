@@ -701,7 +701,7 @@ fn notify_operator_action(
         .flatten()
         .and_then(|s| s.accession);
     crate::notify::study_event(
-        config.notify.webhook().as_ref(),
+        crate::notify::Webhook::from_config(&config.notify).as_ref(),
         &crate::notify::StudyEvent {
             event: event.into(),
             gateway: config.gateway.id.clone(),

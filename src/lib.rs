@@ -27,4 +27,5 @@ pub mod spool;
 pub mod store;
 pub mod study;
 pub mod tag;
+pub mod tls;
 pub mod web;

@@ -33,6 +33,13 @@ pub struct Webhook {
 impl Webhook {
     /// `http://host[:port]/path`. (TLS endpoints sit behind a local relay: readgate
     /// speaks to the hospital network only.)
+    /// The webhook `[notify]` asks for, or `None` without one (the URL was validated
+    /// with the configuration).
+    pub fn from_config(config: &crate::config::NotifyConfig) -> Option<Webhook> {
+        let url = config.webhook_url.as_deref()?;
+        Webhook::parse(url, Duration::from_secs(config.timeout_secs)).ok()
+    }
+
     pub fn parse(url: &str, timeout: Duration) -> Result<Webhook, String> {
         let rest = url
             .strip_prefix("http://")

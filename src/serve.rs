@@ -120,7 +120,7 @@ pub async fn start_with(
         wakeups: wakeups.clone(),
         notify: crate::study::Notifications {
             gateway: config.gateway.id.clone(),
-            webhook: config.notify.webhook(),
+            webhook: crate::notify::Webhook::from_config(&config.notify),
             audit: Some(audit.clone()),
         },
     };

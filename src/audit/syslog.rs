@@ -19,107 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Tcp,
-    Tls,
-}
-
-/// `tcp://host:port` or `tls://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub scheme: Scheme,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Target {
-    pub fn parse(s: &str) -> Result<Target, String> {
-        let (scheme, rest) = if let Some(r) = s.strip_prefix("tcp://") {
-            (Scheme::Tcp, r)
-        } else if let Some(r) = s.strip_prefix("tls://") {
-            (Scheme::Tls, r)
-        } else {
-            return Err(format!(
-                "expected tcp://host:port or tls://host:port, got {s:?}"
-            ));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?}: a port is required (RFC 5425 uses 6514)"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("{s:?}: expected a TCP port 1-65535"))?;
-        if host.is_empty() {
-            return Err(format!("{s:?}: expected a host name or address"));
-        }
-        Ok(Target {
-            scheme,
-            host: host.to_string(),
-            port,
-        })
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Tcp => "tcp",
-            Scheme::Tls => "tls",
-        };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use crate::config::audit::{Scheme, Target};
 
 /// A rustls client configuration trusting the CAs in `ca` (PEM), optionally presenting a
-/// client certificate. The ring provider is named explicitly, so no other provider in the
-/// dependency tree can change what is used.
+/// client certificate (see [`crate::tls::client_config`]).
 pub fn tls_config(
     ca: &Path,
     client: Option<(&Path, &Path)>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("{}: {e}", ca.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", ca.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", ca.display()));
-    }
-    for c in certs {
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| format!("{}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-    };
-    Ok(Arc::new(config))
+) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+    crate::tls::client_config(ca, client)
 }
 
 /// What the sender needs; see [`Sender::start_from_config`] for the usual way to build it.
@@ -150,10 +58,10 @@ impl Sender {
         };
         let target = Target::parse(url)?;
         let tls = match (target.scheme, &a.tls_ca) {
-            (Scheme::Tls, Some(ca)) => Some(tls_config(
-                ca,
-                a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
-            )?),
+            (Scheme::Tls, Some(ca)) => Some(
+                tls_config(ca, a.tls_cert.as_deref().zip(a.tls_key.as_deref()))
+                    .map_err(|e| e.to_string())?,
+            ),
             (Scheme::Tls, None) => return Err("audit.tls_ca is required for tls://".into()),
             (Scheme::Tcp, _) => None,
         };

@@ -10,7 +10,8 @@
 
 pub mod cli;
 pub mod compute;
-pub mod config;
+/// `[ledger]` (its section lives with the rest of the configuration).
+pub use crate::config::ledger as config;
 pub mod events;
 pub mod evidence;
 pub mod places;
@@ -68,7 +69,7 @@ impl Ledger {
     /// The roster from `[[ledger.readers]]`, `ledger.roster_csv` and the imported roster
     /// (in that order of precedence).
     pub fn load(config: &LedgerConfig, store: Option<&Store>) -> Result<Ledger, LedgerError> {
-        let mut readers = config.config_readers();
+        let mut readers = roster::from_config(config);
         if let Some(path) = &config.roster_csv {
             let mut csv = roster::read_csv(path)?;
             for r in &mut csv {

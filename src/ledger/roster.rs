@@ -5,38 +5,11 @@
 //! (a part-timer who became full-time): the entry valid on the day of the read applies;
 //! when several are valid, the config wins over the CSV file, which wins over imports.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Employment {
-    FullTime,
-    PartTime,
-    Trainee,
-}
-
-impl Employment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Employment::FullTime => "full_time",
-            Employment::PartTime => "part_time",
-            Employment::Trainee => "trainee",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Employment, String> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "full_time" | "fulltime" | "常勤" => Ok(Employment::FullTime),
-            "part_time" | "parttime" | "非常勤" => Ok(Employment::PartTime),
-            "trainee" | "研修医" | "専攻医" => Ok(Employment::Trainee),
-            other => Err(format!(
-                "expected full_time, part_time or trainee, got {other:?}"
-            )),
-        }
-    }
-}
+pub use crate::model::Employment;
 
 /// One roster entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -346,6 +319,30 @@ impl Roster {
     pub fn is_empty(&self) -> bool {
         self.readers.is_empty()
     }
+}
+
+/// The readers listed in `[[ledger.readers]]`, as roster entries.
+pub fn from_config(config: &crate::config::ledger::LedgerConfig) -> Vec<Reader> {
+    config
+        .readers
+        .iter()
+        .map(|r| Reader {
+            ids: r.ids.iter().map(|s| s.trim().to_string()).collect(),
+            name: r.name.trim().to_string(),
+            facility: r.facility.trim().to_string(),
+            employment: r.employment,
+            board_certified: r.board_certified,
+            valid_from: r
+                .valid_from
+                .as_deref()
+                .and_then(|d| super::time::parse_date(d).ok()),
+            valid_to: r
+                .valid_to
+                .as_deref()
+                .and_then(|d| super::time::parse_date(d).ok()),
+            source: "config".into(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod audit_kind;
 mod charset;
+mod employment;
 mod priority;
 mod role;
 mod text;
@@ -12,6 +13,7 @@ mod verdict;
 
 pub use audit_kind::AuditKind;
 pub use charset::Charset;
+pub use employment::Employment;
 pub use priority::Priority;
 pub use role::Role;
 pub use text::UnknownText;

@@ -5,7 +5,6 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{header, HeaderMap};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,14 +20,7 @@ pub const COOKIE: &str = "readgate_session";
 
 pub use crate::model::Role;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    pub name: String,
-    pub role: Role,
-    /// argon2id PHC string (`readgate user add NAME --role ...` prints it).
-    pub password_hash: String,
-}
+pub use crate::config::http::UserConfig;
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -77,34 +69,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
-}
-
-pub fn validate_users(users: &[UserConfig]) -> Result<(), (String, String)> {
-    let mut names = std::collections::HashSet::new();
-    for (i, u) in users.iter().enumerate() {
-        if u.name.trim().is_empty() {
-            return Err((
-                format!("http.users[{i}].name"),
-                "expected a non-empty name".into(),
-            ));
-        }
-        if !names.insert(u.name.trim()) {
-            return Err((
-                format!("http.users[{i}].name"),
-                format!("duplicate user name {:?}", u.name),
-            ));
-        }
-        match PasswordHash::new(&u.password_hash) {
-            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
-            _ => {
-                return Err((
-                    format!("http.users[{i}].password_hash"),
-                    "expected an argon2id PHC string ($argon2id$...; `readgate user add NAME --role viewer|admin` prints one)".into(),
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 pub enum LoginError {
@@ -277,7 +241,7 @@ mod tests {
             }],
             false,
         );
-        assert!(validate_users(&a.users).is_ok());
+        assert!(crate::config::http::validate_users(&a.users).is_ok());
         assert!(a.login("dr", "secret1", "1.2.3.4").is_ok());
         for _ in 0..MAX_FAILURES {
             assert!(matches!(

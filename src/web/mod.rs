@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod read_events;
 pub mod tls;
 
-use crate::ledger::config::LedgerConfig;
+use crate::config::ledger::LedgerConfig;
 use crate::ledger::Ledger;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -21,87 +21,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// One per integration (reading-system vendor).
-    #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
-    /// Web console users (`readgate user add NAME --role viewer|admin` prints one).
-    #[serde(default)]
-    pub users: Vec<auth::UserConfig>,
-    /// Mark the console's session cookie `Secure`: set it when the console is behind TLS.
-    #[serde(default)]
-    pub secure_cookies: bool,
-    /// Serve Prometheus text at `GET /metrics` (no token).
-    #[serde(default)]
-    pub metrics: bool,
-    /// Serve HTTPS: PEM certificate chain and private key (both or neither).
-    #[serde(default)]
-    pub tls_cert: Option<std::path::PathBuf>,
-    #[serde(default)]
-    pub tls_key: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// The integration's name, recorded with each of its events (`rest:<name>`).
-    pub name: String,
-    /// Lower-case hex SHA-256 of the token (`readgate token add NAME` prints both).
-    pub token_sha256: String,
-    /// `viewer` (reads) or `admin` (also actions: release, reject, re-evaluate, retry).
-    #[serde(default)]
-    pub role: Role,
-}
-
+pub use crate::config::http::{HttpConfig, TokenConfig};
 pub use crate::model::Role;
-
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-
-impl HttpConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err((
-                "http.tls_cert".into(),
-                "tls_cert and tls_key go together (PEM files)".into(),
-            ));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            if t.name.trim().is_empty() {
-                return Err((
-                    format!("http.tokens[{i}].name"),
-                    "expected a non-empty name".into(),
-                ));
-            }
-            if !names.insert(t.name.trim()) {
-                return Err((
-                    format!("http.tokens[{i}].name"),
-                    format!("duplicate token name {:?}", t.name),
-                ));
-            }
-            if parse_hash(t.token_sha256.trim()).is_none() {
-                return Err((
-                    format!("http.tokens[{i}].token_sha256"),
-                    "expected 64 hex digits (the SHA-256 of the token; `readgate token add NAME` prints it)".into(),
-                ));
-            }
-        }
-        auth::validate_users(&self.users)
-    }
-}
 
 use crate::digest::{ct_eq, parse_sha256_hex as parse_hash};
 pub use crate::digest::{hex, new_token, sha256_hex};

@@ -2,8 +2,6 @@
 //! Handshakes run in their own tasks, so a slow or silent client does not hold up others;
 //! finished ones are handed to axum through [`TlsListener`].
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,31 +12,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-/// The server config from a PEM certificate chain and private key.
+/// The server config from `[http] tls_cert` and `tls_key` (PEM), offering HTTP/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("http.tls_cert {}: {e}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("http.tls_cert {}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "http.tls_cert {}: no certificate in the file",
-            cert.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("http.tls_key {}: {e}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("http.tls_cert / http.tls_key: {e}"))?;
-    let mut config = config;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    crate::tls::server_config(cert, key, &[b"http/1.1"])
+        .map_err(|e| format!("http.tls_cert / http.tls_key: {e}"))
 }
 
 /// Accepted connections after their TLS handshake.

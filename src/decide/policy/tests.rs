@@ -1022,7 +1022,8 @@ fn docs_table_is_generated_from_the_catalogue() {
 }
 
 fn invalid(toml: &str) -> (String, String) {
-    PolicyConfig::from_toml(toml).expect_err(toml)
+    let e = PolicyConfig::from_toml(toml).expect_err(toml);
+    (e.key, e.message)
 }
 
 #[test]
@@ -1074,7 +1075,8 @@ fn parse_errors_name_the_key_and_line() {
 #[test]
 fn rule_destinations_must_exist() {
     let p = policy("[[policy.rules]]\ndestinations = [\"rc1\", \"rc9\"]\n");
-    let (key, message) = p.validate_destinations(&["rc1", "rc2"]).unwrap_err();
+    let crate::config::Invalid { key, message } =
+        p.validate_destinations(&["rc1", "rc2"]).unwrap_err();
     assert_eq!(key, "policy.rules[0].destinations[1]");
     assert!(
         message.contains("rc9") && message.contains("rc1, rc2"),

@@ -1,8 +1,10 @@
 //! `[ledger]`: the roster of readers, the places that count as inside each receiving
 //! facility, and the rules the ledger applies (ATS-3, ATS-3-note1, ATS-3-note2, JRS-8.1).
 
-use super::roster::{Employment, Reader};
-use super::time::{parse_date, parse_offset};
+use super::net::Cidr;
+use super::Invalid;
+use crate::ledger::time::{parse_date, parse_offset};
+use crate::model::Employment;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -120,8 +122,8 @@ fn default_utc_offset() -> String {
 
 impl LedgerConfig {
     /// Checks every key; the error names it (`ledger.readers[2].valid_to`).
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |k: &str, m: String| Err((k.to_string(), m));
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let err = |k: &str, m: String| Err(Invalid::new(k, m));
         for (key, v) in [
             (
                 "ledger.part_time_warning_percent",
@@ -180,11 +182,11 @@ impl LedgerConfig {
                 return err(&key("facility"), "expected a non-empty string".into());
             }
             let from = match &r.valid_from {
-                Some(d) => Some(parse_date(d).map_err(|m| (key("valid_from"), m))?),
+                Some(d) => Some(parse_date(d).map_err(|m| Invalid::new(key("valid_from"), m))?),
                 None => None,
             };
             let to = match &r.valid_to {
-                Some(d) => Some(parse_date(d).map_err(|m| (key("valid_to"), m))?),
+                Some(d) => Some(parse_date(d).map_err(|m| Invalid::new(key("valid_to"), m))?),
                 None => None,
             };
             if let (Some(f), Some(t)) = (from, to) {
@@ -199,7 +201,7 @@ impl LedgerConfig {
                 return err(&key("facility"), "expected a non-empty string".into());
             }
             for (j, n) in p.networks.iter().enumerate() {
-                if let Err(m) = super::places::Cidr::parse(n) {
+                if let Err(m) = Cidr::parse(n) {
                     return err(&format!("ledger.places[{i}].networks[{j}]"), m);
                 }
             }
@@ -213,22 +215,5 @@ impl LedgerConfig {
     /// Offset of local time from UTC, in seconds (validated).
     pub fn offset_secs(&self) -> i64 {
         parse_offset(&self.utc_offset).unwrap_or(9 * 3600)
-    }
-
-    /// The readers listed in the config, as roster entries.
-    pub fn config_readers(&self) -> Vec<Reader> {
-        self.readers
-            .iter()
-            .map(|r| Reader {
-                ids: r.ids.iter().map(|s| s.trim().to_string()).collect(),
-                name: r.name.trim().to_string(),
-                facility: r.facility.trim().to_string(),
-                employment: r.employment,
-                board_certified: r.board_certified,
-                valid_from: r.valid_from.as_deref().and_then(|d| parse_date(d).ok()),
-                valid_to: r.valid_to.as_deref().and_then(|d| parse_date(d).ok()),
-                source: "config".into(),
-            })
-            .collect()
     }
 }

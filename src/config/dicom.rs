@@ -1,0 +1,133 @@
+//! `[gateway]`, `[dicom]`, `[storage]` and `[log]`: who readgate is, how it listens for
+//! DICOM, where it keeps what it received, and how it logs.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Stamped into the audit trail and into the tags of forwarded instances.
+    pub id: String,
+    /// Relative paths are taken from the working directory readgate starts in.
+    pub data_dir: PathBuf,
+    /// The hospital that sends studies out for reading (the facility that bills).
+    pub sending_facility: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// A second instance with a known SOP Instance UID is acknowledged but not stored.
+    KeepFirst,
+    /// A second instance with a known SOP Instance UID replaces the first one.
+    Replace,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    pub ae_title: String,
+    pub listen: SocketAddr,
+    #[serde(default = "default_stable_after")]
+    pub stable_after_secs: u64,
+    #[serde(default)]
+    pub allow_any_calling_ae: bool,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: u32,
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
+    /// Time a peer has to send its A-ASSOCIATE-RQ after connecting (the ARTIM timer).
+    #[serde(default = "default_association_timeout")]
+    pub association_timeout_secs: u64,
+    /// An association that sends nothing for this long is aborted.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_duplicate_policy")]
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub ae_title: String,
+    /// When given, the peer must connect from one of these addresses.
+    #[serde(default)]
+    pub hosts: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// C-STORE is refused with A700 while the spool's file system has less free space.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// Keep forwarded instances in the spool (for re-sending); otherwise delete them.
+    #[serde(default)]
+    pub keep_forwarded: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_mb: default_min_free_mb(),
+            keep_forwarded: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "readgate=debug,info"; RUST_LOG overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_stable_after() -> u64 {
+    10
+}
+/// 256 KiB, for receiving and forwarding alike.
+pub(super) fn default_max_pdu() -> u32 {
+    262_144
+}
+fn default_max_associations() -> usize {
+    32
+}
+fn default_association_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_duplicate_policy() -> DuplicatePolicy {
+    DuplicatePolicy::Replace
+}
+fn default_min_free_mb() -> u64 {
+    512
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}

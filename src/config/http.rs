@@ -1,0 +1,118 @@
+//! `[http]`: the REST API, the web console and metrics: where they listen, the API
+//! tokens, the console users, HTTPS.
+
+use super::Invalid;
+use crate::model::Role;
+use argon2::PasswordHash;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// One per integration (reading-system vendor).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Web console users (`readgate user add NAME --role viewer|admin` prints one).
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Mark the console's session cookie `Secure`: set it when the console is behind TLS.
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// Serve Prometheus text at `GET /metrics` (no token).
+    #[serde(default)]
+    pub metrics: bool,
+    /// Serve HTTPS: PEM certificate chain and private key (both or neither).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The integration's name, recorded with each of its events (`rest:<name>`).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token (`readgate token add NAME` prints both).
+    pub token_sha256: String,
+    /// `viewer` (reads) or `admin` (also actions: release, reject, re-evaluate, retry).
+    #[serde(default)]
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: Role,
+    /// argon2id PHC string (`readgate user add NAME --role ...` prints it).
+    pub password_hash: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(Invalid::new(
+                "http.tls_cert",
+                "tls_cert and tls_key go together (PEM files)",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return Err(Invalid::new(
+                    format!("http.tokens[{i}].name"),
+                    "expected a non-empty name",
+                ));
+            }
+            if !names.insert(t.name.trim()) {
+                return Err(Invalid::new(
+                    format!("http.tokens[{i}].name"),
+                    format!("duplicate token name {:?}", t.name),
+                ));
+            }
+            if crate::digest::parse_sha256_hex(t.token_sha256.trim()).is_none() {
+                return Err(Invalid::new(
+                    format!("http.tokens[{i}].token_sha256"),
+                    "expected 64 hex digits (the SHA-256 of the token; `readgate token add NAME` prints it)",
+                ));
+            }
+        }
+        validate_users(&self.users)
+    }
+}
+
+pub fn validate_users(users: &[UserConfig]) -> Result<(), Invalid> {
+    let mut names = std::collections::HashSet::new();
+    for (i, u) in users.iter().enumerate() {
+        if u.name.trim().is_empty() {
+            return Err(Invalid::new(
+                format!("http.users[{i}].name"),
+                "expected a non-empty name",
+            ));
+        }
+        if !names.insert(u.name.trim()) {
+            return Err(Invalid::new(
+                format!("http.users[{i}].name"),
+                format!("duplicate user name {:?}", u.name),
+            ));
+        }
+        match PasswordHash::new(&u.password_hash) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+            _ => {
+                return Err(Invalid::new(
+                    format!("http.users[{i}].password_hash"),
+                    "expected an argon2id PHC string ($argon2id$...; `readgate user add NAME --role viewer|admin` prints one)",
+                ))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Whole-file parsing and validation.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[gateway]
+id = "gw-1"
+data_dir = "var"
+sending_facility = "HOSP-A"
+[dicom]
+ae_title = "READGATE"
+listen = "0.0.0.0:11112"
+[[dicom.peers]]
+ae_title = "CT01"
+[[destinations]]
+id = "rc1"
+facility = "RC1"
+ae_title = "RC1PACS"
+host = "127.0.0.1"
+port = 11113
+[[routes]]
+destination = "rc1"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.dicom.stable_after_secs, 10);
+    assert_eq!(c.dicom.duplicate_policy, DuplicatePolicy::Replace);
+    assert_eq!(c.forward.max_attempts, 20);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = MINIMAL.replace("stable", "x").replace(
+        "listen = \"0.0.0.0:11112\"",
+        "listen = \"0.0.0.0:11112\"\nstabel_after_secs = 3",
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("stabel_after_secs"), "{err}");
+}
+
+#[test]
+fn bad_value_names_key() {
+    let text = MINIMAL.replace("port = 11113", "port = \"eleven\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("`destinations.port` (line 16)"), "{err}");
+    let text = MINIMAL.replace("destination = \"rc1\"", "destination = \"rc9\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("routes[0].destination") && err.contains("rc9"),
+        "{err}"
+    );
+    let text = MINIMAL.replace("ae_title = \"CT01\"", "ae_title = \"A_TITLE_TOO_LONG_X\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("dicom.peers[0].ae_title"), "{err}");
+}
+
+#[test]
+fn audit_section() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.audit.syslog, None);
+    assert_eq!(c.audit.app_name, "readgate");
+    let with = |extra: &str| parse(&format!("{MINIMAL}\n[audit]\n{extra}"));
+    let c = with("syslog = \"tcp://127.0.0.1:601\"\napp_name = \"rg-gw1\"").unwrap();
+    assert_eq!(c.audit.syslog.as_deref(), Some("tcp://127.0.0.1:601"));
+    for (extra, key) in [
+        ("syslog = \"udp://x:514\"", "audit.syslog"),
+        ("syslog = \"tcp://x\"", "audit.syslog"),
+        ("syslog = \"tls://x:6514\"", "audit.tls_ca"),
+        (
+            "syslog = \"tls://x:6514\"\ntls_ca = \"/nonexistent/ca.pem\"",
+            "audit.tls_ca",
+        ),
+        (
+            "syslog = \"tcp://x:601\"\ntls_ca = \"ca.pem\"",
+            "audit.tls_ca",
+        ),
+        ("tls_cert = \"c.pem\"", "audit.tls_key"),
+        ("app_name = \"read gate\"", "audit.app_name"),
+        ("retry_max_secs = 0", "audit.retry_max_secs"),
+        ("sylog = \"tcp://x:601\"", "sylog"),
+    ] {
+        let err = with(extra).unwrap_err().to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.dicom.ae_title, "READGATE");
+    assert_eq!(c.dicom.listen.port(), 11112);
+    assert_eq!(c.destinations[0].port, 11113);
+    assert_eq!(c.ledger.part_time_warning_percent, 20.0);
+    assert_eq!(
+        c.http.as_ref().map(|h| h.listen.port()),
+        Some(8080),
+        "shipped config serves HTTP on 8080"
+    );
+}
+
+#[test]
+fn ledger_and_http_keys_are_validated_by_name() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.ledger.full_time_remote_eligible);
+    assert_eq!(c.ledger.part_time_critical_percent, 30.0);
+    assert!(c.http.is_none());
+    for (extra, key) in [
+            ("[ledger]\npart_time_warning_percent = 120\n", "ledger.part_time_warning_percent"),
+            ("[ledger]\npart_time_warning_percent = 40\n", "ledger.part_time_critical_percent"),
+            ("[ledger]\nunchanged_similarity = 1.5\n", "ledger.unchanged_similarity"),
+            ("[ledger]\nburst_count = 1\n", "ledger.burst_count"),
+            ("[ledger]\nutc_offset = \"JST\"\n", "ledger.utc_offset"),
+            ("[ledger]\nmin_open_sec = 5\n", "min_open_sec"),
+            (
+                "[[ledger.readers]]\nids = []\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"full_time\"\n",
+                "ledger.readers[0].ids",
+            ),
+            (
+                "[[ledger.readers]]\nids = [\"1\"]\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"boss\"\n",
+                "employment",
+            ),
+            (
+                "[[ledger.readers]]\nids = [\"1\"]\nname = \"a\"\nfacility = \"RC1\"\nemployment = \"trainee\"\nvalid_to = \"2026-02-30\"\n",
+                "ledger.readers[0].valid_to",
+            ),
+            (
+                "[[ledger.places]]\nfacility = \"RC1\"\nnetworks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n",
+                "ledger.places[0].networks[1]",
+            ),
+            (
+                "[http]\n[[http.tokens]]\nname = \"v\"\ntoken_sha256 = \"abc\"\n",
+                "http.tokens[0].token_sha256",
+            ),
+            ("[http]\nlisten = \"nowhere\"\n", "http.listen"),
+        ] {
+            let err = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+}

@@ -1,0 +1,127 @@
+//! TLS configurations from PEM files, with rustls and the ring provider named explicitly
+//! (no other provider in the dependency tree can change what is used). A foundation
+//! module: the configuration validates with it, and every TLS link — the audit collector,
+//! HTTPS, and later DICOM and HL7 — builds its rustls config here.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What went wrong building a TLS configuration; each names the file or the part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    Pem { path: PathBuf, message: String },
+    #[error("{}: no PEM certificate in it", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("client certificate: {0}")]
+    ClientCertificate(rustls::Error),
+    #[error("certificate / key: {0}")]
+    ServerCertificate(rustls::Error),
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn pem_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The certificates in a PEM file (at least one).
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_err(path, e))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration trusting the CAs in `ca` (PEM), optionally presenting a client
+/// certificate chain and key (mutual TLS, as IHE ATNA's node authentication asks).
+pub fn client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(ca)? {
+        roots.add(c).map_err(|e| pem_err(ca, e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(certificates(cert)?, private_key(key)?)
+            .map_err(TlsError::ClientCertificate)?,
+    };
+    Ok(Arc::new(config))
+}
+
+/// A server configuration from a PEM certificate chain and private key, offering `alpn`.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = certificates(cert)?;
+    let key = private_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsError::ServerCertificate)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_empty_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = client_config(&missing, None).unwrap_err();
+        assert!(e.to_string().contains("nope.pem"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        assert!(matches!(
+            client_config(&empty, None),
+            Err(TlsError::NoCertificate { .. })
+        ));
+    }
+
+    #[test]
+    fn a_generated_pair_serves_and_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let server = server_config(&cert, &key, &[b"http/1.1"]).unwrap();
+        assert_eq!(server.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        client_config(&cert, None).unwrap();
+        // A certificate file given as the key is refused, naming the file.
+        assert!(server_config(&cert, &cert, &[]).is_err());
+    }
+}
