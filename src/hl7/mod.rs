@@ -14,6 +14,13 @@
 //!    or [`message::ContentError`] (answer AE with an ERR segment).
 //! 4. [`ack::build`] + [`charset::encode`] + [`mllp::encode_frame`]: the reply.
 //!
+//! Inside, `message` is the public face of the parser, whose code is split by
+//! concern: `types` (the values), `error` (errors and HL7 error codes, shared with
+//! `ack`), `parse` (entry points), `extract` (field extraction, one file per
+//! message family) and `datetime` (every date/time function of the library).
+//! Imports go one way: `datetime`, `escape`, `charset` ← `types` ← `error` ←
+//! `extract` ← `parse`; `ack` uses `types` and `error`, never the parser.
+//!
 //! [`process`] runs steps 2-4 for one payload and never panics; a listener needs
 //! only (the socket helpers are in [`crate::intake::mllp`]):
 //!
@@ -62,9 +69,17 @@
 
 pub mod ack;
 pub mod charset;
+mod datetime;
+mod error;
 pub mod escape;
+mod extract;
 pub mod message;
 pub mod mllp;
+mod parse;
+mod types;
+
+#[cfg(test)]
+mod message_tests;
 
 use serde::{Deserialize, Serialize};
 
