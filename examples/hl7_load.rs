@@ -360,7 +360,7 @@ async fn round_trip(
         .write_all(frame)
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let item = tokio::time::timeout(timeout, mllp::read_frame(stream, decoder))
+    let item = tokio::time::timeout(timeout, readgate::intake::mllp::read_frame(stream, decoder))
         .await
         .map_err(|_| format!("no ACK within {timeout:?}"))?
         .map_err(|e| format!("receive: {e}"))?;

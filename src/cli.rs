@@ -316,7 +316,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let store = open_existing(&config)?;
-            let view = crate::hl7::view::StudyView::load(&store, &key)?;
+            let view = crate::intake::view::StudyView::load(&store, &key)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
                 Format::Table => print!("{}", view.to_text()),

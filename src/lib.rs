@@ -16,6 +16,7 @@ pub mod dicom;
 pub mod digest;
 pub mod forward;
 pub mod hl7;
+pub mod intake;
 pub mod ledger;
 pub mod metrics;
 pub mod model;

@@ -131,9 +131,9 @@ pub async fn start_with(
                 .await
                 .with_context(|| format!("cannot listen for HL7 on {} (hl7.listen)", hl7.listen))?;
             let addr = listener.local_addr()?;
-            let intake = crate::hl7::intake::Intake::start(store.clone(), stored.clone());
-            let state = Arc::new(crate::hl7::listener::Listener::new(hl7.clone(), intake));
-            tasks.spawn(crate::hl7::listener::serve(
+            let intake = crate::intake::Intake::start(store.clone(), stored.clone());
+            let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));
+            tasks.spawn(crate::intake::listener::serve(
                 listener,
                 state,
                 shutdown_rx.clone(),

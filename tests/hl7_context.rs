@@ -138,7 +138,7 @@ async fn an_order_after_the_images_releases_a_held_study() {
     // The same message again (same sender, same MSH-10): the same ACK, no second effect.
     let again = send_hl7(hl7, &order("ACC0001", "9.9.9", "C2")).await;
     assert_eq!(again, ack);
-    let view = readgate::hl7::view::StudyView::load(&rg.store, "ACC0001").unwrap();
+    let view = readgate::intake::view::StudyView::load(&rg.store, "ACC0001").unwrap();
     assert_eq!(view.orders.len(), 1);
     assert_eq!(view.study_uid.as_deref(), Some(study));
     rg.stop().await;
@@ -155,7 +155,7 @@ async fn an_order_before_the_images_is_on_file_when_they_come() {
     let study = "1.2.826.0.1.3680043.10.1234.100";
     let ack = send_hl7(hl7, &order("ACC-B1", study, "B1")).await;
     assert!(ack.contains("MSA|AA|B1"));
-    let before = readgate::hl7::view::StudyView::load(&rg.store, "ACC-B1").unwrap();
+    let before = readgate::intake::view::StudyView::load(&rg.store, "ACC-B1").unwrap();
     assert!(before.study_uid.is_none());
     assert_eq!(before.orders.len(), 1);
     let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
@@ -172,7 +172,7 @@ async fn an_order_before_the_images_is_on_file_when_they_come() {
     );
     scu.release().await;
     // matched by the study instance UID the order carried (ZDS-1)
-    let after = readgate::hl7::view::StudyView::load(&rg.store, study).unwrap();
+    let after = readgate::intake::view::StudyView::load(&rg.store, study).unwrap();
     assert_eq!(after.study_uid.as_deref(), Some(study));
     assert_eq!(after.orders.len(), 1);
     let text = after.to_text();

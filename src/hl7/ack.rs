@@ -11,12 +11,13 @@
 //!   (ERR-2 ERL, ERR-3 HL7 error code, ERR-4 severity, ERR-8 user message).
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::datetime::timestamp;
+pub use super::error::{ErrorCode, ErrorLocation};
 use super::escape::Delimiters;
-use super::message::{Header, HierarchicDesignator};
+use super::types::{Header, HierarchicDesignator};
 
 /// MSA-1 acknowledgement code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,114 +44,6 @@ impl AckCode {
 impl fmt::Display for AckCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// HL7 table 0357 (message error condition codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// 100 Segment sequence error (a required segment is missing or misplaced).
-    SegmentSequenceError,
-    /// 101 Required field missing.
-    RequiredFieldMissing,
-    /// 102 Data type error.
-    DataTypeError,
-    /// 103 Table value not found.
-    TableValueNotFound,
-    /// 200 Unsupported message type.
-    UnsupportedMessageType,
-    /// 201 Unsupported event code.
-    UnsupportedEventCode,
-    /// 202 Unsupported processing id.
-    UnsupportedProcessingId,
-    /// 203 Unsupported version id.
-    UnsupportedVersionId,
-    /// 204 Unknown key identifier.
-    UnknownKeyIdentifier,
-    /// 205 Duplicate key identifier.
-    DuplicateKeyIdentifier,
-    /// 206 Application record locked.
-    ApplicationRecordLocked,
-    /// 207 Application internal error.
-    ApplicationInternalError,
-}
-
-impl ErrorCode {
-    /// The numeric code.
-    pub fn code(self) -> u16 {
-        match self {
-            ErrorCode::SegmentSequenceError => 100,
-            ErrorCode::RequiredFieldMissing => 101,
-            ErrorCode::DataTypeError => 102,
-            ErrorCode::TableValueNotFound => 103,
-            ErrorCode::UnsupportedMessageType => 200,
-            ErrorCode::UnsupportedEventCode => 201,
-            ErrorCode::UnsupportedProcessingId => 202,
-            ErrorCode::UnsupportedVersionId => 203,
-            ErrorCode::UnknownKeyIdentifier => 204,
-            ErrorCode::DuplicateKeyIdentifier => 205,
-            ErrorCode::ApplicationRecordLocked => 206,
-            ErrorCode::ApplicationInternalError => 207,
-        }
-    }
-
-    /// The table's text for the code.
-    pub fn text(self) -> &'static str {
-        match self {
-            ErrorCode::SegmentSequenceError => "Segment sequence error",
-            ErrorCode::RequiredFieldMissing => "Required field missing",
-            ErrorCode::DataTypeError => "Data type error",
-            ErrorCode::TableValueNotFound => "Table value not found",
-            ErrorCode::UnsupportedMessageType => "Unsupported message type",
-            ErrorCode::UnsupportedEventCode => "Unsupported event code",
-            ErrorCode::UnsupportedProcessingId => "Unsupported processing id",
-            ErrorCode::UnsupportedVersionId => "Unsupported version id",
-            ErrorCode::UnknownKeyIdentifier => "Unknown key identifier",
-            ErrorCode::DuplicateKeyIdentifier => "Duplicate key identifier",
-            ErrorCode::ApplicationRecordLocked => "Application record locked",
-            ErrorCode::ApplicationInternalError => "Application internal error",
-        }
-    }
-}
-
-/// Where an error is: segment id, its occurrence in the message (1-based), and the
-/// field number when one field is at fault.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ErrorLocation {
-    /// Segment id, e.g. `OBR`.
-    pub segment: String,
-    /// Occurrence of that segment in the message, 1-based.
-    pub sequence: u32,
-    /// Field number, when one field is at fault.
-    pub field: Option<u32>,
-}
-
-impl ErrorLocation {
-    /// A location at a field of the `sequence`-th `segment`.
-    pub fn field(segment: &str, sequence: u32, field: u32) -> Self {
-        ErrorLocation {
-            segment: segment.to_string(),
-            sequence,
-            field: Some(field),
-        }
-    }
-
-    /// A location naming a whole segment (e.g. a missing one).
-    pub fn segment(segment: &str, sequence: u32) -> Self {
-        ErrorLocation {
-            segment: segment.to_string(),
-            sequence,
-            field: None,
-        }
-    }
-}
-
-impl fmt::Display for ErrorLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field {
-            Some(field) => write!(f, "{}[{}]-{}", self.segment, self.sequence, field),
-            None => write!(f, "{}[{}]", self.segment, self.sequence),
-        }
     }
 }
 
@@ -357,43 +250,9 @@ fn err_segment(h: &Header, d: &Delimiters, e: &AckError) -> String {
         format!("ERR{fs}{fs}{location}{fs}{code}{cs}{code_text}{cs}HL70357{fs}E{fs}{fs}{fs}{fs}{message}")
     }
 }
-
-/// HL7 DTM for a point in time, in UTC with an explicit `+0000` offset
-/// (`YYYYMMDDHHMMSS+0000`). Times before 1970 are clamped to the epoch.
-pub fn timestamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}+0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn opts() -> AckOptions {
         AckOptions {
@@ -402,13 +261,6 @@ mod tests {
             application: Some("READGATE".into()),
             facility: None,
         }
-    }
-
-    #[test]
-    fn timestamp_formats_utc() {
-        assert_eq!(timestamp(UNIX_EPOCH), "19700101000000+0000");
-        let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56
-        assert_eq!(timestamp(t), "20240229123456+0000");
     }
 
     #[test]

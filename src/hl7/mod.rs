@@ -1,10 +1,12 @@
-//! HL7 v2 intake for readgate: MLLP framing, character sets, typed extraction of
-//! orders/reports/merges, and original-mode ACKs.
+//! HL7 v2 as a pure library: MLLP framing, character sets, escapes, typed
+//! extraction of orders/reports/merges, and original-mode ACKs.
 //!
-//! Everything here is pure (no sockets, no storage) except the MLLP read/write
-//! helpers. The pieces, in the order a listener uses them:
+//! Everything here is pure: no sockets, no files, no storage, no configuration
+//! file (the receiving side's choices come in as [`Config`]). The MLLP service that
+//! puts this on the network and stores messages is [`crate::intake`]. The pieces, in
+//! the order a listener uses them:
 //!
-//! 1. [`mllp::Decoder`] / [`mllp::read_frame`]: bytes from the socket → payloads.
+//! 1. [`mllp::Decoder`]: bytes from the socket → payloads.
 //! 2. [`charset::decode`]: payload bytes → `String`, per MSH-18 (ISO-2022-JP, UTF-8,
 //!    Shift_JIS, ASCII; a configured default when MSH-18 is empty).
 //! 3. [`message::parse`]: text → [`message::Parsed`] (`Order`, `Report`, `Merge`,
@@ -12,23 +14,31 @@
 //!    or [`message::ContentError`] (answer AE with an ERR segment).
 //! 4. [`ack::build`] + [`charset::encode`] + [`mllp::encode_frame`]: the reply.
 //!
+//! Inside, `message` is the public face of the parser, whose code is split by
+//! concern: `types` (the values), `error` (errors and HL7 error codes, shared with
+//! `ack`), `parse` (entry points), `extract` (field extraction, one file per
+//! message family) and `datetime` (every date/time function of the library).
+//! Imports go one way: `datetime`, `escape`, `charset` ← `types` ← `error` ←
+//! `extract` ← `parse`; `ack` uses `types` and `error`, never the parser.
+//!
 //! [`process`] runs steps 2-4 for one payload and never panics; a listener needs
-//! only:
+//! only (the socket helpers are in [`crate::intake::mllp`]):
 //!
 //! ```no_run
 //! # async fn serve(mut sock: tokio::net::TcpStream) -> std::io::Result<()> {
 //! use readgate::hl7::{self, mllp};
+//! use readgate::intake::mllp::{read_frame, write_frame};
 //! let config = hl7::Config::default();
 //! let mut decoder = mllp::Decoder::default();
 //! let mut n = 0u64;
-//! while let Some(item) = mllp::read_frame(&mut sock, &mut decoder).await? {
+//! while let Some(item) = read_frame(&mut sock, &mut decoder).await? {
 //!     let Ok(frame) = item else { continue }; // framing errors: log and go on
 //!     n += 1;
 //!     let now = hl7::ack::timestamp(std::time::SystemTime::now());
 //!     let outcome = hl7::process(&frame, &config, &format!("RG{n}"), &now);
 //!     // store outcome.result (serde-serialisable) ...
 //!     if outcome.should_reply() {
-//!         mllp::write_frame(&mut sock, &outcome.ack_bytes).await?;
+//!         write_frame(&mut sock, &outcome.ack_bytes).await?;
 //!     }
 //! }
 //! # Ok(()) }
@@ -59,12 +69,17 @@
 
 pub mod ack;
 pub mod charset;
+mod datetime;
+mod error;
 pub mod escape;
-pub mod intake;
-pub mod listener;
+mod extract;
 pub mod message;
 pub mod mllp;
-pub mod view;
+mod parse;
+mod types;
+
+#[cfg(test)]
+mod message_tests;
 
 use serde::{Deserialize, Serialize};
 

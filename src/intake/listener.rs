@@ -1,9 +1,10 @@
 //! The MLLP listener: one task per connection reads frames, processes each message
 //! (charset, parse, ACK) and answers only after the intake made it durable.
 
-use super::intake::Intake;
-use super::{ack, mllp, AckCode, AckError, AckOptions, ErrorCode};
+use super::{mllp, Intake};
 use crate::config::Hl7Config;
+use crate::hl7::mllp::{Decoder, FrameError};
+use crate::hl7::{self, ack, AckCode, AckError, AckOptions, ErrorCode};
 use crate::store::IncomingMessage;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +42,8 @@ impl Listener {
         format!("{}{}", self.prefix, to_base36(n))
     }
 
-    fn hl7_config(&self) -> super::Config {
-        super::Config {
+    fn hl7_config(&self) -> hl7::Config {
+        hl7::Config {
             default_charset: self.config.default_charset,
             accept_unsupported_types: true,
             application: Some(self.config.application.clone()),
@@ -116,7 +117,7 @@ pub async fn serve(
 async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener>) {
     debug!(%peer, "HL7 connection opened");
     let idle = Duration::from_secs(state.config.idle_timeout_secs);
-    let mut decoder = mllp::Decoder::new(state.config.max_frame_bytes);
+    let mut decoder = Decoder::new(state.config.max_frame_bytes);
     let hl7_config = state.hl7_config();
     let (mut messages, mut failed) = (0u64, 0u64);
     loop {
@@ -135,7 +136,7 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
             };
         let frame = match item {
             Ok(frame) => frame,
-            Err(e @ mllp::FrameError::TooLarge { .. }) => {
+            Err(e @ FrameError::TooLarge { .. }) => {
                 warn!(%peer, error = %e, "HL7 frame refused");
                 failed += 1;
                 let ack = reject_without_message(&state, &e.to_string());
@@ -155,12 +156,12 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
         // takes most of a second): large frames go to the blocking pool so they cannot
         // stall the async workers that serve DICOM too; ordinary ones (tens of µs) not.
         let (frame, outcome) = if frame.len() <= INLINE_PARSE_MAX {
-            let outcome = super::process(&frame, &hl7_config, &control_id, &ack::timestamp(now));
+            let outcome = hl7::process(&frame, &hl7_config, &control_id, &ack::timestamp(now));
             (frame, outcome)
         } else {
             let config = hl7_config.clone();
             match tokio::task::spawn_blocking(move || {
-                let outcome = super::process(&frame, &config, &control_id, &ack::timestamp(now));
+                let outcome = hl7::process(&frame, &config, &control_id, &ack::timestamp(now));
                 (frame, outcome)
             })
             .await
@@ -231,7 +232,7 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener
                 let error = AckError {
                     code: ErrorCode::ApplicationInternalError,
                     location: None,
-                    message: why,
+                    message: why.to_string(),
                 };
                 let options = ack_options(&state);
                 let text = ack::build(header.as_ref(), AckCode::Error, Some(&error), &options);

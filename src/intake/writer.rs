@@ -11,7 +11,28 @@ use tracing::{info, warn};
 /// Messages one transaction may carry.
 const MAX_BATCH: usize = 256;
 
-type Job = (IncomingMessage, oneshot::Sender<Result<Recorded, String>>);
+type Job = (
+    IncomingMessage,
+    oneshot::Sender<Result<Recorded, IntakeError>>,
+);
+
+/// Why a message was not stored (the listener answers AE with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// The writer no longer takes messages.
+    #[error("readgate is shutting down")]
+    ShuttingDown,
+    /// The writer went away before answering.
+    #[error("the HL7 writer stopped")]
+    WriterStopped,
+    /// The store refused the batch (the store error, rendered: every message of the
+    /// batch gets the same answer).
+    #[error("could not store the message: {0}")]
+    Store(String),
+    /// The blocking store task failed.
+    #[error("internal error while storing")]
+    Internal,
+}
 
 #[derive(Clone)]
 pub struct Intake {
@@ -27,15 +48,13 @@ impl Intake {
     }
 
     /// Stores `message`; returns once it is durable (or storing failed).
-    pub async fn record(&self, message: IncomingMessage) -> Result<Recorded, String> {
+    pub async fn record(&self, message: IncomingMessage) -> Result<Recorded, IntakeError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send((message, reply))
             .await
-            .map_err(|_| "readgate is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the HL7 writer stopped".to_string())?
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        answer.await.map_err(|_| IntakeError::WriterStopped)?
     }
 }
 
@@ -78,13 +97,13 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<
             Ok(Err(e)) => {
                 warn!(error = %e, messages = replies.len(), "storing HL7 messages failed: answering AE");
                 for reply in replies {
-                    let _ = reply.send(Err(format!("could not store the message: {e}")));
+                    let _ = reply.send(Err(IntakeError::Store(e.to_string())));
                 }
             }
             Err(e) => {
                 warn!(error = %e, "HL7 writer task failed");
                 for reply in replies {
-                    let _ = reply.send(Err("internal error while storing".into()));
+                    let _ = reply.send(Err(IntakeError::Internal));
                 }
             }
         }
