@@ -26,4 +26,5 @@ pub mod spool;
 pub mod store;
 pub mod study;
 pub mod tag;
+pub mod time;
 pub mod web;

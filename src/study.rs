@@ -5,7 +5,8 @@
 use crate::decide::{assemble, Decide, Verdict};
 use crate::forward::Wakeups;
 use crate::notify::StudyEvent;
-use crate::store::{now_ms, DecisionRecord, Store};
+use crate::store::{DecisionRecord, Store};
+use crate::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};

@@ -343,14 +343,7 @@ pub fn iso_to_ms(s: &str) -> Option<i64> {
             offset = sign * (zh * 3600 + zm * 60);
         }
     }
-    // days from civil (Howard Hinnant's algorithm)
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::time::day_of_ymd_rolling(y, mo as u32, da as u32)?;
     Some((days * 86_400 + secs - offset) * 1000)
 }
 

@@ -117,7 +117,7 @@ pub fn report_generated(
     AuditRecord {
         kind: AuditKind::ReportGenerated,
         actor: actor.to_string(),
-        at: crate::store::now_ms(),
+        at: crate::time::now_ms(),
         study_uid: None,
         detail: serde_json::json!({
             "month": month,

@@ -9,7 +9,8 @@ use crate::dicom::dataset::{self, tags, Encoding};
 use crate::dicom::dimse::{self, status, Command};
 use crate::dicom::{part10, trim_uid, ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS};
 use crate::spool::PartialInstance;
-use crate::store::{now_ms, Indexed, NewInstance};
+use crate::store::{Indexed, NewInstance};
+use crate::time::now_ms;
 use dicom_ul::association::server::AsyncServerAssociation;
 use dicom_ul::association::Association as _;
 use dicom_ul::pdu::{
