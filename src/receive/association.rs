@@ -68,7 +68,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
         .max_pdu_length(config.dicom.max_pdu_length)
         .strict(true)
         .with_abstract_syntax(VERIFICATION_SOP_CLASS);
-    for (uid, _) in crate::dicom::sop_classes::STORAGE_SOP_CLASSES {
+    for uid in crate::dicom::sop_classes::STORAGE_SOP_CLASSES {
         options = options.with_abstract_syntax(*uid);
     }
     for ts in ACCEPTED_TRANSFER_SYNTAXES {
