@@ -37,6 +37,8 @@ pub enum TimeError {
     DicomTime(String),
     #[error("not a DICOM DT (YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]): {0:?}")]
     DicomDateTime(String),
+    #[error("not an ISO 8601 date[-time] YYYY-MM-DD[THH:MM[:SS]][offset]: {0:?}")]
+    Iso(String),
     #[error("not an HL7 DTM with at least an hour (YYYYMMDDHH[MM[SS[.S]]][+/-ZZZZ]): {0:?}")]
     Hl7Dtm(String),
 }
@@ -444,6 +446,87 @@ pub fn format_dicom_dt_utc(t: SystemTime) -> Option<String> {
         return None;
     }
     Some(t.format("%Y%m%d%H%M%S.%6f+0000").to_string())
+}
+
+// --- loose ISO 8601 (the context assembler's reading) ---------------------------------
+
+/// `YYYY-MM-DD[THH[:MM[:SS[.f]]]][Z|±HH[:MM]]` → ms, read loosely as the clinical context
+/// assembler always has (HL7 times arrive here already converted by [`hl7_dtm_to_iso`]):
+/// numbers are not checked against their ranges except month 1–12 and day 1–31, a day
+/// past the month's end rolls over ([`day_of_ymd_rolling`]), and a time without an offset
+/// is local at `default_offset` seconds east of UTC.
+pub fn parse_iso_loose_ms(s: &str, default_offset: i64) -> Result<i64, TimeError> {
+    let bad = || TimeError::Iso(s.to_string());
+    let has_zone = s
+        .get(10..)
+        .is_some_and(|t| t.contains(['+', 'Z']) || t.rfind('-').is_some());
+    let cut = s.len().min(10);
+    if !s.is_char_boundary(cut) {
+        return Err(bad());
+    }
+    let (date, rest) = s.split_at(cut);
+    let mut d = date.split('-');
+    let mut field =
+        || -> Result<i64, TimeError> { d.next().and_then(|p| p.parse().ok()).ok_or_else(bad) };
+    let (y, mo, da) = (field()?, field()?, field()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+        return Err(bad());
+    }
+    let mut secs = 0i64;
+    let mut offset = 0i64;
+    if let Some(t) = rest.strip_prefix('T') {
+        let (clock, zone) = match t.find(['+', '-', 'Z']) {
+            Some(i) => t.split_at(i),
+            None => (t, ""),
+        };
+        let mut parts = clock.split(':');
+        let h: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let mi: i64 = parts.next().unwrap_or("0").parse().map_err(|_| bad())?;
+        let sec: f64 = parts.next().unwrap_or("0").parse().map_err(|_| bad())?;
+        secs = h * 3600 + mi * 60 + sec as i64;
+        if let Some(z) = zone.strip_prefix(['+', '-']) {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let mut zp = z.split(':');
+            let zh: i64 = zp.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+            let zm: i64 = zp.next().unwrap_or("0").parse().map_err(|_| bad())?;
+            offset = sign * (zh * 3600 + zm * 60);
+        }
+    }
+    let days = day_of_ymd_rolling(y, mo as u32, da as u32).ok_or_else(bad)?;
+    let ms = (days * 86_400 + secs - offset) * 1000;
+    Ok(if has_zone {
+        ms
+    } else {
+        ms - default_offset * 1000
+    })
+}
+
+/// DICOM DA (+ optional TM) in local time at `default_offset` seconds east of UTC → ms,
+/// read loosely as the context assembler always has: the TM's first three digit pairs
+/// (`HH`, `HHMM`, `HHMMSS`; a fraction is ignored), through [`parse_iso_loose_ms`].
+/// The policy's own reading of the study date and time is [`parse_dicom_da`] and
+/// [`parse_dicom_tm`].
+pub fn parse_dicom_da_tm_loose(
+    da: &str,
+    tm: Option<&str>,
+    default_offset: i64,
+) -> Result<i64, TimeError> {
+    let bad = || TimeError::DicomDate(da.to_string());
+    let d = da.trim();
+    let date = format!(
+        "{}-{}-{}",
+        d.get(0..4).ok_or_else(bad)?,
+        d.get(4..6).ok_or_else(bad)?,
+        d.get(6..8).ok_or_else(bad)?
+    );
+    let tm = tm.map(str::trim).unwrap_or("");
+    let time = match (tm.get(0..2), tm.get(2..4), tm.get(4..6)) {
+        (Some(h), Some(m), Some(s)) => format!("T{h}:{m}:{s}"),
+        (Some(h), Some(m), None) => format!("T{h}:{m}:00"),
+        (Some(h), None, None) => format!("T{h}:00:00"),
+        _ => String::new(),
+    };
+    parse_iso_loose_ms(&format!("{date}{time}"), default_offset)
 }
 
 // --- HL7 DTM -------------------------------------------------------------------------

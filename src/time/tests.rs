@@ -430,3 +430,66 @@ fn hl7_timestamp_formats_utc() {
         "19700101000000+0000"
     );
 }
+
+// --- loose ISO (ported from decide/assemble.rs) ---------------------------------------
+
+#[test]
+fn iso_loose() {
+    assert_eq!(parse_iso_loose_ms("1970-01-01", 0), Ok(0));
+    assert_eq!(
+        parse_iso_loose_ms("1970-01-02T00:00:00Z", 0),
+        Ok(86_400_000)
+    );
+    assert_eq!(
+        parse_iso_loose_ms("2024-05-30T10:15:00+09:00", 0),
+        Ok(1_717_031_700_000)
+    );
+    assert!(parse_iso_loose_ms("garbage", 0).is_err());
+    // Without an offset: local time at the default offset.
+    assert_eq!(
+        parse_iso_loose_ms("2024-05-30T10:15:00", JST),
+        Ok(1_717_031_700_000)
+    );
+    assert_eq!(
+        parse_iso_loose_ms("2024-05-30T10:15:00+09:00", 0),
+        Ok(1_717_031_700_000)
+    );
+    assert_eq!(
+        parse_iso_loose_ms("2024-05-30T01:15-00:00", JST),
+        Ok(1_717_031_700_000)
+    );
+    assert_eq!(
+        parse_dicom_da_tm_loose("20240530", Some("101500"), JST),
+        Ok(1_717_031_700_000)
+    );
+    assert_eq!(
+        parse_dicom_da_tm_loose("20240530", Some("1015"), JST),
+        Ok(1_717_031_700_000)
+    );
+    assert_eq!(
+        parse_dicom_da_tm_loose("20240530", None, 0),
+        parse_rfc3339_ms("2024-05-30T00:00:00Z")
+    );
+    // Leap day, and the old roll-over of a day past the month's end.
+    assert_eq!(
+        parse_iso_loose_ms("2024-02-29T12:00:00Z", 0),
+        parse_rfc3339_ms("2024-02-29T12:00:00Z")
+    );
+    assert_eq!(
+        parse_iso_loose_ms("2023-02-29", 0),
+        parse_rfc3339_ms("2023-03-01T00:00:00Z")
+    );
+    for bad in [
+        "2024-13-01",
+        "2024-06-00",
+        "2024-06-32",
+        "2024-06",
+        "",
+        "2024-06-01Tab",
+    ] {
+        assert!(parse_iso_loose_ms(bad, 0).is_err(), "{bad}");
+    }
+    // Not a panic on a multi-byte character across the date's tenth byte.
+    assert!(parse_iso_loose_ms("2024-06-0€", 0).is_err());
+    assert!(parse_dicom_da_tm_loose("2024", None, 0).is_err());
+}
