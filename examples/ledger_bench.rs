@@ -15,9 +15,9 @@
 
 use readgate::config::Config;
 use readgate::ledger::compute::{self, ReportScope};
-use readgate::ledger::time::{parse_rfc3339, Month};
 use readgate::ledger::{render, Ledger};
 use readgate::store::Store;
+use readgate::time::{parse_rfc3339_ms, Month};
 use rusqlite::params;
 use std::path::Path;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ impl Rng {
 }
 
 fn dtm(ms: i64) -> String {
-    let s = readgate::ledger::time::format_ms(ms, 9 * 3600);
+    let s = readgate::time::format_ms(ms, 9 * 3600);
     let (main, off) = s.split_at(s.len() - 6);
     format!(
         "{}{}",
@@ -228,10 +228,7 @@ async fn main() -> anyhow::Result<()> {
         &http,
         &config.ledger,
     )?);
-    let at = readgate::ledger::time::format_ms(
-        parse_rfc3339("2026-06-15T10:00:00+09:00").map_err(anyhow::Error::msg)?,
-        9 * 3600,
-    );
+    let at = readgate::time::format_ms(parse_rfc3339_ms("2026-06-15T10:00:00+09:00")?, 9 * 3600);
     let mut times = Vec::new();
     for i in 0..10_000 {
         let body = format!(
@@ -245,7 +242,7 @@ async fn main() -> anyhow::Result<()> {
             &state,
             "bench",
             body.as_bytes(),
-            readgate::store::now_ms(),
+            readgate::time::now_ms(),
         )
         .map_err(|e| anyhow::anyhow!("{}: {}", e.status, e.error))?;
         times.push(s.elapsed().as_secs_f64() * 1e3);

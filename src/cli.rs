@@ -461,7 +461,7 @@ fn open_audit(config: &std::path::Path) -> anyhow::Result<(Config, AuditLog)> {
 fn time_arg(flag: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
     v.as_deref()
         .map(|s| {
-            crate::audit::chain::parse_rfc3339_ms(s).ok_or_else(|| {
+            crate::time::parse_rfc3339_ms(s).ok().ok_or_else(|| {
                 anyhow::anyhow!(
                     "{flag} {s:?}: expected an RFC 3339 time, e.g. 2025-04-01T00:00:00+09:00"
                 )
@@ -710,7 +710,7 @@ fn notify_operator_action(
             reasons: Vec::new(),
             by: Some(by.trim().to_string()),
             note: Some(note.trim().to_string()),
-            at: crate::store::now_ms(),
+            at: crate::time::now_ms(),
         },
     );
 }

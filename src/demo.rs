@@ -259,7 +259,7 @@ pub async fn send_hl7(addr: SocketAddr, message: &str) -> anyhow::Result<String>
 }
 
 fn hl7_now() -> String {
-    crate::ledger::time::format_ms(crate::store::now_ms(), 9 * 3600)
+    crate::time::format_ms(crate::time::now_ms(), 9 * 3600)
         .chars()
         .filter(char::is_ascii_digit)
         .take(14)
@@ -388,7 +388,7 @@ pub async fn run(
         println!("  {ACC_HELD} passed with its order and was forwarded");
     }
     if wait_state(&store, ACC_PART_TIME, "forwarded", 30).await {
-        let at = crate::ledger::time::format_ms(crate::store::now_ms(), 9 * 3600);
+        let at = crate::time::format_ms(crate::time::now_ms(), 9 * 3600);
         let body = serde_json::json!({
             "accession": ACC_PART_TIME, "reader_id": "R200", "action": "final",
             "client_ip": "192.0.2.10", "workstation": "HOME-PC", "at": at,
@@ -396,7 +396,7 @@ pub async fn run(
         let status = http_post(http, "/api/v1/read-events", &token, &body.to_string()).await?;
         println!("  part-time reader R200 signed {ACC_PART_TIME} from home (192.0.2.10): read event {status}");
     }
-    let month = crate::ledger::time::format_ms(crate::store::now_ms(), 9 * 3600)[..7].to_string();
+    let month = crate::time::format_ms(crate::time::now_ms(), 9 * 3600)[..7].to_string();
     println!();
     println!("What to look at (Authorization: Bearer {token}):");
     println!("  curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/studies");

@@ -4,7 +4,8 @@
 //! [`receive`] (C-STORE SCP) → [`spool`] (durable files) → [`store`] (SQLite index) →
 //! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`forward`] (C-STORE SCU).
 //! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration;
-//! [`audit`] the hash-chained audit trail (ATS-4).
+//! [`audit`] the hash-chained audit trail (ATS-4); [`time`] the one clock and calendar
+//! (instants, DICOM and HL7 dates and times, RFC 3339, report months).
 
 pub mod audit;
 pub mod check;
@@ -28,5 +29,6 @@ pub mod spool;
 pub mod store;
 pub mod study;
 pub mod tag;
+pub mod time;
 pub mod tls;
 pub mod web;

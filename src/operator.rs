@@ -19,7 +19,7 @@ pub fn release(
     detail: serde_json::Value,
 ) -> store::Result<Option<Option<String>>> {
     if store
-        .release_override(study_uid, by, justification, store::now_ms())?
+        .release_override(study_uid, by, justification, crate::time::now_ms())?
         .is_none()
     {
         return Ok(None);
@@ -53,7 +53,7 @@ pub fn reject(
     reason: &str,
     detail: serde_json::Value,
 ) -> store::Result<Option<usize>> {
-    let Some(paths) = store.reject_study(study_uid, by, reason, store::now_ms())? else {
+    let Some(paths) = store.reject_study(study_uid, by, reason, crate::time::now_ms())? else {
         return Ok(None);
     };
     if let Some(a) = audit {

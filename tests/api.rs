@@ -597,8 +597,7 @@ async fn every_documented_operation_answers_as_documented() {
     let r = get(http, "/api/v1/openapi.json", None).await;
     let doc = expect(&r, 200, "openapi.json");
     assert_eq!(doc["openapi"], "3.1.0");
-    let month =
-        readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)[..7].to_string();
+    let month = readgate::time::format_ms(readgate::time::now_ms(), 9 * 3600)[..7].to_string();
     let admin = format!("Bearer {ADMIN}");
     let mut called = 0;
     // Actions first on the studies they apply to; reads after.
@@ -619,7 +618,7 @@ async fn every_documented_operation_answers_as_documented() {
                 "postReadEvent" => (
                     uid(1),
                     json!({"study_uid": uid(1), "reader_id": "1001", "action": "opened",
-                    "at": readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)}),
+                    "at": readgate::time::format_ms(readgate::time::now_ms(), 9 * 3600)}),
                 ),
                 _ => (uid(1), Value::Null),
             };

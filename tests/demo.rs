@@ -82,8 +82,7 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
         kinds.contains(&"held") && kinds.contains(&"forwarded"),
         "{kinds:?}"
     );
-    let month =
-        readgate::ledger::time::format_ms(readgate::store::now_ms(), 9 * 3600)[..7].to_string();
+    let month = readgate::time::format_ms(readgate::time::now_ms(), 9 * 3600)[..7].to_string();
     let report = get(format!("/api/v1/reports/{month}")).await;
     let row = report["studies"]
         .as_array()

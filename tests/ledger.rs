@@ -9,8 +9,8 @@ use common::http::{post_json, request};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
-use readgate::ledger::time::{format_ms, Month};
 use readgate::store::state;
+use readgate::time::{format_ms, Month};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -285,7 +285,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
             &uid("HOLD"),
             "技師 山本",
             "救急のため臨床情報は電話で伝達済み",
-            readgate::store::now_ms(),
+            readgate::time::now_ms(),
         )
         .unwrap();
     assert!(released.is_some());
@@ -297,7 +297,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
             == 7
     });
 
-    let now = readgate::store::now_ms();
+    let now = readgate::time::now_ms();
     let min = 60_000;
     let t0 = now - 60 * min;
     let post = |body: String| async move {
@@ -645,7 +645,7 @@ async fn the_read_events_api_refuses_bad_tokens_and_names_bad_fields() {
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "ok");
 
-    let now = readgate::store::now_ms();
+    let now = readgate::time::now_ms();
     let good = event(study, "1001", "opened", now, Some("10.20.1.1"), None);
     for token in [None, Some("wrong-token")] {
         let r = post_json(http, "/api/v1/read-events", token, &good).await;

@@ -101,28 +101,14 @@ impl Stamp {
         // Monotonic first: a step of the wall clock between the two readings then shows up
         // as a (tiny) discrepancy, never as a reordering.
         let mono_ns = monotonic_ns();
-        let at_ms = crate::store::now_ms();
+        let at_ms = crate::time::now_ms();
         Stamp {
             at_ms,
-            at: rfc3339_ms(at_ms),
+            at: crate::time::format_rfc3339_ms(at_ms),
             boot_id: boot_id(),
             mono_ns,
         }
     }
-}
-
-/// `2025-04-01T09:30:00.123Z`; the Unix epoch for a time chrono cannot represent.
-pub fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Parses an RFC 3339 time (any offset) to Unix milliseconds.
-pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: never stepped (NTP only slews it, exactly as it slews
@@ -153,7 +139,7 @@ pub fn boot_id() -> &'static str {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("process-{}-{}", std::process::id(), crate::store::now_ms()))
+            .unwrap_or_else(|| format!("process-{}-{}", std::process::id(), crate::time::now_ms()))
     })
 }
 
@@ -179,6 +165,11 @@ pub fn clock_synchronised() -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::format_rfc3339_ms as rfc3339_ms;
+
+    fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+        crate::time::parse_rfc3339_ms(s).ok()
+    }
 
     fn sample() -> Fields<'static> {
         Fields {

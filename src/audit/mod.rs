@@ -528,7 +528,7 @@ impl AuditLog {
         conn.execute(
             "INSERT INTO audit_cursor (target, seq, updated_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT(target) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
-            params![target, seq, crate::store::now_ms()],
+            params![target, seq, crate::time::now_ms()],
         )?;
         Ok(())
     }

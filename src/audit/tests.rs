@@ -381,7 +381,7 @@ fn chain_with_clock(path: &Path, stamps: &[(i64, &str, i64)]) {
     let mut prev = chain::GENESIS;
     for (i, (at_ms, boot, mono_ns)) in stamps.iter().enumerate() {
         let seq = i as i64 + 1;
-        let at = chain::rfc3339_ms(*at_ms);
+        let at = crate::time::format_rfc3339_ms(*at_ms);
         let f = chain::Fields {
             seq,
             at_ms: *at_ms,
@@ -546,7 +546,7 @@ fn search_filters() {
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![26, 25, 24, 23, 22]
     );
-    let now = crate::store::now_ms();
+    let now = crate::time::now_ms();
     assert_eq!(
         q(Query {
             from_ms: Some(now + 60_000),
@@ -605,7 +605,7 @@ fn jsonl_export_carries_the_hashed_bytes() {
         .export_jsonl(
             &mut out,
             Range {
-                from_ms: Some(crate::store::now_ms() + 60_000),
+                from_ms: Some(crate::time::now_ms() + 60_000),
                 to_ms: None,
             },
         )

@@ -3,8 +3,8 @@
 
 use super::net::Cidr;
 use super::Invalid;
-use crate::ledger::time::{parse_date, parse_offset};
 use crate::model::Employment;
+use crate::time::{parse_date, parse_offset};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -163,7 +163,7 @@ impl LedgerConfig {
             );
         }
         if let Err(m) = parse_offset(&self.utc_offset) {
-            return err("ledger.utc_offset", m);
+            return err("ledger.utc_offset", m.to_string());
         }
         if let Some(p) = &self.roster_csv {
             if p.as_os_str().is_empty() {
@@ -182,11 +182,15 @@ impl LedgerConfig {
                 return err(&key("facility"), "expected a non-empty string".into());
             }
             let from = match &r.valid_from {
-                Some(d) => Some(parse_date(d).map_err(|m| Invalid::new(key("valid_from"), m))?),
+                Some(d) => Some(
+                    parse_date(d).map_err(|m| Invalid::new(key("valid_from"), m.to_string()))?,
+                ),
                 None => None,
             };
             let to = match &r.valid_to {
-                Some(d) => Some(parse_date(d).map_err(|m| Invalid::new(key("valid_to"), m))?),
+                Some(d) => {
+                    Some(parse_date(d).map_err(|m| Invalid::new(key("valid_to"), m.to_string()))?)
+                }
                 None => None,
             };
             if let (Some(f), Some(t)) = (from, to) {

@@ -283,75 +283,21 @@ fn add_lab(ctx: &mut StudyContext, obs: &Observation, source: Source, utc_offset
     }
 }
 
-/// DICOM DA (+ optional TM) in the hospital's local time → ms since the epoch.
+/// DICOM DA (+ optional TM) in the hospital's local time → ms since the epoch (see
+/// [`crate::time::parse_dicom_da_tm_loose`]).
 pub fn dicom_datetime_ms(da: &str, tm: Option<&str>, utc_offset_minutes: i32) -> Option<i64> {
-    let da = da.trim();
-    let date = format!("{}-{}-{}", da.get(0..4)?, da.get(4..6)?, da.get(6..8)?);
-    let tm = tm.map(str::trim).unwrap_or("");
-    let time = match (tm.get(0..2), tm.get(2..4), tm.get(4..6)) {
-        (Some(h), Some(m), Some(s)) => format!("T{h}:{m}:{s}"),
-        (Some(h), Some(m), None) => format!("T{h}:{m}:00"),
-        (Some(h), None, None) => format!("T{h}:00:00"),
-        _ => String::new(),
-    };
-    iso_to_ms_local(&format!("{date}{time}"), utc_offset_minutes)
+    crate::time::parse_dicom_da_tm_loose(da, tm, i64::from(utc_offset_minutes) * 60).ok()
 }
 
 /// Like [`iso_to_ms`], but a time without an offset is local time at `utc_offset_minutes`
 /// (HL7 v2: a DTM without an offset is the sender's local time).
 pub fn iso_to_ms_local(s: &str, utc_offset_minutes: i32) -> Option<i64> {
-    let has_zone = s
-        .get(10..)
-        .is_some_and(|t| t.contains(['+', 'Z']) || t.rfind('-').is_some());
-    let ms = iso_to_ms(s)?;
-    Some(if has_zone {
-        ms
-    } else {
-        ms - utc_offset_minutes as i64 * 60_000
-    })
+    crate::time::parse_iso_loose_ms(s, i64::from(utc_offset_minutes) * 60).ok()
 }
 
 /// `YYYY-MM-DD[THH:MM[:SS[.f]]][Z|±HH:MM]` → ms since the epoch (no offset: UTC).
 pub fn iso_to_ms(s: &str) -> Option<i64> {
-    let (date, rest) = s.split_at(s.len().min(10));
-    let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
-        return None;
-    }
-    let mut secs = 0i64;
-    let mut offset = 0i64;
-    if let Some(t) = rest.strip_prefix('T') {
-        let (clock, zone) = match t.find(['+', '-', 'Z']) {
-            Some(i) => t.split_at(i),
-            None => (t, ""),
-        };
-        let mut parts = clock.split(':');
-        let h: i64 = parts.next()?.parse().ok()?;
-        let mi: i64 = parts.next().unwrap_or("0").parse().ok()?;
-        let sec: f64 = parts.next().unwrap_or("0").parse().ok()?;
-        secs = h * 3600 + mi * 60 + sec as i64;
-        if let Some(z) = zone.strip_prefix(['+', '-']) {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let mut zp = z.split(':');
-            let zh: i64 = zp.next()?.parse().ok()?;
-            let zm: i64 = zp.next().unwrap_or("0").parse().ok()?;
-            offset = sign * (zh * 3600 + zm * 60);
-        }
-    }
-    // days from civil (Howard Hinnant's algorithm)
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + secs - offset) * 1000)
+    crate::time::parse_iso_loose_ms(s, 0).ok()
 }
 
 /// The policy's priority of an HL7 order priority (unknown codes: by their text, else none).

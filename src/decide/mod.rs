@@ -126,7 +126,7 @@ impl Decide for Gate {
         let mut ctx = study.clone();
         ctx.destination = route.as_ref().map(|r| r.destination.clone());
         ctx.facility = route.as_ref().map(|r| r.facility.clone());
-        let evaluation = policy::evaluate(&ctx, &self.config.policy, crate::store::now_ms());
+        let evaluation = policy::evaluate(&ctx, &self.config.policy, crate::time::now_ms());
         Decision {
             route,
             verdict: evaluation.verdict,

@@ -17,6 +17,7 @@ use super::reasons::{self, LabAsk, PriorRef, TextProblem};
 use super::HoldReason;
 pub use crate::config::policy::*;
 pub use crate::model::Verdict;
+use crate::time;
 use serde::Serialize;
 
 const DAY_MS: i64 = 86_400_000;
@@ -830,107 +831,22 @@ fn check_route(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
 
 // --- time ------------------------------------------------------------------
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-fn digits(s: &str, from: usize, len: usize) -> Option<i64> {
-    let part = s.get(from..from + len)?;
-    if part.bytes().all(|b| b.is_ascii_digit()) {
-        part.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// DICOM DA `YYYYMMDD` (also the old `YYYY.MM.DD`) to days since the epoch.
-fn parse_da(s: &str) -> Option<i64> {
-    let s: String = s.trim().chars().filter(|c| *c != '.').collect();
-    if s.len() != 8 {
-        return None;
-    }
-    let (y, m, d) = (digits(&s, 0, 4)?, digits(&s, 4, 2)?, digits(&s, 6, 2)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
-}
-
-/// DICOM TM `HH[MM[SS[.F...]]]` (also the old `HH:MM:SS`) to ms since midnight.
-fn parse_tm(s: &str) -> Option<i64> {
-    let s: String = s.trim().chars().filter(|c| *c != ':').collect();
-    let (hms, frac) = s.split_once('.').unwrap_or((&s, ""));
-    if hms.len() < 2 || hms.len() % 2 != 0 || hms.len() > 6 {
-        return None;
-    }
-    let h = digits(hms, 0, 2)?;
-    let m = if hms.len() >= 4 {
-        digits(hms, 2, 2)?
-    } else {
-        0
-    };
-    let sec = if hms.len() == 6 {
-        digits(hms, 4, 2)?
-    } else {
-        0
-    };
-    if h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let ms = match frac.get(..frac.len().min(3)) {
-        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
-            f.parse::<i64>().ok()? * 10_i64.pow(3 - f.len() as u32)
-        }
-        _ => 0,
-    };
-    Some(((h * 60 + m) * 60 + sec) * 1000 + ms)
-}
-
 /// The study's local date/time in ms since the epoch. Without a time, the end of the
 /// study day: a lab drawn that day counts whatever its hour, and a same-day earlier
 /// study is still a prior.
 fn study_reference_ms(ctx: &StudyContext, utc_offset_minutes: i32) -> Option<i64> {
-    let day = parse_da(ctx.study_date.as_deref()?)?;
+    let day = time::parse_dicom_da(ctx.study_date.as_deref()?).ok()?;
     let in_day = ctx
         .study_time
         .as_deref()
-        .and_then(parse_tm)
+        .and_then(|t| time::parse_dicom_tm(t).ok())
         .unwrap_or(DAY_MS - 1);
     Some(day * DAY_MS + in_day - i64::from(utc_offset_minutes) * 60_000)
 }
 
 /// `YYYY-MM-DD` in the hospital's local time.
 fn format_date(ms: i64, utc_offset_minutes: i32) -> String {
-    let local = ms.saturating_add(i64::from(utc_offset_minutes) * 60_000);
-    let (y, m, d) = civil_from_days(local.div_euclid(DAY_MS));
-    format!("{y:04}-{m:02}-{d:02}")
+    time::format_local_date(ms, i64::from(utc_offset_minutes) * 60)
 }
 
 #[cfg(test)]

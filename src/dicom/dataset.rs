@@ -5,40 +5,55 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 
+/// The attributes the walk reads, as its `u32` tags (`group << 16 | element`, the form
+/// they have on the wire). Numbers come from `dicom-dictionary-std`; the names are the
+/// ones readgate's code has always used (some shorter than the standard keyword).
 pub mod tags {
-    pub const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
-    pub const SOP_CLASS_UID: u32 = 0x0008_0016;
-    pub const SOP_INSTANCE_UID: u32 = 0x0008_0018;
-    pub const STUDY_DATE: u32 = 0x0008_0020;
-    pub const ACCESSION_NUMBER: u32 = 0x0008_0050;
-    pub const MODALITY: u32 = 0x0008_0060;
-    pub const PATIENT_ID: u32 = 0x0010_0020;
-    pub const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
-    pub const SERIES_INSTANCE_UID: u32 = 0x0020_000E;
-    pub const STUDY_TIME: u32 = 0x0008_0030;
-    pub const REFERRING_PHYSICIAN_NAME: u32 = 0x0008_0090;
-    pub const REFERRING_PHYSICIAN_PHONE: u32 = 0x0008_0094;
-    pub const STUDY_DESCRIPTION: u32 = 0x0008_1030;
-    pub const ADMITTING_DIAGNOSES_DESCRIPTION: u32 = 0x0008_1080;
-    pub const CODE_VALUE: u32 = 0x0008_0100;
-    pub const CODING_SCHEME: u32 = 0x0008_0102;
-    pub const CODE_MEANING: u32 = 0x0008_0104;
-    pub const PATIENT_NAME: u32 = 0x0010_0010;
-    pub const ISSUER_OF_PATIENT_ID: u32 = 0x0010_0021;
-    pub const ADDITIONAL_PATIENT_HISTORY: u32 = 0x0010_21B0;
-    pub const CONTRAST_BOLUS_AGENT: u32 = 0x0018_0010;
-    pub const REASON_FOR_STUDY: u32 = 0x0032_1030;
-    pub const REQUESTING_PHYSICIAN: u32 = 0x0032_1032;
-    pub const REQUESTED_PROCEDURE_DESCRIPTION: u32 = 0x0032_1060;
-    pub const REQUESTED_PROCEDURE_CODE_SEQUENCE: u32 = 0x0032_1064;
-    pub const REQUEST_ATTRIBUTES_SEQUENCE: u32 = 0x0040_0275;
-    pub const REQUESTED_PROCEDURE_ID: u32 = 0x0040_1001;
-    pub const REASON_FOR_REQUESTED_PROCEDURE: u32 = 0x0040_1002;
-    pub const REASON_FOR_REQUESTED_PROCEDURE_CODES: u32 = 0x0040_100A;
-    pub const ORDER_CALLBACK_PHONE: u32 = 0x0040_2010;
-    pub const PLACER_ORDER_NUMBER: u32 = 0x0040_2016;
-    pub const FILLER_ORDER_NUMBER: u32 = 0x0040_2017;
-    pub const SCHEDULED_PROCEDURE_STEP_ID: u32 = 0x0040_0009;
+    use dicom_core::Tag;
+    use dicom_dictionary_std::tags as std;
+
+    /// A dictionary tag as the walk's `u32`.
+    pub const fn u32_of(t: Tag) -> u32 {
+        ((t.0 as u32) << 16) | t.1 as u32
+    }
+
+    pub const SPECIFIC_CHARACTER_SET: u32 = u32_of(std::SPECIFIC_CHARACTER_SET);
+    pub const SOP_CLASS_UID: u32 = u32_of(std::SOP_CLASS_UID);
+    pub const SOP_INSTANCE_UID: u32 = u32_of(std::SOP_INSTANCE_UID);
+    pub const STUDY_DATE: u32 = u32_of(std::STUDY_DATE);
+    pub const ACCESSION_NUMBER: u32 = u32_of(std::ACCESSION_NUMBER);
+    pub const MODALITY: u32 = u32_of(std::MODALITY);
+    pub const PATIENT_ID: u32 = u32_of(std::PATIENT_ID);
+    pub const STUDY_INSTANCE_UID: u32 = u32_of(std::STUDY_INSTANCE_UID);
+    pub const SERIES_INSTANCE_UID: u32 = u32_of(std::SERIES_INSTANCE_UID);
+    pub const STUDY_TIME: u32 = u32_of(std::STUDY_TIME);
+    pub const REFERRING_PHYSICIAN_NAME: u32 = u32_of(std::REFERRING_PHYSICIAN_NAME);
+    pub const REFERRING_PHYSICIAN_PHONE: u32 = u32_of(std::REFERRING_PHYSICIAN_TELEPHONE_NUMBERS);
+    pub const STUDY_DESCRIPTION: u32 = u32_of(std::STUDY_DESCRIPTION);
+    pub const ADMITTING_DIAGNOSES_DESCRIPTION: u32 = u32_of(std::ADMITTING_DIAGNOSES_DESCRIPTION);
+    pub const CODE_VALUE: u32 = u32_of(std::CODE_VALUE);
+    pub const CODING_SCHEME: u32 = u32_of(std::CODING_SCHEME_DESIGNATOR);
+    pub const CODE_MEANING: u32 = u32_of(std::CODE_MEANING);
+    pub const PATIENT_NAME: u32 = u32_of(std::PATIENT_NAME);
+    pub const ISSUER_OF_PATIENT_ID: u32 = u32_of(std::ISSUER_OF_PATIENT_ID);
+    pub const ADDITIONAL_PATIENT_HISTORY: u32 = u32_of(std::ADDITIONAL_PATIENT_HISTORY);
+    pub const CONTRAST_BOLUS_AGENT: u32 = u32_of(std::CONTRAST_BOLUS_AGENT);
+    #[allow(deprecated)] // retired in PS3.6, still written by modalities: clinical context
+    pub const REASON_FOR_STUDY: u32 = u32_of(std::REASON_FOR_STUDY);
+    pub const REQUESTING_PHYSICIAN: u32 = u32_of(std::REQUESTING_PHYSICIAN);
+    pub const REQUESTED_PROCEDURE_DESCRIPTION: u32 = u32_of(std::REQUESTED_PROCEDURE_DESCRIPTION);
+    pub const REQUESTED_PROCEDURE_CODE_SEQUENCE: u32 =
+        u32_of(std::REQUESTED_PROCEDURE_CODE_SEQUENCE);
+    pub const REQUEST_ATTRIBUTES_SEQUENCE: u32 = u32_of(std::REQUEST_ATTRIBUTES_SEQUENCE);
+    pub const REQUESTED_PROCEDURE_ID: u32 = u32_of(std::REQUESTED_PROCEDURE_ID);
+    pub const REASON_FOR_REQUESTED_PROCEDURE: u32 = u32_of(std::REASON_FOR_THE_REQUESTED_PROCEDURE);
+    pub const REASON_FOR_REQUESTED_PROCEDURE_CODES: u32 =
+        u32_of(std::REASON_FOR_REQUESTED_PROCEDURE_CODE_SEQUENCE);
+    pub const ORDER_CALLBACK_PHONE: u32 = u32_of(std::ORDER_CALLBACK_PHONE_NUMBER);
+    pub const PLACER_ORDER_NUMBER: u32 = u32_of(std::PLACER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST);
+    pub const FILLER_ORDER_NUMBER: u32 = u32_of(std::FILLER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST);
+    pub const SCHEDULED_PROCEDURE_STEP_ID: u32 = u32_of(std::SCHEDULED_PROCEDURE_STEP_ID);
+    pub const PIXEL_DATA: u32 = u32_of(std::PIXEL_DATA);
 }
 
 /// Top-level attributes the walk keeps: what the index needs and the clinical context
@@ -115,6 +130,8 @@ const CONTEXT_SKIP: [u32; 5] = [
 /// Values longer than this are not kept (clinical text fits; pixel data never does).
 const MAX_KEPT_VALUE: u32 = 16 * 1024;
 
+// Item and delimitation tags (PS3.5 §7.5): dicom-dictionary-std's `tags` has no
+// constants for them.
 const ITEM: u32 = 0xFFFE_E000;
 const ITEM_END: u32 = 0xFFFE_E00D;
 const SEQUENCE_END: u32 = 0xFFFE_E0DD;
@@ -147,9 +164,9 @@ pub enum Encoding {
 impl Encoding {
     pub fn for_transfer_syntax(ts: &str) -> Result<Encoding, DatasetError> {
         match ts {
-            "1.2.840.10008.1.2" => Ok(Encoding::ImplicitLittle),
-            "1.2.840.10008.1.2.2" => Ok(Encoding::ExplicitBig),
-            "1.2.840.10008.1.2.1.99" => Ok(Encoding::Deflated),
+            super::IMPLICIT_VR_LE => Ok(Encoding::ImplicitLittle),
+            super::EXPLICIT_VR_BE => Ok(Encoding::ExplicitBig),
+            super::DEFLATED_EXPLICIT_VR_LE => Ok(Encoding::Deflated),
             // Every other standard transfer syntax (native explicit LE and all the
             // encapsulated ones) encodes the data set as explicit VR little endian.
             t if t.starts_with("1.2.840.10008.1.2") => Ok(Encoding::ExplicitLittle),
@@ -463,7 +480,7 @@ impl<R: Skip> Walker<R> {
                 // holds implicit VR little endian items, PS3.5 §6.2.2).
                 let items = match vr {
                     Some(v) if &v == b"OB" || &v == b"OW" => Items::Fragments,
-                    None if tag == 0x7FE0_0010 => Items::Fragments,
+                    None if tag == tags::PIXEL_DATA => Items::Fragments,
                     Some(v) if &v == b"UN" => Items::ImplicitDataSets,
                     _ => Items::DataSets,
                 };

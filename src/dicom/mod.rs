@@ -7,11 +7,16 @@ pub mod part10;
 pub mod sop_classes;
 pub mod text;
 
-pub const VERIFICATION_SOP_CLASS: &str = "1.2.840.10008.1.1";
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
-pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
-pub const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
-pub const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+use dicom_dictionary_std::uids;
+
+// UIDs are dicom-dictionary-std's; readgate's own knowledge is which it accepts and in
+// what order it prefers them.
+pub const VERIFICATION_SOP_CLASS: &str = uids::VERIFICATION;
+pub const IMPLICIT_VR_LE: &str = uids::IMPLICIT_VR_LITTLE_ENDIAN;
+pub const EXPLICIT_VR_LE: &str = uids::EXPLICIT_VR_LITTLE_ENDIAN;
+pub const DEFLATED_EXPLICIT_VR_LE: &str = uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
+#[allow(deprecated)] // retired in PS3.5, still sent by old modalities and accepted
+pub const EXPLICIT_VR_BE: &str = uids::EXPLICIT_VR_BIG_ENDIAN;
 
 /// Transfer syntaxes the SCP accepts, in the order readgate prefers them when a peer
 /// proposes several (dicom-ul picks the peer's first one that is listed here).
@@ -20,18 +25,18 @@ pub const ACCEPTED_TRANSFER_SYNTAXES: &[&str] = &[
     IMPLICIT_VR_LE,
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
-    "1.2.840.10008.1.2.4.50",  // JPEG baseline (process 1)
-    "1.2.840.10008.1.2.4.51",  // JPEG extended (process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  // JPEG lossless (process 14)
-    "1.2.840.10008.1.2.4.70",  // JPEG lossless, first-order prediction (SV1)
-    "1.2.840.10008.1.2.4.80",  // JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81",  // JPEG-LS near-lossless
-    "1.2.840.10008.1.2.4.90",  // JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91",  // JPEG 2000
-    "1.2.840.10008.1.2.4.201", // HTJ2K lossless
-    "1.2.840.10008.1.2.4.202", // HTJ2K lossless RPCL
-    "1.2.840.10008.1.2.4.203", // HTJ2K
-    "1.2.840.10008.1.2.5",     // RLE lossless
+    uids::JPEG_BASELINE8_BIT,  // process 1
+    uids::JPEG_EXTENDED12_BIT, // process 2 & 4
+    uids::JPEG_LOSSLESS,       // process 14
+    uids::JPEG_LOSSLESS_SV1,   // process 14, first-order prediction
+    uids::JPEGLS_LOSSLESS,
+    uids::JPEGLS_NEAR_LOSSLESS,
+    uids::JPEG2000_LOSSLESS,
+    uids::JPEG2000,
+    uids::HTJ2K_LOSSLESS,
+    uids::HTJ2K_LOSSLESS_RPCL,
+    uids::HTJ2K,
+    uids::RLE_LOSSLESS,
 ];
 
 /// Native (not encapsulated) encodings, which a destination may receive transcoded.
@@ -43,9 +48,7 @@ pub fn is_native(ts: &str) -> bool {
 }
 
 pub fn is_storage_sop_class(uid: &str) -> bool {
-    sop_classes::STORAGE_SOP_CLASSES
-        .iter()
-        .any(|(u, _)| *u == uid)
+    sop_classes::STORAGE_SOP_CLASSES.contains(&uid)
 }
 
 /// Explicit VRs whose header has two reserved bytes and a 32-bit length (PS3.5 §7.1.2).
@@ -75,6 +78,33 @@ pub fn trim_uid(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn accepted_transfer_syntaxes_are_unchanged() {
+        // The UIDs readgate accepted when they were written out by hand, in order.
+        let expected = [
+            "1.2.840.10008.1.2.1",
+            "1.2.840.10008.1.2",
+            "1.2.840.10008.1.2.1.99",
+            "1.2.840.10008.1.2.2",
+            "1.2.840.10008.1.2.4.50",
+            "1.2.840.10008.1.2.4.51",
+            "1.2.840.10008.1.2.4.57",
+            "1.2.840.10008.1.2.4.70",
+            "1.2.840.10008.1.2.4.80",
+            "1.2.840.10008.1.2.4.81",
+            "1.2.840.10008.1.2.4.90",
+            "1.2.840.10008.1.2.4.91",
+            "1.2.840.10008.1.2.4.201",
+            "1.2.840.10008.1.2.4.202",
+            "1.2.840.10008.1.2.4.203",
+            "1.2.840.10008.1.2.5",
+        ];
+        assert_eq!(super::ACCEPTED_TRANSFER_SYNTAXES, expected);
+        assert_eq!(super::VERIFICATION_SOP_CLASS, "1.2.840.10008.1.1");
+        assert!(super::is_storage_sop_class("1.2.840.10008.5.1.4.1.1.2"));
+        assert!(!super::is_storage_sop_class("1.2.840.10008.1.20.1"));
+    }
+
     #[test]
     fn every_accepted_transfer_syntax_is_supported_by_the_stack() {
         for ts in super::ACCEPTED_TRANSFER_SYNTAXES {

@@ -14,10 +14,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::datetime::timestamp;
 pub use super::error::{ErrorCode, ErrorLocation};
 use super::escape::Delimiters;
 use super::types::{Header, HierarchicDesignator};
+pub use crate::time::format_hl7_dtm_utc as timestamp;
 
 /// MSA-1 acknowledgement code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

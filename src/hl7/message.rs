@@ -23,9 +23,9 @@
 //!
 //! This module is the stable public surface of the parser; the code lives in
 //! `types` (values), `error` (errors), `parse` (entry
-//! points), `extract` (field extraction) and `datetime` (DTM).
+//! points), `extract` (field extraction) (DTM is read by `crate::time`).
 
-pub use super::datetime::dtm_to_iso;
 pub use super::error::{ContentError, MessageError, ParseError};
 pub use super::parse::{parse, recover_header, recover_header_from_bytes};
 pub use super::types::*;
+pub use crate::time::hl7_dtm_to_iso as dtm_to_iso;

@@ -17,8 +17,8 @@
 //! Inside, `message` is the public face of the parser, whose code is split by
 //! concern: `types` (the values), `error` (errors and HL7 error codes, shared with
 //! `ack`), `parse` (entry points), `extract` (field extraction, one file per
-//! message family) and `datetime` (every date/time function of the library).
-//! Imports go one way: `datetime`, `escape`, `charset` ← `types` ← `error` ←
+//! message family); HL7 DTM times are read and written by the one clock,
+//! [`crate::time`]. Imports go one way: `escape`, `charset` ← `types` ← `error` ←
 //! `extract` ← `parse`; `ack` uses `types` and `error`, never the parser.
 //!
 //! [`process`] runs steps 2-4 for one payload and never panics; a listener needs
@@ -69,7 +69,6 @@
 
 pub mod ack;
 pub mod charset;
-mod datetime;
 mod error;
 pub mod escape;
 mod extract;

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::datetime::dtm_to_iso;
 use super::escape::Delimiters;
+use crate::time::hl7_dtm_to_iso as dtm_to_iso;
 
 /// HD: an application or facility (namespace id, universal id, universal id type).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,10 +2,10 @@
 
 use super::compute::{self, ReportScope};
 use super::reasons::Lang;
-use super::time::Month;
 use super::{evidence, render, roster, Ledger};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::Store;
+use crate::time::Month;
 use anyhow::{bail, Context as _};
 use clap::{Subcommand, ValueEnum};
 use std::io::Write as _;
@@ -140,7 +140,7 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
             let n = store.import_roster(
                 &readers,
                 &file.display().to_string(),
-                crate::store::now_ms(),
+                crate::time::now_ms(),
             )?;
             println!(
                 "imported {n} roster entr{} from {} (earlier imports retired); a running readgate picks it up with the next read event",

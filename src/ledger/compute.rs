@@ -8,9 +8,9 @@ use super::places::{Location, PlaceClues};
 use super::reasons as r;
 use super::roster::Employment;
 use super::roster::Reader;
-use super::time::{format_ms, Month};
 use super::{Ledger, LedgerError};
 use crate::store::{LedgerStudy, Store};
+use crate::time::{format_ms, Month};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -989,11 +989,11 @@ fn summarise(
     }
     LedgerReport {
         schema: SCHEMA_ID,
-        generated_at: format_ms(crate::store::now_ms(), off),
+        generated_at: format_ms(crate::time::now_ms(), off),
         gateway: scope.gateway_id.clone(),
         sending_facility: scope.sending_facility.clone(),
         month: scope.month.to_string(),
-        utc_offset: super::time::format_offset(off),
+        utc_offset: crate::time::format_offset(off),
         receiving_facility_filter: scope
             .facility
             .clone()

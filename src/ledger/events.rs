@@ -122,7 +122,7 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
     let at = r
         .report_time
         .as_deref()
-        .and_then(|t| super::time::parse_dtm(t, default_offset))
+        .and_then(|t| crate::time::parse_hl7_dtm(t, default_offset).ok())
         .unwrap_or(r.received_at);
     let text: Arc<str> = Arc::from(r.text.as_str());
     let origin = Origin::Hl7 {
@@ -133,7 +133,7 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
     };
     let ts = |t: &Option<crate::hl7::message::Timestamp>| {
         t.as_ref()
-            .and_then(|t| super::time::parse_dtm(&t.raw, default_offset))
+            .and_then(|t| crate::time::parse_hl7_dtm(&t.raw, default_offset).ok())
     };
     let event = |id: Option<String>, interp: Option<&Interpreter>, action, at, text| {
         let period = interp.and_then(|i| match (ts(&i.start), ts(&i.end)) {

@@ -19,7 +19,6 @@ pub mod reasons;
 pub mod render;
 pub mod roster;
 pub mod similarity;
-pub mod time;
 
 use crate::store::Store;
 use config::LedgerConfig;
@@ -93,7 +92,8 @@ impl Ledger {
     }
 
     pub fn reader(&self, id: &str, at: i64) -> Option<&Reader> {
-        self.roster.lookup(id, time::local_day(at, self.offset))
+        self.roster
+            .lookup(id, crate::time::local_day(at, self.offset))
     }
 
     /// Resolves one read: who (on the day it happened), where, for whom.

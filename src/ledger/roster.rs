@@ -43,8 +43,7 @@ impl Reader {
 }
 
 fn day_str(d: i64) -> String {
-    let (y, m, dd) = super::time::civil_from_days(d);
-    format!("{y:04}-{m:02}-{dd:02}")
+    crate::time::format_date(d)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,9 +166,9 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Reader>, RosterError> {
         let date = |c: &str| -> Result<Option<i64>, RosterError> {
             match get(c) {
                 "" => Ok(None),
-                d => super::time::parse_date(d)
+                d => crate::time::parse_date(d)
                     .map(Some)
-                    .map_err(|m| invalid(*line, c, m)),
+                    .map_err(|m| invalid(*line, c, m.to_string())),
             }
         };
         let (valid_from, valid_to) = (date("valid_from")?, date("valid_to")?);
@@ -335,11 +334,11 @@ pub fn from_config(config: &crate::config::ledger::LedgerConfig) -> Vec<Reader> 
             valid_from: r
                 .valid_from
                 .as_deref()
-                .and_then(|d| super::time::parse_date(d).ok()),
+                .and_then(|d| crate::time::parse_date(d).ok()),
             valid_to: r
                 .valid_to
                 .as_deref()
-                .and_then(|d| super::time::parse_date(d).ok()),
+                .and_then(|d| crate::time::parse_date(d).ok()),
             source: "config".into(),
         })
         .collect()
@@ -362,7 +361,7 @@ mod tests {
         assert_eq!(readers[0].ids, vec!["1001", "suzuki"]);
         assert_eq!(readers[0].name, "鈴木, 一郎");
         let roster = Roster::new(readers);
-        let day = |s| super::super::time::parse_date(s).unwrap();
+        let day = |s| crate::time::parse_date(s).unwrap();
         assert_eq!(
             roster
                 .lookup("suzuki", day("2026-06-01"))

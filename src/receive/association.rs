@@ -9,7 +9,8 @@ use crate::dicom::dataset::{self, tags, Encoding};
 use crate::dicom::dimse::{self, status, Command};
 use crate::dicom::{part10, trim_uid, ACCEPTED_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS};
 use crate::spool::PartialInstance;
-use crate::store::{now_ms, Indexed, NewInstance};
+use crate::store::{Indexed, NewInstance};
+use crate::time::now_ms;
 use dicom_ul::association::server::AsyncServerAssociation;
 use dicom_ul::association::Association as _;
 use dicom_ul::pdu::{
@@ -67,7 +68,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
         .max_pdu_length(config.dicom.max_pdu_length)
         .strict(true)
         .with_abstract_syntax(VERIFICATION_SOP_CLASS);
-    for (uid, _) in crate::dicom::sop_classes::STORAGE_SOP_CLASSES {
+    for uid in crate::dicom::sop_classes::STORAGE_SOP_CLASSES {
         options = options.with_abstract_syntax(*uid);
     }
     for ts in ACCEPTED_TRANSFER_SYNTAXES {

@@ -57,7 +57,7 @@ fn describe(spool: &Spool, rel: &str) -> Result<crate::store::NewInstance, Strin
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as i64)
-        .unwrap_or_else(crate::store::now_ms);
+        .unwrap_or_else(crate::time::now_ms);
     let meta = part10::read_file_meta(&mut file).map_err(|e| e.to_string())?;
     let encoding =
         Encoding::for_transfer_syntax(&meta.transfer_syntax).map_err(|e| e.to_string())?;

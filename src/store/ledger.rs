@@ -270,7 +270,7 @@ impl Store {
             let Ok(employment) = Employment::parse(&employment) else {
                 continue;
             };
-            let date = |d: Option<String>| d.and_then(|d| crate::ledger::time::parse_date(&d).ok());
+            let date = |d: Option<String>| d.and_then(|d| crate::time::parse_date(&d).ok());
             out.push(Reader {
                 ids: ids.split('|').map(str::to_string).collect(),
                 name,

@@ -263,13 +263,9 @@ pub struct Event {
     pub detail: String,
 }
 
-/// Milliseconds since the Unix epoch: all times in the store use this.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch: all times in the store use this. Lives in
+/// [`crate::time`]; re-exported here while callers move.
+pub use crate::time::now_ms;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {

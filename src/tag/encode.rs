@@ -1,7 +1,5 @@
 //! Encoding of the few elements readgate writes, in the data set's own syntax.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::scan::{has_long_length, Syntax, ITEM};
 
 /// Writes elements, items and sequences in one syntax (explicit/implicit, byte order).
@@ -98,71 +96,9 @@ pub(crate) fn pad_text(mut v: Vec<u8>) -> Vec<u8> {
     v
 }
 
-/// A DICOM DT in UTC with microseconds and an explicit `+0000` offset, e.g.
-/// `20250403101010.000000+0000` (26 characters: the DT maximum, and even).
-///
-/// `None` for times before 1970 or after 9999, which DT cannot or should not express
-/// here (a clock that far off is a fault worth refusing).
-pub(crate) fn dicom_datetime_utc(t: SystemTime) -> Option<String> {
-    let since = t.duration_since(UNIX_EPOCH).ok()?;
-    let secs = since.as_secs();
-    let days = i64::try_from(secs / 86_400).ok()?;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    if y > 9999 {
-        return None;
-    }
-    Some(format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}.{:06}+0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    ))
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm), so no
-/// date crate is needed for one format.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn datetime_is_utc_with_offset() {
-        let t = UNIX_EPOCH + Duration::from_micros(1_743_675_010_123_456);
-        assert_eq!(
-            dicom_datetime_utc(t).as_deref(),
-            Some("20250403101010.123456+0000")
-        );
-        assert_eq!(
-            dicom_datetime_utc(UNIX_EPOCH).as_deref(),
-            Some("19700101000000.000000+0000")
-        );
-        // A leap day.
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(
-            dicom_datetime_utc(t).as_deref(),
-            Some("20000229000000.000000+0000")
-        );
-        assert_eq!(
-            dicom_datetime_utc(UNIX_EPOCH - Duration::from_secs(1)),
-            None
-        );
-    }
 
     #[test]
     fn headers_follow_the_syntax() {

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dicom::text::{self, CharsetError, SpecificCharacterSet, TextKind};
 
-use super::encode::{dicom_datetime_utc, pad_text, Encoder};
+use super::encode::{pad_text, Encoder};
 use super::scan::{is_blank, Scan, Syntax, TopElement};
 use super::{
     elements, Accountability, ContextCopy, TagError, TagReport, ADDED_CHARACTER_SET,
     MODIFYING_SYSTEM_PREFIX, PRIVATE_CREATOR, PRIVATE_GROUP,
 };
+use crate::time::format_dicom_dt_utc;
 
 pub(crate) const SPECIFIC_CHARACTER_SET: u32 = 0x0008_0005;
 pub(crate) const ADDITIONAL_PATIENT_HISTORY: u32 = 0x0010_21B0;
@@ -193,7 +194,7 @@ pub(crate) fn plan(
     let mut report = TagReport::default();
     let accountability = accountability_values(acc)?;
     let evaluated_at =
-        dicom_datetime_utc(acc.evaluated_at).ok_or(TagError::InvalidAccountability {
+        format_dicom_dt_utc(acc.evaluated_at).ok_or(TagError::InvalidAccountability {
             field: "evaluated_at",
             reason: "outside 1970–9999".into(),
         })?;

@@ -447,7 +447,7 @@ async fn reevaluate(
             .reconsider_held(
                 &ck,
                 "re-evaluation requested over the API",
-                crate::store::now_ms(),
+                crate::time::now_ms(),
             )
             .map_err(internal)?;
         if moved.is_empty() {
@@ -492,7 +492,7 @@ async fn retry(
         let uid = keys.study_uid;
         if !st
             .store
-            .retry_study(&uid, crate::store::now_ms())
+            .retry_study(&uid, crate::time::now_ms())
             .map_err(internal)?
         {
             return Err(conflict(format!(
@@ -590,7 +590,8 @@ async fn report(
     Path(month): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    use crate::ledger::{compute, reasons::Lang, render, time::Month};
+    use crate::ledger::{compute, reasons::Lang, render};
+    use crate::time::Month;
     let token = state.authorize(&headers, false)?;
     let mut q = ReportQuery::default();
     for (k, v) in query_pairs(raw.as_deref())? {

@@ -157,7 +157,7 @@ pub fn validate(body: &[u8], now: i64) -> Result<ReadEventInput, ApiError> {
             "`at` is required (RFC 3339, e.g. 2026-06-01T09:30:00+09:00)",
         )
     })?;
-    let at = crate::ledger::time::parse_rfc3339(&at_s)
+    let at = crate::time::parse_rfc3339_ms(&at_s)
         .map_err(|m| ApiError::invalid("at", format!("`at`: {m}")))?;
     if at > now + 5 * 60 * 1000 {
         return Err(ApiError::invalid(
@@ -255,7 +255,7 @@ pub fn record(
         study_uid: target.study_uid.clone(),
         accession: target.accession.clone(),
         action: input.action.as_str(),
-        at: crate::ledger::time::format_ms(input.at, ledger.offset),
+        at: crate::time::format_ms(input.at, ledger.offset),
         resolution,
     };
     let body = serde_json::to_value(&created).unwrap_or_default();
@@ -285,7 +285,7 @@ pub(super) async fn post(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let integration = state.authenticate(&headers)?;
-    let now = crate::store::now_ms();
+    let now = crate::time::now_ms();
     let (status, json) =
         tokio::task::spawn_blocking(move || record(&state, &integration, &body, now))
             .await
@@ -300,7 +300,7 @@ mod tests {
     use super::*;
 
     fn field_of(body: &str) -> (u16, Option<String>) {
-        match validate(body.as_bytes(), crate::store::now_ms()) {
+        match validate(body.as_bytes(), crate::time::now_ms()) {
             Ok(_) => (200, None),
             Err(e) => (e.status.as_u16(), e.field),
         }

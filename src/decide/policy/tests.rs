@@ -5,6 +5,24 @@ use crate::decide::reasons::{
     LAB_TOO_OLD, NO_ROUTE, ORDERING_PHYSICIAN_MISSING, PRIOR_REPORT_MISSING,
 };
 
+// The calendar these tests use, on `crate::time` (the policy no longer has its own).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    time::day_of_ymd(y, m as u32, d as u32).expect("a valid test date")
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let (y, m, d) = time::ymd_of_day(z).expect("a test day in range");
+    (y, i64::from(m), i64::from(d))
+}
+
+fn parse_da(s: &str) -> Option<i64> {
+    time::parse_dicom_da(s).ok()
+}
+
+fn parse_tm(s: &str) -> Option<i64> {
+    time::parse_dicom_tm(s).ok()
+}
+
 fn hl7(field: &str) -> Source {
     Source::hl7("MSG0001", "ORM^O01", field)
 }

@@ -16,11 +16,11 @@ type St = State<Arc<WebState>>;
 type DestSummary<'a> = (i64, i64, Option<i64>, Vec<&'a crate::store::StudyRow>);
 
 fn offset(state: &WebState) -> i64 {
-    crate::ledger::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600)
+    crate::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600)
 }
 
 fn when(state: &WebState, ms: i64) -> String {
-    crate::ledger::time::format_ms(ms, offset(state))
+    crate::time::format_ms(ms, offset(state))
         .replace('T', " ")
         .chars()
         .take(19)
@@ -416,7 +416,7 @@ pub async fn study(
             "Reading accountability (eligibility)"
         ))
     );
-    if let Ok(m) = crate::ledger::time::Month::parse(&month) {
+    if let Ok(m) = crate::time::Month::parse(&month) {
         let st = state.clone();
         let facility = decision.facility.clone();
         let u2 = uid.clone();
@@ -631,7 +631,7 @@ pub async fn reevaluate(
     let why = format!("re-evaluation requested by web:{}", c.session.user);
     match state
         .store
-        .reconsider_held(&keys, &why, crate::store::now_ms())
+        .reconsider_held(&keys, &why, crate::time::now_ms())
     {
         Ok(uids) if !uids.is_empty() => {
             if let Some(a) = &state.audit {
@@ -665,7 +665,7 @@ pub async fn retry(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match state.store.retry_study(&uid, crate::store::now_ms()) {
+    match state.store.retry_study(&uid, crate::time::now_ms()) {
         Ok(true) => {
             if let Some(a) = &state.audit {
                 a.record(
@@ -760,15 +760,12 @@ pub async fn queue(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery
     layout(&c, c.t("送信キューと接続", "Queue and links"), &b)
 }
 
-fn month_of(c: &Ctx, state: &WebState) -> Result<crate::ledger::time::Month, Response> {
+fn month_of(c: &Ctx, state: &WebState) -> Result<crate::time::Month, Response> {
     let m = match c.param("month") {
         Some(m) => m.to_string(),
-        None => when(state, crate::store::now_ms())
-            .chars()
-            .take(7)
-            .collect(),
+        None => when(state, crate::time::now_ms()).chars().take(7).collect(),
     };
-    crate::ledger::time::Month::parse(&m).map_err(|e| {
+    crate::time::Month::parse(&m).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             &format!("month: {e} (expected YYYY-MM)"),
@@ -778,7 +775,7 @@ fn month_of(c: &Ctx, state: &WebState) -> Result<crate::ledger::time::Month, Res
 
 fn build_report(
     state: &WebState,
-    month: crate::ledger::time::Month,
+    month: crate::time::Month,
 ) -> Result<crate::ledger::compute::LedgerReport, Response> {
     let ledger = state.ledger();
     let scope = crate::ledger::compute::ReportScope {
