@@ -4,39 +4,9 @@
 
 use super::{Result, Store};
 use crate::ledger::roster::{Employment, Reader};
+use crate::model::StudyState;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS read_events (
-    id          INTEGER PRIMARY KEY,
-    study_uid   TEXT NOT NULL,
-    accession   TEXT,
-    reader_id   TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    at          INTEGER NOT NULL,
-    workstation TEXT,
-    client_ip   TEXT,
-    source      TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    resolved    TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS read_events_by_study ON read_events(study_uid, at);
-CREATE TABLE IF NOT EXISTS roster (
-    id              INTEGER PRIMARY KEY,
-    ids             TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    facility        TEXT NOT NULL,
-    employment      TEXT NOT NULL,
-    board_certified INTEGER NOT NULL,
-    valid_from      TEXT,
-    valid_to        TEXT,
-    source          TEXT NOT NULL,
-    imported_at     INTEGER NOT NULL,
-    retired_at      INTEGER
-);
-CREATE INDEX IF NOT EXISTS studies_by_first_received ON studies(first_received_at);
-"#;
 
 /// A read event to record (validated by the caller).
 #[derive(Debug, Clone)]
@@ -60,7 +30,7 @@ pub struct NewReadEvent {
 pub struct ReadTarget {
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: StudyState,
     /// The receiving facility the route made responsible (None while undecided).
     pub facility: Option<String>,
 }
@@ -73,7 +43,7 @@ pub struct LedgerStudy {
     pub rowid: i64,
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: StudyState,
     pub verdict: Option<String>,
     pub destination: Option<String>,
     pub facility: Option<String>,
