@@ -27,6 +27,7 @@ pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, S
 pub use instances::{Indexed, NewInstance};
 pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
+    RosterEntry,
 };
 pub use queue::QueuedInstance;
 pub use read::{DestinationStats, Event, InstanceRow, StudyKeys, StudyRow};
