@@ -41,6 +41,7 @@ pub struct ContextKeys {
 }
 
 impl ContextKeys {
+    /// Whether the message named no study, accession or patient at all.
     pub fn is_empty(&self) -> bool {
         self.study_uids.is_empty() && self.accessions.is_empty() && self.patient_ids.is_empty()
     }
@@ -56,6 +57,7 @@ pub struct MessageRef {
     pub received_at: i64,
 }
 
+/// An order (ORM/OMI) as stored, with the message it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredOrder {
     pub message: MessageRef,
@@ -65,6 +67,7 @@ pub struct StoredOrder {
     pub allergies: serde_json::Value,
 }
 
+/// One version of a report (ORU) as stored, with the message it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredReport {
     pub message: MessageRef,

@@ -25,6 +25,7 @@ pub struct NewInstance {
     pub context: String,
 }
 
+/// What indexing an instance did (see `Store::index_instance`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Indexed {
     New,

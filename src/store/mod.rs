@@ -9,9 +9,9 @@
 //!
 //! The schema is versioned (`PRAGMA user_version`) and brought up to date at open by
 //! [`schema::migrate`]. The methods of [`Store`] are spread over one file per concern:
-//! [`instances`], [`studies`], [`queue`], [`hl7`], [`ledger`] and the [`read`] models for
-//! the CLI, the API and the console. Together they are the whole surface another
-//! backend would implement.
+//! `instances`, `studies`, `queue`, `hl7`, `ledger` and the `read` models for the CLI,
+//! the API and the console. Together they are the whole surface another backend would
+//! implement.
 
 mod hl7;
 mod instances;
@@ -38,6 +38,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
@@ -53,6 +54,7 @@ pub enum StoreError {
     Schema { path: PathBuf, source: SchemaError },
 }
 
+/// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// readgate's SQLite database: one connection for the index (`synchronous = NORMAL`),

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&[&str]] = &[V1];
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
+/// Why the schema could not be brought to (or checked against) [`LATEST`].
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error(
