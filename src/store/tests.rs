@@ -137,3 +137,45 @@ fn retries_back_off_then_fail() {
     assert!(store.retry_study("S", 3000).unwrap());
     assert_eq!(store.queued_for("rc1", 3000, 10).unwrap().len(), 1);
 }
+
+/// The SQL of the store names states by their text (a parameter would keep SQLite from
+/// using the partial index on queued instances): every state word written in a query
+/// must be the text form of a `StudyState` or `InstanceState`.
+#[test]
+fn state_words_in_sql_are_known_states() {
+    use crate::model::InstanceState;
+    let sources = [
+        include_str!("hl7.rs"),
+        include_str!("instances.rs"),
+        include_str!("ledger.rs"),
+        include_str!("queue.rs"),
+        include_str!("read.rs"),
+        include_str!("schema.rs"),
+        include_str!("studies.rs"),
+    ];
+    let mut seen = 0;
+    for src in sources {
+        for (i, _) in src.match_indices("state ") {
+            let rest = &src[i + "state ".len()..];
+            let Some(rest) = ["= ", "!= ", "IN ("]
+                .iter()
+                .find_map(|op| rest.strip_prefix(op))
+            else {
+                continue;
+            };
+            let list = rest.split(')').next().unwrap_or("");
+            for word in list.split(", ") {
+                let Some(word) = word.strip_prefix('\'') else {
+                    break;
+                };
+                let word = word.split('\'').next().unwrap_or("");
+                assert!(
+                    word.parse::<StudyState>().is_ok() || word.parse::<InstanceState>().is_ok(),
+                    "unknown state {word:?} in the store's SQL"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 30, "the scan found the state words ({seen})");
+}
