@@ -4,7 +4,8 @@
 
 use crate::audit::{AtnaSource, AuditLog, EntryRef, Query, Range};
 use crate::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
-use crate::store::{state, Store, StudyRow};
+use crate::model::StudyState;
+use crate::store::{Store, StudyRow};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -296,13 +297,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
             let config = Config::load(&config)?;
-            if let Some(s) = &wanted {
-                if !state::ALL.contains(&s.as_str()) {
-                    bail!("--state {s:?}: expected one of {}", state::ALL.join(", "));
-                }
-            }
+            let wanted: Option<StudyState> = match &wanted {
+                Some(s) => match s.parse() {
+                    Ok(state) => Some(state),
+                    Err(_) => bail!(
+                        "--state {s:?}: expected one of {}",
+                        StudyState::NAMES.join(", ")
+                    ),
+                },
+                None => None,
+            };
             let store = open_existing(&config)?;
-            let rows = store.list_studies(wanted.as_deref(), limit)?;
+            let rows = store.list_studies(wanted, limit)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
                 Format::Table => print_table(&rows, lang),

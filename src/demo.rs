@@ -297,7 +297,12 @@ async fn http_post(addr: SocketAddr, path: &str, token: &str, body: &str) -> any
         .unwrap_or(0))
 }
 
-async fn wait_state(store: &crate::store::Store, accession: &str, state: &str, secs: u64) -> bool {
+async fn wait_state(
+    store: &crate::store::Store,
+    accession: &str,
+    state: crate::model::StudyState,
+    secs: u64,
+) -> bool {
     let until = std::time::Instant::now() + Duration::from_secs(secs);
     while std::time::Instant::now() < until {
         if let Ok(Some(s)) = store.find_study(accession) {
@@ -371,7 +376,7 @@ pub async fn run(
         println!("  sent {folder}: {n} instance(s)");
     }
     let store = gw.store.clone();
-    if wait_state(&store, ACC_HELD, "held", 30).await {
+    if wait_state(&store, ACC_HELD, crate::model::StudyState::Held, 30).await {
         println!("  {ACC_HELD} (MR head) is HELD: no exam purpose, no clinical information, no callback number");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -384,10 +389,17 @@ pub async fn run(
             "not AA"
         }
     );
-    if wait_state(&store, ACC_HELD, "forwarded", 30).await {
+    if wait_state(&store, ACC_HELD, crate::model::StudyState::Forwarded, 30).await {
         println!("  {ACC_HELD} passed with its order and was forwarded");
     }
-    if wait_state(&store, ACC_PART_TIME, "forwarded", 30).await {
+    if wait_state(
+        &store,
+        ACC_PART_TIME,
+        crate::model::StudyState::Forwarded,
+        30,
+    )
+    .await
+    {
         let at = crate::time::format_ms(crate::time::now_ms(), 9 * 3600);
         let body = serde_json::json!({
             "accession": ACC_PART_TIME, "reader_id": "R200", "action": "final",

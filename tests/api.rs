@@ -10,7 +10,7 @@ use common::http::{post_json, request, HttpResponse};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
-use readgate::store::state;
+use readgate::model::StudyState;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -146,11 +146,15 @@ async fn setup(metrics: bool) -> Setup {
     let store = rg.store.clone();
     wait_until("1 forwarded, 3 held", Duration::from_secs(30), || {
         store
-            .list_studies(Some(state::FORWARDED), 10)
+            .list_studies(Some(StudyState::Forwarded), 10)
             .unwrap()
             .len()
             == 1
-            && store.list_studies(Some(state::HELD), 10).unwrap().len() == 3
+            && store
+                .list_studies(Some(StudyState::Held), 10)
+                .unwrap()
+                .len()
+                == 3
     });
     Setup {
         _dir: dir,
@@ -320,7 +324,7 @@ async fn the_api_lists_explains_and_acts_on_studies() {
     let store = s.rg.store.clone();
     let u2 = uid(2);
     wait_until("released study forwarded", Duration::from_secs(30), || {
-        store.find_study(&u2).unwrap().unwrap().state == state::FORWARDED
+        store.find_study(&u2).unwrap().unwrap().state == StudyState::Forwarded
     });
 
     // Reject.
@@ -381,7 +385,7 @@ async fn the_api_lists_explains_and_acts_on_studies() {
                 .filter(|e| e.kind == "held")
                 .count()
                 >= 2
-                && store.find_study(&u4).unwrap().unwrap().state == state::HELD
+                && store.find_study(&u4).unwrap().unwrap().state == StudyState::Held
         },
     );
     expect_error(

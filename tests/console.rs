@@ -77,7 +77,11 @@ fn body(r: &common::http::HttpResponse) -> String {
 }
 
 async fn state_of(rg: &readgate::serve::Running, uid: &str) -> Option<String> {
-    rg.store.find_study(uid).ok().flatten().map(|k| k.state)
+    rg.store
+        .find_study(uid)
+        .ok()
+        .flatten()
+        .map(|k| k.state.to_string())
 }
 
 async fn wait_state(rg: &readgate::serve::Running, uid: &str, want: &str) {

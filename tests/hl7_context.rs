@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
-use readgate::store::state;
+use readgate::model::StudyState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +111,11 @@ async fn an_order_after_the_images_releases_a_held_study() {
     );
     scu.release().await;
     wait_until("study held", Duration::from_secs(10), || {
-        rg.store.list_studies(Some(state::HELD), 10).unwrap().len() == 1
+        rg.store
+            .list_studies(Some(StudyState::Held), 10)
+            .unwrap()
+            .len()
+            == 1
     });
 
     // An unrelated order changes nothing.

@@ -9,7 +9,7 @@ use common::http::{post_json, request};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
-use readgate::store::state;
+use readgate::model::StudyState;
 use readgate::time::{format_ms, Month};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -272,11 +272,15 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     let store = rg.store.clone();
     wait_until("studies forwarded or held", Duration::from_secs(30), || {
         store
-            .list_studies(Some(state::FORWARDED), 100)
+            .list_studies(Some(StudyState::Forwarded), 100)
             .unwrap()
             .len()
             == 6
-            && store.list_studies(Some(state::HELD), 100).unwrap().len() == 1
+            && store
+                .list_studies(Some(StudyState::Held), 100)
+                .unwrap()
+                .len()
+                == 1
     });
 
     // An operator releases the held study with a written reason.
@@ -291,7 +295,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     assert!(released.is_some());
     wait_until("released study forwarded", Duration::from_secs(30), || {
         store
-            .list_studies(Some(state::FORWARDED), 100)
+            .list_studies(Some(StudyState::Forwarded), 100)
             .unwrap()
             .len()
             == 7

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use readgate::store::state;
+use readgate::model::StudyState;
 use std::time::Duration;
 
 async fn start(cfg: &TestConfig) -> readgate::serve::Running {
@@ -49,7 +49,7 @@ async fn every_packing_is_stored_and_forwarded_byte_identical() {
     scu.release().await;
     wait_until("study forwarded", Duration::from_secs(20), || {
         !rg.store
-            .list_studies(Some(state::FORWARDED), 10)
+            .list_studies(Some(StudyState::Forwarded), 10)
             .unwrap()
             .is_empty()
     });
@@ -388,7 +388,7 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
     });
     wait_until("study forwarded", Duration::from_secs(20), || {
         rg.store
-            .list_studies(Some(state::FORWARDED), 10)
+            .list_studies(Some(StudyState::Forwarded), 10)
             .unwrap()
             .len()
             == 1
@@ -396,7 +396,7 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
     send(2).await;
     assert_eq!(
         rg.store
-            .list_studies(Some(state::RECEIVING), 10)
+            .list_studies(Some(StudyState::Receiving), 10)
             .unwrap()
             .len(),
         1,

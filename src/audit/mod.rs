@@ -49,6 +49,11 @@ pub enum AuditError {
     },
     #[error("audit export: {0}")]
     Io(#[from] std::io::Error),
+    #[error("audit trail in {path}: {source}")]
+    Schema {
+        path: PathBuf,
+        source: crate::store::SchemaError,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, AuditError>;
@@ -178,46 +183,6 @@ pub struct Range {
     pub to_ms: Option<i64>,
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq       INTEGER PRIMARY KEY,
-    at_ms     INTEGER NOT NULL,
-    at        TEXT NOT NULL,
-    boot_id   TEXT NOT NULL,
-    mono_ns   INTEGER NOT NULL,
-    actor     TEXT NOT NULL,
-    kind      TEXT NOT NULL,
-    study_uid TEXT,
-    accession TEXT,
-    detail    TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log(at_ms);
-CREATE INDEX IF NOT EXISTS audit_by_study ON audit_log(study_uid) WHERE study_uid IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_by_accession ON audit_log(accession) WHERE accession IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_by_kind ON audit_log(kind);
--- The newest sequence number and hash readgate wrote: the chain alone cannot tell that
--- its newest entries were deleted, or that entries were appended by someone else.
-CREATE TABLE IF NOT EXISTS audit_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    seq  INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
--- Last sequence number each live syslog destination has been sent (at-least-once).
-CREATE TABLE IF NOT EXISTS audit_cursor (
-    target     TEXT PRIMARY KEY,
-    seq        INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
--- Append-only for readgate's own code and for careless hands. Whoever drops these
--- triggers can still edit rows; the hash chain is what makes that visible.
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-"#;
-
 const COLUMNS: &str =
     "seq, at_ms, at, boot_id, mono_ns, actor, kind, study_uid, accession, detail, prev_hash, hash";
 
@@ -236,7 +201,7 @@ impl AuditLog {
             path: db_path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(db_path).map_err(open_err)?;
+        let mut conn = Connection::open(db_path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -244,7 +209,14 @@ impl AuditLog {
         // Evidence: a commit must be on disk before append returns.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // The tables are the store's schema (`store::schema`); the append-only triggers
+        // are re-created if someone dropped them.
+        crate::store::schema::migrate(&mut conn).map_err(|source| AuditError::Schema {
+            path: db_path.to_path_buf(),
+            source,
+        })?;
+        conn.execute_batch(crate::store::schema::AUDIT_GUARDS)
+            .map_err(open_err)?;
         Ok(AuditLog {
             conn: Mutex::new(conn),
             path: db_path.to_path_buf(),
@@ -262,12 +234,24 @@ impl AuditLog {
             },
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        crate::store::schema::check(&conn).map_err(|source| AuditError::Schema {
+            path: db_path.to_path_buf(),
+            source,
+        })?;
+        // The tables exist in every migrated database; a trail readgate never wrote to
+        // (no entry, no head) is no trail either.
         let exists: bool = conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
             [],
             |r| r.get(0),
         )?;
-        if !exists {
+        let written = exists
+            && conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM audit_log) OR EXISTS(SELECT 1 FROM audit_head)",
+                [],
+                |r| r.get(0),
+            )?;
+        if !written {
             return Err(AuditError::NoTrail {
                 path: db_path.to_path_buf(),
             });

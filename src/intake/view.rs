@@ -59,7 +59,12 @@ impl StudyView {
     pub fn load(store: &Store, key: &str) -> crate::store::Result<StudyView> {
         let study = store.find_study(key)?;
         let (study_uid, accession, patient_id, state) = match study {
-            Some(s) => (Some(s.study_uid), s.accession, s.patient_id, Some(s.state)),
+            Some(s) => (
+                Some(s.study_uid),
+                s.accession,
+                s.patient_id,
+                Some(s.state.to_string()),
+            ),
             None => (None, None, None, None),
         };
         // Without a study yet, the key may be either: try it as both.

@@ -137,8 +137,9 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
             std::fs::create_dir_all(&config.gateway.data_dir)
                 .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
             let store = Store::open(&config.database_path())?;
+            let entries: Vec<_> = readers.iter().map(roster::Reader::to_entry).collect();
             let n = store.import_roster(
-                &readers,
+                &entries,
                 &file.display().to_string(),
                 crate::time::now_ms(),
             )?;

@@ -150,7 +150,7 @@ pub struct UnknownPlace {
 pub struct HeldRow {
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: crate::model::StudyState,
     pub verdict: Option<String>,
     /// Hold / incomplete reason codes as the gate recorded them.
     pub reasons: Vec<String>,
@@ -218,7 +218,7 @@ pub struct Confirmation {
 pub struct StudyLedger {
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: crate::model::StudyState,
     pub verdict: Option<String>,
     pub receiving_facility: Option<String>,
     pub modalities: String,
@@ -408,7 +408,7 @@ pub fn build(
         rows.push(StudyLedger {
             study_uid: study.study_uid.clone(),
             accession: study.accession.clone(),
-            state: study.state.clone(),
+            state: study.state,
             verdict: study.verdict.clone(),
             receiving_facility: study.facility.clone(),
             modalities: study.modalities.clone(),
@@ -531,7 +531,8 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
         .collect();
 
     let mut reasons: Vec<&'static str> = Vec::new();
-    let forwarded = study.state == crate::store::state::FORWARDED || study.forwarded_at.is_some();
+    let forwarded =
+        study.state == crate::model::StudyState::Forwarded || study.forwarded_at.is_some();
     if !forwarded {
         reasons.push(r::NOT_FORWARDED);
     }
@@ -849,7 +850,7 @@ fn summarise(
     let mut unknown_places: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     let mut formal = Vec::new();
     for row in &rows {
-        if row.state == crate::store::state::FORWARDED || row.forwarded_at.is_some() {
+        if row.state == crate::model::StudyState::Forwarded || row.forwarded_at.is_some() {
             totals.forwarded += 1;
         }
         if row.read_events > 0 {
@@ -941,11 +942,11 @@ fn summarise(
     let mut incomplete = Vec::new();
     for s in studies {
         let was_held = held_at.contains_key(s.study_uid.as_str())
-            || s.state == crate::store::state::HELD
+            || s.state == crate::model::StudyState::Held
             || s.verdict.as_deref() == Some("HELD")
             || s.verdict.as_deref() == Some("RELEASED_OVERRIDE");
-        let rejected = s.state == crate::store::state::REJECTED;
-        if s.state == crate::store::state::HELD {
+        let rejected = s.state == crate::model::StudyState::Rejected;
+        if s.state == crate::model::StudyState::Held {
             totals.held_now += 1;
         }
         if rejected {
@@ -954,7 +955,7 @@ fn summarise(
         let row = || HeldRow {
             study_uid: s.study_uid.clone(),
             accession: s.accession.clone(),
-            state: s.state.clone(),
+            state: s.state,
             verdict: s.verdict.clone(),
             reasons: stored_reason_codes(s.reasons.as_deref()),
             held_at: held_at

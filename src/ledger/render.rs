@@ -57,7 +57,7 @@ pub fn csv(report: &LedgerReport) -> Vec<u8> {
         let cells = [
             s.study_uid.clone(),
             opt(s.accession.clone()),
-            s.state.clone(),
+            s.state.to_string(),
             opt(s.verdict.clone()),
             opt(s.receiving_facility.clone()),
             s.first_received_at.clone(),

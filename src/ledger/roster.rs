@@ -40,6 +40,37 @@ impl Reader {
     pub fn valid_to_str(&self) -> String {
         self.valid_to.map(day_str).unwrap_or_default()
     }
+
+    /// The entry the store keeps for an imported reader.
+    pub fn to_entry(&self) -> crate::store::RosterEntry {
+        crate::store::RosterEntry {
+            ids: self.ids.clone(),
+            name: self.name.clone(),
+            facility: self.facility.clone(),
+            employment: self.employment.as_str().to_string(),
+            board_certified: self.board_certified,
+            valid_from: Some(self.valid_from_str()).filter(|s| !s.is_empty()),
+            valid_to: Some(self.valid_to_str()).filter(|s| !s.is_empty()),
+            source: String::new(),
+        }
+    }
+
+    /// An imported reader from its stored entry. Entries were validated on import; one
+    /// that no longer parses is skipped (None) rather than stopping the ledger.
+    pub fn from_entry(e: crate::store::RosterEntry) -> Option<Reader> {
+        let employment = Employment::parse(&e.employment).ok()?;
+        let date = |d: Option<String>| d.and_then(|d| crate::time::parse_date(&d).ok());
+        Some(Reader {
+            ids: e.ids,
+            name: e.name,
+            facility: e.facility,
+            employment,
+            board_certified: e.board_certified,
+            valid_from: date(e.valid_from),
+            valid_to: date(e.valid_to),
+            source: format!("import:{}", e.source),
+        })
+    }
 }
 
 fn day_str(d: i64) -> String {

@@ -8,6 +8,7 @@ mod charset;
 mod employment;
 mod priority;
 mod role;
+mod state;
 mod text;
 mod verdict;
 
@@ -16,5 +17,6 @@ pub use charset::Charset;
 pub use employment::Employment;
 pub use priority::Priority;
 pub use role::Role;
+pub use state::{InstanceState, StudyState, UnknownState};
 pub use text::UnknownText;
 pub use verdict::{Disposition, Verdict};

@@ -8,74 +8,6 @@ use crate::hl7::message::{Order, OrderRequest, Parsed, Report, ReportResult};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS hl7_messages (
-    id           INTEGER PRIMARY KEY,
-    received_at  INTEGER NOT NULL,
-    peer         TEXT NOT NULL,
-    sender       TEXT NOT NULL,
-    control_id   TEXT NOT NULL,
-    message_type TEXT NOT NULL,
-    charset      TEXT,
-    raw          BLOB NOT NULL,
-    parsed       TEXT,
-    ack_code     TEXT NOT NULL,
-    ack_text     TEXT NOT NULL,
-    ack          BLOB NOT NULL,
-    body_hash    TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS hl7_by_sender_control ON hl7_messages(sender, control_id);
-CREATE TABLE IF NOT EXISTS orders (
-    id                INTEGER PRIMARY KEY,
-    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
-    received_at       INTEGER NOT NULL,
-    order_control     TEXT NOT NULL,
-    accession         TEXT,
-    study_uid         TEXT,
-    placer            TEXT,
-    filler            TEXT,
-    patient_id        TEXT,
-    patient_authority TEXT,
-    request           TEXT NOT NULL,
-    patient           TEXT NOT NULL,
-    allergies         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orders_by_accession ON orders(accession);
-CREATE INDEX IF NOT EXISTS orders_by_study ON orders(study_uid);
-CREATE INDEX IF NOT EXISTS orders_by_patient ON orders(patient_id);
-CREATE TABLE IF NOT EXISTS reports (
-    id                INTEGER PRIMARY KEY,
-    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
-    received_at       INTEGER NOT NULL,
-    accession         TEXT,
-    study_uid         TEXT,
-    placer            TEXT,
-    filler            TEXT,
-    status            TEXT NOT NULL,
-    signer_id         TEXT,
-    assistant_ids     TEXT NOT NULL DEFAULT '',
-    report_time       TEXT,
-    text              TEXT NOT NULL,
-    result            TEXT NOT NULL,
-    patient_id        TEXT,
-    patient_authority TEXT
-);
-CREATE INDEX IF NOT EXISTS reports_by_accession ON reports(accession);
-CREATE INDEX IF NOT EXISTS reports_by_study ON reports(study_uid);
-CREATE INDEX IF NOT EXISTS reports_by_patient ON reports(patient_id);
-CREATE TABLE IF NOT EXISTS patient_merges (
-    id                  INTEGER PRIMARY KEY,
-    message_id          INTEGER NOT NULL REFERENCES hl7_messages(id),
-    received_at         INTEGER NOT NULL,
-    surviving_id        TEXT NOT NULL,
-    surviving_authority TEXT,
-    prior_id            TEXT NOT NULL,
-    prior_authority     TEXT
-);
-CREATE INDEX IF NOT EXISTS merges_by_prior ON patient_merges(prior_id);
-CREATE INDEX IF NOT EXISTS merges_by_surviving ON patient_merges(surviving_id);
-"#;
-
 /// One received HL7 message with the outcome of processing it.
 pub struct IncomingMessage {
     pub received_at: i64,
@@ -109,6 +41,7 @@ pub struct ContextKeys {
 }
 
 impl ContextKeys {
+    /// Whether the message named no study, accession or patient at all.
     pub fn is_empty(&self) -> bool {
         self.study_uids.is_empty() && self.accessions.is_empty() && self.patient_ids.is_empty()
     }
@@ -124,6 +57,7 @@ pub struct MessageRef {
     pub received_at: i64,
 }
 
+/// An order (ORM/OMI) as stored, with the message it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredOrder {
     pub message: MessageRef,
@@ -133,6 +67,7 @@ pub struct StoredOrder {
     pub allergies: serde_json::Value,
 }
 
+/// One version of a report (ORU) as stored, with the message it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredReport {
     pub message: MessageRef,
@@ -330,7 +265,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Messages received (newest first), for operators.
+    /// How many HL7 messages have been received (for operators and metrics).
     pub fn count_hl7_messages(&self) -> Result<i64> {
         Ok(self
             .conn()

@@ -3,40 +3,9 @@
 //! `readgate report` runs over a month.
 
 use super::{Result, Store};
-use crate::ledger::roster::{Employment, Reader};
+use crate::model::StudyState;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS read_events (
-    id          INTEGER PRIMARY KEY,
-    study_uid   TEXT NOT NULL,
-    accession   TEXT,
-    reader_id   TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    at          INTEGER NOT NULL,
-    workstation TEXT,
-    client_ip   TEXT,
-    source      TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    resolved    TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS read_events_by_study ON read_events(study_uid, at);
-CREATE TABLE IF NOT EXISTS roster (
-    id              INTEGER PRIMARY KEY,
-    ids             TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    facility        TEXT NOT NULL,
-    employment      TEXT NOT NULL,
-    board_certified INTEGER NOT NULL,
-    valid_from      TEXT,
-    valid_to        TEXT,
-    source          TEXT NOT NULL,
-    imported_at     INTEGER NOT NULL,
-    retired_at      INTEGER
-);
-CREATE INDEX IF NOT EXISTS studies_by_first_received ON studies(first_received_at);
-"#;
 
 /// A read event to record (validated by the caller).
 #[derive(Debug, Clone)]
@@ -55,12 +24,31 @@ pub struct NewReadEvent {
     pub resolved: String,
 }
 
+/// One entry of an imported roster as stored in the `roster` table. The ledger turns it
+/// into a `ledger::roster::Reader` (and back, for an import).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// The reader's ids (stored joined with `|`).
+    pub ids: Vec<String>,
+    pub name: String,
+    /// The receiving facility the reader reads for.
+    pub facility: String,
+    /// `full_time`, `part_time` or `trainee`, as the ledger spells it.
+    pub employment: String,
+    pub board_certified: bool,
+    /// First and last day of validity (YYYY-MM-DD, inclusive); None: unbounded.
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
+    /// Where the import came from (the file name given to `readgate roster import`).
+    pub source: String,
+}
+
 /// What a read event needs to know of its study.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadTarget {
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: StudyState,
     /// The receiving facility the route made responsible (None while undecided).
     pub facility: Option<String>,
 }
@@ -73,7 +61,7 @@ pub struct LedgerStudy {
     pub rowid: i64,
     pub study_uid: String,
     pub accession: Option<String>,
-    pub state: String,
+    pub state: StudyState,
     pub verdict: Option<String>,
     pub destination: Option<String>,
     pub facility: Option<String>,
@@ -214,15 +202,15 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the imported roster with `readers` (earlier imports are retired, kept).
-    pub fn import_roster(&self, readers: &[Reader], source: &str, now: i64) -> Result<usize> {
+    /// Replaces the imported roster with `entries` (earlier imports are retired, kept).
+    pub fn import_roster(&self, entries: &[RosterEntry], source: &str, now: i64) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
             "UPDATE roster SET retired_at = ?1 WHERE retired_at IS NULL",
             [now],
         )?;
-        for r in readers {
+        for r in entries {
             tx.execute(
                 "INSERT INTO roster (ids, name, facility, employment, board_certified, valid_from, \
                  valid_to, source, imported_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -230,59 +218,43 @@ impl Store {
                     r.ids.join("|"),
                     r.name,
                     r.facility,
-                    r.employment.as_str(),
+                    r.employment,
                     r.board_certified,
-                    Some(r.valid_from_str()).filter(|s| !s.is_empty()),
-                    Some(r.valid_to_str()).filter(|s| !s.is_empty()),
+                    r.valid_from.as_deref().filter(|s| !s.is_empty()),
+                    r.valid_to.as_deref().filter(|s| !s.is_empty()),
                     source,
                     now
                 ],
             )?;
         }
         tx.commit()?;
-        Ok(readers.len())
+        Ok(entries.len())
     }
 
-    /// The current imported roster.
-    pub fn imported_roster(&self) -> Result<Vec<Reader>> {
+    /// The current imported roster, as stored (the ledger turns entries into readers).
+    pub fn imported_roster(&self) -> Result<Vec<RosterEntry>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT ids, name, facility, employment, board_certified, valid_from, valid_to, source \
              FROM roster WHERE retired_at IS NULL ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, bool>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, String>(7)?,
-            ))
+            Ok(RosterEntry {
+                ids: r
+                    .get::<_, String>(0)?
+                    .split('|')
+                    .map(str::to_string)
+                    .collect(),
+                name: r.get(1)?,
+                facility: r.get(2)?,
+                employment: r.get(3)?,
+                board_certified: r.get(4)?,
+                valid_from: r.get(5)?,
+                valid_to: r.get(6)?,
+                source: r.get(7)?,
+            })
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (ids, name, facility, employment, board_certified, from, to, source) = row?;
-            // Rows were validated on import; a row that no longer parses is skipped
-            // rather than stopping the ledger.
-            let Ok(employment) = Employment::parse(&employment) else {
-                continue;
-            };
-            let date = |d: Option<String>| d.and_then(|d| crate::time::parse_date(&d).ok());
-            out.push(Reader {
-                ids: ids.split('|').map(str::to_string).collect(),
-                name,
-                facility,
-                employment,
-                board_certified,
-                valid_from: date(from),
-                valid_to: date(to),
-                source: format!("import:{source}"),
-            });
-        }
-        Ok(out)
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Changes whenever a roster is imported (the server reloads its roster then).

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The states a study can be in (`?state=`).
-pub const STATES: [&str; 6] = crate::store::state::ALL;
+pub const STATES: [&str; 6] = crate::model::StudyState::NAMES;
 
 pub fn routes() -> Router<Arc<WebState>> {
     Router::new()
@@ -114,24 +114,25 @@ async fn list(
     }
     let filter = match q.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) if STATES.contains(&s) => Some(s.to_string()),
-        Some(s) => {
-            return Err(ApiError::invalid(
-                "state",
-                format!("unknown state {s:?}; expected one of {}", STATES.join(", ")),
-            ))
-        }
+        Some(s) => match s.parse::<crate::model::StudyState>() {
+            Ok(state) => Some(state),
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    "state",
+                    format!("unknown state {s:?}; expected one of {}", STATES.join(", ")),
+                ))
+            }
+        },
     };
     let limit = parse_limit(q.limit.as_deref(), 200)?;
     let store = state.store.clone();
     let body = blocking(move || {
-        let rows = store
-            .list_studies(filter.as_deref(), limit)
-            .map_err(internal)?;
+        let rows = store.list_studies(filter, limit).map_err(internal)?;
         let counts: BTreeMap<String, i64> = store
             .count_by_state()
             .map_err(internal)?
             .into_iter()
+            .map(|(s, n)| (s.to_string(), n))
             .collect();
         Ok(json!({
             "studies": rows.iter().map(study_json).collect::<Vec<_>>(),
@@ -233,11 +234,11 @@ async fn queue(
             e["last_success_at"] = json!(last);
         }
         let mut troubled = store
-            .list_studies(Some(crate::store::state::FAILED), 1000)
+            .list_studies(Some(crate::model::StudyState::Failed), 1000)
             .map_err(internal)?;
         troubled.extend(
             store
-                .list_studies(Some(crate::store::state::QUEUED), 10_000)
+                .list_studies(Some(crate::model::StudyState::Queued), 10_000)
                 .map_err(internal)?
                 .into_iter()
                 .filter(|s| s.last_error.is_some()),
@@ -432,7 +433,7 @@ async fn reevaluate(
             .find_study(uid.trim())
             .map_err(internal)?
             .ok_or_else(|| not_found(&uid))?;
-        if keys.state != "held" {
+        if keys.state != crate::model::StudyState::Held {
             return Err(conflict(format!(
                 "study {} is {}: only held studies are re-evaluated",
                 keys.study_uid, keys.state

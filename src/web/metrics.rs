@@ -90,8 +90,9 @@ fn render(
         o,
         "# HELP readgate_studies Studies by state.\n# TYPE readgate_studies gauge"
     );
-    let counts: BTreeMap<String, i64> = store.count_by_state()?.into_iter().collect();
-    for s in crate::store::state::ALL {
+    let counts: BTreeMap<crate::model::StudyState, i64> =
+        store.count_by_state()?.into_iter().collect();
+    for s in crate::model::StudyState::ALL {
         let _ = writeln!(
             o,
             "readgate_studies{{state=\"{s}\"}} {}",
@@ -100,7 +101,7 @@ fn render(
     }
 
     let mut held: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for r in store.list_studies(Some(crate::store::state::HELD), 100_000)? {
+    for r in store.list_studies(Some(crate::model::StudyState::Held), 100_000)? {
         let reasons: Vec<serde_json::Value> = r
             .reasons
             .as_deref()

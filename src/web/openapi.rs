@@ -130,7 +130,7 @@ fn build() -> Value {
                                  "first_received_at", "last_received_at", "forwarded_at", "last_error", "updated_at"],
                     "properties": {
                         "study_uid": {"type": "string"},
-                        "state": {"type": "string", "enum": crate::store::state::ALL},
+                        "state": {"type": "string", "enum": crate::model::StudyState::NAMES},
                         "accession": nstr, "modalities": {"type": "string"}, "calling_aes": {"type": "string"},
                         "destination": nstr, "facility": nstr,
                         "reasons": {"type": "array", "items": {"$ref": "#/components/schemas/Reason"}},
@@ -245,7 +245,7 @@ fn build() -> Value {
                 "operationId": "listStudies", "summary": "Studies, newest first, with state and reasons",
                 "tags": ["studies"], "security": [{"bearer": []}],
                 "parameters": [
-                    {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": crate::store::state::ALL}},
+                    {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": crate::model::StudyState::NAMES}},
                     {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 200}}
                 ],
                 "responses": ok("200", "Studies", "StudyList", error_responses(&["401", "422"]))

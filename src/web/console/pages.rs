@@ -2,6 +2,7 @@
 
 use super::{ctx, error, esc, form_ctx, layout, url, ClientIp, Ctx};
 use crate::decide::reasons::{self, Lang};
+use crate::model::StudyState;
 use crate::web::auth::Role;
 use crate::web::WebState;
 use axum::extract::{Path, RawQuery, State};
@@ -102,7 +103,7 @@ pub async fn held(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery)
         Ok(c) => c,
         Err(r) => return r,
     };
-    let rows = match state.store.list_studies(Some("held"), 5000) {
+    let rows = match state.store.list_studies(Some(StudyState::Held), 5000) {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
@@ -250,10 +251,10 @@ pub async fn study(
         al = esc(c.t("受付番号", "Accession")),
         acc = esc(keys.accession.as_deref().unwrap_or("—")),
         sl = esc(c.t("状態", "State")),
-        st = esc(&keys.state),
+        st = esc(keys.state.as_str()),
         uid = esc(&uid),
     );
-    if keys.state == "held" {
+    if keys.state == StudyState::Held {
         b.push_str(&reasons_html(&c, decision.reasons_json.as_deref()));
     }
     b.push_str("</div>");
@@ -261,7 +262,7 @@ pub async fn study(
     if c.session.role == Role::Admin {
         let csrf = esc(&c.session.csrf);
         let u = url(&uid);
-        if keys.state == "held" {
+        if keys.state == StudyState::Held {
             let _ = write!(
                 b,
                 "<div class=box><h2>{h}</h2><form method=post action=\"/studies/{u}/release\"><input type=hidden name=csrf value=\"{csrf}\">\
@@ -275,7 +276,7 @@ pub async fn study(
                 jb = esc(c.t("却下する", "Reject")),
                 eb = esc(c.t("今すぐ再評価する", "Re-evaluate now")),
             );
-        } else if keys.state == "failed" {
+        } else if keys.state == StudyState::Failed {
             let _ = write!(
                 b,
                 "<div class=box><form method=post action=\"/studies/{u}/retry\"><input type=hidden name=csrf value=\"{csrf}\"><button>{}</button></form></div>",
@@ -698,14 +699,16 @@ pub async fn queue(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery
     for r in &rows {
         let Some(d) = &r.destination else { continue };
         let e = dests.entry(d.clone()).or_default();
-        if r.state == "queued" || r.state == "forwarding" {
+        if r.state == StudyState::Queued {
             e.0 += 1;
             e.1 += r.instance_count - r.instances_forwarded;
         }
         if let Some(f) = r.forwarded_at {
             e.2 = Some(e.2.map_or(f, |x: i64| x.max(f)));
         }
-        if r.state == "failed" || r.last_error.is_some() && r.state != "forwarded" {
+        if r.state == StudyState::Failed
+            || r.last_error.is_some() && r.state != StudyState::Forwarded
+        {
             e.3.push(r);
         }
     }
@@ -732,7 +735,7 @@ pub async fn queue(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery
                 esc(c.t("エラー", "Error"))
             );
             for r in failed {
-                let action = if c.session.role == Role::Admin && r.state == "failed" {
+                let action = if c.session.role == Role::Admin && r.state == StudyState::Failed {
                     format!(
                         "<form method=post action=\"/studies/{}/retry\"><input type=hidden name=csrf value=\"{}\"><button>{}</button></form>",
                         url(&r.study_uid),
@@ -747,7 +750,7 @@ pub async fn queue(State(state): St, headers: HeaderMap, RawQuery(raw): RawQuery
                     "<tr><td><a href=\"/studies/{}\">{}</a> ({})</td><td>{}</td><td class=bad>{}</td><td>{}</td></tr>",
                     url(&r.study_uid),
                     esc(r.accession.as_deref().unwrap_or(&r.study_uid)),
-                    esc(&r.state),
+                    esc(r.state.as_str()),
                     r.attempts,
                     esc(r.last_error.as_deref().unwrap_or("")),
                     action

@@ -1,0 +1,231 @@
+//! Instances: indexing a received instance (which opens or re-opens its study), the
+//! header context it carried, and a destination's refusal of one.
+
+use super::{Result, Store};
+use crate::model::{InstanceState, StudyState};
+use rusqlite::{params, OptionalExtension};
+
+/// An instance that has just been written, fsync'd and moved into the spool.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub sop_uid: String,
+    pub study_uid: String,
+    pub series_uid: Option<String>,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub modality: Option<String>,
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    /// Relative to the spool directory.
+    pub path: String,
+    pub size: u64,
+    pub calling_ae: String,
+    pub received_at: i64,
+    /// The clinical context in the header, decoded: JSON object keyed by tag.
+    pub context: String,
+}
+
+/// What indexing an instance did (see `Store::index_instance`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Indexed {
+    New,
+    /// A known SOP Instance UID replaced; the old file (relative path) can be deleted.
+    Replaced {
+        old_path: String,
+    },
+    /// A known SOP Instance UID kept as it was (keep-first policy); the new file is unused.
+    KeptFirst,
+}
+
+impl Store {
+    /// Records a received instance and re-opens its study. Runs in one transaction.
+    pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing: Option<(String, String, i64)> = tx
+            .query_row(
+                "SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1",
+                [&inst.sop_uid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let outcome = match &existing {
+            Some(_) if !replace => {
+                tx.commit()?;
+                return Ok(Indexed::KeptFirst);
+            }
+            Some((old_path, old_study, old_size)) => {
+                tx.execute(
+                    "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
+                     WHERE study_uid = ?1",
+                    params![old_study, old_size],
+                )?;
+                tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+                Indexed::Replaced {
+                    old_path: old_path.clone(),
+                }
+            }
+            None => Indexed::New,
+        };
+        tx.execute(
+            "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
+             modality, path, size, calling_ae, received_at, state, context) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                inst.sop_uid,
+                inst.study_uid,
+                inst.series_uid,
+                inst.sop_class_uid,
+                inst.transfer_syntax,
+                inst.modality,
+                inst.path,
+                inst.size as i64,
+                inst.calling_ae,
+                inst.received_at,
+                InstanceState::Received,
+                inst.context
+            ],
+        )?;
+        let study: Option<(String, String)> = tx
+            .query_row(
+                "SELECT modalities, calling_aes FROM studies WHERE study_uid = ?1",
+                [&inst.study_uid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match study {
+            None => {
+                tx.execute(
+                    "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
+                     calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8)",
+                    params![
+                        inst.study_uid,
+                        StudyState::Receiving,
+                        inst.accession,
+                        inst.patient_id,
+                        inst.modality.clone().unwrap_or_default(),
+                        inst.calling_ae,
+                        inst.size as i64,
+                        inst.received_at
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
+                    params![
+                        inst.received_at,
+                        inst.study_uid,
+                        format!("first instance from {}", inst.calling_ae)
+                    ],
+                )?;
+            }
+            Some((modalities, calling_aes)) => {
+                let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
+                let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
+                // A new instance re-opens a study whatever its state: it must be decided
+                // and forwarded too, never dropped. A failed study gets a fresh start.
+                let reopened = tx.execute(
+                    "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
+                     bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, \
+                     modalities = ?5, calling_aes = ?6, \
+                     accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
+                     attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
+                     next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
+                     WHERE study_uid = ?1 AND state != ?2",
+                    params![
+                        inst.study_uid,
+                        StudyState::Receiving,
+                        inst.size as i64,
+                        inst.received_at,
+                        modalities,
+                        calling_aes,
+                        inst.accession,
+                        inst.patient_id
+                    ],
+                )?;
+                if reopened == 1 {
+                    tx.execute(
+                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
+                        params![inst.received_at, inst.study_uid],
+                    )?;
+                } else {
+                    tx.execute(
+                        "UPDATE studies SET instance_count = instance_count + 1, bytes = bytes + ?2, \
+                         last_received_at = ?3, updated_at = ?3, modalities = ?4, calling_aes = ?5, \
+                         accession = COALESCE(accession, ?6), patient_id = COALESCE(patient_id, ?7) \
+                         WHERE study_uid = ?1",
+                        params![
+                            inst.study_uid,
+                            inst.size as i64,
+                            inst.received_at,
+                            modalities,
+                            calling_aes,
+                            inst.accession,
+                            inst.patient_id
+                        ],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Records a destination's refusal of one instance (its status and error comment).
+    pub fn record_instance_failure(
+        &self,
+        sop_uid: &str,
+        status: Option<u16>,
+        error: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE instances SET last_status = ?2, last_error = ?3 WHERE sop_uid = ?1",
+            params![sop_uid, status.map(|s| s as i64), error],
+        )?;
+        Ok(())
+    }
+
+    /// The clinical context found in the study's image headers (one map per distinct
+    /// header content; usually one per study or per series).
+    pub fn dicom_contexts(
+        &self,
+        study_uid: &str,
+    ) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT context FROM instances WHERE study_uid = ?1 LIMIT 64",
+        )?;
+        let rows = stmt.query_map([study_uid], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(map) = serde_json::from_str(&row?) {
+                out.push(map);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every spool path the index refers to (for removing orphans at start-up).
+    pub fn all_paths(&self) -> Result<std::collections::HashSet<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT path FROM instances")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+pub(super) fn split_set(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn add_to_set(set: &str, item: &str) -> String {
+    let item = item.trim();
+    if item.is_empty() || set.split_whitespace().any(|m| m == item) {
+        return set.to_string();
+    }
+    if set.is_empty() {
+        item.to_string()
+    } else {
+        format!("{set} {item}")
+    }
+}

@@ -1,0 +1,196 @@
+//! Read models for the CLI, the REST API, the console and metrics: study listings and
+//! detail (instances, timeline), lookup by UID or accession, per-destination and
+//! per-state counts.
+
+use super::{Result, Store};
+use crate::model::{InstanceState, StudyState};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// A study as listed by `readgate studies`, the API and the console.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyRow {
+    pub study_uid: String,
+    pub state: StudyState,
+    pub accession: Option<String>,
+    pub modalities: String,
+    pub calling_aes: String,
+    pub instance_count: i64,
+    pub bytes: i64,
+    pub instances_forwarded: i64,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+    pub destination: Option<String>,
+    pub facility: Option<String>,
+    pub reasons: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub forwarded_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// How a study is found from HL7: its UID, accession and patient.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyKeys {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub patient_id: Option<String>,
+    pub state: StudyState,
+}
+
+/// One instance of a study, for its detail view.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    pub sop_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub state: InstanceState,
+    pub path: String,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// One entry of a study's timeline (`events` table).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at: i64,
+    pub study_uid: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// (destination, studies queued, instances waiting, last forwarded at).
+pub type DestinationStats = (String, i64, i64, Option<i64>);
+
+impl Store {
+    /// One study's row, as [`Store::list_studies`] gives it.
+    pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached(&format!("{STUDY_ROW_SELECT} WHERE s.study_uid = ?1"))?;
+        Ok(stmt.query_row([study_uid], study_row).optional()?)
+    }
+
+    /// Studies, newest first, optionally in one state only.
+    pub fn list_studies(&self, state: Option<StudyState>, limit: usize) -> Result<Vec<StudyRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{STUDY_ROW_SELECT} WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(
+            params![state, limit.min(i64::MAX as usize) as i64],
+            study_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
+    /// for the queue view and metrics).
+    pub fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.destination, SUM(s.state = 'queued'), \
+             (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
+              WHERE t.destination = s.destination AND t.state = 'queued' AND i.state = 'queued'), \
+             MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// A study by Study Instance UID or accession number.
+    pub fn find_study(&self, key: &str) -> Result<Option<StudyKeys>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT study_uid, accession, patient_id, state FROM studies \
+                 WHERE study_uid = ?1 OR accession = ?1 ORDER BY last_received_at DESC LIMIT 1",
+                [key],
+                |r| {
+                    Ok(StudyKeys {
+                        study_uid: r.get(0)?,
+                        accession: r.get(1)?,
+                        patient_id: r.get(2)?,
+                        state: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// A study's instances, oldest first.
+    pub fn instances_of(&self, study_uid: &str) -> Result<Vec<InstanceRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sop_uid, sop_class_uid, transfer_syntax, state, path, last_status, last_error \
+             FROM instances WHERE study_uid = ?1 ORDER BY received_at",
+        )?;
+        let rows = stmt.query_map([study_uid], |r| {
+            Ok(InstanceRow {
+                sop_uid: r.get(0)?,
+                sop_class_uid: r.get(1)?,
+                transfer_syntax: r.get(2)?,
+                state: r.get(3)?,
+                path: r.get(4)?,
+                last_status: r.get(5)?,
+                last_error: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// A study's timeline, in order.
+    pub fn events_of(&self, study_uid: &str) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, study_uid, kind, detail FROM events WHERE study_uid = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([study_uid], |r| {
+            Ok(Event {
+                at: r.get(0)?,
+                study_uid: r.get(1)?,
+                kind: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// How many studies are in each state (states without a study are absent).
+    pub fn count_by_state(&self) -> Result<Vec<(StudyState, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM studies GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+const STUDY_ROW_SELECT: &str = "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
+     s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
+     s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
+     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at \
+     FROM studies s";
+
+fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
+    Ok(StudyRow {
+        study_uid: r.get(0)?,
+        state: r.get(1)?,
+        accession: r.get(2)?,
+        modalities: r.get(3)?,
+        calling_aes: r.get(4)?,
+        instance_count: r.get(5)?,
+        bytes: r.get(6)?,
+        instances_forwarded: r.get(7)?,
+        first_received_at: r.get(8)?,
+        last_received_at: r.get(9)?,
+        destination: r.get(10)?,
+        facility: r.get(11)?,
+        reasons: r.get(12)?,
+        attempts: r.get(13)?,
+        next_attempt_at: r.get(14)?,
+        forwarded_at: r.get(15)?,
+        last_error: r.get(16)?,
+        updated_at: r.get(17)?,
+    })
+}

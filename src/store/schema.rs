@@ -1,0 +1,291 @@
+//! The database schema as one ordered list of migrations, applied at open, each in its
+//! own transaction, the version reached recorded in `PRAGMA user_version`.
+//!
+//! Migration 1 is the schema readgate had before it was versioned (tables created with
+//! `CREATE TABLE IF NOT EXISTS` by the store, the HL7 tables, the ledger and the audit
+//! trail): a database written then has `user_version` 0 and its tables already present;
+//! migration 1 leaves them (and their rows) as they are and records version 1.
+//!
+//! To change the schema, append a migration to [`MIGRATIONS`]; never edit one that has
+//! been released. A database whose version is newer than this binary knows is refused
+//! ([`SchemaError::TooNew`]) rather than used by code that does not know its tables.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
+/// SQL batches run in one transaction.
+pub const MIGRATIONS: &[&[&str]] = &[V1];
+
+/// The schema version this readgate writes and reads.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Why the schema could not be brought to (or checked against) [`LATEST`].
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "database schema version {found} is newer than this readgate ({known}): upgrade readgate"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("database schema migration {version}: {source}")]
+    Migration {
+        version: i64,
+        source: rusqlite::Error,
+    },
+    #[error("database schema version: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// The schema version recorded in the database (0: never versioned, or empty).
+pub fn version(conn: &Connection) -> Result<i64, SchemaError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Refuses a database written by a newer readgate (read-only opens, which do not migrate).
+pub fn check(conn: &Connection) -> Result<i64, SchemaError> {
+    let found = version(conn)?;
+    if found > LATEST {
+        return Err(SchemaError::TooNew {
+            found,
+            known: LATEST,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings the database to [`LATEST`], one transaction per migration. Safe to run from
+/// several connections or processes at once: each step re-reads the version under the
+/// write lock. Returns the version reached.
+pub fn migrate(conn: &mut Connection) -> Result<i64, SchemaError> {
+    if check(conn)? == LATEST {
+        return Ok(LATEST);
+    }
+    for (i, batches) in MIGRATIONS.iter().enumerate() {
+        let target = i as i64 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = check(&tx)?;
+        if current >= target {
+            continue;
+        }
+        let step = |source| SchemaError::Migration {
+            version: target,
+            source,
+        };
+        for sql in *batches {
+            tx.execute_batch(sql).map_err(step)?;
+        }
+        tx.pragma_update(None, "user_version", target)
+            .map_err(step)?;
+        tx.commit().map_err(step)?;
+    }
+    Ok(LATEST)
+}
+
+/// The audit trail's append-only triggers. Part of migration 1; also re-created (if
+/// dropped) whenever the audit trail is opened for writing, as before versioning.
+pub const AUDIT_GUARDS: &str = r#"
+-- Append-only for readgate's own code and for careless hands. Whoever drops these
+-- triggers can still edit rows; the hash chain is what makes that visible.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#;
+
+/// Migration 1: the schema as it was before versioning (readgate up to b54f886).
+const V1: &[&str] = &[V1_STORE, V1_HL7, V1_LEDGER, V1_AUDIT, AUDIT_GUARDS];
+
+/// Instances, studies and their timeline (`store::{instances, studies, queue}`).
+const V1_STORE: &str = r#"
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid         TEXT PRIMARY KEY,
+    state             TEXT NOT NULL,
+    accession         TEXT,
+    patient_id        TEXT,
+    modalities        TEXT NOT NULL DEFAULT '',
+    calling_aes       TEXT NOT NULL DEFAULT '',
+    instance_count    INTEGER NOT NULL DEFAULT 0,
+    bytes             INTEGER NOT NULL DEFAULT 0,
+    first_received_at INTEGER NOT NULL,
+    last_received_at  INTEGER NOT NULL,
+    completed_at      INTEGER,
+    destination       TEXT,
+    facility          TEXT,
+    reasons           TEXT,
+    verdict           TEXT,
+    evaluation        TEXT,
+    context           TEXT,
+    evaluated_at      INTEGER,
+    override_by       TEXT,
+    override_reason   TEXT,
+    audit_seq         INTEGER,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   INTEGER NOT NULL DEFAULT 0,
+    forwarded_at      INTEGER,
+    last_error        TEXT,
+    updated_at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS studies_by_state ON studies(state, last_received_at);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid         TEXT PRIMARY KEY,
+    study_uid       TEXT NOT NULL,
+    series_uid      TEXT,
+    sop_class_uid   TEXT NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    modality        TEXT,
+    path            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    calling_ae      TEXT NOT NULL,
+    received_at     INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    forwarded_at    INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    context         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances(study_uid);
+CREATE INDEX IF NOT EXISTS instances_queued ON instances(state, received_at) WHERE state = 'queued';
+CREATE TABLE IF NOT EXISTS events (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    study_uid TEXT,
+    kind      TEXT NOT NULL,
+    detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_by_study ON events(study_uid, id);
+"#;
+
+/// HL7 messages and what they carried (`store::hl7`).
+const V1_HL7: &str = r#"
+CREATE TABLE IF NOT EXISTS hl7_messages (
+    id           INTEGER PRIMARY KEY,
+    received_at  INTEGER NOT NULL,
+    peer         TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    control_id   TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    charset      TEXT,
+    raw          BLOB NOT NULL,
+    parsed       TEXT,
+    ack_code     TEXT NOT NULL,
+    ack_text     TEXT NOT NULL,
+    ack          BLOB NOT NULL,
+    body_hash    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS hl7_by_sender_control ON hl7_messages(sender, control_id);
+CREATE TABLE IF NOT EXISTS orders (
+    id                INTEGER PRIMARY KEY,
+    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at       INTEGER NOT NULL,
+    order_control     TEXT NOT NULL,
+    accession         TEXT,
+    study_uid         TEXT,
+    placer            TEXT,
+    filler            TEXT,
+    patient_id        TEXT,
+    patient_authority TEXT,
+    request           TEXT NOT NULL,
+    patient           TEXT NOT NULL,
+    allergies         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_accession ON orders(accession);
+CREATE INDEX IF NOT EXISTS orders_by_study ON orders(study_uid);
+CREATE INDEX IF NOT EXISTS orders_by_patient ON orders(patient_id);
+CREATE TABLE IF NOT EXISTS reports (
+    id                INTEGER PRIMARY KEY,
+    message_id        INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at       INTEGER NOT NULL,
+    accession         TEXT,
+    study_uid         TEXT,
+    placer            TEXT,
+    filler            TEXT,
+    status            TEXT NOT NULL,
+    signer_id         TEXT,
+    assistant_ids     TEXT NOT NULL DEFAULT '',
+    report_time       TEXT,
+    text              TEXT NOT NULL,
+    result            TEXT NOT NULL,
+    patient_id        TEXT,
+    patient_authority TEXT
+);
+CREATE INDEX IF NOT EXISTS reports_by_accession ON reports(accession);
+CREATE INDEX IF NOT EXISTS reports_by_study ON reports(study_uid);
+CREATE INDEX IF NOT EXISTS reports_by_patient ON reports(patient_id);
+CREATE TABLE IF NOT EXISTS patient_merges (
+    id                  INTEGER PRIMARY KEY,
+    message_id          INTEGER NOT NULL REFERENCES hl7_messages(id),
+    received_at         INTEGER NOT NULL,
+    surviving_id        TEXT NOT NULL,
+    surviving_authority TEXT,
+    prior_id            TEXT NOT NULL,
+    prior_authority     TEXT
+);
+CREATE INDEX IF NOT EXISTS merges_by_prior ON patient_merges(prior_id);
+CREATE INDEX IF NOT EXISTS merges_by_surviving ON patient_merges(surviving_id);
+"#;
+
+/// The reading ledger's tables (`store::ledger`); the index serves its monthly scans.
+const V1_LEDGER: &str = r#"
+CREATE TABLE IF NOT EXISTS read_events (
+    id          INTEGER PRIMARY KEY,
+    study_uid   TEXT NOT NULL,
+    accession   TEXT,
+    reader_id   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    workstation TEXT,
+    client_ip   TEXT,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    resolved    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS read_events_by_study ON read_events(study_uid, at);
+CREATE TABLE IF NOT EXISTS roster (
+    id              INTEGER PRIMARY KEY,
+    ids             TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    facility        TEXT NOT NULL,
+    employment      TEXT NOT NULL,
+    board_certified INTEGER NOT NULL,
+    valid_from      TEXT,
+    valid_to        TEXT,
+    source          TEXT NOT NULL,
+    imported_at     INTEGER NOT NULL,
+    retired_at      INTEGER
+);
+CREATE INDEX IF NOT EXISTS studies_by_first_received ON studies(first_received_at);
+"#;
+
+/// The audit trail (`audit`), written on its own connection.
+const V1_AUDIT: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq       INTEGER PRIMARY KEY,
+    at_ms     INTEGER NOT NULL,
+    at        TEXT NOT NULL,
+    boot_id   TEXT NOT NULL,
+    mono_ns   INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    study_uid TEXT,
+    accession TEXT,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log(at_ms);
+CREATE INDEX IF NOT EXISTS audit_by_study ON audit_log(study_uid) WHERE study_uid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_accession ON audit_log(accession) WHERE accession IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_by_kind ON audit_log(kind);
+-- The newest sequence number and hash readgate wrote: the chain alone cannot tell that
+-- its newest entries were deleted, or that entries were appended by someone else.
+CREATE TABLE IF NOT EXISTS audit_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+-- Last sequence number each live syslog destination has been sent (at-least-once).
+CREATE TABLE IF NOT EXISTS audit_cursor (
+    target     TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#;

@@ -1,0 +1,301 @@
+//! Studies: when one is stable, what the decision stage sees of it, recording the
+//! decision, an operator's release or rejection, and the patient's other studies.
+
+use super::instances::split_set;
+use super::{Result, Store, StoreError};
+use crate::model::StudyState;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+/// What the decision stage sees of a study.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudySnapshot {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub modalities: Vec<String>,
+    pub calling_aes: Vec<String>,
+    pub instance_count: i64,
+    pub last_received_at: i64,
+}
+
+/// A decision to record (see `Store::record_decision`).
+#[derive(Debug, Clone, Default)]
+pub struct DecisionRecord {
+    pub forward: bool,
+    pub destination: Option<String>,
+    pub facility: Option<String>,
+    /// PASS, FORWARDED_INCOMPLETE or HELD.
+    pub verdict: String,
+    pub reasons_json: Option<String>,
+    pub evaluation_json: Option<String>,
+    pub context_json: Option<String>,
+    /// For the study's timeline.
+    pub detail: String,
+}
+
+/// What was decided for a study, as forwarding and tagging need it.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedDecision {
+    pub verdict: Option<String>,
+    pub reasons_json: Option<String>,
+    pub evaluation_json: Option<String>,
+    pub context_json: Option<String>,
+    pub evaluated_at: Option<i64>,
+    pub facility: Option<String>,
+    pub event_id: Option<i64>,
+    /// The audit trail entry of the decision (tags cite it).
+    pub audit_seq: Option<i64>,
+    pub accession: Option<String>,
+    pub destination: Option<String>,
+}
+
+/// Another study of the same patient (a prior, or a later one).
+#[derive(Debug, Clone)]
+pub struct OtherStudy {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    pub first_received_at: i64,
+    /// DICOM Study Date / Time (DA, TM) from its images.
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+}
+
+impl Store {
+    /// Studies whose last instance arrived at or before `cutoff` and are still receiving.
+    pub fn studies_stable_since(&self, cutoff: i64) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT study_uid FROM studies WHERE state = 'receiving' AND last_received_at <= ?1 \
+             ORDER BY last_received_at",
+        )?;
+        let rows = stmt.query_map([cutoff], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// The earliest `last_received_at` of a receiving study, to sleep until it is stable.
+    pub fn oldest_receiving(&self) -> Result<Option<i64>> {
+        let conn = self.conn();
+        Ok(conn.query_row(
+            "SELECT MIN(last_received_at) FROM studies WHERE state = 'receiving'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// What the decision stage sees of a study now.
+    pub fn snapshot(&self, study_uid: &str) -> Result<StudySnapshot> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT study_uid, accession, modalities, calling_aes, instance_count, last_received_at \
+             FROM studies WHERE study_uid = ?1",
+            [study_uid],
+            |r| {
+                let modalities: String = r.get(2)?;
+                let aes: String = r.get(3)?;
+                Ok(StudySnapshot {
+                    study_uid: r.get(0)?,
+                    accession: r.get(1)?,
+                    modalities: split_set(&modalities),
+                    calling_aes: split_set(&aes),
+                    instance_count: r.get(4)?,
+                    last_received_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::UnknownStudy(study_uid.to_string()))
+    }
+
+    /// Records the decision taken on `snapshot`: queued for a destination (its undecided
+    /// instances with it) or held. Returns the decision's event id, or None (and changes
+    /// nothing) when an instance arrived after `snapshot` was taken: the study is then
+    /// still receiving and will be decided again once stable.
+    pub fn record_decision(
+        &self,
+        snapshot: &StudySnapshot,
+        d: &DecisionRecord,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let state = if d.forward {
+            StudyState::Queued
+        } else {
+            StudyState::Held
+        };
+        let changed = tx.execute(
+            "UPDATE studies SET state = ?2, destination = ?3, facility = ?4, reasons = ?5, verdict = ?6, \
+             evaluation = ?7, context = ?8, evaluated_at = ?9, completed_at = ?9, updated_at = ?9 \
+             WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?10 AND instance_count = ?11",
+            params![
+                snapshot.study_uid,
+                state,
+                d.destination,
+                d.facility,
+                d.reasons_json,
+                d.verdict,
+                d.evaluation_json,
+                d.context_json,
+                now,
+                snapshot.last_received_at,
+                snapshot.instance_count
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        if d.forward {
+            tx.execute(
+                "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
+                [&snapshot.study_uid],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now, snapshot.study_uid, state, d.detail],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// An operator releases a held study anyway, with a written justification.
+    pub fn release_override(
+        &self,
+        study_uid: &str,
+        by: &str,
+        justification: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE studies SET state = 'queued', verdict = 'RELEASED_OVERRIDE', override_by = ?2, \
+             override_reason = ?3, updated_at = ?4, attempts = 0, next_attempt_at = 0 \
+             WHERE study_uid = ?1 AND state = 'held' AND destination IS NOT NULL",
+            params![study_uid, by, justification, now],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
+            [study_uid],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'released-override', ?3)",
+            params![now, study_uid, format!("by {by}: {justification}")],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// An operator rejects a held (or failed) study: it will not be sent. Returns the
+    /// spool paths of its instances, for deletion, or None when the study is not held.
+    pub fn reject_study(
+        &self,
+        study_uid: &str,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<Vec<String>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE studies SET state = 'rejected', override_by = ?2, override_reason = ?3, updated_at = ?4 \
+             WHERE study_uid = ?1 AND state IN ('held', 'failed')",
+            params![study_uid, by, reason, now],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let paths = {
+            let mut stmt = tx.prepare(
+                "SELECT path FROM instances WHERE study_uid = ?1 AND state != 'forwarded'",
+            )?;
+            let rows = stmt.query_map([study_uid], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.execute(
+            "UPDATE instances SET state = 'rejected' WHERE study_uid = ?1 AND state != 'forwarded'",
+            [study_uid],
+        )?;
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'rejected', ?3)",
+            params![now, study_uid, format!("by {by}: {reason}")],
+        )?;
+        tx.commit()?;
+        Ok(Some(paths))
+    }
+
+    /// Links the study's current decision to its audit trail entry (tags cite it).
+    pub fn set_audit_seq(&self, study_uid: &str, seq: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE studies SET audit_seq = ?2 WHERE study_uid = ?1",
+            params![study_uid, seq],
+        )?;
+        Ok(())
+    }
+
+    /// The decision as recorded for forwarding and tagging.
+    pub fn decision_of(&self, study_uid: &str) -> Result<Option<RecordedDecision>> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT verdict, reasons, evaluation, context, evaluated_at, facility, \
+                 (SELECT MAX(id) FROM events WHERE study_uid = ?1 AND kind IN ('queued', 'released-override')), \
+                 audit_seq, accession, destination FROM studies WHERE study_uid = ?1",
+                [study_uid],
+                |r| {
+                    Ok(RecordedDecision {
+                        verdict: r.get(0)?,
+                        reasons_json: r.get(1)?,
+                        evaluation_json: r.get(2)?,
+                        context_json: r.get(3)?,
+                        evaluated_at: r.get(4)?,
+                        facility: r.get(5)?,
+                        event_id: r.get(6)?,
+                        audit_seq: r.get(7)?,
+                        accession: r.get(8)?,
+                        destination: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The patient's other studies known to readgate.
+    pub fn other_studies_of(
+        &self,
+        patient_ids: &[String],
+        except: &str,
+    ) -> Result<Vec<OtherStudy>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.study_uid, s.accession, s.first_received_at, \
+             (SELECT context FROM instances i WHERE i.study_uid = s.study_uid LIMIT 1) \
+             FROM studies s WHERE s.patient_id = ?1 AND s.study_uid != ?2",
+        )?;
+        let mut out = Vec::new();
+        for id in patient_ids {
+            let rows = stmt.query_map(params![id, except], |r| {
+                let context: Option<String> = r.get(3)?;
+                let header: std::collections::BTreeMap<String, String> = context
+                    .and_then(|c| serde_json::from_str(&c).ok())
+                    .unwrap_or_default();
+                Ok(OtherStudy {
+                    study_uid: r.get(0)?,
+                    accession: r.get(1)?,
+                    first_received_at: r.get(2)?,
+                    study_date: header.get("0008,0020").cloned(),
+                    study_time: header.get("0008,0030").cloned(),
+                })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+}

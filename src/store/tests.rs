@@ -1,0 +1,181 @@
+//! The store's unit tests: a study's life from first instance to forwarded.
+
+use super::*;
+use crate::model::StudyState;
+
+fn queue(store: &Store, snap: &StudySnapshot, now: i64) -> bool {
+    let d = DecisionRecord {
+        forward: true,
+        destination: Some("rc1".into()),
+        facility: Some("RC1".into()),
+        verdict: "PASS".into(),
+        ..Default::default()
+    };
+    store.record_decision(snap, &d, now).unwrap().is_some()
+}
+
+fn instance(sop: &str, study: &str, at: i64) -> NewInstance {
+    NewInstance {
+        sop_uid: sop.into(),
+        study_uid: study.into(),
+        series_uid: Some("1.9".into()),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        modality: Some("CT".into()),
+        accession: Some("A1".into()),
+        patient_id: Some("P1".into()),
+        path: format!("objects/{sop}.dcm"),
+        size: 100,
+        calling_ae: "CT01".into(),
+        received_at: at,
+        context: "{}".into(),
+    }
+}
+
+#[test]
+fn study_lifecycle_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    assert_eq!(
+        store.index_instance(&instance("1", "S", 10), true).unwrap(),
+        Indexed::New
+    );
+    store.index_instance(&instance("2", "S", 20), true).unwrap();
+    assert_eq!(
+        store.studies_stable_since(15).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.studies_stable_since(20).unwrap(),
+        vec!["S".to_string()]
+    );
+    let snap = store.snapshot("S").unwrap();
+    assert_eq!(snap.instance_count, 2);
+    assert!(queue(&store, &snap, 30));
+    // a second decision on the same snapshot is refused: the study is no longer receiving
+    assert!(!queue(&store, &snap, 30));
+    let q = store.queued_for("rc1", 30, 10).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(!store.mark_forwarded(&q[0], 0, 40).unwrap());
+    // a late instance re-opens the study while one is still queued
+    store.index_instance(&instance("3", "S", 45), true).unwrap();
+    assert!(!store.mark_forwarded(&q[1], 0, 50).unwrap());
+    let rows = store.list_studies(Some(StudyState::Receiving), 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].instances_forwarded, 2);
+    let snap = store.snapshot("S").unwrap();
+    assert!(queue(&store, &snap, 60));
+    let q = store.queued_for("rc1", 60, 10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(store.mark_forwarded(&q[0], 0, 70).unwrap());
+    assert_eq!(
+        store
+            .list_studies(Some(StudyState::Forwarded), 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn stale_snapshot_is_not_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    let snap = store.snapshot("S").unwrap();
+    store.index_instance(&instance("2", "S", 11), true).unwrap();
+    assert!(!queue(&store, &snap, 12));
+    assert!(store
+        .record_decision(&snap, &DecisionRecord::default(), 12)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn duplicates_follow_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    assert_eq!(
+        store
+            .index_instance(&instance("1", "S", 11), false)
+            .unwrap(),
+        Indexed::KeptFirst
+    );
+    let mut again = instance("1", "S", 12);
+    again.path = "objects/new.dcm".into();
+    assert_eq!(
+        store.index_instance(&again, true).unwrap(),
+        Indexed::Replaced {
+            old_path: "objects/1.dcm".into()
+        }
+    );
+    let rows = store.list_studies(None, 10).unwrap();
+    assert_eq!(rows[0].instance_count, 1);
+    assert_eq!(rows[0].bytes, 100);
+}
+
+#[test]
+fn retries_back_off_then_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    let snap = store.snapshot("S").unwrap();
+    queue(&store, &snap, 20);
+    let backoff = |n: u32| 1000 * n as i64;
+    let failed = store
+        .record_attempt_failure(&["S".into()], "refused", 30, &backoff, 2)
+        .unwrap();
+    assert!(failed.is_empty());
+    assert!(store.queued_for("rc1", 30, 10).unwrap().is_empty());
+    assert_eq!(store.next_attempt_for("rc1").unwrap(), Some(1030));
+    let failed = store
+        .record_attempt_failure(&["S".into()], "refused", 2000, &backoff, 2)
+        .unwrap();
+    assert_eq!(failed, vec!["S".to_string()]);
+    assert!(store.queued_for("rc1", 99_999, 10).unwrap().is_empty());
+    assert!(store.retry_study("S", 3000).unwrap());
+    assert_eq!(store.queued_for("rc1", 3000, 10).unwrap().len(), 1);
+}
+
+/// The SQL of the store names states by their text (a parameter would keep SQLite from
+/// using the partial index on queued instances): every state word written in a query
+/// must be the text form of a `StudyState` or `InstanceState`.
+#[test]
+fn state_words_in_sql_are_known_states() {
+    use crate::model::InstanceState;
+    let sources = [
+        include_str!("hl7.rs"),
+        include_str!("instances.rs"),
+        include_str!("ledger.rs"),
+        include_str!("queue.rs"),
+        include_str!("read.rs"),
+        include_str!("schema.rs"),
+        include_str!("studies.rs"),
+    ];
+    let mut seen = 0;
+    for src in sources {
+        for (i, _) in src.match_indices("state ") {
+            let rest = &src[i + "state ".len()..];
+            let Some(rest) = ["= ", "!= ", "IN ("]
+                .iter()
+                .find_map(|op| rest.strip_prefix(op))
+            else {
+                continue;
+            };
+            let list = rest.split(')').next().unwrap_or("");
+            for word in list.split(", ") {
+                let Some(word) = word.strip_prefix('\'') else {
+                    break;
+                };
+                let word = word.split('\'').next().unwrap_or("");
+                assert!(
+                    word.parse::<StudyState>().is_ok() || word.parse::<InstanceState>().is_ok(),
+                    "unknown state {word:?} in the store's SQL"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 30, "the scan found the state words ({seen})");
+}
