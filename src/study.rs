@@ -99,7 +99,7 @@ pub fn decide_study(
         forward,
         destination: decision.route.as_ref().map(|r| r.destination.clone()),
         facility: decision.route.as_ref().map(|r| r.facility.clone()),
-        verdict: decision.disposition().to_string(),
+        verdict: decision.disposition(),
         reasons_json: reasons_json.clone(),
         evaluation_json: decision
             .evaluation
@@ -114,8 +114,7 @@ pub fn decide_study(
     {
         return Ok(()); // a new instance arrived meanwhile: decided again once stable
     }
-    let was_held =
-        previous.verdict.as_deref().and_then(|v| v.parse().ok()) == Some(Disposition::Held);
+    let was_held = previous.verdict == Some(Disposition::Held);
     if let Some(audit) = &notify.audit {
         let kind = if forward {
             crate::audit::kind::STUDY_RELEASED

@@ -83,7 +83,7 @@ fn database_written_by_main_is_migrated_without_losing_a_row() {
     assert_eq!(row.destination.as_deref(), Some("rc1"));
     assert_eq!(row.facility.as_deref(), Some("RC1"));
     let decision = store.decision_of(&keys.study_uid).unwrap().unwrap();
-    assert_eq!(decision.verdict.as_deref(), Some("PASS"));
+    assert_eq!(decision.verdict.map(|v| v.as_str()), Some("PASS"));
     assert_eq!(
         store
             .list_studies(Some(StudyState::Forwarded), 10)

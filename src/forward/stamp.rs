@@ -3,7 +3,6 @@
 
 use crate::config::Config;
 use crate::decide::context::{Fact, Source, StudyContext};
-use crate::model::Disposition;
 use crate::store::Store;
 use crate::tag::{Accountability, ContextCopy};
 use std::time::{Duration, UNIX_EPOCH};
@@ -18,8 +17,8 @@ pub fn for_study(
         .decision_of(study_uid)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no decision recorded for {study_uid}"))?;
-    let verdict = match decision.verdict.as_deref().map(str::parse::<Disposition>) {
-        Some(Ok(v)) if v.releases() => v,
+    let verdict = match decision.verdict {
+        Some(v) if v.releases() => v,
         _ => {
             return Err(format!(
                 "study {study_uid} is not released for forwarding (verdict {:?})",

@@ -9,6 +9,7 @@ use super::reasons as r;
 use super::roster::Employment;
 use super::roster::Reader;
 use super::{Ledger, LedgerError};
+use crate::model::Disposition;
 use crate::store::{LedgerStudy, Store};
 use crate::time::{format_ms, Month};
 use serde::Serialize;
@@ -151,7 +152,7 @@ pub struct HeldRow {
     pub study_uid: String,
     pub accession: Option<String>,
     pub state: crate::model::StudyState,
-    pub verdict: Option<String>,
+    pub verdict: Option<Disposition>,
     /// Hold / incomplete reason codes as the gate recorded them.
     pub reasons: Vec<String>,
     pub held_at: Option<String>,
@@ -219,7 +220,7 @@ pub struct StudyLedger {
     pub study_uid: String,
     pub accession: Option<String>,
     pub state: crate::model::StudyState,
-    pub verdict: Option<String>,
+    pub verdict: Option<Disposition>,
     pub receiving_facility: Option<String>,
     pub modalities: String,
     pub first_received_at: String,
@@ -536,9 +537,9 @@ fn analyse(ledger: &Ledger, study: &LedgerStudy, mut events: Vec<ReadEvent>) -> 
     if !forwarded {
         reasons.push(r::NOT_FORWARDED);
     }
-    match study.verdict.as_deref() {
-        Some("FORWARDED_INCOMPLETE") => reasons.push(r::FORWARDED_INCOMPLETE),
-        Some("RELEASED_OVERRIDE") => reasons.push(r::RELEASED_OVERRIDE),
+    match study.verdict {
+        Some(Disposition::ForwardedIncomplete) => reasons.push(r::FORWARDED_INCOMPLETE),
+        Some(Disposition::ReleasedOverride) => reasons.push(r::RELEASED_OVERRIDE),
         _ => {}
     }
 
@@ -943,8 +944,10 @@ fn summarise(
     for s in studies {
         let was_held = held_at.contains_key(s.study_uid.as_str())
             || s.state == crate::model::StudyState::Held
-            || s.verdict.as_deref() == Some("HELD")
-            || s.verdict.as_deref() == Some("RELEASED_OVERRIDE");
+            || matches!(
+                s.verdict,
+                Some(Disposition::Held | Disposition::ReleasedOverride)
+            );
         let rejected = s.state == crate::model::StudyState::Rejected;
         if s.state == crate::model::StudyState::Held {
             totals.held_now += 1;
@@ -970,12 +973,12 @@ fn summarise(
         };
         if was_held || rejected {
             totals.ever_held += 1;
-            if s.verdict.as_deref() == Some("RELEASED_OVERRIDE") {
+            if s.verdict == Some(Disposition::ReleasedOverride) {
                 totals.released_override += 1;
             }
             held.push(row());
         }
-        if s.verdict.as_deref() == Some("FORWARDED_INCOMPLETE") {
+        if s.verdict == Some(Disposition::ForwardedIncomplete) {
             totals.forwarded_incomplete += 1;
             incomplete.push(row());
         }

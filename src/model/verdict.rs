@@ -41,6 +41,13 @@ impl Verdict {
     }
 }
 
+impl Default for Disposition {
+    /// Nothing leaves unless something released it.
+    fn default() -> Self {
+        Disposition::Held
+    }
+}
+
 impl Disposition {
     /// Whether a study with this disposition may be forwarded.
     pub fn releases(self) -> bool {

@@ -62,7 +62,7 @@ pub struct LedgerStudy {
     pub study_uid: String,
     pub accession: Option<String>,
     pub state: StudyState,
-    pub verdict: Option<String>,
+    pub verdict: Option<crate::model::Disposition>,
     pub destination: Option<String>,
     pub facility: Option<String>,
     pub modalities: String,

@@ -3,6 +3,7 @@
 
 use super::instances::split_set;
 use super::{Result, Store, StoreError};
+use crate::model::Disposition;
 use crate::model::StudyState;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -24,8 +25,8 @@ pub struct DecisionRecord {
     pub forward: bool,
     pub destination: Option<String>,
     pub facility: Option<String>,
-    /// PASS, FORWARDED_INCOMPLETE or HELD.
-    pub verdict: String,
+    /// Pass, ForwardedIncomplete or Held.
+    pub verdict: Disposition,
     pub reasons_json: Option<String>,
     pub evaluation_json: Option<String>,
     pub context_json: Option<String>,
@@ -36,7 +37,7 @@ pub struct DecisionRecord {
 /// What was decided for a study, as forwarding and tagging need it.
 #[derive(Debug, Clone, Default)]
 pub struct RecordedDecision {
-    pub verdict: Option<String>,
+    pub verdict: Option<Disposition>,
     pub reasons_json: Option<String>,
     pub evaluation_json: Option<String>,
     pub context_json: Option<String>,

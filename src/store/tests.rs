@@ -8,7 +8,7 @@ fn queue(store: &Store, snap: &StudySnapshot, now: i64) -> bool {
         forward: true,
         destination: Some("rc1".into()),
         facility: Some("RC1".into()),
-        verdict: "PASS".into(),
+        verdict: crate::model::Disposition::Pass,
         ..Default::default()
     };
     store.record_decision(snap, &d, now).unwrap().is_some()

@@ -372,7 +372,7 @@ async fn release(
         state.wake_destination(d);
     }
     Ok(
-        Json(json!({"study_uid": out.0, "state": "queued", "verdict": "RELEASED_OVERRIDE"}))
+        Json(json!({"study_uid": out.0, "state": "queued", "verdict": crate::model::Disposition::ReleasedOverride}))
             .into_response(),
     )
 }

@@ -308,7 +308,7 @@ pub async fn study(
         b,
         "<h2>{}</h2><table><tr><th>verdict</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr></table>",
         esc(c.t("送信時のタグ", "Forwarding tags")),
-        esc(decision.verdict.as_deref().unwrap_or("—")),
+        esc(decision.verdict.map_or("—", |v| v.as_str())),
         esc(c.t("読影施設", "Facility")),
         esc(decision.facility.as_deref().unwrap_or("—")),
         esc(c.t("送信先", "Destination")),
