@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dicom;
 pub mod forward;
 pub mod hl7;
+pub mod i18n;
 pub mod ledger;
 pub mod metrics;
 pub mod model;

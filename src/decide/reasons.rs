@@ -27,23 +27,7 @@ pub const JRS_7_3_2: &str = "JRS-7.3.2";
 pub const JRS_7_3_3: &str = "JRS-7.3.3";
 pub const ATS_4: &str = "ATS-4";
 
-/// Language of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ja,
-    En,
-}
-
-impl std::str::FromStr for Lang {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "ja" | "jp" | "japanese" => Ok(Lang::Ja),
-            "en" | "english" => Ok(Lang::En),
-            other => Err(format!("expected \"ja\" or \"en\", got {other:?}")),
-        }
-    }
-}
+pub use crate::model::Lang;
 
 /// One reason code, for the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! in reports, matched by the hospital's scripts): never renamed or reused. This catalogue
 //! is the single list that `docs/ledger.md`'s table and the reports' texts come from.
 
-pub use crate::decide::reasons::Lang;
+pub use crate::model::Lang;
 
 pub const NO_FINAL_REPORT: &str = "NO_FINAL_REPORT";
 pub const SIGNER_NOT_FULL_TIME: &str = "SIGNER_NOT_FULL_TIME";
