@@ -40,7 +40,10 @@ pub struct Webhook {
     client: reqwest::Client,
 }
 
-fn client(timeout: Duration, extra_root: Option<reqwest::Certificate>) -> reqwest::Result<reqwest::Client> {
+fn client(
+    timeout: Duration,
+    extra_root: Option<reqwest::Certificate>,
+) -> reqwest::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -147,11 +150,18 @@ mod tests {
     fn urls() {
         let w = Webhook::parse("http://127.0.0.1:9000/hook", Duration::from_secs(1)).unwrap();
         assert_eq!(
-            (w.url.host_str(), w.url.port_or_known_default(), w.url.path()),
+            (
+                w.url.host_str(),
+                w.url.port_or_known_default(),
+                w.url.path()
+            ),
             (Some("127.0.0.1"), Some(9000), "/hook")
         );
         let w = Webhook::parse("http://ris.local", Duration::from_secs(1)).unwrap();
-        assert_eq!((w.url.port_or_known_default(), w.url.path()), (Some(80), "/"));
+        assert_eq!(
+            (w.url.port_or_known_default(), w.url.path()),
+            (Some(80), "/")
+        );
         let w = Webhook::parse("https://ris.local/h", Duration::from_secs(1)).unwrap();
         assert_eq!(w.url.port_or_known_default(), Some(443));
         assert!(Webhook::parse("ftp://x", Duration::from_secs(1)).is_err());
@@ -219,8 +229,8 @@ mod tests {
             s.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();
         });
-        let w = Webhook::parse(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2))
-            .unwrap();
+        let w =
+            Webhook::parse(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2)).unwrap();
         let e = w.post(b"{}".to_vec()).await.unwrap_err();
         assert!(matches!(e, WebhookError::Status(503)), "{e}");
         server.join().unwrap();
@@ -238,8 +248,7 @@ mod tests {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -276,6 +285,9 @@ mod tests {
         let request = server.join().unwrap();
         assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
         assert!(request.contains("application/json; charset=utf-8"));
-        assert!(request.ends_with(&String::from_utf8(body).unwrap()), "{request}");
+        assert!(
+            request.ends_with(&String::from_utf8(body).unwrap()),
+            "{request}"
+        );
     }
 }
