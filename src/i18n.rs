@@ -209,6 +209,29 @@ catalogue! {
     hold_no_route_what: "送信先ルール（[[routes]]）が一致し、読影責任を負う受信側施設が決まること（常に判定）。", "A `[[routes]]` entry matches the study and names the receiving facility responsible for reading it (always checked).";
     hold_no_route_message: "この検査（モダリティ CT、送信元 CT01）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。", "No route matches this study (modalities CT, sent by CT01), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.";
     hold_no_route_fix: "readgate の設定に [[routes]]（modalities / calling_ae → destination）を追加して再起動してください。", "Add a [[routes]] entry (modalities / calling_ae → destination) to the readgate configuration and restart it.";
+    // Hold reasons as built for one study: `{name}` is filled with the study's values.
+    hold_exam_purpose_placeholder: "{values}だけでは検査目的になりません。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。", "{values} alone is not an exam purpose. Enter what the exam should answer (the suspected disease or question) in the RIS order (OBR-31) and send the order again.";
+    hold_exam_purpose_too_short: "検査目的{values}が短すぎます（{min}文字以上）。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。", "The exam purpose {values} is too short (at least {min} characters). Enter what the exam should answer in the RIS order (OBR-31) and send the order again.";
+    hold_clinical_info_placeholder: "{values}だけでは臨床情報になりません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。", "{values} alone is not clinical information. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.";
+    hold_clinical_info_too_short: "臨床情報{values}が短すぎます（{min}文字以上）。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。", "The clinical information {values} is too short (at least {min} characters). Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.";
+    hold_lab_codes: "、コード {codes}", ", code {codes}";
+    hold_lab_contrast_lead: "造影検査ですが、", "This is a contrast study, but ";
+    hold_lab_missing_contrast: "造影検査ですが、{days}日以内の{labels}の値がありません（規則「{rule}」）。検査システムから結果（OBX{codes}）を送信するか、RISのオーダに添付して再送してください。", "This is a contrast study, but no {labels} value from the last {days} days is on file (rule \"{rule}\"). Send the result from the laboratory system (OBX{codes}) or attach it to the RIS order and send the order again.";
+    hold_lab_missing_plain: "{days}日以内の{labels}の値がありません（規則「{rule}」）。検査システムから結果（OBX{codes}）を送信するか、RISのオーダに添付して再送してください。", "No {labels} value from the last {days} days is on file (rule \"{rule}\"). Send the result from the laboratory system (OBX{codes}) or attach it to the RIS order and send the order again.";
+    hold_lab_too_old_dated: "{lead}{labels}の最新値（{date}）が{days}日より前のものです（規則「{rule}」）。{days}日以内に測定した結果を検査日時付きで検査システムから送信するか、RISのオーダに添付して再送してください。", "{lead}the newest {labels} value ({date}) is older than {days} days (rule \"{rule}\"). Send a result from the last {days} days with its observation time from the laboratory system (OBX{codes}) or attach it to the RIS order and send the order again.";
+    hold_lab_too_old_untimed: "{lead}{labels}の値に検査日時（OBX-14）がなく、{days}日以内のものか確認できません（規則「{rule}」）。{days}日以内に測定した結果を検査日時付きで検査システムから送信するか、RISのオーダに添付して再送してください。", "{lead}the {labels} value has no observation time (OBX-14), so it cannot be shown to be within {days} days (rule \"{rule}\"). Send a result from the last {days} days with its observation time from the laboratory system (OBX{codes}) or attach it to the RIS order and send the order again.";
+    hold_prior_accession: "受付番号 {accession}", "accession {accession}";
+    hold_prior_study: "Study UID {uid}", "study {uid}";
+    hold_prior_dated: "{id}（{date}）", "{id} of {date}";
+    hold_prior_undated: "{id}（検査日不明）", "{id}, date unknown";
+    hold_prior_more: "ほか{more}件", "and {more} more";
+    hold_prior_separator: "、", "; ";
+    hold_prior_missing_one: "{days}日以内の過去検査{n}件の確定した読影レポートが参照できません（{list}）。比較読影のため、レポートシステムから確定レポート（ORU^R01、OBR-25 F または C）を送信してください。受信後に再判定されます。", "{n} prior study of this patient from the last {days} days has no final report on file ({list}). Send its final report from the reporting system (ORU^R01, OBR-25 F or C) so the radiologist can compare, and the study will be re-checked; or ask the reading facility to read it first.";
+    hold_prior_missing_many: "{days}日以内の過去検査{n}件の確定した読影レポートが参照できません（{list}）。比較読影のため、レポートシステムから確定レポート（ORU^R01、OBR-25 F または C）を送信してください。受信後に再判定されます。", "{n} prior studies of this patient from the last {days} days have no final report on file ({list}). Send their final report from the reporting system (ORU^R01, OBR-25 F or C) so the radiologist can compare, and the study will be re-checked; or ask the reading facility to read them first.";
+    hold_ordering_physician: "依頼医が記載されていません{note}。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。", "The ordering physician is missing{note}. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action.";
+    hold_callback_contact: "依頼医への連絡先が記載されていません{note}。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。", "No callback contact for the ordering physician{note}. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again.";
+    hold_not_usable: "（{values}は連絡に使えません）", " ({values} is not usable)";
+    hold_no_route: "この検査（モダリティ {modalities}、送信元 {aes}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。", "No route matches this study (modalities {modalities}, sent by {aes}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.";
     // Ledger reasons (ledger::reasons): what the code means, what to do.
     ledger_no_final_report_meaning: "確定報告（F/C）も確定の読影イベントもありません。読影が完了していないため、まだ算定できません。", "No final (F) or corrected (C) report and no `final`/`confirmed` read event: the reading is not finished, so nothing can be claimed yet.";
     ledger_no_final_report_todo: "確定報告を待ってください。確定済みなら、読影システムから OBR-25 = F の ORU^R01（または final イベント）を送らせてください。", "Wait for the final report; if it was signed, make the reading system send the ORU^R01 with OBR-25 = F (or the `final` event).";
@@ -246,11 +269,34 @@ pub fn texts(lang: Lang) -> &'static Texts {
     }
 }
 
-/// Fills `{name}` placeholders of a catalogue text.
+/// Fills the `{name}` placeholders of a catalogue text in one pass (a value is never
+/// scanned for placeholders itself); an unknown `{…}` is kept as it is.
 pub fn fill(text: &str, values: &[(&str, &str)]) -> String {
-    values.iter().fold(text.to_string(), |acc, (k, v)| {
-        acc.replace(&format!("{{{k}}}"), v)
-    })
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let value = after.find('}').and_then(|j| {
+            let name = &after[..j];
+            values
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v, j))
+        });
+        match value {
+            Some((v, j)) => {
+                out.push_str(v);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -264,5 +310,6 @@ mod tests {
             "Too many failed logins: locked for 3 more minute(s). Try again later."
         );
         assert_eq!(texts(Lang::Ja).held_studies, "保留中の検査");
+        assert_eq!(fill("{a}{b} {c}", &[("a", "{b}"), ("b", "x")]), "{b}x {c}");
     }
 }

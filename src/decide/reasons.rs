@@ -27,7 +27,7 @@ pub const JRS_7_3_2: &str = "JRS-7.3.2";
 pub const JRS_7_3_3: &str = "JRS-7.3.3";
 pub const ATS_4: &str = "ATS-4";
 
-use crate::i18n::{EN, JA};
+use crate::i18n::{fill, Texts, EN, JA};
 pub use crate::model::Lang;
 
 /// One reason code, for the catalogue.
@@ -238,32 +238,34 @@ fn reason(code: &str, clause: &str, message_en: String, message_ja: String) -> H
     }
 }
 
+/// The catalogue text `id` in English and in Japanese, each filled with its own values.
+fn both(
+    id: fn(&Texts) -> &'static str,
+    en: &[(&str, &str)],
+    ja: &[(&str, &str)],
+) -> (String, String) {
+    (fill(id(&EN), en), fill(id(&JA), ja))
+}
+
 pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
     let (en, ja) = match problem {
         TextProblem::Absent => (
-            "The exam purpose is missing. Enter it in the RIS order (OBR-31) and send the order again.".to_string(),
-            "検査目的が記載されていません。RISのオーダ（OBR-31）に検査目的を入力して再送してください。".to_string(),
+            EN.hold_exam_purpose_missing_message.to_string(),
+            JA.hold_exam_purpose_missing_message.to_string(),
         ),
-        TextProblem::Placeholder(v) => (
-            format!(
-                "{} alone is not an exam purpose. Enter what the exam should answer (the suspected disease or question) in the RIS order (OBR-31) and send the order again.",
-                quoted_en(v)
-            ),
-            format!(
-                "{}だけでは検査目的になりません。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
-                quoted_ja(v)
-            ),
+        TextProblem::Placeholder(v) => both(
+            |t| t.hold_exam_purpose_placeholder,
+            &[("values", &quoted_en(v))],
+            &[("values", &quoted_ja(v))],
         ),
-        TextProblem::TooShort { values, min } => (
-            format!(
-                "The exam purpose {} is too short (at least {min} characters). Enter what the exam should answer in the RIS order (OBR-31) and send the order again.",
-                quoted_en(values)
-            ),
-            format!(
-                "検査目的{}が短すぎます（{min}文字以上）。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
-                quoted_ja(values)
-            ),
-        ),
+        TextProblem::TooShort { values, min } => {
+            let min = min.to_string();
+            both(
+                |t| t.hold_exam_purpose_too_short,
+                &[("values", &quoted_en(values)), ("min", &min)],
+                &[("values", &quoted_ja(values)), ("min", &min)],
+            )
+        }
     };
     reason(EXAM_PURPOSE_MISSING, JRS_7_3_1, en, ja)
 }
@@ -271,29 +273,22 @@ pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
 pub(crate) fn clinical_info_missing(problem: &TextProblem) -> HoldReason {
     let (en, ja) = match problem {
         TextProblem::Absent => (
-            "The clinical information is missing. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.".to_string(),
-            "臨床情報が記載されていません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。".to_string(),
+            EN.hold_clinical_info_missing_message.to_string(),
+            JA.hold_clinical_info_missing_message.to_string(),
         ),
-        TextProblem::Placeholder(v) => (
-            format!(
-                "{} alone is not clinical information. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
-                quoted_en(v)
-            ),
-            format!(
-                "{}だけでは臨床情報になりません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
-                quoted_ja(v)
-            ),
+        TextProblem::Placeholder(v) => both(
+            |t| t.hold_clinical_info_placeholder,
+            &[("values", &quoted_en(v))],
+            &[("values", &quoted_ja(v))],
         ),
-        TextProblem::TooShort { values, min } => (
-            format!(
-                "The clinical information {} is too short (at least {min} characters). Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
-                quoted_en(values)
-            ),
-            format!(
-                "臨床情報{}が短すぎます（{min}文字以上）。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
-                quoted_ja(values)
-            ),
-        ),
+        TextProblem::TooShort { values, min } => {
+            let min = min.to_string();
+            both(
+                |t| t.hold_clinical_info_too_short,
+                &[("values", &quoted_en(values)), ("min", &min)],
+                &[("values", &quoted_ja(values)), ("min", &min)],
+            )
+        }
     };
     reason(CLINICAL_INFO_MISSING, JRS_7_3_1, en, ja)
 }
@@ -312,93 +307,72 @@ pub(crate) struct LabAsk<'a> {
 }
 
 impl LabAsk<'_> {
-    fn codes_suffix(&self) -> String {
+    /// ", code A / B" (in `t`'s language), or nothing when no code is configured.
+    fn codes_suffix(&self, t: &Texts) -> String {
         if self.codes.is_empty() {
             String::new()
         } else {
-            format!(", code {}", self.codes.join(" / "))
+            fill(t.hold_lab_codes, &[("codes", &self.codes.join(" / "))])
         }
+    }
+
+    /// The placeholders every lab message uses, in `lang`.
+    fn values<'a>(&'a self, lang: Lang, days: &'a str, codes: &'a str) -> Vec<(&'a str, &'a str)> {
+        let labels = match lang {
+            Lang::En => &self.labels_en,
+            Lang::Ja => &self.labels_ja,
+        };
+        vec![
+            ("labels", labels.as_str()),
+            ("days", days),
+            ("rule", self.rule),
+            ("codes", codes),
+        ]
     }
 }
 
 pub(crate) fn lab_missing(ask: &LabAsk) -> HoldReason {
-    let lead_en = if ask.contrast {
-        format!("This is a contrast study, but no {}", ask.labels_en)
+    let id: fn(&Texts) -> &'static str = if ask.contrast {
+        |t| t.hold_lab_missing_contrast
     } else {
-        format!("No {}", ask.labels_en)
+        |t| t.hold_lab_missing_plain
     };
-    let lead_ja = if ask.contrast {
-        "造影検査ですが、"
-    } else {
-        ""
-    };
-    reason(
-        LAB_MISSING,
-        JRS_7_3_1,
-        format!(
-            "{lead_en} value from the last {} days is on file (rule \"{}\"). Send the result from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.",
-            ask.max_age_days,
-            ask.rule,
-            ask.codes_suffix()
-        ),
-        format!(
-            "{lead_ja}{}日以内の{}の値がありません（規則「{}」）。検査システムから結果（OBX{}）を送信するか、RISのオーダに添付して再送してください。",
-            ask.max_age_days,
-            ask.labels_ja,
-            ask.rule,
-            ask.codes_suffix().replace(", code ", "、コード ")
-        ),
-    )
+    let days = ask.max_age_days.to_string();
+    let (codes_en, codes_ja) = (ask.codes_suffix(&EN), ask.codes_suffix(&JA));
+    let (en, ja) = both(
+        id,
+        &ask.values(Lang::En, &days, &codes_en),
+        &ask.values(Lang::Ja, &days, &codes_ja),
+    );
+    reason(LAB_MISSING, JRS_7_3_1, en, ja)
 }
 
 /// `newest`: the date of the newest matching value, `None` when no value has a time.
 pub(crate) fn lab_too_old(ask: &LabAsk, newest: Option<&str>) -> HoldReason {
-    let lead_en = if ask.contrast {
-        "This is a contrast study, but "
+    let lead = |t: &Texts| {
+        if ask.contrast {
+            t.hold_lab_contrast_lead
+        } else {
+            ""
+        }
+    };
+    let id: fn(&Texts) -> &'static str = if newest.is_some() {
+        |t| t.hold_lab_too_old_dated
     } else {
-        ""
+        |t| t.hold_lab_too_old_untimed
     };
-    let lead_ja = if ask.contrast {
-        "造影検査ですが、"
-    } else {
-        ""
-    };
-    let (what_en, what_ja) = match newest {
-        Some(date) => (
-            format!(
-                "the newest {} value ({date}) is older than {} days",
-                ask.labels_en, ask.max_age_days
-            ),
-            format!(
-                "{}の最新値（{date}）が{}日より前のものです",
-                ask.labels_ja, ask.max_age_days
-            ),
-        ),
-        None => (
-            format!(
-                "the {} value has no observation time (OBX-14), so it cannot be shown to be within {} days",
-                ask.labels_en, ask.max_age_days
-            ),
-            format!(
-                "{}の値に検査日時（OBX-14）がなく、{}日以内のものか確認できません",
-                ask.labels_ja, ask.max_age_days
-            ),
-        ),
-    };
-    let mut en = format!("{lead_en}{what_en} (rule \"{}\"). Send a result from the last {} days with its observation time from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.", ask.rule, ask.max_age_days, ask.codes_suffix());
+    let days = ask.max_age_days.to_string();
+    let codes = ask.codes_suffix(&EN);
+    let mut en_values = ask.values(Lang::En, &days, &codes);
+    en_values.extend([("lead", lead(&EN)), ("date", newest.unwrap_or(""))]);
+    let mut ja_values = ask.values(Lang::Ja, &days, "");
+    ja_values.extend([("lead", lead(&JA)), ("date", newest.unwrap_or(""))]);
+    let (mut en, ja) = both(id, &en_values, &ja_values);
     if !ask.contrast {
         // Sentence case when there is no lead-in.
         en = capitalise(&en);
     }
-    reason(
-        LAB_TOO_OLD,
-        JRS_7_3_1,
-        en,
-        format!(
-            "{lead_ja}{what_ja}（規則「{}」）。{}日以内に測定した結果を検査日時付きで検査システムから送信するか、RISのオーダに添付して再送してください。",
-            ask.rule, ask.max_age_days
-        ),
-    )
+    reason(LAB_TOO_OLD, JRS_7_3_1, en, ja)
 }
 
 fn capitalise(s: &str) -> String {
@@ -421,83 +395,69 @@ pub(crate) struct PriorRef {
 const PRIORS_NAMED: usize = 5;
 
 pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> HoldReason {
-    let name_en = |p: &PriorRef| {
-        let id = match &p.accession {
-            Some(a) => format!("accession {a}"),
-            None => format!("study {}", p.study_uid),
+    let list = |t: &Texts| {
+        let name = |p: &PriorRef| {
+            let id = match &p.accession {
+                Some(a) => fill(t.hold_prior_accession, &[("accession", a)]),
+                None => fill(t.hold_prior_study, &[("uid", &p.study_uid)]),
+            };
+            match &p.date {
+                Some(d) => fill(t.hold_prior_dated, &[("id", &id), ("date", d)]),
+                None => fill(t.hold_prior_undated, &[("id", &id)]),
+            }
         };
-        match &p.date {
-            Some(d) => format!("{id} of {d}"),
-            None => format!("{id}, date unknown"),
+        let mut names: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name).collect();
+        let more = missing.len().saturating_sub(PRIORS_NAMED);
+        if more > 0 {
+            names.push(fill(t.hold_prior_more, &[("more", &more.to_string())]));
         }
+        names.join(t.hold_prior_separator)
     };
-    let name_ja = |p: &PriorRef| {
-        let id = match &p.accession {
-            Some(a) => format!("受付番号 {a}"),
-            None => format!("Study UID {}", p.study_uid),
-        };
-        match &p.date {
-            Some(d) => format!("{id}（{d}）"),
-            None => format!("{id}（検査日不明）"),
-        }
-    };
-    let mut list_en: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_en).collect();
-    let mut list_ja: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_ja).collect();
-    let more = missing.len().saturating_sub(PRIORS_NAMED);
-    if more > 0 {
-        list_en.push(format!("and {more} more"));
-        list_ja.push(format!("ほか{more}件"));
-    }
     let n = missing.len();
-    let studies = if n == 1 { "study" } else { "studies" };
-    let (its, them) = if n == 1 {
-        ("its", "it")
+    let id: fn(&Texts) -> &'static str = if n == 1 {
+        |t| t.hold_prior_missing_one
     } else {
-        ("their", "them")
+        |t| t.hold_prior_missing_many
     };
-    reason(
-        PRIOR_REPORT_MISSING,
-        JRS_7_3_2,
-        format!(
-            "{n} prior {studies} of this patient from the last {lookback_days} days {} no final report on file ({}). Send {its} final report from the reporting system (ORU^R01, OBR-25 F or C) so the radiologist can compare, and the study will be re-checked; or ask the reading facility to read {them} first.",
-            if n == 1 { "has" } else { "have" },
-            list_en.join("; ")
-        ),
-        format!(
-            "{lookback_days}日以内の過去検査{n}件の確定した読影レポートが参照できません（{}）。比較読影のため、レポートシステムから確定レポート（ORU^R01、OBR-25 F または C）を送信してください。受信後に再判定されます。",
-            list_ja.join("、")
-        ),
-    )
+    let (n, days) = (n.to_string(), lookback_days.to_string());
+    let (list_en, list_ja) = (list(&EN), list(&JA));
+    let (en, ja) = both(
+        id,
+        &[("n", &n), ("days", &days), ("list", &list_en)],
+        &[("n", &n), ("days", &days), ("list", &list_ja)],
+    );
+    reason(PRIOR_REPORT_MISSING, JRS_7_3_2, en, ja)
 }
 
 /// `rejected`: values that were sent but are placeholders ("不明", "-").
 pub(crate) fn ordering_physician_missing(rejected: &[String]) -> HoldReason {
     let (note_en, note_ja) = rejected_note(rejected);
-    reason(
-        ORDERING_PHYSICIAN_MISSING,
-        JRS_7_3_3,
-        format!("The ordering physician is missing{note_en}. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action."),
-        format!("依頼医が記載されていません{note_ja}。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。"),
-    )
+    let (en, ja) = both(
+        |t| t.hold_ordering_physician,
+        &[("note", &note_en)],
+        &[("note", &note_ja)],
+    );
+    reason(ORDERING_PHYSICIAN_MISSING, JRS_7_3_3, en, ja)
 }
 
 pub(crate) fn callback_contact_missing(rejected: &[String]) -> HoldReason {
     let (note_en, note_ja) = rejected_note(rejected);
-    reason(
-        CALLBACK_CONTACT_MISSING,
-        JRS_7_3_3,
-        format!("No callback contact for the ordering physician{note_en}. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again."),
-        format!("依頼医への連絡先が記載されていません{note_ja}。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。"),
-    )
+    let (en, ja) = both(
+        |t| t.hold_callback_contact,
+        &[("note", &note_en)],
+        &[("note", &note_ja)],
+    );
+    reason(CALLBACK_CONTACT_MISSING, JRS_7_3_3, en, ja)
 }
 
 fn rejected_note(rejected: &[String]) -> (String, String) {
     if rejected.is_empty() {
         (String::new(), String::new())
     } else {
-        (
-            format!(" ({} is not usable)", quoted_en(rejected)),
-            format!("（{}は連絡に使えません）", quoted_ja(rejected)),
+        both(
+            |t| t.hold_not_usable,
+            &[("values", &quoted_en(rejected))],
+            &[("values", &quoted_ja(rejected))],
         )
     }
 }
@@ -505,20 +465,13 @@ fn rejected_note(rejected: &[String]) -> (String, String) {
 /// Same words as [`super::Router`]'s hold, so a study reads the same whichever path
 /// held it.
 pub(crate) fn no_route(modalities: &[String], calling_aes: &[String]) -> HoldReason {
-    reason(
-        NO_ROUTE,
-        ATS_4,
-        format!(
-            "No route matches this study (modalities {}, sent by {}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
-            display_list(modalities),
-            display_list(calling_aes)
-        ),
-        format!(
-            "この検査（モダリティ {}、送信元 {}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
-            display_list(modalities),
-            display_list(calling_aes)
-        ),
-    )
+    let values = [
+        ("modalities", display_list(modalities)),
+        ("aes", display_list(calling_aes)),
+    ];
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (en, ja) = both(|t| t.hold_no_route, &values, &values);
+    reason(NO_ROUTE, ATS_4, en, ja)
 }
 
 fn display_list(items: &[String]) -> String {
