@@ -17,6 +17,7 @@ pub mod dicom;
 pub mod digest;
 pub mod forward;
 pub mod hl7;
+pub mod i18n;
 pub mod intake;
 pub mod ledger;
 pub mod metrics;

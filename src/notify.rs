@@ -1,10 +1,10 @@
 //! Notifications when a study is held, released or rejected: a log line always, and an
 //! HTTP POST with a JSON body to `[notify] webhook_url` when configured (e.g. a RIS or
-//! chat integration that tells the technologist what to fix).
+//! chat integration that tells the technologist what to fix). The POST goes through
+//! reqwest (HTTP/1.1, rustls on ring with the webpki roots), so `http://` and `https://`
+//! receivers both work.
 
 use serde::Serialize;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 use tracing::warn;
 
@@ -22,17 +22,40 @@ pub struct StudyEvent {
     pub at: i64,
 }
 
+/// Why a notification could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("webhook answered HTTP {0}")]
+    Status(u16),
+    #[error("bad certificate for the webhook's trust store: {0}")]
+    Certificate(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    host: String,
-    port: u16,
-    path: String,
+    url: reqwest::Url,
     timeout: Duration,
+    client: reqwest::Client,
+}
+
+fn client(
+    timeout: Duration,
+    extra_root: Option<reqwest::Certificate>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("readgate/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(c) = extra_root {
+        b = b.add_root_certificate(c);
+    }
+    b.build()
 }
 
 impl Webhook {
-    /// `http://host[:port]/path`. (TLS endpoints sit behind a local relay: readgate
-    /// speaks to the hospital network only.)
     /// The webhook `[notify]` asks for, or `None` without one (the URL was validated
     /// with the configuration).
     pub fn from_config(config: &crate::config::NotifyConfig) -> Option<Webhook> {
@@ -40,70 +63,70 @@ impl Webhook {
         Webhook::parse(url, Duration::from_secs(config.timeout_secs)).ok()
     }
 
+    /// `http://host[:port]/path` or `https://host[:port]/path` (verified against the
+    /// public web PKI roots).
     pub fn parse(url: &str, timeout: Duration) -> Result<Webhook, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("expected an http:// URL, got {url:?}"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("bad port in {url:?}"))?,
-            ),
-            None => (authority, 80),
-        };
-        if host.is_empty() {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("expected an http:// or https:// URL, got {url:?}"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
             return Err(format!("no host in {url:?}"));
         }
+        let client = client(timeout, None).map_err(|e| e.to_string())?;
         Ok(Webhook {
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
+            url: parsed,
             timeout,
+            client,
         })
     }
 
+    /// Also trusts the CA (or self-signed certificate) in `pem`, for a receiver whose
+    /// certificate does not chain to a public root.
+    pub fn trusting_pem(self, pem: &[u8]) -> Result<Webhook, WebhookError> {
+        let cert = reqwest::Certificate::from_pem(pem)
+            .map_err(|e| WebhookError::Certificate(e.to_string()))?;
+        let client = client(self.timeout, Some(cert))?;
+        Ok(Webhook { client, ..self })
+    }
+
     /// POSTs `body`; Ok when the receiver answered 2xx.
-    pub fn post_blocking(&self, body: &[u8]) -> Result<(), String> {
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| e.to_string())?
-            .next()
-            .ok_or("no address")?;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(self.timeout))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(self.timeout))
-            .map_err(|e| e.to_string())?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: readgate/{}\r\n\r\n",
-            self.path,
-            self.host,
-            self.port,
-            body.len(),
-            env!("CARGO_PKG_VERSION")
-        );
-        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-        s.write_all(body).map_err(|e| e.to_string())?;
-        let mut status = [0u8; 12];
-        s.read_exact(&mut status).map_err(|e| e.to_string())?;
-        let code = std::str::from_utf8(&status[9..12])
-            .unwrap_or("???")
-            .to_string();
-        if code.starts_with('2') {
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), WebhookError> {
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
             Ok(())
         } else {
-            Err(format!("webhook answered HTTP {code}"))
+            Err(WebhookError::Status(status.as_u16()))
+        }
+    }
+}
+
+async fn send_with_retries(hook: Webhook, body: Vec<u8>, study: String) {
+    for attempt in 1..=3u64 {
+        match hook.post(body.clone()).await {
+            Ok(()) => return,
+            Err(e) if attempt == 3 => {
+                warn!(study_uid = %study, error = %e, "webhook notification failed after 3 attempts")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500 * attempt)).await,
         }
     }
 }
 
 /// Sends `event` to the webhook, if any, retrying a few times; never blocks the caller's
 /// work on failure (a notification is best effort; the study's state is in the store).
+/// Inside a tokio runtime the POST runs as a task; outside one (the CLI) it runs to the
+/// end on a small runtime of its own before returning.
 pub fn study_event(webhook: Option<&Webhook>, event: &StudyEvent) {
     let Some(hook) = webhook.cloned() else { return };
     let body = match serde_json::to_vec(event) {
@@ -111,61 +134,167 @@ pub fn study_event(webhook: Option<&Webhook>, event: &StudyEvent) {
         Err(_) => return,
     };
     let study = event.study_uid.clone();
-    let send = move || {
-        for attempt in 1..=3 {
-            match hook.post_blocking(&body) {
-                Ok(()) => return,
-                Err(e) if attempt == 3 => {
-                    warn!(study_uid = %study, error = %e, "webhook notification failed after 3 attempts")
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(500 * attempt)),
-            }
-        }
-    };
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn_blocking(send);
+            handle.spawn(send_with_retries(hook, body, study));
         }
-        Err(_) => send(),
+        Err(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(send_with_retries(hook, body, study)),
+            Err(e) => warn!(study_uid = %study, error = %e, "webhook notification not sent"),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     #[test]
     fn urls() {
         let w = Webhook::parse("http://127.0.0.1:9000/hook", Duration::from_secs(1)).unwrap();
         assert_eq!(
-            (w.host.as_str(), w.port, w.path.as_str()),
-            ("127.0.0.1", 9000, "/hook")
+            (
+                w.url.host_str(),
+                w.url.port_or_known_default(),
+                w.url.path()
+            ),
+            (Some("127.0.0.1"), Some(9000), "/hook")
         );
         let w = Webhook::parse("http://ris.local", Duration::from_secs(1)).unwrap();
-        assert_eq!((w.port, w.path.as_str()), (80, "/"));
-        assert!(Webhook::parse("https://x", Duration::from_secs(1)).is_err());
+        assert_eq!(
+            (w.url.port_or_known_default(), w.url.path()),
+            (Some(80), "/")
+        );
+        let w = Webhook::parse("https://ris.local/h", Duration::from_secs(1)).unwrap();
+        assert_eq!(w.url.port_or_known_default(), Some(443));
+        assert!(Webhook::parse("ftp://x", Duration::from_secs(1)).is_err());
         assert!(Webhook::parse("http://:80/", Duration::from_secs(1)).is_err());
+        assert!(Webhook::parse("ris.local/hook", Duration::from_secs(1)).is_err());
     }
 
-    #[test]
-    fn posts_json_and_reads_the_status() {
+    /// Reads one HTTP/1.1 request (head and Content-Length body) from `s`.
+    fn read_request(s: &mut impl Read) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return text;
+                }
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    #[tokio::test]
+    async fn posts_json_and_reads_the_status() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut buf = vec![0u8; 4096];
-            let n = s.read(&mut buf).unwrap();
+            let request = read_request(&mut s);
             s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            request
         });
         let w = Webhook::parse(
             &format!("http://127.0.0.1:{port}/h"),
             Duration::from_secs(2),
         )
         .unwrap();
-        w.post_blocking(br#"{"event":"held"}"#).unwrap();
+        w.post(br#"{"event":"held"}"#.to_vec()).await.unwrap();
         let request = server.join().unwrap();
         assert!(request.starts_with("POST /h HTTP/1.1"), "{request}");
         assert!(request.contains("application/json"));
+        assert!(request.ends_with(r#"{"event":"held"}"#), "{request}");
+    }
+
+    #[tokio::test]
+    async fn non_2xx_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            read_request(&mut s);
+            s.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+        });
+        let w =
+            Webhook::parse(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2)).unwrap();
+        let e = w.post(b"{}".to_vec()).await.unwrap_err();
+        assert!(matches!(e, WebhookError::Status(503)), "{e}");
+        server.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn posts_over_https_to_a_receiver_with_a_private_certificate() {
+        // A CA and a certificate for localhost, made for this test.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "readgate test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+            )
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let request = read_request(&mut tls);
+            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            tls.flush().unwrap();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            request
+        });
+        let url = format!("https://localhost:{port}/hook");
+        let w = Webhook::parse(&url, Duration::from_secs(5))
+            .unwrap()
+            .trusting_pem(ca.pem().as_bytes())
+            .unwrap();
+        let body = serde_json::to_vec(&serde_json::json!({"event": "held", "study_uid": "1.2.3"}))
+            .unwrap();
+        w.post(body.clone()).await.unwrap();
+        let request = server.join().unwrap();
+        assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+        assert!(request.contains("application/json; charset=utf-8"));
+        assert!(
+            request.ends_with(&String::from_utf8(body).unwrap()),
+            "{request}"
+        );
     }
 }

@@ -27,23 +27,8 @@ pub const JRS_7_3_2: &str = "JRS-7.3.2";
 pub const JRS_7_3_3: &str = "JRS-7.3.3";
 pub const ATS_4: &str = "ATS-4";
 
-/// Language of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Ja,
-    En,
-}
-
-impl std::str::FromStr for Lang {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "ja" | "jp" | "japanese" => Ok(Lang::Ja),
-            "en" | "english" => Ok(Lang::En),
-            other => Err(format!("expected \"ja\" or \"en\", got {other:?}")),
-        }
-    }
-}
+use crate::i18n::{fill, Texts, EN, JA};
+pub use crate::model::Lang;
 
 /// One reason code, for the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,105 +76,105 @@ static CATALOGUE: [ReasonInfo; 8] = [
         code: EXAM_PURPOSE_MISSING,
         clause: JRS_7_3_1,
         check: "exam_purpose",
-        what_en: "An exam purpose is stated, and it is more than a placeholder.",
-        what_ja: "検査目的が記載されていること（定型句だけでないこと）。",
+        what_en: EN.hold_exam_purpose_missing_what,
+        what_ja: JA.hold_exam_purpose_missing_what,
         hl7: "OBR-31",
         dicom: "(0040,1002), (0040,100A), (0032,1030)",
-        message_en: "The exam purpose is missing. Enter it in the RIS order (OBR-31) and send the order again.",
-        message_ja: "検査目的が記載されていません。RISのオーダ（OBR-31）に検査目的を入力して再送してください。",
-        fix_en: "Enter the exam purpose (the suspected disease or the question the exam should answer) in the RIS order and send the order again; placeholders (`policy.placeholders`, e.g. \"-\", \"n/a\") do not count.",
-        fix_ja: "RISのオーダに検査目的（疑う疾患や確認したいこと）を入力して再送してください。「精査」「-」などの定型句は検査目的になりません。",
+        message_en: EN.hold_exam_purpose_missing_message,
+        message_ja: JA.hold_exam_purpose_missing_message,
+        fix_en: EN.hold_exam_purpose_missing_fix,
+        fix_ja: JA.hold_exam_purpose_missing_fix,
     },
     ReasonInfo {
         code: CLINICAL_INFO_MISSING,
         clause: JRS_7_3_1,
         check: "clinical_information",
-        what_en: "Clinical information (symptoms, history) or a diagnosis is stated, and it is more than a placeholder.",
-        what_ja: "臨床情報（症状・経過・既往）または病名が記載されていること（定型句だけでないこと）。",
+        what_en: EN.hold_clinical_info_missing_what,
+        what_ja: JA.hold_clinical_info_missing_what,
         hl7: "OBR-13, NTE, DG1-3/DG1-4",
         dicom: "(0010,21B0), (0008,1080)",
-        message_en: "The clinical information is missing. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
-        message_ja: "臨床情報が記載されていません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
-        fix_en: "Enter symptoms, course and history (relevant clinical information) or a diagnosis in the RIS order and send the order again.",
-        fix_ja: "RISのオーダの臨床情報欄に症状・経過・既往を、または病名を入力して再送してください。",
+        message_en: EN.hold_clinical_info_missing_message,
+        message_ja: JA.hold_clinical_info_missing_message,
+        fix_en: EN.hold_clinical_info_missing_fix,
+        fix_ja: JA.hold_clinical_info_missing_fix,
     },
     ReasonInfo {
         code: LAB_MISSING,
         clause: JRS_7_3_1,
         check: "labs",
-        what_en: "A `[[policy.lab_rules]]` rule applies (e.g. contrast study) and none of its lab values is on file.",
-        what_ja: "検査値の規則（例：造影検査）に該当し、必要な臨床検査値がないこと。",
+        what_en: EN.hold_lab_missing_what,
+        what_ja: JA.hold_lab_missing_what,
         hl7: "OBX-3 (JLAC10 code or name), OBX-5, OBX-14 (ORU^R01 or OBX in the order)",
         dicom: "(0018,0010) and requested procedure codes decide whether a rule applies",
-        message_en: "This is a contrast study, but no eGFR or creatinine value from the last 90 days is on file. Send the result from the laboratory system (OBX) or attach it to the RIS order and send the order again.",
-        message_ja: "造影検査ですが、90日以内のeGFRまたはクレアチニン値がありません。検査システムから結果（OBX）を送信するか、RISのオーダに添付して再送してください。",
-        fix_en: "Send the lab result (ORU^R01 from the laboratory system, or OBX segments in the RIS order) with its JLAC10 code or name and its observation time (OBX-14).",
-        fix_ja: "検査システムから結果（ORU^R01）を送信するか、RISのオーダにOBXとして添付して再送してください。JLAC10コードまたは項目名と検査日時（OBX-14）が必要です。",
+        message_en: EN.hold_lab_missing_message,
+        message_ja: JA.hold_lab_missing_message,
+        fix_en: EN.hold_lab_missing_fix,
+        fix_ja: JA.hold_lab_missing_fix,
     },
     ReasonInfo {
         code: LAB_TOO_OLD,
         clause: JRS_7_3_1,
         check: "labs",
-        what_en: "A lab rule applies and its lab values are on file, but none is shown to be within the rule's age limit (older, or without an observation time).",
-        what_ja: "検査値の規則に該当し、値はあるが期限内のものがないこと（古い、または検査日時がない）。",
+        what_en: EN.hold_lab_too_old_what,
+        what_ja: JA.hold_lab_too_old_what,
         hl7: "OBX-14 (observation time)",
         dicom: "(0008,0020)/(0008,0030) study date and time are the reference",
-        message_en: "This is a contrast study, but the newest eGFR or creatinine value is older than 90 days. Send a recent result from the laboratory system (OBX) or attach it to the RIS order and send the order again.",
-        message_ja: "造影検査ですが、eGFRまたはクレアチニンの最新値が90日より前のものです。期限内の結果を検査システムから送信するか、RISのオーダに添付して再送してください。",
-        fix_en: "Measure or look up a recent value and send it with its observation time (OBX-14); a value without a time cannot be shown to be recent.",
-        fix_ja: "期限内に測定した値を検査日時（OBX-14）付きで送信してください。検査日時のない値は期限内か確認できません。",
+        message_en: EN.hold_lab_too_old_message,
+        message_ja: JA.hold_lab_too_old_message,
+        fix_en: EN.hold_lab_too_old_fix,
+        fix_ja: JA.hold_lab_too_old_fix,
     },
     ReasonInfo {
         code: PRIOR_REPORT_MISSING,
         clause: JRS_7_3_2,
         check: "prior_reports",
-        what_en: "The patient's prior studies within the look-back period (all, or the most recent ones) have a final or corrected report on file.",
-        what_ja: "参照期間内の過去検査（全件または直近の検査）に確定（または修正）済みの読影レポートがあること。",
+        what_en: EN.hold_prior_report_missing_what,
+        what_ja: JA.hold_prior_report_missing_what,
         hl7: "ORU^R01 with OBR-25 = F or C for the prior's accession",
         dicom: "prior studies: readgate's own store or C-FIND to the hospital PACS",
-        message_en: "1 prior study of this patient has no final report on file. Send its final report from the reporting system (ORU^R01, OBR-25 F) and the study will be re-checked.",
-        message_ja: "過去検査1件の確定した読影レポートが参照できません。レポートシステムから確定レポート（ORU^R01、OBR-25 F）を送信すると再判定されます。",
-        fix_en: "Send the final reports of the listed prior studies from the reporting system (ORU^R01, OBR-25 = F or C).",
-        fix_ja: "一覧の過去検査の確定レポートをレポートシステムから送信してください（ORU^R01、OBR-25 = F または C）。",
+        message_en: EN.hold_prior_report_missing_message,
+        message_ja: JA.hold_prior_report_missing_message,
+        fix_en: EN.hold_prior_report_missing_fix,
+        fix_ja: JA.hold_prior_report_missing_fix,
     },
     ReasonInfo {
         code: ORDERING_PHYSICIAN_MISSING,
         clause: JRS_7_3_3,
         check: "ordering_contact",
-        what_en: "An ordering physician is named, so the radiologist can reach them when findings need action.",
-        what_ja: "依頼医が記載されていること（所見に対応が必要なとき、読影医が直接連絡するため）。",
+        what_en: EN.hold_ordering_physician_missing_what,
+        what_ja: JA.hold_ordering_physician_missing_what,
         hl7: "ORC-12, OBR-16",
         dicom: "(0032,1032)",
-        message_en: "The ordering physician is missing. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action.",
-        message_ja: "依頼医が記載されていません。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。",
-        fix_en: "Enter the ordering physician in the RIS order and send the order again.",
-        fix_ja: "RISのオーダに依頼医を入力して再送してください。",
+        message_en: EN.hold_ordering_physician_missing_message,
+        message_ja: JA.hold_ordering_physician_missing_message,
+        fix_en: EN.hold_ordering_physician_missing_fix,
+        fix_ja: JA.hold_ordering_physician_missing_fix,
     },
     ReasonInfo {
         code: CALLBACK_CONTACT_MISSING,
         clause: JRS_7_3_3,
         check: "ordering_contact",
-        what_en: "A callback contact (a phone number or extension, or an address) for the ordering physician is given.",
-        what_ja: "依頼医への連絡先（電話番号・内線など）が記載されていること。",
+        what_en: EN.hold_callback_contact_missing_what,
+        what_ja: JA.hold_callback_contact_missing_what,
         hl7: "ORC-14, OBR-17",
         dicom: "(0040,2010), (0008,0094)",
-        message_en: "No callback contact for the ordering physician. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again.",
-        message_ja: "依頼医への連絡先が記載されていません。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。",
-        fix_en: "Enter a phone number or extension where the ordering physician (or their department) can be reached in the RIS order and send the order again.",
-        fix_ja: "依頼医（または診療科）に連絡がつく電話番号・内線番号をRISのオーダに入力して再送してください。",
+        message_en: EN.hold_callback_contact_missing_message,
+        message_ja: JA.hold_callback_contact_missing_message,
+        fix_en: EN.hold_callback_contact_missing_fix,
+        fix_ja: JA.hold_callback_contact_missing_fix,
     },
     ReasonInfo {
         code: NO_ROUTE,
         clause: ATS_4,
         check: "route",
-        what_en: "A `[[routes]]` entry matches the study and names the receiving facility responsible for reading it (always checked).",
-        what_ja: "送信先ルール（[[routes]]）が一致し、読影責任を負う受信側施設が決まること（常に判定）。",
+        what_en: EN.hold_no_route_what,
+        what_ja: JA.hold_no_route_what,
         hl7: "-",
         dicom: "(0008,0060) modality, calling AE title of the association",
-        message_en: "No route matches this study (modalities CT, sent by CT01), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
-        message_ja: "この検査（モダリティ CT、送信元 CT01）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
-        fix_en: "Add a [[routes]] entry (modalities / calling_ae → destination) to the readgate configuration and restart it.",
-        fix_ja: "readgate の設定に [[routes]]（modalities / calling_ae → destination）を追加して再起動してください。",
+        message_en: EN.hold_no_route_message,
+        message_ja: JA.hold_no_route_message,
+        fix_en: EN.hold_no_route_fix,
+        fix_ja: JA.hold_no_route_fix,
     },
 ];
 
@@ -253,32 +238,34 @@ fn reason(code: &str, clause: &str, message_en: String, message_ja: String) -> H
     }
 }
 
+/// The catalogue text `id` in English and in Japanese, each filled with its own values.
+fn both(
+    id: fn(&Texts) -> &'static str,
+    en: &[(&str, &str)],
+    ja: &[(&str, &str)],
+) -> (String, String) {
+    (fill(id(&EN), en), fill(id(&JA), ja))
+}
+
 pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
     let (en, ja) = match problem {
         TextProblem::Absent => (
-            "The exam purpose is missing. Enter it in the RIS order (OBR-31) and send the order again.".to_string(),
-            "検査目的が記載されていません。RISのオーダ（OBR-31）に検査目的を入力して再送してください。".to_string(),
+            EN.hold_exam_purpose_missing_message.to_string(),
+            JA.hold_exam_purpose_missing_message.to_string(),
         ),
-        TextProblem::Placeholder(v) => (
-            format!(
-                "{} alone is not an exam purpose. Enter what the exam should answer (the suspected disease or question) in the RIS order (OBR-31) and send the order again.",
-                quoted_en(v)
-            ),
-            format!(
-                "{}だけでは検査目的になりません。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
-                quoted_ja(v)
-            ),
+        TextProblem::Placeholder(v) => both(
+            |t| t.hold_exam_purpose_placeholder,
+            &[("values", &quoted_en(v))],
+            &[("values", &quoted_ja(v))],
         ),
-        TextProblem::TooShort { values, min } => (
-            format!(
-                "The exam purpose {} is too short (at least {min} characters). Enter what the exam should answer in the RIS order (OBR-31) and send the order again.",
-                quoted_en(values)
-            ),
-            format!(
-                "検査目的{}が短すぎます（{min}文字以上）。RISのオーダ（OBR-31）に疑う疾患や確認したいことを具体的に入力して再送してください。",
-                quoted_ja(values)
-            ),
-        ),
+        TextProblem::TooShort { values, min } => {
+            let min = min.to_string();
+            both(
+                |t| t.hold_exam_purpose_too_short,
+                &[("values", &quoted_en(values)), ("min", &min)],
+                &[("values", &quoted_ja(values)), ("min", &min)],
+            )
+        }
     };
     reason(EXAM_PURPOSE_MISSING, JRS_7_3_1, en, ja)
 }
@@ -286,29 +273,22 @@ pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
 pub(crate) fn clinical_info_missing(problem: &TextProblem) -> HoldReason {
     let (en, ja) = match problem {
         TextProblem::Absent => (
-            "The clinical information is missing. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.".to_string(),
-            "臨床情報が記載されていません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。".to_string(),
+            EN.hold_clinical_info_missing_message.to_string(),
+            JA.hold_clinical_info_missing_message.to_string(),
         ),
-        TextProblem::Placeholder(v) => (
-            format!(
-                "{} alone is not clinical information. Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
-                quoted_en(v)
-            ),
-            format!(
-                "{}だけでは臨床情報になりません。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
-                quoted_ja(v)
-            ),
+        TextProblem::Placeholder(v) => both(
+            |t| t.hold_clinical_info_placeholder,
+            &[("values", &quoted_en(v))],
+            &[("values", &quoted_ja(v))],
         ),
-        TextProblem::TooShort { values, min } => (
-            format!(
-                "The clinical information {} is too short (at least {min} characters). Enter symptoms, history or a diagnosis in the RIS order (OBR-13, or a DG1 diagnosis) and send the order again.",
-                quoted_en(values)
-            ),
-            format!(
-                "臨床情報{}が短すぎます（{min}文字以上）。RISのオーダの臨床情報（OBR-13）に症状・経過・既往を、または病名（DG1）を入力して再送してください。",
-                quoted_ja(values)
-            ),
-        ),
+        TextProblem::TooShort { values, min } => {
+            let min = min.to_string();
+            both(
+                |t| t.hold_clinical_info_too_short,
+                &[("values", &quoted_en(values)), ("min", &min)],
+                &[("values", &quoted_ja(values)), ("min", &min)],
+            )
+        }
     };
     reason(CLINICAL_INFO_MISSING, JRS_7_3_1, en, ja)
 }
@@ -327,93 +307,72 @@ pub(crate) struct LabAsk<'a> {
 }
 
 impl LabAsk<'_> {
-    fn codes_suffix(&self) -> String {
+    /// ", code A / B" (in `t`'s language), or nothing when no code is configured.
+    fn codes_suffix(&self, t: &Texts) -> String {
         if self.codes.is_empty() {
             String::new()
         } else {
-            format!(", code {}", self.codes.join(" / "))
+            fill(t.hold_lab_codes, &[("codes", &self.codes.join(" / "))])
         }
+    }
+
+    /// The placeholders every lab message uses, in `lang`.
+    fn values<'a>(&'a self, lang: Lang, days: &'a str, codes: &'a str) -> Vec<(&'a str, &'a str)> {
+        let labels = match lang {
+            Lang::En => &self.labels_en,
+            Lang::Ja => &self.labels_ja,
+        };
+        vec![
+            ("labels", labels.as_str()),
+            ("days", days),
+            ("rule", self.rule),
+            ("codes", codes),
+        ]
     }
 }
 
 pub(crate) fn lab_missing(ask: &LabAsk) -> HoldReason {
-    let lead_en = if ask.contrast {
-        format!("This is a contrast study, but no {}", ask.labels_en)
+    let id: fn(&Texts) -> &'static str = if ask.contrast {
+        |t| t.hold_lab_missing_contrast
     } else {
-        format!("No {}", ask.labels_en)
+        |t| t.hold_lab_missing_plain
     };
-    let lead_ja = if ask.contrast {
-        "造影検査ですが、"
-    } else {
-        ""
-    };
-    reason(
-        LAB_MISSING,
-        JRS_7_3_1,
-        format!(
-            "{lead_en} value from the last {} days is on file (rule \"{}\"). Send the result from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.",
-            ask.max_age_days,
-            ask.rule,
-            ask.codes_suffix()
-        ),
-        format!(
-            "{lead_ja}{}日以内の{}の値がありません（規則「{}」）。検査システムから結果（OBX{}）を送信するか、RISのオーダに添付して再送してください。",
-            ask.max_age_days,
-            ask.labels_ja,
-            ask.rule,
-            ask.codes_suffix().replace(", code ", "、コード ")
-        ),
-    )
+    let days = ask.max_age_days.to_string();
+    let (codes_en, codes_ja) = (ask.codes_suffix(&EN), ask.codes_suffix(&JA));
+    let (en, ja) = both(
+        id,
+        &ask.values(Lang::En, &days, &codes_en),
+        &ask.values(Lang::Ja, &days, &codes_ja),
+    );
+    reason(LAB_MISSING, JRS_7_3_1, en, ja)
 }
 
 /// `newest`: the date of the newest matching value, `None` when no value has a time.
 pub(crate) fn lab_too_old(ask: &LabAsk, newest: Option<&str>) -> HoldReason {
-    let lead_en = if ask.contrast {
-        "This is a contrast study, but "
+    let lead = |t: &Texts| {
+        if ask.contrast {
+            t.hold_lab_contrast_lead
+        } else {
+            ""
+        }
+    };
+    let id: fn(&Texts) -> &'static str = if newest.is_some() {
+        |t| t.hold_lab_too_old_dated
     } else {
-        ""
+        |t| t.hold_lab_too_old_untimed
     };
-    let lead_ja = if ask.contrast {
-        "造影検査ですが、"
-    } else {
-        ""
-    };
-    let (what_en, what_ja) = match newest {
-        Some(date) => (
-            format!(
-                "the newest {} value ({date}) is older than {} days",
-                ask.labels_en, ask.max_age_days
-            ),
-            format!(
-                "{}の最新値（{date}）が{}日より前のものです",
-                ask.labels_ja, ask.max_age_days
-            ),
-        ),
-        None => (
-            format!(
-                "the {} value has no observation time (OBX-14), so it cannot be shown to be within {} days",
-                ask.labels_en, ask.max_age_days
-            ),
-            format!(
-                "{}の値に検査日時（OBX-14）がなく、{}日以内のものか確認できません",
-                ask.labels_ja, ask.max_age_days
-            ),
-        ),
-    };
-    let mut en = format!("{lead_en}{what_en} (rule \"{}\"). Send a result from the last {} days with its observation time from the laboratory system (OBX{}) or attach it to the RIS order and send the order again.", ask.rule, ask.max_age_days, ask.codes_suffix());
+    let days = ask.max_age_days.to_string();
+    let codes = ask.codes_suffix(&EN);
+    let mut en_values = ask.values(Lang::En, &days, &codes);
+    en_values.extend([("lead", lead(&EN)), ("date", newest.unwrap_or(""))]);
+    let mut ja_values = ask.values(Lang::Ja, &days, "");
+    ja_values.extend([("lead", lead(&JA)), ("date", newest.unwrap_or(""))]);
+    let (mut en, ja) = both(id, &en_values, &ja_values);
     if !ask.contrast {
         // Sentence case when there is no lead-in.
         en = capitalise(&en);
     }
-    reason(
-        LAB_TOO_OLD,
-        JRS_7_3_1,
-        en,
-        format!(
-            "{lead_ja}{what_ja}（規則「{}」）。{}日以内に測定した結果を検査日時付きで検査システムから送信するか、RISのオーダに添付して再送してください。",
-            ask.rule, ask.max_age_days
-        ),
-    )
+    reason(LAB_TOO_OLD, JRS_7_3_1, en, ja)
 }
 
 fn capitalise(s: &str) -> String {
@@ -436,83 +395,69 @@ pub(crate) struct PriorRef {
 const PRIORS_NAMED: usize = 5;
 
 pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> HoldReason {
-    let name_en = |p: &PriorRef| {
-        let id = match &p.accession {
-            Some(a) => format!("accession {a}"),
-            None => format!("study {}", p.study_uid),
+    let list = |t: &Texts| {
+        let name = |p: &PriorRef| {
+            let id = match &p.accession {
+                Some(a) => fill(t.hold_prior_accession, &[("accession", a)]),
+                None => fill(t.hold_prior_study, &[("uid", &p.study_uid)]),
+            };
+            match &p.date {
+                Some(d) => fill(t.hold_prior_dated, &[("id", &id), ("date", d)]),
+                None => fill(t.hold_prior_undated, &[("id", &id)]),
+            }
         };
-        match &p.date {
-            Some(d) => format!("{id} of {d}"),
-            None => format!("{id}, date unknown"),
+        let mut names: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name).collect();
+        let more = missing.len().saturating_sub(PRIORS_NAMED);
+        if more > 0 {
+            names.push(fill(t.hold_prior_more, &[("more", &more.to_string())]));
         }
+        names.join(t.hold_prior_separator)
     };
-    let name_ja = |p: &PriorRef| {
-        let id = match &p.accession {
-            Some(a) => format!("受付番号 {a}"),
-            None => format!("Study UID {}", p.study_uid),
-        };
-        match &p.date {
-            Some(d) => format!("{id}（{d}）"),
-            None => format!("{id}（検査日不明）"),
-        }
-    };
-    let mut list_en: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_en).collect();
-    let mut list_ja: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name_ja).collect();
-    let more = missing.len().saturating_sub(PRIORS_NAMED);
-    if more > 0 {
-        list_en.push(format!("and {more} more"));
-        list_ja.push(format!("ほか{more}件"));
-    }
     let n = missing.len();
-    let studies = if n == 1 { "study" } else { "studies" };
-    let (its, them) = if n == 1 {
-        ("its", "it")
+    let id: fn(&Texts) -> &'static str = if n == 1 {
+        |t| t.hold_prior_missing_one
     } else {
-        ("their", "them")
+        |t| t.hold_prior_missing_many
     };
-    reason(
-        PRIOR_REPORT_MISSING,
-        JRS_7_3_2,
-        format!(
-            "{n} prior {studies} of this patient from the last {lookback_days} days {} no final report on file ({}). Send {its} final report from the reporting system (ORU^R01, OBR-25 F or C) so the radiologist can compare, and the study will be re-checked; or ask the reading facility to read {them} first.",
-            if n == 1 { "has" } else { "have" },
-            list_en.join("; ")
-        ),
-        format!(
-            "{lookback_days}日以内の過去検査{n}件の確定した読影レポートが参照できません（{}）。比較読影のため、レポートシステムから確定レポート（ORU^R01、OBR-25 F または C）を送信してください。受信後に再判定されます。",
-            list_ja.join("、")
-        ),
-    )
+    let (n, days) = (n.to_string(), lookback_days.to_string());
+    let (list_en, list_ja) = (list(&EN), list(&JA));
+    let (en, ja) = both(
+        id,
+        &[("n", &n), ("days", &days), ("list", &list_en)],
+        &[("n", &n), ("days", &days), ("list", &list_ja)],
+    );
+    reason(PRIOR_REPORT_MISSING, JRS_7_3_2, en, ja)
 }
 
 /// `rejected`: values that were sent but are placeholders ("不明", "-").
 pub(crate) fn ordering_physician_missing(rejected: &[String]) -> HoldReason {
     let (note_en, note_ja) = rejected_note(rejected);
-    reason(
-        ORDERING_PHYSICIAN_MISSING,
-        JRS_7_3_3,
-        format!("The ordering physician is missing{note_en}. Enter the ordering provider in the RIS order (ORC-12/OBR-16) and send the order again; the radiologist needs it to reach the physician when findings need action."),
-        format!("依頼医が記載されていません{note_ja}。RISのオーダの依頼医（ORC-12/OBR-16）を入力して再送してください。所見に対応が必要なとき、読影医が直接連絡するために必要です。"),
-    )
+    let (en, ja) = both(
+        |t| t.hold_ordering_physician,
+        &[("note", &note_en)],
+        &[("note", &note_ja)],
+    );
+    reason(ORDERING_PHYSICIAN_MISSING, JRS_7_3_3, en, ja)
 }
 
 pub(crate) fn callback_contact_missing(rejected: &[String]) -> HoldReason {
     let (note_en, note_ja) = rejected_note(rejected);
-    reason(
-        CALLBACK_CONTACT_MISSING,
-        JRS_7_3_3,
-        format!("No callback contact for the ordering physician{note_en}. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again."),
-        format!("依頼医への連絡先が記載されていません{note_ja}。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。"),
-    )
+    let (en, ja) = both(
+        |t| t.hold_callback_contact,
+        &[("note", &note_en)],
+        &[("note", &note_ja)],
+    );
+    reason(CALLBACK_CONTACT_MISSING, JRS_7_3_3, en, ja)
 }
 
 fn rejected_note(rejected: &[String]) -> (String, String) {
     if rejected.is_empty() {
         (String::new(), String::new())
     } else {
-        (
-            format!(" ({} is not usable)", quoted_en(rejected)),
-            format!("（{}は連絡に使えません）", quoted_ja(rejected)),
+        both(
+            |t| t.hold_not_usable,
+            &[("values", &quoted_en(rejected))],
+            &[("values", &quoted_ja(rejected))],
         )
     }
 }
@@ -520,20 +465,13 @@ fn rejected_note(rejected: &[String]) -> (String, String) {
 /// Same words as [`super::Router`]'s hold, so a study reads the same whichever path
 /// held it.
 pub(crate) fn no_route(modalities: &[String], calling_aes: &[String]) -> HoldReason {
-    reason(
-        NO_ROUTE,
-        ATS_4,
-        format!(
-            "No route matches this study (modalities {}, sent by {}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.",
-            display_list(modalities),
-            display_list(calling_aes)
-        ),
-        format!(
-            "この検査（モダリティ {}、送信元 {}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。",
-            display_list(modalities),
-            display_list(calling_aes)
-        ),
-    )
+    let values = [
+        ("modalities", display_list(modalities)),
+        ("aes", display_list(calling_aes)),
+    ];
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (en, ja) = both(|t| t.hold_no_route, &values, &values);
+    reason(NO_ROUTE, ATS_4, en, ja)
 }
 
 fn display_list(items: &[String]) -> String {

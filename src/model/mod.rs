@@ -6,6 +6,7 @@
 mod audit_kind;
 mod charset;
 mod employment;
+mod lang;
 mod priority;
 mod role;
 mod state;
@@ -15,6 +16,7 @@ mod verdict;
 pub use audit_kind::AuditKind;
 pub use charset::Charset;
 pub use employment::Employment;
+pub use lang::Lang;
 pub use priority::Priority;
 pub use role::Role;
 pub use state::{InstanceState, StudyState, UnknownState};

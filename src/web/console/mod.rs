@@ -6,18 +6,21 @@
 // would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+mod actions;
 mod pages;
+mod records;
 
 use super::auth::{LoginError, Role, Session};
 use super::WebState;
-use crate::decide::reasons::Lang;
-use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
+use crate::i18n::{self, Texts};
+use crate::model::Lang;
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,34 +31,18 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<WebState>) -> Router<
         .route("/", get(pages::held))
         .route("/held", get(pages::held))
         .route("/studies/{uid}", get(pages::study))
-        .route("/studies/{uid}/release", post(pages::release))
-        .route("/studies/{uid}/reject", post(pages::reject))
-        .route("/studies/{uid}/reevaluate", post(pages::reevaluate))
-        .route("/studies/{uid}/retry", post(pages::retry))
-        .route("/queue", get(pages::queue))
-        .route("/accountability", get(pages::accountability))
+        .route("/studies/{uid}/release", post(actions::release))
+        .route("/studies/{uid}/reject", post(actions::reject))
+        .route("/studies/{uid}/reevaluate", post(actions::reevaluate))
+        .route("/studies/{uid}/retry", post(actions::retry))
+        .route("/queue", get(records::queue))
+        .route("/accountability", get(records::accountability))
         .route(
             "/accountability/report",
-            get(pages::accountability_download),
+            get(records::accountability_download),
         )
-        .route("/audit", get(pages::audit))
+        .route("/audit", get(records::audit))
         .with_state(state)
-}
-
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a value for a URL path segment or query.
@@ -71,40 +58,56 @@ pub fn url(s: &str) -> String {
     out
 }
 
-/// Parses `application/x-www-form-urlencoded` (query strings and form bodies).
-pub fn parse_form(s: &str) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    match std::str::from_utf8(&b[i + 1..i + 3])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        Some(v) => {
-                            out.push(v);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
+/// The query or form value of `k`, trimmed, when not empty.
+pub fn param(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// axum's `Query`, with a bad query answered by the console's error page (400, naming
+/// the field) instead of axum's plain-text rejection.
+pub struct Q<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(error(e.status(), &e.body_text())),
         }
-        String::from_utf8_lossy(&out).into_owned()
     }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
+}
+
+/// axum's `Form`, with a bad body answered by the console's error page.
+pub struct F<T>(pub T);
+
+impl<T, S> FromRequest<S> for F<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(v)) => Ok(F(v)),
+            Err(e) => Err(error(e.status(), &e.body_text())),
+        }
+    }
+}
+
+/// The `?lang=` of every page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LangQuery {
+    pub lang: Option<String>,
+}
+
+/// The body of the forms that carry nothing but the CSRF token.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
 }
 
 /// The client's address (from the connection), for login throttling and the audit trail.
@@ -123,28 +126,44 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// What every page needs: language, query parameters, the session.
+/// What every page needs: language and the session.
 pub struct Ctx {
     pub lang: Lang,
-    pub q: HashMap<String, String>,
     pub session: Session,
     pub set_lang: Option<&'static str>,
 }
 
 impl Ctx {
-    pub fn t<'a>(&self, ja: &'a str, en: &'a str) -> &'a str {
-        match self.lang {
-            Lang::Ja => ja,
-            Lang::En => en,
-        }
+    /// The message catalogue in the page's language.
+    pub fn tx(&self) -> &'static Texts {
+        i18n::texts(self.lang)
     }
-    pub fn param(&self, k: &str) -> Option<&str> {
-        self.q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty())
+
+    /// The parts of the shared layout (`templates/console/layout.html`).
+    pub fn chrome<'a>(&'a self, title: &'a str) -> Chrome<'a> {
+        Chrome {
+            t: self.tx(),
+            lang: self.lang,
+            title,
+            user: &self.session.user,
+            role: self.session.role.as_str(),
+            csrf: &self.session.csrf,
+        }
     }
 }
 
-fn lang_of(headers: &HeaderMap, q: &HashMap<String, String>) -> (Lang, Option<&'static str>) {
-    match q.get("lang").map(|s| s.as_str()) {
+/// What the shared layout shows: title, navigation, user, logout form.
+pub struct Chrome<'a> {
+    pub t: &'static Texts,
+    pub lang: Lang,
+    pub title: &'a str,
+    pub user: &'a str,
+    pub role: &'a str,
+    pub csrf: &'a str,
+}
+
+fn lang_of(headers: &HeaderMap, q: Option<&str>) -> (Lang, Option<&'static str>) {
+    match q {
         Some("en") => (Lang::En, Some("en")),
         Some("ja") => (Lang::Ja, Some("ja")),
         _ => match super::auth::cookie(headers, "lang").as_deref() {
@@ -155,13 +174,11 @@ fn lang_of(headers: &HeaderMap, q: &HashMap<String, String>) -> (Lang, Option<&'
 }
 
 /// The request's session, or a redirect to the login page.
-pub fn ctx(state: &WebState, headers: &HeaderMap, raw: Option<String>) -> Result<Ctx, Response> {
-    let q = parse_form(raw.as_deref().unwrap_or(""));
-    let (lang, set_lang) = lang_of(headers, &q);
+pub fn ctx(state: &WebState, headers: &HeaderMap, lang: Option<&str>) -> Result<Ctx, Response> {
+    let (lang, set_lang) = lang_of(headers, lang);
     match state.auth.session(headers) {
         Some((_, session)) => Ok(Ctx {
             lang,
-            q,
             session,
             set_lang,
         }),
@@ -169,31 +186,45 @@ pub fn ctx(state: &WebState, headers: &HeaderMap, raw: Option<String>) -> Result
     }
 }
 
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    msg: &'a str,
+}
+
+/// Renders a template; a template that fails to render is logged and answered 500.
+pub fn render(t: &impl Template) -> Result<Html<String>, Response> {
+    t.render().map(Html).map_err(|e| {
+        tracing::warn!(error = %e, "console: template error");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the log)",
+        )
+            .into_response()
+    })
+}
+
 /// A plain error page with a status.
 pub fn error(status: StatusCode, msg: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><meta charset=utf-8><title>{0}</title><p class=error>{1}</p><p><a href=\"/\">readgate</a></p>",
-            status.as_u16(),
-            esc(msg)
-        )),
-    )
-        .into_response()
+    match render(&ErrorPage {
+        status: status.as_u16(),
+        msg,
+    }) {
+        Ok(h) => (status, h).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// Checks a POST form: session, CSRF token, and (for admin actions) the role.
 pub fn form_ctx(
     state: &WebState,
     headers: &HeaderMap,
-    body: &[u8],
+    csrf: Option<&str>,
     admin: bool,
-) -> Result<(Ctx, HashMap<String, String>), Response> {
+) -> Result<Ctx, Response> {
     let c = ctx(state, headers, None)?;
-    let form = parse_form(&String::from_utf8_lossy(body));
-    let ok = form
-        .get("csrf")
-        .is_some_and(|t| super::auth::same(t, &c.session.csrf));
+    let ok = csrf.is_some_and(|t| super::auth::same(t, &c.session.csrf));
     if !ok {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -203,41 +234,16 @@ pub fn form_ctx(
     if admin && c.session.role != Role::Admin {
         return Err(error(StatusCode::FORBIDDEN, "administrators only"));
     }
-    Ok((c, form))
+    Ok(c)
 }
 
-pub fn layout(c: &Ctx, title: &str, body: &str) -> Response {
-    let nav = [
-        ("/", c.t("保留中の検査", "Held studies")),
-        ("/queue", c.t("送信キュー", "Queue and links")),
-        ("/accountability", c.t("読影責任台帳", "Accountability")),
-        ("/audit", c.t("監査証跡", "Audit trail")),
-    ]
-    .iter()
-    .map(|(h, t)| format!("<a href=\"{h}\">{}</a>", esc(t)))
-    .collect::<Vec<_>>()
-    .join(" ");
-    let other = match c.lang {
-        Lang::Ja => "<a href=\"?lang=en\">English</a>",
-        Lang::En => "<a href=\"?lang=ja\">日本語</a>",
+/// A page of the console: the template rendered inside the layout, and the `lang`
+/// cookie set when the page was asked for with `?lang=`.
+pub fn page(c: &Ctx, t: &impl Template) -> Response {
+    let mut resp = match render(t) {
+        Ok(h) => h.into_response(),
+        Err(r) => return r,
     };
-    let html = format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-<title>{title} — readgate</title><style>{css}</style></head><body><header><b>readgate</b> {nav} <span class=right>{other} · {user} ({role}) \
-<form method=post action=\"/logout\" class=inline><input type=hidden name=csrf value=\"{csrf}\"><button>{logout}</button></form></span></header>\
-<main><h1>{title}</h1>{body}</main></body></html>",
-        lang = match c.lang {
-            Lang::Ja => "ja",
-            Lang::En => "en",
-        },
-        title = esc(title),
-        css = CSS,
-        user = esc(&c.session.user),
-        role = c.session.role.as_str(),
-        csrf = esc(&c.session.csrf),
-        logout = esc(c.t("ログアウト", "Log out")),
-    );
-    let mut resp = Html(html).into_response();
     if let Some(l) = c.set_lang {
         if let Ok(v) = format!("lang={l}; Path=/; SameSite=Strict; Max-Age=31536000").parse() {
             resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -246,63 +252,46 @@ pub fn layout(c: &Ctx, title: &str, body: &str) -> Response {
     resp
 }
 
-pub const CSS: &str = "body{font-family:'Noto Sans CJK JP','Hiragino Sans','Yu Gothic',Meiryo,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}\
-header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin-right:1em}.right{float:right}\
-main{padding:1em 1.5em}table{border-collapse:collapse;background:#fff;width:100%}td,th{border:1px solid #ccc;padding:.35em .5em;text-align:left;vertical-align:top}\
-th{background:#e8eef2}.reason{margin:.2em 0}.fix{color:#05603a}.clause{color:#555;font-size:.9em}.error{color:#b00020;font-weight:bold}\
-.inline{display:inline}.ok{color:#05603a;font-weight:bold}.bad{color:#b00020;font-weight:bold}form.filter input,form.filter select{margin-right:.5em}\
-.box{background:#fff;border:1px solid #ccc;padding:.8em;margin:.8em 0}textarea{width:100%;max-width:40em}pre{white-space:pre-wrap;font-size:.85em}td:first-child{white-space:nowrap}td code{word-break:break-all;white-space:pre-wrap}";
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    t: &'static Texts,
+    msg: Option<&'a str>,
+}
 
-async fn login_page(headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    let q = parse_form(raw.as_deref().unwrap_or(""));
-    let (lang, _) = lang_of(&headers, &q);
+async fn login_page(headers: HeaderMap, Q(q): Q<LangQuery>) -> Response {
+    let (lang, _) = lang_of(&headers, q.lang.as_deref());
     login_html(lang, None, StatusCode::OK)
 }
 
 fn login_html(lang: Lang, msg: Option<&str>, status: StatusCode) -> Response {
-    let t = |ja: &'static str, en: &'static str| if lang == Lang::Ja { ja } else { en };
-    let msg = msg
-        .map(|m| format!("<p class=error>{}</p>", esc(m)))
-        .unwrap_or_default();
-    (
-        status,
-        Html(format!(
-            "<!doctype html><html><head><meta charset=utf-8><title>readgate — {title}</title><style>{CSS}</style></head><body>\
-<header><b>readgate</b></header><main><h1>{title}</h1>{msg}<form method=post action=\"/login\" class=box>\
-<p><label>{user}<br><input name=user autocomplete=username required></label></p>\
-<p><label>{pw}<br><input name=password type=password autocomplete=current-password required></label></p>\
-<p><button type=submit>{title}</button></p></form></main></body></html>",
-            title = t("ログイン", "Log in"),
-            user = t("ユーザー名", "User name"),
-            pw = t("パスワード", "Password"),
-        )),
-    )
-        .into_response()
+    match render(&LoginPage {
+        t: i18n::texts(lang),
+        msg,
+    }) {
+        Ok(h) => (status, h).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct LoginForm {
+    user: Option<String>,
+    password: Option<String>,
 }
 
 async fn login_post(
     State(state): State<Arc<WebState>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    F(form): F<LoginForm>,
 ) -> Response {
-    let (lang, _) = lang_of(&headers, &HashMap::new());
-    let form = parse_form(&String::from_utf8_lossy(&body));
-    let user = form
-        .get("user")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let password = form.get("password").cloned().unwrap_or_default();
+    let (lang, _) = lang_of(&headers, None);
+    let t = i18n::texts(lang);
+    let user = form.user.map(|s| s.trim().to_string()).unwrap_or_default();
+    let password = form.password.unwrap_or_default();
     if user.is_empty() || password.is_empty() {
-        return login_html(
-            lang,
-            Some(if lang == Lang::Ja {
-                "ユーザー名とパスワードを入力してください (user, password)"
-            } else {
-                "enter a user name and a password (fields user, password)"
-            }),
-            StatusCode::BAD_REQUEST,
-        );
+        return login_html(lang, Some(t.login_fields_missing), StatusCode::BAD_REQUEST);
     }
     let st = state.clone();
     let (u, p, i) = (user.clone(), password, ip.clone());
@@ -329,27 +318,15 @@ async fn login_post(
         }
         Ok(Err(LoginError::Locked(secs))) => {
             audit("locked");
-            let m = if lang == Lang::Ja {
-                format!("ログインの失敗が続いたため、{} 分間ロックされています。しばらくしてからお試しください。", secs.div_ceil(60))
-            } else {
-                format!(
-                    "Too many failed logins: locked for {} more minute(s). Try again later.",
-                    secs.div_ceil(60)
-                )
-            };
+            let m = i18n::fill(
+                t.login_locked,
+                &[("minutes", &secs.div_ceil(60).to_string())],
+            );
             login_html(lang, Some(&m), StatusCode::TOO_MANY_REQUESTS)
         }
         Ok(Err(LoginError::Invalid)) => {
             audit("failure");
-            login_html(
-                lang,
-                Some(if lang == Lang::Ja {
-                    "ユーザー名またはパスワードが違います。"
-                } else {
-                    "Wrong user name or password."
-                }),
-                StatusCode::UNAUTHORIZED,
-            )
+            login_html(lang, Some(t.login_wrong), StatusCode::UNAUTHORIZED)
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "login failed"),
     }
@@ -359,9 +336,9 @@ async fn logout(
     State(state): State<Arc<WebState>>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    F(form): F<CsrfForm>,
 ) -> Response {
-    let (c, _) = match form_ctx(&state, &headers, &body, false) {
+    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), false) {
         Ok(x) => x,
         Err(r) => return r,
     };
