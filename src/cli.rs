@@ -339,18 +339,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             let (store, uid) =
                 operator_target(&config, &study, &by, &justification, "--justification")?;
             let audit = crate::audit::AuditLog::open(&config.database_path())?;
-            let detail =
-                serde_json::json!({"justification": justification.trim(), "via": "readgate cli"});
-            match crate::operator::release(
-                &store,
-                Some(&audit),
-                &uid,
-                by.trim(),
-                by.trim(),
-                justification.trim(),
-                detail,
-            )? {
-                Some(_) => {
+            let op = cli_operator(&store, &audit, None);
+            match op.release(&uid, &cli_actor(&by), justification.trim()) {
+                Ok(_) => {
                     println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
                     notify_operator_action(
                         &config,
@@ -362,9 +353,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                None => bail!(
+                Err(crate::actions::ActionError::WrongState { .. }) => bail!(
                     "{uid} is not held (or has no route to release it to): see `readgate studies`"
                 ),
+                Err(e) => Err(e.into()),
             }
         }
         Command::Reject {
@@ -376,27 +368,22 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
             let audit = crate::audit::AuditLog::open(&config.database_path())?;
-            let detail = serde_json::json!({"reason": reason.trim(), "via": "readgate cli"});
             let spool = config.spool_dir();
-            match crate::operator::reject(
-                &store,
-                Some(&audit),
-                Some(&spool),
-                &uid,
-                by.trim(),
-                by.trim(),
-                reason.trim(),
-                detail,
-            )? {
-                Some(removed) => {
+            let op = cli_operator(&store, &audit, Some(&spool));
+            match op.reject(&uid, &cli_actor(&by), reason.trim()) {
+                Ok(done) => {
                     println!(
-                        "rejected {uid} (by {}); {removed} instance(s) removed from the spool",
-                        by.trim()
+                        "rejected {uid} (by {}); {} instance(s) removed from the spool",
+                        by.trim(),
+                        done.removed
                     );
                     notify_operator_action(&config, &store, &uid, "rejected", &by, &reason);
                     Ok(())
                 }
-                None => bail!("{uid} is neither held nor failed: see `readgate studies`"),
+                Err(crate::actions::ActionError::WrongState { .. }) => {
+                    bail!("{uid} is neither held nor failed: see `readgate studies`")
+                }
+                Err(e) => Err(e.into()),
             }
         }
         Command::Report {
@@ -691,6 +678,30 @@ fn operator_target(
         bail!("no study with UID or accession {study:?}");
     };
     Ok((store, found.study_uid))
+}
+
+/// The CLI acts on the database directly; the daemon's forwarders poll the queue.
+fn cli_operator<'a>(
+    store: &'a Store,
+    audit: &'a crate::audit::AuditLog,
+    spool_dir: Option<&'a std::path::Path>,
+) -> crate::actions::Operator<'a> {
+    crate::actions::Operator {
+        store,
+        audit: Some(audit),
+        spool_dir,
+        wakeups: None,
+        decider: None,
+    }
+}
+
+fn cli_actor(by: &str) -> crate::actions::Actor {
+    crate::actions::Actor {
+        id: by.trim().to_string(),
+        by: by.trim().to_string(),
+        via: "readgate cli",
+        client_ip: None,
+    }
 }
 
 fn notify_operator_action(

@@ -7,6 +7,7 @@
 //! [`audit`] the hash-chained audit trail (ATS-4); [`time`] the one clock and calendar
 //! (instants, DICOM and HL7 dates and times, RFC 3339, report months).
 
+pub mod actions;
 pub mod audit;
 pub mod check;
 pub mod cli;
@@ -23,7 +24,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod notify;
-pub mod operator;
 pub mod receive;
 pub mod serve;
 pub mod spool;

@@ -410,7 +410,7 @@ pub fn build(
             study_uid: study.study_uid.clone(),
             accession: study.accession.clone(),
             state: study.state,
-            verdict: study.verdict.clone(),
+            verdict: study.verdict,
             receiving_facility: study.facility.clone(),
             modalities: study.modalities.clone(),
             first_received_at: format_ms(study.first_received_at, off),
@@ -959,7 +959,7 @@ fn summarise(
             study_uid: s.study_uid.clone(),
             accession: s.accession.clone(),
             state: s.state,
-            verdict: s.verdict.clone(),
+            verdict: s.verdict,
             reasons: stored_reason_codes(s.reasons.as_deref()),
             held_at: held_at
                 .get(s.study_uid.as_str())

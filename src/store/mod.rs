@@ -30,7 +30,7 @@ pub use ledger::{
     RosterEntry,
 };
 pub use queue::QueuedInstance;
-pub use read::{DestinationStats, Event, InstanceRow, StudyKeys, StudyRow};
+pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
@@ -65,6 +65,9 @@ pub struct Store {
     /// HL7 messages are committed with `synchronous = FULL` (see `hl7.rs`).
     hl7: Mutex<Connection>,
     path: PathBuf,
+    /// How many times a connection was taken: one per store operation (see
+    /// [`Store::operations`]).
+    operations: std::sync::atomic::AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch: all times in the store use this (the one clock,
@@ -99,6 +102,7 @@ impl Store {
             conn: Mutex::new(conn),
             hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
+            operations: Default::default(),
         })
     }
 
@@ -123,6 +127,7 @@ impl Store {
             conn: Mutex::new(conn),
             hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
+            operations: Default::default(),
         })
     }
 
@@ -131,13 +136,23 @@ impl Store {
         &self.path
     }
 
+    /// Store operations performed so far (connections taken), so a test can bound what a
+    /// page or a request costs.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.operations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn hl7_conn(&self) -> MutexGuard<'_, Connection> {
+        self.operations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hl7.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

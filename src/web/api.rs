@@ -4,7 +4,7 @@
 //! Every action lands in the audit trail and wakes the pipeline.
 
 use super::{ApiError, WebState};
-use crate::store::ContextKeys;
+use crate::model::StudyState;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -312,21 +312,33 @@ fn conflict(error: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, error, Some("state"))
 }
 
-fn record(
-    state: &WebState,
-    kind: crate::model::AuditKind,
-    actor: &str,
-    uid: &str,
-    detail: Value,
-) -> Option<i64> {
-    state.audit.as_ref().and_then(|a| {
-        a.record(
-            crate::audit::NewEntry::new(kind, actor)
-                .study(uid)
-                .detail(detail),
-        )
-        .map(|r| r.seq)
+/// The operator actions as the API runs them: off the async workers, token as actor.
+async fn act(
+    state: &Arc<WebState>,
+    token: String,
+    by: Option<String>,
+    f: impl FnOnce(
+            &crate::actions::Operator<'_>,
+            &crate::actions::Actor,
+        ) -> crate::actions::Result<crate::actions::Done>
+        + Send
+        + 'static,
+) -> Result<crate::actions::Done, ApiError> {
+    let st = state.clone();
+    blocking(move || {
+        let actor = crate::actions::Actor {
+            id: format!("rest:{token}"),
+            by: by.unwrap_or_else(|| format!("rest:{token}")),
+            via: "api",
+            client_ip: None,
+        };
+        f(&st.operator(), &actor).map_err(|e| match e {
+            crate::actions::ActionError::UnknownStudy(uid) => not_found(&uid),
+            e @ crate::actions::ActionError::WrongState { .. } => conflict(e.to_string()),
+            crate::actions::ActionError::Store(e) => internal(e),
+        })
     })
+    .await
 }
 
 async fn release(
@@ -339,42 +351,16 @@ async fn release(
     let obj = object_body(&body)?;
     let by = required_text(&obj, "by", 200)?;
     let justification = required_text(&obj, "justification", 2000)?;
-    let st = state.clone();
-    let out = blocking(move || {
-        let keys = st
-            .store
-            .find_study(uid.trim())
-            .map_err(internal)?
-            .ok_or_else(|| not_found(&uid))?;
-        let uid = keys.study_uid;
-        let actor = format!("rest:{token}");
-        let detail = json!({"by": by, "justification": justification, "via": "api"});
-        match crate::operator::release(
-            &st.store,
-            st.audit.as_deref(),
-            &uid,
-            &actor,
-            &by,
-            &justification,
-            detail,
-        )
-        .map_err(internal)?
-        {
-            Some(destination) => Ok((uid, destination)),
-            None => Err(conflict(format!(
-                "study {uid} is {}, not held with a route: only held studies can be released",
-                keys.state
-            ))),
-        }
+    let done = act(&state, token, Some(by), move |op, actor| {
+        op.release(&uid, actor, &justification)
     })
     .await?;
-    if let Some(d) = &out.1 {
-        state.wake_destination(d);
-    }
-    Ok(
-        Json(json!({"study_uid": out.0, "state": "queued", "verdict": crate::model::Disposition::ReleasedOverride}))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "study_uid": done.study_uid,
+        "state": StudyState::Queued,
+        "verdict": crate::model::Disposition::ReleasedOverride,
+    }))
+    .into_response())
 }
 
 async fn reject(
@@ -387,37 +373,11 @@ async fn reject(
     let obj = object_body(&body)?;
     let by = required_text(&obj, "by", 200)?;
     let reason = required_text(&obj, "reason", 2000)?;
-    let st = state.clone();
-    let uid = blocking(move || {
-        let keys = st
-            .store
-            .find_study(uid.trim())
-            .map_err(internal)?
-            .ok_or_else(|| not_found(&uid))?;
-        let uid = keys.study_uid;
-        let actor = format!("rest:{token}");
-        let detail = json!({"by": by, "reason": reason, "via": "api"});
-        match crate::operator::reject(
-            &st.store,
-            st.audit.as_deref(),
-            st.spool_dir.as_deref(),
-            &uid,
-            &actor,
-            &by,
-            &reason,
-            detail,
-        )
-        .map_err(internal)?
-        {
-            Some(_) => Ok(uid),
-            None => Err(conflict(format!(
-                "study {uid} is {}: only held or failed studies can be rejected",
-                keys.state
-            ))),
-        }
+    let done = act(&state, token, Some(by), move |op, actor| {
+        op.reject(&uid, actor, &reason)
     })
     .await?;
-    Ok(Json(json!({"study_uid": uid, "state": "rejected"})).into_response())
+    Ok(Json(json!({"study_uid": done.study_uid, "state": StudyState::Rejected})).into_response())
 }
 
 async fn reevaluate(
@@ -426,53 +386,13 @@ async fn reevaluate(
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
     let token = state.authorize(&headers, true)?;
-    let st = state.clone();
-    let uid = blocking(move || {
-        let keys = st
-            .store
-            .find_study(uid.trim())
-            .map_err(internal)?
-            .ok_or_else(|| not_found(&uid))?;
-        if keys.state != crate::model::StudyState::Held {
-            return Err(conflict(format!(
-                "study {} is {}: only held studies are re-evaluated",
-                keys.study_uid, keys.state
-            )));
-        }
-        let ck = ContextKeys {
-            study_uids: vec![keys.study_uid.clone()],
-            ..Default::default()
-        };
-        let moved = st
-            .store
-            .reconsider_held(
-                &ck,
-                "re-evaluation requested over the API",
-                crate::time::now_ms(),
-            )
-            .map_err(internal)?;
-        if moved.is_empty() {
-            return Err(conflict(format!(
-                "study {} is no longer held",
-                keys.study_uid
-            )));
-        }
-        record(
-            &st,
-            crate::audit::kind::QUERY,
-            &format!("rest:{token}"),
-            &keys.study_uid,
-            json!({"action": "reevaluate", "via": "api"}),
-        );
-        Ok(keys.study_uid)
+    let done = act(&state, token, None, move |op, actor| {
+        op.reevaluate(&uid, actor)
     })
     .await?;
-    if let Some(n) = &state.stored {
-        n.notify_one();
-    }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"study_uid": uid, "state": "receiving"})),
+        Json(json!({"study_uid": done.study_uid, "state": StudyState::Receiving})),
     )
         .into_response())
 }
@@ -483,39 +403,8 @@ async fn retry(
     Path(uid): Path<String>,
 ) -> Result<Response, ApiError> {
     let token = state.authorize(&headers, true)?;
-    let st = state.clone();
-    let (uid, dest) = blocking(move || {
-        let keys = st
-            .store
-            .find_study(uid.trim())
-            .map_err(internal)?
-            .ok_or_else(|| not_found(&uid))?;
-        let uid = keys.study_uid;
-        if !st
-            .store
-            .retry_study(&uid, crate::time::now_ms())
-            .map_err(internal)?
-        {
-            return Err(conflict(format!(
-                "study {uid} is {}: only failed studies can be retried",
-                keys.state
-            )));
-        }
-        record(
-            &st,
-            crate::audit::kind::QUERY,
-            &format!("rest:{token}"),
-            &uid,
-            json!({"action": "retry", "via": "api"}),
-        );
-        let dest = st.store.decision_of(&uid).map_err(internal)?;
-        Ok((uid, dest.and_then(|d| d.destination)))
-    })
-    .await?;
-    if let Some(d) = &dest {
-        state.wake_destination(d);
-    }
-    Ok(Json(json!({"study_uid": uid, "state": "queued"})).into_response())
+    let done = act(&state, token, None, move |op, actor| op.retry(&uid, actor)).await?;
+    Ok(Json(json!({"study_uid": done.study_uid, "state": StudyState::Queued})).into_response())
 }
 
 #[derive(Debug, Default)]

@@ -134,6 +134,26 @@ impl WebState {
         Ok(name)
     }
 
+    /// Records an audit entry off the async workers (the trail fsyncs every entry).
+    pub async fn record(&self, entry: crate::audit::NewEntry) -> Option<crate::audit::EntryRef> {
+        let audit = self.audit.clone()?;
+        tokio::task::spawn_blocking(move || audit.record(entry))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The operator actions on this state's store, audit log, spool and wake-ups.
+    pub fn operator(&self) -> crate::actions::Operator<'_> {
+        crate::actions::Operator {
+            store: &self.store,
+            audit: self.audit.as_deref(),
+            spool_dir: self.spool_dir.as_deref(),
+            wakeups: self.wakeups.as_deref(),
+            decider: self.stored.as_deref(),
+        }
+    }
+
     pub fn wake_destination(&self, destination: &str) {
         if let Some(w) = &self.wakeups {
             w.wake(destination);

@@ -144,6 +144,7 @@ pub fn form_encode(fields: &[(&str, &str)]) -> String {
 }
 
 /// A browser-like client for the web console: keeps the session cookie.
+#[derive(Clone)]
 pub struct WebClient {
     pub addr: SocketAddr,
     pub cookie: Option<String>,

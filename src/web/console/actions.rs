@@ -3,10 +3,12 @@
 
 use super::pages::{internal, St};
 use super::{error, form_ctx, url, ClientIp, CsrfForm, F};
+use crate::actions::{ActionError, Actor, Done, Operator};
 use crate::web::WebState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use std::sync::Arc;
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ReleaseForm {
@@ -37,12 +39,27 @@ fn field_text(value: Option<&str>, field: &str) -> Result<String, Response> {
     Ok(t)
 }
 
-/// Wakes the forwarder of the study's destination (they also poll every few seconds).
-fn wake_forwarder(state: &WebState, uid: &str) {
-    if let (Some(w), Ok(Some(d))) = (&state.wakeups, state.store.decision_of(uid)) {
-        if let Some(dest) = d.destination {
-            w.wake(&dest);
-        }
+/// Runs an operator action off the async workers as the session's user. Unknown and
+/// wrong-state studies are both a conflict here (the button should not have been shown).
+async fn act(
+    state: &Arc<WebState>,
+    user: &str,
+    ip: String,
+    f: impl FnOnce(&Operator<'_>, &Actor) -> crate::actions::Result<Done> + Send + 'static,
+) -> Result<Done, Response> {
+    let st = state.clone();
+    let actor = Actor {
+        id: format!("web:{user}"),
+        by: format!("web:{user}"),
+        via: "web console",
+        client_ip: Some(ip),
+    };
+    let outcome = tokio::task::spawn_blocking(move || f(&st.operator(), &actor)).await;
+    match outcome {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(ActionError::Store(e))) => Err(internal(e)),
+        Ok(Err(e)) => Err(error(StatusCode::CONFLICT, &e.to_string())),
+        Err(e) => Err(internal(e)),
     }
 }
 
@@ -65,28 +82,13 @@ pub async fn release(
         Ok(j) => j,
         Err(r) => return r,
     };
-    let by = format!("web:{}", c.session.user);
-    let detail = serde_json::json!({ "justification": j, "client_ip": ip, "via": "web console" });
-    match crate::operator::release(
-        &state.store,
-        state.audit.as_deref(),
-        &uid,
-        &by,
-        &by,
-        &j,
-        detail,
-    ) {
-        Ok(Some(destination)) => {
-            if let (Some(w), Some(dest)) = (&state.wakeups, destination) {
-                w.wake(&dest);
-            }
-            back(&uid)
-        }
-        Ok(None) => error(
-            StatusCode::CONFLICT,
-            "the study is not held (or has no route to release it to)",
-        ),
-        Err(e) => internal(e),
+    match act(&state, &c.session.user, ip, move |op, a| {
+        op.release(&uid, a, &j)
+    })
+    .await
+    {
+        Ok(done) => back(&done.study_uid),
+        Err(r) => r,
     }
 }
 
@@ -105,21 +107,13 @@ pub async fn reject(
         Ok(j) => j,
         Err(r) => return r,
     };
-    let by = format!("web:{}", c.session.user);
-    let detail = serde_json::json!({ "reason": reason, "client_ip": ip, "via": "web console" });
-    match crate::operator::reject(
-        &state.store,
-        state.audit.as_deref(),
-        state.spool_dir.as_deref(),
-        &uid,
-        &by,
-        &by,
-        &reason,
-        detail,
-    ) {
-        Ok(Some(_)) => back(&uid),
-        Ok(None) => error(StatusCode::CONFLICT, "the study is neither held nor failed"),
-        Err(e) => internal(e),
+    match act(&state, &c.session.user, ip, move |op, a| {
+        op.reject(&uid, a, &reason)
+    })
+    .await
+    {
+        Ok(done) => back(&done.study_uid),
+        Err(r) => r,
     }
 }
 
@@ -134,33 +128,13 @@ pub async fn reevaluate(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let keys = crate::store::ContextKeys {
-        study_uids: vec![uid.clone()],
-        ..Default::default()
-    };
-    let why = format!("re-evaluation requested by web:{}", c.session.user);
-    match state
-        .store
-        .reconsider_held(&keys, &why, crate::store::now_ms())
+    match act(&state, &c.session.user, ip, move |op, a| {
+        op.reevaluate(&uid, a)
+    })
+    .await
     {
-        Ok(uids) if !uids.is_empty() => {
-            if let Some(a) = &state.audit {
-                a.record(
-                    crate::audit::NewEntry::new(
-                        crate::audit::kind::QUERY,
-                        &format!("web:{}", c.session.user),
-                    )
-                    .study(&uid)
-                    .detail(serde_json::json!({"action": "re-evaluate", "client_ip": ip})),
-                );
-            }
-            if let Some(n) = &state.stored {
-                n.notify_one();
-            }
-            back(&uid)
-        }
-        Ok(_) => error(StatusCode::CONFLICT, "the study is not held"),
-        Err(e) => internal(e),
+        Ok(done) => back(&done.study_uid),
+        Err(r) => r,
     }
 }
 
@@ -175,22 +149,8 @@ pub async fn retry(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match state.store.retry_study(&uid, crate::store::now_ms()) {
-        Ok(true) => {
-            if let Some(a) = &state.audit {
-                a.record(
-                    crate::audit::NewEntry::new(
-                        crate::audit::kind::QUERY,
-                        &format!("web:{}", c.session.user),
-                    )
-                    .study(&uid)
-                    .detail(serde_json::json!({"action": "retry", "client_ip": ip})),
-                );
-            }
-            wake_forwarder(&state, &uid);
-            Redirect::to("/queue").into_response()
-        }
-        Ok(false) => error(StatusCode::CONFLICT, "the study has not failed"),
-        Err(e) => internal(e),
+    match act(&state, &c.session.user, ip, move |op, a| op.retry(&uid, a)).await {
+        Ok(_) => Redirect::to("/queue").into_response(),
+        Err(r) => r,
     }
 }

@@ -297,19 +297,14 @@ async fn login_post(
     let (u, p, i) = (user.clone(), password, ip.clone());
     let result = tokio::task::spawn_blocking(move || st.auth.login(&u, &p, &i)).await;
     let audit = |outcome: &str| {
-        if let Some(a) = &state.audit {
-            a.record(
-                crate::audit::NewEntry::new(
-                    crate::audit::kind::OPERATOR_LOGIN,
-                    &format!("web:{user}"),
-                )
+        state.record(
+            crate::audit::NewEntry::new(crate::audit::kind::OPERATOR_LOGIN, &format!("web:{user}"))
                 .detail(serde_json::json!({"outcome": outcome, "client_ip": ip})),
-            );
-        }
+        )
     };
     match result {
         Ok(Ok((id, _))) => {
-            audit("success");
+            audit("success").await;
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = state.auth.set_cookie(&id).parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -317,7 +312,7 @@ async fn login_post(
             r
         }
         Ok(Err(LoginError::Locked(secs))) => {
-            audit("locked");
+            audit("locked").await;
             let m = i18n::fill(
                 t.login_locked,
                 &[("minutes", &secs.div_ceil(60).to_string())],
@@ -325,7 +320,7 @@ async fn login_post(
             login_html(lang, Some(&m), StatusCode::TOO_MANY_REQUESTS)
         }
         Ok(Err(LoginError::Invalid)) => {
-            audit("failure");
+            audit("failure").await;
             login_html(lang, Some(t.login_wrong), StatusCode::UNAUTHORIZED)
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "login failed"),
@@ -345,15 +340,15 @@ async fn logout(
     if let Some((id, _)) = state.auth.session(&headers) {
         state.auth.logout(&id);
     }
-    if let Some(a) = &state.audit {
-        a.record(
+    state
+        .record(
             crate::audit::NewEntry::new(
                 crate::audit::kind::OPERATOR_LOGOUT,
                 &format!("web:{}", c.session.user),
             )
             .detail(serde_json::json!({"client_ip": ip})),
-        );
-    }
+        )
+        .await;
     let mut r = Redirect::to("/login").into_response();
     if let Ok(v) = state.auth.clear_cookie().parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);

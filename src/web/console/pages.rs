@@ -35,25 +35,34 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Response {
 
 /// The patient's name in the hospital's script: the ideographic (kanji) group of the PN
 /// value when there is one, else the alphabetic group.
-pub fn patient_name(state: &WebState, uid: &str) -> String {
-    let Ok(contexts) = state.store.dicom_contexts(uid) else {
-        return String::new();
-    };
-    for c in contexts {
-        if let Some(pn) = c.get("0010,0010") {
-            let groups: Vec<&str> = pn.split('=').collect();
-            let g = groups
-                .get(1)
-                .filter(|g| !g.trim().is_empty())
-                .or(groups.first())
-                .copied()
-                .unwrap_or("");
-            let name = g.split('^').filter(|p| !p.is_empty()).collect::<Vec<_>>();
-            let sep = if g.is_ascii() { " " } else { "\u{3000}" };
-            return name.join(sep);
-        }
-    }
-    String::new()
+pub fn display_name(pn: &str) -> String {
+    let groups: Vec<&str> = pn.split('=').collect();
+    let g = groups
+        .get(1)
+        .filter(|g| !g.trim().is_empty())
+        .or(groups.first())
+        .copied()
+        .unwrap_or("");
+    let name = g.split('^').filter(|p| !p.is_empty()).collect::<Vec<_>>();
+    let sep = if g.is_ascii() { " " } else { "\u{3000}" };
+    name.join(sep)
+}
+
+/// The name of a study's patient, from the first instance header that has one.
+fn patient_name(store: &crate::store::Store, uid: &str) -> String {
+    store
+        .dicom_contexts(uid)
+        .unwrap_or_default()
+        .iter()
+        .find_map(|c| c.get("0010,0010").map(|pn| display_name(pn)))
+        .unwrap_or_default()
+}
+
+/// Runs blocking store work off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)
 }
 
 #[derive(serde::Deserialize)]
@@ -144,7 +153,16 @@ pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let rows = match state.store.list_studies(Some(StudyState::Held), 5000) {
+    // The query, the filtering and the rendering of up to 5,000 rows run off the async
+    // workers, so DICOM and HL7 are answered while the page is built.
+    blocking(move || held_page(&state, &c, &hq))
+        .await
+        .unwrap_or_else(|r| r)
+}
+
+fn held_page(state: &WebState, c: &Ctx, hq: &HeldQuery) -> Response {
+    // One query for every row and name: the page costs the same with 5,000 held studies.
+    let rows = match state.store.held_studies(5000) {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
@@ -152,7 +170,8 @@ pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> 
     let reason = param(&hq.reason);
     let text = param(&hq.q).map(|s| s.to_lowercase());
     let mut shown = Vec::new();
-    for s in &rows {
+    for held in &rows {
+        let s = &held.study;
         if let Some(m) = modality {
             if !s.modalities.to_lowercase().contains(&m.to_lowercase()) {
                 continue;
@@ -164,7 +183,11 @@ pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> 
                 continue;
             }
         }
-        let name = patient_name(&state, &s.study_uid);
+        let name = held
+            .patient_name
+            .as_deref()
+            .map(display_name)
+            .unwrap_or_default();
         if let Some(t) = &text {
             // Name, accession, UID (not the reasons' text, which names other studies).
             let hay = format!(
@@ -187,7 +210,7 @@ pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> 
             },
             accession: s.accession.as_deref().unwrap_or("—"),
             modalities: &s.modalities,
-            since: when(&state, s.updated_at),
+            since: when(state, s.updated_at),
             stored: codes,
             reasons: Vec::new(),
         });
@@ -202,7 +225,7 @@ pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> 
     }
     let title = c.tx().held_studies;
     page(
-        &c,
+        c,
         &HeldPage {
             c: c.chrome(title),
             modality: modality.unwrap_or(""),
@@ -361,37 +384,46 @@ pub async fn study(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let keys = match state.store.find_study(&uid) {
-        Ok(Some(k)) => k,
-        Ok(None) => {
+    let st = state.clone();
+    let found = blocking(move || {
+        let Some(keys) = st.store.find_study(&uid)? else {
+            return Ok(None);
+        };
+        let uid = keys.study_uid.clone();
+        let events = st.store.events_of(&uid).unwrap_or_default();
+        let decision = st
+            .store
+            .decision_of(&uid)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let row = st.store.study_row(&uid).ok().flatten();
+        let name = patient_name(&st.store, &uid);
+        let reports = st
+            .store
+            .reports_for(Some(&uid), keys.accession.as_deref(), &[])
+            .unwrap_or_default();
+        Ok::<_, crate::store::StoreError>(Some((keys, events, decision, row, name, reports)))
+    })
+    .await;
+    let (keys, events, decision, row, name, reports) = match found {
+        Ok(Ok(Some(x))) => x,
+        Ok(Ok(None)) => {
             return error(
                 StatusCode::NOT_FOUND,
                 "no such study (study uid or accession)",
             )
         }
-        Err(e) => return internal(e),
+        Ok(Err(e)) => return internal(e),
+        Err(r) => return r,
     };
     let uid = keys.study_uid.clone();
-    let events = state.store.events_of(&uid).unwrap_or_default();
-    let decision = state
-        .store
-        .decision_of(&uid)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let row = state.store.study_row(&uid).ok().flatten();
-    let name = patient_name(&state, &uid);
     let stored = if keys.state == StudyState::Held {
         reasons_of(decision.reasons_json.as_deref())
     } else {
         Vec::new()
     };
     let admin = c.session.role == Role::Admin;
-    // Reports.
-    let reports = state
-        .store
-        .reports_for(Some(&uid), keys.accession.as_deref(), &[])
-        .unwrap_or_default();
     // Eligibility, from the month's ledger (the study's month, its receiving facility).
     let month: String = row
         .as_ref()

@@ -44,9 +44,11 @@ pub async fn queue(State(state): St, headers: HeaderMap, Q(lq): Q<super::LangQue
         Ok(c) => c,
         Err(r) => return r,
     };
-    let rows = match state.store.list_studies(None, 100_000) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
+    let st = state.clone();
+    let rows = match super::pages::blocking(move || st.store.list_studies(None, 100_000)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return internal(e),
+        Err(r) => return r,
     };
     let mut dests: std::collections::BTreeMap<String, DestSummary> = Default::default();
     for r in &rows {
@@ -222,12 +224,15 @@ pub async fn accountability_download(
             "text/html; charset=utf-8",
         ),
     };
-    if let Some(a) = &state.audit {
-        a.record(
-            crate::audit::NewEntry::new(crate::audit::kind::REPORT_GENERATED, &format!("web:{}", c.session.user))
-                .detail(serde_json::json!({"month": month.to_string(), "format": format, "via": "web console"})),
-        );
-    }
+    let mut entry = crate::ledger::evidence::report_generated(
+        &format!("web:{}", c.session.user),
+        &month.to_string(),
+        report.receiving_facility_filter.as_deref(),
+        &format,
+        &bytes,
+    );
+    entry.detail["via"] = "web console".into();
+    state.record(entry).await;
     let disp = format!("attachment; filename=\"readgate-ledger-{month}.{format}\"");
     (
         [
