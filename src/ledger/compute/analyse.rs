@@ -3,6 +3,8 @@
 
 use super::*;
 
+/// Studies whose sign-off lies in a burst: ≥ `count` sign-offs by one signer within
+/// `window` ms.
 pub(super) fn bursts(
     finals: &mut [(String, i64, usize)],
     count: usize,

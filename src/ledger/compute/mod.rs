@@ -220,9 +220,6 @@ pub fn build(
     Ok(report)
 }
 
-/// Studies whose sign-off lies in a burst: ≥ `count` sign-offs by one signer within
-/// `window` ms.
-
 #[cfg(test)]
 mod tests {
     use super::*;

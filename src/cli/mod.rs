@@ -2,13 +2,18 @@
 //! `config-check` and the `audit` group (`verify`, `export`, `search`). Every subcommand
 //! takes `--config PATH` (default `config/readgate.toml`).
 
-use crate::audit::{AtnaSource, AuditLog, EntryRef, Query, Range};
 use crate::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
 use crate::model::StudyState;
 use crate::store::{Store, StudyRow};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+mod audit;
+mod user;
+
+pub use audit::{AuditCommand, ExportFormat};
+pub use user::UserCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,74 +171,6 @@ pub enum Command {
 /// Exit code of `readgate audit verify` when the chain shows tampering.
 pub const EXIT_TAMPERED: u8 = 3;
 
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Walk the whole hash chain: exit 0 when intact, 3 when an entry was changed, deleted
-    /// or inserted (the first one is named), 1 when the trail cannot be read.
-    Verify {
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// An entry's sequence number and hash noted outside the database earlier
-        /// (`SEQ:HASH`, as printed by a previous verify); checked too.
-        #[arg(long)]
-        anchor: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-    /// Write the trail as JSON lines or as IHE ATNA (DICOM PS3.15) messages in RFC 5424
-    /// syslog frames (octet counting).
-    Export {
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        #[arg(long, value_enum)]
-        format: ExportFormat,
-        /// Entries from this time (RFC 3339, e.g. 2025-04-01T00:00:00+09:00).
-        #[arg(long)]
-        from: Option<String>,
-        /// Entries up to this time (RFC 3339).
-        #[arg(long)]
-        to: Option<String>,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Find entries, newest first.
-    Search {
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Event kind, e.g. study_overridden, read_event, operator_login.
-        #[arg(long)]
-        kind: Option<String>,
-        /// Study Instance UID or accession number.
-        #[arg(long)]
-        study: Option<String>,
-        /// Who: user, AE title, HL7 sender, `system`.
-        #[arg(long)]
-        actor: Option<String>,
-        /// Text contained in the detail (or the actor).
-        #[arg(long)]
-        text: Option<String>,
-        /// From this time (RFC 3339).
-        #[arg(long)]
-        from: Option<String>,
-        /// Up to this time (RFC 3339).
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(long, default_value_t = 0)]
-        offset: usize,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ExportFormat {
-    Jsonl,
-    Atna,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     #[value(alias = "text")]
@@ -268,7 +205,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         });
     }
     if let Command::Audit { command } = cli.command {
-        return audit(command);
+        return audit::audit(command);
     }
     run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
 }
@@ -396,7 +333,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => crate::ledger::cli::report(&config, &month, facility, format, &lang, out.as_deref()),
         Command::Roster { command } => crate::ledger::cli::roster(command),
         Command::Token { command } => crate::ledger::cli::token(command),
-        Command::User { command } => user(command),
+        Command::User { command } => user::user(command),
         Command::Demo {
             port,
             repo,
@@ -436,223 +373,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn open_audit(config: &std::path::Path) -> anyhow::Result<(Config, AuditLog)> {
-    let config = Config::load(config)?;
-    let db = config.database_path();
-    if !db.exists() {
-        bail!(
-            "no database at {} yet: has `readgate serve` run with this config?",
-            db.display()
-        );
-    }
-    let log = AuditLog::open_read_only(&db)?;
-    Ok((config, log))
-}
-
-fn time_arg(flag: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
-    v.as_deref()
-        .map(|s| {
-            crate::time::parse_rfc3339_ms(s).ok().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{flag} {s:?}: expected an RFC 3339 time, e.g. 2025-04-01T00:00:00+09:00"
-                )
-            })
-        })
-        .transpose()
-}
-
-fn audit(command: AuditCommand) -> anyhow::Result<std::process::ExitCode> {
-    use std::process::ExitCode;
-    match command {
-        AuditCommand::Verify {
-            config,
-            anchor,
-            format,
-        } => {
-            let anchor = anchor
-                .as_deref()
-                .map(|a| {
-                    let (seq, hash) = a.split_once(':').unwrap_or((a, ""));
-                    match (seq.trim().parse::<i64>(), crate::audit::chain::from_hex(hash.trim())) {
-                        (Ok(seq), Some(_)) => Ok(EntryRef {
-                            seq,
-                            hash: hash.trim().to_ascii_lowercase(),
-                        }),
-                        _ => Err(anyhow::anyhow!(
-                            "--anchor {a:?}: expected SEQ:HASH (a sequence number and 64 hex digits)"
-                        )),
-                    }
-                })
-                .transpose()?;
-            let (_, log) = open_audit(&config)?;
-            let v = log.verify_with_anchor(anchor.as_ref())?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                Format::Table => print_verification(&log, &v),
-            }
-            Ok(if v.intact() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_TAMPERED)
-            })
-        }
-        AuditCommand::Export {
-            config,
-            format,
-            from,
-            to,
-            out,
-        } => {
-            let range = Range {
-                from_ms: time_arg("--from", &from)?,
-                to_ms: time_arg("--to", &to)?,
-            };
-            let (config, log) = open_audit(&config)?;
-            let source = AtnaSource::from_config(&config);
-            let export = |w: &mut dyn std::io::Write| -> anyhow::Result<u64> {
-                Ok(match format {
-                    ExportFormat::Jsonl => log.export_jsonl(w, range)?,
-                    ExportFormat::Atna => log.export_atna(w, range, &source)?,
-                })
-            };
-            match &out {
-                Some(path) => {
-                    let mut f = std::fs::File::create(path)
-                        .with_context(|| format!("--out {}", path.display()))?;
-                    let n = export(&mut f)?;
-                    f.sync_all()
-                        .with_context(|| format!("--out {}", path.display()))?;
-                    eprintln!("exported {n} entries to {}", path.display());
-                }
-                None => {
-                    let stdout = std::io::stdout();
-                    let mut lock = stdout.lock();
-                    export(&mut lock)?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Search {
-            config,
-            kind,
-            study,
-            actor,
-            text,
-            from,
-            to,
-            limit,
-            offset,
-            format,
-        } => {
-            let q = Query {
-                kind,
-                actor,
-                study,
-                text,
-                from_ms: time_arg("--from", &from)?,
-                to_ms: time_arg("--to", &to)?,
-                limit: limit.max(1),
-                offset,
-            };
-            let (_, log) = open_audit(&config)?;
-            let entries = log.search(&q)?;
-            match format {
-                Format::Json => {
-                    let rows: Vec<serde_json::Value> = entries
-                        .iter()
-                        .map(|e| {
-                            let mut v = serde_json::to_value(e).unwrap_or_default();
-                            v["detail"] = e.detail_json();
-                            v
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
-                }
-                Format::Table => print_audit_entries(&entries),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn print_verification(log: &AuditLog, v: &crate::audit::Verification) {
-    println!("audit trail in {}", log.path().display());
-    match (v.first_seq, v.last_seq) {
-        (Some(a), Some(b)) => println!(
-            "checked {} entries (seq {a}–{b}) in {:.2} s",
-            v.entries,
-            v.elapsed.as_secs_f64()
-        ),
-        _ => println!(
-            "checked {} entries in {:.2} s",
-            v.entries,
-            v.elapsed.as_secs_f64()
-        ),
-    }
-    if let (Some(seq), Some(h)) = (v.last_seq, &v.head_hash) {
-        println!("newest entry: {seq}:{h}  (keep this as --anchor for the next check)");
-    }
-    println!(
-        "system clock now: {}",
-        match v.clock_synchronised {
-            Some(true) => "synchronised (NTP)",
-            Some(false) => "NOT synchronised: entry times are only as good as this clock",
-            None => "synchronisation unknown",
-        }
-    );
-    if v.clock_steps == 0 {
-        println!("clock steps between entries: none");
-    } else {
-        println!("clock steps between entries: {}", v.clock_steps);
-        for c in v.clock.iter().take(20) {
-            let what = match c.issue {
-                crate::audit::ClockIssue::SteppedBack => "wall clock set back",
-                crate::audit::ClockIssue::SteppedForward => "wall clock set forward (or suspend)",
-                crate::audit::ClockIssue::BehindPrevious => {
-                    "after a reboot, clock behind the previous entry"
-                }
-            };
-            println!(
-                "  at entry {}: {what} by {:.3} s",
-                c.seq,
-                c.by_ms as f64 / 1000.0
-            );
-        }
-    }
-    for n in &v.notes {
-        println!("note: {n}");
-    }
-    match &v.finding {
-        None => println!("chain intact"),
-        Some(f) => println!("TAMPERED: {}", f.message),
-    }
-}
-
-fn print_audit_entries(entries: &[crate::audit::Entry]) {
-    println!(
-        "{:>8}  {:<24}  {:<18}  {:<16}  {:<30}  detail",
-        "seq", "time (UTC)", "kind", "actor", "study / accession"
-    );
-    for e in entries {
-        let study = match (&e.study_uid, &e.accession) {
-            (Some(s), Some(a)) => format!("{s} / {a}"),
-            (Some(s), None) => s.clone(),
-            (None, Some(a)) => format!("/ {a}"),
-            (None, None) => "-".into(),
-        };
-        let detail: String = e.detail.chars().take(100).collect();
-        println!(
-            "{:>8}  {:<24}  {:<18}  {:<16}  {:<30}  {}",
-            e.seq, e.at, e.kind, e.actor, study, detail
-        );
-    }
-    println!(
-        "{} entr{}",
-        entries.len(),
-        if entries.len() == 1 { "y" } else { "ies" }
-    );
 }
 
 /// Checks an operator action's words and finds the study it is about.
@@ -809,67 +529,5 @@ fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         Err(_) => json.to_string(),
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum UserCommand {
-    /// Read a password (stdin, or a prompt without echo on a terminal) and print the
-    /// `[[http.users]]` entry (argon2id hash) to add to the config. Writes nothing.
-    Add {
-        name: String,
-        #[arg(long, value_parser = ["viewer", "admin"])]
-        role: String,
-    },
-}
-
-fn read_password() -> anyhow::Result<String> {
-    use std::io::{BufRead, IsTerminal};
-    let stdin = std::io::stdin();
-    let tty = stdin.is_terminal();
-    let mut saved: Option<libc::termios> = None;
-    if tty {
-        eprint!("password: ");
-        // SAFETY: termios is plain data; fd 0 is stdin, checked to be a terminal.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) == 0 {
-                saved = Some(t);
-                t.c_lflag &= !libc::ECHO;
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
-        }
-    }
-    let mut line = String::new();
-    let res = stdin.lock().read_line(&mut line);
-    if let Some(t) = saved {
-        // SAFETY: restores the settings read above.
-        unsafe {
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-        }
-        eprintln!();
-    }
-    res.context("reading the password from stdin")?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_string();
-    if pw.chars().count() < 8 {
-        bail!("the password must have at least 8 characters");
-    }
-    Ok(pw)
-}
-
-fn user(command: UserCommand) -> anyhow::Result<()> {
-    match command {
-        UserCommand::Add { name, role } => {
-            let name = name.trim().to_string();
-            if name.is_empty() || name.contains('"') || name.contains('\\') {
-                bail!("NAME: expected a non-empty user name without quotes or backslashes");
-            }
-            let pw = read_password()?;
-            let hash = crate::web::auth::hash_password(&pw).map_err(|e| anyhow::anyhow!(e))?;
-            println!(
-                "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\""
-            );
-            Ok(())
-        }
     }
 }

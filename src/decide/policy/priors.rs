@@ -1,0 +1,120 @@
+//! Prior studies and their reports (JRS-7.3.2).
+
+use super::*;
+
+pub(super) fn check_priors(
+    ctx: &StudyContext,
+    policy: &PolicyConfig,
+    reference_ms: i64,
+) -> (CheckResult, Option<HoldReason>) {
+    let cfg = &policy.priors;
+    let oldest_ok =
+        reference_ms.saturating_sub(i64::from(cfg.lookback_days).saturating_mul(DAY_MS));
+    // The same prior may be known twice (received here and answered by C-FIND): one
+    // entry per study UID, keeping the larger report count and the known time.
+    let mut priors: Vec<Prior> = Vec::new();
+    for p in &ctx.priors {
+        if p.study_uid.trim() == ctx.study_uid.trim() {
+            continue;
+        }
+        match priors.iter_mut().find(|q| q.study_uid == p.study_uid) {
+            Some(q) => {
+                q.reports = q.reports.max(p.reports);
+                q.study_time_ms = q.study_time_ms.or(p.study_time_ms);
+                q.accession = q.accession.clone().or_else(|| p.accession.clone());
+            }
+            None => priors.push(p.clone()),
+        }
+    }
+    // A prior after this study is not a prior; one with no date cannot be shown to be
+    // outside the look-back, so it stays in (sorted as the oldest).
+    priors.retain(|p| match p.study_time_ms {
+        Some(t) => t <= reference_ms && t >= oldest_ok,
+        None => true,
+    });
+    priors.sort_by_key(|p| std::cmp::Reverse(p.study_time_ms));
+    let required: &[Prior] = match cfg.require {
+        PriorRequirement::All => &priors,
+        PriorRequirement::MostRecent => {
+            let n = usize::try_from(cfg.most_recent_count).unwrap_or(usize::MAX);
+            &priors[..priors.len().min(n)]
+        }
+    };
+    let clause = reasons::JRS_7_3_2.to_string();
+    let scope = match cfg.require {
+        PriorRequirement::All => format!("all priors within {} days", cfg.lookback_days),
+        PriorRequirement::MostRecent => format!(
+            "the {} most recent prior(s) within {} days",
+            cfg.most_recent_count, cfg.lookback_days
+        ),
+    };
+    let name = |p: &Prior| {
+        format!(
+            "{} ({})",
+            p.accession.as_deref().unwrap_or(&p.study_uid),
+            p.study_time_ms
+                .map(|t| format_date(t, policy.utc_offset_minutes))
+                .unwrap_or_else(|| "date unknown".into())
+        )
+    };
+    let missing: Vec<&Prior> = required.iter().filter(|p| p.reports == 0).collect();
+    if missing.is_empty() {
+        let mut sources: Vec<Source> = Vec::new();
+        for p in required {
+            if !sources.contains(&p.source) {
+                sources.push(p.source.clone());
+            }
+        }
+        let detail = if required.is_empty() {
+            format!("no prior studies within {} days", cfg.lookback_days)
+        } else {
+            format!(
+                "{scope}: reports on file for {}",
+                required.iter().map(name).collect::<Vec<_>>().join(", ")
+            )
+        };
+        return (
+            CheckResult {
+                check: "prior_reports".into(),
+                clause,
+                passed: true,
+                detail,
+                sources,
+            },
+            None,
+        );
+    }
+    let refs: Vec<PriorRef> = missing
+        .iter()
+        .map(|p| PriorRef {
+            accession: p.accession.clone(),
+            study_uid: p.study_uid.clone(),
+            date: p
+                .study_time_ms
+                .map(|t| format_date(t, policy.utc_offset_minutes)),
+        })
+        .collect();
+    let mut sources: Vec<Source> = Vec::new();
+    for p in &missing {
+        if !sources.contains(&p.source) {
+            sources.push(p.source.clone());
+        }
+    }
+    (
+        CheckResult {
+            check: "prior_reports".into(),
+            clause,
+            passed: false,
+            detail: format!(
+                "{scope}: no final report for {}",
+                missing
+                    .iter()
+                    .map(|p| name(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            sources,
+        },
+        Some(reasons::prior_report_missing(&refs, cfg.lookback_days)),
+    )
+}
