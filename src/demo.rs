@@ -350,7 +350,7 @@ pub async fn run(
         ("admin", "admin", &admin_password),
         ("viewer", "viewer", &viewer_password),
     ] {
-        let hash = crate::web::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+        let hash = crate::web::auth::hash_password(password)?;
         users.push_str(&format!(
             "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\"\n"
         ));

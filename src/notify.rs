@@ -31,6 +31,8 @@ pub enum WebhookError {
     Status(u16),
     #[error("bad certificate for the webhook's trust store: {0}")]
     Certificate(String),
+    #[error("webhook URL: {0}")]
+    Url(String),
 }
 
 #[derive(Debug, Clone)]
@@ -65,15 +67,16 @@ impl Webhook {
 
     /// `http://host[:port]/path` or `https://host[:port]/path` (verified against the
     /// public web PKI roots).
-    pub fn parse(url: &str, timeout: Duration) -> Result<Webhook, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    pub fn parse(url: &str, timeout: Duration) -> Result<Webhook, WebhookError> {
+        let bad = |why: &str| WebhookError::Url(format!("{why}: {url:?}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("expected an http:// or https:// URL, got {url:?}"));
+            return Err(bad("expected an http:// or https:// URL"));
         }
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(format!("no host in {url:?}"));
+            return Err(bad("no host"));
         }
-        let client = client(timeout, None).map_err(|e| e.to_string())?;
+        let client = client(timeout, None)?;
         Ok(Webhook {
             url: parsed,
             timeout,

@@ -30,6 +30,19 @@ pub fn tls_config(
     crate::tls::client_config(ca, client)
 }
 
+/// Why the sender `[audit]` asks for cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("audit.syslog: {0}")]
+    Target(#[from] crate::config::BadValue),
+    #[error("audit.tls_ca is required for tls://")]
+    NoCa,
+    #[error("audit TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
 /// What the sender needs; see [`Sender::start_from_config`] for the usual way to build it.
 #[derive(Clone)]
 pub struct SenderConfig {
@@ -51,18 +64,18 @@ pub struct Sender {
 
 impl Sender {
     /// The sender `[audit] syslog` asks for, or `None` without one.
-    pub fn start_from_config(config: &crate::config::Config) -> Result<Option<Sender>, String> {
+    pub fn start_from_config(config: &crate::config::Config) -> Result<Option<Sender>, StartError> {
         let a = &config.audit;
         let Some(url) = &a.syslog else {
             return Ok(None);
         };
         let target = Target::parse(url)?;
         let tls = match (target.scheme, &a.tls_ca) {
-            (Scheme::Tls, Some(ca)) => Some(
-                tls_config(ca, a.tls_cert.as_deref().zip(a.tls_key.as_deref()))
-                    .map_err(|e| e.to_string())?,
-            ),
-            (Scheme::Tls, None) => return Err("audit.tls_ca is required for tls://".into()),
+            (Scheme::Tls, Some(ca)) => Some(tls_config(
+                ca,
+                a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
+            )?),
+            (Scheme::Tls, None) => return Err(StartError::NoCa),
             (Scheme::Tcp, _) => None,
         };
         let cfg = SenderConfig {
@@ -72,9 +85,7 @@ impl Sender {
             retry_max: Duration::from_secs(a.retry_max_secs),
             poll: Duration::from_millis(500),
         };
-        Sender::spawn(&config.database_path(), cfg)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Ok(Some(Sender::spawn(&config.database_path(), cfg)?))
     }
 
     /// Starts the thread; it opens its own connection to the database at `db_path`.

@@ -308,6 +308,8 @@ struct RowFields<'a> {
     hash: &'a str,
 }
 
+/// The error is text because it is not an error of the program but a finding about the
+/// row (kept verbatim in the verification report).
 fn read_fields<'a>(
     row: &'a rusqlite::Row<'a>,
     seq: i64,

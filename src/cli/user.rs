@@ -55,7 +55,7 @@ pub(super) fn user(command: UserCommand) -> anyhow::Result<()> {
                 bail!("NAME: expected a non-empty user name without quotes or backslashes");
             }
             let pw = read_password()?;
-            let hash = crate::web::auth::hash_password(&pw).map_err(|e| anyhow::anyhow!(e))?;
+            let hash = crate::web::auth::hash_password(&pw)?;
             println!(
                 "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\""
             );

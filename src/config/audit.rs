@@ -64,15 +64,13 @@ pub struct Target {
 
 impl Target {
     /// `tcp://host:port` or `tls://host:port`; the error says what is wrong.
-    pub fn parse(s: &str) -> Result<Target, String> {
+    pub fn parse(s: &str) -> Result<Target, super::BadValue> {
         let (scheme, rest) = if let Some(r) = s.strip_prefix("tcp://") {
             (Scheme::Tcp, r)
         } else if let Some(r) = s.strip_prefix("tls://") {
             (Scheme::Tls, r)
         } else {
-            return Err(format!(
-                "expected tcp://host:port or tls://host:port, got {s:?}"
-            ));
+            return Err(format!("expected tcp://host:port or tls://host:port, got {s:?}").into());
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest
@@ -85,7 +83,7 @@ impl Target {
             .filter(|p| *p != 0)
             .ok_or_else(|| format!("{s:?}: expected a TCP port 1-65535"))?;
         if host.is_empty() {
-            return Err(format!("{s:?}: expected a host name or address"));
+            return Err(format!("{s:?}: expected a host name or address").into());
         }
         Ok(Target {
             scheme,

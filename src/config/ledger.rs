@@ -205,7 +205,7 @@ impl LedgerConfig {
                 return err(&key("facility"), "expected a non-empty string".into());
             }
             for (j, n) in p.networks.iter().enumerate() {
-                if let Err(m) = Cidr::parse(n) {
+                if let Err(super::BadValue(m)) = Cidr::parse(n) {
                     return err(&format!("ledger.places[{i}].networks[{j}]"), m);
                 }
             }

@@ -32,6 +32,24 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_PATH: &str = "config/readgate.toml";
 
+/// A value that does not parse; the text says what was expected (the caller names the
+/// key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadValue(pub String);
+
+impl From<String> for BadValue {
+    fn from(s: String) -> Self {
+        BadValue(s)
+    }
+}
+
+impl From<&str> for BadValue {
+    fn from(s: &str) -> Self {
+        BadValue(s.to_string())
+    }
+}
+
 /// One key whose value is wrong, as a section's validation reports it (the whole-file
 /// validation adds the file's path: [`ConfigError::Invalid`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,16 +144,17 @@ impl Config {
             key: key.to_string(),
             message,
         };
-        non_empty("gateway.id", &self.gateway.id).map_err(|m| invalid("gateway.id", m))?;
+        non_empty("gateway.id", &self.gateway.id)
+            .map_err(|BadValue(m)| invalid("gateway.id", m))?;
         non_empty("gateway.sending_facility", &self.gateway.sending_facility)
-            .map_err(|m| invalid("gateway.sending_facility", m))?;
+            .map_err(|BadValue(m)| invalid("gateway.sending_facility", m))?;
         if self.gateway.data_dir.as_os_str().is_empty() {
             return Err(invalid(
                 "gateway.data_dir",
                 "expected a directory path".into(),
             ));
         }
-        ae_title(&self.dicom.ae_title).map_err(|m| invalid("dicom.ae_title", m))?;
+        ae_title(&self.dicom.ae_title).map_err(|BadValue(m)| invalid("dicom.ae_title", m))?;
         if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu_length) {
             return Err(invalid(
                 "dicom.max_pdu_length",
@@ -205,14 +224,15 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, peer) in self.dicom.peers.iter().enumerate() {
             let key = format!("dicom.peers[{i}].ae_title");
-            ae_title(&peer.ae_title).map_err(|m| invalid(&key, m))?;
+            ae_title(&peer.ae_title).map_err(|BadValue(m)| invalid(&key, m))?;
             if !seen.insert(peer.ae_title.trim().to_string()) {
                 return Err(invalid(&key, format!("duplicate peer {:?}", peer.ae_title)));
             }
         }
         let mut ids = HashSet::new();
         for (i, d) in self.destinations.iter().enumerate() {
-            non_empty("id", &d.id).map_err(|m| invalid(&format!("destinations[{i}].id"), m))?;
+            non_empty("id", &d.id)
+                .map_err(|BadValue(m)| invalid(&format!("destinations[{i}].id"), m))?;
             if !ids.insert(d.id.as_str()) {
                 return Err(invalid(
                     &format!("destinations[{i}].id"),
@@ -220,15 +240,16 @@ impl Config {
                 ));
             }
             non_empty("facility", &d.facility)
-                .map_err(|m| invalid(&format!("destinations[{i}].facility"), m))?;
+                .map_err(|BadValue(m)| invalid(&format!("destinations[{i}].facility"), m))?;
             ae_title(&d.ae_title)
-                .map_err(|m| invalid(&format!("destinations[{i}].ae_title"), m))?;
+                .map_err(|BadValue(m)| invalid(&format!("destinations[{i}].ae_title"), m))?;
             if let Some(calling) = &d.calling_ae_title {
-                ae_title(calling)
-                    .map_err(|m| invalid(&format!("destinations[{i}].calling_ae_title"), m))?;
+                ae_title(calling).map_err(|BadValue(m)| {
+                    invalid(&format!("destinations[{i}].calling_ae_title"), m)
+                })?;
             }
             non_empty("host", &d.host)
-                .map_err(|m| invalid(&format!("destinations[{i}].host"), m))?;
+                .map_err(|BadValue(m)| invalid(&format!("destinations[{i}].host"), m))?;
             if d.port == 0 {
                 return Err(invalid(
                     &format!("destinations[{i}].port"),
@@ -257,7 +278,8 @@ impl Config {
         let known: Vec<&str> = self.destinations.iter().map(|d| d.id.as_str()).collect();
         section(self.policy.validate_destinations(&known))?;
         if let Some(url) = &self.notify.webhook_url {
-            notify::check_webhook_url(url).map_err(|m| invalid("notify.webhook_url", m))?;
+            notify::check_webhook_url(url)
+                .map_err(|BadValue(m)| invalid("notify.webhook_url", m))?;
         }
         if self.notify.timeout_secs == 0 {
             return Err(invalid(
@@ -281,7 +303,8 @@ impl Config {
             if h.max_connections == 0 {
                 return Err(invalid("hl7.max_connections", "expected at least 1".into()));
             }
-            non_empty("application", &h.application).map_err(|m| invalid("hl7.application", m))?;
+            non_empty("application", &h.application)
+                .map_err(|BadValue(m)| invalid("hl7.application", m))?;
         }
         section(self.ledger.validate())?;
         if let Some(http) = &self.http {
@@ -333,7 +356,7 @@ impl Config {
             }
             return Ok(());
         };
-        let target = audit::Target::parse(url).map_err(|m| invalid("audit.syslog", m))?;
+        let target = audit::Target::parse(url).map_err(|BadValue(m)| invalid("audit.syslog", m))?;
         match target.scheme {
             audit::Scheme::Tcp => {
                 for (key, v) in [("audit.tls_ca", &a.tls_ca), ("audit.tls_cert", &a.tls_cert)] {
@@ -395,7 +418,7 @@ impl Destination {
     }
 }
 
-fn non_empty(_what: &str, v: &str) -> Result<(), String> {
+fn non_empty(_what: &str, v: &str) -> Result<(), BadValue> {
     if v.trim().is_empty() {
         Err("expected a non-empty string".into())
     } else {
@@ -404,19 +427,18 @@ fn non_empty(_what: &str, v: &str) -> Result<(), String> {
 }
 
 /// AE titles: 1–16 characters of the default repertoire, no backslash or control characters.
-fn ae_title(v: &str) -> Result<(), String> {
+fn ae_title(v: &str) -> Result<(), BadValue> {
     let t = v.trim();
     if t.is_empty() || v.len() > 16 {
-        return Err(format!(
-            "expected an AE title of 1 to 16 characters, got {v:?}"
-        ));
+        return Err(format!("expected an AE title of 1 to 16 characters, got {v:?}").into());
     }
     if v.chars()
         .any(|c| !c.is_ascii() || c.is_ascii_control() || c == '\\')
     {
         return Err(format!(
             "expected ASCII characters without backslash or control characters, got {v:?}"
-        ));
+        )
+        .into());
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ pub struct Cidr {
 
 impl Cidr {
     /// `10.20.0.0/16`, `2001:db8::/32` or a bare address.
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub fn parse(s: &str) -> Result<Cidr, super::BadValue> {
         let s = s.trim();
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),

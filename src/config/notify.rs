@@ -27,7 +27,7 @@ fn default_webhook_timeout() -> u64 {
 }
 
 /// An `http://` or `https://` URL with a host (and, if given, a valid port).
-pub fn check_webhook_url(url: &str) -> Result<(), String> {
+pub fn check_webhook_url(url: &str) -> Result<(), super::BadValue> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -37,7 +37,7 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((h, tail)) => (h, tail.strip_prefix(':')),
-            None => return Err(format!("unclosed [ in {url:?}")),
+            None => return Err(format!("unclosed [ in {url:?}").into()),
         },
         None => match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -45,7 +45,7 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
         },
     };
     if host.is_empty() {
-        return Err(format!("no host in {url:?}"));
+        return Err(format!("no host in {url:?}").into());
     }
     if let Some(p) = port {
         p.parse::<u16>()

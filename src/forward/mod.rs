@@ -179,6 +179,7 @@ impl Forwarder {
                 let tagged = match self.tagged_copy(inst, &mut stamps).await {
                     Ok(p) => p,
                     Err(why) => {
+                        let why = why.to_string();
                         warn!(destination = %dest.id, sop_instance = %inst.sop_uid, error = %why, "cannot tag an instance: not sent");
                         let (uid, w) = (inst.sop_uid.clone(), why.clone());
                         self.blocking(move |s| s.record_instance_failure(&uid, None, &w))
@@ -307,26 +308,26 @@ impl Forwarder {
         &self,
         inst: &QueuedInstance,
         stamps: &mut Stamps,
-    ) -> Result<std::path::PathBuf, String> {
+    ) -> Result<std::path::PathBuf, CopyError> {
         if !stamps.contains_key(&inst.study_uid) {
             let (config, uid) = (self.config.clone(), inst.study_uid.clone());
             let stamp = self
                 .blocking(move |s| Ok(stamp::for_study(s, &config, &uid)))
                 .await
-                .unwrap_or_else(|| Err("store unavailable".into()));
+                .ok_or(CopyError::StoreUnavailable)?;
             stamps.insert(inst.study_uid.clone(), stamp);
         }
         let (accountability, copy) = match stamps.get(&inst.study_uid) {
             Some(Ok(s)) => s.clone(),
-            Some(Err(e)) => return Err(e.clone()),
-            None => return Err("no stamp".into()),
+            Some(Err(e)) => return Err(CopyError::Stamp(e.clone())),
+            None => return Err(CopyError::StoreUnavailable),
         };
         let source = self.spool.absolute(&inst.path);
         let target = self.spool.scratch_path("tagged");
         let out = target.clone();
         tokio::task::spawn_blocking(move || {
-            let src = std::fs::File::open(&source).map_err(|e| format!("{}: {e}", source.display()))?;
-            let dst = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let src = std::fs::File::open(&source).map_err(|e| CopyError::file(&source, e))?;
+            let dst = std::fs::File::create(&out).map_err(|e| CopyError::file(&out, e))?;
             match crate::tag::tag_part10_file(src, dst, &accountability, &copy) {
                 Ok(report) => {
                     for (attr, why) in &report.skipped {
@@ -336,12 +337,12 @@ impl Forwarder {
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&out);
-                    Err(format!("tagging failed: {e}"))
+                    Err(CopyError::Tag(e.to_string()))
                 }
             }
         })
         .await
-        .map_err(|e| format!("tagging task failed: {e}"))?
+        .map_err(|e| CopyError::Task(e.to_string()))?
         .map(|_| target)
     }
 
@@ -374,8 +375,38 @@ fn backoff_ms(base_secs: u64, cap_secs: u64, attempts: u32) -> i64 {
     (secs * 1000) as i64
 }
 
-type Stamps =
-    HashMap<String, Result<(crate::tag::Accountability, crate::tag::ContextCopy), String>>;
+type Stamps = HashMap<
+    String,
+    Result<(crate::tag::Accountability, crate::tag::ContextCopy), stamp::StampError>,
+>;
+
+/// Why an instance's tagged copy could not be made (it is not sent; the text is kept as
+/// the instance's and study's last error).
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error("{0}")]
+    Stamp(stamp::StampError),
+    #[error("store unavailable")]
+    StoreUnavailable,
+    #[error("{}: {message}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("tagging failed: {0}")]
+    Tag(String),
+    #[error("tagging task failed: {0}")]
+    Task(String),
+}
+
+impl CopyError {
+    fn file(path: &std::path::Path, e: std::io::Error) -> CopyError {
+        CopyError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
 
 fn study_set(batch: &[QueuedInstance]) -> Vec<String> {
     batch

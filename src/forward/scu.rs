@@ -201,7 +201,7 @@ impl StoreScu {
                 .map_err(|e| local(e.to_string()))?;
             self.send_data(context_id, &mut file).await?;
         } else {
-            let converted = transcode(path, &target_ts).map_err(local)?;
+            let converted = transcode(path, &target_ts).map_err(|e| local(e.to_string()))?;
             self.send_data(context_id, &mut &converted[..]).await?;
         }
         self.await_response(self.message_id).await
@@ -314,17 +314,27 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Re-encodes a native data set for a destination that accepted only another native
 /// transfer syntax. Only then is the whole instance loaded into memory.
-fn transcode(path: &Path, target_ts: &str) -> Result<Vec<u8>, String> {
+fn transcode(path: &Path, target_ts: &str) -> Result<Vec<u8>, TranscodeError> {
     use dicom_encoding::TransferSyntaxIndex;
-    let obj = dicom_object::open_file(path)
-        .map_err(|e| format!("cannot re-read for transcoding: {e}"))?;
+    let obj = dicom_object::open_file(path).map_err(|e| TranscodeError::Read(Box::new(e)))?;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(target_ts)
-        .ok_or_else(|| format!("unknown transfer syntax {target_ts}"))?;
+        .ok_or_else(|| TranscodeError::UnknownSyntax(target_ts.to_string()))?;
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, ts)
-        .map_err(|e| format!("transcoding to {target_ts} failed: {e}"))?;
+        .map_err(|e| TranscodeError::Write(target_ts.to_string(), Box::new(e)))?;
     Ok(out)
+}
+
+/// Why an instance could not be re-encoded for its destination.
+#[derive(Debug, thiserror::Error)]
+enum TranscodeError {
+    #[error("cannot re-read for transcoding: {0}")]
+    Read(Box<dicom_object::ReadError>),
+    #[error("unknown transfer syntax {0}")]
+    UnknownSyntax(String),
+    #[error("transcoding to {0} failed: {1}")]
+    Write(String, Box<dicom_object::WriteError>),
 }
 
 #[cfg(test)]

@@ -7,23 +7,37 @@ use crate::store::Store;
 use crate::tag::{Accountability, ContextCopy};
 use std::time::{Duration, UNIX_EPOCH};
 
+/// Why a study's instances cannot be tagged (and so are not sent).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StampError {
+    #[error("reading the decision: {0}")]
+    Store(String),
+    #[error("no decision recorded for {0}")]
+    NoDecision(String),
+    #[error("study {study_uid} is not released for forwarding (verdict {verdict:?})")]
+    NotReleased {
+        study_uid: String,
+        verdict: Option<crate::model::Disposition>,
+    },
+}
+
 /// The tags for every instance of `study_uid`, from its recorded decision.
 pub fn for_study(
     store: &Store,
     config: &Config,
     study_uid: &str,
-) -> Result<(Accountability, ContextCopy), String> {
+) -> Result<(Accountability, ContextCopy), StampError> {
     let decision = store
         .decision_of(study_uid)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no decision recorded for {study_uid}"))?;
+        .map_err(|e| StampError::Store(e.to_string()))?
+        .ok_or_else(|| StampError::NoDecision(study_uid.to_string()))?;
     let verdict = match decision.verdict {
         Some(v) if v.releases() => v,
-        _ => {
-            return Err(format!(
-                "study {study_uid} is not released for forwarding (verdict {:?})",
-                decision.verdict
-            ))
+        verdict => {
+            return Err(StampError::NotReleased {
+                study_uid: study_uid.to_string(),
+                verdict,
+            })
         }
     };
     let reason_codes: Vec<String> = decision

@@ -181,8 +181,8 @@ pub fn parse_csv(text: &str, path: &str) -> Result<Vec<Reader>, RosterError> {
         if facility.is_empty() {
             return Err(invalid(*line, "facility", "expected a facility".into()));
         }
-        let employment =
-            Employment::parse(get("employment")).map_err(|m| invalid(*line, "employment", m))?;
+        let employment = Employment::parse(get("employment"))
+            .map_err(|m| invalid(*line, "employment", m.to_string()))?;
         let board_certified = match get("board_certified").to_ascii_lowercase().as_str() {
             "" | "false" | "no" | "n" | "0" | "いいえ" | "無" => false,
             "true" | "yes" | "y" | "1" | "はい" | "有" => true,

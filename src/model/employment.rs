@@ -22,14 +22,16 @@ impl Employment {
     }
 
     /// Also the Japanese words a roster CSV may use.
-    pub fn parse(s: &str) -> Result<Employment, String> {
+    pub fn parse(s: &str) -> Result<Employment, super::UnknownText> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "full_time" | "fulltime" | "常勤" => Ok(Employment::FullTime),
             "part_time" | "parttime" | "非常勤" => Ok(Employment::PartTime),
             "trainee" | "研修医" | "専攻医" => Ok(Employment::Trainee),
-            other => Err(format!(
-                "expected full_time, part_time or trainee, got {other:?}"
-            )),
+            _ => Err(super::UnknownText {
+                what: "employment",
+                got: s.trim().to_string(),
+                expected: "full_time (常勤), part_time (非常勤), trainee (研修医・専攻医)",
+            }),
         }
     }
 }

@@ -47,6 +47,8 @@ pub fn recover(
     Ok((indexed, quarantined))
 }
 
+/// `Err` is the reason the file is quarantined, logged and kept with it: a message for
+/// the administrator, not an error the program handles.
 fn describe(spool: &Spool, rel: &str) -> Result<crate::store::NewInstance, String> {
     let path = spool.absolute(rel);
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;

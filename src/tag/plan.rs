@@ -53,7 +53,8 @@ impl TextVr {
         }
     }
 
-    /// Why `value` (one value, no `\`) is not a valid value of this VR, if it is not.
+    /// Why `value` (one value, no `\`) is not a valid value of this VR, if it is not: the
+    /// text is the skip reason the tag report carries.
     fn check(self, value: &str) -> Result<(), String> {
         let controls_ok = |c: char| self == TextVr::Lt && matches!(c, '\r' | '\n' | '\t' | '\x0c');
         if let Some(c) = value.chars().find(|&c| c.is_control() && !controls_ok(c)) {

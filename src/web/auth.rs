@@ -58,17 +58,23 @@ pub fn random_hex() -> String {
 }
 
 /// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     use std::io::Read;
     let mut salt = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut salt))
-        .map_err(|e| e.to_string())?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut salt))?;
+    let salt = SaltString::encode_b64(&salt)?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("reading random bytes for the salt: {0}")]
+    Random(#[from] std::io::Error),
+    #[error("argon2: {0}")]
+    Hash(#[from] argon2::password_hash::Error),
 }
 
 pub enum LoginError {

@@ -298,7 +298,8 @@ pub async fn start(
     };
     let task = match (&http.tls_cert, &http.tls_key) {
         (Some(cert), Some(key)) => {
-            let config = tls::server_config(cert, key).map_err(anyhow::Error::msg)?;
+            let config = crate::tls::server_config(cert, key, &[b"http/1.1"])
+                .map_err(|e| anyhow::anyhow!("http.tls_cert / http.tls_key: {e}"))?;
             let listener = tls::TlsListener::new(listener, config)?;
             info!(listen = %addr, "readgate is serving HTTPS");
             tokio::spawn(async move {

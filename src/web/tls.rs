@@ -3,7 +3,6 @@
 //! finished ones are handed to axum through [`TlsListener`].
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -11,12 +10,6 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
-
-/// The server config from `[http] tls_cert` and `tls_key` (PEM), offering HTTP/1.1.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    crate::tls::server_config(cert, key, &[b"http/1.1"])
-        .map_err(|e| format!("http.tls_cert / http.tls_key: {e}"))
-}
 
 /// Accepted connections after their TLS handshake.
 pub struct TlsListener {
