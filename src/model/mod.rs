@@ -19,6 +19,6 @@ pub use employment::Employment;
 pub use lang::Lang;
 pub use priority::Priority;
 pub use role::Role;
-pub use state::{InstanceState, StudyState, UnknownState};
+pub use state::{InstanceState, StudyState};
 pub use text::UnknownText;
 pub use verdict::{Disposition, Verdict};

@@ -5,7 +5,7 @@
 
 /// A text that names no variant of the enum it was parsed as.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {got:?} (expected one of: {expected})")]
+#[error("unknown {what} {got:?}: expected one of {expected}")]
 pub struct UnknownText {
     /// What was being parsed, e.g. `study state`.
     pub what: &'static str,
@@ -33,8 +33,11 @@ macro_rules! text_enum {
             /// Every variant, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// The text form of every variant, in declaration order (help texts, schemas).
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             /// The one text form (stored, logged, served).
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
                 }
@@ -43,7 +46,8 @@ macro_rules! text_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, so tables can align it with `{:<10}`.
+                f.pad(self.as_str())
             }
         }
 

@@ -187,31 +187,30 @@ impl Store {
         study_uid: Option<&str>,
         accession: Option<&str>,
     ) -> Result<Vec<StoredOrder>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT m.id, m.control_id, m.message_type, m.sender, m.received_at, \
              o.order_control, o.request, o.patient, o.allergies \
              FROM orders o JOIN hl7_messages m ON m.id = o.message_id \
              WHERE (?1 IS NOT NULL AND o.study_uid = ?1) OR (?2 IS NOT NULL AND o.accession = ?2) \
              ORDER BY o.id",
-        )?;
-        let rows = stmt.query_map(params![study_uid, accession], |r| {
-            let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
-            Ok(StoredOrder {
-                message: MessageRef {
-                    id: r.get(0)?,
-                    control_id: r.get(1)?,
-                    message_type: r.get(2)?,
-                    sender: r.get(3)?,
-                    received_at: r.get(4)?,
-                },
-                order_control: r.get(5)?,
-                request: parse(r.get(6)?),
-                patient: parse(r.get(7)?),
-                allergies: parse(r.get(8)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            params![study_uid, accession],
+            |r| {
+                let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+                Ok(StoredOrder {
+                    message: MessageRef {
+                        id: r.get(0)?,
+                        control_id: r.get(1)?,
+                        message_type: r.get(2)?,
+                        sender: r.get(3)?,
+                        received_at: r.get(4)?,
+                    },
+                    order_control: r.get(5)?,
+                    request: parse(r.get(6)?),
+                    patient: parse(r.get(7)?),
+                    allergies: parse(r.get(8)?),
+                })
+            },
+        )
     }
 
     /// Reports (every version) for a study, by study UID or accession, or for a patient.

@@ -233,12 +233,11 @@ impl Store {
 
     /// The current imported roster, as stored (the ledger turns entries into readers).
     pub fn imported_roster(&self) -> Result<Vec<RosterEntry>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT ids, name, facility, employment, board_certified, valid_from, valid_to, source \
              FROM roster WHERE retired_at IS NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+            [],
+            |r| {
             Ok(RosterEntry {
                 ids: r
                     .get::<_, String>(0)?
@@ -253,8 +252,8 @@ impl Store {
                 valid_to: r.get(6)?,
                 source: r.get(7)?,
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        },
+        )
     }
 
     /// Changes whenever a roster is imported (the server reloads its roster then).
@@ -280,42 +279,40 @@ impl Store {
 
     /// Studies first received in [start, end).
     pub fn ledger_studies(&self, start: i64, end: i64) -> Result<Vec<LedgerStudy>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT study_uid, accession, state, verdict, destination, facility, modalities, \
              first_received_at, forwarded_at, reasons, override_by, override_reason, rowid \
              FROM studies WHERE first_received_at >= ?1 AND first_received_at < ?2 \
              ORDER BY first_received_at, study_uid",
-        )?;
-        let rows = stmt.query_map([start, end], |r| {
-            Ok(LedgerStudy {
-                study_uid: r.get(0)?,
-                accession: r.get(1)?,
-                state: r.get(2)?,
-                verdict: r.get(3)?,
-                destination: r.get(4)?,
-                facility: r.get(5)?,
-                modalities: r.get(6)?,
-                first_received_at: r.get(7)?,
-                forwarded_at: r.get(8)?,
-                reasons: r.get(9)?,
-                override_by: r.get(10)?,
-                override_reason: r.get(11)?,
-                rowid: r.get(12)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            [start, end],
+            |r| {
+                Ok(LedgerStudy {
+                    study_uid: r.get(0)?,
+                    accession: r.get(1)?,
+                    state: r.get(2)?,
+                    verdict: r.get(3)?,
+                    destination: r.get(4)?,
+                    facility: r.get(5)?,
+                    modalities: r.get(6)?,
+                    first_received_at: r.get(7)?,
+                    forwarded_at: r.get(8)?,
+                    reasons: r.get(9)?,
+                    override_by: r.get(10)?,
+                    override_reason: r.get(11)?,
+                    rowid: r.get(12)?,
+                })
+            },
+        )
     }
 
     /// Read events of the studies first received in [start, end), by study then time.
     pub fn ledger_read_events(&self, start: i64, end: i64) -> Result<Vec<ReadEventRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT e.id, s.rowid, e.reader_id, e.action, e.at, e.workstation, e.client_ip, e.source \
              FROM studies s CROSS JOIN read_events e ON e.study_uid = s.study_uid \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
-        )?;
-        let rows = stmt.query_map([start, end], |r| {
+            [start, end],
+            |r| {
             Ok(ReadEventRow {
                 id: r.get(0)?,
                 study: r.get(1)?,
@@ -326,8 +323,8 @@ impl Store {
                 client_ip: r.get(6)?,
                 source: r.get(7)?,
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        },
+        )
     }
 
     /// HL7 report versions of the studies first received in [start, end), matched by
@@ -383,23 +380,22 @@ impl Store {
     /// Timeline events (hold, release, override, reject, incomplete) of the studies first
     /// received in [start, end).
     pub fn ledger_timeline(&self, start: i64, end: i64) -> Result<Vec<LedgerTimelineEvent>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT e.study_uid, e.at, e.kind, e.detail FROM studies s \
              CROSS JOIN events e ON e.study_uid = s.study_uid \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
              AND e.kind IN ('held', 'released-override', 'rejected', 'context', 'failed') \
              ORDER BY e.id",
-        )?;
-        let rows = stmt.query_map([start, end], |r| {
-            Ok(LedgerTimelineEvent {
-                study_uid: r.get(0)?,
-                at: r.get(1)?,
-                kind: r.get(2)?,
-                detail: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            [start, end],
+            |r| {
+                Ok(LedgerTimelineEvent {
+                    study_uid: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            },
+        )
     }
 
     /// Runs `f` inside one transaction on the main connection (bulk loads).

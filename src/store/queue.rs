@@ -23,24 +23,23 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<QueuedInstance>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT i.sop_uid, i.study_uid, i.sop_class_uid, i.transfer_syntax, i.path \
              FROM instances i JOIN studies s ON s.study_uid = i.study_uid \
              WHERE i.state = 'queued' AND s.destination = ?1 AND s.state != 'failed' \
              AND s.next_attempt_at <= ?2 \
              ORDER BY i.received_at LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![destination, now, limit as i64], |r| {
-            Ok(QueuedInstance {
-                sop_uid: r.get(0)?,
-                study_uid: r.get(1)?,
-                sop_class_uid: r.get(2)?,
-                transfer_syntax: r.get(3)?,
-                path: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            params![destination, now, limit as i64],
+            |r| {
+                Ok(QueuedInstance {
+                    sop_uid: r.get(0)?,
+                    study_uid: r.get(1)?,
+                    sop_class_uid: r.get(2)?,
+                    transfer_syntax: r.get(3)?,
+                    path: r.get(4)?,
+                })
+            },
+        )
     }
 
     /// When the next retry for `destination` is due (None: nothing queued).

@@ -96,35 +96,35 @@ impl Store {
     /// The held studies, newest first, each with its patient's name (PN as received, from
     /// the first instance that has one): everything the held page shows, in one query.
     pub fn held_studies(&self, limit: usize) -> Result<Vec<HeldStudy>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "{} , (SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
+        self.query_all(
+            &format!(
+                "{} , (SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
              WHERE i.study_uid = s.study_uid AND json_valid(i.context) \
              AND json_extract(i.context, '$.\"0010,0010\"') IS NOT NULL LIMIT 1) \
              FROM studies s WHERE s.state = 'held' ORDER BY s.last_received_at DESC LIMIT ?1",
-            STUDY_ROW_COLUMNS
-        ))?;
-        let rows = stmt.query_map([limit.min(i64::MAX as usize) as i64], |r| {
-            Ok(HeldStudy {
-                study: study_row(r)?,
-                patient_name: r.get(18)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                STUDY_ROW_COLUMNS
+            ),
+            [limit.min(i64::MAX as usize) as i64],
+            |r| {
+                Ok(HeldStudy {
+                    study: study_row(r)?,
+                    patient_name: r.get(18)?,
+                })
+            },
+        )
     }
 
     /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
     /// for the queue view and metrics).
     pub fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT s.destination, SUM(s.state = 'queued'), \
              (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
               WHERE t.destination = s.destination AND t.state = 'queued' AND i.state = 'queued'), \
              MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
     }
 
     /// A study by Study Instance UID or accession number.
@@ -149,40 +149,38 @@ impl Store {
 
     /// A study's instances, oldest first.
     pub fn instances_of(&self, study_uid: &str) -> Result<Vec<InstanceRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT sop_uid, sop_class_uid, transfer_syntax, state, path, last_status, last_error \
              FROM instances WHERE study_uid = ?1 ORDER BY received_at",
-        )?;
-        let rows = stmt.query_map([study_uid], |r| {
-            Ok(InstanceRow {
-                sop_uid: r.get(0)?,
-                sop_class_uid: r.get(1)?,
-                transfer_syntax: r.get(2)?,
-                state: r.get(3)?,
-                path: r.get(4)?,
-                last_status: r.get(5)?,
-                last_error: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            [study_uid],
+            |r| {
+                Ok(InstanceRow {
+                    sop_uid: r.get(0)?,
+                    sop_class_uid: r.get(1)?,
+                    transfer_syntax: r.get(2)?,
+                    state: r.get(3)?,
+                    path: r.get(4)?,
+                    last_status: r.get(5)?,
+                    last_error: r.get(6)?,
+                })
+            },
+        )
     }
 
     /// A study's timeline, in order.
     pub fn events_of(&self, study_uid: &str) -> Result<Vec<Event>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.query_all(
             "SELECT at, study_uid, kind, detail FROM events WHERE study_uid = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([study_uid], |r| {
-            Ok(Event {
-                at: r.get(0)?,
-                study_uid: r.get(1)?,
-                kind: r.get(2)?,
-                detail: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            [study_uid],
+            |r| {
+                Ok(Event {
+                    at: r.get(0)?,
+                    study_uid: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            },
+        )
     }
 
     /// How many studies are in each state (states without a study are absent).

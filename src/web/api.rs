@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The states a study can be in (`?state=`).
-pub const STATES: [&str; 6] = crate::model::StudyState::NAMES;
+pub const STATES: &[&str] = crate::model::StudyState::NAMES;
 
 pub fn routes() -> Router<Arc<WebState>> {
     Router::new()

@@ -2,7 +2,7 @@
 //! forms carrying the session's CSRF token, answered with a redirect.
 
 use super::pages::{internal, St};
-use super::{error, form_ctx, url, ClientIp, CsrfForm, F};
+use super::{error, form_ctx, url, ClientIp, F};
 use crate::actions::{ActionError, Actor, Done, Operator};
 use crate::web::WebState;
 use axum::extract::{Path, State};
@@ -10,16 +10,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 
+/// Every action's form: the session's CSRF token, and the written words an action needs
+/// (a release's justification, a rejection's reason).
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct ReleaseForm {
+pub struct ActionForm {
     csrf: Option<String>,
     justification: Option<String>,
+    reason: Option<String>,
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct RejectForm {
-    csrf: Option<String>,
-    reason: Option<String>,
+/// The four actions, as the console's routes name them.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Release,
+    Reject,
+    Reevaluate,
+    Retry,
 }
 
 fn field_text(value: Option<&str>, field: &str) -> Result<String, Response> {
@@ -67,90 +73,63 @@ fn back(uid: &str) -> Response {
     Redirect::to(&format!("/studies/{}", url(uid))).into_response()
 }
 
-pub async fn release(
-    State(state): St,
-    Path(uid): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    F(form): F<ReleaseForm>,
+/// One action: CSRF and role, the written words, the action off the runtime, then back to
+/// the study (or, after a retry, to the queue).
+async fn handle(
+    state: Arc<WebState>,
+    uid: String,
+    ip: String,
+    headers: &HeaderMap,
+    form: ActionForm,
+    kind: Kind,
 ) -> Response {
-    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), true) {
+    let c = match form_ctx(&state, headers, form.csrf.as_deref(), true) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let j = match field_text(form.justification.as_deref(), "justification") {
-        Ok(j) => j,
+    let words = match kind {
+        Kind::Release => field_text(form.justification.as_deref(), "justification"),
+        Kind::Reject => field_text(form.reason.as_deref(), "reason"),
+        Kind::Reevaluate | Kind::Retry => Ok(String::new()),
+    };
+    let words = match words {
+        Ok(w) => w,
         Err(r) => return r,
     };
-    match act(&state, &c.session.user, ip, move |op, a| {
-        op.release(&uid, a, &j)
+    let done = act(&state, &c.session.user, ip, move |op, a| match kind {
+        Kind::Release => op.release(&uid, a, &words),
+        Kind::Reject => op.reject(&uid, a, &words),
+        Kind::Reevaluate => op.reevaluate(&uid, a),
+        Kind::Retry => op.retry(&uid, a),
     })
-    .await
-    {
-        Ok(done) => back(&done.study_uid),
-        Err(r) => r,
+    .await;
+    match (done, kind) {
+        (Ok(_), Kind::Retry) => Redirect::to("/queue").into_response(),
+        (Ok(done), _) => back(&done.study_uid),
+        (Err(r), _) => r,
     }
 }
 
-pub async fn reject(
-    State(state): St,
-    Path(uid): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    F(form): F<RejectForm>,
-) -> Response {
-    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), true) {
-        Ok(x) => x,
-        Err(r) => return r,
+/// The route handlers: `POST /studies/{uid}/<action>`.
+macro_rules! action_routes {
+    ($($name:ident => $kind:ident),+ $(,)?) => {
+        $(
+            pub async fn $name(
+                State(state): St,
+                Path(uid): Path<String>,
+                ClientIp(ip): ClientIp,
+                headers: HeaderMap,
+                F(form): F<ActionForm>,
+            ) -> Response {
+                handle(state, uid, ip, &headers, form, Kind::$kind).await
+            }
+        )+
     };
-    let reason = match field_text(form.reason.as_deref(), "reason") {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    match act(&state, &c.session.user, ip, move |op, a| {
-        op.reject(&uid, a, &reason)
-    })
-    .await
-    {
-        Ok(done) => back(&done.study_uid),
-        Err(r) => r,
-    }
 }
 
-pub async fn reevaluate(
-    State(state): St,
-    Path(uid): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    F(form): F<CsrfForm>,
-) -> Response {
-    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), true) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match act(&state, &c.session.user, ip, move |op, a| {
-        op.reevaluate(&uid, a)
-    })
-    .await
-    {
-        Ok(done) => back(&done.study_uid),
-        Err(r) => r,
-    }
-}
-
-pub async fn retry(
-    State(state): St,
-    Path(uid): Path<String>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    F(form): F<CsrfForm>,
-) -> Response {
-    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), true) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match act(&state, &c.session.user, ip, move |op, a| op.retry(&uid, a)).await {
-        Ok(_) => Redirect::to("/queue").into_response(),
-        Err(r) => r,
-    }
+action_routes! {
+    release => Release,
+    reject => Reject,
+    reevaluate => Reevaluate,
+    retry => Retry,
 }
