@@ -2,10 +2,15 @@
 //!
 //! The data's path, one module per stage:
 //! [`receive`] (C-STORE SCP) → [`spool`] (durable files) → [`store`] (SQLite index) →
-//! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`forward`] (C-STORE SCU).
-//! [`dicom`] holds the DICOM encodings those stages share; [`config`] the configuration;
-//! [`audit`] the hash-chained audit trail (ATS-4); [`time`] the one clock and calendar
-//! (instants, DICOM and HL7 dates and times, RFC 3339, report months).
+//! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`tag`] (accountability
+//! tags) → [`forward`] (C-STORE SCU). Beside it: [`intake`] (HL7 over MLLP), [`actions`]
+//! (operator actions), [`ledger`] (who read what, where, as what), [`audit`] (the
+//! hash-chained trail, ATS-4) and [`web`] (REST API and console).
+//!
+//! At the bottom, importing nothing above them: [`model`] (the domain's enums), [`time`]
+//! (the one clock), [`config`] (every section of the configuration), [`i18n`] (the
+//! Japanese/English catalogue), [`digest`] and [`tls`]; then the pure parsers [`dicom`]
+//! and [`hl7`]. `docs/architecture.md` is the map.
 
 pub mod actions;
 pub mod audit;

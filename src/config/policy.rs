@@ -98,7 +98,7 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRule {
-    /// Shown in evaluations ("rules[1] er-ct"); optional.
+    /// Shown in evaluations (`rules[1] er-ct`); optional.
     #[serde(default)]
     pub name: Option<String>,
     /// Destination ids (`[[destinations]] id`) the study is routed to.

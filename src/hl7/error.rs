@@ -207,7 +207,7 @@ impl ContentError {
     }
 }
 
-/// Why [`parse`] failed.
+/// Why [`parse`](super::parse::parse) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     /// Not parsable: AR.

@@ -1,7 +1,7 @@
 //! Typed extraction of the messages readgate consumes.
 //!
 //! Input is text already decoded by [`super::charset`]. Structure is parsed with
-//! hl7-parser 0.3; values are taken raw and unescaped by [`Delimiters::unescape`]
+//! hl7-parser 0.3; values are taken raw and unescaped by [`Delimiters::unescape`](super::escape::Delimiters::unescape)
 //! because hl7-parser's own escape decoding panics on Japanese text. Every call into
 //! the parser (and the extraction around it) runs under `catch_unwind`, so a parser
 //! bug becomes [`ParseError::Panicked`] instead of killing the daemon (this needs the

@@ -365,7 +365,7 @@ pub struct OrderRequest {
 
 /// ORM^O01 / OMI^O23.
 ///
-/// Content rules ([`ContentError`], answer AE): a PID with at least one PID-3
+/// Content rules ([`ContentError`](super::error::ContentError), answer AE): a PID with at least one PID-3
 /// identifier, at least one ORC/OBR group, ORC-1 in every group, and for a new order
 /// (NW) an accession number or a study UID (reported at IPC-1 for OMI, OBR-18 for
 /// ORM); other order controls may identify the order by placer/filler number alone.
@@ -445,7 +445,7 @@ pub struct ReportResult {
 
 /// ORU^R01.
 ///
-/// Content rules ([`ContentError`], answer AE): a PID with at least one PID-3
+/// Content rules ([`ContentError`](super::error::ContentError), answer AE): a PID with at least one PID-3
 /// identifier, at least one OBR, OBR-25 in every OBR, and in every OBR group an
 /// accession number, study UID, placer or filler number to match it by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
