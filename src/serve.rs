@@ -36,12 +36,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     start_with(config, None).await
 }
 
-/// As [`start`], with another decision stage in place of plain routing.
-pub async fn start_with(
-    config: Config,
-    decider: Option<Arc<dyn Decide>>,
-) -> anyhow::Result<Running> {
-    let config = Arc::new(config);
+/// The store, the spool and the audit trail, with whatever an earlier run left behind
+/// cleaned up and re-indexed (blocking: file system and SQLite).
+fn open_storage(
+    config: &Config,
+) -> anyhow::Result<(Arc<Store>, Arc<Spool>, Arc<crate::audit::AuditLog>)> {
     let data_dir = &config.gateway.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
@@ -74,6 +73,22 @@ pub async fn start_with(
         studies = ?counts,
         "store opened"
     );
+
+    Ok((store, spool, audit))
+}
+
+/// As [`start`], with another decision stage in place of plain routing.
+pub async fn start_with(
+    config: Config,
+    decider: Option<Arc<dyn Decide>>,
+) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    // Opening, migrating and re-indexing the spool can take a while on a large data
+    // directory: it runs off the async workers like every other store call.
+    let cfg = config.clone();
+    let (store, spool, audit) = tokio::task::spawn_blocking(move || open_storage(&cfg))
+        .await
+        .context("opening the store")??;
 
     let listener = TcpListener::bind(config.dicom.listen)
         .await
