@@ -94,13 +94,7 @@ impl Operator<'_> {
             // The forwarded instances cite this entry in their tags.
             self.store.set_audit_seq(&uid, entry)?;
         }
-        let destination = self.destination(&uid)?;
-        self.wake(destination.as_deref());
-        Ok(Done {
-            study_uid: uid,
-            destination,
-            removed: 0,
-        })
+        self.wake_forwarder(uid)
     }
 
     /// Rejects a held or failed study: it is never sent, and its instances leave the
@@ -181,13 +175,7 @@ impl Operator<'_> {
             return Err(wrong(uid, state, "only failed studies can be retried"));
         }
         self.record(AuditKind::StudyRetried, "retry", actor, &uid, json!({}));
-        let destination = self.destination(&uid)?;
-        self.wake(destination.as_deref());
-        Ok(Done {
-            study_uid: uid,
-            destination,
-            removed: 0,
-        })
+        self.wake_forwarder(uid)
     }
 
     fn find(&self, key: &str) -> Result<(String, StudyState)> {
@@ -198,14 +186,17 @@ impl Operator<'_> {
         Ok((keys.study_uid, keys.state))
     }
 
-    fn destination(&self, uid: &str) -> Result<Option<String>> {
-        Ok(self.store.decision_of(uid)?.and_then(|d| d.destination))
-    }
-
-    fn wake(&self, destination: Option<&str>) {
-        if let (Some(w), Some(d)) = (self.wakeups, destination) {
+    /// Wakes the forwarder of the study's destination, and says what was done.
+    fn wake_forwarder(&self, uid: String) -> Result<Done> {
+        let destination = self.store.decision_of(&uid)?.and_then(|d| d.destination);
+        if let (Some(w), Some(d)) = (self.wakeups, destination.as_deref()) {
             w.wake(d);
         }
+        Ok(Done {
+            study_uid: uid,
+            destination,
+            removed: 0,
+        })
     }
 
     /// The action's audit entry: `{"action", "via", "client_ip"?, ...fields}`. Returns

@@ -145,17 +145,23 @@ struct AccountabilityPage<'a> {
     report_body: &'a str,
 }
 
+/// The session and the month a ledger page is about.
+fn month_ctx(
+    state: &WebState,
+    headers: &HeaderMap,
+    mq: &MonthQuery,
+) -> Result<(super::Ctx, crate::time::Month), Response> {
+    let c = ctx(state, headers, mq.lang.as_deref())?;
+    Ok((c, month_of(mq, state)?))
+}
+
 pub async fn accountability(
     State(state): St,
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
 ) -> Response {
-    let c = match ctx(&state, &headers, mq.lang.as_deref()) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let month = match month_of(&mq, &state) {
-        Ok(m) => m,
+    let (c, month) = match month_ctx(&state, &headers, &mq) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let st = state.clone();
@@ -192,12 +198,8 @@ pub async fn accountability_download(
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
 ) -> Response {
-    let c = match ctx(&state, &headers, mq.lang.as_deref()) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let month = match month_of(&mq, &state) {
-        Ok(m) => m,
+    let (c, month) = match month_ctx(&state, &headers, &mq) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let format = param(&mq.format).unwrap_or("html").to_string();
