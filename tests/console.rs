@@ -436,11 +436,10 @@ fn user_add_prints_a_users_entry() {
     assert!(text.contains("[[http.users]]") && text.contains("name = \"dr-tanaka\""));
     assert!(text.contains("role = \"viewer\"") && text.contains("$argon2id$"));
     assert!(!text.contains("correct horse"));
-    let short = std::process::Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["user", "add", "x", "--role", "admin"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let mut cmd = readgate_bin();
+    cmd.args(["user", "add", "x", "--role", "admin"])
+        .stdin(std::process::Stdio::null());
+    let short = run_output(&mut cmd, "readgate user add");
     assert!(!short.status.success());
 }
 
@@ -529,18 +528,16 @@ async fn browser_release_in_headless_chromium() {
         args.push("--shots".into());
         args.push(p.display().to_string());
     }
+    // scripts/install-test-deps installs chromium and websocket-client.
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3").args(&args).output()
+        run_ok(
+            std::process::Command::new("python3").args(&args),
+            "browser test",
+        )
     })
     .await
-    .unwrap()
-    .expect("python3 runs (scripts/install-test-deps installs chromium and websocket-client)");
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("\"ok\": true"), "{stdout}");
     // The reading site really got it.
     let start = Instant::now();

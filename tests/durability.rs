@@ -90,24 +90,8 @@ fn a_destination_that_starts_a_minute_late_gets_the_queue() {
     .iter()
     .map(|f| repo_path(&format!("sample-dicom/{f}")))
     .collect();
-    let out = std::process::Command::new(dcmtk("storescu"))
-        .args([
-            "-aet",
-            "CT01",
-            "-aec",
-            "READGATE",
-            "127.0.0.1",
-            &cfg.dicom_port.to_string(),
-        ])
-        .args(&files)
-        .env("TCP_NODELAY", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    run_ok(storescu.args(&files), "storescu");
     std::thread::sleep(Duration::from_secs(60));
     assert!(daemon.log_text().contains("cannot reach destination"));
     let scp = StoreScp::start(&dir.path().join("rc1"), dest_port);

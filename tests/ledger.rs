@@ -13,7 +13,6 @@ use readgate::model::StudyState;
 use readgate::time::{format_ms, Month};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -199,18 +198,11 @@ fn event(
 }
 
 fn report_cli(config: &Path, month: &str, format: &str, lang: &str) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["report", "--config"])
+    let mut cmd = readgate_bin();
+    cmd.args(["report", "--config"])
         .arg(config)
-        .args(["--month", month, "--format", format, "--lang", lang])
-        .output()
-        .expect("run readgate report");
-    assert!(
-        out.status.success(),
-        "readgate report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        .args(["--month", month, "--format", format, "--lang", lang]);
+    run_ok(&mut cmd, "readgate report").stdout
 }
 
 fn study_row<'a>(report: &'a serde_json::Value, uid: &str) -> &'a serde_json::Value {

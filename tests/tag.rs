@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{dataset_of, dcmtk, repo_path};
+use common::{dataset_of, dcmtk, repo_path, run_ok, run_output};
 use readgate::dicom::part10;
 use readgate::model::Disposition as Verdict;
 use readgate::tag::{self, Accountability, ContextCopy, TagReport};
@@ -308,26 +308,21 @@ fn every_sample_is_tagged_with_the_expected_copies() {
 #[test]
 fn dcmdump_reads_every_result_and_shows_the_private_block() {
     for c in fixture() {
-        let run = |path: &Path| {
-            // +L: long values in full (the default cuts them at 64 characters).
-            let out = Command::new(dcmtk("dcmdump"))
-                .arg("+L")
-                .arg(path)
-                .output()
-                .expect("run dcmdump");
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        // +L: long values in full (the default cuts them at 64 characters).
         let run_raw = |path: &Path| {
-            let out = Command::new(dcmtk("dcmdump"))
-                .arg("+L")
-                .arg(path)
-                .output()
-                .expect("run dcmdump");
+            let out = run_output(
+                Command::new(dcmtk("dcmdump")).arg("+L").arg(path),
+                "dcmdump",
+            );
             (out.status.success(), out.stdout, out.stderr)
+        };
+        let run = |path: &Path| {
+            let (ok, stdout, stderr) = run_raw(path);
+            (
+                ok,
+                String::from_utf8_lossy(&stdout).into_owned(),
+                String::from_utf8_lossy(&stderr).into_owned(),
+            )
         };
         let (ok_in, _, err_in) = run(&c.input);
         let (ok, dump, err) = run(&c.output);
@@ -463,17 +458,9 @@ print(json.dumps(result, ensure_ascii=False))
 "#;
 
 fn pydicom_read(paths: &[&Path]) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PYDICOM_READER)
-        .args(paths)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "pydicom failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut python = Command::new("python3");
+    python.arg("-c").arg(PYDICOM_READER).args(paths);
+    let out = run_ok(&mut python, "pydicom");
     serde_json::from_slice(&out.stdout).expect("pydicom JSON")
 }
 
@@ -833,17 +820,12 @@ fn memory_child() {
 #[test]
 fn tagging_a_200_mb_instance_keeps_rss_small() {
     let big = big_instance();
-    let out = Command::new(std::env::current_exe().expect("test binary"))
+    let mut child = Command::new(std::env::current_exe().expect("test binary"));
+    child
         .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])
-        .env("READGATE_TAG_MEMORY_CHILD", &big)
-        .output()
-        .expect("run child");
+        .env("READGATE_TAG_MEMORY_CHILD", &big);
+    let out = run_ok(&mut child, "child");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let line = stdout
         .lines()
         .find_map(|l| l.find("READGATE_MEMORY").map(|i| &l[i..]))

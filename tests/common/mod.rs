@@ -6,6 +6,10 @@ pub mod elements;
 
 pub mod hl7;
 pub mod http;
+pub mod process;
+
+#[allow(unused_imports)] // not every test binary uses every one
+pub use process::{assert_success, code_stdout_stderr, readgate_bin, run_ok, run_output};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,19 @@ pub fn dcmtk(tool: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A DCMTK network tool (`echoscu`, `storescu`) calling READGATE on 127.0.0.1:`port` as
+/// `calling`, with `options` before the address; TCP_NODELAY on (Debian's DCMTK keeps
+/// Nagle on otherwise). Files, if any, go after it.
+pub fn dcmtk_scu(tool: &str, calling: &str, options: &[&str], port: u16) -> Command {
+    let mut cmd = Command::new(dcmtk(tool));
+    cmd.args(["-aet", calling, "-aec", "READGATE"])
+        .args(options)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .env("TCP_NODELAY", "1");
+    cmd
 }
 
 pub fn free_port() -> u16 {
