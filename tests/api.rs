@@ -118,17 +118,13 @@ struct Setup {
 }
 
 async fn setup(metrics: bool) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, mut cfg) = reading_site();
     cfg.extra = http_config(metrics);
     let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
         .await
         .unwrap();
     let http = rg.http_addr.expect("HTTP listener");
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     for (i, acc) in ["ACC-PASS", "ACC-HOLD1", "ACC-HOLD2", "ACC-HOLD3"]
         .iter()
         .enumerate()
@@ -136,25 +132,13 @@ async fn setup(metrics: bool) -> Setup {
         let study = format!("{BASE}.{}", i + 1);
         let sop = format!("{study}.1.1");
         let ds = synthetic_instance_with_accession(CT_IMAGE_STORAGE, &study, &sop, "CT", acc);
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap();
-        assert_eq!(status, 0);
+        scu.store_ct_ok(&sop, &ds).await;
     }
     scu.release().await;
     let store = rg.store.clone();
     wait_until("1 forwarded, 3 held", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 10)
-            .unwrap()
-            .len()
-            == 1
-            && store
-                .list_studies(Some(StudyState::Held), 10)
-                .unwrap()
-                .len()
-                == 3
+        studies_in(&store, StudyState::Forwarded, 10) == 1
+            && studies_in(&store, StudyState::Held, 10) == 3
     });
     Setup {
         _dir: dir,

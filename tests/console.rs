@@ -100,17 +100,11 @@ async fn wait_state(rg: &readgate::serve::Running, uid: &str, want: &str) {
 }
 
 async fn send_study(port: u16, uid: &str, accession: &str) {
-    let mut scu = Scu::connect(port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .expect("associate");
+    let mut scu = Scu::ct01(port).await;
     for i in 1..=2 {
         let sop = format!("{uid}.1.{i}");
         let ds = japanese_instance(uid, &sop, accession);
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .expect("store");
-        assert_eq!(status, 0);
+        scu.store_ct_ok(&sop, &ds).await;
     }
     scu.release().await;
 }
@@ -127,9 +121,7 @@ fn users_toml(secure: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_pages_actions_and_access() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, mut cfg) = reading_site();
     cfg.policy = String::new(); // the default JRS policy: no context → held
     cfg.extra = users_toml(false);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
@@ -394,8 +386,7 @@ fn common_escape(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_cookies_and_config_validation() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (dir, mut cfg) = no_reading_site();
     cfg.extra = users_toml(true);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let mut c = WebClient::new(rg.http_addr.unwrap());
@@ -449,9 +440,7 @@ fn user_add_prints_a_users_entry() {
 /// With `READGATE_SCREENSHOTS=docs` it saves the console's screenshots there.
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_release_in_headless_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, mut cfg) = reading_site();
     cfg.policy = String::new();
     cfg.extra = users_toml(false);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
@@ -487,11 +476,7 @@ async fn browser_release_in_headless_chromium() {
         for i in 1..=2 {
             let sop = format!("{uid}.1.{i}");
             let ds = patient_instance(uid, &sop, acc, name, pid, modality);
-            let (status, _) = scu
-                .store(class, &sop, &ds, Packing::Separate)
-                .await
-                .expect("store");
-            assert_eq!(status, 0);
+            scu.store_ct_ok(&sop, &ds).await;
         }
         scu.release().await;
     }
@@ -558,8 +543,7 @@ async fn browser_release_in_headless_chromium() {
 /// error, a viewer cannot retry (403), an admin can (back to queued).
 #[tokio::test(flavor = "multi_thread")]
 async fn queue_shows_failures_and_admin_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port()); // nothing listens there
+    let (_dir, mut cfg) = no_reading_site(); // nothing listens there
     cfg.extra = users_toml(false);
     let text = cfg
         .text()
@@ -697,9 +681,7 @@ async fn held_page_of_2000_studies_is_bounded_and_leaves_the_runtime_free() {
     let mut echoes = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-            .await
-            .expect("associate while the page renders");
+        let mut scu = Scu::ct01(cfg.dicom_port).await;
         assert_eq!(scu.echo().await.expect("echo"), 0);
         scu.release().await;
         echoes.push(t.elapsed());

@@ -26,8 +26,7 @@ fn sample_files() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn echoscu_and_calling_ae_control() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n".into());
     let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let echo = |aet: &str| {
@@ -50,9 +49,7 @@ fn echoscu_and_calling_ae_control() {
 
 #[test]
 fn storescu_to_readgate_to_storescp_keeps_every_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, cfg) = reading_site();
     let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let files = sample_files();
     assert!(files.len() >= 15, "sample-dicom has {} files", files.len());
@@ -166,8 +163,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn sigterm_finishes_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, cfg) = no_reading_site();
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}\n{}", daemon.log_text());
@@ -176,8 +172,7 @@ fn sigterm_finishes_and_exits_cleanly() {
 
 #[test]
 fn a_bad_config_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, cfg) = no_reading_site();
     let path = cfg.write();
     let text = std::fs::read_to_string(&path)
         .unwrap()

@@ -5,17 +5,16 @@
 
 mod common;
 
+use common::hl7::send_hl7;
 use common::http::{post_json, request};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
 use readgate::model::StudyState;
 use readgate::time::{format_ms, Month};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JST: i64 = 9 * 3600;
 const TOKEN: &str = "rg_test_token_for_the_ris_vendor_integration";
@@ -112,25 +111,6 @@ workstations = ["RC1-WS01"]
     )
 }
 
-async fn send_hl7(addr: SocketAddr, message: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut frame = vec![0x0b];
-    frame.extend_from_slice(message.as_bytes());
-    frame.extend_from_slice(&[0x1c, 0x0d]);
-    s.write_all(&frame).await.unwrap();
-    let mut buf = Vec::new();
-    while !buf.ends_with(&[0x1c, 0x0d]) {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed before the ACK");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// ms → HL7 DTM `20260601093000+0900`.
 fn dtm(ms: i64) -> String {
     let s = format_ms(ms, JST);
@@ -225,9 +205,7 @@ fn reasons_of(report: &serde_json::Value, uid: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, _scp, mut cfg) = reading_site();
     // 2 eligible studies, one first-read by a trainee: 50 % (> 20 % warning, ≤ 60 %).
     cfg.extra = ledger_config(60);
     let config_path = cfg.write();
@@ -241,9 +219,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     let base = "1.2.826.0.1.3680043.10.4242";
     let names = ["A", "B", "C", "D", "E", "HOLD", "INC"];
     let uid = |n: &str| format!("{base}.{}", names.iter().position(|x| *x == n).unwrap() + 1);
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     for n in names {
         let study = uid(n);
         let sop = format!("{study}.1.1");
@@ -254,25 +230,13 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
             "CT",
             &format!("ACC-{n}"),
         );
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap();
-        assert_eq!(status, 0);
+        scu.store_ct_ok(&sop, &ds).await;
     }
     scu.release().await;
     let store = rg.store.clone();
     wait_until("studies forwarded or held", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 100)
-            .unwrap()
-            .len()
-            == 6
-            && store
-                .list_studies(Some(StudyState::Held), 100)
-                .unwrap()
-                .len()
-                == 1
+        studies_in(&store, StudyState::Forwarded, 100) == 6
+            && studies_in(&store, StudyState::Held, 100) == 1
     });
 
     // An operator releases the held study with a written reason.
@@ -286,11 +250,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
         .unwrap();
     assert!(released.is_some());
     wait_until("released study forwarded", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 100)
-            .unwrap()
-            .len()
-            == 7
+        studies_in(&store, StudyState::Forwarded, 100) == 7
     });
 
     let now = readgate::time::now_ms();
@@ -616,25 +576,16 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_read_events_api_refuses_bad_tokens_and_names_bad_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.extra = ledger_config(30);
     cfg.stable_after_secs = 3600;
     let rg = readgate::serve::start(cfg.parse()).await.unwrap();
     let http = rg.http_addr.expect("HTTP listener");
     let study = "1.2.826.0.1.3680043.10.4243.1";
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let ds =
         synthetic_instance_with_accession(CT_IMAGE_STORAGE, study, "1.2.3.4.5", "CT", "ACC-R1");
-    assert_eq!(
-        scu.store(CT_IMAGE_STORAGE, "1.2.3.4.5", &ds, Packing::Separate)
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    scu.store_ct_ok("1.2.3.4.5", &ds).await;
     scu.release().await;
 
     let health = request(http, "GET", "/healthz", &[], b"").await;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use readgate::dicom::dimse::{self, Command as DimseCommand};
+use readgate::model::StudyState;
 
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
@@ -66,6 +67,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// How many studies the store lists in `state` (at most `limit`).
+pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usize) -> usize {
+    store
+        .list_studies(Some(state), limit)
+        .expect("list studies")
+        .len()
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     wait_until(&format!("port {port}"), timeout, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -74,6 +83,22 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A fresh temp dir, DCMTK storescp as the reading site rc1 in DIR/rc1, and a test config
+/// (data in DIR/var) forwarding to it.
+pub fn reading_site() -> (tempfile::TempDir, StoreScp, TestConfig) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let cfg = TestConfig::new(dir.path(), scp.port);
+    (dir, scp, cfg)
+}
+
+/// A fresh temp dir and a test config whose destination (a free port) is down.
+pub fn no_reading_site() -> (tempfile::TempDir, TestConfig) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = TestConfig::new(dir.path(), free_port());
+    (dir, cfg)
 }
 
 /// A readgate config for tests: allow any calling AE unless `peers` is given.
@@ -488,6 +513,23 @@ impl Scu {
             .await
             .map_err(|e| e.to_string())?;
         Ok(Scu { assoc, msg: 0 })
+    }
+
+    /// An association from CT01 offering CT Image Storage; panics if it is refused.
+    pub async fn ct01(port: u16) -> Scu {
+        Scu::connect(port, "CT01", &[CT_IMAGE_STORAGE])
+            .await
+            .expect("CT01 associates")
+    }
+
+    /// One C-STORE of `dataset` as CT Image Storage in separate PDUs; panics unless it
+    /// is answered Success (0000).
+    pub async fn store_ct_ok(&mut self, sop_uid: &str, dataset: &[u8]) {
+        let (status, comment) = self
+            .store(CT_IMAGE_STORAGE, sop_uid, dataset, Packing::Separate)
+            .await
+            .expect("C-STORE answered");
+        assert_eq!(status, 0, "C-STORE {sop_uid}: {status:04X} {comment:?}");
     }
 
     pub fn context_for(&self, class: &str) -> u8 {
