@@ -11,27 +11,6 @@ use std::time::{Duration, Instant};
 const ADMIN_PW: &str = "admin-pass-1";
 const VIEWER_PW: &str = "viewer-pass-1";
 
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-    out.extend_from_slice(&group.to_le_bytes());
-    out.extend_from_slice(&elem.to_le_bytes());
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
-}
-
-fn padded(s: &str, pad: u8) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    if v.len() % 2 == 1 {
-        v.push(pad);
-    }
-    v
-}
-
 /// A CT instance without clinical context, with a Japanese patient name (UTF-8).
 fn japanese_instance(study: &str, sop: &str, accession: &str) -> Vec<u8> {
     patient_instance(
@@ -52,24 +31,18 @@ fn patient_instance(
     patient_id: &str,
     modality: &str,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0005, b"CS", &padded("ISO_IR 192", b' '));
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(CT_IMAGE_STORAGE, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(&mut d, 0x0010, 0x0010, b"PN", &padded(name, b' '));
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded(patient_id, b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study}.1"), 0),
-    );
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &[7u8; 256]);
-    d
+    Synthetic {
+        charset: Some("ISO_IR 192"),
+        sop_class: CT_IMAGE_STORAGE,
+        sop_uid: sop,
+        accession,
+        modality,
+        patient_name: Some(name),
+        patient_id,
+        study_uid: study,
+        pixels: &[7u8; 256],
+    }
+    .encode()
 }
 
 fn body(r: &common::http::HttpResponse) -> String {

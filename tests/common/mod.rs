@@ -398,7 +398,7 @@ pub fn dataset_of(path: &Path) -> (readgate::dicom::part10::FileMeta, Vec<u8>) {
     (meta, ds)
 }
 
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+pub fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
     out.extend_from_slice(&group.to_le_bytes());
     out.extend_from_slice(&elem.to_le_bytes());
     out.extend_from_slice(vr);
@@ -411,12 +411,56 @@ fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8])
     out.extend_from_slice(value);
 }
 
-fn padded(s: &str, pad: u8) -> Vec<u8> {
+pub fn padded(s: &str, pad: u8) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     if v.len() % 2 == 1 {
         v.push(pad);
     }
     v
+}
+
+/// A synthetic explicit-VR-LE data set, its elements in this order; `None` leaves one
+/// out. The series UID is the study UID + ".1".
+pub struct Synthetic<'a> {
+    /// (0008,0005) Specific Character Set.
+    pub charset: Option<&'a str>,
+    pub sop_class: &'a str,
+    pub sop_uid: &'a str,
+    pub accession: &'a str,
+    pub modality: &'a str,
+    pub patient_name: Option<&'a str>,
+    pub patient_id: &'a str,
+    pub study_uid: &'a str,
+    /// (7FE0,0010) as OW.
+    pub pixels: &'a [u8],
+}
+
+impl Synthetic<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = Vec::new();
+        if let Some(charset) = self.charset {
+            element(&mut d, 0x0008, 0x0005, b"CS", &padded(charset, b' '));
+        }
+        element(&mut d, 0x0008, 0x0016, b"UI", &padded(self.sop_class, 0));
+        element(&mut d, 0x0008, 0x0018, b"UI", &padded(self.sop_uid, 0));
+        element(&mut d, 0x0008, 0x0050, b"SH", &padded(self.accession, b' '));
+        element(&mut d, 0x0008, 0x0060, b"CS", &padded(self.modality, b' '));
+        if let Some(name) = self.patient_name {
+            element(&mut d, 0x0010, 0x0010, b"PN", &padded(name, b' '));
+        }
+        element(
+            &mut d,
+            0x0010,
+            0x0020,
+            b"LO",
+            &padded(self.patient_id, b' '),
+        );
+        element(&mut d, 0x0020, 0x000D, b"UI", &padded(self.study_uid, 0));
+        let series = format!("{}.1", self.study_uid);
+        element(&mut d, 0x0020, 0x000E, b"UI", &padded(&series, 0));
+        element(&mut d, 0x7FE0, 0x0010, b"OW", self.pixels);
+        d
+    }
 }
 
 /// A synthetic explicit-VR-LE instance with `pixel_bytes` of pixel data.
@@ -427,36 +471,26 @@ pub fn synthetic_instance(
     modality: &str,
     pixel_bytes: usize,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded("ACC0001", b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(
-        &mut d,
-        0x0010,
-        0x0010,
-        b"PN",
-        &padded("Synthetic^Patient", b' '),
-    );
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study_uid}.1"), 0),
-    );
     let mut pixels = vec![0u8; pixel_bytes];
     for (i, b) in pixels.iter_mut().enumerate() {
         *b = (i * 31 % 251) as u8;
     }
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &pixels);
-    d
+    Synthetic {
+        charset: None,
+        sop_class,
+        sop_uid,
+        accession: "ACC0001",
+        modality,
+        patient_name: Some("Synthetic^Patient"),
+        patient_id: "SYN0001",
+        study_uid,
+        pixels: &pixels,
+    }
+    .encode()
 }
 
-/// As [`synthetic_instance`], with its own accession number (0008,0050).
+/// As [`synthetic_instance`], with its own accession number (0008,0050), no patient name
+/// and 64 bytes of pixel data.
 pub fn synthetic_instance_with_accession(
     sop_class: &str,
     study_uid: &str,
@@ -464,22 +498,18 @@ pub fn synthetic_instance_with_accession(
     modality: &str,
     accession: &str,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study_uid}.1"), 0),
-    );
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &[0u8; 64]);
-    d
+    Synthetic {
+        charset: None,
+        sop_class,
+        sop_uid,
+        accession,
+        modality,
+        patient_name: None,
+        patient_id: "SYN0001",
+        study_uid,
+        pixels: &[0u8; 64],
+    }
+    .encode()
 }
 
 /// How the SCU packs a C-STORE on the wire.
