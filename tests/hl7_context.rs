@@ -7,7 +7,7 @@ mod common;
 use common::hl7::send_hl7;
 use common::*;
 use readgate::decide::context::StudyContext;
-use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::decide::{Decide, Decision, Verdict};
 use readgate::model::StudyState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,30 +23,11 @@ struct HoldUntilAsked {
 impl Decide for HoldUntilAsked {
     fn decide(&self, _study: &StudyContext) -> Decision {
         let n = self.evaluations.fetch_add(1, Ordering::SeqCst);
-        let route = Some(Route {
-            destination: "rc1".into(),
-            facility: "RC1".into(),
-            because: "context arrived".into(),
-        });
+        let waiting = ("TEST", "waiting for the order", "オーダ待ち");
         if n < self.hold_first {
-            Decision {
-                route,
-                verdict: Verdict::Hold,
-                reasons: vec![HoldReason {
-                    code: "TEST".into(),
-                    clause: "JRS-7.3.1".into(),
-                    message_en: "waiting for the order".into(),
-                    message_ja: "オーダ待ち".into(),
-                }],
-                evaluation: None,
-            }
+            rc1_decision("context arrived", Verdict::Hold, Some(waiting))
         } else {
-            Decision {
-                route,
-                verdict: Verdict::Pass,
-                reasons: Vec::new(),
-                evaluation: None,
-            }
+            rc1_decision("context arrived", Verdict::Pass, None)
         }
     }
 }

@@ -9,7 +9,7 @@ use common::hl7::send_hl7;
 use common::http::{post_json, request};
 use common::*;
 use readgate::decide::context::StudyContext;
-use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::decide::{Decide, Decision, Verdict};
 use readgate::model::StudyState;
 use readgate::time::{format_ms, Month};
 use std::path::Path;
@@ -25,36 +25,12 @@ struct TestGate;
 
 impl Decide for TestGate {
     fn decide(&self, study: &StudyContext) -> Decision {
-        let route = Some(Route {
-            destination: "rc1".into(),
-            facility: "RC1".into(),
-            because: "test".into(),
-        });
-        let reason = || HoldReason {
-            code: "EXAM_PURPOSE_MISSING".into(),
-            clause: "JRS-7.3.1".into(),
-            message_en: "exam purpose missing".into(),
-            message_ja: "検査目的が記載されていません".into(),
-        };
         match study.accession.as_deref() {
-            Some("ACC-HOLD") => Decision {
-                route,
-                verdict: Verdict::Hold,
-                reasons: vec![reason()],
-                evaluation: None,
-            },
-            Some("ACC-INC") => Decision {
-                route,
-                verdict: Verdict::ForwardIncomplete,
-                reasons: vec![reason()],
-                evaluation: None,
-            },
-            _ => Decision {
-                route,
-                verdict: Verdict::Pass,
-                reasons: Vec::new(),
-                evaluation: None,
-            },
+            Some("ACC-HOLD") => rc1_decision("test", Verdict::Hold, Some(PURPOSE_MISSING)),
+            Some("ACC-INC") => {
+                rc1_decision("test", Verdict::ForwardIncomplete, Some(PURPOSE_MISSING))
+            }
+            _ => rc1_decision("test", Verdict::Pass, None),
         }
     }
 }
@@ -219,20 +195,9 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     let base = "1.2.826.0.1.3680043.10.4242";
     let names = ["A", "B", "C", "D", "E", "HOLD", "INC"];
     let uid = |n: &str| format!("{base}.{}", names.iter().position(|x| *x == n).unwrap() + 1);
-    let mut scu = Scu::ct01(cfg.dicom_port).await;
-    for n in names {
-        let study = uid(n);
-        let sop = format!("{study}.1.1");
-        let ds = synthetic_instance_with_accession(
-            CT_IMAGE_STORAGE,
-            &study,
-            &sop,
-            "CT",
-            &format!("ACC-{n}"),
-        );
-        scu.store_ct_ok(&sop, &ds).await;
-    }
-    scu.release().await;
+    let studies: Vec<(String, String)> =
+        names.iter().map(|n| (uid(n), format!("ACC-{n}"))).collect();
+    send_accessions(cfg.dicom_port, &studies).await;
     let store = rg.store.clone();
     wait_until("studies forwarded or held", Duration::from_secs(30), || {
         studies_in(&store, StudyState::Forwarded, 100) == 6

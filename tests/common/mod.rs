@@ -67,6 +67,28 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Sends one CT instance (SOP UID STUDY.1.1, [`synthetic_instance_with_accession`]) per
+/// (study UID, accession) over one CT01 association; each must be answered Success.
+pub async fn send_accessions(port: u16, studies: &[(String, String)]) {
+    let mut scu = Scu::ct01(port).await;
+    for (study, accession) in studies {
+        let sop = format!("{study}.1.1");
+        let ds = synthetic_instance_with_accession(CT_IMAGE_STORAGE, study, &sop, "CT", accession);
+        scu.store_ct_ok(&sop, &ds).await;
+    }
+    scu.release().await;
+}
+
+/// The `kind` of every entry of a study's JSON `timeline`.
+pub fn timeline_kinds(study: &serde_json::Value) -> Vec<&str> {
+    study["timeline"]
+        .as_array()
+        .expect("timeline array")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect()
+}
+
 /// How many studies the store lists in `state` (at most `limit`).
 pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usize) -> usize {
     store
@@ -84,6 +106,40 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+/// A test gate's decision: route to rc1 (`because`), `verdict`, and one hold reason of
+/// clause JRS-7.3.1 (`code`, English, Japanese) unless `reason` is None.
+pub fn rc1_decision(
+    because: &str,
+    verdict: readgate::decide::Verdict,
+    reason: Option<(&str, &str, &str)>,
+) -> readgate::decide::Decision {
+    readgate::decide::Decision {
+        route: Some(readgate::decide::Route {
+            destination: "rc1".into(),
+            facility: "RC1".into(),
+            because: because.into(),
+        }),
+        verdict,
+        reasons: reason
+            .map(|(code, en, ja)| readgate::decide::HoldReason {
+                code: code.into(),
+                clause: "JRS-7.3.1".into(),
+                message_en: en.into(),
+                message_ja: ja.into(),
+            })
+            .into_iter()
+            .collect(),
+        evaluation: None,
+    }
+}
+
+/// The hold reason the test gates give for a study without an exam purpose.
+pub const PURPOSE_MISSING: (&str, &str, &str) = (
+    "EXAM_PURPOSE_MISSING",
+    "exam purpose missing",
+    "検査目的が記載されていません",
+);
 
 /// A fresh temp dir, DCMTK storescp as the reading site rc1 in DIR/rc1, and a test config
 /// (data in DIR/var) forwarding to it.
