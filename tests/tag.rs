@@ -48,23 +48,33 @@ fn acc() -> Accountability {
 
 const EVALUATED_AT: &str = "20250403101010.123456+0000";
 
-fn ascii_order() -> ContextCopy {
+/// An order's context: exam purpose, clinical information, requesting physician, callback.
+fn order(purpose: &str, clinical: &str, physician: &str, phone: &str) -> ContextCopy {
     ContextCopy {
-        exam_purpose: Some("Rule out pulmonary embolism".into()),
-        clinical_information: Some("Chest pain since 3 days.\r\nD-dimer 2.1".into()),
-        requesting_physician: Some("Order^Doctor".into()),
-        callback_phone: Some("000-0000-0009".into()),
+        exam_purpose: Some(purpose.into()),
+        clinical_information: Some(clinical.into()),
+        requesting_physician: Some(physician.into()),
+        callback_phone: Some(phone.into()),
     }
+}
+
+fn ascii_order() -> ContextCopy {
+    order(
+        "Rule out pulmonary embolism",
+        "Chest pain since 3 days.\r\nD-dimer 2.1",
+        "Order^Doctor",
+        "000-0000-0009",
+    )
 }
 
 /// The Japanese sample's own context (PS3.5 Annex H style names).
 fn japanese_order() -> ContextCopy {
-    ContextCopy {
-        exam_purpose: Some("胸痛の精査".into()),
-        clinical_information: Some("胸痛あり、精査希望".into()),
-        requesting_physician: Some("Sato^Hanako=佐藤^花子=さとう^はなこ".into()),
-        callback_phone: Some("000-0000-0003".into()),
-    }
+    order(
+        "胸痛の精査",
+        "胸痛あり、精査希望",
+        "Sato^Hanako=佐藤^花子=さとう^はなこ",
+        "000-0000-0003",
+    )
 }
 
 use common::elements::{inflate, split, syntax};
