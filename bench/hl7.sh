@@ -32,9 +32,9 @@ set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-
-die() { printf 'hl7.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf 'hl7.sh: %s\n' "$*" >&2; }
+me=hl7.sh
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 # ---------------------------------------------------------------- arguments
 messages=20000 conns="1,8" runs=1 only="a,b" template="" warmup=200 enforce=0
@@ -47,17 +47,16 @@ while (($#)); do
         --template) template=${2:?--template needs a file}; shift ;;
         --warmup) warmup=${2:?--warmup needs a number}; shift ;;
         --enforce-targets) enforce=1 ;;
-        -h|--help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) usage "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
 done
-[[ $messages =~ ^[1-9][0-9]*$ ]] || die "--messages must be a positive integer"
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+positive --messages "$messages"
+positive --runs "$runs"
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup must be a non-negative integer"
 [[ $conns =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections takes a comma list of positive integers"
-[[ $only =~ ^[ab](,[ab])*$ ]] || die "--only takes a comma list of a, b"
-want() { [[ ",$only," == *",$1,"* ]]; }
+check_only ab "a, b"
 IFS=, read -r -a conn_list <<<"$conns"
 if [[ -n $template ]]; then
     [[ -r $template ]] || die "template '$template' not readable"
@@ -79,8 +78,7 @@ if [[ -z ${READGATE_BIN:-} || -z ${HL7_LOAD_BIN:-} ]]; then
     log "building (cargo build --release --bin readgate --example hl7_load) ..."
     (cd "$repo" && cargo build --release --quiet --bin readgate --example hl7_load) ||
         die "cargo build --release failed"
-    target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    [[ $target_dir == /* ]] || target_dir=$repo/$target_dir
+    target_dir=$(release_target_dir)
     READGATE_BIN=${READGATE_BIN:-$target_dir/release/readgate}
     HL7_LOAD_BIN=${HL7_LOAD_BIN:-$target_dir/release/examples/hl7_load}
 fi
@@ -89,78 +87,10 @@ if want b; then
     [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
 fi
 
-# ---------------------------------------------------------------- clean-up
-work=$(mktemp -d "${TMPDIR:-/tmp}/readgate-hl7bench.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || :; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || :
-        wait "$p" 2>/dev/null || :
-    done
-    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-forget_pid() { local p keep=(); for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; pids=("${keep[@]}"); }
-
-# Stop one process we started: TERM, up to 10 s, then KILL.
-stop() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || :
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || :
-    wait "$p" 2>/dev/null || :
-    forget_pid "$p"
-}
+# ---------------------------------------------------------------- work dir
+make_work readgate-hl7bench
 
 # ---------------------------------------------------------------- helpers
-exec {nap_fd}<> <(:)                 # sleep without forking: read with a timeout
-nap() { read -r -t "$1" -u "$nap_fd" || :; }
-
-free_ports() {   # N free TCP ports on 127.0.0.1, bound at the same time so they differ
-    "$PYTHON" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-listening() {   # is something listening on 127.0.0.1:$1 ?
-    if command -v ss >/dev/null; then
-        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
-
-# wait_port PORT PID NAME LOG: until PORT accepts connections; fail if PID dies.
-wait_port() {
-    local port=$1 pid=$2 name=$3 logf=$4 deadline=$((SECONDS + 30))
-    until listening "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before listening on port $port; last lines of $logf:"
-            tail -n 30 "$logf" >&2 || :
-            die "$name did not start"
-        fi
-        ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
-        nap 0.05
-    done
-}
-
-vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
 # json FILE EXPR: a value from hl7_load's JSON result (EXPR in Python, `r` is the object).
 json() { "$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
@@ -179,28 +109,22 @@ load() {
 }
 
 # ---------------------------------------------------------------- peers
-start_baseline() {   # DIR PORT -> sets py_pid
-    local dir=$1 port=$2
+# start_baseline DIR, start_readgate DIR: start the peer on free ports; both set peer_pid,
+# peer_port (its MLLP port), peer_log and peer_name.
+start_baseline() {
+    local dir=$1
     mkdir -p "$dir"
-    "$PYTHON" "$here/hl7_ack_server.py" --port "$port" >"$dir/server.log" 2>&1 &
-    py_pid=$!
-    pids+=("$py_pid")
-    wait_port "$port" "$py_pid" "hl7_ack_server.py" "$dir/server.log"
+    peer_port=$(free_ports 1) peer_log=$dir/server.log peer_name=hl7_ack_server.py
+    "$PYTHON" "$here/hl7_ack_server.py" --port "$peer_port" >"$peer_log" 2>&1 &
+    peer_pid=$!
+    pids+=("$peer_pid")
+    wait_port "$peer_port" "$peer_pid" "$peer_name" "$peer_log"
 }
 
 write_readgate_config() {   # DIR DICOM_PORT HL7_PORT
     local dir=$1 dport=$2 hport=$3
-    mkdir -p "$dir/var"
-    cat >"$dir/readgate.toml" <<EOF
-[gateway]
-id = "bench"
-data_dir = "$dir/var"
-sending_facility = "BENCH"
-
-[dicom]
-ae_title = "READGATE"
-listen = "127.0.0.1:$dport"
-allow_any_calling_ae = true
+    write_config "$dir" "$dport"
+    cat >>"$dir/readgate.toml" <<EOF
 
 [hl7]
 listen = "127.0.0.1:$hport"
@@ -227,15 +151,15 @@ check_readgate_hl7() {
     fi
 }
 
-start_readgate() {   # DIR -> sets rg_pid, rg_log, rg_port
+start_readgate() {
     local dir=$1 dport
-    read -r dport rg_port < <(free_ports 2)
-    write_readgate_config "$dir" "$dport" "$rg_port"
-    rg_log=$dir/readgate.log
-    (cd "$dir" && RUST_LOG=${RUST_LOG:-warn} exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$rg_log" 2>&1 &
-    rg_pid=$!
-    pids+=("$rg_pid")
-    wait_port "$rg_port" "$rg_pid" readgate "$rg_log"
+    read -r dport peer_port < <(free_ports 2)
+    write_readgate_config "$dir" "$dport" "$peer_port"
+    peer_log=$dir/readgate.log peer_name=readgate
+    (cd "$dir" && RUST_LOG=${RUST_LOG:-warn} exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$peer_log" 2>&1 &
+    peer_pid=$!
+    pids+=("$peer_pid")
+    wait_port "$peer_port" "$peer_pid" "$peer_name" "$peer_log"
 }
 
 # ---------------------------------------------------------------- measurements
@@ -249,44 +173,29 @@ median_run() {   # FILES... -> the file whose msgs/s is the median
 declare -A res
 rss_kb=0 py_rss_kb=0
 
-run_baseline() {
-    local c i port files dir out
+# measure PEER LABEL START RSS_VAR: PEER (a or b) at every connection count, `runs` times
+# each, started afresh by START DIR for every run; res[PEER_<conns>] = the median run's JSON,
+# RSS_VAR = the peer's largest VmHWM (kB) over the runs.
+measure() {
+    local peer=$1 label=$2 start=$3 rss_var=$4 c i k files dir out
     for c in "${conn_list[@]}"; do
         files=()
         for ((i = 1; i <= runs; i++)); do
-            dir=$work/a-$c-$i
-            port=$(free_ports 1)
-            start_baseline "$dir" "$port"
+            dir=$work/$peer-$c-$i
+            "$start" "$dir"
             out=$dir/result.json
-            load "$port" "$c" "$out" "baseline"
-            kill -0 "$py_pid" 2>/dev/null || die "hl7_ack_server.py died (log: $dir/server.log)"
-            local k; k=$(vmhwm_kb "$py_pid"); ((k > py_rss_kb)) && py_rss_kb=$k
-            stop "$py_pid"
+            load "$peer_port" "$c" "$out" "$label"
+            kill -0 "$peer_pid" 2>/dev/null || die "$peer_name died during the run (log: $peer_log)"
+            k=$(vmhwm_kb "$peer_pid"); ((k > ${!rss_var})) && printf -v "$rss_var" '%s' "$k"
+            stop "$peer_pid"
             files+=("$out")
-            log "(a) baseline, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])')"
+            log "($peer) $label, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])') (VmHWM $(mb_of_kb "$k") MiB)"
         done
-        res[a_$c]=$(median_run "${files[@]}")
+        res[${peer}_$c]=$(median_run "${files[@]}")
     done
 }
-
-run_readgate() {
-    local c i files dir out
-    for c in "${conn_list[@]}"; do
-        files=()
-        for ((i = 1; i <= runs; i++)); do
-            dir=$work/b-$c-$i
-            start_readgate "$dir"
-            out=$dir/result.json
-            load "$rg_port" "$c" "$out" "readgate"
-            kill -0 "$rg_pid" 2>/dev/null || die "readgate died during the run (log: $rg_log)"
-            local k; k=$(vmhwm_kb "$rg_pid"); ((k > rss_kb)) && rss_kb=$k
-            stop "$rg_pid"
-            files+=("$out")
-            log "(b) readgate, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])') (VmHWM $(mb_of_kb "$k") MiB)"
-        done
-        res[b_$c]=$(median_run "${files[@]}")
-    done
-}
+run_baseline() { measure a baseline start_baseline py_rss_kb; }
+run_readgate() { measure b readgate start_readgate rss_kb; }
 
 printf 'readgate HL7 MLLP intake benchmark: %d messages per measurement (+%d warm-up per connection),\n' "$messages" "$warmup"
 printf 'template: %s; %d run(s) per measurement, median shown. Each connection waits for the ACK before the next message.\n\n' \

@@ -15,7 +15,7 @@
 #
 # Environment:
 #   READGATE_BIN    readgate binary to use; unset: `cargo build --release` and use
-#                   target/release/readgate
+#                   ${CARGO_TARGET_DIR:-target}/release/readgate
 #   DCMTK_BIN       where DCMTK lives (default /usr/bin). DCMTK tools are always called by
 #                   absolute path: pynetdicom installs storescu/storescp scripts that shadow
 #                   DCMTK's on PATH.
@@ -31,9 +31,9 @@ set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-
-die() { printf 'relay.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf 'relay.sh: %s\n' "$*" >&2; }
+me=relay.sh
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 # ---------------------------------------------------------------- arguments
 mode=relay only="a,b,c" runs=3 count=300 big_mb=1024
@@ -44,16 +44,15 @@ while (($#)); do
         --runs) runs=${2:?--runs needs a number}; shift ;;
         --count) count=${2:?--count needs a number}; shift ;;
         --big-mb) big_mb=${2:?--big-mb needs a number}; shift ;;
-        -h|--help) sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) usage "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
 done
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
-[[ $count =~ ^[1-9][0-9]*$ ]] || die "--count must be a positive integer"
-[[ $big_mb =~ ^[1-9][0-9]*$ ]] || die "--big-mb must be a positive integer"
-[[ $only =~ ^[abc](,[abc])*$ ]] || die "--only takes a comma list of a, b, c"
-want() { [[ ",$only," == *",$1,"* ]]; }
+positive --runs "$runs"
+positive --count "$count"
+positive --big-mb "$big_mb"
+check_only abc "a, b, c"
 
 timeout_s=${BENCH_TIMEOUT:-300}
 big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
@@ -80,93 +79,25 @@ if ((need_readgate)); then
         command -v cargo >/dev/null || die "cargo not found and READGATE_BIN not set"
         log "building readgate (cargo build --release) ..."
         (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-        READGATE_BIN=$repo/target/release/readgate
+        READGATE_BIN=$(release_target_dir)/release/readgate
     fi
     [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
     READGATE_BIN=$(cd "$(dirname "$READGATE_BIN")" && pwd)/$(basename "$READGATE_BIN")
 fi
 
-# ---------------------------------------------------------------- clean-up
-work=$(mktemp -d "${TMPDIR:-/tmp}/readgate-bench.XXXXXX")
-pids=()
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || :; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || :
-        wait "$p" 2>/dev/null || :
-    done
-    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-forget_pid() { local p keep=(); for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; pids=("${keep[@]}"); }
-
-# Stop one process we started: TERM, up to 10 s, then KILL.
-stop() {
-    local p=$1
-    kill -TERM "$p" 2>/dev/null || :
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || :
-    wait "$p" 2>/dev/null || :
-    forget_pid "$p"
-}
+# ---------------------------------------------------------------- work dir
+make_work readgate-bench
 
 # ---------------------------------------------------------------- helpers
-exec {nap_fd}<> <(:)                 # sleep without forking: read with a timeout
-nap() { read -r -t "$1" -u "$nap_fd" || :; }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'; }
-
-# Two (or more) free TCP ports on 127.0.0.1.
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-listening() {   # is something listening on 127.0.0.1:$1 ?
-    if command -v ss >/dev/null; then
-        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
-
-# wait_port PORT PID NAME LOG: until PORT accepts connections; fail if PID dies.
-wait_port() {
-    local port=$1 pid=$2 name=$3 logf=$4 deadline=$((SECONDS + 30))
-    until listening "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name exited before listening on port $port; last lines of $logf:"
-            tail -n 30 "$logf" >&2 || :
-            die "$name did not start"
-        fi
-        ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
-        nap 0.05
-    done
-}
 
 count_files() {   # regular files directly in $1 (no forks)
     local f n=0
     for f in "$1"/*; do [[ -f $f ]] && n=$((n + 1)); done
     echo "$n"
 }
-
-vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 start_storescp() {   # DIR PORT LOG -> sets scp_pid
     mkdir -p "$1"
@@ -178,18 +109,9 @@ start_storescp() {   # DIR PORT LOG -> sets scp_pid
 
 start_readgate() {   # RUNDIR PORT DEST_PORT -> sets rg_pid, rg_log
     local dir=$1 port=$2 dport=$3
-    mkdir -p "$dir/var"
-    cat >"$dir/readgate.toml" <<EOF
-[gateway]
-id = "bench"
-data_dir = "$dir/var"
-sending_facility = "BENCH"
-
-[dicom]
-ae_title = "READGATE"
-listen = "127.0.0.1:$port"
+    write_config "$dir" "$port"
+    cat >>"$dir/readgate.toml" <<EOF
 stable_after_secs = 0
-allow_any_calling_ae = true
 
 [[destinations]]
 id = "rc1"
@@ -239,17 +161,26 @@ check_sent() {
 data_root=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}
 gen_stamp=$(sha256sum "$repo/sample-dicom/generate.py" | cut -c1-16)
 
+# generated DIR COMPLETE WHAT ARGS...: DIR holds `generate.py ARGS... DIR`'s output, reused
+# when stamped by this generate.py and the command COMPLETE succeeds, else made afresh.
+generated() {
+    local dir=$1 complete=$2 what=$3 stamp=$1/.generated-by-$gen_stamp
+    shift 3
+    if [[ -e $stamp ]] && "$complete"; then
+        log "reusing $what in $dir"
+    else
+        log "generating $what into $dir ..."
+        rm -rf "$dir"
+        python3 "$repo/sample-dicom/generate.py" "$@" "$dir" >/dev/null
+        touch "$stamp"
+    fi
+}
+
+ct_complete() { (($(count_files "$data_dir") == count)); }
+
 ensure_ct_data() {   # sets data_dir, files, total_bytes
     data_dir=$data_root/ct-$count
-    local stamp=$data_dir/.generated-by-$gen_stamp
-    if [[ ! -e $stamp ]] || (($(count_files "$data_dir") != count)); then
-        log "generating $count bench CT instances into $data_dir ..."
-        rm -rf "$data_dir"
-        python3 "$repo/sample-dicom/generate.py" --bench-ct "$count" "$data_dir" >/dev/null
-        touch "$stamp"
-    else
-        log "reusing $count bench CT instances in $data_dir"
-    fi
+    generated "$data_dir" ct_complete "$count bench CT instances" --bench-ct "$count"
     files=("$data_dir"/CT*.dcm)
     ((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
     total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
@@ -366,18 +297,12 @@ relay_mode() {
     return 0
 }
 
+big_complete() { [[ -f $f ]]; }   # f: big_mode's instance
+
 big_mode() {
-    local dir=$data_root/big-$big_mb stamp f
-    stamp=$dir/.generated-by-$gen_stamp
+    local dir=$data_root/big-$big_mb f
     f=$dir/BIG${big_mb}MB.dcm
-    if [[ ! -e $stamp || ! -f $f ]]; then
-        log "generating one ~$big_mb MiB instance into $dir ..."
-        rm -rf "$dir"
-        python3 "$repo/sample-dicom/generate.py" --big-instance "$big_mb" "$dir" >/dev/null
-        touch "$stamp"
-    else
-        log "reusing $f"
-    fi
+    generated "$dir" big_complete "one ~$big_mb MiB instance" --big-instance "$big_mb"
     total_bytes=$(stat -c %s "$f")
     local avail_kb
     avail_kb=$(df -Pk "$work" | awk 'NR == 2 { print $4 }')

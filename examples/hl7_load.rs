@@ -382,6 +382,26 @@ async fn round_trip(
     Ok((code, elapsed))
 }
 
+/// Renders message `seq` under `prefix`, frames it and sends it with [`round_trip`]
+/// (which times only the exchange); returns its control ID (MSH-10) and the outcome.
+async fn send_message(
+    stream: &mut TcpStream,
+    decoder: &mut mllp::Decoder,
+    plan: &Plan,
+    prefix: String,
+    seq: u64,
+) -> (String, Result<(Code, Duration), String>) {
+    let ids = Ids {
+        prefix,
+        run: plan.run,
+        seq,
+    };
+    let (msg, control_id) = plan.template.render(&ids);
+    let frame = mllp::encode_frame(&msg);
+    let outcome = round_trip(stream, decoder, &frame, &control_id, plan.ack_timeout).await;
+    (control_id, outcome)
+}
+
 async fn run_connection(
     index: usize,
     addr: SocketAddr,
@@ -409,22 +429,10 @@ async fn run_connection(
     let first_warmup = plan.messages + 1 + (index as u64 - 1) * plan.warmup as u64;
     let warmup = first_warmup..first_warmup + plan.warmup as u64;
     for seq in warmup {
-        let ids = Ids {
-            prefix: format!("{}w", plan.prefix),
-            run: plan.run,
-            seq,
-        };
-        let (msg, control_id) = plan.template.render(&ids);
-        let frame = mllp::encode_frame(&msg);
-        if let Err(e) = round_trip(
-            &mut stream,
-            &mut decoder,
-            &frame,
-            &control_id,
-            plan.ack_timeout,
-        )
-        .await
-        {
+        let warmup_prefix = format!("{}w", plan.prefix);
+        let (control_id, outcome) =
+            send_message(&mut stream, &mut decoder, &plan, warmup_prefix, seq).await;
+        if let Err(e) = outcome {
             result.error = Some((
                 seq,
                 format!("connection {index}, warm-up message {control_id}: {e}"),
@@ -434,22 +442,9 @@ async fn run_connection(
     }
     result.started = Some(Instant::now());
     for seq in seqs {
-        let ids = Ids {
-            prefix: plan.prefix.clone(),
-            run: plan.run,
-            seq,
-        };
-        let (msg, control_id) = plan.template.render(&ids);
-        let frame = mllp::encode_frame(&msg);
-        match round_trip(
-            &mut stream,
-            &mut decoder,
-            &frame,
-            &control_id,
-            plan.ack_timeout,
-        )
-        .await
-        {
+        let (control_id, outcome) =
+            send_message(&mut stream, &mut decoder, &plan, plan.prefix.clone(), seq).await;
+        match outcome {
             Ok((code, elapsed)) => {
                 result
                     .latencies_us

@@ -9,7 +9,7 @@ mod common;
 use common::http::{post_json, request, HttpResponse};
 use common::*;
 use readgate::decide::context::StudyContext;
-use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::decide::{Decide, Decision, Verdict};
 use readgate::model::StudyState;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -25,34 +25,14 @@ struct TestGate;
 
 impl Decide for TestGate {
     fn decide(&self, study: &StudyContext) -> Decision {
-        let route = Some(Route {
-            destination: "rc1".into(),
-            facility: "RC1".into(),
-            because: "test".into(),
-        });
         if study
             .accession
             .as_deref()
             .is_some_and(|a| a.starts_with("ACC-HOLD"))
         {
-            Decision {
-                route,
-                verdict: Verdict::Hold,
-                reasons: vec![HoldReason {
-                    code: "EXAM_PURPOSE_MISSING".into(),
-                    clause: "JRS-7.3.1".into(),
-                    message_en: "exam purpose missing".into(),
-                    message_ja: "検査目的が記載されていません".into(),
-                }],
-                evaluation: None,
-            }
+            rc1_decision("test", Verdict::Hold, Some(PURPOSE_MISSING))
         } else {
-            Decision {
-                route,
-                verdict: Verdict::Pass,
-                reasons: Vec::new(),
-                evaluation: None,
-            }
+            rc1_decision("test", Verdict::Pass, None)
         }
     }
 }
@@ -118,43 +98,22 @@ struct Setup {
 }
 
 async fn setup(metrics: bool) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, mut cfg) = reading_site();
     cfg.extra = http_config(metrics);
     let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
         .await
         .unwrap();
     let http = rg.http_addr.expect("HTTP listener");
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
-    for (i, acc) in ["ACC-PASS", "ACC-HOLD1", "ACC-HOLD2", "ACC-HOLD3"]
+    let studies: Vec<(String, String)> = ["ACC-PASS", "ACC-HOLD1", "ACC-HOLD2", "ACC-HOLD3"]
         .iter()
         .enumerate()
-    {
-        let study = format!("{BASE}.{}", i + 1);
-        let sop = format!("{study}.1.1");
-        let ds = synthetic_instance_with_accession(CT_IMAGE_STORAGE, &study, &sop, "CT", acc);
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap();
-        assert_eq!(status, 0);
-    }
-    scu.release().await;
+        .map(|(i, acc)| (format!("{BASE}.{}", i + 1), acc.to_string()))
+        .collect();
+    send_accessions(cfg.dicom_port, &studies).await;
     let store = rg.store.clone();
     wait_until("1 forwarded, 3 held", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 10)
-            .unwrap()
-            .len()
-            == 1
-            && store
-                .list_studies(Some(StudyState::Held), 10)
-                .unwrap()
-                .len()
-                == 3
+        studies_in(&store, StudyState::Forwarded, 10) == 1
+            && studies_in(&store, StudyState::Held, 10) == 3
     });
     Setup {
         _dir: dir,
@@ -246,12 +205,7 @@ async fn the_api_lists_explains_and_acts_on_studies() {
     assert_eq!(v["decision"]["verdict"], "PASS");
     assert_eq!(v["instances"][0]["state"], "forwarded");
     assert_eq!(v["instances"][0]["last_status"], 0);
-    let kinds: Vec<&str> = v["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
+    let kinds = timeline_kinds(&v);
     assert!(kinds.contains(&"queued"), "{kinds:?}");
     let v = expect(
         &get(http, "/api/v1/studies/ACC-HOLD1", Some(VIEWER)).await,

@@ -3,6 +3,8 @@
 //! PS3.15 schema with xmllint when `READGATE_ATNA_SCHEMA` names a copy of it), and live
 //! syslog forwarding over TCP and TLS to collectors on the loopback interface.
 
+mod common;
+
 use readgate::audit::syslog::{self, Sender, SenderConfig, Target};
 use readgate::audit::{atna, kind, AtnaSource, AuditLog, NewEntry};
 use serde_json::json;
@@ -91,30 +93,16 @@ fn sample_entries() -> Vec<NewEntry> {
 }
 
 fn readgate(args: &[&str], config: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = common::readgate_bin();
+    cmd.args(args).arg("--config").arg(config);
+    common::code_stdout_stderr(&common::run_output(&mut cmd, "readgate"))
 }
 
 /// The real sqlite3 shell, as an attacker on the machine would use it.
 fn sqlite3(db: &Path, sql: &str) {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("sqlite3 not found: install it (apt-get install sqlite3) or run .ci/run");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        Command::new("sqlite3").arg(db).arg(sql),
+        &format!("sqlite3 {sql}"),
     );
 }
 
@@ -307,17 +295,9 @@ for line in open(sys.argv[1], encoding='utf-8'):
     n += 1
 print(n, 'entries verified')
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut python = Command::new("python3");
+    python.arg("-c").arg(script).arg(&file);
+    let out = common::run_ok(&mut python, "python3 (the chain recomputed)");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "34 entries verified"
@@ -506,18 +486,10 @@ fn atna_export_is_well_formed_ps3_15() {
     // READGATE_ATNA_SCHEMA=/path/to/audit-message.rnc|.rng|.xsd
     match std::env::var("READGATE_ATNA_SCHEMA") {
         Ok(schema) if !schema.is_empty() => {
-            let out =
-                Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/atna-validate"))
-                    .arg(&file)
-                    .arg(&schema)
-                    .output()
-                    .unwrap();
+            let mut validate = Command::new(common::repo_path("scripts/atna-validate"));
+            validate.arg(&file).arg(&schema);
+            let out = common::run_ok(&mut validate, "scripts/atna-validate");
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
             assert!(
                 text.contains(&format!("{} valid, 0 invalid", entries.len())),
                 "{text}"

@@ -2,21 +2,18 @@
 
 mod common;
 
-use common::repo_path;
-use std::process::Command;
+use common::{code_stdout_stderr, readgate_bin, repo_path, run_output};
 
 /// Exit code, stdout, stdout + stderr.
 fn check_out(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .arg("check")
+    let mut cmd = readgate_bin();
+    cmd.arg("check")
         .arg("--config")
         .arg(repo_path("config/readgate.toml"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let all = stdout.clone() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), stdout, all)
+        .args(args);
+    let (code, stdout, stderr) = code_stdout_stderr(&run_output(&mut cmd, "readgate check"));
+    let all = stdout.clone() + &stderr;
+    (code, stdout, all)
 }
 
 fn check(args: &[&str]) -> (i32, String) {

@@ -11,27 +11,6 @@ use std::time::{Duration, Instant};
 const ADMIN_PW: &str = "admin-pass-1";
 const VIEWER_PW: &str = "viewer-pass-1";
 
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-    out.extend_from_slice(&group.to_le_bytes());
-    out.extend_from_slice(&elem.to_le_bytes());
-    out.extend_from_slice(vr);
-    if matches!(vr, b"OB" | b"OW") {
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    } else {
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    }
-    out.extend_from_slice(value);
-}
-
-fn padded(s: &str, pad: u8) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    if v.len() % 2 == 1 {
-        v.push(pad);
-    }
-    v
-}
-
 /// A CT instance without clinical context, with a Japanese patient name (UTF-8).
 fn japanese_instance(study: &str, sop: &str, accession: &str) -> Vec<u8> {
     patient_instance(
@@ -52,24 +31,18 @@ fn patient_instance(
     patient_id: &str,
     modality: &str,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0005, b"CS", &padded("ISO_IR 192", b' '));
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(CT_IMAGE_STORAGE, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(&mut d, 0x0010, 0x0010, b"PN", &padded(name, b' '));
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded(patient_id, b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study}.1"), 0),
-    );
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &[7u8; 256]);
-    d
+    Synthetic {
+        charset: Some("ISO_IR 192"),
+        sop_class: CT_IMAGE_STORAGE,
+        sop_uid: sop,
+        accession,
+        modality,
+        patient_name: Some(name),
+        patient_id,
+        study_uid: study,
+        pixels: &[7u8; 256],
+    }
+    .encode()
 }
 
 fn body(r: &common::http::HttpResponse) -> String {
@@ -100,17 +73,11 @@ async fn wait_state(rg: &readgate::serve::Running, uid: &str, want: &str) {
 }
 
 async fn send_study(port: u16, uid: &str, accession: &str) {
-    let mut scu = Scu::connect(port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .expect("associate");
+    let mut scu = Scu::ct01(port).await;
     for i in 1..=2 {
         let sop = format!("{uid}.1.{i}");
         let ds = japanese_instance(uid, &sop, accession);
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .expect("store");
-        assert_eq!(status, 0);
+        scu.store_ct_ok(&sop, &ds).await;
     }
     scu.release().await;
 }
@@ -127,9 +94,7 @@ fn users_toml(secure: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn console_pages_actions_and_access() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, mut cfg) = reading_site();
     cfg.policy = String::new(); // the default JRS policy: no context → held
     cfg.extra = users_toml(false);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
@@ -394,8 +359,7 @@ fn common_escape(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_cookies_and_config_validation() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (dir, mut cfg) = no_reading_site();
     cfg.extra = users_toml(true);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let mut c = WebClient::new(rg.http_addr.unwrap());
@@ -436,11 +400,10 @@ fn user_add_prints_a_users_entry() {
     assert!(text.contains("[[http.users]]") && text.contains("name = \"dr-tanaka\""));
     assert!(text.contains("role = \"viewer\"") && text.contains("$argon2id$"));
     assert!(!text.contains("correct horse"));
-    let short = std::process::Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["user", "add", "x", "--role", "admin"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let mut cmd = readgate_bin();
+    cmd.args(["user", "add", "x", "--role", "admin"])
+        .stdin(std::process::Stdio::null());
+    let short = run_output(&mut cmd, "readgate user add");
     assert!(!short.status.success());
 }
 
@@ -450,9 +413,7 @@ fn user_add_prints_a_users_entry() {
 /// With `READGATE_SCREENSHOTS=docs` it saves the console's screenshots there.
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_release_in_headless_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, mut cfg) = reading_site();
     cfg.policy = String::new();
     cfg.extra = users_toml(false);
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
@@ -488,11 +449,7 @@ async fn browser_release_in_headless_chromium() {
         for i in 1..=2 {
             let sop = format!("{uid}.1.{i}");
             let ds = patient_instance(uid, &sop, acc, name, pid, modality);
-            let (status, _) = scu
-                .store(class, &sop, &ds, Packing::Separate)
-                .await
-                .expect("store");
-            assert_eq!(status, 0);
+            scu.store_ct_ok(&sop, &ds).await;
         }
         scu.release().await;
     }
@@ -529,18 +486,16 @@ async fn browser_release_in_headless_chromium() {
         args.push("--shots".into());
         args.push(p.display().to_string());
     }
+    // scripts/install-test-deps installs chromium and websocket-client.
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3").args(&args).output()
+        run_ok(
+            std::process::Command::new("python3").args(&args),
+            "browser test",
+        )
     })
     .await
-    .unwrap()
-    .expect("python3 runs (scripts/install-test-deps installs chromium and websocket-client)");
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("\"ok\": true"), "{stdout}");
     // The reading site really got it.
     let start = Instant::now();
@@ -561,8 +516,7 @@ async fn browser_release_in_headless_chromium() {
 /// error, a viewer cannot retry (403), an admin can (back to queued).
 #[tokio::test(flavor = "multi_thread")]
 async fn queue_shows_failures_and_admin_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port()); // nothing listens there
+    let (_dir, mut cfg) = no_reading_site(); // nothing listens there
     cfg.extra = users_toml(false);
     let text = cfg
         .text()
@@ -700,9 +654,7 @@ async fn held_page_of_2000_studies_is_bounded_and_leaves_the_runtime_free() {
     let mut echoes = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-            .await
-            .expect("associate while the page renders");
+        let mut scu = Scu::ct01(cfg.dicom_port).await;
         assert_eq!(scu.echo().await.expect("echo"), 0);
         scu.release().await;
         echoes.push(t.elapsed());

@@ -26,23 +26,14 @@ fn sample_files() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn echoscu_and_calling_ae_control() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n".into());
     let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let echo = |aet: &str| {
-        Command::new(dcmtk("echoscu"))
-            .args([
-                "-aet",
-                aet,
-                "-aec",
-                "READGATE",
-                "127.0.0.1",
-                &cfg.dicom_port.to_string(),
-            ])
-            .env("TCP_NODELAY", "1")
-            .output()
-            .unwrap()
+        run_output(
+            &mut dcmtk_scu("echoscu", aet, &[], cfg.dicom_port),
+            "echoscu",
+        )
     };
     assert!(echo("CT01").status.success());
     let refused = echo("INTRUDER");
@@ -58,9 +49,7 @@ fn echoscu_and_calling_ae_control() {
 
 #[test]
 fn storescu_to_readgate_to_storescp_keeps_every_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, cfg) = reading_site();
     let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let files = sample_files();
     assert!(files.len() >= 15, "sample-dicom has {} files", files.len());
@@ -89,38 +78,15 @@ fn storescu_to_readgate_to_storescp_keeps_every_byte() {
         groups.entry(option).or_default().push(f.clone());
     }
     for (option, group) in &groups {
-        let out = Command::new(dcmtk("storescu"))
-            .args([
-                "-aet",
-                "CT01",
-                "-aec",
-                "READGATE",
-                option,
-                "127.0.0.1",
-                &cfg.dicom_port.to_string(),
-            ])
-            .args(group)
-            .env("TCP_NODELAY", "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "storescu {option} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut storescu = dcmtk_scu("storescu", "CT01", &[option], cfg.dicom_port);
+        run_ok(storescu.args(group), &format!("storescu {option}"));
     }
-    let out = Command::new("python3")
+    let mut pynetdicom = Command::new("python3");
+    pynetdicom
         .arg(repo_path("tests/peers/pynetdicom_store.py"))
         .args(["127.0.0.1", &cfg.dicom_port.to_string(), "PACS", "READGATE"])
-        .args(&j2k)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pynetdicom failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(&j2k);
+    run_ok(&mut pynetdicom, "pynetdicom");
     let start = std::time::Instant::now();
     while scp.received().len() != files.len() {
         assert!(
@@ -151,28 +117,25 @@ fn storescu_to_readgate_to_storescp_keeps_every_byte() {
             f.display()
         );
         // dcmdump reads what arrived
-        let dump = Command::new(dcmtk("dcmdump"))
-            .arg(&received)
-            .output()
-            .unwrap();
-        assert!(dump.status.success(), "dcmdump {}", received.display());
+        run_ok(
+            Command::new(dcmtk("dcmdump")).arg(&received),
+            &format!("dcmdump {}", received.display()),
+        );
     }
     // the spool copy carries readgate's implementation class UID
     let spooled = walk_files(&dir.path().join("var/spool/objects"));
-    let dump = Command::new(dcmtk("dcmdump"))
-        .arg(&spooled[0])
-        .output()
-        .unwrap();
+    let dump = run_output(Command::new(dcmtk("dcmdump")).arg(&spooled[0]), "dcmdump");
     assert!(String::from_utf8_lossy(&dump.stdout)
         .contains(readgate::dicom::part10::IMPLEMENTATION_CLASS_UID));
     // `readgate studies` lists them as forwarded
-    let studies = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["studies", "--config"])
-        .arg(cfg.write())
-        .args(["--state", "forwarded", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(studies.status.success());
+    let mut cmd = readgate_bin();
+    cmd.args(["studies", "--config"]).arg(cfg.write()).args([
+        "--state",
+        "forwarded",
+        "--format",
+        "json",
+    ]);
+    let studies = run_ok(&mut cmd, "readgate studies");
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&studies.stdout).unwrap();
     let total: i64 = rows
         .iter()
@@ -200,8 +163,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn sigterm_finishes_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, cfg) = no_reading_site();
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     let status = daemon.terminate();
     assert!(status.success(), "{status:?}\n{}", daemon.log_text());
@@ -210,18 +172,16 @@ fn sigterm_finishes_and_exits_cleanly() {
 
 #[test]
 fn a_bad_config_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, cfg) = no_reading_site();
     let path = cfg.write();
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("stable_after_secs", "stable_afer_secs");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_output(
+        readgate_bin().args(["serve", "--config"]).arg(&path),
+        "readgate serve",
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stable_afer_secs"), "{err}");

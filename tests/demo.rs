@@ -72,12 +72,7 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
     assert_eq!(a["decision"]["verdict"], "PASS");
     let b = get("/api/v1/studies/SYNACC0002".into()).await;
     assert_eq!(b["state"], "forwarded", "{b}");
-    let kinds: Vec<&str> = b["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
+    let kinds = common::timeline_kinds(&b);
     assert!(
         kinds.contains(&"held") && kinds.contains(&"forwarded"),
         "{kinds:?}"

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, mut cfg) = reading_site();
     cfg.stable_after_secs = 0;
     let config_path = cfg.write();
     let daemon = Arc::new(Mutex::new(Daemon::start(&config_path, cfg.dicom_port)));
@@ -32,9 +30,7 @@ async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
     };
     let study = "1.2.826.0.1.3680043.10.1234.77";
     let mut acknowledged = BTreeSet::new();
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     for i in 0..300 {
         let sop = format!("{study}.{i}");
         let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100_000);
@@ -90,24 +86,8 @@ fn a_destination_that_starts_a_minute_late_gets_the_queue() {
     .iter()
     .map(|f| repo_path(&format!("sample-dicom/{f}")))
     .collect();
-    let out = std::process::Command::new(dcmtk("storescu"))
-        .args([
-            "-aet",
-            "CT01",
-            "-aec",
-            "READGATE",
-            "127.0.0.1",
-            &cfg.dicom_port.to_string(),
-        ])
-        .args(&files)
-        .env("TCP_NODELAY", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    run_ok(storescu.args(&files), "storescu");
     std::thread::sleep(Duration::from_secs(60));
     assert!(daemon.log_text().contains("cannot reach destination"));
     let scp = StoreScp::start(&dir.path().join("rc1"), dest_port);
@@ -118,24 +98,16 @@ fn a_destination_that_starts_a_minute_late_gets_the_queue() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (dir, scp, mut cfg) = reading_site();
     cfg.stable_after_secs = 3600; // nothing is forwarded before the "crash"
     let rg = readgate::serve::start(cfg.parse()).await.unwrap();
     let study = "1.2.826.0.1.3680043.10.1234.88";
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let mut sent = BTreeSet::new();
     for i in 0..3 {
         let sop = format!("{study}.{i}");
         let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 1000);
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap();
-        assert_eq!(status, 0);
+        scu.store_ct_ok(&sop, &ds).await;
         sent.insert(sop);
     }
     scu.release().await;

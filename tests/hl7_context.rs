@@ -4,14 +4,14 @@
 
 mod common;
 
+use common::hl7::send_hl7;
 use common::*;
 use readgate::decide::context::StudyContext;
-use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::decide::{Decide, Decision, Verdict};
 use readgate::model::StudyState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Holds every study until it has been evaluated `hold_first` times: stands in for a
 /// policy that is satisfied once context arrives.
@@ -23,51 +23,13 @@ struct HoldUntilAsked {
 impl Decide for HoldUntilAsked {
     fn decide(&self, _study: &StudyContext) -> Decision {
         let n = self.evaluations.fetch_add(1, Ordering::SeqCst);
-        let route = Some(Route {
-            destination: "rc1".into(),
-            facility: "RC1".into(),
-            because: "context arrived".into(),
-        });
+        let waiting = ("TEST", "waiting for the order", "オーダ待ち");
         if n < self.hold_first {
-            Decision {
-                route,
-                verdict: Verdict::Hold,
-                reasons: vec![HoldReason {
-                    code: "TEST".into(),
-                    clause: "JRS-7.3.1".into(),
-                    message_en: "waiting for the order".into(),
-                    message_ja: "オーダ待ち".into(),
-                }],
-                evaluation: None,
-            }
+            rc1_decision("context arrived", Verdict::Hold, Some(waiting))
         } else {
-            Decision {
-                route,
-                verdict: Verdict::Pass,
-                reasons: Vec::new(),
-                evaluation: None,
-            }
+            rc1_decision("context arrived", Verdict::Pass, None)
         }
     }
-}
-
-async fn send_hl7(addr: std::net::SocketAddr, message: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut frame = vec![0x0b];
-    frame.extend_from_slice(message);
-    frame.extend_from_slice(&[0x1c, 0x0d]);
-    s.write_all(&frame).await.unwrap();
-    let mut buf = Vec::new();
-    while !buf.ends_with(&[0x1c, 0x0d]) {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed before the ACK");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn order(accession: &str, study_uid: &str, control_id: &str) -> Vec<u8> {
@@ -83,9 +45,7 @@ fn order(accession: &str, study_uid: &str, control_id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_after_the_images_releases_a_held_study() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, mut cfg) = reading_site();
     cfg.extra = "[hl7]\nlisten = \"127.0.0.1:0\"\n".into();
     let decider = Arc::new(HoldUntilAsked {
         evaluations: AtomicUsize::new(0),
@@ -97,25 +57,13 @@ async fn an_order_after_the_images_releases_a_held_study() {
     let hl7 = rg.hl7_addr.expect("HL7 listener");
 
     let study = "1.2.826.0.1.3680043.10.1234.99";
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let sop = format!("{study}.1");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 2000);
-    assert_eq!(
-        scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    scu.store_ct_ok(&sop, &ds).await;
     scu.release().await;
     wait_until("study held", Duration::from_secs(10), || {
-        rg.store
-            .list_studies(Some(StudyState::Held), 10)
-            .unwrap()
-            .len()
-            == 1
+        studies_in(&rg.store, StudyState::Held, 10) == 1
     });
 
     // An unrelated order changes nothing.
@@ -150,8 +98,7 @@ async fn an_order_after_the_images_releases_a_held_study() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_before_the_images_is_on_file_when_they_come() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.extra = "[hl7]\nlisten = \"127.0.0.1:0\"\n".into();
     cfg.stable_after_secs = 3600;
     let rg = readgate::serve::start(cfg.parse()).await.unwrap();
@@ -162,18 +109,10 @@ async fn an_order_before_the_images_is_on_file_when_they_come() {
     let before = readgate::intake::view::StudyView::load(&rg.store, "ACC-B1").unwrap();
     assert!(before.study_uid.is_none());
     assert_eq!(before.orders.len(), 1);
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let sop = format!("{study}.1");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100);
-    assert_eq!(
-        scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    scu.store_ct_ok(&sop, &ds).await;
     scu.release().await;
     // matched by the study instance UID the order carried (ZDS-1)
     let after = readgate::intake::view::StudyView::load(&rg.store, study).unwrap();

@@ -5,11 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::hl7::{mllp_send, require_python_hl7, sample, Ack, AckEncoding, SAMPLES};
-use common::{free_port, wait_until, Daemon, TestConfig};
+use common::{free_port, readgate_bin, run_ok, wait_until, Daemon, TestConfig};
 use serde_json::Value;
 
 /// A readgate with an [hl7] listener, its config file and the HL7 port.
@@ -26,18 +25,13 @@ fn start(dir: &Path) -> (Daemon, std::path::PathBuf, u16) {
 
 /// `readgate orders KEY --config PATH --format FORMAT`, stdout (panics on failure).
 fn orders(config: &Path, key: &str, format: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["orders", key, "--config"])
+    let mut cmd = readgate_bin();
+    cmd.args(["orders", key, "--config"])
         .arg(config)
-        .args(["--format", format])
-        .output()
-        .expect("run readgate orders");
-    assert!(
-        out.status.success(),
-        "readgate orders {key} --format {format} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        .args(["--format", format]);
+    let out = run_ok(
+        &mut cmd,
+        &format!("readgate orders {key} --format {format}"),
     );
     String::from_utf8(out.stdout).expect("readgate orders prints UTF-8")
 }

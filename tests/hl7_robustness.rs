@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::hl7::{sample, Ack, Rng, SAMPLES};
-use common::{free_port, Daemon, TestConfig};
+use common::{free_port, no_reading_site, Daemon};
 use readgate::hl7::{self, charset, mllp};
 
 /// `hl7.max_frame_bytes` for this test: small, so oversize frames are cheap to send.
@@ -644,8 +644,7 @@ fn listener_survives_random_mutated_and_broken_frames() {
         .unwrap_or(500);
     let corpus: Arc<Vec<Vec<u8>>> = Arc::new(SAMPLES.iter().map(|s| sample(s)).collect());
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     let port = free_port();
     cfg.hl7_port = Some(port);
     cfg.hl7_max_frame_bytes = MAX_FRAME as u64;

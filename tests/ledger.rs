@@ -5,18 +5,16 @@
 
 mod common;
 
+use common::hl7::send_hl7;
 use common::http::{post_json, request};
 use common::*;
 use readgate::decide::context::StudyContext;
-use readgate::decide::{Decide, Decision, HoldReason, Route, Verdict};
+use readgate::decide::{Decide, Decision, Verdict};
 use readgate::model::StudyState;
 use readgate::time::{format_ms, Month};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JST: i64 = 9 * 3600;
 const TOKEN: &str = "rg_test_token_for_the_ris_vendor_integration";
@@ -27,36 +25,12 @@ struct TestGate;
 
 impl Decide for TestGate {
     fn decide(&self, study: &StudyContext) -> Decision {
-        let route = Some(Route {
-            destination: "rc1".into(),
-            facility: "RC1".into(),
-            because: "test".into(),
-        });
-        let reason = || HoldReason {
-            code: "EXAM_PURPOSE_MISSING".into(),
-            clause: "JRS-7.3.1".into(),
-            message_en: "exam purpose missing".into(),
-            message_ja: "検査目的が記載されていません".into(),
-        };
         match study.accession.as_deref() {
-            Some("ACC-HOLD") => Decision {
-                route,
-                verdict: Verdict::Hold,
-                reasons: vec![reason()],
-                evaluation: None,
-            },
-            Some("ACC-INC") => Decision {
-                route,
-                verdict: Verdict::ForwardIncomplete,
-                reasons: vec![reason()],
-                evaluation: None,
-            },
-            _ => Decision {
-                route,
-                verdict: Verdict::Pass,
-                reasons: Vec::new(),
-                evaluation: None,
-            },
+            Some("ACC-HOLD") => rc1_decision("test", Verdict::Hold, Some(PURPOSE_MISSING)),
+            Some("ACC-INC") => {
+                rc1_decision("test", Verdict::ForwardIncomplete, Some(PURPOSE_MISSING))
+            }
+            _ => rc1_decision("test", Verdict::Pass, None),
         }
     }
 }
@@ -111,25 +85,6 @@ workstations = ["RC1-WS01"]
 "#,
         hash = readgate::web::sha256_hex(TOKEN)
     )
-}
-
-async fn send_hl7(addr: SocketAddr, message: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut frame = vec![0x0b];
-    frame.extend_from_slice(message.as_bytes());
-    frame.extend_from_slice(&[0x1c, 0x0d]);
-    s.write_all(&frame).await.unwrap();
-    let mut buf = Vec::new();
-    while !buf.ends_with(&[0x1c, 0x0d]) {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed before the ACK");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// ms → HL7 DTM `20260601093000+0900`.
@@ -199,18 +154,11 @@ fn event(
 }
 
 fn report_cli(config: &Path, month: &str, format: &str, lang: &str) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["report", "--config"])
+    let mut cmd = readgate_bin();
+    cmd.args(["report", "--config"])
         .arg(config)
-        .args(["--month", month, "--format", format, "--lang", lang])
-        .output()
-        .expect("run readgate report");
-    assert!(
-        out.status.success(),
-        "readgate report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+        .args(["--month", month, "--format", format, "--lang", lang]);
+    run_ok(&mut cmd, "readgate report").stdout
 }
 
 fn study_row<'a>(report: &'a serde_json::Value, uid: &str) -> &'a serde_json::Value {
@@ -233,9 +181,7 @@ fn reasons_of(report: &serde_json::Value, uid: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warning() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, _scp, mut cfg) = reading_site();
     // 2 eligible studies, one first-read by a trainee: 50 % (> 20 % warning, ≤ 60 %).
     cfg.extra = ledger_config(60);
     let config_path = cfg.write();
@@ -249,38 +195,13 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     let base = "1.2.826.0.1.3680043.10.4242";
     let names = ["A", "B", "C", "D", "E", "HOLD", "INC"];
     let uid = |n: &str| format!("{base}.{}", names.iter().position(|x| *x == n).unwrap() + 1);
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
-    for n in names {
-        let study = uid(n);
-        let sop = format!("{study}.1.1");
-        let ds = synthetic_instance_with_accession(
-            CT_IMAGE_STORAGE,
-            &study,
-            &sop,
-            "CT",
-            &format!("ACC-{n}"),
-        );
-        let (status, _) = scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap();
-        assert_eq!(status, 0);
-    }
-    scu.release().await;
+    let studies: Vec<(String, String)> =
+        names.iter().map(|n| (uid(n), format!("ACC-{n}"))).collect();
+    send_accessions(cfg.dicom_port, &studies).await;
     let store = rg.store.clone();
     wait_until("studies forwarded or held", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 100)
-            .unwrap()
-            .len()
-            == 6
-            && store
-                .list_studies(Some(StudyState::Held), 100)
-                .unwrap()
-                .len()
-                == 1
+        studies_in(&store, StudyState::Forwarded, 100) == 6
+            && studies_in(&store, StudyState::Held, 100) == 1
     });
 
     // An operator releases the held study with a written reason.
@@ -294,11 +215,7 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
         .unwrap();
     assert!(released.is_some());
     wait_until("released study forwarded", Duration::from_secs(30), || {
-        store
-            .list_studies(Some(StudyState::Forwarded), 100)
-            .unwrap()
-            .len()
-            == 7
+        studies_in(&store, StudyState::Forwarded, 100) == 7
     });
 
     let now = readgate::time::now_ms();
@@ -624,25 +541,16 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_read_events_api_refuses_bad_tokens_and_names_bad_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.extra = ledger_config(30);
     cfg.stable_after_secs = 3600;
     let rg = readgate::serve::start(cfg.parse()).await.unwrap();
     let http = rg.http_addr.expect("HTTP listener");
     let study = "1.2.826.0.1.3680043.10.4243.1";
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let ds =
         synthetic_instance_with_accession(CT_IMAGE_STORAGE, study, "1.2.3.4.5", "CT", "ACC-R1");
-    assert_eq!(
-        scu.store(CT_IMAGE_STORAGE, "1.2.3.4.5", &ds, Packing::Separate)
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    scu.store_ct_ok("1.2.3.4.5", &ds).await;
     scu.release().await;
 
     let health = request(http, "GET", "/healthz", &[], b"").await;

@@ -7,16 +7,29 @@ use readgate::model::StudyState;
 use readgate::store::{schema, SchemaError, Store, StoreError};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// `sqlite3 readgate.db .dump` of a database written by readgate at b54f886 (see its
-/// header for how it was produced).
-const MAIN_B54F886: &str = include_str!("fixtures/db-main-b54f886.sql");
+/// `sqlite3 readgate.db .dump` of a database written by readgate at b54f886, before
+/// schema versioning (`user_version` 0), stored gzip'd (`gzip -9n`). It was made with
+/// `readgate demo --exit-after 25 --dir DIR` (synthetic sample studies SYN-*, one ORM
+/// order, one read event, the audit trail), then `readgate roster import` of two made-up
+/// readers, dumped with `sqlite3 DIR/gateway/readgate.db .dump`. Synthetic data only.
+const MAIN_B54F886_GZ: &[u8] = include_bytes!("fixtures/db-main-b54f886.sql.gz");
+
+/// The fixture's SQL text, decompressed.
+fn main_b54f886_sql() -> String {
+    let mut sql = String::new();
+    flate2::read::GzDecoder::new(MAIN_B54F886_GZ)
+        .read_to_string(&mut sql)
+        .unwrap();
+    sql
+}
 
 fn load_fixture(dir: &Path) -> PathBuf {
     let path = dir.join("readgate.db");
     let c = Connection::open(&path).unwrap();
-    c.execute_batch(MAIN_B54F886).unwrap();
+    c.execute_batch(&main_b54f886_sql()).unwrap();
     path
 }
 

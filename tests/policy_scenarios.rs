@@ -18,7 +18,10 @@
 mod common;
 
 use common::hl7::{mllp_send, python, require_python_hl7, Ack};
-use common::{dcmtk, free_port, repo_path, Daemon, StoreScp, TestConfig};
+use common::{
+    assert_success, dcmtk, dcmtk_scu, free_port, readgate_bin, repo_path, run_ok, run_output,
+    Daemon, StoreScp, TestConfig,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -552,31 +555,15 @@ impl Site {
                 cmd.args([flag, v]);
             }
         }
-        let made = cmd.output().expect("run make_study.py");
-        assert!(
-            made.status.success(),
-            "make_study.py failed:\n{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let made = run_ok(&mut cmd, "make_study.py");
         let printed: BTreeSet<String> = String::from_utf8_lossy(&made.stdout)
             .lines()
             .map(str::to_string)
             .collect();
         assert_eq!(printed, study.sop_uids(), "make_study.py wrote other UIDs");
 
-        let sent = Command::new(dcmtk("storescu"))
-            .args(["-aet", "CT01", "-aec", "READGATE", "+sd"])
-            .args(["127.0.0.1", &self.dicom_port.to_string()])
-            .arg(&out_dir)
-            .env("TCP_NODELAY", "1")
-            .output()
-            .expect("run storescu");
-        assert!(
-            sent.status.success(),
-            "storescu failed ({}):\n{}",
-            sent.status,
-            String::from_utf8_lossy(&sent.stderr)
-        );
+        let mut storescu = dcmtk_scu("storescu", "CT01", &["+sd"], self.dicom_port);
+        run_ok(storescu.arg(&out_dir), "storescu");
     }
 
     /// Sends the messages over one MLLP connection with `mllp_send`; each must be
@@ -604,22 +591,16 @@ impl Site {
 
     /// `readgate SUBCOMMAND ... --config PATH`.
     fn readgate(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_readgate"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .expect("run readgate")
+        run_output(
+            readgate_bin().args(args).arg("--config").arg(&self.config),
+            "readgate",
+        )
     }
 
     /// `readgate studies --format json`.
     fn studies(&self) -> Vec<Value> {
         let out = self.readgate(&["studies", "--format", "json"]);
-        assert!(
-            out.status.success(),
-            "readgate studies failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "readgate studies");
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "readgate studies --format json: {e}:\n{}",
@@ -814,6 +795,13 @@ fn reason<'a>(all: &'a [Value], code: &str) -> &'a Value {
 // Tagging checks (enabled by TAGGING_LANDED)
 // ---------------------------------------------------------------------------
 
+/// Runs the Python `script` (pydicom) on `path` and `args`; panics unless it exits 0.
+fn pydicom(script: &str, path: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(path).args(args);
+    run_ok(&mut cmd, &format!("pydicom reading {}", path.display()))
+}
+
 /// Finds readgate's private block in a forwarded file with pydicom (scanning the odd
 /// groups for the creator), checks its verdict element (xx06), and checks with DCMTK
 /// dcmdump that the creator is there.
@@ -836,18 +824,7 @@ for elem in ds:
 else:
     print("NONE")
 "#;
-    let out = Command::new(python())
-        .args(["-c", FIND_BLOCK])
-        .arg(path)
-        .arg(CREATOR)
-        .output()
-        .expect("run python3 (pydicom)");
-    assert!(
-        out.status.success(),
-        "pydicom could not read {}:\n{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = pydicom(FIND_BLOCK, path, &[CREATOR]);
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_ne!(
         line,
@@ -864,11 +841,10 @@ else:
         parts.first().copied().unwrap_or("?"),
         parts.get(1).copied().unwrap_or("??")
     );
-    let dump = Command::new(dcmtk("dcmdump"))
-        .arg(path)
-        .output()
-        .expect("run dcmdump");
-    assert!(dump.status.success(), "dcmdump {}", path.display());
+    let dump = run_ok(
+        Command::new(dcmtk("dcmdump")).arg(path),
+        &format!("dcmdump {}", path.display()),
+    );
     let text = String::from_utf8_lossy(&dump.stdout);
     assert!(
         text.contains(CREATOR),
@@ -903,17 +879,7 @@ print(json.dumps({
     "OriginalAttributesItems": len(ds.get("OriginalAttributesSequence", [])),
 }, ensure_ascii=False))
 "#;
-    let out = Command::new(python())
-        .args(["-c", READ])
-        .arg(path)
-        .output()
-        .expect("run python3 (pydicom)");
-    assert!(
-        out.status.success(),
-        "pydicom could not read {}:\n{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = pydicom(READ, path, &[]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON from pydicom");
     for (keyword, want) in expected {
         let got = v[*keyword].as_str().unwrap_or_default();

@@ -19,13 +19,9 @@ fn uid(n: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_packing_is_stored_and_forwarded_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, cfg) = reading_site();
     let rg = start(&cfg).await;
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     assert_eq!(scu.echo().await.unwrap(), 0x0000);
     let study = uid(1);
     let mut sent = Vec::new();
@@ -97,8 +93,7 @@ async fn every_packing_is_stored_and_forwarded_byte_identical() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), free_port());
+    let (dir, cfg) = no_reading_site();
     let rg = start(&cfg).await;
     let mut scu = Scu::connect(
         cfg.dicom_port,
@@ -168,13 +163,7 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
     // and a good one on the same association still works
     let sop = format!("{study}.6");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
-    assert_eq!(
-        scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    scu.store_ct_ok(&sop, &ds).await;
     scu.release().await;
     let rows = rg.store.list_studies(None, 10).unwrap();
     assert_eq!(rows.len(), 1);
@@ -190,8 +179,7 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_calling_ae_and_wrong_called_ae_are_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\n[[dicom.peers]]\nae_title = \"FAR01\"\nhosts = [\"10.9.9.9\"]\n".into());
     let rg = start(&cfg).await;
     assert!(Scu::connect(cfg.dicom_port, "EVIL", &[CT_IMAGE_STORAGE])
@@ -203,17 +191,14 @@ async fn unknown_calling_ae_and_wrong_called_ae_are_rejected() {
             .is_err(),
         "wrong host"
     );
-    let ok = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let ok = Scu::ct01(cfg.dicom_port).await;
     ok.release().await;
     rg.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_peers_are_dropped_and_do_not_block_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (dir, mut cfg) = no_reading_site();
     cfg.extra_dicom = "association_timeout_secs = 1\nidle_timeout_secs = 2".into();
     let rg = start(&cfg).await;
     // a TCP connection that never sends A-ASSOCIATE-RQ
@@ -221,9 +206,7 @@ async fn silent_peers_are_dropped_and_do_not_block_others() {
         .await
         .unwrap();
     // an association that goes silent in the middle of a data set
-    let mut silent = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut silent = Scu::ct01(cfg.dicom_port).await;
     let pc = silent.context_for(CT_IMAGE_STORAGE);
     let cmd = readgate::dicom::dimse::c_store_rq(1, CT_IMAGE_STORAGE, "1.2.3.4");
     silent
@@ -243,19 +226,7 @@ async fn silent_peers_are_dropped_and_do_not_block_others() {
         .unwrap();
     let study = uid(3);
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &format!("{study}.1"), "CT", 1000);
-    assert_eq!(
-        other
-            .store(
-                CT_IMAGE_STORAGE,
-                &format!("{study}.1"),
-                &ds,
-                Packing::Separate
-            )
-            .await
-            .unwrap()
-            .0,
-        0
-    );
+    other.store_ct_ok(&format!("{study}.1"), &ds).await;
     other.release().await;
     // the raw connection is closed by readgate (read returns 0) within the ARTIM time
     use tokio::io::AsyncReadExt;
@@ -280,13 +251,10 @@ async fn silent_peers_are_dropped_and_do_not_block_others() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn low_disk_space_answers_a700_with_a_comment() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TestConfig::new(dir.path(), free_port());
+    let (_dir, mut cfg) = no_reading_site();
     cfg.min_free_mb = 1 << 40; // more than any disk has: the spool counts as full
     let rg = start(&cfg).await;
-    let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-        .await
-        .unwrap();
+    let mut scu = Scu::ct01(cfg.dicom_port).await;
     let study = uid(4);
     let sop = format!("{study}.1");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 70_000);
@@ -305,32 +273,17 @@ async fn low_disk_space_answers_a700_with_a_comment() {
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_follow_the_configured_policy() {
     for (policy, expect_kept_first) in [("keep_first", true), ("replace", false)] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = TestConfig::new(dir.path(), free_port());
+        let (dir, mut cfg) = no_reading_site();
         cfg.extra_dicom = format!("duplicate_policy = \"{policy}\"");
         cfg.stable_after_secs = 3600;
         let rg = start(&cfg).await;
-        let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-            .await
-            .unwrap();
+        let mut scu = Scu::ct01(cfg.dicom_port).await;
         let study = uid(5);
         let sop = format!("{study}.1");
         let first = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
         let second = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 200);
-        assert_eq!(
-            scu.store(CT_IMAGE_STORAGE, &sop, &first, Packing::Separate)
-                .await
-                .unwrap()
-                .0,
-            0
-        );
-        assert_eq!(
-            scu.store(CT_IMAGE_STORAGE, &sop, &second, Packing::Separate)
-                .await
-                .unwrap()
-                .0,
-            0
-        );
+        scu.store_ct_ok(&sop, &first).await;
+        scu.store_ct_ok(&sop, &second).await;
         scu.release().await;
         let inst = &rg.store.instances_of(&study).unwrap();
         assert_eq!(inst.len(), 1, "{policy}");
@@ -359,26 +312,16 @@ fn walk_count(dir: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
-    let cfg = TestConfig::new(dir.path(), scp.port);
+    let (_dir, scp, cfg) = reading_site();
     let rg = start(&cfg).await;
     let study = uid(6);
     let send = |n: u32| {
         let study = study.clone();
         async move {
-            let mut scu = Scu::connect(cfg.dicom_port, "CT01", &[CT_IMAGE_STORAGE])
-                .await
-                .unwrap();
+            let mut scu = Scu::ct01(cfg.dicom_port).await;
             let sop = format!("{study}.{n}");
             let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 500);
-            assert_eq!(
-                scu.store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-                    .await
-                    .unwrap()
-                    .0,
-                0
-            );
+            scu.store_ct_ok(&sop, &ds).await;
             scu.release().await;
         }
     };
@@ -387,18 +330,11 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
         scp.received().len() == 1
     });
     wait_until("study forwarded", Duration::from_secs(20), || {
-        rg.store
-            .list_studies(Some(StudyState::Forwarded), 10)
-            .unwrap()
-            .len()
-            == 1
+        studies_in(&rg.store, StudyState::Forwarded, 10) == 1
     });
     send(2).await;
     assert_eq!(
-        rg.store
-            .list_studies(Some(StudyState::Receiving), 10)
-            .unwrap()
-            .len(),
+        studies_in(&rg.store, StudyState::Receiving, 10),
         1,
         "re-opened"
     );

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{dataset_of, dcmtk, repo_path};
+use common::{dataset_of, dcmtk, repo_path, run_ok, run_output};
 use readgate::dicom::part10;
 use readgate::model::Disposition as Verdict;
 use readgate::tag::{self, Accountability, ContextCopy, TagReport};
@@ -48,23 +48,33 @@ fn acc() -> Accountability {
 
 const EVALUATED_AT: &str = "20250403101010.123456+0000";
 
-fn ascii_order() -> ContextCopy {
+/// An order's context: exam purpose, clinical information, requesting physician, callback.
+fn order(purpose: &str, clinical: &str, physician: &str, phone: &str) -> ContextCopy {
     ContextCopy {
-        exam_purpose: Some("Rule out pulmonary embolism".into()),
-        clinical_information: Some("Chest pain since 3 days.\r\nD-dimer 2.1".into()),
-        requesting_physician: Some("Order^Doctor".into()),
-        callback_phone: Some("000-0000-0009".into()),
+        exam_purpose: Some(purpose.into()),
+        clinical_information: Some(clinical.into()),
+        requesting_physician: Some(physician.into()),
+        callback_phone: Some(phone.into()),
     }
+}
+
+fn ascii_order() -> ContextCopy {
+    order(
+        "Rule out pulmonary embolism",
+        "Chest pain since 3 days.\r\nD-dimer 2.1",
+        "Order^Doctor",
+        "000-0000-0009",
+    )
 }
 
 /// The Japanese sample's own context (PS3.5 Annex H style names).
 fn japanese_order() -> ContextCopy {
-    ContextCopy {
-        exam_purpose: Some("胸痛の精査".into()),
-        clinical_information: Some("胸痛あり、精査希望".into()),
-        requesting_physician: Some("Sato^Hanako=佐藤^花子=さとう^はなこ".into()),
-        callback_phone: Some("000-0000-0003".into()),
-    }
+    order(
+        "胸痛の精査",
+        "胸痛あり、精査希望",
+        "Sato^Hanako=佐藤^花子=さとう^はなこ",
+        "000-0000-0003",
+    )
 }
 
 use common::elements::{inflate, split, syntax};
@@ -308,26 +318,21 @@ fn every_sample_is_tagged_with_the_expected_copies() {
 #[test]
 fn dcmdump_reads_every_result_and_shows_the_private_block() {
     for c in fixture() {
-        let run = |path: &Path| {
-            // +L: long values in full (the default cuts them at 64 characters).
-            let out = Command::new(dcmtk("dcmdump"))
-                .arg("+L")
-                .arg(path)
-                .output()
-                .expect("run dcmdump");
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        // +L: long values in full (the default cuts them at 64 characters).
         let run_raw = |path: &Path| {
-            let out = Command::new(dcmtk("dcmdump"))
-                .arg("+L")
-                .arg(path)
-                .output()
-                .expect("run dcmdump");
+            let out = run_output(
+                Command::new(dcmtk("dcmdump")).arg("+L").arg(path),
+                "dcmdump",
+            );
             (out.status.success(), out.stdout, out.stderr)
+        };
+        let run = |path: &Path| {
+            let (ok, stdout, stderr) = run_raw(path);
+            (
+                ok,
+                String::from_utf8_lossy(&stdout).into_owned(),
+                String::from_utf8_lossy(&stderr).into_owned(),
+            )
         };
         let (ok_in, _, err_in) = run(&c.input);
         let (ok, dump, err) = run(&c.output);
@@ -463,17 +468,9 @@ print(json.dumps(result, ensure_ascii=False))
 "#;
 
 fn pydicom_read(paths: &[&Path]) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(PYDICOM_READER)
-        .args(paths)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "pydicom failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut python = Command::new("python3");
+    python.arg("-c").arg(PYDICOM_READER).args(paths);
+    let out = run_ok(&mut python, "pydicom");
     serde_json::from_slice(&out.stdout).expect("pydicom JSON")
 }
 
@@ -833,17 +830,12 @@ fn memory_child() {
 #[test]
 fn tagging_a_200_mb_instance_keeps_rss_small() {
     let big = big_instance();
-    let out = Command::new(std::env::current_exe().expect("test binary"))
+    let mut child = Command::new(std::env::current_exe().expect("test binary"));
+    child
         .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])
-        .env("READGATE_TAG_MEMORY_CHILD", &big)
-        .output()
-        .expect("run child");
+        .env("READGATE_TAG_MEMORY_CHILD", &big);
+    let out = run_ok(&mut child, "child");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let line = stdout
         .lines()
         .find_map(|l| l.find("READGATE_MEMORY").map(|i| &l[i..]))

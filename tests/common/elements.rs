@@ -64,6 +64,23 @@ fn header(b: &[u8], at: usize, s: Syntax) -> (u32, [u8; 2], usize, u32) {
     }
 }
 
+/// End of the value of an element of VR `vr` starting at `value`, `len` bytes long or of
+/// undefined length (0xFFFFFFFF); an undefined-length UN is implicit VR LE inside.
+fn value_end(b: &[u8], vr: [u8; 2], value: usize, len: u32, s: Syntax) -> usize {
+    if len != 0xFFFF_FFFF {
+        return value + len as usize;
+    }
+    let inner = if &vr == b"UN" {
+        Syntax {
+            explicit: false,
+            big: false,
+        }
+    } else {
+        s
+    };
+    undefined_end(b, value, inner)
+}
+
 /// End of an undefined-length value starting at `at` (items up to the delimiter).
 fn undefined_end(b: &[u8], mut at: usize, s: Syntax) -> usize {
     loop {
@@ -79,19 +96,7 @@ fn undefined_end(b: &[u8], mut at: usize, s: Syntax) -> usize {
                         at = value;
                         break;
                     }
-                    at = if len == 0xFFFF_FFFF {
-                        let inner = if &vr == b"UN" {
-                            Syntax {
-                                explicit: false,
-                                big: false,
-                            }
-                        } else {
-                            s
-                        };
-                        undefined_end(b, value, inner)
-                    } else {
-                        value + len as usize
-                    };
+                    at = value_end(b, vr, value, len, s);
                 }
             }
             (0xFFFE_E000, len) => at = value + len as usize,
@@ -105,19 +110,7 @@ pub fn split(ds: &[u8], s: Syntax) -> Vec<El> {
     let mut at = 0;
     while at < ds.len() {
         let (tag, vr, value, len) = header(ds, at, s);
-        let end = if len == 0xFFFF_FFFF {
-            let inner = if &vr == b"UN" {
-                Syntax {
-                    explicit: false,
-                    big: false,
-                }
-            } else {
-                s
-            };
-            undefined_end(ds, value, inner)
-        } else {
-            value + len as usize
-        };
+        let end = value_end(ds, vr, value, len, s);
         out.push(El {
             tag,
             start: at,

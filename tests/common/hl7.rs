@@ -248,6 +248,28 @@ impl Ack {
     }
 }
 
+/// Sends `message` in one MLLP frame over a new connection to `addr` and returns the
+/// framed answer (the ACK) as text; panics if none comes within 10 s.
+pub async fn send_hl7(addr: std::net::SocketAddr, message: impl AsRef<[u8]>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message.as_ref());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    s.write_all(&frame).await.unwrap();
+    let mut buf = Vec::new();
+    while !buf.ends_with(&[0x1c, 0x0d]) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed before the ACK");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// xorshift64*: deterministic, no extra crate.
 pub struct Rng(pub u64);
 

@@ -6,6 +6,10 @@ pub mod elements;
 
 pub mod hl7;
 pub mod http;
+pub mod process;
+
+#[allow(unused_imports)] // not every test binary uses every one
+pub use process::{assert_success, code_stdout_stderr, readgate_bin, run_ok, run_output};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use readgate::dicom::dimse::{self, Command as DimseCommand};
+use readgate::model::StudyState;
 
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
@@ -33,6 +38,19 @@ pub fn dcmtk(tool: &str) -> PathBuf {
     path
 }
 
+/// A DCMTK network tool (`echoscu`, `storescu`) calling READGATE on 127.0.0.1:`port` as
+/// `calling`, with `options` before the address; TCP_NODELAY on (Debian's DCMTK keeps
+/// Nagle on otherwise). Files, if any, go after it.
+pub fn dcmtk_scu(tool: &str, calling: &str, options: &[&str], port: u16) -> Command {
+    let mut cmd = Command::new(dcmtk(tool));
+    cmd.args(["-aet", calling, "-aec", "READGATE"])
+        .args(options)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .env("TCP_NODELAY", "1");
+    cmd
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     l.local_addr().expect("local addr").port()
@@ -49,6 +67,36 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Sends one CT instance (SOP UID STUDY.1.1, [`synthetic_instance_with_accession`]) per
+/// (study UID, accession) over one CT01 association; each must be answered Success.
+pub async fn send_accessions(port: u16, studies: &[(String, String)]) {
+    let mut scu = Scu::ct01(port).await;
+    for (study, accession) in studies {
+        let sop = format!("{study}.1.1");
+        let ds = synthetic_instance_with_accession(CT_IMAGE_STORAGE, study, &sop, "CT", accession);
+        scu.store_ct_ok(&sop, &ds).await;
+    }
+    scu.release().await;
+}
+
+/// The `kind` of every entry of a study's JSON `timeline`.
+pub fn timeline_kinds(study: &serde_json::Value) -> Vec<&str> {
+    study["timeline"]
+        .as_array()
+        .expect("timeline array")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect()
+}
+
+/// How many studies the store lists in `state` (at most `limit`).
+pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usize) -> usize {
+    store
+        .list_studies(Some(state), limit)
+        .expect("list studies")
+        .len()
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     wait_until(&format!("port {port}"), timeout, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -57,6 +105,56 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A test gate's decision: route to rc1 (`because`), `verdict`, and one hold reason of
+/// clause JRS-7.3.1 (`code`, English, Japanese) unless `reason` is None.
+pub fn rc1_decision(
+    because: &str,
+    verdict: readgate::decide::Verdict,
+    reason: Option<(&str, &str, &str)>,
+) -> readgate::decide::Decision {
+    readgate::decide::Decision {
+        route: Some(readgate::decide::Route {
+            destination: "rc1".into(),
+            facility: "RC1".into(),
+            because: because.into(),
+        }),
+        verdict,
+        reasons: reason
+            .map(|(code, en, ja)| readgate::decide::HoldReason {
+                code: code.into(),
+                clause: "JRS-7.3.1".into(),
+                message_en: en.into(),
+                message_ja: ja.into(),
+            })
+            .into_iter()
+            .collect(),
+        evaluation: None,
+    }
+}
+
+/// The hold reason the test gates give for a study without an exam purpose.
+pub const PURPOSE_MISSING: (&str, &str, &str) = (
+    "EXAM_PURPOSE_MISSING",
+    "exam purpose missing",
+    "検査目的が記載されていません",
+);
+
+/// A fresh temp dir, DCMTK storescp as the reading site rc1 in DIR/rc1, and a test config
+/// (data in DIR/var) forwarding to it.
+pub fn reading_site() -> (tempfile::TempDir, StoreScp, TestConfig) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
+    let cfg = TestConfig::new(dir.path(), scp.port);
+    (dir, scp, cfg)
+}
+
+/// A fresh temp dir and a test config whose destination (a free port) is down.
+pub fn no_reading_site() -> (tempfile::TempDir, TestConfig) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = TestConfig::new(dir.path(), free_port());
+    (dir, cfg)
 }
 
 /// A readgate config for tests: allow any calling AE unless `peers` is given.
@@ -356,7 +454,7 @@ pub fn dataset_of(path: &Path) -> (readgate::dicom::part10::FileMeta, Vec<u8>) {
     (meta, ds)
 }
 
-fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+pub fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
     out.extend_from_slice(&group.to_le_bytes());
     out.extend_from_slice(&elem.to_le_bytes());
     out.extend_from_slice(vr);
@@ -369,12 +467,56 @@ fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8])
     out.extend_from_slice(value);
 }
 
-fn padded(s: &str, pad: u8) -> Vec<u8> {
+pub fn padded(s: &str, pad: u8) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     if v.len() % 2 == 1 {
         v.push(pad);
     }
     v
+}
+
+/// A synthetic explicit-VR-LE data set, its elements in this order; `None` leaves one
+/// out. The series UID is the study UID + ".1".
+pub struct Synthetic<'a> {
+    /// (0008,0005) Specific Character Set.
+    pub charset: Option<&'a str>,
+    pub sop_class: &'a str,
+    pub sop_uid: &'a str,
+    pub accession: &'a str,
+    pub modality: &'a str,
+    pub patient_name: Option<&'a str>,
+    pub patient_id: &'a str,
+    pub study_uid: &'a str,
+    /// (7FE0,0010) as OW.
+    pub pixels: &'a [u8],
+}
+
+impl Synthetic<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = Vec::new();
+        if let Some(charset) = self.charset {
+            element(&mut d, 0x0008, 0x0005, b"CS", &padded(charset, b' '));
+        }
+        element(&mut d, 0x0008, 0x0016, b"UI", &padded(self.sop_class, 0));
+        element(&mut d, 0x0008, 0x0018, b"UI", &padded(self.sop_uid, 0));
+        element(&mut d, 0x0008, 0x0050, b"SH", &padded(self.accession, b' '));
+        element(&mut d, 0x0008, 0x0060, b"CS", &padded(self.modality, b' '));
+        if let Some(name) = self.patient_name {
+            element(&mut d, 0x0010, 0x0010, b"PN", &padded(name, b' '));
+        }
+        element(
+            &mut d,
+            0x0010,
+            0x0020,
+            b"LO",
+            &padded(self.patient_id, b' '),
+        );
+        element(&mut d, 0x0020, 0x000D, b"UI", &padded(self.study_uid, 0));
+        let series = format!("{}.1", self.study_uid);
+        element(&mut d, 0x0020, 0x000E, b"UI", &padded(&series, 0));
+        element(&mut d, 0x7FE0, 0x0010, b"OW", self.pixels);
+        d
+    }
 }
 
 /// A synthetic explicit-VR-LE instance with `pixel_bytes` of pixel data.
@@ -385,36 +527,26 @@ pub fn synthetic_instance(
     modality: &str,
     pixel_bytes: usize,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded("ACC0001", b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(
-        &mut d,
-        0x0010,
-        0x0010,
-        b"PN",
-        &padded("Synthetic^Patient", b' '),
-    );
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study_uid}.1"), 0),
-    );
     let mut pixels = vec![0u8; pixel_bytes];
     for (i, b) in pixels.iter_mut().enumerate() {
         *b = (i * 31 % 251) as u8;
     }
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &pixels);
-    d
+    Synthetic {
+        charset: None,
+        sop_class,
+        sop_uid,
+        accession: "ACC0001",
+        modality,
+        patient_name: Some("Synthetic^Patient"),
+        patient_id: "SYN0001",
+        study_uid,
+        pixels: &pixels,
+    }
+    .encode()
 }
 
-/// As [`synthetic_instance`], with its own accession number (0008,0050).
+/// As [`synthetic_instance`], with its own accession number (0008,0050), no patient name
+/// and 64 bytes of pixel data.
 pub fn synthetic_instance_with_accession(
     sop_class: &str,
     study_uid: &str,
@@ -422,22 +554,18 @@ pub fn synthetic_instance_with_accession(
     modality: &str,
     accession: &str,
 ) -> Vec<u8> {
-    let mut d = Vec::new();
-    element(&mut d, 0x0008, 0x0016, b"UI", &padded(sop_class, 0));
-    element(&mut d, 0x0008, 0x0018, b"UI", &padded(sop_uid, 0));
-    element(&mut d, 0x0008, 0x0050, b"SH", &padded(accession, b' '));
-    element(&mut d, 0x0008, 0x0060, b"CS", &padded(modality, b' '));
-    element(&mut d, 0x0010, 0x0020, b"LO", &padded("SYN0001", b' '));
-    element(&mut d, 0x0020, 0x000D, b"UI", &padded(study_uid, 0));
-    element(
-        &mut d,
-        0x0020,
-        0x000E,
-        b"UI",
-        &padded(&format!("{study_uid}.1"), 0),
-    );
-    element(&mut d, 0x7FE0, 0x0010, b"OW", &[0u8; 64]);
-    d
+    Synthetic {
+        charset: None,
+        sop_class,
+        sop_uid,
+        accession,
+        modality,
+        patient_name: None,
+        patient_id: "SYN0001",
+        study_uid,
+        pixels: &[0u8; 64],
+    }
+    .encode()
 }
 
 /// How the SCU packs a C-STORE on the wire.
@@ -471,6 +599,23 @@ impl Scu {
             .await
             .map_err(|e| e.to_string())?;
         Ok(Scu { assoc, msg: 0 })
+    }
+
+    /// An association from CT01 offering CT Image Storage; panics if it is refused.
+    pub async fn ct01(port: u16) -> Scu {
+        Scu::connect(port, "CT01", &[CT_IMAGE_STORAGE])
+            .await
+            .expect("CT01 associates")
+    }
+
+    /// One C-STORE of `dataset` as CT Image Storage in separate PDUs; panics unless it
+    /// is answered Success (0000).
+    pub async fn store_ct_ok(&mut self, sop_uid: &str, dataset: &[u8]) {
+        let (status, comment) = self
+            .store(CT_IMAGE_STORAGE, sop_uid, dataset, Packing::Separate)
+            .await
+            .expect("C-STORE answered");
+        assert_eq!(status, 0, "C-STORE {sop_uid}: {status:04X} {comment:?}");
     }
 
     pub fn context_for(&self, class: &str) -> u8 {

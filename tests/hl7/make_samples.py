@@ -163,26 +163,26 @@ def oru(status, control_id, principal, text_obx, uid_obx):
     return segments
 
 
-def oru_r01_prelim():
-    segments = oru("P", "ORU0001", "", [
+# The two reports on one study: (file, OBR-25 status, MSH-10, OBR-32 principal reader, OBX
+# (value type, text) lines, whether an OBX carries the study instance UID).
+ORU_REPORTS = [
+    ("oru_r01_prelim.hl7", "P", "ORU0001", "", [
         ("TX", "所見：両肺動脈に明らかな造影欠損を認めない。"),
         ("TX", "右下葉に小結節あり\\S\\要経過観察。"),
         ("FT", "印象：肺塞栓症なし。\\.br\\（仮報告）"),
-    ], uid_obx=False)
-    return write("oru_r01_prelim.hl7", segments, "utf-8")
+    ], False),
+    ("oru_r01_final.hl7", "F", "ORU0002",
+     "1001&鈴木&一郎&&&&&&TOKYO_GEN^20240601150000+0900^20240601151500+0900^^^^READ_CENTER", [
+         ("TX", "所見：両肺動脈に明らかな造影欠損を認めない。"),
+         ("TX", "右下葉S9に4mm大の小結節あり、要経過観察。"),
+         ("FT", "印象：肺塞栓症なし。\\.br\\右下葉小結節。"),
+     ], True),
+]
 
 
-def oru_r01_final():
-    segments = oru("F",
-                   "ORU0002",
-                   "1001&鈴木&一郎&&&&&&TOKYO_GEN^20240601150000+0900^20240601151500+0900"
-                   "^^^^READ_CENTER",
-                   [
-                       ("TX", "所見：両肺動脈に明らかな造影欠損を認めない。"),
-                       ("TX", "右下葉S9に4mm大の小結節あり、要経過観察。"),
-                       ("FT", "印象：肺塞栓症なし。\\.br\\右下葉小結節。"),
-                   ], uid_obx=True)
-    return write("oru_r01_final.hl7", segments, "utf-8")
+def oru_r01_reports():
+    for name, status, control_id, interpreter, lines, uid_obx in ORU_REPORTS:
+        write(name, oru(status, control_id, interpreter, lines, uid_obx=uid_obx), "utf-8")
 
 
 def adt_a40_merge():
@@ -222,8 +222,7 @@ def main():
     assert b"=|" in data and b":^" in data and b";~" in data
     orm_o01_ihe()
     orm_missing_accession()
-    oru_r01_prelim()
-    oru_r01_final()
+    oru_r01_reports()
     adt_a40_merge()
     malformed_no_msh()
     malformed_truncated()

@@ -1,0 +1,124 @@
+# Shared helpers of the bench scripts (bench/hl7.sh, bench/relay.sh); sourced, not run.
+#
+# The sourcing script sets `me` (its name, for messages) and `repo` first. Provides:
+# die/log, usage, option checks (positive, check_only, want), the release target dir, a
+# work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
+# free_ports, listening, wait_port, write_config, vmhwm_kb, mb_of_kb. free_ports runs
+# ${PYTHON:-python3}.
+
+die() { printf '%s: error: %s\n' "$me" "$*" >&2; exit 1; }
+log() { printf '%s: %s\n' "$me" "$*" >&2; }
+
+# usage SCRIPT: the script's header comment (line 2 up to `set -E`), without the `# `.
+usage() { sed -n '2,/^set -E/p' "$1" | sed '$d; s/^# \{0,1\}//'; }
+
+# positive OPTION VALUE: die unless VALUE is a positive integer.
+positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
+
+# check_only LETTERS TEXT: die unless $only is a comma list of LETTERS (TEXT lists them).
+check_only() { [[ $only =~ ^[$1](,[$1])*$ ]] || die "--only takes a comma list of $2"; }
+
+# want X: is X in the comma list $only?
+want() { [[ ",$only," == *",$1,"* ]]; }
+
+# cargo's target dir as an absolute path (CARGO_TARGET_DIR, relative to the repo, or target).
+release_target_dir() {
+    local t=${CARGO_TARGET_DIR:-$repo/target}
+    [[ $t == /* ]] || t=$repo/$t
+    printf '%s\n' "$t"
+}
+
+# ---------------------------------------------------------------- clean-up
+pids=()
+cleanup() {
+    local rc=$? p
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || :; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || :
+        wait "$p" 2>/dev/null || :
+    done
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
+    exit "$rc"
+}
+
+# make_work NAME: sets work to a fresh temp dir ${TMPDIR:-/tmp}/NAME.XXXXXX, removed on exit
+# (KEEP_TMP=1 keeps it) after every process in `pids` is stopped.
+make_work() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+forget_pid() { local p keep=(); for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; pids=("${keep[@]}"); }
+
+# Stop one process we started: TERM, up to 10 s, then KILL.
+stop() {
+    local p=$1
+    kill -TERM "$p" 2>/dev/null || :
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || :
+    wait "$p" 2>/dev/null || :
+    forget_pid "$p"
+}
+
+# ---------------------------------------------------------------- helpers
+exec {nap_fd}<> <(:)                 # sleep without forking: read with a timeout
+nap() { read -r -t "$1" -u "$nap_fd" || :; }
+
+free_ports() {   # N free TCP ports on 127.0.0.1, bound at the same time so they differ
+    "${PYTHON:-python3}" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+listening() {   # is something listening on 127.0.0.1:$1 ?
+    if command -v ss >/dev/null; then
+        [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+# wait_port PORT PID NAME LOG: until PORT accepts connections; fail if PID dies.
+wait_port() {
+    local port=$1 pid=$2 name=$3 logf=$4 deadline=$((SECONDS + 30))
+    until listening "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited before listening on port $port; last lines of $logf:"
+            tail -n 30 "$logf" >&2 || :
+            die "$name did not start"
+        fi
+        ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
+        nap 0.05
+    done
+}
+
+# write_config DIR DICOM_PORT: DIR/readgate.toml with the [gateway] section (data in DIR/var)
+# and the [dicom] one every bench uses; the caller appends the rest (lines before its first
+# header still belong to [dicom]).
+write_config() {
+    mkdir -p "$1/var"
+    cat >"$1/readgate.toml" <<EOF
+[gateway]
+id = "bench"
+data_dir = "$1/var"
+sending_facility = "BENCH"
+
+[dicom]
+ae_title = "READGATE"
+listen = "127.0.0.1:$2"
+allow_any_calling_ae = true
+EOF
+}
+
+vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
