@@ -195,19 +195,12 @@ impl Store {
              ORDER BY o.id",
             params![study_uid, accession],
             |r| {
-                let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
                 Ok(StoredOrder {
-                    message: MessageRef {
-                        id: r.get(0)?,
-                        control_id: r.get(1)?,
-                        message_type: r.get(2)?,
-                        sender: r.get(3)?,
-                        received_at: r.get(4)?,
-                    },
+                    message: MessageRef::from_row(r)?,
                     order_control: r.get(5)?,
-                    request: parse(r.get(6)?),
-                    patient: parse(r.get(7)?),
-                    allergies: parse(r.get(8)?),
+                    request: json_column(r, 6)?,
+                    patient: json_column(r, 7)?,
+                    allergies: json_column(r, 8)?,
                 })
             },
         )
@@ -236,20 +229,13 @@ impl Store {
         }
         for patient in keys {
             let rows = stmt.query_map(params![study_uid, accession, patient], |r| {
-                let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
                 Ok(StoredReport {
-                    message: MessageRef {
-                        id: r.get(0)?,
-                        control_id: r.get(1)?,
-                        message_type: r.get(2)?,
-                        sender: r.get(3)?,
-                        received_at: r.get(4)?,
-                    },
+                    message: MessageRef::from_row(r)?,
                     status: r.get(5)?,
                     signer_id: r.get(6)?,
                     report_time: r.get(7)?,
                     text: r.get(8)?,
-                    result: parse(r.get(9)?),
+                    result: json_column(r, 9)?,
                 })
             })?;
             for row in rows {
@@ -450,4 +436,24 @@ fn insert_report(
     // A new report on an earlier study can complete a held study's priors.
     keys.patient_ids.extend(patient.map(|p| p.id.clone()));
     Ok(())
+}
+
+impl MessageRef {
+    /// The message columns `m.id, m.control_id, m.message_type, m.sender, m.received_at`
+    /// at the start of a row.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRef> {
+        Ok(MessageRef {
+            id: r.get(0)?,
+            control_id: r.get(1)?,
+            message_type: r.get(2)?,
+            sender: r.get(3)?,
+            received_at: r.get(4)?,
+        })
+    }
+}
+
+/// A JSON text column (`Null` when it does not parse: stored by readgate, so it does).
+fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+    let text: String = r.get(i)?;
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }

@@ -341,19 +341,45 @@ async fn act(
     .await
 }
 
+/// Release and reject: an admin token, a JSON body with `by` and the written words in
+/// `field` (the justification, the reason).
+async fn act_with_words(
+    state: &Arc<WebState>,
+    headers: &HeaderMap,
+    uid: String,
+    body: &Bytes,
+    field: &'static str,
+    f: fn(
+        &crate::actions::Operator<'_>,
+        &str,
+        &crate::actions::Actor,
+        &str,
+    ) -> crate::actions::Result<crate::actions::Done>,
+) -> Result<crate::actions::Done, ApiError> {
+    let token = state.authorize(headers, true)?;
+    let obj = object_body(body)?;
+    let by = required_text(&obj, "by", 200)?;
+    let words = required_text(&obj, field, 2000)?;
+    act(state, token, Some(by), move |op, actor| {
+        f(op, &uid, actor, &words)
+    })
+    .await
+}
+
 async fn release(
     State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = state.authorize(&headers, true)?;
-    let obj = object_body(&body)?;
-    let by = required_text(&obj, "by", 200)?;
-    let justification = required_text(&obj, "justification", 2000)?;
-    let done = act(&state, token, Some(by), move |op, actor| {
-        op.release(&uid, actor, &justification)
-    })
+    let done = act_with_words(
+        &state,
+        &headers,
+        uid,
+        &body,
+        "justification",
+        |op, uid, a, w| op.release(uid, a, w),
+    )
     .await?;
     Ok(Json(json!({
         "study_uid": done.study_uid,
@@ -369,12 +395,8 @@ async fn reject(
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = state.authorize(&headers, true)?;
-    let obj = object_body(&body)?;
-    let by = required_text(&obj, "by", 200)?;
-    let reason = required_text(&obj, "reason", 2000)?;
-    let done = act(&state, token, Some(by), move |op, actor| {
-        op.reject(&uid, actor, &reason)
+    let done = act_with_words(&state, &headers, uid, &body, "reason", |op, uid, a, w| {
+        op.reject(uid, a, w)
     })
     .await?;
     Ok(Json(json!({"study_uid": done.study_uid, "state": StudyState::Rejected})).into_response())
