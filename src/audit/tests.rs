@@ -62,6 +62,13 @@ fn fields_of(e: &Entry) -> chain::Fields<'_> {
     }
 }
 
+/// Runs `sql` as an attacker with the sqlite3 shell's powers would (triggers dropped),
+/// then verifies the trail: its first finding.
+fn tamper(path: &Path, log: &AuditLog, sql: &str) -> Finding {
+    attacker(path).execute(sql, []).unwrap();
+    finding(log)
+}
+
 fn finding(log: &AuditLog) -> Finding {
     let v = log.verify().unwrap();
     match v.finding {
@@ -119,13 +126,11 @@ fn append_only_triggers_refuse_edits() {
 #[test]
 fn changed_detail_is_named() {
     let (_d, path, log, _) = filled(50);
-    attacker(&path)
-        .execute(
-            "UPDATE audit_log SET detail = '{\"sop_uid\":\"9.9.9\"}' WHERE seq = 17",
-            [],
-        )
-        .unwrap();
-    let f = finding(&log);
+    let f = tamper(
+        &path,
+        &log,
+        "UPDATE audit_log SET detail = '{\"sop_uid\":\"9.9.9\"}' WHERE seq = 17",
+    );
     assert_eq!((f.seq, f.tamper), (17, Tamper::Changed), "{f:?}");
     let v = log.verify().unwrap();
     assert_eq!(
@@ -166,20 +171,18 @@ fn changed_newest_row_with_recomputed_hash_is_named() {
 #[test]
 fn changed_column_type_is_named() {
     let (_d, path, log, _) = filled(5);
-    attacker(&path)
-        .execute("UPDATE audit_log SET at_ms = 'noon' WHERE seq = 4", [])
-        .unwrap();
-    let f = finding(&log);
+    let f = tamper(
+        &path,
+        &log,
+        "UPDATE audit_log SET at_ms = 'noon' WHERE seq = 4",
+    );
     assert_eq!((f.seq, f.tamper), (4, Tamper::Changed), "{f:?}");
 }
 
 #[test]
 fn deleted_rows_are_named() {
     let (_d, path, log, _) = filled(50);
-    attacker(&path)
-        .execute("DELETE FROM audit_log WHERE seq IN (30, 31)", [])
-        .unwrap();
-    let f = finding(&log);
+    let f = tamper(&path, &log, "DELETE FROM audit_log WHERE seq IN (30, 31)");
     assert_eq!(
         (f.seq, f.tamper, f.count),
         (30, Tamper::Deleted, 2),
@@ -187,20 +190,14 @@ fn deleted_rows_are_named() {
     );
 
     let (_d, path, log, _) = filled(5);
-    attacker(&path)
-        .execute("DELETE FROM audit_log WHERE seq = 1", [])
-        .unwrap();
-    let f = finding(&log);
+    let f = tamper(&path, &log, "DELETE FROM audit_log WHERE seq = 1");
     assert_eq!((f.seq, f.tamper), (1, Tamper::Deleted), "{f:?}");
 }
 
 #[test]
 fn deleted_newest_rows_are_named() {
     let (_d, path, log, _) = filled(50);
-    attacker(&path)
-        .execute("DELETE FROM audit_log WHERE seq > 47", [])
-        .unwrap();
-    let f = finding(&log);
+    let f = tamper(&path, &log, "DELETE FROM audit_log WHERE seq > 47");
     assert_eq!(
         (f.seq, f.tamper, f.count),
         (48, Tamper::Deleted, 3),
