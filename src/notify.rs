@@ -68,14 +68,7 @@ impl Webhook {
     /// `http://host[:port]/path` or `https://host[:port]/path` (verified against the
     /// public web PKI roots).
     pub fn parse(url: &str, timeout: Duration) -> Result<Webhook, WebhookError> {
-        let bad = |why: &str| WebhookError::Url(format!("{why}: {url:?}"));
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("expected an http:// or https:// URL"));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad("no host"));
-        }
+        let parsed = crate::config::notify::webhook_url(url).map_err(|e| WebhookError::Url(e.0))?;
         let client = client(timeout, None)?;
         Ok(Webhook {
             url: parsed,
@@ -260,21 +253,17 @@ mod tests {
         let server_key = rcgen::KeyPair::generate().unwrap();
         let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-            )
-            .unwrap();
+        // The server side is built as readgate builds every TLS server: from PEM files.
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, server_cert.pem()).unwrap();
+        std::fs::write(&key, server_key.serialize_pem()).unwrap();
+        let config = crate::tls::server_config(&cert, &key, &[]).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (tcp, _) = listener.accept().unwrap();
-            let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+            let conn = rustls::ServerConnection::new(config).unwrap();
             let mut tls = rustls::StreamOwned::new(conn, tcp);
             let request = read_request(&mut tls);
             tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")

@@ -687,20 +687,12 @@ fn syslog_tls_with_a_private_ca() {
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.pem()).unwrap();
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![server_cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-        )
-        .unwrap();
-    let collector = Collector::start_on(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        Some(Arc::new(server_cfg)),
-    );
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, server_cert.pem()).unwrap();
+    std::fs::write(&key_path, server_key.serialize_pem()).unwrap();
+    let server_cfg = readgate::tls::server_config(&cert_path, &key_path, &[]).unwrap();
+    let collector =
+        Collector::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), Some(server_cfg));
 
     let g = gateway();
     let log = AuditLog::open(&g.db).unwrap();

@@ -278,8 +278,7 @@ impl Config {
         let known: Vec<&str> = self.destinations.iter().map(|d| d.id.as_str()).collect();
         section(self.policy.validate_destinations(&known))?;
         if let Some(url) = &self.notify.webhook_url {
-            notify::check_webhook_url(url)
-                .map_err(|BadValue(m)| invalid("notify.webhook_url", m))?;
+            notify::webhook_url(url).map_err(|BadValue(m)| invalid("notify.webhook_url", m))?;
         }
         if self.notify.timeout_secs == 0 {
             return Err(invalid(

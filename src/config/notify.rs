@@ -26,32 +26,15 @@ fn default_webhook_timeout() -> u64 {
     5
 }
 
-/// An `http://` or `https://` URL with a host (and, if given, a valid port).
-pub fn check_webhook_url(url: &str) -> Result<(), super::BadValue> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("expected an http:// or https:// URL, got {url:?}"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    // `[v6]:port`, `[v6]`, `host:port`, `host`.
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((h, tail)) => (h, tail.strip_prefix(':')),
-            None => return Err(format!("unclosed [ in {url:?}").into()),
-        },
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
-    if host.is_empty() {
+/// The webhook URL: `http://` or `https://` with a host (the one check, used by the
+/// configuration's validation and by the webhook itself).
+pub fn webhook_url(url: &str) -> Result<reqwest::Url, super::BadValue> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("expected an http:// or https:// URL, got {url:?}").into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err(format!("no host in {url:?}").into());
     }
-    if let Some(p) = port {
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("bad port in {url:?}"))?;
-    }
-    Ok(())
+    Ok(parsed)
 }
