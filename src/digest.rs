@@ -33,11 +33,17 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     hex(&Sha256::digest(bytes.as_ref()))
 }
 
+/// `N` bytes from the OS's random source: tokens, session ids, salts.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    use std::io::Read;
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// A new random token (`rg_` and 32 bytes from the OS, hex) and its SHA-256.
 pub fn new_token() -> std::io::Result<(String, String)> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes: [u8; 32] = random_bytes()?;
     let token = format!("rg_{}", hex(&bytes));
     let hash = sha256_hex(&token);
     Ok((token, hash))

@@ -46,12 +46,8 @@ pub struct Auth {
 }
 
 pub fn random_hex() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        if f.read_exact(&mut bytes).is_ok() {
-            return super::hex(&bytes);
-        }
+    if let Ok(bytes) = crate::digest::random_bytes::<32>() {
+        return super::hex(&bytes);
     }
     // /dev/urandom is always there on Linux; never fall back to something guessable.
     panic!("cannot read /dev/urandom for a session id");
@@ -59,9 +55,7 @@ pub fn random_hex() -> String {
 
 /// An argon2id PHC string for `password`.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {
-    use std::io::Read;
-    let mut salt = [0u8; 16];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut salt))?;
+    let salt: [u8; 16] = crate::digest::random_bytes()?;
     let salt = SaltString::encode_b64(&salt)?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?
