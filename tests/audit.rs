@@ -699,7 +699,7 @@ fn syslog_tls_with_a_private_ca() {
     log.append_batch(&sample_entries()).unwrap();
     let cfg = SenderConfig {
         target: Target::parse(&format!("tls://localhost:{}", collector.port)).unwrap(),
-        tls: Some(syslog::tls_config(&ca_path, None).unwrap()),
+        tls: Some(readgate::tls::client_config(&ca_path, None).unwrap()),
         source: source(),
         retry_max: Duration::from_secs(1),
         poll: Duration::from_millis(50),
@@ -722,7 +722,7 @@ fn syslog_tls_with_a_private_ca() {
         .unwrap();
     let cfg = SenderConfig {
         target: Target::parse(&format!("tls://localhost:{}", collector.port)).unwrap(),
-        tls: Some(syslog::tls_config(&other_ca, None).unwrap()),
+        tls: Some(readgate::tls::client_config(&other_ca, None).unwrap()),
         source: source(),
         retry_max: Duration::from_secs(1),
         poll: Duration::from_millis(50),

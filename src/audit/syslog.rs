@@ -21,15 +21,6 @@ use tracing::{debug, info, warn};
 
 pub use crate::config::audit::{Scheme, Target};
 
-/// A rustls client configuration trusting the CAs in `ca` (PEM), optionally presenting a
-/// client certificate (see [`crate::tls::client_config`]).
-pub fn tls_config(
-    ca: &Path,
-    client: Option<(&Path, &Path)>,
-) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
-    crate::tls::client_config(ca, client)
-}
-
 /// Why the sender `[audit]` asks for cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -71,7 +62,7 @@ impl Sender {
         };
         let target = Target::parse(url)?;
         let tls = match (target.scheme, &a.tls_ca) {
-            (Scheme::Tls, Some(ca)) => Some(tls_config(
+            (Scheme::Tls, Some(ca)) => Some(crate::tls::client_config(
                 ca,
                 a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
             )?),
