@@ -85,7 +85,9 @@ fi
 [[ -x $HL7_LOAD_BIN ]] || die "load generator '$HL7_LOAD_BIN' not found or not executable"
 if want b; then
     [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+    READGATE_BIN=$(realpath "$READGATE_BIN") # readgate runs in its own work dir
 fi
+HL7_LOAD_BIN=$(realpath "$HL7_LOAD_BIN")
 
 # ---------------------------------------------------------------- work dir
 make_work readgate-hl7bench
