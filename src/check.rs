@@ -108,33 +108,19 @@ pub fn run(
             instance_count: s.instances as i64,
             last_received_at: 0,
         };
-        let matching: Vec<&OrderFacts> = orders
+        let owned_orders: Vec<OrderFacts> = orders
             .iter()
             .filter(|(o, _)| {
                 o.request.study_instance_uid.as_deref() == Some(uid.as_str())
                     || (o.request.accession_number.is_some()
                         && o.request.accession_number == s.accession)
             })
-            .map(|(o, _)| o)
+            .map(|(o, _)| o.clone())
             .collect();
-        let patient_results: Vec<&ResultFacts> = results
+        let owned_results: Vec<ResultFacts> = results
             .iter()
             .filter(|(_, patient)| patient.is_some() && *patient == s.patient_id)
-            .map(|(r, _)| r)
-            .collect();
-        let owned_orders: Vec<OrderFacts> = matching
-            .iter()
-            .map(|o| OrderFacts {
-                message: o.message.clone(),
-                request: o.request.clone(),
-            })
-            .collect();
-        let owned_results: Vec<ResultFacts> = patient_results
-            .iter()
-            .map(|r| ResultFacts {
-                message: r.message.clone(),
-                result: r.result.clone(),
-            })
+            .map(|(r, _)| r.clone())
             .collect();
         let mut ctx: StudyContext =
             assemble::from_parts(&snapshot, &s.headers, &owned_orders, &owned_results, offset);

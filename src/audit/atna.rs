@@ -136,31 +136,25 @@ pub fn event_for(kind: &str) -> EventSpec {
         K::StudyRejected => spec(STUDY_DELETED, 'D', None, Participants::Actor),
         K::ReportGenerated => spec(EXPORT, 'R', None, Participants::Actor),
         K::Query => spec(QUERY, 'E', None, Participants::Actor),
-        K::OperatorLogin => spec(
-            USER_AUTHENTICATION,
-            'E',
-            Some(LOGIN),
-            Participants::Authentication,
-        ),
-        K::OperatorLogout => spec(
-            USER_AUTHENTICATION,
-            'E',
-            Some(LOGOUT),
-            Participants::Authentication,
-        ),
+        K::OperatorLogin | K::OperatorLogout => {
+            let type_code = if kind == K::OperatorLogin {
+                LOGIN
+            } else {
+                LOGOUT
+            };
+            let participants = Participants::Authentication;
+            spec(USER_AUTHENTICATION, 'E', Some(type_code), participants)
+        }
         K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, Participants::Actor),
-        K::ApplicationStart => spec(
-            APPLICATION_ACTIVITY,
-            'E',
-            Some(APPLICATION_START),
-            Participants::Application,
-        ),
-        K::ApplicationStop => spec(
-            APPLICATION_ACTIVITY,
-            'E',
-            Some(APPLICATION_STOP),
-            Participants::Application,
-        ),
+        K::ApplicationStart | K::ApplicationStop => {
+            let type_code = if kind == K::ApplicationStart {
+                APPLICATION_START
+            } else {
+                APPLICATION_STOP
+            };
+            let participants = Participants::Application;
+            spec(APPLICATION_ACTIVITY, 'E', Some(type_code), participants)
+        }
         // config_loaded.
         K::ConfigLoaded => spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor),
     }

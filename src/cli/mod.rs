@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod audit;
+pub mod ledger;
 mod user;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -115,8 +116,8 @@ pub enum Command {
         /// Only studies of this responsible receiving facility.
         #[arg(long)]
         facility: Option<String>,
-        #[arg(long, value_enum, default_value_t = crate::ledger::cli::ReportFormat::Json)]
-        format: crate::ledger::cli::ReportFormat,
+        #[arg(long, value_enum, default_value_t = ledger::ReportFormat::Json)]
+        format: ledger::ReportFormat,
         /// Language of the HTML report: ja or en.
         #[arg(long, default_value = "ja")]
         lang: String,
@@ -127,12 +128,12 @@ pub enum Command {
     /// The reader roster: import a CSV, list the roster in force.
     Roster {
         #[command(subcommand)]
-        command: crate::ledger::cli::RosterCommand,
+        command: ledger::RosterCommand,
     },
     /// Bearer tokens for the HTTP API.
     Token {
         #[command(subcommand)]
-        command: crate::ledger::cli::TokenCommand,
+        command: ledger::TokenCommand,
     },
     /// Web console users.
     User {
@@ -244,7 +245,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 },
                 None => None,
             };
-            let store = open_existing(&config)?;
+            let store = open_existing(&config, Access::ReadOnly)?;
             let rows = store.list_studies(wanted, limit)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -258,7 +259,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             format,
         } => {
             let config = Config::load(&config)?;
-            let store = open_existing(&config)?;
+            let store = open_existing(&config, Access::ReadOnly)?;
             let view = crate::intake::view::StudyView::load(&store, &key)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
@@ -330,9 +331,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             format,
             lang,
             out,
-        } => crate::ledger::cli::report(&config, &month, facility, format, &lang, out.as_deref()),
-        Command::Roster { command } => crate::ledger::cli::roster(command),
-        Command::Token { command } => crate::ledger::cli::token(command),
+        } => ledger::report(&config, &month, facility, format, &lang, out.as_deref()),
+        Command::Roster { command } => ledger::roster(command),
+        Command::Token { command } => ledger::token(command),
         Command::User { command } => user::user(command),
         Command::Demo {
             port,
@@ -452,7 +453,14 @@ fn notify_operator_action(
     );
 }
 
-fn open_existing(config: &Config) -> anyhow::Result<Store> {
+/// How a command opens the database `readgate serve` created.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+fn open_existing(config: &Config, access: Access) -> anyhow::Result<Store> {
     let db = config.database_path();
     if !db.exists() {
         bail!(
@@ -460,7 +468,10 @@ fn open_existing(config: &Config) -> anyhow::Result<Store> {
             db.display()
         );
     }
-    Ok(Store::open_read_only(&db)?)
+    Ok(match access {
+        Access::ReadOnly => Store::open_read_only(&db)?,
+        Access::ReadWrite => Store::open(&db)?,
+    })
 }
 
 fn init_logging(config: &Config) {

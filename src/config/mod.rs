@@ -155,29 +155,24 @@ impl Config {
             ));
         }
         ae_title(&self.dicom.ae_title).map_err(|BadValue(m)| invalid("dicom.ae_title", m))?;
-        if !(4096..=16 * 1024 * 1024).contains(&self.dicom.max_pdu_length) {
-            return Err(invalid(
-                "dicom.max_pdu_length",
-                format!(
-                    "expected 4096 to 16777216 bytes, got {}",
-                    self.dicom.max_pdu_length
-                ),
-            ));
+        for (key, v) in [
+            ("dicom.max_pdu_length", self.dicom.max_pdu_length),
+            ("forward.max_pdu_length", self.forward.max_pdu_length),
+        ] {
+            if !(4096..=16 * 1024 * 1024).contains(&v) {
+                return Err(invalid(
+                    key,
+                    format!("expected 4096 to 16777216 bytes, got {v}"),
+                ));
+            }
         }
-        if !(4096..=16 * 1024 * 1024).contains(&self.forward.max_pdu_length) {
-            return Err(invalid(
-                "forward.max_pdu_length",
-                format!(
-                    "expected 4096 to 16777216 bytes, got {}",
-                    self.forward.max_pdu_length
-                ),
-            ));
-        }
-        if self.dicom.max_associations == 0 {
-            return Err(invalid(
-                "dicom.max_associations",
-                "expected at least 1".into(),
-            ));
+        for (key, v) in [
+            ("dicom.max_associations", self.dicom.max_associations as u64),
+            ("forward.max_attempts", u64::from(self.forward.max_attempts)),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "expected at least 1".into()));
+            }
         }
         for (key, v) in [
             (
@@ -206,12 +201,6 @@ impl Config {
                     "expected ≥ forward.retry_base_secs ({})",
                     self.forward.retry_base_secs
                 ),
-            ));
-        }
-        if self.forward.max_attempts == 0 {
-            return Err(invalid(
-                "forward.max_attempts",
-                "expected at least 1".into(),
             ));
         }
         if !self.dicom.allow_any_calling_ae && self.dicom.peers.is_empty() {

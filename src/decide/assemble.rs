@@ -9,12 +9,14 @@ use crate::store::{MessageRef, Store, StudySnapshot};
 use std::collections::BTreeMap;
 
 /// An order request as stored, with the message it came from.
+#[derive(Debug, Clone)]
 pub struct OrderFacts {
     pub message: MessageRef,
     pub request: OrderRequest,
 }
 
 /// A report result as stored, with the message it came from.
+#[derive(Debug, Clone)]
 pub struct ResultFacts {
     pub message: MessageRef,
     pub result: ReportResult,

@@ -247,50 +247,52 @@ fn both(
     (fill(id(&EN), en), fill(id(&JA), ja))
 }
 
-pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
+/// The catalogue texts of one text requirement (exam purpose, clinical information).
+struct TextTexts {
+    missing: fn(&Texts) -> &'static str,
+    placeholder: fn(&Texts) -> &'static str,
+    too_short: fn(&Texts) -> &'static str,
+}
+
+fn text_missing(code: &'static str, texts: TextTexts, problem: &TextProblem) -> HoldReason {
     let (en, ja) = match problem {
         TextProblem::Absent => (
-            EN.hold_exam_purpose_missing_message.to_string(),
-            JA.hold_exam_purpose_missing_message.to_string(),
+            (texts.missing)(&EN).to_string(),
+            (texts.missing)(&JA).to_string(),
         ),
         TextProblem::Placeholder(v) => both(
-            |t| t.hold_exam_purpose_placeholder,
+            texts.placeholder,
             &[("values", &quoted_en(v))],
             &[("values", &quoted_ja(v))],
         ),
         TextProblem::TooShort { values, min } => {
             let min = min.to_string();
             both(
-                |t| t.hold_exam_purpose_too_short,
+                texts.too_short,
                 &[("values", &quoted_en(values)), ("min", &min)],
                 &[("values", &quoted_ja(values)), ("min", &min)],
             )
         }
     };
-    reason(EXAM_PURPOSE_MISSING, JRS_7_3_1, en, ja)
+    reason(code, JRS_7_3_1, en, ja)
+}
+
+pub(crate) fn exam_purpose_missing(problem: &TextProblem) -> HoldReason {
+    let texts = TextTexts {
+        missing: |t| t.hold_exam_purpose_missing_message,
+        placeholder: |t| t.hold_exam_purpose_placeholder,
+        too_short: |t| t.hold_exam_purpose_too_short,
+    };
+    text_missing(EXAM_PURPOSE_MISSING, texts, problem)
 }
 
 pub(crate) fn clinical_info_missing(problem: &TextProblem) -> HoldReason {
-    let (en, ja) = match problem {
-        TextProblem::Absent => (
-            EN.hold_clinical_info_missing_message.to_string(),
-            JA.hold_clinical_info_missing_message.to_string(),
-        ),
-        TextProblem::Placeholder(v) => both(
-            |t| t.hold_clinical_info_placeholder,
-            &[("values", &quoted_en(v))],
-            &[("values", &quoted_ja(v))],
-        ),
-        TextProblem::TooShort { values, min } => {
-            let min = min.to_string();
-            both(
-                |t| t.hold_clinical_info_too_short,
-                &[("values", &quoted_en(values)), ("min", &min)],
-                &[("values", &quoted_ja(values)), ("min", &min)],
-            )
-        }
+    let texts = TextTexts {
+        missing: |t| t.hold_clinical_info_missing_message,
+        placeholder: |t| t.hold_clinical_info_placeholder,
+        too_short: |t| t.hold_clinical_info_too_short,
     };
-    reason(CLINICAL_INFO_MISSING, JRS_7_3_1, en, ja)
+    text_missing(CLINICAL_INFO_MISSING, texts, problem)
 }
 
 /// What a lab rule asked for, already put into words.

@@ -373,24 +373,21 @@ impl<R: Skip> Walker<R> {
 
     /// Reads exactly `buf.len()` bytes; Ok(false) on a clean end of input before any byte.
     fn read_exact_or_end(&mut self, buf: &mut [u8], context: &str) -> Result<bool, DatasetError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.r.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(self.truncated(context)),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::InvalidInput
-                        || e.kind() == io::ErrorKind::InvalidData =>
-                {
-                    return Err(self.malformed(format!("{e}")))
-                }
-                Err(e) => return Err(DatasetError::Io(e)),
+        match super::fill(&mut self.r, buf) {
+            Ok(super::Filled::All) => {
+                self.offset += buf.len() as u64;
+                Ok(true)
             }
+            Ok(super::Filled::Nothing) => Ok(false),
+            Ok(super::Filled::Part) => Err(self.truncated(context)),
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidInput
+                    || e.kind() == io::ErrorKind::InvalidData =>
+            {
+                Err(self.malformed(format!("{e}")))
+            }
+            Err(e) => Err(DatasetError::Io(e)),
         }
-        self.offset += buf.len() as u64;
-        Ok(true)
     }
 
     fn u16(&self, b: [u8; 2]) -> u16 {

@@ -8,6 +8,35 @@ pub mod sop_classes;
 pub mod text;
 
 use dicom_dictionary_std::uids;
+use std::io::{self, Read};
+
+/// How much of a buffer [`fill`] filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Every byte.
+    All,
+    /// None: the input ended cleanly before the first byte.
+    Nothing,
+    /// Some but not all: the input ended inside the buffer (truncated).
+    Part,
+}
+
+/// Fills `buf` from `r`, retrying interrupted reads: the one loop both walks of a data
+/// set (receive and tag) read elements with, so that a clean end between elements is
+/// told apart from a truncated element.
+pub fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<Filled> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(Filled::Nothing),
+            Ok(0) => return Ok(Filled::Part),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Filled::All)
+}
 
 // UIDs are dicom-dictionary-std's; readgate's own knowledge is which it accepts and in
 // what order it prefers them.

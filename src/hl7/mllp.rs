@@ -320,6 +320,14 @@ mod tests {
         std::iter::from_fn(|| d.next_frame()).collect()
     }
 
+    /// Everything a default decoder makes of `wire` pushed at once and then ended.
+    fn decode_ended(wire: &[u8]) -> Vec<FrameResult> {
+        let mut d = Decoder::default();
+        d.push(wire);
+        d.finish();
+        drain(&mut d)
+    }
+
     #[test]
     fn pipelined_frames_in_one_read() {
         let mut wire = encode_frame(b"MSH|one");
@@ -385,11 +393,8 @@ mod tests {
         let mut wire = encode_frame(b"MSH|a");
         wire.push(b'\n');
         wire.extend(encode_frame(b"MSH|b"));
-        let mut d = Decoder::default();
-        d.push(&wire);
-        d.finish();
         assert_eq!(
-            drain(&mut d),
+            decode_ended(&wire),
             vec![Ok(b"MSH|a".to_vec()), Ok(b"MSH|b".to_vec())]
         );
     }
@@ -462,11 +467,8 @@ mod tests {
             &[END_BLOCK],
         ]
         .concat();
-        let mut d = Decoder::default();
-        d.push(&wire);
-        d.finish();
         assert_eq!(
-            drain(&mut d),
+            decode_ended(&wire),
             vec![Ok(b"MSH|a".to_vec()), Ok(b"MSH|b".to_vec())]
         );
     }

@@ -497,12 +497,15 @@ mod tests {
             wire.extend(mllp::encode_frame(raw));
         }
         let mut decoder = mllp::Decoder::default();
-        let mut rng = Rng(7);
         let mut rest = &wire[..];
         let mut acks = Vec::new();
         let mut garbage = 0;
-        while !rest.is_empty() {
-            let n = (1 + rng.below(97)).min(rest.len());
+        // Pieces of 1 to 97 bytes, in an order that cuts frames at varied places.
+        for piece in 0usize.. {
+            if rest.is_empty() {
+                break;
+            }
+            let n = (1 + piece * 37 % 97).min(rest.len());
             decoder.push(&rest[..n]);
             rest = &rest[n..];
             while let Some(item) = decoder.next_frame() {
@@ -519,195 +522,5 @@ mod tests {
             acks,
             vec![Accept, Accept, Accept, Accept, Accept, Reject, Reject, Error]
         );
-    }
-
-    /// xorshift64*: deterministic, no extra crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
-        }
-
-        fn byte(&mut self) -> u8 {
-            self.next() as u8
-        }
-    }
-
-    const SPECIAL: &[u8] = b"|^~\\&#\r\n\"\x1b\x0b\x1c\x80\xff\xe3";
-    const SNIPPETS: &[&[u8]] = &[
-        b"\\S\\",
-        b"\\F\\",
-        b"\\X",
-        b"\\Xe5b1b1\\",
-        b"\\.sp 99999999999999999999\\",
-        b"\\.br\\",
-        "山田\\S\\太郎".as_bytes(),
-        b"\x1b$B;3ED",
-        b"\x1b(B",
-        b"\x1b$(D",
-        b"\x83\x7c",
-        b"\rMSH|^~\\&|",
-        b"\rOBR|1|",
-        b"\rZZ",
-        b"~ISO IR87",
-        b"UNICODE UTF-8",
-        b"SHIFT_JIS",
-        b"\"\"",
-        b"&&&&&&&&^^^^^^~~~~",
-    ];
-
-    fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
-        let mut v = base.to_vec();
-        for _ in 0..1 + rng.below(6) {
-            let pos = rng.below(v.len() + 1);
-            match rng.below(8) {
-                0 if !v.is_empty() => {
-                    let i = rng.below(v.len());
-                    v[i] = rng.byte();
-                }
-                1 => v.insert(pos, SPECIAL[rng.below(SPECIAL.len())]),
-                2 => {
-                    let end = (pos + rng.below(40)).min(v.len());
-                    v.drain(pos..end);
-                }
-                3 => v.truncate(pos),
-                4 => {
-                    let snippet = SNIPPETS[rng.below(SNIPPETS.len())];
-                    v.splice(pos..pos, snippet.iter().copied());
-                }
-                5 => {
-                    let end = (pos + rng.below(200)).min(v.len());
-                    let copy = v[pos..end].to_vec();
-                    let at = rng.below(v.len() + 1);
-                    v.splice(at..at, copy);
-                }
-                6 if v.len() > 1 => {
-                    let (a, b) = (rng.below(v.len()), rng.below(v.len()));
-                    v.swap(a, b);
-                }
-                _ => v.insert(pos, rng.byte()),
-            }
-        }
-        v
-    }
-
-    fn random_bytes(rng: &mut Rng) -> Vec<u8> {
-        let len = rng.below(400);
-        let mut v: Vec<u8> = if rng.below(2) == 0 {
-            b"MSH|^~\\&|".to_vec()
-        } else {
-            Vec::new()
-        };
-        for _ in 0..len {
-            v.push(match rng.below(4) {
-                0 => SPECIAL[rng.below(SPECIAL.len())],
-                1 => b"MSHPIDORCOBRIPCOBX0123456789"[rng.below(28)],
-                _ => rng.byte(),
-            });
-        }
-        v
-    }
-
-    fn check(o: &Outcome, input: &[u8]) {
-        if let Err(Error::Parse(ParseError::Panicked(m))) = &o.result {
-            panic!(
-                "contained panic {m:?} for input {:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
-        let segs: Vec<&str> = o.ack.split_terminator('\r').collect();
-        assert!(segs.len() >= 2, "{:?}", o.ack);
-        assert!(segs[0].starts_with("MSH"), "{:?}", o.ack);
-        let fs = segs[0].chars().nth(3).unwrap_or('|');
-        assert_eq!(
-            segs[1].split(fs).take(2).collect::<Vec<_>>(),
-            vec!["MSA", o.ack_code.as_str()],
-            "{:?}",
-            o.ack
-        );
-        // AA has no ERR segment; AE and AR always name an error. Errors are never AA.
-        let expected_segments = if o.ack_code == AckCode::Accept { 2 } else { 3 };
-        assert_eq!(segs.len(), expected_segments, "{:?}", o.ack);
-        if o.result.is_err() {
-            assert_ne!(o.ack_code, AckCode::Accept);
-        }
-        assert!(!o.ack_bytes.is_empty());
-    }
-
-    #[test]
-    fn random_and_mutated_input_never_panics_and_always_gets_an_ack() {
-        let charsets = [
-            Charset::Ascii,
-            Charset::Utf8,
-            Charset::Iso2022Jp,
-            Charset::ShiftJis,
-        ];
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let mut frames = 0usize;
-        let mut codes = std::collections::HashMap::new();
-        for i in 0..5000 {
-            let config = Config {
-                default_charset: charsets[i % charsets.len()],
-                accept_unsupported_types: i % 5 == 0,
-                ..Config::default()
-            };
-            let input = if i % 4 == 0 {
-                random_bytes(&mut rng)
-            } else {
-                let base = SAMPLES[rng.below(SAMPLES.len())].1;
-                mutate(&mut rng, base)
-            };
-            let outcome = run(&input, &config);
-            check(&outcome, &input);
-            *codes.entry(outcome.ack_code.as_str()).or_insert(0) += 1;
-
-            // The same input on the wire, with noise, cut into random pieces.
-            let mut wire = Vec::new();
-            if rng.below(3) == 0 {
-                for _ in 0..rng.below(20) {
-                    wire.push(rng.byte());
-                }
-            }
-            wire.extend(mllp::encode_frame(&input));
-            if rng.below(2) == 0 {
-                wire.extend(mllp::encode_frame(SAMPLES[rng.below(SAMPLES.len())].1));
-            }
-            let mut decoder = mllp::Decoder::new(1024);
-            let mut rest = &wire[..];
-            while !rest.is_empty() {
-                let n = (1 + rng.below(300)).min(rest.len());
-                decoder.push(&rest[..n]);
-                rest = &rest[n..];
-                while let Some(item) = decoder.next_frame() {
-                    if let Ok(frame) = item {
-                        assert!(frame.len() <= 1024);
-                        frames += 1;
-                        check(&run(&frame, &config), &frame);
-                    }
-                }
-            }
-            decoder.finish();
-            while decoder.next_frame().is_some() {}
-        }
-        assert!(frames > 5000, "{frames}");
-        // The mutations must reach the extraction code, not only the early rejections.
-        for code in ["AA", "AE", "AR"] {
-            assert!(codes.get(code).copied().unwrap_or(0) > 200, "{codes:?}");
-        }
-        eprintln!("direct outcomes: {codes:?}, frames: {frames}");
     }
 }

@@ -8,7 +8,6 @@
 //! decisions. [`compute`] turns a month of them into a [`compute::LedgerReport`];
 //! [`render`] writes it as JSON, CSV or HTML. [`evidence`] builds the audit entries its events leave.
 
-pub mod cli;
 pub mod compute;
 /// `[ledger]` (its section lives with the rest of the configuration).
 pub use crate::config::ledger as config;

@@ -86,11 +86,11 @@ impl Store {
                 inst.context
             ],
         )?;
-        let study: Option<(String, String)> = tx
+        let study: Option<(String, String, StudyState)> = tx
             .query_row(
-                "SELECT modalities, calling_aes FROM studies WHERE study_uid = ?1",
+                "SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1",
                 [&inst.study_uid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         match study {
@@ -119,19 +119,19 @@ impl Store {
                     ],
                 )?;
             }
-            Some((modalities, calling_aes)) => {
+            Some((modalities, calling_aes, state)) => {
                 let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
                 let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
                 // A new instance re-opens a study whatever its state: it must be decided
                 // and forwarded too, never dropped. A failed study gets a fresh start.
-                let reopened = tx.execute(
+                tx.execute(
                     "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
                      bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, \
                      modalities = ?5, calling_aes = ?6, \
                      accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
                      attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
                      next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
-                     WHERE study_uid = ?1 AND state != ?2",
+                     WHERE study_uid = ?1",
                     params![
                         inst.study_uid,
                         StudyState::Receiving,
@@ -143,26 +143,10 @@ impl Store {
                         inst.patient_id
                     ],
                 )?;
-                if reopened == 1 {
+                if state != StudyState::Receiving {
                     tx.execute(
                         "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
                         params![inst.received_at, inst.study_uid],
-                    )?;
-                } else {
-                    tx.execute(
-                        "UPDATE studies SET instance_count = instance_count + 1, bytes = bytes + ?2, \
-                         last_received_at = ?3, updated_at = ?3, modalities = ?4, calling_aes = ?5, \
-                         accession = COALESCE(accession, ?6), patient_id = COALESCE(patient_id, ?7) \
-                         WHERE study_uid = ?1",
-                        params![
-                            inst.study_uid,
-                            inst.size as i64,
-                            inst.received_at,
-                            modalities,
-                            calling_aes,
-                            inst.accession,
-                            inst.patient_id
-                        ],
                     )?;
                 }
             }

@@ -4,6 +4,7 @@
 //! encapsulated pixel data, UN) are walked item by item to find their end, skipping every
 //! defined-length item or element inside them whole.
 
+use crate::dicom::Filled;
 use std::collections::HashMap;
 use std::io;
 
@@ -116,17 +117,12 @@ impl<'a, S: Source> Scanner<'a, S> {
 
     /// Fills `buf`; `Ok(false)` at a clean end of input before its first byte.
     fn read_or_end(&mut self, buf: &mut [u8], context: &str) -> Result<bool, TagError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.src.read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => return Err(self.truncated(context)),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.read_error(e, context)),
-            }
+        match crate::dicom::fill(&mut self.src, buf) {
+            Ok(Filled::All) => Ok(true),
+            Ok(Filled::Nothing) => Ok(false),
+            Ok(Filled::Part) => Err(self.truncated(context)),
+            Err(e) => Err(self.read_error(e, context)),
         }
-        Ok(true)
     }
 
     fn read(&mut self, buf: &mut [u8], context: &str) -> Result<(), TagError> {

@@ -28,16 +28,18 @@ pub(crate) trait Source: Read {
     }
 }
 
-/// Reads for the copy pass: once the read buffer is drained, straight from the file (or
-/// inflater) into `buf`, so a copied byte crosses user space once.
-fn read_through<R: Read>(r: &mut BufReader<R>, buf: &mut [u8]) -> io::Result<usize> {
-    if r.buffer().is_empty() {
-        // BufReader keeps no position of its own beyond its buffer, so reading the
-        // inner reader while the buffer is empty keeps both in step.
-        r.get_mut().read(buf)
+/// Reads into `buf` and counts what was read into `pos`. Short reads (the scan's
+/// headers) go through the buffer, long ones (copies) around it when the buffer is empty:
+/// BufReader keeps no position of its own beyond its buffer, so reading the inner reader
+/// then keeps both in step.
+fn read_counted<R: Read>(r: &mut BufReader<R>, buf: &mut [u8], pos: &mut u64) -> io::Result<usize> {
+    let n = if buf.len() >= r.capacity() && r.buffer().is_empty() {
+        r.get_mut().read(buf)?
     } else {
-        r.read(buf)
-    }
+        r.read(buf)?
+    };
+    *pos += n as u64;
+    Ok(n)
 }
 
 /// The output in whole blocks: every write the destination sees is one full `BLOCK`
@@ -144,15 +146,7 @@ impl<R: Read + Seek> Stored<R> {
 
 impl<R: Read> Read for Stored<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // Short reads (the scan's headers) go through the buffer, long ones (copies)
-        // around it.
-        let n = if buf.len() >= self.inner.capacity() {
-            read_through(&mut self.inner, buf)?
-        } else {
-            self.inner.read(buf)?
-        };
-        self.pos += n as u64;
-        Ok(n)
+        read_counted(&mut self.inner, buf, &mut self.pos)
     }
 }
 
@@ -201,13 +195,7 @@ impl<R: Read> Inflated<R> {
 
 impl<R: Read> Read for Inflated<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = if buf.len() >= self.inner.capacity() {
-            read_through(&mut self.inner, buf)?
-        } else {
-            self.inner.read(buf)?
-        };
-        self.pos += n as u64;
-        Ok(n)
+        read_counted(&mut self.inner, buf, &mut self.pos)
     }
 }
 

@@ -79,12 +79,6 @@ fn study_json(s: &crate::store::StudyRow) -> Value {
     })
 }
 
-#[derive(Debug, Default)]
-pub struct ListQuery {
-    state: Option<String>,
-    limit: Option<String>,
-}
-
 fn parse_limit(limit: Option<&str>, default: usize) -> Result<usize, ApiError> {
     match limit {
         None => Ok(default),
@@ -104,15 +98,12 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, false)?;
-    let mut q = ListQuery::default();
-    for (k, v) in query_pairs(raw.as_deref())? {
-        match k.as_str() {
-            "state" => q.state = Some(v),
-            "limit" => q.limit = Some(v),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
-    let filter = match q.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let [state_param, limit] = query_fields(raw.as_deref(), ["state", "limit"])?;
+    let filter = match state_param
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(s) => match s.parse::<crate::model::StudyState>() {
             Ok(state) => Some(state),
@@ -124,7 +115,7 @@ async fn list(
             }
         },
     };
-    let limit = parse_limit(q.limit.as_deref(), 200)?;
+    let limit = parse_limit(limit.as_deref(), 200)?;
     let store = state.store.clone();
     let body = blocking(move || {
         let rows = store.list_studies(filter, limit).map_err(internal)?;
@@ -429,29 +420,14 @@ async fn retry(
     Ok(Json(json!({"study_uid": done.study_uid, "state": StudyState::Queued})).into_response())
 }
 
-#[derive(Debug, Default)]
-pub struct AuditQuery {
-    kind: Option<String>,
-    study: Option<String>,
-    limit: Option<String>,
-}
-
 async fn audit_search(
     State(state): State<Arc<WebState>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, false)?;
-    let mut q = AuditQuery::default();
-    for (k, v) in query_pairs(raw.as_deref())? {
-        match k.as_str() {
-            "kind" => q.kind = Some(v),
-            "study" => q.study = Some(v),
-            "limit" => q.limit = Some(v),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
-    let limit = parse_limit(q.limit.as_deref(), 100)?;
+    let [kind, study, limit] = query_fields(raw.as_deref(), ["kind", "study", "limit"])?;
+    let limit = parse_limit(limit.as_deref(), 100)?;
     let Some(audit) = state.audit.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -460,8 +436,8 @@ async fn audit_search(
         ));
     };
     let query = crate::audit::Query {
-        kind: q.kind.filter(|s| !s.trim().is_empty()),
-        study: q.study.filter(|s| !s.trim().is_empty()),
+        kind: kind.filter(|s| !s.trim().is_empty()),
+        study: study.filter(|s| !s.trim().is_empty()),
         limit,
         ..Default::default()
     };
@@ -489,13 +465,6 @@ async fn audit_verify(
     Ok(Json(body).into_response())
 }
 
-#[derive(Debug, Default)]
-pub struct ReportQuery {
-    format: Option<String>,
-    facility: Option<String>,
-    lang: Option<String>,
-}
-
 async fn report(
     State(state): State<Arc<WebState>>,
     headers: HeaderMap,
@@ -505,31 +474,22 @@ async fn report(
     use crate::ledger::{compute, reasons::Lang, render};
     use crate::time::Month;
     let token = state.authorize(&headers, false)?;
-    let mut q = ReportQuery::default();
-    for (k, v) in query_pairs(raw.as_deref())? {
-        match k.as_str() {
-            "format" => q.format = Some(v),
-            "facility" => q.facility = Some(v),
-            "lang" => q.lang = Some(v),
-            _ => return Err(unknown_param(&k)),
-        }
-    }
+    let [format, facility, lang] = query_fields(raw.as_deref(), ["format", "facility", "lang"])?;
     let month =
         Month::parse(month.trim()).map_err(|e| ApiError::invalid("month", e.to_string()))?;
-    let format = q.format.as_deref().unwrap_or("json").trim().to_string();
+    let format = format.as_deref().unwrap_or("json").trim().to_string();
     if !["json", "csv", "html"].contains(&format.as_str()) {
         return Err(ApiError::invalid(
             "format",
             format!("unknown format {format:?}; expected json, csv or html"),
         ));
     }
-    let lang: Lang = q
-        .lang
+    let lang: Lang = lang
         .as_deref()
         .unwrap_or("ja")
         .parse()
         .map_err(|e: String| ApiError::invalid("lang", e))?;
-    let facility = q.facility.filter(|f| !f.trim().is_empty());
+    let facility = facility.filter(|f| !f.trim().is_empty());
     let st = state.clone();
     let (bytes, format) = blocking(move || {
         let ledger = st.ledger();
@@ -565,8 +525,23 @@ async fn report(
     Ok(([(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response())
 }
 
-fn unknown_param(name: &str) -> ApiError {
-    ApiError::invalid(name, format!("unknown query parameter {name:?}"))
+/// The values of the query parameters `names`, in that order (the last of repeated
+/// ones); a name not listed is refused, naming it.
+fn query_fields<const N: usize>(
+    raw: Option<&str>,
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let mut values = [const { None }; N];
+    for (k, v) in query_pairs(raw)? {
+        let Some(i) = names.iter().position(|n| *n == k) else {
+            return Err(ApiError::invalid(
+                &k,
+                format!("unknown query parameter {k:?}"),
+            ));
+        };
+        values[i] = Some(v);
+    }
+    Ok(values)
 }
 
 /// `a=b&c=d`, percent- and `+`-decoded (UTF-8).

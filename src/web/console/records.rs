@@ -3,6 +3,7 @@
 
 use super::pages::{internal, when, St};
 use super::{ctx, error, page, param, url, Chrome, Q};
+use crate::ledger::compute::LedgerReport;
 use crate::model::Lang;
 use crate::model::StudyState;
 use crate::web::auth::Role;
@@ -121,10 +122,7 @@ fn month_of(q: &MonthQuery, state: &WebState) -> Result<crate::time::Month, Resp
     })
 }
 
-fn build_report(
-    state: &WebState,
-    month: crate::time::Month,
-) -> Result<crate::ledger::compute::LedgerReport, Response> {
+fn build_report(state: &WebState, month: crate::time::Month) -> Result<LedgerReport, Response> {
     let ledger = state.ledger();
     let scope = crate::ledger::compute::ReportScope {
         month,
@@ -145,14 +143,21 @@ struct AccountabilityPage<'a> {
     report_body: &'a str,
 }
 
-/// The session and the month a ledger page is about.
-fn month_ctx(
-    state: &WebState,
+/// The session, the month a ledger page is about and that month's report (built off the
+/// async workers).
+async fn month_report(
+    state: &std::sync::Arc<WebState>,
     headers: &HeaderMap,
     mq: &MonthQuery,
-) -> Result<(super::Ctx, crate::time::Month), Response> {
+) -> Result<(super::Ctx, crate::time::Month, LedgerReport), Response> {
     let c = ctx(state, headers, mq.lang.as_deref())?;
-    Ok((c, month_of(mq, state)?))
+    let month = month_of(mq, state)?;
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || build_report(&st, month)).await {
+        Ok(Ok(report)) => Ok((c, month, report)),
+        Ok(Err(r)) => Err(r),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 pub async fn accountability(
@@ -160,15 +165,9 @@ pub async fn accountability(
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
 ) -> Response {
-    let (c, month) = match month_ctx(&state, &headers, &mq) {
+    let (c, month, report) = match month_report(&state, &headers, &mq).await {
         Ok(x) => x,
         Err(r) => return r,
-    };
-    let st = state.clone();
-    let report = match tokio::task::spawn_blocking(move || build_report(&st, month)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(r)) => return r,
-        Err(e) => return internal(e),
     };
     let html = String::from_utf8_lossy(&crate::ledger::render::html(&report, c.lang)).into_owned();
     // The report is a whole document: show its body inside the console's page.
@@ -198,7 +197,7 @@ pub async fn accountability_download(
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
 ) -> Response {
-    let (c, month) = match month_ctx(&state, &headers, &mq) {
+    let (c, month, report) = match month_report(&state, &headers, &mq).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -209,12 +208,6 @@ pub async fn accountability_download(
             "format: expected html, csv or json",
         );
     }
-    let st = state.clone();
-    let report = match tokio::task::spawn_blocking(move || build_report(&st, month)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(r)) => return r,
-        Err(e) => return internal(e),
-    };
     let (bytes, ctype) = match format.as_str() {
         "csv" => (
             crate::ledger::render::csv(&report),

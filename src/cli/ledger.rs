@@ -1,9 +1,10 @@
 //! `readgate report`, `readgate roster import|list`, `readgate token add`.
 
-use super::compute::{self, ReportScope};
-use super::reasons::Lang;
-use super::{evidence, render, roster, Ledger};
+use super::{open_existing, Access};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::ledger::compute::{self, ReportScope};
+use crate::ledger::reasons::Lang;
+use crate::ledger::{evidence, render, roster, Ledger};
 use crate::store::Store;
 use crate::time::Month;
 use anyhow::{bail, Context as _};
@@ -55,17 +56,6 @@ pub enum TokenCommand {
     Add { name: String },
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let db = config.database_path();
-    if !db.exists() {
-        bail!(
-            "no database at {} yet: has `readgate serve` run with this config?",
-            db.display()
-        );
-    }
-    Ok(Store::open(&db)?)
-}
-
 /// `readgate report`.
 #[allow(clippy::too_many_arguments)]
 pub fn report(
@@ -81,7 +71,7 @@ pub fn report(
         .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
     let month = Month::parse(month).map_err(|e| anyhow::anyhow!("--month: {e}"))?;
     let config = Config::load(config_path)?;
-    let store = open_store(&config)?;
+    let store = open_existing(&config, Access::ReadWrite)?;
     let ledger = Ledger::load(&config.ledger, Some(&store))?;
     let scope = ReportScope {
         month,
@@ -160,7 +150,7 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
             // A database made before the ledger existed has no roster table yet.
             let ledger = match Ledger::load(&config.ledger, store.as_ref()) {
                 Ok(l) => l,
-                Err(super::LedgerError::Store(_)) => Ledger::load(&config.ledger, None)?,
+                Err(crate::ledger::LedgerError::Store(_)) => Ledger::load(&config.ledger, None)?,
                 Err(e) => return Err(e.into()),
             };
             match format.as_str() {
