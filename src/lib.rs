@@ -26,6 +26,7 @@ pub mod hl7;
 pub mod i18n;
 pub mod intake;
 pub mod ledger;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -110,20 +110,22 @@ enum Participants {
 /// The PS3.15 event a readgate kind is reported as.
 pub fn event_for(kind: &str) -> EventSpec {
     use crate::model::AuditKind as K;
+    use Participants as P;
     let spec = |event_id, action, type_code, participants| EventSpec {
         event_id,
         action,
         type_code,
         participants,
     };
+    let application = |code| spec(APPLICATION_ACTIVITY, 'E', Some(code), P::Application);
     let Ok(kind) = kind.parse::<K>() else {
         // A kind written by another version of readgate.
-        return spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor);
+        return spec(APPLICATION_ACTIVITY, 'E', None, P::Actor);
     };
     match kind {
-        K::InstanceReceived => spec(INSTANCES_TRANSFERRED, 'C', None, Participants::Received),
-        K::StudyForwarded => spec(INSTANCES_TRANSFERRED, 'R', None, Participants::Sent),
-        K::ReadEvent => spec(INSTANCES_ACCESSED, 'R', None, Participants::Actor),
+        K::InstanceReceived => spec(INSTANCES_TRANSFERRED, 'C', None, P::Received),
+        K::StudyForwarded => spec(INSTANCES_TRANSFERRED, 'R', None, P::Sent),
+        K::ReadEvent => spec(INSTANCES_ACCESSED, 'R', None, P::Actor),
         // Decisions about a study change its state, not its images: Instances Accessed,
         // Update, with the readgate kind as event type.
         K::StudyHeld
@@ -131,32 +133,18 @@ pub fn event_for(kind: &str) -> EventSpec {
         | K::StudyOverridden
         | K::Confirmation
         | K::StudyReevaluated
-        | K::StudyRetried => spec(INSTANCES_ACCESSED, 'U', None, Participants::Actor),
+        | K::StudyRetried => spec(INSTANCES_ACCESSED, 'U', None, P::Actor),
         // A rejected study leaves the spool unsent.
-        K::StudyRejected => spec(STUDY_DELETED, 'D', None, Participants::Actor),
-        K::ReportGenerated => spec(EXPORT, 'R', None, Participants::Actor),
-        K::Query => spec(QUERY, 'E', None, Participants::Actor),
-        K::OperatorLogin | K::OperatorLogout => {
-            let type_code = if kind == K::OperatorLogin {
-                LOGIN
-            } else {
-                LOGOUT
-            };
-            let participants = Participants::Authentication;
-            spec(USER_AUTHENTICATION, 'E', Some(type_code), participants)
-        }
-        K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, Participants::Actor),
-        K::ApplicationStart | K::ApplicationStop => {
-            let type_code = if kind == K::ApplicationStart {
-                APPLICATION_START
-            } else {
-                APPLICATION_STOP
-            };
-            let participants = Participants::Application;
-            spec(APPLICATION_ACTIVITY, 'E', Some(type_code), participants)
-        }
+        K::StudyRejected => spec(STUDY_DELETED, 'D', None, P::Actor),
+        K::ReportGenerated => spec(EXPORT, 'R', None, P::Actor),
+        K::Query => spec(QUERY, 'E', None, P::Actor),
+        K::OperatorLogin => spec(USER_AUTHENTICATION, 'E', Some(LOGIN), P::Authentication),
+        K::OperatorLogout => spec(USER_AUTHENTICATION, 'E', Some(LOGOUT), P::Authentication),
+        K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, P::Actor),
+        K::ApplicationStart => application(APPLICATION_START),
+        K::ApplicationStop => application(APPLICATION_STOP),
         // config_loaded.
-        K::ConfigLoaded => spec(APPLICATION_ACTIVITY, 'E', None, Participants::Actor),
+        K::ConfigLoaded => spec(APPLICATION_ACTIVITY, 'E', None, P::Actor),
     }
 }
 
@@ -230,24 +218,14 @@ pub fn audit_message(e: &Entry, source: &AtnaSource) -> String {
             participant(&mut x, dest, false, Some(ROLE_DESTINATION), address);
         }
         Participants::Application => {
-            participant(
-                &mut x,
-                &source.app_name,
-                false,
-                Some(ROLE_APPLICATION),
-                None,
-            );
+            let app = &source.app_name;
+            participant(&mut x, app, false, Some(ROLE_APPLICATION), None);
             participant(&mut x, &e.actor, true, Some(ROLE_LAUNCHER), address);
         }
         Participants::Authentication => {
             participant(&mut x, &e.actor, true, None, address);
-            participant(
-                &mut x,
-                &source.app_name,
-                false,
-                Some(ROLE_APPLICATION),
-                None,
-            );
+            let app = &source.app_name;
+            participant(&mut x, app, false, Some(ROLE_APPLICATION), None);
         }
     }
 

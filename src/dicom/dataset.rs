@@ -582,15 +582,7 @@ impl<R: Skip> Walker<R> {
         if !self.read_exact_or_end(&mut vr, "VR")? {
             return Err(self.truncated("VR"));
         }
-        if !vr.iter().all(|c| c.is_ascii_uppercase()) {
-            return Err(self.malformed(format!(
-                "invalid VR {:02X}{:02X} for ({:04X},{:04X})",
-                vr[0],
-                vr[1],
-                tag >> 16,
-                tag & 0xFFFF
-            )));
-        }
+        crate::dicom::check_vr(&vr, tag).map_err(|m| self.malformed(m))?;
         if crate::dicom::has_long_length(&vr) {
             let mut reserved = [0u8; 2];
             if !self.read_exact_or_end(&mut reserved, "VR")? {

@@ -21,6 +21,22 @@ pub enum Filled {
     Part,
 }
 
+/// Checks that the two bytes read as an explicit VR are one (two upper-case letters);
+/// the error names them and the element's tag.
+pub fn check_vr(vr: &[u8; 2], tag: u32) -> Result<(), String> {
+    if vr.iter().all(u8::is_ascii_uppercase) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid VR {:02X}{:02X} for ({:04X},{:04X})",
+            vr[0],
+            vr[1],
+            tag >> 16,
+            tag & 0xFFFF
+        ))
+    }
+}
+
 /// Fills `buf` from `r`, retrying interrupted reads: the one loop both walks of a data
 /// set (receive and tag) read elements with, so that a clean end between elements is
 /// told apart from a truncated element.

@@ -5,6 +5,7 @@ use super::{mllp, Intake};
 use crate::config::Hl7Config;
 use crate::hl7::mllp::{Decoder, FrameError};
 use crate::hl7::{self, ack, AckCode, AckError, AckOptions, ErrorCode};
+use crate::listen::Listening;
 use crate::store::IncomingMessage;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 /// Frames up to this size are parsed on the connection's task.
@@ -66,52 +66,33 @@ fn to_base36(mut n: u64) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<Listener>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let limit = Arc::new(Semaphore::new(state.config.max_connections));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        warn!(error = %e, "accepting an HL7 connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let ip = peer.ip().to_canonical();
-                if !state.config.allowed_hosts.is_empty()
-                    && !state.config.allowed_hosts.iter().any(|h| h.to_canonical() == ip)
-                {
-                    warn!(%peer, "HL7 connection refused: address not in hl7.allowed_hosts");
-                    continue;
-                }
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    warn!(%peer, limit = state.config.max_connections, "HL7 connection refused: too many connections");
-                    continue;
-                };
-                let _ = socket.set_nodelay(true);
-                let state = state.clone();
-                tasks.spawn(async move {
-                    connection(socket, peer, state).await;
-                    drop(permit);
-                });
-            }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
+pub async fn serve(listener: TcpListener, state: Arc<Listener>, shutdown: watch::Receiver<bool>) {
+    let max = state.config.max_connections;
+    let limit = Arc::new(Semaphore::new(max));
     // Messages in flight finish (they are short); idle connections are closed.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while tasks.join_next().await.is_some() {}
+    let listening = Listening {
+        protocol: "HL7",
+        grace: Duration::from_secs(5),
+        on_abort: "idle or slow senders; nothing unacknowledged is lost",
+    };
+    crate::listen::serve(listener, listening, shutdown, |socket, peer| {
+        let ip = peer.ip().to_canonical();
+        let allowed = &state.config.allowed_hosts;
+        if !allowed.is_empty() && !allowed.iter().any(|h| h.to_canonical() == ip) {
+            warn!(%peer, "HL7 connection refused: address not in hl7.allowed_hosts");
+            return None;
+        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, limit = max, "HL7 connection refused: too many connections");
+            return None;
+        };
+        let state = state.clone();
+        Some(Box::pin(async move {
+            connection(socket, peer, state).await;
+            drop(permit);
+        }))
     })
     .await;
-    tasks.abort_all();
 }
 
 async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener>) {

@@ -385,54 +385,29 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
             why: f.why.join(", "),
         })
         .collect();
+    // Readers and places the roster does not know: one row each, a blank id shown as such.
+    let unknown_row = |id: &str, events, studies, examples: &[String]| {
+        let id = if id.is_empty() { "(blank)" } else { id };
+        (id.to_string(), events, studies, examples.join(" "))
+    };
     let unknown = vec![
         (
             t.unknown_readers,
             report
                 .unknown_readers
                 .iter()
-                .map(|u| {
-                    (
-                        u.reader_id.clone(),
-                        u.events,
-                        u.studies,
-                        u.example_studies.join(" "),
-                    )
-                })
-                .collect::<Vec<_>>(),
+                .map(|u| unknown_row(&u.reader_id, u.events, u.studies, &u.example_studies))
+                .collect(),
         ),
         (
             t.unknown_places,
             report
                 .unknown_places
                 .iter()
-                .map(|u| {
-                    (
-                        u.reader_id.clone(),
-                        u.events,
-                        u.studies,
-                        u.example_studies.join(" "),
-                    )
-                })
+                .map(|u| unknown_row(&u.reader_id, u.events, u.studies, &u.example_studies))
                 .collect(),
         ),
-    ]
-    .into_iter()
-    .map(|(title, rows)| {
-        let rows = rows
-            .into_iter()
-            .map(|(id, ev, st, ex)| {
-                let id = if id.is_empty() {
-                    "(blank)".to_string()
-                } else {
-                    id
-                };
-                (id, ev, st, ex)
-            })
-            .collect();
-        (title, rows)
-    })
-    .collect();
+    ];
     fn held_view(rows: &[super::compute::HeldRow]) -> Vec<HeldView<'_>> {
         rows.iter()
             .take(HTML_STUDY_ROWS)

@@ -10,14 +10,14 @@ mod recover;
 pub use recover::recover;
 
 use crate::config::Config;
+use crate::listen::Listening;
 use crate::spool::Spool;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
-use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// What every association needs: shared, read-only after start.
 pub struct Receiver {
@@ -36,60 +36,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: TcpListener,
     receiver: Arc<Receiver>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(receiver.config.dicom.max_associations));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accepting a DICOM connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = socket.set_nodelay(true);
-                let receiver = receiver.clone();
-                match limit.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tasks.spawn(async move {
-                            association::run(socket, peer, receiver).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        warn!(%peer, limit = receiver.config.dicom.max_associations,
-                            "association rejected: too many concurrent associations");
-                        tasks.spawn(reject_busy(socket));
-                    }
-                }
+    let max = receiver.config.dicom.max_associations;
+    let limit = Arc::new(Semaphore::new(max));
+    let listening = Listening {
+        protocol: "DICOM",
+        grace: SHUTDOWN_GRACE,
+        on_abort: "their unacknowledged instances are discarded",
+    };
+    crate::listen::serve(listener, listening, shutdown, |socket, peer| {
+        let receiver = receiver.clone();
+        Some(match limit.clone().try_acquire_owned() {
+            Ok(permit) => Box::pin(async move {
+                association::run(socket, peer, receiver).await;
+                drop(permit);
+            }),
+            Err(_) => {
+                warn!(%peer, limit = max, "association rejected: too many concurrent associations");
+                Box::pin(reject_busy(socket))
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if !tasks.is_empty() {
-        info!(
-            open = tasks.len(),
-            "DICOM listener closed; waiting for open associations"
-        );
-    }
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
+        })
     })
     .await;
-    if drained.is_err() {
-        warn!(
-            open = tasks.len(),
-            "associations still open after the shutdown grace period: aborting them (their unacknowledged instances are discarded)"
-        );
-        tasks.abort_all();
-    }
 }
 
 /// A-ASSOCIATE-RJ, transient, "local limit exceeded": the peer may retry later.

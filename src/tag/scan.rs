@@ -182,15 +182,7 @@ impl<'a, S: Source> Scanner<'a, S> {
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr, "VR")?;
-        if !vr.iter().all(u8::is_ascii_uppercase) {
-            return Err(self.malformed(format!(
-                "invalid VR {:02X}{:02X} for ({:04X},{:04X})",
-                vr[0],
-                vr[1],
-                tag >> 16,
-                tag & 0xFFFF
-            )));
-        }
+        crate::dicom::check_vr(&vr, tag).map_err(|m| self.malformed(m))?;
         if has_long_length(&vr) {
             let mut reserved = [0u8; 2];
             self.read(&mut reserved, "VR")?;

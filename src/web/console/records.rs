@@ -164,11 +164,8 @@ pub async fn accountability(
     State(state): St,
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
-) -> Response {
-    let (c, month, report) = match month_report(&state, &headers, &mq).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let (c, month, report) = month_report(&state, &headers, &mq).await?;
     let html = String::from_utf8_lossy(&crate::ledger::render::html(&report, c.lang)).into_owned();
     // The report is a whole document: show its body inside the console's page.
     let (report_style, report_body) = match html.split_once("<body>") {
@@ -181,7 +178,7 @@ pub async fn accountability(
         None => (None, html.as_str()),
     };
     let title = c.tx().reading_accountability;
-    page(
+    Ok(page(
         &c,
         &AccountabilityPage {
             c: c.chrome(title),
@@ -189,24 +186,21 @@ pub async fn accountability(
             report_style,
             report_body,
         },
-    )
+    ))
 }
 
 pub async fn accountability_download(
     State(state): St,
     headers: HeaderMap,
     Q(mq): Q<MonthQuery>,
-) -> Response {
-    let (c, month, report) = match month_report(&state, &headers, &mq).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let (c, month, report) = month_report(&state, &headers, &mq).await?;
     let format = param(&mq.format).unwrap_or("html").to_string();
     if !["html", "csv", "json"].contains(&format.as_str()) {
-        return error(
+        return Ok(error(
             StatusCode::BAD_REQUEST,
             "format: expected html, csv or json",
-        );
+        ));
     }
     let (bytes, ctype) = match format.as_str() {
         "csv" => (
@@ -229,14 +223,14 @@ pub async fn accountability_download(
     entry.detail["via"] = "web console".into();
     state.record(entry).await;
     let disp = format!("attachment; filename=\"readgate-ledger-{month}.{format}\"");
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, ctype.to_string()),
             (header::CONTENT_DISPOSITION, disp),
         ],
         bytes,
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
