@@ -5,7 +5,7 @@
 use super::{Result, Store};
 use crate::model::StudyState;
 use rusqlite::{params, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A read event to record (validated by the caller).
 #[derive(Debug, Clone)]
@@ -54,10 +54,10 @@ pub struct ReadTarget {
 }
 
 /// A study as the ledger sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerStudy {
     /// SQLite rowid of the study row (joins below return it instead of the UID).
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub rowid: i64,
     pub study_uid: String,
     pub accession: Option<String>,
@@ -75,7 +75,7 @@ pub struct LedgerStudy {
 }
 
 /// A stored read event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadEventRow {
     pub id: i64,
     /// The study's rowid (see [`LedgerStudy::rowid`]).
@@ -89,7 +89,7 @@ pub struct ReadEventRow {
 }
 
 /// A stored HL7 report version, as the ledger needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct LedgerReport {
     pub id: i64,
     /// The study's rowid (see [`LedgerStudy::rowid`]).
@@ -279,51 +279,23 @@ impl Store {
 
     /// Studies first received in [start, end).
     pub fn ledger_studies(&self, start: i64, end: i64) -> Result<Vec<LedgerStudy>> {
-        self.query_all(
+        self.query_as(
             "SELECT study_uid, accession, state, verdict, destination, facility, modalities, \
-             first_received_at, forwarded_at, reasons, override_by, override_reason, rowid \
+             first_received_at, forwarded_at, reasons, override_by, override_reason, rowid AS rowid \
              FROM studies WHERE first_received_at >= ?1 AND first_received_at < ?2 \
              ORDER BY first_received_at, study_uid",
             [start, end],
-            |r| {
-                Ok(LedgerStudy {
-                    study_uid: r.get(0)?,
-                    accession: r.get(1)?,
-                    state: r.get(2)?,
-                    verdict: r.get(3)?,
-                    destination: r.get(4)?,
-                    facility: r.get(5)?,
-                    modalities: r.get(6)?,
-                    first_received_at: r.get(7)?,
-                    forwarded_at: r.get(8)?,
-                    reasons: r.get(9)?,
-                    override_by: r.get(10)?,
-                    override_reason: r.get(11)?,
-                    rowid: r.get(12)?,
-                })
-            },
         )
     }
 
     /// Read events of the studies first received in [start, end), by study then time.
     pub fn ledger_read_events(&self, start: i64, end: i64) -> Result<Vec<ReadEventRow>> {
-        self.query_all(
-            "SELECT e.id, s.rowid, e.reader_id, e.action, e.at, e.workstation, e.client_ip, e.source \
+        self.query_as(
+            "SELECT e.id, s.rowid AS study, e.reader_id, e.action, e.at, e.workstation, \
+             e.client_ip, e.source \
              FROM studies s CROSS JOIN read_events e ON e.study_uid = s.study_uid \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
             [start, end],
-            |r| {
-            Ok(ReadEventRow {
-                id: r.get(0)?,
-                study: r.get(1)?,
-                reader_id: r.get(2)?,
-                action: r.get(3)?,
-                at: r.get(4)?,
-                workstation: r.get(5)?,
-                client_ip: r.get(6)?,
-                source: r.get(7)?,
-            })
-        },
         )
     }
 
@@ -337,12 +309,12 @@ impl Store {
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for sql in [
-            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+            "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
              r.received_at, r.text, r.result, m.control_id, m.sender \
              FROM studies s CROSS JOIN reports r ON r.study_uid = s.study_uid \
              JOIN hl7_messages m ON m.id = r.message_id \
              WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
-            "SELECT r.id, s.rowid, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+            "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
              r.received_at, r.text, r.result, m.control_id, m.sender \
              FROM studies s CROSS JOIN reports r ON r.accession = s.accession \
              JOIN hl7_messages m ON m.id = r.message_id \
@@ -350,24 +322,7 @@ impl Store {
              AND s.accession IS NOT NULL AND s.accession != '' \
              AND COALESCE(r.study_uid, '') = ''",
         ] {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let rows = stmt.query_map([start, end], |r| {
-                Ok(LedgerReport {
-                    id: r.get(0)?,
-                    study: r.get(1)?,
-                    status: r.get(2)?,
-                    signer_id: r.get(3)?,
-                    assistant_ids: r.get(4)?,
-                    report_time: r.get(5)?,
-                    received_at: r.get(6)?,
-                    text: r.get(7)?,
-                    result: r.get(8)?,
-                    control_id: r.get(9)?,
-                    sender: r.get(10)?,
-                })
-            })?;
-            for row in rows {
-                let row = row?;
+            for row in super::rows_as::<LedgerReport>(&conn, sql, [start, end])? {
                 if seen.insert((row.id, row.study)) {
                     out.push(row);
                 }

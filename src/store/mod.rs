@@ -48,6 +48,8 @@ pub enum StoreError {
     },
     #[error("database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database row: {0}")]
+    Row(#[from] serde_rusqlite::Error),
     #[error("unknown study {0}")]
     UnknownStudy(String),
     #[error("database {path}: {source}")]
@@ -163,9 +165,35 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Rows of `sql` as `T`: each column goes to the field of its name (the SQL's aliases
+    /// name them), so a row type and its query cannot drift apart by position.
+    fn query_as<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>> {
+        rows_as(&self.conn(), sql, params)
+    }
+
     fn hl7_conn(&self) -> MutexGuard<'_, Connection> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hl7.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// [`Store::query_as`] on a given connection.
+fn rows_as<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let columns = serde_rusqlite::columns_from_statement(&stmt);
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(serde_rusqlite::from_row_with_columns(row, &columns)?);
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use crate::model::InstanceState;
 use rusqlite::{params, OptionalExtension};
 
 /// One instance waiting to be sent to a destination.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct QueuedInstance {
     pub sop_uid: String,
     pub study_uid: String,
@@ -23,22 +23,13 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<QueuedInstance>> {
-        self.query_all(
+        self.query_as(
             "SELECT i.sop_uid, i.study_uid, i.sop_class_uid, i.transfer_syntax, i.path \
              FROM instances i JOIN studies s ON s.study_uid = i.study_uid \
              WHERE i.state = 'queued' AND s.destination = ?1 AND s.state != 'failed' \
              AND s.next_attempt_at <= ?2 \
              ORDER BY i.received_at LIMIT ?3",
             params![destination, now, limit as i64],
-            |r| {
-                Ok(QueuedInstance {
-                    sop_uid: r.get(0)?,
-                    study_uid: r.get(1)?,
-                    sop_class_uid: r.get(2)?,
-                    transfer_syntax: r.get(3)?,
-                    path: r.get(4)?,
-                })
-            },
         )
     }
 

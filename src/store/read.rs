@@ -5,10 +5,10 @@
 use super::{Result, Store};
 use crate::model::{InstanceState, StudyState};
 use rusqlite::{params, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A study as listed by `readgate studies`, the API and the console.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StudyRow {
     pub study_uid: String,
     pub state: StudyState,
@@ -48,7 +48,7 @@ pub struct StudyKeys {
 }
 
 /// One instance of a study, for its detail view.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceRow {
     pub sop_uid: String,
     pub sop_class_uid: String,
@@ -74,44 +74,39 @@ pub type DestinationStats = (String, i64, i64, Option<i64>);
 impl Store {
     /// One study's row, as [`Store::list_studies`] gives it.
     pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("{STUDY_ROW_SELECT} WHERE s.study_uid = ?1"))?;
-        Ok(stmt.query_row([study_uid], study_row).optional()?)
+        let sql = format!("{STUDY_ROW_SELECT} WHERE s.study_uid = ?1");
+        Ok(self.query_as(&sql, [study_uid])?.into_iter().next())
     }
 
     /// Studies, newest first, optionally in one state only.
     pub fn list_studies(&self, state: Option<StudyState>, limit: usize) -> Result<Vec<StudyRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
+        let sql = format!(
             "{STUDY_ROW_SELECT} WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(
-            params![state, limit.min(i64::MAX as usize) as i64],
-            study_row,
-        )?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        );
+        self.query_as(&sql, params![state, limit.min(i64::MAX as usize) as i64])
     }
 
     /// The held studies, newest first, each with its patient's name (PN as received, from
     /// the first instance that has one): everything the held page shows, in one query.
     pub fn held_studies(&self, limit: usize) -> Result<Vec<HeldStudy>> {
-        self.query_all(
-            &format!(
-                "{} , (SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
+        let sql = format!(
+            "{STUDY_ROW_COLUMNS}, (SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
              WHERE i.study_uid = s.study_uid AND json_valid(i.context) \
-             AND json_extract(i.context, '$.\"0010,0010\"') IS NOT NULL LIMIT 1) \
-             FROM studies s WHERE s.state = 'held' ORDER BY s.last_received_at DESC LIMIT ?1",
-                STUDY_ROW_COLUMNS
-            ),
-            [limit.min(i64::MAX as usize) as i64],
-            |r| {
-                Ok(HeldStudy {
-                    study: study_row(r)?,
-                    patient_name: r.get(18)?,
-                })
-            },
-        )
+             AND json_extract(i.context, '$.\"0010,0010\"') IS NOT NULL LIMIT 1) AS patient_name \
+             FROM studies s WHERE s.state = 'held' ORDER BY s.last_received_at DESC LIMIT ?1"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let columns = serde_rusqlite::columns_from_statement(&stmt);
+        let mut rows = stmt.query([limit.min(i64::MAX as usize) as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(HeldStudy {
+                study: serde_rusqlite::from_row_with_columns(r, &columns)?,
+                patient_name: r.get("patient_name")?,
+            });
+        }
+        Ok(out)
     }
 
     /// Per destination: studies queued, instances waiting, last forwarding (cheap SQL,
@@ -149,21 +144,10 @@ impl Store {
 
     /// A study's instances, oldest first.
     pub fn instances_of(&self, study_uid: &str) -> Result<Vec<InstanceRow>> {
-        self.query_all(
+        self.query_as(
             "SELECT sop_uid, sop_class_uid, transfer_syntax, state, path, last_status, last_error \
              FROM instances WHERE study_uid = ?1 ORDER BY received_at",
             [study_uid],
-            |r| {
-                Ok(InstanceRow {
-                    sop_uid: r.get(0)?,
-                    sop_class_uid: r.get(1)?,
-                    transfer_syntax: r.get(2)?,
-                    state: r.get(3)?,
-                    path: r.get(4)?,
-                    last_status: r.get(5)?,
-                    last_error: r.get(6)?,
-                })
-            },
         )
     }
 
@@ -192,37 +176,15 @@ impl Store {
     }
 }
 
-/// The columns `study_row` reads, in its order.
+/// The columns of a [`StudyRow`], each named as its field.
 macro_rules! study_row_columns {
     () => {
         "SELECT s.study_uid, s.state, s.accession, s.modalities, s.calling_aes, s.instance_count, \
-     s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded'), \
+     s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded') \
+     AS instances_forwarded, \
      s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
      s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at"
     };
 }
 const STUDY_ROW_COLUMNS: &str = study_row_columns!();
 const STUDY_ROW_SELECT: &str = concat!(study_row_columns!(), " FROM studies s");
-
-fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
-    Ok(StudyRow {
-        study_uid: r.get(0)?,
-        state: r.get(1)?,
-        accession: r.get(2)?,
-        modalities: r.get(3)?,
-        calling_aes: r.get(4)?,
-        instance_count: r.get(5)?,
-        bytes: r.get(6)?,
-        instances_forwarded: r.get(7)?,
-        first_received_at: r.get(8)?,
-        last_received_at: r.get(9)?,
-        destination: r.get(10)?,
-        facility: r.get(11)?,
-        reasons: r.get(12)?,
-        attempts: r.get(13)?,
-        next_attempt_at: r.get(14)?,
-        forwarded_at: r.get(15)?,
-        last_error: r.get(16)?,
-        updated_at: r.get(17)?,
-    })
-}

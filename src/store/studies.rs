@@ -35,7 +35,7 @@ pub struct DecisionRecord {
 }
 
 /// What was decided for a study, as forwarding and tagging need it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct RecordedDecision {
     pub verdict: Option<Disposition>,
     pub reasons_json: Option<String>,
@@ -241,29 +241,12 @@ impl Store {
 
     /// The decision as recorded for forwarding and tagging.
     pub fn decision_of(&self, study_uid: &str) -> Result<Option<RecordedDecision>> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                "SELECT verdict, reasons, evaluation, context, evaluated_at, facility, \
-                 (SELECT MAX(id) FROM events WHERE study_uid = ?1 AND kind IN ('queued', 'released-override')), \
-                 audit_seq, accession, destination FROM studies WHERE study_uid = ?1",
-                [study_uid],
-                |r| {
-                    Ok(RecordedDecision {
-                        verdict: r.get(0)?,
-                        reasons_json: r.get(1)?,
-                        evaluation_json: r.get(2)?,
-                        context_json: r.get(3)?,
-                        evaluated_at: r.get(4)?,
-                        facility: r.get(5)?,
-                        event_id: r.get(6)?,
-                        audit_seq: r.get(7)?,
-                        accession: r.get(8)?,
-                        destination: r.get(9)?,
-                    })
-                },
-            )
-            .optional()?)
+        let sql = "SELECT verdict, reasons AS reasons_json, evaluation AS evaluation_json, \
+                   context AS context_json, evaluated_at, facility, \
+                   (SELECT MAX(id) FROM events WHERE study_uid = ?1 \
+                    AND kind IN ('queued', 'released-override')) AS event_id, \
+                   audit_seq, accession, destination FROM studies WHERE study_uid = ?1";
+        Ok(self.query_as(sql, [study_uid])?.into_iter().next())
     }
 
     /// The patient's other studies known to readgate.

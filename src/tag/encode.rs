@@ -100,34 +100,25 @@ pub(crate) fn pad_text(mut v: Vec<u8>) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn encoder(explicit: bool, big: bool) -> Encoder {
+        Encoder {
+            syntax: Syntax { explicit, big },
+        }
+    }
+
     #[test]
     fn headers_follow_the_syntax() {
-        let le = Encoder {
-            syntax: Syntax {
-                explicit: true,
-                big: false,
-            },
-        };
+        let le = encoder(true, false);
         assert_eq!(
             le.element(0x0099_0010, b"LO", b"AB"),
             [0x99, 0, 0x10, 0, b'L', b'O', 2, 0, b'A', b'B']
         );
-        let be = Encoder {
-            syntax: Syntax {
-                explicit: true,
-                big: true,
-            },
-        };
+        let be = encoder(true, true);
         assert_eq!(
             be.element(0x0099_0010, b"LO", b"AB"),
             [0, 0x99, 0, 0x10, b'L', b'O', 0, 2, b'A', b'B']
         );
-        let implicit = Encoder {
-            syntax: Syntax {
-                explicit: false,
-                big: false,
-            },
-        };
+        let implicit = encoder(false, false);
         assert_eq!(
             implicit.element(0x0099_0010, b"LO", b"AB"),
             [0x99, 0, 0x10, 0, 2, 0, 0, 0, b'A', b'B']

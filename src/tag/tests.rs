@@ -172,8 +172,17 @@ fn bare(ts: &str, charset: Option<&str>, extra: impl FnOnce(Builder) -> Builder)
 }
 
 fn tag(input: &[u8], ts: &str, copy: &ContextCopy) -> Result<(Vec<u8>, TagReport), TagError> {
+    tag_as(input, ts, &acc(), copy)
+}
+
+fn tag_as(
+    input: &[u8],
+    ts: &str,
+    a: &Accountability,
+    copy: &ContextCopy,
+) -> Result<(Vec<u8>, TagReport), TagError> {
     let mut out = Vec::new();
-    let report = tag_dataset(Cursor::new(input), ts, &mut out, &acc(), copy)?;
+    let report = tag_dataset(Cursor::new(input), ts, &mut out, a, copy)?;
     Ok((out, report))
 }
 
@@ -623,15 +632,7 @@ fn re_forward_reuses_our_block_and_replaces_its_elements() {
     let mut a = acc();
     a.verdict = Disposition::ReleasedOverride;
     a.reason_codes.clear();
-    let mut out = Vec::new();
-    let report = tag_dataset(
-        Cursor::new(&src),
-        EXPLICIT_LE,
-        &mut out,
-        &a,
-        &ContextCopy::default(),
-    )
-    .unwrap();
+    let (out, report) = tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default()).unwrap();
     assert!(report.private_block_reused);
     assert_eq!(report.private_creator_tag, 0x0099_0011);
     let changed = [0x0099_1101, 0x0099_1106, 0x0099_1150];
@@ -735,13 +736,7 @@ fn accountability_values_are_validated() {
     let src = bare(EXPLICIT_LE, None, |b| b);
     let mut a = acc();
     a.policy_id = "a\\b".into();
-    let r = tag_dataset(
-        Cursor::new(&src),
-        EXPLICIT_LE,
-        Vec::new(),
-        &a,
-        &ContextCopy::default(),
-    );
+    let r = tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default());
     assert!(matches!(
         r,
         Err(TagError::InvalidAccountability {
@@ -753,13 +748,7 @@ fn accountability_values_are_validated() {
     let src = bare(EXPLICIT_LE, Some("ISO_IR 100"), |b| b);
     let mut a = acc();
     a.sending_facility = "山田病院".into();
-    let r = tag_dataset(
-        Cursor::new(&src),
-        EXPLICIT_LE,
-        Vec::new(),
-        &a,
-        &ContextCopy::default(),
-    );
+    let r = tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default());
     assert!(matches!(
         r,
         Err(TagError::InvalidAccountability {
@@ -770,15 +759,7 @@ fn accountability_values_are_validated() {
     // Without a character set it is written under the added \ISO 2022 IR 87, and that
     // change is recorded although nothing was copied.
     let src = bare(EXPLICIT_LE, None, |b| b);
-    let mut out = Vec::new();
-    let report = tag_dataset(
-        Cursor::new(&src),
-        EXPLICIT_LE,
-        &mut out,
-        &a,
-        &ContextCopy::default(),
-    )
-    .unwrap();
+    let (out, report) = tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default()).unwrap();
     assert!(report.character_set_added.is_some());
     assert!(value_of(&out, EXPLICIT_LE, 0x0400_0561).is_some());
     assert_eq!(

@@ -45,17 +45,16 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<WebState>) -> Router<
         .with_state(state)
 }
 
+/// RFC 3986's unreserved characters: everything else is percent-encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a value for a URL path segment or query.
 pub fn url(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 /// The query or form value of `k`, trimmed, when not empty.
