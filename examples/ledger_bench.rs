@@ -76,19 +76,6 @@ networks = ["10.30.0.0/16"]
     )
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn dtm(ms: i64) -> String {
     let s = readgate::time::format_ms(ms, 9 * 3600);
     let (main, off) = s.split_at(s.len() - 6);
@@ -104,7 +91,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
         .map_err(anyhow::Error::msg)?
         .range(9 * 3600);
     let span = (end - start - 86_400_000) as u64;
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D);
     let base_text = "所見：両肺に明らかな浸潤影や結節影を認めない。縦隔・肺門リンパ節の腫大なし。胸水なし。心拡大なし。\
         肝臓、胆嚢、膵臓、脾臓、両側腎臓に明らかな異常所見を認めない。腹水なし。骨条件で明らかな溶骨性・造骨性病変を認めない。印象：明らかな異常所見なし。";
     let mut rest_events = 0;
@@ -130,33 +117,33 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
         for i in 0..studies {
             let uid = format!("1.2.392.200036.9116.2.5.1.37.{i}");
             let acc = format!("ACC{i:07}");
-            let t = start + rng.below(span) as i64;
+            let t = start + rng.u64(..span) as i64;
             let facility = if i % 10 == 9 { "RC2" } else { "RC1" };
-            let verdict = match rng.below(100) {
+            let verdict = match rng.u64(..100) {
                 0 => "FORWARDED_INCOMPLETE",
                 1 => "RELEASED_OVERRIDE",
                 _ => "PASS",
             };
             st.execute(params![uid, acc, t, facility, verdict, t + 60_000])?;
-            let signer = format!("R{:04}", rng.below(12) + (i as u64 % 10 == 9) as u64 * 9);
-            let trainee_first = rng.below(100) < 30;
+            let signer = format!("R{:04}", rng.u64(..12) + (i as u64 % 10 == 9) as u64 * 9);
+            let trainee_first = rng.u64(..100) < 30;
             let first = if trainee_first {
-                format!("R{:04}", 12 + rng.below(8))
+                format!("R{:04}", 12 + rng.u64(..8))
             } else {
                 signer.clone()
             };
-            let read_at = t + 3_600_000 + rng.below(7_200_000) as i64;
+            let read_at = t + 3_600_000 + rng.u64(..7_200_000) as i64;
             let mut text = base_text.to_string();
             if trainee_first {
                 let m = msg.insert(params![read_at, format!("P{i}")])?;
                 let json = format!(r#"{{"assistant_interpreters":[{{"id":"{first}"}}]}}"#);
                 rep.execute(params![m, read_at, acc, "P", None::<String>, first, dtm(read_at), text, json])?;
                 reports += 1;
-                if rng.below(3) > 0 {
+                if rng.u64(..3) > 0 {
                     text.push_str("右下葉S9に4mm大の結節あり、経過観察を推奨。");
                 }
             }
-            let final_at = read_at + 600_000 + rng.below(1_800_000) as i64;
+            let final_at = read_at + 600_000 + rng.u64(..1_800_000) as i64;
             let m = msg.insert(params![final_at, format!("F{i}")])?;
             let assistants = if trainee_first { first.clone() } else { String::new() };
             let json = format!(
@@ -170,12 +157,12 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
                 let reader = if k % 4 < 2 { &signer } else { &first };
                 let action = if k % 2 == 0 { "opened" } else { "closed" };
                 let at = final_at - 900_000 + (k as i64) * 200_000;
-                let ip = if rng.below(100) < 3 {
+                let ip = if rng.u64(..100) < 3 {
                     "203.0.113.9".to_string()
                 } else if facility == "RC2" {
-                    format!("10.30.1.{}", rng.below(250))
+                    format!("10.30.1.{}", rng.u64(..250))
                 } else {
-                    format!("10.20.1.{}", rng.below(250))
+                    format!("10.20.1.{}", rng.u64(..250))
                 };
                 ev.execute(params![uid, acc, reader, action, at, "RC1-WS01", ip])?;
                 rest_events += 1;

@@ -559,23 +559,3 @@ fn header_recovery() {
     assert_eq!(h.character_set, "8859/1");
     assert!(recover_header_from_bytes(b"PID|1").is_none());
 }
-
-#[test]
-fn dtm_conversion() {
-    assert_eq!(dtm_to_iso("2024"), Some("2024".into()));
-    assert_eq!(dtm_to_iso("202406"), Some("2024-06".into()));
-    assert_eq!(dtm_to_iso("20240229"), Some("2024-02-29".into()));
-    assert_eq!(dtm_to_iso("20230229"), None);
-    assert_eq!(dtm_to_iso("2024060112"), Some("2024-06-01T12:00".into()));
-    assert_eq!(
-        dtm_to_iso("20240601123456.78-0500"),
-        Some("2024-06-01T12:34:56.78-05:00".into())
-    );
-    assert_eq!(dtm_to_iso("20240601+0900"), Some("2024-06-01".into()));
-    assert_eq!(dtm_to_iso("20241301"), None);
-    assert_eq!(dtm_to_iso("2024060125"), None);
-    assert_eq!(dtm_to_iso("2024-06-01"), None);
-    assert_eq!(dtm_to_iso("２０２４"), None);
-    assert_eq!(dtm_to_iso(""), None);
-    assert_eq!(dtm_to_iso("20240601+09"), None);
-}

@@ -270,30 +270,25 @@ pub async fn send_hl7(addr: std::net::SocketAddr, message: impl AsRef<[u8]>) -> 
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// xorshift64*: deterministic, no extra crate.
-pub struct Rng(pub u64);
+/// A seeded generator (fastrand's wyrand): the same seed gives the same inputs.
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    pub fn new(seed: u64) -> Self {
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
-    /// Uniform-ish in `0..n` (0 when n is 0).
+    /// Uniform in `0..n` (0 when n is 0).
     pub fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
-            (self.next_u64() % n as u64) as usize
+            self.0.usize(..n)
         }
     }
 
     pub fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
+        self.0.u8(..)
     }
 
     pub fn chance(&mut self, one_in: usize) -> bool {
