@@ -239,25 +239,18 @@ mod tests {
         server.join().unwrap();
     }
 
+    #[allow(dead_code)] // the integration tests use all of it, this test a part
+    mod pki {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/pki.rs"));
+    }
+
     #[tokio::test]
     async fn posts_over_https_to_a_receiver_with_a_private_certificate() {
-        // A CA and a certificate for localhost, made for this test.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "readgate test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        // The server side is built as readgate builds every TLS server: from PEM files.
+        // A CA and a certificate for localhost, made for this test; the server side is
+        // built as readgate builds every TLS server: from PEM files.
+        let ca = pki::TestCa::new("readgate test CA");
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, server_cert.pem()).unwrap();
-        std::fs::write(&key, server_key.serialize_pem()).unwrap();
+        let (cert, key) = ca.issue(&["localhost"]).write(dir.path(), "server");
         let config = crate::tls::server_config(&cert, &key, &[]).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -276,7 +269,7 @@ mod tests {
         let url = format!("https://localhost:{port}/hook");
         let w = Webhook::parse(&url, Duration::from_secs(5))
             .unwrap()
-            .trusting_pem(ca.pem().as_bytes())
+            .trusting_pem(ca.pem.as_bytes())
             .unwrap();
         let body = serde_json::to_vec(&serde_json::json!({"event": "held", "study_uid": "1.2.3"}))
             .unwrap();

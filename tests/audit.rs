@@ -4,6 +4,7 @@
 //! syslog forwarding over TCP and TLS to collectors on the loopback interface.
 
 mod common;
+use common::pki::TestCa;
 
 use readgate::audit::syslog::{self, Sender, SenderConfig, Target};
 use readgate::audit::{atna, kind, AtnaSource, AuditLog, NewEntry};
@@ -671,25 +672,11 @@ fn syslog_tls_with_a_private_ca() {
     let _ = syslog::Scheme::Tls;
     let dir = tempfile::tempdir().unwrap();
     // A CA and a server certificate for localhost / 127.0.0.1, made for this test.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "readgate test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, server_cert.pem()).unwrap();
-    std::fs::write(&key_path, server_key.serialize_pem()).unwrap();
+    let ca = TestCa::new("readgate test CA");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    let (cert_path, key_path) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "server");
     let server_cfg = readgate::tls::server_config(&cert_path, &key_path, &[]).unwrap();
     let collector =
         Collector::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), Some(server_cfg));
@@ -710,11 +697,7 @@ fn syslog_tls_with_a_private_ca() {
     sender.stop();
 
     // A collector whose certificate the configured CA did not sign gets nothing.
-    let other_ca = dir.path().join("other-ca.pem");
-    let k = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    std::fs::write(&other_ca, p.self_signed(&k).unwrap().pem()).unwrap();
+    let other_ca = TestCa::new("another CA").write(dir.path(), "other-ca.pem");
     let g2 = gateway();
     AuditLog::open(&g2.db)
         .unwrap()

@@ -1,0 +1,69 @@
+// A private PKI for the TLS tests: a CA made for the test and the certificates it
+// issues, as PEM text and files. Shared by the integration tests (`common::pki`) and by
+// unit tests in `src/` (with `include!`, hence plain comments here), so every TLS test
+// builds its certificates one way.
+
+use std::path::{Path, PathBuf};
+
+/// A certificate authority that exists for one test.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate (PEM): what a peer is told to trust.
+    pub pem: String,
+}
+
+/// A certificate and its private key, both PEM.
+pub struct Issued {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TestCa {
+    /// A self-signed CA whose subject's common name is `name`.
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("generate a CA key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key).expect("self-sign the CA").pem();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses), signed by this CA.
+    pub fn issue(&self, names: &[&str]) -> Issued {
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign the certificate");
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// Writes the CA certificate to `dir/name` and returns its path.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, &self.pem).expect("write the CA certificate");
+        path
+    }
+}
+
+impl Issued {
+    /// Writes `dir/{stem}.pem` and `dir/{stem}-key.pem`; returns (certificate, key) paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.pem"));
+        let key = dir.join(format!("{stem}-key.pem"));
+        std::fs::write(&cert, &self.cert).expect("write the certificate");
+        std::fs::write(&key, &self.key).expect("write the key");
+        (cert, key)
+    }
+}
