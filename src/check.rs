@@ -265,6 +265,7 @@ fn read_hl7(files: &[PathBuf], config: &Config) -> anyhow::Result<(Orders, Resul
         accept_unsupported_types: true,
         application: Some("READGATE".into()),
         facility: None,
+        limits: config.hl7.as_ref().map(|h| h.limits).unwrap_or_default(),
     };
     let (mut orders, mut results) = (Vec::new(), Vec::new());
     for (n, path) in files.iter().enumerate() {

@@ -25,6 +25,63 @@ pub struct Hl7Config {
     /// MSH-3 of readgate's ACKs when the sender left MSH-5 empty.
     #[serde(default = "default_hl7_application")]
     pub application: String,
+    /// `[hl7.limits]`: how much structure one message may have.
+    #[serde(default)]
+    pub limits: Hl7Limits,
+}
+
+/// Bounds on one message's structure, checked in one pass over the text before the
+/// parser allocates anything per element: without them, one frame of 1 MiB of `~`
+/// becomes a million repetitions and hundreds of MiB (a message over any bound is
+/// answered AR naming the segment, field and bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hl7Limits {
+    /// Segments in a message.
+    pub max_segments: usize,
+    /// Fields in a segment.
+    pub max_fields: usize,
+    /// Repetitions of a field.
+    pub max_repetitions: usize,
+    /// Components of a repetition.
+    pub max_components: usize,
+    /// Subcomponents of a component.
+    pub max_subcomponents: usize,
+    /// Delimiters in the whole message (fields, repetitions, components and
+    /// subcomponents together): what bounds the parse as a whole.
+    pub max_elements: usize,
+}
+
+impl Default for Hl7Limits {
+    fn default() -> Self {
+        Hl7Limits {
+            max_segments: 5_000,
+            max_fields: 300,
+            max_repetitions: 200,
+            max_components: 100,
+            max_subcomponents: 50,
+            max_elements: 30_000,
+        }
+    }
+}
+
+impl Hl7Limits {
+    /// Every bound must allow at least one.
+    pub fn validate(&self) -> Result<(), super::Invalid> {
+        for (key, v) in [
+            ("hl7.limits.max_segments", self.max_segments),
+            ("hl7.limits.max_fields", self.max_fields),
+            ("hl7.limits.max_repetitions", self.max_repetitions),
+            ("hl7.limits.max_components", self.max_components),
+            ("hl7.limits.max_subcomponents", self.max_subcomponents),
+            ("hl7.limits.max_elements", self.max_elements),
+        ] {
+            if v == 0 {
+                return Err(super::Invalid::new(key, "expected at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_max_frame() -> usize {

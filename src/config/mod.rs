@@ -20,7 +20,7 @@ pub use self::dicom::{
     DicomConfig, DuplicatePolicy, GatewayConfig, LogConfig, LogFormat, Peer, StorageConfig,
 };
 pub use self::forward::{Destination, ForwardConfig, Route};
-pub use self::hl7::Hl7Config;
+pub use self::hl7::{Hl7Config, Hl7Limits};
 pub use self::http::HttpConfig;
 pub use self::ledger::LedgerConfig;
 pub use self::notify::NotifyConfig;
@@ -293,6 +293,7 @@ impl Config {
             }
             non_empty("application", &h.application)
                 .map_err(|BadValue(m)| invalid("hl7.application", m))?;
+            section(h.limits.validate())?;
         }
         section(self.ledger.validate())?;
         if let Some(http) = &self.http {

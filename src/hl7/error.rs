@@ -146,6 +146,20 @@ pub enum ParseError {
         /// The segment id found (MSH, FHS, BHS...).
         segment: String,
     },
+    /// More structure than `[hl7.limits]` allows.
+    #[error("segment {line} ({segment}) field {field}: more than {limit} {what}")]
+    TooComplex {
+        /// 1-based segment (line) number.
+        line: usize,
+        /// The segment id, and which occurrence of it this is.
+        segment: String,
+        sequence: u32,
+        /// The field being read when the bound was passed.
+        field: usize,
+        /// What was counted, e.g. "repetitions in a field".
+        what: &'static str,
+        limit: usize,
+    },
     /// hl7-parser rejected the message.
     #[error("HL7 syntax error: {0}")]
     Syntax(String),
@@ -160,6 +174,16 @@ impl ParseError {
         match self {
             ParseError::Empty | ParseError::NoMsh => Some(ErrorLocation::segment("MSH", 1)),
             ParseError::BadDelimiters(_) => Some(ErrorLocation::field("MSH", 1, 2)),
+            ParseError::TooComplex {
+                segment,
+                sequence,
+                field,
+                ..
+            } => Some(ErrorLocation::field(
+                segment,
+                *sequence,
+                u32::try_from(*field).unwrap_or(u32::MAX),
+            )),
             _ => None,
         }
     }
@@ -171,7 +195,9 @@ impl ParseError {
             | ParseError::NoMsh
             | ParseError::BadSegment { .. }
             | ParseError::MultipleMessages { .. } => ErrorCode::SegmentSequenceError,
-            ParseError::BadDelimiters(_) | ParseError::Syntax(_) => ErrorCode::DataTypeError,
+            ParseError::BadDelimiters(_)
+            | ParseError::Syntax(_)
+            | ParseError::TooComplex { .. } => ErrorCode::DataTypeError,
             ParseError::Panicked(_) => ErrorCode::ApplicationInternalError,
         }
     }

@@ -72,6 +72,7 @@ pub mod charset;
 mod error;
 pub mod escape;
 mod extract;
+mod limits;
 pub mod message;
 pub mod mllp;
 mod parse;
@@ -100,6 +101,8 @@ pub struct Config {
     pub application: Option<String>,
     /// MSH-4 of ACKs when the sender left MSH-6 empty.
     pub facility: Option<String>,
+    /// How much structure one message may have.
+    pub limits: crate::config::Hl7Limits,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             accept_unsupported_types: false,
             application: Some("READGATE".to_string()),
             facility: None,
+            limits: crate::config::Hl7Limits::default(),
         }
     }
 }
@@ -228,7 +232,7 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
         .and_then(|d| charset::decode_as(frame, d.charset));
     let (header, result): (Option<Header>, Result<Parsed, Error>) = match decoded {
         Err(e) => (message::recover_header_from_bytes(frame), Err(e.into())),
-        Ok(text) => match message::parse(&text) {
+        Ok(text) => match message::parse_within(&text, &config.limits) {
             Ok(parsed) => (Some(parsed.header().clone()), Ok(parsed)),
             Err(MessageError::Content { header, error }) => (Some(*header), Err(error.into())),
             Err(MessageError::Parse(e)) => (message::recover_header(&text), Err(e.into())),

@@ -5,6 +5,8 @@
 
 use hl7_parser::Message;
 
+use crate::config::Hl7Limits;
+
 use super::charset;
 use super::error::{ContentError, MessageError, ParseError};
 use super::escape::Delimiters;
@@ -14,10 +16,17 @@ use super::types::{
     Timestamp,
 };
 
-/// Parse decoded message text into a [`Parsed`] value. Segment separators may be
-/// CR, LF or CRLF; blank lines are ignored. Never panics.
+/// Parse decoded message text into a [`Parsed`] value, within the default
+/// [`Hl7Limits`]. Segment separators may be CR, LF or CRLF; blank lines are ignored.
+/// Never panics.
 pub fn parse(text: &str) -> Result<Parsed, MessageError> {
-    match std::panic::catch_unwind(|| parse_inner(text)) {
+    parse_within(text, &Hl7Limits::default())
+}
+
+/// [`parse`] within `limits`: a message with more structure than they allow is refused
+/// before the parser allocates anything per element.
+pub fn parse_within(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
+    match std::panic::catch_unwind(|| parse_inner(text, limits)) {
         Ok(result) => result,
         Err(payload) => Err(MessageError::Parse(ParseError::Panicked(panic_text(
             payload.as_ref(),
@@ -148,7 +157,7 @@ fn split_msh_line(line: &str, d: &Delimiters) -> Vec<String> {
 // Parsing
 // ---------------------------------------------------------------------------
 
-fn parse_inner(text: &str) -> Result<Parsed, MessageError> {
+fn parse_inner(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
     let trimmed = text.trim_start_matches(['\u{feff}', '\r', '\n', ' ', '\t']);
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty.into());
@@ -159,6 +168,7 @@ fn parse_inner(text: &str) -> Result<Parsed, MessageError> {
     }
     let d = read_delimiters(first_line)?;
     let normalised = normalise(trimmed, &d);
+    super::limits::check(&normalised, &d, limits)?;
     let message = Message::parse(&normalised).map_err(|e| ParseError::Syntax(e.to_string()))?;
     // hl7-parser stops quietly at the first segment it cannot read; refuse instead
     // of silently dropping the rest of the message.

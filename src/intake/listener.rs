@@ -48,6 +48,7 @@ impl Listener {
             accept_unsupported_types: true,
             application: Some(self.config.application.clone()),
             facility: None,
+            limits: self.config.limits,
         }
     }
 }

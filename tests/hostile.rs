@@ -1,0 +1,99 @@
+//! Attacks from the hospital network, one test per finding of the hostile-networks
+//! issue, each performing the attack against the readgate binary and asserting the
+//! bound that stops it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::hl7::Ack;
+use common::{free_port, no_reading_site, Daemon};
+use readgate::hl7::mllp;
+
+/// Peak resident set (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Sends one frame on a new connection and waits for its ACK.
+fn exchange(port: u16, payload: &[u8]) -> Result<Ack, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&mllp::encode_frame(payload))
+        .map_err(|e| e.to_string())?;
+    let mut decoder = mllp::Decoder::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(item) = decoder.next_frame() {
+            let frame = item.map_err(|e| e.to_string())?;
+            return Ack::parse(&frame);
+        }
+        let n = s.read(&mut buf).map_err(|e| format!("no ACK: {e}"))?;
+        if n == 0 {
+            return Err("connection closed without an ACK".into());
+        }
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// H1: eight ~1 MiB messages at once, four with a field of a million repetitions and
+/// four with a million components spread over many segments (each under the per-field
+/// bounds): every one is answered AR naming the bound, a good order afterwards gets AA,
+/// and the daemon's peak memory stays under 100 MiB (it was 3.45 GiB).
+#[test]
+fn hostile_hl7_structure_is_refused_within_bounded_memory() {
+    let (_dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    cfg.hl7_port = Some(port);
+    cfg.hl7_max_frame_bytes = 2 * 1024 * 1024;
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(port);
+    let header = |id: &str| {
+        format!("MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601120000||ORM^O01|{id}|P|2.5.1\rPID|||P1\rORC|NW|A1\r")
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let mut msg = header(&format!("H1-{i}"));
+            if i % 2 == 0 {
+                msg.push_str("OBR|1|A1||CT^CT|||||||||");
+                msg.push_str(&"~".repeat(1 << 20));
+            } else {
+                let segment = format!("NTE|1||{}\r", "a^".repeat(90));
+                while msg.len() < 1 << 20 {
+                    msg.push_str(&segment);
+                }
+            }
+            std::thread::spawn(move || exchange(port, msg.as_bytes()))
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let ack = t.join().expect("sender thread").expect("an ACK");
+        assert_eq!(ack.code(), "AR", "message {i}: {}", ack.show());
+        assert!(
+            ack.show().contains("more than"),
+            "message {i}: {}",
+            ack.show()
+        );
+        let expected = if i % 2 == 0 {
+            "repetitions in a field"
+        } else {
+            "delimiters in the message"
+        };
+        assert!(ack.show().contains(expected), "message {i}: {}", ack.show());
+    }
+    // OBR-18: the accession number.
+    let good = format!("{}OBR|1|A1||CT^CT{}ACC-H1\r", header("H1-GOOD"), "|".repeat(14));
+    let ack = exchange(port, good.as_bytes()).expect("ACK to a good order");
+    assert_eq!(ack.code(), "AA", "{}", ack.show());
+    let peak = peak_rss_kib(daemon.child.id());
+    daemon.assert_running();
+    assert!(peak < 100 * 1024, "peak RSS {} MiB", peak / 1024);
+}
