@@ -39,21 +39,50 @@ pub fn forward_failed(destination: &str, studies: usize) {
     *m.entry(destination.to_string()).or_default() += studies as u64;
 }
 
+/// The HL7 message types counted by name; any other is counted as `other`, so that
+/// a sender cannot mint label values (finding M2: 20,000 invented types made 20,002
+/// series).
+const HL7_TYPES: [&str; 8] = [
+    "ORM^O01", "OMI^O23", "ORU^R01", "ADT^A40", "ADT^A08", "ADT^A31", "ADT", "ACK",
+];
+
+/// HTTP methods counted by name; any other is `other`.
+const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// `value` if it is one of `known` (as listed), else `other`: label values come from a
+/// fixed set whatever a peer sends.
+fn bounded(value: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(value))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Counts one HL7 message by its MSH-9 (`ORM^O01`; the structure, if any, is ignored)
+/// and the ACK code readgate answered.
 pub fn hl7_message(message_type: &str, ack_code: &str) {
     let mut m = HL7_MESSAGES.lock().unwrap_or_else(|p| p.into_inner());
     let t = if message_type.is_empty() {
         "unknown"
     } else {
-        message_type
+        let type_and_event = message_type
+            .splitn(3, '^')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("^");
+        bounded(&type_and_event, &HL7_TYPES)
     };
-    *m.entry((t.to_string(), ack_code.to_string())).or_default() += 1;
+    let ack = bounded(ack_code, &["AA", "AE", "AR"]);
+    *m.entry((t.to_string(), ack.to_string())).or_default() += 1;
 }
 
+/// Times one HTTP request; `route` is the matched route template (a fixed set).
 pub fn http_request(method: &str, route: &str, status: u16, secs: f64) {
     let mut m = HTTP.lock().unwrap_or_else(|p| p.into_inner());
     let h = m
         .entry((
-            method.to_string(),
+            bounded(method, &HTTP_METHODS).to_string(),
             route.to_string(),
             format!("{}xx", status / 100),
         ))
@@ -83,4 +112,17 @@ pub fn hl7_messages() -> BTreeMap<(String, String), u64> {
 
 pub fn http_requests() -> BTreeMap<(String, String, String), Histogram> {
     HTTP.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_come_from_a_fixed_set() {
+        assert_eq!(bounded("orm^o01", &HL7_TYPES), "ORM^O01");
+        assert_eq!(bounded("ZZZ^Z99", &HL7_TYPES), "other");
+        assert_eq!(bounded("BREW", &HTTP_METHODS), "other");
+        assert_eq!(bounded("get", &HTTP_METHODS), "GET");
+    }
 }

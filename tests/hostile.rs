@@ -90,10 +90,85 @@ fn hostile_hl7_structure_is_refused_within_bounded_memory() {
         assert!(ack.show().contains(expected), "message {i}: {}", ack.show());
     }
     // OBR-18: the accession number.
-    let good = format!("{}OBR|1|A1||CT^CT{}ACC-H1\r", header("H1-GOOD"), "|".repeat(14));
+    let good = format!(
+        "{}OBR|1|A1||CT^CT{}ACC-H1\r",
+        header("H1-GOOD"),
+        "|".repeat(14)
+    );
     let ack = exchange(port, good.as_bytes()).expect("ACK to a good order");
     assert_eq!(ack.code(), "AA", "{}", ack.show());
     let peak = peak_rss_kib(daemon.child.id());
     daemon.assert_running();
     assert!(peak < 100 * 1024, "peak RSS {} MiB", peak / 1024);
+}
+
+/// A plain HTTP/1.1 GET; the body.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// M2: 300 messages with invented MSH-9 values, ten of them 500 KB long, over one
+/// connection: `/metrics` keeps a fixed set of HL7 series (type `other` for the rest)
+/// and stays small (it was 20,002 series and 150 MB).
+#[test]
+fn invented_message_types_do_not_grow_the_metrics() {
+    let (dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    let http = free_port();
+    cfg.hl7_port = Some(port);
+    cfg.extra = format!("[http]\nlisten = \"127.0.0.1:{http}\"\nmetrics = true\n");
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(port);
+    daemon.wait_for_port(http);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect MLLP");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let n = 300;
+    for i in 0..n {
+        let kind = if i % 30 == 0 {
+            format!("Z{}", "Q".repeat(500_000))
+        } else {
+            format!("Z{i:05}^X{i}")
+        };
+        let msg = format!("MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||{kind}|M2-{i}|P|2.5.1\r");
+        s.write_all(&mllp::encode_frame(msg.as_bytes())).unwrap();
+    }
+    let mut decoder = mllp::Decoder::new(1 << 20);
+    let (mut acks, mut buf) = (0, [0u8; 8192]);
+    while acks < n {
+        let read = s.read(&mut buf).expect("ACKs");
+        assert!(read > 0, "connection closed after {acks} ACKs");
+        decoder.push(&buf[..read]);
+        while let Some(frame) = decoder.next_frame() {
+            frame.expect("an ACK frame");
+            acks += 1;
+        }
+    }
+    let metrics = http_get(http, "/metrics");
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("readgate_hl7_messages_total{"))
+        .collect();
+    assert!(!series.is_empty(), "{metrics}");
+    assert!(series.len() <= 3, "{series:#?}");
+    assert!(
+        series.iter().all(|l| l.contains("type=\"other\"")),
+        "{series:#?}"
+    );
+    assert!(
+        metrics.len() < 64 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
+    daemon.assert_running();
+    drop(dir);
 }
