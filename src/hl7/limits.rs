@@ -152,14 +152,7 @@ mod tests {
     use super::*;
 
     fn d() -> Delimiters {
-        Delimiters {
-            field: '|',
-            component: '^',
-            repetition: '~',
-            escape: '\\',
-            subcomponent: '&',
-            truncation: None,
-        }
+        Delimiters::default()
     }
 
     fn small() -> Hl7Limits {
