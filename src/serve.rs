@@ -146,7 +146,13 @@ pub async fn start_with(
                 .await
                 .with_context(|| format!("cannot listen for HL7 on {} (hl7.listen)", hl7.listen))?;
             let addr = listener.local_addr()?;
-            let intake = crate::intake::Intake::start(store.clone(), stored.clone());
+            let disk = crate::intake::DiskBounds {
+                spool: spool.clone(),
+                quarantine_bytes: hl7.quarantine_max_mb.saturating_mul(1024 * 1024),
+                quarantine_ms: i64::try_from(hl7.quarantine_days.saturating_mul(86_400_000))
+                    .unwrap_or(i64::MAX),
+            };
+            let intake = crate::intake::Intake::start(store.clone(), stored.clone(), disk);
             let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));
             tasks.spawn(crate::intake::listener::serve(
                 listener,

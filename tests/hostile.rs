@@ -172,3 +172,66 @@ fn invented_message_types_do_not_grow_the_metrics() {
     daemon.assert_running();
     drop(dir);
 }
+
+/// Raw bytes of the refused HL7 messages kept, and how many messages are kept at all.
+fn stored_hl7(data_dir: &std::path::Path) -> (i64, i64) {
+    let db = rusqlite::Connection::open(data_dir.join("var").join("readgate.db")).expect("db");
+    db.query_row(
+        "SELECT COALESCE(SUM(CASE WHEN ack_code != 'AA' THEN length(raw) END), 0), COUNT(*) \
+         FROM hl7_messages",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .expect("query hl7_messages")
+}
+
+/// H2, quarantine: 40 refused frames of 256 KiB (10 MiB) against a 2 MiB quarantine: every
+/// frame is answered, and at most the bound (plus the last frame) is kept. They used to be
+/// kept whole and forever (172 × 1 MiB filled a 200 MB disk).
+#[test]
+fn refused_hl7_frames_are_kept_only_within_the_quarantine() {
+    let (dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    cfg.hl7_port = Some(port);
+    cfg.hl7_extra = "quarantine_max_mb = 2\nquarantine_days = 30".into();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(port);
+    for i in 0..40 {
+        // An unknown MSH-18 charset: refused with AR, stored as refused.
+        let msg = format!(
+            "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ORM^O01|H2-{i}|P|2.5.1|||||||KLINGON\rNTE|1||{}\r",
+            "x".repeat(256 * 1024)
+        );
+        let ack = exchange(port, msg.as_bytes()).expect("an ACK");
+        assert_ne!(ack.code(), "AA", "{}", ack.show());
+    }
+    let (refused_bytes, kept) = stored_hl7(dir.path());
+    assert!(
+        refused_bytes <= 2 * 1024 * 1024 + 300 * 1024,
+        "{refused_bytes} bytes of refused messages kept ({kept} messages)"
+    );
+    assert!(kept >= 7, "the newest refused messages are kept: {kept}");
+    daemon.assert_running();
+}
+
+/// H2, free space: with the data directory's file system below `storage.min_free_mb`, an
+/// HL7 message is answered AE naming the disk and nothing is stored (it used to be
+/// stored with no check at all).
+#[test]
+fn hl7_obeys_min_free_mb() {
+    let (dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    cfg.hl7_port = Some(port);
+    cfg.min_free_mb = 1 << 40; // more than any disk has
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(port);
+    let msg = format!(
+        "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ORM^O01|H2-DISK|P|2.5.1\rPID|||P1\rORC|NW|A1\rOBR|1|A1||CT^CT{}ACC-H2\r",
+        "|".repeat(14)
+    );
+    let ack = exchange(port, msg.as_bytes()).expect("an ACK");
+    assert_eq!(ack.code(), "AE", "{}", ack.show());
+    assert!(ack.show().contains("free disk space"), "{}", ack.show());
+    assert_eq!(stored_hl7(dir.path()).1, 0, "nothing stored");
+    daemon.assert_running();
+}

@@ -25,6 +25,13 @@ pub struct Hl7Config {
     /// MSH-3 of readgate's ACKs when the sender left MSH-5 empty.
     #[serde(default = "default_hl7_application")]
     pub application: String,
+    /// Refused messages (answered AE or AR) are kept for diagnosis as a bounded
+    /// quarantine: at most this many MiB of their raw bytes, the oldest going first.
+    #[serde(default = "default_quarantine_mb")]
+    pub quarantine_max_mb: u64,
+    /// … and none older than this many days.
+    #[serde(default = "default_quarantine_days")]
+    pub quarantine_days: u64,
     /// `[hl7.limits]`: how much structure one message may have.
     #[serde(default)]
     pub limits: Hl7Limits,
@@ -86,6 +93,12 @@ impl Hl7Limits {
 
 fn default_max_frame() -> usize {
     1024 * 1024
+}
+fn default_quarantine_mb() -> u64 {
+    64
+}
+fn default_quarantine_days() -> u64 {
+    30
 }
 fn default_hl7_idle() -> u64 {
     300

@@ -16,4 +16,4 @@ pub mod mllp;
 pub mod view;
 mod writer;
 
-pub use writer::{Intake, IntakeError};
+pub use writer::{DiskBounds, Intake, IntakeError};

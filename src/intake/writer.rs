@@ -3,6 +3,7 @@
 //! together in one transaction (one fsync) before any of them is acknowledged. Then it
 //! sends held studies the messages concern back to the decision stage.
 
+use crate::spool::Spool;
 use crate::store::{now_ms, IncomingMessage, Recorded, Store};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -29,9 +30,25 @@ pub enum IntakeError {
     /// batch gets the same answer).
     #[error("could not store the message: {0}")]
     Store(String),
+    /// The data directory's file system is below `storage.min_free_mb`: nothing is stored
+    /// (the sender keeps the message and sends it again later).
+    #[error("not enough free disk space to store the message; send it again later")]
+    NoRoom,
     /// The blocking store task failed.
     #[error("internal error while storing")]
     Internal,
+}
+
+/// What bounds the disk the HL7 intake may use.
+#[derive(Clone)]
+pub struct DiskBounds {
+    /// The spool: its file system holds the database too, and its free-space check is
+    /// the one C-STORE obeys (`storage.min_free_mb`).
+    pub spool: Arc<Spool>,
+    /// Raw bytes of refused messages kept at most (`hl7.quarantine_max_mb`).
+    pub quarantine_bytes: u64,
+    /// How long refused messages are kept (`hl7.quarantine_days`), in ms.
+    pub quarantine_ms: i64,
 }
 
 #[derive(Clone)]
@@ -41,9 +58,9 @@ pub struct Intake {
 
 impl Intake {
     /// Starts the writer; `reconsider` wakes the study stage when held studies got context.
-    pub fn start(store: Arc<Store>, reconsider: Arc<Notify>) -> Intake {
+    pub fn start(store: Arc<Store>, reconsider: Arc<Notify>, disk: DiskBounds) -> Intake {
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(rx, store, reconsider));
+        tokio::spawn(writer(rx, store, reconsider, disk));
         Intake { jobs }
     }
 
@@ -58,7 +75,12 @@ impl Intake {
     }
 }
 
-async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<Notify>) {
+async fn writer(
+    mut rx: mpsc::Receiver<Job>,
+    store: Arc<Store>,
+    reconsider: Arc<Notify>,
+    disk: DiskBounds,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -69,16 +91,9 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<
         }
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let store2 = store.clone();
+        let disk2 = disk.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let recorded = store2.record_hl7_batch(&messages)?;
-            let mut released = Vec::new();
-            for r in recorded
-                .iter()
-                .filter(|r| !r.duplicate && !r.keys.is_empty())
-            {
-                released.extend(store2.reconsider_held(&r.keys, "new HL7 context", now_ms())?);
-            }
-            Ok::<_, crate::store::StoreError>((recorded, released))
+            store_batch(&store2, &disk2, &messages)
         })
         .await;
         match outcome {
@@ -97,7 +112,7 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<
             Ok(Err(e)) => {
                 warn!(error = %e, messages = replies.len(), "storing HL7 messages failed: answering AE");
                 for reply in replies {
-                    let _ = reply.send(Err(IntakeError::Store(e.to_string())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
             Err(e) => {
@@ -108,4 +123,43 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<Store>, reconsider: Arc<
             }
         }
     }
+}
+
+/// Stores one batch (after the free-space check), re-opens the held studies it gives
+/// context to, and keeps the quarantine of refused messages within its bounds.
+fn store_batch(
+    store: &Store,
+    disk: &DiskBounds,
+    messages: &[IncomingMessage],
+) -> Result<(Vec<Recorded>, Vec<String>), IntakeError> {
+    let failed = |e: crate::store::StoreError| IntakeError::Store(e.to_string());
+    match disk.spool.has_room() {
+        Ok(true) => {}
+        Ok(false) => return Err(IntakeError::NoRoom),
+        Err(e) => return Err(IntakeError::Store(format!("free space: {e}"))),
+    }
+    let recorded = store.record_hl7_batch(messages).map_err(failed)?;
+    let mut released = Vec::new();
+    for r in recorded
+        .iter()
+        .filter(|r| !r.duplicate && !r.keys.is_empty())
+    {
+        released.extend(
+            store
+                .reconsider_held(&r.keys, "new HL7 context", now_ms())
+                .map_err(failed)?,
+        );
+    }
+    if messages
+        .iter()
+        .any(|m| m.ack_code != crate::hl7::AckCode::Accept.as_str())
+    {
+        let before = now_ms().saturating_sub(disk.quarantine_ms);
+        match store.prune_refused_hl7(disk.quarantine_bytes, before) {
+            Ok(0) => {}
+            Ok(n) => info!(messages = n, "refused HL7 messages beyond the quarantine's bounds deleted"),
+            Err(e) => warn!(error = %e, "pruning refused HL7 messages failed"),
+        }
+    }
+    Ok((recorded, released))
 }

@@ -108,6 +108,53 @@ impl Store {
         Ok(out)
     }
 
+    /// Refused HL7 messages (answered AE or AR, nothing recorded from them) are a bounded
+    /// quarantine: those received before `before` go, then the oldest until their raw
+    /// bytes fit `max_bytes`. Returns how many were deleted.
+    pub fn prune_refused_hl7(&self, max_bytes: u64, before: i64) -> Result<usize> {
+        const UNREFERENCED: &str = "ack_code != 'AA' \
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.message_id = hl7_messages.id) \
+             AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.message_id = hl7_messages.id) \
+             AND NOT EXISTS (SELECT 1 FROM patient_merges p WHERE p.message_id = hl7_messages.id)";
+        let mut conn = self.hl7_conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut deleted = tx.execute(
+            &format!("DELETE FROM hl7_messages WHERE received_at < ?1 AND {UNREFERENCED}"),
+            [before],
+        )?;
+        let mut total: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(raw)), 0) FROM hl7_messages WHERE ack_code != 'AA'",
+            [],
+            |r| r.get(0),
+        )?;
+        let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        if total > max {
+            let mut cutoff = None;
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT id, length(raw) FROM hl7_messages WHERE ack_code != 'AA' ORDER BY id",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    if total <= max {
+                        break;
+                    }
+                    let (id, len): (i64, i64) = (row.get(0)?, row.get(1)?);
+                    total -= len;
+                    cutoff = Some(id);
+                }
+            }
+            if let Some(id) = cutoff {
+                deleted += tx.execute(
+                    &format!("DELETE FROM hl7_messages WHERE id <= ?1 AND {UNREFERENCED}"),
+                    [id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
     /// Held studies the keys point at go back to the decision stage (they are "receiving"
     /// again, already stable): new context may release them. Returns their UIDs.
     pub fn reconsider_held(&self, keys: &ContextKeys, why: &str, now: i64) -> Result<Vec<String>> {

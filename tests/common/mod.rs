@@ -179,6 +179,8 @@ pub struct TestConfig {
     pub hl7_idle_timeout_secs: u64,
     /// `hl7.default_charset`: ascii, utf8, iso2022jp, shift_jis (only with `hl7_port`).
     pub hl7_default_charset: String,
+    /// More `[hl7]` keys, one per line (only with `hl7_port`).
+    pub hl7_extra: String,
 }
 
 impl TestConfig {
@@ -197,6 +199,7 @@ impl TestConfig {
             hl7_max_frame_bytes: 1_048_576,
             hl7_idle_timeout_secs: 300,
             hl7_default_charset: "ascii".to_string(),
+            hl7_extra: String::new(),
         }
     }
 
@@ -212,7 +215,9 @@ allowed_hosts = []
 max_frame_bytes = {max_frame}
 idle_timeout_secs = {idle}
 default_charset = "{charset}"
+{extra}
 "#,
+                extra = self.hl7_extra,
                 max_frame = self.hl7_max_frame_bytes,
                 idle = self.hl7_idle_timeout_secs,
                 charset = self.hl7_default_charset,
