@@ -235,3 +235,161 @@ fn hl7_obeys_min_free_mb() {
     assert_eq!(stored_hl7(dir.path()).1, 0, "nothing stored");
     daemon.assert_running();
 }
+
+/// An `[http]` section with `keys` and one admin user whose password is `password`.
+fn one_user_toml(password: &str, keys: &str) -> String {
+    let hash = readgate::web::auth::hash_password(password).expect("hash");
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n{keys}\n\
+[[http.users]]\nname = \"admin\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"
+    )
+}
+
+/// H3: 100 simultaneous wrong logins for one user cost at most the five password checks
+/// the throttle allows (each wrong password checked answers 401; the rest 429 without a
+/// check). It used to be 92 checks and 1.7 GiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_flood_costs_at_most_the_allowed_password_checks() {
+    let (_dir, mut cfg) = no_reading_site();
+    cfg.extra = one_user_toml("correct horse", "");
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let addr = rg.http_addr.expect("http");
+    let attempts: Vec<_> = (0..100)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut c = common::http::WebClient::new(addr);
+                c.login("admin", &format!("wrong {i}")).await.status
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for a in attempts {
+        *statuses.entry(a.await.expect("task")).or_insert(0) += 1;
+    }
+    let checked = statuses.get(&401).copied().unwrap_or(0);
+    assert!(
+        checked <= readgate::web::auth::MAX_FAILURES as usize,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        checked + statuses.get(&429).copied().unwrap_or(0),
+        100,
+        "every attempt answered 401 or 429: {statuses:?}"
+    );
+    rg.stop().await;
+}
+
+/// L3: a login whose audit entry cannot be written does not happen: no session, 503.
+/// (The trail is made to refuse writes with a trigger; without it the login succeeds.)
+#[tokio::test(flavor = "multi_thread")]
+async fn no_login_without_its_audit_entry() {
+    let (dir, mut cfg) = no_reading_site();
+    cfg.extra = one_user_toml("correct horse", "");
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let addr = rg.http_addr.expect("http");
+    let db = rusqlite::Connection::open(dir.path().join("var").join("readgate.db")).expect("db");
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .expect("trigger");
+    let mut c = common::http::WebClient::new(addr);
+    let r = c.login("admin", "correct horse").await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(c.cookie.is_none(), "a session was opened");
+    assert_eq!(c.get("/").await.status, 303, "no session: back to /login");
+    db.execute_batch("DROP TRIGGER refuse;")
+        .expect("drop trigger");
+    let r = c.login("admin", "correct horse").await;
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    assert!(c.cookie.is_some());
+    rg.stop().await;
+}
+
+/// One HTTPS request (rustls, trusting `ca`); the whole response as text.
+async fn https(addr: std::net::SocketAddr, ca: &str, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// M1, L4, L5: over readgate's own HTTPS, the login's audit entry and throttle know the
+/// client's address (it was "unknown" for everyone: 20 failures locked every user out),
+/// the session cookie is `Secure` without `secure_cookies`, and every page carries the
+/// headers that forbid framing, scripts and sniffing.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_knows_the_client_and_protects_the_console() {
+    let (dir, mut cfg) = no_reading_site();
+    let ca = common::pki::TestCa::new("readgate test CA");
+    let (cert, key) = ca.issue(&["localhost"]).write(dir.path(), "https");
+    let keys = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\nsecure_cookies = false",
+        cert.display(),
+        key.display()
+    );
+    cfg.extra = one_user_toml("correct horse", &keys);
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let addr = rg.http_addr.expect("http");
+    let body = "user=admin&password=correct+horse";
+    let r = https(
+        addr,
+        &ca.pem,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    let head = r
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 303"), "{r}");
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: readgate_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {r}"));
+    assert!(cookie.contains("; secure"), "{cookie}");
+    for h in [
+        "content-security-policy: default-src 'none'",
+        "frame-ancestors 'none'",
+        "x-frame-options: deny",
+        "x-content-type-options: nosniff",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(head.contains(h), "{h} missing in {head}");
+    }
+    let logins = rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("operator_login".into()),
+            ..Default::default()
+        })
+        .expect("audit search");
+    assert_eq!(logins.len(), 1);
+    assert!(
+        logins[0].detail.contains("\"client_ip\":\"127.0.0.1\""),
+        "{}",
+        logins[0].detail
+    );
+    rg.stop().await;
+}

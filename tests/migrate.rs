@@ -197,7 +197,10 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         .into_iter()
         .filter(|o| !unversioned.contains(o))
         .collect();
-    assert_eq!(added, vec![("index".to_string(), "hl7_refused".to_string())]);
+    assert_eq!(
+        added,
+        vec![("index".to_string(), "hl7_refused".to_string())]
+    );
 }
 
 /// (type, name) of every table, index and trigger.

@@ -22,8 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&choice, bytes)) = data.split_first() else {
         return;
     };
-    let Ok(cs) = SpecificCharacterSet::parse(CHARSETS[usize::from(choice) % CHARSETS.len()])
-    else {
+    let Ok(cs) = SpecificCharacterSet::parse(CHARSETS[usize::from(choice) % CHARSETS.len()]) else {
         return;
     };
     let kind = if choice & 0x80 != 0 {

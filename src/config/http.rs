@@ -18,9 +18,14 @@ pub struct HttpConfig {
     /// Web console users (`readgate user add NAME --role viewer|admin` prints one).
     #[serde(default)]
     pub users: Vec<UserConfig>,
-    /// Mark the console's session cookie `Secure`: set it when the console is behind TLS.
+    /// Mark the console's session cookie `Secure` (always so when readgate serves HTTPS
+    /// itself): set it when the console is behind a TLS proxy.
     #[serde(default)]
     pub secure_cookies: bool,
+    /// Password checks running at once (each argon2id check takes ~19 MiB and a core
+    /// for a fraction of a second); further logins wait up to 10 s, then get 503.
+    #[serde(default = "default_login_checks")]
+    pub max_concurrent_logins: usize,
     /// Serve Prometheus text at `GET /metrics` (no token).
     #[serde(default)]
     pub metrics: bool,
@@ -52,6 +57,10 @@ pub struct UserConfig {
     pub password_hash: String,
 }
 
+fn default_login_checks() -> usize {
+    2
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -62,6 +71,12 @@ impl HttpConfig {
             return Err(Invalid::new(
                 "http.tls_cert",
                 "tls_cert and tls_key go together (PEM files)",
+            ));
+        }
+        if self.max_concurrent_logins == 0 {
+            return Err(Invalid::new(
+                "http.max_concurrent_logins",
+                "expected at least 1",
             ));
         }
         let mut names = std::collections::HashSet::new();

@@ -92,10 +92,8 @@ async fn writer(
         let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let store2 = store.clone();
         let disk2 = disk.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            store_batch(&store2, &disk2, &messages)
-        })
-        .await;
+        let outcome =
+            tokio::task::spawn_blocking(move || store_batch(&store2, &disk2, &messages)).await;
         match outcome {
             Ok(Ok((recorded, reconsidered))) => {
                 if !reconsidered.is_empty() {
@@ -157,7 +155,10 @@ fn store_batch(
         let before = now_ms().saturating_sub(disk.quarantine_ms);
         match store.prune_refused_hl7(disk.quarantine_bytes, before) {
             Ok(0) => {}
-            Ok(n) => info!(messages = n, "refused HL7 messages beyond the quarantine's bounds deleted"),
+            Ok(n) => info!(
+                messages = n,
+                "refused HL7 messages beyond the quarantine's bounds deleted"
+            ),
             Err(e) => warn!(error = %e, "pruning refused HL7 messages failed"),
         }
     }

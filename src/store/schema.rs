@@ -18,9 +18,8 @@ pub const MIGRATIONS: &[&[&str]] = &[V1, V2];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
-const V2: &[&str] = &[
-    "CREATE INDEX IF NOT EXISTS hl7_refused ON hl7_messages(id) WHERE ack_code != 'AA'",
-];
+const V2: &[&str] =
+    &["CREATE INDEX IF NOT EXISTS hl7_refused ON hl7_messages(id) WHERE ack_code != 'AA'"];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

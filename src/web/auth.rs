@@ -85,17 +85,20 @@ impl Auth {
         }
     }
 
-    fn locked(&self, keys: &[String], now: Instant) -> Option<u64> {
-        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
+    /// Counts an attempt against each key *before* its password is checked, under the
+    /// same lock as the check for a lock: of many simultaneous attempts, at most the
+    /// allowed number are ever hashed (finding H3). `None`: locked, for that many seconds.
+    fn reserve(&self, keys: &[String], now: Instant) -> Result<(), u64> {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let locked = keys
+            .iter()
             .filter_map(|k| f.get(k).and_then(|x| x.locked_until))
             .filter(|t| *t > now)
             .map(|t| (t - now).as_secs().max(1))
-            .max()
-    }
-
-    fn fail(&self, keys: &[String], now: Instant) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            .max();
+        if let Some(secs) = locked {
+            return Err(secs);
+        }
         for k in keys {
             let e = f.entry(k.clone()).or_default();
             if e.locked_until.is_some_and(|t| t <= now) {
@@ -112,6 +115,20 @@ impl Auth {
                 e.locked_until = Some(now + LOCK_TIME);
             }
         }
+        Ok(())
+    }
+
+    /// A reserved attempt that succeeded: the user's count starts again and the
+    /// address's reservation is given back.
+    fn succeeded(&self, keys: &[String]) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.remove(&keys[0]);
+        if let Some(e) = keys.get(1).and_then(|k| f.get_mut(k)) {
+            e.count = e.count.saturating_sub(1);
+            if e.count < MAX_IP_FAILURES {
+                e.locked_until = None;
+            }
+        }
     }
 
     /// Checks a password; on success opens a session and returns its id.
@@ -123,9 +140,7 @@ impl Auth {
     ) -> Result<(String, Session), LoginError> {
         let now = Instant::now();
         let keys = [format!("user:{}", user.trim()), format!("ip:{ip}")];
-        if let Some(secs) = self.locked(&keys, now) {
-            return Err(LoginError::Locked(secs));
-        }
+        self.reserve(&keys, now).map_err(LoginError::Locked)?;
         let found = self.users.iter().find(|u| u.name.trim() == user.trim());
         let ok = match found {
             Some(u) => PasswordHash::new(&u.password_hash)
@@ -142,13 +157,9 @@ impl Auth {
             }
         };
         let Some(u) = found.filter(|_| ok) else {
-            self.fail(&keys, now);
             return Err(LoginError::Invalid);
         };
-        {
-            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            f.remove(&keys[0]);
-        }
+        self.succeeded(&keys);
         let id = random_hex();
         let s = Session {
             user: u.name.trim().to_string(),

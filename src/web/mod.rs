@@ -61,6 +61,8 @@ pub struct WebState {
     pub sending_facility: String,
     /// `[http] metrics`.
     pub metrics: bool,
+    /// Password checks allowed at once (`http.max_concurrent_logins`).
+    pub login_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebState {
@@ -83,7 +85,11 @@ impl WebState {
                     parse_hash(t.token_sha256.trim()).map(|h| (t.name.trim().to_string(), h))
                 })
                 .collect(),
-            auth: auth::Auth::new(http.users.clone(), http.secure_cookies),
+            // Over HTTPS the session cookie is always Secure.
+            auth: auth::Auth::new(
+                http.users.clone(),
+                http.secure_cookies || http.tls_cert.is_some(),
+            ),
             gateway: (String::new(), String::new()),
             roles: http
                 .tokens
@@ -98,6 +104,7 @@ impl WebState {
             gateway_id: String::new(),
             sending_facility: String::new(),
             metrics: http.metrics,
+            login_checks: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_logins)),
         })
     }
 
@@ -266,8 +273,34 @@ pub fn router(state: Arc<WebState>) -> Router {
         .merge(openapi::routes())
         .merge(metrics::routes())
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Headers on every response (finding L5): no page may be framed (clickjacking of the
+/// admin forms), no script runs (the console has none), forms post only to readgate,
+/// content types are not sniffed, and no URL leaks to other sites in a Referer.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -303,11 +336,12 @@ pub async fn start(
             let listener = tls::TlsListener::new(listener, config)?;
             info!(listen = %addr, "readgate is serving HTTPS");
             tokio::spawn(async move {
-                // (The TLS listener gives no ConnectInfo: the console then records the
-                // client address as unknown; put a TLS-terminating proxy in front to keep it.)
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
+                if let Err(e) = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<tls::ClientAddr>(),
+                )
+                .with_graceful_shutdown(stop)
+                .await
                 {
                     warn!(error = %e, "HTTPS server stopped");
                 }
@@ -318,7 +352,7 @@ pub async fn start(
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(
                     listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                    app.into_make_service_with_connect_info::<tls::ClientAddr>(),
                 )
                 .with_graceful_shutdown(stop)
                 .await

@@ -21,7 +21,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<WebState>) -> Router<S> {
@@ -118,8 +117,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(
             parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
+                .get::<ConnectInfo<crate::web::tls::ClientAddr>>()
+                .map(|c| c.0 .0.ip().to_canonical().to_string())
                 .unwrap_or_else(|| "unknown".into()),
         ))
     }
@@ -292,9 +291,30 @@ async fn login_post(
     if user.is_empty() || password.is_empty() {
         return login_html(lang, Some(t.login_fields_missing), StatusCode::BAD_REQUEST);
     }
+    // A bounded number of password checks run at once (each costs ~19 MiB and a core):
+    // a flood of logins waits here, then is refused, instead of exhausting memory.
+    let permit = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.login_checks.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins at once: try again in a moment",
+            )
+        }
+    };
     let st = state.clone();
     let (u, p, i) = (user.clone(), password, ip.clone());
-    let result = tokio::task::spawn_blocking(move || st.auth.login(&u, &p, &i)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let result = st.auth.login(&u, &p, &i);
+        drop(permit);
+        result
+    })
+    .await;
     let audit = |outcome: &str| {
         state.record(
             crate::audit::NewEntry::new(crate::audit::kind::OPERATOR_LOGIN, &format!("web:{user}"))
@@ -303,7 +323,14 @@ async fn login_post(
     };
     match result {
         Ok(Ok((id, _))) => {
-            audit("success").await;
+            // No session without its audit entry (fail closed).
+            if audit("success").await.is_none() && state.audit.is_some() {
+                state.auth.logout(&id);
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the audit trail cannot be written: login refused",
+                );
+            }
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = state.auth.set_cookie(&id).parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);
