@@ -42,8 +42,9 @@ fn open_storage(
     config: &Config,
 ) -> anyhow::Result<(Arc<Store>, Arc<Spool>, Arc<crate::audit::AuditLog>)> {
     let data_dir = &config.gateway.data_dir;
-    std::fs::create_dir_all(data_dir)
+    crate::spool::private_dir(data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    private_database(&config.database_path())?;
     let store = Arc::new(Store::open(&config.database_path())?);
     let spool = Arc::new(
         Spool::open(
@@ -235,6 +236,27 @@ impl Running {
     }
 }
 
+/// The database and its WAL files readable by readgate's user only (0600). A new
+/// database file is created so before SQLite opens it: SQLite gives the WAL and shared
+/// memory files the database file's permissions.
+fn private_database(db: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)
+        .with_context(|| format!("cannot create the database {}", db.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The daemon: runs until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -242,6 +264,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // not kill it with the default action.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Whatever else readgate writes (exports, quarantine) is its user's alone too.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let running = start(config).await?;
     tokio::select! {
         _ = term.recv() => {}

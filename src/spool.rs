@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +39,11 @@ impl Spool {
     pub fn open(root: &Path, min_free_bytes: u64) -> io::Result<Spool> {
         let tmp = root.join("tmp");
         let objects = root.join("objects");
-        fs::create_dir_all(&tmp)?;
+        private_dir(root)?;
+        private_dir(&tmp)?;
+        private_dir(&objects)?;
         for i in 0..FANOUT {
-            fs::create_dir_all(objects.join(format!("{i:02x}")))?;
+            private_dir(&objects.join(format!("{i:02x}")))?;
         }
         sync_dir(root)?;
         sync_dir(&objects)?;
@@ -96,7 +99,7 @@ impl Spool {
     /// to look at. Returns the new relative path.
     pub fn quarantine(&self, rel: &str) -> io::Result<String> {
         let dir = self.root.join("quarantine");
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let name = rel.replace('/', "_");
         fs::rename(self.absolute(rel), dir.join(&name))?;
         sync_dir(&dir)?;
@@ -124,10 +127,12 @@ impl Spool {
     pub fn begin(&self, header: &[u8]) -> io::Result<PartialInstance> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!("{n:016x}.part"));
+        // Patient data: readable by readgate's user only, whatever the umask.
         let mut file = File::options()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp_path)?;
         if let Err(e) = file.write_all(header) {
             let _ = fs::remove_file(&tmp_path);
@@ -222,6 +227,14 @@ impl Drop for PartialInstance {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and its parents) if missing and makes it readable by readgate's user
+/// only (0700): the spool holds patient images.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(test)]

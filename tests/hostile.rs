@@ -393,3 +393,75 @@ async fn https_knows_the_client_and_protects_the_console() {
     );
     rg.stop().await;
 }
+
+/// Every file and directory below `root` with its permission bits.
+fn modes_below(root: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(root).expect("read_dir").flatten() {
+        let path = entry.path();
+        let meta = entry.metadata().expect("metadata");
+        out.push((path.clone(), meta.permissions().mode() & 0o777));
+        if meta.is_dir() {
+            modes_below(&path, out);
+        }
+    }
+}
+
+/// L6: after an image and an HL7 message arrive, the data directory and every directory
+/// below it are 0700 and every file 0600, under a permissive umask too (they were 0755
+/// and 0644: patient data readable by every local user).
+#[test]
+fn patient_data_is_readable_by_readgates_user_only() {
+    let (dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    cfg.hl7_port = Some(port);
+    let config = cfg.write();
+    // A daemon started by hand with the usual umask 022.
+    let mut daemon = {
+        // SAFETY: umask only changes this test process's file creation mask, inherited by
+        // the child started below.
+        let old = unsafe { libc::umask(0o022) };
+        let d = Daemon::start(&config, cfg.dicom_port);
+        unsafe { libc::umask(old) };
+        d
+    };
+    daemon.wait_for_port(port);
+    let sample = common::repo_path("sample-dicom/transfer-syntaxes/explicit-le.dcm");
+    let out = common::dcmtk_scu("storescu", "MODALITY", &["-xe"], cfg.dicom_port)
+        .arg(&sample)
+        .output()
+        .expect("storescu");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = format!(
+        "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ORM^O01|L6-1|P|2.5.1\rPID|||P1\rORC|NW|A1\rOBR|1|A1||CT^CT{}ACC-L6\r",
+        "|".repeat(14)
+    );
+    assert_eq!(exchange(port, msg.as_bytes()).expect("ACK").code(), "AA");
+    let data = dir.path().join("var");
+    let mut modes = vec![(data.clone(), {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&data)
+            .expect("data dir")
+            .permissions()
+            .mode()
+            & 0o777
+    })];
+    modes_below(&data, &mut modes);
+    let files: Vec<_> = modes.iter().filter(|(p, _)| p.is_file()).collect();
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p.to_string_lossy().contains("/objects/")),
+        "the instance is in the spool: {modes:#?}"
+    );
+    assert!(files.iter().any(|(p, _)| p.ends_with("readgate.db-wal")));
+    for (path, mode) in &modes {
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, expected, "{} is {mode:o}", path.display());
+    }
+    daemon.assert_running();
+}
