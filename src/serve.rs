@@ -126,8 +126,36 @@ pub async fn start_with(
         spool: spool.clone(),
         store: store.clone(),
         stored: stored.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.dicom.max_associations)),
     });
-    tasks.spawn(receive::serve(listener, receiver, shutdown_rx.clone()));
+    if let Some(tls_listen) = config.dicom.tls_listen {
+        let (Some(cert), Some(key)) = (&config.dicom.tls_cert, &config.dicom.tls_key) else {
+            anyhow::bail!("dicom.tls_listen needs dicom.tls_cert and dicom.tls_key");
+        };
+        let tls = crate::tls::server_config_for_clients(
+            cert,
+            key,
+            config.dicom.tls_client_ca.as_deref(),
+            &[],
+        )
+        .map_err(|e| anyhow::anyhow!("dicom.tls_cert / tls_key / tls_client_ca: {e}"))?;
+        let tls_listener = TcpListener::bind(tls_listen).await.with_context(|| {
+            format!("cannot listen for DICOM TLS on {tls_listen} (dicom.tls_listen)")
+        })?;
+        info!(listen = %tls_listener.local_addr()?, mutual = config.dicom.tls_client_ca.is_some(), "readgate is receiving DICOM over TLS");
+        tasks.spawn(receive::serve(
+            tls_listener,
+            receiver.clone(),
+            shutdown_rx.clone(),
+            Some(tls),
+        ));
+    }
+    tasks.spawn(receive::serve(
+        listener,
+        receiver,
+        shutdown_rx.clone(),
+        None,
+    ));
     let stage = StudyStage {
         store: store.clone(),
         decider,

@@ -81,11 +81,38 @@ pub fn server_config(
     key: &Path,
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_for_clients(cert, key, None, alpn)
+}
+
+/// [`server_config`] that, with `client_ca`, requires every client to present a
+/// certificate signed by one of the CAs in that PEM file (mutual TLS).
+pub fn server_config_for_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = certificates(cert)?;
     let key = private_key(key)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certificates(ca)? {
+                roots.add(c).map_err(|e| pem_err(ca, e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| pem_err(ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(TlsError::ServerCertificate)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();

@@ -203,6 +203,18 @@ impl Config {
                 ),
             ));
         }
+        if self.dicom.tls_listen.is_some() {
+            let (Some(cert), Some(key)) = (&self.dicom.tls_cert, &self.dicom.tls_key) else {
+                return Err(invalid(
+                    "dicom.tls_cert",
+                    "dicom.tls_listen needs tls_cert and tls_key (PEM files)".into(),
+                ));
+            };
+            let client_ca = self.dicom.tls_client_ca.as_deref();
+            if let Err(e) = crate::tls::server_config_for_clients(cert, key, client_ca, &[]) {
+                return Err(invalid("dicom.tls_cert", e.to_string()));
+            }
+        }
         if !self.dicom.allow_any_calling_ae && self.dicom.peers.is_empty() {
             return Err(invalid(
                 "dicom.peers",

@@ -24,7 +24,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-type Association = AsyncServerAssociation<TcpStream>;
+/// What an association runs over: plain TCP or TLS (PS3.15 Annex B) on TCP.
+pub(crate) trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Wire for T {}
+
+type Association<S> = AsyncServerAssociation<S>;
 
 /// A C-STORE whose data set is still arriving.
 struct Incoming {
@@ -53,7 +57,14 @@ enum End {
     Idle,
 }
 
-pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
+/// Runs one connection: the association's negotiation (after a TLS handshake when `tls`
+/// is given), then the association.
+pub async fn run(
+    socket: TcpStream,
+    peer: SocketAddr,
+    receiver: Arc<Receiver>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let config = &receiver.config;
     let refusal = Arc::new(Mutex::new(None));
     let access = PeerAccess {
@@ -75,22 +86,59 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, receiver: Arc<Receiver>) {
         options = options.with_transfer_syntax(*ts);
     }
     let artim = Duration::from_secs(config.dicom.association_timeout_secs);
-    let mut association = match tokio::time::timeout(artim, options.establish_async(socket)).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
+    let outcome = match tls {
+        None => match tokio::time::timeout(artim, options.establish_async(socket)).await {
+            Ok(Ok(association)) => {
+                return serve_association(association, peer, receiver).await;
+            }
+            Ok(Err(e)) => Ok(e),
+            Err(_) => Err(()),
+        },
+        Some(tls) => {
+            let options = options.tls_config(tls);
+            match tokio::time::timeout(artim, options.establish_tls_async(socket)).await {
+                Ok(Ok(association)) => {
+                    return serve_association(association, peer, receiver).await;
+                }
+                Ok(Err(e)) => Ok(e),
+                Err(_) => Err(()),
+            }
+        }
+    };
+    match outcome {
+        Ok(e) => {
             let why = refusal
                 .lock()
                 .ok()
                 .and_then(|mut r| r.take())
-                .unwrap_or_else(|| e.to_string());
+                .unwrap_or_else(|| error_chain(&e));
             warn!(%peer, reason = %why, "association rejected");
-            return;
         }
-        Err(_) => {
+        Err(()) => {
             warn!(%peer, timeout_secs = artim.as_secs(), "no A-ASSOCIATE-RQ in time; connection closed");
-            return;
         }
-    };
+    }
+}
+
+/// An error with its causes, `: `-separated (dicom-ul's TLS errors say only that the
+/// handshake failed; rustls' reason, e.g. an unknown issuer, is their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Runs an established association (over TCP or TLS) to its end.
+async fn serve_association<S: Wire>(
+    mut association: Association<S>,
+    peer: SocketAddr,
+    receiver: Arc<Receiver>,
+) {
     let calling_ae = association.peer_ae_title().trim().to_string();
     let accepted = association
         .presentation_contexts()
@@ -200,7 +248,7 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, association: &mut Association) -> End {
+    async fn serve<S: Wire>(&mut self, association: &mut Association<S>) -> End {
         let idle = Duration::from_secs(self.receiver.config.dicom.idle_timeout_secs);
         loop {
             let pdu = match tokio::time::timeout(idle, association.receive()).await {
@@ -232,7 +280,11 @@ impl Session {
             .find(|pc| pc.id == id && pc.reason == PresentationContextResultReason::Acceptance)
     }
 
-    async fn on_pdv(&mut self, association: &mut Association, pdv: PDataValue) -> Result<(), End> {
+    async fn on_pdv<S: Wire>(
+        &mut self,
+        association: &mut Association<S>,
+        pdv: PDataValue,
+    ) -> Result<(), End> {
         if self.context(pdv.presentation_context_id).is_none() {
             return Err(End::ProtocolError(format!(
                 "PDV on presentation context {} which was not accepted",
@@ -295,9 +347,9 @@ impl Session {
         }
     }
 
-    async fn on_command(
+    async fn on_command<S: Wire>(
         &mut self,
-        association: &mut Association,
+        association: &mut Association<S>,
         context_id: u8,
         bytes: &[u8],
     ) -> Result<(), End> {
@@ -358,9 +410,9 @@ impl Session {
         }
     }
 
-    async fn begin_store(
+    async fn begin_store<S: Wire>(
         &mut self,
-        association: &mut Association,
+        association: &mut Association<S>,
         context_id: u8,
         command: Command,
         message_id: u16,
@@ -446,9 +498,9 @@ impl Session {
         Ok(())
     }
 
-    async fn finish_store(
+    async fn finish_store<S: Wire>(
         &mut self,
-        association: &mut Association,
+        association: &mut Association<S>,
         incoming: Incoming,
     ) -> Result<(), End> {
         let Incoming {
@@ -635,8 +687,8 @@ pub(crate) fn valid_uid(uid: &str) -> bool {
     !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
-async fn send_command(
-    association: &mut Association,
+async fn send_command<S: Wire>(
+    association: &mut Association<S>,
     context_id: u8,
     bytes: Vec<u8>,
 ) -> Result<(), End> {

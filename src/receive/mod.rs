@@ -27,29 +27,34 @@ pub struct Receiver {
     pub audit: Arc<crate::audit::AuditLog>,
     /// Woken after every stored instance: the study stage re-checks stability.
     pub stored: Arc<Notify>,
+    /// Association slots (`dicom.max_associations`), shared by the plain and TLS listeners.
+    pub slots: Arc<Semaphore>,
 }
 
 /// How long in-flight associations may take to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Accepts associations until `shutdown` turns true, then waits for the open ones.
+/// With `tls`, every connection is a TLS connection (DICOM over TLS).
 pub async fn serve(
     listener: TcpListener,
     receiver: Arc<Receiver>,
     shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let max = receiver.config.dicom.max_associations;
-    let limit = Arc::new(Semaphore::new(max));
+    let limit = receiver.slots.clone();
     let listening = Listening {
-        protocol: "DICOM",
+        protocol: if tls.is_some() { "DICOM TLS" } else { "DICOM" },
         grace: SHUTDOWN_GRACE,
         on_abort: "their unacknowledged instances are discarded",
     };
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let receiver = receiver.clone();
+        let tls = tls.clone();
         Some(match limit.clone().try_acquire_owned() {
             Ok(permit) => Box::pin(async move {
-                association::run(socket, peer, receiver).await;
+                association::run(socket, peer, receiver, tls).await;
                 drop(permit);
             }),
             Err(_) => {

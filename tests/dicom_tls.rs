@@ -1,0 +1,90 @@
+//! DICOM over TLS (PS3.15 Annex B) with DCMTK as the real peer: `storescu +tls` into
+//! readgate's TLS listener, with and without the client certificates mutual TLS asks for.
+
+mod common;
+
+use common::pki::TestCa;
+use common::{dcmtk_scu, free_port, no_reading_site, repo_path, Daemon};
+
+/// storescu's exit status and output for one sample file sent with `options`.
+fn storescu(port: u16, options: &[&str]) -> (bool, String) {
+    let sample = repo_path("sample-dicom/transfer-syntaxes/explicit-le.dcm");
+    let out = dcmtk_scu("storescu", "MODALITY", options, port)
+        .arg("-xe")
+        .arg(&sample)
+        .output()
+        .expect("storescu runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn storescu_over_mutual_tls_is_received_and_others_are_refused() {
+    let (dir, mut cfg) = no_reading_site();
+    let ca = TestCa::new("hospital CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let (server_cert, server_key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "readgate");
+    let (client_cert, client_key) = ca.issue(&["modality.example"]).write(dir.path(), "ct01");
+    let other = TestCa::new("another CA");
+    let (other_cert, other_key) = other.issue(&["intruder"]).write(dir.path(), "intruder");
+    let tls_port = free_port();
+    cfg.extra_dicom = format!(
+        "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"",
+        server_cert.display(),
+        server_key.display(),
+        ca_pem.display()
+    );
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(tls_port);
+    let ca_arg = ca_pem.to_string_lossy().into_owned();
+    let key = |p: &std::path::Path| p.to_string_lossy().into_owned();
+
+    // A modality with a certificate from the hospital's CA: stored (0000).
+    let (ok, out) = storescu(
+        tls_port,
+        &[
+            "+tls",
+            &key(&client_key),
+            &key(&client_cert),
+            "+cf",
+            &ca_arg,
+        ],
+    );
+    assert!(ok, "mutual TLS store failed:\n{out}");
+
+    // No client certificate: refused during the handshake.
+    let (ok, out) = storescu(tls_port, &["+tla", "+cf", &ca_arg]);
+    assert!(!ok, "a client without a certificate was accepted:\n{out}");
+
+    // A certificate from another CA: refused.
+    let (ok, out) = storescu(
+        tls_port,
+        &["+tls", &key(&other_key), &key(&other_cert), "+cf", &ca_arg],
+    );
+    assert!(!ok, "a certificate from another CA was accepted:\n{out}");
+
+    // Plain DICOM on the TLS port: refused, and the daemon goes on.
+    let (ok, out) = storescu(tls_port, &[]);
+    assert!(!ok, "plain DICOM on the TLS port was accepted:\n{out}");
+
+    // The plain listener still works beside the TLS one.
+    let (ok, out) = storescu(cfg.dicom_port, &[]);
+    assert!(ok, "plain listener:\n{out}");
+    daemon.assert_running();
+    let log = daemon.log_text();
+    assert!(log.contains("receiving DICOM over TLS"), "{log}");
+    // Each refusal names the peer and why (rustls' reason, e.g. no certificate).
+    assert!(
+        log.contains("association rejected peer=127.0.0.1")
+            && (log.contains("certificate") || log.contains("Certificate")),
+        "{log}"
+    );
+}
