@@ -52,6 +52,47 @@ pub struct Destination {
     /// Calling AE title readgate uses towards this destination (default: `dicom.ae_title`).
     #[serde(default)]
     pub calling_ae_title: Option<String>,
+    /// DICOM over TLS (PS3.15 Annex B, BCP 195: TLS 1.2 and 1.3) to this destination.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM CA certificates the destination's certificate must chain to (required with
+    /// `tls`).
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// readgate's client certificate chain and key (PEM), for destinations that ask for
+    /// one (mutual TLS).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the destination's certificate must carry (default: `host`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+impl Destination {
+    /// The TLS client configuration for this destination, when it has `tls = true`.
+    pub fn tls_client(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let Some(ca) = &self.tls_ca else {
+            return Err("tls = true needs tls_ca (the PEM CA of the destination)".into());
+        };
+        let client = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together".into()),
+        };
+        crate::tls::client_config(ca, client)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The name the destination's TLS certificate must carry.
+    pub fn tls_name(&self) -> &str {
+        self.tls_server_name.as_deref().unwrap_or(&self.host)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -257,6 +257,8 @@ impl Config {
                     "expected a TCP port 1-65535".into(),
                 ));
             }
+            d.tls_client()
+                .map_err(|m| invalid(&format!("destinations[{i}].tls_ca"), m))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !ids.contains(r.destination.as_str()) {

@@ -5,7 +5,7 @@
 mod scu;
 mod stamp;
 
-pub use scu::{ScuError, StoreOutcome, StoreScu};
+pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 
 use crate::config::{Config, Destination};
 use crate::dicom::dimse::status;
@@ -153,7 +153,7 @@ impl Forwarder {
             .into_iter()
             .collect();
         let calling = dest.calling_ae(&self.config).to_string();
-        let mut scu = match StoreScu::connect(dest, &calling, &kinds, &self.config.forward).await {
+        let mut scu = match Scu::connect(dest, &calling, &kinds, &self.config.forward).await {
             Ok(scu) => scu,
             Err(e) => {
                 let studies = study_set(&batch);

@@ -43,8 +43,100 @@ struct Context {
     transfer_syntax: String,
 }
 
-pub struct StoreScu {
-    association: AsyncClientAssociation<TcpStream>,
+/// An association to a destination over plain TCP or TLS.
+pub enum Scu {
+    // Boxed: the association (and the TLS session state) is large.
+    Plain(Box<StoreScu<TcpStream>>),
+    Tls(Box<StoreScu<dicom_ul::association::client::AsyncTlsStream>>),
+}
+
+impl Scu {
+    /// Associates (over TLS when the destination has `tls = true`), proposing one
+    /// presentation context per (SOP class, stored transfer syntax) pair in `kinds`.
+    pub async fn connect(
+        destination: &Destination,
+        calling_ae: &str,
+        kinds: &[(String, String)],
+        config: &ForwardConfig,
+    ) -> Result<Scu, ScuError> {
+        let addr = format!("{}:{}", destination.host, destination.port);
+        let assoc_err = |reason: String| ScuError::Associate {
+            ae: destination.ae_title.clone(),
+            addr: addr.clone(),
+            reason,
+        };
+        let options = StoreScu::<TcpStream>::options(destination, calling_ae, kinds, config);
+        let limit = Duration::from_secs(config.connect_timeout_secs * 2);
+        match destination.tls_client().map_err(assoc_err)? {
+            None => {
+                let mut association =
+                    tokio::time::timeout(limit, options.establish_async(addr.as_str()))
+                        .await
+                        .map_err(|_| assoc_err("timed out".into()))?
+                        .map_err(|e| assoc_err(error_chain(&e)))?;
+                // Without TCP_NODELAY each small command PDU waits for a delayed ACK.
+                let _ = association.inner_stream().set_nodelay(true);
+                StoreScu::negotiated(association, config, assoc_err)
+                    .await
+                    .map(|s| Scu::Plain(Box::new(s)))
+            }
+            Some(tls) => {
+                let options = options.tls_config(tls).server_name(destination.tls_name());
+                let mut association =
+                    tokio::time::timeout(limit, options.establish_tls_async(addr.as_str()))
+                        .await
+                        .map_err(|_| assoc_err("timed out".into()))?
+                        .map_err(|e| assoc_err(error_chain(&e)))?;
+                let _ = association.inner_stream().get_ref().0.set_nodelay(true);
+                StoreScu::negotiated(association, config, assoc_err)
+                    .await
+                    .map(|s| Scu::Tls(Box::new(s)))
+            }
+        }
+    }
+
+    pub fn can_carry(&self, sop_class: &str, stored_ts: &str) -> bool {
+        match self {
+            Scu::Plain(s) => s.can_carry(sop_class, stored_ts),
+            Scu::Tls(s) => s.can_carry(sop_class, stored_ts),
+        }
+    }
+
+    pub async fn store(
+        &mut self,
+        path: &Path,
+        sop_class: &str,
+        sop_instance: &str,
+        stored_ts: &str,
+    ) -> Result<StoreOutcome, ScuError> {
+        match self {
+            Scu::Plain(s) => s.store(path, sop_class, sop_instance, stored_ts).await,
+            Scu::Tls(s) => s.store(path, sop_class, sop_instance, stored_ts).await,
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            Scu::Plain(s) => s.release().await,
+            Scu::Tls(s) => s.release().await,
+        }
+    }
+}
+
+/// An error with its causes (dicom-ul's TLS errors carry rustls' reason as their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+pub struct StoreScu<S> {
+    association: AsyncClientAssociation<S>,
     contexts: Vec<Context>,
     peer_max_pdu: usize,
     message_id: u16,
@@ -72,16 +164,15 @@ fn proposals(stored_ts: &str) -> Vec<Vec<String>> {
 /// At most 128 presentation contexts fit in one association (odd ids 1–255).
 const MAX_CONTEXTS: usize = 128;
 
-impl StoreScu {
-    /// Associates, proposing one presentation context per (SOP class, stored transfer
-    /// syntax) pair in `kinds`.
-    pub async fn connect(
+impl<S> StoreScu<S> {
+    /// The association request: AE titles, PDU size, and one presentation context per
+    /// (SOP class, stored transfer syntax) pair in `kinds` (as many as fit).
+    fn options<'a>(
         destination: &Destination,
         calling_ae: &str,
         kinds: &[(String, String)],
         config: &ForwardConfig,
-    ) -> Result<StoreScu, ScuError> {
-        let addr = format!("{}:{}", destination.host, destination.port);
+    ) -> ClientAssociationOptions<'a> {
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(calling_ae.to_string())
             .called_ae_title(destination.ae_title.clone())
@@ -98,20 +189,18 @@ impl StoreScu {
                 options = options.with_presentation_context(class.clone(), list);
             }
         }
-        let assoc_err = |reason: String| ScuError::Associate {
-            ae: destination.ae_title.clone(),
-            addr: addr.clone(),
-            reason,
-        };
-        let mut association = tokio::time::timeout(
-            Duration::from_secs(config.connect_timeout_secs * 2),
-            options.establish_async(addr.as_str()),
-        )
-        .await
-        .map_err(|_| assoc_err("timed out".into()))?
-        .map_err(|e| assoc_err(e.to_string()))?;
-        // Without TCP_NODELAY each small command PDU waits for a delayed ACK.
-        let _ = association.inner_stream().set_nodelay(true);
+        options
+    }
+}
+
+impl<S: crate::tls::Wire> StoreScu<S> {
+    /// The store SCU over an established association: the accepted contexts and the
+    /// peer's PDU size.
+    async fn negotiated(
+        association: AsyncClientAssociation<S>,
+        config: &ForwardConfig,
+        assoc_err: impl Fn(String) -> ScuError,
+    ) -> Result<StoreScu<S>, ScuError> {
         let contexts = association
             .presentation_contexts()
             .iter()

@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-/// What an association runs over: plain TCP or TLS (PS3.15 Annex B) on TCP.
-pub(crate) trait Wire: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Wire for T {}
+use crate::tls::Wire;
 
 type Association<S> = AsyncServerAssociation<S>;
 

@@ -181,6 +181,8 @@ pub struct TestConfig {
     pub hl7_default_charset: String,
     /// More `[hl7]` keys, one per line (only with `hl7_port`).
     pub hl7_extra: String,
+    /// More keys of the `[[destinations]]` entry, one per line.
+    pub dest_extra: String,
 }
 
 impl TestConfig {
@@ -200,6 +202,7 @@ impl TestConfig {
             hl7_idle_timeout_secs: 300,
             hl7_default_charset: "ascii".to_string(),
             hl7_extra: String::new(),
+            dest_extra: String::new(),
         }
     }
 
@@ -260,6 +263,7 @@ facility = "RC1"
 ae_title = "RC1PACS"
 host = "127.0.0.1"
 port = {dest}
+{dest_extra}
 
 [[routes]]
 destination = "rc1"
@@ -274,6 +278,7 @@ destination = "rc1"
             extra_dicom = self.extra_dicom,
             peers = peers,
             dest = self.dest_port,
+            dest_extra = self.dest_extra,
             extra = self.extra,
             min_free = self.min_free_mb,
             policy = self.policy,
@@ -396,9 +401,16 @@ pub struct StoreScp {
 
 impl StoreScp {
     pub fn start(dir: &Path, port: u16) -> StoreScp {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// storescp with more options (e.g. `+tls KEY CERT +cf CA`).
+    pub fn start_with(dir: &Path, port: u16, options: &[&str]) -> StoreScp {
         std::fs::create_dir_all(dir).expect("storescp dir");
         let child = Command::new(dcmtk("storescp"))
-            .args(["-aet", "RC1PACS", "+B", "+xa", "-od"])
+            .args(["-aet", "RC1PACS", "+B", "+xa"])
+            .args(options)
+            .arg("-od")
             .arg(dir)
             .arg(port.to_string())
             .env("TCP_NODELAY", "1")
