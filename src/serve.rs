@@ -183,10 +183,33 @@ pub async fn start_with(
             };
             let intake = crate::intake::Intake::start(store.clone(), stored.clone(), disk);
             let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));
+            if let Some(tls_listen) = hl7.tls_listen {
+                let (Some(cert), Some(key)) = (&hl7.tls_cert, &hl7.tls_key) else {
+                    anyhow::bail!("hl7.tls_listen needs hl7.tls_cert and hl7.tls_key");
+                };
+                let tls = crate::tls::server_config_for_clients(
+                    cert,
+                    key,
+                    hl7.tls_client_ca.as_deref(),
+                    &[],
+                )
+                .map_err(|e| anyhow::anyhow!("hl7.tls_cert / tls_key / tls_client_ca: {e}"))?;
+                let tls_listener = TcpListener::bind(tls_listen).await.with_context(|| {
+                    format!("cannot listen for HL7 TLS on {tls_listen} (hl7.tls_listen)")
+                })?;
+                info!(listen = %tls_listener.local_addr()?, mutual = hl7.tls_client_ca.is_some(), "readgate is receiving HL7 (MLLP) over TLS");
+                tasks.spawn(crate::intake::listener::serve(
+                    tls_listener,
+                    state.clone(),
+                    shutdown_rx.clone(),
+                    Some(tls),
+                ));
+            }
             tasks.spawn(crate::intake::listener::serve(
                 listener,
                 state,
                 shutdown_rx.clone(),
+                None,
             ));
             info!(listen = %addr, "readgate is receiving HL7 (MLLP)");
             Some(addr)

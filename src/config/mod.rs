@@ -308,6 +308,18 @@ impl Config {
             non_empty("application", &h.application)
                 .map_err(|BadValue(m)| invalid("hl7.application", m))?;
             section(h.limits.validate())?;
+            if h.tls_listen.is_some() {
+                let (Some(cert), Some(key)) = (&h.tls_cert, &h.tls_key) else {
+                    return Err(invalid(
+                        "hl7.tls_cert",
+                        "hl7.tls_listen needs tls_cert and tls_key (PEM files)".into(),
+                    ));
+                };
+                let client_ca = h.tls_client_ca.as_deref();
+                if let Err(e) = crate::tls::server_config_for_clients(cert, key, client_ca, &[]) {
+                    return Err(invalid("hl7.tls_cert", e.to_string()));
+                }
+            }
         }
         section(self.ledger.validate())?;
         if let Some(http) = &self.http {

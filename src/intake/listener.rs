@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -21,6 +21,8 @@ const INLINE_PARSE_MAX: usize = 16 * 1024;
 pub struct Listener {
     pub config: Hl7Config,
     pub intake: Intake,
+    /// Connection slots (`hl7.max_connections`), shared by the plain and TLS listeners.
+    slots: Arc<Semaphore>,
     /// ACK control ids: a per-start prefix plus a counter, unique across restarts.
     prefix: String,
     counter: AtomicU64,
@@ -30,6 +32,7 @@ impl Listener {
     pub fn new(config: Hl7Config, intake: Intake) -> Listener {
         let start = crate::store::now_ms() as u64;
         Listener {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
             intake,
             prefix: format!("RG{}", to_base36(start)),
@@ -67,15 +70,21 @@ fn to_base36(mut n: u64) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<Listener>, shutdown: watch::Receiver<bool>) {
+/// Accepts MLLP connections until `shutdown`; with `tls`, each is a TLS connection.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<Listener>,
+    shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let max = state.config.max_connections;
-    let limit = Arc::new(Semaphore::new(max));
     // Messages in flight finish (they are short); idle connections are closed.
     let listening = Listening {
-        protocol: "HL7",
+        protocol: if tls.is_some() { "HL7 TLS" } else { "HL7" },
         grace: Duration::from_secs(5),
         on_abort: "idle or slow senders; nothing unacknowledged is lost",
     };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let ip = peer.ip().to_canonical();
         let allowed = &state.config.allowed_hosts;
@@ -83,20 +92,31 @@ pub async fn serve(listener: TcpListener, state: Arc<Listener>, shutdown: watch:
             warn!(%peer, "HL7 connection refused: address not in hl7.allowed_hosts");
             return None;
         }
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
+        let Ok(permit) = state.slots.clone().try_acquire_owned() else {
             warn!(%peer, limit = max, "HL7 connection refused: too many connections");
             return None;
         };
         let state = state.clone();
+        let acceptor = acceptor.clone();
         Some(Box::pin(async move {
-            connection(socket, peer, state).await;
+            match acceptor {
+                None => connection(socket, peer, state).await,
+                Some(acceptor) => {
+                    let idle = Duration::from_secs(state.config.idle_timeout_secs);
+                    match tokio::time::timeout(idle, acceptor.accept(socket)).await {
+                        Ok(Ok(tls)) => connection(tls, peer, state).await,
+                        Ok(Err(e)) => warn!(%peer, error = %e, "HL7 TLS handshake failed"),
+                        Err(_) => warn!(%peer, "HL7 TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         }))
     })
     .await;
 }
 
-async fn connection(mut socket: TcpStream, peer: SocketAddr, state: Arc<Listener>) {
+async fn connection<S: crate::tls::Wire>(mut socket: S, peer: SocketAddr, state: Arc<Listener>) {
     debug!(%peer, "HL7 connection opened");
     let idle = Duration::from_secs(state.config.idle_timeout_secs);
     let mut decoder = Decoder::new(state.config.max_frame_bytes);
