@@ -465,3 +465,38 @@ fn patient_data_is_readable_by_readgates_user_only() {
     }
     daemon.assert_running();
 }
+
+/// L1: a SOP Instance UID with a line feed and a fake log line in it is refused, and the
+/// daemon's log shows it escaped on the one line of its event: no forged line.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_text_cannot_forge_a_log_line() {
+    let (_dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let mut scu = common::Scu::connect(cfg.dicom_port, "CT01", &[common::CT_IMAGE_STORAGE])
+        .await
+        .expect("associate");
+    let forged = "1.2.3\n2026-12-02T00:00:00.000000Z  INFO readgate: FORGED released by admin";
+    let ds = common::synthetic_instance(common::CT_IMAGE_STORAGE, "1.2.3.4", "1.2.3.4.5", "CT", 10);
+    let (status, _) = scu
+        .store(
+            common::CT_IMAGE_STORAGE,
+            forged,
+            &ds,
+            common::Packing::Separate,
+        )
+        .await
+        .expect("a response");
+    assert_ne!(status, 0x0000);
+    scu.release().await;
+    let log = daemon.log_text();
+    assert!(
+        log.contains("\\n2026-12-02T00:00:00.000000Z  INFO readgate: FORGED"),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-12-02T00:00:00.000000Z")),
+        "a forged line:\n{log}"
+    );
+}

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 mod audit;
 pub mod ledger;
+mod logline;
 mod user;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -481,10 +482,11 @@ fn init_logging(config: &Config) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colour codes only on a terminal: journald and log files get plain text.
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(logline::OneLine { ansi });
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
