@@ -215,9 +215,19 @@ impl Operator<'_> {
         if let Some(ip) = &actor.client_ip {
             detail["client_ip"] = ip.as_str().into();
         }
-        audit
-            .record(NewEntry::new(kind, &actor.id).study(uid).detail(detail))
-            .map(|r| r.seq)
+        // The accession too: auditors search the trail by it (`audit search --study`).
+        let mut entry = NewEntry::new(kind, &actor.id).study(uid).detail(detail);
+        if let Some(accession) = self
+            .store
+            .find_study(uid)
+            .ok()
+            .flatten()
+            .and_then(|s| s.accession)
+            .filter(|a| !a.is_empty())
+        {
+            entry = entry.accession(&accession);
+        }
+        audit.record(entry).map(|r| r.seq)
     }
 }
 

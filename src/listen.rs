@@ -5,9 +5,11 @@
 //! Where a connection is admitted or refused is the protocol's decision (`admit`); this
 //! module only owns the loop, so that limits added to it hold for every listener.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -28,6 +30,31 @@ pub struct Listening {
     /// What aborting an open connection costs, for the warning (e.g. "their
     /// unacknowledged instances are discarded").
     pub on_abort: &'static str,
+    /// Connections one source address may hold at once: more are closed at once, so
+    /// that one host (silent sockets, a port scanner) cannot take every slot from the
+    /// others (findings M3, M4).
+    pub per_host: usize,
+}
+
+/// Open connections per source address.
+type PerHost = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Gives a source address's place back when its connection ends.
+struct HostPlace {
+    hosts: PerHost,
+    ip: IpAddr,
+}
+
+impl Drop for HostPlace {
+    fn drop(&mut self) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = hosts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                hosts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Accepts until `shutdown` turns true; `admit` turns each connection into its work, or
@@ -39,6 +66,7 @@ pub async fn serve(
     mut admit: impl FnMut(TcpStream, SocketAddr) -> Option<Connection>,
 ) {
     let protocol = listening.protocol;
+    let hosts: PerHost = Arc::default();
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -52,9 +80,28 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let ip = peer.ip().to_canonical();
+                let place = {
+                    let mut open = hosts.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = open.entry(ip).or_insert(0);
+                    if *n >= listening.per_host {
+                        None
+                    } else {
+                        *n += 1;
+                        Some(HostPlace { hosts: hosts.clone(), ip })
+                    }
+                };
+                let Some(place) = place else {
+                    warn!(%peer, protocol, limit = listening.per_host,
+                        "connection refused: too many connections from this address");
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 if let Some(work) = admit(socket, peer) {
-                    tasks.spawn(work);
+                    tasks.spawn(async move {
+                        work.await;
+                        drop(place);
+                    });
                 }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

@@ -391,6 +391,20 @@ async fn the_api_lists_explains_and_acts_on_studies() {
         .unwrap()
         .iter()
         .any(|e| e["kind"] == "study_rejected"));
+    // Operator entries carry the accession too (finding A3): auditors search by it.
+    let v = expect(
+        &get(http, "/api/v1/audit?study=ACC-HOLD2", Some(VIEWER)).await,
+        200,
+        "audit by accession",
+    );
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "study_rejected" && e["accession"] == "ACC-HOLD2"),
+        "{v}"
+    );
     let v = expect(
         &get(http, "/api/v1/audit/verify", Some(VIEWER)).await,
         200,

@@ -500,3 +500,70 @@ async fn network_text_cannot_forge_a_log_line() {
         "a forged line:\n{log}"
     );
 }
+
+/// Connects from `source` (another loopback address) to 127.0.0.1:`port`.
+fn connect_from(source: [u8; 4], port: u16) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .expect("bind the source address");
+    socket
+        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .expect("connect");
+    socket.into()
+}
+
+/// M3: 32 silent TCP connections from one host (no A-ASSOCIATE-RQ) no longer take every
+/// association slot: a known peer on another address still gets its C-ECHO answered (it
+/// got "local limit exceeded" for 30 s).
+#[test]
+fn silent_dicom_sockets_from_one_host_do_not_stop_a_known_peer() {
+    let (_dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let silent: Vec<_> = (0..32)
+        .map(|_| connect_from([127, 0, 0, 2], cfg.dicom_port))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = common::dcmtk_scu("echoscu", "CT01", &[], cfg.dicom_port)
+        .output()
+        .expect("echoscu");
+    assert!(
+        out.status.success(),
+        "echo refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(silent);
+    daemon.assert_running();
+    assert!(
+        daemon
+            .log_text()
+            .contains("too many connections from this address"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+/// M4: 64 idle MLLP connections from one host no longer block every sender: a sender on
+/// another address gets AA at once (it waited 300 s).
+#[test]
+fn idle_mllp_connections_from_one_host_do_not_block_senders() {
+    let (_dir, mut cfg) = no_reading_site();
+    let port = free_port();
+    cfg.hl7_port = Some(port);
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(port);
+    let idle: Vec<_> = (0..64)
+        .map(|_| connect_from([127, 0, 0, 3], port))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let msg = format!(
+        "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ORM^O01|M4-1|P|2.5.1\rPID|||P1\rORC|NW|A1\rOBR|1|A1||CT^CT{}ACC-M4\r",
+        "|".repeat(14)
+    );
+    let ack = exchange(port, msg.as_bytes()).expect("an ACK");
+    assert_eq!(ack.code(), "AA", "{}", ack.show());
+    drop(idle);
+    daemon.assert_running();
+}

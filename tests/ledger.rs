@@ -155,7 +155,9 @@ fn event(
 
 fn report_cli(config: &Path, month: &str, format: &str, lang: &str) -> Vec<u8> {
     let mut cmd = readgate_bin();
-    cmd.args(["report", "--config"])
+    // As under systemd or cron: no $USER (finding A4).
+    cmd.env_remove("USER")
+        .args(["report", "--config"])
         .arg(config)
         .args(["--month", month, "--format", format, "--lang", lang]);
     run_ok(&mut cmd, "readgate report").stdout
@@ -535,6 +537,22 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     assert!(!html.contains("PATIENT"), "no patient names");
     let en = String::from_utf8(report_cli(&config_path, &month, "html", "en")).unwrap();
     assert!(en.contains("WARNING: above threshold"));
+
+    // Each generated report is in the audit trail under the OS user that ran it.
+    let whoami = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let actor = format!("cli:{}", String::from_utf8_lossy(&whoami.stdout).trim());
+    let generated = rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("report_generated".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(generated.len() >= 4, "{generated:?}");
+    assert!(generated.iter().all(|e| e.actor == actor), "{generated:?}");
 
     rg.stop().await;
 }

@@ -105,7 +105,8 @@ pub fn report(
             stdout.flush()?;
         }
     }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    // The process's own user, not $USER (unset under systemd and cron: finding A4).
+    let user = super::os_user();
     // A generated report is evidence too: it goes into the audit trail with its hash.
     let audit = crate::audit::AuditLog::open(&config.database_path())
         .context("opening the audit trail to record the report")?;

@@ -454,6 +454,25 @@ fn notify_operator_action(
     );
 }
 
+/// The name of the user this process runs as (effective uid), from the password
+/// database; `uid N` when it has no entry. libc, not a crate: one call, no dependency.
+pub(crate) fn os_user() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter; getpwuid_r writes its strings
+    // into `buf`, which outlives their use below.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return name.to_string_lossy().into_owned();
+    }
+    format!("uid {uid}")
+}
+
 /// How a command opens the database `readgate serve` created.
 #[derive(Debug, Clone, Copy)]
 enum Access {

@@ -40,6 +40,10 @@ pub struct DicomConfig {
     pub max_pdu_length: u32,
     #[serde(default = "default_max_associations")]
     pub max_associations: usize,
+    /// Connections one source address may hold at once (on each listener), so that one
+    /// host cannot take the slots of the others.
+    #[serde(default = "default_per_host")]
+    pub max_connections_per_host: usize,
     /// Time a peer has to send its A-ASSOCIATE-RQ after connecting (the ARTIM timer).
     #[serde(default = "default_association_timeout")]
     pub association_timeout_secs: u64,
@@ -125,6 +129,9 @@ fn default_stable_after() -> u64 {
 /// 256 KiB, for receiving and forwarding alike.
 pub(super) fn default_max_pdu() -> u32 {
     262_144
+}
+pub(super) fn default_per_host() -> usize {
+    16
 }
 fn default_max_associations() -> usize {
     32

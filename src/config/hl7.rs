@@ -31,6 +31,9 @@ pub struct Hl7Config {
     pub idle_timeout_secs: u64,
     #[serde(default = "default_max_hl7_connections")]
     pub max_connections: usize,
+    /// Connections one source address may hold at once (on each listener).
+    #[serde(default = "super::dicom::default_per_host")]
+    pub max_connections_per_host: usize,
     /// Character set of messages whose MSH-18 is empty.
     #[serde(default = "default_hl7_charset")]
     pub default_charset: Charset,

@@ -168,6 +168,10 @@ impl Config {
         }
         for (key, v) in [
             ("dicom.max_associations", self.dicom.max_associations as u64),
+            (
+                "dicom.max_connections_per_host",
+                self.dicom.max_connections_per_host as u64,
+            ),
             ("forward.max_attempts", u64::from(self.forward.max_attempts)),
         ] {
             if v == 0 {
@@ -304,6 +308,12 @@ impl Config {
             }
             if h.max_connections == 0 {
                 return Err(invalid("hl7.max_connections", "expected at least 1".into()));
+            }
+            if h.max_connections_per_host == 0 {
+                return Err(invalid(
+                    "hl7.max_connections_per_host",
+                    "expected at least 1".into(),
+                ));
             }
             non_empty("application", &h.application)
                 .map_err(|BadValue(m)| invalid("hl7.application", m))?;

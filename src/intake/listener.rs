@@ -83,6 +83,7 @@ pub async fn serve(
         protocol: if tls.is_some() { "HL7 TLS" } else { "HL7" },
         grace: Duration::from_secs(5),
         on_abort: "idle or slow senders; nothing unacknowledged is lost",
+        per_host: state.config.max_connections_per_host,
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {

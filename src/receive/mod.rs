@@ -48,6 +48,7 @@ pub async fn serve(
         protocol: if tls.is_some() { "DICOM TLS" } else { "DICOM" },
         grace: SHUTDOWN_GRACE,
         on_abort: "their unacknowledged instances are discarded",
+        per_host: receiver.config.dicom.max_connections_per_host,
     };
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let receiver = receiver.clone();
