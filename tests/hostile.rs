@@ -567,3 +567,24 @@ fn idle_mllp_connections_from_one_host_do_not_block_senders() {
     drop(idle);
     daemon.assert_running();
 }
+
+/// L8: a P-DATA-TF PDU announcing 0xFFFFFFFF bytes is answered with an A-ABORT, as the
+/// README promises (the connection used to be closed without one).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_impossible_pdu_length_is_answered_with_an_abort() {
+    let (_dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let mut scu = common::Scu::ct01(cfg.dicom_port).await;
+    scu.send_bytes(&[0x04, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00])
+        .await
+        .expect("write");
+    let answer = tokio::time::timeout(Duration::from_secs(10), scu.receive())
+        .await
+        .expect("an answer in time");
+    assert!(
+        matches!(answer, Ok(dicom_ul::Pdu::AbortRQ { .. })),
+        "{answer:?}"
+    );
+    daemon.assert_running();
+}

@@ -251,7 +251,13 @@ impl Session {
         loop {
             let pdu = match tokio::time::timeout(idle, association.receive()).await {
                 Err(_) => return End::Idle,
-                Ok(Err(e)) => return End::Closed(e.to_string()),
+                // The peer went away: nothing to answer.
+                Ok(Err(e @ dicom_ul::association::Error::ConnectionClosed { .. })) => {
+                    return End::Closed(e.to_string())
+                }
+                // An unreadable PDU (e.g. a length beyond the negotiated maximum): the
+                // association is aborted with an A-ABORT, as PS3.8 §9.1.6 asks.
+                Ok(Err(e)) => return End::ProtocolError(error_chain(&e)),
                 Ok(Ok(pdu)) => pdu,
             };
             match pdu {

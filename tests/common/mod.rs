@@ -748,6 +748,21 @@ impl Scu {
         }
     }
 
+    /// Bytes on the wire as they are (a malformed PDU).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        self.assoc
+            .inner_stream()
+            .write_all(bytes)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The next PDU from readgate.
+    pub async fn receive(&mut self) -> Result<Pdu, String> {
+        self.assoc.receive().await.map_err(|e| e.to_string())
+    }
+
     pub async fn send_raw(&mut self, pdu: &Pdu) -> Result<(), String> {
         self.assoc.send(pdu).await.map_err(|e| e.to_string())
     }
