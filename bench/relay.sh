@@ -4,10 +4,12 @@
 #   bench/relay.sh                 (a) storescu -> storescp
 #                                  (b) storescu -> readgate (store only, destination down)
 #                                  (c) storescu -> readgate -> storescp (time until all arrive)
+#                                  (A), (C): (a) and (c) over DICOM TLS on every link
+#                                  (storescu +tls, storescp +tls requiring a client certificate)
 #   bench/relay.sh --big           one ~1 GB instance -> readgate alone; readgate's peak RSS
 #
 # Options:
-#   --only LIST     run only these measurements, e.g. --only a or --only a,c
+#   --only LIST     run only these measurements, e.g. --only a or --only a,c,A,C
 #   --runs N        repetitions per measurement, median reported (default 3)
 #   --count N       number of CT instances (default 300)
 #   --big-mb N      size of the --big instance in MiB (default 1024)
@@ -52,7 +54,7 @@ done
 positive --runs "$runs"
 positive --count "$count"
 positive --big-mb "$big_mb"
-check_only abc "a, b, c"
+check_only abcAC "a, b, c, A, C"
 
 timeout_s=${BENCH_TIMEOUT:-300}
 big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
@@ -73,7 +75,7 @@ python3 -c 'import pydicom, numpy' 2>/dev/null ||
 export TCP_NODELAY=1
 
 need_readgate=1
-[[ $mode == relay ]] && ! want b && ! want c && need_readgate=0
+[[ $mode == relay ]] && ! want b && ! want c && ! want C && need_readgate=0
 if ((need_readgate)); then
     if [[ -z ${READGATE_BIN:-} ]]; then
         command -v cargo >/dev/null || die "cargo not found and READGATE_BIN not set"
@@ -99,9 +101,30 @@ count_files() {   # regular files directly in $1 (no forks)
     echo "$n"
 }
 
+# ---------------------------------------------------------------- TLS
+tls=0   # 1: every link of the next measurement runs over TLS
+make_pki() {   # a CA and certificates for readgate, storescp and storescu in $work/pki
+    pki=$work/pki
+    [[ -f $pki/ca.pem ]] && return 0
+    mkdir -p "$pki"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=bench CA" -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
+    local who
+    for who in readgate scp scu; do
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$who" \
+            -keyout "$pki/$who-key.pem" -out "$pki/$who.csr" 2>/dev/null
+        openssl x509 -req -in "$pki/$who.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" \
+            -CAcreateserial -days 2 -out "$pki/$who.pem" \
+            -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1') 2>/dev/null
+    done
+}
+# DCMTK's TLS options for WHO (scp or scu) when tls=1, one per line.
+dcmtk_tls() { ((tls)) && printf '%s\n' +tls "$pki/$1-key.pem" "$pki/$1.pem" +cf "$pki/ca.pem"; return 0; }
+
 start_storescp() {   # DIR PORT LOG -> sets scp_pid
     mkdir -p "$1"
-    "$STORESCP" -aet RC1PACS -od "$1" "$2" >"$3" 2>&1 &
+    local -a t; mapfile -t t < <(dcmtk_tls scp)
+    "$STORESCP" -aet RC1PACS "${t[@]}" -od "$1" "$2" >"$3" 2>&1 &
     scp_pid=$!
     pids+=("$scp_pid")
     wait_port "$2" "$scp_pid" storescp "$3"
@@ -109,7 +132,17 @@ start_storescp() {   # DIR PORT LOG -> sets scp_pid
 
 start_readgate() {   # RUNDIR PORT DEST_PORT -> sets rg_pid, rg_log
     local dir=$1 port=$2 dport=$3
-    write_config "$dir" "$port"
+    if ((tls)); then
+        # The plain listener elsewhere; PORT is the TLS one.
+        write_config "$dir" "$(free_ports 1)"
+        cat >>"$dir/readgate.toml" <<EOF
+tls_listen = "127.0.0.1:$port"
+tls_cert = "$pki/readgate.pem"
+tls_key = "$pki/readgate-key.pem"
+EOF
+    else
+        write_config "$dir" "$port"
+    fi
     cat >>"$dir/readgate.toml" <<EOF
 stable_after_secs = 0
 
@@ -119,6 +152,17 @@ facility = "RC1"
 ae_title = "RC1PACS"
 host = "127.0.0.1"
 port = $dport
+EOF
+    if ((tls)); then
+        cat >>"$dir/readgate.toml" <<EOF
+tls = true
+tls_ca = "$pki/ca.pem"
+tls_cert = "$pki/readgate.pem"
+tls_key = "$pki/readgate-key.pem"
+tls_server_name = "localhost"
+EOF
+    fi
+    cat >>"$dir/readgate.toml" <<EOF
 
 [[routes]]
 destination = "rc1"
@@ -134,7 +178,8 @@ EOF
 # in the foreground.
 send_files() {
     local aec=$1 port=$2 logf=$3; shift 3
-    "$STORESCU" -v -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 ||
+    local -a t; mapfile -t t < <(dcmtk_tls scu)
+    "$STORESCU" -v "${t[@]}" -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 ||
         { tail -n 20 "$logf" >&2; die "storescu to $aec on port $port failed (log above)"; }
     check_sent "$aec" "$logf" "$(($# ))"
 }
@@ -142,7 +187,8 @@ send_files() {
 # send_files_bg: the same in the background (sets scu_pid; the pid is storescu itself).
 send_files_bg() {
     local aec=$1 port=$2 logf=$3; shift 3
-    "$STORESCU" -v -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 &
+    local -a t; mapfile -t t < <(dcmtk_tls scu)
+    "$STORESCU" -v "${t[@]}" -aet BENCHSCU -aec "$aec" 127.0.0.1 "$port" "$@" >"$logf" 2>&1 &
     scu_pid=$!
     pids+=("$scu_pid")
 }
@@ -261,9 +307,18 @@ relay_mode() {
         "$count" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1e6 }')"
     printf '%d run(s) per measurement, median shown. DCMTK: %s; readgate: %s\n\n' \
         "$runs" "$dcmtk_bin" "${READGATE_BIN:-(not used)}"
-    local i t ta="" tb="" tc="" rss_b=0 rss_c=0
-    local -a A=() B=() C=()
+    local i t ta="" tb="" tc="" tA="" tC="" rss_b=0 rss_c=0 rss_C=0
+    local -a A=() B=() C=() TA=() TC=()
+    if want A || want C; then make_pki; fi
     for ((i = 1; i <= runs; i++)); do
+        if want A; then
+            tls=1; run_a "A$i" >"$work/t"; tls=0; t=$(<"$work/t"); TA+=("$t"); log "(A) run $i: $t s"
+        fi
+        if want C; then
+            tls=1; run_c "C$i" >"$work/t"; tls=0; t=$(<"$work/t"); TC+=("$t")
+            ((last_rss_kb > rss_C)) && rss_C=$last_rss_kb
+            log "(C) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
         if want a; then run_a "$i" >"$work/t"; t=$(<"$work/t"); A+=("$t"); log "(a) run $i: $t s"; fi
         if want b; then
             run_b "$i" >"$work/t"; t=$(<"$work/t"); B+=("$t")
@@ -289,7 +344,19 @@ relay_mode() {
         tc=$(median "${C[@]}")
         printf '(c) storescu -> readgate -> storescp  %7.3f s  %7s MB/s   runs: %s\n' "$tc" "$(mbps "$tc")" "${C[*]}"
     fi
+    if want A; then
+        tA=$(median "${TA[@]}")
+        printf '(A) (a) over TLS                      %7.3f s  %7s MB/s   runs: %s\n' "$tA" "$(mbps "$tA")" "${TA[*]}"
+    fi
+    if want C; then
+        tC=$(median "${TC[@]}")
+        printf '(C) (c) over TLS, in and out          %7.3f s  %7s MB/s   runs: %s\n' "$tC" "$(mbps "$tC")" "${TC[*]}"
+    fi
     echo
+    [[ -n $tA && -n $tC ]] && printf 'ratio C/A: %s\n' "$(ratio "$tC" "$tA")"
+    [[ -n $ta && -n $tA ]] && printf 'ratio A/a (TLS cost for DCMTK): %s\n' "$(ratio "$tA" "$ta")"
+    [[ -n $tc && -n $tC ]] && printf 'ratio C/c (TLS cost for readgate): %s\n' "$(ratio "$tC" "$tc")"
+    want C && printf 'readgate peak RSS (VmHWM, max over runs) in (C): %s MiB\n' "$(mb_of_kb "$rss_C")"
     [[ -n $ta && -n $tb ]] && printf 'ratio b/a: %s\n' "$(ratio "$tb" "$ta")"
     [[ -n $ta && -n $tc ]] && printf 'ratio c/a: %s\n' "$(ratio "$tc" "$ta")"
     want b && printf 'readgate peak RSS (VmHWM, max over runs) in (b): %s MiB\n' "$(mb_of_kb "$rss_b")"

@@ -180,6 +180,7 @@ pub async fn start_with(
                 quarantine_bytes: hl7.quarantine_max_mb.saturating_mul(1024 * 1024),
                 quarantine_ms: i64::try_from(hl7.quarantine_days.saturating_mul(86_400_000))
                     .unwrap_or(i64::MAX),
+                audit: Some(audit.clone()),
             };
             let intake = crate::intake::Intake::start(store.clone(), stored.clone(), disk);
             let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));

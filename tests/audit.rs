@@ -754,3 +754,49 @@ fn serve_forwards_the_trail_to_the_configured_collector() {
     assert!(all > n, "stopping is recorded");
     assert_eq!(collector.wait_for(all).len(), all);
 }
+
+/// A1, A2: reports over HL7 are reads in the trail, by their interpreter; a final report
+/// signed by someone other than the preliminary's author is a confirmation (neither was
+/// ever recorded).
+#[tokio::test(flavor = "multi_thread")]
+async fn hl7_reports_leave_reads_and_confirmations_in_the_trail() {
+    let (_dir, mut cfg) = common::no_reading_site();
+    cfg.hl7_port = Some(common::free_port());
+    cfg.hl7_default_charset = "utf8".into();
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let hl7 = rg.hl7_addr.expect("HL7 listener");
+    for sample in ["oru_r01_prelim.hl7", "oru_r01_final.hl7"] {
+        let ack = common::hl7::send_hl7(hl7, common::hl7::sample(sample)).await;
+        assert!(ack.contains("MSA|AA"), "{sample}: {ack}");
+    }
+    let search = |kind: &str| {
+        rg.audit
+            .search(&readgate::audit::Query {
+                kind: Some(kind.into()),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    let reads = search("read_event");
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(
+        reads.iter().all(|e| e.actor.starts_with("hl7:")),
+        "{reads:?}"
+    );
+    assert!(
+        reads.iter().any(|e| e.actor.ends_with("/2001")),
+        "{reads:?}"
+    );
+    assert!(
+        reads.iter().any(|e| e.actor.ends_with("/1001")),
+        "{reads:?}"
+    );
+    assert!(reads
+        .iter()
+        .all(|e| e.accession.as_deref() == Some("ACC-0001")));
+    let confirmations = search("confirmation");
+    assert_eq!(confirmations.len(), 1, "{confirmations:?}");
+    assert_eq!(confirmations[0].actor, "1001");
+    assert!(confirmations[0].detail.contains("\"author\":\"2001\""));
+    rg.stop().await;
+}

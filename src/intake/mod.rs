@@ -11,6 +11,7 @@
 //! * [`mllp`]: reading and writing frames on an async stream;
 //! * [`view`]: what readgate knows about one study from HL7 (`readgate orders`).
 
+mod evidence;
 pub mod listener;
 pub mod mllp;
 pub mod view;

@@ -49,6 +49,8 @@ pub struct DiskBounds {
     pub quarantine_bytes: u64,
     /// How long refused messages are kept (`hl7.quarantine_days`), in ms.
     pub quarantine_ms: i64,
+    /// Where the reads and confirmations that reports carry are recorded.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 #[derive(Clone)]
@@ -147,6 +149,16 @@ fn store_batch(
                 .reconsider_held(&r.keys, "new HL7 context", now_ms())
                 .map_err(failed)?,
         );
+    }
+    if let Some(audit) = &disk.audit {
+        let repeated: Vec<bool> = recorded.iter().map(|r| r.duplicate).collect();
+        let failed = super::evidence::record_reports(store, audit, messages, &repeated);
+        if failed > 0 {
+            warn!(
+                entries = failed,
+                "audit entries of HL7 reports could not be written"
+            );
+        }
     }
     if messages
         .iter()
