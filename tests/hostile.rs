@@ -588,3 +588,43 @@ async fn an_impossible_pdu_length_is_answered_with_an_abort() {
     );
     daemon.assert_running();
 }
+
+/// M7: an instance re-sent under another Study Instance UID (duplicate policy `replace`)
+/// takes its old study with it when that study has nothing else: no study is left held
+/// forever with 0 instances, counted as a prior of the real one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_moved_to_another_study_leaves_no_empty_study() {
+    let (_dir, mut cfg) = no_reading_site();
+    cfg.stable_after_secs = 3600;
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let (old, new, sop) = (
+        "1.2.826.0.1.3680043.10.777.1",
+        "1.2.826.0.1.3680043.10.777.2",
+        "1.2.826.0.1.3680043.10.777.9",
+    );
+    let mut scu = common::Scu::ct01(cfg.dicom_port).await;
+    for study in [old, new] {
+        let ds = common::synthetic_instance(common::CT_IMAGE_STORAGE, study, sop, "CT", 10);
+        scu.store_ct_ok(sop, &ds).await;
+    }
+    scu.release().await;
+    assert!(
+        rg.store.study_row(old).expect("query").is_none(),
+        "the emptied study is left"
+    );
+    let moved = rg
+        .store
+        .study_row(new)
+        .expect("query")
+        .expect("the new study");
+    assert_eq!(moved.instance_count, 1);
+    let timeline: Vec<_> = rg
+        .store
+        .events_of(old)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(timeline.iter().any(|k| k == "emptied"), "{timeline:?}");
+    rg.stop().await;
+}

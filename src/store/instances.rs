@@ -61,6 +61,26 @@ impl Store {
                     params![old_study, old_size],
                 )?;
                 tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+                // Re-sent under another study (finding M7): a study left without instances
+                // is gone, not held forever or counted as a prior. A forwarded or rejected
+                // one stays, as history.
+                if *old_study != inst.study_uid {
+                    let emptied = tx.execute(
+                        "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
+                         AND state NOT IN ('forwarded', 'rejected')",
+                        [old_study],
+                    )?;
+                    if emptied == 1 {
+                        tx.execute(
+                            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
+                            params![
+                                inst.received_at,
+                                old_study,
+                                format!("its last instance was re-sent under study {}", inst.study_uid)
+                            ],
+                        )?;
+                    }
+                }
                 Indexed::Replaced {
                     old_path: old_path.clone(),
                 }

@@ -259,7 +259,7 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT s.study_uid, s.accession, s.first_received_at, \
              (SELECT context FROM instances i WHERE i.study_uid = s.study_uid LIMIT 1) \
-             FROM studies s WHERE s.patient_id = ?1 AND s.study_uid != ?2",
+             FROM studies s WHERE s.patient_id = ?1 AND s.study_uid != ?2 AND s.instance_count > 0",
         )?;
         let mut out = Vec::new();
         for id in patient_ids {
