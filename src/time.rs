@@ -158,7 +158,8 @@ pub fn parse_offset(s: &str) -> Result<i64, TimeError> {
         _ => return Err(bad()),
     };
     let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 {
+    // Four ASCII digits (a multi-byte character would make the slices below panic).
+    if digits.len() != 4 || !digits.is_ascii() {
         return Err(bad());
     }
     let h = digits_u32(&digits[..2]).ok_or_else(bad)?;

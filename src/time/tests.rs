@@ -84,6 +84,9 @@ fn calendar_local_days_and_dates() {
 fn offsets() {
     assert_eq!(parse_offset("+09:00"), Ok(JST));
     assert_eq!(parse_offset("+0900"), Ok(JST));
+    // Found by fuzzing (http_inputs): a multi-byte character among the digits.
+    assert!(parse_offset("+0ҫ-").is_err());
+    assert!(parse_rfc3339_ms("2024-06-01T6)0ҫ-").is_err());
     assert_eq!(parse_offset("-05:30"), Ok(-(5 * 3600 + 30 * 60)));
     assert_eq!(parse_offset("Z"), Ok(0));
     assert_eq!(parse_offset("z"), Ok(0));
