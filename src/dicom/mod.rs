@@ -21,6 +21,20 @@ pub enum Filled {
     Part,
 }
 
+/// An error with its causes, `: `-separated. dicom-ul's errors say only what failed (e.g.
+/// "failed to handshake TLS connection"); the reason (rustls' `UnknownIssuer`, a PDU too
+/// large) is their source.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Checks that the two bytes read as an explicit VR are one (two upper-case letters);
 /// the error names them and the element's tag.
 pub fn check_vr(vr: &[u8; 2], tag: u32) -> Result<(), String> {

@@ -73,7 +73,7 @@ impl Scu {
                     tokio::time::timeout(limit, options.establish_async(addr.as_str()))
                         .await
                         .map_err(|_| assoc_err("timed out".into()))?
-                        .map_err(|e| assoc_err(error_chain(&e)))?;
+                        .map_err(|e| assoc_err(crate::dicom::error_chain(&e)))?;
                 // Without TCP_NODELAY each small command PDU waits for a delayed ACK.
                 let _ = association.inner_stream().set_nodelay(true);
                 StoreScu::negotiated(association, config, assoc_err)
@@ -86,7 +86,7 @@ impl Scu {
                     tokio::time::timeout(limit, options.establish_tls_async(addr.as_str()))
                         .await
                         .map_err(|_| assoc_err("timed out".into()))?
-                        .map_err(|e| assoc_err(error_chain(&e)))?;
+                        .map_err(|e| assoc_err(crate::dicom::error_chain(&e)))?;
                 let _ = association.inner_stream().get_ref().0.set_nodelay(true);
                 StoreScu::negotiated(association, config, assoc_err)
                     .await
@@ -121,18 +121,6 @@ impl Scu {
             Scu::Tls(s) => s.release().await,
         }
     }
-}
-
-/// An error with its causes (dicom-ul's TLS errors carry rustls' reason as their source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 pub struct StoreScu<S> {

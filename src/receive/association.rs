@@ -109,26 +109,13 @@ pub async fn run(
                 .lock()
                 .ok()
                 .and_then(|mut r| r.take())
-                .unwrap_or_else(|| error_chain(&e));
+                .unwrap_or_else(|| crate::dicom::error_chain(&e));
             warn!(%peer, reason = %why, "association rejected");
         }
         Err(()) => {
             warn!(%peer, timeout_secs = artim.as_secs(), "no A-ASSOCIATE-RQ in time; connection closed");
         }
     }
-}
-
-/// An error with its causes, `: `-separated (dicom-ul's TLS errors say only that the
-/// handshake failed; rustls' reason, e.g. an unknown issuer, is their source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Runs an established association (over TCP or TLS) to its end.
@@ -257,7 +244,7 @@ impl Session {
                 }
                 // An unreadable PDU (e.g. a length beyond the negotiated maximum): the
                 // association is aborted with an A-ABORT, as PS3.8 §9.1.6 asks.
-                Ok(Err(e)) => return End::ProtocolError(error_chain(&e)),
+                Ok(Err(e)) => return End::ProtocolError(crate::dicom::error_chain(&e)),
                 Ok(Ok(pdu)) => pdu,
             };
             match pdu {
