@@ -627,11 +627,7 @@ fn syslog_tcp_ships_everything_once_across_restarts_and_outages() {
     let g = gateway();
     let log = AuditLog::open(&g.db).unwrap();
     // The collector is down at first: reserve a port, close it, start the sender.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let cfg = SenderConfig {
         target: Target::parse(&format!("tcp://127.0.0.1:{port}")).unwrap(),
         tls: None,

@@ -52,9 +52,48 @@ pub fn dcmtk_scu(tool: &str, calling: &str, options: &[&str], port: u16) -> Comm
     cmd
 }
 
+/// A TCP port nobody listens on, for a daemon or peer a test starts next.
+///
+/// Not port 0's answer: that comes from the kernel's ephemeral range, which every outgoing
+/// connection also draws its source port from, so between this check and the daemon's bind
+/// another test's client could take it (seen as "timed out waiting for port" under load).
+/// Ports are instead drawn at random from below the ephemeral range (where the kernel never
+/// assigns source ports), are checked free on both loopback and the wildcard address, and
+/// are never handed out twice by one test process. Test processes run in parallel, so two
+/// could still draw the same port at once; over 12,000 ports that is negligible.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let (low, high) = non_ephemeral_range();
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let port = fastrand::u16(low..high);
+        if given.contains(&port) {
+            continue;
+        }
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if free {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port in {low}..{high}");
+}
+
+/// 12,000 ports just below the kernel's ephemeral range (or above it, when it starts low).
+fn non_ephemeral_range() -> (u16, u16) {
+    let (eph_low, eph_high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if eph_low >= 13_024 {
+        (eph_low - 12_000, eph_low)
+    } else {
+        (eph_high.saturating_add(1), u16::MAX)
+    }
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
