@@ -209,10 +209,7 @@ pub fn print(verdicts: &[StudyVerdict], lang: Lang) {
             v.verdict
         );
         for r in &v.reasons {
-            let message = match lang {
-                Lang::Ja => &r.message_ja,
-                Lang::En => &r.message_en,
-            };
+            let message = lang.pick(&r.message_ja, &r.message_en);
             println!("  - {} ({}): {message}", r.code, r.clause);
         }
     }

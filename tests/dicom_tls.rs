@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::pki::TestCa;
+use common::pki::{tls_listener_toml, TestCa};
 use common::{dcmtk_scu, free_port, no_reading_site, repo_path, Daemon};
 
 /// storescu's exit status and output for one sample file sent with `options`.
@@ -36,12 +36,7 @@ fn storescu_over_mutual_tls_is_received_and_others_are_refused() {
     let other = TestCa::new("another CA");
     let (other_cert, other_key) = other.issue(&["intruder"]).write(dir.path(), "intruder");
     let tls_port = free_port();
-    cfg.extra_dicom = format!(
-        "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"",
-        server_cert.display(),
-        server_key.display(),
-        ca_pem.display()
-    );
+    cfg.extra_dicom = tls_listener_toml(tls_port, &server_cert, &server_key, Some(&ca_pem));
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     daemon.wait_for_port(tls_port);
     let ca_arg = ca_pem.to_string_lossy().into_owned();
@@ -111,11 +106,7 @@ fn tls_in_and_out_with_dcmtk_at_both_ends() {
     );
     let mut cfg = common::TestConfig::new(dir.path(), scp_port);
     let tls_port = free_port();
-    cfg.extra_dicom = format!(
-        "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
-        rg_cert.display(),
-        rg_key.display()
-    );
+    cfg.extra_dicom = tls_listener_toml(tls_port, &rg_cert, &rg_key, None);
     cfg.dest_extra = format!(
         "tls = true\ntls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_server_name = \"rc1.example\"",
         ca_pem.display(),

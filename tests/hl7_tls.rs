@@ -5,7 +5,7 @@
 mod common;
 
 use common::hl7::{python, require_python_hl7};
-use common::pki::TestCa;
+use common::pki::{tls_listener_toml, TestCa};
 use common::{free_port, no_reading_site, repo_path, Daemon};
 
 fn send(
@@ -42,12 +42,7 @@ fn mllp_over_mutual_tls_from_python() {
     let port = free_port();
     let tls_port = free_port();
     cfg.hl7_port = Some(port);
-    cfg.hl7_extra = format!(
-        "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"",
-        cert.display(),
-        key.display(),
-        ca_pem.display()
-    );
+    cfg.hl7_extra = tls_listener_toml(tls_port, &cert, &key, Some(&ca_pem));
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     daemon.wait_for_port(tls_port);
     let message = repo_path("tests/hl7/orm_o01_ihe.hl7");

@@ -5,24 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 use readgate::dicom::text::{self, SpecificCharacterSet, TextKind};
 
-const CHARSETS: [&str; 10] = [
-    "",
-    "\\ISO 2022 IR 87",
-    "ISO 2022 IR 13\\ISO 2022 IR 87",
-    "\\ISO 2022 IR 87\\ISO 2022 IR 159",
-    "\\ISO 2022 IR 149",
-    "ISO 2022 IR 100\\ISO 2022 IR 126",
-    "ISO_IR 192",
-    "GB18030",
-    "ISO_IR 13",
-    "\\ISO 2022 IR 58",
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, bytes)) = data.split_first() else {
         return;
     };
-    let Ok(cs) = SpecificCharacterSet::parse(CHARSETS[usize::from(choice) % CHARSETS.len()]) else {
+    let Ok(cs) = SpecificCharacterSet::parse(
+        text::CHARSET_EXAMPLES[usize::from(choice) % text::CHARSET_EXAMPLES.len()],
+    ) else {
         return;
     };
     let kind = if choice & 0x80 != 0 {

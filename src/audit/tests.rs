@@ -487,53 +487,47 @@ fn search_filters() {
     assert_eq!(all.len(), 31);
     assert_eq!(all[0].seq, 31, "newest first");
     let q = |q: Query| log.search(&q).unwrap();
-    assert_eq!(
-        q(Query {
-            kind: Some("study_overridden".into()),
-            ..Default::default()
-        })
-        .len(),
-        1
-    );
-    assert_eq!(
-        q(Query {
-            actor: Some("CT01".into()),
-            ..Default::default()
-        })
-        .len(),
-        30
-    );
-    let by_study = q(Query {
-        study: Some("1.2.392.200036.9116.2.1".into()),
-        ..Default::default()
-    });
-    assert_eq!(by_study.len(), 11);
-    assert_eq!(
-        q(Query {
-            study: Some("A2".into()),
-            ..Default::default()
-        })
-        .len(),
-        10,
-        "accession numbers match too"
-    );
-    // LIKE metacharacters are literal.
-    assert_eq!(
-        q(Query {
-            text: Some("50%_確".into()),
-            ..Default::default()
-        })
-        .len(),
-        1
-    );
-    assert_eq!(
-        q(Query {
-            text: Some("%".into()),
-            ..Default::default()
-        })
-        .len(),
-        1
-    );
+    let now = crate::time::now_ms();
+    let text = |t: &str| Some(t.to_string());
+    let with = |set: &dyn Fn(&mut Query)| {
+        let mut q = Query::default();
+        set(&mut q);
+        q
+    };
+    // (query, how many entries it finds, why)
+    let cases = [
+        (with(&|q| q.kind = text("study_overridden")), 1, "by kind"),
+        (with(&|q| q.actor = text("CT01")), 30, "by actor"),
+        (
+            with(&|q| q.study = text("1.2.392.200036.9116.2.1")),
+            11,
+            "by study",
+        ),
+        (
+            with(&|q| q.study = text("A2")),
+            10,
+            "accession numbers match too",
+        ),
+        (
+            with(&|q| q.text = text("50%_確")),
+            1,
+            "LIKE metacharacters are literal",
+        ),
+        (with(&|q| q.text = text("%")), 1, "a lone % is literal"),
+        (
+            with(&|q| q.from_ms = Some(now + 60_000)),
+            0,
+            "nothing after now",
+        ),
+        (
+            with(&|q| q.to_ms = Some(now + 60_000)),
+            31,
+            "everything before now",
+        ),
+    ];
+    for (query, found, why) in cases {
+        assert_eq!(q(query).len(), found, "{why}");
+    }
     let page = q(Query {
         limit: 5,
         offset: 5,
@@ -542,23 +536,6 @@ fn search_filters() {
     assert_eq!(
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![26, 25, 24, 23, 22]
-    );
-    let now = crate::time::now_ms();
-    assert_eq!(
-        q(Query {
-            from_ms: Some(now + 60_000),
-            ..Default::default()
-        })
-        .len(),
-        0
-    );
-    assert_eq!(
-        q(Query {
-            to_ms: Some(now + 60_000),
-            ..Default::default()
-        })
-        .len(),
-        31
     );
     assert_eq!(
         all[0].detail_json()["justification"],

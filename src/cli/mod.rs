@@ -543,10 +543,7 @@ fn print_table(rows: &[StudyRow], lang: crate::decide::reasons::Lang) {
 
 /// Hold reasons are stored as JSON; the table shows their codes and English text.
 fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
-    let message = match lang {
-        crate::decide::reasons::Lang::Ja => "message_ja",
-        crate::decide::reasons::Lang::En => "message_en",
-    };
+    let message = lang.pick("message_ja", "message_en");
     match serde_json::from_str::<Vec<serde_json::Value>>(json) {
         Ok(v) => v
             .iter()

@@ -8,17 +8,13 @@ use std::path::PathBuf;
 pub struct AuditConfig {
     /// `tcp://host:port` or `tls://host:port` (RFC 5425, usually port 6514): ship every
     /// audit entry as an ATNA message, live. Absent: the trail stays in the database only.
-    #[serde(default)]
     pub syslog: Option<String>,
     /// PEM file with the CA certificate(s) the collector's certificate must chain to
     /// (required for `tls://`).
-    #[serde(default)]
     pub tls_ca: Option<PathBuf>,
     /// PEM client certificate chain and key, for collectors that authenticate nodes
     /// (IHE ATNA mutual TLS). Both or neither.
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// RFC 5424 APP-NAME and the application's UserID in ATNA messages.
     #[serde(default = "default_audit_app_name")]

@@ -54,16 +54,12 @@ pub struct DicomConfig {
     pub duplicate_policy: DuplicatePolicy,
     /// A second listener for DICOM over TLS (PS3.15 Annex B, BCP 195: TLS 1.2 and 1.3
     /// only), beside the plain one; needs `tls_cert` and `tls_key`.
-    #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
     /// PEM certificate chain and private key of the TLS listener.
-    #[serde(default)]
     pub tls_cert: Option<PathBuf>,
-    #[serde(default)]
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificates: when set, every TLS peer must present a certificate they
     /// signed (mutual TLS); otherwise no client certificate is asked for.
-    #[serde(default)]
     pub tls_client_ca: Option<PathBuf>,
 }
 

@@ -50,23 +50,18 @@ pub struct Destination {
     pub host: String,
     pub port: u16,
     /// Calling AE title readgate uses towards this destination (default: `dicom.ae_title`).
-    #[serde(default)]
     pub calling_ae_title: Option<String>,
     /// DICOM over TLS (PS3.15 Annex B, BCP 195: TLS 1.2 and 1.3) to this destination.
     #[serde(default)]
     pub tls: bool,
     /// PEM CA certificates the destination's certificate must chain to (required with
     /// `tls`).
-    #[serde(default)]
     pub tls_ca: Option<std::path::PathBuf>,
     /// readgate's client certificate chain and key (PEM), for destinations that ask for
     /// one (mutual TLS).
-    #[serde(default)]
     pub tls_cert: Option<std::path::PathBuf>,
-    #[serde(default)]
     pub tls_key: Option<std::path::PathBuf>,
     /// The name the destination's certificate must carry (default: `host`).
-    #[serde(default)]
     pub tls_server_name: Option<String>,
 }
 

@@ -10,15 +10,11 @@ pub struct Hl7Config {
     pub listen: SocketAddr,
     /// A second listener for MLLP over TLS (TLS 1.2 and 1.3), beside the plain one; needs
     /// `tls_cert` and `tls_key`. Both share `max_connections`.
-    #[serde(default)]
     pub tls_listen: Option<SocketAddr>,
     /// PEM certificate chain and private key of the TLS listener.
-    #[serde(default)]
     pub tls_cert: Option<std::path::PathBuf>,
-    #[serde(default)]
     pub tls_key: Option<std::path::PathBuf>,
     /// PEM CA(s): when set, every TLS sender must present a certificate they signed.
-    #[serde(default)]
     pub tls_client_ca: Option<std::path::PathBuf>,
     /// Senders allowed to connect (RIS/HIS addresses); empty: any.
     #[serde(default)]

@@ -30,9 +30,7 @@ pub struct HttpConfig {
     #[serde(default)]
     pub metrics: bool,
     /// Serve HTTPS: PEM certificate chain and private key (both or neither).
-    #[serde(default)]
     pub tls_cert: Option<std::path::PathBuf>,
-    #[serde(default)]
     pub tls_key: Option<std::path::PathBuf>,
 }
 

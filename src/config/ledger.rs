@@ -41,7 +41,6 @@ pub struct LedgerConfig {
     #[serde(default = "default_utc_offset")]
     pub utc_offset: String,
     /// A roster CSV read together with `[[ledger.readers]]` and the imported roster.
-    #[serde(default)]
     pub roster_csv: Option<PathBuf>,
     #[serde(default)]
     pub readers: Vec<ReaderConfig>,
@@ -80,9 +79,7 @@ pub struct ReaderConfig {
     #[serde(default)]
     pub board_certified: bool,
     /// `YYYY-MM-DD`, inclusive; absent: always.
-    #[serde(default)]
     pub valid_from: Option<String>,
-    #[serde(default)]
     pub valid_to: Option<String>,
 }
 

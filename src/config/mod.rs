@@ -102,7 +102,6 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     /// HL7 v2 intake over MLLP; absent: no HL7 listener.
-    #[serde(default)]
     pub hl7: Option<Hl7Config>,
     #[serde(default)]
     pub notify: NotifyConfig,
@@ -113,7 +112,6 @@ pub struct Config {
     #[serde(default)]
     pub ledger: LedgerConfig,
     /// The HTTP server (read events API); absent: no HTTP listener.
-    #[serde(default)]
     pub http: Option<HttpConfig>,
     /// The audit trail's live forwarding to a syslog collector (ATNA).
     #[serde(default)]

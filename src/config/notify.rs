@@ -7,7 +7,6 @@ use serde::Deserialize;
 pub struct NotifyConfig {
     /// `http://host:port/path` that receives a JSON POST when a study is held, released
     /// or rejected. The log line is written either way.
-    #[serde(default)]
     pub webhook_url: Option<String>,
     #[serde(default = "default_webhook_timeout")]
     pub timeout_secs: u64,

@@ -99,7 +99,6 @@ impl Check {
 #[serde(deny_unknown_fields)]
 pub struct PolicyRule {
     /// Shown in evaluations (`rules[1] er-ct`); optional.
-    #[serde(default)]
     pub name: Option<String>,
     /// Destination ids (`[[destinations]] id`) the study is routed to.
     #[serde(default)]
@@ -149,22 +148,18 @@ pub struct LabRule {
 #[serde(deny_unknown_fields)]
 pub struct LabRequirement {
     /// e.g. a JLAC10 code `8A065000002391901`; case-insensitive, hyphens ignored.
-    #[serde(default)]
     pub code: Option<String>,
     /// When given, a value whose OBX-3.3 names another system does not match by code
     /// (a value without a system still does: many senders leave it out). `JLAC10`,
     /// `JC10` (the JAHIS/SS-MIX2 spelling) and `JLAC-10` are the same system.
-    #[serde(default)]
     pub system: Option<String>,
     /// Names as senders write them; exact after trimming, case-insensitive, full-width
     /// letters folded (so "ｅＧＦＲ" = "eGFR").
     #[serde(default)]
     pub names: Vec<String>,
     /// How English messages call it (default: the first name, else the code).
-    #[serde(default)]
     pub label_en: Option<String>,
     /// How Japanese messages call it (default: `label_en`).
-    #[serde(default)]
     pub label_ja: Option<String>,
 }
 

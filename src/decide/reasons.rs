@@ -52,22 +52,13 @@ pub struct ReasonInfo {
 
 impl ReasonInfo {
     pub fn what(&self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::Ja => self.what_ja,
-            Lang::En => self.what_en,
-        }
+        lang.pick(self.what_ja, self.what_en)
     }
     pub fn message(&self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::Ja => self.message_ja,
-            Lang::En => self.message_en,
-        }
+        lang.pick(self.message_ja, self.message_en)
     }
     pub fn fix(&self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::Ja => self.fix_ja,
-            Lang::En => self.fix_en,
-        }
+        lang.pick(self.fix_ja, self.fix_en)
     }
 }
 

@@ -38,6 +38,24 @@ mod element;
 mod tests;
 
 pub use charset::SpecificCharacterSet;
+
+/// One Specific Character Set (0008,0005) value for each way of encoding text readgate
+/// decodes: the default repertoire, ISO 2022 with JIS X 0208, JIS X 0201 + 0208, JIS X
+/// 0212, KS X 1001 and GB 2312, ISO 2022 between Latin-1 and Greek, UTF-8, GB18030, JIS X
+/// 0201 alone and Thai. Tests and the fuzzer draw from it.
+pub const CHARSET_EXAMPLES: [&str; 11] = [
+    "",
+    "\\ISO 2022 IR 87",
+    "ISO 2022 IR 13\\ISO 2022 IR 87",
+    "\\ISO 2022 IR 87\\ISO 2022 IR 159",
+    "\\ISO 2022 IR 149",
+    "\\ISO 2022 IR 58",
+    "ISO 2022 IR 100\\ISO 2022 IR 126",
+    "ISO_IR 192",
+    "GB18030",
+    "ISO_IR 13",
+    "ISO_IR 166",
+];
 pub use element::{decode_element_str, decode_element_str_at};
 
 use dicom_core::VR;

@@ -102,7 +102,6 @@ impl ReadEvent {
 
 #[derive(Deserialize, Default)]
 struct Interpreters {
-    #[serde(default)]
     principal_interpreter: Option<Interpreter>,
     #[serde(default)]
     assistant_interpreters: Vec<Interpreter>,

@@ -31,16 +31,10 @@ pub struct LedgerReason {
 
 impl LedgerReason {
     pub fn meaning(&self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::Ja => self.meaning_ja,
-            Lang::En => self.meaning_en,
-        }
+        lang.pick(self.meaning_ja, self.meaning_en)
     }
     pub fn todo(&self, lang: Lang) -> &'static str {
-        match lang {
-            Lang::Ja => self.todo_ja,
-            Lang::En => self.todo_en,
-        }
+        lang.pick(self.todo_ja, self.todo_en)
     }
 }
 

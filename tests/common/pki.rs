@@ -67,3 +67,17 @@ impl Issued {
         (cert, key)
     }
 }
+
+/// The TOML lines of a TLS listener on 127.0.0.1:`port` (`[dicom]` or `[hl7]`): its
+/// certificate and key, and the CA its clients must be signed by, when one is given.
+pub fn tls_listener_toml(port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {
+    let mut toml = format!(
+        "tls_listen = \"127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    if let Some(ca) = client_ca {
+        toml.push_str(&format!("\ntls_client_ca = \"{}\"", ca.display()));
+    }
+    toml
+}

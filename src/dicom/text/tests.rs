@@ -439,24 +439,12 @@ fn high_bytes_without_g1_are_errors() {
 
 // ---- fuzzing -----------------------------------------------------------------
 
-const FUZZ_CHARSETS: [&str; 9] = [
-    "",
-    "\\ISO 2022 IR 87",
-    "ISO 2022 IR 13\\ISO 2022 IR 87",
-    "\\ISO 2022 IR 87\\ISO 2022 IR 159",
-    "\\ISO 2022 IR 149",
-    "ISO 2022 IR 100\\ISO 2022 IR 126",
-    "ISO_IR 192",
-    "GB18030",
-    "ISO_IR 166",
-];
-
 #[test]
 fn fuzz_random_bytes_never_panic_and_reencode_consistently() {
     // Bytes biased towards escape-sequence material so the state machine is
     // exercised, not just the "invalid byte" exit.
     const INTERESTING: &[u8] = b"\x1b$()-BJIDCAT!~^=\\\r\n\t ;3a\xa1\xb1\xdf\xe0\xfe\xff\x80";
-    let charsets: Vec<_> = FUZZ_CHARSETS.iter().map(|raw| cs(raw)).collect();
+    let charsets: Vec<_> = super::CHARSET_EXAMPLES.iter().map(|raw| cs(raw)).collect();
     let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let mut decoded_ok = 0;
     for round in 0..4000 {
@@ -495,7 +483,7 @@ fn fuzz_random_text_round_trips() {
         'A', 'z', '0', ' ', '^', '=', '\\', '\r', '\n', '\t', '~', 'é', 'Ω', 'ｱ', 'ﾞ', '山', '田',
         'ぼ', 'ま', 'そ', 'ー', '丂', '홍', '洪', 'ก', '€', '①',
     ];
-    let charsets: Vec<_> = FUZZ_CHARSETS.iter().map(|raw| cs(raw)).collect();
+    let charsets: Vec<_> = super::CHARSET_EXAMPLES.iter().map(|raw| cs(raw)).collect();
     let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut encoded_ok = 0;
     for round in 0..4000 {
