@@ -34,6 +34,17 @@ pub struct Listening {
     /// that one host (silent sockets, a port scanner) cannot take every slot from the
     /// others (findings M3, M4).
     pub per_host: usize,
+    /// What a refused connection is told before it is closed, when the protocol can say
+    /// it without reading anything first (HTTP's 503, DICOM's A-ASSOCIATE-RJ); written
+    /// only if the socket takes it at once, so a refusal never waits on the peer.
+    pub refusal: Option<&'static [u8]>,
+}
+
+/// Tells a refused peer why (best effort, never waiting), then closes the socket.
+pub fn refuse(socket: TcpStream, refusal: Option<&'static [u8]>) {
+    if let Some(bytes) = refusal {
+        let _ = socket.try_write(bytes);
+    }
 }
 
 /// Open connections per source address.
@@ -94,6 +105,7 @@ pub async fn serve(
                 let Some(place) = place else {
                     warn!(%peer, protocol, limit = listening.per_host,
                         "connection refused: too many connections from this address");
+                    refuse(socket, listening.refusal);
                     continue;
                 };
                 let _ = socket.set_nodelay(true);

@@ -251,7 +251,8 @@ fn one_user_toml(password: &str, keys: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_login_flood_costs_at_most_the_allowed_password_checks() {
     let (_dir, mut cfg) = no_reading_site();
-    cfg.extra = one_user_toml("correct horse", "");
+    // All from one address: the per-address connection cap must not be what stops them.
+    cfg.extra = one_user_toml("correct horse", "max_connections_per_host = 128");
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let addr = rg.http_addr.expect("http");
     let attempts: Vec<_> = (0..100)
@@ -627,4 +628,145 @@ async fn an_instance_moved_to_another_study_leaves_no_empty_study() {
         .collect();
     assert!(timeline.iter().any(|k| k == "emptied"), "{timeline:?}");
     rg.stop().await;
+}
+
+/// Whether the server has closed `s` (EOF or reset) within `wait`.
+fn closed_by_server(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).expect("read timeout");
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Descriptors the process holds.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// M5: 300 slow-header HTTP connections from one host (a byte of header every 300 ms)
+/// no longer stay open: readgate keeps at most `max_connections_per_host` of them,
+/// closes those once `header_timeout_secs` passes although bytes keep trickling in,
+/// keeps its descriptors bounded, and answers a browser on another address, a DICOM
+/// echo and an MLLP sender throughout (300 such connections stayed open, and with a
+/// 400-descriptor limit echo and HL7 failed).
+#[test]
+fn slow_header_http_connections_are_capped_and_timed_out() {
+    let (_dir, mut cfg) = no_reading_site();
+    let http = free_port();
+    let hl7 = free_port();
+    cfg.hl7_port = Some(hl7);
+    cfg.extra = format!(
+        "[http]\nlisten = \"127.0.0.1:{http}\"\nmax_connections_per_host = 16\nheader_timeout_secs = 2\n"
+    );
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(http);
+    daemon.wait_for_port(hl7);
+    let fds_before = open_fds(daemon.child.id());
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = connect_from([127, 0, 0, 4], http);
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .expect("start headers");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Those over the per-host cap are closed at once.
+    let kept: Vec<usize> = (0..slow.len())
+        .filter(|&i| !closed_by_server(&mut slow[i], Duration::from_millis(20)))
+        .collect();
+    assert!(
+        kept.len() <= 16,
+        "{} slow connections kept open",
+        kept.len()
+    );
+    assert!(!kept.is_empty());
+    let fds = open_fds(daemon.child.id());
+    assert!(fds < fds_before + 40, "descriptors {fds_before} -> {fds}");
+    // Everyone else is served during the attack.
+    let healthz = {
+        let mut s = connect_from([127, 0, 0, 5], http);
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    };
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    let echo = common::dcmtk_scu("echoscu", "CT01", &[], cfg.dicom_port)
+        .output()
+        .expect("echoscu");
+    assert!(
+        echo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&echo.stderr)
+    );
+    let msg = "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ADT^A08|M5-1|P|2.5.1\rPID|||P1\r";
+    assert_eq!(exchange(hl7, msg.as_bytes()).expect("an ACK").code(), "AA");
+    // The kept ones trickle a header byte every 300 ms; the header timeout closes them.
+    let started = std::time::Instant::now();
+    let mut open = kept.clone();
+    while !open.is_empty() && started.elapsed() < Duration::from_secs(8) {
+        open.retain(|&i| {
+            let s = &mut slow[i];
+            if s.write_all(b"X").is_err() {
+                return false;
+            }
+            !closed_by_server(s, Duration::from_millis(20))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        open.is_empty(),
+        "{} slow-header connections still open after {:?}",
+        open.len(),
+        started.elapsed()
+    );
+
+    daemon.assert_running();
+}
+
+/// M5: `http.max_connections` caps connections from all addresses together; a closed
+/// one frees its place.
+#[test]
+fn http_connections_are_capped_in_total() {
+    let (_dir, mut cfg) = no_reading_site();
+    let http = free_port();
+    cfg.extra = format!("[http]\nlisten = \"127.0.0.1:{http}\"\nmax_connections = 4\n");
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(http);
+    // wait_for_port's own probe holds a place until readgate sees it closed.
+    std::thread::sleep(Duration::from_millis(300));
+    let held: Vec<TcpStream> = (0..4u8)
+        .map(|i| connect_from([127, 0, 0, 6 + i], http))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = connect_from([127, 0, 0, 11], http);
+    assert!(
+        closed_by_server(&mut fifth, Duration::from_secs(2)),
+        "a fifth connection was kept: {}",
+        daemon.log_text()
+    );
+    assert!(
+        daemon.log_text().contains("http.max_connections"),
+        "{}",
+        daemon.log_text()
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(http_get(http, "/healthz").contains("ok"));
+    daemon.assert_running();
 }

@@ -26,6 +26,19 @@ pub struct HttpConfig {
     /// for a fraction of a second); further logins wait up to 10 s, then get 503.
     #[serde(default = "default_login_checks")]
     pub max_concurrent_logins: usize,
+    /// HTTP connections open at once; more are closed as they arrive.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// HTTP connections one client address may hold at once (a browser opens about 6).
+    #[serde(default = "default_max_connections_per_host")]
+    pub max_connections_per_host: usize,
+    /// A request's headers must arrive within this time of the connection opening or
+    /// of the previous response (an idle keep-alive connection is closed after it).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Reading a request's body and answering it may take this long; then 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
     /// Serve Prometheus text at `GET /metrics` (no token).
     #[serde(default)]
     pub metrics: bool,
@@ -59,6 +72,22 @@ fn default_login_checks() -> usize {
     2
 }
 
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_max_connections_per_host() -> usize {
+    32
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    60
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -71,11 +100,21 @@ impl HttpConfig {
                 "tls_cert and tls_key go together (PEM files)",
             ));
         }
-        if self.max_concurrent_logins == 0 {
-            return Err(Invalid::new(
+        let at_least_one = [
+            (
                 "http.max_concurrent_logins",
-                "expected at least 1",
-            ));
+                self.max_concurrent_logins as u64,
+            ),
+            ("http.max_connections", self.max_connections as u64),
+            (
+                "http.max_connections_per_host",
+                self.max_connections_per_host as u64,
+            ),
+            ("http.header_timeout_secs", self.header_timeout_secs),
+            ("http.request_timeout_secs", self.request_timeout_secs),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(Invalid::new(*key, "expected at least 1"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {

@@ -84,6 +84,8 @@ pub async fn serve(
         grace: Duration::from_secs(5),
         on_abort: "idle or slow senders; nothing unacknowledged is lost",
         per_host: state.config.max_connections_per_host,
+        // MLLP has no way to refuse before a message arrives.
+        refusal: None,
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {

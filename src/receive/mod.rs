@@ -49,6 +49,7 @@ pub async fn serve(
         grace: SHUTDOWN_GRACE,
         on_abort: "their unacknowledged instances are discarded",
         per_host: receiver.config.dicom.max_connections_per_host,
+        refusal: None,
     };
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let receiver = receiver.clone();

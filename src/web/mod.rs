@@ -11,7 +11,7 @@ pub mod console;
 pub mod metrics;
 pub mod openapi;
 pub mod read_events;
-pub mod tls;
+pub mod serve;
 
 use crate::config::ledger::LedgerConfig;
 use crate::ledger::Ledger;
@@ -23,7 +23,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -307,62 +306,17 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok", "service": "readgate" }))
 }
 
-/// Binds `[http] listen` and serves until `shutdown` turns true. Returns the address.
+/// Binds `[http] listen` and serves the router until `shutdown` turns true. Returns the
+/// address.
 pub async fn start(
     http: &HttpConfig,
     state: Arc<WebState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    use anyhow::Context as _;
-    let listener = TcpListener::bind(http.listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", http.listen))?;
-    let addr = listener.local_addr()?;
     if http.tokens.is_empty() {
         warn!("[http] has no [[http.tokens]]: every POST /api/v1/read-events is refused (401)");
     }
-    let app = router(state);
-    let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    let task = match (&http.tls_cert, &http.tls_key) {
-        (Some(cert), Some(key)) => {
-            let config = crate::tls::server_config(cert, key, &[b"http/1.1"])
-                .map_err(|e| anyhow::anyhow!("http.tls_cert / http.tls_key: {e}"))?;
-            let listener = tls::TlsListener::new(listener, config)?;
-            info!(listen = %addr, "readgate is serving HTTPS");
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<tls::ClientAddr>(),
-                )
-                .with_graceful_shutdown(stop)
-                .await
-                {
-                    warn!(error = %e, "HTTPS server stopped");
-                }
-            })
-        }
-        _ => {
-            info!(listen = %addr, "readgate is serving HTTP");
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<tls::ClientAddr>(),
-                )
-                .with_graceful_shutdown(stop)
-                .await
-                {
-                    warn!(error = %e, "HTTP server stopped");
-                }
-            })
-        }
-    };
-    Ok((addr, task))
+    serve::start(http, router(state), shutdown).await
 }
 
 #[cfg(test)]

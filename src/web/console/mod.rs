@@ -117,7 +117,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(
             parts
                 .extensions
-                .get::<ConnectInfo<crate::web::tls::ClientAddr>>()
+                .get::<ConnectInfo<crate::web::serve::ClientAddr>>()
                 .map(|c| c.0 .0.ip().to_canonical().to_string())
                 .unwrap_or_else(|| "unknown".into()),
         ))
