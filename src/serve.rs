@@ -132,13 +132,9 @@ pub async fn start_with(
         let (Some(cert), Some(key)) = (&config.dicom.tls_cert, &config.dicom.tls_key) else {
             anyhow::bail!("dicom.tls_listen needs dicom.tls_cert and dicom.tls_key");
         };
-        let tls = crate::tls::server_config_for_clients(
-            cert,
-            key,
-            config.dicom.tls_client_ca.as_deref(),
-            &[],
-        )
-        .map_err(|e| anyhow::anyhow!("dicom.tls_cert / tls_key / tls_client_ca: {e}"))?;
+        let tls =
+            crate::tls::ServerTls::load(cert, key, config.dicom.tls_client_ca.as_deref(), &[])
+                .map_err(|e| anyhow::anyhow!("dicom.tls_cert / tls_key / tls_client_ca: {e}"))?;
         let tls_listener = TcpListener::bind(tls_listen).await.with_context(|| {
             format!("cannot listen for DICOM TLS on {tls_listen} (dicom.tls_listen)")
         })?;
@@ -147,7 +143,7 @@ pub async fn start_with(
             tls_listener,
             receiver.clone(),
             shutdown_rx.clone(),
-            Some(tls),
+            Some(Arc::new(tls)),
         ));
     }
     tasks.spawn(receive::serve(

@@ -96,31 +96,170 @@ pub fn server_config_for_clients(
     client_ca: Option<&Path>,
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certificates(cert)?;
-    let key = private_key(key)?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?;
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certificates(ca)? {
-                roots.add(c).map_err(|e| pem_err(ca, e))?;
+    ServerTls::load(cert, key, client_ca, alpn)?.config(None)
+}
+
+/// The client certificate a TLS handshake verified, for the connection that made it
+/// ([`ServerTls::config`]): peers pinned to a certificate subject are checked with it.
+pub type SeenClientCert = Arc<std::sync::Mutex<Option<CertificateDer<'static>>>>;
+
+/// A TLS server's certificate, key and client verification, loaded once; a
+/// configuration is made from it per listener, or per connection when the connection
+/// must know which client certificate it verified.
+#[derive(Debug)]
+pub struct ServerTls {
+    certified: Arc<rustls::sign::CertifiedKey>,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    alpn: Vec<Vec<u8>>,
+}
+
+impl ServerTls {
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        alpn: &[&[u8]],
+    ) -> Result<ServerTls, TlsError> {
+        let chain = certificates(cert)?;
+        let signing = provider()
+            .key_provider
+            .load_private_key(private_key(key)?)
+            .map_err(TlsError::ServerCertificate)?;
+        let certified = rustls::sign::CertifiedKey::new(chain, signing);
+        certified
+            .keys_match()
+            .map_err(TlsError::ServerCertificate)?;
+        let verifier = match client_ca {
+            None => None,
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in certificates(ca)? {
+                    roots.add(c).map_err(|e| pem_err(ca, e))?;
+                }
+                let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider(),
+                    )
+                    .build()
+                    .map_err(|e| pem_err(ca, e))?;
+                Some(verifier)
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider(),
-            )
-            .build()
-            .map_err(|e| pem_err(ca, e))?;
-            builder.with_client_cert_verifier(verifier)
+        };
+        Ok(ServerTls {
+            certified: Arc::new(certified),
+            verifier,
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+        })
+    }
+
+    /// A server configuration; with `seen`, the client certificate it verifies is put
+    /// there (a configuration per connection).
+    pub fn config(
+        &self,
+        seen: Option<SeenClientCert>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match (&self.verifier, seen) {
+            (None, _) => builder.with_no_client_auth(),
+            (Some(v), None) => builder.with_client_cert_verifier(v.clone()),
+            (Some(v), Some(seen)) => builder.with_client_cert_verifier(Arc::new(Recording {
+                inner: v.clone(),
+                seen,
+            })),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(
+            rustls::sign::SingleCertAndKey::from(self.certified.clone()),
+        ));
+        config.alpn_protocols = self.alpn.clone();
+        Ok(Arc::new(config))
+    }
+}
+
+/// A client verifier that remembers the certificate it verified.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    seen: SeenClientCert,
+}
+
+impl rustls::server::danger::ClientCertVerifier for Recording {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(end_entity.clone().into_owned());
         }
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(TlsError::ServerCertificate)?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+        Ok(verified)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A certificate subject as attribute=value pairs (`CN`, `O`, `OU`, `C`, …; other
+/// attributes by dotted OID), sorted, so that order and spacing do not matter.
+pub fn subject_of(cert: &CertificateDer<'_>) -> Option<Vec<(String, String)>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let registry = x509_parser::objects::oid_registry();
+    let mut out = Vec::new();
+    for attr in parsed.subject().iter_attributes() {
+        let name = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_else(|_| attr.attr_type().to_id_string());
+        let value = attr.as_str().ok()?.to_string();
+        out.push((name, value));
+    }
+    out.sort();
+    Some(out)
+}
+
+/// A configured subject (`CN=ct01.example, O=Yamada Hospital`) in [`subject_of`]'s form;
+/// None when a part is not `attribute=value`.
+pub fn parse_subject(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let (name, value) = part.split_once('=')?;
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || value.is_empty() {
+            return None;
+        }
+        out.push((name.to_ascii_uppercase(), value.to_string()));
+    }
+    out.sort();
+    Some(out)
 }
 
 #[cfg(test)]

@@ -135,3 +135,53 @@ fn tls_in_and_out_with_dcmtk_at_both_ends() {
     let log = daemon.log_text();
     assert!(log.contains("study forwarded"), "{log}");
 }
+
+/// `[[dicom.peers]] tls_subject` pins an AE title to a certificate subject: the modality
+/// whose certificate says `CN=ct01.example` may send as CT01; the same certificate sending
+/// as MR01 (pinned to another subject) is refused before any data, with a log line naming
+/// the subject presented; CT01 over plain TCP is refused too.
+#[test]
+fn a_peer_pinned_to_a_certificate_subject() {
+    let (dir, mut cfg) = no_reading_site();
+    let ca = TestCa::new("hospital CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let (server_cert, server_key) = ca.issue(&["localhost"]).write(dir.path(), "readgate");
+    let (ct_cert, ct_key) = ca.issue(&["ct01.example"]).write(dir.path(), "ct01");
+    let tls_port = free_port();
+    cfg.extra_dicom = tls_listener_toml(tls_port, &server_cert, &server_key, Some(&ca_pem));
+    cfg.peers = Some(
+        "[[dicom.peers]]\nae_title = \"CT01\"\ntls_subject = \"cn = ct01.example\"\n\
+         [[dicom.peers]]\nae_title = \"MR01\"\ntls_subject = \"CN=mr01.example, O=Hospital\"\n"
+            .into(),
+    );
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(tls_port);
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let tls = ["+tls", &s(&ct_key), &s(&ct_cert), "+cf", &s(&ca_pem)];
+    let store_as = |calling: &str, port: u16, options: &[&str]| {
+        let out = dcmtk_scu("storescu", calling, options, port)
+            .arg("-xe")
+            .arg(repo_path("sample-dicom/transfer-syntaxes/explicit-le.dcm"))
+            .output()
+            .expect("storescu runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out) = store_as("CT01", tls_port, &tls);
+    assert!(ok, "the pinned subject was refused:\n{out}");
+    let (ok, out) = store_as("MR01", tls_port, &tls);
+    assert!(!ok, "another AE's certificate was accepted:\n{out}");
+    assert!(out.contains("Association Rejected"), "{out}");
+    let (ok, out) = store_as("CT01", cfg.dicom_port, &[]);
+    assert!(!ok, "a pinned peer was accepted over plain TCP:\n{out}");
+    daemon.assert_running();
+    let log = daemon.log_text();
+    assert!(
+        log.contains("calling AE \\\"MR01\\\" presented a certificate for \\\"CN=ct01.example\\\"")
+            || log.contains("calling AE \"MR01\" presented a certificate for \"CN=ct01.example\""),
+        "{log}"
+    );
+    assert!(log.contains("it must connect over DICOM TLS"), "{log}");
+}

@@ -502,6 +502,16 @@ async fn network_text_cannot_forge_a_log_line() {
     );
 }
 
+/// echoscu as `calling`: whether it succeeded, and what it printed.
+fn echo(calling: &str, port: u16) -> (bool, String) {
+    let out = common::dcmtk_scu("echoscu", calling, &[], port)
+        .output()
+        .expect("echoscu");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Connects from `source` (another loopback address) to 127.0.0.1:`port`.
 fn connect_from(source: [u8; 4], port: u16) -> std::net::TcpStream {
     let socket =
@@ -527,14 +537,8 @@ fn silent_dicom_sockets_from_one_host_do_not_stop_a_known_peer() {
         .map(|_| connect_from([127, 0, 0, 2], cfg.dicom_port))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let out = common::dcmtk_scu("echoscu", "CT01", &[], cfg.dicom_port)
-        .output()
-        .expect("echoscu");
-    assert!(
-        out.status.success(),
-        "echo refused: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out) = echo("CT01", cfg.dicom_port);
+    assert!(ok, "echo refused: {out}");
     drop(silent);
     daemon.assert_running();
     assert!(
@@ -706,14 +710,8 @@ fn slow_header_http_connections_are_capped_and_timed_out() {
         out
     };
     assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
-    let echo = common::dcmtk_scu("echoscu", "CT01", &[], cfg.dicom_port)
-        .output()
-        .expect("echoscu");
-    assert!(
-        echo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&echo.stderr)
-    );
+    let (ok, out) = echo("CT01", cfg.dicom_port);
+    assert!(ok, "echo refused: {out}");
     let msg = "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601||ADT^A08|M5-1|P|2.5.1\rPID|||P1\r";
     assert_eq!(exchange(hl7, msg.as_bytes()).expect("an ACK").code(), "AA");
     // The kept ones trickle a header byte every 300 ms; the header timeout closes them.
@@ -768,5 +766,54 @@ fn http_connections_are_capped_in_total() {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert!(http_get(http, "/healthz").contains("ok"));
+    daemon.assert_running();
+}
+
+/// M3, the slots: connections that have not sent a valid A-ASSOCIATE-RQ take no
+/// association slot. With 4 slots, 16 silent sockets from four hosts and four
+/// associations from an unknown AE title leave a known peer's echo answered.
+#[test]
+fn only_identified_peers_take_association_slots() {
+    let (_dir, mut cfg) = no_reading_site();
+    cfg.extra_dicom = "max_associations = 4".into();
+    cfg.peers = Some("[[dicom.peers]]\nae_title = \"CT01\"\n".into());
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    std::thread::sleep(Duration::from_millis(200));
+    let silent: Vec<_> = (0..16u8)
+        .map(|i| connect_from([127, 0, 0, 20 + i % 4], cfg.dicom_port))
+        .collect();
+    for _ in 0..4 {
+        assert!(!echo("STRANGER", cfg.dicom_port).0);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (ok, out) = echo("CT01", cfg.dicom_port);
+    assert!(ok, "echo refused: {out}");
+    drop(silent);
+    daemon.assert_running();
+}
+
+/// When every slot is taken by a known peer, the next known peer is told "transient,
+/// local limit exceeded" (so it retries later), and is served once a slot is free.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_gateway_answers_transient_local_limit_exceeded() {
+    let (_dir, mut cfg) = no_reading_site();
+    cfg.extra_dicom = "max_associations = 1".into();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = common::Scu::ct01(cfg.dicom_port).await;
+    let port = cfg.dicom_port;
+    let ct01 = move || echo("CT01", port);
+    let (ok, text) = tokio::task::spawn_blocking(ct01).await.expect("echo");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("Rejected Transient") && text.contains("Local Limit Exceeded"),
+        "{text}"
+    );
+    held.release().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, text) = tokio::task::spawn_blocking(ct01).await.expect("echo");
+    assert!(ok, "{text}");
     daemon.assert_running();
 }

@@ -70,6 +70,10 @@ pub struct Peer {
     /// When given, the peer must connect from one of these addresses.
     #[serde(default)]
     pub hosts: Vec<IpAddr>,
+    /// When given, the peer must come over DICOM TLS with a client certificate whose
+    /// subject is exactly this (`CN=ct01.hospital.example, O=Yamada Hospital`; order
+    /// and spaces do not matter); needs `dicom.tls_client_ca`.
+    pub tls_subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,7 +137,7 @@ fn default_max_associations() -> usize {
     32
 }
 fn default_association_timeout() -> u64 {
-    30
+    10
 }
 fn default_idle_timeout() -> u64 {
     120

@@ -231,6 +231,22 @@ impl Config {
             if !seen.insert(peer.ae_title.trim().to_string()) {
                 return Err(invalid(&key, format!("duplicate peer {:?}", peer.ae_title)));
             }
+            if let Some(subject) = &peer.tls_subject {
+                let key = format!("dicom.peers[{i}].tls_subject");
+                if crate::tls::parse_subject(subject).is_none() {
+                    return Err(invalid(
+                        &key,
+                        "expected attribute=value pairs separated by commas (CN=ct01.example, O=Hospital)".into(),
+                    ));
+                }
+                if self.dicom.tls_client_ca.is_none() {
+                    return Err(invalid(
+                        &key,
+                        "a pinned subject needs client certificates: set dicom.tls_client_ca"
+                            .into(),
+                    ));
+                }
+            }
         }
         let mut ids = HashSet::new();
         for (i, d) in self.destinations.iter().enumerate() {

@@ -57,20 +57,51 @@ enum End {
 
 /// Runs one connection: the association's negotiation (after a TLS handshake when `tls`
 /// is given), then the association.
+///
+/// Before its A-ASSOCIATE-RQ a connection holds only its source address's place (see
+/// [`crate::listen`]) and has `dicom.association_timeout_secs` to send it; an association
+/// slot is taken when the request names readgate and a known peer ([`PeerAccess`]).
 pub async fn run(
     socket: TcpStream,
     peer: SocketAddr,
     receiver: Arc<Receiver>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     let config = &receiver.config;
     let refusal = Arc::new(Mutex::new(None));
+    let slot = Arc::new(Mutex::new(None));
+    let client_cert = tls.as_ref().map(|_| crate::tls::SeenClientCert::default());
     let access = PeerAccess {
         allow_any: config.dicom.allow_any_calling_ae,
         peers: Arc::new(config.dicom.peers.clone()),
         peer_ip: peer.ip().to_canonical(),
         refusal: refusal.clone(),
+        slots: receiver.slots.clone(),
+        slot: slot.clone(),
+        client_cert: client_cert.clone(),
     };
+    let artim = Duration::from_secs(config.dicom.association_timeout_secs);
+    if tls.is_none() {
+        match tokio::time::timeout(artim, requested(&socket)).await {
+            Ok(Some((calling, called))) => {
+                let known = access
+                    .identify(&config.dicom.ae_title, &calling, &called)
+                    .is_ok();
+                if known && receiver.slots.available_permits() == 0 {
+                    warn!(%peer, calling_ae = %calling,
+                        limit = config.dicom.max_associations,
+                        "association rejected: too many concurrent associations (transient)");
+                    super::reject_busy(socket, 64 * 1024).await;
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => {
+                warn!(%peer, timeout_secs = artim.as_secs(), "no A-ASSOCIATE-RQ in time; connection closed");
+                return;
+            }
+        }
+    }
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
         .ae_title(config.dicom.ae_title.clone())
@@ -83,19 +114,29 @@ pub async fn run(
     for ts in ACCEPTED_TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*ts);
     }
-    let artim = Duration::from_secs(config.dicom.association_timeout_secs);
+    // The slot taken by the access check is held until the association ends.
+    let held = || slot.lock().ok().and_then(|mut s| s.take());
     let outcome = match tls {
         None => match tokio::time::timeout(artim, options.establish_async(socket)).await {
             Ok(Ok(association)) => {
+                let _slot = held();
                 return serve_association(association, peer, receiver).await;
             }
             Ok(Err(e)) => Ok(e),
             Err(_) => Err(()),
         },
         Some(tls) => {
-            let options = options.tls_config(tls);
+            let server = match tls.config(client_cert) {
+                Ok(server) => server,
+                Err(e) => {
+                    warn!(%peer, error = %e, "DICOM TLS configuration failed");
+                    return;
+                }
+            };
+            let options = options.tls_config(server);
             match tokio::time::timeout(artim, options.establish_tls_async(socket)).await {
                 Ok(Ok(association)) => {
+                    let _slot = held();
                     return serve_association(association, peer, receiver).await;
                 }
                 Ok(Err(e)) => Ok(e),
@@ -103,6 +144,7 @@ pub async fn run(
             }
         }
     };
+    drop(held());
     match outcome {
         Ok(e) => {
             let why = refusal
@@ -116,6 +158,29 @@ pub async fn run(
             warn!(%peer, timeout_secs = artim.as_secs(), "no A-ASSOCIATE-RQ in time; connection closed");
         }
     }
+}
+
+/// The calling and called AE titles of the A-ASSOCIATE-RQ waiting on `socket`, read
+/// without taking it off the socket (dicom-ul negotiates it next); None when the first
+/// bytes are not an A-ASSOCIATE-RQ or the peer closed (dicom-ul then answers or gives
+/// up as for any bad request). The caller bounds the wait.
+async fn requested(socket: &TcpStream) -> Option<(String, String)> {
+    // PDU type, reserved, length (4), protocol version (2), reserved (2), called AE (16),
+    // calling AE (16).
+    let mut head = [0u8; 42];
+    loop {
+        let n = socket.peek(&mut head).await.ok()?;
+        if n == 0 || head[0] != 0x01 {
+            return None;
+        }
+        if n == head.len() {
+            break;
+        }
+        // Part of the request is in: wait for the rest (peek does not wait for more).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ae = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    Some((ae(&head[26..42]), ae(&head[10..26])))
 }
 
 /// Runs an established association (over TCP or TLS) to its end.

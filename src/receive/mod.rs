@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
-use tracing::warn;
 
 /// What every association needs: shared, read-only after start.
 pub struct Receiver {
@@ -40,10 +39,8 @@ pub async fn serve(
     listener: TcpListener,
     receiver: Arc<Receiver>,
     shutdown: watch::Receiver<bool>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
-    let max = receiver.config.dicom.max_associations;
-    let limit = receiver.slots.clone();
     let listening = Listening {
         protocol: if tls.is_some() { "DICOM TLS" } else { "DICOM" },
         grace: SHUTDOWN_GRACE,
@@ -54,27 +51,36 @@ pub async fn serve(
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let receiver = receiver.clone();
         let tls = tls.clone();
-        Some(match limit.clone().try_acquire_owned() {
-            Ok(permit) => Box::pin(async move {
-                association::run(socket, peer, receiver, tls).await;
-                drop(permit);
-            }),
-            Err(_) => {
-                warn!(%peer, limit = max, "association rejected: too many concurrent associations");
-                Box::pin(reject_busy(socket))
-            }
-        })
+        Some(Box::pin(association::run(socket, peer, receiver, tls)))
     })
     .await;
 }
 
-/// A-ASSOCIATE-RJ, transient, "local limit exceeded": the peer may retry later.
-async fn reject_busy(mut socket: TcpStream) {
+/// A-ASSOCIATE-RJ, transient, "local limit exceeded": the peer may retry later. The
+/// request (at most `max_request` bytes) is read first, so that closing does not reset
+/// the connection before the peer has read the answer.
+async fn reject_busy(mut socket: TcpStream, max_request: usize) {
     use dicom_ul::pdu::{
         AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
         AssociationRJSource,
     };
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let consume = async {
+        let mut header = [0u8; 6];
+        socket.read_exact(&mut header).await?;
+        let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        if len > max_request {
+            return Err(std::io::Error::other("request too long"));
+        }
+        let mut rest = vec![0u8; len];
+        socket.read_exact(&mut rest).await.map(|_| ())
+    };
+    if !matches!(
+        tokio::time::timeout(Duration::from_secs(5), consume).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
     let pdu = dicom_ul::Pdu::AssociationRJ(AssociationRJ {
         result: AssociationRJResult::Transient,
         source: AssociationRJSource::ServiceProviderPresentation(
@@ -84,5 +90,6 @@ async fn reject_busy(mut socket: TcpStream) {
     let mut buf = Vec::new();
     if dicom_ul::write_pdu(&mut buf, &pdu).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(5), socket.write_all(&buf)).await;
+        let _ = socket.shutdown().await;
     }
 }

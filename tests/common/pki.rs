@@ -35,11 +35,20 @@ impl TestCa {
         }
     }
 
-    /// A certificate for `names` (DNS names or IP addresses), signed by this CA.
+    /// A certificate for `names` (DNS names or IP addresses), signed by this CA; its
+    /// subject is `CN=` the first name.
     pub fn issue(&self, names: &[&str]) -> Issued {
         let key = rcgen::KeyPair::generate().expect("generate a key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+        let mut params =
+            rcgen::CertificateParams::new(names.clone()).expect("certificate parameters");
+        // The subject is CN=<first name>, as a peer pinned with tls_subject expects.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, first.as_str());
+        }
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign the certificate");
