@@ -817,3 +817,54 @@ async fn a_busy_gateway_answers_transient_local_limit_exceeded() {
     assert!(ok, "{text}");
     daemon.assert_running();
 }
+
+/// L2: an instance with 300,000 top-level elements is refused when it is received
+/// (C000 naming the bound) instead of being acknowledged and then refused by the tag
+/// rewrite, queued forever; nothing of it is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_too_large_to_tag_is_refused_on_receipt() {
+    let (dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let study = "1.2.392.200036.9116.2.99";
+    let sop = format!("{study}.1.1");
+    let mut ds = common::synthetic_instance(common::CT_IMAGE_STORAGE, study, &sop, "CT", 64);
+    // Empty private elements after the pixel data, in ascending tag order: groups
+    // 7FE1, 7FE3, … with elements 1000..FFFF.
+    let mut n = 0;
+    'groups: for group in (0x7FE1u16..).step_by(2) {
+        for element in 0x1000u16..=0xFFFF {
+            common::element(&mut ds, group, element, b"LO", b"");
+            n += 1;
+            if n == 300_000 {
+                break 'groups;
+            }
+        }
+    }
+    let mut scu = common::Scu::ct01(cfg.dicom_port).await;
+    let (status, comment) = scu
+        .store(
+            common::CT_IMAGE_STORAGE,
+            &sop,
+            &ds,
+            common::Packing::Separate,
+        )
+        .await
+        .expect("an answer");
+    scu.release().await;
+    assert_eq!(status, 0xC000, "{comment:?}");
+    assert!(
+        comment
+            .as_deref()
+            .unwrap_or("")
+            .contains("top-level elements"),
+        "{comment:?}"
+    );
+    daemon.assert_running();
+    daemon.terminate();
+    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
+    let kept: i64 = db
+        .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(kept, 0);
+}

@@ -138,6 +138,11 @@ const SEQUENCE_END: u32 = 0xFFFE_E0DD;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Nesting deeper than this is treated as malformed (protects the stack).
 const MAX_DEPTH: usize = 64;
+/// A real instance has a few thousand top-level elements at most (the per-frame data of
+/// a multi-frame image is nested in one sequence). Receiving refuses more, because the
+/// tag rewrite, which keeps a list of them, would refuse the instance later: it would be
+/// acknowledged yet never forwardable (finding L2).
+pub const MAX_TOP_LEVEL_ELEMENTS: usize = 1 << 18;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -345,6 +350,7 @@ struct Walker<R> {
     big: bool,
     explicit: bool,
     offset: u64,
+    top_level_elements: usize,
 }
 
 impl<R: Skip> Walker<R> {
@@ -354,6 +360,7 @@ impl<R: Skip> Walker<R> {
             big,
             explicit,
             offset: 0,
+            top_level_elements: 0,
         }
     }
 
@@ -469,6 +476,15 @@ impl<R: Skip> Walker<R> {
             }
             if tag == ITEM || tag == SEQUENCE_END {
                 return Err(self.malformed(format!("unexpected delimiter ({:08X})", tag)));
+            }
+            if depth == 0 {
+                self.top_level_elements += 1;
+                if self.top_level_elements > MAX_TOP_LEVEL_ELEMENTS {
+                    // Short: the Error Comment (LO) holds 64 characters.
+                    return Err(self.malformed(format!(
+                        "> {MAX_TOP_LEVEL_ELEMENTS} top-level elements"
+                    )));
+                }
             }
             let (vr, len) = self.vr_and_length(tag)?;
             let context = format!("({:04X},{:04X})", tag >> 16, tag & 0xFFFF);

@@ -18,10 +18,9 @@ pub(crate) const UNDEFINED: u32 = 0xFFFF_FFFF;
 
 /// Nesting deeper than this is malformed (protects the stack), as in `dicom::dataset`.
 const MAX_DEPTH: usize = 64;
-/// A real instance has a few thousand top-level elements at most (the per-frame data of
-/// a multi-frame image is nested in one sequence). The cap keeps a hostile data set of
-/// millions of empty elements from growing the element list without bound.
-pub(crate) const MAX_TOP_LEVEL_ELEMENTS: usize = 1 << 18;
+/// The element list is capped as receiving caps it (a hostile data set of millions of
+/// empty elements must not grow it without bound).
+pub(crate) use crate::dicom::dataset::MAX_TOP_LEVEL_ELEMENTS;
 /// Largest value read for a looked-at element; a longer one is noted as present but
 /// not read (no text readgate copies can be that long).
 pub(crate) const MAX_READ_VALUE: u32 = 64 * 1024;
