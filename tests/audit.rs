@@ -567,7 +567,13 @@ impl Collector {
                             let mut s = rustls::StreamOwned::new(conn, stream);
                             loop {
                                 match s.read(&mut chunk) {
-                                    Ok(0) | Err(_) => return,
+                                    Ok(0) => {
+                                        // Answer the sender's close_notify, as TLS asks.
+                                        s.conn.send_close_notify();
+                                        let _ = s.conn.complete_io(&mut s.sock);
+                                        return;
+                                    }
+                                    Err(_) => return,
                                     Ok(n) => {
                                         buf.extend_from_slice(&chunk[..n]);
                                         split_stream(&mut buf, &f);
@@ -660,6 +666,52 @@ fn syslog_tcp_ships_everything_once_across_restarts_and_outages() {
     assert_eq!(got, (1..=2 * n as i64).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(collector.seqs().len(), 2 * n, "nothing sent twice");
+    sender.stop();
+}
+
+/// L7: a collector that reads the first message and closes gets entries that are not
+/// marked delivered: the cursor stays, and the next collector receives every entry (it
+/// used to see 1 of 29; the other 28 were marked sent).
+#[test]
+fn syslog_cursor_waits_for_the_collectors_confirmation() {
+    let g = gateway();
+    let log = AuditLog::open(&g.db).unwrap();
+    let entries: Vec<_> = (0..5).flat_map(|_| sample_entries()).collect();
+    let n = entries.len();
+    log.append_batch(&entries).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = SenderConfig {
+        target: Target::parse(&format!("tcp://127.0.0.1:{port}")).unwrap(),
+        tls: None,
+        source: source(),
+        retry_max: Duration::from_secs(1),
+        poll: Duration::from_millis(50),
+    };
+    let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
+    // The failing collector: reads up to the first frame's end, then closes.
+    let (mut stream, _) = listener.accept().unwrap();
+    let (mut buf, mut byte) = (Vec::new(), [0u8; 1]);
+    let frames = Mutex::new(Vec::new());
+    while frames.lock().unwrap().is_empty() {
+        stream.read_exact(&mut byte).unwrap();
+        buf.push(byte[0]);
+        split_stream(&mut buf, &frames);
+    }
+    drop(stream);
+    drop(listener);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        log.cursor(&cfg.target.to_string()).unwrap(),
+        0,
+        "entries marked delivered that no collector read"
+    );
+    let collector = Collector::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), None);
+    let got = collector.wait_for(n);
+    assert_eq!(got, (1..=n as i64).collect::<Vec<_>>());
+    common::wait_until("the cursor", Duration::from_secs(10), || {
+        log.cursor(&cfg.target.to_string()).unwrap() == n as i64
+    });
     sender.stop();
 }
 

@@ -4,14 +4,21 @@
 //! authentication asks).
 //!
 //! A background thread reads the table, not a queue: appends never wait for the network,
-//! and the cursor (last sequence number sent, table `audit_cursor`) survives restarts, so
-//! nothing is skipped. Delivery is at-least-once as far as syslog allows: an entry counts
-//! as sent once its bytes were written to the connection; after a reconnect the collector
-//! may see the last batch twice, recognisable by `[meta sequenceId]`.
+//! and the cursor (last sequence number delivered, table `audit_cursor`) survives
+//! restarts, so nothing is skipped.
+//!
+//! Syslog has no acknowledgement, and a successful write only means the kernel took the
+//! bytes (finding L7: a collector that had closed still "took" 28 entries). So each batch
+//! goes over its own connection, which readgate then ends (TLS: close_notify; then TCP
+//! FIN) and waits for the collector to end its side. A collector ends its side only after
+//! reading to readgate's end; one that stopped earlier resets the connection instead, or
+//! never answers. Only a batch whose connection ended cleanly advances the cursor; any
+//! other is sent again (at-least-once: a collector may see a batch twice, recognisable by
+//! `[meta sequenceId]`).
 
 use super::atna::{self, AtnaSource};
 use super::{AuditError, AuditLog};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,42 +123,46 @@ enum Conn {
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
+/// How long the collector may take to end its side after readgate ended the batch.
+const CONFIRM_WAIT: Duration = Duration::from_secs(10);
+
 impl Conn {
-    fn tcp(&self) -> &TcpStream {
+    /// Sends `bytes`, ends the stream, and waits for the collector to end its side: the
+    /// proof that it read everything (see the module's documentation). Bytes the
+    /// collector sends meanwhile are ignored.
+    fn deliver(self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut ignored = [0u8; 512];
         match self {
-            Conn::Tcp(s) => s,
-            Conn::Tls(s) => s.get_ref(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Tcp(s) => {
+            Conn::Tcp(mut s) => {
+                s.set_read_timeout(Some(CONFIRM_WAIT))?;
                 s.write_all(bytes)?;
-                s.flush()
+                s.flush()?;
+                s.shutdown(std::net::Shutdown::Write)?;
+                while s.read(&mut ignored)? > 0 {}
+                Ok(())
             }
-            Conn::Tls(s) => {
+            Conn::Tls(mut s) => {
+                s.sock.set_read_timeout(Some(CONFIRM_WAIT))?;
                 s.write_all(bytes)?;
-                s.flush()
+                s.flush()?;
+                s.conn.send_close_notify();
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                s.sock.shutdown(std::net::Shutdown::Write)?;
+                loop {
+                    match s.read(&mut ignored) {
+                        // The collector's close_notify.
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        // A clean TCP end without close_notify: the collector closed in
+                        // answer to ours (what many collectors do). A reset is an error.
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
-    }
-
-    /// A collector never talks back on a syslog connection; a readable end-of-stream means
-    /// it has closed, and writing would silently lose the next batch into a dead socket.
-    fn peer_closed(&self) -> bool {
-        let s = self.tcp();
-        if s.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut b = [0u8; 1];
-        let closed = match s.peek(&mut b) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-        };
-        let _ = s.set_nonblocking(false);
-        closed
     }
 }
 
@@ -199,14 +210,14 @@ const DRAIN_ON_STOP: Duration = Duration::from_secs(3);
 
 fn run(log: AuditLog, cfg: SenderConfig, stop: Arc<AtomicBool>) {
     let key = cfg.target.to_string();
-    let mut conn: Option<Conn> = None;
     let mut backoff = Duration::from_secs(1);
     let mut stopping_since: Option<Instant> = None;
+    let mut delivering = false;
     info!(target_url = %key, "audit: forwarding to syslog");
     loop {
         if stop.load(Ordering::SeqCst) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
-            if conn.is_none() || since.elapsed() > DRAIN_ON_STOP {
+            if !delivering || since.elapsed() > DRAIN_ON_STOP {
                 break;
             }
         }
@@ -225,37 +236,17 @@ fn run(log: AuditLog, cfg: SenderConfig, stop: Arc<AtomicBool>) {
             pause(&stop, cfg.poll);
             continue;
         };
-        if conn.as_ref().is_some_and(Conn::peer_closed) {
-            debug!("audit: collector closed the connection; reconnecting");
-            conn = None;
-        }
-        if conn.is_none() {
-            if stopping_since.is_some() {
-                break;
-            }
-            match connect(&cfg) {
-                Ok(c) => {
-                    info!(target_url = %key, "audit: connected to the syslog collector");
-                    conn = Some(c);
-                }
-                Err(e) => {
-                    warn!(target_url = %key, error = %e, retry_in_s = backoff.as_secs(), "audit: cannot reach the syslog collector");
-                    pause(&stop, backoff);
-                    backoff = (backoff * 2).min(cfg.retry_max);
-                    continue;
-                }
-            }
-        }
         let mut bytes = Vec::with_capacity(batch.len() * 2048);
         for e in &batch {
             bytes.extend(atna::frame(&atna::syslog_message(e, &cfg.source)));
         }
-        let sent = conn
-            .as_mut()
-            .map(|c| c.send(&bytes))
-            .unwrap_or_else(|| Err(std::io::Error::other("not connected")));
-        match sent {
+        match connect(&cfg).and_then(|c| c.deliver(&bytes)) {
             Ok(()) => {
+                if !delivering {
+                    info!(target_url = %key, "audit: the syslog collector confirms receipt");
+                    delivering = true;
+                }
+                debug!(entries = batch.len(), last, "audit: batch delivered");
                 backoff = Duration::from_secs(1);
                 if let Err(e) = log.set_cursor(&key, last) {
                     // Not fatal: the batch is sent again later (at-least-once).
@@ -263,16 +254,16 @@ fn run(log: AuditLog, cfg: SenderConfig, stop: Arc<AtomicBool>) {
                 }
             }
             Err(e) => {
-                warn!(target_url = %key, error = %e, "audit: sending to the syslog collector failed; retrying");
-                conn = None;
+                delivering = false;
+                if stopping_since.is_some() {
+                    break;
+                }
+                warn!(target_url = %key, error = %e, retry_in_s = backoff.as_secs(),
+                    "audit: the syslog collector did not confirm receipt; sending again");
                 pause(&stop, backoff);
                 backoff = (backoff * 2).min(cfg.retry_max);
             }
         }
-    }
-    if let Some(Conn::Tls(mut s)) = conn {
-        s.conn.send_close_notify();
-        let _ = s.conn.complete_io(&mut s.sock);
     }
 }
 

@@ -481,9 +481,9 @@ impl<R: Skip> Walker<R> {
                 self.top_level_elements += 1;
                 if self.top_level_elements > MAX_TOP_LEVEL_ELEMENTS {
                     // Short: the Error Comment (LO) holds 64 characters.
-                    return Err(self.malformed(format!(
-                        "> {MAX_TOP_LEVEL_ELEMENTS} top-level elements"
-                    )));
+                    return Err(
+                        self.malformed(format!("> {MAX_TOP_LEVEL_ELEMENTS} top-level elements"))
+                    );
                 }
             }
             let (vr, len) = self.vr_and_length(tag)?;
