@@ -19,7 +19,9 @@
 
 pub mod atna;
 pub mod chain;
+mod lookups;
 pub mod syslog;
+pub use lookups::Alerted;
 mod verify;
 
 pub use atna::AtnaSource;

@@ -36,6 +36,15 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
 }
 
+/// The audit entry an action needs could not be written: the action does not happen.
+fn unaudited(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the audit trail cannot be written: {e}"),
+        None,
+    )
+}
+
 fn not_found(uid: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -425,7 +434,7 @@ async fn audit_search(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers, false)?;
+    let token = state.authorize(&headers, false)?;
     let [kind, study, limit] = query_fields(raw.as_deref(), ["kind", "study", "limit"])?;
     let limit = parse_limit(limit.as_deref(), 100)?;
     let Some(audit) = state.audit.clone() else {
@@ -441,7 +450,14 @@ async fn audit_search(
         limit,
         ..Default::default()
     };
-    let entries = blocking(move || audit.search(&query).map_err(internal)).await?;
+    let entries = blocking(move || {
+        // The search is evidence too: no entry, no answer.
+        audit
+            .record_query(&format!("rest:{token}"), &query)
+            .map_err(unaudited)?;
+        audit.search(&query).map_err(internal)
+    })
+    .await?;
     Ok(Json(json!({"entries": entries})).into_response())
 }
 
@@ -449,7 +465,7 @@ async fn audit_verify(
     State(state): State<Arc<WebState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.authorize(&headers, false)?;
+    let token = state.authorize(&headers, false)?;
     let Some(audit) = state.audit.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -457,7 +473,15 @@ async fn audit_verify(
             None,
         ));
     };
-    let v = blocking(move || audit.verify().map_err(internal)).await?;
+    let alerted = state.alerted.clone();
+    let v = blocking(move || {
+        let v = audit.verify().map_err(internal)?;
+        alerted
+            .alert(&audit, &format!("rest:{token}"), &v)
+            .map_err(unaudited)?;
+        Ok(v)
+    })
+    .await?;
     let mut body = serde_json::to_value(&v).map_err(internal)?;
     if let Value::Object(m) = &mut body {
         m.insert("ok".into(), json!(v.intact()));

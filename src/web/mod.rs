@@ -62,6 +62,8 @@ pub struct WebState {
     pub metrics: bool,
     /// Password checks allowed at once (`http.max_concurrent_logins`).
     pub login_checks: Arc<tokio::sync::Semaphore>,
+    /// Tampering findings already recorded as `security_alert`.
+    pub alerted: Arc<crate::audit::Alerted>,
 }
 
 impl WebState {
@@ -104,6 +106,7 @@ impl WebState {
             sending_facility: String::new(),
             metrics: http.metrics,
             login_checks: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_logins)),
+            alerted: Arc::default(),
         })
     }
 

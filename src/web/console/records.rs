@@ -313,12 +313,33 @@ pub async fn audit(State(state): St, headers: HeaderMap, Q(aq): Q<AuditQuery>) -
         offset: page_no * PER,
         ..Default::default()
     };
-    let l2 = log.clone();
-    let (verification, entries) =
-        match tokio::task::spawn_blocking(move || (l2.verify(), log.search(&q))).await {
-            Ok(x) => x,
-            Err(e) => return internal(e),
-        };
+    let actor = format!("web:{}", c.session.user);
+    let alerted = state.alerted.clone();
+    let searching = [&q.kind, &q.actor, &q.study, &q.text]
+        .iter()
+        .any(|f| f.is_some());
+    let looked = tokio::task::spawn_blocking(move || {
+        let verification = log.verify();
+        if let Ok(v) = &verification {
+            alerted.alert(&log, &actor, v)?;
+        }
+        // A search (not the bare page) is evidence too: no entry, no results.
+        if searching {
+            log.record_query(&actor, &q)?;
+        }
+        Ok::<_, crate::audit::AuditError>((verification, log.search(&q)))
+    })
+    .await;
+    let (verification, entries) = match looked {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the audit trail cannot be written: {e}"),
+            )
+        }
+        Err(e) => return internal(e),
+    };
     view.verification = match verification {
         Ok(v) => match &v.finding {
             None => Verification::Intact {
