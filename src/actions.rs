@@ -4,6 +4,11 @@
 //! wake-up of whoever acts next (the decision stage or the destination's forwarder), in
 //! one place, so no interface can do one without the others.
 //!
+//! The audit entry is written before the store changes: an action whose entry cannot be
+//! written does not happen ([`ActionError::Unaudited`]). Should the study change state
+//! between the entry and the change (another operator acting at the same moment), a
+//! second entry of the same kind records that it was not done.
+//!
 //! Everything here blocks (SQLite, the audit log's fsync, spool deletions): async callers
 //! run it with `spawn_blocking`.
 
@@ -43,6 +48,9 @@ pub enum ActionError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The audit entry could not be written, so nothing was done.
+    #[error("the audit trail cannot be written, so nothing was done: {0}")]
+    Unaudited(crate::audit::AuditError),
 }
 
 pub type Result<T> = std::result::Result<T, ActionError>;
@@ -75,22 +83,24 @@ impl Operator<'_> {
     /// Releases a held study anyway (verdict RELEASED_OVERRIDE), with a written
     /// justification. `key` is a Study Instance UID or an accession number.
     pub fn release(&self, key: &str, actor: &Actor, justification: &str) -> Result<Done> {
+        const ALLOWED: &str = "only held studies with a route can be released";
         let (uid, state) = self.find(key)?;
+        let routed = self.store.decision_of(&uid)?.and_then(|d| d.destination);
+        if state != StudyState::Held || routed.is_none() {
+            return Err(wrong(uid, state, ALLOWED));
+        }
         let now = crate::time::now_ms();
+        let detail = json!({"by": actor.by, "justification": justification});
+        let kind = AuditKind::StudyOverridden;
+        let entry = self.record(kind, "release", actor, &uid, detail)?;
         if self
             .store
             .release_override(&uid, &actor.by, justification, now)?
             .is_none()
         {
-            return Err(wrong(
-                uid,
-                state,
-                "only held studies with a route can be released",
-            ));
+            return Err(self.not_done(kind, "release", actor, uid, ALLOWED));
         }
-        let detail = json!({"by": actor.by, "justification": justification});
-        if let Some(entry) = self.record(AuditKind::StudyOverridden, "release", actor, &uid, detail)
-        {
+        if let Some(entry) = entry {
             // The forwarded instances cite this entry in their tags.
             self.store.set_audit_seq(&uid, entry)?;
         }
@@ -100,19 +110,20 @@ impl Operator<'_> {
     /// Rejects a held or failed study: it is never sent, and its instances leave the
     /// spool.
     pub fn reject(&self, key: &str, actor: &Actor, reason: &str) -> Result<Done> {
+        const ALLOWED: &str = "only held or failed studies can be rejected";
         let (uid, state) = self.find(key)?;
+        if !matches!(state, StudyState::Held | StudyState::Failed) {
+            return Err(wrong(uid, state, ALLOWED));
+        }
+        let detail = json!({"by": actor.by, "reason": reason});
+        let kind = AuditKind::StudyRejected;
+        self.record(kind, "reject", actor, &uid, detail)?;
         let Some(paths) =
             self.store
                 .reject_study(&uid, &actor.by, reason, crate::time::now_ms())?
         else {
-            return Err(wrong(
-                uid,
-                state,
-                "only held or failed studies can be rejected",
-            ));
+            return Err(self.not_done(kind, "reject", actor, uid, ALLOWED));
         };
-        let detail = json!({"by": actor.by, "reason": reason});
-        self.record(AuditKind::StudyRejected, "reject", actor, &uid, detail);
         if let Some(spool) = self.spool_dir {
             for p in &paths {
                 if let Err(e) = std::fs::remove_file(spool.join(p)) {
@@ -142,22 +153,16 @@ impl Operator<'_> {
             ..Default::default()
         };
         let why = format!("re-evaluation requested by {}", actor.id);
+        let kind = AuditKind::StudyReevaluated;
+        self.record(kind, "reevaluate", actor, &uid, json!({}))?;
         if self
             .store
             .reconsider_held(&keys, &why, crate::time::now_ms())?
             .is_empty()
         {
             // Released or rejected meanwhile.
-            let (_, now) = self.find(&uid)?;
-            return Err(wrong(uid, now, ALLOWED));
+            return Err(self.not_done(kind, "reevaluate", actor, uid, ALLOWED));
         }
-        self.record(
-            AuditKind::StudyReevaluated,
-            "reevaluate",
-            actor,
-            &uid,
-            json!({}),
-        );
         if let Some(n) = self.decider {
             n.notify_one();
         }
@@ -170,11 +175,16 @@ impl Operator<'_> {
 
     /// Puts a failed study back in its destination's queue.
     pub fn retry(&self, key: &str, actor: &Actor) -> Result<Done> {
+        const ALLOWED: &str = "only failed studies can be retried";
         let (uid, state) = self.find(key)?;
-        if !self.store.retry_study(&uid, crate::time::now_ms())? {
-            return Err(wrong(uid, state, "only failed studies can be retried"));
+        if state != StudyState::Failed {
+            return Err(wrong(uid, state, ALLOWED));
         }
-        self.record(AuditKind::StudyRetried, "retry", actor, &uid, json!({}));
+        let kind = AuditKind::StudyRetried;
+        self.record(kind, "retry", actor, &uid, json!({}))?;
+        if !self.store.retry_study(&uid, crate::time::now_ms())? {
+            return Err(self.not_done(kind, "retry", actor, uid, ALLOWED));
+        }
         self.wake_forwarder(uid)
     }
 
@@ -199,8 +209,30 @@ impl Operator<'_> {
         })
     }
 
+    /// The study changed state after the action's entry was written: a second entry says
+    /// the action was not done (best effort: the first is already written), and the error
+    /// names the state found.
+    fn not_done(
+        &self,
+        kind: AuditKind,
+        action: &str,
+        actor: &Actor,
+        uid: String,
+        allowed: &'static str,
+    ) -> ActionError {
+        let state = match self.find(&uid) {
+            Ok((_, state)) => state,
+            Err(e) => return e,
+        };
+        let detail = json!({"outcome": "not done", "state": state.to_string()});
+        if let Err(e) = self.record(kind, action, actor, &uid, detail) {
+            tracing::warn!(study_uid = %uid, error = %e, "the audit entry saying an action was not done could not be written");
+        }
+        wrong(uid, state, allowed)
+    }
+
     /// The action's audit entry: `{"action", "via", "client_ip"?, ...fields}`. Returns
-    /// its sequence number.
+    /// its sequence number (None without an audit trail, e.g. in-process tests).
     fn record(
         &self,
         kind: AuditKind,
@@ -208,8 +240,10 @@ impl Operator<'_> {
         actor: &Actor,
         uid: &str,
         mut detail: serde_json::Value,
-    ) -> Option<i64> {
-        let audit = self.audit?;
+    ) -> Result<Option<i64>> {
+        let Some(audit) = self.audit else {
+            return Ok(None);
+        };
         detail["action"] = action.into();
         detail["via"] = actor.via.into();
         if let Some(ip) = &actor.client_ip {
@@ -227,7 +261,10 @@ impl Operator<'_> {
         {
             entry = entry.accession(&accession);
         }
-        audit.record(entry).map(|r| r.seq)
+        audit
+            .append(&entry)
+            .map(|r| Some(r.seq))
+            .map_err(ActionError::Unaudited)
     }
 }
 

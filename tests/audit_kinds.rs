@@ -86,24 +86,8 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
     );
 
     let (dir, scp, mut cfg) = reading_site();
-    cfg.hl7_port = Some(free_port());
-    cfg.hl7_default_charset = "utf8".into();
-    let rc2 = free_port();
     let password = "kinds-password";
-    cfg.extra = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"pacs-admin\"\n\
-         token_sha256 = \"{}\"\nrole = \"admin\"\n[[http.users]]\nname = \"sato\"\n\
-         role = \"admin\"\npassword_hash = \"{}\"\n\n\
-         [[destinations]]\nid = \"rc2\"\nfacility = \"RC2\"\nae_title = \"RC2PACS\"\n\
-         host = \"127.0.0.1\"\nport = {rc2}\n",
-        readgate::web::sha256_hex(ADMIN),
-        readgate::web::auth::hash_password(password).expect("hash"),
-    );
-    let mut config = cfg.parse();
-    config.forward.max_attempts = 2;
-    let rg = readgate::serve::start_with(config, Some(Arc::new(Gate)))
-        .await
-        .expect("starts");
+    let rg = start(&mut cfg, password).await;
     let http = rg.http_addr.expect("HTTP");
     let hl7 = rg.hl7_addr.expect("HL7");
     let store = rg.store.clone();
@@ -278,6 +262,83 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
     let reads = &actors["read_event"];
     assert!(reads.iter().any(|a| a.starts_with("rest:")), "{reads:?}");
     assert!(reads.iter().any(|a| a.starts_with("hl7:")), "{reads:?}");
+}
+
+/// Starts the gateway of these tests: HL7, HTTP with the admin token and user `sato`
+/// (`password`), and a second destination rc2 where nobody listens (2 attempts).
+async fn start(cfg: &mut TestConfig, password: &str) -> readgate::serve::Running {
+    cfg.hl7_port = Some(free_port());
+    cfg.hl7_default_charset = "utf8".into();
+    cfg.extra = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"pacs-admin\"\n\
+         token_sha256 = \"{}\"\nrole = \"admin\"\n[[http.users]]\nname = \"sato\"\n\
+         role = \"admin\"\npassword_hash = \"{}\"\n\n\
+         [[destinations]]\nid = \"rc2\"\nfacility = \"RC2\"\nae_title = \"RC2PACS\"\n\
+         host = \"127.0.0.1\"\nport = {}\n",
+        readgate::web::sha256_hex(ADMIN),
+        readgate::web::auth::hash_password(password).expect("hash"),
+        free_port(),
+    );
+    let mut config = cfg.parse();
+    config.forward.max_attempts = 2;
+    readgate::serve::start_with(config, Some(Arc::new(Gate)))
+        .await
+        .expect("starts")
+}
+
+/// An operator action or search whose audit entry cannot be written does not happen:
+/// release, reject and an audit search answer 503 and change nothing; once the trail
+/// can be written again, the release goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_action_without_its_audit_entry() {
+    let (dir, _scp, mut cfg) = reading_site();
+    let rg = start(&mut cfg, "unused-password").await;
+    let http = rg.http_addr.expect("HTTP");
+    let store = rg.store.clone();
+    send_accessions(cfg.dicom_port, &[(uid(1), "ACC-HOLD1".into())]).await;
+    wait_until("held", Duration::from_secs(30), || {
+        studies_in(&store, StudyState::Held, 10) == 1
+    });
+    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .expect("trigger");
+    let release = format!("/api/v1/studies/{}/release", uid(1));
+    let reject = format!("/api/v1/studies/{}/reject", uid(1));
+    let body = r#"{"by": "dr.sato", "justification": "stroke", "reason": "x"}"#;
+    for path in [&release, &reject] {
+        let r = post_json(http, path, Some(ADMIN), body).await;
+        assert_eq!(
+            r.status,
+            503,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let auth = format!("Bearer {ADMIN}");
+    let r = request(
+        http,
+        "GET",
+        "/api/v1/audit?kind=query",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 503, "an unaudited search answered");
+    assert_eq!(
+        studies_in(&store, StudyState::Held, 10),
+        1,
+        "changed without an entry"
+    );
+    db.execute_batch("DROP TRIGGER refuse;")
+        .expect("drop trigger");
+    let r = post_json(http, &release, Some(ADMIN), body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    wait_until("forwarded", Duration::from_secs(30), || {
+        studies_in(&store, StudyState::Forwarded, 10) == 1
+    });
+    rg.stop().await;
 }
 
 /// An ORM^O01 for ACC-HOLD4 whose OBR-31 (reason for study) gives the exam purpose.

@@ -336,6 +336,7 @@ async fn act(
             crate::actions::ActionError::UnknownStudy(uid) => not_found(&uid),
             e @ crate::actions::ActionError::WrongState { .. } => conflict(e.to_string()),
             crate::actions::ActionError::Store(e) => internal(e),
+            e @ crate::actions::ActionError::Unaudited(_) => unaudited(e),
         })
     })
     .await

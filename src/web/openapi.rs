@@ -24,6 +24,7 @@ fn error_responses(codes: &[&str]) -> serde_json::Map<String, Value> {
         "404" => "No such study",
         "409" => "The study is not in a state that allows this action",
         "422" => "A field or parameter is missing or invalid (named in `field`)",
+        "503" => "The audit trail cannot be written, so nothing was done",
         _ => "Error",
     };
     codes
@@ -71,7 +72,7 @@ fn action(id: &str, summary: &str, body: Option<(&str, &str)>, status: &str) -> 
         "x-role": "admin",
         "parameters": [uid_param()],
         "responses": ok(status, "Done", "ActionResult",
-            error_responses(if body.is_some() { &["400", "401", "403", "404", "409", "422"] } else { &["401", "403", "404", "409"] })),
+            error_responses(if body.is_some() { &["400", "401", "403", "404", "409", "422", "503"] } else { &["401", "403", "404", "409", "503"] })),
     });
     if let Some((a, b)) = body {
         op["requestBody"] = json!({
@@ -313,12 +314,12 @@ fn build() -> Value {
                     {"name": "study", "in": "query", "required": false, "schema": {"type": "string"}, "description": "Study UID or accession"},
                     {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
                 ],
-                "responses": ok("200", "Entries", "AuditEntries", error_responses(&["401", "422"]))
+                "responses": ok("200", "Entries", "AuditEntries", error_responses(&["401", "422", "503"]))
             }},
             "/api/v1/audit/verify": {"get": {
                 "operationId": "verifyAudit", "summary": "Walk the hash chain",
                 "tags": ["audit"], "security": [{"bearer": []}],
-                "responses": ok("200", "Verification", "Verification", error_responses(&["401"]))
+                "responses": ok("200", "Verification", "Verification", error_responses(&["401", "503"]))
             }},
             "/api/v1/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document (no token)", "tags": ["system"],

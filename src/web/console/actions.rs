@@ -64,6 +64,9 @@ async fn act(
     match outcome {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(ActionError::Store(e))) => Err(internal(e)),
+        Ok(Err(e @ ActionError::Unaudited(_))) => {
+            Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))
+        }
         Ok(Err(e)) => Err(error(StatusCode::CONFLICT, &e.to_string())),
         Err(e) => Err(internal(e)),
     }
