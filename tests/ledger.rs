@@ -78,6 +78,20 @@ facility = "RC1"
 employment = "part_time"
 board_certified = true
 
+[[ledger.readers]]
+ids = ["4001"]
+name = "高橋 三郎"
+facility = "RC1"
+employment = "full_time"
+board_certified = false
+
+[[ledger.readers]]
+ids = ["5001"]
+name = "伊藤 四郎"
+facility = "RC2"
+employment = "full_time"
+board_certified = true
+
 [[ledger.places]]
 facility = "RC1"
 networks = ["10.20.0.0/16"]
@@ -679,5 +693,104 @@ async fn the_read_events_api_refuses_bad_tokens_and_names_bad_fields() {
     )
     .await;
     assert_eq!(r.status, 404);
+    rg.stop().await;
+}
+
+/// One scenario per eligibility code the month test does not produce, each asserted in
+/// the JSON report: a sign-off by a full-time reader without board certification, a
+/// trainee and a full-time reader reading from outside, a reader of another facility, a
+/// reader whose place is unknown, a read of a study that was never forwarded, and a study
+/// opened but never signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_eligibility_code_has_a_scenario() {
+    let (_dir, _scp, mut cfg) = reading_site();
+    cfg.extra = ledger_config(60);
+    let config_path = cfg.write();
+    let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
+        .await
+        .unwrap();
+    let hl7 = rg.hl7_addr.expect("HL7 listener");
+    let http = rg.http_addr.expect("HTTP listener");
+    let base = "1.2.826.0.1.3680043.10.4343";
+    // (name, code it must produce)
+    let scenarios = [
+        ("UNCERT", "SIGNER_NOT_BOARD_CERTIFIED"),
+        ("TRAINEE", "TRAINEE_READ_OUTSIDE"),
+        ("FULLOUT", "FULL_TIME_READ_OUTSIDE"),
+        ("OTHERFAC", "NOT_RESPONSIBLE_FACILITY"),
+        ("NOPLACE", "UNKNOWN_PLACE"),
+        ("HOLD", "NOT_FORWARDED"),
+        ("UNSIGNED", "NO_FINAL_REPORT"),
+    ];
+    let uid = |n: &str| {
+        let i = scenarios
+            .iter()
+            .position(|(x, _)| *x == n)
+            .expect("scenario");
+        format!("{base}.{}", i + 1)
+    };
+    let studies: Vec<(String, String)> = scenarios
+        .iter()
+        .map(|(n, _)| (uid(n), format!("ACC-{n}")))
+        .collect();
+    send_accessions(cfg.dicom_port, &studies).await;
+    let store = rg.store.clone();
+    wait_until("studies forwarded or held", Duration::from_secs(30), || {
+        studies_in(&store, StudyState::Forwarded, 100) == 6
+            && studies_in(&store, StudyState::Held, 100) == 1
+    });
+
+    let now = readgate::time::now_ms();
+    let min = 60_000;
+    let t0 = now - 20 * min;
+    let inside = (Some("10.20.1.5"), Some("RC1-WS01"));
+    let outside = (Some("203.0.113.7"), None);
+    // (scenario, reader, where from; None: no REST event, HL7 only) then the final's signer.
+    let reads: [(
+        &str,
+        &str,
+        Option<(Option<&str>, Option<&str>)>,
+        Option<&str>,
+    ); 7] = [
+        ("UNCERT", "4001", Some(inside), Some("4001")),
+        ("TRAINEE", "2001", Some(outside), Some("1001")),
+        ("FULLOUT", "1001", Some(outside), Some("1001")),
+        ("OTHERFAC", "5001", Some(inside), Some("5001")),
+        ("NOPLACE", "1001", None, Some("1001")),
+        ("HOLD", "1001", Some(inside), Some("1001")),
+        ("UNSIGNED", "1001", Some(inside), None),
+    ];
+    for (n, reader, place, signer) in reads {
+        if let Some((ip, ws)) = place {
+            let body = event(&uid(n), reader, "opened", t0, ip, ws);
+            let r = post_json(http, "/api/v1/read-events", Some(TOKEN), &body).await;
+            assert_eq!(r.status, 201, "{n}: {}", String::from_utf8_lossy(&r.body));
+        }
+        if let Some(signer) = signer {
+            let control = format!("{n}-F");
+            let message = oru(
+                &control,
+                &format!("ACC-{n}"),
+                "F",
+                signer,
+                "",
+                t0 + 8 * min,
+                "異常なし。",
+            );
+            let ack = send_hl7(hl7, &message).await;
+            assert!(ack.contains(&format!("MSA|AA|{control}")), "{n}: {ack}");
+        }
+    }
+    let month = Month::of(t0, JST).to_string();
+    let json: serde_json::Value =
+        serde_json::from_slice(&report_cli(&config_path, &month, "json", "en")).unwrap();
+    for (n, code) in scenarios {
+        let reasons = reasons_of(&json, &uid(n));
+        assert!(
+            reasons.contains(&code.to_string()),
+            "{n}: {code} not in {reasons:?}"
+        );
+        assert_eq!(study_row(&json, &uid(n))["eligible"], false, "{n}");
+    }
     rg.stop().await;
 }
