@@ -696,6 +696,15 @@ async fn the_read_events_api_refuses_bad_tokens_and_names_bad_fields() {
     rg.stop().await;
 }
 
+/// A scenario's read: (scenario, reader, where from — None: no REST event, HL7 only —
+/// and the final report's signer, if any).
+type Read<'a> = (
+    &'a str,
+    &'a str,
+    Option<(Option<&'a str>, Option<&'a str>)>,
+    Option<&'a str>,
+);
+
 /// One scenario per eligibility code the month test does not produce, each asserted in
 /// the JSON report: a sign-off by a full-time reader without board certification, a
 /// trainee and a full-time reader reading from outside, a reader of another facility, a
@@ -746,12 +755,7 @@ async fn every_eligibility_code_has_a_scenario() {
     let inside = (Some("10.20.1.5"), Some("RC1-WS01"));
     let outside = (Some("203.0.113.7"), None);
     // (scenario, reader, where from; None: no REST event, HL7 only) then the final's signer.
-    let reads: [(
-        &str,
-        &str,
-        Option<(Option<&str>, Option<&str>)>,
-        Option<&str>,
-    ); 7] = [
+    let reads: [Read; 7] = [
         ("UNCERT", "4001", Some(inside), Some("4001")),
         ("TRAINEE", "2001", Some(outside), Some("1001")),
         ("FULLOUT", "1001", Some(outside), Some("1001")),
