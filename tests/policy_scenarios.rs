@@ -13,7 +13,7 @@
 //!
 //! Tagging of forwarded instances (the `READGATE ACCOUNTABILITY` private block and the
 //! context copied from the order) is checked by [`assert_tagged`] and
-//! [`assert_context_copied`] once [`TAGGING_LANDED`] is true.
+//! [`assert_context_copied`].
 
 mod common;
 
@@ -28,10 +28,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// Flip when tagging of forwarded instances is integrated: then every forwarded file is
-/// checked for the accountability block and its verdict, and order context copied into
-/// the header.
-const TAGGING_LANDED: bool = true;
 /// Private creator of readgate's accountability block.
 const CREATOR: &str = "READGATE ACCOUNTABILITY";
 
@@ -792,7 +788,7 @@ fn reason<'a>(all: &'a [Value], code: &str) -> &'a Value {
 }
 
 // ---------------------------------------------------------------------------
-// Tagging checks (enabled by TAGGING_LANDED)
+// Tagging checks
 // ---------------------------------------------------------------------------
 
 /// Runs the Python `script` (pydicom) on `path` and `args`; panics unless it exits 0.
@@ -806,9 +802,6 @@ fn pydicom(script: &str, path: &Path, args: &[&str]) -> Output {
 /// groups for the creator), checks its verdict element (xx06), and checks with DCMTK
 /// dcmdump that the creator is there.
 fn assert_tagged(path: &Path, verdict: &str) {
-    if !TAGGING_LANDED {
-        return;
-    }
     const FIND_BLOCK: &str = r#"
 import sys
 import pydicom
@@ -858,9 +851,6 @@ else:
 /// (0032,1032), (0040,2010), and that an Original Attributes Sequence item records the
 /// change. `expected` pairs a tag keyword with text the value must contain.
 fn assert_context_copied(path: &Path, expected: &[(&str, &str)]) {
-    if !TAGGING_LANDED {
-        return;
-    }
     const READ: &str = r#"
 import json
 import sys

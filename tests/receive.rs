@@ -191,6 +191,36 @@ async fn unknown_calling_ae_and_wrong_called_ae_are_rejected() {
             .is_err(),
         "wrong host"
     );
+    // A known calling AE that calls another AE title: refused as "called AE title not
+    // recognized" (DCMTK says so), not accepted.
+    let port = cfg.dicom_port;
+    let echo = |calling: &'static str, called: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(common::dcmtk("echoscu"))
+                .args([
+                    "-aet",
+                    calling,
+                    "-aec",
+                    called,
+                    "127.0.0.1",
+                    &port.to_string(),
+                ])
+                .output()
+                .expect("echoscu");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (ok, err) = echo("CT01", "NOTREADGATE").await.unwrap();
+    assert!(!ok, "a wrong called AE was accepted");
+    assert!(err.contains("Called AE Title Not Recognized"), "{err}");
+    let (ok, err) = echo("EVIL", "READGATE").await.unwrap();
+    assert!(!ok);
+    assert!(err.contains("Calling AE Title Not Recognized"), "{err}");
+    let (ok, err) = echo("CT01", "READGATE").await.unwrap();
+    assert!(ok, "{err}");
     let ok = Scu::ct01(cfg.dicom_port).await;
     ok.release().await;
     rg.stop().await;
