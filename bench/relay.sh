@@ -401,9 +401,12 @@ big_mode() {
 # under 1 ms of CPU; tagging < 10 % of relay time).
 gate_costs() {
     log "measuring the gate's costs (release build of the unit and tag benchmarks)"
-    (cd "$repo" && cargo test --release -q --lib evaluation_is_well_under_a_millisecond -- --nocapture 2>/dev/null |
-        grep -E "policy evaluation:" || true)
-    (cd "$repo" && cargo run --release -q --example tag_bench -- "$data_root/ct-$count" 2>&1 || true)
+    local out
+    out=$(cd "$repo" && cargo test --release -q --lib evaluation_cost_per_study -- --nocapture 2>&1) ||
+        die "the policy evaluation benchmark failed: $out"
+    grep -E "policy evaluation:" <<<"$out" || die "the policy evaluation benchmark printed no figure: $out"
+    (cd "$repo" && cargo run --release -q --example tag_bench -- "$data_root/ct-$count") ||
+        die "the tagging benchmark failed"
 }
 
 if [[ $mode == big ]]; then big_mode; else relay_mode; gate_costs; fi

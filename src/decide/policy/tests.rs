@@ -1118,15 +1118,26 @@ fn extreme_values_do_not_panic() {
     ];
     ctx.study_date = Some("99991231".into());
     let p = policy("[policy]\n[[policy.lab_rules]]\nname = \"x\"\nmax_age_days = 4294967295\nrequire_any_of = [{ names = [\"eGFR\"] }]\n[policy.priors]\nlookback_days = 4294967295\nmost_recent_count = 4294967295\nrequire = \"all\"\n");
-    let _ = evaluate(&ctx, &p, i64::MAX);
-    let _ = evaluate(&ctx, &PolicyConfig::default(), i64::MIN);
-    let _ = evaluate(&StudyContext::default(), &PolicyConfig::default(), 0);
+    // Each gives a verdict with its reasons: extreme values are data, not crashes.
+    for e in [
+        evaluate(&ctx, &p, i64::MAX),
+        evaluate(&ctx, &PolicyConfig::default(), i64::MIN),
+        evaluate(&StudyContext::default(), &PolicyConfig::default(), 0),
+    ] {
+        assert_eq!(e.verdict == Verdict::Hold, !e.reasons.is_empty(), "{e:?}");
+    }
+    // An empty context lacks everything a study needs: held.
+    let empty = evaluate(&StudyContext::default(), &PolicyConfig::default(), 0);
+    assert_eq!(empty.verdict, Verdict::Hold, "{empty:?}");
 }
 
 // --- speed ------------------------------------------------------------------
 
+/// The cost of one evaluation, printed for `bench/relay.sh` (which runs it in a release
+/// build); the time limit is asserted only there, because a debug build on a loaded
+/// machine says nothing about it. Every build checks the verdicts.
 #[test]
-fn evaluation_is_well_under_a_millisecond() {
+fn evaluation_cost_per_study() {
     // A realistic context: a failing and a passing variant, several labs and priors.
     let mut passing = complete();
     passing.labs.extend((0..20).map(|i| LabFact {
@@ -1164,10 +1175,12 @@ fn evaluation_is_well_under_a_millisecond() {
     let per = start.elapsed() / runs;
     println!("policy evaluation: {per:?} per study ({runs} runs, half failing)");
     assert_eq!(held, runs / 2);
-    assert!(
-        per < std::time::Duration::from_millis(1),
-        "{per:?} per evaluation"
-    );
+    if !cfg!(debug_assertions) {
+        assert!(
+            per < std::time::Duration::from_millis(1),
+            "{per:?} per evaluation"
+        );
+    }
 }
 
 #[test]
