@@ -177,11 +177,20 @@ fn a_peer_pinned_to_a_certificate_subject() {
     let (ok, out) = store_as("CT01", cfg.dicom_port, &[]);
     assert!(!ok, "a pinned peer was accepted over plain TCP:\n{out}");
     daemon.assert_running();
+    // readgate logs a refusal just after answering it: wait for the lines.
+    common::wait_until(
+        "the refusals logged",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = daemon.log_text();
+            log.contains("it must connect over DICOM TLS")
+                && log.contains("presented a certificate")
+        },
+    );
     let log = daemon.log_text();
     assert!(
         log.contains("calling AE \\\"MR01\\\" presented a certificate for \\\"CN=ct01.example\\\"")
             || log.contains("calling AE \"MR01\" presented a certificate for \"CN=ct01.example\""),
         "{log}"
     );
-    assert!(log.contains("it must connect over DICOM TLS"), "{log}");
 }
