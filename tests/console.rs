@@ -218,7 +218,17 @@ async fn console_pages_actions_and_access() {
     assert_eq!(r.status, 422);
     assert!(body(&r).contains("reason"));
 
-    // Re-evaluate: back to receiving, decided again (still held: nothing changed).
+    // Re-evaluate: decided again (still held: nothing changed). The state was "held"
+    // before too, so wait for the new evaluation itself.
+    let evaluated_at = |rg: &readgate::serve::Running| {
+        rg.store
+            .decision_of(held_uid)
+            .unwrap()
+            .and_then(|d| d.evaluated_at)
+            .unwrap_or(0)
+    };
+    let before = evaluated_at(&rg);
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let r = admin
         .post_form(
             &format!("/studies/{held_uid}/reevaluate"),
@@ -226,6 +236,9 @@ async fn console_pages_actions_and_access() {
         )
         .await;
     assert_eq!(r.status, 303, "{}", body(&r));
+    wait_until("the study evaluated again", Duration::from_secs(30), || {
+        evaluated_at(&rg) > before
+    });
     wait_state(&rg, held_uid, "held").await;
 
     // Release with a justification → forwarded to storescp.
