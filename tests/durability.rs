@@ -137,3 +137,174 @@ async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
         .exists());
     rg.stop().await;
 }
+
+/// What readgate did, in the order the kernel saw it, as far as the acknowledgement
+/// depends on it.
+#[derive(Debug, PartialEq)]
+enum Syscall {
+    /// fdatasync/fsync of a file in `spool/tmp` finished.
+    SyncedTmp(String),
+    /// A file renamed from `spool/tmp` to `spool/objects`.
+    Renamed { from: String, to: String },
+    /// fsync of a directory in `spool/objects` finished.
+    SyncedDir(String),
+    /// A P-DATA-TF PDU (a DIMSE response) written to a TCP socket.
+    PData,
+}
+
+/// The spool and socket system calls of an `strace -f -y -yy -x` log, in order. A call
+/// that blocked is split by strace into `<unfinished ...>` and `<... resumed>`; it is
+/// placed where it finished.
+fn spool_syscalls(log: &str) -> Vec<Syscall> {
+    let mut pending: std::collections::HashMap<String, String> = Default::default();
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let whole = if let Some(start) = call.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid.to_string(), start.to_string());
+            continue;
+        } else if call.starts_with("<... ") {
+            match pending.remove(pid) {
+                Some(start) => {
+                    format!("{start}{}", call.split_once("resumed>").map_or("", |x| x.1))
+                }
+                None => continue,
+            }
+        } else {
+            call.to_string()
+        };
+        let ok = !whole.contains("= -1");
+        let fd_path = |w: &str| -> String {
+            w.split_once('<')
+                .and_then(|(_, r)| r.split_once(">)").or_else(|| r.split_once(">,")))
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default()
+        };
+        if (whole.starts_with("fdatasync(") || whole.starts_with("fsync(")) && ok {
+            let path = fd_path(&whole);
+            if path.contains("/spool/tmp/") {
+                out.push(Syscall::SyncedTmp(path));
+            } else if path.contains("/spool/objects/") {
+                out.push(Syscall::SyncedDir(path));
+            }
+        } else if whole.starts_with("rename") && ok {
+            let quoted: Vec<&str> = whole.split('"').skip(1).step_by(2).collect();
+            if let [from, to] = quoted[..] {
+                if from.contains("/spool/tmp/") && to.contains("/spool/objects/") {
+                    out.push(Syscall::Renamed {
+                        from: from.to_string(),
+                        to: to.to_string(),
+                    });
+                }
+            }
+        } else if (whole.starts_with("sendto(") || whole.starts_with("write("))
+            && whole.contains("<TCP:[")
+        {
+            if whole.contains(", \"\\x04\\x00") {
+                out.push(Syscall::PData);
+            }
+        }
+    }
+    out
+}
+
+/// Nothing proves an fsync from the outside except the order of the system calls: under
+/// strace, every C-STORE response readgate writes is preceded, since the previous one, by
+/// the instance's fdatasync in `spool/tmp`, its rename into `spool/objects` and the fsync
+/// of that directory — in that order. (A readgate that answered before syncing, or
+/// synced after, fails this; the kill -9 test cannot see a missing fsync.)
+#[test]
+fn every_acknowledged_instance_was_synced_before_its_answer() {
+    let (dir, cfg) = no_reading_site();
+    let config = cfg.write();
+    let trace = dir.path().join("strace.log");
+    let log = std::fs::File::create(dir.path().join("readgate.log")).expect("log");
+    let mut child = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-yy", "-x", "-s", "4"])
+        .args([
+            "-e",
+            "trace=fdatasync,fsync,rename,renameat,renameat2,sendto,write",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_readgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("strace (installed by scripts/install-test-deps)");
+    wait_for_port(cfg.dicom_port, Duration::from_secs(30));
+    let files = [
+        "ct-chest/IM0001.dcm",
+        "ct-chest/IM0002.dcm",
+        "ct-chest/IM0003.dcm",
+        "mr-head/IM0001.dcm",
+    ];
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    for f in files {
+        storescu.arg(repo_path("sample-dicom").join(f));
+    }
+    run_ok(&mut storescu, "storescu");
+    // SIGTERM to readgate (strace's child), then strace ends with it.
+    let pid = std::fs::read_to_string(&trace)
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        })
+        .expect("readgate's pid in the trace");
+    // SAFETY: a signal to the process this test started (through strace).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().expect("strace exits");
+    assert!(status.success(), "readgate under strace: {status}");
+
+    let calls = spool_syscalls(&std::fs::read_to_string(&trace).expect("trace"));
+    let answers = calls.iter().filter(|c| **c == Syscall::PData).count();
+    assert_eq!(
+        answers,
+        files.len(),
+        "one P-DATA answer per instance: {calls:#?}"
+    );
+    let mut since_answer: Vec<&Syscall> = Vec::new();
+    for call in &calls {
+        if *call != Syscall::PData {
+            since_answer.push(call);
+            continue;
+        }
+        // The instance answered here: synced, renamed, directory synced, in order.
+        let tmp = since_answer.iter().rev().find_map(|c| match c {
+            Syscall::Renamed { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        });
+        let Some((from, to)) = tmp else {
+            panic!("an answer with no instance renamed before it: {since_answer:#?}");
+        };
+        let at = |want: &Syscall| since_answer.iter().position(|c| *c == want);
+        let synced = at(&Syscall::SyncedTmp(from.clone()))
+            .expect("fdatasync of the instance before its answer");
+        let renamed = at(&Syscall::Renamed {
+            from: from.clone(),
+            to: to.clone(),
+        })
+        .expect("rename");
+        let parent = std::path::Path::new(&to)
+            .parent()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let dir_synced = since_answer
+            .iter()
+            .rposition(|c| **c == Syscall::SyncedDir(parent.clone()))
+            .expect("fsync of the objects directory before the answer");
+        assert!(
+            synced < renamed && renamed < dir_synced,
+            "{since_answer:#?}"
+        );
+        since_answer.clear();
+    }
+}
