@@ -202,10 +202,9 @@ fn spool_syscalls(log: &str) -> Vec<Syscall> {
             }
         } else if (whole.starts_with("sendto(") || whole.starts_with("write("))
             && whole.contains("<TCP:[")
+            && whole.contains(", \"\\x04\\x00")
         {
-            if whole.contains(", \"\\x04\\x00") {
-                out.push(Syscall::PData);
-            }
+            out.push(Syscall::PData);
         }
     }
     out
