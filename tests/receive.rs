@@ -160,6 +160,55 @@ async fn bad_data_sets_get_failure_statuses_and_the_association_goes_on() {
         .unwrap();
     assert_eq!(status, 0xC000, "{comment:?}");
 
+    // no Study Instance UID: A900 naming it
+    let sop = format!("{study}.7");
+    let mut ds = Vec::new();
+    element(&mut ds, 0x0008, 0x0016, b"UI", &padded(CT_IMAGE_STORAGE, 0));
+    element(&mut ds, 0x0008, 0x0018, b"UI", &padded(&sop, 0));
+    element(&mut ds, 0x0008, 0x0060, b"CS", b"CT");
+    let (status, comment) = scu
+        .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+        .await
+        .unwrap();
+    assert_eq!(status, 0xA900, "{comment:?}");
+    assert!(
+        comment
+            .as_deref()
+            .unwrap_or("")
+            .contains("Study Instance UID"),
+        "{comment:?}"
+    );
+
+    // a command readgate does not provide (C-FIND): 0211 after its data set is read
+    use readgate::dicom::dimse;
+    let find = dimse::CommandBuilder::new()
+        .uid(dimse::TAG_AFFECTED_SOP_CLASS, CT_IMAGE_STORAGE)
+        .u16(dimse::TAG_COMMAND_FIELD, 0x0020)
+        .u16(dimse::TAG_MESSAGE_ID, 77)
+        .u16(dimse::TAG_PRIORITY, 0)
+        .u16(dimse::TAG_DATA_SET_TYPE, 0x0001)
+        .encode();
+    let pc = scu.context_for(CT_IMAGE_STORAGE);
+    let pdv = |value_type, data: Vec<u8>| dicom_ul::Pdu::PData {
+        data: vec![dicom_ul::pdu::PDataValue {
+            presentation_context_id: pc,
+            value_type,
+            is_last: true,
+            data,
+        }],
+    };
+    scu.send_raw(&pdv(dicom_ul::pdu::PDataValueType::Command, find))
+        .await
+        .unwrap();
+    let mut identifier = Vec::new();
+    element(&mut identifier, 0x0008, 0x0052, b"CS", b"STUDY ");
+    scu.send_raw(&pdv(dicom_ul::pdu::PDataValueType::Data, identifier))
+        .await
+        .unwrap();
+    let (status, comment) = scu.response().await.unwrap();
+    assert_eq!(status, 0x0211, "{comment:?}");
+    assert!(comment.is_some(), "0211 without an Error Comment");
+
     // and a good one on the same association still works
     let sop = format!("{study}.6");
     let ds = synthetic_instance(CT_IMAGE_STORAGE, &study, &sop, "CT", 100);
