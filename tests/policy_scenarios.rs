@@ -491,11 +491,17 @@ struct Site {
 impl Site {
     /// readgate with the default JRS policy (`[policy]` left out) and an HL7 listener.
     fn start() -> Site {
+        Site::start_with("")
+    }
+
+    /// [`Site::start`] with `extra` config sections.
+    fn start_with(extra: &str) -> Site {
         require_python_hl7();
         let dir = tempfile::tempdir().expect("temp dir");
         let scp = StoreScp::start(&dir.path().join("rc1"), free_port());
         let mut cfg = TestConfig::new(dir.path(), scp.port);
         cfg.policy = String::new();
+        cfg.extra = extra.to_string();
         let hl7_port = free_port();
         cfg.hl7_port = Some(hl7_port);
         let config = cfg.write();
@@ -1456,4 +1462,84 @@ fn a_lab_time_without_offset_is_local_time() {
             site.evaluation(&study)
         );
     }
+}
+
+/// Python's http.server as the hospital's webhook receiver: appends each POSTed body as
+/// one line to `out`, answers 204.
+const WEBHOOK_RECEIVER: &str = r#"
+import http.server, sys
+out = open(sys.argv[2], 'a', encoding='utf-8')
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        out.write(body.decode('utf-8').replace('\n', ' ') + '\n'); out.flush()
+        self.send_response(204); self.end_headers()
+    def log_message(self, *args): pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Hook).serve_forever()
+"#;
+
+/// The webhook is told once per distinct set of reasons: a study held for its exam
+/// purpose is announced once; an order that changes nothing re-evaluates it without a
+/// second message; the order that brings the purpose releases it, announced once.
+#[test]
+fn the_webhook_is_told_once_per_set_of_reasons() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bodies = dir.path().join("webhook.jsonl");
+    let mut receiver = Command::new(python())
+        .args(["-c", WEBHOOK_RECEIVER, &port.to_string()])
+        .arg(&bodies)
+        .spawn()
+        .expect("python3 http.server");
+    common::wait_for_port(port, Duration::from_secs(10));
+    let mut site = Site::start_with(&format!(
+        "[notify]\nwebhook_url = \"http://127.0.0.1:{port}/readgate\"\n"
+    ));
+    let events_of = |path: &Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON body"))
+            .collect()
+    };
+    let study = Study {
+        purpose: None,
+        ..Study::complete("9.1")
+    };
+    site.send(&study);
+    site.wait_state(&study, "held");
+    common::wait_until("the hold announced", Duration::from_secs(10), || {
+        !events_of(&bodies).is_empty()
+    });
+
+    // An order without the purpose: evaluated again, the same reasons.
+    let decisions = |site: &Site| site.events(&study).iter().filter(|e| e.0 == "held").count();
+    let before = decisions(&site);
+    site.hl7(&[Order::empty("W-1", &study).orm_o01()]);
+    common::wait_until("the study evaluated again", Duration::from_secs(30), || {
+        decisions(&site) > before
+    });
+    // Then the order with the purpose releases it.
+    let order = Order {
+        purpose: "大動脈解離の除外".into(),
+        ..Order::empty("W-2", &study)
+    };
+    site.hl7(&[order.orm_o01()]);
+    site.wait_forwarded(&study);
+    common::wait_until("the release announced", Duration::from_secs(10), || {
+        events_of(&bodies).len() >= 2
+    });
+    let got = events_of(&bodies);
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|b| b["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["held", "released"], "{got:#?}");
+    assert_eq!(got[0]["study_uid"], study.uid.as_str());
+    assert_eq!(
+        got[0]["reasons"][0]["code"], "EXAM_PURPOSE_MISSING",
+        "{got:#?}"
+    );
+    let _ = receiver.kill();
+    let _ = receiver.wait();
 }
