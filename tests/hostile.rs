@@ -12,16 +12,6 @@ use common::hl7::Ack;
 use common::{free_port, no_reading_site, Daemon};
 use readgate::hl7::mllp;
 
-/// Peak resident set (VmHWM) of process `pid`, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
-
 /// Sends one frame on a new connection and waits for its ACK.
 fn exchange(port: u16, payload: &[u8]) -> Result<Ack, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
@@ -97,7 +87,7 @@ fn hostile_hl7_structure_is_refused_within_bounded_memory() {
     );
     let ack = exchange(port, good.as_bytes()).expect("ACK to a good order");
     assert_eq!(ack.code(), "AA", "{}", ack.show());
-    let peak = peak_rss_kib(daemon.child.id());
+    let peak = common::vm_hwm_kib(daemon.child.id());
     daemon.assert_running();
     assert!(peak < 100 * 1024, "peak RSS {} MiB", peak / 1024);
 }

@@ -430,3 +430,25 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
     assert!(events.contains(&"reopened".to_string()), "{events:?}");
     rg.stop().await;
 }
+
+/// Receiving streams each PDU to the spool: a 200 MB instance from DCMTK storescu costs
+/// readgate a few MB, not the instance (the README's "memory is bounded by one PDU").
+#[test]
+fn receiving_a_200_mb_instance_keeps_memory_bounded() {
+    let big = big_instance(200);
+    let (_dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = vm_hwm_kib(daemon.child.id());
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    storescu.arg(&big);
+    run_ok(&mut storescu, "storescu of a 200 MB instance");
+    let after = vm_hwm_kib(daemon.child.id());
+    daemon.assert_running();
+    eprintln!("readgate VmHWM {before} KiB before, {after} KiB after a 200 MB instance");
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} to {after} KiB receiving 200 MB"
+    );
+}

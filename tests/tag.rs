@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{dataset_of, dcmtk, repo_path, run_ok, run_output};
+use common::{big_instance, dataset_of, dcmtk, repo_path, run_ok, run_output, vm_hwm_kib};
 use readgate::dicom::part10;
 use readgate::model::Disposition as Verdict;
 use readgate::tag::{self, Accountability, ContextCopy, TagReport};
@@ -758,37 +758,6 @@ fn mutated_samples_never_panic() {
 
 const BIG_MB: u32 = 200;
 
-fn big_instance() -> PathBuf {
-    let dir = PathBuf::from(format!("/tmp/readgate-bench-data/big-{BIG_MB}"));
-    let file = dir.join(format!("BIG{BIG_MB}MB.dcm"));
-    if !file.exists() {
-        // Generated aside and renamed, so a concurrent run never reads half a file.
-        let tmp = PathBuf::from(format!("{}.tmp-{}", dir.display(), std::process::id()));
-        std::fs::create_dir_all(&tmp).expect("bench data dir");
-        let status = Command::new("python3")
-            .arg(repo_path("sample-dicom/generate.py"))
-            .args(["--big-instance", &BIG_MB.to_string()])
-            .arg(&tmp)
-            .status()
-            .expect("run generate.py");
-        assert!(status.success(), "generate.py failed");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp); // another run was first
-        }
-        assert!(file.exists(), "no {}", file.display());
-    }
-    file
-}
-
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// Counts what it is given: the tagged data set is checked by size, not kept.
 struct CountingSink(u64);
 
@@ -809,7 +778,7 @@ fn memory_child() {
     let Ok(path) = std::env::var("READGATE_TAG_MEMORY_CHILD") else {
         return;
     };
-    let before = vm_hwm_kib();
+    let before = vm_hwm_kib(std::process::id());
     let file = std::fs::File::open(&path).expect("open big instance");
     let size = file.metadata().expect("metadata").len();
     let mut sink = CountingSink(0);
@@ -821,7 +790,7 @@ fn memory_child() {
     assert!(report.skipped.is_empty(), "{report:?}");
     println!(
         "READGATE_MEMORY before_kib={before} after_kib={} bytes={} secs={:.3}",
-        vm_hwm_kib(),
+        vm_hwm_kib(std::process::id()),
         sink.0,
         elapsed.as_secs_f64()
     );
@@ -829,7 +798,7 @@ fn memory_child() {
 
 #[test]
 fn tagging_a_200_mb_instance_keeps_rss_small() {
-    let big = big_instance();
+    let big = big_instance(BIG_MB);
     let mut child = Command::new(std::env::current_exe().expect("test binary"));
     child
         .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])

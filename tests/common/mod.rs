@@ -10,7 +10,9 @@ pub mod pki;
 pub mod process;
 
 #[allow(unused_imports)] // not every test binary uses every one
-pub use process::{assert_success, code_stdout_stderr, readgate_bin, run_ok, run_output};
+pub use process::{
+    assert_success, big_instance, code_stdout_stderr, readgate_bin, run_ok, run_output, vm_hwm_kib,
+};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
