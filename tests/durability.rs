@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,24 +139,22 @@ async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
     rg.stop().await;
 }
 
-/// What readgate did, in the order the kernel saw it, as far as the acknowledgement
+/// What readgate did, in the order the kernel saw it, as far as an acknowledgement
 /// depends on it.
 #[derive(Debug, PartialEq)]
 enum Syscall {
-    /// fdatasync/fsync of a file in `spool/tmp` finished.
-    SyncedTmp(String),
-    /// A file renamed from `spool/tmp` to `spool/objects`.
+    /// fdatasync or fsync of this path finished.
+    Synced(String),
+    /// A file renamed.
     Renamed { from: String, to: String },
-    /// fsync of a directory in `spool/objects` finished.
-    SyncedDir(String),
-    /// A P-DATA-TF PDU (a DIMSE response) written to a TCP socket.
-    PData,
+    /// Bytes written to a TCP socket; the first few, as strace escapes them.
+    Sent(String),
 }
 
-/// The spool and socket system calls of an `strace -f -y -yy -x` log, in order. A call
-/// that blocked is split by strace into `<unfinished ...>` and `<... resumed>`; it is
-/// placed where it finished.
-fn spool_syscalls(log: &str) -> Vec<Syscall> {
+/// The sync, rename and socket-write calls of an `strace -f -y -yy -x` log, in order. A
+/// call that blocked is split by strace into `<unfinished ...>` and `<... resumed>`; it
+/// is placed where it finished.
+fn traced_calls(log: &str) -> Vec<Syscall> {
     let mut pending: std::collections::HashMap<String, String> = Default::default();
     let mut out = Vec::new();
     for line in log.lines() {
@@ -176,38 +175,72 @@ fn spool_syscalls(log: &str) -> Vec<Syscall> {
         } else {
             call.to_string()
         };
-        let ok = !whole.contains("= -1");
+        if whole.contains("= -1") {
+            continue;
+        }
+        // `call(FD</path>, …` → the path (or `TCP:[…]`) strace printed for FD.
         let fd_path = |w: &str| -> String {
             w.split_once('<')
                 .and_then(|(_, r)| r.split_once(">)").or_else(|| r.split_once(">,")))
                 .map(|(p, _)| p.to_string())
                 .unwrap_or_default()
         };
-        if (whole.starts_with("fdatasync(") || whole.starts_with("fsync(")) && ok {
-            let path = fd_path(&whole);
-            if path.contains("/spool/tmp/") {
-                out.push(Syscall::SyncedTmp(path));
-            } else if path.contains("/spool/objects/") {
-                out.push(Syscall::SyncedDir(path));
-            }
-        } else if whole.starts_with("rename") && ok {
+        if whole.starts_with("fdatasync(") || whole.starts_with("fsync(") {
+            out.push(Syscall::Synced(fd_path(&whole)));
+        } else if whole.starts_with("rename") {
             let quoted: Vec<&str> = whole.split('"').skip(1).step_by(2).collect();
             if let [from, to] = quoted[..] {
-                if from.contains("/spool/tmp/") && to.contains("/spool/objects/") {
-                    out.push(Syscall::Renamed {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                    });
-                }
+                out.push(Syscall::Renamed {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                });
             }
         } else if (whole.starts_with("sendto(") || whole.starts_with("write("))
-            && whole.contains("<TCP:[")
-            && whole.contains(", \"\\x04\\x00")
+            && fd_path(&whole).starts_with("TCP:[")
         {
-            out.push(Syscall::PData);
+            let head = whole.split('"').nth(1).unwrap_or_default();
+            out.push(Syscall::Sent(head.to_string()));
         }
     }
     out
+}
+
+/// readgate `serve --config CONFIG` under strace (sync, rename and write calls, with the
+/// paths and sockets of descriptors, `strings` bytes of each buffer) writing to `trace`.
+fn traced_readgate(config: &Path, trace: &Path, strings: u32) -> std::process::Child {
+    let log = std::fs::File::create(trace.with_extension("readgate.log")).expect("log");
+    std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-yy", "-x", "-s", &strings.to_string()])
+        .args([
+            "-e",
+            "trace=fdatasync,fsync,rename,renameat,renameat2,sendto,write",
+        ])
+        .arg("-o")
+        .arg(trace)
+        .arg(env!("CARGO_BIN_EXE_readgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("strace (installed by scripts/install-test-deps)")
+}
+
+/// Stops readgate under strace (SIGTERM to the traced process) and returns the calls.
+fn stop_traced(mut child: std::process::Child, trace: &Path) -> Vec<Syscall> {
+    let pid = std::fs::read_to_string(trace)
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        })
+        .expect("readgate's pid in the trace");
+    // SAFETY: a signal to the process this test started (through strace).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().expect("strace exits");
+    assert!(status.success(), "readgate under strace: {status}");
+    traced_calls(&std::fs::read_to_string(trace).expect("trace"))
 }
 
 /// Nothing proves an fsync from the outside except the order of the system calls: under
@@ -218,24 +251,8 @@ fn spool_syscalls(log: &str) -> Vec<Syscall> {
 #[test]
 fn every_acknowledged_instance_was_synced_before_its_answer() {
     let (dir, cfg) = no_reading_site();
-    let config = cfg.write();
     let trace = dir.path().join("strace.log");
-    let log = std::fs::File::create(dir.path().join("readgate.log")).expect("log");
-    let mut child = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-y", "-yy", "-x", "-s", "4"])
-        .args([
-            "-e",
-            "trace=fdatasync,fsync,rename,renameat,renameat2,sendto,write",
-        ])
-        .arg("-o")
-        .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_readgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(log.try_clone().expect("dup"))
-        .stderr(log)
-        .spawn()
-        .expect("strace (installed by scripts/install-test-deps)");
+    let child = traced_readgate(&cfg.write(), &trace, 4);
     wait_for_port(cfg.dicom_port, Duration::from_secs(30));
     let files = [
         "ct-chest/IM0001.dcm",
@@ -248,22 +265,10 @@ fn every_acknowledged_instance_was_synced_before_its_answer() {
         storescu.arg(repo_path("sample-dicom").join(f));
     }
     run_ok(&mut storescu, "storescu");
-    // SIGTERM to readgate (strace's child), then strace ends with it.
-    let pid = std::fs::read_to_string(&trace)
-        .ok()
-        .and_then(|t| {
-            t.split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<i32>().ok())
-        })
-        .expect("readgate's pid in the trace");
-    // SAFETY: a signal to the process this test started (through strace).
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = child.wait().expect("strace exits");
-    assert!(status.success(), "readgate under strace: {status}");
+    let calls = stop_traced(child, &trace);
 
-    let calls = spool_syscalls(&std::fs::read_to_string(&trace).expect("trace"));
-    let answers = calls.iter().filter(|c| **c == Syscall::PData).count();
+    let is_answer = |c: &Syscall| matches!(c, Syscall::Sent(h) if h.starts_with("\\x04\\x00"));
+    let answers = calls.iter().filter(|c| is_answer(c)).count();
     assert_eq!(
         answers,
         files.len(),
@@ -271,34 +276,38 @@ fn every_acknowledged_instance_was_synced_before_its_answer() {
     );
     let mut since_answer: Vec<&Syscall> = Vec::new();
     for call in &calls {
-        if *call != Syscall::PData {
+        if !is_answer(call) {
             since_answer.push(call);
             continue;
         }
         // The instance answered here: synced, renamed, directory synced, in order.
-        let tmp = since_answer.iter().rev().find_map(|c| match c {
-            Syscall::Renamed { from, to } => Some((from.clone(), to.clone())),
+        let moved = since_answer.iter().rev().find_map(|c| match c {
+            Syscall::Renamed { from, to }
+                if from.contains("/spool/tmp/") && to.contains("/spool/objects/") =>
+            {
+                Some((from.clone(), to.clone()))
+            }
             _ => None,
         });
-        let Some((from, to)) = tmp else {
+        let Some((from, to)) = moved else {
             panic!("an answer with no instance renamed before it: {since_answer:#?}");
         };
         let at = |want: &Syscall| since_answer.iter().position(|c| *c == want);
-        let synced = at(&Syscall::SyncedTmp(from.clone()))
+        let synced = at(&Syscall::Synced(from.clone()))
             .expect("fdatasync of the instance before its answer");
         let renamed = at(&Syscall::Renamed {
             from: from.clone(),
             to: to.clone(),
         })
         .expect("rename");
-        let parent = std::path::Path::new(&to)
+        let parent = Path::new(&to)
             .parent()
             .unwrap()
             .to_string_lossy()
             .into_owned();
         let dir_synced = since_answer
             .iter()
-            .rposition(|c| **c == Syscall::SyncedDir(parent.clone()))
+            .rposition(|c| **c == Syscall::Synced(parent.clone()))
             .expect("fsync of the objects directory before the answer");
         assert!(
             synced < renamed && renamed < dir_synced,
@@ -306,4 +315,75 @@ fn every_acknowledged_instance_was_synced_before_its_answer() {
         );
         since_answer.clear();
     }
+}
+
+/// HL7 messages are durable before their ACK, and messages arriving together share a
+/// commit: under strace, every ACK readgate writes is preceded, since the previous ACK
+/// on any connection, by a sync of the database's write-ahead log; and with eight
+/// senders at once, some syncs cover several ACKs (group commit).
+#[test]
+fn every_hl7_ack_follows_its_commit_and_commits_are_shared() {
+    let (dir, mut cfg) = no_reading_site();
+    let hl7 = free_port();
+    cfg.hl7_port = Some(hl7);
+    let trace = dir.path().join("strace.log");
+    let child = traced_readgate(&cfg.write(), &trace, 8);
+    wait_for_port(hl7, Duration::from_secs(30));
+    let senders: Vec<_> = (0..8)
+        .map(|c| {
+            let scratch = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let messages: Vec<Vec<u8>> = (0..25)
+                    .map(|i| {
+                        format!(
+                            "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20260601090000||ADT^A08|G{c}-{i}|P|2.5.1\rPID|||P{c}\r"
+                        )
+                        .into_bytes()
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+                common::hl7::mllp_send(hl7, &refs, &scratch)
+            })
+        })
+        .collect();
+    for s in senders {
+        let acks = s.join().expect("sender");
+        assert_eq!(acks.len(), 25);
+    }
+    let calls = stop_traced(child, &trace);
+
+    let is_ack = |c: &Syscall| matches!(c, Syscall::Sent(h) if h.starts_with("\\vMSH"));
+    let is_wal_sync =
+        |c: &Syscall| matches!(c, Syscall::Synced(p) if p.ends_with("readgate.db-wal"));
+    assert_eq!(
+        calls.iter().filter(|c| is_ack(c)).count(),
+        200,
+        "{calls:#?}"
+    );
+    let (mut synced, mut acks_per_sync, mut since_sync) = (false, Vec::new(), 0);
+    for call in &calls {
+        if is_wal_sync(call) {
+            synced = true;
+            if since_sync > 0 {
+                acks_per_sync.push(since_sync);
+            }
+            since_sync = 0;
+        } else if is_ack(call) {
+            assert!(synced, "an ACK written before any commit was synced");
+            since_sync += 1;
+        }
+    }
+    acks_per_sync.push(since_sync);
+    // The ACKs after a sync are those of the messages it made durable. Each sender waits
+    // for its ACK before the next message, so at most 8 messages are ever unanswered: a
+    // run of more than 8 ACKs without a sync would be ACKs of messages never synced.
+    assert!(
+        acks_per_sync.iter().all(|&n| n <= 8),
+        "ACKs without a sync of their commit: {acks_per_sync:?}"
+    );
+    // A batch larger than one is a shared commit.
+    assert!(
+        acks_per_sync.iter().any(|&n| n > 1),
+        "no commit was shared by several messages: {acks_per_sync:?}"
+    );
 }
