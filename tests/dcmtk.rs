@@ -186,3 +186,73 @@ fn a_bad_config_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stable_afer_secs"), "{err}");
 }
+
+/// A destination that accepts only Implicit VR Little Endian gets readgate's native
+/// instances re-encoded to it (the fallback context readgate proposes for native data):
+/// storescp stores an explicit-VR instance as implicit VR, tagged and complete.
+#[test]
+fn native_instances_are_re_encoded_for_a_destination_that_wants_implicit_vr() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scp = StoreScp::start_with(&dir.path().join("rc1"), free_port(), &["+xi"]);
+    let cfg = TestConfig::new(dir.path(), scp.port);
+    let daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    let sample = repo_path("sample-dicom/transfer-syntaxes/explicit-le.dcm");
+    let (meta, _) = dataset_of(&sample);
+    assert_eq!(meta.transfer_syntax, "1.2.840.10008.1.2.1");
+    run_ok(
+        &mut dcmtk_scu("storescu", "CT01", &["-xe"], cfg.dicom_port).arg(&sample),
+        "storescu",
+    );
+    wait_until("delivered", Duration::from_secs(30), || {
+        scp.received().contains(&meta.sop_instance_uid)
+    });
+    let delivered = walk_files(&dir.path().join("rc1"));
+    assert_eq!(delivered.len(), 1);
+    let (got, _) = dataset_of(&delivered[0]);
+    assert_eq!(
+        got.transfer_syntax, "1.2.840.10008.1.2",
+        "not re-encoded as implicit VR"
+    );
+    let dump = run_ok(
+        Command::new(dcmtk("dcmdump")).arg(&delivered[0]),
+        "dcmdump of the re-encoded file",
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains("READGATE ACCOUNTABILITY"), "{text}");
+    assert!(text.contains("(7fe0,0010)"), "pixel data missing:\n{text}");
+    drop(daemon);
+}
+
+/// SIGTERM while an instance is arriving: readgate stops accepting, lets the open
+/// association finish (its instance is answered 0000 and kept), then exits cleanly.
+#[test]
+fn sigterm_waits_for_the_transfer_in_progress() {
+    let big = big_instance(200);
+    let (dir, cfg) = no_reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    storescu.arg(&big);
+    let sending = std::thread::spawn(move || run_output(&mut storescu, "storescu"));
+    wait_until("the association open", Duration::from_secs(10), || {
+        daemon.log_text().contains("association accepted")
+    });
+    assert!(!sending.is_finished(), "the transfer ended before SIGTERM");
+    let status = daemon.terminate();
+    let out = sending.join().expect("storescu thread");
+    assert!(
+        out.status.success(),
+        "the transfer in progress was cut: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(status.success(), "{status:?}\n{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(log.contains("readgate stopped"), "{log}");
+    assert!(log.contains("stored=1"), "{log}");
+    // The instance is kept: a restart finds it in the index.
+    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 1);
+}
