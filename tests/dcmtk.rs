@@ -200,7 +200,7 @@ fn native_instances_are_re_encoded_for_a_destination_that_wants_implicit_vr() {
     let (meta, _) = dataset_of(&sample);
     assert_eq!(meta.transfer_syntax, "1.2.840.10008.1.2.1");
     run_ok(
-        &mut dcmtk_scu("storescu", "CT01", &["-xe"], cfg.dicom_port).arg(&sample),
+        dcmtk_scu("storescu", "CT01", &["-xe"], cfg.dicom_port).arg(&sample),
         "storescu",
     );
     wait_until("delivered", Duration::from_secs(30), || {
