@@ -19,20 +19,27 @@ async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
 
     // Kill readgate with SIGKILL at an arbitrary moment once 120 instances are acknowledged.
     let acked = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = {
-        let (acked, daemon) = (acked.clone(), daemon.clone());
+        let (acked, killed, daemon) = (acked.clone(), killed.clone(), daemon.clone());
         std::thread::spawn(move || {
             while acked.load(Ordering::SeqCst) < 120 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             std::thread::sleep(Duration::from_micros(1700));
             daemon.lock().unwrap().kill9();
+            killed.store(true, Ordering::SeqCst);
         })
     };
     let study = "1.2.826.0.1.3680043.10.1234.77";
     let mut acknowledged = BTreeSet::new();
     let mut scu = Scu::ct01(cfg.dicom_port).await;
     for i in 0..300 {
+        // On a loaded machine the killer may be late: from instance 200 on, wait for it,
+        // so that the kill always falls inside the transfer.
+        while i >= 200 && !killed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let sop = format!("{study}.{i}");
         let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100_000);
         match scu
