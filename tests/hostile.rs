@@ -677,11 +677,14 @@ fn slow_header_http_connections_are_capped_and_timed_out() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    // Those over the per-host cap are closed at once.
-    let kept: Vec<usize> = (0..slow.len())
-        .filter(|&i| !closed_by_server(&mut slow[i], Duration::from_millis(20)))
-        .collect();
+    // Those over the per-host cap are closed as readgate accepts them (on a loaded
+    // machine that takes a moment: wait for it rather than a fixed time).
+    let mut kept: Vec<usize> = (0..slow.len()).collect();
+    let started = std::time::Instant::now();
+    while kept.len() > 16 && started.elapsed() < Duration::from_secs(10) {
+        kept.retain(|&i| !closed_by_server(&mut slow[i], Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         kept.len() <= 16,
         "{} slow connections kept open",
