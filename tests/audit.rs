@@ -619,6 +619,18 @@ impl Collector {
     }
 }
 
+/// A sender to `target` (`tcp://…` or `tls://…`) that retries after at most 1 s and
+/// looks at the trail every 50 ms.
+fn sender_config(target: &str, tls: Option<Arc<rustls::ClientConfig>>) -> SenderConfig {
+    SenderConfig {
+        target: Target::parse(target).unwrap(),
+        tls,
+        source: source(),
+        retry_max: Duration::from_secs(1),
+        poll: Duration::from_millis(50),
+    }
+}
+
 fn source() -> AtnaSource {
     AtnaSource {
         gateway_id: "gw-test".into(),
@@ -635,13 +647,7 @@ fn syslog_tcp_ships_everything_once_across_restarts_and_outages() {
     let log = AuditLog::open(&g.db).unwrap();
     // The collector is down at first: reserve a port, close it, start the sender.
     let port = common::free_port();
-    let cfg = SenderConfig {
-        target: Target::parse(&format!("tcp://127.0.0.1:{port}")).unwrap(),
-        tls: None,
-        source: source(),
-        retry_max: Duration::from_secs(1),
-        poll: Duration::from_millis(50),
-    };
+    let cfg = sender_config(&format!("tcp://127.0.0.1:{port}"), None);
     let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
     // Appends never wait for the network.
     let start = Instant::now();
@@ -682,13 +688,7 @@ fn syslog_cursor_waits_for_the_collectors_confirmation() {
     log.append_batch(&entries).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let cfg = SenderConfig {
-        target: Target::parse(&format!("tcp://127.0.0.1:{port}")).unwrap(),
-        tls: None,
-        source: source(),
-        retry_max: Duration::from_secs(1),
-        poll: Duration::from_millis(50),
-    };
+    let cfg = sender_config(&format!("tcp://127.0.0.1:{port}"), None);
     let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
     // The failing collector: reads up to the first frame's end, then closes.
     let (mut stream, _) = listener.accept().unwrap();
@@ -733,13 +733,10 @@ fn syslog_tls_with_a_private_ca() {
     let g = gateway();
     let log = AuditLog::open(&g.db).unwrap();
     log.append_batch(&sample_entries()).unwrap();
-    let cfg = SenderConfig {
-        target: Target::parse(&format!("tls://localhost:{}", collector.port)).unwrap(),
-        tls: Some(readgate::tls::client_config(&ca_path, None).unwrap()),
-        source: source(),
-        retry_max: Duration::from_secs(1),
-        poll: Duration::from_millis(50),
-    };
+    let cfg = sender_config(
+        &format!("tls://localhost:{}", collector.port),
+        Some(readgate::tls::client_config(&ca_path, None).unwrap()),
+    );
     let sender = Sender::spawn(&g.db, cfg).unwrap();
     let n = sample_entries().len();
     assert_eq!(collector.wait_for(n), (1..=n as i64).collect::<Vec<_>>());
@@ -752,13 +749,10 @@ fn syslog_tls_with_a_private_ca() {
         .unwrap()
         .append(&NewEntry::new(kind::CONFIG_LOADED, "system"))
         .unwrap();
-    let cfg = SenderConfig {
-        target: Target::parse(&format!("tls://localhost:{}", collector.port)).unwrap(),
-        tls: Some(readgate::tls::client_config(&other_ca, None).unwrap()),
-        source: source(),
-        retry_max: Duration::from_secs(1),
-        poll: Duration::from_millis(50),
-    };
+    let cfg = sender_config(
+        &format!("tls://localhost:{}", collector.port),
+        Some(readgate::tls::client_config(&other_ca, None).unwrap()),
+    );
     let sender = Sender::spawn(&g2.db, cfg.clone()).unwrap();
     std::thread::sleep(Duration::from_millis(800));
     sender.stop();

@@ -99,7 +99,11 @@ fn a_destination_that_starts_late_gets_the_queue() {
     let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
     run_ok(storescu.args(&files), "storescu");
     wait_until("five failed attempts", Duration::from_secs(60), || {
-        daemon.log_text().matches("cannot reach destination").count() >= 5
+        daemon
+            .log_text()
+            .matches("cannot reach destination")
+            .count()
+            >= 5
     });
     let scp = StoreScp::start(&dir.path().join("rc1"), dest_port);
     wait_until("queue drained", Duration::from_secs(30), || {
