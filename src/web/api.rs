@@ -36,6 +36,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
 }
 
+/// The server's audit trail (404 when it runs without one).
+fn trail(state: &WebState) -> Result<Arc<crate::audit::AuditLog>, ApiError> {
+    state
+        .audit
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no audit trail in this server", None))
+}
+
 /// The audit entry an action needs could not be written: the action does not happen.
 fn unaudited(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
@@ -438,13 +446,7 @@ async fn audit_search(
     let token = state.authorize(&headers, false)?;
     let [kind, study, limit] = query_fields(raw.as_deref(), ["kind", "study", "limit"])?;
     let limit = parse_limit(limit.as_deref(), 100)?;
-    let Some(audit) = state.audit.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no audit trail in this server",
-            None,
-        ));
-    };
+    let audit = trail(&state)?;
     let query = crate::audit::Query {
         kind: kind.filter(|s| !s.trim().is_empty()),
         study: study.filter(|s| !s.trim().is_empty()),
@@ -467,13 +469,7 @@ async fn audit_verify(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = state.authorize(&headers, false)?;
-    let Some(audit) = state.audit.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no audit trail in this server",
-            None,
-        ));
-    };
+    let audit = trail(&state)?;
     let alerted = state.alerted.clone();
     let v = blocking(move || {
         let v = audit.verify().map_err(internal)?;
