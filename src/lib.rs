@@ -30,6 +30,7 @@ pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod priors;
 pub mod receive;
 pub mod serve;
 pub mod spool;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 mod audit;
 pub mod ledger;
 mod logline;
+mod pacs;
 mod user;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -168,6 +169,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The hospital's PACS (`[[pacs]]`): find a patient's studies.
+    Pacs {
+        #[command(subcommand)]
+        command: pacs::PacsCommand,
+    },
 }
 
 /// Exit code of `readgate audit verify` when the chain shows tampering.
@@ -216,6 +222,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         // Handled by `main`, which needs their exit codes.
         Command::Check { .. } | Command::Audit { .. } => Ok(()),
+        Command::Pacs { command } => pacs::run(command),
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);

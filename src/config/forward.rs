@@ -68,26 +68,42 @@ pub struct Destination {
 impl Destination {
     /// The TLS client configuration for this destination, when it has `tls = true`.
     pub fn tls_client(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
-        if !self.tls {
-            return Ok(None);
-        }
-        let Some(ca) = &self.tls_ca else {
-            return Err("tls = true needs tls_ca (the PEM CA of the destination)".into());
-        };
-        let client = match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
-            (None, None) => None,
-            _ => return Err("tls_cert and tls_key go together".into()),
-        };
-        crate::tls::client_config(ca, client)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        tls_client(
+            self.tls,
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
     }
 
     /// The name the destination's TLS certificate must carry.
     pub fn tls_name(&self) -> &str {
         self.tls_server_name.as_deref().unwrap_or(&self.host)
     }
+}
+
+/// The TLS client configuration of a DICOM link readgate opens (a destination, a PACS),
+/// when it has `tls = true`: the peer's CA, and readgate's certificate for mutual TLS.
+pub fn tls_client(
+    tls: bool,
+    ca: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+    if !tls {
+        return Ok(None);
+    }
+    let Some(ca) = ca else {
+        return Err("tls = true needs tls_ca (the PEM CA of the peer)".into());
+    };
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("tls_cert and tls_key go together".into()),
+    };
+    crate::tls::client_config(ca, client)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ledger;
 pub mod net;
 pub mod notify;
+pub mod pacs;
 pub mod policy;
 
 pub use self::audit::AuditConfig;
@@ -99,6 +100,9 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// The hospital's PACS, queried for patients' earlier studies.
+    #[serde(default)]
+    pub pacs: Vec<pacs::Pacs>,
     #[serde(default)]
     pub log: LogConfig,
     /// HL7 v2 intake over MLLP; absent: no HL7 listener.
@@ -277,6 +281,28 @@ impl Config {
             }
             d.tls_client()
                 .map_err(|m| invalid(&format!("destinations[{i}].tls_ca"), m))?;
+        }
+        let mut pacs_ids = HashSet::new();
+        for (i, p) in self.pacs.iter().enumerate() {
+            let key = |field: &str| format!("pacs[{i}].{field}");
+            non_empty("id", &p.id).map_err(|BadValue(m)| invalid(&key("id"), m))?;
+            if !pacs_ids.insert(p.id.as_str()) {
+                return Err(invalid(&key("id"), format!("duplicate PACS id {:?}", p.id)));
+            }
+            ae_title(&p.ae_title).map_err(|BadValue(m)| invalid(&key("ae_title"), m))?;
+            if let Some(calling) = &p.calling_ae_title {
+                ae_title(calling).map_err(|BadValue(m)| invalid(&key("calling_ae_title"), m))?;
+            }
+            non_empty("host", &p.host).map_err(|BadValue(m)| invalid(&key("host"), m))?;
+            if p.timeout_secs == 0 || p.max_results == 0 {
+                let field = if p.timeout_secs == 0 {
+                    "timeout_secs"
+                } else {
+                    "max_results"
+                };
+                return Err(invalid(&key(field), "expected at least 1".into()));
+            }
+            p.tls_client().map_err(|m| invalid(&key("tls_ca"), m))?;
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !ids.contains(r.destination.as_str()) {

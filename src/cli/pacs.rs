@@ -1,0 +1,107 @@
+//! `readgate pacs find`: a patient's studies in the hospital's PACS (`[[pacs]]`), as
+//! readgate sees them — the check to run when registering readgate with a PACS, and what
+//! prior selection starts from.
+
+use crate::config::pacs::Pacs;
+use crate::config::Config;
+use crate::priors::{find_studies, PacsStudy, StudyQuery};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum PacsCommand {
+    /// List a patient's studies in a PACS (C-FIND, Study Root, STUDY level), newest first.
+    Find {
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Patient ID (0010,0020).
+        #[arg(long)]
+        patient: String,
+        /// Issuer of Patient ID (0010,0021).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Only studies on or after this date (YYYYMMDD).
+        #[arg(long)]
+        since: Option<String>,
+        /// Which `[[pacs]]` entry (by id); default: the first.
+        #[arg(long)]
+        pacs: Option<String>,
+        #[arg(long, value_enum, default_value_t = super::Format::Table)]
+        format: super::Format,
+    },
+}
+
+pub fn run(command: PacsCommand) -> anyhow::Result<()> {
+    let PacsCommand::Find {
+        config,
+        patient,
+        issuer,
+        since,
+        pacs,
+        format,
+    } = command;
+    let config = Config::load(&config)?;
+    let entry = choose(&config.pacs, pacs.as_deref())?;
+    if patient.trim().is_empty() {
+        bail!("--patient: expected a Patient ID");
+    }
+    if let Some(d) = &since {
+        if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("--since {d:?}: expected a date as YYYYMMDD");
+        }
+    }
+    let query = StudyQuery {
+        patient_id: patient,
+        issuer,
+        since,
+    };
+    let calling = entry
+        .calling_ae_title
+        .clone()
+        .unwrap_or_else(|| config.dicom.ae_title.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut studies = runtime.block_on(find_studies(entry, &calling, &query))?;
+    studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
+    match format {
+        super::Format::Json => println!("{}", serde_json::to_string_pretty(&studies)?),
+        super::Format::Table => print_table(&entry.id, &studies),
+    }
+    Ok(())
+}
+
+fn choose<'a>(all: &'a [Pacs], id: Option<&str>) -> anyhow::Result<&'a Pacs> {
+    match id {
+        None => all.first().context(
+            "no [[pacs]] in the configuration: add the hospital's PACS (README \"Priors\")",
+        ),
+        Some(id) => all.iter().find(|p| p.id == id).with_context(|| {
+            let ids: Vec<&str> = all.iter().map(|p| p.id.as_str()).collect();
+            format!("--pacs {id:?}: no such [[pacs]] entry (configured: {ids:?})")
+        }),
+    }
+}
+
+fn print_table(pacs: &str, studies: &[PacsStudy]) {
+    println!(
+        "{} stud{} in PACS {pacs}",
+        studies.len(),
+        if studies.len() == 1 { "y" } else { "ies" }
+    );
+    for s in studies {
+        println!(
+            "  {:<10} {:<8} {:<16} {:>5}  {}  {}",
+            s.date.as_deref().unwrap_or("-"),
+            s.modalities.join("/"),
+            s.accession.as_deref().unwrap_or("-"),
+            s.instances
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.study_uid,
+            s.description.as_deref().unwrap_or(""),
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! `[[pacs]]`: the hospital's PACS, which readgate queries (C-FIND, Study Root) for a
+//! patient's earlier studies (JRS-7.3.2: the reader needs the priors and their reports).
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pacs {
+    /// Named in logs and on the command line (`readgate pacs find --pacs ID`).
+    pub id: String,
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+    /// Calling AE title readgate uses towards this PACS (default: `dicom.ae_title`); the
+    /// PACS must know it.
+    pub calling_ae_title: Option<String>,
+    /// DICOM over TLS to this PACS, with the same settings as a destination's.
+    #[serde(default)]
+    pub tls: bool,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    /// Longest wait to connect and for each answer of a query.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// A query that finds more studies than this is cancelled and reported as too broad.
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+}
+
+impl Pacs {
+    /// The TLS client configuration for this PACS, when it has `tls = true`.
+    pub fn tls_client(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        super::forward::tls_client(
+            self.tls,
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
+    }
+
+    /// The name the PACS's TLS certificate must carry.
+    pub fn tls_name(&self) -> &str {
+        self.tls_server_name.as_deref().unwrap_or(&self.host)
+    }
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+fn default_max_results() -> usize {
+    500
+}

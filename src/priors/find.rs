@@ -1,0 +1,396 @@
+//! The C-FIND SCU: a patient's studies in a PACS (Study Root Query/Retrieve Information
+//! Model — FIND, STUDY level), over plain TCP or DICOM TLS.
+//!
+//! Bounded like every link readgate opens: a timeout to connect and for each answer, and
+//! at most `max_results` studies (a broader answer is cancelled with C-CANCEL and
+//! reported, never truncated silently).
+
+use crate::config::pacs::Pacs;
+use crate::dicom::dimse::{self, Command, CommandBuilder};
+use crate::dicom::{trim_uid, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::{ClientAssociationOptions, Pdu};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Study Root Query/Retrieve Information Model — FIND.
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+const C_FIND_RQ: u16 = 0x0020;
+const C_CANCEL_RQ: u16 = 0x0FFF;
+
+/// Whose studies to look for.
+#[derive(Debug, Clone, Default)]
+pub struct StudyQuery {
+    pub patient_id: String,
+    /// Issuer of Patient ID (0010,0021), when the hospital has several ID domains.
+    pub issuer: Option<String>,
+    /// Only studies on or after this date (DICOM DA, `YYYYMMDD`).
+    pub since: Option<String>,
+}
+
+/// One study the PACS holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PacsStudy {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    /// DICOM DA (`YYYYMMDD`).
+    pub date: Option<String>,
+    pub time: Option<String>,
+    pub modalities: Vec<String>,
+    pub description: Option<String>,
+    pub instances: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("PACS {pacs}: {reason}")]
+    Settings { pacs: String, reason: String },
+    #[error("cannot associate with PACS {pacs} ({ae}@{addr}): {reason}")]
+    Associate {
+        pacs: String,
+        ae: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("PACS {pacs} did not accept Study Root C-FIND")]
+    NotSupported { pacs: String },
+    #[error("PACS {pacs}: no answer within {secs} s")]
+    Timeout { pacs: String, secs: u64 },
+    #[error("PACS {pacs}: association lost: {reason}")]
+    Transport { pacs: String, reason: String },
+    #[error("PACS {pacs} refused the query: status {status:04X}{}", comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Refused {
+        pacs: String,
+        status: u16,
+        comment: Option<String>,
+    },
+    #[error("PACS {pacs} found more than {max} studies (pacs.max_results): query cancelled")]
+    TooMany { pacs: String, max: usize },
+}
+
+/// The patient's studies in `pacs`, as `calling_ae`.
+pub async fn find_studies(
+    pacs: &Pacs,
+    calling_ae: &str,
+    query: &StudyQuery,
+) -> Result<Vec<PacsStudy>, FindError> {
+    let addr = format!("{}:{}", pacs.host, pacs.port);
+    let timeout = Duration::from_secs(pacs.timeout_secs);
+    let associate = |reason: String| FindError::Associate {
+        pacs: pacs.id.clone(),
+        ae: pacs.ae_title.clone(),
+        addr: addr.clone(),
+        reason,
+    };
+    let options = ClientAssociationOptions::new()
+        .calling_ae_title(calling_ae.to_string())
+        .called_ae_title(pacs.ae_title.clone())
+        .connection_timeout(timeout)
+        .with_presentation_context(STUDY_ROOT_FIND, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+    let tls = pacs.tls_client().map_err(|reason| FindError::Settings {
+        pacs: pacs.id.clone(),
+        reason,
+    })?;
+    match tls {
+        None => {
+            let association = tokio::time::timeout(timeout, options.establish_async(addr.as_str()))
+                .await
+                .map_err(|_| associate("timed out".into()))?
+                .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
+            Finder::new(pacs, association)?.run(query).await
+        }
+        Some(tls) => {
+            let options = options.tls_config(tls).server_name(pacs.tls_name());
+            let association =
+                tokio::time::timeout(timeout, options.establish_tls_async(addr.as_str()))
+                    .await
+                    .map_err(|_| associate("timed out".into()))?
+                    .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
+            Finder::new(pacs, association)?.run(query).await
+        }
+    }
+}
+
+/// One query over one association.
+struct Finder<'a, S> {
+    pacs: &'a Pacs,
+    association: AsyncClientAssociation<S>,
+    context: u8,
+    syntax: String,
+}
+
+impl<'a, S: crate::tls::Wire> Finder<'a, S> {
+    fn new(pacs: &'a Pacs, association: AsyncClientAssociation<S>) -> Result<Self, FindError> {
+        let accepted = association
+            .presentation_contexts()
+            .iter()
+            .find(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| (pc.id, trim_uid(&pc.transfer_syntax).to_string()));
+        let Some((context, syntax)) = accepted else {
+            return Err(FindError::NotSupported {
+                pacs: pacs.id.clone(),
+            });
+        };
+        Ok(Finder {
+            pacs,
+            association,
+            context,
+            syntax,
+        })
+    }
+
+    fn transport(&self, reason: impl std::fmt::Display) -> FindError {
+        FindError::Transport {
+            pacs: self.pacs.id.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn run(mut self, query: &StudyQuery) -> Result<Vec<PacsStudy>, FindError> {
+        let result = self.query(query).await;
+        match &result {
+            Ok(_) | Err(FindError::Refused { .. }) | Err(FindError::TooMany { .. }) => {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), self.association.release()).await;
+            }
+            Err(_) => {
+                let _ = self.association.abort().await;
+            }
+        }
+        result
+    }
+
+    async fn send(&mut self, value_type: PDataValueType, data: Vec<u8>) -> Result<(), FindError> {
+        let pdu = Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: self.context,
+                value_type,
+                is_last: true,
+                data,
+            }],
+        };
+        self.association
+            .send(&pdu)
+            .await
+            .map_err(|e| self.transport(e))
+    }
+
+    async fn query(&mut self, query: &StudyQuery) -> Result<Vec<PacsStudy>, FindError> {
+        let message_id = 1;
+        let command = CommandBuilder::new()
+            .uid(dimse::TAG_AFFECTED_SOP_CLASS, STUDY_ROOT_FIND)
+            .u16(dimse::TAG_COMMAND_FIELD, C_FIND_RQ)
+            .u16(dimse::TAG_MESSAGE_ID, message_id)
+            .u16(dimse::TAG_PRIORITY, 0)
+            .u16(dimse::TAG_DATA_SET_TYPE, 0x0001)
+            .encode();
+        let identifier = encode(&identifier(query), &self.syntax).map_err(|e| self.transport(e))?;
+        self.send(PDataValueType::Command, command).await?;
+        self.send(PDataValueType::Data, identifier).await?;
+
+        let mut studies = Vec::new();
+        let (mut command, mut data) = (Vec::new(), Vec::new());
+        let mut pending: Option<Command> = None;
+        let timeout = Duration::from_secs(self.pacs.timeout_secs);
+        loop {
+            let pdu = tokio::time::timeout(timeout, self.association.receive())
+                .await
+                .map_err(|_| FindError::Timeout {
+                    pacs: self.pacs.id.clone(),
+                    secs: self.pacs.timeout_secs,
+                })?
+                .map_err(|e| self.transport(e))?;
+            let pdvs = match pdu {
+                Pdu::PData { data } => data,
+                Pdu::AbortRQ { source } => {
+                    return Err(self.transport(format!("aborted by the PACS ({source:?})")))
+                }
+                other => return Err(self.transport(format!("unexpected PDU {other:?}"))),
+            };
+            for pdv in pdvs {
+                let is_command = pdv.value_type == PDataValueType::Command;
+                let buffer = if is_command { &mut command } else { &mut data };
+                buffer.extend_from_slice(&pdv.data);
+                if !pdv.is_last {
+                    continue;
+                }
+                if is_command {
+                    let rsp = Command::decode(&command).map_err(|e| self.transport(e))?;
+                    command.clear();
+                    let status = rsp.status().map_err(|e| self.transport(e))?;
+                    match status {
+                        0xFF00 | 0xFF01 if rsp.has_data_set().unwrap_or(false) => {
+                            pending = Some(rsp);
+                        }
+                        0xFF00 | 0xFF01 => {}
+                        0x0000 => return Ok(studies),
+                        _ => {
+                            return Err(FindError::Refused {
+                                pacs: self.pacs.id.clone(),
+                                status,
+                                comment: rsp.text(dimse::TAG_ERROR_COMMENT),
+                            })
+                        }
+                    }
+                } else {
+                    if pending.take().is_none() {
+                        return Err(self.transport("an identifier without its response"));
+                    }
+                    let parsed = decode(&data, &self.syntax).map_err(|e| self.transport(e))?;
+                    data.clear();
+                    if let Some(study) = parsed {
+                        studies.push(study);
+                    }
+                    if studies.len() > self.pacs.max_results {
+                        let cancel = CommandBuilder::new()
+                            .u16(dimse::TAG_COMMAND_FIELD, C_CANCEL_RQ)
+                            .u16(dimse::TAG_MESSAGE_ID_RESPONDED, message_id)
+                            .u16(dimse::TAG_DATA_SET_TYPE, 0x0101)
+                            .encode();
+                        let _ = self.send(PDataValueType::Command, cancel).await;
+                        return Err(FindError::TooMany {
+                            pacs: self.pacs.id.clone(),
+                            max: self.pacs.max_results,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The query identifier: the keys to match and the attributes to return (empty).
+fn identifier(query: &StudyQuery) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    obj.put(text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
+    obj.put(text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"));
+    obj.put(text(tags::PATIENT_ID, VR::LO, query.patient_id.trim()));
+    if let Some(issuer) = &query.issuer {
+        obj.put(text(tags::ISSUER_OF_PATIENT_ID, VR::LO, issuer.trim()));
+    }
+    let since = query.since.as_deref().map(|d| format!("{}-", d.trim()));
+    obj.put(text(
+        tags::STUDY_DATE,
+        VR::DA,
+        since.as_deref().unwrap_or(""),
+    ));
+    for (tag, vr) in [
+        (tags::STUDY_TIME, VR::TM),
+        (tags::ACCESSION_NUMBER, VR::SH),
+        (tags::STUDY_INSTANCE_UID, VR::UI),
+        (tags::MODALITIES_IN_STUDY, VR::CS),
+        (tags::STUDY_DESCRIPTION, VR::LO),
+        (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
+    ] {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+    }
+    obj
+}
+
+fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {syntax}"))?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, ts)
+        .map_err(|e| format!("cannot encode the query: {e}"))?;
+    Ok(out)
+}
+
+/// A study from an answer's identifier; None when it carries no Study Instance UID.
+fn decode(bytes: &[u8], syntax: &str) -> Result<Option<PacsStudy>, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(syntax)
+        .ok_or_else(|| format!("unknown transfer syntax {syntax}"))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
+        .map_err(|e| format!("unreadable answer: {e}"))?;
+    // Text through readgate's own decoder: it reads the ISO 2022 Japanese a PACS sends.
+    let text = |tag| {
+        crate::dicom::text::decode_element_str(&obj, tag)
+            .and_then(Result::ok)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(study_uid) = text(tags::STUDY_INSTANCE_UID) else {
+        return Ok(None);
+    };
+    Ok(Some(PacsStudy {
+        study_uid: trim_uid(&study_uid).to_string(),
+        accession: text(tags::ACCESSION_NUMBER),
+        date: text(tags::STUDY_DATE),
+        time: text(tags::STUDY_TIME),
+        modalities: text(tags::MODALITIES_IN_STUDY)
+            .map(|m| m.split('\\').map(|x| x.trim().to_string()).collect())
+            .unwrap_or_default(),
+        description: text(tags::STUDY_DESCRIPTION),
+        instances: text(tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identifier_round_trips_and_answers_are_read() {
+        let query = StudyQuery {
+            patient_id: "P-001".into(),
+            issuer: Some("HOSP".into()),
+            since: Some("20240101".into()),
+        };
+        let bytes = encode(&identifier(&query), EXPLICIT_VR_LE).unwrap();
+        let back = InMemDicomObject::read_dataset_with_ts(
+            &bytes[..],
+            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
+        )
+        .unwrap();
+        assert_eq!(
+            back.element(tags::STUDY_DATE).unwrap().to_str().unwrap(),
+            "20240101-"
+        );
+        assert_eq!(
+            back.element(tags::PATIENT_ID).unwrap().to_str().unwrap(),
+            "P-001"
+        );
+
+        let mut answer = InMemDicomObject::new_empty();
+        let put = |o: &mut InMemDicomObject, tag, vr, v: &str| {
+            o.put(DataElement::new(tag, vr, PrimitiveValue::from(v)))
+        };
+        put(
+            &mut answer,
+            tags::SPECIFIC_CHARACTER_SET,
+            VR::CS,
+            "ISO_IR 192",
+        );
+        put(&mut answer, tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3");
+        put(&mut answer, tags::ACCESSION_NUMBER, VR::SH, "A1");
+        put(&mut answer, tags::MODALITIES_IN_STUDY, VR::CS, "CT\\SR");
+        put(&mut answer, tags::STUDY_DESCRIPTION, VR::LO, "胸部CT");
+        put(
+            &mut answer,
+            tags::NUMBER_OF_STUDY_RELATED_INSTANCES,
+            VR::IS,
+            "12",
+        );
+        let bytes = encode(&answer, IMPLICIT_VR_LE).unwrap();
+        let study = decode(&bytes, IMPLICIT_VR_LE).unwrap().unwrap();
+        assert_eq!(study.study_uid, "1.2.3");
+        assert_eq!(study.modalities, ["CT", "SR"]);
+        assert_eq!(study.description.as_deref(), Some("胸部CT"));
+        assert_eq!(study.instances, Some(12));
+        let mut empty = InMemDicomObject::new_empty();
+        put(&mut empty, tags::ACCESSION_NUMBER, VR::SH, "A1");
+        assert_eq!(
+            decode(&encode(&empty, IMPLICIT_VR_LE).unwrap(), IMPLICIT_VR_LE).unwrap(),
+            None
+        );
+    }
+}
