@@ -1,5 +1,6 @@
-//! The hospital's PACS as a real peer: DCMTK `dcmqrscp` holds a patient's earlier
-//! studies; `readgate pacs find` asks it for them (C-FIND, Study Root, STUDY level).
+//! The hospital's PACS as a real peer — DCMTK `dcmqrscp` and Orthanc (Debian's package)
+//! hold a patient's earlier studies; `readgate pacs find` asks them (C-FIND, Study Root,
+//! STUDY level).
 
 mod common;
 
@@ -9,14 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-/// DCMTK's dcmqrscp as a PACS with AE title PACS, its database in `dir/db`.
-struct Dcmqrscp {
+/// A PACS under test, with AE title `ae`, on 127.0.0.1:`port`; killed when dropped.
+struct PacsPeer {
     child: Child,
     port: u16,
+    ae: &'static str,
+    /// Whether it answers the optional Modalities in Study and instance count at STUDY
+    /// level (Orthanc does; dcmqrscp does not).
+    counts: bool,
 }
 
-impl Dcmqrscp {
-    fn start(dir: &Path) -> Dcmqrscp {
+impl PacsPeer {
+    /// DCMTK's dcmqrscp, its database in `dir/db`.
+    fn dcmqrscp(dir: &Path) -> PacsPeer {
         let port = free_port();
         let db = dir.join("db");
         std::fs::create_dir_all(&db).expect("db dir");
@@ -31,15 +37,50 @@ impl Dcmqrscp {
             ),
         )
         .expect("dcmqrscp.cfg");
-        let child = Command::new(dcmtk("dcmqrscp"))
-            .args(["-c"])
-            .arg(&config)
+        let mut cmd = Command::new(dcmtk("dcmqrscp"));
+        cmd.arg("-c").arg(&config);
+        PacsPeer::spawn(cmd, port, "PACS", false)
+    }
+
+    /// Orthanc (Debian's `orthanc` package), storage and index in `dir/orthanc`;
+    /// readgate is one of its DICOM modalities, as a hospital would register it.
+    fn orthanc(dir: &Path) -> PacsPeer {
+        let (port, http) = (free_port(), free_port());
+        let home = dir.join("orthanc");
+        std::fs::create_dir_all(&home).expect("orthanc dir");
+        let config = home.join("orthanc.json");
+        let settings = serde_json::json!({
+            "Name": "readgate-test",
+            "StorageDirectory": home.join("storage"),
+            "IndexDirectory": home.join("index"),
+            "HttpPort": http,
+            "DicomPort": port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": false,
+            "DicomAlwaysAllowStore": true,
+            "DicomModalities": { "readgate": ["READGATE", "127.0.0.1", 11112] },
+            "Plugins": []
+        });
+        std::fs::write(&config, settings.to_string()).expect("orthanc.json");
+        let binary = std::env::var("ORTHANC_BIN").unwrap_or_else(|_| "/usr/sbin/Orthanc".into());
+        let mut cmd = Command::new(binary);
+        cmd.arg(&config);
+        PacsPeer::spawn(cmd, port, "ORTHANC", true)
+    }
+
+    fn spawn(mut cmd: Command, port: u16, ae: &'static str, counts: bool) -> PacsPeer {
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("dcmqrscp");
-        wait_for_port(port, Duration::from_secs(10));
-        Dcmqrscp { child, port }
+            .expect("the PACS (installed by scripts/install-test-deps)");
+        wait_for_port(port, Duration::from_secs(20));
+        PacsPeer {
+            child,
+            port,
+            ae,
+            counts,
+        }
     }
 
     /// Stores a synthetic study (tests/peers/make_study.py) into the PACS with storescu.
@@ -61,18 +102,18 @@ impl Dcmqrscp {
         storescu
             .args([
                 "-aet",
-                "LOADER",
+                "READGATE",
                 "-aec",
-                "PACS",
+                self.ae,
                 "127.0.0.1",
                 &self.port.to_string(),
             ])
             .args(&files);
-        run_ok(&mut storescu, "storescu into dcmqrscp");
+        run_ok(&mut storescu, "storescu into the PACS");
     }
 }
 
-impl Drop for Dcmqrscp {
+impl Drop for PacsPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -105,9 +146,20 @@ fn accessions(json: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_patients_studies_are_found_in_the_pacs() {
-    let (dir, mut cfg) = no_reading_site();
-    let pacs = Dcmqrscp::start(dir.path());
+fn a_patients_studies_are_found_in_dcmqrscp() {
+    let (dir, cfg) = no_reading_site();
+    let pacs = PacsPeer::dcmqrscp(dir.path());
+    patients_studies_are_found(&dir, cfg, pacs);
+}
+
+#[test]
+fn a_patients_studies_are_found_in_orthanc() {
+    let (dir, cfg) = no_reading_site();
+    let pacs = PacsPeer::orthanc(dir.path());
+    patients_studies_are_found(&dir, cfg, pacs);
+}
+
+fn patients_studies_are_found(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs: PacsPeer) {
     let base = "1.2.826.0.1.3680043.10.7001";
     pacs.load(
         dir.path(),
@@ -132,9 +184,9 @@ fn a_patients_studies_are_found_in_the_pacs() {
     );
     let entry = |max: usize| {
         format!(
-            "[[pacs]]\nid = \"main\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = {}\n\
+            "[[pacs]]\nid = \"main\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n\
              timeout_secs = 10\nmax_results = {max}\n",
-            pacs.port
+            pacs.ae, pacs.port
         )
     };
     cfg.extra = entry(100);
@@ -148,8 +200,11 @@ fn a_patients_studies_are_found_in_the_pacs() {
     assert_eq!(v[0]["study_uid"], format!("{base}.2"));
     assert_eq!(v[0]["date"], "20240210");
     assert_eq!(v[0]["time"], "093000");
-    // dcmqrscp answers Study Description but not the optional Modalities in Study.
     assert_eq!(v[0]["description"], "SYNTHETIC CT", "{out}");
+    if pacs.counts {
+        assert_eq!(v[0]["modalities"][0], "CT", "{out}");
+        assert_eq!(v[0]["instances"], 2, "{out}");
+    }
 
     // A date bound, a patient the PACS does not know, the table form.
     let (ok, out, _) = pacs_find(
