@@ -835,3 +835,12 @@ impl Scu {
         let _ = self.assoc.release().await;
     }
 }
+
+/// A DIMSE answer (status, Error Comment) is `status` and its comment says `text`.
+pub fn assert_answer(status: u16, comment: &Option<String>, want: u16, text: &str) {
+    assert_eq!(status, want, "{comment:?}");
+    assert!(
+        comment.as_deref().unwrap_or("").contains(text),
+        "{want:04X} without {text:?} in its comment: {comment:?}"
+    );
+}
