@@ -67,17 +67,28 @@ async fn every_packing_is_stored_and_forwarded_byte_identical() {
     let row = &rg.store.list_studies(None, 10).unwrap()[0];
     assert_eq!((row.instance_count, row.instances_forwarded), (3, 3));
     assert_eq!(row.facility.as_deref(), Some("RC1"));
-    // The study's path is in the audit trail, hash-chained and intact.
-    let entries = rg
-        .audit
-        .search(&readgate::audit::Query {
-            study: Some(study.clone()),
-            ..Default::default()
-        })
-        .unwrap();
-    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    // The study's path is in the audit trail, hash-chained and intact. The forward's
+    // entry is written just after the state turns Forwarded, so it is waited for.
+    let kinds = || -> Vec<String> {
+        rg.audit
+            .search(&readgate::audit::Query {
+                study: Some(study.clone()),
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    };
+    wait_until("study_forwarded audited", Duration::from_secs(10), || {
+        kinds().iter().any(|k| k == "study_forwarded")
+    });
+    let kinds = kinds();
     for kind in ["instance_received", "study_released", "study_forwarded"] {
-        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
     }
     let v = rg.audit.verify().unwrap();
     assert!(v.finding.is_none(), "{:?}", v.finding);
