@@ -186,30 +186,15 @@ async fn console_pages_actions_and_access() {
     let page = body(&viewer.get(&format!("/studies/{held_uid}")).await);
     assert!(!page.contains("/release"));
     let vcsrf = viewer.csrf().await;
-    let r = viewer
-        .post_form(
-            &format!("/studies/{held_uid}/release"),
-            &[("csrf", &vcsrf), ("justification", "viewer tries")],
-        )
-        .await;
+    let r = release(&mut viewer, held_uid, &vcsrf, "viewer tries").await;
     assert_eq!(r.status, 403);
 
     // CSRF and bad input.
     let csrf = admin.csrf().await;
-    let r = admin
-        .post_form(
-            &format!("/studies/{held_uid}/release"),
-            &[("csrf", "nope"), ("justification", "urgent case")],
-        )
-        .await;
+    let r = release(&mut admin, held_uid, "nope", "urgent case").await;
     assert_eq!(r.status, 403);
     assert!(body(&r).contains("csrf"));
-    let r = admin
-        .post_form(
-            &format!("/studies/{held_uid}/release"),
-            &[("csrf", &csrf), ("justification", "ab")],
-        )
-        .await;
+    let r = release(&mut admin, held_uid, &csrf, "ab").await;
     assert_eq!(r.status, 422);
     assert!(body(&r).contains("justification"));
     let r = admin
@@ -273,12 +258,7 @@ async fn console_pages_actions_and_access() {
         "{page}"
     );
     // Releasing again conflicts.
-    let r = admin
-        .post_form(
-            &format!("/studies/{held_uid}/release"),
-            &[("csrf", &csrf), ("justification", "again please")],
-        )
-        .await;
+    let r = release(&mut admin, held_uid, &csrf, "again please").await;
     assert_eq!(r.status, 409);
 
     // Reject.
@@ -684,4 +664,19 @@ async fn held_page_of_2000_studies_is_bounded_and_leaves_the_runtime_free() {
         echo < one_render / 2,
         "the median echo took {echo:?} while the held page rendered (one render: {one_render:?})"
     );
+}
+
+/// POSTs the console's release form for `study` with this CSRF token and justification.
+async fn release(
+    client: &mut WebClient,
+    study: &str,
+    csrf: &str,
+    justification: &str,
+) -> common::http::HttpResponse {
+    client
+        .post_form(
+            &format!("/studies/{study}/release"),
+            &[("csrf", csrf), ("justification", justification)],
+        )
+        .await
 }

@@ -35,6 +35,39 @@ impl Decide for TestGate {
     }
 }
 
+/// readgate serving [`ledger_config`] with [`TestGate`], forwarding to a storescp.
+struct LedgerSite {
+    _dir: tempfile::TempDir,
+    _scp: StoreScp,
+    cfg: TestConfig,
+    config_path: std::path::PathBuf,
+    rg: readgate::serve::Running,
+    hl7: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+}
+
+impl LedgerSite {
+    async fn start(critical: u32) -> LedgerSite {
+        let (_dir, _scp, mut cfg) = reading_site();
+        cfg.extra = ledger_config(critical);
+        let config_path = cfg.write();
+        let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
+            .await
+            .unwrap();
+        let hl7 = rg.hl7_addr.expect("HL7 listener");
+        let http = rg.http_addr.expect("HTTP listener");
+        LedgerSite {
+            _dir,
+            _scp,
+            cfg,
+            config_path,
+            rg,
+            hl7,
+            http,
+        }
+    }
+}
+
 fn ledger_config(critical: u32) -> String {
     format!(
         r#"
@@ -56,49 +89,42 @@ unchanged_similarity = 0.98
 burst_count = 5
 burst_window_secs = 60
 
-[[ledger.readers]]
-ids = ["1001", "suzuki"]
-name = "鈴木 一郎"
-facility = "RC1"
-employment = "full_time"
-board_certified = true
-valid_from = "2020-04-01"
-
-[[ledger.readers]]
-ids = ["2001"]
-name = "田中 次郎"
-facility = "RC1"
-employment = "trainee"
-board_certified = false
-
-[[ledger.readers]]
-ids = ["3001"]
-name = "佐藤 花子"
-facility = "RC1"
-employment = "part_time"
-board_certified = true
-
-[[ledger.readers]]
-ids = ["4001"]
-name = "高橋 三郎"
-facility = "RC1"
-employment = "full_time"
-board_certified = false
-
-[[ledger.readers]]
-ids = ["5001"]
-name = "伊藤 四郎"
-facility = "RC2"
-employment = "full_time"
-board_certified = true
-
+{readers}
 [[ledger.places]]
 facility = "RC1"
 networks = ["10.20.0.0/16"]
 workstations = ["RC1-WS01"]
 "#,
-        hash = readgate::web::sha256_hex(TOKEN)
+        hash = readgate::web::sha256_hex(TOKEN),
+        readers = readers_toml(),
     )
+}
+
+/// The roster of the scenarios: (ids, name, facility, employment, board certified). 1001
+/// is valid from 2020-04-01; the others without bounds.
+const READERS: [(&str, &str, &str, &str, bool); 5] = [
+    (r#""1001", "suzuki""#, "鈴木 一郎", "RC1", "full_time", true),
+    (r#""2001""#, "田中 次郎", "RC1", "trainee", false),
+    (r#""3001""#, "佐藤 花子", "RC1", "part_time", true),
+    (r#""4001""#, "高橋 三郎", "RC1", "full_time", false),
+    (r#""5001""#, "伊藤 四郎", "RC2", "full_time", true),
+];
+
+fn readers_toml() -> String {
+    READERS
+        .iter()
+        .map(|(ids, name, facility, employment, board)| {
+            let from = if ids.contains("1001") {
+                "valid_from = \"2020-04-01\"\n"
+            } else {
+                ""
+            };
+            format!(
+                "[[ledger.readers]]\nids = [{ids}]\nname = \"{name}\"\nfacility = \"{facility}\"\n\
+                 employment = \"{employment}\"\nboard_certified = {board}\n{from}\n"
+            )
+        })
+        .collect()
 }
 
 /// ms → HL7 DTM `20260601093000+0900`.
@@ -197,15 +223,16 @@ fn reasons_of(report: &serde_json::Value, uid: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warning() {
-    let (_dir, _scp, mut cfg) = reading_site();
     // 2 eligible studies, one first-read by a trainee: 50 % (> 20 % warning, ≤ 60 %).
-    cfg.extra = ledger_config(60);
-    let config_path = cfg.write();
-    let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
-        .await
-        .unwrap();
-    let hl7 = rg.hl7_addr.expect("HL7 listener");
-    let http = rg.http_addr.expect("HTTP listener");
+    let LedgerSite {
+        _dir,
+        _scp,
+        cfg,
+        config_path,
+        rg,
+        hl7,
+        http,
+    } = LedgerSite::start(60).await;
 
     // Seven studies over DICOM.
     let base = "1.2.826.0.1.3680043.10.4242";
@@ -712,14 +739,15 @@ type Read<'a> = (
 /// opened but never signed.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_eligibility_code_has_a_scenario() {
-    let (_dir, _scp, mut cfg) = reading_site();
-    cfg.extra = ledger_config(60);
-    let config_path = cfg.write();
-    let rg = readgate::serve::start_with(cfg.parse(), Some(Arc::new(TestGate)))
-        .await
-        .unwrap();
-    let hl7 = rg.hl7_addr.expect("HL7 listener");
-    let http = rg.http_addr.expect("HTTP listener");
+    let LedgerSite {
+        _dir,
+        _scp,
+        cfg,
+        config_path,
+        rg,
+        hl7,
+        http,
+    } = LedgerSite::start(60).await;
     let base = "1.2.826.0.1.3680043.10.4343";
     // (name, code it must produce)
     let scenarios = [

@@ -659,6 +659,30 @@ impl Site {
     }
 
     /// Forwarded: listed as forwarded with every instance, and every file at storescp.
+    /// A complete study of `patient` acquired 30 days ago, sent and forwarded: the prior
+    /// of the scenarios that follow.
+    fn forwarded_prior(&mut self, patient: &str, uid: &str) -> Study {
+        let (date, time) = jst(now_ms() - 30 * DAY_MS);
+        let prior = Study {
+            date,
+            time,
+            patient_id: patient.into(),
+            ..Study::complete(uid)
+        };
+        self.send(&prior);
+        self.wait_forwarded(&prior);
+        prior
+    }
+
+    /// Waits for `study` to be forwarded with no reason, verdict PASS, every instance
+    /// tagged PASS.
+    fn assert_passed(&mut self, study: &Study) {
+        let row = self.wait_forwarded(study);
+        assert!(codes(&row).is_empty(), "{row:#}");
+        assert_eq!(self.verdict(study).as_deref(), Some("PASS"));
+        assert_all_tagged(self, study, "PASS");
+    }
+
     fn wait_forwarded(&mut self, study: &Study) -> Value {
         let row = self.wait_state(study, "forwarded");
         assert_eq!(row["destination"], "rc1", "{row:#}");
@@ -1085,10 +1109,7 @@ fn contrast_ct_is_held_until_a_recent_egfr_arrives() {
 
     let recent = Lab::egfr("58.3", &hl7_ts(now_ms() - 2 * DAY_MS));
     site.hl7(&[oru_labs("S4-LAB-NEW", &study.patient_id, &[recent])]);
-    let row = site.wait_forwarded(&study);
-    assert!(codes(&row).is_empty(), "{row:#}");
-    assert_eq!(site.verdict(&study).as_deref(), Some("PASS"));
-    assert_all_tagged(&site, &study, "PASS");
+    site.assert_passed(&study);
 }
 
 /// Scenario 4b: A contrast CT whose header says nothing: held for the order and the lab
@@ -1119,9 +1140,7 @@ fn an_order_with_an_egfr_obx_releases_a_contrast_ct() {
         ..Order::complete("S4-ORDER", &study)
     };
     site.hl7(&[order.orm_o01()]);
-    let row = site.wait_forwarded(&study);
-    assert!(codes(&row).is_empty(), "{row:#}");
-    assert_all_tagged(&site, &study, "PASS");
+    site.assert_passed(&study);
 }
 
 /// Scenario 5: The patient has a prior study on readgate without a final report: held with
@@ -1133,15 +1152,7 @@ fn an_order_with_an_egfr_obx_releases_a_contrast_ct() {
 #[test]
 fn a_prior_without_a_final_report_holds_until_the_report_arrives() {
     let mut site = Site::start();
-    let (prior_date, prior_time) = jst(now_ms() - 30 * DAY_MS);
-    let prior = Study {
-        date: prior_date,
-        time: prior_time,
-        patient_id: "SYN-P-5".into(),
-        ..Study::complete("5.1")
-    };
-    site.send(&prior);
-    site.wait_forwarded(&prior);
+    let prior = site.forwarded_prior("SYN-P-5", "5.1");
 
     let current = Study {
         patient_id: "SYN-P-5".into(),
@@ -1181,10 +1192,7 @@ fn a_prior_without_a_final_report_holds_until_the_report_arrives() {
         &prior.accession,
         "F",
     )]);
-    let row = site.wait_forwarded(&current);
-    assert!(codes(&row).is_empty(), "{row:#}");
-    assert_eq!(site.verdict(&current).as_deref(), Some("PASS"));
-    assert_all_tagged(&site, &current, "PASS");
+    site.assert_passed(&current);
 }
 
 /// Scenario 5, realistic timing: A prior acquired 30 days ago, a current study acquired
@@ -1193,15 +1201,7 @@ fn a_prior_without_a_final_report_holds_until_the_report_arrives() {
 #[test]
 fn a_prior_is_dated_by_its_study_date() {
     let mut site = Site::start();
-    let (prior_date, prior_time) = jst(now_ms() - 30 * DAY_MS);
-    let prior = Study {
-        date: prior_date,
-        time: prior_time,
-        patient_id: "SYN-P-5B".into(),
-        ..Study::complete("5.3")
-    };
-    site.send(&prior);
-    site.wait_forwarded(&prior);
+    let prior = site.forwarded_prior("SYN-P-5B", "5.3");
 
     let current = Study {
         patient_id: "SYN-P-5B".into(),
@@ -1431,9 +1431,7 @@ fn a_held_study_survives_a_restart_and_is_released_after_it() {
         ..Order::complete("S8-ORDER", &study)
     };
     site.hl7(&[order.orm_o01()]);
-    let row = site.wait_forwarded(&study);
-    assert!(codes(&row).is_empty(), "{row:#}");
-    assert_all_tagged(&site, &study, "PASS");
+    site.assert_passed(&study);
 }
 
 /// HL7 v2 times without an offset are the sender's local time (HL7 v2.5 §2.A.22): an

@@ -69,6 +69,34 @@ fn tamper(path: &Path, log: &AuditLog, sql: &str) -> Finding {
     finding(log)
 }
 
+/// Asserts that verification names entry `seq` as `tamper`.
+fn expect_finding(log: &AuditLog, seq: i64, tamper: Tamper) -> Finding {
+    let f = finding(log);
+    assert_eq!((f.seq, f.tamper), (seq, tamper), "{f:?}");
+    f
+}
+
+/// Renumbers entries `at..` one up, leaving a gap at `at`, as an attacker inserting there would.
+fn make_room(c: &Connection, at: i64) {
+    c.execute(
+        "UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= ?1",
+        [at],
+    )
+    .unwrap();
+    c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
+        .unwrap();
+}
+
+/// Recomputes entry `seq`'s own hash over its (edited) content, as a careful attacker would.
+fn rewrite_hash(c: &Connection, seq: i64) {
+    let h = rehash(c, seq);
+    c.execute(
+        "UPDATE audit_log SET hash = ?1 WHERE seq = ?2",
+        rusqlite::params![h, seq],
+    )
+    .unwrap();
+}
+
 fn finding(log: &AuditLog) -> Finding {
     let v = log.verify().unwrap();
     match v.finding {
@@ -147,11 +175,8 @@ fn changed_row_with_recomputed_hash_is_named() {
     let c = attacker(&path);
     c.execute("UPDATE audit_log SET actor = 'MR01' WHERE seq = 23", [])
         .unwrap();
-    let h = rehash(&c, 23);
-    c.execute("UPDATE audit_log SET hash = ?1 WHERE seq = 23", [h])
-        .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (23, Tamper::Changed), "{f:?}");
+    rewrite_hash(&c, 23);
+    let f = expect_finding(&log, 23, Tamper::Changed);
     assert!(f.message.contains("recomputed"), "{}", f.message);
 }
 
@@ -161,11 +186,8 @@ fn changed_newest_row_with_recomputed_hash_is_named() {
     let c = attacker(&path);
     c.execute("UPDATE audit_log SET actor = 'MR01' WHERE seq = 10", [])
         .unwrap();
-    let h = rehash(&c, 10);
-    c.execute("UPDATE audit_log SET hash = ?1 WHERE seq = 10", [h])
-        .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (10, Tamper::Changed), "{f:?}");
+    rewrite_hash(&c, 10);
+    expect_finding(&log, 10, Tamper::Changed);
 }
 
 #[test]
@@ -230,8 +252,7 @@ fn deleted_newest_rows_with_head_adjusted_need_an_anchor_or_cursor() {
     c.execute("UPDATE audit_head SET seq = 45, hash = ?1", [h])
         .unwrap();
     // The syslog cursor says entries up to 49 existed.
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (46, Tamper::Deleted), "{f:?}");
+    expect_finding(&log, 46, Tamper::Deleted);
     c.execute("DELETE FROM audit_cursor", []).unwrap();
     assert!(
         log.verify().unwrap().intact(),
@@ -259,8 +280,7 @@ fn deletion_hidden_by_renumbering_is_named() {
     c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
         .unwrap();
     c.execute("UPDATE audit_head SET seq = 29", []).unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (12, Tamper::Deleted), "{f:?}");
+    expect_finding(&log, 12, Tamper::Deleted);
 }
 
 /// Inserts a forged row at `seq` with the given prev, hashing it correctly itself.
@@ -310,16 +330,14 @@ fn inserted_row_at_the_end_is_named() {
     // Correctly linked and hashed, but readgate did not write it (head record).
     let (_d, path, log, refs) = filled(20);
     forge(&attacker(&path), 21, &refs[19].hash);
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (21, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 21, Tamper::Inserted);
 
     // With a made-up prev hash, and the head record moved along too.
     let (_d, path, log, _) = filled(20);
     let c = attacker(&path);
     forge(&c, 21, &"ab".repeat(32));
     c.execute("UPDATE audit_head SET seq = 21", []).unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (21, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 21, Tamper::Inserted);
 }
 
 #[test]
@@ -327,36 +345,25 @@ fn inserted_row_in_the_middle_is_named() {
     let (_d, path, log, refs) = filled(20);
     let c = attacker(&path);
     // Make room at 8 by renumbering 8.. up, then insert a row linked to entry 7.
-    c.execute("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 8", [])
-        .unwrap();
-    c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
-        .unwrap();
+    make_room(&c, 8);
     forge(&c, 8, &refs[6].hash);
     c.execute("UPDATE audit_head SET seq = 21", []).unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (8, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 8, Tamper::Inserted);
 
     // Same, and the renumbered entry's own hash recomputed too.
     let (_d, path, log, refs) = filled(20);
     let c = attacker(&path);
-    c.execute("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 8", [])
-        .unwrap();
-    c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
-        .unwrap();
+    make_room(&c, 8);
     forge(&c, 8, &refs[6].hash);
-    let h = rehash(&c, 9);
-    c.execute("UPDATE audit_log SET hash = ?1 WHERE seq = 9", [h])
-        .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (8, Tamper::Inserted), "{f:?}");
+    rewrite_hash(&c, 9);
+    expect_finding(&log, 8, Tamper::Inserted);
 }
 
 #[test]
 fn inserted_row_before_the_first_is_named() {
     let (_d, path, log, _) = filled(5);
     forge(&attacker(&path), 0, &"00".repeat(32));
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (0, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 0, Tamper::Inserted);
 }
 
 #[test]
@@ -367,8 +374,7 @@ fn first_bad_entry_wins() {
         .unwrap();
     c.execute("UPDATE audit_log SET actor = 'x' WHERE seq = 9", [])
         .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (9, Tamper::Changed), "{f:?}");
+    expect_finding(&log, 9, Tamper::Changed);
 }
 
 /// Writes a correctly chained trail with chosen clock readings (what a clock step looks
@@ -617,21 +623,16 @@ fn copied_rows_are_named_as_inserted() {
         [],
     )
     .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (11, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 11, Tamper::Inserted);
 
     // Make room in the middle and insert an edited copy with a made-up hash.
     let (_d, path, log, _) = filled(10);
     let c = attacker(&path);
-    c.execute("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= 5", [])
-        .unwrap();
-    c.execute("UPDATE audit_log SET seq = -seq WHERE seq < 0", [])
-        .unwrap();
+    make_room(&c, 5);
     c.execute(
         &format!("INSERT INTO audit_log ({COLUMNS}) SELECT 5, at_ms, at, boot_id, mono_ns, 'dr.nobody', kind, study_uid, accession, detail, hash, hash FROM audit_log WHERE seq = 4"),
         [],
     )
     .unwrap();
-    let f = finding(&log);
-    assert_eq!((f.seq, f.tamper), (5, Tamper::Inserted), "{f:?}");
+    expect_finding(&log, 5, Tamper::Inserted);
 }

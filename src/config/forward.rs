@@ -65,22 +65,34 @@ pub struct Destination {
     pub tls_server_name: Option<String>,
 }
 
-impl Destination {
-    /// The TLS client configuration for this destination, when it has `tls = true`.
-    pub fn tls_client(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
-        tls_client(
-            self.tls,
-            self.tls_ca.as_deref(),
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-        )
-    }
+/// `tls_client()` and `tls_name()` for a config type with the DICOM link fields `tls`,
+/// `tls_ca`, `tls_cert`, `tls_key`, `tls_server_name` and `host` (a destination, a PACS):
+/// a macro because serde's `deny_unknown_fields` rules out a flattened shared struct.
+macro_rules! dicom_link_tls {
+    ($link:ty) => {
+        impl $link {
+            /// The TLS client configuration of this link, when it has `tls = true`.
+            pub fn tls_client(
+                &self,
+            ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+                $crate::config::forward::tls_client(
+                    self.tls,
+                    self.tls_ca.as_deref(),
+                    self.tls_cert.as_deref(),
+                    self.tls_key.as_deref(),
+                )
+            }
 
-    /// The name the destination's TLS certificate must carry.
-    pub fn tls_name(&self) -> &str {
-        self.tls_server_name.as_deref().unwrap_or(&self.host)
-    }
+            /// The name the peer's TLS certificate must carry (default: `host`).
+            pub fn tls_name(&self) -> &str {
+                self.tls_server_name.as_deref().unwrap_or(&self.host)
+            }
+        }
+    };
 }
+pub(crate) use dicom_link_tls;
+
+dicom_link_tls!(Destination);
 
 /// The TLS client configuration of a DICOM link readgate opens (a destination, a PACS),
 /// when it has `tls = true`: the peer's CA, and readgate's certificate for mutual TLS.

@@ -30,22 +30,7 @@ pub struct Pacs {
     pub max_results: usize,
 }
 
-impl Pacs {
-    /// The TLS client configuration for this PACS, when it has `tls = true`.
-    pub fn tls_client(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
-        super::forward::tls_client(
-            self.tls,
-            self.tls_ca.as_deref(),
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-        )
-    }
-
-    /// The name the PACS's TLS certificate must carry.
-    pub fn tls_name(&self) -> &str {
-        self.tls_server_name.as_deref().unwrap_or(&self.host)
-    }
-}
+super::forward::dicom_link_tls!(Pacs);
 
 fn default_timeout() -> u64 {
     30
