@@ -146,6 +146,8 @@ pub fn run(
                     .as_deref()
                     .and_then(|d| assemble::dicom_datetime_ms(d, None, offset)),
                 reports,
+                documents: 0,
+                modalities: o.modalities.iter().cloned().collect(),
                 source: Source::dicom("input files"),
             });
         }

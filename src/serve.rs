@@ -104,6 +104,7 @@ pub async fn start_with(
         .map_err(|e| anyhow::anyhow!("audit syslog forwarding (audit.syslog): {e}"))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
+    let history = Arc::new(Notify::new());
     let wakeups = Arc::new(Wakeups::new(&config));
     let decider = decider.unwrap_or_else(|| Arc::new(Gate::new(config.clone())));
     let mut tasks = JoinSet::new();
@@ -126,6 +127,7 @@ pub async fn start_with(
         spool: spool.clone(),
         store: store.clone(),
         stored: stored.clone(),
+        history: history.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.dicom.max_associations)),
     });
     if let Some(tls_listen) = config.dicom.tls_listen {
@@ -165,6 +167,19 @@ pub async fn start_with(
         },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
+    if !config.pacs.is_empty() {
+        let lookup = crate::priors::lookup::Lookup {
+            config: config.clone(),
+            store: store.clone(),
+            wanted: history.clone(),
+            reconsider: stored.clone(),
+        };
+        tasks.spawn(lookup.run(shutdown_rx.clone()));
+        info!(
+            pacs = config.pacs.len(),
+            "readgate asks the hospital PACS for patients' prior studies"
+        );
+    }
     let hl7_addr = match &config.hl7 {
         Some(hl7) => {
             let listener = TcpListener::bind(hl7.listen)
@@ -178,7 +193,8 @@ pub async fn start_with(
                     .unwrap_or(i64::MAX),
                 audit: Some(audit.clone()),
             };
-            let intake = crate::intake::Intake::start(store.clone(), stored.clone(), disk);
+            let intake =
+                crate::intake::Intake::start(store.clone(), stored.clone(), history.clone(), disk);
             let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));
             if let Some(tls_listen) = hl7.tls_listen {
                 let (Some(cert), Some(key)) = (&hl7.tls_cert, &hl7.tls_key) else {

@@ -83,7 +83,12 @@ pub fn decide_study(
 ) -> crate::store::Result<()> {
     let snapshot = store.snapshot(study_uid)?;
     let previous = store.decision_of(study_uid)?.unwrap_or_default();
-    let ctx = assemble::from_store(store, &snapshot, decider.utc_offset_minutes())?;
+    let ctx = assemble::from_store(
+        store,
+        &snapshot,
+        decider.utc_offset_minutes(),
+        &decider.pacs_ids(),
+    )?;
     let decision = decider.decide(&ctx);
     let forward = decision.forwards();
     let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();

@@ -103,6 +103,9 @@ pub struct Config {
     /// The hospital's PACS, queried for patients' earlier studies.
     #[serde(default)]
     pub pacs: Vec<pacs::Pacs>,
+    /// How readgate keeps patients' histories in the PACS at hand.
+    #[serde(default)]
+    pub priors: pacs::PriorsSettings,
     #[serde(default)]
     pub log: LogConfig,
     /// HL7 v2 intake over MLLP; absent: no HL7 listener.
@@ -303,6 +306,18 @@ impl Config {
                 return Err(invalid(&key(field), "expected at least 1".into()));
             }
             p.tls_client().map_err(|m| invalid(&key("tls_ca"), m))?;
+        }
+        for (field, v) in [
+            ("refresh_secs", self.priors.refresh_secs),
+            ("retry_secs", self.priors.retry_secs),
+            ("max_studies", self.priors.max_studies as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(
+                    &format!("priors.{field}"),
+                    "expected at least 1".into(),
+                ));
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             if !ids.contains(r.destination.as_str()) {

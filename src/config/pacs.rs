@@ -39,3 +39,44 @@ fn default_timeout() -> u64 {
 fn default_max_results() -> usize {
     500
 }
+
+/// `[priors]`: how readgate keeps each patient's history in the `[[pacs]]` at hand. Which
+/// priors need a report, and how far back, is policy (`[policy.priors]`); the PACS is
+/// asked for the same look-back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorsSettings {
+    /// A patient's history is asked again after this long (new studies may have been
+    /// reported meanwhile).
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// A failed lookup (PACS down, refused) is tried again after this long.
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
+    /// Of a patient's studies in the look-back period, the newest this many are looked
+    /// into for report documents (SR, encapsulated PDF/CDA): two small queries each.
+    #[serde(default = "default_max_studies")]
+    pub max_studies: usize,
+}
+
+impl Default for PriorsSettings {
+    fn default() -> Self {
+        PriorsSettings {
+            refresh_secs: default_refresh_secs(),
+            retry_secs: default_retry_secs(),
+            max_studies: default_max_studies(),
+        }
+    }
+}
+
+fn default_refresh_secs() -> u64 {
+    3600
+}
+
+fn default_retry_secs() -> u64 {
+    60
+}
+
+fn default_max_studies() -> usize {
+    10
+}

@@ -176,6 +176,34 @@ pub struct PriorsConfig {
     pub require: PriorRequirement,
     #[serde(default = "default_most_recent_count")]
     pub most_recent_count: u32,
+    /// Only priors that share a modality with the study (or one of
+    /// `related_modalities`) count: a chest CT is compared with chest CT and CR, not with
+    /// a knee MR. A prior or study whose modality is unknown always counts.
+    #[serde(default = "default_true")]
+    pub same_modality: bool,
+    /// Modalities that count as priors of each other, e.g. `CT = ["CR", "DX"]` (one
+    /// direction; list both for both).
+    #[serde(default)]
+    pub related_modalities: std::collections::BTreeMap<String, Vec<String>>,
+    /// When a `[[pacs]]` could not be asked for the patient's history (down, refused,
+    /// not yet answered): `"hold"` the study (PRIORS_UNAVAILABLE), or
+    /// `"forward_flagged"` (forward it, flagged incomplete, with the reason). STAT
+    /// studies follow `policy.stat` either way.
+    #[serde(default)]
+    pub on_pacs_unreachable: PacsUnreachable,
+}
+
+/// What a PRIORS_UNAVAILABLE does to a study.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacsUnreachable {
+    #[default]
+    Hold,
+    ForwardFlagged,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for PriorsConfig {
@@ -184,6 +212,9 @@ impl Default for PriorsConfig {
             lookback_days: default_lookback_days(),
             require: PriorRequirement::default(),
             most_recent_count: default_most_recent_count(),
+            same_modality: true,
+            related_modalities: Default::default(),
+            on_pacs_unreachable: PacsUnreachable::default(),
         }
     }
 }

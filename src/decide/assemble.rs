@@ -3,7 +3,7 @@
 //! its patient, and the patient's earlier studies. Each fact keeps its source, so a hold
 //! says where a value came from and where to fix it.
 
-use super::context::{CodedFact, Fact, LabFact, Prior, Priority, Source, StudyContext};
+use super::context::{CodedFact, Fact, LabFact, PacsAnswer, Prior, Priority, Source, StudyContext};
 use crate::hl7::message::{CodedElement, Observation, OrderControl, OrderRequest, ReportResult};
 use crate::store::{MessageRef, Store, StudySnapshot};
 use std::collections::BTreeMap;
@@ -23,11 +23,13 @@ pub struct ResultFacts {
 }
 
 /// Everything known about a study, from the store. `utc_offset_minutes` is the hospital's
-/// local time (HL7 and DICOM times without an offset are local times).
+/// local time (HL7 and DICOM times without an offset are local times); `pacs_ids` are the
+/// `[[pacs]]` whose answers about the patient's history count.
 pub fn from_store(
     store: &Store,
     snapshot: &StudySnapshot,
     utc_offset_minutes: i32,
+    pacs_ids: &[String],
 ) -> crate::store::Result<StudyContext> {
     let headers = store.dicom_contexts(&snapshot.study_uid)?;
     let orders: Vec<OrderFacts> = store
@@ -65,13 +67,16 @@ pub fn from_store(
             })
             .collect()
     };
-    let mut priors = Vec::new();
-    for other in store.other_studies_of(&patient_ids, &snapshot.study_uid)? {
-        let reports = store
-            .reports_for(Some(&other.study_uid), other.accession.as_deref(), &[])?
+    let final_reports = |uid: &str, accession: Option<&str>| -> crate::store::Result<u32> {
+        Ok(store
+            .reports_for(Some(uid), accession, &[])?
             .iter()
             .filter(|r| matches!(r.status.as_str(), "F" | "C"))
-            .count() as u32;
+            .count() as u32)
+    };
+    let mut priors = Vec::new();
+    for other in store.other_studies_of(&patient_ids, &snapshot.study_uid)? {
+        let reports = final_reports(&other.study_uid, other.accession.as_deref())?;
         // When the prior was done, not when readgate happened to receive it.
         let done = other
             .study_date
@@ -82,11 +87,58 @@ pub fn from_store(
             accession: other.accession,
             study_time_ms: done,
             reports,
+            documents: 0,
+            modalities: other.modalities,
             source: Source::dicom("(0008,0020) of images received by readgate"),
         });
     }
+    let mut pacs = Vec::new();
+    if !pacs_ids.is_empty() && !patient_ids.is_empty() {
+        let lookups = store.pacs_lookups(&patient_ids)?;
+        for id in pacs_ids {
+            // With merged patients every id must have been asked; the oldest answer, or
+            // any failure, stands for the PACS.
+            let of_pacs: Vec<_> = lookups.iter().filter(|l| &l.pacs_id == id).collect();
+            let failed = of_pacs.iter().find(|l| l.error.is_some());
+            pacs.push(if of_pacs.len() < patient_ids.len() {
+                PacsAnswer::NotYet { pacs: id.clone() }
+            } else if let Some(l) = failed {
+                PacsAnswer::Failed {
+                    pacs: id.clone(),
+                    at: l.at,
+                    error: l.error.clone().unwrap_or_default(),
+                }
+            } else {
+                PacsAnswer::Answered {
+                    pacs: id.clone(),
+                    at: of_pacs.iter().map(|l| l.at).min().unwrap_or(0),
+                    found: of_pacs.iter().map(|l| l.found).sum(),
+                }
+            });
+        }
+        for found in store.pacs_studies(&patient_ids)? {
+            if !pacs_ids.contains(&found.pacs_id) || found.study.study_uid == snapshot.study_uid {
+                continue;
+            }
+            let s = found.study;
+            let done = s
+                .date
+                .as_deref()
+                .and_then(|d| dicom_datetime_ms(d, s.time.as_deref(), utc_offset_minutes));
+            priors.push(Prior {
+                reports: final_reports(&s.study_uid, s.accession.as_deref())?,
+                documents: found.documents,
+                study_uid: s.study_uid,
+                accession: s.accession,
+                study_time_ms: done,
+                modalities: s.modalities,
+                source: Source::Cfind { ae: found.pacs_id },
+            });
+        }
+    }
     let mut ctx = from_parts(snapshot, &headers, &orders, &results, utc_offset_minutes);
     ctx.priors = priors;
+    ctx.pacs = pacs;
     Ok(ctx)
 }
 

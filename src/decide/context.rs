@@ -116,7 +116,30 @@ pub struct Prior {
     /// Final (F) or corrected (C) reports on file for it; preliminary ones do not count,
     /// the reader needs what was signed.
     pub reports: u32,
+    /// Report documents in the PACS (Basic/Enhanced/Comprehensive SR, encapsulated PDF
+    /// or CDA) found for it by C-FIND.
+    #[serde(default)]
+    pub documents: u32,
+    /// Its modalities (Modalities in Study, or of the images readgate received).
+    #[serde(default)]
+    pub modalities: Vec<String>,
     pub source: Source,
+}
+
+/// How one `[[pacs]]` answered about the patient's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PacsAnswer {
+    /// It answered (at, ms since the Unix epoch) with `found` studies.
+    Answered { pacs: String, at: i64, found: u32 },
+    /// The last attempt failed.
+    Failed {
+        pacs: String,
+        at: i64,
+        error: String,
+    },
+    /// Not asked yet (readgate asks when the order or the first image arrives).
+    NotYet { pacs: String },
 }
 
 pub use crate::model::Priority;
@@ -151,6 +174,8 @@ pub struct StudyContext {
     pub callback_phone: Vec<Fact>,
     pub labs: Vec<LabFact>,
     pub priors: Vec<Prior>,
+    /// One entry per configured `[[pacs]]`: whether the priors above include its answer.
+    pub pacs: Vec<PacsAnswer>,
     /// Set by routing; `None`: no route matched.
     pub destination: Option<String>,
     /// The receiving facility responsible for the reading (ATS-4).

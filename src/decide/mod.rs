@@ -67,6 +67,11 @@ pub trait Decide: Send + Sync {
     fn utc_offset_minutes(&self) -> i32 {
         540
     }
+
+    /// The ids of the `[[pacs]]` the patient's history is asked from.
+    fn pacs_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Routes by modality and calling AE; first match wins.
@@ -137,6 +142,10 @@ impl Decide for Gate {
 
     fn utc_offset_minutes(&self) -> i32 {
         self.config.policy.utc_offset_minutes
+    }
+
+    fn pacs_ids(&self) -> Vec<String> {
+        self.config.pacs.iter().map(|p| p.id.clone()).collect()
     }
 }
 

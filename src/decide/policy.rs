@@ -98,6 +98,9 @@ pub fn evaluate(ctx: &StudyContext, policy: &PolicyConfig, now_ms: i64) -> Evalu
     }
     if checks.contains(&Check::PriorReports) {
         push(check_priors(ctx, policy, reference_ms));
+        if !ctx.pacs.is_empty() {
+            push(check_pacs(ctx));
+        }
     }
     if checks.contains(&Check::OrderingContact) {
         push(check_physician(ctx, policy));
@@ -107,9 +110,18 @@ pub fn evaluate(ctx: &StudyContext, policy: &PolicyConfig, now_ms: i64) -> Evalu
     let routed = ctx.destination.is_some();
     push(check_route(ctx));
 
+    // A PACS that cannot be asked may be let through flagged
+    // (`policy.priors.on_pacs_unreachable`), when it is all that is missing.
+    let only_pacs = reasons
+        .iter()
+        .all(|r| r.code == reasons::PRIORS_UNAVAILABLE);
+    let stat_flagged = priority == Priority::Stat && policy.stat == StatHandling::ForwardFlagged;
+    let pacs_flagged = only_pacs
+        && policy.priors.on_pacs_unreachable
+            == crate::config::policy::PacsUnreachable::ForwardFlagged;
     let verdict = if reasons.is_empty() {
         Verdict::Pass
-    } else if routed && priority == Priority::Stat && policy.stat == StatHandling::ForwardFlagged {
+    } else if routed && (stat_flagged || pacs_flagged) {
         Verdict::ForwardIncomplete
     } else {
         Verdict::Hold

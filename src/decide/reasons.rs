@@ -18,6 +18,7 @@ pub const CLINICAL_INFO_MISSING: &str = "CLINICAL_INFO_MISSING";
 pub const LAB_MISSING: &str = "LAB_MISSING";
 pub const LAB_TOO_OLD: &str = "LAB_TOO_OLD";
 pub const PRIOR_REPORT_MISSING: &str = "PRIOR_REPORT_MISSING";
+pub const PRIORS_UNAVAILABLE: &str = "PRIORS_UNAVAILABLE";
 pub const ORDERING_PHYSICIAN_MISSING: &str = "ORDERING_PHYSICIAN_MISSING";
 pub const CALLBACK_CONTACT_MISSING: &str = "CALLBACK_CONTACT_MISSING";
 pub const NO_ROUTE: &str = "NO_ROUTE";
@@ -62,7 +63,7 @@ impl ReasonInfo {
     }
 }
 
-static CATALOGUE: [ReasonInfo; 8] = [
+static CATALOGUE: [ReasonInfo; 9] = [
     ReasonInfo {
         code: EXAM_PURPOSE_MISSING,
         clause: JRS_7_3_1,
@@ -127,6 +128,19 @@ static CATALOGUE: [ReasonInfo; 8] = [
         message_ja: JA.hold_prior_report_missing_message,
         fix_en: EN.hold_prior_report_missing_fix,
         fix_ja: JA.hold_prior_report_missing_fix,
+    },
+    ReasonInfo {
+        code: PRIORS_UNAVAILABLE,
+        clause: JRS_7_3_2,
+        check: "prior_reports",
+        what_en: EN.hold_priors_unavailable_what,
+        what_ja: JA.hold_priors_unavailable_what,
+        hl7: "-",
+        dicom: "C-FIND (Study Root) to each `[[pacs]]`, asked when the order or the first image arrives",
+        message_en: EN.hold_priors_unavailable_message,
+        message_ja: JA.hold_priors_unavailable_message,
+        fix_en: EN.hold_priors_unavailable_fix,
+        fix_ja: JA.hold_priors_unavailable_fix,
     },
     ReasonInfo {
         code: ORDERING_PHYSICIAN_MISSING,
@@ -380,6 +394,8 @@ fn capitalise(s: &str) -> String {
 pub(crate) struct PriorRef {
     pub accession: Option<String>,
     pub study_uid: String,
+    /// Its imaging modalities, e.g. `CT`, when known.
+    pub modality: Option<String>,
     /// `YYYY-MM-DD`, or `None` when unknown.
     pub date: Option<String>,
 }
@@ -393,6 +409,10 @@ pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> 
             let id = match &p.accession {
                 Some(a) => fill(t.hold_prior_accession, &[("accession", a)]),
                 None => fill(t.hold_prior_study, &[("uid", &p.study_uid)]),
+            };
+            let id = match &p.modality {
+                Some(m) => fill(t.hold_prior_modality, &[("modality", m), ("id", &id)]),
+                None => id,
             };
             match &p.date {
                 Some(d) => fill(t.hold_prior_dated, &[("id", &id), ("date", d)]),
@@ -420,6 +440,28 @@ pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> 
         &[("n", &n), ("days", &days), ("list", &list_ja)],
     );
     reason(PRIOR_REPORT_MISSING, JRS_7_3_2, en, ja)
+}
+
+/// A `[[pacs]]` that has not told readgate the patient's history: `error` is why the
+/// last attempt failed, `None` when it has not answered yet.
+pub(crate) struct UnansweredPacs {
+    pub pacs: String,
+    pub error: Option<String>,
+}
+
+pub(crate) fn priors_unavailable(unanswered: &[UnansweredPacs]) -> HoldReason {
+    let one = |t: &Texts, p: &UnansweredPacs| match &p.error {
+        Some(e) => fill(t.hold_priors_failed, &[("pacs", &p.pacs), ("error", e)]),
+        None => fill(t.hold_priors_not_yet, &[("pacs", &p.pacs)]),
+    };
+    let all = |t: &Texts| {
+        unanswered
+            .iter()
+            .map(|p| one(t, p))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    reason(PRIORS_UNAVAILABLE, JRS_7_3_2, all(&EN), all(&JA))
 }
 
 /// `rejected`: values that were sent but are placeholders ("不明", "-").
@@ -514,6 +556,7 @@ mod tests {
             max_age_days: 90,
         };
         let prior = PriorRef {
+            modality: None,
             accession: Some("A1".into()),
             study_uid: "1.2".into(),
             date: None,

@@ -59,10 +59,16 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer; `reconsider` wakes the study stage when held studies got context.
-    pub fn start(store: Arc<Store>, reconsider: Arc<Notify>, disk: DiskBounds) -> Intake {
+    /// Starts the writer; `reconsider` wakes the study stage when held studies got context,
+    /// `history` the priors lookup after every stored batch (an order's patient).
+    pub fn start(
+        store: Arc<Store>,
+        reconsider: Arc<Notify>,
+        history: Arc<Notify>,
+        disk: DiskBounds,
+    ) -> Intake {
         let (jobs, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(rx, store, reconsider, disk));
+        tokio::spawn(writer(rx, store, reconsider, history, disk));
         Intake { jobs }
     }
 
@@ -81,6 +87,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Job>,
     store: Arc<Store>,
     reconsider: Arc<Notify>,
+    history: Arc<Notify>,
     disk: DiskBounds,
 ) {
     while let Some(first) = rx.recv().await {
@@ -105,6 +112,7 @@ async fn writer(
                     );
                     reconsider.notify_one();
                 }
+                history.notify_one();
                 for (reply, r) in replies.into_iter().zip(recorded) {
                     let _ = reply.send(Ok(r));
                 }

@@ -32,18 +32,7 @@ pub struct StudyQuery {
     pub since: Option<String>,
 }
 
-/// One study the PACS holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PacsStudy {
-    pub study_uid: String,
-    pub accession: Option<String>,
-    /// DICOM DA (`YYYYMMDD`).
-    pub date: Option<String>,
-    pub time: Option<String>,
-    pub modalities: Vec<String>,
-    pub description: Option<String>,
-    pub instances: Option<u32>,
-}
+pub use crate::model::PacsStudy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FindError {
@@ -72,55 +61,154 @@ pub enum FindError {
     TooMany { pacs: String, max: usize },
 }
 
-/// The patient's studies in `pacs`, as `calling_ae`.
+/// The patient's studies in `pacs`, as `calling_ae` (one association).
 pub async fn find_studies(
     pacs: &Pacs,
     calling_ae: &str,
     query: &StudyQuery,
 ) -> Result<Vec<PacsStudy>, FindError> {
-    let addr = format!("{}:{}", pacs.host, pacs.port);
-    let timeout = Duration::from_secs(pacs.timeout_secs);
-    let associate = |reason: String| FindError::Associate {
-        pacs: pacs.id.clone(),
-        ae: pacs.ae_title.clone(),
-        addr: addr.clone(),
-        reason,
-    };
-    let options = ClientAssociationOptions::new()
-        .calling_ae_title(calling_ae.to_string())
-        .called_ae_title(pacs.ae_title.clone())
-        .connection_timeout(timeout)
-        .with_presentation_context(STUDY_ROOT_FIND, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
-    let tls = pacs.tls_client().map_err(|reason| FindError::Settings {
-        pacs: pacs.id.clone(),
-        reason,
-    })?;
-    match tls {
-        None => {
-            let association = tokio::time::timeout(timeout, options.establish_async(addr.as_str()))
-                .await
-                .map_err(|_| associate("timed out".into()))?
-                .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-            Finder::new(pacs, association)?.run(query).await
+    let mut session = Session::open(pacs, calling_ae).await?;
+    let result = session.studies(query).await;
+    session.close(&result).await;
+    result
+}
+
+/// A report document in a prior study: a structured report or an encapsulated document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportDocument {
+    pub series_uid: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+}
+
+/// Structured reports and encapsulated documents that hold a report for a human reader.
+/// Dose reports (X-Ray, Radiopharmaceutical, Patient Radiation Dose SR) and other
+/// machine-made SR series that a CT study carries are not reports.
+pub const REPORT_SOP_CLASSES: [&str; 7] = [
+    "1.2.840.10008.5.1.4.1.1.88.11", // Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22", // Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33", // Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34", // Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.35", // Extensible SR
+    "1.2.840.10008.5.1.4.1.1.104.1", // Encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.104.2", // Encapsulated CDA
+];
+
+/// One association to a PACS, over plain TCP or TLS, for several queries.
+pub enum Session<'a> {
+    Plain(Box<Finder<'a, tokio::net::TcpStream>>),
+    Tls(Box<Finder<'a, dicom_ul::association::client::AsyncTlsStream>>),
+}
+
+impl<'a> Session<'a> {
+    /// Associates with `pacs` as `calling_ae` for Study Root C-FIND.
+    pub async fn open(pacs: &'a Pacs, calling_ae: &str) -> Result<Session<'a>, FindError> {
+        let addr = format!("{}:{}", pacs.host, pacs.port);
+        let timeout = Duration::from_secs(pacs.timeout_secs);
+        let associate = |reason: String| FindError::Associate {
+            pacs: pacs.id.clone(),
+            ae: pacs.ae_title.clone(),
+            addr: addr.clone(),
+            reason,
+        };
+        let options = ClientAssociationOptions::new()
+            .calling_ae_title(calling_ae.to_string())
+            .called_ae_title(pacs.ae_title.clone())
+            .connection_timeout(timeout)
+            .with_presentation_context(STUDY_ROOT_FIND, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+        let tls = pacs.tls_client().map_err(|reason| FindError::Settings {
+            pacs: pacs.id.clone(),
+            reason,
+        })?;
+        Ok(match tls {
+            None => {
+                let association =
+                    tokio::time::timeout(timeout, options.establish_async(addr.as_str()))
+                        .await
+                        .map_err(|_| associate("timed out".into()))?
+                        .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
+                Session::Plain(Box::new(Finder::new(pacs, association)?))
+            }
+            Some(tls) => {
+                let options = options.tls_config(tls).server_name(pacs.tls_name());
+                let association =
+                    tokio::time::timeout(timeout, options.establish_tls_async(addr.as_str()))
+                        .await
+                        .map_err(|_| associate("timed out".into()))?
+                        .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
+                Session::Tls(Box::new(Finder::new(pacs, association)?))
+            }
+        })
+    }
+
+    async fn find(
+        &mut self,
+        identifier: InMemDicomObject,
+    ) -> Result<Vec<InMemDicomObject>, FindError> {
+        match self {
+            Session::Plain(f) => f.find(identifier).await,
+            Session::Tls(f) => f.find(identifier).await,
         }
-        Some(tls) => {
-            let options = options.tls_config(tls).server_name(pacs.tls_name());
-            let association =
-                tokio::time::timeout(timeout, options.establish_tls_async(addr.as_str()))
-                    .await
-                    .map_err(|_| associate("timed out".into()))?
-                    .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-            Finder::new(pacs, association)?.run(query).await
+    }
+
+    /// The patient's studies (STUDY level).
+    pub async fn studies(&mut self, query: &StudyQuery) -> Result<Vec<PacsStudy>, FindError> {
+        let answers = self.find(study_identifier(query)).await?;
+        Ok(answers.iter().filter_map(study_of).collect())
+    }
+
+    /// The report documents of one study: its SR and DOC series (SERIES level), then the
+    /// instances of those series whose SOP class is a report (IMAGE level).
+    pub async fn report_documents(
+        &mut self,
+        study_uid: &str,
+    ) -> Result<Vec<ReportDocument>, FindError> {
+        let series = self.find(series_identifier(study_uid)).await?;
+        let mut documents = Vec::new();
+        for s in &series {
+            let modality = text(s, tags::MODALITY).unwrap_or_default();
+            let Some(series_uid) = text(s, tags::SERIES_INSTANCE_UID) else {
+                continue;
+            };
+            if !matches!(modality.as_str(), "SR" | "DOC" | "OT") {
+                continue;
+            }
+            for i in self.find(image_identifier(study_uid, &series_uid)).await? {
+                let (Some(sop_class), Some(sop)) = (
+                    text(&i, tags::SOP_CLASS_UID),
+                    text(&i, tags::SOP_INSTANCE_UID),
+                ) else {
+                    continue;
+                };
+                if REPORT_SOP_CLASSES.contains(&trim_uid(&sop_class)) {
+                    documents.push(ReportDocument {
+                        series_uid: trim_uid(&series_uid).to_string(),
+                        sop_instance_uid: trim_uid(&sop).to_string(),
+                        sop_class_uid: trim_uid(&sop_class).to_string(),
+                    });
+                }
+            }
+        }
+        Ok(documents)
+    }
+
+    /// Releases the association after a clean outcome (an answer, a refusal, a query
+    /// cancelled as too broad); aborts it after a broken one.
+    pub async fn close<T>(self, outcome: &Result<T, FindError>) {
+        match self {
+            Session::Plain(f) => f.close(outcome).await,
+            Session::Tls(f) => f.close(outcome).await,
         }
     }
 }
 
-/// One query over one association.
-struct Finder<'a, S> {
+/// C-FIND over one association.
+pub struct Finder<'a, S> {
     pacs: &'a Pacs,
     association: AsyncClientAssociation<S>,
     context: u8,
     syntax: String,
+    message_id: u16,
 }
 
 impl<'a, S: crate::tls::Wire> Finder<'a, S> {
@@ -140,6 +228,7 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
             association,
             context,
             syntax,
+            message_id: 0,
         })
     }
 
@@ -150,9 +239,8 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
         }
     }
 
-    async fn run(mut self, query: &StudyQuery) -> Result<Vec<PacsStudy>, FindError> {
-        let result = self.query(query).await;
-        match &result {
+    async fn close<T>(self, outcome: &Result<T, FindError>) {
+        match outcome {
             Ok(_) | Err(FindError::Refused { .. }) | Err(FindError::TooMany { .. }) => {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), self.association.release()).await;
@@ -161,7 +249,6 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
                 let _ = self.association.abort().await;
             }
         }
-        result
     }
 
     async fn send(&mut self, value_type: PDataValueType, data: Vec<u8>) -> Result<(), FindError> {
@@ -179,8 +266,13 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
             .map_err(|e| self.transport(e))
     }
 
-    async fn query(&mut self, query: &StudyQuery) -> Result<Vec<PacsStudy>, FindError> {
-        let message_id = 1;
+    /// One C-FIND: every pending answer's identifier, at most `max_results` of them.
+    async fn find(
+        &mut self,
+        identifier: InMemDicomObject,
+    ) -> Result<Vec<InMemDicomObject>, FindError> {
+        self.message_id = self.message_id.wrapping_add(1);
+        let message_id = self.message_id;
         let command = CommandBuilder::new()
             .uid(dimse::TAG_AFFECTED_SOP_CLASS, STUDY_ROOT_FIND)
             .u16(dimse::TAG_COMMAND_FIELD, C_FIND_RQ)
@@ -188,11 +280,11 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
             .u16(dimse::TAG_PRIORITY, 0)
             .u16(dimse::TAG_DATA_SET_TYPE, 0x0001)
             .encode();
-        let identifier = encode(&identifier(query), &self.syntax).map_err(|e| self.transport(e))?;
+        let identifier = encode(&identifier, &self.syntax).map_err(|e| self.transport(e))?;
         self.send(PDataValueType::Command, command).await?;
         self.send(PDataValueType::Data, identifier).await?;
 
-        let mut studies = Vec::new();
+        let mut answers = Vec::new();
         let (mut command, mut data) = (Vec::new(), Vec::new());
         let mut pending: Option<Command> = None;
         let timeout = Duration::from_secs(self.pacs.timeout_secs);
@@ -227,7 +319,7 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
                             pending = Some(rsp);
                         }
                         0xFF00 | 0xFF01 => {}
-                        0x0000 => return Ok(studies),
+                        0x0000 => return Ok(answers),
                         _ => {
                             return Err(FindError::Refused {
                                 pacs: self.pacs.id.clone(),
@@ -240,12 +332,9 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
                     if pending.take().is_none() {
                         return Err(self.transport("an identifier without its response"));
                     }
-                    let parsed = decode(&data, &self.syntax).map_err(|e| self.transport(e))?;
+                    answers.push(decode(&data, &self.syntax).map_err(|e| self.transport(e))?);
                     data.clear();
-                    if let Some(study) = parsed {
-                        studies.push(study);
-                    }
-                    if studies.len() > self.pacs.max_results {
+                    if answers.len() > self.pacs.max_results {
                         let cancel = CommandBuilder::new()
                             .u16(dimse::TAG_COMMAND_FIELD, C_CANCEL_RQ)
                             .u16(dimse::TAG_MESSAGE_ID_RESPONDED, message_id)
@@ -263,33 +352,78 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
     }
 }
 
-/// The query identifier: the keys to match and the attributes to return (empty).
-fn identifier(query: &StudyQuery) -> InMemDicomObject {
+fn put_text(obj: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, value: &str) {
+    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
+}
+
+/// The start of every identifier: UTF-8 text and the level; then keys to match, and
+/// the attributes to return (empty).
+fn identifier(
+    level: &str,
+    keys: &[(dicom_core::Tag, VR, &str)],
+    returns: &[(dicom_core::Tag, VR)],
+) -> InMemDicomObject {
     let mut obj = InMemDicomObject::new_empty();
-    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
-    obj.put(text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"));
-    obj.put(text(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"));
-    obj.put(text(tags::PATIENT_ID, VR::LO, query.patient_id.trim()));
-    if let Some(issuer) = &query.issuer {
-        obj.put(text(tags::ISSUER_OF_PATIENT_ID, VR::LO, issuer.trim()));
+    put_text(&mut obj, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
+    put_text(&mut obj, tags::QUERY_RETRIEVE_LEVEL, VR::CS, level);
+    for (tag, vr, value) in keys {
+        put_text(&mut obj, *tag, *vr, value.trim());
     }
-    let since = query.since.as_deref().map(|d| format!("{}-", d.trim()));
-    obj.put(text(
-        tags::STUDY_DATE,
-        VR::DA,
-        since.as_deref().unwrap_or(""),
-    ));
-    for (tag, vr) in [
-        (tags::STUDY_TIME, VR::TM),
-        (tags::ACCESSION_NUMBER, VR::SH),
-        (tags::STUDY_INSTANCE_UID, VR::UI),
-        (tags::MODALITIES_IN_STUDY, VR::CS),
-        (tags::STUDY_DESCRIPTION, VR::LO),
-        (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
-    ] {
-        obj.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+    for (tag, vr) in returns {
+        obj.put(DataElement::new(*tag, *vr, PrimitiveValue::Empty));
     }
     obj
+}
+
+/// STUDY level: the patient's studies (since a date).
+fn study_identifier(query: &StudyQuery) -> InMemDicomObject {
+    let since = query.since.as_deref().map(|d| format!("{}-", d.trim()));
+    let mut keys = vec![
+        (tags::PATIENT_ID, VR::LO, query.patient_id.as_str()),
+        (tags::STUDY_DATE, VR::DA, since.as_deref().unwrap_or("")),
+    ];
+    if let Some(issuer) = &query.issuer {
+        keys.push((tags::ISSUER_OF_PATIENT_ID, VR::LO, issuer.as_str()));
+    }
+    identifier(
+        "STUDY",
+        &keys,
+        &[
+            (tags::STUDY_TIME, VR::TM),
+            (tags::ACCESSION_NUMBER, VR::SH),
+            (tags::STUDY_INSTANCE_UID, VR::UI),
+            (tags::MODALITIES_IN_STUDY, VR::CS),
+            (tags::STUDY_DESCRIPTION, VR::LO),
+            (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
+        ],
+    )
+}
+
+/// SERIES level: a study's series and their modalities.
+fn series_identifier(study_uid: &str) -> InMemDicomObject {
+    identifier(
+        "SERIES",
+        &[(tags::STUDY_INSTANCE_UID, VR::UI, study_uid)],
+        &[
+            (tags::SERIES_INSTANCE_UID, VR::UI),
+            (tags::MODALITY, VR::CS),
+        ],
+    )
+}
+
+/// IMAGE level: a series' instances and their SOP classes.
+fn image_identifier(study_uid: &str, series_uid: &str) -> InMemDicomObject {
+    identifier(
+        "IMAGE",
+        &[
+            (tags::STUDY_INSTANCE_UID, VR::UI, study_uid),
+            (tags::SERIES_INSTANCE_UID, VR::UI, series_uid),
+        ],
+        &[
+            (tags::SOP_INSTANCE_UID, VR::UI),
+            (tags::SOP_CLASS_UID, VR::UI),
+        ],
+    )
 }
 
 fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
@@ -303,35 +437,38 @@ fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// A study from an answer's identifier; None when it carries no Study Instance UID.
-fn decode(bytes: &[u8], syntax: &str) -> Result<Option<PacsStudy>, String> {
+/// An answer's identifier.
+fn decode(bytes: &[u8], syntax: &str) -> Result<InMemDicomObject, String> {
     use dicom_encoding::TransferSyntaxIndex;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(syntax)
         .ok_or_else(|| format!("unknown transfer syntax {syntax}"))?;
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
-        .map_err(|e| format!("unreadable answer: {e}"))?;
-    // Text through readgate's own decoder: it reads the ISO 2022 Japanese a PACS sends.
-    let text = |tag| {
-        crate::dicom::text::decode_element_str(&obj, tag)
-            .and_then(Result::ok)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
-    let Some(study_uid) = text(tags::STUDY_INSTANCE_UID) else {
-        return Ok(None);
-    };
-    Ok(Some(PacsStudy {
+    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// An attribute of an answer as trimmed text, through readgate's own decoder: it reads
+/// the ISO 2022 Japanese a PACS sends.
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    crate::dicom::text::decode_element_str(obj, tag)
+        .and_then(Result::ok)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A study from a STUDY-level answer; None when it carries no Study Instance UID.
+fn study_of(obj: &InMemDicomObject) -> Option<PacsStudy> {
+    let study_uid = text(obj, tags::STUDY_INSTANCE_UID)?;
+    Some(PacsStudy {
         study_uid: trim_uid(&study_uid).to_string(),
-        accession: text(tags::ACCESSION_NUMBER),
-        date: text(tags::STUDY_DATE),
-        time: text(tags::STUDY_TIME),
-        modalities: text(tags::MODALITIES_IN_STUDY)
+        accession: text(obj, tags::ACCESSION_NUMBER),
+        date: text(obj, tags::STUDY_DATE),
+        time: text(obj, tags::STUDY_TIME),
+        modalities: text(obj, tags::MODALITIES_IN_STUDY)
             .map(|m| m.split('\\').map(|x| x.trim().to_string()).collect())
             .unwrap_or_default(),
-        description: text(tags::STUDY_DESCRIPTION),
-        instances: text(tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok()),
-    }))
+        description: text(obj, tags::STUDY_DESCRIPTION),
+        instances: text(obj, tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok()),
+    })
 }
 
 #[cfg(test)]
@@ -345,7 +482,7 @@ mod tests {
             issuer: Some("HOSP".into()),
             since: Some("20240101".into()),
         };
-        let bytes = encode(&identifier(&query), EXPLICIT_VR_LE).unwrap();
+        let bytes = encode(&study_identifier(&query), EXPLICIT_VR_LE).unwrap();
         let back = InMemDicomObject::read_dataset_with_ts(
             &bytes[..],
             &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
@@ -381,7 +518,7 @@ mod tests {
             "12",
         );
         let bytes = encode(&answer, IMPLICIT_VR_LE).unwrap();
-        let study = decode(&bytes, IMPLICIT_VR_LE).unwrap().unwrap();
+        let study = study_of(&decode(&bytes, IMPLICIT_VR_LE).unwrap()).unwrap();
         assert_eq!(study.study_uid, "1.2.3");
         assert_eq!(study.modalities, ["CT", "SR"]);
         assert_eq!(study.description.as_deref(), Some("胸部CT"));
@@ -389,7 +526,7 @@ mod tests {
         let mut empty = InMemDicomObject::new_empty();
         put(&mut empty, tags::ACCESSION_NUMBER, VR::SH, "A1");
         assert_eq!(
-            decode(&encode(&empty, IMPLICIT_VR_LE).unwrap(), IMPLICIT_VR_LE).unwrap(),
+            study_of(&decode(&encode(&empty, IMPLICIT_VR_LE).unwrap(), IMPLICIT_VR_LE).unwrap()),
             None
         );
     }

@@ -2,9 +2,12 @@
 //! the prior images and reports the reading needs).
 //!
 //! [`find`] asks a `[[pacs]]` entry for a patient's studies (C-FIND, Study Root, STUDY
-//! level). Choosing priors by rule, retrieving them and their reports, and sending them
-//! with the current study build on it.
+//! level) and for the report documents in a study (SERIES and IMAGE level); [`lookup`]
+//! keeps every patient with a study or order in progress asked, and stores the answers
+//! that the prior-report check reads. Retrieving priors and sending them with the
+//! current study build on it.
 
 pub mod find;
+pub mod lookup;
 
 pub use find::{find_studies, FindError, PacsStudy, StudyQuery};

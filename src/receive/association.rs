@@ -586,6 +586,7 @@ impl Session {
                 match outcome {
                     Ok(Ok(study_uid)) => {
                         self.receiver.stored.notify_one();
+                        self.receiver.history.notify_one();
                         self.received
                             .entry(study_uid.clone())
                             .or_default()

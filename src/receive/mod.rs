@@ -26,6 +26,9 @@ pub struct Receiver {
     pub audit: Arc<crate::audit::AuditLog>,
     /// Woken after every stored instance: the study stage re-checks stability.
     pub stored: Arc<Notify>,
+    /// Woken after every stored instance too: the priors lookup asks the PACS for the
+    /// patient's history (`priors::lookup`; nobody waits when no `[[pacs]]` is set).
+    pub history: Arc<Notify>,
     /// Association slots (`dicom.max_associations`), shared by the plain and TLS listeners.
     pub slots: Arc<Semaphore>,
 }

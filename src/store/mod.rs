@@ -16,6 +16,7 @@
 mod hl7;
 mod instances;
 mod ledger;
+mod priors;
 mod queue;
 mod read;
 pub mod schema;
@@ -29,6 +30,7 @@ pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,
 };
+pub use priors::{FoundStudy, PacsLookup};
 pub use queue::QueuedInstance;
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;

@@ -14,12 +14,40 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
 const V2: &[&str] =
     &["CREATE INDEX IF NOT EXISTS hl7_refused ON hl7_messages(id) WHERE ack_code != 'AA'"];
+
+/// Migration 3: what the hospital's PACS answered about each patient (`priors/`): one
+/// row per patient and PACS for the last lookup, and the studies it found with the
+/// report documents (SR, encapsulated PDF/CDA) each holds.
+const V3: &[&str] = &[r#"
+CREATE TABLE pacs_lookups (
+    patient_id  TEXT NOT NULL,
+    pacs_id     TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    ok          INTEGER NOT NULL,
+    error       TEXT,
+    found       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (patient_id, pacs_id)
+);
+CREATE TABLE pacs_studies (
+    pacs_id      TEXT NOT NULL,
+    patient_id   TEXT NOT NULL,
+    study_uid    TEXT NOT NULL,
+    accession    TEXT,
+    study_date   TEXT,
+    study_time   TEXT,
+    modalities   TEXT NOT NULL,
+    description  TEXT,
+    instances    INTEGER,
+    documents    INTEGER NOT NULL,
+    PRIMARY KEY (patient_id, pacs_id, study_uid)
+);
+"#];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -59,6 +59,7 @@ pub struct OtherStudy {
     /// DICOM Study Date / Time (DA, TM) from its images.
     pub study_date: Option<String>,
     pub study_time: Option<String>,
+    pub modalities: Vec<String>,
 }
 
 impl Store {
@@ -258,7 +259,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT s.study_uid, s.accession, s.first_received_at, \
-             (SELECT context FROM instances i WHERE i.study_uid = s.study_uid LIMIT 1) \
+             (SELECT context FROM instances i WHERE i.study_uid = s.study_uid LIMIT 1), s.modalities \
              FROM studies s WHERE s.patient_id = ?1 AND s.study_uid != ?2 AND s.instance_count > 0",
         )?;
         let mut out = Vec::new();
@@ -274,6 +275,11 @@ impl Store {
                     first_received_at: r.get(2)?,
                     study_date: header.get("0008,0020").cloned(),
                     study_time: header.get("0008,0030").cloned(),
+                    modalities: r
+                        .get::<_, String>(4)?
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect(),
                 })
             })?;
             for row in rows {

@@ -20,6 +20,12 @@ pub(super) fn check_priors(
         match priors.iter_mut().find(|q| q.study_uid == p.study_uid) {
             Some(q) => {
                 q.reports = q.reports.max(p.reports);
+                q.documents = q.documents.max(p.documents);
+                for m in &p.modalities {
+                    if !q.modalities.contains(m) {
+                        q.modalities.push(m.clone());
+                    }
+                }
                 q.study_time_ms = q.study_time_ms.or(p.study_time_ms);
                 q.accession = q.accession.clone().or_else(|| p.accession.clone());
             }
@@ -32,6 +38,9 @@ pub(super) fn check_priors(
         Some(t) => t <= reference_ms && t >= oldest_ok,
         None => true,
     });
+    if cfg.same_modality {
+        priors.retain(|p| comparable(ctx, p, cfg));
+    }
     priors.sort_by_key(|p| std::cmp::Reverse(p.study_time_ms));
     let required: &[Prior] = match cfg.require {
         PriorRequirement::All => &priors,
@@ -57,7 +66,10 @@ pub(super) fn check_priors(
                 .unwrap_or_else(|| "date unknown".into())
         )
     };
-    let missing: Vec<&Prior> = required.iter().filter(|p| p.reports == 0).collect();
+    let missing: Vec<&Prior> = required
+        .iter()
+        .filter(|p| p.reports == 0 && p.documents == 0)
+        .collect();
     if missing.is_empty() {
         let mut sources: Vec<Source> = Vec::new();
         for p in required {
@@ -87,6 +99,7 @@ pub(super) fn check_priors(
     let refs: Vec<PriorRef> = missing
         .iter()
         .map(|p| PriorRef {
+            modality: imaging(&p.modalities).next().map(str::to_string),
             accession: p.accession.clone(),
             study_uid: p.study_uid.clone(),
             date: p
@@ -116,5 +129,96 @@ pub(super) fn check_priors(
             sources,
         },
         Some(reasons::prior_report_missing(&refs, cfg.lookback_days)),
+    )
+}
+
+/// Modalities that hold no images of their own to compare with (reports, presentation
+/// states, key object selections, documents).
+const NOT_IMAGING: [&str; 4] = ["SR", "PR", "KO", "DOC"];
+
+fn imaging(modalities: &[String]) -> impl Iterator<Item = &str> {
+    modalities
+        .iter()
+        .map(|m| m.trim())
+        .filter(|m| !m.is_empty() && !NOT_IMAGING.iter().any(|n| m.eq_ignore_ascii_case(n)))
+}
+
+/// Whether a prior can be compared with the study: a shared imaging modality, or one
+/// `related_modalities` relates; unknown modalities on either side always count.
+fn comparable(
+    ctx: &StudyContext,
+    prior: &Prior,
+    cfg: &crate::config::policy::PriorsConfig,
+) -> bool {
+    let current: Vec<&str> = imaging(&ctx.modalities).collect();
+    let earlier: Vec<&str> = imaging(&prior.modalities).collect();
+    if current.is_empty() || earlier.is_empty() {
+        return true;
+    }
+    current.iter().any(|c| {
+        let related = cfg
+            .related_modalities
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(c))
+            .flat_map(|(_, v)| v.iter());
+        earlier.iter().any(|e| {
+            e.eq_ignore_ascii_case(c) || related.clone().any(|r| r.eq_ignore_ascii_case(e))
+        })
+    })
+}
+
+/// Every `[[pacs]]` must have answered for the patient: otherwise the priors above are
+/// only those readgate happened to know, and the reader may lack what the PACS holds.
+pub(super) fn check_pacs(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
+    use super::super::context::PacsAnswer;
+    let mut unanswered = Vec::new();
+    let mut answered = Vec::new();
+    for a in &ctx.pacs {
+        match a {
+            PacsAnswer::Answered { pacs, found, .. } => {
+                answered.push(format!("{pacs} answered ({found} studies)"))
+            }
+            PacsAnswer::Failed { pacs, error, .. } => unanswered.push(reasons::UnansweredPacs {
+                pacs: pacs.clone(),
+                error: Some(error.clone()),
+            }),
+            PacsAnswer::NotYet { pacs } => unanswered.push(reasons::UnansweredPacs {
+                pacs: pacs.clone(),
+                error: None,
+            }),
+        }
+    }
+    let sources = ctx
+        .pacs
+        .iter()
+        .map(|a| match a {
+            PacsAnswer::Answered { pacs, .. }
+            | PacsAnswer::Failed { pacs, .. }
+            | PacsAnswer::NotYet { pacs } => Source::Cfind { ae: pacs.clone() },
+        })
+        .collect();
+    let passed = unanswered.is_empty();
+    let detail = if passed {
+        answered.join(", ")
+    } else {
+        unanswered
+            .iter()
+            .map(|u| match &u.error {
+                Some(e) => format!("{} failed: {e}", u.pacs),
+                None => format!("{} not answered yet", u.pacs),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reason = (!passed).then(|| reasons::priors_unavailable(&unanswered));
+    (
+        CheckResult {
+            check: "prior_reports.pacs".into(),
+            clause: reasons::JRS_7_3_2.to_string(),
+            passed,
+            detail,
+            sources,
+        },
+        reason,
     )
 }

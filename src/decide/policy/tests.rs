@@ -2,7 +2,7 @@ use super::*;
 use crate::decide::context::{CodedFact, Fact, LabFact, Prior, Priority, Source, StudyContext};
 use crate::decide::reasons::{
     self, CALLBACK_CONTACT_MISSING, CLINICAL_INFO_MISSING, EXAM_PURPOSE_MISSING, LAB_MISSING,
-    LAB_TOO_OLD, NO_ROUTE, ORDERING_PHYSICIAN_MISSING, PRIOR_REPORT_MISSING,
+    LAB_TOO_OLD, NO_ROUTE, ORDERING_PHYSICIAN_MISSING, PRIORS_UNAVAILABLE, PRIOR_REPORT_MISSING,
 };
 
 // The calendar these tests use, on `crate::time` (the policy no longer has its own).
@@ -50,6 +50,8 @@ fn prior(uid: &str, acc: &str, at: Option<i64>, reports: u32) -> Prior {
         accession: Some(acc.into()),
         study_time_ms: at,
         reports,
+        documents: 0,
+        modalities: vec!["CT".into()],
         source: Source::Cfind {
             ae: "HOSPPACS".into(),
         },
@@ -88,6 +90,7 @@ fn complete() -> StudyContext {
             Some(jst(2024, 1, 10, 9, 0)),
             1,
         )],
+        pacs: Vec::new(),
         destination: Some("rc1".into()),
         facility: Some("RC1 Reading Center".into()),
     }
@@ -639,11 +642,11 @@ fn most_recent_prior_needs_a_report_by_default() {
     assert_eq!(r.clause, "JRS-7.3.2");
     assert!(
         r.message_ja
-            .starts_with("365日以内の過去検査1件の確定した読影レポートが参照できません（受付番号 A-NEW（2024-04-01））"),
+            .starts_with("365日以内の過去検査1件の確定した読影レポートが参照できません（CT 受付番号 A-NEW（2024-04-01））"),
         "{}",
         r.message_ja
     );
-    assert!(r.message_en.starts_with("1 prior study of this patient from the last 365 days has no final report on file (accession A-NEW of 2024-04-01)"), "{}", r.message_en);
+    assert!(r.message_en.starts_with("1 prior study of this patient from the last 365 days has no final report on file (CT accession A-NEW of 2024-04-01)"), "{}", r.message_en);
     assert_eq!(
         check(&e, "prior_reports").sources,
         [Source::Cfind {
@@ -672,7 +675,7 @@ fn all_priors_in_the_look_back_need_reports_when_configured() {
     let r = &e.reasons[0];
     assert!(
         r.message_ja.starts_with(
-            "180日以内の過去検査2件の確定した読影レポートが参照できません（受付番号 A-2（2024-03-01）、受付番号 A-3（2024-01-05））"
+            "180日以内の過去検査2件の確定した読影レポートが参照できません（CT 受付番号 A-2（2024-03-01）、CT 受付番号 A-3（2024-01-05））"
         ),
         "{}",
         r.message_ja
@@ -746,7 +749,7 @@ fn long_prior_lists_are_shortened() {
     assert!(r.message_en.contains("and 3 more"), "{}", r.message_en);
     // Newest first.
     assert!(
-        r.message_en.contains("(accession P8 of 2024-05-08;"),
+        r.message_en.contains("(CT accession P8 of 2024-05-08;"),
         "{}",
         r.message_en
     );
@@ -1001,6 +1004,7 @@ fn docs_example_parses_and_means_what_it_says() {
     let mut mammo = complete();
     mammo.modalities = vec!["MG".into()];
     mammo.priors[0].reports = 0;
+    mammo.priors[0].modalities = vec!["MG".into()];
     let e = evaluate(&mammo, &p, now());
     assert_eq!(
         (e.verdict, codes(&e)),
@@ -1196,4 +1200,101 @@ fn text_quality_edges() {
     assert_eq!(quality("〇", &p, 1), TextQuality::Usable);
     // Half-width katakana is text too.
     assert_eq!(quality("ｷｮｳﾂｳ", &p, 2), TextQuality::Usable);
+}
+
+#[test]
+fn priors_of_another_modality_do_not_count_unless_related() {
+    let mut ctx = complete();
+    ctx.priors = vec![Prior {
+        modalities: vec!["MR".into(), "SR".into()],
+        ..prior("9.1", "A-MR", Some(jst(2024, 5, 1, 9, 0)), 0)
+    }];
+    // A knee MR without a report does not hold a chest CT...
+    assert_eq!(eval(&ctx).verdict, Verdict::Pass);
+    // ...unless same_modality is off, or MR is related to CT.
+    let off = policy("[policy.priors]\nsame_modality = false\n");
+    assert_eq!(codes(&evaluate(&ctx, &off, now())), [PRIOR_REPORT_MISSING]);
+    let related = policy("[policy.priors.related_modalities]\nCT = [\"MR\"]\n");
+    let e = evaluate(&ctx, &related, now());
+    assert_eq!(codes(&e), [PRIOR_REPORT_MISSING]);
+    assert!(
+        e.reasons[0].message_en.contains("MR accession A-MR"),
+        "{}",
+        e.reasons[0].message_en
+    );
+    // A CR chest prior with a CT study: related one way only when configured so.
+    ctx.priors[0].modalities = vec!["CR".into()];
+    assert_eq!(eval(&ctx).verdict, Verdict::Pass);
+    let chest = policy("[policy.priors.related_modalities]\nCT = [\"CR\", \"DX\"]\n");
+    assert_eq!(
+        codes(&evaluate(&ctx, &chest, now())),
+        [PRIOR_REPORT_MISSING]
+    );
+}
+
+#[test]
+fn a_report_document_in_the_pacs_counts_as_a_report() {
+    let mut ctx = complete();
+    ctx.priors[0].reports = 0;
+    assert_eq!(codes(&eval(&ctx)), [PRIOR_REPORT_MISSING]);
+    ctx.priors[0].documents = 1;
+    let e = eval(&ctx);
+    assert_eq!(e.verdict, Verdict::Pass, "{:?}", e.reasons);
+}
+
+#[test]
+fn an_unanswered_pacs_holds_or_flags_as_configured() {
+    use crate::decide::context::PacsAnswer;
+    let mut ctx = complete();
+    ctx.pacs = vec![PacsAnswer::Answered {
+        pacs: "hosp".into(),
+        at: now(),
+        found: 3,
+    }];
+    let e = eval(&ctx);
+    assert_eq!(e.verdict, Verdict::Pass);
+    assert!(check(&e, "prior_reports.pacs").passed);
+
+    ctx.pacs = vec![PacsAnswer::Failed {
+        pacs: "hosp".into(),
+        at: now(),
+        error: "cannot associate: connection refused".into(),
+    }];
+    let e = eval(&ctx);
+    assert_eq!(
+        (e.verdict, codes(&e)),
+        (Verdict::Hold, vec![PRIORS_UNAVAILABLE])
+    );
+    let r = &e.reasons[0];
+    assert_eq!(r.clause, "JRS-7.3.2");
+    assert!(
+        r.message_en.contains("hosp") && r.message_en.contains("connection refused"),
+        "{}",
+        r.message_en
+    );
+    assert!(r.message_ja.contains("PACS hosp"), "{}", r.message_ja);
+
+    ctx.pacs = vec![PacsAnswer::NotYet {
+        pacs: "hosp".into(),
+    }];
+    let e = eval(&ctx);
+    assert_eq!(codes(&e), [PRIORS_UNAVAILABLE]);
+    assert!(
+        e.reasons[0].message_en.contains("not answered yet"),
+        "{}",
+        e.reasons[0].message_en
+    );
+
+    // forward_flagged: forwarded incomplete, with the reason; not when more is missing.
+    let flagged = policy("[policy.priors]\non_pacs_unreachable = \"forward_flagged\"\n");
+    let e = evaluate(&ctx, &flagged, now());
+    assert_eq!(
+        (e.verdict, codes(&e)),
+        (Verdict::ForwardIncomplete, vec![PRIORS_UNAVAILABLE])
+    );
+    ctx.exam_purpose.clear();
+    assert_eq!(evaluate(&ctx, &flagged, now()).verdict, Verdict::Hold);
+    // STAT follows policy.stat (forward_flagged by default) whatever on_pacs_unreachable says.
+    ctx.priority = Some(Priority::Stat);
+    assert_eq!(eval(&ctx).verdict, Verdict::ForwardIncomplete);
 }

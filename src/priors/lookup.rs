@@ -1,0 +1,182 @@
+//! Keeps each patient's history in the hospital's PACS at hand, so that the prior-report
+//! check (JRS-7.3.2) sees the real history, not only what readgate received itself.
+//!
+//! Driven by the store, not by a queue of events: it wakes when an instance or an HL7
+//! message is stored (and every `priors.retry_secs`), asks the store which patients of
+//! studies being received or held, or of orders of the last day, have no fresh answer
+//! from every `[[pacs]]`, and asks the PACS for them one by one. A burst of instances
+//! for one patient therefore causes one query, a restart loses nothing (the next pass
+//! finds the same patients), and a PACS that was down is asked again after
+//! `retry_secs`. Each answer is stored; held studies of the patient then go back to the
+//! decision stage, which releases those the answer satisfies.
+//!
+//! No patient identifier is logged: log lines name the PACS and counts.
+
+use super::find::{Session, StudyQuery};
+use crate::config::Config;
+use crate::model::PacsStudy;
+use crate::store::{ContextKeys, Store};
+use crate::time::now_ms;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+/// Orders of this long ago still bring their patient's history in (the images of an
+/// order usually follow within hours).
+const ORDER_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Patients asked for in one pass; the rest wait for the next.
+const PASS_LIMIT: usize = 64;
+
+pub struct Lookup {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    /// Woken when an instance or HL7 message is stored.
+    pub wanted: Arc<Notify>,
+    /// Wakes the study stage after held studies were re-opened.
+    pub reconsider: Arc<Notify>,
+}
+
+impl Lookup {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let retry = Duration::from_secs(self.config.priors.retry_secs);
+        loop {
+            let due = self.due().await;
+            for patient in due.iter() {
+                if *shutdown.borrow() {
+                    return;
+                }
+                self.look_up(patient).await;
+            }
+            if due.len() >= PASS_LIMIT {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wanted.notified() => {}
+                _ = tokio::time::sleep(retry) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// The patients to ask for now.
+    async fn due(&self) -> Vec<String> {
+        let store = self.store.clone();
+        let pacs: Vec<String> = self.config.pacs.iter().map(|p| p.id.clone()).collect();
+        let now = now_ms();
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let fresh = now.saturating_sub(ms(self.config.priors.refresh_secs));
+        let retry = now.saturating_sub(ms(self.config.priors.retry_secs));
+        let due = tokio::task::spawn_blocking(move || {
+            store.patients_to_look_up(&pacs, now - ORDER_WINDOW_MS, fresh, retry, PASS_LIMIT)
+        })
+        .await;
+        match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                warn!(error = %e, "priors: cannot read which patients to look up");
+                Vec::new()
+            }
+            Err(e) => {
+                warn!(error = %e, "priors: lookup task failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Asks every `[[pacs]]` for one patient's history (and the patients merged with
+    /// them), stores the answers, and re-opens the patient's held studies.
+    async fn look_up(&self, patient: &str) {
+        let store = self.store.clone();
+        let id = patient.to_string();
+        let linked = tokio::task::spawn_blocking(move || store.linked_patient_ids(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| vec![patient.to_string()]);
+        let offset = i64::from(self.config.policy.utc_offset_minutes) * 60;
+        let today = crate::time::local_day(now_ms(), offset);
+        let since = crate::time::format_dicom_da(
+            today - i64::from(self.config.policy.priors.lookback_days),
+        );
+        for pacs in &self.config.pacs {
+            let calling = pacs
+                .calling_ae_title
+                .clone()
+                .unwrap_or_else(|| self.config.dicom.ae_title.clone());
+            for id in &linked {
+                let query = StudyQuery {
+                    patient_id: id.clone(),
+                    issuer: None,
+                    since: since.clone(),
+                };
+                let started = std::time::Instant::now();
+                let outcome = history(pacs, &calling, &query, self.config.priors.max_studies).await;
+                match &outcome {
+                    Ok(studies) => info!(
+                        pacs = %pacs.id,
+                        studies = studies.len(),
+                        with_reports = studies.iter().filter(|(_, d)| *d > 0).count(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "priors: PACS answered"
+                    ),
+                    Err(e) => warn!(pacs = %pacs.id, error = %e, "priors: PACS could not be asked"),
+                }
+                let store = self.store.clone();
+                let (id, pacs_id) = (id.clone(), pacs.id.clone());
+                let saved = tokio::task::spawn_blocking(move || {
+                    let outcome = outcome.as_deref().map_err(|e| e.as_str());
+                    store.record_pacs_lookup(&id, &pacs_id, now_ms(), outcome)
+                })
+                .await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    warn!(pacs = %pacs.id, "priors: the PACS answer could not be stored");
+                }
+            }
+        }
+        let store = self.store.clone();
+        let keys = ContextKeys {
+            patient_ids: linked,
+            ..Default::default()
+        };
+        let reopened = tokio::task::spawn_blocking(move || {
+            store.reconsider_held(&keys, "prior studies from the PACS", now_ms())
+        })
+        .await;
+        if let Ok(Ok(uids)) = reopened {
+            if !uids.is_empty() {
+                self.reconsider.notify_one();
+            }
+        }
+    }
+}
+
+/// The patient's studies in one PACS, each with its number of report documents (asked
+/// for the newest `max_studies`; older ones count 0), over one association.
+async fn history(
+    pacs: &crate::config::pacs::Pacs,
+    calling: &str,
+    query: &StudyQuery,
+    max_studies: usize,
+) -> Result<Vec<(PacsStudy, u32)>, String> {
+    let mut session = Session::open(pacs, calling)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = async {
+        let mut studies = session.studies(query).await?;
+        studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
+        let mut out = Vec::with_capacity(studies.len());
+        for (i, study) in studies.into_iter().enumerate() {
+            let documents = if i < max_studies {
+                session.report_documents(&study.study_uid).await?.len() as u32
+            } else {
+                0
+            };
+            out.push((study, documents));
+        }
+        Ok(out)
+    }
+    .await;
+    session.close(&outcome).await;
+    outcome.map_err(|e: super::FindError| e.to_string())
+}

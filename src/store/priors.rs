@@ -1,0 +1,183 @@
+//! What the hospital's PACS answered about each patient (`pacs_lookups`, `pacs_studies`):
+//! written by `priors::lookup`, read by `decide::assemble` and the study views.
+
+use super::{Result, Store};
+use crate::model::PacsStudy;
+use rusqlite::params;
+
+/// The last lookup of one patient in one PACS.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PacsLookup {
+    pub patient_id: String,
+    pub pacs_id: String,
+    /// When it finished (ms since the Unix epoch).
+    pub at: i64,
+    /// Why it failed; `None` when the PACS answered.
+    pub error: Option<String>,
+    /// Studies found (when it answered).
+    pub found: u32,
+}
+
+/// A study found in a PACS, with its report documents (SR, encapsulated PDF/CDA).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FoundStudy {
+    pub pacs_id: String,
+    pub patient_id: String,
+    #[serde(flatten)]
+    pub study: PacsStudy,
+    pub documents: u32,
+}
+
+impl Store {
+    /// Records a finished lookup: on an answer, the patient's studies in that PACS are
+    /// replaced by what it found; on a failure, what was found before stays.
+    pub fn record_pacs_lookup(
+        &self,
+        patient_id: &str,
+        pacs_id: &str,
+        at: i64,
+        outcome: std::result::Result<&[(PacsStudy, u32)], &str>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (error, found) = match outcome {
+            Ok(studies) => {
+                tx.execute(
+                    "DELETE FROM pacs_studies WHERE patient_id = ?1 AND pacs_id = ?2",
+                    params![patient_id, pacs_id],
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO pacs_studies (pacs_id, patient_id, study_uid, accession, \
+                     study_date, study_time, modalities, description, instances, documents) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for (s, documents) in studies {
+                    insert.execute(params![
+                        pacs_id,
+                        patient_id,
+                        s.study_uid,
+                        s.accession,
+                        s.date,
+                        s.time,
+                        s.modalities.join(" "),
+                        s.description,
+                        s.instances,
+                        documents
+                    ])?;
+                }
+                (None, studies.len() as i64)
+            }
+            Err(e) => (Some(e), 0),
+        };
+        tx.execute(
+            "INSERT INTO pacs_lookups (patient_id, pacs_id, at, ok, error, found) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (patient_id, pacs_id) DO UPDATE SET at = ?3, ok = ?4, error = ?5, \
+             found = CASE WHEN ?4 THEN ?6 ELSE found END",
+            params![patient_id, pacs_id, at, error.is_none(), error, found],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last lookups of these patients (every PACS).
+    pub fn pacs_lookups(&self, patient_ids: &[String]) -> Result<Vec<PacsLookup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT patient_id, pacs_id, at, error, found FROM pacs_lookups WHERE patient_id = ?1 \
+             ORDER BY pacs_id",
+        )?;
+        let mut out = Vec::new();
+        for id in patient_ids {
+            for row in stmt.query_map([id], |r| {
+                Ok(PacsLookup {
+                    patient_id: r.get(0)?,
+                    pacs_id: r.get(1)?,
+                    at: r.get(2)?,
+                    error: r.get(3)?,
+                    found: r.get(4)?,
+                })
+            })? {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The studies the PACS holds for these patients, newest first.
+    pub fn pacs_studies(&self, patient_ids: &[String]) -> Result<Vec<FoundStudy>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT pacs_id, patient_id, study_uid, accession, study_date, study_time, modalities, \
+             description, instances, documents FROM pacs_studies WHERE patient_id = ?1",
+        )?;
+        let mut out = Vec::new();
+        for id in patient_ids {
+            for row in stmt.query_map([id], |r| {
+                let modalities: String = r.get(6)?;
+                Ok(FoundStudy {
+                    pacs_id: r.get(0)?,
+                    patient_id: r.get(1)?,
+                    study: PacsStudy {
+                        study_uid: r.get(2)?,
+                        accession: r.get(3)?,
+                        date: r.get(4)?,
+                        time: r.get(5)?,
+                        modalities: modalities.split_whitespace().map(String::from).collect(),
+                        description: r.get(7)?,
+                        instances: r.get(8)?,
+                    },
+                    documents: r.get(9)?,
+                })
+            })? {
+                out.push(row?);
+            }
+        }
+        out.sort_by(|a, b| (&b.study.date, &b.study.time).cmp(&(&a.study.date, &a.study.time)));
+        Ok(out)
+    }
+
+    /// Patients whose history readgate should ask the PACS for now: those of studies
+    /// being received or held, and of orders received since `orders_since`, whose last
+    /// lookup in some PACS of `pacs_ids` is missing, older than `fresh_since` (answered),
+    /// or older than `retry_since` (failed). At most `limit`.
+    pub fn patients_to_look_up(
+        &self,
+        pacs_ids: &[String],
+        orders_since: i64,
+        fresh_since: i64,
+        retry_since: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut candidates = conn.prepare_cached(
+            "SELECT patient_id FROM studies WHERE state IN ('receiving', 'held') \
+               AND patient_id IS NOT NULL AND patient_id != '' \
+             UNION SELECT patient_id FROM orders WHERE received_at >= ?1 \
+               AND patient_id IS NOT NULL AND patient_id != ''",
+        )?;
+        let mut fresh = conn.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM pacs_lookups WHERE patient_id = ?1 AND pacs_id = ?2 \
+             AND ((ok AND at >= ?3) OR (NOT ok AND at >= ?4)))",
+        )?;
+        let mut out = Vec::new();
+        let ids: Vec<String> = candidates
+            .query_map([orders_since], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        for id in ids {
+            let mut stale = false;
+            for pacs in pacs_ids {
+                let ok: bool =
+                    fresh.query_row(params![id, pacs, fresh_since, retry_since], |r| r.get(0))?;
+                stale |= !ok;
+            }
+            if stale {
+                out.push(id);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
