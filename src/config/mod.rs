@@ -319,6 +319,17 @@ impl Config {
                 ));
             }
         }
+        if !self.pacs.is_empty()
+            && (self.priors.max_studies as u64) < u64::from(self.policy.priors.most_recent_count)
+        {
+            return Err(invalid(
+                "priors.max_studies",
+                format!(
+                    "expected at least policy.priors.most_recent_count ({}): the newest priors must be searched for reports",
+                    self.policy.priors.most_recent_count
+                ),
+            ));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             if !ids.contains(r.destination.as_str()) {
                 return Err(invalid(

@@ -144,3 +144,46 @@ fn ledger_and_http_keys_are_validated_by_name() {
             assert!(err.contains(key), "{extra}: {err}");
         }
 }
+
+#[test]
+fn pacs_and_priors_keys_are_validated_by_name() {
+    let pacs =
+        "[[pacs]]\nid = \"main\"\nae_title = \"HOSPPACS\"\nhost = \"10.0.0.20\"\nport = 104\n";
+    let c = parse(&format!("{MINIMAL}{pacs}")).unwrap();
+    assert_eq!(
+        (
+            c.priors.refresh_secs,
+            c.priors.retry_secs,
+            c.priors.max_studies
+        ),
+        (3600, 60, 10)
+    );
+    assert!(c.policy.priors.same_modality);
+    for (extra, key) in [
+        (format!("{pacs}{pacs}"), "pacs[1].id"),
+        (
+            pacs.replace("104", "104\ntimeout_secs = 0"),
+            "pacs[0].timeout_secs",
+        ),
+        (
+            pacs.replace("HOSPPACS", "A_TITLE_TOO_LONG_X"),
+            "pacs[0].ae_title",
+        ),
+        (
+            format!("{pacs}[priors]\nretry_secs = 0\n"),
+            "priors.retry_secs",
+        ),
+        (
+            format!("{pacs}[priors]\nmax_studies = 1\n[policy.priors]\nmost_recent_count = 2\n"),
+            "priors.max_studies",
+        ),
+        (format!("{pacs}[priors]\nrefresh = 5\n"), "refresh"),
+        (
+            "[policy.priors]\non_pacs_unreachable = \"ignore\"\n".to_string(),
+            "on_pacs_unreachable",
+        ),
+    ] {
+        let err = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}

@@ -6,6 +6,7 @@ pub mod elements;
 
 pub mod hl7;
 pub mod http;
+pub mod pacs;
 pub mod pki;
 pub mod process;
 

@@ -14,6 +14,9 @@ written only when its option is given, so a test states exactly what the modalit
   --callback TEXT     Order Callback Phone Number (0040,2010)
   --contrast TEXT     Contrast/Bolus Agent (0018,0010): a contrast study
   --study-time TM     Study Time (0008,0030); "" writes it empty (Type 2)
+  --report TEXT       also a Basic Text SR (series <uid>.2, SOP <uid>.2.1) whose finding
+                      is TEXT: the study's report, as a PACS keeps it
+  --dose-report       also an X-Ray Radiation Dose SR (series <uid>.3): SR, but no report
 
 Text is written with Specific Character Set ISO_IR 192 (UTF-8), so Japanese works.
 Prints the SOP Instance UIDs, one per line. SOP Instance UIDs are <study uid>.1.<n>.
@@ -48,6 +51,8 @@ def main() -> int:
     p.add_argument("--requesting")
     p.add_argument("--callback")
     p.add_argument("--contrast")
+    p.add_argument("--report")
+    p.add_argument("--dose-report", action="store_true")
     args = p.parse_args()
 
     args.outdir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +117,67 @@ def main() -> int:
         ds.file_meta = meta
         ds.save_as(args.outdir / f"IM{n:04d}.dcm", enforce_file_format=True)
         print(sop_uid)
+    if args.report is not None:
+        write_sr(args, BASIC_TEXT_SR, 2, args.report)
+    if args.dose_report:
+        write_sr(args, XRAY_DOSE_SR, 3, "CT dose")
     return 0
+
+
+BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
+XRAY_DOSE_SR = UID("1.2.840.10008.5.1.4.1.1.88.67")
+
+
+def write_sr(args, sop_class: UID, series: int, text: str) -> None:
+    """One SR instance in its own series: a container with one TEXT finding."""
+    sop_uid = UID(f"{args.study_uid}.{series}.1")
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = args.study_date
+    ds.StudyTime = args.study_time
+    ds.ContentDate = args.study_date
+    ds.ContentTime = args.study_time
+    ds.AccessionNumber = args.accession
+    ds.Modality = "SR"
+    ds.Manufacturer = "readgate synthetic"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "SYNTHETIC CT"
+    ds.PatientName = args.patient_name
+    ds.PatientID = args.patient_id
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = UID(args.study_uid)
+    ds.SeriesInstanceUID = UID(f"{args.study_uid}.{series}")
+    ds.StudyID = "1"
+    ds.SeriesNumber = series
+    ds.InstanceNumber = 1
+    ds.ValueType = "CONTAINER"
+    ds.ContinuityOfContent = "SEPARATE"
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "UNVERIFIED"
+    title = Dataset()
+    title.CodeValue = "18748-4"
+    title.CodingSchemeDesignator = "LN"
+    title.CodeMeaning = "Diagnostic imaging report"
+    ds.ConceptNameCodeSequence = Sequence([title])
+    finding = Dataset()
+    finding.RelationshipType = "CONTAINS"
+    finding.ValueType = "TEXT"
+    name = Dataset()
+    name.CodeValue = "121071"
+    name.CodingSchemeDesignator = "DCM"
+    name.CodeMeaning = "Finding"
+    finding.ConceptNameCodeSequence = Sequence([name])
+    finding.TextValue = text
+    ds.ContentSequence = Sequence([finding])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.save_as(args.outdir / f"SR{series:04d}.dcm", enforce_file_format=True)
 
 
 if __name__ == "__main__":

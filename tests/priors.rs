@@ -1,0 +1,290 @@
+//! The prior-report check (JRS-7.3.2) against the hospital's real history: readgate
+//! (`readgate serve`, in-process) asks a real PACS — Orthanc or DCMTK `dcmqrscp` — for
+//! the patient's earlier studies when the study's images arrive, finds their report
+//! documents, and holds, releases or flags the study accordingly. Studies are forwarded
+//! to DCMTK `storescp`; reports arrive over MLLP.
+
+mod common;
+
+use common::hl7::{python, send_hl7};
+use common::pacs::{associations_from, PacsPeer};
+use common::*;
+use readgate::model::StudyState;
+use std::process::Command;
+use std::time::Duration;
+
+/// Only the prior-report check, so each scenario is about priors alone.
+const PRIORS_ONLY: &str = "[[policy.rules]]\nname = \"priors\"\nchecks = [\"prior_reports\"]\n";
+
+/// readgate forwarding to a storescp, with an HL7 listener and `pacs` as its `[[pacs]]`.
+struct PriorSite {
+    dir: tempfile::TempDir,
+    scp: StoreScp,
+    cfg: TestConfig,
+    rg: readgate::serve::Running,
+}
+
+impl PriorSite {
+    async fn start(pacs_port: u16, pacs_ae: &str, extra_policy: &str) -> PriorSite {
+        let (dir, scp, mut cfg) = reading_site();
+        cfg.hl7_port = Some(free_port());
+        cfg.hl7_default_charset = "utf8".into();
+        cfg.policy = format!("{PRIORS_ONLY}{extra_policy}");
+        cfg.extra = format!(
+            "[[pacs]]\nid = \"hosp\"\nae_title = \"{pacs_ae}\"\nhost = \"127.0.0.1\"\nport = {pacs_port}\n\
+             timeout_secs = 5\n\n[priors]\nretry_secs = 1\n"
+        );
+        let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+        PriorSite { dir, scp, cfg, rg }
+    }
+
+    /// The current study: `count` CT images of `patient` acquired today, sent by CT01.
+    fn send(&self, uid: &str, patient: &str, accession: &str, count: usize) {
+        let out = self.dir.path().join("modality").join(uid);
+        let today = days_ago(0);
+        run_ok(
+            Command::new(python())
+                .arg(repo_path("tests/peers/make_study.py"))
+                .arg(&out)
+                .args(["--study-uid", uid, "--count", &count.to_string()])
+                .args(["--patient-id", patient, "--accession", accession])
+                .args(["--study-date", &today, "--study-time", ""]),
+            "make_study.py",
+        );
+        let files: Vec<_> = std::fs::read_dir(&out)
+            .expect("study dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        let mut storescu = Command::new(dcmtk("storescu"));
+        storescu
+            .args(["-aet", "CT01", "-aec", "READGATE", "127.0.0.1"])
+            .arg(self.cfg.dicom_port.to_string())
+            .args(&files);
+        run_ok(&mut storescu, "storescu to readgate");
+    }
+
+    /// Waits until the study is decided (held or forwarded); returns its row.
+    fn wait_decided(&self, uid: &str, timeout: Duration) -> readgate::store::StudyRow {
+        let mut row = None;
+        wait_until("the study decided", timeout, || {
+            row = self.rg.store.study_row(uid).unwrap();
+            matches!(
+                row.as_ref().map(|r| r.state),
+                Some(StudyState::Held | StudyState::Forwarded)
+            )
+        });
+        row.expect("row")
+    }
+
+    fn wait_state(&self, uid: &str, state: StudyState, timeout: Duration) {
+        wait_until(&format!("{uid} {state:?}"), timeout, || {
+            self.rg.store.study_row(uid).unwrap().map(|r| r.state) == Some(state)
+        });
+    }
+}
+
+/// The codes of a study's reasons and the reasons' English and Japanese text.
+fn reasons(row: &readgate::store::StudyRow) -> (Vec<String>, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(row.reasons.as_deref().unwrap_or("[]")).expect("reasons JSON");
+    let list = v.as_array().cloned().unwrap_or_default();
+    let codes = list
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or("").to_string())
+        .collect();
+    let text = list
+        .iter()
+        .map(|r| format!("{} {}", r["message_en"], r["message_ja"]))
+        .collect();
+    (codes, text)
+}
+
+/// ORU^R01 with a final report for `accession` of `patient`.
+fn final_report(patient: &str, accession: &str) -> String {
+    let now = readgate::time::format_ms(readgate::time::now_ms(), JST).replace(['-', ':', 'T'], "")
+        [..14]
+        .to_string();
+    [
+        format!("MSH|^~\\&|REPORTING|HOSP|READGATE|HOSP|{now}||ORU^R01^ORU_R01|ORU-{accession}|P|2.5||||||UNICODE UTF-8"),
+        format!("PID|1||{patient}^^^HOSP^PI||シナリオ^次郎"),
+        format!("ORC|RE|PL-{accession}|FL-{accession}"),
+        format!("OBR|1|PL-{accession}|FL-{accession}|CT001^CT 胸部^LOCAL|||{now}|||||||||||{accession}||||{now}|||F"),
+        "OBX|1|TX|GDT^Report^LOCAL||異常所見なし。||||||F".to_string(),
+    ]
+    .join("\r")
+}
+
+/// The hospital's offset (readgate's default `policy.utc_offset`).
+const JST: i64 = 9 * 3600;
+
+/// The local date `days` days ago, DICOM DA.
+fn days_ago(days: i64) -> String {
+    let today = readgate::time::local_day(readgate::time::now_ms(), JST);
+    readgate::time::format_dicom_da(today - days).expect("a date")
+}
+
+/// Orthanc holds two CT priors of the patient: the newest with a Basic Text SR report
+/// (and a dose SR, which is no report), an older one without. The newest counts
+/// (`most_recent`): the study passes and is forwarded; the answer is kept per PACS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prior_with_an_sr_report_in_orthanc_lets_the_study_pass() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7101";
+    pacs.load_with(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        "P-SR",
+        "ACC-SR-1",
+        &days_ago(30),
+        &["--report", "前回と著変なし。", "--dose-report"],
+    );
+    pacs.load(
+        pacs_dir.path(),
+        &format!("{base}.2"),
+        "P-SR",
+        "ACC-SR-2",
+        &days_ago(200),
+    );
+    let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    let current = format!("{base}.9");
+    site.send(&current, "P-SR", "ACC-SR-NOW", 2);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let found = site.rg.store.pacs_studies(&["P-SR".to_string()]).unwrap();
+    let docs: Vec<(String, u32)> = found
+        .iter()
+        .map(|f| (f.study.accession.clone().unwrap_or_default(), f.documents))
+        .collect();
+    assert_eq!(
+        docs,
+        [("ACC-SR-1".to_string(), 1), ("ACC-SR-2".to_string(), 0)],
+        "the report SR counts, the dose SR does not"
+    );
+    site.rg.stop().await;
+}
+
+/// A prior in the PACS without any report holds the study with PRIOR_REPORT_MISSING,
+/// naming its modality, accession and date; its final report over HL7 releases it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7102";
+    let prior_date = days_ago(40);
+    pacs.load_with(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        "P-NOREP",
+        "ACC-NOREP-1",
+        &prior_date,
+        &["--dose-report"],
+    );
+    // An MR of the same patient without report: another modality, so it does not count.
+    pacs.load_with(
+        pacs_dir.path(),
+        &format!("{base}.2"),
+        "P-NOREP",
+        "ACC-NOREP-MR",
+        &days_ago(10),
+        &["--modality", "MR"],
+    );
+    let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    let current = format!("{base}.9");
+    site.send(&current, "P-NOREP", "ACC-NOREP-NOW", 2);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+    );
+    let date = format!(
+        "{}-{}-{}",
+        &prior_date[..4],
+        &prior_date[4..6],
+        &prior_date[6..]
+    );
+    assert!(
+        text.contains(&format!("CT accession ACC-NOREP-1 of {date}")) && text.contains("PACS"),
+        "{text}"
+    );
+    assert!(!text.contains("ACC-NOREP-MR"), "{text}");
+    assert!(
+        site.scp.received().is_empty(),
+        "nothing forwarded while held"
+    );
+
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, final_report("P-NOREP", "ACC-NOREP-1")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+    site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+    site.rg.stop().await;
+}
+
+/// The PACS down: PRIORS_UNAVAILABLE names it and why; the study is released by itself
+/// once the PACS answers again (`priors.retry_secs`). Five images of one patient cause
+/// one lookup, not five.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_pacs_holds_until_it_answers() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let port = pacs.port;
+    let base = "1.2.826.0.1.3680043.10.7103";
+
+    // Up: five instances, one lookup.
+    let site = PriorSite::start(port, pacs.ae, "").await;
+    let first = format!("{base}.1");
+    site.send(&first, "P-DOWN", "ACC-DOWN-1", 5);
+    let row = site.wait_decided(&first, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    assert_eq!(associations_from(pacs_dir.path(), "READGATE"), 1);
+
+    // Down: a new patient's study is held, the PACS named.
+    drop(pacs);
+    let second = format!("{base}.2");
+    site.send(&second, "P-DOWN-2", "ACC-DOWN-2", 1);
+    let row = site.wait_decided(&second, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIORS_UNAVAILABLE".to_string()])
+    );
+    assert!(
+        text.contains("PACS hosp") && text.contains("could not be asked"),
+        "{text}"
+    );
+
+    // Up again on the same port: retried, answered, released.
+    let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
+    site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
+    site.rg.stop().await;
+}
+
+/// `on_pacs_unreachable = "forward_flagged"`: the study leaves, flagged incomplete, with
+/// the reason that the PACS could not be asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_pacs_can_be_configured_to_forward_flagged() {
+    let site = PriorSite::start(
+        free_port(),
+        "NOBODY",
+        "[policy.priors]\non_pacs_unreachable = \"forward_flagged\"\n",
+    )
+    .await;
+    let uid = "1.2.826.0.1.3680043.10.7104.1";
+    site.send(uid, "P-FLAG", "ACC-FLAG", 1);
+    let row = site.wait_decided(uid, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded);
+    let (codes, _) = reasons(&row);
+    assert_eq!(codes, ["PRIORS_UNAVAILABLE"]);
+    let verdict = site
+        .rg
+        .store
+        .decision_of(uid)
+        .unwrap()
+        .and_then(|d| d.verdict);
+    assert_eq!(
+        verdict,
+        Some(readgate::model::Disposition::ForwardedIncomplete)
+    );
+    site.rg.stop().await;
+}
