@@ -88,6 +88,13 @@ catalogue! {
     missing: "不足", "missing";
     evaluation_record: "評価の記録（JSON）", "Evaluation record (JSON)";
     reports_heading: "読影レポート", "Reports";
+    priors_heading: "過去検査（比較読影）", "Prior studies (for comparison)";
+    prior_date: "検査日", "Date";
+    prior_modalities: "モダリティ", "Modalities";
+    prior_reports: "確定レポート (HL7)", "Final reports (HL7)";
+    prior_documents: "PACS のレポート文書", "Report documents in the PACS";
+    prior_source: "情報源", "Source";
+    pacs_answers: "PACS の応答", "PACS answers";
     eligibility_heading: "読影責任（算定可否）", "Reading accountability (eligibility)";
     what_to_do: "対処", "What to do";
     reader: "読影医", "Reader";

@@ -12,6 +12,10 @@ pub static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// Failed forwarding attempts per destination.
 static FORWARD_FAILURES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// PACS history lookups per (`[[pacs]]` id, outcome): count and seconds spent.
+static PACS_LOOKUPS: Mutex<BTreeMap<LookupKey, (u64, f64)>> = Mutex::new(BTreeMap::new());
+/// (`[[pacs]]` id, `answered` or `failed`).
+type LookupKey = (String, &'static str);
 /// HL7 messages per (message type, ACK code).
 static HL7_MESSAGES: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
 
@@ -98,6 +102,23 @@ pub fn http_request(method: &str, route: &str, status: u16, secs: f64) {
 
 pub fn forward_failures() -> BTreeMap<String, u64> {
     FORWARD_FAILURES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Counts one lookup of a patient's history in a `[[pacs]]` (ids come from the config,
+/// so the label values are bounded).
+pub fn pacs_lookup(pacs: &str, answered: bool, secs: f64) {
+    let mut m = PACS_LOOKUPS.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = if answered { "answered" } else { "failed" };
+    let e = m.entry((pacs.to_string(), outcome)).or_default();
+    e.0 += 1;
+    e.1 += secs;
+}
+
+pub fn pacs_lookups() -> BTreeMap<LookupKey, (u64, f64)> {
+    PACS_LOOKUPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone()

@@ -203,6 +203,12 @@ async fn the_api_lists_explains_and_acts_on_studies() {
     );
     assert_eq!(v["state"], "forwarded");
     assert_eq!(v["decision"]["verdict"], "PASS");
+    // The priors the decision saw: the patient's other studies received here (the
+    // synthetic instances share a patient), none from a PACS (none is configured).
+    let priors = v["priors"]["priors"].as_array().expect("priors");
+    assert!(!priors.is_empty(), "{v:#}");
+    assert!(priors.iter().all(|p| p["source"] == "readgate"), "{v:#}");
+    assert_eq!(v["priors"]["pacs"], serde_json::json!([]), "{v:#}");
     assert_eq!(v["instances"][0]["state"], "forwarded");
     assert_eq!(v["instances"][0]["last_status"], 0);
     let kinds = timeline_kinds(&v);

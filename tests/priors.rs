@@ -8,6 +8,7 @@ mod common;
 
 use common::hl7::{python, send_hl7};
 use common::pacs::{associations_from, PacsPeer};
+use common::process::readgate_bin;
 use common::*;
 use readgate::model::StudyState;
 use std::process::Command;
@@ -214,6 +215,46 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
         "nothing forwarded while held"
     );
 
+    // `readgate priors` shows what the decision saw: both priors, from the PACS, and
+    // how the PACS answered.
+    let config = site.cfg.write();
+    let out = run_ok(
+        readgate_bin()
+            .args(["priors", "--config"])
+            .arg(&config)
+            .args(["ACC-NOREP-NOW", "--format", "json"]),
+        "readgate priors",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = v["priors"].as_array().expect("priors");
+    assert_eq!(rows.len(), 2, "{v:#}");
+    assert_eq!(rows[0]["accession"], "ACC-NOREP-MR", "newest first: {v:#}");
+    assert_eq!(rows[1]["accession"], "ACC-NOREP-1");
+    assert_eq!(rows[1]["date"], date.as_str());
+    assert_eq!(
+        (
+            rows[1]["final_reports"].as_u64(),
+            rows[1]["report_documents"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(rows[1]["source"], "pacs:hosp");
+    assert_eq!(v["pacs"][0]["outcome"], "answered", "{v:#}");
+    assert_eq!(v["pacs"][0]["found"], 2, "{v:#}");
+    let out = run_ok(
+        readgate_bin()
+            .args(["priors", "--config"])
+            .arg(&config)
+            .arg(&current),
+        "readgate priors",
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with(&format!("2 prior studies of study {current}")),
+        "{table}"
+    );
+    assert!(table.contains("PACS hosp: answered, 2 studies"), "{table}");
+
     let hl7 = site.rg.hl7_addr.expect("HL7 listener");
     let ack = send_hl7(hl7, final_report("P-NOREP", "ACC-NOREP-1")).await;
     assert!(ack.contains("MSA|AA"), "{ack}");
@@ -257,6 +298,10 @@ async fn an_unreachable_pacs_holds_until_it_answers() {
     // Up again on the same port: retried, answered, released.
     let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
     site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
+    let lookups = readgate::metrics::pacs_lookups();
+    let count = |outcome| lookups.get(&("hosp".to_string(), outcome)).map(|c| c.0);
+    assert_eq!(count("answered"), Some(2), "{lookups:?}");
+    assert!(count("failed").unwrap_or(0) >= 1, "{lookups:?}");
     site.rg.stop().await;
 }
 
@@ -286,5 +331,36 @@ async fn an_unreachable_pacs_can_be_configured_to_forward_flagged() {
         verdict,
         Some(readgate::model::Disposition::ForwardedIncomplete)
     );
+    site.rg.stop().await;
+}
+
+/// A patient merged by ADT^A40: the PACS holds the prior under the old ID. readgate asks
+/// for both IDs, and the prior without report holds the study under the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn priors_under_a_merged_patient_id_are_found() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7105";
+    // 7654321 is the prior ID tests/hl7/adt_a40_merge.hl7 merges into 1234567.
+    pacs.load(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        "7654321",
+        "ACC-MERGED-1",
+        &days_ago(20),
+    );
+    let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, common::hl7::sample("adt_a40_merge.hl7")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+    let current = format!("{base}.9");
+    site.send(&current, "1234567", "ACC-MERGED-NOW", 1);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+    );
+    assert!(text.contains("ACC-MERGED-1"), "{text}");
     site.rg.stop().await;
 }

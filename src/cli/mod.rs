@@ -174,6 +174,16 @@ pub enum Command {
         #[command(subcommand)]
         command: pacs::PacsCommand,
     },
+    /// The patient's prior studies a study's decision saw — received by readgate or found
+    /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
+    Priors {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Study Instance UID or accession number.
+        study: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 /// Exit code of `readgate audit verify` when the chain shows tampering.
@@ -223,6 +233,15 @@ fn run(command: Command) -> anyhow::Result<()> {
         // Handled by `main`, which needs their exit codes.
         Command::Check { .. } | Command::Audit { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
+        Command::Priors {
+            config,
+            study,
+            format,
+        } => {
+            let config = Config::load(&config)?;
+            let store = open_existing(&config, Access::ReadOnly)?;
+            pacs::priors(&config, &store, &study, format)
+        }
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             init_logging(&config);

@@ -105,3 +105,59 @@ fn print_table(pacs: &str, studies: &[PacsStudy]) {
         );
     }
 }
+
+/// `readgate priors STUDY`: the priors of one study's decision (see [`crate::priors::view`]).
+pub fn priors(
+    config: &Config,
+    store: &crate::store::Store,
+    key: &str,
+    format: super::Format,
+) -> anyhow::Result<()> {
+    let Some(keys) = store.find_study(key.trim())? else {
+        bail!("no study with Study Instance UID or accession {key:?}");
+    };
+    let decision = store.decision_of(&keys.study_uid)?.unwrap_or_default();
+    let offset = i64::from(config.policy.utc_offset_minutes) * 60;
+    let Some(view) =
+        crate::priors::view::PriorsView::of_context(decision.context_json.as_deref(), offset)
+    else {
+        bail!(
+            "study {} has not been decided yet (state {}): its priors are gathered when it is",
+            keys.study_uid,
+            keys.state
+        );
+    };
+    match format {
+        super::Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        super::Format::Table => {
+            println!(
+                "{} prior stud{} of study {}",
+                view.priors.len(),
+                if view.priors.len() == 1 { "y" } else { "ies" },
+                keys.study_uid
+            );
+            if !view.priors.is_empty() {
+                println!(
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  STUDY UID",
+                    "DATE", "ACCESSION", "MOD", "REPORTS", "DOCUMENTS", "SOURCE"
+                );
+            }
+            for p in &view.priors {
+                println!(
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {}",
+                    p.date.as_deref().unwrap_or("-"),
+                    p.accession.as_deref().unwrap_or("-"),
+                    p.modalities.join(" "),
+                    p.final_reports,
+                    p.report_documents,
+                    p.source,
+                    p.study_uid
+                );
+            }
+            for a in &view.pacs {
+                println!("PACS {}", a.summary());
+            }
+        }
+    }
+    Ok(())
+}

@@ -112,6 +112,11 @@ impl Lookup {
                 };
                 let started = std::time::Instant::now();
                 let outcome = history(pacs, &calling, &query, self.config.priors.max_studies).await;
+                crate::metrics::pacs_lookup(
+                    &pacs.id,
+                    outcome.is_ok(),
+                    started.elapsed().as_secs_f64(),
+                );
                 match &outcome {
                     Ok(studies) => info!(
                         pacs = %pacs.id,

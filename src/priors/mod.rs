@@ -9,5 +9,6 @@
 
 pub mod find;
 pub mod lookup;
+pub mod view;
 
 pub use find::{find_studies, FindError, PacsStudy, StudyQuery};

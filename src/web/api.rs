@@ -158,6 +158,7 @@ async fn detail(
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, false)?;
     let store = state.store.clone();
+    let offset = crate::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600);
     let body = blocking(move || {
         let keys = store
             .find_study(uid.trim())
@@ -213,6 +214,13 @@ async fn detail(
                     "evaluated_at": decision.evaluated_at,
                     "audit_seq": decision.audit_seq,
                 }),
+            );
+            m.insert(
+                "priors".into(),
+                json!(crate::priors::view::PriorsView::of_context(
+                    decision.context_json.as_deref(),
+                    offset
+                )),
             );
         }
         Ok(study)

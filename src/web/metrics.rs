@@ -160,6 +160,27 @@ fn render(
             label(d)
         );
     }
+    let lookups = m::pacs_lookups();
+    let _ = writeln!(o, "# HELP readgate_pacs_lookups_total Patients' histories asked of each [[pacs]] since start (one per patient ID), by outcome.\n# TYPE readgate_pacs_lookups_total counter");
+    for ((p, outcome), (n, _)) in &lookups {
+        let _ = writeln!(
+            o,
+            "readgate_pacs_lookups_total{{pacs=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(p)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_pacs_lookup_seconds_total Time spent asking each [[pacs]] (C-FIND at STUDY, SERIES and IMAGE level) since start.\n# TYPE readgate_pacs_lookup_seconds_total counter");
+    let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
+    for ((p, _), (_, secs)) in &lookups {
+        *seconds.entry(p.as_str()).or_default() += secs;
+    }
+    for (p, secs) in seconds {
+        let _ = writeln!(
+            o,
+            "readgate_pacs_lookup_seconds_total{{pacs=\"{}\"}} {secs:.3}",
+            label(p)
+        );
+    }
     let _ = writeln!(o, "# HELP readgate_hl7_messages_total HL7 messages received since start, by type and ACK code.\n# TYPE readgate_hl7_messages_total counter");
     for ((t, a), n) in m::hl7_messages() {
         let _ = writeln!(

@@ -176,6 +176,30 @@ fn build() -> Value {
                                 "context": {"description": "The order context the study was forwarded (tagged) with"},
                                 "evaluated_at": nint, "audit_seq": nint
                             }
+                        },
+                        "priors": {
+                            "type": ["object", "null"], "description": "The patient's prior studies the decision saw (null before a decision), newest first, and how each [[pacs]] answered",
+                            "properties": {
+                                "priors": {"type": "array", "items": {
+                                    "type": "object", "required": ["study_uid", "accession", "date", "modalities", "final_reports", "report_documents", "source"],
+                                    "properties": {
+                                        "study_uid": {"type": "string"}, "accession": nstr,
+                                        "date": {"type": ["string", "null"], "description": "YYYY-MM-DD, local"},
+                                        "modalities": {"type": "array", "items": {"type": "string"}},
+                                        "final_reports": {"type": "integer", "description": "Final or corrected HL7 reports on file"},
+                                        "report_documents": {"type": "integer", "description": "SR / encapsulated PDF or CDA reports in the PACS"},
+                                        "source": {"type": "string", "description": "readgate (received here) or pacs:<id>"}
+                                    }
+                                }},
+                                "pacs": {"type": "array", "items": {
+                                    "type": "object", "required": ["outcome", "pacs"],
+                                    "properties": {
+                                        "outcome": {"type": "string", "enum": ["answered", "failed", "not_yet"]},
+                                        "pacs": {"type": "string"}, "at": {"type": "integer"},
+                                        "found": {"type": "integer"}, "error": {"type": "string"}
+                                    }
+                                }}
+                            }
                         }
                     }
                 },

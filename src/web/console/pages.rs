@@ -331,6 +331,7 @@ struct StudyPage<'a> {
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
+    priors: Option<crate::priors::view::PriorsView>,
     month: Option<String>,
     line: Option<EligibilityView>,
 }
@@ -519,6 +520,10 @@ pub async fn study(
                     text: r.text.clone(),
                 })
                 .collect(),
+            priors: crate::priors::view::PriorsView::of_context(
+                decision.context_json.as_deref(),
+                offset(&state),
+            ),
             month,
             line,
             uid,

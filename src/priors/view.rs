@@ -1,0 +1,115 @@
+//! The priors a study's decision saw, for people: the study page, `GET
+//! /api/v1/studies/{id}` and `readgate priors STUDY` show the same rows, read from the
+//! context recorded with the decision (so they show what the check used, not what the
+//! PACS says now).
+
+use crate::decide::context::{PacsAnswer, Source, StudyContext};
+use serde::Serialize;
+
+/// One prior study of the patient, as the decision saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PriorRow {
+    pub study_uid: String,
+    pub accession: Option<String>,
+    /// Local date `YYYY-MM-DD`, when known.
+    pub date: Option<String>,
+    pub modalities: Vec<String>,
+    /// Final or corrected HL7 reports on file.
+    pub final_reports: u32,
+    /// Report documents (SR, encapsulated PDF/CDA) in the PACS.
+    pub report_documents: u32,
+    /// Where readgate learnt of it: `readgate` (received here) or `pacs:<id>`.
+    pub source: String,
+}
+
+/// The priors and the PACS answers of one decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PriorsView {
+    /// Newest first.
+    pub priors: Vec<PriorRow>,
+    /// One per configured `[[pacs]]` at decision time.
+    pub pacs: Vec<PacsAnswer>,
+}
+
+impl PriorsView {
+    /// From the context JSON recorded with a decision, dates in the local time `offset`
+    /// seconds east of UTC; `None` when there is none (not decided yet) or it cannot be
+    /// read.
+    pub fn of_context(context_json: Option<&str>, offset: i64) -> Option<PriorsView> {
+        let ctx: StudyContext = serde_json::from_str(context_json?).ok()?;
+        let mut priors: Vec<_> = ctx
+            .priors
+            .iter()
+            .map(|p| PriorRow {
+                study_uid: p.study_uid.clone(),
+                accession: p.accession.clone(),
+                date: p
+                    .study_time_ms
+                    .map(|t| crate::time::format_local_date(t, offset)),
+                modalities: p.modalities.clone(),
+                final_reports: p.reports,
+                report_documents: p.documents,
+                source: match &p.source {
+                    Source::Cfind { ae } => format!("pacs:{ae}"),
+                    _ => "readgate".into(),
+                },
+            })
+            .collect();
+        priors.sort_by(|a, b| b.date.cmp(&a.date));
+        Some(PriorsView {
+            priors,
+            pacs: ctx.pacs,
+        })
+    }
+}
+
+impl PacsAnswer {
+    /// One line for people: `hosp: answered, 3 studies`.
+    pub fn summary(&self) -> String {
+        match self {
+            PacsAnswer::Answered { pacs, found, .. } => {
+                format!("{pacs}: answered, {found} studies")
+            }
+            PacsAnswer::Failed { pacs, error, .. } => format!("{pacs}: failed: {error}"),
+            PacsAnswer::NotYet { pacs } => format!("{pacs}: not answered yet"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::context::Prior;
+
+    #[test]
+    fn rows_are_newest_first_with_their_source() {
+        let prior = |uid: &str, day: i64, source: Source| Prior {
+            study_uid: uid.into(),
+            accession: Some(format!("A-{uid}")),
+            study_time_ms: Some(day * 86_400_000),
+            reports: 0,
+            documents: 1,
+            modalities: vec!["CT".into()],
+            source,
+        };
+        let ctx = StudyContext {
+            priors: vec![
+                prior("1", 19_000, Source::dicom("(0008,0020)")),
+                prior("2", 19_500, Source::Cfind { ae: "hosp".into() }),
+            ],
+            pacs: vec![PacsAnswer::NotYet {
+                pacs: "hosp".into(),
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&ctx).unwrap();
+        let v = PriorsView::of_context(Some(&json), 9 * 3600).unwrap();
+        assert_eq!(v.priors[0].study_uid, "2");
+        assert_eq!(v.priors[0].source, "pacs:hosp");
+        assert_eq!(v.priors[1].source, "readgate");
+        assert_eq!(v.priors[0].date.as_deref(), Some("2023-05-23"));
+        assert_eq!(v.pacs[0].summary(), "hosp: not answered yet");
+        assert!(PriorsView::of_context(None, 9 * 3600).is_none());
+        assert!(PriorsView::of_context(Some("{"), 9 * 3600).is_none());
+    }
+}
