@@ -1,7 +1,7 @@
 //! The audit trail end to end: `readgate audit verify` against tampering done with the
-//! real `sqlite3` shell, the ATNA export checked message by message (structure always, the
-//! PS3.15 schema with xmllint when `READGATE_ATNA_SCHEMA` names a copy of it), and live
-//! syslog forwarding over TCP and TLS to collectors on the loopback interface.
+//! real `sqlite3` shell, the ATNA export checked message by message against the elements,
+//! attributes, order and value sets of the PS3.15 A.5.1 schema that readgate uses, and
+//! live syslog forwarding over TCP and TLS to collectors on the loopback interface.
 
 mod common;
 use common::pki::TestCa;
@@ -483,26 +483,6 @@ fn atna_export_is_well_formed_ps3_15() {
     // and the XML parsed above, so nothing broke the markup.
     let (_, doc) = check_message(frames[9], 10);
     assert!(doc.input_text().contains("99READGATE"));
-
-    // Against the published schema where a copy is available (see docs/audit.md):
-    // READGATE_ATNA_SCHEMA=/path/to/audit-message.rnc|.rng|.xsd
-    match std::env::var("READGATE_ATNA_SCHEMA") {
-        Ok(schema) if !schema.is_empty() => {
-            let mut validate = Command::new(common::repo_path("scripts/atna-validate"));
-            validate.arg(&file).arg(&schema);
-            let out = common::run_ok(&mut validate, "scripts/atna-validate");
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                text.contains(&format!("{} valid, 0 invalid", entries.len())),
-                "{text}"
-            );
-            eprintln!("{}", text.trim());
-        }
-        _ => eprintln!(
-            "READGATE_ATNA_SCHEMA not set: ATNA messages checked structurally only \
-             (set it to the PS3.15 audit-message schema to validate with xmllint)"
-        ),
-    }
 }
 
 /// A syslog collector on 127.0.0.1: accepts connections one after another and collects
