@@ -1378,8 +1378,22 @@ fn operator_release_and_reject() {
             .any(|(k, d)| k == "rejected" && d.contains("RT Tanaka")),
         "{events:?}"
     );
-    // The forwarder has run (the released study went out); give it one more poll.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Nothing of it is left for the forwarder: every instance is rejected (the forwarder
+    // sends only queued instances), and none reached the reading facility.
+    let states: Vec<String> = {
+        let conn = site.open_db();
+        let mut stmt = conn
+            .prepare("SELECT state FROM instances WHERE study_uid = ?1")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([&rejected.uid], |r| r.get(0))
+            .expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    };
+    assert!(
+        !states.is_empty() && states.iter().all(|s| s == "rejected"),
+        "{states:?}"
+    );
     site.assert_not_delivered(&rejected);
     assert_eq!(site.wait_state(&rejected, "rejected")["state"], "rejected");
     // A rejected study cannot be released any more.
