@@ -77,7 +77,12 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
         kinds.contains(&"held") && kinds.contains(&"forwarded"),
         "{kinds:?}"
     );
-    let month = readgate::time::format_ms(readgate::time::now_ms(), 9 * 3600)[..7].to_string();
+    // The month the demo's studies were received in (JST), not today's: the test may
+    // cross a month boundary.
+    let received = get("/api/v1/studies/SYNACC0004".into()).await["first_received_at"]
+        .as_i64()
+        .expect("first_received_at");
+    let month = readgate::time::format_ms(received, 9 * 3600)[..7].to_string();
     let report = get(format!("/api/v1/reports/{month}")).await;
     let row = report["studies"]
         .as_array()
