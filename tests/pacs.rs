@@ -5,8 +5,10 @@
 mod common;
 
 use common::pacs::PacsPeer;
+use common::process::{readgate_bin, run_ok, run_output};
 use common::*;
 use std::path::Path;
+use std::process::Command;
 
 /// `readgate pacs find` with `args`: (exit success, stdout, stderr).
 fn pacs_find(config: &Path, args: &[&str]) -> (bool, String, String) {
@@ -131,6 +133,109 @@ fn patients_studies_are_found(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs
     let (ok, _, err) = pacs_find(&config, &["--patient", "P-PRIOR"]);
     assert!(
         !ok && err.contains("cannot associate with PACS main"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_study_is_retrieved_by_c_get_from_dcmqrscp() {
+    let (dir, cfg) = no_reading_site();
+    let pacs = PacsPeer::dcmqrscp(dir.path());
+    study_is_retrieved(&dir, cfg, pacs);
+}
+
+#[test]
+fn a_study_is_retrieved_by_c_get_from_orthanc() {
+    let (dir, cfg) = no_reading_site();
+    let pacs = PacsPeer::orthanc(dir.path());
+    study_is_retrieved(&dir, cfg, pacs);
+}
+
+/// `readgate pacs get` brings every instance of the study — images and its SR report —
+/// into the output directory, each data set byte for byte as the PACS holds it.
+fn study_is_retrieved(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs: PacsPeer) {
+    let uid = "1.2.826.0.1.3680043.10.7201.1";
+    pacs.load_with(
+        dir.path(),
+        uid,
+        "P-GET",
+        "ACC-GET",
+        "20240301",
+        &["--report", "著変なし。"],
+    );
+    cfg.extra = format!(
+        "[[pacs]]\nid = \"main\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\ntimeout_secs = 10\n",
+        pacs.ae, pacs.port
+    );
+    let config = cfg.write();
+    let out_dir = dir.path().join("fetched");
+    let out = run_output(
+        readgate_bin()
+            .args(["pacs", "get", "--config"])
+            .arg(&config)
+            .args(["--study", uid, "--format", "json", "--out"])
+            .arg(&out_dir),
+        "readgate pacs get",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let got: std::collections::BTreeMap<String, String> = v["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| {
+            (
+                i["sop_instance_uid"].as_str().unwrap().to_string(),
+                i["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        format!("{uid}.1.1"),
+        format!("{uid}.1.2"),
+        format!("{uid}.2.1"),
+    ];
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want, "{v:#}");
+    assert_eq!(v["failed"], 0);
+    // Same data sets as the files loaded into the PACS (matched by SOP Instance UID).
+    let loaded = dir.path().join("studies").join(uid);
+    for entry in std::fs::read_dir(&loaded).unwrap() {
+        let original = entry.unwrap().path();
+        let (meta, sent) = dataset_of(&original);
+        let fetched = out_dir.join(&got[&meta.sop_instance_uid]);
+        let (fmeta, received) = dataset_of(&fetched);
+        assert_eq!(fmeta.sop_class_uid, meta.sop_class_uid);
+        if fmeta.transfer_syntax == meta.transfer_syntax {
+            assert!(
+                sent == received,
+                "{} changed on the way",
+                meta.sop_instance_uid
+            );
+        }
+        // And DCMTK reads it.
+        run_ok(Command::new(dcmtk("dcmdump")).arg(&fetched), "dcmdump");
+    }
+
+    // A study the PACS does not hold: nothing retrieved, said so.
+    let out = run_output(
+        readgate_bin()
+            .args(["pacs", "get", "--config"])
+            .arg(&config)
+            .args(["--study", "1.2.3.404", "--out"])
+            .arg(dir.path().join("none")),
+        "readgate pacs get",
+    );
+    // dcmqrscp answers Success with no sub-operation, Orthanc refuses (C000): both fail
+    // the command with the PACS named.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && (err.contains("PACS main holds no instances of study 1.2.3.404")
+                || err.contains("PACS main refused")),
         "{err}"
     );
 }

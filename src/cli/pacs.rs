@@ -30,17 +30,44 @@ pub enum PacsCommand {
         #[arg(long, value_enum, default_value_t = super::Format::Table)]
         format: super::Format,
     },
+    /// Retrieve a study from a PACS (C-GET, Study Root, no reverse configuration needed)
+    /// into a directory: the check that readgate can fetch priors, and what the benchmark
+    /// times against DCMTK.
+    Get {
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Study Instance UID (0020,000D) of the study to retrieve.
+        #[arg(long)]
+        study: String,
+        /// Directory the instances are written to (created 0700; files under objects/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Which `[[pacs]]` entry (by id); default: the first.
+        #[arg(long)]
+        pacs: Option<String>,
+        #[arg(long, value_enum, default_value_t = super::Format::Table)]
+        format: super::Format,
+    },
 }
 
 pub fn run(command: PacsCommand) -> anyhow::Result<()> {
-    let PacsCommand::Find {
-        config,
-        patient,
-        issuer,
-        since,
-        pacs,
-        format,
-    } = command;
+    let (config, patient, issuer, since, pacs, format) = match command {
+        PacsCommand::Find {
+            config,
+            patient,
+            issuer,
+            since,
+            pacs,
+            format,
+        } => (config, patient, issuer, since, pacs, format),
+        PacsCommand::Get {
+            config,
+            study,
+            out,
+            pacs,
+            format,
+        } => return get(&config, &study, &out, pacs.as_deref(), format),
+    };
     let config = Config::load(&config)?;
     let entry = choose(&config.pacs, pacs.as_deref())?;
     if patient.trim().is_empty() {
@@ -60,15 +87,78 @@ pub fn run(command: PacsCommand) -> anyhow::Result<()> {
         .calling_ae_title
         .clone()
         .unwrap_or_else(|| config.dicom.ae_title.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let mut studies = runtime.block_on(find_studies(entry, &calling, &query))?;
+    let mut studies = runtime()?.block_on(find_studies(entry, &calling, &query))?;
     studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
     match format {
         super::Format::Json => println!("{}", serde_json::to_string_pretty(&studies)?),
         super::Format::Table => print_table(&entry.id, &studies),
+    }
+    Ok(())
+}
+
+/// The tokio runtime a one-shot command runs its DICOM association on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `readgate pacs get`.
+fn get(
+    config: &std::path::Path,
+    study: &str,
+    out: &std::path::Path,
+    pacs: Option<&str>,
+    format: super::Format,
+) -> anyhow::Result<()> {
+    let config = Config::load(config)?;
+    let entry = choose(&config.pacs, pacs)?;
+    if study.trim().is_empty() {
+        bail!("--study: expected a Study Instance UID");
+    }
+    crate::spool::private_dir(out).with_context(|| format!("--out {}", out.display()))?;
+    let spool = std::sync::Arc::new(
+        crate::spool::Spool::open(out, config.storage.min_free_mb * 1024 * 1024)
+            .with_context(|| format!("--out {}", out.display()))?,
+    );
+    let calling = entry
+        .calling_ae_title
+        .clone()
+        .unwrap_or_else(|| config.dicom.ae_title.clone());
+    let retrieved = runtime()?.block_on(crate::priors::retrieve::get_study(
+        entry, &calling, study, &spool,
+    ))?;
+    match format {
+        super::Format::Json => println!("{}", serde_json::to_string_pretty(&retrieved)?),
+        super::Format::Table => {
+            println!(
+                "{} instances ({} bytes) of study {} from PACS {} in {} ms{}",
+                retrieved.instances.len(),
+                retrieved.bytes(),
+                retrieved.study_uid,
+                entry.id,
+                retrieved.millis,
+                if retrieved.failed > 0 {
+                    format!("; {} failed", retrieved.failed)
+                } else {
+                    String::new()
+                }
+            );
+            for i in &retrieved.instances {
+                println!("  {}  {}  {}", i.path, i.sop_class_uid, i.sop_instance_uid);
+            }
+        }
+    }
+    if retrieved.failed > 0 {
+        bail!("{} instance(s) could not be retrieved", retrieved.failed);
+    }
+    if retrieved.instances.is_empty() {
+        bail!(
+            "PACS {} holds no instances of study {} (or none of a SOP class readgate retrieves)",
+            entry.id,
+            retrieved.study_uid
+        );
     }
     Ok(())
 }

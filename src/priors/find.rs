@@ -45,13 +45,13 @@ pub enum FindError {
         addr: String,
         reason: String,
     },
-    #[error("PACS {pacs} did not accept Study Root C-FIND")]
-    NotSupported { pacs: String },
+    #[error("PACS {pacs} did not accept {service}")]
+    NotSupported { pacs: String, service: &'static str },
     #[error("PACS {pacs}: no answer within {secs} s")]
     Timeout { pacs: String, secs: u64 },
     #[error("PACS {pacs}: association lost: {reason}")]
     Transport { pacs: String, reason: String },
-    #[error("PACS {pacs} refused the query: status {status:04X}{}", comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    #[error("PACS {pacs} refused the request: status {status:04X}{}", comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Refused {
         pacs: String,
         status: u16,
@@ -221,6 +221,7 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
         let Some((context, syntax)) = accepted else {
             return Err(FindError::NotSupported {
                 pacs: pacs.id.clone(),
+                service: "Study Root C-FIND",
             });
         };
         Ok(Finder {
@@ -426,7 +427,8 @@ fn image_identifier(study_uid: &str, series_uid: &str) -> InMemDicomObject {
     )
 }
 
-fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
+/// A data set in `syntax` (a query or retrieve identifier).
+pub(super) fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
     use dicom_encoding::TransferSyntaxIndex;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(syntax)

@@ -9,6 +9,7 @@
 
 pub mod find;
 pub mod lookup;
+pub mod retrieve;
 pub mod view;
 
 pub use find::{find_studies, FindError, PacsStudy, StudyQuery};
