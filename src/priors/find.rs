@@ -12,10 +12,9 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::AsyncClientAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
-use dicom_ul::{ClientAssociationOptions, Pdu};
+use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
+use dicom_ul::ClientAssociationOptions;
 use serde::Serialize;
-use std::time::Duration;
 
 /// Study Root Query/Retrieve Information Model — FIND.
 pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
@@ -103,41 +102,12 @@ pub enum Session<'a> {
 impl<'a> Session<'a> {
     /// Associates with `pacs` as `calling_ae` for Study Root C-FIND.
     pub async fn open(pacs: &'a Pacs, calling_ae: &str) -> Result<Session<'a>, FindError> {
-        let addr = format!("{}:{}", pacs.host, pacs.port);
-        let timeout = Duration::from_secs(pacs.timeout_secs);
-        let associate = |reason: String| FindError::Associate {
-            pacs: pacs.id.clone(),
-            ae: pacs.ae_title.clone(),
-            addr: addr.clone(),
-            reason,
-        };
         let options = ClientAssociationOptions::new()
             .calling_ae_title(calling_ae.to_string())
-            .called_ae_title(pacs.ae_title.clone())
-            .connection_timeout(timeout)
             .with_presentation_context(STUDY_ROOT_FIND, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
-        let tls = pacs.tls_client().map_err(|reason| FindError::Settings {
-            pacs: pacs.id.clone(),
-            reason,
-        })?;
-        Ok(match tls {
-            None => {
-                let association =
-                    tokio::time::timeout(timeout, options.establish_async(addr.as_str()))
-                        .await
-                        .map_err(|_| associate("timed out".into()))?
-                        .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-                Session::Plain(Box::new(Finder::new(pacs, association)?))
-            }
-            Some(tls) => {
-                let options = options.tls_config(tls).server_name(pacs.tls_name());
-                let association =
-                    tokio::time::timeout(timeout, options.establish_tls_async(addr.as_str()))
-                        .await
-                        .map_err(|_| associate("timed out".into()))?
-                        .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-                Session::Tls(Box::new(Finder::new(pacs, association)?))
-            }
+        Ok(match super::link::establish(pacs, options).await? {
+            super::link::Link::Plain(a) => Session::Plain(Box::new(Finder::new(pacs, *a)?)),
+            super::link::Link::Tls(a) => Session::Tls(Box::new(Finder::new(pacs, *a)?)),
         })
     }
 
@@ -234,37 +204,22 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
     }
 
     fn transport(&self, reason: impl std::fmt::Display) -> FindError {
-        FindError::Transport {
-            pacs: self.pacs.id.clone(),
-            reason: reason.to_string(),
-        }
+        super::link::transport(self.pacs, reason)
     }
 
     async fn close<T>(self, outcome: &Result<T, FindError>) {
-        match outcome {
-            Ok(_) | Err(FindError::Refused { .. }) | Err(FindError::TooMany { .. }) => {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), self.association.release()).await;
-            }
-            Err(_) => {
-                let _ = self.association.abort().await;
-            }
-        }
+        super::link::close(self.association, outcome).await
     }
 
     async fn send(&mut self, value_type: PDataValueType, data: Vec<u8>) -> Result<(), FindError> {
-        let pdu = Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: self.context,
-                value_type,
-                is_last: true,
-                data,
-            }],
-        };
-        self.association
-            .send(&pdu)
-            .await
-            .map_err(|e| self.transport(e))
+        super::link::send(
+            &mut self.association,
+            self.pacs,
+            self.context,
+            value_type,
+            data,
+        )
+        .await
     }
 
     /// One C-FIND: every pending answer's identifier, at most `max_results` of them.
@@ -288,22 +243,8 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
         let mut answers = Vec::new();
         let (mut command, mut data) = (Vec::new(), Vec::new());
         let mut pending: Option<Command> = None;
-        let timeout = Duration::from_secs(self.pacs.timeout_secs);
         loop {
-            let pdu = tokio::time::timeout(timeout, self.association.receive())
-                .await
-                .map_err(|_| FindError::Timeout {
-                    pacs: self.pacs.id.clone(),
-                    secs: self.pacs.timeout_secs,
-                })?
-                .map_err(|e| self.transport(e))?;
-            let pdvs = match pdu {
-                Pdu::PData { data } => data,
-                Pdu::AbortRQ { source } => {
-                    return Err(self.transport(format!("aborted by the PACS ({source:?})")))
-                }
-                other => return Err(self.transport(format!("unexpected PDU {other:?}"))),
-            };
+            let pdvs = super::link::receive(&mut self.association, self.pacs).await?;
             for pdv in pdvs {
                 let is_command = pdv.value_type == PDataValueType::Command;
                 let buffer = if is_command { &mut command } else { &mut data };

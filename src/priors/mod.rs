@@ -8,6 +8,7 @@
 //! current study build on it.
 
 pub mod find;
+mod link;
 pub mod lookup;
 pub mod retrieve;
 pub mod view;

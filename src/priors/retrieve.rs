@@ -17,12 +17,12 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::AsyncClientAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
-use dicom_ul::{ClientAssociationOptions, Pdu};
+use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
+use dicom_ul::ClientAssociationOptions;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Study Root Query/Retrieve Information Model — GET.
 pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
@@ -115,18 +115,8 @@ pub async fn get_study(
     study_uid: &str,
     spool: &Arc<Spool>,
 ) -> Result<Retrieved, FindError> {
-    let addr = format!("{}:{}", pacs.host, pacs.port);
-    let timeout = Duration::from_secs(pacs.timeout_secs);
-    let associate = |reason: String| FindError::Associate {
-        pacs: pacs.id.clone(),
-        ae: pacs.ae_title.clone(),
-        addr: addr.clone(),
-        reason,
-    };
     let mut options = ClientAssociationOptions::new()
         .calling_ae_title(calling_ae.to_string())
-        .called_ae_title(pacs.ae_title.clone())
-        .connection_timeout(timeout)
         .max_pdu_length(MAX_PDU)
         .with_presentation_context(
             STUDY_ROOT_GET,
@@ -137,32 +127,10 @@ pub async fn get_study(
             .with_presentation_context(class, ACCEPTED_TRANSFER_SYNTAXES.to_vec())
             .with_role_selection(class, false, true);
     }
-    let tls = pacs.tls_client().map_err(|reason| FindError::Settings {
-        pacs: pacs.id.clone(),
-        reason,
-    })?;
     let started = Instant::now();
-    let mut retrieved = match tls {
-        None => {
-            let association = tokio::time::timeout(timeout, options.establish_async(addr.as_str()))
-                .await
-                .map_err(|_| associate("timed out".into()))?
-                .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-            Getter::new(pacs, association, spool)?
-                .run(study_uid)
-                .await?
-        }
-        Some(tls) => {
-            let options = options.tls_config(tls).server_name(pacs.tls_name());
-            let association =
-                tokio::time::timeout(timeout, options.establish_tls_async(addr.as_str()))
-                    .await
-                    .map_err(|_| associate("timed out".into()))?
-                    .map_err(|e| associate(crate::dicom::error_chain(&e)))?;
-            Getter::new(pacs, association, spool)?
-                .run(study_uid)
-                .await?
-        }
+    let mut retrieved = match super::link::establish(pacs, options).await? {
+        super::link::Link::Plain(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
+        super::link::Link::Tls(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
     };
     retrieved.millis = started.elapsed().as_millis() as u64;
     Ok(retrieved)
@@ -228,23 +196,12 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
     }
 
     fn transport(&self, reason: impl std::fmt::Display) -> FindError {
-        FindError::Transport {
-            pacs: self.pacs.id.clone(),
-            reason: reason.to_string(),
-        }
+        super::link::transport(self.pacs, reason)
     }
 
     async fn run(mut self, study_uid: &str) -> Result<Retrieved, FindError> {
         let result = self.get(study_uid).await;
-        match &result {
-            Ok(_) | Err(FindError::Refused { .. }) => {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(5), self.association.release()).await;
-            }
-            Err(_) => {
-                let _ = self.association.abort().await;
-            }
-        }
+        super::link::close(self.association, &result).await;
         result
     }
 
@@ -254,18 +211,7 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
         value_type: PDataValueType,
         data: Vec<u8>,
     ) -> Result<(), FindError> {
-        let pdu = Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: context,
-                value_type,
-                is_last: true,
-                data,
-            }],
-        };
-        self.association
-            .send(&pdu)
-            .await
-            .map_err(|e| self.transport(e))
+        super::link::send(&mut self.association, self.pacs, context, value_type, data).await
     }
 
     async fn get(&mut self, study_uid: &str) -> Result<Retrieved, FindError> {
@@ -311,22 +257,8 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
         };
         let mut command = Vec::new();
         let mut incoming: Option<Incoming> = None;
-        let timeout = Duration::from_secs(self.pacs.timeout_secs);
         loop {
-            let pdu = tokio::time::timeout(timeout, self.association.receive())
-                .await
-                .map_err(|_| FindError::Timeout {
-                    pacs: self.pacs.id.clone(),
-                    secs: self.pacs.timeout_secs,
-                })?
-                .map_err(|e| self.transport(e))?;
-            let pdvs = match pdu {
-                Pdu::PData { data } => data,
-                Pdu::AbortRQ { source } => {
-                    return Err(self.transport(format!("aborted by the PACS ({source:?})")))
-                }
-                other => return Err(self.transport(format!("unexpected PDU {other:?}"))),
-            };
+            let pdvs = super::link::receive(&mut self.association, self.pacs).await?;
             for pdv in pdvs {
                 if pdv.value_type == PDataValueType::Data {
                     let Some(inc) = incoming.as_mut() else {
