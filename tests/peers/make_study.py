@@ -60,23 +60,9 @@ def main() -> int:
     series_uid = UID(f"{args.study_uid}.1")
     for n in range(1, args.count + 1):
         sop_uid = UID(f"{args.study_uid}.1.{n}")
-        ds = Dataset()
-        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds = common_attributes(args, CT_IMAGE_STORAGE, sop_uid, args.modality)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = args.study_date
         ds.SeriesDate = args.study_date
-        ds.StudyTime = args.study_time
-        ds.AccessionNumber = args.accession
-        ds.Modality = args.modality
-        ds.Manufacturer = "readgate synthetic"
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "SYNTHETIC CT"
-        ds.PatientName = args.patient_name
-        ds.PatientID = args.patient_id
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "O"
         ds.PatientComments = SYNTHETIC_NOTE
         if args.history is not None:
             ds.AdditionalPatientHistory = args.history
@@ -128,19 +114,16 @@ BASIC_TEXT_SR = UID("1.2.840.10008.5.1.4.1.1.88.11")
 XRAY_DOSE_SR = UID("1.2.840.10008.5.1.4.1.1.88.67")
 
 
-def write_sr(args, sop_class: UID, series: int, text: str) -> None:
-    """One SR instance in its own series: a container with one TEXT finding."""
-    sop_uid = UID(f"{args.study_uid}.{series}.1")
+def common_attributes(args, sop_class: UID, sop_uid: UID, modality: str) -> Dataset:
+    """What every instance of the study carries: SOP, patient and study attributes."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.StudyDate = args.study_date
     ds.StudyTime = args.study_time
-    ds.ContentDate = args.study_date
-    ds.ContentTime = args.study_time
     ds.AccessionNumber = args.accession
-    ds.Modality = "SR"
+    ds.Modality = modality
     ds.Manufacturer = "readgate synthetic"
     ds.ReferringPhysicianName = ""
     ds.StudyDescription = "SYNTHETIC CT"
@@ -148,6 +131,15 @@ def write_sr(args, sop_class: UID, series: int, text: str) -> None:
     ds.PatientID = args.patient_id
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
+    return ds
+
+
+def write_sr(args, sop_class: UID, series: int, text: str) -> None:
+    """One SR instance in its own series: a container with one TEXT finding."""
+    sop_uid = UID(f"{args.study_uid}.{series}.1")
+    ds = common_attributes(args, sop_class, sop_uid, "SR")
+    ds.ContentDate = args.study_date
+    ds.ContentTime = args.study_time
     ds.StudyInstanceUID = UID(args.study_uid)
     ds.SeriesInstanceUID = UID(f"{args.study_uid}.{series}")
     ds.StudyID = "1"
