@@ -3,7 +3,8 @@
 # The sourcing script sets `me` (its name, for messages) and `repo` first. Provides:
 # die/log, usage, option checks (positive, check_only, want), the release target dir, a
 # work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
-# free_ports, listening, wait_port, write_config, vmhwm_kb, mb_of_kb. free_ports runs
+# free_ports, listening, wait_port, write_config, now_ns, secs, median, count_files,
+# vmhwm_kb, mb_of_kb. free_ports runs
 # ${PYTHON:-python3}.
 
 die() { printf '%s: error: %s\n' "$me" "$*" >&2; exit 1; }
@@ -119,6 +120,18 @@ listen = "127.0.0.1:$2"
 allow_any_calling_ae = true
 EOF
 }
+
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'; }
+
+count_files() {   # regular files directly in $1 (no forks)
+    local f n=0
+    for f in "$1"/*; do [[ -f $f ]] && n=$((n + 1)); done
+    echo "$n"
+}
+
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else print "n/a" }'; }
 
 vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }

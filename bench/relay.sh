@@ -91,15 +91,6 @@ fi
 make_work readgate-bench
 
 # ---------------------------------------------------------------- helpers
-now_ns() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'; }
-
-count_files() {   # regular files directly in $1 (no forks)
-    local f n=0
-    for f in "$1"/*; do [[ -f $f ]] && n=$((n + 1)); done
-    echo "$n"
-}
 
 # ---------------------------------------------------------------- TLS
 tls=0   # 1: every link of the next measurement runs over TLS
@@ -299,7 +290,6 @@ run_c() {   # storescu -> readgate -> storescp; until storescp holds every file;
 }
 
 mbps() { awk -v b="$total_bytes" -v s="$1" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else print "inf" }'; }
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else print "n/a" }'; }
 
 relay_mode() {
     ensure_ct_data

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Prior retrieval benchmark: readgate against DCMTK fetching the same study from the same
+# PACS (DCMTK dcmqrscp), on loopback only.
+#
+#   bench/priors.sh     (g) DCMTK getscu: C-GET of the study into a directory
+#                       (m) DCMTK movescu: C-MOVE of the study to a DCMTK storescp
+#                       (r) readgate pacs get: C-GET into readgate's spool (each instance
+#                           fsync'd before its C-STORE-RSP); its peak RSS
+#
+# Options:
+#   --runs N        repetitions per measurement, median reported (default 5)
+#   --count N       number of CT instances of the study (default 300, ~512 KB each)
+#   -h, --help
+#
+# Environment:
+#   READGATE_BIN    readgate binary to use; unset: `cargo build --release` and use
+#                   ${CARGO_TARGET_DIR:-target}/release/readgate
+#   DCMTK_BIN       where DCMTK lives (default /usr/bin)
+#   BENCH_DATA_DIR  cache of generated instances (default ${TMPDIR:-/tmp}/readgate-bench-data)
+#   KEEP_TMP=1      keep the per-run temp dir (logs) for inspection
+set -Eeuo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+me=priors.sh
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+
+runs=5 count=300
+while (($#)); do
+    case $1 in
+        --runs) runs=${2:?--runs needs a number}; shift ;;
+        --count) count=${2:?--count needs a number}; shift ;;
+        -h|--help) usage "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+positive --runs "$runs"
+positive --count "$count"
+
+dcmtk_bin=${DCMTK_BIN:-/usr/bin}
+for t in storescu storescp dcmqrscp getscu movescu dcmdump; do
+    [[ -x $dcmtk_bin/$t ]] || die "DCMTK tool $dcmtk_bin/$t not found: apt-get install dcmtk, or set DCMTK_BIN"
+done
+python3 -c 'import pydicom, numpy' 2>/dev/null ||
+    die "python3 lacks pydicom/numpy (pip install pydicom numpy): needed to generate the data"
+export TCP_NODELAY=1
+if [[ -z ${READGATE_BIN:-} ]]; then
+    log "building readgate (cargo build --release) ..."
+    (cd "$repo" && cargo build --release --quiet --bin readgate) || die "cargo build --release failed"
+    READGATE_BIN=$(release_target_dir)/release/readgate
+fi
+[[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+
+make_work readgate-priors
+
+# ---------------------------------------------------------------- the PACS, loaded once
+data_dir=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}/ct-$count
+if [[ $(count_files "$data_dir") != "$count" ]]; then
+    log "generating $count bench CT instances into $data_dir ..."
+    rm -rf "$data_dir"
+    python3 "$repo/sample-dicom/generate.py" --bench-ct "$count" "$data_dir" >/dev/null
+fi
+files=("$data_dir"/CT*.dcm)
+((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
+total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
+study=$("$dcmtk_bin/dcmdump" +P StudyInstanceUID "${files[0]}" | sed 's/.*\[\(.*\)\].*/\1/')
+[[ -n $study ]] || die "no Study Instance UID in ${files[0]}"
+
+read -r qr_port scp_port rg_port < <(free_ports 3)
+mkdir -p "$work/db"
+cat >"$work/dcmqrscp.cfg" <<EOF
+NetworkTCPPort = $qr_port
+MaxPDUSize = 65536
+MaxAssociations = 16
+HostTable BEGIN
+storescp = (MOVEDEST, 127.0.0.1, $scp_port)
+HostTable END
+VendorTable BEGIN
+VendorTable END
+AETable BEGIN
+PACS $work/db RW (2000, 4096mb) ANY
+AETable END
+EOF
+"$dcmtk_bin/dcmqrscp" -c "$work/dcmqrscp.cfg" >"$work/dcmqrscp.log" 2>&1 &
+pids+=($!)
+wait_port "$qr_port" "${pids[-1]}" dcmqrscp "$work/dcmqrscp.log"
+log "loading the study ($count instances, $((total_bytes / 1048576)) MiB) into dcmqrscp ..."
+"$dcmtk_bin/storescu" -aet LOADER -aec PACS 127.0.0.1 "$qr_port" "${files[@]}" >"$work/load.log" 2>&1 ||
+    die "loading dcmqrscp failed (log: $work/load.log)"
+
+write_config "$work/rg" "$rg_port"
+cat >>"$work/rg/readgate.toml" <<EOF
+[storage]
+min_free_mb = 1
+
+[[destinations]]
+id = "none"
+facility = "NONE"
+ae_title = "NONE"
+host = "127.0.0.1"
+port = 9
+
+[[routes]]
+destination = "none"
+
+[[pacs]]
+id = "bench"
+ae_title = "PACS"
+host = "127.0.0.1"
+port = $qr_port
+timeout_secs = 60
+EOF
+
+# ---------------------------------------------------------------- measurements
+run_g() {
+    local out=$work/g$1 t0 t1
+    mkdir -p "$out"
+    t0=$(now_ns)
+    "$dcmtk_bin/getscu" -aet BENCHGET -aec PACS -S -k QueryRetrieveLevel=STUDY \
+        -k "StudyInstanceUID=$study" -od "$out" 127.0.0.1 "$qr_port" >"$out.log" 2>&1 ||
+        die "getscu failed (log: $out.log)"
+    t1=$(now_ns)
+    [[ $(count_files "$out") == "$count" ]] || die "(g) getscu stored $(count_files "$out") of $count"
+    rm -rf "$out"
+    secs "$t0" "$t1"
+}
+
+run_m() {
+    local out=$work/m$1 t0 t1 scp
+    mkdir -p "$out"
+    "$dcmtk_bin/storescp" -aet MOVEDEST -od "$out" "$scp_port" >"$out.scp.log" 2>&1 &
+    scp=$!
+    pids+=("$scp")
+    wait_port "$scp_port" "$scp" storescp "$out.scp.log"
+    t0=$(now_ns)
+    "$dcmtk_bin/movescu" -aet BENCHMOVE -aec PACS -aem MOVEDEST -S -k QueryRetrieveLevel=STUDY \
+        -k "StudyInstanceUID=$study" 127.0.0.1 "$qr_port" >"$out.log" 2>&1 ||
+        die "movescu failed (log: $out.log)"
+    t1=$(now_ns)
+    stop "$scp"
+    [[ $(count_files "$out") == "$count" ]] || die "(m) storescp holds $(count_files "$out") of $count"
+    rm -rf "$out"
+    secs "$t0" "$t1"
+}
+
+run_r() {   # prints "SECONDS PEAK_RSS_KB"
+    local out=$work/r$1 t0 t1
+    t0=$(now_ns)
+    /usr/bin/time -f %M -o "$out.rss" "$READGATE_BIN" pacs get --config "$work/rg/readgate.toml" \
+        --study "$study" --out "$out" --format json >"$out.json" 2>"$out.log" ||
+        die "readgate pacs get failed (log: $out.log)"
+    t1=$(now_ns)
+    local got
+    got=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["instances"]))' "$out.json")
+    [[ $got == "$count" ]] || die "(r) readgate retrieved $got of $count"
+    rm -rf "$out"
+    printf '%s %s\n' "$(secs "$t0" "$t1")" "$(tail -n 1 "$out.rss")"
+}
+
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install time"
+g=() m=() r=() rss=()
+for i in $(seq "$runs"); do
+    g+=("$(run_g "$i")")
+    m+=("$(run_m "$i")")
+    out_r=$(run_r "$i")
+    r+=("${out_r% *}")
+    rss+=("${out_r#* }")
+    log "run $i/$runs: getscu ${g[-1]} s, movescu ${m[-1]} s, readgate ${r[-1]} s"
+done
+G=$(median "${g[@]}") M=$(median "${m[@]}") R=$(median "${r[@]}") RSS=$(median "${rss[@]}")
+printf '%s\n' "prior retrieval: $count instances, $((total_bytes / 1048576)) MiB, medians of $runs"
+printf '  (g) getscu  C-GET        %s s\n' "$G"
+printf '  (m) movescu C-MOVE       %s s\n' "$M"
+printf '  (r) readgate pacs get    %s s   r/m %s   r/g %s   peak RSS %s MiB\n' \
+    "$R" "$(ratio "$R" "$M")" "$(ratio "$R" "$G")" "$(mb_of_kb "$RSS")"
