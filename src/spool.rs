@@ -167,8 +167,30 @@ impl Spool {
 
     /// Makes a finished instance durable under a new name in `objects/`; returns its
     /// spool-relative path and size.
-    pub fn commit(&self, mut partial: PartialInstance) -> io::Result<(String, u64)> {
+    pub fn commit(&self, partial: PartialInstance) -> io::Result<(String, u64)> {
         partial.file.sync_data()?;
+        self.place(partial, true)
+    }
+
+    /// As [`Spool::commit`] without making it durable yet: for copies that can be made
+    /// again (priors retrieved from the PACS), made durable together by [`Spool::sync`]
+    /// before anything records them.
+    pub fn commit_unsynced(&self, partial: PartialInstance) -> io::Result<(String, u64)> {
+        self.place(partial, false)
+    }
+
+    /// Makes everything written to the spool's file system durable (one `syncfs`).
+    pub fn sync(&self) -> io::Result<()> {
+        let dir = File::open(&self.root)?;
+        // SAFETY: a plain syscall on a file descriptor we own.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Renames a finished file into `objects/` (fsyncing the directory when `durable`).
+    fn place(&self, mut partial: PartialInstance, durable: bool) -> io::Result<(String, u64)> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
         let name = format!("{n:016x}.dcm");
@@ -180,7 +202,9 @@ impl Spool {
             return Err(e);
         }
         partial.tmp_path = PathBuf::new(); // renamed: nothing left to clean up
-        sync_dir(&dir)?;
+        if durable {
+            sync_dir(&dir)?;
+        }
         Ok((rel, size))
     }
 }

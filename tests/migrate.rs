@@ -213,7 +213,10 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         .into_iter()
         .filter(|o| !unversioned.contains(o))
         .collect();
-    let mut expected = vec![("index".to_string(), "hl7_refused".to_string())];
+    let mut expected = vec![
+        ("index".to_string(), "hl7_refused".to_string()),
+        ("index".to_string(), "orders_by_received".to_string()),
+    ];
     expected.extend(
         NEW_TABLES
             .iter()

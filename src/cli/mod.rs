@@ -198,6 +198,16 @@ pub enum Format {
 
 pub fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        // A one-shot command whose output is piped into `head` ends quietly when the
+        // reader goes away, as other Unix tools do, instead of panicking in println!.
+        // The daemon keeps Rust's default (SIGPIPE ignored): a peer closing a socket must
+        // not end it.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Command::Check {
         config,
         paths,

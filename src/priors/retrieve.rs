@@ -4,9 +4,10 @@
 //! C-GET needs no reverse configuration in the PACS (C-MOVE would have it send to
 //! readgate's AE): the PACS answers with C-STORE sub-operations on the same association,
 //! for the storage SOP classes readgate proposed in the SCP role. Each instance's data
-//! is written to its file as it arrives (memory bounded by one PDU) and committed
-//! (fsync, rename) before its C-STORE-RSP; the spool's free-space floor is checked before
-//! each one, and a full disk refuses the sub-operation with A700.
+//! is written to its file as it arrives (memory bounded by one PDU) and renamed into the
+//! spool before its C-STORE-RSP; the whole study is made durable with one `syncfs` at the
+//! end (a prior lost in a crash is simply retrieved again). The spool's free-space floor
+//! is checked before each instance, and a full disk refuses the sub-operation with A700.
 
 use super::find::FindError;
 use crate::config::pacs::Pacs;
@@ -132,6 +133,19 @@ pub async fn get_study(
         super::link::Link::Plain(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
         super::link::Link::Tls(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
     };
+    // One syncfs for the whole study rather than an fsync per instance: a prior lost in
+    // a crash is retrieved again, so nothing waits on each file's durability.
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || spool.sync())
+        .await
+        .map_err(|e| FindError::Transport {
+            pacs: pacs.id.clone(),
+            reason: format!("internal error: {e}"),
+        })?
+        .map_err(|e| FindError::Transport {
+            pacs: pacs.id.clone(),
+            reason: format!("cannot make the retrieved files durable: {e}"),
+        })?;
     retrieved.millis = started.elapsed().as_millis() as u64;
     Ok(retrieved)
 }
@@ -376,7 +390,7 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
         let (status, comment) = match (inc.file, inc.refusal) {
             (Some(file), None) => {
                 let spool = self.spool.clone();
-                match tokio::task::spawn_blocking(move || spool.commit(file)).await {
+                match tokio::task::spawn_blocking(move || spool.commit_unsynced(file)).await {
                     Ok(Ok((path, bytes))) => {
                         let syntax = self
                             .storage

@@ -23,7 +23,8 @@ const V2: &[&str] =
 
 /// Migration 3: what the hospital's PACS answered about each patient (`priors/`): one
 /// row per patient and PACS for the last lookup, and the studies it found with the
-/// report documents (SR, encapsulated PDF/CDA) each holds.
+/// report documents (SR, encapsulated PDF/CDA) each holds; orders by arrival, for the
+/// lookup's "orders of the last day".
 const V3: &[&str] = &[r#"
 CREATE TABLE pacs_lookups (
     patient_id  TEXT NOT NULL,
@@ -47,6 +48,7 @@ CREATE TABLE pacs_studies (
     documents    INTEGER NOT NULL,
     PRIMARY KEY (patient_id, pacs_id, study_uid)
 );
+CREATE INDEX orders_by_received ON orders(received_at);
 "#];
 
 /// The schema version this readgate writes and reads.
