@@ -148,6 +148,18 @@ async fn a_prior_with_an_sr_report_in_orthanc_lets_the_study_pass() {
         &days_ago(200),
     );
     let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    // The administrator's check lists the PACS.
+    let out = run_ok(
+        readgate_bin()
+            .args(["config-check", "--config"])
+            .arg(site.cfg.write()),
+        "readgate config-check",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("PACS hosp: ORTHANC@127.0.0.1:{}", pacs.port)),
+        "{text}"
+    );
     let current = format!("{base}.9");
     site.send(&current, "P-SR", "ACC-SR-NOW", 2);
     let row = site.wait_decided(&current, Duration::from_secs(30));

@@ -403,6 +403,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                     d.id, d.ae_title, d.host, d.port, d.facility
                 );
             }
+            for p in &config.pacs {
+                println!(
+                    "  PACS {}: {}@{}:{}{} (priors: asked again after {} s, retried after {} s)",
+                    p.id,
+                    p.ae_title,
+                    p.host,
+                    p.port,
+                    if p.tls { " over TLS" } else { "" },
+                    config.priors.refresh_secs,
+                    config.priors.retry_secs
+                );
+            }
             println!(
                 "  {} route(s), {} peer(s)",
                 config.routes.len(),
