@@ -171,6 +171,7 @@ pub async fn start_with(
         let lookup = crate::priors::lookup::Lookup {
             config: config.clone(),
             store: store.clone(),
+            audit: audit.clone(),
             wanted: history.clone(),
             reconsider: stored.clone(),
         };

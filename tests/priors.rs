@@ -374,5 +374,26 @@ async fn priors_under_a_merged_patient_id_are_found() {
         (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
     );
     assert!(text.contains("ACC-MERGED-1"), "{text}");
+    // Each lookup was audited before it was made: one `query` per patient ID asked.
+    let queries = site
+        .rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("query".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut asked: Vec<String> = queries
+        .iter()
+        .filter(|e| e.actor == "system" && e.detail.contains("\"searched\":\"pacs\""))
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            v["patient_id"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    asked.sort();
+    // The A40 merges 7654321 and X-55 (another system's ID) into 1234567.
+    assert_eq!(asked, ["1234567", "7654321", "X-55"], "{queries:?}");
+    assert_eq!(associations_from(pacs_dir.path(), "READGATE"), 3);
     site.rg.stop().await;
 }

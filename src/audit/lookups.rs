@@ -1,6 +1,7 @@
-//! Evidence of looking at the trail itself: a search of it is recorded as `query`, and a
-//! verification that finds tampering as `security_alert` (once per finding, not on every
-//! look). Both are written before the answer is given: a search whose entry cannot be
+//! Evidence of looking: a search of the trail itself is recorded as `query`, and so is
+//! each lookup of a patient's history in the hospital's PACS; a verification that finds
+//! tampering as `security_alert` (once per finding, not on every look). All are written
+//! before the answer is given or the question asked: a search whose entry cannot be
 //! written does not happen.
 
 use super::{kind, AuditError, AuditLog, EntryRef, NewEntry, Query, Verification};
@@ -29,6 +30,29 @@ impl AuditLog {
         }
         let entry = NewEntry::new(kind::QUERY, actor)
             .detail(json!({"searched": "audit trail", "filters": Value::Object(filters)}));
+        self.append(&entry)
+    }
+}
+
+impl AuditLog {
+    /// Records that readgate is about to ask `pacs` (its id and AE title) for a patient's
+    /// studies since `since` (C-FIND, Study Root, STUDY level, then the report documents
+    /// of the newest). Written before the query: a lookup whose entry cannot be written
+    /// is not made.
+    pub fn record_pacs_query(
+        &self,
+        pacs: &str,
+        ae_title: &str,
+        patient_id: &str,
+        since: Option<&str>,
+    ) -> Result<EntryRef, AuditError> {
+        let entry = NewEntry::new(kind::QUERY, "system").detail(json!({
+            "searched": "pacs",
+            "pacs": pacs,
+            "ae_title": ae_title,
+            "patient_id": patient_id,
+            "since": since,
+        }));
         self.append(&entry)
     }
 }

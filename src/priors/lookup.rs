@@ -33,6 +33,8 @@ const PASS_INTERVAL: Duration = Duration::from_millis(250);
 pub struct Lookup {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    /// Each lookup is audited (`query`, actor `system`) before it is made.
+    pub audit: Arc<crate::audit::AuditLog>,
     /// Woken when an instance or HL7 message is stored.
     pub wanted: Arc<Notify>,
     /// Wakes the study stage after held studies were re-opened.
@@ -118,8 +120,27 @@ impl Lookup {
                     issuer: None,
                     since: since.clone(),
                 };
+                let audit = self.audit.clone();
+                let (pacs_id, ae, pid, since) = (
+                    pacs.id.clone(),
+                    pacs.ae_title.clone(),
+                    id.clone(),
+                    since.clone(),
+                );
+                let audited = tokio::task::spawn_blocking(move || {
+                    audit.record_pacs_query(&pacs_id, &ae, &pid, since.as_deref())
+                })
+                .await;
                 let started = std::time::Instant::now();
-                let outcome = history(pacs, &calling, &query, self.config.priors.max_studies).await;
+                let outcome = match audited {
+                    Ok(Ok(_)) => {
+                        history(pacs, &calling, &query, self.config.priors.max_studies).await
+                    }
+                    Ok(Err(e)) => Err(format!(
+                        "not asked: its audit entry could not be written ({e})"
+                    )),
+                    Err(e) => Err(format!("not asked: internal error ({e})")),
+                };
                 crate::metrics::pacs_lookup(
                     &pacs.id,
                     outcome.is_ok(),
