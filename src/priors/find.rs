@@ -248,6 +248,9 @@ impl<'a, S: crate::tls::Wire> Finder<'a, S> {
             for pdv in pdvs {
                 let is_command = pdv.value_type == PDataValueType::Command;
                 let buffer = if is_command { &mut command } else { &mut data };
+                if buffer.len() + pdv.data.len() > super::link::MAX_MESSAGE {
+                    return Err(self.transport("a command or identifier larger than 1 MiB"));
+                }
                 buffer.extend_from_slice(&pdv.data);
                 if !pdv.is_last {
                     continue;

@@ -10,6 +10,10 @@ use dicom_ul::{ClientAssociationOptions, Pdu};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// The largest command set or query identifier kept in memory: a PACS that sends more
+/// (in fragments) is cut off, whatever it claims.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
 /// A freshly established association.
 pub enum Link {
     Plain(Box<AsyncClientAssociation<TcpStream>>),

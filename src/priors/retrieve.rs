@@ -294,6 +294,9 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
                     }
                     continue;
                 }
+                if command.len() + pdv.data.len() > super::link::MAX_MESSAGE {
+                    return Err(self.transport("a command set larger than 1 MiB"));
+                }
                 command.extend_from_slice(&pdv.data);
                 if !pdv.is_last {
                     continue;
