@@ -93,8 +93,15 @@ pub fn from_store(
         });
     }
     let mut pacs = Vec::new();
-    if !pacs_ids.is_empty() && !patient_ids.is_empty() {
-        let lookups = store.pacs_lookups(&patient_ids)?;
+    // The PACS is asked for the patient's ID and those of the same domain merged with it
+    // (as `priors::lookup` does), not for another system's IDs.
+    let pacs_patients = match &patient {
+        Some(p) if !pacs_ids.is_empty() => store.same_domain_patient_ids(p)?,
+        _ => Vec::new(),
+    };
+    if !pacs_patients.is_empty() {
+        let patient_ids = &pacs_patients;
+        let lookups = store.pacs_lookups(patient_ids)?;
         for id in pacs_ids {
             // With merged patients every id must have been asked; the oldest answer, or
             // any failure, stands for the PACS.
@@ -116,7 +123,7 @@ pub fn from_store(
                 }
             });
         }
-        for found in store.pacs_studies(&patient_ids)? {
+        for found in store.pacs_studies(patient_ids)? {
             if !pacs_ids.contains(&found.pacs_id) || found.study.study_uid == snapshot.study_uid {
                 continue;
             }

@@ -94,12 +94,12 @@ impl Lookup {
         }
     }
 
-    /// Asks every `[[pacs]]` for one patient's history (and the patients merged with
-    /// them), stores the answers, and re-opens the patient's held studies.
+    /// Asks every `[[pacs]]` for one patient's history (and the IDs of the same domain
+    /// merged with theirs), stores the answers, and re-opens the patient's held studies.
     async fn look_up(&self, patient: &str) {
         let store = self.store.clone();
         let id = patient.to_string();
-        let linked = tokio::task::spawn_blocking(move || store.linked_patient_ids(&id))
+        let linked = tokio::task::spawn_blocking(move || store.same_domain_patient_ids(&id))
             .await
             .ok()
             .and_then(Result::ok)

@@ -206,6 +206,33 @@ impl Store {
         Ok(uids)
     }
 
+    /// As [`Store::linked_patient_ids`], following only merges whose two IDs have the
+    /// same assigning authority (or neither has one): the IDs worth asking the hospital's
+    /// PACS for. An ID another system issued (ADT^A40 merging `X-55^^^OLD_SYSTEM` into
+    /// `1234567^^^TOKYO_GEN`) could name a different patient in the PACS's domain.
+    pub fn same_domain_patient_ids(&self, patient_id: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut ids = vec![patient_id.to_string()];
+        let mut i = 0;
+        while i < ids.len() && ids.len() < 64 {
+            let id = ids[i].clone();
+            let mut stmt = conn.prepare_cached(
+                "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
+                   AND surviving_authority IS prior_authority \
+                 UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1 \
+                   AND surviving_authority IS prior_authority",
+            )?;
+            for other in stmt.query_map([&id], |r| r.get::<_, String>(0))? {
+                let other = other?;
+                if !ids.contains(&other) {
+                    ids.push(other);
+                }
+            }
+            i += 1;
+        }
+        Ok(ids)
+    }
+
     /// Patient ids linked to `patient_id` through merges (both directions), itself included.
     pub fn linked_patient_ids(&self, patient_id: &str) -> Result<Vec<String>> {
         let conn = self.conn();
