@@ -26,6 +26,26 @@ fn pacs_find(config: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The `query` entries for PACS questions of `operation` in the trail, all by a `cli:` actor.
+fn pacs_questions(cfg: &TestConfig, operation: &str) -> usize {
+    let log = readgate::audit::AuditLog::open_read_only(&cfg.parse().database_path())
+        .expect("the audit trail");
+    let entries = log
+        .search(&readgate::audit::Query {
+            kind: Some("query".into()),
+            ..Default::default()
+        })
+        .expect("search");
+    assert!(
+        entries.iter().all(|e| e.actor.starts_with("cli:")),
+        "{entries:?}"
+    );
+    entries
+        .iter()
+        .filter(|e| e.detail.contains(&format!("\"operation\":\"{operation}\"")))
+        .count()
+}
+
 fn accessions(json: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
     v.as_array()
@@ -121,6 +141,9 @@ fn patients_studies_are_found(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs
     assert!(!ok && err.contains("--since"), "{err}");
     let (ok, _, err) = pacs_find(&config, &["--patient", "P-PRIOR", "--pacs", "other"]);
     assert!(!ok && err.contains("no such [[pacs]] entry"), "{err}");
+
+    // Every question was audited under the OS user before it was asked.
+    assert_eq!(pacs_questions(&cfg, "C-FIND"), 4);
 
     // More studies than max_results: cancelled and said so, not cut short silently.
     cfg.extra = entry(1);
@@ -219,6 +242,8 @@ fn study_is_retrieved(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs: PacsPe
         // And DCMTK reads it.
         run_ok(Command::new(dcmtk("dcmdump")).arg(&fetched), "dcmdump");
     }
+
+    assert_eq!(pacs_questions(&cfg, "C-GET"), 1);
 
     // A study the PACS does not hold: nothing retrieved, said so.
     let out = run_output(

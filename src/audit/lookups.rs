@@ -35,25 +35,17 @@ impl AuditLog {
 }
 
 impl AuditLog {
-    /// Records that readgate is about to ask `pacs` (its id and AE title) for a patient's
-    /// studies since `since` (C-FIND, Study Root, STUDY level, then the report documents
-    /// of the newest). Written before the query: a lookup whose entry cannot be written
-    /// is not made.
-    pub fn record_pacs_query(
-        &self,
-        pacs: &str,
-        ae_title: &str,
-        patient_id: &str,
-        since: Option<&str>,
-    ) -> Result<EntryRef, AuditError> {
-        let entry = NewEntry::new(kind::QUERY, "system").detail(json!({
-            "searched": "pacs",
-            "pacs": pacs,
-            "ae_title": ae_title,
-            "patient_id": patient_id,
-            "since": since,
-        }));
-        self.append(&entry)
+    /// Records that `actor` is about to ask a PACS for patient data: `what` names the
+    /// PACS (`pacs`, `ae_title`) and the question (`operation` C-FIND or C-GET, the
+    /// Patient ID and date bound, or the Study UID). Written before the question: one
+    /// whose entry cannot be written is not asked.
+    pub fn record_pacs_query(&self, actor: &str, what: Value) -> Result<EntryRef, AuditError> {
+        let mut detail = Map::new();
+        detail.insert("searched".into(), json!("pacs"));
+        if let Value::Object(fields) = what {
+            detail.extend(fields);
+        }
+        self.append(&NewEntry::new(kind::QUERY, actor).detail(Value::Object(detail)))
     }
 }
 

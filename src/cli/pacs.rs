@@ -87,6 +87,11 @@ pub fn run(command: PacsCommand) -> anyhow::Result<()> {
         .calling_ae_title
         .clone()
         .unwrap_or_else(|| config.dicom.ae_title.clone());
+    audited(
+        &config,
+        serde_json::json!({"pacs": entry.id, "ae_title": entry.ae_title, "operation": "C-FIND",
+            "patient_id": query.patient_id, "since": query.since}),
+    )?;
     let mut studies = runtime()?.block_on(find_studies(entry, &calling, &query))?;
     studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
     match format {
@@ -126,6 +131,11 @@ fn get(
         .calling_ae_title
         .clone()
         .unwrap_or_else(|| config.dicom.ae_title.clone());
+    audited(
+        &config,
+        serde_json::json!({"pacs": entry.id, "ae_title": entry.ae_title, "operation": "C-GET",
+            "study_uid": study.trim(), "out": out.display().to_string()}),
+    )?;
     let retrieved = runtime()?.block_on(crate::priors::retrieve::get_study(
         entry, &calling, study, &spool,
     ))?;
@@ -160,6 +170,19 @@ fn get(
             retrieved.study_uid
         );
     }
+    Ok(())
+}
+
+/// Records the question in the audit trail under the OS user (`cli:<user>`) before it is
+/// asked: patient data leaves the PACS for this command.
+fn audited(config: &Config, what: serde_json::Value) -> anyhow::Result<()> {
+    crate::spool::private_dir(&config.gateway.data_dir)
+        .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
+    let audit = crate::audit::AuditLog::open(&config.database_path())
+        .context("opening the audit trail to record the question (nothing was asked)")?;
+    audit
+        .record_pacs_query(&format!("cli:{}", super::os_user()), what)
+        .context("recording the question in the audit trail (nothing was asked)")?;
     Ok(())
 }
 

@@ -128,7 +128,11 @@ impl Lookup {
                     since.clone(),
                 );
                 let audited = tokio::task::spawn_blocking(move || {
-                    audit.record_pacs_query(&pacs_id, &ae, &pid, since.as_deref())
+                    audit.record_pacs_query(
+                        "system",
+                        serde_json::json!({"pacs": pacs_id, "ae_title": ae, "operation": "C-FIND",
+                            "patient_id": pid, "since": since}),
+                    )
                 })
                 .await;
                 let started = std::time::Instant::now();
