@@ -83,10 +83,7 @@ pub fn run(command: PacsCommand) -> anyhow::Result<()> {
         issuer,
         since,
     };
-    let calling = entry
-        .calling_ae_title
-        .clone()
-        .unwrap_or_else(|| config.dicom.ae_title.clone());
+    let calling = entry.calling_ae(&config);
     audited(
         &config,
         serde_json::json!({"pacs": entry.id, "ae_title": entry.ae_title, "operation": "C-FIND",
@@ -127,10 +124,7 @@ fn get(
         crate::spool::Spool::open(out, config.storage.min_free_mb * 1024 * 1024)
             .with_context(|| format!("--out {}", out.display()))?,
     );
-    let calling = entry
-        .calling_ae_title
-        .clone()
-        .unwrap_or_else(|| config.dicom.ae_title.clone());
+    let calling = entry.calling_ae(&config);
     audited(
         &config,
         serde_json::json!({"pacs": entry.id, "ae_title": entry.ae_title, "operation": "C-GET",

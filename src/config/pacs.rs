@@ -32,6 +32,15 @@ pub struct Pacs {
 
 super::forward::dicom_link_tls!(Pacs);
 
+impl Pacs {
+    /// The calling AE title readgate uses towards this PACS.
+    pub fn calling_ae(&self, config: &super::Config) -> String {
+        self.calling_ae_title
+            .clone()
+            .unwrap_or_else(|| config.dicom.ae_title.clone())
+    }
+}
+
 fn default_timeout() -> u64 {
     30
 }

@@ -110,10 +110,7 @@ impl Lookup {
             today - i64::from(self.config.policy.priors.lookback_days),
         );
         for pacs in &self.config.pacs {
-            let calling = pacs
-                .calling_ae_title
-                .clone()
-                .unwrap_or_else(|| self.config.dicom.ae_title.clone());
+            let calling = pacs.calling_ae(&self.config);
             for id in &linked {
                 let query = StudyQuery {
                     patient_id: id.clone(),

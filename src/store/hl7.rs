@@ -211,39 +211,33 @@ impl Store {
     /// PACS for. An ID another system issued (ADT^A40 merging `X-55^^^OLD_SYSTEM` into
     /// `1234567^^^TOKYO_GEN`) could name a different patient in the PACS's domain.
     pub fn same_domain_patient_ids(&self, patient_id: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut ids = vec![patient_id.to_string()];
-        let mut i = 0;
-        while i < ids.len() && ids.len() < 64 {
-            let id = ids[i].clone();
-            let mut stmt = conn.prepare_cached(
-                "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
-                   AND surviving_authority IS prior_authority \
-                 UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1 \
-                   AND surviving_authority IS prior_authority",
-            )?;
-            for other in stmt.query_map([&id], |r| r.get::<_, String>(0))? {
-                let other = other?;
-                if !ids.contains(&other) {
-                    ids.push(other);
-                }
-            }
-            i += 1;
-        }
-        Ok(ids)
+        self.merged_ids(
+            patient_id,
+            "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
+               AND surviving_authority IS prior_authority \
+             UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1 \
+               AND surviving_authority IS prior_authority",
+        )
     }
 
     /// Patient ids linked to `patient_id` through merges (both directions), itself included.
     pub fn linked_patient_ids(&self, patient_id: &str) -> Result<Vec<String>> {
+        self.merged_ids(
+            patient_id,
+            "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
+             UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1",
+        )
+    }
+
+    /// `patient_id` and every id reached from it by `neighbours` (a query of one id's
+    /// merge partners), breadth first, at most 64.
+    fn merged_ids(&self, patient_id: &str, neighbours: &str) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut ids = vec![patient_id.to_string()];
         let mut i = 0;
         while i < ids.len() && ids.len() < 64 {
             let id = ids[i].clone();
-            let mut stmt = conn.prepare_cached(
-                "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
-                 UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1",
-            )?;
+            let mut stmt = conn.prepare_cached(neighbours)?;
             for other in stmt.query_map([&id], |r| r.get::<_, String>(0))? {
                 let other = other?;
                 if !ids.contains(&other) {
