@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::model::PacsStudy;
 use crate::store::{ContextKeys, Store};
 use crate::time::now_ms;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -46,11 +47,14 @@ impl Lookup {
         let retry = Duration::from_secs(self.config.priors.retry_secs);
         loop {
             let due = self.due().await;
+            // A PACS that cannot be reached is not tried again for every patient of the
+            // pass (a silent host would cost `timeout_secs` each): they share its error.
+            let mut down = HashMap::new();
             for patient in due.iter() {
                 if *shutdown.borrow() {
                     return;
                 }
-                self.look_up(patient).await;
+                self.look_up(patient, &mut down).await;
             }
             if due.len() >= PASS_LIMIT {
                 continue;
@@ -96,7 +100,7 @@ impl Lookup {
 
     /// Asks every `[[pacs]]` for one patient's history (and the IDs of the same domain
     /// merged with theirs), stores the answers, and re-opens the patient's held studies.
-    async fn look_up(&self, patient: &str) {
+    async fn look_up(&self, patient: &str, down: &mut HashMap<String, String>) {
         let store = self.store.clone();
         let id = patient.to_string();
         let linked = tokio::task::spawn_blocking(move || store.same_domain_patient_ids(&id))
@@ -117,6 +121,10 @@ impl Lookup {
                     issuer: None,
                     since: since.clone(),
                 };
+                if let Some(error) = down.get(&pacs.id) {
+                    self.save(id, &pacs.id, Err(error.clone())).await;
+                    continue;
+                }
                 let audit = self.audit.clone();
                 let (pacs_id, ae, pid, since) = (
                     pacs.id.clone(),
@@ -135,7 +143,21 @@ impl Lookup {
                 let started = std::time::Instant::now();
                 let outcome = match audited {
                     Ok(Ok(_)) => {
-                        history(pacs, &calling, &query, self.config.priors.max_studies).await
+                        match history(pacs, &calling, &query, self.config.priors.max_studies).await
+                        {
+                            Ok(found) => Ok(found),
+                            Err(e) => {
+                                let unreachable = matches!(
+                                    e,
+                                    super::FindError::Associate { .. }
+                                        | super::FindError::Timeout { .. }
+                                );
+                                if unreachable {
+                                    down.insert(pacs.id.clone(), e.to_string());
+                                }
+                                Err(e.to_string())
+                            }
+                        }
                     }
                     Ok(Err(e)) => Err(format!(
                         "not asked: its audit entry could not be written ({e})"
@@ -157,16 +179,7 @@ impl Lookup {
                     ),
                     Err(e) => warn!(pacs = %pacs.id, error = %e, "priors: PACS could not be asked"),
                 }
-                let store = self.store.clone();
-                let (id, pacs_id) = (id.clone(), pacs.id.clone());
-                let saved = tokio::task::spawn_blocking(move || {
-                    let outcome = outcome.as_deref().map_err(|e| e.as_str());
-                    store.record_pacs_lookup(&id, &pacs_id, now_ms(), outcome)
-                })
-                .await;
-                if !matches!(saved, Ok(Ok(()))) {
-                    warn!(pacs = %pacs.id, "priors: the PACS answer could not be stored");
-                }
+                self.save(id, &pacs.id, outcome).await;
             }
         }
         let store = self.store.clone();
@@ -186,6 +199,27 @@ impl Lookup {
     }
 }
 
+impl Lookup {
+    /// Stores one lookup's outcome (off the async workers).
+    async fn save(
+        &self,
+        patient: &str,
+        pacs: &str,
+        outcome: Result<Vec<(PacsStudy, u32)>, String>,
+    ) {
+        let store = self.store.clone();
+        let (id, pacs_id) = (patient.to_string(), pacs.to_string());
+        let saved = tokio::task::spawn_blocking(move || {
+            let outcome = outcome.as_deref().map_err(|e| e.as_str());
+            store.record_pacs_lookup(&id, &pacs_id, now_ms(), outcome)
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            warn!(pacs = %pacs, "priors: the PACS answer could not be stored");
+        }
+    }
+}
+
 /// The patient's studies in one PACS, each with its number of report documents (asked
 /// for the newest `max_studies`; older ones count 0), over one association.
 async fn history(
@@ -193,10 +227,8 @@ async fn history(
     calling: &str,
     query: &StudyQuery,
     max_studies: usize,
-) -> Result<Vec<(PacsStudy, u32)>, String> {
-    let mut session = Session::open(pacs, calling)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Vec<(PacsStudy, u32)>, super::FindError> {
+    let mut session = Session::open(pacs, calling).await?;
     let outcome = async {
         let mut studies = session.studies(query).await?;
         studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
@@ -213,5 +245,5 @@ async fn history(
     }
     .await;
     session.close(&outcome).await;
-    outcome.map_err(|e: super::FindError| e.to_string())
+    outcome
 }
