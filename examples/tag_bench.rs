@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reason_codes: vec![],
         evaluated_at: UNIX_EPOCH + Duration::from_secs(1_743_675_010),
         audit_ref: "readgate:gw-1:audit:1".into(),
+        prior_of: None,
     };
     let order = ContextCopy {
         exam_purpose: Some("Rule out pulmonary embolism".into()),

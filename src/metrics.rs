@@ -16,6 +16,10 @@ static FORWARD_FAILURES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new
 static PACS_LOOKUPS: Mutex<BTreeMap<LookupKey, (u64, f64)>> = Mutex::new(BTreeMap::new());
 /// (`[[pacs]]` id, `answered` or `failed`).
 type LookupKey = (String, &'static str);
+/// Prior studies retrieved from each PACS per (`[[pacs]]` id, outcome): count, bytes.
+static PACS_RETRIEVES: Mutex<BTreeMap<LookupKey, (u64, u64)>> = Mutex::new(BTreeMap::new());
+/// Prior studies sent per destination: studies, instances.
+static PRIORS_SENT: Mutex<BTreeMap<String, (u64, u64)>> = Mutex::new(BTreeMap::new());
 /// HL7 messages per (message type, ACK code).
 static HL7_MESSAGES: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
 
@@ -119,6 +123,37 @@ pub fn pacs_lookup(pacs: &str, answered: bool, secs: f64) {
 
 pub fn pacs_lookups() -> BTreeMap<LookupKey, (u64, f64)> {
     PACS_LOOKUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// One C-GET of a prior study from `pacs` (for sending it), with the bytes it brought.
+pub fn pacs_retrieve(pacs: &str, ok: bool, bytes: u64) {
+    let mut m = PACS_RETRIEVES.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = if ok { "retrieved" } else { "failed" };
+    let e = m.entry((pacs.to_string(), outcome)).or_default();
+    e.0 += 1;
+    e.1 += bytes;
+}
+
+pub fn pacs_retrieves() -> BTreeMap<LookupKey, (u64, u64)> {
+    PACS_RETRIEVES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// A prior study (`instances` of it) sent to `destination` with a study.
+pub fn prior_sent(destination: &str, instances: u64) {
+    let mut m = PRIORS_SENT.lock().unwrap_or_else(|p| p.into_inner());
+    let e = m.entry(destination.to_string()).or_default();
+    e.0 += 1;
+    e.1 += instances;
+}
+
+pub fn priors_sent() -> BTreeMap<String, (u64, u64)> {
+    PRIORS_SENT
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone()

@@ -245,7 +245,18 @@ pub async fn start_with(
         }
         None => None,
     };
-    for destination in &config.destinations {
+    let cfg = config.clone();
+    let priors_spools =
+        tokio::task::spawn_blocking(move || crate::forward::open_priors_spools(&cfg))
+            .await
+            .context("opening the priors spools")?
+            .with_context(|| {
+                format!(
+                    "cannot prepare {} (priors being sent)",
+                    config.gateway.data_dir.join("priors").display()
+                )
+            })?;
+    for (destination, priors) in config.destinations.iter().zip(priors_spools) {
         let forwarder = Forwarder::new(
             config.clone(),
             destination.clone(),
@@ -253,7 +264,8 @@ pub async fn start_with(
             spool.clone(),
             &wakeups,
             audit.clone(),
-        );
+        )
+        .with_priors(priors);
         tasks.spawn(forwarder.run(shutdown_rx.clone()));
     }
     info!(

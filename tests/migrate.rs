@@ -41,7 +41,7 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 2] = ["pacs_lookups", "pacs_studies"];
+const NEW_TABLES: [&str; 3] = ["pacs_lookups", "pacs_studies", "prior_sends"];
 
 /// `before` (row counts of an unversioned database) with the tables migrations add.
 fn with_new_tables(before: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
@@ -216,6 +216,8 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
     let mut expected = vec![
         ("index".to_string(), "hl7_refused".to_string()),
         ("index".to_string(), "orders_by_received".to_string()),
+        ("index".to_string(), "pacs_studies_by_uid".to_string()),
+        ("index".to_string(), "prior_sends_by_study".to_string()),
     ];
     expected.extend(
         NEW_TABLES

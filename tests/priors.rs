@@ -398,3 +398,288 @@ async fn priors_under_a_merged_patient_id_are_found() {
     assert_eq!(associations_from(pacs_dir.path(), "READGATE"), 2);
     site.rg.stop().await;
 }
+
+/// One file the reading facility's storescp received, as dcmdump reads it.
+#[derive(Debug)]
+struct Arrived {
+    study_uid: String,
+    /// (0099,100A) in readgate's block: the study this one is a prior of.
+    prior_of: Option<String>,
+    /// Our private creator at (0099,0010).
+    tagged: bool,
+}
+
+/// A storescp that logs each file it stores, in order, to `<dir>/arrivals.log`.
+fn logging_scp(dir: &std::path::Path) -> StoreScp {
+    let log = dir.join("arrivals.log");
+    StoreScp::start_with(
+        &dir.join("rc1"),
+        free_port(),
+        &[
+            "--exec-on-reception",
+            &format!("echo #f >> {}", log.display()),
+            "--exec-sync",
+        ],
+    )
+}
+
+/// What storescp stored, in the order it stored it.
+fn arrived(dir: &std::path::Path, scp: &StoreScp) -> Vec<Arrived> {
+    let log = std::fs::read_to_string(dir.join("arrivals.log")).unwrap_or_default();
+    let mut out = Vec::new();
+    for name in log.lines().filter(|l| !l.trim().is_empty()) {
+        let path = scp.dir.join(name.trim());
+        let dump = run_ok(Command::new(dcmtk("dcmdump")).arg(&path), "dcmdump");
+        let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+        let value = |tag: &str| {
+            dump.lines()
+                .find(|l| l.starts_with(tag))
+                .and_then(|l| Some(l[l.find('[')? + 1..l.find(']')?].to_string()))
+        };
+        out.push(Arrived {
+            study_uid: value("(0020,000d)").expect("Study Instance UID"),
+            prior_of: value("(0099,100a)"),
+            tagged: value("(0099,0010)").as_deref() == Some("READGATE ACCOUNTABILITY"),
+        });
+    }
+    out
+}
+
+/// The chosen priors go to the reading facility before the study: Orthanc holds three
+/// CT priors of the patient; with `max_studies = 2` the two newest are retrieved (C-GET)
+/// and sent — images and the SR report — each tagged with readgate's block naming the
+/// study they are priors of, then the study. A second study of the patient sends no
+/// prior again (the facility has them), and priors never become studies (so the ledger
+/// cannot count them).
+#[tokio::test(flavor = "multi_thread")]
+async fn chosen_priors_are_sent_first_tagged_and_only_once() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7106";
+    let (newest, middle, oldest) = (
+        format!("{base}.1"),
+        format!("{base}.2"),
+        format!("{base}.3"),
+    );
+    pacs.load_with(
+        pacs_dir.path(),
+        &newest,
+        "P-SEND",
+        "ACC-SEND-1",
+        &days_ago(30),
+        &["--report", "前回と著変なし。"],
+    );
+    pacs.load(
+        pacs_dir.path(),
+        &middle,
+        "P-SEND",
+        "ACC-SEND-2",
+        &days_ago(60),
+    );
+    pacs.load(
+        pacs_dir.path(),
+        &oldest,
+        "P-SEND",
+        "ACC-SEND-3",
+        &days_ago(90),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scp = logging_scp(dir.path());
+    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    cfg.hl7_port = Some(free_port());
+    cfg.policy = PRIORS_ONLY.into();
+    cfg.extra = format!(
+        "[[pacs]]\nid = \"hosp\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         timeout_secs = 5\n\n[priors]\nretry_secs = 1\nmax_studies = 2\n",
+        pacs.ae, pacs.port
+    );
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let site = PriorSite { dir, scp, cfg, rg };
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-SEND", "ACC-SEND-NOW", 2);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let got = arrived(site.dir.path(), &site.scp);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    // Two images each, the newest prior with its SR, then the study's two images.
+    assert_eq!(got.len(), 7, "{got:#?}");
+    let first_current = studies
+        .iter()
+        .position(|s| *s == current)
+        .expect("the study");
+    assert_eq!(first_current, 5, "priors first: {studies:?}");
+    assert!(
+        studies[..5].iter().all(|s| *s == newest || *s == middle),
+        "{studies:?}"
+    );
+    assert_eq!(
+        studies.iter().filter(|s| **s == newest).count(),
+        3,
+        "{studies:?}"
+    );
+    assert!(
+        !studies.contains(&oldest.as_str()),
+        "max_studies = 2: {studies:?}"
+    );
+    for a in &got {
+        assert!(a.tagged, "readgate's block on every instance: {a:?}");
+        let expected = (a.study_uid != current).then(|| "ACC-SEND-NOW".to_string());
+        assert_eq!(a.prior_of, expected, "{a:?}");
+    }
+    // Shown where the study is: sent to rc1.
+    let out = run_ok(
+        readgate_bin()
+            .args(["priors", "--config"])
+            .arg(site.cfg.write())
+            .args(["ACC-SEND-NOW", "--format", "json"]),
+        "readgate priors",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let sent: Vec<(String, serde_json::Value)> = v["priors"]
+        .as_array()
+        .expect("priors")
+        .iter()
+        .map(|p| {
+            (
+                p["accession"].as_str().unwrap_or("").to_string(),
+                p["sent_to"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("ACC-SEND-1".to_string(), serde_json::json!(["rc1"])),
+            ("ACC-SEND-2".to_string(), serde_json::json!(["rc1"])),
+            ("ACC-SEND-3".to_string(), serde_json::json!([])),
+        ],
+        "{v:#}"
+    );
+
+    // A second study of the patient, once the first is reported: the facility has the
+    // priors (and the first study).
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, final_report("P-SEND", "ACC-SEND-NOW")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+    let second = format!("{base}.10");
+    site.send(&second, "P-SEND", "ACC-SEND-LATER", 1);
+    site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
+    let got = arrived(site.dir.path(), &site.scp);
+    assert_eq!(got.len(), 8, "only the new image: {got:#?}");
+    assert_eq!(got[7].study_uid, second);
+    // Each prior sent once, audited (before it went) with the study it went with.
+    let sends = site
+        .rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("prior_sent".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    // docs/audit.md: the actor is readgate's calling AE towards the destination.
+    assert!(sends.iter().all(|e| e.actor == "READGATE"), "{sends:?}");
+    let mut audited: Vec<(String, String)> = sends
+        .iter()
+        .map(|e| {
+            let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            (
+                e.study_uid.clone().unwrap_or_default(),
+                d["prior_of"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    audited.sort();
+    assert_eq!(
+        audited,
+        [
+            (newest.clone(), "ACC-SEND-NOW".to_string()),
+            (middle.clone(), "ACC-SEND-NOW".to_string())
+        ]
+    );
+    // Priors are not studies: nothing for the ledger to count.
+    for prior in [&newest, &middle] {
+        assert!(site.rg.store.study_row(prior).unwrap().is_none());
+    }
+    site.rg.stop().await;
+}
+
+/// A chosen prior that cannot be retrieved holds the study back (`on_pacs_unreachable`
+/// is `hold` by default): it stays queued, its last error naming the prior and the PACS,
+/// and leaves with the prior first once the PACS is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let port = pacs.port;
+    let base = "1.2.826.0.1.3680043.10.7107";
+    let prior = format!("{base}.1");
+    pacs.load(
+        pacs_dir.path(),
+        &prior,
+        "P-GONE",
+        "ACC-GONE-1",
+        &days_ago(15),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scp = logging_scp(dir.path());
+    let mut cfg = TestConfig::new(dir.path(), scp.port);
+    cfg.hl7_port = Some(free_port());
+    cfg.hl7_default_charset = "utf8".into();
+    cfg.policy = PRIORS_ONLY.into();
+    // Time between the lookup (first image) and the decision to stop the PACS in.
+    cfg.stable_after_secs = 3;
+    cfg.extra = format!(
+        "[[pacs]]\nid = \"hosp\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         timeout_secs = 5\n\n[priors]\nretry_secs = 1\n",
+        pacs.ae
+    );
+    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
+    let site = PriorSite { dir, scp, cfg, rg };
+    // The prior's report came over HL7 (dcmqrscp lists no document classes).
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, final_report("P-GONE", "ACC-GONE-1")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-GONE", "ACC-GONE-NOW", 1);
+    wait_until("the PACS answered", Duration::from_secs(30), || {
+        site.rg
+            .store
+            .pacs_lookups(&["P-GONE".to_string()])
+            .unwrap()
+            .iter()
+            .any(|l| l.error.is_none())
+    });
+    drop(pacs);
+    let mut row = None;
+    wait_until("a failed attempt", Duration::from_secs(30), || {
+        row = site.rg.store.study_row(&current).unwrap();
+        row.as_ref().and_then(|r| r.last_error.clone()).is_some()
+    });
+    let row = row.expect("row");
+    assert_eq!(row.state, StudyState::Queued);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "prior study {prior} could not be retrieved from PACS hosp"
+        )),
+        "{error}"
+    );
+    assert!(arrived(site.dir.path(), &site.scp).is_empty());
+
+    let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
+    site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+    let studies: Vec<String> = arrived(site.dir.path(), &site.scp)
+        .into_iter()
+        .map(|a| a.study_uid)
+        .collect();
+    assert_eq!(studies, [prior.clone(), prior.clone(), current.clone()]);
+    let retrieves = readgate::metrics::pacs_retrieves();
+    assert!(
+        retrieves.contains_key(&("hosp".to_string(), "failed"))
+            && retrieves.contains_key(&("hosp".to_string(), "retrieved")),
+        "{retrieves:?}"
+    );
+    site.rg.stop().await;
+}

@@ -43,6 +43,7 @@ fn acc() -> Accountability {
         reason_codes: vec!["JRS-7.3.2".into(), "OVERRIDE-BY-DR1".into()],
         evaluated_at: UNIX_EPOCH + Duration::from_micros(1_743_675_010_123_456),
         audit_ref: "audit/2025/000123".into(),
+        prior_of: None,
     }
 }
 

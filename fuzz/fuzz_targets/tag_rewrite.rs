@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         reason_codes: vec![],
         evaluated_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_200_000),
         audit_ref: "audit:1".into(),
+        prior_of: None,
     };
     let copy = if choice & 0x80 != 0 {
         ContextCopy {

@@ -124,7 +124,7 @@ pub fn event_for(kind: &str) -> EventSpec {
     };
     match kind {
         K::InstanceReceived => spec(INSTANCES_TRANSFERRED, 'C', None, P::Received),
-        K::StudyForwarded => spec(INSTANCES_TRANSFERRED, 'R', None, P::Sent),
+        K::StudyForwarded | K::PriorSent => spec(INSTANCES_TRANSFERRED, 'R', None, P::Sent),
         K::ReadEvent => spec(INSTANCES_ACCESSED, 'R', None, P::Actor),
         // Decisions about a study change its state, not its images: Instances Accessed,
         // Update, with the readgate kind as event type.

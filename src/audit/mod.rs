@@ -67,6 +67,7 @@ pub mod kind {
     use crate::model::AuditKind;
     pub const INSTANCE_RECEIVED: AuditKind = AuditKind::InstanceReceived;
     pub const STUDY_FORWARDED: AuditKind = AuditKind::StudyForwarded;
+    pub const PRIOR_SENT: AuditKind = AuditKind::PriorSent;
     pub const READ_EVENT: AuditKind = AuditKind::ReadEvent;
     pub const STUDY_HELD: AuditKind = AuditKind::StudyHeld;
     pub const STUDY_RELEASED: AuditKind = AuditKind::StudyReleased;

@@ -226,7 +226,7 @@ pub fn priors(
     let decision = store.decision_of(&keys.study_uid)?.unwrap_or_default();
     let offset = i64::from(config.policy.utc_offset_minutes) * 60;
     let Some(view) =
-        crate::priors::view::PriorsView::of_context(decision.context_json.as_deref(), offset)
+        crate::priors::view::PriorsView::read(store, decision.context_json.as_deref(), offset)?
     else {
         bail!(
             "study {} has not been decided yet (state {}): its priors are gathered when it is",
@@ -245,19 +245,24 @@ pub fn priors(
             );
             if !view.priors.is_empty() {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  STUDY UID",
-                    "DATE", "ACCESSION", "MOD", "REPORTS", "DOCUMENTS", "SOURCE"
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<12}  STUDY UID",
+                    "DATE", "ACCESSION", "MOD", "REPORTS", "DOCUMENTS", "SOURCE", "SENT TO"
                 );
             }
             for p in &view.priors {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {}",
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<12}  {}",
                     p.date.as_deref().unwrap_or("-"),
                     p.accession.as_deref().unwrap_or("-"),
                     p.modalities.join(" "),
                     p.final_reports,
                     p.report_documents,
                     p.source,
+                    if p.sent_to.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.sent_to.join(",")
+                    },
                     p.study_uid
                 );
             }

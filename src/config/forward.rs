@@ -63,6 +63,14 @@ pub struct Destination {
     pub tls_key: Option<std::path::PathBuf>,
     /// The name the destination's certificate must carry (default: `host`).
     pub tls_server_name: Option<String>,
+    /// Send the chosen priors from the `[[pacs]]` (images and reports) here before each
+    /// study (JRS-7.3.2). `false` for a facility that fetches priors itself.
+    #[serde(default = "default_send_priors")]
+    pub send_priors: bool,
+}
+
+fn default_send_priors() -> bool {
+    true
 }
 
 /// `tls_client()` and `tls_name()` for a config type with the DICOM link fields `tls`,

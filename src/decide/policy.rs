@@ -279,6 +279,14 @@ fn check_route(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
     }
 }
 
+/// The priors that go with the study (newest first): those the prior-report check
+/// considers (look-back, comparable modality), with `now_ms` as the reference time when
+/// the study has no usable date.
+pub fn comparable_priors(ctx: &StudyContext, policy: &PolicyConfig, now_ms: i64) -> Vec<Prior> {
+    let reference_ms = study_reference_ms(ctx, policy.utc_offset_minutes).unwrap_or(now_ms);
+    priors::comparable_priors(ctx, &policy.priors, reference_ms)
+}
+
 // --- time ------------------------------------------------------------------
 
 /// The study's local date/time in ms since the epoch. Without a time, the end of the

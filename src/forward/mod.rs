@@ -2,9 +2,11 @@
 //! keeping an association open while work keeps coming, and backing off exponentially
 //! when the reading facility is unreachable or refuses instances.
 
+mod priors;
 mod scu;
 mod stamp;
 
+pub use priors::open_priors_spools;
 pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 
 use crate::config::{Config, Destination};
@@ -58,6 +60,11 @@ pub struct Forwarder {
     spool: Arc<Spool>,
     wake: Arc<Notify>,
     audit: Arc<crate::audit::AuditLog>,
+    /// Where priors retrieved for this destination are kept until sent; `None` when
+    /// it gets no priors (`send_priors = false`, or no `[[pacs]]`).
+    priors: Option<Arc<Spool>>,
+    /// Studies whose priors are at the destination (bounded: see `priors.rs`).
+    prepared: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Forwarder {
@@ -77,7 +84,16 @@ impl Forwarder {
             spool,
             wake,
             audit,
+            priors: None,
+            prepared: Default::default(),
         }
+    }
+
+    /// Sends the study's priors from `spool` (see [`open_priors_spools`]) before each
+    /// study.
+    pub fn with_priors(mut self, spool: Option<Arc<Spool>>) -> Self {
+        self.priors = spool;
+        self
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -113,6 +129,10 @@ impl Forwarder {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
                 }
+                continue;
+            }
+            let batch = self.with_priors_sent(batch).await;
+            if batch.is_empty() {
                 continue;
             }
             self.send_session(batch, &mut shutdown).await;
@@ -286,6 +306,10 @@ impl Forwarder {
                     .await
                     .unwrap_or_default();
                 if !next.is_empty() {
+                    // A study whose priors have not been sent goes back to the main loop.
+                    if next.iter().any(|i| !self.priors_ready(&i.study_uid)) {
+                        break Vec::new();
+                    }
                     break next;
                 }
                 tokio::select! {
@@ -322,28 +346,7 @@ impl Forwarder {
             Some(Err(e)) => return Err(CopyError::Stamp(e.clone())),
             None => return Err(CopyError::StoreUnavailable),
         };
-        let source = self.spool.absolute(&inst.path);
-        let target = self.spool.scratch_path("tagged");
-        let out = target.clone();
-        tokio::task::spawn_blocking(move || {
-            let src = std::fs::File::open(&source).map_err(|e| CopyError::file(&source, e))?;
-            let dst = std::fs::File::create(&out).map_err(|e| CopyError::file(&out, e))?;
-            match crate::tag::tag_part10_file(src, dst, &accountability, &copy) {
-                Ok(report) => {
-                    for (attr, why) in &report.skipped {
-                        warn!(attribute = %attr, reason = %why, "order context not copied into the image");
-                    }
-                    Ok(out)
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&out);
-                    Err(CopyError::Tag(e.to_string()))
-                }
-            }
-        })
-        .await
-        .map_err(|e| CopyError::Task(e.to_string()))?
-        .map(|_| target)
+        tag_copy(&self.spool, &inst.path, accountability, copy).await
     }
 
     async fn attempt_failed(&self, studies: Vec<String>, error: String) {
@@ -373,6 +376,38 @@ fn backoff_ms(base_secs: u64, cap_secs: u64, attempts: u32) -> i64 {
     let exp = attempts.saturating_sub(1).min(30);
     let secs = base_secs.saturating_mul(1u64 << exp).min(cap_secs);
     (secs * 1000) as i64
+}
+
+/// A tagged copy of the spool file `path`, streamed into the spool's tmp/ (memory does
+/// not grow with the instance).
+async fn tag_copy(
+    spool: &Spool,
+    path: &str,
+    accountability: crate::tag::Accountability,
+    copy: crate::tag::ContextCopy,
+) -> Result<std::path::PathBuf, CopyError> {
+    let source = spool.absolute(path);
+    let target = spool.scratch_path("tagged");
+    let out = target.clone();
+    tokio::task::spawn_blocking(move || {
+        let src = std::fs::File::open(&source).map_err(|e| CopyError::file(&source, e))?;
+        let dst = std::fs::File::create(&out).map_err(|e| CopyError::file(&out, e))?;
+        match crate::tag::tag_part10_file(src, dst, &accountability, &copy) {
+            Ok(report) => {
+                for (attr, why) in &report.skipped {
+                    warn!(attribute = %attr, reason = %why, "order context not copied into the image");
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&out);
+                Err(CopyError::Tag(e.to_string()))
+            }
+        }
+    })
+    .await
+    .map_err(|e| CopyError::Task(e.to_string()))?
+    .map(|_| target)
 }
 
 type Stamps = HashMap<

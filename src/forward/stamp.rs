@@ -74,6 +74,7 @@ pub fn for_study(
             (None, Some(id)) => format!("readgate:{}:event:{id}", config.gateway.id),
             (None, None) => String::new(),
         },
+        prior_of: None,
     };
     let context: StudyContext = decision
         .context_json

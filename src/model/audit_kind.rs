@@ -15,6 +15,8 @@ crate::text_enum! {
         /// An operator re-queued a study whose forwarding had failed.
         StudyRetried => "study_retried",
         StudyForwarded => "study_forwarded",
+        /// A prior study from the PACS is being sent to a destination with a study.
+        PriorSent => "prior_sent",
         /// A read event was recorded (REST).
         ReadEvent => "read_event",
         /// A reader signed off another reader's preliminary report.

@@ -20,6 +20,8 @@ pub struct PriorRow {
     pub report_documents: u32,
     /// Where readgate learnt of it: `readgate` (received here) or `pacs:<id>`.
     pub source: String,
+    /// Destinations readgate sent it to as a prior (with this study or an earlier one).
+    pub sent_to: Vec<String>,
 }
 
 /// The priors and the PACS answers of one decision.
@@ -53,6 +55,7 @@ impl PriorsView {
                     Source::Cfind { ae } => format!("pacs:{ae}"),
                     _ => "readgate".into(),
                 },
+                sent_to: Vec::new(),
             })
             .collect();
         priors.sort_by(|a, b| b.date.cmp(&a.date));
@@ -60,6 +63,32 @@ impl PriorsView {
             priors,
             pacs: ctx.pacs,
         })
+    }
+}
+
+impl PriorsView {
+    /// As [`PriorsView::of_context`], with where each prior was sent (`prior_sends`).
+    pub fn read(
+        store: &crate::store::Store,
+        context_json: Option<&str>,
+        offset: i64,
+    ) -> crate::store::Result<Option<PriorsView>> {
+        let Some(mut view) = PriorsView::of_context(context_json, offset) else {
+            return Ok(None);
+        };
+        let uids: Vec<String> = view.priors.iter().map(|p| p.study_uid.clone()).collect();
+        for sent in store.priors_sent(&uids)? {
+            for row in view
+                .priors
+                .iter_mut()
+                .filter(|p| p.study_uid == sent.prior_uid)
+            {
+                if !row.sent_to.contains(&sent.destination) {
+                    row.sent_to.push(sent.destination.clone());
+                }
+            }
+        }
+        Ok(Some(view))
     }
 }
 

@@ -181,3 +181,91 @@ impl Store {
         Ok(out)
     }
 }
+
+/// A prior study readgate sent to a destination with a study (`prior_sends`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SentPrior {
+    pub destination: String,
+    pub prior_uid: String,
+    /// The `[[pacs]]` it was retrieved from.
+    pub pacs_id: String,
+    /// The study it was (first) sent with.
+    pub for_study_uid: String,
+    pub instances: u32,
+    pub bytes: u64,
+    /// ms since the Unix epoch.
+    pub sent_at: i64,
+}
+
+impl Store {
+    /// The `[[pacs]]` entries (among `pacs_ids`, in that order) whose last answer lists
+    /// `study_uid`.
+    pub fn pacs_holding(&self, study_uid: &str, pacs_ids: &[String]) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM pacs_studies WHERE study_uid = ?1 AND pacs_id = ?2)",
+        )?;
+        let mut out = Vec::new();
+        for id in pacs_ids {
+            if stmt.query_row(params![study_uid, id], |r| r.get::<_, bool>(0))? {
+                out.push(id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `destination` already has `study_uid` from readgate: sent as a prior, or
+    /// received by readgate and forwarded there as a study.
+    pub fn destination_has(&self, destination: &str, study_uid: &str) -> Result<bool> {
+        let conn = self.conn();
+        let sql =
+            "SELECT EXISTS(SELECT 1 FROM prior_sends WHERE destination = ?1 AND prior_uid = ?2) \
+                   OR EXISTS(SELECT 1 FROM studies WHERE study_uid = ?2 AND destination = ?1 \
+                   AND state = 'forwarded')";
+        Ok(conn.query_row(sql, params![destination, study_uid], |r| r.get(0))?)
+    }
+
+    /// Records that a prior reached its destination.
+    pub fn record_prior_sent(&self, sent: &SentPrior) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO prior_sends (destination, prior_uid, pacs_id, for_study_uid, \
+             instances, bytes, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                sent.destination,
+                sent.prior_uid,
+                sent.pacs_id,
+                sent.for_study_uid,
+                sent.instances,
+                sent.bytes as i64,
+                sent.sent_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Where readgate sent these prior studies (every destination), oldest first.
+    pub fn priors_sent(&self, prior_uids: &[String]) -> Result<Vec<SentPrior>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT destination, prior_uid, pacs_id, for_study_uid, instances, bytes, sent_at \
+             FROM prior_sends WHERE prior_uid = ?1 ORDER BY sent_at",
+        )?;
+        let mut out = Vec::new();
+        for uid in prior_uids {
+            for row in stmt.query_map([uid], |r| {
+                Ok(SentPrior {
+                    destination: r.get(0)?,
+                    prior_uid: r.get(1)?,
+                    pacs_id: r.get(2)?,
+                    for_study_uid: r.get(3)?,
+                    instances: r.get(4)?,
+                    bytes: r.get::<_, i64>(5)?.max(0) as u64,
+                    sent_at: r.get(6)?,
+                })
+            })? {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+}

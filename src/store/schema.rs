@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -49,6 +49,24 @@ CREATE TABLE pacs_studies (
     PRIMARY KEY (patient_id, pacs_id, study_uid)
 );
 CREATE INDEX orders_by_received ON orders(received_at);
+"#];
+
+/// Migration 4: priors readgate sent to each destination (`forward/priors.rs`): one row
+/// per destination and prior study, so a prior goes to a facility once; PACS studies by
+/// UID, to find which PACS holds a chosen prior.
+const V4: &[&str] = &[r#"
+CREATE TABLE prior_sends (
+    destination   TEXT NOT NULL,
+    prior_uid     TEXT NOT NULL,
+    pacs_id       TEXT NOT NULL,
+    for_study_uid TEXT NOT NULL,
+    instances     INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    PRIMARY KEY (destination, prior_uid)
+);
+CREATE INDEX prior_sends_by_study ON prior_sends(for_study_uid);
+CREATE INDEX pacs_studies_by_uid ON pacs_studies(study_uid);
 "#];
 
 /// The schema version this readgate writes and reads.

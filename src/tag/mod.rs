@@ -37,6 +37,7 @@
 //! | (0099,xx07) | LO | reason codes, multi-valued |
 //! | (0099,xx08) | DT | evaluation time, UTC, `YYYYMMDDHHMMSS.FFFFFF+0000` |
 //! | (0099,xx09) | LO | audit record reference |
+//! | (0099,xx0A) | LO | on a prior sent with a study: that study's accession (or UID) |
 //!
 //! A slot is free when it has no creator and its block (0099,xx00–xxFF) holds no orphan
 //! elements. If our creator is already there (a re-forward), its block is emptied and
@@ -104,6 +105,10 @@ pub mod elements {
     /// DT, UTC with explicit `+0000`.
     pub const EVALUATED_AT: u8 = 0x08;
     pub const AUDIT_REF: u8 = 0x09;
+    /// Only on a prior sent with a study: the accession number (else the Study Instance
+    /// UID) of the study it was sent for. The reading facility's viewer can tell it from
+    /// the study to read; it is not a reading assignment.
+    pub const PRIOR_OF: u8 = 0x0A;
 }
 
 /// The Modifying System (0400,0563) readgate writes is this prefix and the gateway id.
@@ -131,6 +136,9 @@ pub struct Accountability {
     pub evaluated_at: SystemTime,
     /// Reference to the audit record of the decision.
     pub audit_ref: String,
+    /// Set when the instance is a prior sent with a study: that study's accession (or
+    /// UID). The other values are those of that study's decision.
+    pub prior_of: Option<String>,
 }
 
 /// Clinical context from the order, each copied only when the image lacks it.

@@ -395,6 +395,15 @@ fn accountability_values(
         elements::REASON_CODES,
         acc.reason_codes.join("\\"),
     ));
+    if let Some(study) = &acc.prior_of {
+        TextVr::Lo
+            .check(study)
+            .map_err(|reason| TagError::InvalidAccountability {
+                field: "prior_of",
+                reason,
+            })?;
+        values.push(("prior_of", elements::PRIOR_OF, study.clone()));
+    }
     Ok(values)
 }
 

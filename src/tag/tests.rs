@@ -38,6 +38,7 @@ fn acc() -> Accountability {
         reason_codes: vec!["JRS-7.3.1".into(), "OVERRIDE".into()],
         evaluated_at: UNIX_EPOCH + Duration::from_micros(1_743_675_010_123_456),
         audit_ref: "audit:000123".into(),
+        prior_of: None,
     }
 }
 
@@ -920,5 +921,30 @@ fn many_top_level_elements() {
     assert!(matches!(
         tag(&src, EXPLICIT_LE, &ascii_copy()),
         Err(TagError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn a_prior_names_the_study_it_goes_with_and_a_study_does_not() {
+    let src = bare(EXPLICIT_LE, None, |b| b);
+    let (out, _) = tag_as(&src, EXPLICIT_LE, &acc(), &ContextCopy::default()).unwrap();
+    assert_eq!(
+        value_of(&out, EXPLICIT_LE, private(0x10, elements::PRIOR_OF)),
+        None
+    );
+    let mut a = acc();
+    a.prior_of = Some("ACC-0001".into());
+    let (out, _) = tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default()).unwrap();
+    assert_eq!(
+        value_of(&out, EXPLICIT_LE, private(0x10, elements::PRIOR_OF)),
+        Some(lo("ACC-0001"))
+    );
+    a.prior_of = Some("x".repeat(65));
+    assert!(matches!(
+        tag_as(&src, EXPLICIT_LE, &a, &ContextCopy::default()),
+        Err(TagError::InvalidAccountability {
+            field: "prior_of",
+            ..
+        })
     ));
 }

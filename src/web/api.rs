@@ -217,10 +217,12 @@ async fn detail(
             );
             m.insert(
                 "priors".into(),
-                json!(crate::priors::view::PriorsView::of_context(
+                json!(crate::priors::view::PriorsView::read(
+                    &store,
                     decision.context_json.as_deref(),
                     offset
-                )),
+                )
+                .map_err(internal)?),
             );
         }
         Ok(study)

@@ -181,6 +181,44 @@ fn render(
             label(p)
         );
     }
+    let retrieves = m::pacs_retrieves();
+    let _ = writeln!(o, "# HELP readgate_pacs_retrieves_total Prior studies retrieved (C-GET) from each [[pacs]] to send with a study, by outcome.\n# TYPE readgate_pacs_retrieves_total counter");
+    for ((p, outcome), (n, _)) in &retrieves {
+        let _ = writeln!(
+            o,
+            "readgate_pacs_retrieves_total{{pacs=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(p)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_pacs_retrieved_bytes_total Bytes of prior studies retrieved from each [[pacs]].\n# TYPE readgate_pacs_retrieved_bytes_total counter");
+    let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((p, _), (_, b)) in &retrieves {
+        *bytes.entry(p.as_str()).or_default() += b;
+    }
+    for (p, b) in bytes {
+        let _ = writeln!(
+            o,
+            "readgate_pacs_retrieved_bytes_total{{pacs=\"{}\"}} {b}",
+            label(p)
+        );
+    }
+    let sent = m::priors_sent();
+    let _ = writeln!(o, "# HELP readgate_priors_sent_total Prior studies sent to each destination with a study.\n# TYPE readgate_priors_sent_total counter");
+    for (d, (studies, _)) in &sent {
+        let _ = writeln!(
+            o,
+            "readgate_priors_sent_total{{destination=\"{}\"}} {studies}",
+            label(d)
+        );
+    }
+    let _ = writeln!(o, "# HELP readgate_prior_instances_sent_total Instances of prior studies sent to each destination.\n# TYPE readgate_prior_instances_sent_total counter");
+    for (d, (_, instances)) in &sent {
+        let _ = writeln!(
+            o,
+            "readgate_prior_instances_sent_total{{destination=\"{}\"}} {instances}",
+            label(d)
+        );
+    }
     let _ = writeln!(o, "# HELP readgate_hl7_messages_total HL7 messages received since start, by type and ACK code.\n# TYPE readgate_hl7_messages_total counter");
     for ((t, a), n) in m::hl7_messages() {
         let _ = writeln!(

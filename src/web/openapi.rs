@@ -99,6 +99,20 @@ pub fn document() -> &'static Value {
 fn build() -> Value {
     let nstr = json!({"type": ["string", "null"]});
     let nint = json!({"type": ["integer", "null"]});
+    // Apart: one json! for the whole document exceeds the macro recursion limit.
+    let prior_row = json!({
+        "type": "object",
+        "required": ["study_uid", "accession", "date", "modalities", "final_reports", "report_documents", "source", "sent_to"],
+        "properties": {
+            "study_uid": {"type": "string"}, "accession": nstr,
+            "date": {"type": ["string", "null"], "description": "YYYY-MM-DD, local"},
+            "modalities": {"type": "array", "items": {"type": "string"}},
+            "final_reports": {"type": "integer", "description": "Final or corrected HL7 reports on file"},
+            "report_documents": {"type": "integer", "description": "SR / encapsulated PDF or CDA reports in the PACS"},
+            "source": {"type": "string", "description": "readgate (received here) or pacs:<id>"},
+            "sent_to": {"type": "array", "items": {"type": "string"}, "description": "Destinations readgate sent this prior to (retrieved from the PACS, before a study of the patient)"}
+        }
+    });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -180,17 +194,7 @@ fn build() -> Value {
                         "priors": {
                             "type": ["object", "null"], "description": "The patient's prior studies the decision saw (null before a decision), newest first, and how each [[pacs]] answered",
                             "properties": {
-                                "priors": {"type": "array", "items": {
-                                    "type": "object", "required": ["study_uid", "accession", "date", "modalities", "final_reports", "report_documents", "source"],
-                                    "properties": {
-                                        "study_uid": {"type": "string"}, "accession": nstr,
-                                        "date": {"type": ["string", "null"], "description": "YYYY-MM-DD, local"},
-                                        "modalities": {"type": "array", "items": {"type": "string"}},
-                                        "final_reports": {"type": "integer", "description": "Final or corrected HL7 reports on file"},
-                                        "report_documents": {"type": "integer", "description": "SR / encapsulated PDF or CDA reports in the PACS"},
-                                        "source": {"type": "string", "description": "readgate (received here) or pacs:<id>"}
-                                    }
-                                }},
+                                "priors": {"type": "array", "items": prior_row},
                                 "pacs": {"type": "array", "items": {
                                     "type": "object", "required": ["outcome", "pacs"],
                                     "properties": {

@@ -2,12 +2,15 @@
 
 use super::*;
 
-pub(super) fn check_priors(
+/// The priors the reader should compare with (newest first): each prior study once,
+/// done within `lookback_days` before `reference_ms` (undated ones included, last), of a
+/// comparable modality when `same_modality` is set. What the check asks reports for, and
+/// what is sent with the study.
+pub(crate) fn comparable_priors(
     ctx: &StudyContext,
-    policy: &PolicyConfig,
+    cfg: &crate::config::policy::PriorsConfig,
     reference_ms: i64,
-) -> (CheckResult, Option<HoldReason>) {
-    let cfg = &policy.priors;
+) -> Vec<Prior> {
     let oldest_ok =
         reference_ms.saturating_sub(i64::from(cfg.lookback_days).saturating_mul(DAY_MS));
     // The same prior may be known twice (received here and answered by C-FIND): one
@@ -42,6 +45,16 @@ pub(super) fn check_priors(
         priors.retain(|p| comparable(ctx, p, cfg));
     }
     priors.sort_by_key(|p| std::cmp::Reverse(p.study_time_ms));
+    priors
+}
+
+pub(super) fn check_priors(
+    ctx: &StudyContext,
+    policy: &PolicyConfig,
+    reference_ms: i64,
+) -> (CheckResult, Option<HoldReason>) {
+    let cfg = &policy.priors;
+    let priors = comparable_priors(ctx, cfg, reference_ms);
     let required: &[Prior] = match cfg.require {
         PriorRequirement::All => &priors,
         PriorRequirement::MostRecent => {

@@ -404,10 +404,17 @@ pub async fn study(
             .store
             .reports_for(Some(&uid), keys.accession.as_deref(), &[])
             .unwrap_or_default();
-        Ok::<_, crate::store::StoreError>(Some((keys, events, decision, row, name, reports)))
+        let priors = crate::priors::view::PriorsView::read(
+            &st.store,
+            decision.context_json.as_deref(),
+            offset(&st),
+        )?;
+        Ok::<_, crate::store::StoreError>(Some((
+            keys, events, decision, row, name, reports, priors,
+        )))
     })
     .await;
-    let (keys, events, decision, row, name, reports) = match found {
+    let (keys, events, decision, row, name, reports, priors) = match found {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => {
             return error(
@@ -520,10 +527,7 @@ pub async fn study(
                     text: r.text.clone(),
                 })
                 .collect(),
-            priors: crate::priors::view::PriorsView::of_context(
-                decision.context_json.as_deref(),
-                offset(&state),
-            ),
+            priors,
             month,
             line,
             uid,

@@ -1,0 +1,349 @@
+//! Priors with each study (JRS-7.3.2: the remote reader must be able to refer to the
+//! prior images and reports). Before a study's instances go to a destination with
+//! `send_priors`, the priors the prior-report check compares it with (look-back,
+//! comparable modality, newest `priors.max_studies`) that a `[[pacs]]` holds and the
+//! destination does not have yet are retrieved (C-GET, into this destination's priors
+//! spool) and sent there on their own association, each instance tagged with the
+//! study's accountability block plus (0099,xx0A) naming the study it is a prior of.
+//!
+//! A prior goes to a destination once (`prior_sends`, or the study forwarded there by
+//! readgate itself). Priors are not studies: they are not in `studies`, so the reading
+//! ledger never counts them. A prior that cannot be retrieved holds the study back
+//! (retried with the forwarder's back-off, the reason in its last error) unless
+//! `policy.priors.on_pacs_unreachable = "forward_flagged"`; one the destination refuses
+//! always does.
+
+use super::{tag_copy, Forwarder, Scu, StoreOutcome};
+use crate::config::policy::PacsUnreachable;
+use crate::config::Config;
+use crate::decide::context::StudyContext;
+use crate::dicom::dimse::status;
+use crate::priors::retrieve::{get_study, Retrieved};
+use crate::spool::Spool;
+use crate::store::{QueuedInstance, SentPrior, Store};
+use crate::time::now_ms;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Studies remembered as having their priors at the destination; past this many the
+/// memory is cleared (asking the store again costs a query per study, sends nothing).
+const PREPARED_MAX: usize = 10_000;
+
+/// A chosen prior the destination does not have, and the PACS that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub uid: String,
+    pub pacs: String,
+}
+
+/// Why a study waits for its priors (kept as the study's last error).
+#[derive(Debug, thiserror::Error)]
+enum PriorError {
+    #[error("prior study {prior} could not be retrieved from PACS {pacs}: {reason}")]
+    Retrieve {
+        prior: String,
+        pacs: String,
+        reason: String,
+    },
+    #[error("prior study {prior} could not be sent: {reason}")]
+    Send { prior: String, reason: String },
+    #[error("priors not sent: {0}")]
+    Internal(String),
+}
+
+/// The priors directory of each destination that gets priors (`send_priors` and at
+/// least one `[[pacs]]`), emptied: priors are kept only while being sent, and one an
+/// earlier run left is retrieved again. Blocking (file system).
+pub fn open_priors_spools(config: &Config) -> std::io::Result<Vec<Option<Arc<Spool>>>> {
+    let root = config.gateway.data_dir.join("priors");
+    match std::fs::remove_dir_all(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for (i, destination) in config.destinations.iter().enumerate() {
+        if !destination.send_priors || config.pacs.is_empty() {
+            out.push(None);
+            continue;
+        }
+        // By position, not id: ids may hold any character; the tree is emptied at start.
+        let dir = root.join(i.to_string());
+        crate::spool::private_dir(&dir)?;
+        out.push(Some(Arc::new(Spool::open(
+            &dir,
+            config.storage.min_free_mb * 1024 * 1024,
+        )?)));
+    }
+    Ok(out)
+}
+
+/// The priors of `study_uid` to send to `destination`, newest first: comparable to the
+/// study as its recorded decision saw it, at most `priors.max_studies`, held by a
+/// `[[pacs]]`, not at the destination yet.
+pub(super) fn pending(
+    store: &Store,
+    config: &Config,
+    destination: &str,
+    study_uid: &str,
+    now: i64,
+) -> crate::store::Result<Vec<Pending>> {
+    let Some(decision) = store.decision_of(study_uid)? else {
+        return Ok(Vec::new());
+    };
+    let context: StudyContext = decision
+        .context_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default();
+    let pacs_ids: Vec<String> = config.pacs.iter().map(|p| p.id.clone()).collect();
+    let mut out = Vec::new();
+    let chosen = crate::decide::policy::comparable_priors(&context, &config.policy, now);
+    for prior in chosen.into_iter().take(config.priors.max_studies) {
+        let Some(pacs) = store
+            .pacs_holding(&prior.study_uid, &pacs_ids)?
+            .into_iter()
+            .next()
+        else {
+            continue; // readgate knows it only from its own traffic
+        };
+        if !store.destination_has(destination, &prior.study_uid)? {
+            out.push(Pending {
+                uid: prior.study_uid,
+                pacs,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Forwarder {
+    /// Whether the study's priors are at the destination (or it gets none).
+    pub(super) fn priors_ready(&self, study_uid: &str) -> bool {
+        self.priors.is_none()
+            || self
+                .prepared
+                .lock()
+                .map(|p| p.contains(study_uid))
+                .unwrap_or(false)
+    }
+
+    /// `batch` without the instances of studies whose priors could not be sent yet:
+    /// those studies back off (their last error says which prior and why).
+    pub(super) async fn with_priors_sent(
+        &self,
+        mut batch: Vec<QueuedInstance>,
+    ) -> Vec<QueuedInstance> {
+        let Some(spool) = self.priors.clone() else {
+            return batch;
+        };
+        let studies: BTreeSet<String> = batch
+            .iter()
+            .filter(|i| !self.priors_ready(&i.study_uid))
+            .map(|i| i.study_uid.clone())
+            .collect();
+        let mut waiting = BTreeSet::new();
+        for study in studies {
+            match self.send_priors_of(&study, &spool).await {
+                Ok(()) => {
+                    if let Ok(mut p) = self.prepared.lock() {
+                        if p.len() >= PREPARED_MAX {
+                            p.clear();
+                        }
+                        p.insert(study);
+                    }
+                }
+                Err(why) => {
+                    warn!(destination = %self.destination.id, study_uid = %study, error = %why,
+                        "study waits for its priors; will retry");
+                    self.attempt_failed(vec![study.clone()], why.to_string())
+                        .await;
+                    waiting.insert(study);
+                }
+            }
+        }
+        batch.retain(|i| !waiting.contains(&i.study_uid));
+        batch
+    }
+
+    async fn send_priors_of(&self, study_uid: &str, spool: &Arc<Spool>) -> Result<(), PriorError> {
+        let (config, destination, uid) = (
+            self.config.clone(),
+            self.destination.id.clone(),
+            study_uid.to_string(),
+        );
+        let pending = self
+            .blocking(move |s| pending(s, &config, &destination, &uid, now_ms()))
+            .await
+            .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
+        for prior in pending {
+            let Some(pacs) = self.config.pacs.iter().find(|p| p.id == prior.pacs) else {
+                continue;
+            };
+            let audit = self.audit.clone();
+            let what = serde_json::json!({"pacs": pacs.id, "ae_title": pacs.ae_title,
+                "operation": "C-GET", "study_uid": prior.uid, "for_study_uid": study_uid});
+            tokio::task::spawn_blocking(move || audit.record_pacs_query("system", what))
+                .await
+                .map_err(|e| PriorError::Internal(e.to_string()))?
+                .map_err(|e| PriorError::Internal(format!("the retrieval's audit entry: {e}")))?;
+            let calling = pacs.calling_ae(&self.config);
+            let retrieved = match get_study(pacs, &calling, &prior.uid, spool).await {
+                Ok(r) if !r.instances.is_empty() => Ok(r),
+                Ok(r) => Err(format!(
+                    "the PACS sent no instance ({} sub-operations failed)",
+                    r.failed
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            crate::metrics::pacs_retrieve(
+                &pacs.id,
+                retrieved.is_ok(),
+                retrieved.as_ref().map(|r| r.bytes()).unwrap_or(0),
+            );
+            let retrieved = match retrieved {
+                Ok(r) => r,
+                Err(reason) => {
+                    let error = PriorError::Retrieve {
+                        prior: prior.uid.clone(),
+                        pacs: pacs.id.clone(),
+                        reason,
+                    };
+                    if self.config.policy.priors.on_pacs_unreachable
+                        == PacsUnreachable::ForwardFlagged
+                    {
+                        warn!(destination = %self.destination.id, study_uid = %study_uid, error = %error,
+                            "study sent without this prior (policy.priors.on_pacs_unreachable = forward_flagged)");
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
+            let sent = self.send_prior(study_uid, &prior, &retrieved, spool).await;
+            let files: Vec<String> = retrieved.instances.iter().map(|i| i.path.clone()).collect();
+            let cleanup = spool.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for f in files {
+                    let _ = cleanup.remove(&f);
+                }
+            })
+            .await;
+            sent?;
+        }
+        Ok(())
+    }
+
+    /// Sends one retrieved prior on its own association, tagged as a prior of the study.
+    async fn send_prior(
+        &self,
+        study_uid: &str,
+        prior: &Pending,
+        retrieved: &Retrieved,
+        spool: &Spool,
+    ) -> Result<(), PriorError> {
+        let dest = &self.destination;
+        let fail = |reason: String| PriorError::Send {
+            prior: prior.uid.clone(),
+            reason,
+        };
+        let (config, uid) = (self.config.clone(), study_uid.to_string());
+        let stamp = self
+            .blocking(move |s| {
+                let accession = s.decision_of(&uid)?.and_then(|d| d.accession);
+                Ok((super::stamp::for_study(s, &config, &uid), accession))
+            })
+            .await
+            .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
+        let (mut accountability, _) = stamp.0.map_err(|e| fail(e.to_string()))?;
+        let of = stamp
+            .1
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| study_uid.to_string());
+        accountability.prior_of = Some(of.clone());
+        let calling = dest.calling_ae(&self.config).to_string();
+        // Written before the instances go: a prior whose entry cannot be written is not
+        // sent (a failed send is retried, and written again).
+        let entry = crate::audit::NewEntry::new(crate::audit::kind::PRIOR_SENT, &calling)
+            .study(&prior.uid)
+            .detail(serde_json::json!({"destination": dest.id, "destination_ae": dest.ae_title,
+                "facility": dest.facility, "pacs": prior.pacs, "for_study_uid": study_uid,
+                "prior_of": of, "instances": retrieved.instances.len(), "bytes": retrieved.bytes()}));
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || audit.append(&entry))
+            .await
+            .map_err(|e| PriorError::Internal(e.to_string()))?
+            .map_err(|e| PriorError::Internal(format!("the send's audit entry: {e}")))?;
+
+        let kinds: Vec<(String, String)> = retrieved
+            .instances
+            .iter()
+            .map(|i| (i.sop_class_uid.clone(), i.transfer_syntax.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut scu = Scu::connect(dest, &calling, &kinds, &self.config.forward)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut sent = 0u32;
+        for inst in &retrieved.instances {
+            if !scu.can_carry(&inst.sop_class_uid, &inst.transfer_syntax) {
+                warn!(destination = %dest.id, sop_class = %inst.sop_class_uid,
+                    "the destination accepts no context for this prior instance; not sent");
+                continue;
+            }
+            let tagged: PathBuf = tag_copy(
+                spool,
+                &inst.path,
+                accountability.clone(),
+                crate::tag::ContextCopy::default(),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+            let outcome = scu
+                .store(
+                    &tagged,
+                    &inst.sop_class_uid,
+                    &inst.sop_instance_uid,
+                    &inst.transfer_syntax,
+                )
+                .await;
+            let _ = std::fs::remove_file(&tagged);
+            match outcome {
+                Ok(StoreOutcome { status: code, .. }) if status::is_success_or_warning(code) => {
+                    sent += 1
+                }
+                Ok(StoreOutcome {
+                    status: code,
+                    comment,
+                }) => {
+                    scu.release().await;
+                    return Err(fail(format!(
+                        "{} refused {} with status {code:04X}{}",
+                        dest.ae_title,
+                        inst.sop_instance_uid,
+                        comment.map(|c| format!(" ({c})")).unwrap_or_default()
+                    )));
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        scu.release().await;
+        let record = SentPrior {
+            destination: dest.id.clone(),
+            prior_uid: prior.uid.clone(),
+            pacs_id: prior.pacs.clone(),
+            for_study_uid: study_uid.to_string(),
+            instances: sent,
+            bytes: retrieved.bytes(),
+            sent_at: now_ms(),
+        };
+        self.blocking(move |s| s.record_prior_sent(&record))
+            .await
+            .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
+        crate::metrics::prior_sent(&dest.id, u64::from(sent));
+        info!(destination = %dest.id, study_uid = %study_uid, prior_uid = %prior.uid,
+            instances = sent, pacs = %prior.pacs, "prior sent with the study");
+        Ok(())
+    }
+}
