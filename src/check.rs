@@ -6,8 +6,7 @@ use crate::decide::assemble::{self, OrderFacts, ResultFacts};
 use crate::decide::context::{Prior, Source, StudyContext};
 use crate::decide::reasons::Lang;
 use crate::decide::{Decide, Decision, Gate};
-use crate::dicom::dataset::{self, tags, Encoding};
-use crate::dicom::part10;
+use crate::dicom::dataset::{self, tags};
 use crate::hl7::message::Parsed;
 use crate::model::Disposition;
 use crate::store::{MessageRef, StudySnapshot};
@@ -244,10 +243,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 fn read_header(path: &Path) -> anyhow::Result<dataset::Header> {
-    let mut file = std::fs::File::open(path)?;
-    let meta = part10::read_file_meta(&mut file)?;
-    let encoding = Encoding::for_transfer_syntax(&meta.transfer_syntax)?;
-    Ok(dataset::walk(&file, encoding)?)
+    dataset::walk_file(path).map_err(anyhow::Error::msg)
 }
 
 type Orders = Vec<(OrderFacts, Option<String>)>;

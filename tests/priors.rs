@@ -402,6 +402,8 @@ async fn priors_under_a_merged_patient_id_are_found() {
 /// One file the reading facility's storescp received, as dcmdump reads it.
 #[derive(Debug)]
 struct Arrived {
+    path: std::path::PathBuf,
+    sop_class_uid: String,
     study_uid: String,
     /// (0099,100A) in readgate's block: the study this one is a prior of.
     prior_of: Option<String>,
@@ -437,9 +439,16 @@ fn arrived(dir: &std::path::Path, scp: &StoreScp) -> Vec<Arrived> {
                 .and_then(|l| Some(l[l.find('[')? + 1..l.find(']')?].to_string()))
         };
         out.push(Arrived {
+            // dcmdump names well-known UIDs (=CTImageStorage); the meta has the UID.
+            sop_class_uid: std::fs::File::open(&path)
+                .ok()
+                .and_then(|mut f| readgate::dicom::part10::read_file_meta(&mut f).ok())
+                .map(|m| m.sop_class_uid)
+                .expect("SOP Class UID"),
             study_uid: value("(0020,000d)").expect("Study Instance UID"),
             prior_of: value("(0099,100a)"),
             tagged: value("(0099,0010)").as_deref() == Some("READGATE ACCOUNTABILITY"),
+            path,
         });
     }
     out
@@ -670,11 +679,60 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
 
     let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let studies: Vec<String> = arrived(site.dir.path(), &site.scp)
-        .into_iter()
-        .map(|a| a.study_uid)
-        .collect();
-    assert_eq!(studies, [prior.clone(), prior.clone(), current.clone()]);
+    let got = arrived(site.dir.path(), &site.scp);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    assert_eq!(studies, [&prior, &prior, &prior, &current]);
+
+    // The prior's report existed only as the ORU: it arrives as a Basic Text SR in the
+    // prior study, after its images, and DCMTK and pydicom read its Japanese text.
+    let sr = &got[2];
+    assert_eq!(
+        sr.sop_class_uid, "1.2.840.10008.5.1.4.1.1.88.11",
+        "{got:#?}"
+    );
+    assert_eq!(sr.prior_of.as_deref(), Some("ACC-GONE-NOW"));
+    let dump = run_ok(Command::new(dcmtk("dcmdump")).arg(&sr.path), "dcmdump SR");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for expected in [
+        "(0008,0005) CS [ISO_IR 192]",
+        "(0008,0060) CS [SR]",
+        "(0040,a040) CS [CONTAINER]",
+        "[Diagnostic Imaging Report]",
+        "(0040,a160) UT [異常所見なし。]",
+        "(0008,0050) SH [ACC-GONE-1]",
+        "(0010,0020) LO [P-GONE]",
+        "ORU^R01",
+    ] {
+        assert!(dump.contains(expected), "{expected} in\n{dump}");
+    }
+    // DCMTK's SR toolkit reads it as a valid Basic Text SR document.
+    let sr_dump = run_ok(
+        Command::new(dcmtk("dsrdump")).args(["-Ec"]).arg(&sr.path),
+        "dsrdump",
+    );
+    let sr_dump = String::from_utf8_lossy(&sr_dump.stdout);
+    assert!(
+        sr_dump.contains("Basic Text SR Document") && sr_dump.contains("異常所見なし。"),
+        "{sr_dump}"
+    );
+    let read = run_ok(
+        Command::new(python())
+            .arg("-c")
+            .arg(
+                "import sys, pydicom\n\
+             d = pydicom.dcmread(sys.argv[1])\n\
+             print(d.StudyInstanceUID, d.VerificationFlag)\n\
+             print(d.ContentSequence[0].TextValue)",
+            )
+            .arg(&sr.path),
+        "pydicom reads the SR",
+    );
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("{prior} UNVERIFIED\n異常所見なし。"),
+        "{text}"
+    );
     let retrieves = readgate::metrics::pacs_retrieves();
     assert!(
         retrieves.contains_key(&("hosp".to_string(), "failed"))

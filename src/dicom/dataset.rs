@@ -273,6 +273,15 @@ impl Header {
     }
 }
 
+/// The kept header of a Part 10 file: its meta group read, then its data set walked.
+pub fn walk_file(path: &std::path::Path) -> Result<Header, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = super::part10::read_file_meta(&mut file).map_err(|e| e.to_string())?;
+    let encoding =
+        Encoding::for_transfer_syntax(&meta.transfer_syntax).map_err(|e| e.to_string())?;
+    walk(&file, encoding).map_err(|e| e.to_string())
+}
+
 /// Walks the whole data set from `reader` (positioned at its first byte).
 pub fn walk<R: Read + Seek>(reader: R, encoding: Encoding) -> Result<Header, DatasetError> {
     let mut header = Header::default();

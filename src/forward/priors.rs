@@ -6,6 +6,10 @@
 //! spool) and sent there on their own association, each instance tagged with the
 //! study's accountability block plus (0099,xx0A) naming the study it is a prior of.
 //!
+//! A prior whose report exists only as an HL7 ORU (no SR or PDF came from the PACS) gets
+//! its newest final report as a Basic Text SR in the prior study ([`report_sr`]), sent
+//! after its images.
+//!
 //! A prior goes to a destination once (`prior_sends`, or the study forwarded there by
 //! readgate itself). Priors are not studies: they are not in `studies`, so the reading
 //! ledger never counts them. A prior that cannot be retrieved holds the study back
@@ -18,7 +22,9 @@ use crate::config::policy::PacsUnreachable;
 use crate::config::Config;
 use crate::decide::context::StudyContext;
 use crate::dicom::dimse::status;
-use crate::priors::retrieve::{get_study, Retrieved};
+use crate::priors::find::REPORT_SOP_CLASSES;
+use crate::priors::report_sr;
+use crate::priors::retrieve::{get_study, Fetched, Retrieved};
 use crate::spool::Spool;
 use crate::store::{QueuedInstance, SentPrior, Store};
 use crate::time::now_ms;
@@ -35,6 +41,7 @@ const PREPARED_MAX: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Pending {
     pub uid: String,
+    pub accession: Option<String>,
     pub pacs: String,
 }
 
@@ -111,6 +118,7 @@ pub(super) fn pending(
         if !store.destination_has(destination, &prior.study_uid)? {
             out.push(Pending {
                 uid: prior.study_uid,
+                accession: prior.accession,
                 pacs,
             });
         }
@@ -220,6 +228,21 @@ impl Forwarder {
                     return Err(error);
                 }
             };
+            let mut retrieved = retrieved;
+            if !retrieved
+                .instances
+                .iter()
+                .any(|i| REPORT_SOP_CLASSES.contains(&i.sop_class_uid.as_str()))
+            {
+                match self.report_from_hl7(&prior, &retrieved, spool).await {
+                    Ok(Some(sr)) => retrieved.instances.push(sr),
+                    Ok(None) => {}
+                    // The images still go: the report is on file at the hospital, and
+                    // the check already saw it.
+                    Err(e) => warn!(destination = %self.destination.id, prior_uid = %prior.uid,
+                        error = %e, "the prior's HL7 report could not be made a DICOM SR"),
+                }
+            }
             let sent = self.send_prior(study_uid, &prior, &retrieved, spool).await;
             let files: Vec<String> = retrieved.instances.iter().map(|i| i.path.clone()).collect();
             let cleanup = spool.clone();
@@ -232,6 +255,62 @@ impl Forwarder {
             sent?;
         }
         Ok(())
+    }
+
+    /// The prior's newest final (or corrected) HL7 report as a Basic Text SR in the
+    /// prior study, written to `spool`; `None` when there is no such report.
+    async fn report_from_hl7(
+        &self,
+        prior: &Pending,
+        retrieved: &Retrieved,
+        spool: &Arc<Spool>,
+    ) -> Result<Option<Fetched>, String> {
+        let Some(first) = retrieved.instances.first() else {
+            return Ok(None);
+        };
+        let (store, spool) = (self.store.clone(), spool.clone());
+        let (uid, accession) = (prior.uid.clone(), prior.accession.clone());
+        let (source, gateway) = (spool.absolute(&first.path), self.config.gateway.id.clone());
+        let calling = self.destination.calling_ae(&self.config).to_string();
+        tokio::task::spawn_blocking(move || {
+            let reports = store
+                .reports_for(Some(&uid), accession.as_deref(), &[])
+                .map_err(|e| e.to_string())?;
+            let Some(report) = reports
+                .iter()
+                .rev()
+                .find(|r| matches!(r.status.as_str(), "F" | "C"))
+            else {
+                return Ok(None);
+            };
+            let header = crate::dicom::dataset::walk_file(&source)?;
+            let sr = report_sr::build(&report_sr::ReportSource {
+                prior: &header,
+                report,
+                gateway_id: &gateway,
+            })
+            .map_err(|e| e.to_string())?;
+            let class = dicom_dictionary_std::uids::BASIC_TEXT_SR_STORAGE;
+            let syntax = crate::dicom::EXPLICIT_VR_LE;
+            let meta = crate::dicom::part10::encode_file_meta(
+                class,
+                &sr.sop_instance_uid,
+                syntax,
+                &calling,
+            );
+            let mut file = spool.begin(&meta).map_err(|e| e.to_string())?;
+            file.write(&sr.dataset).map_err(|e| e.to_string())?;
+            let (path, bytes) = spool.commit_unsynced(file).map_err(|e| e.to_string())?;
+            Ok(Some(Fetched {
+                sop_class_uid: class.to_string(),
+                sop_instance_uid: sr.sop_instance_uid,
+                transfer_syntax: syntax.to_string(),
+                path,
+                bytes,
+            }))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Sends one retrieved prior on its own association, tagged as a prior of the study.

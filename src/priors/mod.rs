@@ -4,12 +4,14 @@
 //! [`find`] asks a `[[pacs]]` entry for a patient's studies (C-FIND, Study Root, STUDY
 //! level) and for the report documents in a study (SERIES and IMAGE level); [`lookup`]
 //! keeps every patient with a study or order in progress asked, and stores the answers
-//! that the prior-report check reads. Retrieving priors and sending them with the
-//! current study build on it.
+//! that the prior-report check reads; [`retrieve`] fetches a prior study (C-GET) and
+//! [`report_sr`] turns a prior's HL7-only report into a Basic Text SR, for
+//! `forward::priors`, which sends them with the current study.
 
 pub mod find;
 mod link;
 pub mod lookup;
+pub mod report_sr;
 pub mod retrieve;
 pub mod view;
 
