@@ -121,7 +121,12 @@ pub async fn start_with(
         crate::audit::NewEntry::new(crate::audit::kind::APPLICATION_START, "system")
             .detail(serde_json::json!({"version": env!("CARGO_PKG_VERSION")})),
     );
+    // readgate's own C-MOVEs: the PACS stores the priors back through the listener.
+    let moves = Arc::new(crate::receive::moves::Moves::new(
+        config.pacs.iter().map(|p| p.calling_ae(&config)).collect(),
+    ));
     let receiver = Arc::new(Receiver {
+        moves: moves.clone(),
         config: config.clone(),
         audit: audit.clone(),
         spool: spool.clone(),
@@ -265,7 +270,7 @@ pub async fn start_with(
             &wakeups,
             audit.clone(),
         )
-        .with_priors(priors);
+        .with_priors(priors, moves.clone());
         tasks.spawn(forwarder.run(shutdown_rx.clone()));
     }
     info!(

@@ -31,10 +31,23 @@ impl PriorSite {
         cfg.hl7_port = Some(free_port());
         cfg.hl7_default_charset = "utf8".into();
         cfg.policy = format!("{PRIORS_ONLY}{extra_policy}");
-        cfg.extra = format!(
-            "[[pacs]]\nid = \"hosp\"\nae_title = \"{pacs_ae}\"\nhost = \"127.0.0.1\"\nport = {pacs_port}\n\
-             timeout_secs = 5\n\n[priors]\nretry_secs = 1\n"
-        );
+        cfg.extra = pacs_entry(pacs_ae, pacs_port, "", "");
+        PriorSite::run(dir, scp, cfg).await
+    }
+
+    /// The config of a site whose storescp logs the order of arrivals ([`arrived`]),
+    /// with HL7 (UTF-8) and only the prior-report check; `[[pacs]]` is for the caller.
+    fn logged_config() -> (tempfile::TempDir, StoreScp, TestConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let scp = logging_scp(dir.path());
+        let mut cfg = TestConfig::new(dir.path(), scp.port);
+        cfg.hl7_port = Some(free_port());
+        cfg.hl7_default_charset = "utf8".into();
+        cfg.policy = PRIORS_ONLY.into();
+        (dir, scp, cfg)
+    }
+
+    async fn run(dir: tempfile::TempDir, scp: StoreScp, cfg: TestConfig) -> PriorSite {
         let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
         PriorSite { dir, scp, cfg, rg }
     }
@@ -82,6 +95,15 @@ impl PriorSite {
             self.rg.store.study_row(uid).unwrap().map(|r| r.state) == Some(state)
         });
     }
+}
+
+/// `[[pacs]]` `hosp` (AE `ae` on 127.0.0.1:`port`, more keys `pacs_keys`) and `[priors]`
+/// (retried after 1 s, more keys `priors_keys`).
+fn pacs_entry(ae: &str, port: u16, pacs_keys: &str, priors_keys: &str) -> String {
+    format!(
+        "[[pacs]]\nid = \"hosp\"\nae_title = \"{ae}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         timeout_secs = 5\n{pacs_keys}\n\n[priors]\nretry_secs = 1\n{priors_keys}\n"
+    )
 }
 
 /// The codes of a study's reasons and the reasons' English and Japanese text.
@@ -492,18 +514,9 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
         "ACC-SEND-3",
         &days_ago(90),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let scp = logging_scp(dir.path());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
-    cfg.hl7_port = Some(free_port());
-    cfg.policy = PRIORS_ONLY.into();
-    cfg.extra = format!(
-        "[[pacs]]\nid = \"hosp\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n\
-         timeout_secs = 5\n\n[priors]\nretry_secs = 1\nmax_studies = 2\n",
-        pacs.ae, pacs.port
-    );
-    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
-    let site = PriorSite { dir, scp, cfg, rg };
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "max_studies = 2");
+    let site = PriorSite::run(dir, scp, cfg).await;
 
     let current = format!("{base}.9");
     site.send(&current, "P-SEND", "ACC-SEND-NOW", 2);
@@ -630,21 +643,11 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
         "ACC-GONE-1",
         &days_ago(15),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let scp = logging_scp(dir.path());
-    let mut cfg = TestConfig::new(dir.path(), scp.port);
-    cfg.hl7_port = Some(free_port());
-    cfg.hl7_default_charset = "utf8".into();
-    cfg.policy = PRIORS_ONLY.into();
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
     // Time between the lookup (first image) and the decision to stop the PACS in.
     cfg.stable_after_secs = 3;
-    cfg.extra = format!(
-        "[[pacs]]\nid = \"hosp\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         timeout_secs = 5\n\n[priors]\nretry_secs = 1\n",
-        pacs.ae
-    );
-    let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
-    let site = PriorSite { dir, scp, cfg, rg };
+    cfg.extra = pacs_entry(pacs.ae, port, "", "");
+    let site = PriorSite::run(dir, scp, cfg).await;
     // The prior's report came over HL7 (dcmqrscp lists no document classes).
     let hl7 = site.rg.hl7_addr.expect("HL7 listener");
     let ack = send_hl7(hl7, final_report("P-GONE", "ACC-GONE-1")).await;
@@ -740,4 +743,151 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
         "{retrieves:?}"
     );
     site.rg.stop().await;
+}
+
+/// `retrieve = "move"`, as most hospital PACS retrieve: the PACS (which knows readgate's
+/// AE, host and port) stores the prior back through readgate's DICOM listener; those
+/// instances are the move's, not studies, and reach the facility before the study.
+async fn moved_priors_arrive_first(orthanc: bool) {
+    let base = if orthanc {
+        "1.2.826.0.1.3680043.10.7108"
+    } else {
+        "1.2.826.0.1.3680043.10.7109"
+    };
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    let pacs = if orthanc {
+        PacsPeer::orthanc_moving_to(pacs_dir.path(), cfg.dicom_port)
+    } else {
+        PacsPeer::dcmqrscp_moving_to(pacs_dir.path(), cfg.dicom_port)
+    };
+    let prior = format!("{base}.1");
+    // Orthanc lists the SR report; with dcmqrscp the report comes over HL7 and goes as
+    // readgate's own SR.
+    let report: &[&str] = if orthanc {
+        &["--report", "前回と著変なし。"]
+    } else {
+        &[]
+    };
+    pacs.load_with(
+        pacs_dir.path(),
+        &prior,
+        "P-MOVE",
+        "ACC-MOVE-1",
+        &days_ago(20),
+        report,
+    );
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "retrieve = \"move\"", "");
+    let site = PriorSite::run(dir, scp, cfg).await;
+    let check = run_ok(
+        readgate_bin()
+            .args(["config-check", "--config"])
+            .arg(site.cfg.write()),
+        "readgate config-check",
+    );
+    let check = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.contains("retrieved by C-MOVE to READGATE") && check.contains("priors sent first"),
+        "{check}"
+    );
+    if !orthanc {
+        let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+        let ack = send_hl7(hl7, final_report("P-MOVE", "ACC-MOVE-1")).await;
+        assert!(ack.contains("MSA|AA"), "{ack}");
+    }
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-MOVE", "ACC-MOVE-NOW", 2);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let got = arrived(site.dir.path(), &site.scp);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    assert_eq!(
+        studies,
+        [&prior, &prior, &prior, &current, &current],
+        "{got:#?}"
+    );
+    assert!(got
+        .iter()
+        .any(|a| a.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.11"));
+    assert!(got[..3]
+        .iter()
+        .all(|a| a.prior_of.as_deref() == Some("ACC-MOVE-NOW")));
+    // The moved instances never became a study, and the move was audited as such.
+    assert!(site.rg.store.study_row(&prior).unwrap().is_none());
+    let queries = site
+        .rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("query".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        queries
+            .iter()
+            .any(|e| e.detail.contains("\"operation\":\"C-MOVE\"") && e.detail.contains(&prior)),
+        "{queries:?}"
+    );
+
+    // A C-STORE naming readgate's move when none is pending (a late sub-operation, or
+    // someone guessing) is refused, not taken as a study (pynetdicom sets the originator).
+    let stray = format!("{base}.66");
+    let out = site.dir.path().join("stray");
+    run_ok(
+        Command::new(python())
+            .arg(repo_path("tests/peers/make_study.py"))
+            .arg(&out)
+            .args([
+                "--study-uid",
+                &stray,
+                "--count",
+                "1",
+                "--patient-id",
+                "P-MOVE",
+            ]),
+        "make_study.py",
+    );
+    let file = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let answer = run_ok(
+        Command::new(python())
+            .arg("-c")
+            .arg(
+                "import sys, pydicom\n\
+             from pynetdicom import AE\n\
+             ds = pydicom.dcmread(sys.argv[1])\n\
+             ae = AE(ae_title=sys.argv[3])\n\
+             ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)\n\
+             assoc = ae.associate('127.0.0.1', int(sys.argv[2]), ae_title='READGATE')\n\
+             st = assoc.send_c_store(ds, originator_aet='READGATE', originator_id=1)\n\
+             print('%04X %s' % (st.Status, st.get('ErrorComment', '')))\n\
+             assoc.release()",
+            )
+            .arg(&file)
+            .arg(site.cfg.dicom_port.to_string())
+            .arg(pacs.ae),
+        "pynetdicom C-STORE as a move sub-operation",
+    );
+    let answer = String::from_utf8_lossy(&answer.stdout);
+    assert!(
+        answer.starts_with("0124 ") && answer.contains("no retrieval by readgate is pending"),
+        "{answer}"
+    );
+    assert!(site.rg.store.study_row(&stray).unwrap().is_none());
+    site.rg.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priors_are_moved_from_orthanc() {
+    moved_priors_arrive_first(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priors_are_moved_from_dcmqrscp_with_the_report_from_hl7() {
+    moved_priors_arrive_first(false).await;
 }

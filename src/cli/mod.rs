@@ -399,20 +399,34 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             for d in &config.destinations {
                 println!(
-                    "  destination {}: {}@{}:{} (facility {})",
-                    d.id, d.ae_title, d.host, d.port, d.facility
+                    "  destination {}: {}@{}:{} (facility {}{})",
+                    d.id,
+                    d.ae_title,
+                    d.host,
+                    d.port,
+                    d.facility,
+                    if d.send_priors && !config.pacs.is_empty() {
+                        "; priors sent first"
+                    } else {
+                        ""
+                    }
                 );
             }
             for p in &config.pacs {
                 println!(
-                    "  PACS {}: {}@{}:{}{} (priors: asked again after {} s, retried after {} s)",
+                    "  PACS {}: {}@{}:{}{} (priors: asked again after {} s, retried after {} s, retrieved by {})",
                     p.id,
                     p.ae_title,
                     p.host,
                     p.port,
                     if p.tls { " over TLS" } else { "" },
                     config.priors.refresh_secs,
-                    config.priors.retry_secs
+                    config.priors.retry_secs,
+                    match p.retrieve {
+                        crate::config::pacs::Retrieve::Get => "C-GET".to_string(),
+                        crate::config::pacs::Retrieve::Move =>
+                            format!("C-MOVE to {}", config.dicom.ae_title),
+                    }
                 );
             }
             println!(

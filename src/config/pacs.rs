@@ -28,6 +28,22 @@ pub struct Pacs {
     /// A query that finds more studies than this is cancelled and reported as too broad.
     #[serde(default = "default_max_results")]
     pub max_results: usize,
+    /// How priors are retrieved from this PACS to send with a study.
+    #[serde(default)]
+    pub retrieve: Retrieve,
+}
+
+/// `[[pacs]] retrieve`: how readgate fetches a prior study.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retrieve {
+    /// C-GET: the instances come back on readgate's own association; nothing to set up
+    /// in the PACS.
+    #[default]
+    Get,
+    /// C-MOVE to readgate's `dicom.ae_title`: the PACS must know that AE with readgate's
+    /// host and DICOM port, and readgate must accept the PACS's AE as a peer.
+    Move,
 }
 
 super::forward::dicom_link_tls!(Pacs);

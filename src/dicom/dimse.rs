@@ -33,6 +33,8 @@ pub mod status {
     pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
     pub const PROCESSING_FAILURE: u16 = 0x0110;
+    /// Refused: Not Authorized (PS3.7 C.5.x).
+    pub const NOT_AUTHORIZED: u16 = 0x0124;
 
     /// Success and the warning family (0001, Bxxx) mean the peer kept the instance.
     pub fn is_success_or_warning(code: u16) -> bool {

@@ -65,6 +65,8 @@ pub struct Forwarder {
     priors: Option<Arc<Spool>>,
     /// Studies whose priors are at the destination (bounded: see `priors.rs`).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// readgate's pending C-MOVEs, shared with the DICOM listener (`retrieve = "move"`).
+    moves: Arc<crate::receive::moves::Moves>,
 }
 
 impl Forwarder {
@@ -86,13 +88,19 @@ impl Forwarder {
             audit,
             priors: None,
             prepared: Default::default(),
+            moves: Default::default(),
         }
     }
 
     /// Sends the study's priors from `spool` (see [`open_priors_spools`]) before each
-    /// study.
-    pub fn with_priors(mut self, spool: Option<Arc<Spool>>) -> Self {
+    /// study; C-MOVEs deliver through `moves` (the DICOM listener's).
+    pub fn with_priors(
+        mut self,
+        spool: Option<Arc<Spool>>,
+        moves: Arc<crate::receive::moves::Moves>,
+    ) -> Self {
         self.priors = spool;
+        self.moves = moves;
         self
     }
 

@@ -2,8 +2,8 @@
 //! prior images and reports). Before a study's instances go to a destination with
 //! `send_priors`, the priors the prior-report check compares it with (look-back,
 //! comparable modality, newest `priors.max_studies`) that a `[[pacs]]` holds and the
-//! destination does not have yet are retrieved (C-GET, into this destination's priors
-//! spool) and sent there on their own association, each instance tagged with the
+//! destination does not have yet are retrieved (C-GET, or C-MOVE to readgate's own
+//! listener, per `[[pacs]] retrieve`, into this destination's priors spool) and sent there on their own association, each instance tagged with the
 //! study's accountability block plus (0099,xx0A) naming the study it is a prior of.
 //!
 //! A prior whose report exists only as an HL7 ORU (no SR or PDF came from the PACS) gets
@@ -18,11 +18,13 @@
 //! always does.
 
 use super::{tag_copy, Forwarder, Scu, StoreOutcome};
+use crate::config::pacs::Retrieve;
 use crate::config::policy::PacsUnreachable;
 use crate::config::Config;
 use crate::decide::context::StudyContext;
 use crate::dicom::dimse::status;
 use crate::priors::find::REPORT_SOP_CLASSES;
+use crate::priors::move_scu::move_study;
 use crate::priors::report_sr;
 use crate::priors::retrieve::{get_study, Fetched, Retrieved};
 use crate::spool::Spool;
@@ -190,14 +192,25 @@ impl Forwarder {
                 continue;
             };
             let audit = self.audit.clone();
+            let operation = match pacs.retrieve {
+                Retrieve::Get => "C-GET",
+                Retrieve::Move => "C-MOVE",
+            };
             let what = serde_json::json!({"pacs": pacs.id, "ae_title": pacs.ae_title,
-                "operation": "C-GET", "study_uid": prior.uid, "for_study_uid": study_uid});
+                "operation": operation, "study_uid": prior.uid, "for_study_uid": study_uid});
             tokio::task::spawn_blocking(move || audit.record_pacs_query("system", what))
                 .await
                 .map_err(|e| PriorError::Internal(e.to_string()))?
                 .map_err(|e| PriorError::Internal(format!("the retrieval's audit entry: {e}")))?;
             let calling = pacs.calling_ae(&self.config);
-            let retrieved = match get_study(pacs, &calling, &prior.uid, spool).await {
+            let fetch = match pacs.retrieve {
+                Retrieve::Get => get_study(pacs, &calling, &prior.uid, spool).await,
+                Retrieve::Move => {
+                    let destination = &self.config.dicom.ae_title;
+                    move_study(pacs, &calling, destination, &prior.uid, spool, &self.moves).await
+                }
+            };
+            let retrieved = match fetch {
                 Ok(r) if !r.instances.is_empty() => Ok(r),
                 Ok(r) => Err(format!(
                     "the PACS sent no instance ({} sub-operations failed)",

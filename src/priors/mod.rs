@@ -11,6 +11,7 @@
 pub mod find;
 mod link;
 pub mod lookup;
+pub mod move_scu;
 pub mod report_sr;
 pub mod retrieve;
 pub mod view;

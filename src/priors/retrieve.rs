@@ -80,18 +80,9 @@ pub const RETRIEVED_SOP_CLASSES: [&str; 40] = [
     uids::RAW_DATA_STORAGE,
 ];
 
-/// One instance of a prior, stored in the priors spool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Fetched {
-    pub sop_class_uid: String,
-    pub sop_instance_uid: String,
-    pub transfer_syntax: String,
-    /// Spool-relative path.
-    pub path: String,
-    pub bytes: u64,
-}
+pub use crate::receive::moves::Fetched;
 
-/// What one C-GET brought.
+/// What one C-GET or C-MOVE brought.
 #[derive(Debug, Clone, Serialize)]
 pub struct Retrieved {
     pub study_uid: String,
@@ -133,21 +124,24 @@ pub async fn get_study(
         super::link::Link::Plain(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
         super::link::Link::Tls(a) => Getter::new(pacs, *a, spool)?.run(study_uid).await?,
     };
-    // One syncfs for the whole study rather than an fsync per instance: a prior lost in
-    // a crash is retrieved again, so nothing waits on each file's durability.
+    make_durable(pacs, spool).await?;
+    retrieved.millis = started.elapsed().as_millis() as u64;
+    Ok(retrieved)
+}
+
+/// One syncfs for the whole study rather than an fsync per instance: a prior lost in a
+/// crash is retrieved again, so nothing waits on each file's durability.
+pub(super) async fn make_durable(pacs: &Pacs, spool: &Arc<Spool>) -> Result<(), FindError> {
     let spool = spool.clone();
     tokio::task::spawn_blocking(move || spool.sync())
         .await
-        .map_err(|e| FindError::Transport {
-            pacs: pacs.id.clone(),
-            reason: format!("internal error: {e}"),
-        })?
-        .map_err(|e| FindError::Transport {
-            pacs: pacs.id.clone(),
-            reason: format!("cannot make the retrieved files durable: {e}"),
-        })?;
-    retrieved.millis = started.elapsed().as_millis() as u64;
-    Ok(retrieved)
+        .map_err(|e| super::link::transport(pacs, format!("internal error: {e}")))?
+        .map_err(|e| {
+            super::link::transport(
+                pacs,
+                format!("cannot make the retrieved files durable: {e}"),
+            )
+        })
 }
 
 /// The C-STORE sub-operation being received.

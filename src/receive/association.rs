@@ -4,6 +4,7 @@
 //! PDU whatever the instance size.
 
 use super::access::PeerAccess;
+use super::moves::Claim;
 use super::Receiver;
 use crate::dicom::dataset::{self, tags, Encoding};
 use crate::dicom::dimse::{self, status, Command};
@@ -42,6 +43,12 @@ struct Incoming {
 enum Sink {
     /// Streaming into the spool.
     File(PartialInstance),
+    /// A sub-operation of readgate's own C-MOVE (a prior), streaming into the move's spool.
+    Prior {
+        partial: PartialInstance,
+        spool: Arc<crate::spool::Spool>,
+        move_id: u16,
+    },
     /// Already failed (or not a C-STORE): read the rest of the data set, then answer this.
     Discard { status: u16, comment: String },
 }
@@ -383,7 +390,7 @@ impl Session {
                         "data set PDV on another presentation context than its command".into(),
                     ));
                 }
-                if let Sink::File(partial) = &mut incoming.sink {
+                if let Sink::File(partial) | Sink::Prior { partial, .. } = &mut incoming.sink {
                     if let Err(e) = partial.write(&pdv.data) {
                         let (code, comment) = io_failure(&e);
                         warn!(sop_instance = %incoming.sop_instance, error = %e, "writing to the spool failed");
@@ -512,6 +519,10 @@ impl Session {
                 status: status::DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                 comment: format!("SOP Class {sop_class} differs from context {abstract_syntax}"),
             }
+        } else if let Some(sink) =
+            self.move_sink(&command, &sop_class, &sop_instance, &transfer_syntax)
+        {
+            sink
         } else {
             match self.receiver.spool.has_room() {
                 Ok(false) => {
@@ -554,6 +565,54 @@ impl Session {
         Ok(())
     }
 
+    /// The sink of a C-STORE that names a move as its origin: readgate's own move (into
+    /// the move's spool) or a refusal; `None` for an ordinary C-STORE.
+    fn move_sink(
+        &self,
+        command: &Command,
+        sop_class: &str,
+        sop_instance: &str,
+        transfer_syntax: &str,
+    ) -> Option<Sink> {
+        let originator = command.text(dimse::TAG_MOVE_ORIGINATOR_AE);
+        let move_id = command.u16(dimse::TAG_MOVE_ORIGINATOR_ID).ok().flatten();
+        let spool =
+            match self
+                .receiver
+                .moves
+                .claim(&self.calling_ae, originator.as_deref(), move_id)
+            {
+                Claim::NotOurs => return None,
+                Claim::Refused(why) => {
+                    return Some(Sink::Discard {
+                        status: status::NOT_AUTHORIZED,
+                        comment: why,
+                    })
+                }
+                Claim::Prior(spool) => spool,
+            };
+        let refuse = |status: u16, comment: String| Some(Sink::Discard { status, comment });
+        if !matches!(spool.has_room(), Ok(true)) {
+            return refuse(
+                status::REFUSED_OUT_OF_RESOURCES,
+                "readgate's priors spool is below its free-space floor".into(),
+            );
+        }
+        let header =
+            part10::encode_file_meta(sop_class, sop_instance, transfer_syntax, &self.calling_ae);
+        match spool.begin(&header) {
+            Ok(partial) => Some(Sink::Prior {
+                partial,
+                spool,
+                move_id: move_id.unwrap_or(0),
+            }),
+            Err(e) => {
+                let (code, comment) = io_failure(&e);
+                refuse(code, comment)
+            }
+        }
+    }
+
     async fn finish_store<S: Wire>(
         &mut self,
         association: &mut Association<S>,
@@ -571,6 +630,43 @@ impl Session {
         let field = request.command_field().unwrap_or(dimse::C_STORE_RQ) | 0x8000;
         let (code, comment) = match sink {
             Sink::Discard { status, comment } => (status, Some(comment)),
+            Sink::Prior {
+                partial,
+                spool,
+                move_id,
+            } => {
+                // Made durable with the whole move (one syncfs): a prior lost in a crash
+                // is retrieved again.
+                let commit =
+                    tokio::task::spawn_blocking(move || spool.commit_unsynced(partial)).await;
+                match commit {
+                    Ok(Ok((path, bytes))) => {
+                        let fetched = crate::receive::moves::Fetched {
+                            sop_class_uid: sop_class.clone(),
+                            sop_instance_uid: sop_instance.clone(),
+                            transfer_syntax: transfer_syntax.clone(),
+                            path,
+                            bytes,
+                        };
+                        if self.receiver.moves.delivered(move_id, fetched) {
+                            (status::SUCCESS, None)
+                        } else {
+                            (
+                                status::NOT_AUTHORIZED,
+                                Some("the move this instance belongs to has ended".into()),
+                            )
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        let (code, comment) = io_failure(&e);
+                        (code, Some(comment))
+                    }
+                    Err(e) => (
+                        status::PROCESSING_FAILURE,
+                        Some(format!("internal error: {e}")),
+                    ),
+                }
+            }
             Sink::File(partial) => {
                 let receiver = self.receiver.clone();
                 let calling_ae = self.calling_ae.clone();

@@ -5,6 +5,7 @@
 
 mod access;
 mod association;
+pub mod moves;
 mod recover;
 
 pub use recover::recover;
@@ -31,6 +32,8 @@ pub struct Receiver {
     pub history: Arc<Notify>,
     /// Association slots (`dicom.max_associations`), shared by the plain and TLS listeners.
     pub slots: Arc<Semaphore>,
+    /// readgate's own pending C-MOVEs: their sub-operations are priors, not studies.
+    pub moves: Arc<moves::Moves>,
 }
 
 /// How long in-flight associations may take to finish after shutdown is requested.

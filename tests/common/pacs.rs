@@ -27,6 +27,19 @@ impl PacsPeer {
     /// dcmqrscp on a given port (to start it again where it was), logging each
     /// association to `dir/dcmqrscp.log` (see [`PacsPeer::associations_from`]).
     pub fn dcmqrscp_on(dir: &Path, port: u16) -> PacsPeer {
+        PacsPeer::dcmqrscp_with(dir, port, None)
+    }
+
+    /// dcmqrscp that knows readgate (AE `READGATE` on 127.0.0.1:`readgate_port`) as a
+    /// C-MOVE destination, as a hospital registers it.
+    pub fn dcmqrscp_moving_to(dir: &Path, readgate_port: u16) -> PacsPeer {
+        PacsPeer::dcmqrscp_with(dir, free_port(), Some(readgate_port))
+    }
+
+    fn dcmqrscp_with(dir: &Path, port: u16, readgate_port: Option<u16>) -> PacsPeer {
+        let hosts = readgate_port
+            .map(|p| format!("readgate = (READGATE, 127.0.0.1, {p})\n"))
+            .unwrap_or_default();
         let db = dir.join("db");
         std::fs::create_dir_all(&db).expect("db dir");
         let config = dir.join("dcmqrscp.cfg");
@@ -34,7 +47,7 @@ impl PacsPeer {
             &config,
             format!(
                 "NetworkTCPPort = {port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n\
-                 HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n\
+                 HostTable BEGIN\n{hosts}HostTable END\nVendorTable BEGIN\nVendorTable END\n\
                  AETable BEGIN\nPACS {} RW (200, 1024mb) ANY\nAETable END\n",
                 db.display()
             ),
@@ -55,6 +68,11 @@ impl PacsPeer {
     /// Orthanc (Debian's `orthanc` package), storage and index in `dir/orthanc`;
     /// readgate is one of its DICOM modalities, as a hospital would register it.
     pub fn orthanc(dir: &Path) -> PacsPeer {
+        PacsPeer::orthanc_moving_to(dir, 11112)
+    }
+
+    /// Orthanc with readgate registered at 127.0.0.1:`readgate_port` (for C-MOVE).
+    pub fn orthanc_moving_to(dir: &Path, readgate_port: u16) -> PacsPeer {
         let (port, http) = (free_port(), free_port());
         let home = dir.join("orthanc");
         std::fs::create_dir_all(&home).expect("orthanc dir");
@@ -68,7 +86,7 @@ impl PacsPeer {
             "DicomAet": "ORTHANC",
             "RemoteAccessAllowed": false,
             "DicomAlwaysAllowStore": true,
-            "DicomModalities": { "readgate": ["READGATE", "127.0.0.1", 11112] },
+            "DicomModalities": { "readgate": ["READGATE", "127.0.0.1", readgate_port] },
             "Plugins": []
         });
         std::fs::write(&config, settings.to_string()).expect("orthanc.json");
