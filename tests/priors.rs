@@ -54,15 +54,19 @@ impl PriorSite {
 
     /// The current study: `count` CT images of `patient` acquired today, sent by CT01.
     fn send(&self, uid: &str, patient: &str, accession: &str, count: usize) {
+        self.send_dated(uid, patient, accession, count, &days_ago(0));
+    }
+
+    /// As [`PriorSite::send`], the study acquired on `date` (DA).
+    fn send_dated(&self, uid: &str, patient: &str, accession: &str, count: usize, date: &str) {
         let out = self.dir.path().join("modality").join(uid);
-        let today = days_ago(0);
         run_ok(
             Command::new(python())
                 .arg(repo_path("tests/peers/make_study.py"))
                 .arg(&out)
                 .args(["--study-uid", uid, "--count", &count.to_string()])
                 .args(["--patient-id", patient, "--accession", accession])
-                .args(["--study-date", &today, "--study-time", ""]),
+                .args(["--study-date", date, "--study-time", ""]),
             "make_study.py",
         );
         let files: Vec<_> = std::fs::read_dir(&out)
@@ -890,4 +894,31 @@ async fn priors_are_moved_from_orthanc() {
 #[tokio::test(flavor = "multi_thread")]
 async fn priors_are_moved_from_dcmqrscp_with_the_report_from_hl7() {
     moved_priors_arrive_first(false).await;
+}
+
+/// A study dated long ago (sent late, or an old study imported): its priors are those of
+/// the year before *its* date, and the PACS is asked back from there, not from today.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_study_is_checked_against_the_priors_of_its_own_year() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7110";
+    pacs.load(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        "P-OLD",
+        "ACC-OLD-1",
+        &days_ago(500),
+    );
+    let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    let current = format!("{base}.9");
+    site.send_dated(&current, "P-OLD", "ACC-OLD-NOW", 1, &days_ago(400));
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+    );
+    assert!(text.contains("ACC-OLD-1"), "{text}");
+    site.rg.stop().await;
 }

@@ -103,16 +103,23 @@ impl Lookup {
     async fn look_up(&self, patient: &str, down: &mut HashMap<String, String>) {
         let store = self.store.clone();
         let id = patient.to_string();
-        let linked = tokio::task::spawn_blocking(move || store.same_domain_patient_ids(&id))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| vec![patient.to_string()]);
+        let (linked, earliest) = tokio::task::spawn_blocking(move || {
+            let linked = store
+                .same_domain_patient_ids(&id)
+                .unwrap_or_else(|_| vec![id.clone()]);
+            let earliest = store.earliest_open_study_date(&linked).ok().flatten();
+            (linked, earliest)
+        })
+        .await
+        .unwrap_or_else(|_| (vec![patient.to_string()], None));
+        // Back from today, or from the earliest study in progress when it is older.
         let offset = i64::from(self.config.policy.utc_offset_minutes) * 60;
         let today = crate::time::local_day(now_ms(), offset);
-        let since = crate::time::format_dicom_da(
-            today - i64::from(self.config.policy.priors.lookback_days),
-        );
+        let from = earliest
+            .and_then(|d| crate::time::parse_dicom_da(&d).ok())
+            .map_or(today, |d| d.min(today));
+        let since =
+            crate::time::format_dicom_da(from - i64::from(self.config.policy.priors.lookback_days));
         for pacs in &self.config.pacs {
             let calling = pacs.calling_ae(&self.config);
             for id in &linked {

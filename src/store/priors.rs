@@ -137,6 +137,32 @@ impl Store {
         Ok(out)
     }
 
+    /// The earliest Study Date (DA) of the patient's studies being received or held: the
+    /// PACS is asked back from there, since the check counts priors back from each
+    /// study's own date, and a study can be dated long before today.
+    pub fn earliest_open_study_date(&self, patient_ids: &[String]) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT MIN(json_extract(i.context, '$.\"0008,0020\"')) FROM studies s \
+             JOIN instances i ON i.study_uid = s.study_uid \
+             WHERE s.patient_id = ?1 AND s.state IN ('receiving', 'held') \
+             AND json_valid(i.context)",
+        )?;
+        let mut earliest: Option<String> = None;
+        for id in patient_ids {
+            let date: Option<String> = stmt.query_row([id], |r| r.get(0))?;
+            let date = date
+                .map(|d| d.trim().to_string())
+                .filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()));
+            if let Some(d) = date {
+                if earliest.as_ref().is_none_or(|e| &d < e) {
+                    earliest = Some(d);
+                }
+            }
+        }
+        Ok(earliest)
+    }
+
     /// Patients whose history readgate should ask the PACS for now: those of studies
     /// being received or held, and of orders received since `orders_since`, whose last
     /// lookup in some PACS of `pacs_ids` is missing, older than `fresh_since` (answered),
