@@ -257,6 +257,23 @@ def gen_ct_chest(out: Path) -> None:
         save(ds, out / f"IM{i + 1:04d}.dcm", ExplicitVRLittleEndian)
 
 
+def gen_prior_ct(out: Path) -> None:
+    """The ct-chest patient's earlier chest CT: the prior the demo's PACS holds."""
+    for i in range(2):
+        ds = base_image(
+            sop_class=CT_IMAGE_STORAGE, modality="CT",
+            study_key="prior-ct/study", series_key="prior-ct/series/2",
+            instance_key=f"prior-ct/instance/{i + 1}", instance_number=i + 1,
+            patient_name="Test^Taro", patient_id="SYN-0001", birth_date="19700101", sex="M",
+            study_date="20241001", study_time="101500", accession="SYNACC0000",
+            study_description="CT CHEST W/O CONTRAST", series_description="Axial 5mm",
+            series_number=2,
+        )
+        z = -5.0 + 5.0 * i
+        add_pixels(ds, phantom(64, 64, seed=200 + i, z=z), 12, z=z)
+        save(ds, out / f"IM{i + 1:04d}.dcm", ExplicitVRLittleEndian)
+
+
 def gen_mr_head(out: Path) -> None:
     """No exam purpose, no clinical history: the 'held for missing context' sample."""
     for i in range(2):
@@ -431,7 +448,7 @@ def verify(root: Path, ts_made: list[tuple[str, UID]]) -> None:
 
 
 def gen_samples(root: Path) -> None:
-    subdirs = ("ct-chest", "mr-head", "ja-iso2022", "ja-utf8", "transfer-syntaxes")
+    subdirs = ("ct-chest", "prior-ct", "mr-head", "ja-iso2022", "ja-utf8", "transfer-syntaxes")
     for sub in subdirs:
         d = root / sub
         if d.exists():
@@ -439,6 +456,7 @@ def gen_samples(root: Path) -> None:
                 f.unlink()
         d.mkdir(parents=True, exist_ok=True)
     gen_ct_chest(root / "ct-chest")
+    gen_prior_ct(root / "prior-ct")
     gen_mr_head(root / "mr-head")
     gen_japanese(root / "ja-iso2022", "ja-iso2022", ["", "ISO 2022 IR 87"], "SYN-0003", "SYNACC0003")
     gen_japanese(root / "ja-utf8", "ja-utf8", "ISO_IR 192", "SYN-0004", "SYNACC0004")

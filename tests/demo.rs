@@ -1,5 +1,6 @@
-//! `readgate demo --exit-after`: the three outcomes, checked through the REST API while
-//! it runs — SYNACC0001 forwarded, SYNACC0002 held and then released by its order,
+//! `readgate demo --exit-after`: the outcomes, checked through the REST API while it runs
+//! — SYNACC0001 forwarded after its prior from the demo's PACS, SYNACC0002 held and then
+//! released by its order,
 //! SYNACC0004 read by a part-time reader from outside and so not eligible.
 
 mod common;
@@ -67,9 +68,24 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
             r.json()
         }
     };
+    // SYNACC0001's prior, in the demo's hospital PACS, was found, moved and sent first.
+    assert!(
+        text.contains("SYNACC0001 (CT chest) was forwarded after 1 prior(s)"),
+        "{text}"
+    );
     let a = get("/api/v1/studies/SYNACC0001".into()).await;
     assert_eq!(a["state"], "forwarded");
     assert_eq!(a["decision"]["verdict"], "PASS");
+    let prior = &a["priors"]["priors"][0];
+    assert_eq!(
+        (&prior["accession"], &prior["source"], &prior["sent_to"]),
+        (
+            &serde_json::json!("SYNACC0000"),
+            &serde_json::json!("pacs:hospital"),
+            &serde_json::json!(["rc1"])
+        ),
+        "{a}"
+    );
     let b = get("/api/v1/studies/SYNACC0002".into()).await;
     assert_eq!(b["state"], "forwarded", "{b}");
     let kinds = common::timeline_kinds(&b);

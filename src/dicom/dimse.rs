@@ -190,6 +190,26 @@ pub fn c_store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u
         .encode()
 }
 
+/// A C-STORE-RQ that is a sub-operation of the C-MOVE `move_id` asked by `originator`.
+pub fn c_store_rq_moved(
+    message_id: u16,
+    sop_class: &str,
+    sop_instance: &str,
+    originator: &str,
+    move_id: u16,
+) -> Vec<u8> {
+    CommandBuilder::new()
+        .uid(TAG_AFFECTED_SOP_CLASS, sop_class)
+        .u16(TAG_COMMAND_FIELD, C_STORE_RQ)
+        .u16(TAG_MESSAGE_ID, message_id)
+        .u16(TAG_PRIORITY, 0)
+        .u16(TAG_DATA_SET_TYPE, 0x0000)
+        .uid(TAG_AFFECTED_SOP_INSTANCE, sop_instance)
+        .text(TAG_MOVE_ORIGINATOR_AE, originator)
+        .u16(TAG_MOVE_ORIGINATOR_ID, move_id)
+        .encode()
+}
+
 /// A response to `request`: echoes the affected SOP class/instance when the request had them.
 pub fn response(
     command_field: u16,

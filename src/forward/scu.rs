@@ -95,6 +95,17 @@ impl Scu {
         }
     }
 
+    /// Marks the stores as sub-operations of the C-MOVE `message_id` asked by
+    /// `originator` (what a PACS does when it moves a study).
+    pub fn for_move(mut self, originator: &str, message_id: u16) -> Self {
+        let o = Some((originator.to_string(), message_id));
+        match &mut self {
+            Scu::Plain(s) => s.move_originator = o,
+            Scu::Tls(s) => s.move_originator = o,
+        }
+        self
+    }
+
     pub fn can_carry(&self, sop_class: &str, stored_ts: &str) -> bool {
         match self {
             Scu::Plain(s) => s.can_carry(sop_class, stored_ts),
@@ -130,6 +141,9 @@ pub struct StoreScu<S> {
     message_id: u16,
     response_timeout: Duration,
     buffer: Vec<u8>,
+    /// Set when the stores are the sub-operations of a C-MOVE: its originator's AE title
+    /// and message ID, named in each C-STORE-RQ (PS3.7 9.1.1.1).
+    move_originator: Option<(String, u16)>,
 }
 
 /// The presentation contexts proposed for instances stored in `stored_ts`: one with the
@@ -215,6 +229,7 @@ impl<S: crate::tls::Wire> StoreScu<S> {
             message_id: 0,
             response_timeout: Duration::from_secs(config.response_timeout_secs),
             buffer: Vec::new(),
+            move_originator: None,
         })
     }
 
@@ -261,7 +276,10 @@ impl<S: crate::tls::Wire> StoreScu<S> {
         let mut file = std::fs::File::open(path).map_err(|e| local(e.to_string()))?;
         let meta = part10::read_file_meta(&mut file).map_err(|e| local(e.to_string()))?;
         self.message_id = self.message_id.wrapping_add(1).max(1);
-        let command = dimse::c_store_rq(self.message_id, sop_class, sop_instance);
+        let mut command = dimse::c_store_rq(self.message_id, sop_class, sop_instance);
+        if let Some((ae, id)) = &self.move_originator {
+            command = dimse::c_store_rq_moved(self.message_id, sop_class, sop_instance, ae, *id);
+        }
         self.association
             .send(&Pdu::PData {
                 data: vec![PDataValue {

@@ -372,7 +372,7 @@ fn image_identifier(study_uid: &str, series_uid: &str) -> InMemDicomObject {
 }
 
 /// A data set in `syntax` (a query or retrieve identifier).
-pub(super) fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, String> {
     use dicom_encoding::TransferSyntaxIndex;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(syntax)

@@ -2,7 +2,9 @@
 //! a built-in reading site (a second readgate DICOM listener in this process, which keeps
 //! what it receives), the gateway with the JRS policy, HTTP on 127.0.0.1:8080 (or a free
 //! port), HL7 on a free port; then the sample studies and HL7 messages:
-//! - `SYNACC0001` (ct-chest, full context) is forwarded;
+//! - `SYNACC0001` (ct-chest, full context) is forwarded, after its prior `SYNACC0000`
+//!   (prior-ct), which the built-in hospital PACS (`pacs.rs`) holds: found by C-FIND,
+//!   moved to readgate (C-MOVE) and sent first, its report (an ORU) as a Basic Text SR;
 //! - `SYNACC0002` (mr-head, no exam purpose) is held, and released when its order arrives;
 //! - `SYNACC0004` (ja-utf8) is forwarded, then read by a part-time reader from outside the
 //!   reading facility's network: not eligible in the month's ledger.
@@ -18,12 +20,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod pacs;
+
 pub const ACC_FORWARDED: &str = "SYNACC0001";
+/// The prior of `ACC_FORWARDED` in the demo's PACS.
+pub const ACC_PRIOR: &str = "SYNACC0000";
 pub const ACC_HELD: &str = "SYNACC0002";
 pub const ACC_PART_TIME: &str = "SYNACC0004";
 
+/// `preferred` when it is free (0: any free port), else a free port.
 fn free_port(preferred: u16) -> u16 {
-    if std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
+    if preferred != 0 && std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
         return preferred;
     }
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -71,13 +78,16 @@ fn demo_password() -> anyhow::Result<String> {
     Ok(token.trim_start_matches("rg_").chars().take(16).collect())
 }
 
-fn gateway_config(
-    dir: &Path,
+/// Where the gateway listens and what it calls: its DICOM port (known before it starts:
+/// the demo PACS moves priors to it), the reading site, the demo PACS, HTTP.
+struct Ports {
+    dicom: u16,
     site: SocketAddr,
-    http_port: u16,
-    token_hash: &str,
-    users: &str,
-) -> String {
+    pacs: SocketAddr,
+    http: u16,
+}
+
+fn gateway_config(dir: &Path, ports: &Ports, token_hash: &str, users: &str) -> String {
     format!(
         r#"
 [gateway]
@@ -87,7 +97,7 @@ sending_facility = "DEMO-HOSP"
 
 [dicom]
 ae_title = "READGATE"
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{dicom_port}"
 stable_after_secs = 2
 allow_any_calling_ae = true
 
@@ -109,6 +119,17 @@ port = {site_port}
 
 [[routes]]
 destination = "rc1"
+
+[[pacs]]
+id = "hospital"
+ae_title = "DEMOPACS"
+host = "127.0.0.1"
+port = {pacs_port}
+retrieve = "move"
+timeout_secs = 10
+
+[priors]
+retry_secs = 2
 
 [hl7]
 listen = "127.0.0.1:0"
@@ -146,7 +167,10 @@ networks = ["10.20.0.0/16"]
 workstations = ["RC1-WS01"]
 "#,
         data = dir.join("gateway").display(),
-        site_port = site.port(),
+        dicom_port = ports.dicom,
+        site_port = ports.site.port(),
+        pacs_port = ports.pacs.port(),
+        http_port = ports.http,
     )
 }
 
@@ -266,6 +290,20 @@ fn hl7_now() -> String {
         .collect()
 }
 
+/// The hospital's final report of the prior CT (only in the RIS, not in the PACS).
+pub fn report_of_prior() -> String {
+    let now = hl7_now();
+    [
+        format!("MSH|^~\\&|RIS|DEMO-HOSP|READGATE|RAD|{now}||ORU^R01^ORU_R01|DEMO-ORU-0000|P|2.5"),
+        "PID|||SYN-0001^^^DEMO||Test^Taro||19700101|M".to_string(),
+        "ORC|RE|PLC-0000^RIS|FLC-0000".to_string(),
+        format!("OBR|1|PLC-0000^RIS|FLC-0000|CTCHEST^CT Chest^LOCAL|||20241001101500|||||||||||{ACC_PRIOR}||||20241001120000|||F"),
+        "OBX|1|TX|GDT^Report^LOCAL||右下葉に5mmの小結節影。半年後の経過観察を推奨。||||||F".to_string(),
+    ]
+    .join("\r")
+        + "\r"
+}
+
 /// The order for the held MR study: exam purpose, clinical information, ordering
 /// physician and callback number.
 pub fn order_for_held_study() -> String {
@@ -355,7 +393,23 @@ pub async fn run(
             "[[http.users]]\nname = \"{name}\"\nrole = \"{role}\"\npassword_hash = \"{hash}\"\n"
         ));
     }
-    let text = gateway_config(&dir, site.dicom_addr, port, &hash, &users);
+    // The hospital's PACS holds the chest patient's prior CT; it moves studies to the
+    // gateway, whose DICOM port is chosen first.
+    let dicom_port = free_port(0);
+    let gateway_node = (
+        "READGATE".to_string(),
+        SocketAddr::from(([127, 0, 0, 1], dicom_port)),
+    );
+    let hospital_pacs = pacs::start(&samples.join("prior-ct"), "DEMOPACS", gateway_node)
+        .await
+        .context("starting the built-in hospital PACS")?;
+    let ports = Ports {
+        dicom: dicom_port,
+        site: site.dicom_addr,
+        pacs: hospital_pacs.addr,
+        http: port,
+    };
+    let text = gateway_config(&dir, &ports, &hash, &users);
     std::fs::write(dir.join("readgate.toml"), &text)?;
     let gw = crate::serve::start(Config::parse(&text, &dir.join("readgate.toml"))?)
         .await
@@ -364,18 +418,48 @@ pub async fn run(
     let hl7 = gw.hl7_addr.context("no HL7 listener")?;
     println!("readgate demo — data in {}", dir.display());
     println!(
-        "  gateway DICOM {}  HL7 {}  reading site DICOM {}",
-        gw.dicom_addr, hl7, site.dicom_addr
+        "  gateway DICOM {}  HL7 {}  reading site DICOM {}  hospital PACS {} ({})",
+        gw.dicom_addr, hl7, site.dicom_addr, hospital_pacs.addr, hospital_pacs.ae_title
     );
     println!("  console: http://{http}/  log in as admin / {admin_password} (or viewer / {viewer_password})");
     println!("  REST API token, role admin: {token}");
     println!("  OpenAPI: http://{http}/api/v1/openapi.json   metrics: http://{http}/metrics");
 
+    // The prior's report lives only in the RIS: it comes as an ORU^R01.
+    let ack = send_hl7(hl7, &report_of_prior()).await?;
+    println!(
+        "  the RIS sends the report of {ACC_PRIOR} (CT chest, 2024-10-01, in the hospital PACS): ACK {}",
+        if ack.contains("MSA|AA") { "AA" } else { "not AA" }
+    );
     for folder in ["ct-chest", "mr-head", "ja-utf8"] {
         let n = send_folder(gw.dicom_addr, "CT01", &samples.join(folder)).await?;
         println!("  sent {folder}: {n} instance(s)");
     }
     let store = gw.store.clone();
+    if wait_state(
+        &store,
+        ACC_FORWARDED,
+        crate::model::StudyState::Forwarded,
+        30,
+    )
+    .await
+    {
+        let sent = store
+            .find_study(ACC_FORWARDED)
+            .ok()
+            .flatten()
+            .and_then(|k| store.decision_of(&k.study_uid).ok().flatten())
+            .and_then(|d| {
+                crate::priors::view::PriorsView::read(&store, d.context_json.as_deref(), 9 * 3600)
+                    .ok()
+                    .flatten()
+            })
+            .map(|v| v.priors.iter().filter(|p| !p.sent_to.is_empty()).count())
+            .unwrap_or(0);
+        println!(
+            "  {ACC_FORWARDED} (CT chest) was forwarded after {sent} prior(s): {ACC_PRIOR} found in the hospital PACS, moved to readgate and sent first, its report as a DICOM SR"
+        );
+    }
     if wait_state(&store, ACC_HELD, crate::model::StudyState::Held, 30).await {
         println!("  {ACC_HELD} (MR head) is HELD: no exam purpose, no clinical information, no callback number");
     }
@@ -414,6 +498,11 @@ pub async fn run(
     println!("  curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/studies");
     println!("    {ACC_FORWARDED} forwarded with full context; {ACC_HELD} held, then released by its order");
     println!(
+        "  readgate priors --config {} {ACC_FORWARDED}",
+        dir.join("readgate.toml").display()
+    );
+    println!("    its priors: {ACC_PRIOR} from the hospital PACS, sent to rc1");
+    println!(
         "  curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/studies/{ACC_HELD}"
     );
     println!("    its timeline: held with reasons (ja/en), context arrived, forwarded");
@@ -432,5 +521,6 @@ pub async fn run(
     }
     gw.stop().await;
     site.stop().await;
+    hospital_pacs.stop();
     Ok(())
 }
