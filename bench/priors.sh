@@ -4,8 +4,14 @@
 #
 #   bench/priors.sh     (g) DCMTK getscu: C-GET of the study into a directory
 #                       (m) DCMTK movescu: C-MOVE of the study to a DCMTK storescp
-#                       (r) readgate pacs get: C-GET into readgate's spool (each instance
-#                           fsync'd before its C-STORE-RSP); its peak RSS
+#                       (r) readgate pacs get: C-GET into readgate's priors spool (one
+#                           syncfs for the study); its peak RSS
+#                       (v) readgate serve, [[pacs]] retrieve = "move": a study of the same
+#                           patient arrives, and readgate moves the study above (its prior)
+#                           through its own DICOM listener before sending both on; the
+#                           time of that C-MOVE (from readgate's "prior retrieved" log line,
+#                           C-MOVE-RQ to final response plus the syncfs), and the server's
+#                           peak RSS (VmHWM). A fresh data directory per run.
 #
 # Options:
 #   --runs N        repetitions per measurement, median reported (default 5)
@@ -68,7 +74,7 @@ total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
 study=$("$dcmtk_bin/dcmdump" +P StudyInstanceUID "${files[0]}" | sed 's/.*\[\(.*\)\].*/\1/')
 [[ -n $study ]] || die "no Study Instance UID in ${files[0]}"
 
-read -r qr_port scp_port rg_port < <(free_ports 3)
+read -r qr_port scp_port rg_port sv_port sv_hl7 sink_port < <(free_ports 6)
 mkdir -p "$work/db"
 cat >"$work/dcmqrscp.cfg" <<EOF
 NetworkTCPPort = $qr_port
@@ -76,6 +82,7 @@ MaxPDUSize = 65536
 MaxAssociations = 16
 HostTable BEGIN
 storescp = (MOVEDEST, 127.0.0.1, $scp_port)
+readgate = (READGATE, 127.0.0.1, $sv_port)
 HostTable END
 VendorTable BEGIN
 VendorTable END
@@ -159,19 +166,107 @@ run_r() {   # prints "SECONDS PEAK_RSS_KB"
     printf '%s %s\n' "$(secs "$t0" "$t1")" "$(tail -n 1 "$out.rss")"
 }
 
+# (v): readgate serve moving the prior through its listener, a storescp as the facility.
+write_config "$work/sv" "$sv_port"
+cat >>"$work/sv/readgate.toml" <<EOF
+stable_after_secs = 1
+
+[storage]
+min_free_mb = 1
+
+[log]
+format = "json"
+
+[hl7]
+listen = "127.0.0.1:$sv_hl7"
+default_charset = "utf8"
+
+[[destinations]]
+id = "facility"
+facility = "RC1"
+ae_title = "SINK"
+host = "127.0.0.1"
+port = $sink_port
+
+[[routes]]
+destination = "facility"
+
+[[policy.rules]]
+name = "priors"
+checks = ["prior_reports"]
+
+[[pacs]]
+id = "bench"
+ae_title = "PACS"
+host = "127.0.0.1"
+port = $qr_port
+retrieve = "move"
+timeout_secs = 60
+EOF
+# The prior's report (so the study passes), and a one-image study of the same patient.
+oru=$(printf '%s\r' \
+    "MSH|^~\\&|RIS|BENCH|READGATE|RAD|20250601120000||ORU^R01|BENCH-ORU-1|P|2.5" \
+    "PID|||SYN-BENCH||Bench^Patient" \
+    "ORC|RE|PL-B1|FL-B1" \
+    "OBR|1|PL-B1|FL-B1|CT|||20250410080000|||||||||||SYNBENCH01||||20250410120000|||F" \
+    "OBX|1|TX|GDT^Report^LOCAL||No change.||||||F")
+current_dir=$work/current
+python3 "$repo/tests/peers/make_study.py" "$current_dir" --study-uid 2.25.1234567890123 --count 1 \
+    --patient-id SYN-BENCH --accession SYNBENCH02 --study-date 20250601 >/dev/null ||
+    die "make_study.py failed"
+
+run_v() {   # prints "SECONDS PEAK_RSS_KB"
+    local dir=$work/sv sink=$work/sink$1 pid scp ms rss deadline
+    rm -rf "$dir/var" "$sink"
+    mkdir -p "$dir/var" "$sink"
+    "$dcmtk_bin/storescp" -aet SINK -od "$sink" "$sink_port" >"$sink.log" 2>&1 &
+    scp=$!
+    pids+=("$scp")
+    wait_port "$sink_port" "$scp" storescp "$sink.log"
+    "$READGATE_BIN" serve --config "$dir/readgate.toml" >"$dir/serve$1.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$sv_hl7" "$pid" "readgate serve" "$dir/serve$1.log"
+    wait_port "$sv_port" "$pid" "readgate serve" "$dir/serve$1.log"
+    exec 3<>"/dev/tcp/127.0.0.1/$sv_hl7"
+    printf '\x0b%s\x1c\x0d' "$oru" >&3
+    timeout 10 head -c 1 <&3 >/dev/null || die "(v) no ACK for the prior's report"
+    exec 3>&-
+    "$dcmtk_bin/storescu" -aet CT01 -aec READGATE 127.0.0.1 "$sv_port" "$current_dir"/*.dcm \
+        >"$dir/current$1.log" 2>&1 || die "(v) storescu of the current study failed"
+    deadline=$((SECONDS + 120))
+    until ms=$(grep '"prior retrieved"' "$dir/serve$1.log" | grep -o '"elapsed_ms":[0-9]*' |
+        head -n 1 | cut -d: -f2) && [[ -n $ms ]]; do
+        ((SECONDS < deadline)) || die "(v) no prior retrieved within 120 s (log: $dir/serve$1.log)"
+        sleep 0.2
+    done
+    grep '"prior retrieved"' "$dir/serve$1.log" | grep -q "\"instances\":$count" ||
+        die "(v) readgate did not move all $count instances (log: $dir/serve$1.log)"
+    rss=$(vmhwm_kb "$pid")
+    stop "$pid"
+    stop "$scp"
+    printf '%s %s\n' "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')" "$rss"
+}
+
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install time"
-g=() m=() r=() rss=()
+g=() m=() r=() rss=() v=() vrss=()
 for i in $(seq "$runs"); do
     g+=("$(run_g "$i")")
     m+=("$(run_m "$i")")
     out_r=$(run_r "$i")
     r+=("${out_r% *}")
     rss+=("${out_r#* }")
-    log "run $i/$runs: getscu ${g[-1]} s, movescu ${m[-1]} s, readgate ${r[-1]} s"
+    out_v=$(run_v "$i")
+    v+=("${out_v% *}")
+    vrss+=("${out_v#* }")
+    log "run $i/$runs: getscu ${g[-1]} s, movescu ${m[-1]} s, readgate get ${r[-1]} s, readgate serve move ${v[-1]} s"
 done
 G=$(median "${g[@]}") M=$(median "${m[@]}") R=$(median "${r[@]}") RSS=$(median "${rss[@]}")
+V=$(median "${v[@]}") VRSS=$(median "${vrss[@]}")
 printf '%s\n' "prior retrieval: $count instances, $((total_bytes / 1048576)) MiB, medians of $runs"
 printf '  (g) getscu  C-GET        %s s\n' "$G"
 printf '  (m) movescu C-MOVE       %s s\n' "$M"
 printf '  (r) readgate pacs get    %s s   r/m %s   r/g %s   peak RSS %s MiB\n' \
     "$R" "$(ratio "$R" "$M")" "$(ratio "$R" "$G")" "$(mb_of_kb "$RSS")"
+printf '  (v) readgate serve move  %s s   v/m %s   peak RSS %s MiB (the whole server)\n' \
+    "$V" "$(ratio "$V" "$M")" "$(mb_of_kb "$VRSS")"

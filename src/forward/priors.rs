@@ -224,7 +224,11 @@ impl Forwarder {
                 retrieved.as_ref().map(|r| r.bytes()).unwrap_or(0),
             );
             let retrieved = match retrieved {
-                Ok(r) => r,
+                Ok(r) => {
+                    info!(pacs = %pacs.id, prior_uid = %prior.uid, operation, instances = r.instances.len(),
+                        bytes = r.bytes(), failed = r.failed, elapsed_ms = r.millis, "prior retrieved");
+                    r
+                }
                 Err(reason) => {
                     let error = PriorError::Retrieve {
                         prior: prior.uid.clone(),
