@@ -231,17 +231,22 @@ def dcmtk(tool: str, *args: str) -> None:
 # ---------------------------------------------------------------------------
 # The committed sample set.
 # ---------------------------------------------------------------------------
+def chest_ct(key: str, i: int, study_date: str, study_time: str, accession: str) -> Dataset:
+    """Instance i + 1 of a chest CT of Test^Taro (SYN-0001), UIDs named after `key`."""
+    return base_image(
+        sop_class=CT_IMAGE_STORAGE, modality="CT",
+        study_key=f"{key}/study", series_key=f"{key}/series/2",
+        instance_key=f"{key}/instance/{i + 1}", instance_number=i + 1,
+        patient_name="Test^Taro", patient_id="SYN-0001", birth_date="19700101", sex="M",
+        study_date=study_date, study_time=study_time, accession=accession,
+        study_description="CT CHEST W/O CONTRAST", series_description="Axial 5mm",
+        series_number=2,
+    )
+
+
 def gen_ct_chest(out: Path) -> None:
     for i in range(3):
-        ds = base_image(
-            sop_class=CT_IMAGE_STORAGE, modality="CT",
-            study_key="ct-chest/study", series_key="ct-chest/series/2",
-            instance_key=f"ct-chest/instance/{i + 1}", instance_number=i + 1,
-            patient_name="Test^Taro", patient_id="SYN-0001", birth_date="19700101", sex="M",
-            study_date="20250401", study_time="093000", accession="SYNACC0001",
-            study_description="CT CHEST W/O CONTRAST", series_description="Axial 5mm",
-            series_number=2,
-        )
+        ds = chest_ct("ct-chest", i, "20250401", "093000", "SYNACC0001")
         add_clinical_context(
             ds,
             referring="Referrer^Fake^^Dr",
@@ -260,15 +265,7 @@ def gen_ct_chest(out: Path) -> None:
 def gen_prior_ct(out: Path) -> None:
     """The ct-chest patient's earlier chest CT: the prior the demo's PACS holds."""
     for i in range(2):
-        ds = base_image(
-            sop_class=CT_IMAGE_STORAGE, modality="CT",
-            study_key="prior-ct/study", series_key="prior-ct/series/2",
-            instance_key=f"prior-ct/instance/{i + 1}", instance_number=i + 1,
-            patient_name="Test^Taro", patient_id="SYN-0001", birth_date="19700101", sex="M",
-            study_date="20241001", study_time="101500", accession="SYNACC0000",
-            study_description="CT CHEST W/O CONTRAST", series_description="Axial 5mm",
-            series_number=2,
-        )
+        ds = chest_ct("prior-ct", i, "20241001", "101500", "SYNACC0000")
         z = -5.0 + 5.0 * i
         add_pixels(ds, phantom(64, 64, seed=200 + i, z=z), 12, z=z)
         save(ds, out / f"IM{i + 1:04d}.dcm", ExplicitVRLittleEndian)

@@ -94,6 +94,24 @@ impl PriorSite {
         row.expect("row")
     }
 
+    /// The RIS sends a final report for `accession` (ORU^R01); answered AA.
+    async fn report(&self, patient: &str, accession: &str) {
+        let hl7 = self.rg.hl7_addr.expect("HL7 listener");
+        let ack = send_hl7(hl7, final_report(patient, accession)).await;
+        assert!(ack.contains("MSA|AA"), "{ack}");
+    }
+
+    /// The audit entries of one kind.
+    fn audited(&self, kind: &str) -> Vec<readgate::audit::Entry> {
+        self.rg
+            .audit
+            .search(&readgate::audit::Query {
+                kind: Some(kind.into()),
+                ..Default::default()
+            })
+            .unwrap()
+    }
+
     fn wait_state(&self, uid: &str, state: StudyState, timeout: Duration) {
         wait_until(&format!("{uid} {state:?}"), timeout, || {
             self.rg.store.study_row(uid).unwrap().map(|r| r.state) == Some(state)
@@ -293,9 +311,7 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
     );
     assert!(table.contains("PACS hosp: answered, 2 studies"), "{table}");
 
-    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
-    let ack = send_hl7(hl7, final_report("P-NOREP", "ACC-NOREP-1")).await;
-    assert!(ack.contains("MSA|AA"), "{ack}");
+    site.report("P-NOREP", "ACC-NOREP-1").await;
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
     site.rg.stop().await;
 }
@@ -401,14 +417,7 @@ async fn priors_under_a_merged_patient_id_are_found() {
     );
     assert!(text.contains("ACC-MERGED-1"), "{text}");
     // Each lookup was audited before it was made: one `query` per patient ID asked.
-    let queries = site
-        .rg
-        .audit
-        .search(&readgate::audit::Query {
-            kind: Some("query".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let queries = site.audited("query");
     let mut asked: Vec<String> = queries
         .iter()
         .filter(|e| e.actor == "system" && e.detail.contains("\"searched\":\"pacs\""))
@@ -585,9 +594,7 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
 
     // A second study of the patient, once the first is reported: the facility has the
     // priors (and the first study).
-    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
-    let ack = send_hl7(hl7, final_report("P-SEND", "ACC-SEND-NOW")).await;
-    assert!(ack.contains("MSA|AA"), "{ack}");
+    site.report("P-SEND", "ACC-SEND-NOW").await;
     let second = format!("{base}.10");
     site.send(&second, "P-SEND", "ACC-SEND-LATER", 1);
     site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
@@ -595,14 +602,7 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
     assert_eq!(got.len(), 8, "only the new image: {got:#?}");
     assert_eq!(got[7].study_uid, second);
     // Each prior sent once, audited (before it went) with the study it went with.
-    let sends = site
-        .rg
-        .audit
-        .search(&readgate::audit::Query {
-            kind: Some("prior_sent".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let sends = site.audited("prior_sent");
     // docs/audit.md: the actor is readgate's calling AE towards the destination.
     assert!(sends.iter().all(|e| e.actor == "READGATE"), "{sends:?}");
     let mut audited: Vec<(String, String)> = sends
@@ -653,9 +653,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
     cfg.extra = pacs_entry(pacs.ae, port, "", "");
     let site = PriorSite::run(dir, scp, cfg).await;
     // The prior's report came over HL7 (dcmqrscp lists no document classes).
-    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
-    let ack = send_hl7(hl7, final_report("P-GONE", "ACC-GONE-1")).await;
-    assert!(ack.contains("MSA|AA"), "{ack}");
+    site.report("P-GONE", "ACC-GONE-1").await;
 
     let current = format!("{base}.9");
     site.send(&current, "P-GONE", "ACC-GONE-NOW", 1);
@@ -795,9 +793,7 @@ async fn moved_priors_arrive_first(orthanc: bool) {
         "{check}"
     );
     if !orthanc {
-        let hl7 = site.rg.hl7_addr.expect("HL7 listener");
-        let ack = send_hl7(hl7, final_report("P-MOVE", "ACC-MOVE-1")).await;
-        assert!(ack.contains("MSA|AA"), "{ack}");
+        site.report("P-MOVE", "ACC-MOVE-1").await;
     }
 
     let current = format!("{base}.9");
@@ -819,14 +815,7 @@ async fn moved_priors_arrive_first(orthanc: bool) {
         .all(|a| a.prior_of.as_deref() == Some("ACC-MOVE-NOW")));
     // The moved instances never became a study, and the move was audited as such.
     assert!(site.rg.store.study_row(&prior).unwrap().is_none());
-    let queries = site
-        .rg
-        .audit
-        .search(&readgate::audit::Query {
-            kind: Some("query".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let queries = site.audited("query");
     assert!(
         queries
             .iter()

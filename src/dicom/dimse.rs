@@ -180,6 +180,10 @@ fn push_element(out: &mut Vec<u8>, element: u16, value: &[u8]) {
 }
 
 pub fn c_store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u8> {
+    store_rq(message_id, sop_class, sop_instance).encode()
+}
+
+fn store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> CommandBuilder {
     CommandBuilder::new()
         .uid(TAG_AFFECTED_SOP_CLASS, sop_class)
         .u16(TAG_COMMAND_FIELD, C_STORE_RQ)
@@ -187,7 +191,6 @@ pub fn c_store_rq(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u
         .u16(TAG_PRIORITY, 0)
         .u16(TAG_DATA_SET_TYPE, 0x0000)
         .uid(TAG_AFFECTED_SOP_INSTANCE, sop_instance)
-        .encode()
 }
 
 /// A C-STORE-RQ that is a sub-operation of the C-MOVE `move_id` asked by `originator`.
@@ -198,13 +201,7 @@ pub fn c_store_rq_moved(
     originator: &str,
     move_id: u16,
 ) -> Vec<u8> {
-    CommandBuilder::new()
-        .uid(TAG_AFFECTED_SOP_CLASS, sop_class)
-        .u16(TAG_COMMAND_FIELD, C_STORE_RQ)
-        .u16(TAG_MESSAGE_ID, message_id)
-        .u16(TAG_PRIORITY, 0)
-        .u16(TAG_DATA_SET_TYPE, 0x0000)
-        .uid(TAG_AFFECTED_SOP_INSTANCE, sop_instance)
+    store_rq(message_id, sop_class, sop_instance)
         .text(TAG_MOVE_ORIGINATOR_AE, originator)
         .u16(TAG_MOVE_ORIGINATOR_ID, move_id)
         .encode()

@@ -17,9 +17,6 @@ use crate::dicom::dimse::{self, Command, CommandBuilder};
 use crate::dicom::trim_uid;
 use crate::receive::moves::{Moves, Ticket};
 use crate::spool::Spool;
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
@@ -120,17 +117,7 @@ impl Request<'_> {
             .text(TAG_MOVE_DESTINATION, self.destination)
             .u16(dimse::TAG_DATA_SET_TYPE, 0x0001)
             .encode();
-        let mut obj = InMemDicomObject::new_empty();
-        obj.put(DataElement::new(
-            tags::QUERY_RETRIEVE_LEVEL,
-            VR::CS,
-            PrimitiveValue::from("STUDY"),
-        ));
-        obj.put(DataElement::new(
-            tags::STUDY_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(self.study_uid),
-        ));
+        let obj = super::retrieve::study_identifier(self.study_uid);
         let identifier = super::find::encode(&obj, trim_uid(&pc.transfer_syntax))
             .map_err(|e| super::link::transport(pacs, e))?;
         super::link::send(association, pacs, pc.id, PDataValueType::Command, command).await?;

@@ -144,6 +144,22 @@ pub(super) async fn make_durable(pacs: &Pacs, spool: &Arc<Spool>) -> Result<(), 
         })
 }
 
+/// The identifier of a retrieval (C-GET or C-MOVE) of one whole study.
+pub(super) fn study_identifier(study_uid: &str) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::QUERY_RETRIEVE_LEVEL,
+        VR::CS,
+        PrimitiveValue::from("STUDY"),
+    ));
+    obj.put(DataElement::new(
+        tags::STUDY_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(study_uid.trim()),
+    ));
+    obj
+}
+
 /// The C-STORE sub-operation being received.
 struct Incoming {
     request: Command,
@@ -231,17 +247,7 @@ impl<'a, S: crate::tls::Wire> Getter<'a, S> {
             .u16(dimse::TAG_PRIORITY, 0)
             .u16(dimse::TAG_DATA_SET_TYPE, 0x0001)
             .encode();
-        let mut obj = InMemDicomObject::new_empty();
-        obj.put(DataElement::new(
-            tags::QUERY_RETRIEVE_LEVEL,
-            VR::CS,
-            PrimitiveValue::from("STUDY"),
-        ));
-        obj.put(DataElement::new(
-            tags::STUDY_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(study_uid.trim()),
-        ));
+        let obj = study_identifier(study_uid);
         let get_syntax = self
             .association
             .presentation_contexts()
