@@ -201,8 +201,13 @@ fn fixture() -> &'static [Case] {
             } else {
                 ascii_order()
             };
-            // mr-head lacks all context: everything is copied; the others have it.
-            let copied = if rel.starts_with("mr-head") { 4 } else { 0 };
+            // mr-head and prior-ct lack all context: everything is copied; the others
+            // have it.
+            let copied = if rel.starts_with("mr-head") || rel.starts_with("prior-ct") {
+                4
+            } else {
+                0
+            };
             add(
                 format!("as-is_{rel}"),
                 f.clone(),
