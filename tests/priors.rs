@@ -59,6 +59,11 @@ impl PriorSite {
 
     /// As [`PriorSite::send`], the study acquired on `date` (DA).
     fn send_dated(&self, uid: &str, patient: &str, accession: &str, count: usize, date: &str) {
+        self.send_with(uid, patient, accession, count, &["--study-date", date]);
+    }
+
+    /// As [`PriorSite::send`], with more make_study.py options (e.g. `--issuer`).
+    fn send_with(&self, uid: &str, patient: &str, accession: &str, count: usize, options: &[&str]) {
         let out = self.dir.path().join("modality").join(uid);
         run_ok(
             Command::new(python())
@@ -66,7 +71,8 @@ impl PriorSite {
                 .arg(&out)
                 .args(["--study-uid", uid, "--count", &count.to_string()])
                 .args(["--patient-id", patient, "--accession", accession])
-                .args(["--study-date", date, "--study-time", ""]),
+                .args(["--study-date", &days_ago(0), "--study-time", ""])
+                .args(options),
             "make_study.py",
         );
         let files: Vec<_> = std::fs::read_dir(&out)
@@ -909,5 +915,65 @@ async fn an_old_study_is_checked_against_the_priors_of_its_own_year() {
         (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
     );
     assert!(text.contains("ACC-OLD-1"), "{text}");
+    site.rg.stop().await;
+}
+
+/// Two hospitals' patients with the same ID: the PACS answers with the Issuer of Patient
+/// ID (Orthanc does), and a study of another issuer is not the patient's prior. One of
+/// the patient's own issuer, or with none, is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pacs_study_of_another_issuer_is_not_a_prior() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7111";
+    pacs.load_with(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        "P-ISSUER",
+        "ACC-OTHER-HOSP",
+        &days_ago(30),
+        &["--issuer", "HOSP_B"],
+    );
+    // Every prior in the look-back needs a report, so the PACS study is named below
+    // beside the first study (the same ID: readgate's own studies are not told apart).
+    let all = "[policy.priors]\nrequire = \"all\"\n";
+    let site = PriorSite::start(pacs.port, pacs.ae, all).await;
+    let passes = format!("{base}.8");
+    site.send_with(
+        &passes,
+        "P-ISSUER",
+        "ACC-ISSUER-A",
+        1,
+        &["--issuer", "HOSP_A"],
+    );
+    let row = site.wait_decided(&passes, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let found = site
+        .rg
+        .store
+        .pacs_studies(&["P-ISSUER".to_string()])
+        .unwrap();
+    assert_eq!(
+        found[0].study.issuer.as_deref(),
+        Some("HOSP_B"),
+        "{found:?}"
+    );
+
+    // The same PACS study, for a study of HOSP_B's patient: a prior without report.
+    let held = format!("{base}.9");
+    site.send_with(
+        &held,
+        "P-ISSUER",
+        "ACC-ISSUER-B",
+        1,
+        &["--issuer", "HOSP_B"],
+    );
+    let row = site.wait_decided(&held, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+    );
+    assert!(text.contains("ACC-OTHER-HOSP"), "{text}");
     site.rg.stop().await;
 }

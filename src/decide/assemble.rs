@@ -123,9 +123,21 @@ pub fn from_store(
                 }
             });
         }
+        // The study's Issuer of Patient ID: a PACS study whose issuer is another one
+        // belongs to another domain's patient who happens to have the same ID.
+        let issuer = headers
+            .iter()
+            .find_map(|h| h.get("0010,0021"))
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty());
         for found in store.pacs_studies(patient_ids)? {
             if !pacs_ids.contains(&found.pacs_id) || found.study.study_uid == snapshot.study_uid {
                 continue;
+            }
+            if let (Some(ours), Some(theirs)) = (&issuer, &found.study.issuer) {
+                if ours != theirs.trim() {
+                    continue;
+                }
             }
             let s = found.study;
             let done = s

@@ -16,4 +16,8 @@ pub struct PacsStudy {
     pub description: Option<String>,
     /// Number of Study Related Instances (0020,1208), when the PACS gives it.
     pub instances: Option<u32>,
+    /// Issuer of Patient ID (0010,0021), when the PACS gives it: the domain its Patient
+    /// ID belongs to.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }

@@ -315,7 +315,10 @@ fn identifier(
         put_text(&mut obj, *tag, *vr, value.trim());
     }
     for (tag, vr) in returns {
-        obj.put(DataElement::new(*tag, *vr, PrimitiveValue::Empty));
+        // A matching key is returned too: it is not made universal again.
+        if obj.element(*tag).is_err() {
+            obj.put(DataElement::new(*tag, *vr, PrimitiveValue::Empty));
+        }
     }
     obj
 }
@@ -340,6 +343,7 @@ fn study_identifier(query: &StudyQuery) -> InMemDicomObject {
             (tags::MODALITIES_IN_STUDY, VR::CS),
             (tags::STUDY_DESCRIPTION, VR::LO),
             (tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS),
+            (tags::ISSUER_OF_PATIENT_ID, VR::LO),
         ],
     )
 }
@@ -414,6 +418,7 @@ fn study_of(obj: &InMemDicomObject) -> Option<PacsStudy> {
             .unwrap_or_default(),
         description: text(obj, tags::STUDY_DESCRIPTION),
         instances: text(obj, tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok()),
+        issuer: text(obj, tags::ISSUER_OF_PATIENT_ID).filter(|i| !i.is_empty()),
     })
 }
 

@@ -48,8 +48,8 @@ impl Store {
                 )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT OR REPLACE INTO pacs_studies (pacs_id, patient_id, study_uid, accession, \
-                     study_date, study_time, modalities, description, instances, documents) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     study_date, study_time, modalities, description, instances, documents, issuer) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
                 for (s, documents) in studies {
                     insert.execute(params![
@@ -62,7 +62,8 @@ impl Store {
                         s.modalities.join(" "),
                         s.description,
                         s.instances,
-                        documents
+                        documents,
+                        s.issuer
                     ])?;
                 }
                 (None, studies.len() as i64)
@@ -109,7 +110,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT pacs_id, patient_id, study_uid, accession, study_date, study_time, modalities, \
-             description, instances, documents FROM pacs_studies WHERE patient_id = ?1",
+             description, instances, documents, issuer FROM pacs_studies WHERE patient_id = ?1",
         )?;
         let mut out = Vec::new();
         for id in patient_ids {
@@ -126,6 +127,7 @@ impl Store {
                         modalities: modalities.split_whitespace().map(String::from).collect(),
                         description: r.get(7)?,
                         instances: r.get(8)?,
+                        issuer: r.get(10)?,
                     },
                     documents: r.get(9)?,
                 })

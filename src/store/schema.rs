@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -68,6 +68,10 @@ CREATE TABLE prior_sends (
 CREATE INDEX prior_sends_by_study ON prior_sends(for_study_uid);
 CREATE INDEX pacs_studies_by_uid ON pacs_studies(study_uid);
 "#];
+
+/// Migration 5: the Issuer of Patient ID the PACS gave with each study it found, so that
+/// a study of another domain's patient with the same ID is not taken for a prior.
+const V5: &[&str] = &["ALTER TABLE pacs_studies ADD COLUMN issuer TEXT"];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -42,6 +42,7 @@ def main() -> int:
     p.add_argument("--count", type=int, default=2)
     p.add_argument("--patient-id", default="SYN-SCEN-0001")
     p.add_argument("--patient-name", default="Scenario^Synthetic")
+    p.add_argument("--issuer", help="Issuer of Patient ID (0010,0021)")
     p.add_argument("--accession", default="")
     p.add_argument("--study-date", default="20240601")
     p.add_argument("--study-time", default="093000")
@@ -129,6 +130,8 @@ def common_attributes(args, sop_class: UID, sop_uid: UID, modality: str) -> Data
     ds.StudyDescription = "SYNTHETIC CT"
     ds.PatientName = args.patient_name
     ds.PatientID = args.patient_id
+    if args.issuer:
+        ds.IssuerOfPatientID = args.issuer
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
     return ds
