@@ -977,3 +977,41 @@ async fn a_pacs_study_of_another_issuer_is_not_a_prior() {
     assert!(text.contains("ACC-OTHER-HOSP"), "{text}");
     site.rg.stop().await;
 }
+
+/// `send_priors`: a destination set to `false` (a facility that fetches priors itself)
+/// gets the study alone; a route set to `true` sends them to it anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_priors_is_switched_per_destination_and_per_route() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7112";
+    let prior = format!("{base}.1");
+    pacs.load(
+        pacs_dir.path(),
+        &prior,
+        "P-SWITCH",
+        "ACC-SWITCH-1",
+        &days_ago(10),
+    );
+    for (route, expected_priors) in [("", 0), ("send_priors = true", 2)] {
+        let (dir, scp, mut cfg) = PriorSite::logged_config();
+        cfg.dest_extra = "send_priors = false".into();
+        cfg.route_extra = route.into();
+        cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "");
+        let site = PriorSite::run(dir, scp, cfg).await;
+        site.report("P-SWITCH", "ACC-SWITCH-1").await;
+        let current = format!("{base}.{}", 8 + expected_priors);
+        site.send(&current, "P-SWITCH", "ACC-SWITCH-NOW", 1);
+        site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+        let got = arrived(site.dir.path(), &site.scp);
+        let priors = got.iter().filter(|a| a.study_uid == prior).count();
+        // With priors: the two images and the SR made of the ORU.
+        let expected = if expected_priors == 0 { 0 } else { 3 };
+        assert_eq!(priors, expected, "route {route:?}: {got:#?}");
+        assert_eq!(
+            got.last().map(|a| a.study_uid.as_str()),
+            Some(current.as_str())
+        );
+        site.rg.stop().await;
+    }
+}

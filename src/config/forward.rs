@@ -136,6 +136,9 @@ pub struct Route {
     /// Match when the study was sent by one of these calling AE titles (empty: any).
     #[serde(default)]
     pub calling_ae: Vec<String>,
+    /// Send the chosen priors with the studies of this route; unset: the destination's
+    /// `send_priors`.
+    pub send_priors: Option<bool>,
 }
 
 fn default_retry_base() -> u64 {

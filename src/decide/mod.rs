@@ -85,29 +85,44 @@ impl Router {
     }
 
     pub fn route(&self, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
-        for (i, route) in self.config.routes.iter().enumerate() {
-            let modality_ok = route.modalities.is_empty()
-                || route
-                    .modalities
-                    .iter()
-                    .any(|m| modalities.iter().any(|s| s.eq_ignore_ascii_case(m)));
-            let ae_ok = route.calling_ae.is_empty()
-                || route
-                    .calling_ae
-                    .iter()
-                    .any(|a| calling_aes.iter().any(|s| s == a.trim()));
-            if modality_ok && ae_ok {
-                if let Some(dest) = self.config.destination(&route.destination) {
-                    return Some(Route {
-                        destination: dest.id.clone(),
-                        facility: dest.facility.clone(),
-                        because: format!("routes[{i}] → {} ({})", dest.id, dest.facility),
-                    });
-                }
+        let (i, _, dest) = first_route(&self.config, modalities, calling_aes)?;
+        Some(Route {
+            destination: dest.id.clone(),
+            facility: dest.facility.clone(),
+            because: format!("routes[{i}] → {} ({})", dest.id, dest.facility),
+        })
+    }
+}
+
+/// The first `[[routes]]` entry of `config` that matches a study with these modalities and
+/// calling AE titles: its index, the entry and its destination.
+pub fn first_route<'a>(
+    config: &'a Config,
+    modalities: &[String],
+    calling_aes: &[String],
+) -> Option<(
+    usize,
+    &'a crate::config::Route,
+    &'a crate::config::Destination,
+)> {
+    for (i, route) in config.routes.iter().enumerate() {
+        let modality_ok = route.modalities.is_empty()
+            || route
+                .modalities
+                .iter()
+                .any(|m| modalities.iter().any(|s| s.eq_ignore_ascii_case(m)));
+        let ae_ok = route.calling_ae.is_empty()
+            || route
+                .calling_ae
+                .iter()
+                .any(|a| calling_aes.iter().any(|s| s == a.trim()));
+        if modality_ok && ae_ok {
+            if let Some(dest) = config.destination(&route.destination) {
+                return Some((i, route, dest));
             }
         }
-        None
     }
+    None
 }
 
 /// The gate: routes the study, then applies the clinical-context policy (`[policy]`).

@@ -73,7 +73,11 @@ pub fn open_priors_spools(config: &Config) -> std::io::Result<Vec<Option<Arc<Spo
     }
     let mut out = Vec::new();
     for (i, destination) in config.destinations.iter().enumerate() {
-        if !destination.send_priors || config.pacs.is_empty() {
+        let some_route_sends = config
+            .routes
+            .iter()
+            .any(|r| r.destination == destination.id && r.send_priors == Some(true));
+        if !(destination.send_priors || some_route_sends) || config.pacs.is_empty() {
             out.push(None);
             continue;
         }
@@ -106,6 +110,14 @@ pub(super) fn pending(
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or_default();
+    // The route's `send_priors`, else the destination's.
+    let send = crate::decide::first_route(config, &context.modalities, &context.calling_aes)
+        .and_then(|(_, route, _)| route.send_priors)
+        .or_else(|| config.destination(destination).map(|d| d.send_priors))
+        .unwrap_or(false);
+    if !send {
+        return Ok(Vec::new());
+    }
     let pacs_ids: Vec<String> = config.pacs.iter().map(|p| p.id.clone()).collect();
     let mut out = Vec::new();
     let chosen = crate::decide::policy::comparable_priors(&context, &config.policy, now);

@@ -225,6 +225,8 @@ pub struct TestConfig {
     pub hl7_extra: String,
     /// More keys of the `[[destinations]]` entry, one per line.
     pub dest_extra: String,
+    /// More keys of the `[[routes]]` entry, one per line.
+    pub route_extra: String,
 }
 
 impl TestConfig {
@@ -245,6 +247,7 @@ impl TestConfig {
             hl7_default_charset: "ascii".to_string(),
             hl7_extra: String::new(),
             dest_extra: String::new(),
+            route_extra: String::new(),
         }
     }
 
@@ -309,6 +312,7 @@ port = {dest}
 
 [[routes]]
 destination = "rc1"
+{route_extra}
 
 {policy}
 
@@ -321,6 +325,7 @@ destination = "rc1"
             peers = peers,
             dest = self.dest_port,
             dest_extra = self.dest_extra,
+            route_extra = self.route_extra,
             extra = self.extra,
             min_free = self.min_free_mb,
             policy = self.policy,
