@@ -145,10 +145,11 @@ impl Store {
     pub fn earliest_open_study_date(&self, patient_ids: &[String]) -> Result<Option<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT MIN(json_extract(i.context, '$.\"0008,0020\"')) FROM studies s \
-             JOIN instances i ON i.study_uid = s.study_uid \
+            "SELECT MIN(d) FROM (SELECT json_extract(i.context, '$.\"0008,0020\"') AS d \
+             FROM studies s JOIN instances i ON i.study_uid = s.study_uid \
              WHERE s.patient_id = ?1 AND s.state IN ('receiving', 'held') \
-             AND json_valid(i.context)",
+             AND json_valid(i.context)) \
+             WHERE d GLOB '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'",
         )?;
         let mut earliest: Option<String> = None;
         for id in patient_ids {

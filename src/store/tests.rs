@@ -179,3 +179,100 @@ fn state_words_in_sql_are_known_states() {
     }
     assert!(seen > 30, "the scan found the state words ({seen})");
 }
+
+#[test]
+fn a_prior_is_at_a_destination_once_sent_or_forwarded_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    // What the PACS answered about P1: one study, issuer kept.
+    let found = crate::model::PacsStudy {
+        study_uid: "PRIOR".into(),
+        accession: Some("A0".into()),
+        date: Some("20250101".into()),
+        time: None,
+        modalities: vec!["CT".into()],
+        description: None,
+        instances: Some(2),
+        issuer: Some("HOSP".into()),
+    };
+    store
+        .record_pacs_lookup("P1", "pacs1", 5, Ok(&[(found, 0)]))
+        .unwrap();
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .pacs_holding("PRIOR", &ids(&["pacs0", "pacs1"]))
+            .unwrap(),
+        ["pacs1"]
+    );
+    assert!(store
+        .pacs_holding("OTHER", &ids(&["pacs1"]))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.pacs_studies(&ids(&["P1"])).unwrap()[0]
+            .study
+            .issuer
+            .as_deref(),
+        Some("HOSP")
+    );
+
+    assert!(!store.destination_has("rc1", "PRIOR").unwrap());
+    let sent = SentPrior {
+        destination: "rc1".into(),
+        prior_uid: "PRIOR".into(),
+        pacs_id: "pacs1".into(),
+        for_study_uid: "S".into(),
+        instances: 2,
+        bytes: 200,
+        sent_at: 50,
+    };
+    store.record_prior_sent(&sent).unwrap();
+    assert!(store.destination_has("rc1", "PRIOR").unwrap());
+    assert!(!store.destination_has("rc2", "PRIOR").unwrap());
+    assert_eq!(store.priors_sent(&ids(&["PRIOR"])).unwrap(), [sent]);
+
+    // A study readgate forwarded to rc1 itself is there too; one only queued is not.
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    let snap = store.snapshot("S").unwrap();
+    assert!(queue(&store, &snap, 20));
+    assert!(!store.destination_has("rc1", "S").unwrap());
+    let q = store.queued_for("rc1", 30, 10).unwrap();
+    assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+    assert!(store.destination_has("rc1", "S").unwrap());
+    assert!(!store.destination_has("rc2", "S").unwrap());
+}
+
+#[test]
+fn the_earliest_open_study_date_counts_only_studies_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let dated = |sop: &str, study: &str, date: &str| NewInstance {
+        context: format!("{{\"0008,0020\": \"{date}\"}}"),
+        ..instance(sop, study, 10)
+    };
+    let p1 = ["P1".to_string()];
+    assert_eq!(store.earliest_open_study_date(&p1).unwrap(), None);
+    store
+        .index_instance(&dated("1", "NEW", "20261101"), true)
+        .unwrap();
+    store
+        .index_instance(&dated("2", "OLD", "20240315"), true)
+        .unwrap();
+    store
+        .index_instance(&dated("3", "BAD", "2024-03"), true)
+        .unwrap();
+    assert_eq!(
+        store.earliest_open_study_date(&p1).unwrap().as_deref(),
+        Some("20240315")
+    );
+    // Once OLD is decided and forwarded, only NEW (still receiving) counts.
+    let snap = store.snapshot("OLD").unwrap();
+    assert!(queue(&store, &snap, 20));
+    let q = store.queued_for("rc1", 30, 10).unwrap();
+    assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+    assert_eq!(
+        store.earliest_open_study_date(&p1).unwrap().as_deref(),
+        Some("20261101")
+    );
+}
