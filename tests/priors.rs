@@ -165,6 +165,20 @@ fn final_report(patient: &str, accession: &str) -> String {
     .join("\r")
 }
 
+/// ORM^O01 for `accession` of `patient` with priority STAT (OBR-27 `^^^^^S`).
+fn stat_order(patient: &str, accession: &str) -> String {
+    let now = readgate::time::format_ms(readgate::time::now_ms(), JST).replace(['-', ':', 'T'], "")
+        [..14]
+        .to_string();
+    [
+        format!("MSH|^~\\&|RIS|HOSP|READGATE|HOSP|{now}||ORM^O01|ORM-{accession}|P|2.5||||||UNICODE UTF-8"),
+        format!("PID|1||{patient}^^^HOSP^PI||シナリオ^次郎"),
+        format!("ORC|NW|PL-{accession}|||SC||^^^^^S|||||"),
+        format!("OBR|1|PL-{accession}||CT001^CT 胸部^LOCAL|||{now}|||||||||||{accession}||||||CT|||^^^^^S"),
+    ]
+    .join("\r")
+}
+
 /// The hospital's offset (readgate's default `policy.utc_offset`).
 const JST: i64 = 9 * 3600;
 
@@ -1014,4 +1028,55 @@ async fn send_priors_is_switched_per_destination_and_per_route() {
         );
         site.rg.stop().await;
     }
+}
+
+/// A STAT study is not held back by a prior the PACS cannot deliver (`policy.stat` is
+/// `forward_flagged` by default): it leaves without it; a routine one would wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7113";
+    let prior = format!("{base}.1");
+    pacs.load(
+        pacs_dir.path(),
+        &prior,
+        "P-STAT",
+        "ACC-STAT-1",
+        &days_ago(15),
+    );
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    // Time between the lookup (first image) and the decision to stop the PACS in.
+    cfg.stable_after_secs = 3;
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "");
+    let site = PriorSite::run(dir, scp, cfg).await;
+    site.report("P-STAT", "ACC-STAT-1").await;
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, stat_order("P-STAT", "ACC-STAT-NOW")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-STAT", "ACC-STAT-NOW", 1);
+    wait_until("the PACS answered", Duration::from_secs(30), || {
+        site.rg
+            .store
+            .pacs_lookups(&["P-STAT".to_string()])
+            .unwrap()
+            .iter()
+            .any(|l| l.error.is_none())
+    });
+    drop(pacs);
+    site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+    let got = arrived(site.dir.path(), &site.scp);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    assert_eq!(studies, [current.as_str()], "the study alone");
+    let context = site
+        .rg
+        .store
+        .decision_of(&current)
+        .unwrap()
+        .and_then(|d| d.context_json)
+        .unwrap_or_default();
+    assert!(context.contains("\"priority\":\"stat\""), "{context}");
+    site.rg.stop().await;
 }

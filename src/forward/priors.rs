@@ -14,8 +14,8 @@
 //! readgate itself). Priors are not studies: they are not in `studies`, so the reading
 //! ledger never counts them. A prior that cannot be retrieved holds the study back
 //! (retried with the forwarder's back-off, the reason in its last error) unless
-//! `policy.priors.on_pacs_unreachable = "forward_flagged"`; one the destination refuses
-//! always does.
+//! `policy.priors.on_pacs_unreachable = "forward_flagged"`, or the study is STAT and
+//! `policy.stat = "forward_flagged"`; one the destination refuses always does.
 
 use super::{tag_copy, Forwarder, Scu, StoreOutcome};
 use crate::config::pacs::Retrieve;
@@ -92,6 +92,16 @@ pub fn open_priors_spools(config: &Config) -> std::io::Result<Vec<Option<Arc<Spo
     Ok(out)
 }
 
+/// What to send before one study.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub priors: Vec<Pending>,
+    /// Whether a prior that cannot be retrieved lets the study go without it:
+    /// `on_pacs_unreachable = "forward_flagged"`, or a STAT study under
+    /// `policy.stat = "forward_flagged"` (withholding an emergency study does more harm).
+    pub go_without: bool,
+}
+
 /// The priors of `study_uid` to send to `destination`, newest first: comparable to the
 /// study as its recorded decision saw it, at most `priors.max_studies`, held by a
 /// `[[pacs]]`, not at the destination yet.
@@ -101,9 +111,9 @@ pub(super) fn pending(
     destination: &str,
     study_uid: &str,
     now: i64,
-) -> crate::store::Result<Vec<Pending>> {
+) -> crate::store::Result<Plan> {
     let Some(decision) = store.decision_of(study_uid)? else {
-        return Ok(Vec::new());
+        return Ok(Plan::default());
     };
     let context: StudyContext = decision
         .context_json
@@ -116,8 +126,12 @@ pub(super) fn pending(
         .or_else(|| config.destination(destination).map(|d| d.send_priors))
         .unwrap_or(false);
     if !send {
-        return Ok(Vec::new());
+        return Ok(Plan::default());
     }
+    let policy = &config.policy;
+    let go_without = policy.priors.on_pacs_unreachable == PacsUnreachable::ForwardFlagged
+        || (context.priority == Some(crate::model::Priority::Stat)
+            && policy.stat == crate::config::policy::StatHandling::ForwardFlagged);
     let pacs_ids: Vec<String> = config.pacs.iter().map(|p| p.id.clone()).collect();
     let mut out = Vec::new();
     let chosen = crate::decide::policy::comparable_priors(&context, &config.policy, now);
@@ -137,7 +151,10 @@ pub(super) fn pending(
             });
         }
     }
-    Ok(out)
+    Ok(Plan {
+        priors: out,
+        go_without,
+    })
 }
 
 impl Forwarder {
@@ -195,11 +212,11 @@ impl Forwarder {
             self.destination.id.clone(),
             study_uid.to_string(),
         );
-        let pending = self
+        let plan = self
             .blocking(move |s| pending(s, &config, &destination, &uid, now_ms()))
             .await
             .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
-        for prior in pending {
+        for prior in plan.priors {
             let Some(pacs) = self.config.pacs.iter().find(|p| p.id == prior.pacs) else {
                 continue;
             };
@@ -247,11 +264,9 @@ impl Forwarder {
                         pacs: pacs.id.clone(),
                         reason,
                     };
-                    if self.config.policy.priors.on_pacs_unreachable
-                        == PacsUnreachable::ForwardFlagged
-                    {
+                    if plan.go_without {
                         warn!(destination = %self.destination.id, study_uid = %study_uid, error = %error,
-                            "study sent without this prior (policy.priors.on_pacs_unreachable = forward_flagged)");
+                            "study sent without this prior (STAT, or on_pacs_unreachable = forward_flagged)");
                         continue;
                     }
                     return Err(error);
