@@ -311,6 +311,7 @@ impl Config {
             ("refresh_secs", self.priors.refresh_secs),
             ("retry_secs", self.priors.retry_secs),
             ("max_studies", self.priors.max_studies as u64),
+            ("send_max", self.priors.send_max as u64),
         ] {
             if v == 0 {
                 return Err(invalid(

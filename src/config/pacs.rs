@@ -82,6 +82,11 @@ pub struct PriorsSettings {
     /// into for report documents (SR, encapsulated PDF/CDA): two small queries each.
     #[serde(default = "default_max_studies")]
     pub max_studies: usize,
+    /// Of the priors the check compares a study with, the newest this many (at most
+    /// `max_studies`) are sent with it: what a remote reader compares, not the whole
+    /// history over a hospital's uplink.
+    #[serde(default = "default_send_max")]
+    pub send_max: usize,
 }
 
 impl Default for PriorsSettings {
@@ -90,8 +95,13 @@ impl Default for PriorsSettings {
             refresh_secs: default_refresh_secs(),
             retry_secs: default_retry_secs(),
             max_studies: default_max_studies(),
+            send_max: default_send_max(),
         }
     }
+}
+
+fn default_send_max() -> usize {
+    3
 }
 
 fn default_refresh_secs() -> u64 {

@@ -154,10 +154,13 @@ fn pacs_and_priors_keys_are_validated_by_name() {
         (
             c.priors.refresh_secs,
             c.priors.retry_secs,
-            c.priors.max_studies
+            c.priors.max_studies,
+            c.priors.send_max
         ),
-        (3600, 60, 10)
+        (3600, 60, 10, 3)
     );
+    assert_eq!(c.pacs[0].retrieve, crate::config::pacs::Retrieve::Get);
+    assert!(c.destinations[0].send_priors);
     assert!(c.policy.priors.same_modality);
     for (extra, key) in [
         (format!("{pacs}{pacs}"), "pacs[1].id"),
@@ -178,6 +181,8 @@ fn pacs_and_priors_keys_are_validated_by_name() {
             "priors.max_studies",
         ),
         (format!("{pacs}[priors]\nrefresh = 5\n"), "refresh"),
+        (format!("{pacs}[priors]\nsend_max = 0\n"), "priors.send_max"),
+        (pacs.replace("104", "104\nretrieve = \"find\""), "retrieve"),
         (
             "[policy.priors]\non_pacs_unreachable = \"ignore\"\n".to_string(),
             "on_pacs_unreachable",

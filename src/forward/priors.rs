@@ -1,7 +1,8 @@
 //! Priors with each study (JRS-7.3.2: the remote reader must be able to refer to the
 //! prior images and reports). Before a study's instances go to a destination with
 //! `send_priors`, the priors the prior-report check compares it with (look-back,
-//! comparable modality, newest `priors.max_studies`) that a `[[pacs]]` holds and the
+//! comparable modality, the newest `priors.send_max` within `priors.max_studies`) that a
+//! `[[pacs]]` holds and the
 //! destination does not have yet are retrieved (C-GET, or C-MOVE to readgate's own
 //! listener, per `[[pacs]] retrieve`, into this destination's priors spool) and sent there on their own association, each instance tagged with the
 //! study's accountability block plus (0099,xx0A) naming the study it is a prior of.
@@ -103,7 +104,8 @@ pub(super) struct Plan {
 }
 
 /// The priors of `study_uid` to send to `destination`, newest first: comparable to the
-/// study as its recorded decision saw it, at most `priors.max_studies`, held by a
+/// study as its recorded decision saw it, at most `priors.send_max` and
+/// `priors.max_studies`, held by a
 /// `[[pacs]]`, not at the destination yet.
 pub(super) fn pending(
     store: &Store,
@@ -135,7 +137,8 @@ pub(super) fn pending(
     let pacs_ids: Vec<String> = config.pacs.iter().map(|p| p.id.clone()).collect();
     let mut out = Vec::new();
     let chosen = crate::decide::policy::comparable_priors(&context, &config.policy, now);
-    for prior in chosen.into_iter().take(config.priors.max_studies) {
+    let most = config.priors.max_studies.min(config.priors.send_max);
+    for prior in chosen.into_iter().take(most) {
         let Some(pacs) = store
             .pacs_holding(&prior.study_uid, &pacs_ids)?
             .into_iter()
