@@ -94,6 +94,7 @@ catalogue! {
     prior_reports: "確定レポート (HL7)", "Final reports (HL7)";
     prior_documents: "PACS のレポート文書", "Report documents in the PACS";
     prior_source: "情報源", "Source";
+    prior_chosen: "送信対象", "Goes with the study";
     prior_sent_to: "送信先", "Sent to";
     pacs_answers: "PACS の応答", "PACS answers";
     eligibility_heading: "読影責任（算定可否）", "Reading accountability (eligibility)";

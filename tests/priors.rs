@@ -591,23 +591,29 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
         "readgate priors",
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let sent: Vec<(String, serde_json::Value)> = v["priors"]
+    let sent: Vec<(String, serde_json::Value, serde_json::Value)> = v["priors"]
         .as_array()
         .expect("priors")
         .iter()
         .map(|p| {
             (
                 p["accession"].as_str().unwrap_or("").to_string(),
+                p["chosen"].clone(),
                 p["sent_to"].clone(),
             )
         })
         .collect();
+    let (yes, no) = (serde_json::json!(true), serde_json::json!(false));
     assert_eq!(
         sent,
         [
-            ("ACC-SEND-1".to_string(), serde_json::json!(["rc1"])),
-            ("ACC-SEND-2".to_string(), serde_json::json!(["rc1"])),
-            ("ACC-SEND-3".to_string(), serde_json::json!([])),
+            (
+                "ACC-SEND-1".to_string(),
+                yes.clone(),
+                serde_json::json!(["rc1"])
+            ),
+            ("ACC-SEND-2".to_string(), yes, serde_json::json!(["rc1"])),
+            ("ACC-SEND-3".to_string(), no, serde_json::json!([])),
         ],
         "{v:#}"
     );

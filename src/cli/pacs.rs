@@ -225,8 +225,14 @@ pub fn priors(
     };
     let decision = store.decision_of(&keys.study_uid)?.unwrap_or_default();
     let offset = i64::from(config.policy.utc_offset_minutes) * 60;
-    let Some(view) =
-        crate::priors::view::PriorsView::read(store, decision.context_json.as_deref(), offset)?
+    let Some(view) = crate::priors::view::PriorsView::read(
+        store,
+        decision.context_json.as_deref(),
+        offset,
+        (!config.pacs.is_empty())
+            .then(|| crate::priors::view::Choice::of(config))
+            .as_ref(),
+    )?
     else {
         bail!(
             "study {} has not been decided yet (state {}): its priors are gathered when it is",
@@ -245,19 +251,27 @@ pub fn priors(
             );
             if !view.priors.is_empty() {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<12}  STUDY UID",
-                    "DATE", "ACCESSION", "MOD", "REPORTS", "DOCUMENTS", "SOURCE", "SENT TO"
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<12}  STUDY UID",
+                    "DATE",
+                    "ACCESSION",
+                    "MOD",
+                    "REPORTS",
+                    "DOCUMENTS",
+                    "SOURCE",
+                    "CHOSEN",
+                    "SENT TO"
                 );
             }
             for p in &view.priors {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<12}  {}",
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<12}  {}",
                     p.date.as_deref().unwrap_or("-"),
                     p.accession.as_deref().unwrap_or("-"),
                     p.modalities.join(" "),
                     p.final_reports,
                     p.report_documents,
                     p.source,
+                    if p.chosen { "yes" } else { "-" },
                     if p.sent_to.is_empty() {
                         "-".to_string()
                     } else {

@@ -450,9 +450,14 @@ pub async fn run(
             .flatten()
             .and_then(|k| store.decision_of(&k.study_uid).ok().flatten())
             .and_then(|d| {
-                crate::priors::view::PriorsView::read(&store, d.context_json.as_deref(), 9 * 3600)
-                    .ok()
-                    .flatten()
+                crate::priors::view::PriorsView::read(
+                    &store,
+                    d.context_json.as_deref(),
+                    9 * 3600,
+                    None,
+                )
+                .ok()
+                .flatten()
             })
             .map(|v| v.priors.iter().filter(|p| !p.sent_to.is_empty()).count())
             .unwrap_or(0);

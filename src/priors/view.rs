@@ -20,8 +20,28 @@ pub struct PriorRow {
     pub report_documents: u32,
     /// Where readgate learnt of it: `readgate` (received here) or `pacs:<id>`.
     pub source: String,
+    /// Among the priors that go with this study (comparable to it, the newest
+    /// `priors.send_max`), when sent from a PACS.
+    pub chosen: bool,
     /// Destinations readgate sent it to as a prior (with this study or an earlier one).
     pub sent_to: Vec<String>,
+}
+
+/// How the priors that go with a study are chosen: the prior-report check's comparison
+/// (`[policy.priors]`) and how many (`[priors] send_max`, at most `max_studies`).
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub policy: crate::config::policy::PolicyConfig,
+    pub most: usize,
+}
+
+impl Choice {
+    pub fn of(config: &crate::config::Config) -> Choice {
+        Choice {
+            policy: config.policy.clone(),
+            most: config.priors.send_max.min(config.priors.max_studies),
+        }
+    }
 }
 
 /// The priors and the PACS answers of one decision.
@@ -55,6 +75,7 @@ impl PriorsView {
                     Source::Cfind { ae } => format!("pacs:{ae}"),
                     _ => "readgate".into(),
                 },
+                chosen: false,
                 sent_to: Vec::new(),
             })
             .collect();
@@ -67,15 +88,32 @@ impl PriorsView {
 }
 
 impl PriorsView {
-    /// As [`PriorsView::of_context`], with where each prior was sent (`prior_sends`).
+    /// As [`PriorsView::of_context`], with which priors go with the study (`choice`) and
+    /// where each was sent (`prior_sends`).
     pub fn read(
         store: &crate::store::Store,
         context_json: Option<&str>,
         offset: i64,
+        choice: Option<&Choice>,
     ) -> crate::store::Result<Option<PriorsView>> {
         let Some(mut view) = PriorsView::of_context(context_json, offset) else {
             return Ok(None);
         };
+        if let (Some(choice), Some(json)) = (choice, context_json) {
+            let ctx: StudyContext = serde_json::from_str(json).unwrap_or_default();
+            let chosen: Vec<String> = crate::decide::policy::comparable_priors(
+                &ctx,
+                &choice.policy,
+                crate::time::now_ms(),
+            )
+            .into_iter()
+            .take(choice.most)
+            .map(|p| p.study_uid)
+            .collect();
+            for row in &mut view.priors {
+                row.chosen = chosen.contains(&row.study_uid);
+            }
+        }
         let uids: Vec<String> = view.priors.iter().map(|p| p.study_uid.clone()).collect();
         for sent in store.priors_sent(&uids)? {
             for row in view

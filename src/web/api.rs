@@ -159,6 +159,7 @@ async fn detail(
     state.authorize(&headers, false)?;
     let store = state.store.clone();
     let offset = crate::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600);
+    let choice = state.prior_choice.clone();
     let body = blocking(move || {
         let keys = store
             .find_study(uid.trim())
@@ -220,7 +221,8 @@ async fn detail(
                 json!(crate::priors::view::PriorsView::read(
                     &store,
                     decision.context_json.as_deref(),
-                    offset
+                    offset,
+                    choice.as_ref(),
                 )
                 .map_err(internal)?),
             );

@@ -64,6 +64,8 @@ pub struct WebState {
     pub login_checks: Arc<tokio::sync::Semaphore>,
     /// Tampering findings already recorded as `security_alert`.
     pub alerted: Arc<crate::audit::Alerted>,
+    /// How the priors that go with a study are chosen (set by `readgate serve`).
+    pub prior_choice: Option<crate::priors::view::Choice>,
 }
 
 impl WebState {
@@ -107,6 +109,7 @@ impl WebState {
             metrics: http.metrics,
             login_checks: Arc::new(tokio::sync::Semaphore::new(http.max_concurrent_logins)),
             alerted: Arc::default(),
+            prior_choice: None,
         })
     }
 
@@ -126,6 +129,8 @@ impl WebState {
         self.gateway_id = config.gateway.id.clone();
         self.sending_facility = config.gateway.sending_facility.clone();
         self.gateway = (self.gateway_id.clone(), self.sending_facility.clone());
+        self.prior_choice =
+            (!config.pacs.is_empty()).then(|| crate::priors::view::Choice::of(config));
         self
     }
 

@@ -408,6 +408,7 @@ pub async fn study(
             &st.store,
             decision.context_json.as_deref(),
             offset(&st),
+            st.prior_choice.as_ref(),
         )?;
         Ok::<_, crate::store::StoreError>(Some((
             keys, events, decision, row, name, reports, priors,
