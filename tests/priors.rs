@@ -107,6 +107,23 @@ impl PriorSite {
         assert!(ack.contains("MSA|AA"), "{ack}");
     }
 
+    /// What storescp stored, in order, once it has logged at least `n` files: its log is
+    /// written by a command it runs per file, which may finish after readgate has had
+    /// the C-STORE-RSP and marked the study forwarded.
+    fn arrivals(&self, n: usize) -> Vec<Arrived> {
+        let log = self.dir.path().join("arrivals.log");
+        wait_until(
+            &format!("{n} files at storescp"),
+            Duration::from_secs(15),
+            || {
+                std::fs::read_to_string(&log)
+                    .map(|l| l.lines().filter(|x| !x.trim().is_empty()).count() >= n)
+                    .unwrap_or(false)
+            },
+        );
+        arrived(self.dir.path(), &self.scp)
+    }
+
     /// The audit entries of one kind.
     fn audited(&self, kind: &str) -> Vec<readgate::audit::Entry> {
         self.rg
@@ -555,7 +572,7 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
     site.send(&current, "P-SEND", "ACC-SEND-NOW", 2);
     let row = site.wait_decided(&current, Duration::from_secs(30));
     assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
-    let got = arrived(site.dir.path(), &site.scp);
+    let got = site.arrivals(7);
     let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
     // Two images each, the newest prior with its SR, then the study's two images.
     assert_eq!(got.len(), 7, "{got:#?}");
@@ -624,7 +641,7 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
     let second = format!("{base}.10");
     site.send(&second, "P-SEND", "ACC-SEND-LATER", 1);
     site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
-    let got = arrived(site.dir.path(), &site.scp);
+    let got = site.arrivals(8);
     assert_eq!(got.len(), 8, "only the new image: {got:#?}");
     assert_eq!(got[7].study_uid, second);
     // Each prior sent once, audited (before it went) with the study it went with.
@@ -710,7 +727,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
 
     let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let got = arrived(site.dir.path(), &site.scp);
+    let got = site.arrivals(4);
     let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
     assert_eq!(studies, [&prior, &prior, &prior, &current]);
 
@@ -826,7 +843,7 @@ async fn moved_priors_arrive_first(orthanc: bool) {
     site.send(&current, "P-MOVE", "ACC-MOVE-NOW", 2);
     let row = site.wait_decided(&current, Duration::from_secs(30));
     assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
-    let got = arrived(site.dir.path(), &site.scp);
+    let got = site.arrivals(5);
     let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
     assert_eq!(
         studies,
@@ -1023,10 +1040,10 @@ async fn send_priors_is_switched_per_destination_and_per_route() {
         let current = format!("{base}.{}", 8 + expected_priors);
         site.send(&current, "P-SWITCH", "ACC-SWITCH-NOW", 1);
         site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-        let got = arrived(site.dir.path(), &site.scp);
-        let priors = got.iter().filter(|a| a.study_uid == prior).count();
         // With priors: the two images and the SR made of the ORU.
         let expected = if expected_priors == 0 { 0 } else { 3 };
+        let got = site.arrivals(expected + 1);
+        let priors = got.iter().filter(|a| a.study_uid == prior).count();
         assert_eq!(priors, expected, "route {route:?}: {got:#?}");
         assert_eq!(
             got.last().map(|a| a.study_uid.as_str()),
@@ -1073,7 +1090,7 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
     });
     drop(pacs);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let got = arrived(site.dir.path(), &site.scp);
+    let got = site.arrivals(1);
     let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
     assert_eq!(studies, [current.as_str()], "the study alone");
     let context = site
