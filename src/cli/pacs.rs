@@ -32,7 +32,8 @@ pub enum PacsCommand {
     },
     /// Retrieve a study from a PACS (C-GET, Study Root, no reverse configuration needed)
     /// into a directory: the check that readgate can fetch priors, and what the benchmark
-    /// times against DCMTK.
+    /// times against DCMTK. Always C-GET: a `retrieve = "move"` PACS moves priors to
+    /// `readgate serve`'s listener, which this one-shot command does not have.
     Get {
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -130,9 +131,18 @@ fn get(
         serde_json::json!({"pacs": entry.id, "ae_title": entry.ae_title, "operation": "C-GET",
             "study_uid": study.trim(), "out": out.display().to_string()}),
     )?;
-    let retrieved = runtime()?.block_on(crate::priors::retrieve::get_study(
-        entry, &calling, study, &spool,
-    ))?;
+    let retrieved = runtime()?
+        .block_on(crate::priors::retrieve::get_study(
+            entry, &calling, study, &spool,
+        ))
+        .with_context(|| match entry.retrieve {
+            crate::config::pacs::Retrieve::Move => format!(
+                "PACS {} is set to retrieve = \"move\"; this command always uses C-GET, \
+                 which the PACS may not offer (readgate serve moves priors to its listener)",
+                entry.id
+            ),
+            crate::config::pacs::Retrieve::Get => format!("retrieving from PACS {}", entry.id),
+        })?;
     match format {
         super::Format::Json => println!("{}", serde_json::to_string_pretty(&retrieved)?),
         super::Format::Table => {
