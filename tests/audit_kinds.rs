@@ -339,6 +339,38 @@ async fn no_action_without_its_audit_entry() {
         1,
         "changed without an entry"
     );
+    // No report is given out whose entry cannot be written: REST and CLI.
+    let month = readgate::time::format_ms(readgate::time::now_ms(), 9 * 3600)[..7].to_string();
+    let r = request(
+        http,
+        "GET",
+        &format!("/api/v1/reports/{month}"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 503, "an unaudited report was given out");
+    let out = dir.path().join("report.json");
+    let report = common::process::readgate_bin()
+        .args(["report", "--config"])
+        .arg(cfg.write())
+        .args(["--month", &month, "--out"])
+        .arg(&out)
+        .output()
+        .expect("readgate report");
+    let err = String::from_utf8_lossy(&report.stderr);
+    assert!(
+        !report.status.success() && err.contains("no report was written"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a report was given out without its entry");
+    let stdout = common::process::readgate_bin()
+        .args(["report", "--config"])
+        .arg(cfg.write())
+        .args(["--month", &month])
+        .output()
+        .expect("readgate report");
+    assert!(!stdout.status.success() && stdout.stdout.is_empty());
     db.execute_batch("DROP TRIGGER refuse;")
         .expect("drop trigger");
     let r = post_json(http, &release, Some(ADMIN), body).await;

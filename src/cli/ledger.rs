@@ -85,6 +85,21 @@ pub fn report(
         ReportFormat::Csv => render::csv(&report),
         ReportFormat::Html => render::html(&report, lang),
     };
+    // The process's own user, not $USER (unset under systemd and cron: finding A4).
+    let user = super::os_user();
+    // A generated report is evidence too: it goes into the audit trail with its hash,
+    // before anyone gets it — a report whose entry cannot be written is not given out.
+    let audit = crate::audit::AuditLog::open(&config.database_path())
+        .context("opening the audit trail to record the report (no report was written)")?;
+    audit
+        .append(&evidence::report_generated(
+            &format!("cli:{user}"),
+            &report.month,
+            report.receiving_facility_filter.as_deref(),
+            format.as_str(),
+            &bytes,
+        ))
+        .context("recording the report in the audit trail (no report was written)")?;
     match out {
         Some(path) => {
             let tmp = path.with_extension("tmp");
@@ -105,18 +120,6 @@ pub fn report(
             stdout.flush()?;
         }
     }
-    // The process's own user, not $USER (unset under systemd and cron: finding A4).
-    let user = super::os_user();
-    // A generated report is evidence too: it goes into the audit trail with its hash.
-    let audit = crate::audit::AuditLog::open(&config.database_path())
-        .context("opening the audit trail to record the report")?;
-    audit.append(&evidence::report_generated(
-        &format!("cli:{user}"),
-        &report.month,
-        report.receiving_facility_filter.as_deref(),
-        format.as_str(),
-        &bytes,
-    ))?;
     Ok(())
 }
 

@@ -538,14 +538,17 @@ async fn report(
             "html" => render::html(&report, lang),
             _ => render::json(&report),
         };
+        // Evidence: no entry, no report.
         if let Some(audit) = &st.audit {
-            audit.record(crate::ledger::evidence::report_generated(
-                &format!("rest:{token}"),
-                &report.month,
-                report.receiving_facility_filter.as_deref(),
-                &format,
-                &bytes,
-            ));
+            audit
+                .append(&crate::ledger::evidence::report_generated(
+                    &format!("rest:{token}"),
+                    &report.month,
+                    report.receiving_facility_filter.as_deref(),
+                    &format,
+                    &bytes,
+                ))
+                .map_err(unaudited)?;
         }
         Ok((bytes, format))
     })

@@ -221,7 +221,13 @@ pub async fn accountability_download(
         &bytes,
     );
     entry.detail["via"] = "web console".into();
-    state.record(entry).await;
+    // Evidence: no entry, no report.
+    if state.audit.is_some() && state.record(entry).await.is_none() {
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit trail cannot be written: the report was not given out",
+        ));
+    }
     let disp = format!("attachment; filename=\"readgate-ledger-{month}.{format}\"");
     Ok((
         [
