@@ -76,11 +76,16 @@ fn storescu_over_mutual_tls_is_received_and_others_are_refused() {
     daemon.assert_running();
     let log = daemon.log_text();
     assert!(log.contains("receiving DICOM over TLS"), "{log}");
-    // Each refusal names the peer and why (rustls' reason, e.g. no certificate).
-    assert!(
-        log.contains("association rejected peer=127.0.0.1")
-            && (log.contains("certificate") || log.contains("Certificate")),
-        "{log}"
+    // Each refusal names the peer and why (rustls' reason, e.g. no certificate); it is
+    // logged just after the refusal, so wait for the line.
+    common::wait_until(
+        "the refusal logged with its reason",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = daemon.log_text();
+            log.contains("association rejected peer=127.0.0.1")
+                && (log.contains("certificate") || log.contains("Certificate"))
+        },
     );
 }
 
@@ -132,8 +137,12 @@ fn tls_in_and_out_with_dcmtk_at_both_ends() {
     // readgate adds its accountability block; the original elements are all there.
     assert!(got.len() > sent.len(), "the forwarded instance is tagged");
     daemon.assert_running();
-    let log = daemon.log_text();
-    assert!(log.contains("study forwarded"), "{log}");
+    // storescp writes the file before it answers; readgate logs after the answer.
+    common::wait_until(
+        "readgate logs the study forwarded",
+        std::time::Duration::from_secs(30),
+        || daemon.log_text().contains("study forwarded"),
+    );
 }
 
 /// `[[dicom.peers]] tls_subject` pins an AE title to a certificate subject: the modality
