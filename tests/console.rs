@@ -499,10 +499,8 @@ async fn browser_release_in_headless_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        state_of(&rg, studies[0].0).await.as_deref(),
-        Some("forwarded")
-    );
+    // The state turns forwarded once storescp has answered, a moment after its file.
+    wait_state(&rg, studies[0].0, "forwarded").await;
 }
 
 /// A destination that refuses connections: the study fails, the queue page shows the
