@@ -71,7 +71,7 @@ pub fn from_store(
         Ok(store
             .reports_for(Some(uid), accession, &[])?
             .iter()
-            .filter(|r| matches!(r.status.as_str(), "F" | "C"))
+            .filter(|r| r.is_final())
             .count() as u32)
     };
     let mut priors = Vec::new();

@@ -97,6 +97,8 @@ pub fn open_priors_spools(config: &Config) -> std::io::Result<Vec<Option<Arc<Spo
 #[derive(Debug, Default)]
 pub(super) struct Plan {
     pub priors: Vec<Pending>,
+    /// What (0099,xx0A) names: the study's accession, else its UID.
+    pub prior_of: String,
     /// Whether a prior that cannot be retrieved lets the study go without it:
     /// `on_pacs_unreachable = "forward_flagged"`, or a STAT study under
     /// `policy.stat = "forward_flagged"` (withholding an emergency study does more harm).
@@ -156,6 +158,10 @@ pub(super) fn pending(
     }
     Ok(Plan {
         priors: out,
+        prior_of: decision
+            .accession
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| study_uid.to_string()),
         go_without,
     })
 }
@@ -219,6 +225,17 @@ impl Forwarder {
             .blocking(move |s| pending(s, &config, &destination, &uid, now_ms()))
             .await
             .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
+        if plan.priors.is_empty() {
+            return Ok(());
+        }
+        // The study's own tags, once for all its priors, naming the study.
+        let (config, uid) = (self.config.clone(), study_uid.to_string());
+        let (mut accountability, _) = self
+            .blocking(move |s| Ok(super::stamp::for_study(s, &config, &uid)))
+            .await
+            .ok_or_else(|| PriorError::Internal("store unavailable".into()))?
+            .map_err(|e| PriorError::Internal(e.to_string()))?;
+        accountability.prior_of = Some(plan.prior_of.clone());
         for prior in plan.priors {
             let Some(pacs) = self.config.pacs.iter().find(|p| p.id == prior.pacs) else {
                 continue;
@@ -255,7 +272,7 @@ impl Forwarder {
                 retrieved.is_ok(),
                 retrieved.as_ref().map(|r| r.bytes()).unwrap_or(0),
             );
-            let retrieved = match retrieved {
+            let mut retrieved = match retrieved {
                 Ok(r) => {
                     info!(pacs = %pacs.id, prior_uid = %prior.uid, operation, instances = r.instances.len(),
                         bytes = r.bytes(), failed = r.failed, elapsed_ms = r.millis, "prior retrieved");
@@ -275,7 +292,6 @@ impl Forwarder {
                     return Err(error);
                 }
             };
-            let mut retrieved = retrieved;
             if !retrieved
                 .instances
                 .iter()
@@ -290,7 +306,9 @@ impl Forwarder {
                         error = %e, "the prior's HL7 report could not be made a DICOM SR"),
                 }
             }
-            let sent = self.send_prior(study_uid, &prior, &retrieved, spool).await;
+            let sent = self
+                .send_prior(study_uid, &prior, &retrieved, &accountability, spool)
+                .await;
             let files: Vec<String> = retrieved.instances.iter().map(|i| i.path.clone()).collect();
             let cleanup = spool.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -318,16 +336,13 @@ impl Forwarder {
         let (store, spool) = (self.store.clone(), spool.clone());
         let (uid, accession) = (prior.uid.clone(), prior.accession.clone());
         let (source, gateway) = (spool.absolute(&first.path), self.config.gateway.id.clone());
+        let offset = i64::from(self.config.policy.utc_offset_minutes) * 60;
         let calling = self.destination.calling_ae(&self.config).to_string();
         tokio::task::spawn_blocking(move || {
             let reports = store
                 .reports_for(Some(&uid), accession.as_deref(), &[])
                 .map_err(|e| e.to_string())?;
-            let Some(report) = reports
-                .iter()
-                .rev()
-                .find(|r| matches!(r.status.as_str(), "F" | "C"))
-            else {
+            let Some(report) = reports.iter().rev().find(|r| r.is_final()) else {
                 return Ok(None);
             };
             let header = crate::dicom::dataset::walk_file(&source)?;
@@ -335,6 +350,7 @@ impl Forwarder {
                 prior: &header,
                 report,
                 gateway_id: &gateway,
+                utc_offset_secs: offset,
             })
             .map_err(|e| e.to_string())?;
             let class = dicom_dictionary_std::uids::BASIC_TEXT_SR_STORAGE;
@@ -366,6 +382,7 @@ impl Forwarder {
         study_uid: &str,
         prior: &Pending,
         retrieved: &Retrieved,
+        accountability: &crate::tag::Accountability,
         spool: &Spool,
     ) -> Result<(), PriorError> {
         let dest = &self.destination;
@@ -373,20 +390,7 @@ impl Forwarder {
             prior: prior.uid.clone(),
             reason,
         };
-        let (config, uid) = (self.config.clone(), study_uid.to_string());
-        let stamp = self
-            .blocking(move |s| {
-                let accession = s.decision_of(&uid)?.and_then(|d| d.accession);
-                Ok((super::stamp::for_study(s, &config, &uid), accession))
-            })
-            .await
-            .ok_or_else(|| PriorError::Internal("store unavailable".into()))?;
-        let (mut accountability, _) = stamp.0.map_err(|e| fail(e.to_string()))?;
-        let of = stamp
-            .1
-            .filter(|a| !a.trim().is_empty())
-            .unwrap_or_else(|| study_uid.to_string());
-        accountability.prior_of = Some(of.clone());
+        let of = accountability.prior_of.clone().unwrap_or_default();
         let calling = dest.calling_ae(&self.config).to_string();
         // Written before the instances go: a prior whose entry cannot be written is not
         // sent (a failed send is retried, and written again).

@@ -100,6 +100,11 @@ pub async fn receive<S: crate::tls::Wire>(
             secs: pacs.timeout_secs,
         })?
         .map_err(|e| transport(pacs, e))?;
+    pdvs(pacs, pdu)
+}
+
+/// The PDVs of a P-DATA-TF; an abort or any other PDU is an error.
+pub fn pdvs(pacs: &Pacs, pdu: Pdu) -> Result<Vec<PDataValue>, FindError> {
     match pdu {
         Pdu::PData { data } => Ok(data),
         Pdu::AbortRQ { source } => {

@@ -19,7 +19,7 @@ use crate::receive::moves::{Moves, Ticket};
 use crate::spool::Spool;
 use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
-use dicom_ul::{ClientAssociationOptions, Pdu};
+use dicom_ul::ClientAssociationOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -198,16 +198,6 @@ impl Request<'_> {
                 }
             }
         };
-        match pdu {
-            Pdu::PData { data } => Ok(data),
-            Pdu::AbortRQ { source } => Err(super::link::transport(
-                pacs,
-                format!("aborted by the PACS ({source:?})"),
-            )),
-            other => Err(super::link::transport(
-                pacs,
-                format!("unexpected PDU {other:?}"),
-            )),
-        }
+        super::link::pdvs(pacs, pdu)
     }
 }

@@ -30,6 +30,9 @@ pub struct ReportSource<'a> {
     pub prior: &'a Header,
     pub report: &'a StoredReport,
     pub gateway_id: &'a str,
+    /// The hospital's offset from UTC (seconds east): Content Date/Time of a report
+    /// without its own time is when readgate received it, in local time.
+    pub utc_offset_secs: i64,
 }
 
 /// A generated document: its UIDs and its data set (explicit VR little endian).
@@ -84,7 +87,8 @@ pub fn build(source: &ReportSource<'_>) -> Result<ReportSr, SrError> {
     ];
     let series_uid = derived_uid(&[&key[..], &["series"]].concat());
     let instance_uid = derived_uid(&[&key[..], &["instance"]].concat());
-    let (content_date, content_time) = content_datetime(source.report, message.received_at);
+    let (content_date, content_time) =
+        content_datetime(source.report, message.received_at, source.utc_offset_secs);
     let context = prior.context_text();
     let decoded = |tag: Tag| {
         context
@@ -193,7 +197,7 @@ fn tag_u32(tag: Tag) -> u32 {
 
 /// Content Date and Time: the report's time (HL7 DTM, local) when it has one, else when
 /// readgate received it.
-fn content_datetime(report: &StoredReport, received_at: i64) -> (String, String) {
+fn content_datetime(report: &StoredReport, received_at: i64, offset: i64) -> (String, String) {
     let digits: String = report
         .report_time
         .as_deref()
@@ -209,7 +213,7 @@ fn content_datetime(report: &StoredReport, received_at: i64) -> (String, String)
         };
         return (digits[..8].to_string(), time);
     }
-    let local = crate::time::format_ms(received_at, 9 * 3600);
+    let local = crate::time::format_ms(received_at, offset);
     // `YYYY-MM-DDTHH:MM:SS…`
     let compact: String = local.chars().filter(|c| c.is_ascii_digit()).collect();
     (
@@ -348,6 +352,7 @@ mod tests {
             prior: &header,
             report: &r,
             gateway_id: "gw-1",
+            utc_offset_secs: 9 * 3600,
         };
         let sr = build(&source).unwrap();
         // The same report makes the same document.
@@ -409,6 +414,7 @@ mod tests {
             prior: &header,
             report: &r,
             gateway_id: "gw-1",
+            utc_offset_secs: 9 * 3600,
         };
         assert!(matches!(build(&source), Err(SrError::NoStudy)));
     }

@@ -78,6 +78,14 @@ pub struct StoredReport {
     pub result: serde_json::Value,
 }
 
+impl StoredReport {
+    /// Final or corrected (OBR-25 F or C): what the reader needs; preliminary reports
+    /// do not count.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "F" | "C")
+    }
+}
+
 pub(super) fn open_connection(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
