@@ -148,6 +148,7 @@ pub fn run(
                 documents: 0,
                 modalities: o.modalities.iter().cloned().collect(),
                 source: Source::dicom("input files"),
+                unavailable: None,
             });
         }
         let decision: Decision = gate.decide(&ctx);

@@ -172,15 +172,47 @@ pub async fn start_with(
         },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
-    if !config.pacs.is_empty() {
+    let prior_cache = if config.pacs.is_empty() {
+        None
+    } else {
+        let (cfg, st, au, mv, re) = (
+            config.clone(),
+            store.clone(),
+            audit.clone(),
+            moves.clone(),
+            stored.clone(),
+        );
+        let cache = tokio::task::spawn_blocking(move || {
+            crate::priors::cache::PriorCache::open(cfg, st, au, mv, re)
+        })
+        .await
+        .context("opening the priors cache")?
+        .with_context(|| {
+            format!(
+                "cannot prepare {} (retrieved priors)",
+                config.gateway.data_dir.join("priors").display()
+            )
+        })?;
+        Some(Arc::new(cache))
+    };
+    if let Some(cache) = &prior_cache {
+        let answered = Arc::new(Notify::new());
         let lookup = crate::priors::lookup::Lookup {
             config: config.clone(),
             store: store.clone(),
             audit: audit.clone(),
             wanted: history.clone(),
             reconsider: stored.clone(),
+            answered: answered.clone(),
         };
         tasks.spawn(lookup.run(shutdown_rx.clone()));
+        let prefetch = crate::priors::prefetch::Prefetch {
+            config: config.clone(),
+            store: store.clone(),
+            cache: cache.clone(),
+            wanted: answered,
+        };
+        tasks.spawn(prefetch.run(shutdown_rx.clone()));
         info!(
             pacs = config.pacs.len(),
             "readgate asks the hospital PACS for patients' prior studies"
@@ -250,18 +282,7 @@ pub async fn start_with(
         }
         None => None,
     };
-    let cfg = config.clone();
-    let priors_spools =
-        tokio::task::spawn_blocking(move || crate::forward::open_priors_spools(&cfg))
-            .await
-            .context("opening the priors spools")?
-            .with_context(|| {
-                format!(
-                    "cannot prepare {} (priors being sent)",
-                    config.gateway.data_dir.join("priors").display()
-                )
-            })?;
-    for (destination, priors) in config.destinations.iter().zip(priors_spools) {
+    for destination in &config.destinations {
         let forwarder = Forwarder::new(
             config.clone(),
             destination.clone(),
@@ -270,7 +291,7 @@ pub async fn start_with(
             &wakeups,
             audit.clone(),
         )
-        .with_priors(priors, moves.clone());
+        .with_priors(prior_cache.clone());
         tasks.spawn(forwarder.run(shutdown_rx.clone()));
     }
     info!(

@@ -41,7 +41,12 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 3] = ["pacs_lookups", "pacs_studies", "prior_sends"];
+const NEW_TABLES: [&str; 4] = [
+    "pacs_lookups",
+    "pacs_studies",
+    "prior_fetch_failures",
+    "prior_sends",
+];
 
 /// `before` (row counts of an unversioned database) with the tables migrations add.
 fn with_new_tables(before: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {

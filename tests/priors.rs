@@ -182,6 +182,11 @@ fn final_report(patient: &str, accession: &str) -> String {
     .join("\r")
 }
 
+/// ORM^O01 for `accession` of `patient` (a CT, OBR-24), routine.
+fn routine_order(patient: &str, accession: &str) -> String {
+    stat_order(patient, accession).replace("^^^^^S", "^^^^^R")
+}
+
 /// ORM^O01 for `accession` of `patient` with priority STAT (OBR-27 `^^^^^S`).
 fn stat_order(patient: &str, accession: &str) -> String {
     let now = readgate::time::format_ms(readgate::time::now_ms(), JST).replace(['-', ':', 'T'], "")
@@ -457,7 +462,7 @@ async fn priors_under_a_merged_patient_id_are_found() {
     let queries = site.audited("query");
     let mut asked: Vec<String> = queries
         .iter()
-        .filter(|e| e.actor == "system" && e.detail.contains("\"searched\":\"pacs\""))
+        .filter(|e| e.actor == "system" && e.detail.contains("\"operation\":\"C-FIND\""))
         .map(|e| {
             let v: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
             v["patient_id"].as_str().unwrap_or("").to_string()
@@ -467,7 +472,11 @@ async fn priors_under_a_merged_patient_id_are_found() {
     // The A40 merges 7654321 (same domain, TOKYO_GEN) and X-55 (OLD_SYSTEM's) into
     // 1234567: X-55 is not asked, it may name someone else in the PACS's domain.
     assert_eq!(asked, ["1234567", "7654321"], "{queries:?}");
-    assert_eq!(associations_from(pacs_dir.path(), "READGATE"), 2);
+    // Two lookups, then the prior found under the old ID is fetched ahead (C-GET), held
+    // study or not: three associations, none for X-55.
+    wait_until("the prior prefetched", Duration::from_secs(30), || {
+        associations_from(pacs_dir.path(), "READGATE") == 3
+    });
     site.rg.stop().await;
 }
 
@@ -691,9 +700,10 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
         &days_ago(15),
     );
     let (dir, scp, mut cfg) = PriorSite::logged_config();
-    // Time between the lookup (first image) and the decision to stop the PACS in.
+    // Time between the lookup (first image) and the decision to stop the PACS in; the
+    // prior is retrieved when the study leaves, not ahead (that is tested below).
     cfg.stable_after_secs = 3;
-    cfg.extra = pacs_entry(pacs.ae, port, "", "");
+    cfg.extra = pacs_entry(pacs.ae, port, "", "prefetch = false");
     let site = PriorSite::run(dir, scp, cfg).await;
     // The prior's report came over HL7 (dcmqrscp lists no document classes).
     site.report("P-GONE", "ACC-GONE-1").await;
@@ -1069,9 +1079,10 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
         &days_ago(15),
     );
     let (dir, scp, mut cfg) = PriorSite::logged_config();
-    // Time between the lookup (first image) and the decision to stop the PACS in.
+    // Time between the lookup (first image) and the decision to stop the PACS in; the
+    // prior is retrieved when the study leaves.
     cfg.stable_after_secs = 3;
-    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "");
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "prefetch = false");
     let site = PriorSite::run(dir, scp, cfg).await;
     site.report("P-STAT", "ACC-STAT-1").await;
     let hl7 = site.rg.hl7_addr.expect("HL7 listener");
@@ -1101,5 +1112,147 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
         .and_then(|d| d.context_json)
         .unwrap_or_default();
     assert!(context.contains("\"priority\":\"stat\""), "{context}");
+    site.rg.stop().await;
+}
+
+/// `priors.prefetch`: the order (before any image) has the patient's history looked up
+/// and the chosen prior retrieved; when the study passes it leaves with that prior,
+/// retrieved once, before its images arrived, so its decision waits for no PACS.
+#[tokio::test(flavor = "multi_thread")]
+async fn priors_are_fetched_on_the_order_before_the_images_arrive() {
+    let base = "1.2.826.0.1.3680043.10.7114";
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let prior = format!("{base}.1");
+    pacs.load_with(
+        pacs_dir.path(),
+        &prior,
+        "P-AHEAD",
+        "ACC-AHEAD-1",
+        &days_ago(30),
+        &["--report", "前回と著変なし。"],
+    );
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "");
+    let site = PriorSite::run(dir, scp, cfg).await;
+    let hl7 = site.rg.hl7_addr.expect("HL7 listener");
+    let ack = send_hl7(hl7, routine_order("P-AHEAD", "ACC-AHEAD-NOW")).await;
+    assert!(ack.contains("MSA|AA"), "{ack}");
+
+    let retrievals = |site: &PriorSite| -> Vec<serde_json::Value> {
+        site.audited("query")
+            .iter()
+            .map(|e| serde_json::from_str::<serde_json::Value>(&e.detail).unwrap())
+            .filter(|d| d["operation"] == "C-GET")
+            .collect()
+    };
+    wait_until(
+        "the prior fetched on the order",
+        Duration::from_secs(30),
+        || readgate::metrics::pacs_retrieves().contains_key(&("hosp".to_string(), "retrieved")),
+    );
+    let ahead = retrievals(&site);
+    assert_eq!(ahead.len(), 1, "{ahead:?}");
+    assert_eq!(ahead[0]["purpose"], "prefetch");
+    assert_eq!(ahead[0]["study_uid"], prior.as_str());
+    let fetched_at = readgate::time::now_ms();
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-AHEAD", "ACC-AHEAD-NOW", 2);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let got = site.arrivals(5);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    // Two images and Orthanc's SR report of the prior, then the study.
+    assert_eq!(
+        studies,
+        [&prior, &prior, &prior, &current, &current],
+        "{got:#?}"
+    );
+    assert!(got[..3]
+        .iter()
+        .all(|a| a.prior_of.as_deref() == Some("ACC-AHEAD-NOW")));
+    // Retrieved once, before the first image: the study's send took it from the cache.
+    assert_eq!(retrievals(&site).len(), 1);
+    let first_image = site
+        .rg
+        .store
+        .study_row(&current)
+        .unwrap()
+        .map(|r| r.first_received_at)
+        .unwrap_or(0);
+    assert!(first_image >= fetched_at, "{first_image} < {fetched_at}");
+    let sent = site.audited("prior_sent");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    site.rg.stop().await;
+}
+
+/// A prior the PACS lists but will not deliver (Orthanc does not know readgate as a move
+/// destination yet) holds the study with PRIORS_UNAVAILABLE naming it; once the PACS
+/// is fixed, readgate's retry retrieves it and the study leaves with it, on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prior_the_pacs_will_not_deliver_holds_the_study_until_it_does() {
+    let base = "1.2.826.0.1.3680043.10.7115";
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    // Orthanc moves to a port nobody listens on: C-FIND answers, C-MOVE fails.
+    let pacs = PacsPeer::orthanc_moving_to(pacs_dir.path(), free_port());
+    let prior = format!("{base}.1");
+    pacs.load_with(
+        pacs_dir.path(),
+        &prior,
+        "P-NOMOVE",
+        "ACC-NOMOVE-1",
+        &days_ago(12),
+        &["--report", "前回と著変なし。"],
+    );
+    // Time for the prefetch to fail before the study is decided.
+    cfg.stable_after_secs = 3;
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "retrieve = \"move\"", "");
+    let readgate_port = cfg.dicom_port;
+    let site = PriorSite::run(dir, scp, cfg).await;
+
+    let current = format!("{base}.9");
+    site.send(&current, "P-NOMOVE", "ACC-NOMOVE-NOW", 1);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    let (codes, text) = reasons(&row);
+    assert_eq!(
+        (row.state, codes),
+        (StudyState::Held, vec!["PRIORS_UNAVAILABLE".to_string()]),
+        "{text}"
+    );
+    let date = {
+        let d = days_ago(12);
+        format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..])
+    };
+    for part in [
+        "ACC-NOMOVE-1",
+        date.as_str(),
+        "could not be retrieved",
+        "取得できませんでした",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    let shown = run_ok(
+        readgate_bin()
+            .args(["priors", &current, "--config"])
+            .arg(site.cfg.write()),
+        "readgate priors",
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("NOT RETRIEVED"), "{shown}");
+    assert!(arrived(site.dir.path(), &site.scp).is_empty());
+
+    pacs.register_readgate(readgate_port).await;
+    site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+    let got = site.arrivals(4);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    assert_eq!(studies, [&prior, &prior, &prior, &current], "{got:#?}");
+    let retrieves = readgate::metrics::pacs_retrieves();
+    assert!(
+        retrieves.contains_key(&("hosp".to_string(), "failed"))
+            && retrieves.contains_key(&("hosp".to_string(), "retrieved")),
+        "{retrieves:?}"
+    );
     site.rg.stop().await;
 }

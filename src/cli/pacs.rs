@@ -282,13 +282,18 @@ pub fn priors(
                     p.report_documents,
                     p.source,
                     if p.chosen { "yes" } else { "-" },
-                    if p.sent_to.is_empty() {
-                        "-".to_string()
-                    } else {
-                        p.sent_to.join(",")
+                    match (&p.not_retrieved, p.sent_to.is_empty()) {
+                        (_, false) => p.sent_to.join(","),
+                        (Some(_), true) => "NOT RETRIEVED".to_string(),
+                        (None, true) => "-".to_string(),
                     },
                     p.study_uid
                 );
+            }
+            for p in view.priors.iter().filter(|p| p.sent_to.is_empty()) {
+                if let Some(why) = &p.not_retrieved {
+                    println!("not retrieved: {} ({why})", p.study_uid);
+                }
             }
             for a in &view.pacs {
                 println!("PACS {}", a.summary());

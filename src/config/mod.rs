@@ -312,6 +312,7 @@ impl Config {
             ("retry_secs", self.priors.retry_secs),
             ("max_studies", self.priors.max_studies as u64),
             ("send_max", self.priors.send_max as u64),
+            ("cache_max_mb", self.priors.cache_max_mb),
         ] {
             if v == 0 {
                 return Err(invalid(
@@ -491,6 +492,16 @@ impl Config {
 
     pub fn destination(&self, id: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.id == id)
+    }
+
+    /// Whether priors may go to this destination: there is a `[[pacs]]`, and the
+    /// destination's `send_priors` or some route to it says so.
+    pub fn sends_priors(&self, destination: &Destination) -> bool {
+        let some_route_sends = self
+            .routes
+            .iter()
+            .any(|r| r.destination == destination.id && r.send_priors == Some(true));
+        !self.pacs.is_empty() && (destination.send_priors || some_route_sends)
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -87,6 +87,16 @@ pub struct PriorsSettings {
     /// history over a hospital's uplink.
     #[serde(default = "default_send_max")]
     pub send_max: usize,
+    /// Retrieve the priors to send as soon as the PACS has answered for the patient (on
+    /// the order, or the study's first image) rather than when the study leaves: the
+    /// study then waits for nothing. `false`: retrieved at sending time.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: bool,
+    /// Disk the retrieved priors may take (`data_dir/priors/cache`); past it, priors
+    /// already sent everywhere, then the longest unused, are removed, and prefetching
+    /// pauses until there is room (retrieval at sending time still goes).
+    #[serde(default = "default_cache_max_mb")]
+    pub cache_max_mb: u64,
 }
 
 impl Default for PriorsSettings {
@@ -96,8 +106,18 @@ impl Default for PriorsSettings {
             retry_secs: default_retry_secs(),
             max_studies: default_max_studies(),
             send_max: default_send_max(),
+            prefetch: default_prefetch(),
+            cache_max_mb: default_cache_max_mb(),
         }
     }
+}
+
+fn default_prefetch() -> bool {
+    true
+}
+
+fn default_cache_max_mb() -> u64 {
+    10_240
 }
 
 fn default_send_max() -> usize {

@@ -31,6 +31,52 @@ pub fn from_store(
     utc_offset_minutes: i32,
     pacs_ids: &[String],
 ) -> crate::store::Result<StudyContext> {
+    let patient = store
+        .find_study(&snapshot.study_uid)?
+        .and_then(|s| s.patient_id);
+    for_patient(store, snapshot, patient, utc_offset_minutes, pacs_ids)
+}
+
+/// The context of an order whose images have not arrived, as its study will have it:
+/// its modality (OBR-24 / IPC-5), its patient's history; for fetching priors ahead.
+pub fn for_order(
+    store: &Store,
+    order: &crate::store::PendingOrder,
+    utc_offset_minutes: i32,
+    pacs_ids: &[String],
+) -> crate::store::Result<StudyContext> {
+    let request: Option<OrderRequest> = serde_json::from_str(&order.request).ok();
+    let snapshot = StudySnapshot {
+        // An order without a Study Instance UID still needs a key no prior has.
+        study_uid: order
+            .study_uid
+            .clone()
+            .unwrap_or_else(|| format!("order:{}", order.id)),
+        accession: order.accession.clone(),
+        modalities: request
+            .and_then(|r| r.modality)
+            .map(|m| vec![m.trim().to_string()])
+            .unwrap_or_default(),
+        calling_aes: Vec::new(),
+        instance_count: 0,
+        last_received_at: 0,
+    };
+    for_patient(
+        store,
+        &snapshot,
+        Some(order.patient_id.clone()),
+        utc_offset_minutes,
+        pacs_ids,
+    )
+}
+
+fn for_patient(
+    store: &Store,
+    snapshot: &StudySnapshot,
+    patient: Option<String>,
+    utc_offset_minutes: i32,
+    pacs_ids: &[String],
+) -> crate::store::Result<StudyContext> {
     let headers = store.dicom_contexts(&snapshot.study_uid)?;
     let orders: Vec<OrderFacts> = store
         .orders_for(Some(&snapshot.study_uid), snapshot.accession.as_deref())?
@@ -44,9 +90,6 @@ pub fn from_store(
                 })
         })
         .collect();
-    let patient = store
-        .find_study(&snapshot.study_uid)?
-        .and_then(|s| s.patient_id);
     let patient_ids = match &patient {
         Some(p) => store.linked_patient_ids(p)?,
         None => Vec::new(),
@@ -90,6 +133,7 @@ pub fn from_store(
             documents: 0,
             modalities: other.modalities,
             source: Source::dicom("(0008,0020) of images received by readgate"),
+            unavailable: None,
         });
     }
     let mut pacs = Vec::new();
@@ -130,7 +174,13 @@ pub fn from_store(
             .find_map(|h| h.get("0010,0021"))
             .map(|i| i.trim().to_string())
             .filter(|i| !i.is_empty());
-        for found in store.pacs_studies(patient_ids)? {
+        let found_studies = store.pacs_studies(patient_ids)?;
+        let uids: Vec<String> = found_studies
+            .iter()
+            .map(|f| f.study.study_uid.clone())
+            .collect();
+        let failures = store.prior_fetch_failures(&uids)?;
+        for found in found_studies {
             if !pacs_ids.contains(&found.pacs_id) || found.study.study_uid == snapshot.study_uid {
                 continue;
             }
@@ -147,10 +197,14 @@ pub fn from_store(
             priors.push(Prior {
                 reports: final_reports(&s.study_uid, s.accession.as_deref())?,
                 documents: found.documents,
-                study_uid: s.study_uid,
                 accession: s.accession,
                 study_time_ms: done,
                 modalities: s.modalities,
+                unavailable: failures
+                    .iter()
+                    .find(|f| f.prior_uid == s.study_uid)
+                    .map(|f| format!("{}: {}", f.pacs_id, f.error)),
+                study_uid: s.study_uid,
                 source: Source::Cfind { ae: found.pacs_id },
             });
         }

@@ -124,6 +124,10 @@ pub struct Prior {
     #[serde(default)]
     pub modalities: Vec<String>,
     pub source: Source,
+    /// Why the PACS could not deliver it the last time readgate retrieved it to send
+    /// with the study (`None`: never failed, or retrieved since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// How one `[[pacs]]` answered about the patient's history.

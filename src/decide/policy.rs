@@ -99,7 +99,7 @@ pub fn evaluate(ctx: &StudyContext, policy: &PolicyConfig, now_ms: i64) -> Evalu
     if checks.contains(&Check::PriorReports) {
         push(check_priors(ctx, policy, reference_ms));
         if !ctx.pacs.is_empty() {
-            push(check_pacs(ctx));
+            push(check_pacs(ctx, policy, reference_ms));
         }
     }
     if checks.contains(&Check::OrderingContact) {

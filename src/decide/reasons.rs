@@ -136,7 +136,7 @@ static CATALOGUE: [ReasonInfo; 9] = [
         what_en: EN.hold_priors_unavailable_what,
         what_ja: JA.hold_priors_unavailable_what,
         hl7: "-",
-        dicom: "C-FIND (Study Root) to each `[[pacs]]`, asked when the order or the first image arrives",
+        dicom: "C-FIND (Study Root) to each `[[pacs]]`, asked when the order or the first image arrives; C-GET or C-MOVE of the chosen priors",
         message_en: EN.hold_priors_unavailable_message,
         message_ja: JA.hold_priors_unavailable_message,
         fix_en: EN.hold_priors_unavailable_fix,
@@ -403,22 +403,25 @@ pub(crate) struct PriorRef {
 /// At most this many priors are named; a long list helps nobody at the RIS terminal.
 const PRIORS_NAMED: usize = 5;
 
+/// A prior as the texts name it: modality, accession (else UID), date.
+fn prior_name(t: &Texts, p: &PriorRef) -> String {
+    let id = match &p.accession {
+        Some(a) => fill(t.hold_prior_accession, &[("accession", a)]),
+        None => fill(t.hold_prior_study, &[("uid", &p.study_uid)]),
+    };
+    let id = match &p.modality {
+        Some(m) => fill(t.hold_prior_modality, &[("modality", m), ("id", &id)]),
+        None => id,
+    };
+    match &p.date {
+        Some(d) => fill(t.hold_prior_dated, &[("id", &id), ("date", d)]),
+        None => fill(t.hold_prior_undated, &[("id", &id)]),
+    }
+}
+
 pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> HoldReason {
     let list = |t: &Texts| {
-        let name = |p: &PriorRef| {
-            let id = match &p.accession {
-                Some(a) => fill(t.hold_prior_accession, &[("accession", a)]),
-                None => fill(t.hold_prior_study, &[("uid", &p.study_uid)]),
-            };
-            let id = match &p.modality {
-                Some(m) => fill(t.hold_prior_modality, &[("modality", m), ("id", &id)]),
-                None => id,
-            };
-            match &p.date {
-                Some(d) => fill(t.hold_prior_dated, &[("id", &id), ("date", d)]),
-                None => fill(t.hold_prior_undated, &[("id", &id)]),
-            }
-        };
+        let name = |p: &PriorRef| prior_name(t, p);
         let mut names: Vec<String> = missing.iter().take(PRIORS_NAMED).map(name).collect();
         let more = missing.len().saturating_sub(PRIORS_NAMED);
         if more > 0 {
@@ -444,15 +447,25 @@ pub(crate) fn prior_report_missing(missing: &[PriorRef], lookback_days: u32) -> 
 
 /// A `[[pacs]]` that has not told readgate the patient's history: `error` is why the
 /// last attempt failed, `None` when it has not answered yet.
+/// With `prior`, the PACS answered but could not deliver that chosen prior.
 pub(crate) struct UnansweredPacs {
     pub pacs: String,
     pub error: Option<String>,
+    pub prior: Option<PriorRef>,
 }
 
 pub(crate) fn priors_unavailable(unanswered: &[UnansweredPacs]) -> HoldReason {
-    let one = |t: &Texts, p: &UnansweredPacs| match &p.error {
-        Some(e) => fill(t.hold_priors_failed, &[("pacs", &p.pacs), ("error", e)]),
-        None => fill(t.hold_priors_not_yet, &[("pacs", &p.pacs)]),
+    let one = |t: &Texts, p: &UnansweredPacs| match (&p.prior, &p.error) {
+        (Some(prior), error) => fill(
+            t.hold_prior_not_retrieved,
+            &[
+                ("pacs", &p.pacs),
+                ("prior", &prior_name(t, prior)),
+                ("error", error.as_deref().unwrap_or("")),
+            ],
+        ),
+        (None, Some(e)) => fill(t.hold_priors_failed, &[("pacs", &p.pacs), ("error", e)]),
+        (None, None) => fill(t.hold_priors_not_yet, &[("pacs", &p.pacs)]),
     };
     let all = |t: &Texts| {
         unanswered

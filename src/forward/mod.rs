@@ -6,7 +6,6 @@ mod priors;
 mod scu;
 mod stamp;
 
-pub use priors::open_priors_spools;
 pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 
 use crate::config::{Config, Destination};
@@ -60,13 +59,12 @@ pub struct Forwarder {
     spool: Arc<Spool>,
     wake: Arc<Notify>,
     audit: Arc<crate::audit::AuditLog>,
-    /// Where priors retrieved for this destination are kept until sent; `None` when
-    /// it gets no priors (`send_priors = false`, or no `[[pacs]]`).
-    priors: Option<Arc<Spool>>,
+    /// The retrieved priors, shared with the prefetcher and the other destinations;
+    /// `None` when this destination gets no priors (`send_priors = false`, or no
+    /// `[[pacs]]`).
+    priors: Option<Arc<crate::priors::cache::PriorCache>>,
     /// Studies whose priors are at the destination (bounded: see `priors.rs`).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// readgate's pending C-MOVEs, shared with the DICOM listener (`retrieve = "move"`).
-    moves: Arc<crate::receive::moves::Moves>,
 }
 
 impl Forwarder {
@@ -88,19 +86,13 @@ impl Forwarder {
             audit,
             priors: None,
             prepared: Default::default(),
-            moves: Default::default(),
         }
     }
 
-    /// Sends the study's priors from `spool` (see [`open_priors_spools`]) before each
-    /// study; C-MOVEs deliver through `moves` (the DICOM listener's).
-    pub fn with_priors(
-        mut self,
-        spool: Option<Arc<Spool>>,
-        moves: Arc<crate::receive::moves::Moves>,
-    ) -> Self {
-        self.priors = spool;
-        self.moves = moves;
+    /// Sends each study's priors, taken from `cache`, before it (when this destination
+    /// takes priors: `Config::sends_priors`).
+    pub fn with_priors(mut self, cache: Option<Arc<crate::priors::cache::PriorCache>>) -> Self {
+        self.priors = cache.filter(|_| self.config.sends_priors(&self.destination));
         self
     }
 

@@ -1,11 +1,9 @@
 //! Priors with each study (JRS-7.3.2: the remote reader must be able to refer to the
-//! prior images and reports). Before a study's instances go to a destination with
-//! `send_priors`, the priors the prior-report check compares it with (look-back,
-//! comparable modality, the newest `priors.send_max` within `priors.max_studies`) that a
-//! `[[pacs]]` holds and the
-//! destination does not have yet are retrieved (C-GET, or C-MOVE to readgate's own
-//! listener, per `[[pacs]] retrieve`, into this destination's priors spool) and sent there on their own association, each instance tagged with the
-//! study's accountability block plus (0099,xx0A) naming the study it is a prior of.
+//! prior images and reports). Before a study's instances go to a destination that takes
+//! priors, the priors `priors::choose` picks for it are taken from the `PriorCache`
+//! (fetched ahead by the prefetcher, or retrieved now) and sent there on their own
+//! association, each instance tagged with the study's accountability block plus
+//! (0099,xx0A) naming the study it is a prior of.
 //!
 //! A prior whose report exists only as an HL7 ORU (no SR or PDF came from the PACS) gets
 //! its newest final report as a Basic Text SR in the prior study ([`report_sr`]), sent
@@ -13,21 +11,22 @@
 //!
 //! A prior goes to a destination once (`prior_sends`, or the study forwarded there by
 //! readgate itself). Priors are not studies: they are not in `studies`, so the reading
-//! ledger never counts them. A prior that cannot be retrieved holds the study back
-//! (retried with the forwarder's back-off, the reason in its last error) unless
+//! ledger never counts them. A prior that cannot be retrieved now holds the study back
+//! (retried with the forwarder's back-off, the reason in its last error; the failure is
+//! recorded, so a study decided again meanwhile is held with PRIORS_UNAVAILABLE) unless
 //! `policy.priors.on_pacs_unreachable = "forward_flagged"`, or the study is STAT and
 //! `policy.stat = "forward_flagged"`; one the destination refuses always does.
 
 use super::{tag_copy, Forwarder, Scu, StoreOutcome};
-use crate::config::pacs::Retrieve;
 use crate::config::policy::PacsUnreachable;
 use crate::config::Config;
 use crate::decide::context::StudyContext;
 use crate::dicom::dimse::status;
+use crate::priors::cache::{PriorCache, Purpose};
+use crate::priors::choose::{self, Pending};
 use crate::priors::find::REPORT_SOP_CLASSES;
-use crate::priors::move_scu::move_study;
 use crate::priors::report_sr;
-use crate::priors::retrieve::{get_study, Fetched, Retrieved};
+use crate::priors::retrieve::{Fetched, Retrieved};
 use crate::spool::Spool;
 use crate::store::{QueuedInstance, SentPrior, Store};
 use crate::time::now_ms;
@@ -39,14 +38,6 @@ use tracing::{info, warn};
 /// Studies remembered as having their priors at the destination; past this many the
 /// memory is cleared (asking the store again costs a query per study, sends nothing).
 const PREPARED_MAX: usize = 10_000;
-
-/// A chosen prior the destination does not have, and the PACS that holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Pending {
-    pub uid: String,
-    pub accession: Option<String>,
-    pub pacs: String,
-}
 
 /// Why a study waits for its priors (kept as the study's last error).
 #[derive(Debug, thiserror::Error)]
@@ -63,36 +54,6 @@ enum PriorError {
     Internal(String),
 }
 
-/// The priors directory of each destination that gets priors (`send_priors` and at
-/// least one `[[pacs]]`), emptied: priors are kept only while being sent, and one an
-/// earlier run left is retrieved again. Blocking (file system).
-pub fn open_priors_spools(config: &Config) -> std::io::Result<Vec<Option<Arc<Spool>>>> {
-    let root = config.gateway.data_dir.join("priors");
-    match std::fs::remove_dir_all(&root) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut out = Vec::new();
-    for (i, destination) in config.destinations.iter().enumerate() {
-        let some_route_sends = config
-            .routes
-            .iter()
-            .any(|r| r.destination == destination.id && r.send_priors == Some(true));
-        if !(destination.send_priors || some_route_sends) || config.pacs.is_empty() {
-            out.push(None);
-            continue;
-        }
-        // By position, not id: ids may hold any character; the tree is emptied at start.
-        let dir = root.join(i.to_string());
-        crate::spool::private_dir(&dir)?;
-        out.push(Some(Arc::new(Spool::open(
-            &dir,
-            config.storage.min_free_mb * 1024 * 1024,
-        )?)));
-    }
-    Ok(out)
-}
-
 /// What to send before one study.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
@@ -105,10 +66,8 @@ pub(super) struct Plan {
     pub go_without: bool,
 }
 
-/// The priors of `study_uid` to send to `destination`, newest first: comparable to the
-/// study as its recorded decision saw it, at most `priors.send_max` and
-/// `priors.max_studies`, held by a
-/// `[[pacs]]`, not at the destination yet.
+/// The priors of `study_uid` to send to `destination`, newest first, as
+/// `priors::choose` picks them for the study as its recorded decision saw it.
 pub(super) fn pending(
     store: &Store,
     config: &Config,
@@ -124,38 +83,14 @@ pub(super) fn pending(
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or_default();
-    // The route's `send_priors`, else the destination's.
-    let send = crate::decide::first_route(config, &context.modalities, &context.calling_aes)
-        .and_then(|(_, route, _)| route.send_priors)
-        .or_else(|| config.destination(destination).map(|d| d.send_priors))
-        .unwrap_or(false);
-    if !send {
+    if !choose::takes_priors(config, &context, destination) {
         return Ok(Plan::default());
     }
     let policy = &config.policy;
     let go_without = policy.priors.on_pacs_unreachable == PacsUnreachable::ForwardFlagged
         || (context.priority == Some(crate::model::Priority::Stat)
             && policy.stat == crate::config::policy::StatHandling::ForwardFlagged);
-    let pacs_ids: Vec<String> = config.pacs.iter().map(|p| p.id.clone()).collect();
-    let mut out = Vec::new();
-    let chosen = crate::decide::policy::comparable_priors(&context, &config.policy, now);
-    let most = config.priors.max_studies.min(config.priors.send_max);
-    for prior in chosen.into_iter().take(most) {
-        let Some(pacs) = store
-            .pacs_holding(&prior.study_uid, &pacs_ids)?
-            .into_iter()
-            .next()
-        else {
-            continue; // readgate knows it only from its own traffic
-        };
-        if !store.destination_has(destination, &prior.study_uid)? {
-            out.push(Pending {
-                uid: prior.study_uid,
-                accession: prior.accession,
-                pacs,
-            });
-        }
-    }
+    let out = choose::to_send(store, config, &context, destination, now)?;
     Ok(Plan {
         priors: out,
         prior_of: decision
@@ -183,7 +118,7 @@ impl Forwarder {
         &self,
         mut batch: Vec<QueuedInstance>,
     ) -> Vec<QueuedInstance> {
-        let Some(spool) = self.priors.clone() else {
+        let Some(cache) = self.priors.clone() else {
             return batch;
         };
         let studies: BTreeSet<String> = batch
@@ -193,7 +128,7 @@ impl Forwarder {
             .collect();
         let mut waiting = BTreeSet::new();
         for study in studies {
-            match self.send_priors_of(&study, &spool).await {
+            match self.send_priors_of(&study, &cache).await {
                 Ok(()) => {
                     if let Ok(mut p) = self.prepared.lock() {
                         if p.len() >= PREPARED_MAX {
@@ -215,7 +150,7 @@ impl Forwarder {
         batch
     }
 
-    async fn send_priors_of(&self, study_uid: &str, spool: &Arc<Spool>) -> Result<(), PriorError> {
+    async fn send_priors_of(&self, study_uid: &str, cache: &PriorCache) -> Result<(), PriorError> {
         let (config, destination, uid) = (
             self.config.clone(),
             self.destination.id.clone(),
@@ -236,52 +171,17 @@ impl Forwarder {
             .ok_or_else(|| PriorError::Internal("store unavailable".into()))?
             .map_err(|e| PriorError::Internal(e.to_string()))?;
         accountability.prior_of = Some(plan.prior_of.clone());
+        let spool = cache.spool();
         for prior in plan.priors {
-            let Some(pacs) = self.config.pacs.iter().find(|p| p.id == prior.pacs) else {
-                continue;
-            };
-            let audit = self.audit.clone();
-            let operation = match pacs.retrieve {
-                Retrieve::Get => "C-GET",
-                Retrieve::Move => "C-MOVE",
-            };
-            let what = serde_json::json!({"pacs": pacs.id, "ae_title": pacs.ae_title,
-                "operation": operation, "study_uid": prior.uid, "for_study_uid": study_uid});
-            tokio::task::spawn_blocking(move || audit.record_pacs_query("system", what))
+            let retrieved = match cache
+                .fetch(&prior.pacs, &prior.uid, study_uid, Purpose::Send)
                 .await
-                .map_err(|e| PriorError::Internal(e.to_string()))?
-                .map_err(|e| PriorError::Internal(format!("the retrieval's audit entry: {e}")))?;
-            let calling = pacs.calling_ae(&self.config);
-            let fetch = match pacs.retrieve {
-                Retrieve::Get => get_study(pacs, &calling, &prior.uid, spool).await,
-                Retrieve::Move => {
-                    let destination = &self.config.dicom.ae_title;
-                    move_study(pacs, &calling, destination, &prior.uid, spool, &self.moves).await
-                }
-            };
-            let retrieved = match fetch {
-                Ok(r) if !r.instances.is_empty() => Ok(r),
-                Ok(r) => Err(format!(
-                    "the PACS sent no instance ({} sub-operations failed)",
-                    r.failed
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            crate::metrics::pacs_retrieve(
-                &pacs.id,
-                retrieved.is_ok(),
-                retrieved.as_ref().map(|r| r.bytes()).unwrap_or(0),
-            );
-            let mut retrieved = match retrieved {
-                Ok(r) => {
-                    info!(pacs = %pacs.id, prior_uid = %prior.uid, operation, instances = r.instances.len(),
-                        bytes = r.bytes(), failed = r.failed, elapsed_ms = r.millis, "prior retrieved");
-                    r
-                }
+            {
+                Ok(r) => r,
                 Err(reason) => {
                     let error = PriorError::Retrieve {
                         prior: prior.uid.clone(),
-                        pacs: pacs.id.clone(),
+                        pacs: prior.pacs.clone(),
                         reason,
                     };
                     if plan.go_without {
@@ -292,13 +192,19 @@ impl Forwarder {
                     return Err(error);
                 }
             };
+            // The cached prior stays as retrieved; this send may add readgate's SR.
+            let mut retrieved = Retrieved::clone(&retrieved);
+            let mut made = None;
             if !retrieved
                 .instances
                 .iter()
                 .any(|i| REPORT_SOP_CLASSES.contains(&i.sop_class_uid.as_str()))
             {
                 match self.report_from_hl7(&prior, &retrieved, spool).await {
-                    Ok(Some(sr)) => retrieved.instances.push(sr),
+                    Ok(Some(sr)) => {
+                        made = Some(sr.path.clone());
+                        retrieved.instances.push(sr)
+                    }
                     Ok(None) => {}
                     // The images still go: the report is on file at the hospital, and
                     // the check already saw it.
@@ -309,14 +215,10 @@ impl Forwarder {
             let sent = self
                 .send_prior(study_uid, &prior, &retrieved, &accountability, spool)
                 .await;
-            let files: Vec<String> = retrieved.instances.iter().map(|i| i.path.clone()).collect();
-            let cleanup = spool.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                for f in files {
-                    let _ = cleanup.remove(&f);
-                }
-            })
-            .await;
+            if let Some(sr) = made {
+                let cleanup = spool.clone();
+                let _ = tokio::task::spawn_blocking(move || cleanup.remove(&sr)).await;
+            }
             sent?;
         }
         Ok(())

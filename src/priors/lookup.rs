@@ -40,6 +40,8 @@ pub struct Lookup {
     pub wanted: Arc<Notify>,
     /// Wakes the study stage after held studies were re-opened.
     pub reconsider: Arc<Notify>,
+    /// Woken after each pass (the prefetcher: answers may choose priors to fetch).
+    pub answered: Arc<Notify>,
 }
 
 impl Lookup {
@@ -56,6 +58,7 @@ impl Lookup {
                 }
                 self.look_up(patient, &mut down).await;
             }
+            self.answered.notify_one();
             if due.len() >= PASS_LIMIT {
                 continue;
             }

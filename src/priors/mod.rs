@@ -4,14 +4,18 @@
 //! [`find`] asks a `[[pacs]]` entry for a patient's studies (C-FIND, Study Root, STUDY
 //! level) and for the report documents in a study (SERIES and IMAGE level); [`lookup`]
 //! keeps every patient with a study or order in progress asked, and stores the answers
-//! that the prior-report check reads; [`retrieve`] fetches a prior study (C-GET) and
-//! [`report_sr`] turns a prior's HL7-only report into a Basic Text SR, for
-//! `forward::priors`, which sends them with the current study.
+//! that the prior-report check reads; [`choose`] picks the priors that go with a study,
+//! [`prefetch`] retrieves them into the [`cache`] ahead of its decision (C-GET by
+//! [`retrieve`], or C-MOVE by [`move_scu`]), and [`report_sr`] turns a prior's HL7-only
+//! report into a Basic Text SR, for `forward::priors`, which sends them with the study.
 
+pub mod cache;
+pub mod choose;
 pub mod find;
 mod link;
 pub mod lookup;
 pub mod move_scu;
+pub mod prefetch;
 pub mod report_sr;
 pub mod retrieve;
 pub mod view;

@@ -25,6 +25,8 @@ pub struct PriorRow {
     pub chosen: bool,
     /// Destinations readgate sent it to as a prior (with this study or an earlier one).
     pub sent_to: Vec<String>,
+    /// Why the PACS could not deliver it when readgate last tried (before this decision).
+    pub not_retrieved: Option<String>,
 }
 
 /// How the priors that go with a study are chosen: the prior-report check's comparison
@@ -77,6 +79,7 @@ impl PriorsView {
                 },
                 chosen: false,
                 sent_to: Vec::new(),
+                not_retrieved: p.unavailable.clone(),
             })
             .collect();
         priors.sort_by(|a, b| b.date.cmp(&a.date));
@@ -158,6 +161,7 @@ mod tests {
             documents: 1,
             modalities: vec!["CT".into()],
             source,
+            unavailable: None,
         };
         let ctx = StudyContext {
             priors: vec![

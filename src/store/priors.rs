@@ -243,6 +243,17 @@ impl Store {
         Ok(out)
     }
 
+    /// The patients (as asked for) a PACS study was found under.
+    pub fn pacs_study_patients(&self, study_uid: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT patient_id FROM pacs_studies WHERE study_uid = ?1")?;
+        let ids = stmt
+            .query_map([study_uid], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(ids)
+    }
+
     /// Whether `destination` already has `study_uid` from readgate: sent as a prior, or
     /// received by readgate and forwarded there as a study.
     pub fn destination_has(&self, destination: &str, study_uid: &str) -> Result<bool> {
@@ -297,4 +308,127 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A chosen prior the PACS could not deliver (`prior_fetch_failures`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FetchFailure {
+    pub prior_uid: String,
+    pub pacs_id: String,
+    /// When the last attempt failed (ms since the Unix epoch).
+    pub at: i64,
+    pub error: String,
+}
+
+impl Store {
+    /// Records how a prior's retrieval went: a failure replaces the last one; a success
+    /// clears it. Returns whether a failure was cleared (held studies may now go).
+    pub fn record_prior_fetch(
+        &self,
+        prior_uid: &str,
+        pacs_id: &str,
+        at: i64,
+        outcome: std::result::Result<(), &str>,
+    ) -> Result<bool> {
+        let conn = self.conn();
+        Ok(match outcome {
+            Ok(()) => {
+                conn.execute(
+                    "DELETE FROM prior_fetch_failures WHERE prior_uid = ?1",
+                    [prior_uid],
+                )? > 0
+            }
+            Err(error) => {
+                conn.execute(
+                    "INSERT OR REPLACE INTO prior_fetch_failures (prior_uid, pacs_id, at, error) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![prior_uid, pacs_id, at, error],
+                )?;
+                false
+            }
+        })
+    }
+
+    /// The failed retrievals among these prior studies.
+    pub fn prior_fetch_failures(&self, prior_uids: &[String]) -> Result<Vec<FetchFailure>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT prior_uid, pacs_id, at, error FROM prior_fetch_failures WHERE prior_uid = ?1",
+        )?;
+        let mut out = Vec::new();
+        for uid in prior_uids {
+            if let Some(f) = stmt
+                .query_map([uid], |r| {
+                    Ok(FetchFailure {
+                        prior_uid: r.get(0)?,
+                        pacs_id: r.get(1)?,
+                        at: r.get(2)?,
+                        error: r.get(3)?,
+                    })
+                })?
+                .next()
+            {
+                out.push(f?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Studies being received or held whose patient the PACS was asked about, oldest
+    /// first: those whose priors may be fetched ahead of their decision. At most `limit`.
+    pub fn open_studies_with_pacs_history(&self, limit: usize) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.study_uid FROM studies s WHERE s.state IN ('receiving', 'held') \
+             AND EXISTS(SELECT 1 FROM pacs_lookups l WHERE l.patient_id = s.patient_id) \
+             ORDER BY s.updated_at LIMIT ?1",
+        )?;
+        let uids = stmt
+            .query_map([limit as i64], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(uids)
+    }
+
+    /// Orders received since `since` for patients the PACS was asked about, whose study
+    /// readgate has not received yet (by Study Instance UID or accession), newest first:
+    /// their priors can be fetched before the images arrive. At most `limit`.
+    pub fn recent_orders_with_pacs_history(
+        &self,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingOrder>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.id, o.patient_id, o.study_uid, o.accession, o.request FROM orders o \
+             WHERE o.received_at >= ?1 AND o.patient_id IS NOT NULL AND o.patient_id != '' \
+             AND EXISTS(SELECT 1 FROM pacs_lookups l WHERE l.patient_id = o.patient_id) \
+             AND NOT EXISTS(SELECT 1 FROM studies s WHERE s.study_uid = o.study_uid \
+                 OR (o.accession IS NOT NULL AND o.accession != '' AND s.accession = o.accession)) \
+             ORDER BY o.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![since, limit as i64], |r| {
+                Ok(PendingOrder {
+                    id: r.get(0)?,
+                    patient_id: r.get(1)?,
+                    study_uid: r.get(2)?,
+                    accession: r.get(3)?,
+                    request: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
+/// An order whose images have not arrived (see
+/// [`Store::recent_orders_with_pacs_history`]).
+#[derive(Debug, Clone)]
+pub struct PendingOrder {
+    pub id: i64,
+    pub patient_id: String,
+    pub study_uid: Option<String>,
+    pub accession: Option<String>,
+    /// The order request as stored (JSON of `hl7::OrderRequest`).
+    pub request: String,
 }

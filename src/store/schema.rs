@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -72,6 +72,18 @@ CREATE INDEX pacs_studies_by_uid ON pacs_studies(study_uid);
 /// Migration 5: the Issuer of Patient ID the PACS gave with each study it found, so that
 /// a study of another domain's patient with the same ID is not taken for a prior.
 const V5: &[&str] = &["ALTER TABLE pacs_studies ADD COLUMN issuer TEXT"];
+
+/// Migration 6: chosen priors the PACS could not deliver (`priors::cache`): one row per
+/// prior study while its retrieval fails, read by the decision stage (PRIORS_UNAVAILABLE
+/// names the prior) and deleted when a retrieval succeeds.
+const V6: &[&str] = &[r#"
+CREATE TABLE prior_fetch_failures (
+    prior_uid  TEXT PRIMARY KEY,
+    pacs_id    TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    error      TEXT NOT NULL
+);
+"#];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

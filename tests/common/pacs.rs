@@ -16,6 +16,8 @@ pub struct PacsPeer {
     /// Whether it answers the optional Modalities in Study and instance count at STUDY
     /// level (Orthanc does; dcmqrscp does not).
     pub counts: bool,
+    /// Orthanc's REST port (`None` for dcmqrscp).
+    http: Option<u16>,
 }
 
 impl PacsPeer {
@@ -62,7 +64,7 @@ impl PacsPeer {
         cmd.arg("-v").arg("-c").arg(&config);
         cmd.stderr(log.try_clone().expect("log"));
         cmd.stdout(log);
-        PacsPeer::spawn(cmd, port, "PACS", false)
+        PacsPeer::spawn(cmd, port, "PACS", false, None)
     }
 
     /// Orthanc (Debian's `orthanc` package), storage and index in `dir/orthanc`;
@@ -95,10 +97,31 @@ impl PacsPeer {
         cmd.arg(&config);
         cmd.stdout(std::process::Stdio::null());
         cmd.stderr(std::process::Stdio::null());
-        PacsPeer::spawn(cmd, port, "ORTHANC", true)
+        PacsPeer::spawn(cmd, port, "ORTHANC", true, Some(http))
     }
 
-    fn spawn(mut cmd: Command, port: u16, ae: &'static str, counts: bool) -> PacsPeer {
+    /// Registers readgate (AE `READGATE` on 127.0.0.1:`readgate_port`) as Orthanc's C-MOVE
+    /// destination through its REST API, as an administrator fixing the PACS would.
+    pub async fn register_readgate(&self, readgate_port: u16) {
+        let http = self.http.expect("Orthanc's REST port");
+        let response = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{http}/modalities/readgate"))
+            .json(
+                &serde_json::json!({"AET": "READGATE", "Host": "127.0.0.1", "Port": readgate_port}),
+            )
+            .send()
+            .await
+            .expect("Orthanc REST");
+        assert!(response.status().is_success(), "{:?}", response.status());
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        port: u16,
+        ae: &'static str,
+        counts: bool,
+        http: Option<u16>,
+    ) -> PacsPeer {
         let child = cmd
             .spawn()
             .expect("the PACS (installed by scripts/install-test-deps)");
@@ -108,6 +131,7 @@ impl PacsPeer {
             port,
             ae,
             counts,
+            http,
         }
     }
 

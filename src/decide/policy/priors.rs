@@ -182,10 +182,33 @@ fn comparable(
 
 /// Every `[[pacs]]` must have answered for the patient: otherwise the priors above are
 /// only those readgate happened to know, and the reader may lack what the PACS holds.
-pub(super) fn check_pacs(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
+/// And a comparable prior the PACS holds but could not deliver the last time readgate
+/// retrieved it (to send with the study) keeps the study back, named, until it can.
+pub(super) fn check_pacs(
+    ctx: &StudyContext,
+    policy: &PolicyConfig,
+    reference_ms: i64,
+) -> (CheckResult, Option<HoldReason>) {
     use super::super::context::PacsAnswer;
     let mut unanswered = Vec::new();
     let mut answered = Vec::new();
+    for p in comparable_priors(ctx, &policy.priors, reference_ms) {
+        let (Some(error), Source::Cfind { ae }) = (&p.unavailable, &p.source) else {
+            continue;
+        };
+        unanswered.push(reasons::UnansweredPacs {
+            pacs: ae.clone(),
+            error: Some(error.clone()),
+            prior: Some(PriorRef {
+                modality: imaging(&p.modalities).next().map(str::to_string),
+                accession: p.accession.clone(),
+                study_uid: p.study_uid.clone(),
+                date: p
+                    .study_time_ms
+                    .map(|t| format_date(t, policy.utc_offset_minutes)),
+            }),
+        });
+    }
     for a in &ctx.pacs {
         match a {
             PacsAnswer::Answered { pacs, found, .. } => {
@@ -194,10 +217,12 @@ pub(super) fn check_pacs(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>
             PacsAnswer::Failed { pacs, error, .. } => unanswered.push(reasons::UnansweredPacs {
                 pacs: pacs.clone(),
                 error: Some(error.clone()),
+                prior: None,
             }),
             PacsAnswer::NotYet { pacs } => unanswered.push(reasons::UnansweredPacs {
                 pacs: pacs.clone(),
                 error: None,
+                prior: None,
             }),
         }
     }
@@ -216,9 +241,10 @@ pub(super) fn check_pacs(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>
     } else {
         unanswered
             .iter()
-            .map(|u| match &u.error {
-                Some(e) => format!("{} failed: {e}", u.pacs),
-                None => format!("{} not answered yet", u.pacs),
+            .map(|u| match (&u.prior, &u.error) {
+                (Some(p), Some(e)) => format!("prior {} not retrieved: {e}", p.study_uid),
+                (_, Some(e)) => format!("{} failed: {e}", u.pacs),
+                (_, None) => format!("{} not answered yet", u.pacs),
             })
             .collect::<Vec<_>>()
             .join(", ")

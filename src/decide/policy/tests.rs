@@ -55,6 +55,7 @@ fn prior(uid: &str, acc: &str, at: Option<i64>, reports: u32) -> Prior {
         source: Source::Cfind {
             ae: "HOSPPACS".into(),
         },
+        unavailable: None,
     }
 }
 
@@ -1297,4 +1298,53 @@ fn an_unanswered_pacs_holds_or_flags_as_configured() {
     // STAT follows policy.stat (forward_flagged by default) whatever on_pacs_unreachable says.
     ctx.priority = Some(Priority::Stat);
     assert_eq!(eval(&ctx).verdict, Verdict::ForwardIncomplete);
+}
+
+#[test]
+fn a_prior_the_pacs_cannot_deliver_holds_naming_it() {
+    use crate::decide::context::PacsAnswer;
+    let mut ctx = complete();
+    ctx.pacs = vec![PacsAnswer::Answered {
+        pacs: "HOSPPACS".into(),
+        at: now(),
+        found: 1,
+    }];
+    let mut p = prior("1.9.1", "ACC-OLD-7", Some(jst(2024, 5, 1, 9, 0)), 1);
+    p.unavailable = Some("HOSPPACS: C-MOVE refused: move destination unknown".into());
+    ctx.priors = vec![p];
+    let e = eval(&ctx);
+    assert_eq!(
+        (e.verdict, codes(&e)),
+        (Verdict::Hold, vec![PRIORS_UNAVAILABLE])
+    );
+    let r = &e.reasons[0];
+    for part in [
+        "ACC-OLD-7",
+        "2024-05-01",
+        "CT",
+        "move destination unknown",
+        "HOSPPACS",
+    ] {
+        assert!(r.message_en.contains(part), "{part}: {}", r.message_en);
+        assert!(r.message_ja.contains(part), "{part}: {}", r.message_ja);
+    }
+    assert!(
+        !check(&e, "prior_reports.pacs").passed,
+        "{:?}",
+        check(&e, "prior_reports.pacs")
+    );
+    // A prior outside the look-back is not sent, so its failure does not matter.
+    ctx.priors[0].study_time_ms = Some(jst(2010, 5, 1, 9, 0));
+    assert_eq!(eval(&ctx).verdict, Verdict::Pass);
+    // Retrieved since: the study passes.
+    ctx.priors[0].study_time_ms = Some(jst(2024, 5, 1, 9, 0));
+    ctx.priors[0].unavailable = None;
+    assert_eq!(eval(&ctx).verdict, Verdict::Pass);
+    // forward_flagged lets it go flagged.
+    ctx.priors[0].unavailable = Some("HOSPPACS: timed out".into());
+    let flagged = policy("[policy.priors]\non_pacs_unreachable = \"forward_flagged\"\n");
+    assert_eq!(
+        evaluate(&ctx, &flagged, now()).verdict,
+        Verdict::ForwardIncomplete
+    );
 }
