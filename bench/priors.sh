@@ -12,6 +12,11 @@
 #                           time of that C-MOVE (from readgate's "prior retrieved" log line,
 #                           C-MOVE-RQ to final response plus the syncfs), and the server's
 #                           peak RSS (VmHWM). A fresh data directory per run.
+#                       (w) the study's wait from its decision ("study complete: queued")
+#                           to "study forwarded" in the same server: (w1) its prior fetched
+#                           ahead on its order (ORM before the images, priors.prefetch),
+#                           (w0) retrieved as the study leaves (prefetch = false). (v) is
+#                           measured in the (w0) runs.
 #
 # Options:
 #   --runs N        repetitions per measurement, median reported (default 5)
@@ -203,66 +208,125 @@ port = $qr_port
 retrieve = "move"
 timeout_secs = 60
 EOF
-# The prior's report (so the study passes), and a one-image study of the same patient.
+# The bench data are dated 2025: the order (asked about from today) reaches back to them.
+cat >>"$work/sv/readgate.toml" <<EOF
+
+[policy.priors]
+lookback_days = 3650
+EOF
+cp "$work/sv/readgate.toml" "$work/sv/ahead.toml"
+cat >>"$work/sv/readgate.toml" <<EOF
+
+[priors]
+prefetch = false
+EOF
+# The prior's report (so the study passes), its order, and a one-image study of the same
+# patient.
 oru=$(printf '%s\r' \
     "MSH|^~\\&|RIS|BENCH|READGATE|RAD|20250601120000||ORU^R01|BENCH-ORU-1|P|2.5" \
     "PID|||SYN-BENCH||Bench^Patient" \
     "ORC|RE|PL-B1|FL-B1" \
     "OBR|1|PL-B1|FL-B1|CT|||20250410080000|||||||||||SYNBENCH01||||20250410120000|||F" \
     "OBX|1|TX|GDT^Report^LOCAL||No change.||||||F")
+orm=$(printf '%s\r' \
+    "MSH|^~\\&|RIS|BENCH|READGATE|RAD|20250601110000||ORM^O01|BENCH-ORM-2|P|2.5" \
+    "PID|||SYN-BENCH||Bench^Patient" \
+    "ORC|NW|PL-B2|||SC" \
+    "OBR|1|PL-B2||CT|||20250601110000|||||||||||SYNBENCH02||||||CT")
 current_dir=$work/current
 python3 "$repo/tests/peers/make_study.py" "$current_dir" --study-uid 2.25.1234567890123 --count 1 \
     --patient-id SYN-BENCH --accession SYNBENCH02 --study-date 20250601 >/dev/null ||
     die "make_study.py failed"
 
-run_v() {   # prints "SECONDS PEAK_RSS_KB"
-    local dir=$work/sv sink=$work/sink$1 pid scp ms rss deadline
+# The time between two of the server's JSON log lines: the first "study complete: queued"
+# and the first "study forwarded" (the study; priors do not log it).
+decision_wait() {
+    python3 - "$1" <<'PY'
+import json, sys
+from datetime import datetime
+at = {}
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    message = entry.get("fields", {}).get("message")
+    if message in ("study complete: queued", "study forwarded") and message not in at:
+        at[message] = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+if len(at) < 2:
+    sys.exit("no decision and forward in " + sys.argv[1])
+print("%.3f" % (at["study forwarded"] - at["study complete: queued"]).total_seconds())
+PY
+}
+
+hl7_send() {   # hl7_send MESSAGE: one MLLP frame, waits for the ACK's first byte
+    exec 3<>"/dev/tcp/127.0.0.1/$sv_hl7"
+    printf '\x0b%s\x1c\x0d' "$1" >&3
+    timeout 10 head -c 1 <&3 >/dev/null || die "no ACK from readgate's HL7 listener"
+    exec 3>&-
+}
+
+run_v() {   # run_v N ahead|at_send: prints "MOVE_SECONDS WAIT_SECONDS PEAK_RSS_KB"
+    local dir=$work/sv sink=$work/sink$1 pid scp ms rss deadline config=$work/sv/readgate.toml
+    local log=$work/sv/serve$1-$2.log
+    [[ $2 == ahead ]] && config=$work/sv/ahead.toml
     rm -rf "$dir/var" "$sink"
     mkdir -p "$dir/var" "$sink"
     "$dcmtk_bin/storescp" -aet SINK -od "$sink" "$sink_port" >"$sink.log" 2>&1 &
     scp=$!
     pids+=("$scp")
     wait_port "$sink_port" "$scp" storescp "$sink.log"
-    "$READGATE_BIN" serve --config "$dir/readgate.toml" >"$dir/serve$1.log" 2>&1 &
+    "$READGATE_BIN" serve --config "$config" >"$log" 2>&1 &
     pid=$!
     pids+=("$pid")
-    wait_port "$sv_hl7" "$pid" "readgate serve" "$dir/serve$1.log"
-    wait_port "$sv_port" "$pid" "readgate serve" "$dir/serve$1.log"
-    exec 3<>"/dev/tcp/127.0.0.1/$sv_hl7"
-    printf '\x0b%s\x1c\x0d' "$oru" >&3
-    timeout 10 head -c 1 <&3 >/dev/null || die "(v) no ACK for the prior's report"
-    exec 3>&-
+    wait_port "$sv_hl7" "$pid" "readgate serve" "$log"
+    wait_port "$sv_port" "$pid" "readgate serve" "$log"
+    hl7_send "$oru"
+    [[ $2 == ahead ]] && hl7_send "$orm"
+    deadline=$((SECONDS + 120))
+    until [[ $2 != ahead ]] || grep -q '"prior retrieved"' "$log"; do
+        ((SECONDS < deadline)) || die "(w1) no prior fetched on the order within 120 s (log: $log)"
+        sleep 0.1
+    done
     "$dcmtk_bin/storescu" -aet CT01 -aec READGATE 127.0.0.1 "$sv_port" "$current_dir"/*.dcm \
         >"$dir/current$1.log" 2>&1 || die "(v) storescu of the current study failed"
-    deadline=$((SECONDS + 120))
-    until ms=$(grep '"prior retrieved"' "$dir/serve$1.log" | grep -o '"elapsed_ms":[0-9]*' |
+    until ms=$(grep '"prior retrieved"' "$log" | grep -o '"elapsed_ms":[0-9]*' |
         head -n 1 | cut -d: -f2) && [[ -n $ms ]]; do
-        ((SECONDS < deadline)) || die "(v) no prior retrieved within 120 s (log: $dir/serve$1.log)"
+        ((SECONDS < deadline)) || die "(v) no prior retrieved within 120 s (log: $log)"
         sleep 0.2
     done
-    grep '"prior retrieved"' "$dir/serve$1.log" | grep -q "\"instances\":$count" ||
-        die "(v) readgate did not move all $count instances (log: $dir/serve$1.log)"
+    grep '"prior retrieved"' "$log" | grep -q "\"instances\":$count" ||
+        die "(v) readgate did not move all $count instances (log: $log)"
+    until grep -q '"study forwarded"' "$log"; do
+        ((SECONDS < deadline)) || die "(w) the study was not forwarded within 120 s (log: $log)"
+        sleep 0.1
+    done
+    [[ $(grep -c '"prior retrieved"' "$log") == 1 ]] || die "(w) the prior was retrieved more than once (log: $log)"
     rss=$(vmhwm_kb "$pid")
     stop "$pid"
     stop "$scp"
-    printf '%s %s\n' "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')" "$rss"
+    printf '%s %s %s\n' "$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')" \
+        "$(decision_wait "$log")" "$rss"
 }
 
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install time"
-g=() m=() r=() rss=() v=() vrss=()
+g=() m=() r=() rss=() v=() vrss=() w0=() w1=()
 for i in $(seq "$runs"); do
     g+=("$(run_g "$i")")
     m+=("$(run_m "$i")")
     out_r=$(run_r "$i")
     r+=("${out_r% *}")
     rss+=("${out_r#* }")
-    out_v=$(run_v "$i")
-    v+=("${out_v% *}")
-    vrss+=("${out_v#* }")
-    log "run $i/$runs: getscu ${g[-1]} s, movescu ${m[-1]} s, readgate get ${r[-1]} s, readgate serve move ${v[-1]} s"
+    out_v=$(run_v "$i" at_send) || exit 1
+    read -r mv wait kb <<<"$out_v"
+    v+=("$mv") w0+=("$wait") vrss+=("$kb")
+    out_v=$(run_v "$i" ahead) || exit 1
+    read -r _ wait _ <<<"$out_v"
+    w1+=("$wait")
+    log "run $i/$runs: getscu ${g[-1]} s, movescu ${m[-1]} s, readgate get ${r[-1]} s, readgate serve move ${v[-1]} s, wait at decision ${w1[-1]} s ahead / ${w0[-1]} s at send"
 done
 G=$(median "${g[@]}") M=$(median "${m[@]}") R=$(median "${r[@]}") RSS=$(median "${rss[@]}")
-V=$(median "${v[@]}") VRSS=$(median "${vrss[@]}")
+V=$(median "${v[@]}") VRSS=$(median "${vrss[@]}") W0=$(median "${w0[@]}") W1=$(median "${w1[@]}")
 printf '%s\n' "prior retrieval: $count instances, $((total_bytes / 1048576)) MiB, medians of $runs"
 printf '  (g) getscu  C-GET        %s s\n' "$G"
 printf '  (m) movescu C-MOVE       %s s\n' "$M"
@@ -270,3 +334,5 @@ printf '  (r) readgate pacs get    %s s   r/m %s   r/g %s   peak RSS %s MiB\n' \
     "$R" "$(ratio "$R" "$M")" "$(ratio "$R" "$G")" "$(mb_of_kb "$RSS")"
 printf '  (v) readgate serve move  %s s   v/m %s   peak RSS %s MiB (the whole server)\n' \
     "$V" "$(ratio "$V" "$M")" "$(mb_of_kb "$VRSS")"
+printf '  (w) decision -> forwarded  %s s with the prior fetched on its order, %s s retrieved at send\n' \
+    "$W1" "$W0"

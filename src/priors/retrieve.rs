@@ -1,5 +1,6 @@
-//! The C-GET SCU: a prior study's instances from a `[[pacs]]`, stored in readgate's own
-//! priors spool (`<data_dir>/priors`), over plain TCP or DICOM TLS.
+//! The C-GET SCU: a prior study's instances from a `[[pacs]]`, stored in a spool of
+//! readgate's (the priors cache, `<data_dir>/priors/cache`, or `readgate pacs get --out`),
+//! over plain TCP or DICOM TLS.
 //!
 //! C-GET needs no reverse configuration in the PACS (C-MOVE would have it send to
 //! readgate's AE): the PACS answers with C-STORE sub-operations on the same association,
