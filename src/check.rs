@@ -148,6 +148,15 @@ pub fn run(
                 documents: 0,
                 modalities: o.modalities.iter().cloned().collect(),
                 source: Source::dicom("input files"),
+                body_parts: o
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.get("0018,0015"))
+                    .map(|p| p.trim().to_uppercase())
+                    .filter(|p| !p.is_empty())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
                 unavailable: None,
             });
         }

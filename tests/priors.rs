@@ -1256,3 +1256,72 @@ async fn a_prior_the_pacs_will_not_deliver_holds_the_study_until_it_does() {
     );
     site.rg.stop().await;
 }
+
+/// Body part (`policy.priors.same_body_part`): Orthanc answers Body Part Examined at
+/// SERIES level. A newer head CT without a report is neither compared with a chest CT nor
+/// sent with it; the older chest CT, reported, is both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prior_of_another_body_part_is_neither_compared_nor_sent() {
+    let base = "1.2.826.0.1.3680043.10.7116";
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::orthanc(pacs_dir.path());
+    let (chest, head) = (format!("{base}.1"), format!("{base}.2"));
+    pacs.load_with(
+        pacs_dir.path(),
+        &chest,
+        "P-PART",
+        "ACC-PART-CHEST",
+        &days_ago(40),
+        &["--body-part", "CHEST", "--report", "前回と著変なし。"],
+    );
+    pacs.load_with(
+        pacs_dir.path(),
+        &head,
+        "P-PART",
+        "ACC-PART-HEAD",
+        &days_ago(10),
+        &["--body-part", "HEAD"],
+    );
+    let (dir, scp, mut cfg) = PriorSite::logged_config();
+    cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "");
+    let site = PriorSite::run(dir, scp, cfg).await;
+    let current = format!("{base}.9");
+    site.send_with(
+        &current,
+        "P-PART",
+        "ACC-PART-NOW",
+        1,
+        &["--body-part", "CHEST"],
+    );
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
+    let got = site.arrivals(4);
+    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
+    assert_eq!(studies, [&chest, &chest, &chest, &current], "{got:#?}");
+    // Both are listed; only the chest CT is chosen (and it kept its body part).
+    let found = site.rg.store.pacs_studies(&["P-PART".to_string()]).unwrap();
+    let parts: Vec<(&str, Vec<String>)> = found
+        .iter()
+        .map(|f| (f.study.study_uid.as_str(), f.study.body_parts.clone()))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (head.as_str(), vec!["HEAD".to_string()]),
+            (chest.as_str(), vec!["CHEST".to_string()])
+        ]
+    );
+    let shown = run_ok(
+        readgate_bin()
+            .args(["priors", &current, "--config"])
+            .arg(site.cfg.write()),
+        "readgate priors",
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let chosen: Vec<&str> = shown.lines().filter(|l| l.contains("  yes  ")).collect();
+    assert!(
+        chosen.len() == 1 && chosen[0].contains("ACC-PART-CHEST"),
+        "{shown}"
+    );
+    site.rg.stop().await;
+}

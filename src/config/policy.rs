@@ -185,6 +185,16 @@ pub struct PriorsConfig {
     /// direction; list both for both).
     #[serde(default)]
     pub related_modalities: std::collections::BTreeMap<String, Vec<String>>,
+    /// Only priors that examined the study's body part (Body Part Examined (0018,0015) of
+    /// their series, or one of `related_body_parts`) count: a chest CT is compared with
+    /// a chest CT, not a head CT. A prior or study whose body part is unknown always
+    /// counts.
+    #[serde(default = "default_true")]
+    pub same_body_part: bool,
+    /// Body parts that count as each other, e.g. `CHEST = ["THORAX", "LUNG"]` (one
+    /// direction; list both for both).
+    #[serde(default)]
+    pub related_body_parts: std::collections::BTreeMap<String, Vec<String>>,
     /// When a `[[pacs]]` could not be asked for the patient's history (down, refused,
     /// not yet answered): `"hold"` the study (PRIORS_UNAVAILABLE), or
     /// `"forward_flagged"` (forward it, flagged incomplete, with the reason). STAT
@@ -214,6 +224,8 @@ impl Default for PriorsConfig {
             most_recent_count: default_most_recent_count(),
             same_modality: true,
             related_modalities: Default::default(),
+            same_body_part: true,
+            related_body_parts: Default::default(),
             on_pacs_unreachable: PacsUnreachable::default(),
         }
     }

@@ -133,6 +133,7 @@ fn for_patient(
             documents: 0,
             modalities: other.modalities,
             source: Source::dicom("(0008,0020) of images received by readgate"),
+            body_parts: Vec::new(),
             unavailable: None,
         });
     }
@@ -205,6 +206,7 @@ fn for_patient(
                     .find(|f| f.prior_uid == s.study_uid)
                     .map(|f| format!("{}: {}", f.pacs_id, f.error)),
                 study_uid: s.study_uid,
+                body_parts: s.body_parts,
                 source: Source::Cfind { ae: found.pacs_id },
             });
         }
@@ -294,6 +296,11 @@ fn add_dicom(ctx: &mut StudyContext, h: &BTreeMap<String, String>) {
         };
         if !ctx.procedure_codes.contains(&c) {
             ctx.procedure_codes.push(c);
+        }
+    }
+    if let Some(part) = h.get("0018,0015").map(|p| p.trim().to_uppercase()) {
+        if !part.is_empty() && !ctx.body_parts.contains(&part) {
+            ctx.body_parts.push(part);
         }
     }
     if ctx.study_date.is_none() {

@@ -123,6 +123,9 @@ pub struct Prior {
     /// Its modalities (Modalities in Study, or of the images readgate received).
     #[serde(default)]
     pub modalities: Vec<String>,
+    /// Body Part Examined (0018,0015) of its series, when the PACS gave it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub body_parts: Vec<String>,
     pub source: Source,
     /// Why the PACS could not deliver it the last time readgate retrieved it to send
     /// with the study (`None`: never failed, or retrieved since).
@@ -156,6 +159,9 @@ pub struct StudyContext {
     pub accession: Option<String>,
     pub modalities: Vec<String>,
     pub calling_aes: Vec<String>,
+    /// Body Part Examined (0018,0015) of its series, e.g. `CHEST`: priors of another body
+    /// part are not compared (`policy.priors.same_body_part`).
+    pub body_parts: Vec<String>,
     /// Study Date (0008,0020), DICOM DA `YYYYMMDD`, local time of the hospital.
     pub study_date: Option<String>,
     /// Study Time (0008,0030), DICOM TM `HHMMSS.FFFFFF` (any prefix), local time.

@@ -53,12 +53,14 @@ pub mod tags {
     pub const PLACER_ORDER_NUMBER: u32 = u32_of(std::PLACER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST);
     pub const FILLER_ORDER_NUMBER: u32 = u32_of(std::FILLER_ORDER_NUMBER_IMAGING_SERVICE_REQUEST);
     pub const SCHEDULED_PROCEDURE_STEP_ID: u32 = u32_of(std::SCHEDULED_PROCEDURE_STEP_ID);
+    pub const BODY_PART_EXAMINED: u32 = u32_of(std::BODY_PART_EXAMINED);
     pub const PIXEL_DATA: u32 = u32_of(std::PIXEL_DATA);
 }
 
 /// Top-level attributes the walk keeps: what the index needs and the clinical context
-/// (exam purpose, clinical information, requester and callback, contrast) checks need.
-const TOP_LEVEL: [u32; 28] = [
+/// (exam purpose, clinical information, requester and callback, contrast) checks need,
+/// and the body part the priors are chosen by.
+const TOP_LEVEL: [u32; 29] = [
     tags::SPECIFIC_CHARACTER_SET,
     tags::SOP_CLASS_UID,
     tags::SOP_INSTANCE_UID,
@@ -85,6 +87,7 @@ const TOP_LEVEL: [u32; 28] = [
     tags::ORDER_CALLBACK_PHONE,
     tags::PLACER_ORDER_NUMBER,
     tags::FILLER_ORDER_NUMBER,
+    tags::BODY_PART_EXAMINED,
     // sequences are never captured as values; listed for completeness of the context
     tags::REQUEST_ATTRIBUTES_SEQUENCE,
     tags::REQUESTED_PROCEDURE_CODE_SEQUENCE,

@@ -20,4 +20,8 @@ pub struct PacsStudy {
     /// ID belongs to.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// Body Part Examined (0018,0015) of its series (SERIES level; asked for the newest
+    /// `priors.max_studies` only), upper case.
+    #[serde(default)]
+    pub body_parts: Vec<String>,
 }

@@ -133,9 +133,21 @@ impl<'a> Session<'a> {
         &mut self,
         study_uid: &str,
     ) -> Result<Vec<ReportDocument>, FindError> {
+        Ok(self.series_facts(study_uid).await?.documents)
+    }
+
+    /// What a study's series say: its report documents (as [`Session::report_documents`])
+    /// and the body parts (0018,0015) its series examined, from the same SERIES query.
+    pub async fn series_facts(&mut self, study_uid: &str) -> Result<SeriesFacts, FindError> {
         let series = self.find(series_identifier(study_uid)).await?;
         let mut documents = Vec::new();
+        let mut body_parts: Vec<String> = Vec::new();
         for s in &series {
+            if let Some(part) = text(s, tags::BODY_PART_EXAMINED).map(|p| p.to_uppercase()) {
+                if !body_parts.contains(&part) {
+                    body_parts.push(part);
+                }
+            }
             let modality = text(s, tags::MODALITY).unwrap_or_default();
             let Some(series_uid) = text(s, tags::SERIES_INSTANCE_UID) else {
                 continue;
@@ -159,7 +171,10 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        Ok(documents)
+        Ok(SeriesFacts {
+            documents,
+            body_parts,
+        })
     }
 
     /// Releases the association after a clean outcome (an answer, a refusal, a query
@@ -356,6 +371,7 @@ fn series_identifier(study_uid: &str) -> InMemDicomObject {
         &[
             (tags::SERIES_INSTANCE_UID, VR::UI),
             (tags::MODALITY, VR::CS),
+            (tags::BODY_PART_EXAMINED, VR::CS),
         ],
     )
 }
@@ -419,7 +435,16 @@ fn study_of(obj: &InMemDicomObject) -> Option<PacsStudy> {
         description: text(obj, tags::STUDY_DESCRIPTION),
         instances: text(obj, tags::NUMBER_OF_STUDY_RELATED_INSTANCES).and_then(|n| n.parse().ok()),
         issuer: text(obj, tags::ISSUER_OF_PATIENT_ID).filter(|i| !i.is_empty()),
+        body_parts: Vec::new(),
     })
+}
+
+/// What a study's SERIES-level answers say (see [`Session::series_facts`]).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesFacts {
+    pub documents: Vec<ReportDocument>,
+    /// Upper case, each once.
+    pub body_parts: Vec<String>,
 }
 
 #[cfg(test)]

@@ -243,9 +243,11 @@ async fn history(
         let mut studies = session.studies(query).await?;
         studies.sort_by(|a, b| (&b.date, &b.time).cmp(&(&a.date, &a.time)));
         let mut out = Vec::with_capacity(studies.len());
-        for (i, study) in studies.into_iter().enumerate() {
+        for (i, mut study) in studies.into_iter().enumerate() {
             let documents = if i < max_studies {
-                session.report_documents(&study.study_uid).await?.len() as u32
+                let facts = session.series_facts(&study.study_uid).await?;
+                study.body_parts = facts.body_parts;
+                facts.documents.len() as u32
             } else {
                 0
             };

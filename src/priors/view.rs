@@ -14,6 +14,8 @@ pub struct PriorRow {
     /// Local date `YYYY-MM-DD`, when known.
     pub date: Option<String>,
     pub modalities: Vec<String>,
+    /// Body Part Examined (0018,0015) of its series, when known.
+    pub body_parts: Vec<String>,
     /// Final or corrected HL7 reports on file.
     pub final_reports: u32,
     /// Report documents (SR, encapsulated PDF/CDA) in the PACS.
@@ -71,6 +73,7 @@ impl PriorsView {
                     .study_time_ms
                     .map(|t| crate::time::format_local_date(t, offset)),
                 modalities: p.modalities.clone(),
+                body_parts: p.body_parts.clone(),
                 final_reports: p.reports,
                 report_documents: p.documents,
                 source: match &p.source {
@@ -161,6 +164,7 @@ mod tests {
             documents: 1,
             modalities: vec!["CT".into()],
             source,
+            body_parts: Vec::new(),
             unavailable: None,
         };
         let ctx = StudyContext {

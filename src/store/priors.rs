@@ -48,8 +48,8 @@ impl Store {
                 )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT OR REPLACE INTO pacs_studies (pacs_id, patient_id, study_uid, accession, \
-                     study_date, study_time, modalities, description, instances, documents, issuer) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     study_date, study_time, modalities, description, instances, documents, issuer, \
+                     body_parts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
                 for (s, documents) in studies {
                     insert.execute(params![
@@ -63,7 +63,8 @@ impl Store {
                         s.description,
                         s.instances,
                         documents,
-                        s.issuer
+                        s.issuer,
+                        s.body_parts.join(" ")
                     ])?;
                 }
                 (None, studies.len() as i64)
@@ -110,7 +111,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT pacs_id, patient_id, study_uid, accession, study_date, study_time, modalities, \
-             description, instances, documents, issuer FROM pacs_studies WHERE patient_id = ?1",
+             description, instances, documents, issuer, body_parts FROM pacs_studies \
+             WHERE patient_id = ?1",
         )?;
         let mut out = Vec::new();
         for id in patient_ids {
@@ -128,6 +130,12 @@ impl Store {
                         description: r.get(7)?,
                         instances: r.get(8)?,
                         issuer: r.get(10)?,
+                        body_parts: r
+                            .get::<_, Option<String>>(11)?
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(String::from)
+                            .collect(),
                     },
                     documents: r.get(9)?,
                 })

@@ -194,6 +194,7 @@ fn a_prior_is_at_a_destination_once_sent_or_forwarded_there() {
         description: None,
         instances: Some(2),
         issuer: Some("HOSP".into()),
+        body_parts: vec!["CHEST".into()],
     };
     store
         .record_pacs_lookup("P1", "pacs1", 5, Ok(&[(found, 0)]))

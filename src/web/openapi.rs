@@ -102,11 +102,12 @@ fn build() -> Value {
     // Apart: one json! for the whole document exceeds the macro recursion limit.
     let prior_row = json!({
         "type": "object",
-        "required": ["study_uid", "accession", "date", "modalities", "final_reports", "report_documents", "source", "chosen", "sent_to", "not_retrieved"],
+        "required": ["study_uid", "accession", "date", "modalities", "body_parts", "final_reports", "report_documents", "source", "chosen", "sent_to", "not_retrieved"],
         "properties": {
             "study_uid": {"type": "string"}, "accession": nstr,
             "date": {"type": ["string", "null"], "description": "YYYY-MM-DD, local"},
             "modalities": {"type": "array", "items": {"type": "string"}},
+            "body_parts": {"type": "array", "items": {"type": "string"}, "description": "Body Part Examined (0018,0015) of its series, when known (priors of another body part than the study's are not chosen)"},
             "final_reports": {"type": "integer", "description": "Final or corrected HL7 reports on file"},
             "report_documents": {"type": "integer", "description": "SR / encapsulated PDF or CDA reports in the PACS"},
             "source": {"type": "string", "description": "readgate (received here) or pacs:<id>"},

@@ -47,6 +47,7 @@ def main() -> int:
     p.add_argument("--study-date", default="20240601")
     p.add_argument("--study-time", default="093000")
     p.add_argument("--modality", default="CT")
+    p.add_argument("--body-part", help="Body Part Examined (0018,0015) of the image series")
     p.add_argument("--purpose")
     p.add_argument("--history")
     p.add_argument("--requesting")
@@ -67,6 +68,8 @@ def main() -> int:
         ds.PatientComments = SYNTHETIC_NOTE
         if args.history is not None:
             ds.AdditionalPatientHistory = args.history
+        if args.body_part is not None:
+            ds.BodyPartExamined = args.body_part
         if args.contrast is not None:
             ds.ContrastBolusAgent = args.contrast
         if args.requesting is not None:

@@ -29,6 +29,11 @@ pub(crate) fn comparable_priors(
                         q.modalities.push(m.clone());
                     }
                 }
+                for b in &p.body_parts {
+                    if !q.body_parts.contains(b) {
+                        q.body_parts.push(b.clone());
+                    }
+                }
                 q.study_time_ms = q.study_time_ms.or(p.study_time_ms);
                 q.accession = q.accession.clone().or_else(|| p.accession.clone());
             }
@@ -43,6 +48,9 @@ pub(crate) fn comparable_priors(
     });
     if cfg.same_modality {
         priors.retain(|p| comparable(ctx, p, cfg));
+    }
+    if cfg.same_body_part {
+        priors.retain(|p| same_body_part(ctx, p, cfg));
     }
     priors.sort_by_key(|p| std::cmp::Reverse(p.study_time_ms));
     priors
@@ -177,6 +185,36 @@ fn comparable(
         earlier.iter().any(|e| {
             e.eq_ignore_ascii_case(c) || related.clone().any(|r| r.eq_ignore_ascii_case(e))
         })
+    })
+}
+
+/// Whether a prior examined the study's body part (or one `related_body_parts` relates);
+/// unknown body parts on either side always count.
+fn same_body_part(
+    ctx: &StudyContext,
+    prior: &Prior,
+    cfg: &crate::config::policy::PriorsConfig,
+) -> bool {
+    let known = |parts: &[String]| -> Vec<String> {
+        parts
+            .iter()
+            .map(|p| p.trim().to_uppercase())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    let (current, earlier) = (known(&ctx.body_parts), known(&prior.body_parts));
+    if current.is_empty() || earlier.is_empty() {
+        return true;
+    }
+    current.iter().any(|c| {
+        let related = cfg
+            .related_body_parts
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(c))
+            .flat_map(|(_, v)| v.iter());
+        earlier
+            .iter()
+            .any(|e| e == c || related.clone().any(|r| r.trim().eq_ignore_ascii_case(e)))
     })
 }
 

@@ -55,6 +55,7 @@ fn prior(uid: &str, acc: &str, at: Option<i64>, reports: u32) -> Prior {
         source: Source::Cfind {
             ae: "HOSPPACS".into(),
         },
+        body_parts: Vec::new(),
         unavailable: None,
     }
 }
@@ -66,6 +67,7 @@ fn complete() -> StudyContext {
         accession: Some("A2024060101".into()),
         modalities: vec!["CT".into()],
         calling_aes: vec!["CT01".into()],
+        body_parts: Vec::new(),
         study_date: Some("20240601".into()),
         study_time: Some("101500".into()),
         priority: Some(Priority::Routine),
@@ -1347,4 +1349,40 @@ fn a_prior_the_pacs_cannot_deliver_holds_naming_it() {
         evaluate(&ctx, &flagged, now()).verdict,
         Verdict::ForwardIncomplete
     );
+}
+
+#[test]
+fn priors_of_another_body_part_are_not_compared() {
+    let mut ctx = complete();
+    ctx.body_parts = vec!["CHEST".into()];
+    let mut head = prior("1.8.1", "A-HEAD", Some(jst(2024, 5, 20, 9, 0)), 0);
+    head.body_parts = vec!["HEAD".into()];
+    let mut chest = prior("1.8.2", "A-CHEST", Some(jst(2024, 3, 1, 9, 0)), 1);
+    chest.body_parts = vec!["CHEST".into()];
+    ctx.priors = vec![head, chest];
+    // The newest comparable prior is the chest CT, which has its report.
+    let e = eval(&ctx);
+    assert_eq!(e.verdict, Verdict::Pass, "{:?}", e.reasons);
+    let chosen = crate::decide::policy::comparable_priors(&ctx, &policy(""), now());
+    let uids: Vec<&str> = chosen.iter().map(|p| p.study_uid.as_str()).collect();
+    assert_eq!(uids, ["1.8.2"]);
+
+    // Switched off, the head CT is the newest prior and lacks a report.
+    let off = policy("[policy.priors]\nsame_body_part = false\n");
+    assert_eq!(codes(&evaluate(&ctx, &off, now())), [PRIOR_REPORT_MISSING]);
+
+    // A related body part counts (one direction, case-insensitive).
+    ctx.priors[1].body_parts = vec!["thorax".into()];
+    assert_eq!(
+        codes(&eval(&ctx)),
+        Vec::<&str>::new(),
+        "THORAX is not CHEST unless related"
+    );
+    let related = policy("[policy.priors.related_body_parts]\nCHEST = [\"THORAX\"]\n");
+    let chosen = crate::decide::policy::comparable_priors(&ctx, &related, now());
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+
+    // An unknown body part on either side always counts.
+    ctx.priors[0].body_parts.clear();
+    assert_eq!(codes(&eval(&ctx)), [PRIOR_REPORT_MISSING]);
 }
