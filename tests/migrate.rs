@@ -41,10 +41,11 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 4] = [
+const NEW_TABLES: [&str; 5] = [
     "pacs_lookups",
     "pacs_studies",
     "prior_fetch_failures",
+    "prior_retrievals",
     "prior_sends",
 ];
 

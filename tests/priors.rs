@@ -1184,6 +1184,21 @@ async fn priors_are_fetched_on_the_order_before_the_images_arrive() {
     assert!(first_image >= fetched_at, "{first_image} < {fetched_at}");
     let sent = site.audited("prior_sent");
     assert_eq!(sent.len(), 1, "{sent:?}");
+    // `readgate priors` shows it found, chosen, retrieved (three instances) and sent.
+    let shown = run_ok(
+        readgate_bin()
+            .args(["priors", &current, "--format", "json", "--config"])
+            .arg(site.cfg.write()),
+        "readgate priors --format json",
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let row = &shown["priors"][0];
+    assert_eq!(row["study_uid"], prior.as_str(), "{shown:#}");
+    assert_eq!(row["chosen"], true, "{shown:#}");
+    assert_eq!(row["retrieved"]["instances"], 3, "{shown:#}");
+    assert_eq!(row["retrieved"]["pacs_id"], "hosp", "{shown:#}");
+    assert_eq!(row["not_retrieved"], serde_json::Value::Null, "{shown:#}");
+    assert_eq!(row["sent_to"], serde_json::json!(["rc1"]), "{shown:#}");
     site.rg.stop().await;
 }
 

@@ -261,7 +261,7 @@ pub fn priors(
             );
             if !view.priors.is_empty() {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<12}  STUDY UID",
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<13}  {:<12}  STUDY UID",
                     "DATE",
                     "ACCESSION",
                     "MOD",
@@ -269,12 +269,13 @@ pub fn priors(
                     "DOCUMENTS",
                     "SOURCE",
                     "CHOSEN",
+                    "RETRIEVED",
                     "SENT TO"
                 );
             }
             for p in &view.priors {
                 println!(
-                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<12}  {}",
+                    "{:<10}  {:<16}  {:<8}  {:>7}  {:>9}  {:<12}  {:<6}  {:<13}  {:<12}  {}",
                     p.date.as_deref().unwrap_or("-"),
                     p.accession.as_deref().unwrap_or("-"),
                     p.modalities.join(" "),
@@ -282,15 +283,20 @@ pub fn priors(
                     p.report_documents,
                     p.source,
                     if p.chosen { "yes" } else { "-" },
-                    match (&p.not_retrieved, p.sent_to.is_empty()) {
-                        (_, false) => p.sent_to.join(","),
-                        (Some(_), true) => "NOT RETRIEVED".to_string(),
-                        (None, true) => "-".to_string(),
+                    match (&p.not_retrieved, &p.retrieved) {
+                        (Some(_), _) => "NOT RETRIEVED".to_string(),
+                        (None, Some(r)) => format!("{} instances", r.instances),
+                        (None, None) => "-".to_string(),
+                    },
+                    if p.sent_to.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.sent_to.join(",")
                     },
                     p.study_uid
                 );
             }
-            for p in view.priors.iter().filter(|p| p.sent_to.is_empty()) {
+            for p in &view.priors {
                 if let Some(why) = &p.not_retrieved {
                     println!("not retrieved: {} ({why})", p.study_uid);
                 }

@@ -206,8 +206,14 @@ impl PriorCache {
             Err(e) => warn!(pacs = %pacs.id, prior_uid, operation, purpose = purpose.as_str(),
                 error = %e, "prior could not be retrieved"),
         }
-        self.record(prior_uid, &pacs.id, retrieved.as_ref().map(|_| ()))
-            .await;
+        self.record(
+            prior_uid,
+            &pacs.id,
+            retrieved
+                .as_ref()
+                .map(|r| (r.instances.len() as u32, r.bytes())),
+        )
+        .await;
         let retrieved = Arc::new(retrieved?);
         slot.held = Some(retrieved.clone());
         slot.used = Some(Instant::now());
@@ -216,7 +222,7 @@ impl PriorCache {
 
     /// Records the outcome for the decision stage; a prior retrieved after failing sends
     /// its patient's held studies back to be decided again.
-    async fn record(&self, prior_uid: &str, pacs_id: &str, outcome: Result<(), &String>) {
+    async fn record(&self, prior_uid: &str, pacs_id: &str, outcome: Result<(u32, u64), &String>) {
         let store = self.store.clone();
         let (uid, pacs) = (prior_uid.to_string(), pacs_id.to_string());
         let outcome = outcome.map_err(|e| e.to_string());
@@ -225,7 +231,7 @@ impl PriorCache {
                 &uid,
                 &pacs,
                 now_ms(),
-                outcome.as_ref().map(|_| ()).map_err(|e| e.as_str()),
+                outcome.as_ref().map(|r| *r).map_err(|e| e.as_str()),
             )?;
             if !recovered {
                 return Ok(Vec::new());

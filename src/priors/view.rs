@@ -27,7 +27,9 @@ pub struct PriorRow {
     pub chosen: bool,
     /// Destinations readgate sent it to as a prior (with this study or an earlier one).
     pub sent_to: Vec<String>,
-    /// Why the PACS could not deliver it when readgate last tried (before this decision).
+    /// Its last retrieval from the PACS (to send with a study), when there was one.
+    pub retrieved: Option<crate::store::PriorRetrieval>,
+    /// Why the PACS could not deliver it when readgate last tried, if that failed.
     pub not_retrieved: Option<String>,
 }
 
@@ -82,6 +84,7 @@ impl PriorsView {
                 },
                 chosen: false,
                 sent_to: Vec::new(),
+                retrieved: None,
                 not_retrieved: p.unavailable.clone(),
             })
             .collect();
@@ -94,8 +97,9 @@ impl PriorsView {
 }
 
 impl PriorsView {
-    /// As [`PriorsView::of_context`], with which priors go with the study (`choice`) and
-    /// where each was sent (`prior_sends`).
+    /// As [`PriorsView::of_context`], with which priors go with the study (`choice`),
+    /// where each was sent (`prior_sends`) and how its retrieval went, now
+    /// (`prior_retrievals`, `prior_fetch_failures`).
     pub fn read(
         store: &crate::store::Store,
         context_json: Option<&str>,
@@ -121,6 +125,18 @@ impl PriorsView {
             }
         }
         let uids: Vec<String> = view.priors.iter().map(|p| p.study_uid.clone()).collect();
+        let failures = store.prior_fetch_failures(&uids)?;
+        let retrievals = store.prior_retrievals(&uids)?;
+        for row in &mut view.priors {
+            row.retrieved = retrievals
+                .iter()
+                .find(|r| r.prior_uid == row.study_uid)
+                .cloned();
+            row.not_retrieved = failures
+                .iter()
+                .find(|f| f.prior_uid == row.study_uid)
+                .map(|f| format!("{}: {}", f.pacs_id, f.error));
+        }
         for sent in store.priors_sent(&uids)? {
             for row in view
                 .priors

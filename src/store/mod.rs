@@ -30,7 +30,7 @@ pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,
 };
-pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, SentPrior};
+pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrieval, SentPrior};
 pub use queue::QueuedInstance;
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;

@@ -318,6 +318,19 @@ impl Store {
     }
 }
 
+/// The last successful retrieval of a prior study (`prior_retrievals`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PriorRetrieval {
+    #[serde(skip)]
+    pub prior_uid: String,
+    /// The `[[pacs]]` it came from.
+    pub pacs_id: String,
+    /// When it finished (ms since the Unix epoch).
+    pub at: i64,
+    pub instances: u32,
+    pub bytes: u64,
+}
+
 /// A chosen prior the PACS could not deliver (`prior_fetch_failures`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FetchFailure {
@@ -330,17 +343,23 @@ pub struct FetchFailure {
 
 impl Store {
     /// Records how a prior's retrieval went: a failure replaces the last one; a success
-    /// clears it. Returns whether a failure was cleared (held studies may now go).
+    /// (instances, bytes) is kept as the last retrieval and clears the failure. Returns
+    /// whether a failure was cleared (held studies may now go).
     pub fn record_prior_fetch(
         &self,
         prior_uid: &str,
         pacs_id: &str,
         at: i64,
-        outcome: std::result::Result<(), &str>,
+        outcome: std::result::Result<(u32, u64), &str>,
     ) -> Result<bool> {
         let conn = self.conn();
         Ok(match outcome {
-            Ok(()) => {
+            Ok((instances, bytes)) => {
+                conn.execute(
+                    "INSERT OR REPLACE INTO prior_retrievals (prior_uid, pacs_id, at, instances, \
+                     bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![prior_uid, pacs_id, at, instances, bytes as i64],
+                )?;
                 conn.execute(
                     "DELETE FROM prior_fetch_failures WHERE prior_uid = ?1",
                     [prior_uid],
@@ -377,6 +396,33 @@ impl Store {
                 .next()
             {
                 out.push(f?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last successful retrievals of these prior studies.
+    pub fn prior_retrievals(&self, prior_uids: &[String]) -> Result<Vec<PriorRetrieval>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT prior_uid, pacs_id, at, instances, bytes FROM prior_retrievals \
+             WHERE prior_uid = ?1",
+        )?;
+        let mut out = Vec::new();
+        for uid in prior_uids {
+            if let Some(r) = stmt
+                .query_map([uid], |r| {
+                    Ok(PriorRetrieval {
+                        prior_uid: r.get(0)?,
+                        pacs_id: r.get(1)?,
+                        at: r.get(2)?,
+                        instances: r.get(3)?,
+                        bytes: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })?
+                .next()
+            {
+                out.push(r?);
             }
         }
         Ok(out)

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -88,6 +88,18 @@ CREATE TABLE prior_fetch_failures (
 /// Migration 7: the body parts (0018,0015) of each PACS study's series, which priors
 /// are chosen by (`policy.priors.same_body_part`).
 const V7: &[&str] = &["ALTER TABLE pacs_studies ADD COLUMN body_parts TEXT"];
+
+/// Migration 8: the last successful retrieval of each prior study (`priors::cache`), so
+/// the study views can say which priors were fetched, not only where they were sent.
+const V8: &[&str] = &[r#"
+CREATE TABLE prior_retrievals (
+    prior_uid  TEXT PRIMARY KEY,
+    pacs_id    TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    instances  INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL
+);
+"#];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -102,7 +102,7 @@ fn build() -> Value {
     // Apart: one json! for the whole document exceeds the macro recursion limit.
     let prior_row = json!({
         "type": "object",
-        "required": ["study_uid", "accession", "date", "modalities", "body_parts", "final_reports", "report_documents", "source", "chosen", "sent_to", "not_retrieved"],
+        "required": ["study_uid", "accession", "date", "modalities", "body_parts", "final_reports", "report_documents", "source", "chosen", "sent_to", "retrieved", "not_retrieved"],
         "properties": {
             "study_uid": {"type": "string"}, "accession": nstr,
             "date": {"type": ["string", "null"], "description": "YYYY-MM-DD, local"},
@@ -113,6 +113,7 @@ fn build() -> Value {
             "source": {"type": "string", "description": "readgate (received here) or pacs:<id>"},
             "chosen": {"type": "boolean", "description": "Among the priors that go with this study: comparable to it, the newest [priors] send_max (sent when a PACS holds it)"},
             "sent_to": {"type": "array", "items": {"type": "string"}, "description": "Destinations readgate sent this prior to (retrieved from the PACS, before a study of the patient)"},
+            "retrieved": {"type": ["object", "null"], "description": "The prior's last retrieval from the PACS (to send with a study); null when it was never retrieved", "properties": {"pacs_id": {"type": "string"}, "at": {"type": "integer", "description": "ms since the Unix epoch"}, "instances": {"type": "integer"}, "bytes": {"type": "integer"}}},
             "not_retrieved": {"type": ["string", "null"], "description": "Why the PACS could not deliver this prior when readgate last tried to retrieve it (PRIORS_UNAVAILABLE); null when it never failed or was retrieved since"}
         }
     });
