@@ -125,6 +125,22 @@ pub fn first_route<'a>(
     None
 }
 
+/// Whether a study of these modalities from these calling AEs takes priors to
+/// `destination`: the first route that matches it says (`[[routes]] send_priors`), else
+/// the destination does (`send_priors`); never without a `[[pacs]]`.
+pub fn takes_priors(
+    config: &Config,
+    modalities: &[String],
+    calling_aes: &[String],
+    destination: &str,
+) -> bool {
+    first_route(config, modalities, calling_aes)
+        .and_then(|(_, route, _)| route.send_priors)
+        .or_else(|| config.destination(destination).map(|d| d.send_priors))
+        .unwrap_or(false)
+        && !config.pacs.is_empty()
+}
+
 /// The gate: routes the study, then applies the clinical-context policy (`[policy]`).
 pub struct Gate {
     router: Router,
@@ -146,6 +162,16 @@ impl Decide for Gate {
         let mut ctx = study.clone();
         ctx.destination = route.as_ref().map(|r| r.destination.clone());
         ctx.facility = route.as_ref().map(|r| r.facility.clone());
+        // A prior the PACS could not deliver matters only where priors are sent.
+        let sends = ctx
+            .destination
+            .as_deref()
+            .is_some_and(|d| takes_priors(&self.config, &ctx.modalities, &ctx.calling_aes, d));
+        if !sends {
+            for prior in &mut ctx.priors {
+                prior.unavailable = None;
+            }
+        }
         let evaluation = policy::evaluate(&ctx, &self.config.policy, crate::time::now_ms());
         Decision {
             route,
@@ -233,5 +259,46 @@ port = 2
             .reasons
             .iter()
             .any(|r| r.code == "NO_ROUTE" && r.clause == "ATS-4"));
+    }
+
+    /// A prior the PACS could not deliver holds a study only on a route that sends
+    /// priors: `send_priors = false` there means the facility fetches its own.
+    #[test]
+    fn an_undeliverable_prior_holds_only_where_priors_are_sent() {
+        use crate::decide::context::{PacsAnswer, Prior, Source};
+        let pacs =
+            "[[pacs]]\nid = \"hosp\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = 104\n\
+                    [[policy.rules]]\nname = \"priors\"\nchecks = [\"prior_reports\"]\n";
+        let ctx = StudyContext {
+            study_uid: "1.2".into(),
+            modalities: names(&["CT"]),
+            calling_aes: names(&["CT01"]),
+            pacs: vec![PacsAnswer::Answered {
+                pacs: "hosp".into(),
+                at: 0,
+                found: 1,
+            }],
+            priors: vec![Prior {
+                study_uid: "1.1".into(),
+                accession: Some("A-OLD".into()),
+                study_time_ms: None,
+                reports: 1,
+                documents: 0,
+                modalities: names(&["CT"]),
+                body_parts: Vec::new(),
+                source: Source::Cfind { ae: "hosp".into() },
+                unavailable: Some("hosp: C-MOVE refused".into()),
+            }],
+            ..Default::default()
+        };
+        let sending = config(&format!("[[routes]]\ndestination = \"a\"\n{pacs}"));
+        let d = Gate::new(sending).decide(&ctx);
+        let codes: Vec<&str> = d.reasons.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(codes, ["PRIORS_UNAVAILABLE"]);
+        let not_sending = config(&format!(
+            "[[routes]]\ndestination = \"a\"\nsend_priors = false\n{pacs}"
+        ));
+        let d = Gate::new(not_sending).decide(&ctx);
+        assert!(d.reasons.is_empty(), "{:?}", d.reasons);
     }
 }

@@ -19,11 +19,7 @@ pub struct Pending {
 /// Whether a study (as `ctx` describes it) takes priors to `destination`: the first
 /// route that matches it says (`[[routes]] send_priors`), else the destination does.
 pub fn takes_priors(config: &Config, ctx: &StudyContext, destination: &str) -> bool {
-    crate::decide::first_route(config, &ctx.modalities, &ctx.calling_aes)
-        .and_then(|(_, route, _)| route.send_priors)
-        .or_else(|| config.destination(destination).map(|d| d.send_priors))
-        .unwrap_or(false)
-        && !config.pacs.is_empty()
+    crate::decide::takes_priors(config, &ctx.modalities, &ctx.calling_aes, destination)
 }
 
 /// The priors of the study `ctx` describes to send to `destination`, newest first.
