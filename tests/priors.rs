@@ -87,6 +87,15 @@ impl PriorSite {
         run_ok(&mut storescu, "storescu to readgate");
     }
 
+    /// What the facility received, once `expected.len()` files are in: their studies in
+    /// `expected`'s order (priors first).
+    fn arrived_in_order(&self, expected: &[&String]) -> Vec<Arrived> {
+        let got = self.arrivals(expected.len());
+        let studies: Vec<&String> = got.iter().map(|a| &a.study_uid).collect();
+        assert_eq!(studies, expected, "{got:#?}");
+        got
+    }
+
     /// Waits until the study is decided (held or forwarded); returns its row.
     fn wait_decided(&self, uid: &str, timeout: Duration) -> readgate::store::StudyRow {
         let mut row = None;
@@ -737,9 +746,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
 
     let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let got = site.arrivals(4);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
-    assert_eq!(studies, [&prior, &prior, &prior, &current]);
+    let got = site.arrived_in_order(&[&prior, &prior, &prior, &current]);
 
     // The prior's report existed only as the ORU: it arrives as a Basic Text SR in the
     // prior study, after its images, and DCMTK and pydicom read its Japanese text.
@@ -853,13 +860,7 @@ async fn moved_priors_arrive_first(orthanc: bool) {
     site.send(&current, "P-MOVE", "ACC-MOVE-NOW", 2);
     let row = site.wait_decided(&current, Duration::from_secs(30));
     assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
-    let got = site.arrivals(5);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
-    assert_eq!(
-        studies,
-        [&prior, &prior, &prior, &current, &current],
-        "{got:#?}"
-    );
+    let got = site.arrived_in_order(&[&prior, &prior, &prior, &current, &current]);
     assert!(got
         .iter()
         .any(|a| a.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.11"));
@@ -1101,9 +1102,8 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
     });
     drop(pacs);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let got = site.arrivals(1);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
-    assert_eq!(studies, [current.as_str()], "the study alone");
+    // The study alone.
+    site.arrived_in_order(&[&current]);
     let context = site
         .rg
         .store
@@ -1161,14 +1161,8 @@ async fn priors_are_fetched_on_the_order_before_the_images_arrive() {
     site.send(&current, "P-AHEAD", "ACC-AHEAD-NOW", 2);
     let row = site.wait_decided(&current, Duration::from_secs(30));
     assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
-    let got = site.arrivals(5);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
     // Two images and Orthanc's SR report of the prior, then the study.
-    assert_eq!(
-        studies,
-        [&prior, &prior, &prior, &current, &current],
-        "{got:#?}"
-    );
+    let got = site.arrived_in_order(&[&prior, &prior, &prior, &current, &current]);
     assert!(got[..3]
         .iter()
         .all(|a| a.prior_of.as_deref() == Some("ACC-AHEAD-NOW")));
@@ -1260,9 +1254,7 @@ async fn a_prior_the_pacs_will_not_deliver_holds_the_study_until_it_does() {
 
     pacs.register_readgate(readgate_port).await;
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
-    let got = site.arrivals(4);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
-    assert_eq!(studies, [&prior, &prior, &prior, &current], "{got:#?}");
+    site.arrived_in_order(&[&prior, &prior, &prior, &current]);
     let retrieves = readgate::metrics::pacs_retrieves();
     assert!(
         retrieves.contains_key(&("hosp".to_string(), "failed"))
@@ -1310,9 +1302,7 @@ async fn a_prior_of_another_body_part_is_neither_compared_nor_sent() {
     );
     let row = site.wait_decided(&current, Duration::from_secs(30));
     assert_eq!(row.state, StudyState::Forwarded, "{:?}", reasons(&row));
-    let got = site.arrivals(4);
-    let studies: Vec<&str> = got.iter().map(|a| a.study_uid.as_str()).collect();
-    assert_eq!(studies, [&chest, &chest, &chest, &current], "{got:#?}");
+    site.arrived_in_order(&[&chest, &chest, &chest, &current]);
     // Both are listed; only the chest CT is chosen (and it kept its body part).
     let found = site.rg.store.pacs_studies(&["P-PART".to_string()]).unwrap();
     let parts: Vec<(&str, Vec<String>)> = found

@@ -28,8 +28,6 @@ use tracing::{info, warn};
 const ORDER_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Patients asked for in one pass; the rest wait for the next.
 const PASS_LIMIT: usize = 64;
-/// The shortest time between two passes.
-const PASS_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct Lookup {
     pub config: Arc<Config>,
@@ -62,16 +60,8 @@ impl Lookup {
             if due.len() >= PASS_LIMIT {
                 continue;
             }
-            // At most one pass per PASS_INTERVAL however fast instances arrive: a pass
-            // reads the store, which the receivers write to.
-            tokio::select! {
-                _ = tokio::time::sleep(PASS_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-            tokio::select! {
-                _ = self.wanted.notified() => {}
-                _ = tokio::time::sleep(retry) => {}
-                _ = shutdown.changed() => return,
+            if !super::next_pass(&self.wanted, retry, &mut shutdown).await {
+                return;
             }
         }
     }

@@ -21,3 +21,24 @@ pub mod retrieve;
 pub mod view;
 
 pub use find::{find_studies, FindError, PacsStudy, StudyQuery};
+
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// The shortest time between two passes of a store-driven task (lookup, prefetch): a
+/// pass reads the store, which the receivers write to.
+const PASS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Waits for a store-driven task's next pass: at least [`PASS_INTERVAL`], then until
+/// `wanted` is notified or `retry` has passed. `false` when readgate is stopping.
+async fn next_pass(wanted: &Notify, retry: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(PASS_INTERVAL) => {}
+        _ = shutdown.changed() => return false,
+    }
+    tokio::select! {
+        _ = wanted.notified() => true,
+        _ = tokio::time::sleep(retry) => true,
+        _ = shutdown.changed() => false,
+    }
+}

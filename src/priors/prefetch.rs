@@ -31,8 +31,6 @@ use tracing::{info, warn};
 const PASS_LIMIT: usize = 64;
 /// Studies and orders listed in one pass, each (most are done and skipped).
 const SCAN_LIMIT: usize = 10_000;
-/// The shortest time between two passes.
-const PASS_INTERVAL: Duration = Duration::from_millis(250);
 /// Orders of this long ago still have their priors fetched (as `lookup`).
 const ORDER_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Past this many remembered keys the memory is cleared (a pass then looks again).
@@ -68,14 +66,8 @@ impl Prefetch {
                     .await;
             }
             self.cache.sweep().await;
-            tokio::select! {
-                _ = tokio::time::sleep(PASS_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-            tokio::select! {
-                _ = self.wanted.notified() => {}
-                _ = tokio::time::sleep(retry) => {}
-                _ = shutdown.changed() => return,
+            if !super::next_pass(&self.wanted, retry, &mut shutdown).await {
+                return;
             }
         }
     }

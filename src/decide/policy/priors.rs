@@ -117,17 +117,7 @@ pub(super) fn check_priors(
             None,
         );
     }
-    let refs: Vec<PriorRef> = missing
-        .iter()
-        .map(|p| PriorRef {
-            modality: imaging(&p.modalities).next().map(str::to_string),
-            accession: p.accession.clone(),
-            study_uid: p.study_uid.clone(),
-            date: p
-                .study_time_ms
-                .map(|t| format_date(t, policy.utc_offset_minutes)),
-        })
-        .collect();
+    let refs: Vec<PriorRef> = missing.iter().map(|p| prior_ref(p, policy)).collect();
     let mut sources: Vec<Source> = Vec::new();
     for p in &missing {
         if !sources.contains(&p.source) {
@@ -153,6 +143,18 @@ pub(super) fn check_priors(
     )
 }
 
+/// A prior as a hold reason names it: modality, accession, local date.
+fn prior_ref(p: &Prior, policy: &PolicyConfig) -> PriorRef {
+    PriorRef {
+        modality: imaging(&p.modalities).next().map(str::to_string),
+        accession: p.accession.clone(),
+        study_uid: p.study_uid.clone(),
+        date: p
+            .study_time_ms
+            .map(|t| format_date(t, policy.utc_offset_minutes)),
+    }
+}
+
 /// Modalities that hold no images of their own to compare with (reports, presentation
 /// states, key object selections, documents).
 const NOT_IMAGING: [&str; 4] = ["SR", "PR", "KO", "DOC"];
@@ -173,19 +175,7 @@ fn comparable(
 ) -> bool {
     let current: Vec<&str> = imaging(&ctx.modalities).collect();
     let earlier: Vec<&str> = imaging(&prior.modalities).collect();
-    if current.is_empty() || earlier.is_empty() {
-        return true;
-    }
-    current.iter().any(|c| {
-        let related = cfg
-            .related_modalities
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(c))
-            .flat_map(|(_, v)| v.iter());
-        earlier.iter().any(|e| {
-            e.eq_ignore_ascii_case(c) || related.clone().any(|r| r.eq_ignore_ascii_case(e))
-        })
-    })
+    related(&current, &earlier, &cfg.related_modalities)
 }
 
 /// Whether a prior examined the study's body part (or one `related_body_parts` relates);
@@ -195,26 +185,39 @@ fn same_body_part(
     prior: &Prior,
     cfg: &crate::config::policy::PriorsConfig,
 ) -> bool {
-    let known = |parts: &[String]| -> Vec<String> {
+    fn known(parts: &[String]) -> Vec<&str> {
         parts
             .iter()
-            .map(|p| p.trim().to_uppercase())
+            .map(|p| p.trim())
             .filter(|p| !p.is_empty())
             .collect()
-    };
-    let (current, earlier) = (known(&ctx.body_parts), known(&prior.body_parts));
+    }
+    related(
+        &known(&ctx.body_parts),
+        &known(&prior.body_parts),
+        &cfg.related_body_parts,
+    )
+}
+
+/// Whether a study's values (`current`) and a prior's (`earlier`) share one, ignoring
+/// case, or `relations` relates one of the study's to one of the prior's (one
+/// direction); with no value known on either side they count as related.
+fn related(
+    current: &[&str],
+    earlier: &[&str],
+    relations: &std::collections::BTreeMap<String, Vec<String>>,
+) -> bool {
     if current.is_empty() || earlier.is_empty() {
         return true;
     }
     current.iter().any(|c| {
-        let related = cfg
-            .related_body_parts
+        let related = relations
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(c))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(c))
             .flat_map(|(_, v)| v.iter());
-        earlier
-            .iter()
-            .any(|e| e == c || related.clone().any(|r| r.trim().eq_ignore_ascii_case(e)))
+        earlier.iter().any(|e| {
+            e.eq_ignore_ascii_case(c) || related.clone().any(|r| r.trim().eq_ignore_ascii_case(e))
+        })
     })
 }
 
@@ -237,14 +240,7 @@ pub(super) fn check_pacs(
         unanswered.push(reasons::UnansweredPacs {
             pacs: ae.clone(),
             error: Some(error.clone()),
-            prior: Some(PriorRef {
-                modality: imaging(&p.modalities).next().map(str::to_string),
-                accession: p.accession.clone(),
-                study_uid: p.study_uid.clone(),
-                date: p
-                    .study_time_ms
-                    .map(|t| format_date(t, policy.utc_offset_minutes)),
-            }),
+            prior: Some(prior_ref(&p, policy)),
         });
     }
     for a in &ctx.pacs {
