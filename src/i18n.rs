@@ -96,6 +96,7 @@ catalogue! {
     prior_source: "情報源", "Source";
     prior_chosen: "送信対象", "Goes with the study";
     prior_retrieved: "PACS から取得", "Retrieved";
+    mpps_step: "実施済み手順 (MPPS)", "Performed step (MPPS)";
     prior_sent_to: "送信先", "Sent to";
     pacs_answers: "PACS の応答", "PACS answers";
     eligibility_heading: "読影責任（算定可否）", "Reading accountability (eligibility)";

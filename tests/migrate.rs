@@ -41,7 +41,9 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 5] = [
+const NEW_TABLES: [&str; 7] = [
+    "mpps",
+    "mpps_instances",
     "pacs_lookups",
     "pacs_studies",
     "prior_fetch_failures",
@@ -221,6 +223,7 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         .collect();
     let mut expected = vec![
         ("index".to_string(), "hl7_refused".to_string()),
+        ("index".to_string(), "mpps_by_study".to_string()),
         ("index".to_string(), "orders_by_received".to_string()),
         ("index".to_string(), "pacs_studies_by_uid".to_string()),
         ("index".to_string(), "prior_sends_by_study".to_string()),

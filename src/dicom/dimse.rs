@@ -9,6 +9,10 @@ pub const C_STORE_RQ: u16 = 0x0001;
 pub const C_STORE_RSP: u16 = 0x8001;
 pub const C_ECHO_RQ: u16 = 0x0030;
 pub const C_ECHO_RSP: u16 = 0x8030;
+pub const N_SET_RQ: u16 = 0x0120;
+pub const N_SET_RSP: u16 = 0x8120;
+pub const N_CREATE_RQ: u16 = 0x0140;
+pub const N_CREATE_RSP: u16 = 0x8140;
 /// Command Data Set Type value meaning "no data set follows".
 pub const NO_DATA_SET: u16 = 0x0101;
 
@@ -21,6 +25,8 @@ pub const TAG_DATA_SET_TYPE: u16 = 0x0800;
 pub const TAG_STATUS: u16 = 0x0900;
 pub const TAG_ERROR_COMMENT: u16 = 0x0902;
 pub const TAG_AFFECTED_SOP_INSTANCE: u16 = 0x1000;
+pub const TAG_REQUESTED_SOP_CLASS: u16 = 0x0003;
+pub const TAG_REQUESTED_SOP_INSTANCE: u16 = 0x1001;
 pub const TAG_MOVE_ORIGINATOR_AE: u16 = 0x1030;
 pub const TAG_MOVE_ORIGINATOR_ID: u16 = 0x1031;
 
@@ -35,6 +41,13 @@ pub mod status {
     pub const PROCESSING_FAILURE: u16 = 0x0110;
     /// Refused: Not Authorized (PS3.7 C.5.x).
     pub const NOT_AUTHORIZED: u16 = 0x0124;
+    /// DIMSE-N failures (PS3.7 Annex C.4): an attribute's value is not allowed, the SOP
+    /// Instance exists already or does not exist, a required attribute is missing.
+    pub const INVALID_ATTRIBUTE_VALUE: u16 = 0x0106;
+    pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+    pub const NO_SUCH_SOP_INSTANCE: u16 = 0x0112;
+    pub const MISSING_ATTRIBUTE: u16 = 0x0120;
+    pub const RESOURCE_LIMITATION: u16 = 0x0213;
 
     /// Success and the warning family (0001, Bxxx) mean the peer kept the instance.
     pub fn is_success_or_warning(code: u16) -> bool {
@@ -228,6 +241,32 @@ pub fn response(
     }
     if let Some(comment) = error_comment {
         // Error Comment is LO: at most 64 characters.
+        let short: String = comment.chars().filter(|c| c.is_ascii()).take(64).collect();
+        b = b.text(TAG_ERROR_COMMENT, &short);
+    }
+    b.encode()
+}
+
+/// An N-CREATE-RSP or N-SET-RSP: `field`, the SOP Class and Instance it concerns (as
+/// Affected SOP Class/Instance UID), the status and an optional Error Comment.
+pub fn n_response(
+    field: u16,
+    sop_class: &str,
+    sop_instance: &str,
+    message_id: u16,
+    status: u16,
+    error_comment: Option<&str>,
+) -> Vec<u8> {
+    let mut b = CommandBuilder::new()
+        .u16(TAG_COMMAND_FIELD, field)
+        .u16(TAG_MESSAGE_ID_RESPONDED, message_id)
+        .u16(TAG_DATA_SET_TYPE, NO_DATA_SET)
+        .u16(TAG_STATUS, status)
+        .uid(TAG_AFFECTED_SOP_CLASS, sop_class);
+    if !sop_instance.is_empty() {
+        b = b.uid(TAG_AFFECTED_SOP_INSTANCE, sop_instance);
+    }
+    if let Some(comment) = error_comment {
         let short: String = comment.chars().filter(|c| c.is_ascii()).take(64).collect();
         b = b.text(TAG_ERROR_COMMENT, &short);
     }

@@ -135,6 +135,51 @@ pub fn trim_uid(s: &str) -> &str {
     s.trim_end_matches(['\0', ' ']).trim_start()
 }
 
+/// A data set received in a DIMSE message (a C-FIND answer, an MPPS N-CREATE), read in
+/// the presentation context's transfer syntax.
+pub fn decode_dataset(
+    bytes: &[u8],
+    syntax: &str,
+) -> Result<dicom_object::InMemDicomObject, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(trim_uid(syntax))
+        .ok_or_else(|| format!("unknown transfer syntax {syntax}"))?;
+    dicom_object::InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| e.to_string())
+}
+
+/// A `2.25` UID (PS3.5 B.2) from 128 bits of a SHA-256 of `parts`: stable for the same
+/// inputs, unique otherwise.
+pub fn derived_uid(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    format!("2.25.{}", u128::from_be_bytes(bytes))
+}
+
+/// A new UID for something readgate creates (an MPPS step a modality left unnamed):
+/// derived from the time, the process and a counter, so no two are alike.
+pub fn new_uid() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    derived_uid(&[
+        "readgate new uid",
+        &nanos.to_string(),
+        &std::process::id().to_string(),
+        &n.to_string(),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -21,6 +21,19 @@ crate::text_enum! {
 }
 
 crate::text_enum! {
+    /// A Modality Performed Procedure Step's status (0040,0252), as the modality reports
+    /// it over MPPS and `mpps.status` stores it.
+    pub enum StepStatus ("performed procedure step status") {
+        /// Started (N-CREATE); the study may still grow.
+        InProgress => "IN PROGRESS",
+        /// Done: the instances it lists are the step's whole output.
+        Completed => "COMPLETED",
+        /// Stopped before the end; the study falls back to the quiet wait.
+        Discontinued => "DISCONTINUED",
+    }
+}
+
+crate::text_enum! {
     /// An instance's state, stored in `instances.state`: received (waiting for its
     /// study's decision), queued, forwarded, or rejected with its study.
     pub enum InstanceState ("instance state") {

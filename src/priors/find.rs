@@ -405,11 +405,7 @@ pub(crate) fn encode(obj: &InMemDicomObject, syntax: &str) -> Result<Vec<u8>, St
 
 /// An answer's identifier.
 fn decode(bytes: &[u8], syntax: &str) -> Result<InMemDicomObject, String> {
-    use dicom_encoding::TransferSyntaxIndex;
-    let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-        .get(syntax)
-        .ok_or_else(|| format!("unknown transfer syntax {syntax}"))?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| format!("unreadable answer: {e}"))
+    crate::dicom::decode_dataset(bytes, syntax).map_err(|e| format!("unreadable answer: {e}"))
 }
 
 /// An attribute of an answer as trimmed text, through readgate's own decoder: it reads

@@ -19,7 +19,6 @@ use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
-use sha2::{Digest, Sha256};
 
 /// Series Number of the generated report series (high, out of the modality's way).
 const SERIES_NUMBER: &str = "9901";
@@ -53,19 +52,7 @@ pub enum SrError {
     Encode(String),
 }
 
-/// A `2.25` UID (PS3.5 B.2) from 128 bits of a SHA-256 of `parts`: stable for the same
-/// inputs, unique otherwise.
-pub fn derived_uid(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0u8]);
-    }
-    let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    format!("2.25.{}", u128::from_be_bytes(bytes))
-}
+pub use crate::dicom::derived_uid;
 
 /// The Basic Text SR of `source.report` in the prior study.
 pub fn build(source: &ReportSource<'_>) -> Result<ReportSr, SrError> {

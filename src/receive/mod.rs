@@ -1,11 +1,13 @@
-//! The C-STORE / C-ECHO SCP: accepts associations from the modalities and PACS listed in
+//! The C-STORE / C-ECHO / MPPS SCP: accepts associations from the modalities and PACS listed in
 //! the config and hands each received instance to the spool and the store.
 //!
-//! `access` decides who may associate, `association` runs one association.
+//! `access` decides who may associate, `association` runs one association, `mpps`
+//! records the modality's performed procedure steps.
 
 mod access;
 mod association;
 pub mod moves;
+pub mod mpps;
 mod recover;
 
 pub use recover::recover;

@@ -16,6 +16,7 @@
 mod hl7;
 mod instances;
 mod ledger;
+mod mpps;
 mod priors;
 mod queue;
 mod read;
@@ -30,6 +31,7 @@ pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,
 };
+pub use mpps::{Step, StepRefused, StepUpdate};
 pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrieval, SentPrior};
 pub use queue::QueuedInstance;
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -98,6 +98,28 @@ CREATE TABLE prior_retrievals (
     at         INTEGER NOT NULL,
     instances  INTEGER NOT NULL,
     bytes      INTEGER NOT NULL
+);
+"#];
+
+/// Migration 9: Modality Performed Procedure Steps (`receive/mpps.rs`): each step's
+/// status and study, and the instances a step lists, so a study whose step is COMPLETED
+/// with all its instances in is complete without the quiet wait.
+const V9: &[&str] = &[r#"
+CREATE TABLE mpps (
+    mpps_uid    TEXT PRIMARY KEY,
+    study_uid   TEXT,
+    accession   TEXT,
+    status      TEXT NOT NULL,
+    calling_ae  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX mpps_by_study ON mpps(study_uid);
+CREATE TABLE mpps_instances (
+    mpps_uid         TEXT NOT NULL REFERENCES mpps(mpps_uid),
+    sop_instance_uid TEXT NOT NULL,
+    series_uid       TEXT,
+    PRIMARY KEY (mpps_uid, sop_instance_uid)
 );
 "#];
 

@@ -63,12 +63,23 @@ pub struct OtherStudy {
 }
 
 impl Store {
-    /// Studies whose last instance arrived at or before `cutoff` and are still receiving.
+    /// Studies still receiving that are complete now: their last instance arrived at or
+    /// before `cutoff`, or the modality reported their step COMPLETED (MPPS) and every
+    /// instance it lists is in (and no step of theirs is still IN PROGRESS).
     pub fn studies_stable_since(&self, cutoff: i64) -> Result<Vec<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT study_uid FROM studies WHERE state = 'receiving' AND last_received_at <= ?1 \
-             ORDER BY last_received_at",
+            "SELECT s.study_uid FROM studies s WHERE s.state = 'receiving' \
+             AND (s.last_received_at <= ?1 OR ( \
+               EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
+                 AND m.status = 'COMPLETED') \
+               AND NOT EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
+                 AND m.status = 'IN PROGRESS') \
+               AND NOT EXISTS (SELECT 1 FROM mpps m JOIN mpps_instances r \
+                 ON r.mpps_uid = m.mpps_uid WHERE m.study_uid = s.study_uid \
+                 AND m.status = 'COMPLETED' AND NOT EXISTS (SELECT 1 FROM instances i \
+                   WHERE i.sop_uid = r.sop_instance_uid)))) \
+             ORDER BY s.last_received_at",
         )?;
         let rows = stmt.query_map([cutoff], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)

@@ -172,6 +172,7 @@ async fn detail(
             .ok_or_else(|| not_found(&uid))?;
         let events = store.events_of(&uid).map_err(internal)?;
         let instances = store.instances_of(&uid).map_err(internal)?;
+        let steps = store.steps_of(&uid).map_err(internal)?;
         let decision = store
             .decision_of(&uid)
             .map_err(internal)?
@@ -184,6 +185,7 @@ async fn detail(
         let mut study = study_json(&row);
         if let Value::Object(m) = &mut study {
             m.insert("patient_id".into(), json!(keys.patient_id));
+            m.insert("steps".into(), json!(steps));
             m.insert(
                 "timeline".into(),
                 json!(events

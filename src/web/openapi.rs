@@ -177,6 +177,17 @@ fn build() -> Value {
                             "type": "object", "required": ["at", "kind", "detail"],
                             "properties": {"at": {"type": "integer"}, "kind": {"type": "string"}, "detail": {"type": "string"}}
                         }},
+                        "steps": {"type": "array", "description": "The modality's performed procedure steps for this study (MPPS), oldest first", "items": {
+                            "type": "object", "required": ["mpps_uid", "status", "calling_ae", "instances", "received", "created_at", "updated_at"],
+                            "properties": {
+                                "mpps_uid": {"type": "string"}, "study_uid": nstr,
+                                "status": {"type": "string", "enum": ["IN PROGRESS", "COMPLETED", "DISCONTINUED"]},
+                                "calling_ae": {"type": "string"},
+                                "instances": {"type": "integer", "description": "Instances the step lists"},
+                                "received": {"type": "integer", "description": "Of those, how many readgate has received"},
+                                "created_at": {"type": "integer"}, "updated_at": {"type": "integer"}
+                            }
+                        }},
                         "instances": {"type": "array", "items": {
                             "type": "object", "required": ["sop_uid", "sop_class_uid", "transfer_syntax", "state", "last_status", "last_error"],
                             "properties": {

@@ -328,6 +328,8 @@ struct StudyPage<'a> {
     destination: String,
     audit_seq: Option<i64>,
     instances: String,
+    /// The modality's performed procedure steps (MPPS), one line each.
+    steps: Vec<String>,
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
@@ -410,12 +412,13 @@ pub async fn study(
             offset(&st),
             st.prior_choice.as_ref(),
         )?;
+        let steps = st.store.steps_of(&uid)?;
         Ok::<_, crate::store::StoreError>(Some((
-            keys, events, decision, row, name, reports, priors,
+            keys, events, decision, row, name, reports, priors, steps,
         )))
     })
     .await;
-    let (keys, events, decision, row, name, reports, priors) = match found {
+    let (keys, events, decision, row, name, reports, priors, steps) = match found {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => {
             return error(
@@ -516,6 +519,19 @@ pub async fn study(
                 .as_ref()
                 .map(|r| format!("{} / {}", r.instances_forwarded, r.instance_count))
                 .unwrap_or_default(),
+            steps: steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} · {} / {} · {} · {}",
+                        s.status,
+                        s.received,
+                        s.instances,
+                        s.calling_ae,
+                        when(&state, s.updated_at)
+                    )
+                })
+                .collect(),
             last_error: row.as_ref().and_then(|r| r.last_error.clone()),
             evaluation: decision.evaluation_json.as_deref().map(evaluation_view),
             reports: reports
