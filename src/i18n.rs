@@ -97,6 +97,7 @@ catalogue! {
     prior_chosen: "送信対象", "Goes with the study";
     prior_retrieved: "PACS から取得", "Retrieved";
     mpps_step: "実施済み手順 (MPPS)", "Performed step (MPPS)";
+    time_to_reader: "最終画像から読影施設到着まで", "Time to reader (last image received → at the facility)";
     prior_sent_to: "送信先", "Sent to";
     pacs_answers: "PACS の応答", "PACS answers";
     eligibility_heading: "読影責任（算定可否）", "Reading accountability (eligibility)";

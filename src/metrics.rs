@@ -26,16 +26,62 @@ static HL7_MESSAGES: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMa
 /// HTTP latency histogram buckets (seconds).
 pub const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-#[derive(Debug, Default, Clone)]
+/// Time-to-reader histogram buckets (seconds): from under a second (streaming, MPPS) to
+/// an hour (a study held back, then released).
+pub const READER_BUCKETS: [f64; 13] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Debug, Clone)]
 pub struct Histogram {
-    /// Cumulative counts per bucket of [`BUCKETS`].
-    pub buckets: [u64; 10],
+    /// The buckets' upper bounds.
+    pub bounds: &'static [f64],
+    /// Cumulative counts per bucket of `bounds`.
+    pub buckets: Vec<u64>,
     pub count: u64,
     pub sum: f64,
 }
 
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if value <= *b {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+    }
+}
+
 /// Per (method, route template, status class).
 static HTTP: Mutex<BTreeMap<(String, String, String), Histogram>> = Mutex::new(BTreeMap::new());
+/// Per destination: its last instance received → acknowledged by the destination.
+static TIME_TO_READER: Mutex<BTreeMap<String, Histogram>> = Mutex::new(BTreeMap::new());
+
+/// Records a study's time to reader at `destination` (a configured id: a fixed set).
+pub fn time_to_reader(destination: &str, secs: f64) {
+    let mut m = TIME_TO_READER.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(destination.to_string())
+        .or_insert_with(|| Histogram::new(&READER_BUCKETS))
+        .observe(secs.max(0.0));
+}
+
+pub fn times_to_reader() -> BTreeMap<String, Histogram> {
+    TIME_TO_READER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
 
 pub fn instance_received(bytes: u64) {
     INSTANCES_RECEIVED.fetch_add(1, Ordering::Relaxed);
@@ -88,20 +134,13 @@ pub fn hl7_message(message_type: &str, ack_code: &str) {
 /// Times one HTTP request; `route` is the matched route template (a fixed set).
 pub fn http_request(method: &str, route: &str, status: u16, secs: f64) {
     let mut m = HTTP.lock().unwrap_or_else(|p| p.into_inner());
-    let h = m
-        .entry((
-            bounded(method, &HTTP_METHODS).to_string(),
-            route.to_string(),
-            format!("{}xx", status / 100),
-        ))
-        .or_default();
-    for (i, b) in BUCKETS.iter().enumerate() {
-        if secs <= *b {
-            h.buckets[i] += 1;
-        }
-    }
-    h.count += 1;
-    h.sum += secs;
+    m.entry((
+        bounded(method, &HTTP_METHODS).to_string(),
+        route.to_string(),
+        format!("{}xx", status / 100),
+    ))
+    .or_insert_with(|| Histogram::new(&BUCKETS))
+    .observe(secs);
 }
 
 pub fn forward_failures() -> BTreeMap<String, u64> {

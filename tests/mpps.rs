@@ -86,6 +86,16 @@ impl Site {
         );
     }
 
+    /// `GET path` on the API with the viewer token; the JSON body.
+    async fn api(&self, path: &str) -> serde_json::Value {
+        let http = self.rg.http_addr.expect("HTTP listener");
+        let auth = format!("Bearer {TOKEN}");
+        let r = common::http::request(http, "GET", path, &[("Authorization", auth.as_str())], b"")
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
     fn state(&self, study: &str) -> Option<StudyState> {
         self.rg.store.study_row(study).unwrap().map(|r| r.state)
     }
@@ -129,6 +139,22 @@ async fn a_completed_step_with_every_instance_in_completes_its_study_at_once() {
         (steps[0].status, steps[0].instances, steps[0].received),
         (StepStatus::Completed, 3, 3)
     );
+    // Its time to reader (last image → at the facility) is counted and shown: under the
+    // wait for the N-SET plus the forward, far under the minute of quiet.
+    let waited = site
+        .rg
+        .store
+        .study_row(study)
+        .unwrap()
+        .and_then(|r| r.time_to_reader_secs())
+        .expect("time to reader");
+    assert!((1.0..10.0).contains(&waited), "{waited}");
+    let h = readgate::metrics::times_to_reader();
+    let rc1 = h.get("rc1").expect("rc1 histogram");
+    assert_eq!(rc1.count, 1);
+    assert!((rc1.sum - waited).abs() < 0.01, "{} vs {waited}", rc1.sum);
+    let v = site.api(&format!("/api/v1/studies/{study}")).await;
+    assert_eq!(v["time_to_reader_secs"].as_f64(), Some(waited), "{v:#}");
     site.rg.stop().await;
 }
 
@@ -209,18 +235,7 @@ async fn discontinued_steps_and_malformed_messages() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(site.state(study), Some(StudyState::Receiving));
     // The API shows both steps of the study.
-    let http = site.rg.http_addr.expect("HTTP listener");
-    let auth = format!("Bearer {TOKEN}");
-    let r = common::http::request(
-        http,
-        "GET",
-        &format!("/api/v1/studies/{study}"),
-        &[("Authorization", auth.as_str())],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let v = r.json();
+    let v = site.api(&format!("/api/v1/studies/{study}")).await;
     let shown: Vec<&str> = v["steps"]
         .as_array()
         .expect("steps")

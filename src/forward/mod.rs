@@ -236,11 +236,25 @@ impl Forwarder {
                                 if r.is_ok() && !keep {
                                     let _ = spool.remove(&done.path);
                                 }
-                                r
+                                // When the study is complete at the destination: its time
+                                // to reader, from its row.
+                                r.map(|done_now| {
+                                    done_now.then(|| {
+                                        s.study_row(&done.study_uid)
+                                            .ok()
+                                            .flatten()
+                                            .and_then(|row| row.time_to_reader_secs())
+                                    })
+                                })
                             })
                             .await;
-                        if forwarded == Some(true) {
-                            info!(destination = %dest.id, facility = %dest.facility, study_uid = %inst.study_uid, "study forwarded");
+                        if let Some(Some(time_to_reader)) = forwarded {
+                            let secs = time_to_reader.unwrap_or(0.0);
+                            if time_to_reader.is_some() {
+                                crate::metrics::time_to_reader(&dest.id, secs);
+                            }
+                            info!(destination = %dest.id, facility = %dest.facility, study_uid = %inst.study_uid,
+                                time_to_reader_ms = (secs * 1000.0) as u64, "study forwarded");
                             let entry = crate::audit::NewEntry::new(crate::audit::kind::STUDY_FORWARDED, &dest.ae_title)
                                 .study(&inst.study_uid)
                                 .detail(serde_json::json!({"destination": dest.id, "facility": dest.facility}));

@@ -30,6 +30,15 @@ pub struct StudyRow {
     pub updated_at: i64,
 }
 
+impl StudyRow {
+    /// Its time to reader: from its last instance received to its last instance
+    /// acknowledged by the destination, in seconds; `None` until it is forwarded.
+    pub fn time_to_reader_secs(&self) -> Option<f64> {
+        self.forwarded_at
+            .map(|at| (at - self.last_received_at).max(0) as f64 / 1000.0)
+    }
+}
+
 /// A held study as the held page lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeldStudy {

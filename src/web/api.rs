@@ -187,6 +187,10 @@ async fn detail(
             m.insert("patient_id".into(), json!(keys.patient_id));
             m.insert("steps".into(), json!(steps));
             m.insert(
+                "time_to_reader_secs".into(),
+                json!(row.time_to_reader_secs()),
+            );
+            m.insert(
                 "timeline".into(),
                 json!(events
                     .iter()

@@ -236,28 +236,22 @@ fn render(
             label(&route),
             status
         );
-        for (i, b) in m::BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "readgate_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                h.buckets[i]
-            );
-        }
-        let _ = writeln!(
-            o,
-            "readgate_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-            h.count
-        );
-        let _ = writeln!(
-            o,
-            "readgate_http_request_duration_seconds_sum{{{l}}} {}",
-            h.sum
-        );
-        let _ = writeln!(
-            o,
-            "readgate_http_request_duration_seconds_count{{{l}}} {}",
-            h.count
-        );
+        histogram(&mut o, "readgate_http_request_duration_seconds", &l, &h);
+    }
+    let _ = writeln!(o, "# HELP readgate_time_to_reader_seconds From a study's last instance received to its last instance acknowledged by the destination.\n# TYPE readgate_time_to_reader_seconds histogram");
+    for (destination, h) in m::times_to_reader() {
+        let l = format!("destination=\"{}\"", label(&destination));
+        histogram(&mut o, "readgate_time_to_reader_seconds", &l, &h);
     }
     Ok(o)
+}
+
+/// One histogram's series (`_bucket`, `_sum`, `_count`) with the labels `l`.
+fn histogram(o: &mut String, name: &str, l: &str, h: &m::Histogram) {
+    for (b, n) in h.bounds.iter().zip(&h.buckets) {
+        let _ = writeln!(o, "{name}_bucket{{{l},le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(o, "{name}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(o, "{name}_sum{{{l}}} {}", h.sum);
+    let _ = writeln!(o, "{name}_count{{{l}}} {}", h.count);
 }

@@ -177,6 +177,7 @@ fn build() -> Value {
                             "type": "object", "required": ["at", "kind", "detail"],
                             "properties": {"at": {"type": "integer"}, "kind": {"type": "string"}, "detail": {"type": "string"}}
                         }},
+                        "time_to_reader_secs": {"type": ["number", "null"], "description": "From the study's last instance received to its last instance acknowledged by the destination (null until forwarded); the same as readgate_time_to_reader_seconds"},
                         "steps": {"type": "array", "description": "The modality's performed procedure steps for this study (MPPS), oldest first", "items": {
                             "type": "object", "required": ["mpps_uid", "status", "calling_ae", "instances", "received", "created_at", "updated_at"],
                             "properties": {

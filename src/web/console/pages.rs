@@ -330,6 +330,8 @@ struct StudyPage<'a> {
     instances: String,
     /// The modality's performed procedure steps (MPPS), one line each.
     steps: Vec<String>,
+    /// Last instance received → acknowledged by the destination, once forwarded.
+    time_to_reader: Option<String>,
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
@@ -519,6 +521,10 @@ pub async fn study(
                 .as_ref()
                 .map(|r| format!("{} / {}", r.instances_forwarded, r.instance_count))
                 .unwrap_or_default(),
+            time_to_reader: row
+                .as_ref()
+                .and_then(|r| r.time_to_reader_secs())
+                .map(|s| format!("{s:.1} s")),
             steps: steps
                 .iter()
                 .map(|s| {
