@@ -6,10 +6,14 @@
 #                                  (c) storescu -> readgate -> storescp (time until all arrive)
 #                                  (A), (C): (a) and (c) over DICOM TLS on every link
 #                                  (storescu +tls, storescp +tls requiring a client certificate)
+#                                  (d): time to reader (readgate's own figure) of the study
+#                                  as deployed (stable_after_secs = 10) with the modality's
+#                                  MPPS (pynetdicom: N-CREATE, the images, N-SET COMPLETED
+#                                  listing them), against (d0) the quiet wait without MPPS
 #   bench/relay.sh --big           one ~1 GB instance -> readgate alone; readgate's peak RSS
 #
 # Options:
-#   --only LIST     run only these measurements, e.g. --only a or --only a,c,A,C
+#   --only LIST     run only these measurements, e.g. --only a or --only a,c,A,C,d
 #   --runs N        repetitions per measurement, median reported (default 3)
 #   --count N       number of CT instances (default 300)
 #   --big-mb N      size of the --big instance in MiB (default 1024)
@@ -54,7 +58,7 @@ done
 positive --runs "$runs"
 positive --count "$count"
 positive --big-mb "$big_mb"
-check_only abcAC "a, b, c, A, C"
+check_only abcACd "a, b, c, A, C, d"
 
 timeout_s=${BENCH_TIMEOUT:-300}
 big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
@@ -135,7 +139,7 @@ EOF
         write_config "$dir" "$port"
     fi
     cat >>"$dir/readgate.toml" <<EOF
-stable_after_secs = 0
+stable_after_secs = ${stable_secs:-0}
 
 [[destinations]]
 id = "rc1"
@@ -289,6 +293,37 @@ run_c() {   # storescu -> readgate -> storescp; until storescp holds every file;
     secs "$t0" "$t1"
 }
 
+# (d): a study's time to reader as readgate measures it (the `time_to_reader_ms` of its
+# "study forwarded" line), readgate as deployed (stable_after_secs = 10): with MPPS, the
+# modality (pynetdicom) opens its step before the images and completes it, listing them,
+# right after; without (d0), the study waits for the quiet period.
+run_d() {   # run_d N mpps|quiet -> seconds
+    local r=$work/d$1-$2 port dport step="1.2.826.0.1.3680043.10.7299.$1" ms deadline
+    read -r port dport < <(free_ports 2)
+    start_storescp "$r/scp" "$dport" "$r/storescp.log"
+    stable_secs=10 start_readgate "$r" "$port" "$dport"
+    local mpps=("$repo/tests/peers/mpps_scu.py" 127.0.0.1 "$port" BENCHSCU READGATE)
+    if [[ $2 == mpps ]]; then
+        python3 "${mpps[@]}" "create:$step:$d_study" >"$r/mpps.log" 2>&1 ||
+            die "(d) N-CREATE failed (log: $r/mpps.log)"
+    fi
+    send_files READGATE "$port" "$r/storescu.log" "${files[@]}"
+    if [[ $2 == mpps ]]; then
+        python3 "${mpps[@]}" "set:$step:COMPLETED:$d_series:$d_sops" >>"$r/mpps.log" 2>&1 ||
+            die "(d) N-SET failed (log: $r/mpps.log)"
+        grep -q "N-SET 0000" "$r/mpps.log" || die "(d) N-SET refused (log: $r/mpps.log)"
+    fi
+    deadline=$((SECONDS + timeout_s))
+    until ms=$(grep -o 'time_to_reader_ms[=":]*[0-9]*' "$rg_log" | grep -o '[0-9]*$') && [[ -n $ms ]]; do
+        ((SECONDS < deadline)) || die "(d) the study was not forwarded (log: $rg_log)"
+        nap 0.1
+    done
+    stop "$rg_pid"
+    stop "$scp_pid"
+    rm -rf "$r/scp" "$r/var"
+    awk -v m="$ms" 'BEGIN { printf "%.3f\n", m / 1000 }'
+}
+
 mbps() { awk -v b="$total_bytes" -v s="$1" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else print "inf" }'; }
 
 relay_mode() {
@@ -298,8 +333,19 @@ relay_mode() {
     printf '%d run(s) per measurement, median shown. DCMTK: %s; readgate: %s\n\n' \
         "$runs" "$dcmtk_bin" "${READGATE_BIN:-(not used)}"
     local i t ta="" tb="" tc="" tA="" tC="" rss_b=0 rss_c=0 rss_C=0
-    local -a A=() B=() C=() TA=() TC=()
+    local -a A=() B=() C=() TA=() TC=() D=() D0=()
     if want A || want C; then make_pki; fi
+    if want d; then
+        # The study's UIDs for the MPPS messages (make_study-like bench data: one series).
+        read -r d_study d_series d_sops < <(python3 - "${files[@]}" <<'PY'
+import sys
+from pydicom import dcmread
+heads = [dcmread(f, stop_before_pixels=True) for f in sys.argv[1:]]
+print(heads[0].StudyInstanceUID, heads[0].SeriesInstanceUID, ",".join(h.SOPInstanceUID for h in heads))
+PY
+)
+        [[ -n ${d_sops:-} ]] || die "(d) cannot read the bench study's UIDs"
+    fi
     for ((i = 1; i <= runs; i++)); do
         if want A; then
             tls=1; run_a "A$i" >"$work/t"; tls=0; t=$(<"$work/t"); TA+=("$t"); log "(A) run $i: $t s"
@@ -319,6 +365,11 @@ relay_mode() {
             run_c "$i" >"$work/t"; t=$(<"$work/t"); C+=("$t")
             ((last_rss_kb > rss_c)) && rss_c=$last_rss_kb
             log "(c) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
+        if want d; then
+            run_d "$i" mpps >"$work/t"; t=$(<"$work/t"); D+=("$t")
+            run_d "$i" quiet >"$work/t"; D0+=("$(<"$work/t")")
+            log "(d) run $i: time to reader $t s with MPPS, $(<"$work/t") s with the quiet wait"
         fi
     done
     echo
@@ -341,6 +392,10 @@ relay_mode() {
     if want C; then
         tC=$(median "${TC[@]}")
         printf '(C) (c) over TLS, in and out          %7.3f s  %7s MB/s   runs: %s\n' "$tC" "$(mbps "$tC")" "${TC[*]}"
+    fi
+    if want d; then
+        printf '(d) time to reader, MPPS COMPLETED    %7.3f s   runs: %s\n' "$(median "${D[@]}")" "${D[*]}"
+        printf '(d0) time to reader, quiet wait (10 s) %6.3f s   runs: %s\n' "$(median "${D0[@]}")" "${D0[*]}"
     fi
     echo
     [[ -n $tA && -n $tC ]] && printf 'ratio C/A: %s\n' "$(ratio "$tC" "$tA")"
