@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod audit;
+mod doctor;
 pub mod ledger;
 mod logline;
 mod pacs;
@@ -164,6 +165,15 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Check a gateway before go-live and at 3 a.m.: config, data directory, clock,
+    /// C-ECHO to every destination and PACS, listeners, certificates, audit chain, queue
+    /// and held studies. Exits 1 when a check fails.
+    Doctor {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// The audit trail (ATS-4): verify its hash chain, export it, search it.
     Audit {
         #[command(subcommand)]
@@ -235,13 +245,16 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
     if let Command::Audit { command } = cli.command {
         return audit::audit(command);
     }
+    if let Command::Doctor { config, format } = cli.command {
+        return doctor::run(&config, format);
+    }
     run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         // Handled by `main`, which needs their exit codes.
-        Command::Check { .. } | Command::Audit { .. } => Ok(()),
+        Command::Check { .. } | Command::Audit { .. } | Command::Doctor { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
         Command::Priors {
             config,

@@ -197,3 +197,19 @@ macro_rules! study_row_columns {
 }
 const STUDY_ROW_COLUMNS: &str = study_row_columns!();
 const STUDY_ROW_SELECT: &str = concat!(study_row_columns!(), " FROM studies s");
+
+impl Store {
+    /// The held study held longest (by when it was last touched), and when that was.
+    pub fn oldest_held(&self) -> Result<Option<(String, i64)>> {
+        use rusqlite::OptionalExtension;
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT study_uid, updated_at FROM studies WHERE state = 'held' \
+                 ORDER BY updated_at LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+}
