@@ -228,23 +228,34 @@ pub fn response(
     status: u16,
     error_comment: Option<&str>,
 ) -> Vec<u8> {
-    let mut b = CommandBuilder::new()
-        .u16(TAG_COMMAND_FIELD, command_field)
-        .u16(TAG_MESSAGE_ID_RESPONDED, message_id)
-        .u16(TAG_DATA_SET_TYPE, NO_DATA_SET)
-        .u16(TAG_STATUS, status);
+    let mut b = response_head(command_field, message_id, status);
     if let Some(class) = request.text(TAG_AFFECTED_SOP_CLASS) {
         b = b.uid(TAG_AFFECTED_SOP_CLASS, &class);
     }
     if let Some(instance) = request.text(TAG_AFFECTED_SOP_INSTANCE) {
         b = b.uid(TAG_AFFECTED_SOP_INSTANCE, &instance);
     }
-    if let Some(comment) = error_comment {
-        // Error Comment is LO: at most 64 characters.
-        let short: String = comment.chars().filter(|c| c.is_ascii()).take(64).collect();
-        b = b.text(TAG_ERROR_COMMENT, &short);
+    with_comment(b, error_comment).encode()
+}
+
+/// A response's command field, message ID responded to, no data set, status.
+fn response_head(field: u16, message_id: u16, status: u16) -> CommandBuilder {
+    CommandBuilder::new()
+        .u16(TAG_COMMAND_FIELD, field)
+        .u16(TAG_MESSAGE_ID_RESPONDED, message_id)
+        .u16(TAG_DATA_SET_TYPE, NO_DATA_SET)
+        .u16(TAG_STATUS, status)
+}
+
+/// Adds the Error Comment (LO: at most 64 ASCII characters).
+fn with_comment(b: CommandBuilder, error_comment: Option<&str>) -> CommandBuilder {
+    match error_comment {
+        Some(comment) => {
+            let short: String = comment.chars().filter(|c| c.is_ascii()).take(64).collect();
+            b.text(TAG_ERROR_COMMENT, &short)
+        }
+        None => b,
     }
-    b.encode()
 }
 
 /// An N-CREATE-RSP or N-SET-RSP: `field`, the SOP Class and Instance it concerns (as
@@ -257,20 +268,11 @@ pub fn n_response(
     status: u16,
     error_comment: Option<&str>,
 ) -> Vec<u8> {
-    let mut b = CommandBuilder::new()
-        .u16(TAG_COMMAND_FIELD, field)
-        .u16(TAG_MESSAGE_ID_RESPONDED, message_id)
-        .u16(TAG_DATA_SET_TYPE, NO_DATA_SET)
-        .u16(TAG_STATUS, status)
-        .uid(TAG_AFFECTED_SOP_CLASS, sop_class);
+    let mut b = response_head(field, message_id, status).uid(TAG_AFFECTED_SOP_CLASS, sop_class);
     if !sop_instance.is_empty() {
         b = b.uid(TAG_AFFECTED_SOP_INSTANCE, sop_instance);
     }
-    if let Some(comment) = error_comment {
-        let short: String = comment.chars().filter(|c| c.is_ascii()).take(64).collect();
-        b = b.text(TAG_ERROR_COMMENT, &short);
-    }
-    b.encode()
+    with_comment(b, error_comment).encode()
 }
 
 #[cfg(test)]

@@ -350,6 +350,20 @@ impl Session {
         }
     }
 
+    /// The abstract and transfer syntax of an accepted context; a `what` (C-STORE,
+    /// N-service) on any other is a protocol error.
+    fn syntaxes(&self, id: u8, what: &str) -> Result<(String, String), End> {
+        match self.context(id) {
+            Some(pc) => Ok((
+                trim_uid(&pc.abstract_syntax).to_string(),
+                trim_uid(&pc.transfer_syntax).to_string(),
+            )),
+            None => Err(End::ProtocolError(format!(
+                "{what} on an unaccepted context"
+            ))),
+        }
+    }
+
     fn context(&self, id: u8) -> Option<&PresentationContextNegotiated> {
         self.contexts
             .iter()

@@ -13,17 +13,7 @@ impl Session {
         message_id: u16,
         has_data: bool,
     ) -> Result<(), End> {
-        let (abstract_syntax, transfer_syntax) = match self.context(context_id) {
-            Some(pc) => (
-                trim_uid(&pc.abstract_syntax).to_string(),
-                trim_uid(&pc.transfer_syntax).to_string(),
-            ),
-            None => {
-                return Err(End::ProtocolError(
-                    "C-STORE on an unaccepted context".into(),
-                ))
-            }
-        };
+        let (abstract_syntax, transfer_syntax) = self.syntaxes(context_id, "C-STORE")?;
         let sop_class = command
             .text(dimse::TAG_AFFECTED_SOP_CLASS)
             .unwrap_or_default();

@@ -29,17 +29,7 @@ impl Session {
                 dimse::TAG_REQUESTED_SOP_INSTANCE,
             )
         };
-        let (abstract_syntax, transfer_syntax) = match self.context(context_id) {
-            Some(pc) => (
-                trim_uid(&pc.abstract_syntax).to_string(),
-                trim_uid(&pc.transfer_syntax).to_string(),
-            ),
-            None => {
-                return Err(End::ProtocolError(
-                    "N-service on an unaccepted context".into(),
-                ))
-            }
-        };
+        let (abstract_syntax, transfer_syntax) = self.syntaxes(context_id, "N-service")?;
         let sop_class = command
             .text(class_tag)
             .map(|c| trim_uid(&c).to_string())
@@ -71,11 +61,7 @@ impl Session {
         let sink = match refused {
             Some((status, comment)) if !has_data => {
                 let rsp = dimse::n_response(
-                    if create {
-                        dimse::N_CREATE_RSP
-                    } else {
-                        dimse::N_SET_RSP
-                    },
+                    rsp_field(create),
                     MPPS_SOP_CLASS,
                     &sop_instance,
                     message_id,
@@ -164,11 +150,7 @@ impl Session {
                 comment = answer.comment.as_deref().unwrap_or(""), "MPPS message refused"),
         }
         let rsp = dimse::n_response(
-            if create {
-                dimse::N_CREATE_RSP
-            } else {
-                dimse::N_SET_RSP
-            },
+            rsp_field(create),
             MPPS_SOP_CLASS,
             &incoming.sop_instance,
             incoming.message_id,
@@ -176,5 +158,14 @@ impl Session {
             answer.comment.as_deref(),
         );
         send_command(association, incoming.context_id, rsp).await
+    }
+}
+
+/// The response's command field for an N-CREATE (else N-SET) request.
+fn rsp_field(create: bool) -> u16 {
+    if create {
+        dimse::N_CREATE_RSP
+    } else {
+        dimse::N_SET_RSP
     }
 }
