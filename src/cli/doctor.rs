@@ -192,7 +192,9 @@ fn data_dir(config: &Config) -> Check {
             "mode {mode:o} lets other users read patient data (want 700)"
         ));
     }
-    if meta.uid() != me {
+    // Run as root (`sudo readgate doctor`), the owner is readgate's system user: only
+    // the mode is checked then.
+    if me != 0 && meta.uid() != me {
         problems.push(format!(
             "owned by uid {}, not by this user ({me})",
             meta.uid()
