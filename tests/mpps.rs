@@ -210,6 +210,8 @@ async fn discontinued_steps_and_malformed_messages() {
         format!("set:{step}:IN PROGRESS"),
         // The SCP names a step the modality left unnamed.
         format!("create:-:{study}"),
+        // A data set over 4 MiB (80,000 listed instances): refused, not read into memory.
+        format!("set:{other}:IN PROGRESS:{study}.1:oversize"),
     ]);
     let codes: Vec<&str> = lines
         .iter()
@@ -217,7 +219,7 @@ async fn discontinued_steps_and_malformed_messages() {
         .collect();
     assert_eq!(
         codes,
-        ["0000", "0111", "0106", "0106", "0112", "0000", "0110", "0000"],
+        ["0000", "0111", "0106", "0106", "0112", "0000", "0110", "0000", "0213"],
         "{lines:#?}"
     );
     let steps = site.rg.store.steps_of(study).unwrap();

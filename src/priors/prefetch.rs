@@ -33,6 +33,9 @@ const PASS_LIMIT: usize = 64;
 const SCAN_LIMIT: usize = 10_000;
 /// Orders of this long ago still have their priors fetched (as `lookup`).
 const ORDER_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// The cache is swept at most this often (a sweep asks the store about every prior it
+/// holds); sooner only when it is full.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Past this many remembered keys the memory is cleared (a pass then looks again).
 const REMEMBER_MAX: usize = 10_000;
 
@@ -60,12 +63,16 @@ impl Prefetch {
         let mut done: HashSet<String> = HashSet::new();
         let mut failed: HashMap<String, Instant> = HashMap::new();
         let mut full_logged = false;
+        let mut swept = Instant::now();
         loop {
             if self.config.priors.prefetch {
                 self.pass(&mut done, &mut failed, &mut full_logged, &shutdown)
                     .await;
             }
-            self.cache.sweep().await;
+            if swept.elapsed() >= SWEEP_INTERVAL {
+                self.cache.sweep().await;
+                swept = Instant::now();
+            }
             if !super::next_pass(&self.wanted, retry, &mut shutdown).await {
                 return;
             }
