@@ -242,10 +242,16 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         ("security_alert", |a| a == "rest:pacs-admin"),
     ];
     // Kinds whose path needs a PACS: written, with their actor checked, by these tests.
-    let elsewhere: &[(&str, &str)] = &[(
-        "prior_sent",
-        "tests/priors.rs chosen_priors_are_sent_first_tagged_and_only_once",
-    )];
+    let elsewhere: &[(&str, &str)] = &[
+        (
+            "prior_sent",
+            "tests/priors.rs chosen_priors_are_sent_first_tagged_and_only_once",
+        ),
+        (
+            "config_rejected",
+            "tests/reload.rs reload_applies_peers_and_routes_without_dropping_transfers",
+        ),
+    ];
     let mut missing = Vec::new();
     for kind in documented.keys() {
         if elsewhere.iter().any(|(k, _)| k == kind) {

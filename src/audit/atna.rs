@@ -143,8 +143,8 @@ pub fn event_for(kind: &str) -> EventSpec {
         K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, P::Actor),
         K::ApplicationStart => application(APPLICATION_START),
         K::ApplicationStop => application(APPLICATION_STOP),
-        // config_loaded.
-        K::ConfigLoaded => spec(APPLICATION_ACTIVITY, 'E', None, P::Actor),
+        // A rejected reload carries `outcome: 4` (minor failure) in its detail.
+        K::ConfigLoaded | K::ConfigRejected => spec(APPLICATION_ACTIVITY, 'E', None, P::Actor),
     }
 }
 

@@ -82,6 +82,7 @@ pub mod kind {
     pub const APPLICATION_START: AuditKind = AuditKind::ApplicationStart;
     pub const APPLICATION_STOP: AuditKind = AuditKind::ApplicationStop;
     pub const CONFIG_LOADED: AuditKind = AuditKind::ConfigLoaded;
+    pub const CONFIG_REJECTED: AuditKind = AuditKind::ConfigRejected;
     pub const STUDY_REEVALUATED: AuditKind = AuditKind::StudyReevaluated;
     pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
 }

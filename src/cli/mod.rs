@@ -37,6 +37,18 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Apply a changed configuration file to the running `readgate serve` without a
+    /// restart (what `systemctl reload readgate` does with SIGHUP), and say what changed.
+    /// Peers, destinations, routes, policy, roster and places, users, tokens and the log
+    /// level take effect for the next association, decision or request; listener
+    /// addresses, storage and the other restart-only keys are named and keep their running
+    /// value. An invalid file is refused (exit 1) and the running configuration stays.
+    Reload {
+        /// The config file of the running readgate (its data directory is where it
+        /// listens for this request; it reloads the file it was started with).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// List studies with their state, instance count, destination and last error.
     Studies {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -248,13 +260,19 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
     if let Command::Doctor { config, format } = cli.command {
         return doctor::run(&config, format);
     }
+    if let Command::Reload { config } = cli.command {
+        return reload(&config);
+    }
     run(cli.command).map(|()| std::process::ExitCode::SUCCESS)
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         // Handled by `main`, which needs their exit codes.
-        Command::Check { .. } | Command::Audit { .. } | Command::Doctor { .. } => Ok(()),
+        Command::Check { .. }
+        | Command::Audit { .. }
+        | Command::Doctor { .. }
+        | Command::Reload { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
         Command::Priors {
             config,
@@ -266,13 +284,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             pacs::priors(&config, &store, &study, format)
         }
         Command::Serve { config } => {
-            let config = Config::load(&config)?;
-            init_logging(&config);
+            let path = config;
+            let config = Config::load(&path)?;
+            let log_level = init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(config))
+            runtime.block_on(crate::serve::serve(config, &path, log_level))
         }
         Command::Studies {
             config,
@@ -569,11 +588,15 @@ fn open_existing(config: &Config, access: Access) -> anyhow::Result<Store> {
     })
 }
 
-fn init_logging(config: &Config) {
+/// Installs the log subscriber; returns how a reload changes its level (`None` when
+/// `RUST_LOG` is set: it wins over `[log] level`, at start and on reload).
+fn init_logging(config: &Config) -> Option<crate::serve::reload::SetLogLevel> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&config.log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     use std::io::IsTerminal;
     // Colour codes only on a terminal: journald and log files get plain text.
     let ansi = std::io::stderr().is_terminal();
@@ -581,10 +604,62 @@ fn init_logging(config: &Config) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(logline::OneLine { ansi });
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let set = match config.log.format {
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let set = level_setter(builder.reload_handle());
+            builder.init();
+            set
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let set = level_setter(builder.reload_handle());
+            builder.init();
+            set
+        }
+    };
+    (!fixed).then_some(set)
+}
+
+fn level_setter<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> crate::serve::reload::SetLogLevel {
+    std::sync::Arc::new(move |level: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
+}
+
+/// `readgate reload`: asks the running readgate to reload its configuration file.
+fn reload(path: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    // The data directory says where the running readgate listens. Read leniently: a file
+    // that no longer validates is exactly what the running readgate must refuse (and
+    // record), so it is still sent the request.
+    let data_dir = match Config::load(path) {
+        Ok(config) => config.gateway.data_dir,
+        Err(invalid) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value: toml::Value = toml::from_str(&text).map_err(|_| {
+                anyhow::anyhow!("{invalid}\nnothing was sent to readgate: without `gateway.data_dir` it cannot be found (send SIGHUP, e.g. `systemctl reload readgate`, to have it refuse and record this file)")
+            })?;
+            match value
+                .get("gateway")
+                .and_then(|g| g.get("data_dir"))
+                .and_then(|d| d.as_str())
+            {
+                Some(dir) => PathBuf::from(dir),
+                None => bail!("{invalid}\nnothing was sent to readgate: `gateway.data_dir` is missing, so it cannot be found"),
+            }
+        }
+    };
+    let outcome =
+        crate::serve::control::ask_reload(&data_dir, std::time::Duration::from_secs(120))?;
+    println!("{}", outcome.summary());
+    Ok(match outcome {
+        crate::serve::reload::Reloaded::Applied { .. } => std::process::ExitCode::SUCCESS,
+        crate::serve::reload::Reloaded::Rejected { .. } => std::process::ExitCode::from(1),
+    })
 }
 
 fn print_table(rows: &[StudyRow], lang: crate::decide::reasons::Lang) {

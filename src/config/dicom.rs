@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Stamped into the audit trail and into the tags of forwarded instances.
@@ -25,7 +25,7 @@ pub enum DuplicatePolicy {
     Replace,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DicomConfig {
     pub ae_title: String,
@@ -63,7 +63,7 @@ pub struct DicomConfig {
     pub tls_client_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     pub ae_title: String,
@@ -76,7 +76,7 @@ pub struct Peer {
     pub tls_subject: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// C-STORE is refused with A700 while the spool's file system has less free space.
@@ -96,7 +96,7 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// tracing filter, e.g. "info" or "readgate=debug,info"; RUST_LOG overrides it.

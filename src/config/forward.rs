@@ -4,7 +4,7 @@
 use super::dicom::default_max_pdu;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
     #[serde(default = "default_retry_base")]
@@ -40,7 +40,7 @@ impl Default for ForwardConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Destination {
     pub id: String,
@@ -126,7 +126,7 @@ pub fn tls_client(
         .map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub destination: String,

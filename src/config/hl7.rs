@@ -4,7 +4,7 @@ use crate::model::Charset;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hl7Config {
     pub listen: SocketAddr,

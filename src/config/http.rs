@@ -7,7 +7,7 @@ use argon2::PasswordHash;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(default = "default_listen")]
@@ -47,7 +47,7 @@ pub struct HttpConfig {
     pub tls_key: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// The integration's name, recorded with each of its events (`rest:<name>`).
@@ -59,7 +59,7 @@ pub struct TokenConfig {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,

@@ -8,7 +8,7 @@ use crate::time::{parse_date, parse_offset};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     /// Policy: is a full-time radiologist's read from outside the facility (e.g. from home
@@ -66,7 +66,7 @@ impl Default for LedgerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReaderConfig {
     /// Every id the reader has: OBR-32/33 ids, reading-system logins.
@@ -83,7 +83,7 @@ pub struct ReaderConfig {
     pub valid_to: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceConfig {
     pub facility: String,

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod hl7;
 pub mod http;
 pub mod ledger;
+pub mod live;
 pub mod net;
 pub mod notify;
 pub mod pacs;
@@ -24,6 +25,7 @@ pub use self::forward::{Destination, ForwardConfig, Route};
 pub use self::hl7::{Hl7Config, Hl7Limits};
 pub use self::http::HttpConfig;
 pub use self::ledger::LedgerConfig;
+pub use self::live::Live;
 pub use self::notify::NotifyConfig;
 pub use self::policy::PolicyConfig;
 
@@ -87,7 +89,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub gateway: GatewayConfig,

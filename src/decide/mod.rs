@@ -12,11 +12,10 @@ pub mod reasons;
 
 pub mod assemble;
 
-use crate::config::Config;
+use crate::config::{Config, Live};
 use context::StudyContext;
 pub use policy::Verdict;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// Why a study is held: a stable code, the clause it enforces, and what to do, in the
 /// words a technologist or radiologist uses.
@@ -76,22 +75,29 @@ pub trait Decide: Send + Sync {
 
 /// Routes by modality and calling AE; first match wins.
 pub struct Router {
-    config: Arc<Config>,
+    config: Live,
 }
 
 impl Router {
-    pub fn new(config: Arc<Config>) -> Self {
-        Router { config }
+    pub fn new(config: impl Into<Live>) -> Self {
+        Router {
+            config: config.into(),
+        }
     }
 
     pub fn route(&self, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
-        let (i, _, dest) = first_route(&self.config, modalities, calling_aes)?;
-        Some(Route {
-            destination: dest.id.clone(),
-            facility: dest.facility.clone(),
-            because: format!("routes[{i}] → {} ({})", dest.id, dest.facility),
-        })
+        route_in(&self.config.current(), modalities, calling_aes)
     }
+}
+
+/// Where `config` sends a study with these modalities and calling AE titles, and why.
+fn route_in(config: &Config, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
+    let (i, _, dest) = first_route(config, modalities, calling_aes)?;
+    Some(Route {
+        destination: dest.id.clone(),
+        facility: dest.facility.clone(),
+        because: format!("routes[{i}] → {} ({})", dest.id, dest.facility),
+    })
 }
 
 /// The first `[[routes]]` entry of `config` that matches a study with these modalities and
@@ -143,22 +149,22 @@ pub fn takes_priors(
 
 /// The gate: routes the study, then applies the clinical-context policy (`[policy]`).
 pub struct Gate {
-    router: Router,
-    config: Arc<Config>,
+    config: Live,
 }
 
 impl Gate {
-    pub fn new(config: Arc<Config>) -> Self {
+    /// A gate that reads `config` at each decision (a [`Live`] follows reloads).
+    pub fn new(config: impl Into<Live>) -> Self {
         Gate {
-            router: Router::new(config.clone()),
-            config,
+            config: config.into(),
         }
     }
 }
 
 impl Decide for Gate {
     fn decide(&self, study: &StudyContext) -> Decision {
-        let route = self.router.route(&study.modalities, &study.calling_aes);
+        let config = self.config.current();
+        let route = route_in(&config, &study.modalities, &study.calling_aes);
         let mut ctx = study.clone();
         ctx.destination = route.as_ref().map(|r| r.destination.clone());
         ctx.facility = route.as_ref().map(|r| r.facility.clone());
@@ -166,13 +172,13 @@ impl Decide for Gate {
         let sends = ctx
             .destination
             .as_deref()
-            .is_some_and(|d| takes_priors(&self.config, &ctx.modalities, &ctx.calling_aes, d));
+            .is_some_and(|d| takes_priors(&config, &ctx.modalities, &ctx.calling_aes, d));
         if !sends {
             for prior in &mut ctx.priors {
                 prior.unavailable = None;
             }
         }
-        let evaluation = policy::evaluate(&ctx, &self.config.policy, crate::time::now_ms());
+        let evaluation = policy::evaluate(&ctx, &config.policy, crate::time::now_ms());
         Decision {
             route,
             verdict: evaluation.verdict,
@@ -182,11 +188,16 @@ impl Decide for Gate {
     }
 
     fn utc_offset_minutes(&self) -> i32 {
-        self.config.policy.utc_offset_minutes
+        self.config.current().policy.utc_offset_minutes
     }
 
     fn pacs_ids(&self) -> Vec<String> {
-        self.config.pacs.iter().map(|p| p.id.clone()).collect()
+        self.config
+            .current()
+            .pacs
+            .iter()
+            .map(|p| p.id.clone())
+            .collect()
     }
 }
 

@@ -1,14 +1,16 @@
 //! Forwarding: one worker per destination drains that destination's queue from the store,
 //! keeping an association open while work keeps coming, and backing off exponentially
-//! when the reading facility is unreachable or refuses instances.
+//! when the reading facility is unreachable or refuses instances. The fleet starts and
+//! stops workers as a reload adds and removes destinations.
 
+pub mod fleet;
 mod priors;
 mod scu;
 mod stamp;
 
 pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 
-use crate::config::{Config, Destination};
+use crate::config::{Config, Destination, Live};
 use crate::dicom::dimse::status;
 use crate::spool::Spool;
 use crate::store::{QueuedInstance, Store};
@@ -24,44 +26,47 @@ const BATCH: usize = 500;
 /// Wakes the worker of a destination when work is queued for it.
 #[derive(Default)]
 pub struct Wakeups {
-    by_destination: HashMap<String, Arc<Notify>>,
+    by_destination: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Wakeups {
     pub fn new(config: &Config) -> Self {
-        Wakeups {
-            by_destination: config
-                .destinations
-                .iter()
-                .map(|d| (d.id.clone(), Arc::new(Notify::new())))
-                .collect(),
+        let wakeups = Wakeups::default();
+        for d in &config.destinations {
+            wakeups.get(&d.id);
         }
+        wakeups
     }
 
     pub fn wake(&self, destination: &str) {
-        if let Some(n) = self.by_destination.get(destination) {
-            n.notify_one();
-        }
+        self.get(destination).notify_one();
     }
 
+    /// The destination's wake-up (made on first use: a reload may add destinations).
     fn get(&self, destination: &str) -> Arc<Notify> {
         self.by_destination
-            .get(destination)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Notify::new()))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(destination.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
     }
 }
 
 pub struct Forwarder {
+    live: Live,
+    /// `live` as of the current pass (refreshed by [`Forwarder::refresh`]).
     config: Arc<Config>,
+    /// This destination as of the current pass.
     destination: Destination,
     store: Arc<Store>,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
     audit: Arc<crate::audit::AuditLog>,
-    /// The retrieved priors, shared with the prefetcher and the other destinations;
-    /// `None` when this destination gets no priors (`send_priors = false`, or no
-    /// `[[pacs]]`).
+    /// The retrieved priors, shared with the prefetcher and the other destinations
+    /// (`None` without a `[[pacs]]`).
+    cache: Option<Arc<crate::priors::cache::PriorCache>>,
+    /// `cache` when this destination gets priors now (`send_priors`), else `None`.
     priors: Option<Arc<crate::priors::cache::PriorCache>>,
     /// Studies whose priors are at the destination (bounded: see `priors.rs`).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -69,7 +74,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(
-        config: Arc<Config>,
+        live: Live,
         destination: Destination,
         store: Arc<Store>,
         spool: Arc<Spool>,
@@ -78,12 +83,14 @@ impl Forwarder {
     ) -> Self {
         let wake = wakeups.get(&destination.id);
         Forwarder {
-            config,
+            config: live.current(),
+            live,
             destination,
             store,
             spool,
             wake,
             audit,
+            cache: None,
             priors: None,
             prepared: Default::default(),
         }
@@ -92,13 +99,35 @@ impl Forwarder {
     /// Sends each study's priors, taken from `cache`, before it (when this destination
     /// takes priors: `Config::sends_priors`).
     pub fn with_priors(mut self, cache: Option<Arc<crate::priors::cache::PriorCache>>) -> Self {
-        self.priors = cache.filter(|_| self.config.sends_priors(&self.destination));
+        self.cache = cache;
+        self.refresh();
         self
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Takes the configuration in force for the next pass; false when a reload removed
+    /// this destination.
+    fn refresh(&mut self) -> bool {
+        let config = self.live.current();
+        let Some(destination) = config.destination(&self.destination.id).cloned() else {
+            return false;
+        };
+        self.priors = self
+            .cache
+            .clone()
+            .filter(|_| config.sends_priors(&destination));
+        self.destination = destination;
+        self.config = config;
+        true
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
+                break;
+            }
+            if !self.refresh() {
+                info!(destination = %self.destination.id,
+                    "destination removed from the configuration; its forwarder stops (its queue stays)");
                 break;
             }
             let id = self.destination.id.clone();

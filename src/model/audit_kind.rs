@@ -25,7 +25,10 @@ crate::text_enum! {
         ReportGenerated => "report_generated",
         /// Someone looked something up (kept for searches worth evidencing).
         Query => "query",
+        /// A configuration was put in force (at start, or by a reload).
         ConfigLoaded => "config_loaded",
+        /// A reload was refused: the new configuration is invalid; the running one stays.
+        ConfigRejected => "config_rejected",
         OperatorLogin => "operator_login",
         OperatorLogout => "operator_logout",
         ApplicationStart => "application_start",

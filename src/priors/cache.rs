@@ -19,7 +19,7 @@ use super::move_scu::move_study;
 use super::retrieve::{get_study, Retrieved};
 use crate::audit::AuditLog;
 use crate::config::pacs::Retrieve;
-use crate::config::Config;
+use crate::config::Live;
 use crate::receive::moves::Moves;
 use crate::spool::Spool;
 use crate::store::{ContextKeys, Store};
@@ -59,7 +59,7 @@ struct Slot {
 }
 
 pub struct PriorCache {
-    config: Arc<Config>,
+    config: Live,
     store: Arc<Store>,
     audit: Arc<AuditLog>,
     moves: Arc<Moves>,
@@ -74,13 +74,14 @@ pub struct PriorCache {
 impl PriorCache {
     /// Empties `data_dir/priors` and opens the cache in it. Blocking (file system).
     pub fn open(
-        config: Arc<Config>,
+        config: Live,
         store: Arc<Store>,
         audit: Arc<AuditLog>,
         moves: Arc<Moves>,
         reconsider: Arc<Notify>,
     ) -> std::io::Result<PriorCache> {
-        let root = config.gateway.data_dir.join("priors");
+        let now = config.current();
+        let root = now.gateway.data_dir.join("priors");
         match std::fs::remove_dir_all(&root) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -89,7 +90,7 @@ impl PriorCache {
         crate::spool::private_dir(&root)?;
         let spool = Arc::new(Spool::open(
             &dir,
-            config.storage.min_free_mb.saturating_mul(1024 * 1024),
+            now.storage.min_free_mb.saturating_mul(1024 * 1024),
         )?);
         Ok(PriorCache {
             config,
@@ -155,7 +156,8 @@ impl PriorCache {
             slot.used = Some(Instant::now());
             return Ok(held);
         }
-        let Some(pacs) = self.config.pacs.iter().find(|p| p.id == pacs_id) else {
+        let config = self.config.current();
+        let Some(pacs) = config.pacs.iter().find(|p| p.id == pacs_id) else {
             return Err(format!("no [[pacs]] with id {pacs_id}"));
         };
         let operation = match pacs.retrieve {
@@ -170,11 +172,11 @@ impl PriorCache {
             .await
             .map_err(|e| format!("not asked: internal error ({e})"))?
             .map_err(|e| format!("not asked: the retrieval's audit entry ({e})"))?;
-        let calling = pacs.calling_ae(&self.config);
+        let calling = pacs.calling_ae(&config);
         let fetched = match pacs.retrieve {
             Retrieve::Get => get_study(pacs, &calling, prior_uid, &self.spool).await,
             Retrieve::Move => {
-                let destination = &self.config.dicom.ae_title;
+                let destination = &config.dicom.ae_title;
                 move_study(
                     pacs,
                     &calling,
@@ -275,7 +277,7 @@ impl PriorCache {
         if idle.is_empty() {
             return;
         }
-        let (store, config) = (self.store.clone(), self.config.clone());
+        let (store, config) = (self.store.clone(), self.config.current());
         let uids: Vec<String> = idle.iter().map(|(u, _, _)| u.clone()).collect();
         let everywhere = tokio::task::spawn_blocking(move || {
             let takers: Vec<&str> = config
@@ -294,7 +296,12 @@ impl PriorCache {
         })
         .await
         .unwrap_or_default();
-        let limit = self.config.priors.cache_max_mb.saturating_mul(1024 * 1024);
+        let limit = self
+            .config
+            .current()
+            .priors
+            .cache_max_mb
+            .saturating_mul(1024 * 1024);
         let mut total = self.bytes();
         idle.sort_by_key(|(_, _, used)| *used);
         let mut gone = Vec::new();

@@ -13,7 +13,7 @@
 //! No patient identifier is logged: log lines name the PACS and counts.
 
 use super::find::{Session, StudyQuery};
-use crate::config::Config;
+use crate::config::Live;
 use crate::model::PacsStudy;
 use crate::store::{ContextKeys, Store};
 use crate::time::now_ms;
@@ -30,7 +30,7 @@ const ORDER_WINDOW_MS: i64 = 24 * 3600 * 1000;
 const PASS_LIMIT: usize = 64;
 
 pub struct Lookup {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Arc<Store>,
     /// Each lookup is audited (`query`, actor `system`) before it is made.
     pub audit: Arc<crate::audit::AuditLog>,
@@ -44,7 +44,7 @@ pub struct Lookup {
 
 impl Lookup {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let retry = Duration::from_secs(self.config.priors.retry_secs);
+        let retry = Duration::from_secs(self.config.current().priors.retry_secs);
         loop {
             let due = self.due().await;
             // A PACS that cannot be reached is not tried again for every patient of the
@@ -69,11 +69,17 @@ impl Lookup {
     /// The patients to ask for now.
     async fn due(&self) -> Vec<String> {
         let store = self.store.clone();
-        let pacs: Vec<String> = self.config.pacs.iter().map(|p| p.id.clone()).collect();
+        let pacs: Vec<String> = self
+            .config
+            .current()
+            .pacs
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
         let now = now_ms();
         let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let fresh = now.saturating_sub(ms(self.config.priors.refresh_secs));
-        let retry = now.saturating_sub(ms(self.config.priors.retry_secs));
+        let fresh = now.saturating_sub(ms(self.config.current().priors.refresh_secs));
+        let retry = now.saturating_sub(ms(self.config.current().priors.retry_secs));
         let due = tokio::task::spawn_blocking(move || {
             store.patients_to_look_up(&pacs, now - ORDER_WINDOW_MS, fresh, retry, PASS_LIMIT)
         })
@@ -106,15 +112,16 @@ impl Lookup {
         .await
         .unwrap_or_else(|_| (vec![patient.to_string()], None));
         // Back from today, or from the earliest study in progress when it is older.
-        let offset = i64::from(self.config.policy.utc_offset_minutes) * 60;
+        let offset = i64::from(self.config.current().policy.utc_offset_minutes) * 60;
         let today = crate::time::local_day(now_ms(), offset);
         let from = earliest
             .and_then(|d| crate::time::parse_dicom_da(&d).ok())
             .map_or(today, |d| d.min(today));
-        let since =
-            crate::time::format_dicom_da(from - i64::from(self.config.policy.priors.lookback_days));
-        for pacs in &self.config.pacs {
-            let calling = pacs.calling_ae(&self.config);
+        let since = crate::time::format_dicom_da(
+            from - i64::from(self.config.current().policy.priors.lookback_days),
+        );
+        for pacs in &self.config.current().pacs {
+            let calling = pacs.calling_ae(&self.config.current());
             for id in &linked {
                 let query = StudyQuery {
                     patient_id: id.clone(),
@@ -143,7 +150,13 @@ impl Lookup {
                 let started = std::time::Instant::now();
                 let outcome = match audited {
                     Ok(Ok(_)) => {
-                        match history(pacs, &calling, &query, self.config.priors.max_studies).await
+                        match history(
+                            pacs,
+                            &calling,
+                            &query,
+                            self.config.current().priors.max_studies,
+                        )
+                        .await
                         {
                             Ok(found) => Ok(found),
                             Err(e) => {

@@ -17,7 +17,7 @@
 
 use super::cache::{PriorCache, Purpose};
 use super::choose::{self, Pending};
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::decide::context::{PacsAnswer, StudyContext};
 use crate::store::Store;
 use crate::time::now_ms;
@@ -40,7 +40,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 const REMEMBER_MAX: usize = 10_000;
 
 pub struct Prefetch {
-    pub config: Arc<Config>,
+    pub config: Live,
     pub store: Arc<Store>,
     pub cache: Arc<PriorCache>,
     /// Woken when an instance or HL7 message is stored, or the lookup has answers.
@@ -59,13 +59,13 @@ struct Want {
 
 impl Prefetch {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let retry = Duration::from_secs(self.config.priors.retry_secs);
+        let retry = Duration::from_secs(self.config.current().priors.retry_secs);
         let mut done: HashSet<String> = HashSet::new();
         let mut failed: HashMap<String, Instant> = HashMap::new();
         let mut full_logged = false;
         let mut swept = Instant::now();
         loop {
-            if self.config.priors.prefetch {
+            if self.config.current().priors.prefetch {
                 self.pass(&mut done, &mut failed, &mut full_logged, &shutdown)
                     .await;
             }
@@ -89,9 +89,9 @@ impl Prefetch {
         if done.len() > REMEMBER_MAX {
             done.clear();
         }
-        let retry = Duration::from_secs(self.config.priors.retry_secs);
+        let retry = Duration::from_secs(self.config.current().priors.retry_secs);
         failed.retain(|_, at| at.elapsed() < retry);
-        let (store, config, skip) = (self.store.clone(), self.config.clone(), done.clone());
+        let (store, config, skip) = (self.store.clone(), self.config.current(), done.clone());
         let wants = match tokio::task::spawn_blocking(move || wants(&store, &config, &skip)).await {
             Ok(Ok(w)) => w,
             Ok(Err(e)) => {
@@ -103,7 +103,12 @@ impl Prefetch {
                 return;
             }
         };
-        let limit = self.config.priors.cache_max_mb.saturating_mul(1024 * 1024);
+        let limit = self
+            .config
+            .current()
+            .priors
+            .cache_max_mb
+            .saturating_mul(1024 * 1024);
         for want in wants {
             let mut complete = want.settled;
             for prior in &want.priors {
@@ -121,7 +126,7 @@ impl Prefetch {
                     self.cache.sweep().await;
                     if self.cache.bytes() >= limit {
                         if !*full_logged {
-                            info!(cache_max_mb = self.config.priors.cache_max_mb,
+                            info!(cache_max_mb = self.config.current().priors.cache_max_mb,
                                 "priors: the cache is full; prefetching waits (priors are retrieved when their study leaves)");
                             *full_logged = true;
                         }

@@ -86,7 +86,7 @@ pub async fn run(
     receiver: Arc<Receiver>,
     tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
-    let config = &receiver.config;
+    let config = receiver.config.current();
     let refusal = Arc::new(Mutex::new(None));
     let slot = Arc::new(Mutex::new(None));
     let client_cert = tls.as_ref().map(|_| crate::tls::SeenClientCert::default());
@@ -319,7 +319,7 @@ struct Session {
 
 impl Session {
     async fn serve<S: Wire>(&mut self, association: &mut Association<S>) -> End {
-        let idle = Duration::from_secs(self.receiver.config.dicom.idle_timeout_secs);
+        let idle = Duration::from_secs(self.receiver.config.current().dicom.idle_timeout_secs);
         loop {
             let pdu = match tokio::time::timeout(idle, association.receive()).await {
                 Err(_) => return End::Idle,

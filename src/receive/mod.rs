@@ -12,7 +12,7 @@ mod recover;
 
 pub use recover::recover;
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::listen::Listening;
 use crate::spool::Spool;
 use crate::store::Store;
@@ -23,7 +23,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 /// What every association needs: shared, read-only after start.
 pub struct Receiver {
-    pub config: Arc<Config>,
+    /// Read at the start of each association: a reload applies to the next one.
+    pub config: Live,
     pub spool: Arc<Spool>,
     pub store: Arc<Store>,
     pub audit: Arc<crate::audit::AuditLog>,
@@ -53,7 +54,7 @@ pub async fn serve(
         protocol: if tls.is_some() { "DICOM TLS" } else { "DICOM" },
         grace: SHUTDOWN_GRACE,
         on_abort: "their unacknowledged instances are discarded",
-        per_host: receiver.config.dicom.max_connections_per_host,
+        per_host: receiver.config.current().dicom.max_connections_per_host,
         refusal: None,
     };
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {

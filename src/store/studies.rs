@@ -85,6 +85,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
+    /// Every held study goes back to the decision stage (as [`Store::reconsider_held`]
+    /// does for the studies new context concerns): a reloaded configuration may route or
+    /// pass them now. Returns how many.
+    pub fn reconsider_all_held(&self, why: &str, now: i64) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) \
+             SELECT ?1, study_uid, 'context', ?2 FROM studies WHERE state = 'held'",
+            rusqlite::params![now, why],
+        )?;
+        let n = tx.execute(
+            "UPDATE studies SET state = 'receiving', updated_at = ?1 WHERE state = 'held'",
+            [now],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// The earliest `last_received_at` of a receiving study, to sleep until it is stable.
     pub fn oldest_receiving(&self) -> Result<Option<i64>> {
         let conn = self.conn();

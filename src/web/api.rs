@@ -158,7 +158,7 @@ async fn detail(
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, false)?;
     let store = state.store.clone();
-    let offset = crate::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600);
+    let offset = crate::time::parse_offset(&state.ledger_config().utc_offset).unwrap_or(9 * 3600);
     let choice = state.prior_choice.clone();
     let body = blocking(move || {
         let keys = store
@@ -245,7 +245,7 @@ async fn queue(
 ) -> Result<Response, ApiError> {
     state.authorize(&headers, false)?;
     let store = state.store.clone();
-    let destinations = state.destinations.clone();
+    let destinations = state.destinations();
     let body = blocking(move || {
         let empty = |d: &str| {
             json!({"destination": d, "depth": 0, "instances_waiting": 0,

@@ -39,7 +39,7 @@ struct Failures {
 /// Sessions and login throttling, held in memory (a restart logs everyone out).
 #[derive(Default)]
 pub struct Auth {
-    users: Vec<UserConfig>,
+    users: std::sync::RwLock<Vec<UserConfig>>,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, Failures>>,
     pub secure_cookies: bool,
@@ -79,10 +79,24 @@ pub enum LoginError {
 impl Auth {
     pub fn new(users: Vec<UserConfig>, secure_cookies: bool) -> Auth {
         Auth {
-            users,
+            users: std::sync::RwLock::new(users),
             secure_cookies,
             ..Default::default()
         }
+    }
+
+    /// Puts a reloaded `[[http.users]]` in force. The sessions of users who are gone, or
+    /// whose role or password changed, end: they sign in again.
+    pub fn replace_users(&self, users: Vec<UserConfig>) {
+        let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let kept = |name: &str| {
+            let old = current.iter().find(|u| u.name.trim() == name);
+            let new = users.iter().find(|u| u.name.trim() == name);
+            matches!((old, new), (Some(o), Some(n)) if o == n)
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| kept(&s.user));
+        *current = users;
     }
 
     /// Counts an attempt against each key *before* its password is checked, under the
@@ -141,7 +155,8 @@ impl Auth {
         let now = Instant::now();
         let keys = [format!("user:{}", user.trim()), format!("ip:{ip}")];
         self.reserve(&keys, now).map_err(LoginError::Locked)?;
-        let found = self.users.iter().find(|u| u.name.trim() == user.trim());
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = users.iter().find(|u| u.name.trim() == user.trim());
         let ok = match found {
             Some(u) => PasswordHash::new(&u.password_hash)
                 .map(|h| {
@@ -252,7 +267,10 @@ mod tests {
             }],
             false,
         );
-        assert!(crate::config::http::validate_users(&a.users).is_ok());
+        assert!(crate::config::http::validate_users(
+            &a.users.read().unwrap_or_else(|p| p.into_inner())
+        )
+        .is_ok());
         assert!(a.login("dr", "secret1", "1.2.3.4").is_ok());
         for _ in 0..MAX_FAILURES {
             assert!(matches!(

@@ -53,7 +53,7 @@ async fn serve(State(state): State<Arc<WebState>>) -> Response {
             .into_response();
     }
     let store = state.store.clone();
-    let destinations = state.destinations.clone();
+    let destinations = state.destinations();
     let body = tokio::task::spawn_blocking(move || render(&store, &destinations)).await;
     match body {
         Ok(Ok(text)) => (

@@ -36,15 +36,15 @@ use sha2::{Digest, Sha256};
 /// Shared state of the HTTP handlers.
 pub struct WebState {
     pub store: Arc<Store>,
-    ledger_config: LedgerConfig,
+    ledger_config: RwLock<LedgerConfig>,
     ledger: RwLock<Arc<Ledger>>,
     roster_version: Mutex<(i64, i64)>,
-    tokens: Vec<(String, [u8; 32])>,
+    /// `[[http.tokens]]`: each integration's name, token hash and role.
+    tokens: RwLock<Arc<Tokens>>,
     /// The web console's users and sessions.
     pub auth: auth::Auth,
     /// `[gateway] id` and `sending_facility` (the console's accountability page).
     pub gateway: (String, String),
-    roles: std::collections::HashMap<String, Role>,
     /// The audit trail actions are recorded in (set by `readgate serve`).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// Wakes the study stage (re-evaluation).
@@ -54,7 +54,7 @@ pub struct WebState {
     /// Where rejected instances are removed from.
     pub spool_dir: Option<std::path::PathBuf>,
     /// The configured destinations (the queue lists each, even when empty).
-    pub destinations: Vec<String>,
+    destinations: RwLock<Vec<String>>,
     /// For ledger reports.
     pub gateway_id: String,
     pub sending_facility: String,
@@ -68,6 +68,37 @@ pub struct WebState {
     pub prior_choice: Option<crate::priors::view::Choice>,
 }
 
+/// A reloaded configuration, checked by [`WebState::prepare`], ready to install.
+pub struct Prepared {
+    ledger: Ledger,
+    version: (i64, i64),
+    config: crate::config::Config,
+}
+
+/// `[[http.tokens]]` as the API checks them.
+#[derive(Default)]
+struct Tokens {
+    hashes: Vec<(String, [u8; 32])>,
+    roles: std::collections::HashMap<String, Role>,
+}
+
+impl Tokens {
+    fn of(tokens: &[crate::config::http::TokenConfig]) -> Tokens {
+        Tokens {
+            hashes: tokens
+                .iter()
+                .filter_map(|t| {
+                    parse_hash(t.token_sha256.trim()).map(|h| (t.name.trim().to_string(), h))
+                })
+                .collect(),
+            roles: tokens
+                .iter()
+                .map(|t| (t.name.trim().to_string(), t.role))
+                .collect(),
+        }
+    }
+}
+
 impl WebState {
     pub fn new(
         store: Arc<Store>,
@@ -78,32 +109,21 @@ impl WebState {
         let ledger = Ledger::load(ledger_config, Some(&store))?;
         Ok(WebState {
             store,
-            ledger_config: ledger_config.clone(),
+            ledger_config: RwLock::new(ledger_config.clone()),
             ledger: RwLock::new(Arc::new(ledger)),
             roster_version: Mutex::new(version),
-            tokens: http
-                .tokens
-                .iter()
-                .filter_map(|t| {
-                    parse_hash(t.token_sha256.trim()).map(|h| (t.name.trim().to_string(), h))
-                })
-                .collect(),
+            tokens: RwLock::new(Arc::new(Tokens::of(&http.tokens))),
             // Over HTTPS the session cookie is always Secure.
             auth: auth::Auth::new(
                 http.users.clone(),
                 http.secure_cookies || http.tls_cert.is_some(),
             ),
             gateway: (String::new(), String::new()),
-            roles: http
-                .tokens
-                .iter()
-                .map(|t| (t.name.trim().to_string(), t.role))
-                .collect(),
             audit: None,
             stored: None,
             wakeups: None,
             spool_dir: None,
-            destinations: Vec::new(),
+            destinations: RwLock::default(),
             gateway_id: String::new(),
             sending_facility: String::new(),
             metrics: http.metrics,
@@ -125,7 +145,7 @@ impl WebState {
         self.stored = Some(stored);
         self.wakeups = Some(wakeups);
         self.spool_dir = Some(config.spool_dir());
-        self.destinations = config.destinations.iter().map(|d| d.id.clone()).collect();
+        self.destinations = RwLock::new(config.destinations.iter().map(|d| d.id.clone()).collect());
         self.gateway_id = config.gateway.id.clone();
         self.sending_facility = config.gateway.sending_facility.clone();
         self.gateway = (self.gateway_id.clone(), self.sending_facility.clone());
@@ -134,11 +154,73 @@ impl WebState {
         self
     }
 
+    /// Loads a reloaded configuration's roster and places (`[ledger]`), changing nothing
+    /// yet: a `[ledger]` that cannot be loaded refuses the reload. Blocking (store).
+    pub fn prepare(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<Prepared, crate::ledger::LedgerError> {
+        Ok(Prepared {
+            ledger: Ledger::load(&config.ledger, Some(&self.store))?,
+            version: self.store.roster_version()?,
+            config: config.clone(),
+        })
+    }
+
+    /// Puts a prepared configuration's users, tokens, roster, places and destinations in
+    /// force.
+    pub fn install(&self, prepared: Prepared) {
+        let Prepared {
+            ledger,
+            version,
+            config,
+        } = prepared;
+        *self
+            .ledger_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = config.ledger.clone();
+        *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ledger);
+        *self
+            .roster_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = version;
+        if let Some(http) = &config.http {
+            *self.tokens.write().unwrap_or_else(|p| p.into_inner()) =
+                Arc::new(Tokens::of(&http.tokens));
+            self.auth.replace_users(http.users.clone());
+        }
+        *self.destinations.write().unwrap_or_else(|p| p.into_inner()) =
+            config.destinations.iter().map(|d| d.id.clone()).collect();
+    }
+
+    /// `[ledger]` as in force now.
+    pub fn ledger_config(&self) -> LedgerConfig {
+        self.ledger_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The configured destinations' ids.
+    pub fn destinations(&self) -> Vec<String> {
+        self.destinations
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn tokens(&self) -> Arc<Tokens> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The token's integration name, if it may do this: 401 without a valid token, 403
     /// when an action needs `admin` and the token is a `viewer`'s.
     pub fn authorize(&self, headers: &HeaderMap, admin: bool) -> Result<String, ApiError> {
         let name = self.authenticate(headers)?;
-        if admin && self.roles.get(&name).copied().unwrap_or_default() != Role::Admin {
+        if admin && self.tokens().roles.get(&name).copied().unwrap_or_default() != Role::Admin {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("token {name:?} has role viewer; this action needs an admin token ([[http.tokens]] role = \"admin\")"),
@@ -193,7 +275,8 @@ impl WebState {
         };
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found: Option<&str> = None;
-        for (name, hash) in &self.tokens {
+        let tokens = self.tokens();
+        for (name, hash) in &tokens.hashes {
             if ct_eq(&presented, hash) && found.is_none() {
                 found = Some(name);
             }
@@ -211,7 +294,12 @@ impl WebState {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if *seen != v {
-                match Ledger::load(&self.ledger_config, Some(&self.store)) {
+                let config = self
+                    .ledger_config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                match Ledger::load(&config, Some(&self.store)) {
                     Ok(l) => {
                         *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(l);
                         *seen = v;

@@ -289,7 +289,8 @@ fn keep_instance(
         calling_ae,
         now_ms(),
     );
-    let replace = receiver.config.dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
+    let replace =
+        receiver.config.current().dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
     match receiver.store.index_instance(&instance, replace) {
         Ok(Indexed::New) => crate::metrics::instance_received(size),
         Ok(Indexed::Replaced { old_path }) => {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub(super) type St = State<Arc<WebState>>;
 
 fn offset(state: &WebState) -> i64 {
-    crate::time::parse_offset(&state.ledger_config.utc_offset).unwrap_or(9 * 3600)
+    crate::time::parse_offset(&state.ledger_config().utc_offset).unwrap_or(9 * 3600)
 }
 
 pub(super) fn when(state: &WebState, ms: i64) -> String {

@@ -1,9 +1,13 @@
 //! `readgate serve`: opens the store and spool, recovers from any earlier crash, and runs
-//! the pipeline — receive → spool → study → decide → forward — until told to stop.
+//! the pipeline — receive → spool → study → decide → forward — until told to stop;
+//! applies a changed configuration file when asked to reload (SIGHUP, `readgate reload`).
 
-use crate::config::Config;
+pub mod control;
+pub mod reload;
+
+use crate::config::{Config, Live};
 use crate::decide::{Decide, Gate};
-use crate::forward::{Forwarder, Wakeups};
+use crate::forward::Wakeups;
 use crate::receive::{self, Receiver};
 use crate::spool::Spool;
 use crate::store::Store;
@@ -25,6 +29,16 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub store: Arc<Store>,
     pub audit: Arc<crate::audit::AuditLog>,
+    /// The configuration in force; [`Running::reload`] replaces it.
+    pub live: Live,
+    /// The console and API, which keep users, tokens and the roster of their own.
+    web: Option<Arc<crate::web::WebState>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Wakes the decision stage (held studies are decided again after a reload).
+    stored: Arc<Notify>,
+    /// Changes the log filter when a reload changes `[log] level`.
+    log_level: Option<reload::SetLogLevel>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// Ships the audit trail to the `[audit] syslog` collector, if configured.
@@ -83,7 +97,8 @@ pub async fn start_with(
     config: Config,
     decider: Option<Arc<dyn Decide>>,
 ) -> anyhow::Result<Running> {
-    let config = Arc::new(config);
+    let live = Live::new(config);
+    let config = live.current();
     // Opening, migrating and re-indexing the spool can take a while on a large data
     // directory: it runs off the async workers like every other store call.
     let cfg = config.clone();
@@ -106,7 +121,7 @@ pub async fn start_with(
     let stored = Arc::new(Notify::new());
     let history = Arc::new(Notify::new());
     let wakeups = Arc::new(Wakeups::new(&config));
-    let decider = decider.unwrap_or_else(|| Arc::new(Gate::new(config.clone())));
+    let decider = decider.unwrap_or_else(|| Arc::new(Gate::new(live.clone())));
     let mut tasks = JoinSet::new();
 
     audit.record(
@@ -127,7 +142,7 @@ pub async fn start_with(
     ));
     let receiver = Arc::new(Receiver {
         moves: moves.clone(),
-        config: config.clone(),
+        config: live.clone(),
         audit: audit.clone(),
         spool: spool.clone(),
         store: store.clone(),
@@ -176,7 +191,7 @@ pub async fn start_with(
         None
     } else {
         let (cfg, st, au, mv, re) = (
-            config.clone(),
+            live.clone(),
             store.clone(),
             audit.clone(),
             moves.clone(),
@@ -198,7 +213,7 @@ pub async fn start_with(
     if let Some(cache) = &prior_cache {
         let answered = Arc::new(Notify::new());
         let lookup = crate::priors::lookup::Lookup {
-            config: config.clone(),
+            config: live.clone(),
             store: store.clone(),
             audit: audit.clone(),
             wanted: history.clone(),
@@ -207,7 +222,7 @@ pub async fn start_with(
         };
         tasks.spawn(lookup.run(shutdown_rx.clone()));
         let prefetch = crate::priors::prefetch::Prefetch {
-            config: config.clone(),
+            config: live.clone(),
             store: store.clone(),
             cache: cache.clone(),
             wanted: answered,
@@ -267,33 +282,30 @@ pub async fn start_with(
         }
         None => None,
     };
-    let http_addr = match &config.http {
+    let (http_addr, web) = match &config.http {
         Some(http) => {
             let state = Arc::new(
                 crate::web::WebState::new(store.clone(), http, &config.ledger)
                     .context("loading the reading ledger's roster ([ledger])")?
                     .with_pipeline(&config, audit.clone(), stored.clone(), wakeups.clone()),
             );
-            let (addr, task) = crate::web::start(http, state, shutdown_rx.clone()).await?;
+            let (addr, task) = crate::web::start(http, state.clone(), shutdown_rx.clone()).await?;
             tasks.spawn(async move {
                 let _ = task.await;
             });
-            Some(addr)
+            (Some(addr), Some(state))
         }
-        None => None,
+        None => (None, None),
     };
-    for destination in &config.destinations {
-        let forwarder = Forwarder::new(
-            config.clone(),
-            destination.clone(),
-            store.clone(),
-            spool.clone(),
-            &wakeups,
-            audit.clone(),
-        )
-        .with_priors(prior_cache.clone());
-        tasks.spawn(forwarder.run(shutdown_rx.clone()));
-    }
+    let fleet = crate::forward::fleet::Fleet {
+        live: live.clone(),
+        store: store.clone(),
+        spool: spool.clone(),
+        wakeups: wakeups.clone(),
+        audit: audit.clone(),
+        priors: prior_cache.clone(),
+    };
+    tasks.spawn(fleet.run(shutdown_rx.clone()));
     info!(
         ae_title = %config.dicom.ae_title,
         listen = %dicom_addr,
@@ -305,6 +317,11 @@ pub async fn start_with(
         hl7_addr,
         audit,
         http_addr,
+        live,
+        web,
+        reloading: tokio::sync::Mutex::new(()),
+        stored,
+        log_level: None,
         store,
         shutdown,
         tasks,
@@ -360,23 +377,47 @@ fn private_database(db: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The daemon: runs until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// The daemon: runs until SIGTERM or Ctrl-C; reloads `path` on SIGHUP and when
+/// `readgate reload` asks (the control socket).
+pub async fn serve(
+    config: Config,
+    path: &std::path::Path,
+    log_level: Option<reload::SetLogLevel>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a SIGTERM that arrives while starting must stop readgate cleanly,
-    // not kill it with the default action.
+    // not kill it with the default action; a SIGHUP must not kill it either.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     // Whatever else readgate writes (exports, quarantine) is its user's alone too.
     // SAFETY: umask only sets the process's file mode creation mask.
     unsafe {
         libc::umask(0o077);
     }
-    let running = start(config).await?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = interrupt.recv() => {}
+    let data_dir = config.gateway.data_dir.clone();
+    let mut running = start(config).await?;
+    if let Some(set) = log_level {
+        running.on_log_level(set);
     }
+    let control = control::Control::bind(&data_dir);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                info!(file = %path.display(), "SIGHUP: reloading the configuration");
+                running.reload(path).await;
+            }
+            Ok(stream) = async {
+                match &control {
+                    Some(c) => c.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => control::answer(stream, &running, path).await,
+        }
+    }
+    drop(control);
     info!("shutdown requested: finishing in-flight work");
     running.stop().await;
     info!("readgate stopped");
