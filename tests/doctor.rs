@@ -102,3 +102,37 @@ async fn doctor_checks_a_live_gateway_and_fails_on_a_silent_destination() {
     assert_eq!((all[0].0.as_str(), all[0].1.as_str()), ("config", "fail"));
     drop(dir);
 }
+
+/// A disk below `storage.min_free_mb` and an expired certificate: each named, exit 1.
+#[test]
+fn doctor_names_a_full_disk_and_an_expired_certificate() {
+    let (dir, mut cfg) = no_reading_site();
+    let ca = common::pki::TestCa::new("doctor test CA");
+    let (cert, key) = ca
+        .issue_expired(&["localhost"])
+        .write(dir.path(), "expired");
+    cfg.extra_dicom = common::pki::tls_listener_toml(free_port(), &cert, &key, None);
+    // More than any disk here has.
+    cfg.min_free_mb = 1 << 40;
+    let data = dir.path().join("var");
+    std::fs::create_dir_all(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = cfg.write();
+
+    let out = doctor(&config, true);
+    assert_eq!(out.status.code(), Some(1));
+    let all = checks(&out);
+    let find = |name: &str| {
+        all.iter()
+            .find(|(c, _, _)| c == name)
+            .unwrap_or_else(|| panic!("no check {name} in {all:?}"))
+            .clone()
+    };
+    let disk = find("data dir");
+    assert_eq!(disk.1, "fail", "{disk:?}");
+    assert!(disk.2.contains("under storage.min_free_mb"), "{disk:?}");
+    let tls = find("certificate dicom.tls_cert");
+    assert_eq!(tls.1, "fail", "{tls:?}");
+    assert!(tls.2.contains("EXPIRED on"), "{tls:?}");
+}

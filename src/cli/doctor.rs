@@ -306,22 +306,19 @@ fn expiry(what: &str, path: &Path) -> Check {
     };
     let not_after = cert.validity().not_after.timestamp();
     let days = (not_after - crate::time::now_ms() / 1000) / 86_400;
-    let outcome = if days < 0 {
+    let outcome = if not_after < crate::time::now_ms() / 1000 {
         Outcome::Fail
     } else if days < EXPIRY_WARNING_DAYS {
         Outcome::Warn
     } else {
         Outcome::Ok
     };
-    check(
-        name,
-        outcome,
-        format!(
-            "{}: expires in {days} days ({})",
-            path.display(),
-            cert.validity().not_after
-        ),
-    )
+    let when = if not_after < crate::time::now_ms() / 1000 {
+        format!("EXPIRED on {}", cert.validity().not_after)
+    } else {
+        format!("expires in {days} days ({})", cert.validity().not_after)
+    };
+    check(name, outcome, format!("{}: {when}", path.display()))
 }
 
 /// C-ECHO to every destination and PACS; readgate's own listeners accept connections.

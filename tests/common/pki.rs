@@ -58,6 +58,22 @@ impl TestCa {
         }
     }
 
+    /// As [`TestCa::issue`], valid only during 2020: expired.
+    pub fn issue_expired(&self, names: &[&str]) -> Issued {
+        let key = rcgen::KeyPair::generate().expect("generate a key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("certificate parameters");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign the certificate");
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
     /// Writes the CA certificate to `dir/name` and returns its path.
     pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
