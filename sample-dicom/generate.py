@@ -298,6 +298,24 @@ def gen_mr_head(out: Path) -> None:
         save(ds, out / f"IM{i + 1:04d}.dcm", ImplicitVRLittleEndian)
 
 
+def gen_ct_abdomen(out: Path) -> None:
+    """A CT with no order behind it: no exam purpose, no clinical information, no
+    requesting physician, no callback number. `readgate demo` keeps it held until it is
+    released by hand in the console."""
+    ds = base_image(
+        sop_class=CT_IMAGE_STORAGE, modality="CT",
+        study_key="ct-abdomen/study", series_key="ct-abdomen/series/2",
+        instance_key="ct-abdomen/instance/1", instance_number=1,
+        patient_name="Sample^Jiro", patient_id="SYN-0006", birth_date="19600315", sex="M",
+        study_date="20250403", study_time="221000", accession="SYNACC0006",
+        study_description="CT ABDOMEN", series_description="Axial 5mm",
+        series_number=2,
+    )
+    ds.ReferringPhysicianName = "Referrer^Fake^^Dr"
+    add_pixels(ds, phantom(64, 64, seed=600, z=0.0), 12, z=0.0)
+    save(ds, out / "IM0001.dcm", ExplicitVRLittleEndian)
+
+
 JA_PATIENT_NAME = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 JA_REFERRING = "Sato^Hanako=佐藤^花子=さとう^はなこ"
 JA_HISTORY = "胸痛あり、精査希望"
@@ -445,7 +463,8 @@ def verify(root: Path, ts_made: list[tuple[str, UID]]) -> None:
 
 
 def gen_samples(root: Path) -> None:
-    subdirs = ("ct-chest", "prior-ct", "mr-head", "ja-iso2022", "ja-utf8", "transfer-syntaxes")
+    subdirs = ("ct-chest", "prior-ct", "mr-head", "ct-abdomen", "ja-iso2022", "ja-utf8",
+               "transfer-syntaxes")
     for sub in subdirs:
         d = root / sub
         if d.exists():
@@ -455,6 +474,7 @@ def gen_samples(root: Path) -> None:
     gen_ct_chest(root / "ct-chest")
     gen_prior_ct(root / "prior-ct")
     gen_mr_head(root / "mr-head")
+    gen_ct_abdomen(root / "ct-abdomen")
     gen_japanese(root / "ja-iso2022", "ja-iso2022", ["", "ISO 2022 IR 87"], "SYN-0003", "SYNACC0003")
     gen_japanese(root / "ja-utf8", "ja-utf8", "ISO_IR 192", "SYN-0004", "SYNACC0004")
     made = gen_transfer_syntaxes(root / "transfer-syntaxes")

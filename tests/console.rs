@@ -466,7 +466,7 @@ async fn browser_release_in_headless_chromium() {
         "--expect".into(),
         "山田\u{3000}花子".into(),
         "--expect".into(),
-        info.what_ja.into(),
+        info.short_ja.into(),
     ];
     if let Ok(shots) = std::env::var("READGATE_SCREENSHOTS") {
         let p = std::path::Path::new(&shots);

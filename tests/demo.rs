@@ -1,7 +1,9 @@
 //! `readgate demo --exit-after`: the outcomes, checked through the REST API while it runs
 //! — SYNACC0001 forwarded after its prior from the demo's PACS, SYNACC0002 held and then
 //! released by its order,
-//! SYNACC0004 read by a part-time reader from outside and so not eligible.
+//! SYNACC0004 read by a part-time reader from outside and so not eligible, SYNACC0006
+//! still held when the user first logs in, and released in the console (headless
+//! Chromium) with a justification.
 
 mod common;
 
@@ -14,7 +16,7 @@ use std::process::{Command, Stdio};
 async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_readgate"))
-        .args(["demo", "--exit-after", "20", "--port", "0", "--repo"])
+        .args(["demo", "--exit-after", "90", "--port", "0", "--repo"])
         .arg(env!("CARGO_MANIFEST_DIR"))
         .arg("--dir")
         .arg(dir.path().join("demo"))
@@ -32,11 +34,15 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
     let mut lines = Vec::new();
     let mut http: Option<SocketAddr> = None;
     let mut token = None;
+    let mut admin_password = None;
     while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(90)) {
         if let Some(rest) = line.split("http://").nth(1) {
             if http.is_none() {
                 http = rest.split('/').next().and_then(|a| a.parse().ok());
             }
+        }
+        if let Some(p) = line.split("log in as admin / ").nth(1) {
+            admin_password = p.split_whitespace().next().map(str::to_string);
         }
         if let Some(t) = line.split("role admin: ").nth(1) {
             token = Some(t.trim_end_matches(')').to_string());
@@ -113,6 +119,61 @@ async fn the_demo_forwards_holds_releases_and_flags_the_part_time_read() {
             .contains("PART_TIME_READ_OUTSIDE"),
         "{row}"
     );
+
+    // The first hour: the console's held list shows SYNACC0006 on first login, with one
+    // short line per missing item, and it is released there with a justification.
+    assert!(
+        text.contains("SYNACC0006 (CT abdomen) is HELD and no order will come"),
+        "{text}"
+    );
+    let waiting = get("/api/v1/studies/SYNACC0006".into()).await;
+    assert_eq!(waiting["state"], "held", "{waiting}");
+    let uid = waiting["study_uid"]
+        .as_str()
+        .expect("study_uid")
+        .to_string();
+    let password = admin_password.unwrap_or_else(|| panic!("no admin password in\n{text}"));
+    let short = readgate::decide::reasons::find(readgate::decide::reasons::EXAM_PURPOSE_MISSING)
+        .expect("catalogue")
+        .short_ja;
+    let script = common::repo_path("tests/browser/console_browser.py");
+    let args: Vec<String> = vec![
+        script.display().to_string(),
+        "--url".into(),
+        format!("http://{http}"),
+        "--user".into(),
+        "admin".into(),
+        "--password".into(),
+        password,
+        "--study".into(),
+        uid,
+        "--expect".into(),
+        "SYNACC0006".into(),
+        "--expect".into(),
+        short.into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        common::run_ok(
+            std::process::Command::new("python3").args(&args),
+            "browser test of the demo",
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
+    let released = get("/api/v1/studies/SYNACC0006".into()).await;
+    assert_eq!(released["state"], "forwarded", "{released}");
+    assert!(
+        common::timeline_kinds(&released).contains(&"released-override"),
+        "{released}"
+    );
+
+    // Ctrl-C ends the demo cleanly before --exit-after.
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }

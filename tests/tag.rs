@@ -201,9 +201,12 @@ fn fixture() -> &'static [Case] {
             } else {
                 ascii_order()
             };
-            // mr-head and prior-ct lack all context: everything is copied; the others
-            // have it.
-            let copied = if rel.starts_with("mr-head") || rel.starts_with("prior-ct") {
+            // mr-head, ct-abdomen and prior-ct lack all context: everything is copied;
+            // the others have it.
+            let copied = if rel.starts_with("mr-head")
+                || rel.starts_with("ct-abdomen")
+                || rel.starts_with("prior-ct")
+            {
                 4
             } else {
                 0

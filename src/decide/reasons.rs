@@ -40,6 +40,9 @@ pub struct ReasonInfo {
     pub check: &'static str,
     pub what_en: &'static str,
     pub what_ja: &'static str,
+    /// One short line: what is missing and which field (of the RIS, mostly) fixes it.
+    pub short_en: &'static str,
+    pub short_ja: &'static str,
     /// Where the fact comes from in HL7 v2.
     pub hl7: &'static str,
     /// Where the fact comes from in DICOM.
@@ -55,6 +58,9 @@ impl ReasonInfo {
     pub fn what(&self, lang: Lang) -> &'static str {
         lang.pick(self.what_ja, self.what_en)
     }
+    pub fn short(&self, lang: Lang) -> &'static str {
+        lang.pick(self.short_ja, self.short_en)
+    }
     pub fn message(&self, lang: Lang) -> &'static str {
         lang.pick(self.message_ja, self.message_en)
     }
@@ -69,6 +75,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_1,
         check: "exam_purpose",
         what_en: EN.hold_exam_purpose_missing_what,
+        short_en: EN.hold_exam_purpose_missing_short,
+        short_ja: JA.hold_exam_purpose_missing_short,
         what_ja: JA.hold_exam_purpose_missing_what,
         hl7: "OBR-31",
         dicom: "(0040,1002), (0040,100A), (0032,1030)",
@@ -82,6 +90,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_1,
         check: "clinical_information",
         what_en: EN.hold_clinical_info_missing_what,
+        short_en: EN.hold_clinical_info_missing_short,
+        short_ja: JA.hold_clinical_info_missing_short,
         what_ja: JA.hold_clinical_info_missing_what,
         hl7: "OBR-13, NTE, DG1-3/DG1-4",
         dicom: "(0010,21B0), (0008,1080)",
@@ -95,6 +105,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_1,
         check: "labs",
         what_en: EN.hold_lab_missing_what,
+        short_en: EN.hold_lab_missing_short,
+        short_ja: JA.hold_lab_missing_short,
         what_ja: JA.hold_lab_missing_what,
         hl7: "OBX-3 (JLAC10 code or name), OBX-5, OBX-14 (ORU^R01 or OBX in the order)",
         dicom: "(0018,0010) and requested procedure codes decide whether a rule applies",
@@ -108,6 +120,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_1,
         check: "labs",
         what_en: EN.hold_lab_too_old_what,
+        short_en: EN.hold_lab_too_old_short,
+        short_ja: JA.hold_lab_too_old_short,
         what_ja: JA.hold_lab_too_old_what,
         hl7: "OBX-14 (observation time)",
         dicom: "(0008,0020)/(0008,0030) study date and time are the reference",
@@ -121,6 +135,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_2,
         check: "prior_reports",
         what_en: EN.hold_prior_report_missing_what,
+        short_en: EN.hold_prior_report_missing_short,
+        short_ja: JA.hold_prior_report_missing_short,
         what_ja: JA.hold_prior_report_missing_what,
         hl7: "ORU^R01 with OBR-25 = F or C for the prior's accession",
         dicom: "prior studies: readgate's own store or C-FIND to the hospital PACS",
@@ -134,6 +150,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_2,
         check: "prior_reports",
         what_en: EN.hold_priors_unavailable_what,
+        short_en: EN.hold_priors_unavailable_short,
+        short_ja: JA.hold_priors_unavailable_short,
         what_ja: JA.hold_priors_unavailable_what,
         hl7: "-",
         dicom: "C-FIND (Study Root) to each `[[pacs]]`, asked when the order or the first image arrives; C-GET or C-MOVE of the chosen priors",
@@ -147,6 +165,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_3,
         check: "ordering_contact",
         what_en: EN.hold_ordering_physician_missing_what,
+        short_en: EN.hold_ordering_physician_missing_short,
+        short_ja: JA.hold_ordering_physician_missing_short,
         what_ja: JA.hold_ordering_physician_missing_what,
         hl7: "ORC-12, OBR-16",
         dicom: "(0032,1032)",
@@ -160,6 +180,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: JRS_7_3_3,
         check: "ordering_contact",
         what_en: EN.hold_callback_contact_missing_what,
+        short_en: EN.hold_callback_contact_missing_short,
+        short_ja: JA.hold_callback_contact_missing_short,
         what_ja: JA.hold_callback_contact_missing_what,
         hl7: "ORC-14, OBR-17",
         dicom: "(0040,2010), (0008,0094)",
@@ -173,6 +195,8 @@ static CATALOGUE: [ReasonInfo; 9] = [
         clause: ATS_4,
         check: "route",
         what_en: EN.hold_no_route_what,
+        short_en: EN.hold_no_route_short,
+        short_ja: JA.hold_no_route_short,
         what_ja: JA.hold_no_route_what,
         hl7: "-",
         dicom: "(0008,0060) modality, calling AE title of the association",

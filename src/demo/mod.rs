@@ -6,6 +6,8 @@
 //!   (prior-ct), which the built-in hospital PACS (`pacs.rs`) holds: found by C-FIND,
 //!   moved to readgate (C-MOVE) and sent first, its report (an ORU) as a Basic Text SR;
 //! - `SYNACC0002` (mr-head, no exam purpose) is held, and released when its order arrives;
+//! - `SYNACC0006` (ct-abdomen, sent without an order) stays held until someone releases it
+//!   in the console with a justification (what a first look at the console should show);
 //! - `SYNACC0004` (ja-utf8) is forwarded, then read by a part-time reader from outside the
 //!   reading facility's network: not eligible in the month's ledger.
 
@@ -27,6 +29,8 @@ pub const ACC_FORWARDED: &str = "SYNACC0001";
 pub const ACC_PRIOR: &str = "SYNACC0000";
 pub const ACC_HELD: &str = "SYNACC0002";
 pub const ACC_PART_TIME: &str = "SYNACC0004";
+/// Held until released by hand in the console.
+pub const ACC_WAITING: &str = "SYNACC0006";
 
 /// `preferred` when it is free (0: any free port), else a free port.
 fn free_port(preferred: u16) -> u16 {
@@ -422,6 +426,7 @@ pub async fn run(
         gw.dicom_addr, hl7, site.dicom_addr, hospital_pacs.addr, hospital_pacs.ae_title
     );
     println!("  console: http://{http}/  log in as admin / {admin_password} (or viewer / {viewer_password})");
+    println!("    Held studies will show {ACC_WAITING} (CT abdomen, sent without an order): it stays held until you open it there and release it with a justification");
     println!("  REST API token, role admin: {token}");
     println!("  OpenAPI: http://{http}/api/v1/openapi.json   metrics: http://{http}/metrics");
 
@@ -431,7 +436,7 @@ pub async fn run(
         "  the RIS sends the report of {ACC_PRIOR} (CT chest, 2024-10-01, in the hospital PACS): ACK {}",
         if ack.contains("MSA|AA") { "AA" } else { "not AA" }
     );
-    for folder in ["ct-chest", "mr-head", "ja-utf8"] {
+    for folder in ["ct-chest", "mr-head", "ja-utf8", "ct-abdomen"] {
         let n = send_folder(gw.dicom_addr, "CT01", &samples.join(folder)).await?;
         println!("  sent {folder}: {n} instance(s)");
     }
@@ -467,6 +472,9 @@ pub async fn run(
     }
     if wait_state(&store, ACC_HELD, crate::model::StudyState::Held, 30).await {
         println!("  {ACC_HELD} (MR head) is HELD: no exam purpose, no clinical information, no callback number");
+    }
+    if wait_state(&store, ACC_WAITING, crate::model::StudyState::Held, 30).await {
+        println!("  {ACC_WAITING} (CT abdomen) is HELD and no order will come: release it in the console (http://{http}/, Held studies) with a justification");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ack = send_hl7(hl7, &order_for_held_study()).await?;
@@ -514,9 +522,16 @@ pub async fn run(
     println!("  curl -s -H 'Authorization: Bearer {token}' 'http://{http}/api/v1/reports/{month}?format=html' > report.html");
     println!("    {ACC_PART_TIME}: not eligible (PART_TIME_READ_OUTSIDE, ATS-3)");
     println!("  curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/audit/verify");
+    println!("  the console, http://{http}/ (admin / {admin_password}): {ACC_WAITING} is waiting in Held studies for you to release it");
     println!();
     match exit_after {
-        Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+        // Ctrl-C (SIGINT) still stops it early.
+        Some(secs) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
         None => {
             println!("Ctrl-C stops the demo.");
             tokio::signal::ctrl_c()

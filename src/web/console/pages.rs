@@ -83,6 +83,8 @@ fn reasons_of(json: Option<&str>) -> Vec<StoredReason> {
 
 /// One hold reason as the console shows it (`templates/console/reason.html`).
 struct ReasonView<'a> {
+    /// What is missing and which field fixes it, in one line.
+    short: &'a str,
     what: &'a str,
     msg: &'a str,
     code: &'a str,
@@ -96,6 +98,7 @@ fn reason_views<'a>(lang: Lang, stored: &'a [StoredReason]) -> Vec<ReasonView<'a
         .map(|r| {
             let info = reasons::find(&r.code);
             ReasonView {
+                short: info.map(|i| i.short(lang)).unwrap_or(&r.code),
                 what: info.map(|i| i.what(lang)).unwrap_or(&r.code),
                 msg: match lang {
                     Lang::Ja if !r.message_ja.is_empty() => r.message_ja.as_str(),
@@ -233,7 +236,7 @@ fn held_page(state: &WebState, c: &Ctx, hq: &HeldQuery) -> Response {
                 .iter()
                 .map(|r| ReasonOption {
                     code: r.code,
-                    what: r.what(c.lang),
+                    what: r.short(c.lang),
                     selected: reason == Some(r.code),
                 })
                 .collect(),
