@@ -26,12 +26,17 @@ struct Site {
 
 impl Site {
     async fn start() -> Site {
+        Site::start_with(|_| {}).await
+    }
+
+    async fn start_with(change: impl FnOnce(&mut TestConfig)) -> Site {
         let (dir, scp, mut cfg) = reading_site();
         cfg.stable_after_secs = QUIET_SECS;
         cfg.extra = format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"ward\"\ntoken_sha256 = \"{}\"\n",
             readgate::web::sha256_hex(TOKEN)
         );
+        change(&mut cfg);
         let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
         Site {
             dir,
@@ -246,4 +251,34 @@ async fn discontinued_steps_and_malformed_messages() {
         .collect();
     assert_eq!(shown, ["DISCONTINUED", "IN PROGRESS"], "{v:#}");
     site.rg.stop().await;
+}
+
+/// `dicom.max_mpps_bytes` bounds what one step may make readgate hold: 2,000 listed
+/// instances (about 150 KB) are refused under a 64 KiB bound; and a disk below
+/// `storage.min_free_mb` refuses a step before anything is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn step_bounds_are_settings() {
+    let site = Site::start_with(|cfg| cfg.extra_dicom = "max_mpps_bytes = 65536".into()).await;
+    let (study, step) = (
+        "1.2.826.0.1.3680043.10.7204",
+        "1.2.826.0.1.3680043.10.7204.99",
+    );
+    let lines = site.mpps(&[
+        format!("create:{step}:{study}"),
+        format!("set:{step}:COMPLETED:{study}.1:many=2000"),
+        format!("set:{step}:COMPLETED:{study}.1:many=200"),
+    ]);
+    let codes: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(codes, ["0000", "0213", "0000"], "{lines:#?}");
+    site.rg.stop().await;
+
+    // More free space asked for than any disk here has.
+    let full = Site::start_with(|cfg| cfg.min_free_mb = 1 << 40).await;
+    let lines = full.mpps(&[format!("create:{step}:{study}")]);
+    assert_eq!(lines, ["N-CREATE 0213"], "{lines:#?}");
+    assert!(full.rg.store.steps_of(study).unwrap().is_empty());
+    full.rg.stop().await;
 }

@@ -52,6 +52,11 @@ pub struct DicomConfig {
     pub idle_timeout_secs: u64,
     #[serde(default = "default_duplicate_policy")]
     pub duplicate_policy: DuplicatePolicy,
+    /// The largest MPPS data set (N-CREATE / N-SET) readgate reads into memory; a larger
+    /// one is answered `0213` (resource limitation) and discarded as it streams in. A step
+    /// lists its instances' UIDs: a 5,000-image study takes about 400 KB.
+    #[serde(default = "default_max_mpps_bytes")]
+    pub max_mpps_bytes: usize,
     /// A second listener for DICOM over TLS (PS3.15 Annex B, BCP 195: TLS 1.2 and 1.3
     /// only), beside the plain one; needs `tls_cert` and `tls_key`.
     pub tls_listen: Option<SocketAddr>,
@@ -127,6 +132,10 @@ fn default_stable_after() -> u64 {
     10
 }
 /// 256 KiB, for receiving and forwarding alike.
+fn default_max_mpps_bytes() -> usize {
+    4 << 20
+}
+
 pub(super) fn default_max_pdu() -> u32 {
     262_144
 }

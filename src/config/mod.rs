@@ -162,6 +162,15 @@ impl Config {
             ));
         }
         ae_title(&self.dicom.ae_title).map_err(|BadValue(m)| invalid("dicom.ae_title", m))?;
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&self.dicom.max_mpps_bytes) {
+            return Err(invalid(
+                "dicom.max_mpps_bytes",
+                format!(
+                    "expected 65536 to 67108864 bytes, got {}",
+                    self.dicom.max_mpps_bytes
+                ),
+            ));
+        }
         for (key, v) in [
             ("dicom.max_pdu_length", self.dicom.max_pdu_length),
             ("forward.max_pdu_length", self.forward.max_pdu_length),

@@ -58,7 +58,7 @@ enum Sink {
     /// Already failed (or not a C-STORE): read the rest of the data set, then answer this.
     Discard { status: u16, comment: String },
     /// An MPPS N-CREATE or N-SET: its data set, read whole (at most
-    /// `mpps::MAX_STEP_BYTES`), then recorded.
+    /// `dicom.max_mpps_bytes`), then recorded.
     Step {
         operation: super::mpps::Operation,
         data: Vec<u8>,
@@ -227,6 +227,7 @@ async fn serve_association<S: Wire>(
         stored: 0,
         failed: 0,
         received: std::collections::BTreeMap::new(),
+        max_mpps_bytes: receiver.config.current().dicom.max_mpps_bytes,
     };
     let end = session.serve(&mut association).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -315,6 +316,8 @@ struct Session {
     failed: u64,
     /// SOP Instance UIDs acknowledged on this association, by study (for the audit trail).
     received: std::collections::BTreeMap<String, Vec<String>>,
+    /// `dicom.max_mpps_bytes` when the association began.
+    max_mpps_bytes: usize,
 }
 
 impl Session {
@@ -418,7 +421,7 @@ impl Session {
                     ));
                 }
                 if let Sink::Step { data, .. } = &mut incoming.sink {
-                    if data.len() + pdv.data.len() > super::mpps::MAX_STEP_BYTES {
+                    if data.len() + pdv.data.len() > self.max_mpps_bytes {
                         incoming.sink = Sink::Discard {
                             status: status::RESOURCE_LIMITATION,
                             comment: "step data set too large".into(),

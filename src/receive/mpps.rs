@@ -8,7 +8,8 @@
 //! Each message is answered with the DIMSE status PS3.4 F.7.2 gives: `0106` for a status
 //! value not allowed there, `0111` for a step created twice, `0112` for an N-SET of an
 //! unknown step, `0110` for an N-SET of a step already COMPLETED or DISCONTINUED, `0120`
-//! for a missing required attribute, `0213` for a data set over [`MAX_STEP_BYTES`].
+//! for a missing required attribute, `0213` for a data set over `dicom.max_mpps_bytes`
+//! or when the disk is below `storage.min_free_mb`.
 
 use crate::dicom::dimse::status;
 use crate::model::StepStatus;
@@ -17,10 +18,6 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 pub use dicom_dictionary_std::uids::MODALITY_PERFORMED_PROCEDURE_STEP as MPPS_SOP_CLASS;
-
-/// The largest step data set readgate reads (a step lists UIDs: a 5,000-image study
-/// takes about 400 KB); larger ones are answered `0213` (resource limitation).
-pub const MAX_STEP_BYTES: usize = 4 << 20;
 
 /// Which DIMSE-N operation a step message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,8 +96,10 @@ def main() -> int:
             series = parts[3] if len(parts) > 3 else None
             sops = parts[4].split(",") if len(parts) > 4 and parts[4] else []
             if sops == ["oversize"]:
-                # An N-SET far over readgate's bound on a step's data set (4 MiB).
+                # An N-SET far over readgate's default bound on a step's data set (4 MiB).
                 sops = [f"{series}.{n}" for n in range(80_000)]
+            elif len(sops) == 1 and sops[0].startswith("many="):
+                sops = [f"{series}.{n}" for n in range(int(sops[0][5:]))]
             rsp, _ = assoc.send_n_set(set_dataset(parts[2], series, sops), ModalityPerformedProcedureStep, parts[1])
             name = "N-SET"
         else:

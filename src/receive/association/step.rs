@@ -97,7 +97,14 @@ impl Session {
     ) -> Result<(), End> {
         use crate::receive::mpps::{apply, Answer, MPPS_SOP_CLASS};
         let create = incoming.request.command_field().ok() == Some(dimse::N_CREATE_RQ);
+        let room = self.receiver.spool.has_room().unwrap_or(false);
         let answer = match incoming.sink {
+            Sink::Step { .. } if !room => Answer {
+                status: status::RESOURCE_LIMITATION,
+                comment: Some("disk space below storage.min_free_mb: step not recorded".into()),
+                step: None,
+                study_uid: None,
+            },
             Sink::Step { operation, data } => {
                 let (store, uid, syntax, calling) = (
                     self.receiver.store.clone(),
