@@ -241,11 +241,22 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         ("query", |a| a == "rest:pacs-admin"),
         ("security_alert", |a| a == "rest:pacs-admin"),
     ];
-    // Kinds whose path needs a PACS: written, with their actor checked, by these tests.
-    let elsewhere: &[(&str, &str)] = &[(
-        "prior_sent",
-        "tests/priors.rs chosen_priors_are_sent_first_tagged_and_only_once",
-    )];
+    // Kinds whose path needs a PACS, or a command run beside the gateway: written, with
+    // their actor checked, by these tests.
+    let elsewhere: &[(&str, &str)] = &[
+        (
+            "prior_sent",
+            "tests/priors.rs chosen_priors_are_sent_first_tagged_and_only_once",
+        ),
+        (
+            "backup_taken",
+            "src/backup/tests.rs backup_and_restore_round_trip",
+        ),
+        (
+            "restored",
+            "src/backup/tests.rs backup_and_restore_round_trip",
+        ),
+    ];
     let mut missing = Vec::new();
     for kind in documented.keys() {
         if elsewhere.iter().any(|(k, _)| k == kind) {

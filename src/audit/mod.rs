@@ -84,6 +84,8 @@ pub mod kind {
     pub const CONFIG_LOADED: AuditKind = AuditKind::ConfigLoaded;
     pub const STUDY_REEVALUATED: AuditKind = AuditKind::StudyReevaluated;
     pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
+    pub const BACKUP_TAKEN: AuditKind = AuditKind::BackupTaken;
+    pub const RESTORED: AuditKind = AuditKind::Restored;
 }
 
 /// What the pipeline hands to [`AuditLog::append`]; the log adds sequence, times and hashes.
