@@ -250,11 +250,11 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         ),
         (
             "backup_taken",
-            "src/backup/tests.rs backup_and_restore_round_trip",
+            "tests/backup.rs backup_while_receiving_restores_the_same_studies",
         ),
         (
             "restored",
-            "src/backup/tests.rs backup_and_restore_round_trip",
+            "tests/backup.rs backup_while_receiving_restores_the_same_studies",
         ),
     ];
     let mut missing = Vec::new();

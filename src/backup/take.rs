@@ -19,7 +19,8 @@
 //! needs (its instance received or queued) can be gone by the time it is copied. Then a new
 //! snapshot is taken (files already copied are kept) and its files copied, until no needed
 //! file vanished; a file that is still needed and still absent in the next snapshot did not
-//! leave in between — the live spool lacks it — and is listed in the manifest as `missing`.
+//! leave in between — the live spool lacks it — and is listed in the manifest as `missing`
+//! (as is, after ten snapshots, whatever is still absent).
 //! Files copied for an earlier snapshot that the last one no longer names are removed
 //! (restored, they would be re-indexed as instances readgate had dropped).
 //!
@@ -38,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// How many snapshots at most, when needed files keep leaving the spool before they are
 /// copied (each further one only has the files that arrived since to copy).
-const MAX_SNAPSHOTS: u32 = 5;
+const MAX_SNAPSHOTS: u32 = 10;
 /// How long a snapshot waits for a lock (only a WAL recovery or an exclusive lock holds
 /// one back).
 const BUSY_WAIT: Duration = Duration::from_secs(30);
@@ -176,6 +177,8 @@ fn copy(
     let mut made = HashSet::new();
     // Spool-relative path → its entry in the backup.
     let mut copied: BTreeMap<String, FileEntry> = BTreeMap::new();
+    // Paths found absent: a spool file never comes back under its name.
+    let mut absent: HashSet<String> = HashSet::new();
     let mut vanished_before = BTreeSet::new();
     let mut attempt = 0;
     let (snap, missing) = loop {
@@ -195,17 +198,14 @@ fn copy(
         let wanted: Vec<&Row> = snap
             .rows
             .iter()
-            .filter(|r| !copied.contains_key(&r.path))
+            .filter(|r| !copied.contains_key(&r.path) && !absent.contains(&r.path))
+            .filter(|r| is_spool_object(&r.path)) // others: listed as missing below
             .collect();
-        let mut vanished = BTreeSet::new();
         let total = wanted.len() as u64;
         let mut bytes = 0;
         for (i, row) in wanted.into_iter().enumerate() {
             ticker.files(i as u64, total, bytes);
             let in_backup = format!("{SPOOL}/{}", row.path);
-            if !is_spool_object(&row.path) {
-                continue; // listed as missing below: not a path readgate writes
-            }
             let to = dir.join(&in_backup);
             if let Some(parent) = Path::new(&in_backup).parent() {
                 private_dirs(dir, parent, &mut made)?;
@@ -213,19 +213,16 @@ fn copy(
             match copy_hashed(&spool.join(&row.path), &to)? {
                 Some((size, sha256)) => {
                     bytes += size;
-                    copied.insert(
-                        row.path.clone(),
-                        FileEntry {
-                            path: in_backup,
-                            size,
-                            sha256,
-                        },
-                    );
+                    let entry = FileEntry {
+                        path: in_backup,
+                        size,
+                        sha256,
+                    };
+                    copied.insert(row.path.clone(), entry);
                 }
-                None if row.needs_file() => {
-                    vanished.insert(row.path.clone());
+                None => {
+                    absent.insert(row.path.clone());
                 }
-                None => {} // forwarded or rejected, and its file already removed
             }
         }
         ticker.event(Progress::Files {
@@ -233,14 +230,21 @@ fn copy(
             total,
             bytes,
         });
-        // Vanished files that were already missing last time did not leave in between:
-        // the live spool lacks them. Only new ones are worth another snapshot.
+        // Files this snapshot needs (not yet forwarded nor rejected) that are not in the
+        // spool. Those already needed and absent last time did not leave in between: the
+        // live spool lacks them. Only new ones are worth another snapshot.
+        let vanished: BTreeSet<String> = snap
+            .rows
+            .iter()
+            .filter(|r| r.needs_file() && absent.contains(&r.path))
+            .map(|r| r.path.clone())
+            .collect();
         if vanished.is_subset(&vanished_before) || attempt >= MAX_SNAPSHOTS {
             break (snap, vanished);
         }
         ticker.event(Progress::Retake {
             attempt,
-            vanished: vanished.len(),
+            vanished: vanished.len() - vanished.intersection(&vanished_before).count(),
         });
         vanished_before = vanished;
     };
