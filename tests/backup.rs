@@ -136,7 +136,7 @@ async fn backup_while_receiving_restores_the_same_studies() {
     let config = cfg.write();
     let live_db = cfg.data_dir.join("var/readgate.db");
     let files_a = write_study(&dir.path().join("a"), STUDY_A, 30, 150_000);
-    let files_b = write_study(&dir.path().join("b"), STUDY_B, 400, 40_000);
+    let files_b = write_study(&dir.path().join("b"), STUDY_B, 1000, 20_000);
     let sent: BTreeMap<String, PathBuf> = files_a
         .iter()
         .chain(&files_b)
