@@ -5,7 +5,8 @@
 //! [`study`] (grouping, stability) → [`decide`] (route / hold) → [`tag`] (accountability
 //! tags) → [`forward`] (C-STORE SCU). Beside it: [`intake`] (HL7 over MLLP), [`actions`]
 //! (operator actions), [`ledger`] (who read what, where, as what), [`audit`] (the
-//! hash-chained trail, ATS-4) and [`web`] (REST API and console).
+//! hash-chained trail, ATS-4), [`backup`] (consistent copies taken while serving, and
+//! their restore) and [`web`] (REST API and console).
 //!
 //! At the bottom, importing nothing above them: [`model`] (the domain's enums), [`time`]
 //! (the one clock), [`config`] (every section of the configuration), [`i18n`] (the
@@ -14,6 +15,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -241,7 +241,8 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         ("query", |a| a == "rest:pacs-admin"),
         ("security_alert", |a| a == "rest:pacs-admin"),
     ];
-    // Kinds whose path needs a PACS: written, with their actor checked, by these tests.
+    // Kinds whose path needs a PACS, a reload or a command run beside the gateway:
+    // written, with their actor checked, by these tests.
     let elsewhere: &[(&str, &str)] = &[
         (
             "prior_sent",
@@ -250,6 +251,14 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         (
             "config_rejected",
             "tests/reload.rs reload_applies_peers_and_routes_without_dropping_transfers",
+        ),
+        (
+            "backup_taken",
+            "tests/backup.rs backup_while_receiving_restores_the_same_studies",
+        ),
+        (
+            "restored",
+            "tests/backup.rs backup_while_receiving_restores_the_same_studies",
         ),
     ];
     let mut missing = Vec::new();

@@ -67,6 +67,7 @@ const INSTANCES_TRANSFERRED: Code = ("110104", DCM, "DICOM Instances Transferred
 const INSTANCES_ACCESSED: Code = ("110103", DCM, "DICOM Instances Accessed");
 const STUDY_DELETED: Code = ("110105", DCM, "DICOM Study Deleted");
 const EXPORT: Code = ("110106", DCM, "Export");
+const IMPORT: Code = ("110107", DCM, "Import");
 const QUERY: Code = ("110112", DCM, "Query");
 const SECURITY_ALERT: Code = ("110113", DCM, "Security Alert");
 const USER_AUTHENTICATION: Code = ("110114", DCM, "User Authentication");
@@ -137,6 +138,9 @@ pub fn event_for(kind: &str) -> EventSpec {
         // A rejected study leaves the spool unsent.
         K::StudyRejected => spec(STUDY_DELETED, 'D', None, P::Actor),
         K::ReportGenerated => spec(EXPORT, 'R', None, P::Actor),
+        // A backup copies the studies out of readgate; a restore brings them in.
+        K::BackupTaken => spec(EXPORT, 'R', None, P::Actor),
+        K::Restored => spec(IMPORT, 'C', None, P::Actor),
         K::Query => spec(QUERY, 'E', None, P::Actor),
         K::OperatorLogin => spec(USER_AUTHENTICATION, 'E', Some(LOGIN), P::Authentication),
         K::OperatorLogout => spec(USER_AUTHENTICATION, 'E', Some(LOGOUT), P::Authentication),
@@ -523,6 +527,8 @@ mod tests {
         assert_eq!(event_for("security_alert").event_id.0, "110113");
         assert_eq!(event_for("application_start").event_id.0, "110100");
         assert_eq!(event_for("config_loaded").event_id.0, "110100");
+        assert_eq!(event_for("backup_taken").event_id.0, "110106");
+        assert_eq!(event_for("restored").event_id.0, "110107");
         assert_eq!(event_for("something_new").event_id.0, "110100");
     }
 

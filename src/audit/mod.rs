@@ -85,6 +85,8 @@ pub mod kind {
     pub const CONFIG_REJECTED: AuditKind = AuditKind::ConfigRejected;
     pub const STUDY_REEVALUATED: AuditKind = AuditKind::StudyReevaluated;
     pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
+    pub const BACKUP_TAKEN: AuditKind = AuditKind::BackupTaken;
+    pub const RESTORED: AuditKind = AuditKind::Restored;
 }
 
 /// What the pipeline hands to [`AuditLog::append`]; the log adds sequence, times and hashes.

@@ -211,7 +211,12 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<std::process::ExitC
 }
 
 pub(super) fn print_verification(log: &AuditLog, v: &crate::audit::Verification) {
-    println!("audit trail in {}", log.path().display());
+    print_verification_at(log.path(), v)
+}
+
+/// As [`print_verification`], for the trail in the database at `path`.
+pub(super) fn print_verification_at(path: &std::path::Path, v: &crate::audit::Verification) {
+    println!("audit trail in {}", path.display());
     match (v.first_seq, v.last_seq) {
         (Some(a), Some(b)) => println!(
             "checked {} entries (seq {a}–{b}) in {:.2} s",

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod audit;
+mod backup;
 mod doctor;
 pub mod ledger;
 mod logline;
@@ -186,6 +187,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    #[command(flatten)]
+    Backup(backup::BackupCommand),
     /// The audit trail (ATS-4): verify its hash chain, export it, search it.
     Audit {
         #[command(subcommand)]
@@ -274,6 +277,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         | Command::Doctor { .. }
         | Command::Reload { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
+        Command::Backup(command) => backup::run(command),
         Command::Priors {
             config,
             study,

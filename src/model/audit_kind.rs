@@ -33,6 +33,12 @@ crate::text_enum! {
         OperatorLogout => "operator_logout",
         ApplicationStart => "application_start",
         ApplicationStop => "application_stop",
+        /// `readgate backup` copied the database and the spool (with the manifest's
+        /// SHA-256 and counts); written before the manifest that makes the copy usable.
+        BackupTaken => "backup_taken",
+        /// `readgate restore` brought a backup into an empty data directory; the first
+        /// entry after the backup's newest, written once its chain verified.
+        Restored => "restored",
         /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
         SecurityAlert => "security_alert",
     }
