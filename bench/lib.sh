@@ -1,7 +1,7 @@
-# Shared helpers of the bench scripts (bench/hl7.sh, bench/relay.sh); sourced, not run.
+# Shared helpers of the bench scripts (bench/*.sh); sourced, not run.
 #
 # The sourcing script sets `me` (its name, for messages) and `repo` first. Provides:
-# die/log, usage, option checks (positive, check_only, want), the release target dir, a
+# die/log, usage, option checks (positive, runs_and_count, check_only, want), the release target dir, a
 # work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
 # free_ports, listening, wait_port, write_config, now_ns, secs, median, count_files,
 # vmhwm_kb, mb_of_kb. free_ports runs
@@ -15,6 +15,25 @@ usage() { sed -n '2,/^set -E/p' "$1" | sed '$d; s/^# \{0,1\}//'; }
 
 # positive OPTION VALUE: die unless VALUE is a positive integer.
 positive() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
+
+# runs_and_count SCRIPT ARGS...: the options of a bench that takes only --runs and
+# --count (and --help); sets `runs` (default 5) and `count` (default 300).
+runs_and_count() {
+    local script=$1
+    shift
+    runs=5 count=300
+    while (($#)); do
+        case $1 in
+            --runs) runs=${2:?--runs needs a number}; shift ;;
+            --count) count=${2:?--count needs a number}; shift ;;
+            -h|--help) usage "$script"; exit 0 ;;
+            *) die "unknown argument '$1' (try --help)" ;;
+        esac
+        shift
+    done
+    positive --runs "$runs"
+    positive --count "$count"
+}
 
 # check_only LETTERS TEXT: die unless $only is a comma list of LETTERS (TEXT lists them).
 check_only() { [[ $only =~ ^[$1](,[$1])*$ ]] || die "--only takes a comma list of $2"; }

@@ -37,18 +37,7 @@ me=priors.sh
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-runs=5 count=300
-while (($#)); do
-    case $1 in
-        --runs) runs=${2:?--runs needs a number}; shift ;;
-        --count) count=${2:?--count needs a number}; shift ;;
-        -h|--help) usage "${BASH_SOURCE[0]}"; exit 0 ;;
-        *) die "unknown argument '$1' (try --help)" ;;
-    esac
-    shift
-done
-positive --runs "$runs"
-positive --count "$count"
+runs_and_count "${BASH_SOURCE[0]}" "$@"
 
 dcmtk_bin=${DCMTK_BIN:-/usr/bin}
 for t in storescu storescp dcmqrscp getscu movescu dcmdump; do

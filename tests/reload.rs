@@ -33,6 +33,15 @@ fn reload(config: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Writes `text` to `config` and runs `readgate reload` off the async workers.
+async fn write_and_reload(config: &Path, text: String) -> (bool, String) {
+    std::fs::write(config, text).expect("write config");
+    let path = config.to_path_buf();
+    tokio::task::spawn_blocking(move || reload(&path))
+        .await
+        .expect("reload ran")
+}
+
 /// The second reading site and the route that sends MR studies there.
 fn rc2(port: u16) -> String {
     format!(
@@ -171,13 +180,7 @@ async fn reload_applies_peers_and_routes_without_dropping_transfers() {
     // The new file: MR01 becomes a peer, MR studies go to rc2.
     cfg.peers = Some(format!("{PEERS}{NEW_PEER}"));
     cfg.extra = rc2(rc2_scp.port);
-    std::fs::write(&config_path, cfg.text()).expect("write config");
-    let (ok, said) = tokio::task::spawn_blocking({
-        let p = config_path.clone();
-        move || reload(&p)
-    })
-    .await
-    .expect("reload ran");
+    let (ok, said) = write_and_reload(&config_path, cfg.text()).await;
     assert!(ok, "reload failed: {said}");
     assert!(
         said.contains("in force now: dicom, destinations, routes"),
@@ -307,13 +310,7 @@ async fn reload_changes_api_tokens() {
     assert_eq!(get(new_token).await, 401);
 
     cfg.extra = http(new_token);
-    std::fs::write(&config_path, cfg.text()).expect("write config");
-    let (ok, said) = tokio::task::spawn_blocking({
-        let p = config_path.clone();
-        move || reload(&p)
-    })
-    .await
-    .expect("reload ran");
+    let (ok, said) = write_and_reload(&config_path, cfg.text()).await;
     assert!(ok, "{said}");
     assert!(said.contains("http.users / http.tokens"), "{said}");
     assert_eq!(get(old_token).await, 401);

@@ -126,6 +126,15 @@ impl PriorCache {
     }
 
     /// Bytes held (priors being retrieved not counted).
+    /// `priors.cache_max_mb` in bytes.
+    pub fn limit(&self) -> u64 {
+        self.config
+            .current()
+            .priors
+            .cache_max_mb
+            .saturating_mul(1024 * 1024)
+    }
+
     pub fn bytes(&self) -> u64 {
         let slots: Vec<_> = match self.slots.lock() {
             Ok(s) => s.values().cloned().collect(),
@@ -296,12 +305,7 @@ impl PriorCache {
         })
         .await
         .unwrap_or_default();
-        let limit = self
-            .config
-            .current()
-            .priors
-            .cache_max_mb
-            .saturating_mul(1024 * 1024);
+        let limit = self.limit();
         let mut total = self.bytes();
         idle.sort_by_key(|(_, _, used)| *used);
         let mut gone = Vec::new();

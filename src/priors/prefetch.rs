@@ -103,12 +103,7 @@ impl Prefetch {
                 return;
             }
         };
-        let limit = self
-            .config
-            .current()
-            .priors
-            .cache_max_mb
-            .saturating_mul(1024 * 1024);
+        let limit = self.cache.limit();
         for want in wants {
             let mut complete = want.settled;
             for prior in &want.priors {
