@@ -42,29 +42,12 @@ STORESCU=$dcmtk_bin/storescu
 [[ -x $STORESCU ]] || die "no DCMTK storescu at $STORESCU (apt-get install dcmtk, or set DCMTK_BIN)"
 command -v sqlite3 >/dev/null || die "sqlite3 not found (apt-get install sqlite3)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (apt-get install time)"
-if [[ -z ${READGATE_BIN:-} ]]; then
-    log "building readgate (release) ..."
-    (cd "$repo" && cargo build --release --locked --quiet)
-    READGATE_BIN=$(release_target_dir)/release/readgate
-fi
-[[ -x $READGATE_BIN ]] || die "no readgate binary at $READGATE_BIN"
+readgate_bin
 
 make_work readgate-backup-bench
 
 # ---------------------------------------------------------------- data (as bench/relay.sh)
-data_root=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}
-gen_stamp=$(sha256sum "$repo/sample-dicom/generate.py" | cut -c1-16)
-data_dir=$data_root/ct-$count
-if [[ -e $data_dir/.generated-by-$gen_stamp ]] && (($(count_files "$data_dir") == count)); then
-    log "reusing $count bench CT instances in $data_dir"
-else
-    log "generating $count bench CT instances into $data_dir ..."
-    rm -rf "$data_dir"
-    python3 "$repo/sample-dicom/generate.py" --bench-ct "$count" "$data_dir" >/dev/null
-    touch "$data_dir/.generated-by-$gen_stamp"
-fi
-files=("$data_dir"/CT*.dcm)
-((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
+ensure_ct_data
 
 # ---------------------------------------------------------------- the gateway
 gw=$work/gw

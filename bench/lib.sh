@@ -4,7 +4,8 @@
 # die/log, usage, option checks (positive, runs_and_count, check_only, want), the release target dir, a
 # work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
 # free_ports, listening, wait_port, write_config, now_ns, secs, median, count_files,
-# vmhwm_kb, mb_of_kb. free_ports runs
+# vmhwm_kb, mb_of_kb; readgate_bin; the generated CT data (generated, ensure_ct_data: the
+# caller sets `count`). free_ports runs
 # ${PYTHON:-python3}.
 
 die() { printf '%s: error: %s\n' "$me" "$*" >&2; exit 1; }
@@ -154,3 +155,45 @@ ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.2f", x / y; else
 
 vmhwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# readgate_bin: sets READGATE_BIN to an absolute path; unset, builds the release binary
+# first (`cargo build --release --locked --bin readgate`).
+readgate_bin() {
+    if [[ -z ${READGATE_BIN:-} ]]; then
+        command -v cargo >/dev/null || die "cargo not found and READGATE_BIN not set"
+        log "building readgate (cargo build --release) ..."
+        (cd "$repo" && cargo build --release --locked --quiet --bin readgate) || die "cargo build --release failed"
+        READGATE_BIN=$(release_target_dir)/release/readgate
+    fi
+    [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+    READGATE_BIN=$(cd "$(dirname "$READGATE_BIN")" && pwd)/$(basename "$READGATE_BIN")
+}
+
+# ---------------------------------------------------------------- data
+data_root=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}
+gen_stamp=$(sha256sum "$repo/sample-dicom/generate.py" | cut -c1-16)
+
+# generated DIR COMPLETE WHAT ARGS...: DIR holds `generate.py ARGS... DIR`'s output, reused
+# when stamped by this generate.py and the command COMPLETE succeeds, else made afresh.
+generated() {
+    local dir=$1 complete=$2 what=$3 stamp=$1/.generated-by-$gen_stamp
+    shift 3
+    if [[ -e $stamp ]] && "$complete"; then
+        log "reusing $what in $dir"
+    else
+        log "generating $what into $dir ..."
+        rm -rf "$dir"
+        python3 "$repo/sample-dicom/generate.py" "$@" "$dir" >/dev/null
+        touch "$stamp"
+    fi
+}
+
+ct_complete() { (($(count_files "$data_dir") == count)); }
+
+ensure_ct_data() {   # sets data_dir, files, total_bytes
+    data_dir=$data_root/ct-$count
+    generated "$data_dir" ct_complete "$count bench CT instances" --bench-ct "$count"
+    files=("$data_dir"/CT*.dcm)
+    ((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
+    total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
+}

@@ -46,25 +46,12 @@ done
 python3 -c 'import pydicom, numpy' 2>/dev/null ||
     die "python3 lacks pydicom/numpy (pip install pydicom numpy): needed to generate the data"
 export TCP_NODELAY=1
-if [[ -z ${READGATE_BIN:-} ]]; then
-    log "building readgate (cargo build --release) ..."
-    (cd "$repo" && cargo build --release --quiet --bin readgate) || die "cargo build --release failed"
-    READGATE_BIN=$(release_target_dir)/release/readgate
-fi
-[[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
+readgate_bin
 
 make_work readgate-priors
 
 # ---------------------------------------------------------------- the PACS, loaded once
-data_dir=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}/ct-$count
-if [[ $(count_files "$data_dir") != "$count" ]]; then
-    log "generating $count bench CT instances into $data_dir ..."
-    rm -rf "$data_dir"
-    python3 "$repo/sample-dicom/generate.py" --bench-ct "$count" "$data_dir" >/dev/null
-fi
-files=("$data_dir"/CT*.dcm)
-((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
-total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
+ensure_ct_data
 study=$("$dcmtk_bin/dcmdump" +P StudyInstanceUID "${files[0]}" | sed 's/.*\[\(.*\)\].*/\1/')
 [[ -n $study ]] || die "no Study Instance UID in ${files[0]}"
 

@@ -80,16 +80,7 @@ export TCP_NODELAY=1
 
 need_readgate=1
 [[ $mode == relay ]] && ! want b && ! want c && ! want C && need_readgate=0
-if ((need_readgate)); then
-    if [[ -z ${READGATE_BIN:-} ]]; then
-        command -v cargo >/dev/null || die "cargo not found and READGATE_BIN not set"
-        log "building readgate (cargo build --release) ..."
-        (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-        READGATE_BIN=$(release_target_dir)/release/readgate
-    fi
-    [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
-    READGATE_BIN=$(cd "$(dirname "$READGATE_BIN")" && pwd)/$(basename "$READGATE_BIN")
-fi
+((need_readgate)) && readgate_bin
 
 # ---------------------------------------------------------------- work dir
 make_work readgate-bench
@@ -196,35 +187,6 @@ check_sent() {
         grep -E '^(E|W|F):|Store Response' "$2" | grep -v '(Success)' | head -n 10 >&2 || :
         die "$1 acknowledged $ok of $3 instances with Success (log: $2)"
     fi
-}
-
-# ---------------------------------------------------------------- data
-data_root=${BENCH_DATA_DIR:-${TMPDIR:-/tmp}/readgate-bench-data}
-gen_stamp=$(sha256sum "$repo/sample-dicom/generate.py" | cut -c1-16)
-
-# generated DIR COMPLETE WHAT ARGS...: DIR holds `generate.py ARGS... DIR`'s output, reused
-# when stamped by this generate.py and the command COMPLETE succeeds, else made afresh.
-generated() {
-    local dir=$1 complete=$2 what=$3 stamp=$1/.generated-by-$gen_stamp
-    shift 3
-    if [[ -e $stamp ]] && "$complete"; then
-        log "reusing $what in $dir"
-    else
-        log "generating $what into $dir ..."
-        rm -rf "$dir"
-        python3 "$repo/sample-dicom/generate.py" "$@" "$dir" >/dev/null
-        touch "$stamp"
-    fi
-}
-
-ct_complete() { (($(count_files "$data_dir") == count)); }
-
-ensure_ct_data() {   # sets data_dir, files, total_bytes
-    data_dir=$data_root/ct-$count
-    generated "$data_dir" ct_complete "$count bench CT instances" --bench-ct "$count"
-    files=("$data_dir"/CT*.dcm)
-    ((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
-    total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
 }
 
 # ---------------------------------------------------------------- measurements
