@@ -327,3 +327,50 @@ fn reload_without_a_running_readgate_says_so() {
     assert!(!ok);
     assert!(said.contains("is `readgate serve` running"), "{said}");
 }
+
+/// `hl7.allowed_hosts` follows a reload: the next connection from an address no longer
+/// listed is refused; the listener itself stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_changes_hl7_senders() {
+    let (_dir, _rc1, mut cfg) = reading_site();
+    let hl7_port = free_port();
+    cfg.hl7_port = Some(hl7_port);
+    let config_path = cfg.write();
+    let mut daemon = Daemon::start(&config_path, cfg.dicom_port);
+    daemon.wait_for_port(hl7_port);
+    let ack = |port: u16| -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream.write_all(&mllp::encode_frame(&order(1))).ok()?;
+        let mut buf = [0u8; 4096];
+        let mut decoder = mllp::Decoder::default();
+        loop {
+            if let Some(frame) = decoder.next_frame() {
+                return Ack::parse(&frame.ok()?).ok().map(|a| a.code());
+            }
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            decoder.push(&buf[..n]);
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || ack(hl7_port))
+        .await
+        .expect("join");
+    assert_eq!(answer.as_deref(), Some("AA"));
+
+    let text = cfg
+        .text()
+        .replace("allowed_hosts = []", "allowed_hosts = [\"192.0.2.1\"]");
+    let (ok, said) = write_and_reload(&config_path, text).await;
+    assert!(ok, "{said}");
+    assert!(said.contains("in force now: hl7"), "{said}");
+    let answer = tokio::task::spawn_blocking(move || ack(hl7_port))
+        .await
+        .expect("join");
+    assert_eq!(answer, None, "a sender no longer allowed is refused");
+    daemon.assert_running();
+}

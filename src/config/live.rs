@@ -26,7 +26,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "dicom.stable_after_secs",
     "pacs",
     "priors",
-    "hl7",
+    "hl7 (all but allowed_hosts, max_frame_bytes, idle_timeout_secs, default_charset, application, limits)",
     "http (all but users and tokens)",
     "notify",
     "audit",
@@ -113,30 +113,32 @@ pub fn merge(running: &Config, new: Config) -> Merged {
     keep!("dicom.stable_after_secs", dicom.stable_after_secs);
     keep!("pacs", pacs);
     keep!("priors", priors);
-    keep!("hl7", hl7);
+    // `[hl7]`: the per-connection keys are applied; listeners, slots and the quarantine
+    // stay.
+    if !apply_part(&running.hl7, &mut config.hl7, |rest, new| {
+        rest.allowed_hosts = new.allowed_hosts.clone();
+        rest.max_frame_bytes = new.max_frame_bytes;
+        rest.idle_timeout_secs = new.idle_timeout_secs;
+        rest.default_charset = new.default_charset;
+        rest.application = new.application.clone();
+        rest.limits = new.limits;
+    }) {
+        restart_needed.push("hl7");
+    }
     keep!("notify", notify);
     keep!("audit", audit);
     keep!("log.format", log.format);
     // `[http]`: users and tokens are applied; the listener and everything else stay.
-    match (&running.http, &mut config.http) {
-        (Some(old), Some(new)) => {
-            let mut rest = old.clone();
-            rest.users = new.users.clone();
-            rest.tokens = new.tokens.clone();
-            if rest != *new {
-                restart_needed.push("http");
-                *new = rest;
-            }
-        }
-        (None, None) => {}
-        (old, new) => {
-            restart_needed.push("http");
-            *new = old.clone();
-        }
+    if !apply_part(&running.http, &mut config.http, |rest, new| {
+        rest.users = new.users.clone();
+        rest.tokens = new.tokens.clone();
+    }) {
+        restart_needed.push("http");
     }
     let mut applied = Vec::new();
-    let changes: [(&'static str, bool); 8] = [
+    let changes: [(&'static str, bool); 9] = [
         ("dicom", config.dicom != running.dicom),
+        ("hl7", config.hl7 != running.hl7),
         ("destinations", config.destinations != running.destinations),
         ("routes", config.routes != running.routes),
         ("forward", config.forward != running.forward),
@@ -158,6 +160,31 @@ pub fn merge(running: &Config, new: Config) -> Merged {
         config,
         restart_needed,
         applied,
+    }
+}
+
+/// An optional section of which a reload applies only some keys: `new` becomes the
+/// running section with those keys (`take`) from `new`. False when something else changed
+/// (it keeps its running value then, and needs a restart), or the section was added or
+/// removed.
+fn apply_part<T: Clone + PartialEq>(
+    running: &Option<T>,
+    new: &mut Option<T>,
+    take: impl Fn(&mut T, &T),
+) -> bool {
+    match (running, new.as_mut()) {
+        (Some(old), Some(n)) => {
+            let mut rest = old.clone();
+            take(&mut rest, n);
+            let same = rest == *n;
+            *n = rest;
+            same
+        }
+        (None, None) => true,
+        _ => {
+            *new = running.clone();
+            false
+        }
     }
 }
 

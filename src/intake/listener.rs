@@ -19,7 +19,10 @@ use tracing::{debug, info, warn};
 const INLINE_PARSE_MAX: usize = 16 * 1024;
 
 pub struct Listener {
+    /// `[hl7]` as the listener started; its per-connection keys follow `live`.
     pub config: Hl7Config,
+    /// The configuration in force, when the listener runs under `readgate serve`.
+    live: Option<crate::config::Live>,
     pub intake: Intake,
     /// Connection slots (`hl7.max_connections`), shared by the plain and TLS listeners.
     slots: Arc<Semaphore>,
@@ -34,10 +37,27 @@ impl Listener {
         Listener {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
+            live: None,
             intake,
             prefix: format!("RG{}", to_base36(start)),
             counter: AtomicU64::new(0),
         }
+    }
+
+    /// Reads the per-connection keys of `[hl7]` (allowed hosts, frame size, idle time,
+    /// character set, application name, limits) from `live`, so that a reload applies them
+    /// to the next connection.
+    pub fn following(mut self, live: crate::config::Live) -> Listener {
+        self.live = Some(live);
+        self
+    }
+
+    /// `[hl7]` in force now (the listener's own when no reload can change it).
+    fn current(&self) -> Hl7Config {
+        self.live
+            .as_ref()
+            .and_then(|l| l.current().hl7.clone())
+            .unwrap_or_else(|| self.config.clone())
     }
 
     fn next_control_id(&self) -> String {
@@ -45,13 +65,13 @@ impl Listener {
         format!("{}{}", self.prefix, to_base36(n))
     }
 
-    fn hl7_config(&self) -> hl7::Config {
+    fn hl7_config(config: &Hl7Config) -> hl7::Config {
         hl7::Config {
-            default_charset: self.config.default_charset,
+            default_charset: config.default_charset,
             accept_unsupported_types: true,
-            application: Some(self.config.application.clone()),
+            application: Some(config.application.clone()),
             facility: None,
-            limits: self.config.limits,
+            limits: config.limits,
         }
     }
 }
@@ -90,7 +110,8 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     crate::listen::serve(listener, listening, shutdown, |socket, peer| {
         let ip = peer.ip().to_canonical();
-        let allowed = &state.config.allowed_hosts;
+        let config = state.current();
+        let allowed = &config.allowed_hosts;
         if !allowed.is_empty() && !allowed.iter().any(|h| h.to_canonical() == ip) {
             warn!(%peer, "HL7 connection refused: address not in hl7.allowed_hosts");
             return None;
@@ -105,7 +126,7 @@ pub async fn serve(
             match acceptor {
                 None => connection(socket, peer, state).await,
                 Some(acceptor) => {
-                    let idle = Duration::from_secs(state.config.idle_timeout_secs);
+                    let idle = Duration::from_secs(state.current().idle_timeout_secs);
                     match tokio::time::timeout(idle, acceptor.accept(socket)).await {
                         Ok(Ok(tls)) => connection(tls, peer, state).await,
                         Ok(Err(e)) => warn!(%peer, error = %e, "HL7 TLS handshake failed"),
@@ -121,9 +142,10 @@ pub async fn serve(
 
 async fn connection<S: crate::tls::Wire>(mut socket: S, peer: SocketAddr, state: Arc<Listener>) {
     debug!(%peer, "HL7 connection opened");
-    let idle = Duration::from_secs(state.config.idle_timeout_secs);
-    let mut decoder = Decoder::new(state.config.max_frame_bytes);
-    let hl7_config = state.hl7_config();
+    let config = state.current();
+    let idle = Duration::from_secs(config.idle_timeout_secs);
+    let mut decoder = Decoder::new(config.max_frame_bytes);
+    let hl7_config = Listener::hl7_config(&config);
     let (mut messages, mut failed) = (0u64, 0u64);
     loop {
         let item =
@@ -255,7 +277,7 @@ fn ack_options(state: &Listener) -> AckOptions {
     AckOptions {
         control_id: state.next_control_id(),
         timestamp: ack::timestamp(std::time::SystemTime::now()),
-        application: Some(state.config.application.clone()),
+        application: Some(state.current().application.clone()),
         facility: None,
     }
 }

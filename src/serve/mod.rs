@@ -248,7 +248,9 @@ pub async fn start_with(
             };
             let intake =
                 crate::intake::Intake::start(store.clone(), stored.clone(), history.clone(), disk);
-            let state = Arc::new(crate::intake::listener::Listener::new(hl7.clone(), intake));
+            let state = Arc::new(
+                crate::intake::listener::Listener::new(hl7.clone(), intake).following(live.clone()),
+            );
             if let Some(tls_listen) = hl7.tls_listen {
                 let (Some(cert), Some(key)) = (&hl7.tls_cert, &hl7.tls_key) else {
                     anyhow::bail!("hl7.tls_listen needs hl7.tls_cert and hl7.tls_key");
