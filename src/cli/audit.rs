@@ -8,6 +8,7 @@ pub enum AuditCommand {
     /// Walk the whole hash chain: exit 0 when intact, 3 when an entry was changed, deleted
     /// or inserted (the first one is named), 1 when the trail cannot be read.
     Verify {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// An entry's sequence number and hash noted outside the database earlier
@@ -20,6 +21,7 @@ pub enum AuditCommand {
     /// Write the trail as JSON lines or as IHE ATNA (DICOM PS3.15) messages in RFC 5424
     /// syslog frames (octet counting).
     Export {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         #[arg(long, value_enum)]
@@ -36,6 +38,7 @@ pub enum AuditCommand {
     },
     /// Find entries, newest first.
     Search {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Event kind, e.g. study_overridden, read_event, operator_login.

@@ -35,12 +35,14 @@ pub enum RosterCommand {
     /// employment, board_certified, valid_from, valid_to). Earlier imports are kept,
     /// retired.
     Import {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         file: PathBuf,
     },
     /// The roster in force: config, roster CSV and imported entries.
     List {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// table or csv

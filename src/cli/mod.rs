@@ -35,6 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway daemon (DICOM SCP, study stage, forwarders) until SIGTERM.
     Serve {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
@@ -52,6 +53,7 @@ pub enum Command {
     },
     /// List studies with their state, instance count, destination and last error.
     Studies {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Only studies in this state: receiving, held, queued, forwarded, failed.
@@ -68,6 +70,7 @@ pub enum Command {
     /// What readgate knows of a study's order, labs, contact and reports (from HL7), with
     /// the message each fact came from.
     Orders {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Accession number or Study Instance UID.
@@ -78,6 +81,7 @@ pub enum Command {
     /// Release a held study anyway: it is forwarded with verdict RELEASED_OVERRIDE and the
     /// justification is recorded with who and when.
     Release {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Study Instance UID or accession number.
@@ -91,6 +95,7 @@ pub enum Command {
     },
     /// Reject a held or failed study: it is not sent; its instances leave the spool.
     Reject {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Study Instance UID or accession number.
@@ -104,6 +109,7 @@ pub enum Command {
     /// The gate's verdict on DICOM files or folders (plus optional HL7 messages), offline:
     /// exit 0 when every study would be forwarded, 2 when any would be held.
     Check {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// DICOM files or folders (searched recursively).
@@ -124,6 +130,7 @@ pub enum Command {
     /// The reading accountability ledger for a month: eligibility per study with reasons,
     /// part-time share, formal confirmations, unknown readers and places, held/released.
     Report {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// YYYY-MM (local time, `ledger.utc_offset`).
@@ -175,6 +182,7 @@ pub enum Command {
     },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
@@ -182,6 +190,7 @@ pub enum Command {
     /// C-ECHO to every destination and PACS, listeners, certificates, audit chain, queue
     /// and held studies. Exits 1 when a check fails.
     Doctor {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -202,6 +211,7 @@ pub enum Command {
     /// The patient's prior studies a study's decision saw — received by readgate or found
     /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
     Priors {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Study Instance UID or accession number.

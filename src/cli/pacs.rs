@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub enum PacsCommand {
     /// List a patient's studies in a PACS (C-FIND, Study Root, STUDY level), newest first.
     Find {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Patient ID (0010,0020).
@@ -35,6 +36,7 @@ pub enum PacsCommand {
     /// times against DCMTK. Always C-GET: a `retrieve = "move"` PACS moves priors to
     /// `readgate serve`'s listener, which this one-shot command does not have.
     Get {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Study Instance UID (0020,000D) of the study to retrieve.
