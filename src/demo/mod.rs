@@ -357,6 +357,18 @@ async fn wait_state(
     false
 }
 
+/// Removes a directory when dropped (the demo's own temporary data directory).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => println!("removed {} (pass --dir to keep the data)", self.0.display()),
+            Err(e) => eprintln!("could not remove {}: {e}", self.0.display()),
+        }
+    }
+}
+
 /// Runs the demo until Ctrl-C (or `exit_after` seconds). `repo` holds sample-dicom/.
 pub async fn run(
     repo: &Path,
@@ -371,11 +383,14 @@ pub async fn run(
             repo.display()
         );
     }
+    let temporary = dir.is_none();
     let dir = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("readgate-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A directory the demo made for itself goes when it ends, however it ends.
+    let _cleanup = temporary.then(|| RemoveOnDrop(dir.clone()));
     let site = crate::serve::start(Config::parse(
         &site_config(&dir),
         Path::new("demo-site.toml"),
@@ -510,8 +525,12 @@ pub async fn run(
     println!("What to look at (Authorization: Bearer {token}):");
     println!("  curl -s -H 'Authorization: Bearer {token}' http://{http}/api/v1/studies");
     println!("    {ACC_FORWARDED} forwarded with full context; {ACC_HELD} held, then released by its order");
+    // The binary that runs now: after `cargo run`, readgate is not on the PATH.
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "readgate".into());
     println!(
-        "  readgate priors --config {} {ACC_FORWARDED}",
+        "  {me} priors --config {} {ACC_FORWARDED}",
         dir.join("readgate.toml").display()
     );
     println!("    its priors: {ACC_PRIOR} from the hospital PACS, sent to rc1");
