@@ -51,27 +51,8 @@ ensure_ct_data
 
 # ---------------------------------------------------------------- the gateway
 gw=$work/gw
-read -r port dport < <(free_ports 2)
-write_config "$gw" "$port"
-cat >>"$gw/readgate.toml" <<EOF
-
-[storage]
-min_free_mb = 1
-
-[[destinations]]
-id = "down"
-facility = "NOWHERE"
-ae_title = "DOWN"
-host = "127.0.0.1"
-port = $dport
-
-[[routes]]
-destination = "down"
-EOF
-(cd "$gw" && exec "$READGATE_BIN" serve --config "$gw/readgate.toml") >"$gw/readgate.log" 2>&1 &
-rg_pid=$!
-pids+=("$rg_pid")
-wait_port "$port" "$rg_pid" readgate "$gw/readgate.log"
+port=$(free_ports 1)
+serve_down "$gw" "$port"
 TCP_NODELAY=1 "$STORESCU" -v -aet BENCHSCU -aec READGATE 127.0.0.1 "$port" "${files[@]}" \
     >"$work/storescu.log" 2>&1 || { tail -n 20 "$work/storescu.log" >&2; die "storescu failed"; }
 ok=$(grep -c 'Received Store Response (Success)' "$work/storescu.log" || :)

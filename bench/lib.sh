@@ -5,7 +5,7 @@
 # work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
 # free_ports, listening, wait_port, write_config, now_ns, secs, median, count_files,
 # vmhwm_kb, mb_of_kb; readgate_bin; the generated CT data (generated, ensure_ct_data: the
-# caller sets `count`). free_ports runs
+# caller sets `count`); serve_down (a gateway whose destination is down). free_ports runs
 # ${PYTHON:-python3}.
 
 die() { printf '%s: error: %s\n' "$me" "$*" >&2; exit 1; }
@@ -196,4 +196,31 @@ ensure_ct_data() {   # sets data_dir, files, total_bytes
     files=("$data_dir"/CT*.dcm)
     ((${#files[@]} == count)) || die "expected $count files in $data_dir, found ${#files[@]}"
     total_bytes=$(stat -c %s "${files[@]}" | awk '{ s += $1 } END { print s }')
+}
+
+# serve_down DIR PORT: readgate serve on 127.0.0.1:PORT with its data in DIR/var, its only
+# destination down (everything received stays in the spool); sets rg_pid once it listens.
+serve_down() {
+    local dir=$1 port=$2 dport
+    dport=$(free_ports 1)
+    write_config "$dir" "$port"
+    cat >>"$dir/readgate.toml" <<EOF
+
+[storage]
+min_free_mb = 1
+
+[[destinations]]
+id = "down"
+facility = "NOWHERE"
+ae_title = "DOWN"
+host = "127.0.0.1"
+port = $dport
+
+[[routes]]
+destination = "down"
+EOF
+    (cd "$dir" && exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$dir/readgate.log" 2>&1 &
+    rg_pid=$!
+    pids+=("$rg_pid")
+    wait_port "$port" "$rg_pid" readgate "$dir/readgate.log"
 }

@@ -83,28 +83,10 @@ finish() {
 }
 
 run_readgate() {   # sets res_secs, res_ok, res_acked, res_rss
-    local r=$work/r$1 port dport
-    read -r port dport < <(free_ports 2)
-    write_config "$r" "$port"
-    cat >>"$r/readgate.toml" <<EOF
-
-[storage]
-min_free_mb = 1
-
-[[destinations]]
-id = "down"
-facility = "NOWHERE"
-ae_title = "DOWN"
-host = "127.0.0.1"
-port = $dport
-
-[[routes]]
-destination = "down"
-EOF
-    (cd "$r" && exec "$READGATE_BIN" serve --config "$r/readgate.toml") >"$r/readgate.log" 2>&1 &
-    local rg=$!
-    pids+=("$rg")
-    wait_port "$port" "$rg" readgate "$r/readgate.log"
+    local r=$work/r$1 port
+    port=$(free_ports 1)
+    serve_down "$r" "$port"
+    local rg=$rg_pid
     send_bg READGATE "$port" "$r/storescu.log"
     until_third "$r/storescu.log"
     printf '\n[[dicom.peers]]\nae_title = "NEWPEER"\n' >>"$r/readgate.toml"

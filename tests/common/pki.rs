@@ -38,6 +38,15 @@ impl TestCa {
     /// A certificate for `names` (DNS names or IP addresses), signed by this CA; its
     /// subject is `CN=` the first name.
     pub fn issue(&self, names: &[&str]) -> Issued {
+        self.issue_with(names, |_| {})
+    }
+
+    /// As [`TestCa::issue`], with `change` made to the certificate's parameters.
+    fn issue_with(
+        &self,
+        names: &[&str],
+        change: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> Issued {
         let key = rcgen::KeyPair::generate().expect("generate a key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params =
@@ -49,6 +58,7 @@ impl TestCa {
                 .distinguished_name
                 .push(rcgen::DnType::CommonName, first.as_str());
         }
+        change(&mut params);
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign the certificate");
@@ -60,18 +70,10 @@ impl TestCa {
 
     /// As [`TestCa::issue`], valid only during 2020: expired.
     pub fn issue_expired(&self, names: &[&str]) -> Issued {
-        let key = rcgen::KeyPair::generate().expect("generate a key");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(names).expect("certificate parameters");
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2020, 12, 31);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("sign the certificate");
-        Issued {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
+        self.issue_with(names, |params| {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        })
     }
 
     /// Writes the CA certificate to `dir/name` and returns its path.
