@@ -285,12 +285,22 @@ fn create_private(path: &Path) -> Result<File> {
 /// Copies `from` to a new private file `to`, returning its size and SHA-256 (hex). `None`
 /// when `from` does not exist.
 fn copy_hashed(from: &Path, to: &Path) -> Result<Option<(u64, String)>> {
-    let mut src = match File::open(from) {
+    let src = match File::open(from) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_at(from)(e)),
     };
     let mut dst = create_private(to)?;
+    read_hashed(src, from, |chunk| dst.write_all(chunk).map_err(io_at(to))).map(Some)
+}
+
+/// Reads `src` (the file at `path`) to its end, handing each chunk to `sink`; returns its
+/// size and SHA-256 (hex).
+fn read_hashed(
+    mut src: File,
+    path: &Path,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut size = 0u64;
@@ -299,13 +309,13 @@ fn copy_hashed(from: &Path, to: &Path) -> Result<Option<(u64, String)>> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_at(from)(e)),
+            Err(e) => return Err(io_at(path)(e)),
         };
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io_at(to))?;
+        sink(&buf[..n])?;
         size += n as u64;
     }
-    Ok(Some((size, crate::digest::hex(&hasher.finalize()))))
+    Ok((size, crate::digest::hex(&hasher.finalize())))
 }
 
 /// Creates `root/rel` and every directory between them 0700 (`create_dir_all` would
@@ -323,21 +333,8 @@ fn private_dirs(root: &Path, rel: &Path, made: &mut HashSet<PathBuf>) -> Result<
 
 /// Size and SHA-256 (hex) of a file.
 fn hash_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = File::open(path).map_err(io_at(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; COPY_BUFFER];
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_at(path)(e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, crate::digest::hex(&hasher.finalize())))
+    let f = File::open(path).map_err(io_at(path))?;
+    read_hashed(f, path, |_| Ok(()))
 }
 
 /// Makes everything written to `dir`'s file system durable: file data, new names and

@@ -73,24 +73,8 @@ pub trait Decide: Send + Sync {
     }
 }
 
-/// Routes by modality and calling AE; first match wins.
-pub struct Router {
-    config: Live,
-}
-
-impl Router {
-    pub fn new(config: impl Into<Live>) -> Self {
-        Router {
-            config: config.into(),
-        }
-    }
-
-    pub fn route(&self, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
-        route_in(&self.config.current(), modalities, calling_aes)
-    }
-}
-
-/// Where `config` sends a study with these modalities and calling AE titles, and why.
+/// Where `config` sends a study with these modalities and calling AE titles, and why:
+/// the first matching `[[routes]]` entry.
 fn route_in(config: &Config, modalities: &[String], calling_aes: &[String]) -> Option<Route> {
     let (i, _, dest) = first_route(config, modalities, calling_aes)?;
     Some(Route {
@@ -244,20 +228,18 @@ port = 2
         let c = config(
             "[[routes]]\ndestination = \"a\"\nmodalities = [\"MR\"]\n[[routes]]\ndestination = \"b\"\ncalling_ae = [\"CT01\"]\n",
         );
-        let r = Router::new(c.clone());
+        let route = |m: &[String], a: &[String]| route_in(&c, m, a);
         assert_eq!(
-            r.route(&names(&["MR"]), &names(&["CT01"]))
+            route(&names(&["MR"]), &names(&["CT01"]))
                 .unwrap()
                 .destination,
             "a"
         );
         assert_eq!(
-            r.route(&names(&["CT"]), &names(&["CT01"]))
-                .unwrap()
-                .facility,
+            route(&names(&["CT"]), &names(&["CT01"])).unwrap().facility,
             "FB"
         );
-        assert!(r.route(&names(&["CT"]), &names(&["US01"])).is_none());
+        assert!(route(&names(&["CT"]), &names(&["US01"])).is_none());
         let ctx = StudyContext {
             study_uid: "1.2".into(),
             modalities: names(&["CT"]),
