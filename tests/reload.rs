@@ -374,3 +374,40 @@ async fn reload_changes_hl7_senders() {
     assert_eq!(answer, None, "a sender no longer allowed is refused");
     daemon.assert_running();
 }
+
+/// The control socket is bounded: a request is at most 64 bytes and must come within 5 s;
+/// a silent or oversized client does not keep `readgate reload` from being answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_socket_bounds_its_clients() {
+    let (_dir, _rc1, cfg) = reading_site();
+    let config_path = cfg.write();
+    let mut daemon = Daemon::start(&config_path, cfg.dicom_port);
+    let socket = cfg.data_dir.join("var/control.sock");
+    // A client that connects and says nothing holds the socket for 5 s at most.
+    let silent = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    let started = Instant::now();
+    let (ok, said) = tokio::task::spawn_blocking({
+        let p = config_path.clone();
+        move || reload(&p)
+    })
+    .await
+    .expect("reload ran");
+    assert!(ok, "{said}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+    // 1 MiB without a line end: only 64 bytes are read, and the answer is an error.
+    let mut big = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = big.write_all(&vec![b'x'; 1 << 20]);
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.contains("unknown request"), "{answer:?}");
+    daemon.assert_running();
+    let (ok, said) = reload(&config_path);
+    assert!(ok, "{said}");
+}
