@@ -2,7 +2,9 @@
 # readgate relay benchmark against DCMTK, on loopback only.
 #
 #   bench/relay.sh                 (a) storescu -> storescp
-#                                  (b) storescu -> readgate (store only, destination down)
+#                                  (b) storescu -> readgate (durable receive alone: the
+#                                  deployed stable_after_secs = 10, so the study is still
+#                                  receiving when storescu ends and nothing else runs)
 #                                  (c) storescu -> readgate -> storescp (time until all arrive)
 #                                  (A), (C): (a) and (c) over DICOM TLS on every link
 #                                  (storescu +tls, storescp +tls requiring a client certificate)
@@ -205,10 +207,10 @@ run_a() {   # storescu -> storescp; storescu wall time
     secs "$t0" "$t1"
 }
 
-run_b() {   # storescu -> readgate (destination down); storescu wall time; sets last_rss_kb
+run_b() {   # storescu -> readgate (receive alone); storescu wall time; sets last_rss_kb
     local r=$work/b$1 port dport
     read -r port dport < <(free_ports 2)
-    start_readgate "$r" "$port" "$dport"
+    stable_secs=10 start_readgate "$r" "$port" "$dport"
     local t0 t1
     t0=$(now_ns)
     send_files READGATE "$port" "$r/storescu.log" "${files[@]}"

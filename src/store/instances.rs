@@ -42,12 +42,10 @@ impl Store {
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The statements every instance runs are prepared once per connection.
         let existing: Option<(String, String, i64)> = tx
-            .query_row(
-                "SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1",
-                [&inst.sop_uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
+            .query_row([&inst.sop_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let outcome = match &existing {
             Some(_) if !replace => {
@@ -87,11 +85,12 @@ impl Store {
             }
             None => Indexed::New,
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
              modality, path, size, calling_ae, received_at, state, context) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
+        )?
+        .execute(params![
                 inst.sop_uid,
                 inst.study_uid,
                 inst.series_uid,
@@ -104,14 +103,12 @@ impl Store {
                 inst.received_at,
                 InstanceState::Received,
                 inst.context
-            ],
-        )?;
+            ])?;
         let study: Option<(String, String, StudyState)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1",
-                [&inst.study_uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            )?
+            .query_row([&inst.study_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         match study {
             None => {
@@ -144,7 +141,7 @@ impl Store {
                 let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
                 // A new instance re-opens a study whatever its state: it must be decided
                 // and forwarded too, never dropped. A failed study gets a fresh start.
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
                      bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, \
                      modalities = ?5, calling_aes = ?6, \
@@ -152,17 +149,17 @@ impl Store {
                      attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
                      next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
                      WHERE study_uid = ?1",
-                    params![
-                        inst.study_uid,
-                        StudyState::Receiving,
-                        inst.size as i64,
-                        inst.received_at,
-                        modalities,
-                        calling_aes,
-                        inst.accession,
-                        inst.patient_id
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    inst.study_uid,
+                    StudyState::Receiving,
+                    inst.size as i64,
+                    inst.received_at,
+                    modalities,
+                    calling_aes,
+                    inst.accession,
+                    inst.patient_id
+                ])?;
                 if state != StudyState::Receiving {
                     tx.execute(
                         "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",

@@ -93,6 +93,8 @@ impl Store {
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
+        // Room for every statement prepared with `prepare_cached` (the default is 16).
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")

@@ -140,6 +140,19 @@ pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usiz
         .len()
 }
 
+/// Partial instances left in the spool's `tmp/` under `data_dir`: the files there that hold
+/// data (the empty ones are made ready ahead of need and are not instances).
+pub fn partial_instances(data_dir: &Path) -> usize {
+    std::fs::read_dir(data_dir.join("spool/tmp"))
+        .expect("spool tmp/")
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(true))
+                .unwrap_or(true)
+        })
+        .count()
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     wait_until(&format!("port {port}"), timeout, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

@@ -242,7 +242,7 @@ impl Session {
 /// study UID, or the status and comment to answer.
 fn keep_instance(
     receiver: &Receiver,
-    mut partial: PartialInstance,
+    partial: PartialInstance,
     sop_class: &str,
     sop_instance: &str,
     transfer_syntax: &str,
@@ -250,10 +250,7 @@ fn keep_instance(
 ) -> Result<String, (u16, String)> {
     let encoding = Encoding::for_transfer_syntax(transfer_syntax)
         .map_err(|e| (status::CANNOT_UNDERSTAND, e.to_string()))?;
-    let file = partial
-        .dataset()
-        .map_err(|e| (status::PROCESSING_FAILURE, format!("spool read: {e}")))?;
-    let header = dataset::walk(file, encoding).map_err(|e| match e {
+    let header = dataset::walk(partial.dataset(), encoding).map_err(|e| match e {
         dataset::DatasetError::Io(e) => (status::PROCESSING_FAILURE, format!("spool read: {e}")),
         other => (status::CANNOT_UNDERSTAND, other.to_string()),
     })?;

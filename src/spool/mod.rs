@@ -1,18 +1,22 @@
 //! The spool: where received instances live until they reach their destination.
 //!
-//! An instance is streamed into `tmp/` as its PDUs arrive, checked, fsync'd, renamed
-//! into `objects/xx/` and the directory fsync'd. Only then is it indexed, and only after
-//! the index commit is the C-STORE answered. Anything left in `tmp/` after a crash was
-//! never acknowledged and is deleted at start-up; anything in `objects/` is complete and
-//! durable, so the spool, not the index, is the last word on what was received.
+//! An instance is streamed into `tmp/` as its PDUs arrive (into a file made ready ahead
+//! of need, `ready.rs`; its header is checked from the first bytes kept in memory),
+//! fsync'd, renamed into `objects/xx/` and the directory fsync'd. Only then is it
+//! indexed, and only after the index commit is the C-STORE answered. Anything left in
+//! `tmp/` after a crash was never acknowledged and is deleted at start-up; anything in
+//! `objects/` is complete and durable, so the spool, not the index, is the last word on
+//! what was received.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+mod ready;
 
 /// Start write-back every this many bytes so the final fsync has little left to do.
 const WRITEBACK_CHUNK: u64 = 128 << 10;
@@ -23,7 +27,9 @@ pub struct Spool {
     tmp: PathBuf,
     objects: PathBuf,
     min_free_bytes: u64,
-    counter: AtomicU64,
+    counter: Arc<AtomicU64>,
+    /// Empty files made ahead of need for [`Spool::begin`].
+    ready: ready::Ready,
 }
 
 /// An instance being received: a temp file holding the Part 10 header and the data so far.
@@ -33,7 +39,14 @@ pub struct PartialInstance {
     written: u64,
     writeback_from: u64,
     dataset_offset: u64,
+    /// The data set's first bytes (up to [`HEAD_KEPT`]), kept as they stream in so that
+    /// checking the instance walks its header from memory instead of reading it back.
+    head: Vec<u8>,
 }
+
+/// How much of each data set's beginning is kept in memory while it is received: the
+/// elements before the pixel data of every usual image fit in it (one per association).
+const HEAD_KEPT: usize = 64 << 10;
 
 impl Spool {
     pub fn open(root: &Path, min_free_bytes: u64) -> io::Result<Spool> {
@@ -51,12 +64,14 @@ impl Spool {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let counter = Arc::new(AtomicU64::new(seed));
         Ok(Spool {
+            ready: ready::Ready::new(&tmp, counter.clone()),
             root: root.to_path_buf(),
             tmp,
             objects,
             min_free_bytes,
-            counter: AtomicU64::new(seed),
+            counter,
         })
     }
 
@@ -64,13 +79,16 @@ impl Spool {
         &self.root
     }
 
-    /// Deletes partial files from an earlier run (never acknowledged). Returns how many.
+    /// Deletes what an earlier run left in `tmp/`: partial instances (never acknowledged)
+    /// and empty files made ready ahead of need. Returns how many partial ones there were.
     pub fn clear_partials(&self) -> io::Result<usize> {
         let mut n = 0;
         for entry in fs::read_dir(&self.tmp)? {
             let entry = entry?;
+            if entry.metadata().map(|m| m.len() > 0).unwrap_or(true) {
+                n += 1;
+            }
             fs::remove_file(entry.path())?;
-            n += 1;
         }
         Ok(n)
     }
@@ -124,16 +142,9 @@ impl Spool {
     }
 
     /// Starts a new instance file with `header` (preamble + file meta) already written.
+    /// The file comes from those made ready ahead of need (see `ready.rs`).
     pub fn begin(&self, header: &[u8]) -> io::Result<PartialInstance> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp_path = self.tmp.join(format!("{n:016x}.part"));
-        // Patient data: readable by readgate's user only, whatever the umask.
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp_path)?;
+        let (mut file, tmp_path) = self.ready.take()?;
         if let Err(e) = file.write_all(header) {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
@@ -144,6 +155,7 @@ impl Spool {
             written: header.len() as u64,
             writeback_from: 0,
             dataset_offset: header.len() as u64,
+            head: Vec::new(),
         })
     }
 
@@ -212,6 +224,10 @@ impl Spool {
 impl PartialInstance {
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
+        if self.head.len() < HEAD_KEPT {
+            let keep = (HEAD_KEPT - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..keep]);
+        }
         self.written += data.len() as u64;
         if self.written - self.writeback_from >= WRITEBACK_CHUNK {
             // Ask the kernel to start writing this range now (it does not wait), so that
@@ -234,10 +250,58 @@ impl PartialInstance {
         self.written
     }
 
-    /// A reader over the data set part of the file, for checking it before committing.
-    pub fn dataset(&mut self) -> io::Result<&File> {
-        self.file.seek(SeekFrom::Start(self.dataset_offset))?;
-        Ok(&self.file)
+    /// A reader over the data set received so far, for checking it before committing:
+    /// its first bytes from memory, the rest (pixel data, usually skipped) from the file.
+    pub fn dataset(&self) -> DatasetReader<'_> {
+        DatasetReader {
+            head: &self.head,
+            file: &self.file,
+            start: self.dataset_offset,
+            len: self.written - self.dataset_offset,
+            pos: 0,
+        }
+    }
+}
+
+/// See [`PartialInstance::dataset`].
+pub struct DatasetReader<'a> {
+    head: &'a [u8],
+    file: &'a File,
+    /// Where the data set starts in the file, and how long it is so far.
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for DatasetReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = if let Some(kept) = self.head.get(self.pos as usize..).filter(|k| !k.is_empty()) {
+            let n = kept.len().min(buf.len());
+            buf[..n].copy_from_slice(&kept[..n]);
+            n
+        } else if self.pos >= self.len {
+            0
+        } else {
+            let want = ((self.len - self.pos) as usize).min(buf.len());
+            self.file.read_at(&mut buf[..want], self.start + self.pos)?
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for DatasetReader<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the data set")
+        })?;
+        Ok(self.pos)
     }
 }
 
@@ -273,14 +337,15 @@ mod tests {
         let mut p = spool.begin(b"HEAD").unwrap();
         p.write(b"data").unwrap();
         let mut back = String::new();
-        p.dataset().unwrap().read_to_string(&mut back).unwrap();
+        p.dataset().read_to_string(&mut back).unwrap();
         assert_eq!(back, "data");
         let (rel, size) = spool.commit(p).unwrap();
         assert_eq!(size, 8);
         assert_eq!(fs::read(spool.absolute(&rel)).unwrap(), b"HEADdata");
         let dropped = spool.begin(b"x").unwrap();
+        let left = dropped.tmp_path.clone();
         drop(dropped);
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(!left.exists(), "a dropped partial instance is removed");
         let mut known = HashSet::new();
         assert_eq!(spool.unindexed(&known).unwrap(), vec![rel.clone()]);
         known.insert(rel.clone());
@@ -288,5 +353,87 @@ mod tests {
         let moved = spool.quarantine(&rel).unwrap();
         assert!(spool.absolute(&moved).exists());
         assert!(spool.free_bytes().unwrap() > 0);
+    }
+
+    /// A data set longer than the kept head reads the same through the reader as from
+    /// the file, at any position, and a skip past its end reports where it really ends.
+    #[test]
+    fn the_dataset_reader_joins_the_kept_head_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 0).unwrap();
+        let mut p = spool.begin(b"PREAMBLE").unwrap();
+        let data: Vec<u8> = (0..HEAD_KEPT as u32 + 5000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for chunk in data.chunks(7000) {
+            p.write(chunk).unwrap();
+        }
+        assert_eq!(p.head.len(), HEAD_KEPT, "only the head is kept in memory");
+        let mut all = Vec::new();
+        let mut r = p.dataset();
+        let mut buf = [0u8; 3000];
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(all, data);
+        for at in [
+            0,
+            10,
+            HEAD_KEPT as u64 - 1,
+            HEAD_KEPT as u64,
+            HEAD_KEPT as u64 + 4999,
+        ] {
+            r.seek(SeekFrom::Start(at)).unwrap();
+            let mut one = [0u8; 1];
+            r.read_exact(&mut one).unwrap();
+            assert_eq!(one[0], data[at as usize], "byte {at}");
+        }
+        assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), data.len() as u64);
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
+        assert!(r.seek(SeekFrom::Current(-(data.len() as i64) - 1)).is_err());
+    }
+
+    /// Files are made ready ahead of need: each begin gets its own, a restart's clean-up
+    /// counts only the partial ones, and the ready ones go when the spool is dropped.
+    #[test]
+    fn ready_files_are_distinct_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        let spool = Spool::open(dir.path(), 0).unwrap();
+        let mut open = Vec::new();
+        for i in 0..40u8 {
+            let mut p = spool.begin(&[i]).unwrap();
+            p.write(&[i; 10]).unwrap();
+            open.push(p);
+        }
+        let paths: HashSet<_> = open.iter().map(|p| p.tmp_path.clone()).collect();
+        assert_eq!(paths.len(), 40, "one file per instance");
+        // Give the thread time to top the ready files up, then count what a restart sees.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_dir(&tmp).unwrap().count() < 40 + ready::TARGET
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            spool.clear_partials().unwrap(),
+            40,
+            "empty ready files are not partials"
+        );
+        drop(open);
+        let again = Spool::open(dir.path(), 0).unwrap();
+        let p = again.begin(b"x").unwrap();
+        drop(p);
+        drop(again);
+        drop(spool);
+        assert_eq!(
+            fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "nothing left in tmp/"
+        );
     }
 }
