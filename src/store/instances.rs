@@ -1,7 +1,7 @@
 //! Instances: indexing a received instance (which opens or re-opens its study), the
 //! header context it carried, and a destination's refusal of one.
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 use crate::model::{InstanceState, StudyState};
 use rusqlite::{params, OptionalExtension};
 
@@ -42,34 +42,88 @@ impl Store {
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // The statements every instance runs are prepared once per connection.
-        let existing: Option<(String, String, i64)> = tx
-            .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
-            .query_row([&inst.sop_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let outcome = match &existing {
-            Some(_) if !replace => {
-                tx.commit()?;
-                return Ok(Indexed::KeptFirst);
+        let outcome = index_in(&tx, inst, replace)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// As [`Store::index_instance`], for the receiver: instances that arrive on several
+    /// associations at once share one transaction (group commit, `group.rs`), each in a
+    /// savepoint of its own so that one failing does not undo the others. A lone instance
+    /// commits at once.
+    pub fn index_received(&self, inst: NewInstance, replace: bool) -> Result<Indexed> {
+        self.received.submit(
+            (inst, replace),
+            |batch| self.index_batch(batch),
+            || Err(StoreError::GroupLeader),
+        )
+    }
+
+    pub(super) fn index_batch(&self, batch: Vec<(NewInstance, bool)>) -> Vec<Result<Indexed>> {
+        let failed = |why: String| -> Vec<Result<Indexed>> {
+            batch
+                .iter()
+                .map(|_| Err(StoreError::Batch(why.clone())))
+                .collect()
+        };
+        let mut conn = self.conn();
+        let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => return failed(e.to_string()),
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (inst, replace) in &batch {
+            let mut one = match tx.savepoint() {
+                Ok(sp) => sp,
+                Err(e) => return failed(e.to_string()),
+            };
+            let outcome = index_in(&one, inst, *replace);
+            // Undone alone when it failed; kept for the commit otherwise.
+            one.set_drop_behavior(if outcome.is_ok() {
+                rusqlite::DropBehavior::Commit
+            } else {
+                rusqlite::DropBehavior::Rollback
+            });
+            if let Err(e) = one.finish() {
+                return failed(e.to_string());
             }
-            Some((old_path, old_study, old_size)) => {
-                tx.execute(
-                    "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
+            outcomes.push(outcome);
+        }
+        match tx.commit() {
+            Ok(()) => outcomes,
+            Err(e) => failed(e.to_string()),
+        }
+    }
+}
+
+/// Indexes one instance within the caller's transaction (see [`Store::index_instance`]).
+fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Result<Indexed> {
+    // The statements every instance runs are prepared once per connection.
+    let existing: Option<(String, String, i64)> = tx
+        .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
+        .query_row([&inst.sop_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let outcome = match &existing {
+        Some(_) if !replace => return Ok(Indexed::KeptFirst),
+        Some((old_path, old_study, old_size)) => {
+            tx.execute(
+                "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
                      WHERE study_uid = ?1",
-                    params![old_study, old_size],
-                )?;
-                tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
-                // Re-sent under another study (finding M7): a study left without instances
-                // is gone, not held forever or counted as a prior. A forwarded or rejected
-                // one stays, as history.
-                if *old_study != inst.study_uid {
-                    let emptied = tx.execute(
-                        "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
+                params![old_study, old_size],
+            )?;
+            tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+            // Re-sent under another study (finding M7): a study left without instances
+            // is gone, not held forever or counted as a prior. A forwarded or rejected
+            // one stays, as history.
+            if *old_study != inst.study_uid {
+                let emptied = tx.execute(
+                    "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
                          AND state NOT IN ('forwarded', 'rejected')",
-                        [old_study],
-                    )?;
-                    if emptied == 1 {
-                        tx.execute(
+                    [old_study],
+                )?;
+                if emptied == 1 {
+                    tx.execute(
                             "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
                             params![
                                 inst.received_at,
@@ -77,42 +131,40 @@ impl Store {
                                 format!("its last instance was re-sent under study {}", inst.study_uid)
                             ],
                         )?;
-                    }
-                }
-                Indexed::Replaced {
-                    old_path: old_path.clone(),
                 }
             }
-            None => Indexed::New,
-        };
-        tx.prepare_cached(
-            "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
+            Indexed::Replaced {
+                old_path: old_path.clone(),
+            }
+        }
+        None => Indexed::New,
+    };
+    tx.prepare_cached(
+        "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
              modality, path, size, calling_ae, received_at, state, context) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-                inst.sop_uid,
-                inst.study_uid,
-                inst.series_uid,
-                inst.sop_class_uid,
-                inst.transfer_syntax,
-                inst.modality,
-                inst.path,
-                inst.size as i64,
-                inst.calling_ae,
-                inst.received_at,
-                InstanceState::Received,
-                inst.context
-            ])?;
-        let study: Option<(String, String, StudyState)> = tx
-            .prepare_cached(
-                "SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1",
-            )?
-            .query_row([&inst.study_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        match study {
-            None => {
-                tx.execute(
+    )?
+    .execute(params![
+        inst.sop_uid,
+        inst.study_uid,
+        inst.series_uid,
+        inst.sop_class_uid,
+        inst.transfer_syntax,
+        inst.modality,
+        inst.path,
+        inst.size as i64,
+        inst.calling_ae,
+        inst.received_at,
+        InstanceState::Received,
+        inst.context
+    ])?;
+    let study: Option<(String, String, StudyState)> = tx
+        .prepare_cached("SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1")?
+        .query_row([&inst.study_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match study {
+        None => {
+            tx.execute(
                     "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
                      calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8)",
@@ -127,51 +179,51 @@ impl Store {
                         inst.received_at
                     ],
                 )?;
-                tx.execute(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
-                    params![
-                        inst.received_at,
-                        inst.study_uid,
-                        format!("first instance from {}", inst.calling_ae)
-                    ],
-                )?;
-            }
-            Some((modalities, calling_aes, state)) => {
-                let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
-                let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
-                // A new instance re-opens a study whatever its state: it must be decided
-                // and forwarded too, never dropped. A failed study gets a fresh start.
-                tx.prepare_cached(
-                    "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
+            tx.execute(
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
+                params![
+                    inst.received_at,
+                    inst.study_uid,
+                    format!("first instance from {}", inst.calling_ae)
+                ],
+            )?;
+        }
+        Some((modalities, calling_aes, state)) => {
+            let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
+            let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
+            // A new instance re-opens a study whatever its state: it must be decided
+            // and forwarded too, never dropped. A failed study gets a fresh start.
+            tx.prepare_cached(
+                "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
                      bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, \
                      modalities = ?5, calling_aes = ?6, \
                      accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
                      attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
                      next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
                      WHERE study_uid = ?1",
-                )?
-                .execute(params![
-                    inst.study_uid,
-                    StudyState::Receiving,
-                    inst.size as i64,
-                    inst.received_at,
-                    modalities,
-                    calling_aes,
-                    inst.accession,
-                    inst.patient_id
-                ])?;
-                if state != StudyState::Receiving {
-                    tx.execute(
+            )?
+            .execute(params![
+                inst.study_uid,
+                StudyState::Receiving,
+                inst.size as i64,
+                inst.received_at,
+                modalities,
+                calling_aes,
+                inst.accession,
+                inst.patient_id
+            ])?;
+            if state != StudyState::Receiving {
+                tx.execute(
                         "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
                         params![inst.received_at, inst.study_uid],
                     )?;
-                }
             }
         }
-        tx.commit()?;
-        Ok(outcome)
     }
+    Ok(outcome)
+}
 
+impl Store {
     /// Records a destination's refusal of one instance (its status and error comment).
     pub fn record_instance_failure(
         &self,

@@ -13,6 +13,7 @@
 //! the API and the console. Together they are the whole surface another backend would
 //! implement.
 
+mod group;
 mod hl7;
 mod instances;
 mod ledger;
@@ -58,6 +59,12 @@ pub enum StoreError {
     UnknownStudy(String),
     #[error("database {path}: {source}")]
     Schema { path: PathBuf, source: SchemaError },
+    /// The shared transaction of a group commit failed (every instance in it is refused).
+    #[error("database: {0}")]
+    Batch(String),
+    /// The thread committing a group of instances failed before answering.
+    #[error("database: the group commit ended without an answer")]
+    GroupLeader,
 }
 
 /// The store's result type.
@@ -74,6 +81,8 @@ pub struct Store {
     /// How many times a connection was taken: one per store operation (see
     /// [`Store::operations`]).
     operations: std::sync::atomic::AtomicU64,
+    /// Received instances waiting to share a commit (`index_received`).
+    received: group::Group<(NewInstance, bool), Result<Indexed>>,
 }
 
 /// Milliseconds since the Unix epoch: all times in the store use this (the one clock,
@@ -111,6 +120,7 @@ impl Store {
             hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
             operations: Default::default(),
+            received: group::Group::new(),
         })
     }
 
@@ -136,6 +146,7 @@ impl Store {
             hl7: Mutex::new(hl7),
             path: path.to_path_buf(),
             operations: Default::default(),
+            received: group::Group::new(),
         })
     }
 

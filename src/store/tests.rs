@@ -277,3 +277,53 @@ fn the_earliest_open_study_date_counts_only_studies_in_progress() {
         Some("20261101")
     );
 }
+
+/// Received instances from eight associations at once are all indexed, with their
+/// studies' counts right, in at most one commit each (how many share one depends on
+/// timing; `group.rs` tests the sharing); one refused inside a shared transaction is
+/// undone alone.
+#[test]
+fn received_instances_share_commits_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let before = store.operations();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let inst = instance(&format!("{t}.{i}"), &format!("S{}", t % 2), i);
+                    assert_eq!(store.index_received(inst, true).unwrap(), Indexed::New);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let commits = store.operations() - before;
+    let studies = store.list_studies(None, 10).unwrap();
+    let counts: Vec<i64> = studies.iter().map(|s| s.instance_count).collect();
+    assert_eq!(counts, vec![160, 160], "{studies:?}");
+    assert!(commits <= 320, "at most one commit per instance: {commits}");
+    eprintln!("320 instances from 8 threads: {commits} commits");
+
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.sop_uid = 'bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let outcomes = store.index_batch(vec![
+        (instance("good1", "S9", 1), true),
+        (instance("bad", "S9", 2), true),
+        (instance("good2", "S9", 3), true),
+    ]);
+    assert!(matches!(outcomes[0], Ok(Indexed::New)), "{outcomes:?}");
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Ok(Indexed::New)), "{outcomes:?}");
+    let s9 = store.list_studies(None, 10).unwrap();
+    let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
+    assert_eq!(s9.instance_count, 2, "the refused instance left nothing behind");
+}

@@ -288,7 +288,7 @@ fn keep_instance(
     );
     let replace =
         receiver.config.current().dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
-    match receiver.store.index_instance(&instance, replace) {
+    match receiver.store.index_received(instance, replace) {
         Ok(Indexed::New) => crate::metrics::instance_received(size),
         Ok(Indexed::Replaced { old_path }) => {
             info!(study_uid = %study_uid, sop_instance, "duplicate SOP Instance UID: replaced the earlier copy");
