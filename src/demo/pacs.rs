@@ -419,7 +419,12 @@ async fn move_study(
     let (mut completed, mut failed) = (0u16, 0u16);
     for h in &of_study {
         match scu
-            .store(&h.path, &h.sop_class, &h.sop_instance, &h.transfer_syntax)
+            .store(
+                &crate::forward::Outgoing::Kept(h.path.clone()),
+                &h.sop_class,
+                &h.sop_instance,
+                &h.transfer_syntax,
+            )
             .await
         {
             Ok(StoreOutcome { status: code, .. }) if status::is_success_or_warning(code) => {

@@ -4,10 +4,12 @@
 //! stops workers as a reload adds and removes destinations.
 
 pub mod fleet;
+mod outgoing;
 mod priors;
 mod scu;
 mod stamp;
 
+pub use outgoing::Outgoing;
 pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 
 use crate::config::{Config, Destination, Live};
@@ -245,7 +247,7 @@ impl Forwarder {
                         &inst.transfer_syntax,
                     )
                     .await;
-                let _ = std::fs::remove_file(&tagged);
+                drop(tagged);
                 match outcome {
                     Ok(StoreOutcome {
                         status: code,
@@ -375,7 +377,7 @@ impl Forwarder {
         &self,
         inst: &QueuedInstance,
         stamps: &mut Stamps,
-    ) -> Result<std::path::PathBuf, CopyError> {
+    ) -> Result<Outgoing, CopyError> {
         if !stamps.contains_key(&inst.study_uid) {
             let (config, uid) = (self.config.clone(), inst.study_uid.clone());
             let stamp = self
@@ -421,36 +423,38 @@ fn backoff_ms(base_secs: u64, cap_secs: u64, attempts: u32) -> i64 {
     (secs * 1000) as i64
 }
 
-/// A tagged copy of the spool file `path`, streamed into the spool's tmp/ (memory does
-/// not grow with the instance).
+/// A tagged copy of the spool file `path`: in memory up to `outgoing::IN_MEMORY_MAX`, else
+/// streamed into the spool's tmp/ (memory does not grow with the instance).
 async fn tag_copy(
     spool: &Spool,
     path: &str,
     accountability: crate::tag::Accountability,
     copy: crate::tag::ContextCopy,
-) -> Result<std::path::PathBuf, CopyError> {
+) -> Result<Outgoing, CopyError> {
     let source = spool.absolute(path);
-    let target = spool.scratch_path("tagged");
-    let out = target.clone();
+    let size = std::fs::metadata(&source)
+        .map_err(|e| CopyError::file(&source, e))?
+        .len();
+    let mut tagged = Outgoing::for_source(spool, size);
     tokio::task::spawn_blocking(move || {
         let src = std::fs::File::open(&source).map_err(|e| CopyError::file(&source, e))?;
-        let dst = std::fs::File::create(&out).map_err(|e| CopyError::file(&out, e))?;
-        match crate::tag::tag_part10_file(src, dst, &accountability, &copy) {
-            Ok(report) => {
-                for (attr, why) in &report.skipped {
-                    warn!(attribute = %attr, reason = %why, "order context not copied into the image");
-                }
-                Ok(out)
+        let report = match &mut tagged {
+            Outgoing::Memory(bytes) => {
+                crate::tag::tag_part10_file(src, bytes, &accountability, &copy)
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(&out);
-                Err(CopyError::Tag(e.to_string()))
+            Outgoing::Scratch(out) | Outgoing::Kept(out) => {
+                let dst = std::fs::File::create(&*out).map_err(|e| CopyError::file(out, e))?;
+                crate::tag::tag_part10_file(src, dst, &accountability, &copy)
             }
         }
+        .map_err(|e| CopyError::Tag(e.to_string()))?;
+        for (attr, why) in &report.skipped {
+            warn!(attribute = %attr, reason = %why, "order context not copied into the image");
+        }
+        Ok(tagged)
     })
     .await
     .map_err(|e| CopyError::Task(e.to_string()))?
-    .map(|_| target)
 }
 
 type Stamps = HashMap<

@@ -31,7 +31,6 @@ use crate::spool::Spool;
 use crate::store::{QueuedInstance, SentPrior, Store};
 use crate::time::now_ms;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -324,7 +323,7 @@ impl Forwarder {
                     "the destination accepts no context for this prior instance; not sent");
                 continue;
             }
-            let tagged: PathBuf = tag_copy(
+            let tagged = tag_copy(
                 spool,
                 &inst.path,
                 accountability.clone(),
@@ -340,7 +339,7 @@ impl Forwarder {
                     &inst.transfer_syntax,
                 )
                 .await;
-            let _ = std::fs::remove_file(&tagged);
+            drop(tagged);
             match outcome {
                 Ok(StoreOutcome { status: code, .. }) if status::is_success_or_warning(code) => {
                     sent += 1

@@ -2,6 +2,7 @@
 //! instance goes out as a command PDU followed by data PDUs read straight from the spool
 //! file, so the bytes readgate did not change leave exactly as they came in.
 
+use super::outgoing::Outgoing;
 use crate::config::{Destination, ForwardConfig};
 use crate::dicom::dimse::{self, Command};
 use crate::dicom::{is_native, part10, EXPLICIT_VR_LE, IMPLICIT_VR_LE};
@@ -9,7 +10,6 @@ use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -115,14 +115,14 @@ impl Scu {
 
     pub async fn store(
         &mut self,
-        path: &Path,
+        tagged: &Outgoing,
         sop_class: &str,
         sop_instance: &str,
         stored_ts: &str,
     ) -> Result<StoreOutcome, ScuError> {
         match self {
-            Scu::Plain(s) => s.store(path, sop_class, sop_instance, stored_ts).await,
-            Scu::Tls(s) => s.store(path, sop_class, sop_instance, stored_ts).await,
+            Scu::Plain(s) => s.store(tagged, sop_class, sop_instance, stored_ts).await,
+            Scu::Tls(s) => s.store(tagged, sop_class, sop_instance, stored_ts).await,
         }
     }
 
@@ -260,20 +260,20 @@ impl<S: crate::tls::Wire> StoreScu<S> {
     /// Sends one instance and waits for its response.
     pub async fn store(
         &mut self,
-        path: &Path,
+        tagged: &Outgoing,
         sop_class: &str,
         sop_instance: &str,
         stored_ts: &str,
     ) -> Result<StoreOutcome, ScuError> {
         let local = |reason: String| ScuError::LocalFile {
-            path: path.display().to_string(),
+            path: tagged.describe(),
             reason,
         };
         let (context_id, target_ts) = match self.context_for(sop_class, stored_ts) {
             Some(c) => (c.id, c.transfer_syntax.clone()),
             None => return Err(local("no accepted presentation context".into())),
         };
-        let mut file = std::fs::File::open(path).map_err(|e| local(e.to_string()))?;
+        let mut file = tagged.open().map_err(|e| local(e.to_string()))?;
         let meta = part10::read_file_meta(&mut file).map_err(|e| local(e.to_string()))?;
         self.message_id = self.message_id.wrapping_add(1).max(1);
         let mut command = dimse::c_store_rq(self.message_id, sop_class, sop_instance);
@@ -296,7 +296,7 @@ impl<S: crate::tls::Wire> StoreScu<S> {
                 .map_err(|e| local(e.to_string()))?;
             self.send_data(context_id, &mut file).await?;
         } else {
-            let converted = transcode(path, &target_ts).map_err(|e| local(e.to_string()))?;
+            let converted = transcode(tagged, &target_ts).map_err(|e| local(e.to_string()))?;
             self.send_data(context_id, &mut &converted[..]).await?;
         }
         self.await_response(self.message_id).await
@@ -409,9 +409,11 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Re-encodes a native data set for a destination that accepted only another native
 /// transfer syntax. Only then is the whole instance loaded into memory.
-fn transcode(path: &Path, target_ts: &str) -> Result<Vec<u8>, TranscodeError> {
+fn transcode(tagged: &Outgoing, target_ts: &str) -> Result<Vec<u8>, TranscodeError> {
     use dicom_encoding::TransferSyntaxIndex;
-    let obj = dicom_object::open_file(path).map_err(|e| TranscodeError::Read(Box::new(e)))?;
+    let obj = tagged
+        .object()
+        .map_err(|e| TranscodeError::Read(Box::new(e)))?;
     let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
         .get(target_ts)
         .ok_or_else(|| TranscodeError::UnknownSyntax(target_ts.to_string()))?;

@@ -325,5 +325,8 @@ fn received_instances_share_commits_and_fail_alone() {
     assert!(matches!(outcomes[2], Ok(Indexed::New)), "{outcomes:?}");
     let s9 = store.list_studies(None, 10).unwrap();
     let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
-    assert_eq!(s9.instance_count, 2, "the refused instance left nothing behind");
+    assert_eq!(
+        s9.instance_count, 2,
+        "the refused instance left nothing behind"
+    );
 }
