@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "rg_test_expected_images_viewer_token_01";
+const VIEWER_PW: &str = "expected-images-viewer-pw";
 
 /// The quiet wait is long here: only the count can complete a study within the tests'
 /// waits.
@@ -43,8 +44,10 @@ impl Site {
             cfg.hl7_extra = format!("expected_images_field = \"{field}\"\n");
         }
         cfg.extra = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"ward\"\ntoken_sha256 = \"{}\"\n",
-            readgate::web::sha256_hex(TOKEN)
+            "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"ward\"\ntoken_sha256 = \"{}\"\n\
+             [[http.users]]\nname = \"dr-sato\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
+            readgate::web::sha256_hex(TOKEN),
+            readgate::web::auth::hash_password(VIEWER_PW).expect("hash")
         );
         let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
         Site {
@@ -178,6 +181,21 @@ async fn exactly_the_expected_count_decides_the_study_at_once() {
     assert_eq!(v["completed_by"], "expected_images", "{v:#}");
     assert_eq!(v["expected_images"], 3, "{v:#}");
     assert_eq!(v["instance_count"], 3, "{v:#}");
+    // So does the study page, in Japanese and in English.
+    let mut web = common::http::WebClient::new(site.rg.http_addr.expect("HTTP listener"));
+    assert_eq!(web.login("dr-sato", VIEWER_PW).await.status, 303);
+    for (lang, says) in [
+        ("ja", "オーダの予定画像数に到達（3 枚）"),
+        (
+            "en",
+            "The order&#39;s expected image count reached (3 images)",
+        ),
+    ] {
+        let page = web.get(&format!("/studies/{study}?lang={lang}")).await;
+        let body = String::from_utf8_lossy(&page.body);
+        assert_eq!(page.status, 200, "{body}");
+        assert!(body.contains(says), "{lang}: {body}");
+    }
     site.rg.stop().await;
 }
 
@@ -286,4 +304,35 @@ async fn unset_the_count_is_not_read_and_the_quiet_wait_decides() {
     let v = site.api(&format!("/api/v1/studies/{study}")).await;
     assert_eq!(v["completed_by"], "quiet_period", "{v:#}");
     site.rg.stop().await;
+}
+
+/// The daemon as deployed logs the warning, naming the field and the setting.
+#[test]
+fn the_daemon_logs_a_malformed_count_naming_the_field() {
+    require_python_hl7();
+    let (dir, mut cfg) = no_reading_site();
+    let hl7_port = free_port();
+    cfg.hl7_port = Some(hl7_port);
+    cfg.hl7_extra = format!("expected_images_field = \"{FIELD}\"\n");
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(hl7_port);
+    let bad = order("LOG-1", "ACC-E9", "abc");
+    let acks = mllp_send(hl7_port, &[&bad], dir.path());
+    assert_eq!(Ack::parse(&acks[0]).expect("an ACK").code(), "AA");
+    wait_until("the warning in the log", Duration::from_secs(10), || {
+        daemon.log_text().contains("expected image count")
+    });
+    let log = daemon.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("expected image count"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("WARN")
+            && line.contains(FIELD)
+            && line.contains("\"abc\"")
+            && line.contains("hl7.expected_images_field"),
+        "{line}"
+    );
+    daemon.terminate();
 }
