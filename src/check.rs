@@ -271,6 +271,10 @@ fn read_hl7(files: &[PathBuf], config: &Config) -> anyhow::Result<(Orders, Resul
         application: Some("READGATE".into()),
         facility: None,
         limits: config.hl7.as_ref().map(|h| h.limits).unwrap_or_default(),
+        expected_images: config
+            .hl7
+            .as_ref()
+            .and_then(|h| h.expected_images_field.clone()),
     };
     let (mut orders, mut results) = (Vec::new(), Vec::new());
     for (n, path) in files.iter().enumerate() {

@@ -97,6 +97,11 @@ catalogue! {
     prior_chosen: "送信対象", "Goes with the study";
     prior_retrieved: "PACS から取得", "Retrieved";
     mpps_step: "実施済み手順 (MPPS)", "Performed step (MPPS)";
+    expected_images: "オーダの予定画像数", "Images expected by the order";
+    completed_by: "画像がそろったと判断した根拠", "Known complete by";
+    completed_quiet_period: "待ち時間の経過（dicom.stable_after_secs の間、新しい画像なし）", "Quiet period (no new image for dicom.stable_after_secs)";
+    completed_mpps: "モダリティの MPPS（実施済み手順が COMPLETED、記載の画像がすべて到着）", "The modality's MPPS (its step COMPLETED, every image it lists in)";
+    completed_expected_images: "オーダの予定画像数に到達（{count} 枚）", "The order's expected image count reached ({count} images)";
     time_to_reader: "最終画像から読影施設到着まで", "Time to reader (last image received → at the facility)";
     prior_sent_to: "送信先", "Sent to";
     pacs_answers: "PACS の応答", "PACS answers";

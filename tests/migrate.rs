@@ -140,6 +140,10 @@ fn database_written_by_main_is_migrated_without_losing_a_row() {
         .unwrap();
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].message.control_id, "DEMO-ORM-0002");
+    // Migration 10's columns: the old order states no image count, the old study has no
+    // recorded completion signal (it was decided before there were any).
+    assert_eq!(store.expected_images_of(&keys.study_uid).unwrap(), None);
+    assert_eq!(row.completed_by, None);
     assert_eq!(store.count_hl7_messages().unwrap(), 1);
     let roster = store.imported_roster().unwrap();
     assert_eq!(roster.len(), 2);
@@ -217,6 +221,12 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
     let unversioned = schema_objects(&old);
     Store::open(&old).unwrap();
     assert_eq!(schema_objects(&path), schema_objects(&old));
+    // … and the same columns (migrations that add columns to tables of the first).
+    for table in ["orders", "studies"] {
+        assert_eq!(columns(&path, table), columns(&old, table), "{table}");
+    }
+    assert!(columns(&old, "orders").contains(&"expected_images".to_string()));
+    assert!(columns(&old, "studies").contains(&"completed_by".to_string()));
     let added: Vec<_> = schema_objects(&old)
         .into_iter()
         .filter(|o| !unversioned.contains(o))
@@ -234,6 +244,20 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
             .map(|t| ("table".to_string(), t.to_string())),
     );
     assert_eq!(added, expected);
+}
+
+/// The columns of `table`, in order.
+fn columns(path: &Path, table: &str) -> Vec<String> {
+    let c = Connection::open(path).unwrap();
+    let mut stmt = c
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+        .unwrap();
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    names
 }
 
 /// (type, name) of every table, index and trigger.

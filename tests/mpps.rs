@@ -160,6 +160,8 @@ async fn a_completed_step_with_every_instance_in_completes_its_study_at_once() {
     assert!((rc1.sum - waited).abs() < 0.01, "{} vs {waited}", rc1.sum);
     let v = site.api(&format!("/api/v1/studies/{study}")).await;
     assert_eq!(v["time_to_reader_secs"].as_f64(), Some(waited), "{v:#}");
+    // It says why it was decided before the quiet period ended.
+    assert_eq!(v["completed_by"], "mpps", "{v:#}");
     site.rg.stop().await;
 }
 

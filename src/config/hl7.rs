@@ -46,6 +46,111 @@ pub struct Hl7Config {
     /// `[hl7.limits]`: how much structure one message may have.
     #[serde(default)]
     pub limits: Hl7Limits,
+    /// The field of an order that states how many images its study will have, as a
+    /// path `SEG-field[.component[.subcomponent]]` (e.g. `OBR-46.2`, `ZDS-2`): a study
+    /// holding that many instances is complete at once, without the quiet wait. RIS
+    /// vendors put it in different places; unset (the default): the signal is off.
+    #[serde(default)]
+    pub expected_images_field: Option<FieldPath>,
+}
+
+/// Where a value sits in a message: a segment's field, optionally one component of its
+/// first repetition and one subcomponent of that (`OBR-46`, `OBR-46.2`, `ZDS-2.1.1`).
+/// Written and read in that form only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FieldPath {
+    /// Segment id, three upper-case letters or digits starting with a letter (`OBR`, `ZDS`).
+    pub segment: String,
+    /// Field number, from 1.
+    pub field: usize,
+    /// Component number, from 1; `None`: the whole first repetition.
+    pub component: Option<usize>,
+    /// Subcomponent number, from 1 (only with a component).
+    pub subcomponent: Option<usize>,
+}
+
+impl std::str::FromStr for FieldPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "{s:?} is not a field path: {why} (expected SEG-field[.component[.subcomponent]], \
+                 e.g. \"OBR-46.2\")"
+            )
+        };
+        let (segment, rest) = s.split_once('-').ok_or_else(|| bad("no `-`"))?;
+        let seg_ok = segment.len() == 3
+            && segment.starts_with(|c: char| c.is_ascii_uppercase())
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !seg_ok {
+            return Err(bad(
+                "the segment must be three upper-case letters or digits",
+            ));
+        }
+        if segment == "MSH" {
+            return Err(bad("MSH describes the message, not an order"));
+        }
+        let numbers = rest
+            .split('.')
+            .map(|n| {
+                (!n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| n.parse::<usize>().ok())
+                    .flatten()
+                    .filter(|&n| n >= 1)
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad("field, component and subcomponent are numbers from 1"))?;
+        match numbers[..] {
+            [field] => Ok(FieldPath {
+                segment: segment.to_string(),
+                field,
+                component: None,
+                subcomponent: None,
+            }),
+            [field, c] => Ok(FieldPath {
+                segment: segment.to_string(),
+                field,
+                component: Some(c),
+                subcomponent: None,
+            }),
+            [field, c, sub] => Ok(FieldPath {
+                segment: segment.to_string(),
+                field,
+                component: Some(c),
+                subcomponent: Some(sub),
+            }),
+            _ => Err(bad("at most field.component.subcomponent")),
+        }
+    }
+}
+
+impl TryFrom<String> for FieldPath {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.trim().parse()
+    }
+}
+
+impl From<FieldPath> for String {
+    fn from(p: FieldPath) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.segment, self.field)?;
+        if let Some(c) = self.component {
+            write!(f, ".{c}")?;
+        }
+        if let Some(s) = self.subcomponent {
+            write!(f, ".{s}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Bounds on one message's structure, checked in one pass over the text before the

@@ -26,7 +26,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "dicom.stable_after_secs",
     "pacs",
     "priors",
-    "hl7 (all but allowed_hosts, max_frame_bytes, idle_timeout_secs, default_charset, application, limits)",
+    "hl7 (all but allowed_hosts, max_frame_bytes, idle_timeout_secs, default_charset, application, limits, expected_images_field)",
     "http (all but users and tokens)",
     "notify",
     "audit",
@@ -122,6 +122,7 @@ pub fn merge(running: &Config, new: Config) -> Merged {
         rest.default_charset = new.default_charset;
         rest.application = new.application.clone();
         rest.limits = new.limits;
+        rest.expected_images_field = new.expected_images_field.clone();
     }) {
         restart_needed.push("hl7");
     }

@@ -22,7 +22,7 @@ pub use self::dicom::{
     DicomConfig, DuplicatePolicy, GatewayConfig, LogConfig, LogFormat, Peer, StorageConfig,
 };
 pub use self::forward::{Destination, ForwardConfig, Route};
-pub use self::hl7::{Hl7Config, Hl7Limits};
+pub use self::hl7::{FieldPath, Hl7Config, Hl7Limits};
 pub use self::http::HttpConfig;
 pub use self::ledger::LedgerConfig;
 pub use self::live::Live;

@@ -192,3 +192,81 @@ fn pacs_and_priors_keys_are_validated_by_name() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+#[test]
+fn expected_images_field_is_a_field_path_named_in_errors() {
+    let hl7 = |extra: &str| format!("{MINIMAL}[hl7]\nlisten = \"127.0.0.1:2575\"\n{extra}");
+    // Unset by default: the signal is off.
+    let c = parse(&hl7("")).unwrap();
+    assert_eq!(c.hl7.unwrap().expected_images_field, None);
+    for (value, shown) in [
+        ("OBR-46", "OBR-46"),
+        ("OBR-46.2", "OBR-46.2"),
+        ("ZDS-2.1.3", "ZDS-2.1.3"),
+        (" IPC-9 ", "IPC-9"),
+    ] {
+        let c = parse(&hl7(&format!("expected_images_field = \"{value}\"\n"))).unwrap();
+        let path = c.hl7.unwrap().expected_images_field.expect("set");
+        assert_eq!(path.to_string(), shown);
+    }
+    let c = parse(&hl7("expected_images_field = \"OBR-46.2\"\n")).unwrap();
+    assert_eq!(
+        c.hl7.unwrap().expected_images_field,
+        Some(FieldPath {
+            segment: "OBR".into(),
+            field: 46,
+            component: Some(2),
+            subcomponent: None
+        })
+    );
+    for bad in [
+        "OBR",
+        "OBR-",
+        "OBR-0",
+        "obr-46",
+        "OB-46",
+        "OBRX-4",
+        "1BR-4",
+        "OBR-46.",
+        "OBR-4.0",
+        "OBR-4.2.1.1",
+        "OBR-x",
+        "OBR--3",
+        "MSH-10",
+        "OBR-46,2",
+        "OBR-99999",
+        "",
+    ] {
+        let err = parse(&hl7(&format!("expected_images_field = \"{bad}\"\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`hl7.expected_images_field`") && err.contains("field path"),
+            "{bad:?}: {err}"
+        );
+    }
+    // Not a string at all.
+    let err = parse(&hl7("expected_images_field = 46\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`hl7.expected_images_field`"), "{err}");
+}
+
+#[test]
+fn a_reload_applies_the_expected_images_field() {
+    let hl7 = |extra: &str| format!("{MINIMAL}[hl7]\nlisten = \"127.0.0.1:2575\"\n{extra}");
+    let running = parse(&hl7("")).unwrap();
+    let new = parse(&hl7("expected_images_field = \"OBR-46\"\n")).unwrap();
+    let merged = live::merge(&running, new);
+    assert!(merged.restart_needed.is_empty(), "{merged:?}");
+    assert_eq!(merged.applied, ["hl7"]);
+    assert_eq!(
+        merged
+            .config
+            .hl7
+            .and_then(|h| h.expected_images_field)
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("OBR-46")
+    );
+}

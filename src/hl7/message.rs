@@ -26,6 +26,6 @@
 //! points), `extract` (field extraction) (DTM is read by `crate::time`).
 
 pub use super::error::{ContentError, MessageError, ParseError};
-pub use super::parse::{parse, parse_within, recover_header, recover_header_from_bytes};
+pub use super::parse::{parse, parse_for, parse_within, recover_header, recover_header_from_bytes};
 pub use super::types::*;
 pub use crate::time::hl7_dtm_to_iso as dtm_to_iso;

@@ -559,3 +559,115 @@ fn header_recovery() {
     assert_eq!(h.character_set, "8859/1");
     assert!(recover_header_from_bytes(b"PID|1").is_none());
 }
+
+/// An ORM with `count` at OBR-46.2 of its one group, and `zcount` in PV1-19.4 (before
+/// the ORC) and in a ZRS-1 after the OBR.
+fn counted_order(count: &str, zcount: &str) -> String {
+    // fields[n - 1] is field n.
+    let segment = |id: &str, fields: &[(usize, String)]| {
+        let mut all = vec![String::new(); fields.iter().map(|f| f.0).max().unwrap_or(0)];
+        for (n, v) in fields {
+            all[n - 1] = v.clone();
+        }
+        format!("{id}|{}", all.join("|"))
+    };
+    format!(
+        "MSH|^~\\&|RIS|H|RG|R|20240601||ORM^O01|C7|P|2.5\rPID|||P7\r{}\rORC|NW|PL7\r{}\rZRS|{zcount}\r",
+        segment("PV1", &[(2, "O".into()), (19, format!("V1^^^{zcount}"))]),
+        segment(
+            "OBR",
+            &[(1, "1".into()), (18, "ACC-7".into()), (46, format!("X^{count}"))]
+        ),
+    )
+}
+
+fn configured(path: &str) -> crate::hl7::Config {
+    crate::hl7::Config {
+        expected_images: Some(path.parse().expect("field path")),
+        ..crate::hl7::Config::default()
+    }
+}
+
+fn counted(text: &str, config: &crate::hl7::Config) -> (Vec<Option<u32>>, Vec<ValueWarning>) {
+    match parse_for(text, config) {
+        Ok(Parsed::Order(o)) => (
+            o.requests.iter().map(|r| r.expected_images).collect(),
+            o.warnings,
+        ),
+        other => panic!("expected an order, got {other:?}"),
+    }
+}
+
+#[test]
+fn expected_image_count_from_the_configured_field() {
+    let text = counted_order("12", "7");
+    assert_eq!(
+        counted(&text, &configured("OBR-46.2")),
+        (vec![Some(12)], vec![])
+    );
+    // A whole field, a Z-segment of the group, a component of a segment before the
+    // first ORC.
+    assert_eq!(counted(&text, &configured("ZRS-1")).0, [Some(7)]);
+    assert_eq!(counted(&text, &configured("PV1-19.4")).0, [Some(7)]);
+    assert_eq!(counted(&text, &configured("OBR-46.2.1")).0, [Some(12)]);
+    // Not configured: not read, whatever the message holds.
+    assert_eq!(
+        counted(&text, &crate::hl7::Config::default()),
+        (vec![None], vec![])
+    );
+    assert_eq!(
+        parse(&text).map(|p| p.header().control_id.clone()),
+        Ok("C7".into())
+    );
+    // A segment, field or component the message does not have: no count, no warning.
+    for absent in ["ZZZ-1", "OBR-47", "OBR-46.3", "OBR-18.2"] {
+        assert_eq!(
+            counted(&text, &configured(absent)),
+            (vec![None], vec![]),
+            "{absent}"
+        );
+    }
+    // Empty and the explicit null: no count, no warning.
+    for empty in ["", "\"\"", " "] {
+        let text = counted_order(empty, "");
+        assert_eq!(
+            counted(&text, &configured("OBR-46.2")),
+            (vec![None], vec![])
+        );
+    }
+    // Leading zeros are still a count.
+    let text = counted_order("007", "");
+    assert_eq!(counted(&text, &configured("OBR-46.2")).0, [Some(7)]);
+}
+
+#[test]
+fn a_malformed_expected_image_count_is_a_warning_naming_the_field() {
+    for bad in ["abc", "-3", "0", "3.5", "+3", "1e3", "99999999999", "3&4"] {
+        let text = counted_order(bad, "");
+        let (counts, warnings) = counted(&text, &configured("OBR-46.2"));
+        assert_eq!(counts, [None], "{bad}");
+        assert_eq!(warnings.len(), 1, "{bad}");
+        let w = &warnings[0];
+        assert_eq!((w.segment.as_str(), w.sequence, w.field), ("OBR", 1, 46));
+        assert!(
+            w.reason.contains("OBR-46.2")
+                && w.reason.contains(&format!("{bad:?}"))
+                && w.reason.contains("ignored"),
+            "{bad}: {}",
+            w.reason
+        );
+    }
+}
+
+#[test]
+fn each_order_group_has_its_own_count() {
+    let text = "MSH|^~\\&|RIS|H|RG|R|20240601||OMI^O23|C8|P|2.5\r\
+                PID|||P8\r\
+                ORC|NW|PL1\rOBR|1|PL1\rIPC|ACC-1|RP1|1.2.3|SPS1|CT||||4\r\
+                ORC|NW|PL2\rOBR|2|PL2\rIPC|ACC-2|RP2|1.2.4|SPS2|CT||||x\r\
+                ORC|NW|PL3\rOBR|3|PL3\rIPC|ACC-3|RP3|1.2.5|SPS3|CT\r";
+    let (counts, warnings) = counted(text, &configured("IPC-9"));
+    assert_eq!(counts, [Some(4), None, None]);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!((warnings[0].sequence, warnings[0].field), (2, 9));
+}

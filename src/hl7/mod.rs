@@ -103,6 +103,9 @@ pub struct Config {
     pub facility: Option<String>,
     /// How much structure one message may have.
     pub limits: crate::config::Hl7Limits,
+    /// The field of an order that states its expected number of images
+    /// (`hl7.expected_images_field`); `None`: not read.
+    pub expected_images: Option<crate::config::FieldPath>,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             application: Some("READGATE".to_string()),
             facility: None,
             limits: crate::config::Hl7Limits::default(),
+            expected_images: None,
         }
     }
 }
@@ -232,7 +236,7 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
         .and_then(|d| charset::decode_as(frame, d.charset));
     let (header, result): (Option<Header>, Result<Parsed, Error>) = match decoded {
         Err(e) => (message::recover_header_from_bytes(frame), Err(e.into())),
-        Ok(text) => match message::parse_within(&text, &config.limits) {
+        Ok(text) => match message::parse_for(&text, config) {
             Ok(parsed) => (Some(parsed.header().clone()), Ok(parsed)),
             Err(MessageError::Content { header, error }) => (Some(*header), Err(error.into())),
             Err(MessageError::Parse(e)) => (message::recover_header(&text), Err(e.into())),
@@ -273,6 +277,16 @@ fn process_inner(frame: &[u8], config: &Config, options: &AckOptions) -> Outcome
                     "not processed: readgate stores but does not use {}",
                     message_type.replace('^', " ")
                 ),
+            }),
+        ),
+        // An order accepted with a value it could not use (an expected image count that
+        // is not a number): AA, the warning in MSA-3.
+        Ok(Parsed::Order(order)) => (
+            AckCode::Accept,
+            order.warnings.first().map(|w| AckError {
+                code: ErrorCode::DataTypeError,
+                location: Some(ErrorLocation::field(&w.segment, w.sequence, w.field)),
+                message: w.reason.clone(),
             }),
         ),
         Ok(_) => (AckCode::Accept, None),
@@ -526,5 +540,43 @@ mod tests {
             acks,
             vec![Accept, Accept, Accept, Accept, Accept, Reject, Reject, Error]
         );
+    }
+
+    #[test]
+    fn a_malformed_expected_image_count_is_accepted_with_a_warning() {
+        // OBR-6 holds the count (as configured), OBR-18 the accession.
+        let order = |control: &str, count: &str| {
+            format!(
+                "MSH|^~\\&|RIS|H|RG|R|20240601||ORM^O01|{control}|P|2.5\rPID|||P9\r\
+                 ORC|NW|PL9\rOBR|1|PL9||||{count}{}ACC9\r",
+                "|".repeat(12)
+            )
+        };
+        let config = Config {
+            expected_images: Some("OBR-6".parse().unwrap()),
+            ..Config::default()
+        };
+        let o = run(order("C9", "abc").as_bytes(), &config);
+        assert_eq!(o.ack_code, AckCode::Accept);
+        let acked = segments(&o.ack);
+        assert_eq!(
+            acked[1],
+            "MSA|AA|C9|expected image count \"abc\" in OBR-6 is not a positive integer; ignored"
+        );
+        // AA: the warning is in MSA-3, there is no ERR.
+        assert_eq!(acked.len(), 2, "{acked:?}");
+        let Ok(Parsed::Order(parsed)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(parsed.requests[0].accession_number.as_deref(), Some("ACC9"));
+        assert_eq!(parsed.requests[0].expected_images, None);
+        assert_eq!(parsed.warnings.len(), 1);
+        // A count: AA without a text.
+        let o = run(order("C10", "12").as_bytes(), &config);
+        assert_eq!(segments(&o.ack)[1], "MSA|AA|C10");
+        let Ok(Parsed::Order(parsed)) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert_eq!(parsed.requests[0].expected_images, Some(12));
     }
 }

@@ -5,7 +5,7 @@
 
 use hl7_parser::Message;
 
-use crate::config::Hl7Limits;
+use crate::config::{FieldPath, Hl7Limits};
 
 use super::charset;
 use super::error::{ContentError, MessageError, ParseError};
@@ -26,7 +26,21 @@ pub fn parse(text: &str) -> Result<Parsed, MessageError> {
 /// [`parse`] within `limits`: a message with more structure than they allow is refused
 /// before the parser allocates anything per element.
 pub fn parse_within(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
-    match std::panic::catch_unwind(|| parse_inner(text, limits)) {
+    parse_guarded(text, limits, None)
+}
+
+/// [`parse`] as an interface's [`Config`](super::Config) says: within its limits, and
+/// reading its configured fields (the expected image count of orders).
+pub fn parse_for(text: &str, config: &super::Config) -> Result<Parsed, MessageError> {
+    parse_guarded(text, &config.limits, config.expected_images.as_ref())
+}
+
+fn parse_guarded(
+    text: &str,
+    limits: &Hl7Limits,
+    expected_images: Option<&FieldPath>,
+) -> Result<Parsed, MessageError> {
+    match std::panic::catch_unwind(|| parse_inner(text, limits, expected_images)) {
         Ok(result) => result,
         Err(payload) => Err(MessageError::Parse(ParseError::Panicked(panic_text(
             payload.as_ref(),
@@ -157,7 +171,11 @@ fn split_msh_line(line: &str, d: &Delimiters) -> Vec<String> {
 // Parsing
 // ---------------------------------------------------------------------------
 
-fn parse_inner(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
+fn parse_inner(
+    text: &str,
+    limits: &Hl7Limits,
+    expected_images: Option<&FieldPath>,
+) -> Result<Parsed, MessageError> {
     let trimmed = text.trim_start_matches(['\u{feff}', '\r', '\n', ' ', '\t']);
     if trimmed.trim().is_empty() {
         return Err(ParseError::Empty.into());
@@ -215,7 +233,10 @@ fn parse_inner(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
         })
         .unwrap_or_default();
     let header = header_from_fields(&msh_fields, d);
-    let x = Extractor { d };
+    let x = Extractor {
+        d,
+        expected_images: expected_images.cloned(),
+    };
     let content = |error: ContentError| MessageError::Content {
         header: Box::new(header.clone()),
         error,
@@ -241,13 +262,14 @@ fn parse_inner(text: &str, limits: &Hl7Limits) -> Result<Parsed, MessageError> {
     let trigger = header.message_type.trigger.to_ascii_uppercase();
     let result = match (code.as_str(), trigger.as_str()) {
         ("ORM", "O01") | ("OMI", "O23") => x.order(&segments, code == "OMI").map(
-            |(patient, allergies, patient_notes, requests)| {
+            |(patient, allergies, patient_notes, requests, warnings)| {
                 Parsed::Order(Order {
                     header: header.clone(),
                     patient,
                     allergies,
                     patient_notes,
                     requests,
+                    warnings,
                 })
             },
         ),
@@ -290,7 +312,10 @@ fn raw_part<'a>(raw: &'a str, d: &Delimiters, c: usize, s: usize) -> &'a str {
 /// Build the header from MSH fields given raw (escaped) and numbered like HL7 from
 /// index 0 = MSH-1. Shared by the parser path and the recovery paths.
 fn header_from_fields(fields: &[String], d: Delimiters) -> Header {
-    let x = Extractor { d };
+    let x = Extractor {
+        d,
+        expected_images: None,
+    };
     let raw = |n: usize| fields.get(n - 1).map(String::as_str).unwrap_or("");
     let part = |n: usize, c: usize, s: usize| x.clean(raw_part(raw(n), &d, c, s));
     let hd = |n: usize| HierarchicDesignator {

@@ -361,6 +361,10 @@ pub struct OrderRequest {
     pub diagnoses: Vec<Diagnosis>,
     /// OBX of the group, plus any OBX before the first ORC.
     pub observations: Vec<Observation>,
+    /// How many images the study will have, from the configured field
+    /// (`hl7.expected_images_field`): a positive integer, else `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_images: Option<u32>,
 }
 
 /// ORM^O01 / OMI^O23.
@@ -381,6 +385,23 @@ pub struct Order {
     pub patient_notes: Vec<String>,
     /// One entry per ORC/OBR group, in message order (at least one).
     pub requests: Vec<OrderRequest>,
+    /// Values the order was accepted without (answered AA, the first one in MSA-3): an
+    /// expected image count that is not a positive integer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ValueWarning>,
+}
+
+/// A value a message was accepted without: where it was and why it was not used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueWarning {
+    /// Segment id, e.g. `OBR`.
+    pub segment: String,
+    /// Occurrence of that segment in the message, 1-based.
+    pub sequence: u32,
+    /// Field number.
+    pub field: u32,
+    /// Explanation for the log and MSA-3, naming the field.
+    pub reason: String,
 }
 
 /// OBR-25 result status.

@@ -72,6 +72,7 @@ impl Listener {
             application: Some(config.application.clone()),
             facility: None,
             limits: config.limits,
+            expected_images: config.expected_images_field.clone(),
         }
     }
 }
@@ -217,6 +218,17 @@ async fn connection<S: crate::tls::Wire>(mut socket: S, peer: SocketAddr, state:
             .unwrap_or_default();
         let ack_text = match &outcome.result {
             Err(e) => e.to_string(),
+            Ok(hl7::Parsed::Order(order)) if !order.warnings.is_empty() => {
+                for w in &order.warnings {
+                    warn!(%peer, message_type = %message_type, setting = "hl7.expected_images_field", "{}", w.reason);
+                }
+                order
+                    .warnings
+                    .iter()
+                    .map(|w| w.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
             Ok(_) => String::new(),
         };
         let reply_wanted = outcome.should_reply();

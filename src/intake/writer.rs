@@ -59,7 +59,8 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts the writer; `reconsider` wakes the study stage when held studies got context,
+    /// Starts the writer; `reconsider` wakes the study stage when a message brought context
+    /// (held studies to evaluate again, an order whose count may complete a study),
     /// `history` the priors lookup after every stored batch (an order's patient).
     pub fn start(
         store: Arc<Store>,
@@ -110,6 +111,12 @@ async fn writer(
                         studies = reconsidered.len(),
                         "held studies re-evaluated after new HL7 context"
                     );
+                }
+                // Also when nothing was held: an order's expected image count may complete
+                // a study that is still receiving.
+                if !reconsidered.is_empty()
+                    || recorded.iter().any(|r| !r.duplicate && !r.keys.is_empty())
+                {
                     reconsider.notify_one();
                 }
                 history.notify_one();

@@ -34,6 +34,20 @@ crate::text_enum! {
 }
 
 crate::text_enum! {
+    /// What told readgate that a study's images were all in, recorded with its decision
+    /// (`studies.completed_by`) and shown on the study page and by the API.
+    pub enum CompletionSignal ("completion signal") {
+        /// No new instance for `dicom.stable_after_secs`.
+        QuietPeriod => "quiet_period",
+        /// The modality's step is COMPLETED (MPPS) and every instance it lists is in.
+        PerformedStep => "mpps",
+        /// The study holds as many instances as its order said to expect
+        /// (`hl7.expected_images_field`).
+        ExpectedImages => "expected_images",
+    }
+}
+
+crate::text_enum! {
     /// An instance's state, stored in `instances.state`: received (waiting for its
     /// study's decision), queued, forwarded, or rejected with its study.
     pub enum InstanceState ("instance state") {
@@ -60,6 +74,9 @@ mod tests {
         }
         for s in InstanceState::ALL {
             assert_eq!(s.as_str().parse::<InstanceState>(), Ok(*s));
+        }
+        for s in CompletionSignal::ALL {
+            assert_eq!(s.as_str().parse::<CompletionSignal>(), Ok(*s));
         }
         assert_eq!(StudyState::NAMES.len(), StudyState::ALL.len());
         let err = "Held".parse::<StudyState>().unwrap_err();

@@ -450,8 +450,8 @@ fn insert_order(
     let patient = order.patient.identifiers.first();
     tx.execute(
         "INSERT INTO orders (message_id, received_at, order_control, accession, study_uid, placer, \
-         filler, patient_id, patient_authority, request, patient, allergies) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         filler, patient_id, patient_authority, request, patient, allergies, expected_images) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             message_id,
             at,
@@ -464,7 +464,8 @@ fn insert_order(
             patient.and_then(|p| p.assigning_authority.clone()),
             json(request),
             json(&order.patient),
-            json(&order.allergies)
+            json(&order.allergies),
+            request.expected_images
         ],
     )?;
     keys.study_uids.extend(request.study_instance_uid.clone());

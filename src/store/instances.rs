@@ -195,7 +195,7 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
             // and forwarded too, never dropped. A failed study gets a fresh start.
             tx.prepare_cached(
                 "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
-                     bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, \
+                     bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, completed_by = NULL, \
                      modalities = ?5, calling_aes = ?6, \
                      accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
                      attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \

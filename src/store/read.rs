@@ -3,7 +3,7 @@
 //! per-state counts.
 
 use super::{Result, Store};
-use crate::model::{InstanceState, StudyState};
+use crate::model::{CompletionSignal, InstanceState, StudyState};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,9 @@ pub struct StudyRow {
     pub forwarded_at: Option<i64>,
     pub last_error: Option<String>,
     pub updated_at: i64,
+    /// What completed it (the quiet period, its MPPS step, its order's image count);
+    /// `None` while it is receiving.
+    pub completed_by: Option<CompletionSignal>,
 }
 
 impl StudyRow {
@@ -192,7 +195,7 @@ macro_rules! study_row_columns {
      s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded') \
      AS instances_forwarded, \
      s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
-     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at"
+     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at, s.completed_by"
     };
 }
 const STUDY_ROW_COLUMNS: &str = study_row_columns!();

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -122,6 +122,15 @@ CREATE TABLE mpps_instances (
     PRIMARY KEY (mpps_uid, sop_instance_uid)
 );
 "#];
+
+/// Migration 10: the number of images an order says its study will have
+/// (`hl7.expected_images_field`), so a study holding that many is complete without the
+/// quiet wait; and what completed each decided study (`CompletionSignal`: the quiet
+/// period, its MPPS step, or its order's count), for the study page and the API.
+const V10: &[&str] = &[
+    "ALTER TABLE orders ADD COLUMN expected_images INTEGER",
+    "ALTER TABLE studies ADD COLUMN completed_by TEXT",
+];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

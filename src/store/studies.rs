@@ -3,8 +3,7 @@
 
 use super::instances::split_set;
 use super::{Result, Store, StoreError};
-use crate::model::Disposition;
-use crate::model::StudyState;
+use crate::model::{CompletionSignal, Disposition, StudyState};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -62,27 +61,63 @@ pub struct OtherStudy {
     pub modalities: Vec<String>,
 }
 
+/// SQL: study `s`'s modality reported a step COMPLETED, no step of it is still IN
+/// PROGRESS, and every instance its completed steps list is in.
+macro_rules! step_completed {
+    () => {
+        "(EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
+           AND m.status = 'COMPLETED') \
+         AND NOT EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
+           AND m.status = 'IN PROGRESS') \
+         AND NOT EXISTS (SELECT 1 FROM mpps m JOIN mpps_instances r \
+           ON r.mpps_uid = m.mpps_uid WHERE m.study_uid = s.study_uid \
+           AND m.status = 'COMPLETED' AND NOT EXISTS (SELECT 1 FROM instances i \
+             WHERE i.sop_uid = r.sop_instance_uid)))"
+    };
+}
+
+/// SQL: study `s` holds exactly the number of instances its order expects: the latest
+/// order matched to it (by study UID or accession, as the decision stage matches them)
+/// that states a count. More instances than that means the count was wrong: the quiet
+/// wait decides then.
+macro_rules! expected_images_in {
+    () => {
+        "s.instance_count = (SELECT o.expected_images FROM orders o \
+           WHERE o.expected_images IS NOT NULL AND (o.study_uid = s.study_uid \
+             OR (s.accession IS NOT NULL AND o.accession = s.accession)) \
+           ORDER BY o.id DESC LIMIT 1)"
+    };
+}
+
 impl Store {
     /// Studies still receiving that are complete now: their last instance arrived at or
     /// before `cutoff`, or the modality reported their step COMPLETED (MPPS) and every
-    /// instance it lists is in (and no step of theirs is still IN PROGRESS).
+    /// instance it lists is in (and no step of theirs is still IN PROGRESS), or they hold
+    /// exactly as many instances as their order said to expect.
     pub fn studies_stable_since(&self, cutoff: i64) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(concat!(
             "SELECT s.study_uid FROM studies s WHERE s.state = 'receiving' \
-             AND (s.last_received_at <= ?1 OR ( \
-               EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
-                 AND m.status = 'COMPLETED') \
-               AND NOT EXISTS (SELECT 1 FROM mpps m WHERE m.study_uid = s.study_uid \
-                 AND m.status = 'IN PROGRESS') \
-               AND NOT EXISTS (SELECT 1 FROM mpps m JOIN mpps_instances r \
-                 ON r.mpps_uid = m.mpps_uid WHERE m.study_uid = s.study_uid \
-                 AND m.status = 'COMPLETED' AND NOT EXISTS (SELECT 1 FROM instances i \
-                   WHERE i.sop_uid = r.sop_instance_uid)))) \
-             ORDER BY s.last_received_at",
-        )?;
+             AND (s.last_received_at <= ?1 OR ",
+            step_completed!(),
+            " OR ",
+            expected_images_in!(),
+            ") ORDER BY s.last_received_at"
+        ))?;
         let rows = stmt.query_map([cutoff], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// How many images the study's order says to expect (the latest matched order that
+    /// states a count), as the completion check reads it.
+    pub fn expected_images_of(&self, study_uid: &str) -> Result<Option<i64>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT o.expected_images FROM studies s JOIN orders o \
+             ON o.study_uid = s.study_uid OR (s.accession IS NOT NULL AND o.accession = s.accession) \
+             WHERE s.study_uid = ?1 AND o.expected_images IS NOT NULL ORDER BY o.id DESC LIMIT 1",
+        )?;
+        Ok(stmt.query_row([study_uid], |r| r.get(0)).optional()?)
     }
 
     /// Every held study goes back to the decision stage (as [`Store::reconsider_held`]
@@ -156,9 +191,17 @@ impl Store {
             StudyState::Held
         };
         let changed = tx.execute(
-            "UPDATE studies SET state = ?2, destination = ?3, facility = ?4, reasons = ?5, verdict = ?6, \
-             evaluation = ?7, context = ?8, evaluated_at = ?9, completed_at = ?9, updated_at = ?9 \
-             WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?10 AND instance_count = ?11",
+            concat!(
+                "UPDATE studies AS s SET state = ?2, destination = ?3, facility = ?4, reasons = ?5, \
+                 verdict = ?6, evaluation = ?7, context = ?8, evaluated_at = ?9, completed_at = ?9, \
+                 updated_at = ?9, completed_by = CASE WHEN ",
+                step_completed!(),
+                " THEN ?12 WHEN ",
+                expected_images_in!(),
+                " THEN ?13 ELSE ?14 END \
+                 WHERE study_uid = ?1 AND state = 'receiving' AND last_received_at = ?10 \
+                 AND instance_count = ?11"
+            ),
             params![
                 snapshot.study_uid,
                 state,
@@ -170,7 +213,10 @@ impl Store {
                 d.context_json,
                 now,
                 snapshot.last_received_at,
-                snapshot.instance_count
+                snapshot.instance_count,
+                CompletionSignal::PerformedStep,
+                CompletionSignal::ExpectedImages,
+                CompletionSignal::QuietPeriod
             ],
         )?;
         if changed == 0 {

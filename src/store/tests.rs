@@ -330,3 +330,66 @@ fn received_instances_share_commits_and_fail_alone() {
         "the refused instance left nothing behind"
     );
 }
+
+/// Stores an ORM for accession `accession` whose ZRS-1 (the configured field) says
+/// `count` images.
+fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str, at: i64) {
+    let text = format!(
+        "MSH|^~\\&|RIS|H|RG|R|20240601||ORM^O01|{control_id}|P|2.5\rPID|||P1\r\
+         ORC|NW|PL\rOBR|1|PL{}{accession}\rZRS|{count}\r",
+        "|".repeat(16)
+    );
+    let config = crate::hl7::Config {
+        expected_images: Some("ZRS-1".parse().unwrap()),
+        ..crate::hl7::Config::default()
+    };
+    let parsed = crate::hl7::message::parse_for(&text, &config).unwrap();
+    let m = IncomingMessage {
+        received_at: at,
+        peer: "127.0.0.1:1".into(),
+        sender: "RIS|H".into(),
+        control_id: control_id.into(),
+        message_type: "ORM^O01".into(),
+        charset: None,
+        raw: text.into_bytes(),
+        parsed: Some(parsed),
+        ack_code: "AA".into(),
+        ack_text: String::new(),
+        ack: Vec::new(),
+    };
+    store.record_hl7_batch(&[m]).unwrap();
+}
+
+#[test]
+fn an_order_s_expected_image_count_completes_its_study() {
+    use crate::model::CompletionSignal;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let completed_by = |uid: &str| store.study_row(uid).unwrap().unwrap().completed_by;
+    // Another study's order, and an order of this one without a count: no signal.
+    order_expecting(&store, "OTHER", "2", "C0", 1);
+    order_expecting(&store, "A1", "", "C1", 2);
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    store.index_instance(&instance("2", "S", 20), true).unwrap();
+    assert!(store.studies_stable_since(0).unwrap().is_empty());
+    // A later order says 3: two of three are in.
+    order_expecting(&store, "A1", "3", "C2", 3);
+    assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
+    assert!(store.studies_stable_since(0).unwrap().is_empty());
+    assert_eq!(completed_by("S"), None);
+    // The third completes it without the quiet wait.
+    store.index_instance(&instance("3", "S", 30), true).unwrap();
+    assert_eq!(store.studies_stable_since(0).unwrap(), ["S"]);
+    assert!(queue(&store, &store.snapshot("S").unwrap(), 35));
+    assert_eq!(completed_by("S"), Some(CompletionSignal::ExpectedImages));
+    // A fourth re-opens it; the count was wrong, so the quiet wait decides again.
+    store.index_instance(&instance("4", "S", 40), true).unwrap();
+    assert_eq!(completed_by("S"), None);
+    assert!(store.studies_stable_since(39).unwrap().is_empty());
+    assert_eq!(store.studies_stable_since(40).unwrap(), ["S"]);
+    assert!(queue(&store, &store.snapshot("S").unwrap(), 45));
+    assert_eq!(completed_by("S"), Some(CompletionSignal::QuietPeriod));
+    // A malformed count is no count.
+    order_expecting(&store, "A1", "abc", "C3", 50);
+    assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
+}

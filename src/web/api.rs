@@ -93,6 +93,7 @@ fn study_json(s: &crate::store::StudyRow) -> Value {
         "forwarded_at": s.forwarded_at,
         "last_error": s.last_error,
         "updated_at": s.updated_at,
+        "completed_by": s.completed_by,
     })
 }
 
@@ -173,6 +174,7 @@ async fn detail(
         let events = store.events_of(&uid).map_err(internal)?;
         let instances = store.instances_of(&uid).map_err(internal)?;
         let steps = store.steps_of(&uid).map_err(internal)?;
+        let expected_images = store.expected_images_of(&uid).map_err(internal)?;
         let decision = store
             .decision_of(&uid)
             .map_err(internal)?
@@ -186,6 +188,7 @@ async fn detail(
         if let Value::Object(m) = &mut study {
             m.insert("patient_id".into(), json!(keys.patient_id));
             m.insert("steps".into(), json!(steps));
+            m.insert("expected_images".into(), json!(expected_images));
             m.insert(
                 "time_to_reader_secs".into(),
                 json!(row.time_to_reader_secs()),

@@ -99,6 +99,15 @@ pub fn document() -> &'static Value {
 fn build() -> Value {
     let nstr = json!({"type": ["string", "null"]});
     let nint = json!({"type": ["integer", "null"]});
+    let mut signals: Vec<Value> = crate::model::CompletionSignal::NAMES
+        .iter()
+        .map(|n| json!(n))
+        .collect();
+    signals.push(Value::Null);
+    let completed_by = json!({"type": ["string", "null"], "enum": signals,
+        "description": "What told readgate the study's images were all in (null while receiving): quiet_period (no new instance for dicom.stable_after_secs), mpps (its MPPS step COMPLETED with every listed instance in), expected_images (as many instances as its order's expected image count, hl7.expected_images_field)"});
+    let expected_images = json!({"type": ["integer", "null"],
+        "description": "How many images the study's order says to expect (hl7.expected_images_field; the latest matched order that states one); the study is complete once it holds exactly that many"});
     // Apart: one json! for the whole document exceeds the macro recursion limit.
     let prior_row = json!({
         "type": "object",
@@ -117,7 +126,7 @@ fn build() -> Value {
             "not_retrieved": {"type": ["string", "null"], "description": "Why the PACS could not deliver this prior when readgate last tried to retrieve it (PRIORS_UNAVAILABLE); null when it never failed or was retrieved since"}
         }
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "readgate REST API",
@@ -370,5 +379,16 @@ fn build() -> Value {
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}}}}
             }}
         }
-    })
+    });
+    // Added afterwards: the document's one json! is at the macro recursion limit.
+    let mut add = |schema: &str, key: &str, value: Value| {
+        if let Some(Value::Object(p)) =
+            doc.pointer_mut(&format!("/components/schemas/{schema}/properties"))
+        {
+            p.insert(key.to_string(), value);
+        }
+    };
+    add("Study", "completed_by", completed_by);
+    add("StudyDetail", "expected_images", expected_images);
+    doc
 }

@@ -96,11 +96,16 @@ struct Group<'a, 'm> {
     nte: Vec<&'a Segment<'m>>,
     dg1: Vec<&'a Segment<'m>>,
     obx: Vec<&'a Segment<'m>>,
+    /// Every segment of the group, ORC/OBR included, in message order (orders only: for
+    /// configured fields, which may be in any segment, Z-segments too).
+    all: Vec<SegRef<'a, 'm>>,
 }
 
-/// Value extraction with the message's delimiters.
+/// Value extraction with the message's delimiters and the interface's configured fields.
 pub(crate) struct Extractor {
     pub(crate) d: Delimiters,
+    /// Where orders state their expected number of images (`hl7.expected_images_field`).
+    pub(crate) expected_images: Option<crate::config::FieldPath>,
 }
 
 impl Extractor {

@@ -1,36 +1,58 @@
 //! Orders (ORM^O01, OMI^O23): ORC/OBR/TQ1/IPC groups, with the patient, allergies
 //! and notes around them.
 
-use super::{Extractor, Group, Segments};
+use super::{comp_raw, field_reps, sub_raw, Extractor, Group, SegRef, Segments};
 use crate::hl7::error::ContentError;
 use crate::hl7::types::{
-    Allergy, Diagnosis, Observation, OrderControl, OrderRequest, Patient, Priority,
+    Allergy, Diagnosis, Observation, OrderControl, OrderRequest, Patient, Priority, ValueWarning,
 };
 
+/// An order's parts: the patient, allergies, patient-level notes, one request per
+/// ORC/OBR group, and the values it is accepted without.
+type OrderParts = (
+    Patient,
+    Vec<Allergy>,
+    Vec<String>,
+    Vec<OrderRequest>,
+    Vec<ValueWarning>,
+);
+
 impl Extractor {
-    #[allow(clippy::type_complexity)]
     pub(crate) fn order(
         &self,
         segs: &Segments<'_, '_>,
         is_omi: bool,
-    ) -> Result<(Patient, Vec<Allergy>, Vec<String>, Vec<OrderRequest>), ContentError> {
+    ) -> Result<OrderParts, ContentError> {
         let patient = self.required_patient(segs)?;
         let mut allergies = Vec::new();
         let mut patient_nte = Vec::new();
         let mut pre_dg1 = Vec::new();
         let mut pre_obx = Vec::new();
         let mut groups: Vec<Group> = Vec::new();
+        // Segments before the first ORC/OBR (PID, PV1, a visit's Z-segment).
+        let mut before: Vec<SegRef> = Vec::new();
         for &(seg, n) in &segs.items {
+            if seg.name != "ORC" && seg.name != "OBR" {
+                match groups.last_mut() {
+                    Some(g) => g.all.push((seg, n)),
+                    None => before.push((seg, n)),
+                }
+            }
             match seg.name {
                 "ORC" => groups.push(Group {
                     orc: Some((seg, n)),
+                    all: vec![(seg, n)],
                     ..Group::default()
                 }),
                 "OBR" => match groups.last_mut() {
-                    Some(g) if g.obr.is_none() => g.obr = Some((seg, n)),
+                    Some(g) if g.obr.is_none() => {
+                        g.obr = Some((seg, n));
+                        g.all.push((seg, n));
+                    }
                     // ORM/OMI allow one OBR per ORC; a second one starts a new group.
                     _ => groups.push(Group {
                         obr: Some((seg, n)),
+                        all: vec![(seg, n)],
                         ..Group::default()
                     }),
                 },
@@ -61,8 +83,10 @@ impl Extractor {
             ));
         }
         let mut requests = Vec::with_capacity(groups.len());
+        let mut warnings = Vec::new();
         for g in &groups {
             let mut r = self.order_request(g, is_omi)?;
+            r.expected_images = self.expected_images(g, &before, &mut warnings);
             let mut diagnoses: Vec<Diagnosis> = pre_dg1.iter().map(|s| self.diagnosis(s)).collect();
             diagnoses.append(&mut r.diagnoses);
             r.diagnoses = diagnoses;
@@ -72,7 +96,54 @@ impl Extractor {
             r.observations = observations;
             requests.push(r);
         }
-        Ok((patient, allergies, self.notes(&patient_nte), requests))
+        Ok((
+            patient,
+            allergies,
+            self.notes(&patient_nte),
+            requests,
+            warnings,
+        ))
+    }
+
+    /// The group's expected number of images, from the configured field: in the group's
+    /// own segments, else in those before the first ORC. Empty: `None`. Anything but a
+    /// positive integer: `None` and a warning naming the field (the order is still
+    /// accepted: a count is a hint, never a reason to refuse an order).
+    fn expected_images(
+        &self,
+        g: &Group<'_, '_>,
+        before: &[SegRef<'_, '_>],
+        warnings: &mut Vec<ValueWarning>,
+    ) -> Option<u32> {
+        let path = self.expected_images.as_ref()?;
+        let &(seg, n) = g
+            .all
+            .iter()
+            .chain(before)
+            .find(|(s, _)| s.name == path.segment)?;
+        let rep = field_reps(seg, path.field).first()?;
+        let raw = match (path.component, path.subcomponent) {
+            (None, _) => rep.raw_value(),
+            (Some(c), None) => comp_raw(rep, c),
+            (Some(c), Some(s)) => sub_raw(rep, c, s),
+        };
+        let value = self.clean(raw)?;
+        match value.parse::<u32>() {
+            Ok(count) if count > 0 && value.bytes().all(|b| b.is_ascii_digit()) => Some(count),
+            _ => {
+                warnings.push(ValueWarning {
+                    segment: seg.name.to_string(),
+                    sequence: n,
+                    field: u32::try_from(path.field).unwrap_or(u32::MAX),
+                    // Short enough for MSA-3 (80 characters) with a short value.
+                    reason: format!(
+                        "expected image count {value:?} in {path} is not a positive integer; \
+                         ignored"
+                    ),
+                });
+                None
+            }
+        }
     }
 
     fn order_request(&self, g: &Group<'_, '_>, is_omi: bool) -> Result<OrderRequest, ContentError> {
@@ -142,6 +213,7 @@ impl Extractor {
             notes: self.notes(&g.nte),
             diagnoses: g.dg1.iter().map(|s| self.diagnosis(s)).collect(),
             observations: g.obx.iter().map(|s| self.observation(s)).collect(),
+            expected_images: None,
         };
 
         // Matching a new order to a study needs the accession number or the study

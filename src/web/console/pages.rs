@@ -2,7 +2,7 @@
 
 use super::{ctx, error, page, param, url, Chrome, Ctx, Q};
 use crate::decide::reasons;
-use crate::model::{Lang, StudyState};
+use crate::model::{CompletionSignal, Lang, StudyState};
 use crate::web::auth::Role;
 use crate::web::WebState;
 use askama::Template;
@@ -335,6 +335,10 @@ struct StudyPage<'a> {
     steps: Vec<String>,
     /// Last instance received → acknowledged by the destination, once forwarded.
     time_to_reader: Option<String>,
+    /// How many images the order expects (`hl7.expected_images_field`), when it says.
+    expected_images: Option<i64>,
+    /// What told readgate the images were all in, once decided.
+    completed_by: Option<String>,
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
@@ -417,13 +421,13 @@ pub async fn study(
             offset(&st),
             st.prior_choice.as_ref(),
         )?;
-        let steps = st.store.steps_of(&uid)?;
+        let steps = (st.store.steps_of(&uid)?, st.store.expected_images_of(&uid)?);
         Ok::<_, crate::store::StoreError>(Some((
             keys, events, decision, row, name, reports, priors, steps,
         )))
     })
     .await;
-    let (keys, events, decision, row, name, reports, priors, steps) = match found {
+    let (keys, events, decision, row, name, reports, priors, (steps, expected)) = match found {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => {
             return error(
@@ -528,6 +532,18 @@ pub async fn study(
                 .as_ref()
                 .and_then(|r| r.time_to_reader_secs())
                 .map(|s| format!("{s:.1} s")),
+            expected_images: expected,
+            completed_by: row.as_ref().and_then(|r| {
+                let t = c.tx();
+                r.completed_by.map(|signal| match signal {
+                    CompletionSignal::QuietPeriod => t.completed_quiet_period.to_string(),
+                    CompletionSignal::PerformedStep => t.completed_mpps.to_string(),
+                    CompletionSignal::ExpectedImages => crate::i18n::fill(
+                        t.completed_expected_images,
+                        &[("count", &r.instance_count.to_string())],
+                    ),
+                })
+            }),
             steps: steps
                 .iter()
                 .map(|s| {
