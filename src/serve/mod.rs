@@ -149,6 +149,7 @@ pub async fn start_with(
         stored: stored.clone(),
         history: history.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.dicom.max_associations)),
+        wakeups: wakeups.clone(),
     });
     if let Some(tls_listen) = config.dicom.tls_listen {
         let (Some(cert), Some(key)) = (&config.dicom.tls_cert, &config.dicom.tls_key) else {

@@ -2,7 +2,7 @@
 //! header context it carried, and a destination's refusal of one.
 
 use super::{Result, Store};
-use crate::model::{InstanceState, StudyState};
+use crate::model::{InstanceState, StreamState, StudyState};
 use rusqlite::{params, OptionalExtension};
 
 /// An instance that has just been written, fsync'd and moved into the spool.
@@ -37,9 +37,30 @@ pub enum Indexed {
     KeptFirst,
 }
 
+/// What indexing an instance did, and where it was queued at once (see
+/// [`Store::index_streaming`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct IndexOutcome {
+    pub indexed: Indexed,
+    /// The destination of its streaming study, when the instance was queued for it at
+    /// once (its forwarder is to be woken).
+    pub streamed_to: Option<String>,
+}
+
 impl Store {
     /// Records a received instance and re-opens its study. Runs in one transaction.
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
+        Ok(self.index_streaming(inst, replace)?.indexed)
+    }
+
+    /// As [`Store::index_instance`], and for a study that streams
+    /// (`studies.stream = 'streaming'`) the instance is queued for its destination in
+    /// the same transaction when the gate has seen its header context already (an
+    /// instance of the same series, usually). An instance with header context the gate
+    /// has not seen (another accession, another requested procedure) waits as
+    /// `received`, and the study is marked for the study stage to decide its stream
+    /// again (`stream_check`); so is a new study, at its first instance.
+    pub fn index_streaming(&self, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing: Option<(String, String, i64)> = tx
@@ -52,7 +73,10 @@ impl Store {
         let outcome = match &existing {
             Some(_) if !replace => {
                 tx.commit()?;
-                return Ok(Indexed::KeptFirst);
+                return Ok(IndexOutcome {
+                    indexed: Indexed::KeptFirst,
+                    streamed_to: None,
+                });
             }
             Some((old_path, old_study, old_size)) => {
                 tx.execute(
@@ -106,19 +130,28 @@ impl Store {
                 inst.context
             ],
         )?;
-        let study: Option<(String, String, StudyState)> = tx
+        type StudyRow = (
+            String,
+            String,
+            StudyState,
+            Option<StreamState>,
+            Option<String>,
+        );
+        let study: Option<StudyRow> = tx
             .query_row(
-                "SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1",
+                "SELECT modalities, calling_aes, state, stream, destination FROM studies WHERE study_uid = ?1",
                 [&inst.study_uid],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
+        let mut streamed_to = None;
         match study {
             None => {
                 tx.execute(
                     "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
-                     calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8)",
+                     calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at, \
+                     stream_check) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8, 1)",
                     params![
                         inst.study_uid,
                         StudyState::Receiving,
@@ -139,7 +172,7 @@ impl Store {
                     ],
                 )?;
             }
-            Some((modalities, calling_aes, state)) => {
+            Some((modalities, calling_aes, state, stream, destination)) => {
                 let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
                 let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
                 // A new instance re-opens a study whatever its state: it must be decided
@@ -169,10 +202,43 @@ impl Store {
                         params![inst.received_at, inst.study_uid],
                     )?;
                 }
+                // Streaming: queued at once when the gate has seen its header context
+                // (in an instance queued or delivered under the stream's decision).
+                // Otherwise any header context the study has not carried yet is new
+                // context for the stream decision.
+                let streaming = stream == Some(StreamState::Streaming);
+                if stream != Some(StreamState::Stopped) {
+                    let seen: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM instances WHERE study_uid = ?1 AND context = ?2 \
+                         AND sop_uid != ?3 AND (?4 = 0 OR state IN ('queued', 'forwarded')))",
+                        params![inst.study_uid, inst.context, inst.sop_uid, streaming],
+                        |r| r.get(0),
+                    )?;
+                    let open = !matches!(state, StudyState::Held | StudyState::Rejected);
+                    match &destination {
+                        Some(dest) if streaming && seen && open => {
+                            tx.execute(
+                                "UPDATE instances SET state = 'queued' WHERE sop_uid = ?1",
+                                [&inst.sop_uid],
+                            )?;
+                            streamed_to = Some(dest.clone());
+                        }
+                        _ if !seen || (streaming && !open) => {
+                            tx.execute(
+                                "UPDATE studies SET stream_check = 1 WHERE study_uid = ?1",
+                                [&inst.study_uid],
+                            )?;
+                        }
+                        _ => {}
+                    }
+                }
             }
         }
         tx.commit()?;
-        Ok(outcome)
+        Ok(IndexOutcome {
+            indexed: outcome,
+            streamed_to,
+        })
     }
 
     /// Records a destination's refusal of one instance (its status and error comment).

@@ -26,7 +26,7 @@ mod studies;
 mod tests;
 
 pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
-pub use instances::{Indexed, NewInstance};
+pub use instances::{IndexOutcome, Indexed, NewInstance};
 pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,

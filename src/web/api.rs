@@ -93,6 +93,7 @@ fn study_json(s: &crate::store::StudyRow) -> Value {
         "forwarded_at": s.forwarded_at,
         "last_error": s.last_error,
         "updated_at": s.updated_at,
+        "stream": s.stream,
     })
 }
 

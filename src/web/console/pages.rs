@@ -259,6 +259,8 @@ fn event_label(c: &Ctx, kind: &str) -> String {
         "forwarded" => t.ev_forwarded,
         "failed" => t.ev_failed,
         "retry" => t.ev_retry,
+        "streaming" => t.ev_streaming,
+        "stream-stopped" => t.ev_stream_stopped,
         _ => kind,
     }
     .to_string()
@@ -335,6 +337,8 @@ struct StudyPage<'a> {
     steps: Vec<String>,
     /// Last instance received → acknowledged by the destination, once forwarded.
     time_to_reader: Option<String>,
+    /// Its stream (`streaming`, `stopped`), when its route streamed it.
+    stream: Option<&'static str>,
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
@@ -528,6 +532,7 @@ pub async fn study(
                 .as_ref()
                 .and_then(|r| r.time_to_reader_secs())
                 .map(|s| format!("{s:.1} s")),
+            stream: row.as_ref().and_then(|r| r.stream).map(|s| s.as_str()),
             steps: steps
                 .iter()
                 .map(|s| {
