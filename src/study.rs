@@ -176,6 +176,8 @@ pub fn decide_study(
                 info!(study_uid, instances = snapshot.instance_count, destination = %dest, "study complete: queued");
             }
             if streamed.is_some() {
+                // Instances still on their way carry this decision's tags from now on.
+                wakeups.in_flight.changed();
                 forwarded_already(store, notify, study_uid, dest)?;
             }
             if was_held {
@@ -267,8 +269,18 @@ fn forwarded_already(
         "study forwarded"
     );
     if let Some(audit) = &notify.audit {
+        // The actor is the destination's AE title, as when the forwarder records it.
+        let ae = notify
+            .config
+            .as_ref()
+            .and_then(|c| {
+                c.current()
+                    .destination(destination)
+                    .map(|d| d.ae_title.clone())
+            })
+            .unwrap_or_else(|| destination.to_string());
         audit.record(
-            crate::audit::NewEntry::new(crate::audit::kind::STUDY_FORWARDED, "system")
+            crate::audit::NewEntry::new(crate::audit::kind::STUDY_FORWARDED, &ae)
                 .study(study_uid)
                 .detail(serde_json::json!({"destination": destination, "facility": row.facility, "streamed": true})),
         );
@@ -530,4 +542,7 @@ pub struct Notifications {
     pub webhook: Option<crate::notify::Webhook>,
     /// Every decision lands in the audit trail (and the tags cite its entry).
     pub audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
+    /// The configuration in force: the AE title of a destination a streamed study is
+    /// recorded as forwarded to (the actor of `study_forwarded`).
+    pub config: Option<crate::config::Live>,
 }

@@ -185,6 +185,7 @@ pub async fn start_with(
             gateway: config.gateway.id.clone(),
             webhook: crate::notify::Webhook::from_config(&config.notify),
             audit: Some(audit.clone()),
+            config: Some(live.clone()),
         },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));

@@ -277,3 +277,106 @@ fn the_earliest_open_study_date_counts_only_studies_in_progress() {
         Some("20261101")
     );
 }
+
+/// A streaming study: instances with header context the gate has seen are queued as they
+/// are indexed; new context waits for the next stream decision; stopping takes back what
+/// is queued and the delivered count stays; at completion a study with nothing left to
+/// send is forwarded at once, when its last instance was delivered.
+#[test]
+fn a_stream_queues_as_instances_arrive_and_stops_exactly() {
+    use crate::model::{InstanceState, StreamState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let first = store
+        .index_streaming(&instance("1", "S", 10), true)
+        .unwrap();
+    assert_eq!(first.streamed_to, None);
+    assert_eq!(store.stream_checks().unwrap(), ["S"], "a new study asks");
+    assert!(store.take_stream_check("S").unwrap());
+    assert!(store.stream_checks().unwrap().is_empty());
+    let pass = DecisionRecord {
+        forward: true,
+        destination: Some("rc1".into()),
+        facility: Some("RC1".into()),
+        verdict: crate::model::Disposition::Pass,
+        ..Default::default()
+    };
+    let contexts = store.header_contexts("S").unwrap();
+    assert_eq!(
+        store
+            .stream("S", &pass, &contexts, Some(("streaming", "x")), 11)
+            .unwrap(),
+        Some(1)
+    );
+    // Same header context: queued at once, its destination named to be woken.
+    let second = store
+        .index_streaming(&instance("2", "S", 12), true)
+        .unwrap();
+    assert_eq!(second.streamed_to.as_deref(), Some("rc1"));
+    // Another accession in the header: waits, and asks for a decision.
+    let mut other = instance("3", "S", 13);
+    other.context = r#"{"0008,0050":"A2"}"#.into();
+    assert_eq!(
+        store.index_streaming(&other, true).unwrap().streamed_to,
+        None
+    );
+    assert_eq!(store.stream_checks().unwrap(), ["S"]);
+    let q = store.queued_for("rc1", 100, 10).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(
+        !store.mark_forwarded(&q[0], 0, 20).unwrap(),
+        "still receiving"
+    );
+    assert_eq!(store.sent_summary("S").unwrap(), [("rc1".to_string(), 1)]);
+    // The verdict turns: what is queued goes back, the delivered one stays counted.
+    let hold = DecisionRecord {
+        destination: Some("rc1".into()),
+        ..Default::default()
+    };
+    assert!(store.stop_stream("S", Some(&hold), "stopped", 21).unwrap());
+    assert!(!store.stop_stream("S", Some(&hold), "again", 22).unwrap());
+    let row = store.study_row("S").unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.stream, row.instances_forwarded),
+        (StudyState::Held, Some(StreamState::Stopped), 1)
+    );
+    assert!(store.queued_for("rc1", 100, 10).unwrap().is_empty());
+    let states: Vec<InstanceState> = store
+        .instances_of("S")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            InstanceState::Forwarded,
+            InstanceState::Received,
+            InstanceState::Received
+        ]
+    );
+    // A stopped stream queues nothing more, however the instance looks.
+    let late = store
+        .index_streaming(&instance("4", "S", 30), true)
+        .unwrap();
+    assert_eq!(late.streamed_to, None);
+
+    // Another study streams all of itself before it is complete: forwarded at once.
+    store
+        .index_streaming(&instance("5", "T", 40), true)
+        .unwrap();
+    let contexts = store.header_contexts("T").unwrap();
+    store.stream("T", &pass, &contexts, None, 41).unwrap();
+    let q = store.queued_for("rc1", 100, 10).unwrap();
+    assert_eq!(q.len(), 1);
+    store.mark_forwarded(&q[0], 0, 45).unwrap();
+    let snap = store.snapshot("T").unwrap();
+    assert!(queue(&store, &snap, 60));
+    let row = store.study_row("T").unwrap().unwrap();
+    assert_eq!(row.state, StudyState::Forwarded);
+    assert_eq!(
+        row.forwarded_at,
+        Some(45),
+        "when its last instance was delivered"
+    );
+}
