@@ -108,7 +108,7 @@ async fn writer(
                 if !reconsidered.is_empty() {
                     info!(
                         studies = reconsidered.len(),
-                        "held studies re-evaluated after new HL7 context"
+                        "held studies and streams decided again after new HL7 context"
                     );
                     reconsider.notify_one();
                 }
