@@ -6,6 +6,10 @@
 #                                  deployed stable_after_secs = 10, so the study is still
 #                                  receiving when storescu ends and nothing else runs)
 #                                  (c) storescu -> readgate -> storescp (time until all arrive)
+#                                  (s) = (c'): (c) through a streaming route (`forward =
+#                                  "streaming"`), readgate as deployed (stable_after_secs =
+#                                  10): until every instance is at storescp, long before
+#                                  the study is complete
 #                                  (A), (C): (a) and (c) over DICOM TLS on every link
 #                                  (storescu +tls, storescp +tls requiring a client certificate)
 #                                  (d): time to reader (readgate's own figure) of the study
@@ -15,7 +19,7 @@
 #   bench/relay.sh --big           one ~1 GB instance -> readgate alone; readgate's peak RSS
 #
 # Options:
-#   --only LIST     run only these measurements, e.g. --only a or --only a,c,A,C,d
+#   --only LIST     run only these measurements, e.g. --only a or --only a,c,s,A,C,d
 #   --runs N        repetitions per measurement, median reported (default 3)
 #   --count N       number of CT instances (default 300)
 #   --big-mb N      size of the --big instance in MiB (default 1024)
@@ -60,7 +64,7 @@ done
 positive --runs "$runs"
 positive --count "$count"
 positive --big-mb "$big_mb"
-check_only abcACd "a, b, c, A, C, d"
+check_only abcsACd "a, b, c, s, A, C, d"
 
 timeout_s=${BENCH_TIMEOUT:-300}
 big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
@@ -81,7 +85,7 @@ python3 -c 'import pydicom, numpy' 2>/dev/null ||
 export TCP_NODELAY=1
 
 need_readgate=1
-[[ $mode == relay ]] && ! want b && ! want c && ! want C && need_readgate=0
+[[ $mode == relay ]] && ! want b && ! want c && ! want s && ! want C && need_readgate=0
 ((need_readgate)) && readgate_bin
 
 # ---------------------------------------------------------------- work dir
@@ -155,6 +159,9 @@ EOF
 [[routes]]
 destination = "rc1"
 EOF
+    if [[ -n ${route_forward:-} ]]; then
+        printf 'forward = "%s"\n' "$route_forward" >>"$dir/readgate.toml"
+    fi
     rg_log=$dir/readgate.log
     (cd "$dir" && exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$rg_log" 2>&1 &
     rg_pid=$!
@@ -223,6 +230,7 @@ run_b() {   # storescu -> readgate (receive alone); storescu wall time; sets las
 }
 
 run_c() {   # storescu -> readgate -> storescp; until storescp holds every file; sets last_rss_kb
+    # (c): stable_after_secs = 0. (s) = (c'): stable_secs=10 route_forward=streaming run_c sN
     local r=$work/c$1 port dport
     read -r port dport < <(free_ports 2)
     start_storescp "$r/scp" "$dport" "$r/storescp.log"
@@ -296,8 +304,8 @@ relay_mode() {
         "$count" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1e6 }')"
     printf '%d run(s) per measurement, median shown. DCMTK: %s; readgate: %s\n\n' \
         "$runs" "$dcmtk_bin" "${READGATE_BIN:-(not used)}"
-    local i t ta="" tb="" tc="" tA="" tC="" rss_b=0 rss_c=0 rss_C=0
-    local -a A=() B=() C=() TA=() TC=() D=() D0=()
+    local i t ta="" tb="" tc="" ts="" tA="" tC="" rss_b=0 rss_c=0 rss_s=0 rss_C=0
+    local -a A=() B=() C=() S=() TA=() TC=() D=() D0=()
     if want A || want C; then make_pki; fi
     if want d; then
         # The study's UIDs for the MPPS messages (make_study-like bench data: one series).
@@ -330,6 +338,11 @@ PY
             ((last_rss_kb > rss_c)) && rss_c=$last_rss_kb
             log "(c) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
         fi
+        if want s; then
+            stable_secs=10 route_forward=streaming run_c "s$i" >"$work/t"; t=$(<"$work/t"); S+=("$t")
+            ((last_rss_kb > rss_s)) && rss_s=$last_rss_kb
+            log "(c') run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
         if want d; then
             run_d "$i" mpps >"$work/t"; t=$(<"$work/t"); D+=("$t")
             run_d "$i" quiet >"$work/t"; D0+=("$(<"$work/t")")
@@ -348,6 +361,10 @@ PY
     if want c; then
         tc=$(median "${C[@]}")
         printf '(c) storescu -> readgate -> storescp  %7.3f s  %7s MB/s   runs: %s\n' "$tc" "$(mbps "$tc")" "${C[*]}"
+    fi
+    if want s; then
+        ts=$(median "${S[@]}")
+        printf "(c') (c), streaming route            %7.3f s  %7s MB/s   runs: %s\n" "$ts" "$(mbps "$ts")" "${S[*]}"
     fi
     if want A; then
         tA=$(median "${TA[@]}")
@@ -368,8 +385,14 @@ PY
     want C && printf 'readgate peak RSS (VmHWM, max over runs) in (C): %s MiB\n' "$(mb_of_kb "$rss_C")"
     [[ -n $ta && -n $tb ]] && printf 'ratio b/a: %s\n' "$(ratio "$tb" "$ta")"
     [[ -n $ta && -n $tc ]] && printf 'ratio c/a: %s\n' "$(ratio "$tc" "$ta")"
+    if [[ -n $ta && -n $ts ]]; then
+        printf "ratio c'/a: %s   (b/a: %s, c/a: %s)\n" "$(ratio "$ts" "$ta")" \
+            "$(if [[ -n $tb ]]; then ratio "$tb" "$ta"; else echo -; fi)" \
+            "$(if [[ -n $tc ]]; then ratio "$tc" "$ta"; else echo -; fi)"
+    fi
     want b && printf 'readgate peak RSS (VmHWM, max over runs) in (b): %s MiB\n' "$(mb_of_kb "$rss_b")"
     want c && printf 'readgate peak RSS (VmHWM, max over runs) in (c): %s MiB\n' "$(mb_of_kb "$rss_c")"
+    want s && printf "readgate peak RSS (VmHWM, max over runs) in (c'): %s MiB\n" "$(mb_of_kb "$rss_s")"
     return 0
 }
 

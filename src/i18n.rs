@@ -59,6 +59,9 @@ catalogue! {
     ev_forwarded: "送信完了", "Forwarded";
     ev_failed: "送信失敗", "Forwarding failed";
     ev_retry: "再送", "Retry";
+    ev_streaming: "ストリーミング送信", "Streaming";
+    ev_stream_stopped: "ストリーミング停止", "Streaming stopped";
+    stream_state: "ストリーミング", "Streaming";
     // Console: a study.
     study: "検査", "Study";
     state: "状態", "State";
@@ -265,6 +268,12 @@ catalogue! {
     hold_callback_contact: "依頼医への連絡先が記載されていません{note}。RISのオーダのコールバック電話番号（ORC-14/OBR-17）に電話番号または内線番号を入力して再送してください。", "No callback contact for the ordering physician{note}. Enter the callback phone number or extension in the RIS order (ORC-14/OBR-17) and send the order again.";
     hold_not_usable: "（{values}は連絡に使えません）", " ({values} is not usable)";
     hold_no_route: "この検査（モダリティ {modalities}、送信元 {aes}）に一致する送信先ルールがなく、読影責任を負う受信側施設が決まりません。readgate の設定に [[routes]] を追加してください。", "No route matches this study (modalities {modalities}, sent by {aes}), so no receiving facility is responsible for reading it. Add a [[routes]] entry for it in the readgate configuration.";
+    hold_partly_sent_short: "一部の画像は送信済み → 受信側施設へ連絡", "Part of it already left → tell the reading facility";
+    hold_partly_sent_what: "検査判定ではなく事実の記録：ストリーミング送信（[[routes]] forward = \"streaming\"）中の検査が保留になったとき、保留までにどの送信先へ何件の画像が送られたか。", "Not a check but a record: a study that streamed (`[[routes]] forward = \"streaming\"`) is held after some of its instances already left; says how many went to which destination.";
+    hold_partly_sent_message: "この検査はストリーミング送信中でした。受信済み120件のうち42件はすでに送信済みです（rc1へ42件）。残りはここで保留しています。受信側施設に、届いている画像は不完全で、上記の理由により保留中であることを連絡してください。", "This study was streaming: 42 of the 120 instances received so far already left (42 to rc1). The rest is held here. Tell the reading facility that the images it has are incomplete and held back for the reasons above.";
+    hold_partly_sent_fix: "受信側施設（送信先）に、届いている画像だけで読影しないよう連絡してください。そのうえで上記の理由を解消するか（再判定され残りが送信されます）、理由を記載して送信許可または却下してください。", "Tell the reading facility (the destination named) not to read the images it has as they stand; then fix the reasons above (the study is decided again and the rest leaves), or release or reject it with a written reason.";
+    hold_partly_sent: "この検査はストリーミング送信中でした。受信済み{received}件のうち{sent}件はすでに送信済みです（{to}）。残りはここで保留しています。受信側施設に、届いている画像は不完全で、上記の理由により保留中であることを連絡してください。", "This study was streaming: {sent} of the {received} instances received so far already left ({to}). The rest is held here. Tell the reading facility that the images it has are incomplete and held back for the reasons above.";
+    hold_partly_sent_to: "{destination}へ{n}件", "{n} to {destination}";
     // Ledger reasons (ledger::reasons): what the code means, what to do.
     ledger_no_final_report_meaning: "確定報告（F/C）も確定の読影イベントもありません。読影が完了していないため、まだ算定できません。", "No final (F) or corrected (C) report and no `final`/`confirmed` read event: the reading is not finished, so nothing can be claimed yet.";
     ledger_no_final_report_todo: "確定報告を待ってください。確定済みなら、読影システムから OBR-25 = F の ORU^R01（または final イベント）を送らせてください。", "Wait for the final report; if it was signed, make the reading system send the ORU^R01 with OBR-25 = F (or the `final` event).";

@@ -1,10 +1,19 @@
 //! Studies: instances are grouped by Study Instance UID (in the store); a study is
 //! complete once `stable_after_secs` pass without a new instance. This stage notices
 //! that, asks the decision stage, and queues or holds the study accordingly.
+//!
+//! Streaming (`[[routes]] forward = "streaming"`, or unset for a STAT order): the stage
+//! also decides a study while it is being received — at its first instance, on the
+//! study-level context (the headers of its images so far, its orders, labs and priors),
+//! and again whenever that context changes (an instance with header context not seen
+//! before, an HL7 message or a PACS answer about it; `stream_check`). Once the gate passes
+//! it, its instances are queued as they arrive ([`crate::store::Store::index_received`]);
+//! if the verdict turns, the stream stops and the rest is held, the hold saying what
+//! already left (`PARTLY_SENT`). At completion the study is decided as any other.
 
-use crate::decide::{assemble, Decide, Verdict};
+use crate::decide::{assemble, reasons, Decide, Decision, Verdict};
 use crate::forward::Wakeups;
-use crate::model::Disposition;
+use crate::model::{Disposition, ForwardMode, StreamState, StudyState};
 use crate::notify::StudyEvent;
 use crate::store::{DecisionRecord, Store};
 use crate::time::now_ms;
@@ -32,7 +41,10 @@ impl StudyStage {
             let wakeups = self.wakeups.clone();
             let notify = self.notify.clone();
             let next = tokio::task::spawn_blocking(move || {
-                complete_stable_studies(&store, decider.as_ref(), &wakeups, &notify, stable_ms)
+                let next =
+                    complete_stable_studies(&store, decider.as_ref(), &wakeups, &notify, stable_ms);
+                decide_streams(&store, decider.as_ref(), &wakeups, &notify)?;
+                next
             })
             .await;
             let wait = match next {
@@ -83,42 +95,35 @@ pub fn decide_study(
 ) -> crate::store::Result<()> {
     let snapshot = store.snapshot(study_uid)?;
     let previous = store.decision_of(study_uid)?.unwrap_or_default();
+    let streamed = store.study_row(study_uid)?.and_then(|r| r.stream);
     let ctx = assemble::from_store(
         store,
         &snapshot,
         decider.utc_offset_minutes(),
         &decider.pacs_ids(),
     )?;
-    let decision = decider.decide(&ctx);
+    let mut decision = decider.decide(&ctx);
     let forward = decision.forwards();
-    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
-    let reasons_json = (!decision.reasons.is_empty())
-        .then(|| serde_json::to_string(&decision.reasons).ok())
-        .flatten();
-    let detail = match (&decision.route, forward) {
-        (Some(route), true) if codes.is_empty() => route.because.clone(),
-        (Some(route), true) => format!("{}; still missing: {}", route.because, codes.join(", ")),
-        _ => codes.join(", "),
+    let recorded = if streamed.is_some() && !forward {
+        // A streamed study held: with no instance on its way, what left is exact, and
+        // the hold says so.
+        wakeups.in_flight.stopping(|| {
+            add_partly_sent(store, &mut decision, study_uid, snapshot.instance_count)?;
+            let record = record_of(&decision, &ctx);
+            Ok::<_, crate::store::StoreError>((
+                store.record_decision(&snapshot, &record, now_ms())?,
+                record,
+            ))
+        })?
+    } else {
+        let record = record_of(&decision, &ctx);
+        (store.record_decision(&snapshot, &record, now_ms())?, record)
     };
-    let record = DecisionRecord {
-        forward,
-        destination: decision.route.as_ref().map(|r| r.destination.clone()),
-        facility: decision.route.as_ref().map(|r| r.facility.clone()),
-        verdict: decision.disposition(),
-        reasons_json: reasons_json.clone(),
-        evaluation_json: decision
-            .evaluation
-            .as_ref()
-            .and_then(|e| serde_json::to_string(e).ok()),
-        context_json: serde_json::to_string(&ctx).ok(),
-        detail,
-    };
-    if store
-        .record_decision(&snapshot, &record, now_ms())?
-        .is_none()
-    {
+    let (Some(_), record) = recorded else {
         return Ok(()); // a new instance arrived meanwhile: decided again once stable
-    }
+    };
+    let reasons_json = record.reasons_json.clone();
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
     let was_held = previous.verdict == Some(Disposition::Held);
     if let Some(audit) = &notify.audit {
         let kind = if forward {
@@ -155,11 +160,25 @@ pub fn decide_study(
     };
     match (&record.destination, forward) {
         (Some(dest), true) => {
+            // A study that streamed under the same verdict was announced when it started.
+            let announced = streamed.is_some()
+                && previous.verdict == Some(record.verdict)
+                && previous.reasons_json == reasons_json;
             if decision.verdict == Verdict::ForwardIncomplete {
                 warn!(study_uid, destination = %dest, missing = %codes.join(","), "STAT study forwarded incomplete (flagged); still asking for the missing context");
-                crate::notify::study_event(notify.webhook.as_ref(), &event("forwarded_incomplete"));
+                if !announced {
+                    crate::notify::study_event(
+                        notify.webhook.as_ref(),
+                        &event("forwarded_incomplete"),
+                    );
+                }
             } else {
                 info!(study_uid, instances = snapshot.instance_count, destination = %dest, "study complete: queued");
+            }
+            if streamed.is_some() {
+                // Instances still on their way carry this decision's tags from now on.
+                wakeups.in_flight.changed();
+                forwarded_already(store, notify, study_uid, dest)?;
             }
             if was_held {
                 info!(
@@ -181,6 +200,341 @@ pub fn decide_study(
     Ok(())
 }
 
+/// What is recorded of `decision`, taken on `ctx`.
+fn record_of(decision: &Decision, ctx: &crate::decide::context::StudyContext) -> DecisionRecord {
+    let forward = decision.forwards();
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+    let detail = match (&decision.route, forward) {
+        (Some(route), true) if codes.is_empty() => route.because.clone(),
+        (Some(route), true) => format!("{}; still missing: {}", route.because, codes.join(", ")),
+        _ => codes.join(", "),
+    };
+    DecisionRecord {
+        forward,
+        destination: decision.route.as_ref().map(|r| r.destination.clone()),
+        facility: decision.route.as_ref().map(|r| r.facility.clone()),
+        verdict: decision.disposition(),
+        reasons_json: (!decision.reasons.is_empty())
+            .then(|| serde_json::to_string(&decision.reasons).ok())
+            .flatten(),
+        evaluation_json: decision
+            .evaluation
+            .as_ref()
+            .and_then(|e| serde_json::to_string(e).ok()),
+        context_json: serde_json::to_string(ctx).ok(),
+        detail,
+    }
+}
+
+/// Adds `PARTLY_SENT` to a hold of a streamed study some of whose instances left: how
+/// many, to which destination. Call it with no instance on its way
+/// ([`crate::forward::InFlight::stopping`]).
+fn add_partly_sent(
+    store: &Store,
+    decision: &mut Decision,
+    study_uid: &str,
+    received: i64,
+) -> crate::store::Result<Vec<(String, i64)>> {
+    let sent = store.sent_summary(study_uid)?;
+    if !sent.is_empty() {
+        decision.reasons.push(reasons::partly_sent(&sent, received));
+    }
+    Ok(sent)
+}
+
+/// A streamed study whose decision at completion found every instance delivered: it is
+/// forwarded now; logged, measured and audited as the forwarder does for the others.
+fn forwarded_already(
+    store: &Store,
+    notify: &Notifications,
+    study_uid: &str,
+    destination: &str,
+) -> crate::store::Result<()> {
+    let Some(row) = store.study_row(study_uid)? else {
+        return Ok(());
+    };
+    if row.state != StudyState::Forwarded {
+        return Ok(()); // the rest is still on its way: the forwarder completes it
+    }
+    let secs = row.time_to_reader_secs();
+    if let Some(secs) = secs {
+        crate::metrics::time_to_reader(destination, secs);
+    }
+    info!(
+        destination,
+        facility = row.facility.as_deref().unwrap_or(""),
+        study_uid,
+        time_to_reader_ms = (secs.unwrap_or(0.0) * 1000.0) as u64,
+        streamed = true,
+        "study forwarded"
+    );
+    if let Some(audit) = &notify.audit {
+        // The actor is the destination's AE title, as when the forwarder records it.
+        let ae = notify
+            .config
+            .as_ref()
+            .and_then(|c| {
+                c.current()
+                    .destination(destination)
+                    .map(|d| d.ae_title.clone())
+            })
+            .unwrap_or_else(|| destination.to_string());
+        audit.record(
+            crate::audit::NewEntry::new(crate::audit::kind::STUDY_FORWARDED, &ae)
+                .study(study_uid)
+                .detail(serde_json::json!({"destination": destination, "facility": row.facility, "streamed": true})),
+        );
+    }
+    Ok(())
+}
+
+/// Decides the streams of the studies being received that need it (their first
+/// instance, new header context, new HL7 or PACS context, a reload).
+pub fn decide_streams(
+    store: &Store,
+    decider: &dyn Decide,
+    wakeups: &Wakeups,
+    notify: &Notifications,
+) -> crate::store::Result<()> {
+    let uids = store.stream_checks()?;
+    if uids.is_empty() {
+        return Ok(());
+    }
+    if !decider.streams() {
+        store.clear_stream_checks()?;
+        return Ok(());
+    }
+    for uid in uids {
+        // Taken before reading: context that arrives from here on asks again.
+        if store.take_stream_check(&uid)? {
+            decide_stream(store, decider, wakeups, notify, &uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decides one receiving study's stream: start it, go on, or stop it.
+fn decide_stream(
+    store: &Store,
+    decider: &dyn Decide,
+    wakeups: &Wakeups,
+    notify: &Notifications,
+    study_uid: &str,
+) -> crate::store::Result<()> {
+    let Some(row) = store.study_row(study_uid)? else {
+        return Ok(());
+    };
+    if row.state != StudyState::Receiving || row.stream == Some(StreamState::Stopped) {
+        return Ok(());
+    }
+    // What the gate reads of the images, read first: an instance that arrives while it
+    // decides waits for the next decision unless its header context is among these.
+    let contexts = store.header_contexts(study_uid)?;
+    let snapshot = store.snapshot(study_uid)?;
+    let ctx = assemble::from_store(
+        store,
+        &snapshot,
+        decider.utc_offset_minutes(),
+        &decider.pacs_ids(),
+    )?;
+    let mut decision = decider.decide(&ctx);
+    let mode = decider.forward_mode(&ctx);
+    let streams = decision.forwards() && mode == ForwardMode::Streaming;
+    let destination = decision.route.as_ref().map(|r| r.destination.clone());
+    let now = now_ms();
+    match row.stream {
+        None if !streams => Ok(()), // decided at completion, as any other study
+        None => {
+            let record = record_of(&decision, &ctx);
+            let detail = format!("streaming as instances arrive: {}", record.detail);
+            let Some(queued) = store.stream(
+                study_uid,
+                &record,
+                &contexts,
+                Some(("streaming", &detail)),
+                now,
+            )?
+            else {
+                return Ok(());
+            };
+            let dest = destination.unwrap_or_default();
+            info!(study_uid, destination = %dest, verdict = %record.verdict, queued, "study streams: its instances leave as they arrive");
+            audit_stream(store, notify, study_uid, &record, &ctx, "started", None)?;
+            if decision.verdict == Verdict::ForwardIncomplete {
+                crate::notify::study_event(
+                    notify.webhook.as_ref(),
+                    &stream_event(notify, "forwarded_incomplete", study_uid, &ctx, &decision),
+                );
+            }
+            wakeups.wake(&dest);
+            Ok(())
+        }
+        Some(StreamState::Streaming) if streams && destination == row.destination => {
+            let record = record_of(&decision, &ctx);
+            let previous = store.decision_of(study_uid)?.unwrap_or_default();
+            let changed = previous.verdict != Some(record.verdict)
+                || previous.reasons_json != record.reasons_json;
+            let detail = format!("still streaming, decided again: {}", record.detail);
+            let event = changed.then_some(("streaming", detail.as_str()));
+            let Some(queued) = store.stream(study_uid, &record, &contexts, event, now)? else {
+                return Ok(());
+            };
+            if changed {
+                wakeups.in_flight.changed();
+                audit_stream(
+                    store,
+                    notify,
+                    study_uid,
+                    &record,
+                    &ctx,
+                    "decided again",
+                    None,
+                )?;
+            }
+            if queued > 0 {
+                wakeups.wake(destination.as_deref().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Some(StreamState::Streaming) if decision.forwards() => {
+            // Still passes, but no longer streams here: the route forwards on
+            // completion now, or names another destination. What left stays sent; the
+            // rest is decided at completion.
+            let why = if mode != ForwardMode::Streaming {
+                "the study's route forwards on completion now".to_string()
+            } else {
+                format!(
+                    "the study's route names {} now",
+                    destination.as_deref().unwrap_or("-")
+                )
+            };
+            let stopped = wakeups.in_flight.stopping(|| {
+                let sent = store.sent_summary(study_uid)?;
+                let detail = format!(
+                    "{why}; {} already sent; the rest leaves when the study is complete",
+                    sent_text(&sent)
+                );
+                store.stop_stream(study_uid, None, &detail, now)
+            })?;
+            if stopped {
+                info!(study_uid, reason = %why, "streaming stopped");
+            }
+            Ok(())
+        }
+        Some(StreamState::Streaming) => {
+            // The verdict turned: stop, hold the rest, say what already left.
+            let (stopped, record, sent) = wakeups.in_flight.stopping(|| {
+                let sent =
+                    add_partly_sent(store, &mut decision, study_uid, snapshot.instance_count)?;
+                let mut record = record_of(&decision, &ctx);
+                record.detail = format!(
+                    "{}; streaming stopped: {} already sent, the rest is held",
+                    record.detail,
+                    sent_text(&sent)
+                );
+                let stopped = store.stop_stream(study_uid, Some(&record), &record.detail, now)?;
+                Ok::<_, crate::store::StoreError>((stopped, record, sent))
+            })?;
+            if !stopped {
+                return Ok(());
+            }
+            let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+            warn!(study_uid, reasons = %codes.join(","), sent = %sent_text(&sent), "streaming stopped: study held; what already left is in its hold");
+            audit_stream(
+                store,
+                notify,
+                study_uid,
+                &record,
+                &ctx,
+                "stopped",
+                Some(&sent),
+            )?;
+            crate::notify::study_event(
+                notify.webhook.as_ref(),
+                &stream_event(notify, "held", study_uid, &ctx, &decision),
+            );
+            Ok(())
+        }
+        Some(StreamState::Stopped) => Ok(()),
+    }
+}
+
+/// `42 instance(s) to rc1, 3 to rc2`, or `nothing`.
+fn sent_text(sent: &[(String, i64)]) -> String {
+    if sent.is_empty() {
+        return "nothing".into();
+    }
+    sent.iter()
+        .map(|(d, n)| format!("{n} instance(s) to {d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The audit entry of a stream decision: released (started, decided again) or held
+/// (stopped), cited by the tags of the instances that leave under it.
+fn audit_stream(
+    store: &Store,
+    notify: &Notifications,
+    study_uid: &str,
+    record: &DecisionRecord,
+    ctx: &crate::decide::context::StudyContext,
+    stream: &str,
+    sent: Option<&[(String, i64)]>,
+) -> crate::store::Result<()> {
+    let Some(audit) = &notify.audit else {
+        return Ok(());
+    };
+    let kind = if record.forward {
+        crate::audit::kind::STUDY_RELEASED
+    } else {
+        crate::audit::kind::STUDY_HELD
+    };
+    let codes: Vec<String> = record
+        .reasons_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Vec<crate::decide::HoldReason>>(j).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.code)
+        .collect();
+    let mut entry = crate::audit::NewEntry::new(kind, "system")
+        .study(study_uid)
+        .detail(serde_json::json!({
+            "verdict": record.verdict,
+            "reasons": codes,
+            "destination": record.destination,
+            "facility": record.facility,
+            "stream": stream,
+            "sent": sent.map(|s| s.iter().map(|(d, n)| serde_json::json!({"destination": d, "instances": n})).collect::<Vec<_>>()),
+        }));
+    if let Some(acc) = &ctx.accession {
+        entry = entry.accession(acc);
+    }
+    if let Some(r) = audit.record(entry) {
+        store.set_audit_seq(study_uid, r.seq)?;
+    }
+    Ok(())
+}
+
+fn stream_event(
+    notify: &Notifications,
+    name: &str,
+    study_uid: &str,
+    ctx: &crate::decide::context::StudyContext,
+    decision: &Decision,
+) -> StudyEvent {
+    StudyEvent {
+        event: name.to_string(),
+        gateway: notify.gateway.clone(),
+        study_uid: study_uid.to_string(),
+        accession: ctx.accession.clone(),
+        reasons: decision.reasons.clone(),
+        by: None,
+        note: None,
+        at: now_ms(),
+    }
+}
+
 /// Where hold/release notifications go.
 #[derive(Clone, Default)]
 pub struct Notifications {
@@ -188,4 +542,7 @@ pub struct Notifications {
     pub webhook: Option<crate::notify::Webhook>,
     /// Every decision lands in the audit trail (and the tags cite its entry).
     pub audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
+    /// The configuration in force: the AE title of a destination a streamed study is
+    /// recorded as forwarded to (the actor of `study_forwarded`).
+    pub config: Option<crate::config::Live>,
 }

@@ -237,6 +237,7 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         ("index".to_string(), "orders_by_received".to_string()),
         ("index".to_string(), "pacs_studies_by_uid".to_string()),
         ("index".to_string(), "prior_sends_by_study".to_string()),
+        ("index".to_string(), "studies_stream_check".to_string()),
     ];
     expected.extend(
         NEW_TABLES

@@ -1084,6 +1084,9 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
     // prior is retrieved when the study leaves.
     cfg.stable_after_secs = 3;
     cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "prefetch = false");
+    // Decided when complete: with `forward` unset a STAT study streams from its first
+    // image, and would take its prior along while the PACS is still up.
+    cfg.route_extra = "forward = \"on_complete\"".into();
     let site = PriorSite::run(dir, scp, cfg).await;
     site.report("P-STAT", "ACC-STAT-1").await;
     let hl7 = site.rg.hl7_addr.expect("HL7 listener");

@@ -139,6 +139,27 @@ pub struct Route {
     /// Send the chosen priors with the studies of this route; unset: the destination's
     /// `send_priors`.
     pub send_priors: Option<bool>,
+    /// When the studies of this route leave: `"streaming"` (each instance as soon as it
+    /// is durable, once the gate has passed the study) or `"on_complete"` (the whole study
+    /// once it is complete). Unset: streaming for a study whose order is STAT, on
+    /// completion otherwise ([`crate::model::ForwardMode::default_for`]).
+    pub forward: Option<crate::model::ForwardMode>,
+}
+
+impl Route {
+    /// How this route forwards a study of `priority`.
+    pub fn forward_mode(
+        &self,
+        priority: Option<crate::model::Priority>,
+    ) -> crate::model::ForwardMode {
+        self.forward
+            .unwrap_or_else(|| crate::model::ForwardMode::default_for(priority))
+    }
+
+    /// Whether any study of this route may stream (not `forward = "on_complete"`).
+    pub fn may_stream(&self) -> bool {
+        self.forward != Some(crate::model::ForwardMode::OnComplete)
+    }
 }
 
 fn default_retry_base() -> u64 {

@@ -71,6 +71,19 @@ pub trait Decide: Send + Sync {
     fn pacs_ids(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether any study may stream (some route does not say `forward = "on_complete"`):
+    /// only then does the study stage decide studies at their first instance.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// How the route that `study` takes forwards it (`[[routes]] forward`, resolved for
+    /// this study: unset means streaming for a STAT order). A decider that knows no
+    /// routes forwards on completion.
+    fn forward_mode(&self, _study: &StudyContext) -> crate::model::ForwardMode {
+        crate::model::ForwardMode::OnComplete
+    }
 }
 
 /// Where `config` sends a study with these modalities and calling AE titles, and why:
@@ -183,6 +196,17 @@ impl Decide for Gate {
             .map(|p| p.id.clone())
             .collect()
     }
+
+    fn streams(&self) -> bool {
+        self.config.current().routes.iter().any(|r| r.may_stream())
+    }
+
+    fn forward_mode(&self, study: &StudyContext) -> crate::model::ForwardMode {
+        let config = self.config.current();
+        first_route(&config, &study.modalities, &study.calling_aes)
+            .map(|(_, route, _)| route.forward_mode(study.priority))
+            .unwrap_or(crate::model::ForwardMode::OnComplete)
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +245,43 @@ port = 2
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// `forward` on a route: explicit modes win; unset streams STAT orders only.
+    #[test]
+    fn forward_mode_by_route_and_priority() {
+        use crate::model::{ForwardMode, Priority};
+        let c = config(
+            "[[routes]]\ndestination = \"a\"\nmodalities = [\"MR\"]\nforward = \"on_complete\"\n\
+             [[routes]]\ndestination = \"a\"\nmodalities = [\"CR\"]\nforward = \"streaming\"\n\
+             [[routes]]\ndestination = \"b\"\n",
+        );
+        let gate = Gate::new(c);
+        assert!(gate.streams());
+        let mode = |m: &str, p: Option<Priority>| {
+            gate.forward_mode(&StudyContext {
+                modalities: names(&[m]),
+                priority: p,
+                ..Default::default()
+            })
+        };
+        assert_eq!(mode("MR", Some(Priority::Stat)), ForwardMode::OnComplete);
+        assert_eq!(mode("CR", None), ForwardMode::Streaming);
+        assert_eq!(mode("CT", Some(Priority::Stat)), ForwardMode::Streaming);
+        assert_eq!(mode("CT", Some(Priority::Routine)), ForwardMode::OnComplete);
+        assert_eq!(mode("CT", None), ForwardMode::OnComplete);
+        let never = Gate::new(config(
+            "[[routes]]\ndestination = \"a\"\nforward = \"on_complete\"\n",
+        ));
+        assert!(!never.streams());
+        let bad = Config::parse(
+            "[gateway]\nid = \"g\"\ndata_dir = \"v\"\nsending_facility = \"H\"\n[dicom]\nae_title = \"RG\"\nlisten = \"127.0.0.1:0\"\n\
+             [[destinations]]\nid = \"a\"\nfacility = \"F\"\nae_title = \"A\"\nhost = \"h\"\nport = 1\n\
+             [[routes]]\ndestination = \"a\"\nforward = \"later\"\n",
+            Path::new("t.toml"),
+        )
+        .expect_err("unknown forward mode");
+        assert!(bad.to_string().contains("streaming, on_complete"), "{bad}");
     }
 
     #[test]

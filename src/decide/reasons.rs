@@ -22,11 +22,14 @@ pub const PRIORS_UNAVAILABLE: &str = "PRIORS_UNAVAILABLE";
 pub const ORDERING_PHYSICIAN_MISSING: &str = "ORDERING_PHYSICIAN_MISSING";
 pub const CALLBACK_CONTACT_MISSING: &str = "CALLBACK_CONTACT_MISSING";
 pub const NO_ROUTE: &str = "NO_ROUTE";
+/// Not a check: a streamed study is held after part of it left (added by the study stage).
+pub const PARTLY_SENT: &str = "PARTLY_SENT";
 
 pub const JRS_7_3_1: &str = "JRS-7.3.1";
 pub const JRS_7_3_2: &str = "JRS-7.3.2";
 pub const JRS_7_3_3: &str = "JRS-7.3.3";
 pub const ATS_4: &str = "ATS-4";
+pub const ATS_5: &str = "ATS-5";
 
 use crate::i18n::{fill, Texts, EN, JA};
 pub use crate::model::Lang;
@@ -69,7 +72,7 @@ impl ReasonInfo {
     }
 }
 
-static CATALOGUE: [ReasonInfo; 9] = [
+static CATALOGUE: [ReasonInfo; 10] = [
     ReasonInfo {
         code: EXAM_PURPOSE_MISSING,
         clause: JRS_7_3_1,
@@ -204,6 +207,21 @@ static CATALOGUE: [ReasonInfo; 9] = [
         message_ja: JA.hold_no_route_message,
         fix_en: EN.hold_no_route_fix,
         fix_ja: JA.hold_no_route_fix,
+    },
+    ReasonInfo {
+        code: PARTLY_SENT,
+        clause: ATS_5,
+        check: "streaming",
+        what_en: EN.hold_partly_sent_what,
+        short_en: EN.hold_partly_sent_short,
+        short_ja: JA.hold_partly_sent_short,
+        what_ja: JA.hold_partly_sent_what,
+        hl7: "-",
+        dicom: "instances delivered (C-STORE 0000/Bxxx) before the hold",
+        message_en: EN.hold_partly_sent_message,
+        message_ja: JA.hold_partly_sent_message,
+        fix_en: EN.hold_partly_sent_fix,
+        fix_ja: JA.hold_partly_sent_fix,
     },
 ];
 
@@ -546,6 +564,38 @@ pub(crate) fn no_route(modalities: &[String], calling_aes: &[String]) -> HoldRea
     reason(NO_ROUTE, ATS_4, en, ja)
 }
 
+/// A streamed study held after part of it left: `sent` (destination, instances) of the
+/// `received` instances received so far (ATS-5: the sending side must not leave a known
+/// irregularity unsaid; the reading facility has images of a study readgate holds).
+pub fn partly_sent(sent: &[(String, i64)], received: i64) -> HoldReason {
+    let total: i64 = sent.iter().map(|(_, n)| n).sum();
+    let list = |lang: &Texts, sep: &str| {
+        sent.iter()
+            .map(|(d, n)| {
+                fill(
+                    lang.hold_partly_sent_to,
+                    &[("destination", d.as_str()), ("n", &n.to_string())],
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let (total, received) = (total.to_string(), received.to_string());
+    let (to_en, to_ja) = (list(&EN, ", "), list(&JA, "、"));
+    let en = [
+        ("sent", total.as_str()),
+        ("received", received.as_str()),
+        ("to", to_en.as_str()),
+    ];
+    let ja = [
+        ("sent", total.as_str()),
+        ("received", received.as_str()),
+        ("to", to_ja.as_str()),
+    ];
+    let (message_en, message_ja) = both(|t| t.hold_partly_sent, &en, &ja);
+    reason(PARTLY_SENT, ATS_5, message_en, message_ja)
+}
+
 fn display_list(items: &[String]) -> String {
     if items.is_empty() {
         "-".into()
@@ -618,6 +668,7 @@ mod tests {
             ordering_physician_missing(&[]),
             callback_contact_missing(&["不明".into()]),
             no_route(&[], &[]),
+            partly_sent(&[("rc1".into(), 42)], 120),
         ] {
             let info = find(&r.code).expect("code in catalogue");
             assert_eq!(info.clause, r.clause);
@@ -640,6 +691,9 @@ mod tests {
             no_route(&["CT".into()], &["CT01".into()]).message_ja,
             find(NO_ROUTE).unwrap().message_ja
         );
+        let partly = partly_sent(&[("rc1".into(), 42)], 120);
+        assert_eq!(partly.message_ja, find(PARTLY_SENT).unwrap().message_ja);
+        assert_eq!(partly.message_en, find(PARTLY_SENT).unwrap().message_en);
     }
 
     #[test]

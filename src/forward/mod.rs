@@ -25,10 +25,52 @@ use tracing::{info, warn};
 
 const BATCH: usize = 500;
 
-/// Wakes the worker of a destination when work is queued for it.
+/// Wakes the worker of a destination when work is queued for it, and keeps what is on
+/// its way ([`InFlight`]).
 #[derive(Default)]
 pub struct Wakeups {
     by_destination: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    /// Shared by every forwarder and the study stage.
+    pub in_flight: Arc<InFlight>,
+}
+
+/// The instances on their way, so that a streamed study's hold says exactly what left.
+/// A forwarder tags, sends and marks delivered each instance under a read permit; the
+/// study stage stops a stream (or holds a streamed study) under the write permit, then
+/// counts a change. A forwarder whose batch was read before a change reads its queue
+/// again: what it holds in memory may have been taken back.
+#[derive(Default)]
+pub struct InFlight {
+    lock: tokio::sync::RwLock<()>,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+impl InFlight {
+    /// Held while one instance is tagged, sent and marked delivered.
+    pub async fn sending(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.lock.read().await
+    }
+
+    /// How many decisions changed what a forwarder may send so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs `f` with no instance on its way, then counts a change. Blocking: call it
+    /// from a blocking thread (the study stage's), never from async code.
+    pub fn stopping<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _all = self.lock.blocking_write();
+        let out = f();
+        self.changed();
+        out
+    }
+
+    /// A decision changed what instances carry (their tags): forwarders read their
+    /// queue and the decision again.
+    pub fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Wakeups {
@@ -64,6 +106,8 @@ pub struct Forwarder {
     store: Arc<Store>,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
+    /// Shared with the study stage (see [`InFlight`]).
+    in_flight: Arc<InFlight>,
     audit: Arc<crate::audit::AuditLog>,
     /// The retrieved priors, shared with the prefetcher and the other destinations
     /// (`None` without a `[[pacs]]`).
@@ -91,6 +135,7 @@ impl Forwarder {
             store,
             spool,
             wake,
+            in_flight: wakeups.in_flight.clone(),
             audit,
             cache: None,
             priors: None,
@@ -133,6 +178,7 @@ impl Forwarder {
                 break;
             }
             let id = self.destination.id.clone();
+            let changes = self.in_flight.changes();
             let batch = match self
                 .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))
                 .await
@@ -166,7 +212,7 @@ impl Forwarder {
             if batch.is_empty() {
                 continue;
             }
-            self.send_session(batch, &mut shutdown).await;
+            self.send_session(batch, changes, &mut shutdown).await;
         }
         info!(destination = %self.destination.id, "forwarder stopped");
     }
@@ -190,10 +236,12 @@ impl Forwarder {
         }
     }
 
-    /// One association: sends `batch`, then whatever else gets queued while it is open.
+    /// One association: sends `batch` (read when [`InFlight::changes`] was `changes`),
+    /// then whatever else gets queued while it is open.
     async fn send_session(
         &self,
         mut batch: Vec<QueuedInstance>,
+        mut changes: u64,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let dest = &self.destination;
@@ -226,6 +274,12 @@ impl Forwarder {
                 if !scu.can_carry(&inst.sop_class_uid, &inst.transfer_syntax) {
                     reassociate = true;
                     continue;
+                }
+                // One instance on its way: a stream stopped meanwhile may have taken the
+                // rest of this batch back, so it is read again.
+                let _sending = self.in_flight.sending().await;
+                if self.in_flight.changes() != changes {
+                    break;
                 }
                 let tagged = match self.tagged_copy(inst, &mut stamps).await {
                     Ok(p) => p,
@@ -345,6 +399,11 @@ impl Forwarder {
             let linger = Duration::from_millis(self.config.forward.linger_ms);
             let deadline = tokio::time::Instant::now() + linger;
             batch = loop {
+                if self.in_flight.changes() != changes {
+                    // A decision changed: the tags are made from it again.
+                    stamps.clear();
+                }
+                changes = self.in_flight.changes();
                 let id = dest.id.clone();
                 let next = self
                     .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))

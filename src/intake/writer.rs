@@ -109,7 +109,7 @@ async fn writer(
                 if !reconsidered.is_empty() {
                     info!(
                         studies = reconsidered.len(),
-                        "held studies re-evaluated after new HL7 context"
+                        "held studies and streams decided again after new HL7 context"
                     );
                 }
                 // Also when nothing was held: an order's expected image count may complete

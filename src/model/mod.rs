@@ -6,6 +6,7 @@
 mod audit_kind;
 mod charset;
 mod employment;
+mod forward;
 mod lang;
 mod pacs;
 mod priority;
@@ -17,6 +18,7 @@ mod verdict;
 pub use audit_kind::AuditKind;
 pub use charset::Charset;
 pub use employment::Employment;
+pub use forward::{ForwardMode, StreamState};
 pub use lang::Lang;
 pub use pacs::PacsStudy;
 pub use priority::Priority;

@@ -37,6 +37,9 @@ pub struct Receiver {
     pub slots: Arc<Semaphore>,
     /// readgate's own pending C-MOVEs: their sub-operations are priors, not studies.
     pub moves: Arc<moves::Moves>,
+    /// The forwarders: an instance of a streaming study is queued at once and its
+    /// destination's forwarder woken.
+    pub wakeups: Arc<crate::forward::Wakeups>,
 }
 
 /// How long in-flight associations may take to finish after shutdown is requested.

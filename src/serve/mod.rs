@@ -149,6 +149,7 @@ pub async fn start_with(
         stored: stored.clone(),
         history: history.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.dicom.max_associations)),
+        wakeups: wakeups.clone(),
     });
     if let Some(tls_listen) = config.dicom.tls_listen {
         let (Some(cert), Some(key)) = (&config.dicom.tls_cert, &config.dicom.tls_key) else {
@@ -184,6 +185,7 @@ pub async fn start_with(
             gateway: config.gateway.id.clone(),
             webhook: crate::notify::Webhook::from_config(&config.notify),
             audit: Some(audit.clone()),
+            config: Some(live.clone()),
         },
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));

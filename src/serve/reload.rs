@@ -164,14 +164,16 @@ impl Running {
             })
             .await
             {
-                Ok(Ok(n)) if n > 0 => {
-                    info!(
-                        studies = n,
-                        "held studies are decided again under the reloaded configuration"
-                    );
+                Ok(Ok(n)) => {
+                    if n > 0 {
+                        info!(
+                            studies = n,
+                            "held studies are decided again under the reloaded configuration"
+                        );
+                    }
+                    // Held studies, and the streams of the studies being received.
                     self.stored.notify_one();
                 }
-                Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!(error = %e, "held studies not decided again after the reload"),
                 Err(e) => warn!(error = %e, "held studies not decided again after the reload"),
             }

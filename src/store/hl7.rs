@@ -164,15 +164,19 @@ impl Store {
     }
 
     /// Held studies the keys point at go back to the decision stage (they are "receiving"
-    /// again, already stable): new context may release them. Returns their UIDs.
+    /// again, already stable): new context may release them. Studies the keys point at
+    /// that are still being received have their stream decided again (`stream_check`):
+    /// the context may start a stream (a STAT order) or stop one (a cancelled order).
+    /// Returns the UIDs of both.
     pub fn reconsider_held(&self, keys: &ContextKeys, why: &str, now: i64) -> Result<Vec<String>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn();
-        // Most messages concern no held study: answer that from the state index first.
+        // Most messages concern no held or receiving study: answer that from the state
+        // index first.
         let any_held: bool = conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM studies WHERE state = 'held')",
+            "SELECT EXISTS(SELECT 1 FROM studies WHERE state IN ('held', 'receiving'))",
             [],
             |r| r.get(0),
         )?;
@@ -209,6 +213,41 @@ impl Store {
                 "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
                 params![now, uid, why],
             )?;
+        }
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE studies SET stream_check = 1 WHERE state = 'receiving' \
+                 AND (stream IS NULL OR stream = 'streaming') \
+                 AND (study_uid = ?1 OR accession = ?1 OR patient_id = ?1) RETURNING study_uid, stream",
+            )?;
+            let mut streaming = Vec::new();
+            for key in keys
+                .study_uids
+                .iter()
+                .chain(&keys.accessions)
+                .chain(&keys.patient_ids)
+            {
+                let rows = stmt.query_map([key], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })?;
+                for row in rows {
+                    let (uid, stream) = row?;
+                    if stream.is_some() && !streaming.contains(&uid) {
+                        streaming.push(uid.clone());
+                    }
+                    if !uids.contains(&uid) {
+                        uids.push(uid);
+                    }
+                }
+            }
+            drop(stmt);
+            // A streaming study's timeline says what made the gate look again.
+            for uid in &streaming {
+                tx.execute(
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
+                    params![now, uid, why],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(uids)

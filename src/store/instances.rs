@@ -2,7 +2,7 @@
 //! header context it carried, and a destination's refusal of one.
 
 use super::{Result, Store, StoreError};
-use crate::model::{InstanceState, StudyState};
+use crate::model::{InstanceState, StreamState, StudyState};
 use rusqlite::{params, OptionalExtension};
 
 /// An instance that has just been written, fsync'd and moved into the spool.
@@ -37,6 +37,16 @@ pub enum Indexed {
     KeptFirst,
 }
 
+/// What indexing an instance did, and where it was queued at once (see
+/// [`Store::index_received`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct IndexOutcome {
+    pub indexed: Indexed,
+    /// The destination of its streaming study, when the instance was queued for it at
+    /// once (its forwarder is to be woken).
+    pub streamed_to: Option<String>,
+}
+
 impl Store {
     /// Records a received instance and re-opens its study. Runs in one transaction.
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
@@ -44,14 +54,21 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let outcome = index_in(&tx, inst, replace)?;
         tx.commit()?;
-        Ok(outcome)
+        Ok(outcome.indexed)
     }
 
-    /// As [`Store::index_instance`], for the receiver: instances that arrive on several
-    /// associations at once share one transaction (group commit, `group.rs`), each in a
-    /// savepoint of its own so that one failing does not undo the others. A lone instance
-    /// commits at once.
-    pub fn index_received(&self, inst: NewInstance, replace: bool) -> Result<Indexed> {
+    /// As [`Store::index_instance`], for the receiver, and for a study that streams
+    /// (`studies.stream = 'streaming'`) the instance is queued for its destination in
+    /// the same transaction when the gate has seen its header context already (an
+    /// instance of the same series, usually). An instance with header context the gate
+    /// has not seen (another accession, another requested procedure) waits as
+    /// `received`, and the study is marked for the study stage to decide its stream
+    /// again (`stream_check`); so is a new study, at its first instance.
+    ///
+    /// Instances that arrive on several associations at once share one transaction
+    /// (group commit, `group.rs`), each in a savepoint of its own so that one failing
+    /// does not undo the others. A lone instance commits at once.
+    pub fn index_received(&self, inst: NewInstance, replace: bool) -> Result<IndexOutcome> {
         self.received.submit(
             (inst, replace),
             |batch| self.index_batch(batch),
@@ -59,8 +76,8 @@ impl Store {
         )
     }
 
-    pub(super) fn index_batch(&self, batch: Vec<(NewInstance, bool)>) -> Vec<Result<Indexed>> {
-        let failed = |why: String| -> Vec<Result<Indexed>> {
+    pub(super) fn index_batch(&self, batch: Vec<(NewInstance, bool)>) -> Vec<Result<IndexOutcome>> {
+        let failed = |why: String| -> Vec<Result<IndexOutcome>> {
             batch
                 .iter()
                 .map(|_| Err(StoreError::Batch(why.clone())))
@@ -97,19 +114,24 @@ impl Store {
     }
 }
 
-/// Indexes one instance within the caller's transaction (see [`Store::index_instance`]).
-fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Result<Indexed> {
+/// Indexes one instance within the caller's transaction (see [`Store::index_received`]).
+fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
     // The statements every instance runs are prepared once per connection.
     let existing: Option<(String, String, i64)> = tx
         .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
         .query_row([&inst.sop_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let outcome = match &existing {
-        Some(_) if !replace => return Ok(Indexed::KeptFirst),
+        Some(_) if !replace => {
+            return Ok(IndexOutcome {
+                indexed: Indexed::KeptFirst,
+                streamed_to: None,
+            });
+        }
         Some((old_path, old_study, old_size)) => {
             tx.execute(
                 "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
-                     WHERE study_uid = ?1",
+                 WHERE study_uid = ?1",
                 params![old_study, old_size],
             )?;
             tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
@@ -119,18 +141,18 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
             if *old_study != inst.study_uid {
                 let emptied = tx.execute(
                     "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
-                         AND state NOT IN ('forwarded', 'rejected')",
+                     AND state NOT IN ('forwarded', 'rejected')",
                     [old_study],
                 )?;
                 if emptied == 1 {
                     tx.execute(
-                            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
-                            params![
-                                inst.received_at,
-                                old_study,
-                                format!("its last instance was re-sent under study {}", inst.study_uid)
-                            ],
-                        )?;
+                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
+                        params![
+                            inst.received_at,
+                            old_study,
+                            format!("its last instance was re-sent under study {}", inst.study_uid)
+                        ],
+                    )?;
                 }
             }
             Indexed::Replaced {
@@ -141,8 +163,8 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
     };
     tx.prepare_cached(
         "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
-             modality, path, size, calling_ae, received_at, state, context) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         modality, path, size, calling_ae, received_at, state, context) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         inst.sop_uid,
@@ -158,27 +180,41 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
         InstanceState::Received,
         inst.context
     ])?;
-    let study: Option<(String, String, StudyState)> = tx
-        .prepare_cached("SELECT modalities, calling_aes, state FROM studies WHERE study_uid = ?1")?
-        .query_row([&inst.study_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    type StudyRow = (
+        String,
+        String,
+        StudyState,
+        Option<StreamState>,
+        Option<String>,
+    );
+    let study: Option<StudyRow> = tx
+        .prepare_cached(
+            "SELECT modalities, calling_aes, state, stream, destination FROM studies WHERE study_uid = ?1",
+        )?
+        .query_row(
+            [&inst.study_uid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .optional()?;
+    let mut streamed_to = None;
     match study {
         None => {
             tx.execute(
-                    "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
-                     calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8)",
-                    params![
-                        inst.study_uid,
-                        StudyState::Receiving,
-                        inst.accession,
-                        inst.patient_id,
-                        inst.modality.clone().unwrap_or_default(),
-                        inst.calling_ae,
-                        inst.size as i64,
-                        inst.received_at
-                    ],
-                )?;
+                "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
+                 calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at, \
+                 stream_check) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8, 1)",
+                params![
+                    inst.study_uid,
+                    StudyState::Receiving,
+                    inst.accession,
+                    inst.patient_id,
+                    inst.modality.clone().unwrap_or_default(),
+                    inst.calling_ae,
+                    inst.size as i64,
+                    inst.received_at
+                ],
+            )?;
             tx.execute(
                 "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
                 params![
@@ -188,19 +224,19 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
                 ],
             )?;
         }
-        Some((modalities, calling_aes, state)) => {
+        Some((modalities, calling_aes, state, stream, destination)) => {
             let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
             let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
             // A new instance re-opens a study whatever its state: it must be decided
             // and forwarded too, never dropped. A failed study gets a fresh start.
             tx.prepare_cached(
                 "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
-                     bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, completed_by = NULL, \
-                     modalities = ?5, calling_aes = ?6, \
-                     accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
-                     attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
-                     next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
-                     WHERE study_uid = ?1",
+                 bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, completed_by = NULL, \
+                 modalities = ?5, calling_aes = ?6, \
+                 accession = COALESCE(accession, ?7), patient_id = COALESCE(patient_id, ?8), \
+                 attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
+                 next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
+                 WHERE study_uid = ?1",
             )?
             .execute(params![
                 inst.study_uid,
@@ -214,13 +250,49 @@ fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Res
             ])?;
             if state != StudyState::Receiving {
                 tx.execute(
-                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
-                        params![inst.received_at, inst.study_uid],
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
+                    params![inst.received_at, inst.study_uid],
+                )?;
+            }
+            // Streaming: queued at once when the gate has seen its header context
+            // (in an instance queued or delivered under the stream's decision).
+            // Otherwise any header context the study has not carried yet is new
+            // context for the stream decision.
+            let streaming = stream == Some(StreamState::Streaming);
+            if stream != Some(StreamState::Stopped) {
+                let seen: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM instances WHERE study_uid = ?1 AND context = ?2 \
+                         AND sop_uid != ?3 AND (?4 = 0 OR state IN ('queued', 'forwarded')))",
+                    )?
+                    .query_row(
+                        params![inst.study_uid, inst.context, inst.sop_uid, streaming],
+                        |r| r.get(0),
                     )?;
+                let open = !matches!(state, StudyState::Held | StudyState::Rejected);
+                match &destination {
+                    Some(dest) if streaming && seen && open => {
+                        tx.execute(
+                            "UPDATE instances SET state = 'queued' WHERE sop_uid = ?1",
+                            [&inst.sop_uid],
+                        )?;
+                        streamed_to = Some(dest.clone());
+                    }
+                    _ if !seen || (streaming && !open) => {
+                        tx.execute(
+                            "UPDATE studies SET stream_check = 1 WHERE study_uid = ?1",
+                            [&inst.study_uid],
+                        )?;
+                    }
+                    _ => {}
+                }
             }
         }
     }
-    Ok(outcome)
+    Ok(IndexOutcome {
+        indexed: outcome,
+        streamed_to,
+    })
 }
 
 impl Store {

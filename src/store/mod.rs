@@ -27,7 +27,7 @@ mod studies;
 mod tests;
 
 pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
-pub use instances::{Indexed, NewInstance};
+pub use instances::{IndexOutcome, Indexed, NewInstance};
 pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,
@@ -82,7 +82,7 @@ pub struct Store {
     /// [`Store::operations`]).
     operations: std::sync::atomic::AtomicU64,
     /// Received instances waiting to share a commit (`index_received`).
-    received: group::Group<(NewInstance, bool), Result<Indexed>>,
+    received: group::Group<(NewInstance, bool), Result<IndexOutcome>>,
 }
 
 /// Milliseconds since the Unix epoch: all times in the store use this (the one clock,

@@ -51,9 +51,10 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
-            "UPDATE instances SET state = ?2, forwarded_at = ?3, last_status = ?4, last_error = NULL \
+            "UPDATE instances SET state = ?2, forwarded_at = ?3, last_status = ?4, last_error = NULL, \
+             forwarded_to = (SELECT destination FROM studies WHERE study_uid = ?5) \
              WHERE sop_uid = ?1 AND state = 'queued'",
-            params![inst.sop_uid, InstanceState::Forwarded, now, status as i64],
+            params![inst.sop_uid, InstanceState::Forwarded, now, status as i64, inst.study_uid],
         )?;
         let done = tx.execute(
             "UPDATE studies SET state = 'forwarded', forwarded_at = ?2, updated_at = ?2, \

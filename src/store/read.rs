@@ -31,6 +31,8 @@ pub struct StudyRow {
     /// What completed it (the quiet period, its MPPS step, its order's image count);
     /// `None` while it is receiving.
     pub completed_by: Option<CompletionSignal>,
+    /// Its stream, when its route streamed it (`[[routes]] forward`).
+    pub stream: Option<crate::model::StreamState>,
 }
 
 impl StudyRow {
@@ -127,7 +129,7 @@ impl Store {
         self.query_all(
             "SELECT s.destination, SUM(s.state = 'queued'), \
              (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
-              WHERE t.destination = s.destination AND t.state = 'queued' AND i.state = 'queued'), \
+              WHERE t.destination = s.destination AND t.state IN ('queued', 'receiving') AND i.state = 'queued'), \
              MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -195,7 +197,7 @@ macro_rules! study_row_columns {
      s.bytes, (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid AND i.state = 'forwarded') \
      AS instances_forwarded, \
      s.first_received_at, s.last_received_at, s.destination, s.facility, s.reasons, s.attempts, \
-     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at, s.completed_by"
+     s.next_attempt_at, s.forwarded_at, s.last_error, s.updated_at, s.completed_by, s.stream"
     };
 }
 const STUDY_ROW_COLUMNS: &str = study_row_columns!();

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -131,6 +131,17 @@ const V10: &[&str] = &[
     "ALTER TABLE orders ADD COLUMN expected_images INTEGER",
     "ALTER TABLE studies ADD COLUMN completed_by TEXT",
 ];
+/// Migration 11: streaming (`[[routes]] forward = "streaming"`): each study's stream
+/// (`streaming`, `stopped`, or none) and whether the study stage must decide its stream
+/// (again): set at its first instance, by an instance with header context the gate has
+/// not seen, and by new HL7 or PACS context; the destination each instance was delivered
+/// to, so a hold can say what already left and where.
+const V11: &[&str] = &[r#"
+ALTER TABLE studies ADD COLUMN stream TEXT;
+ALTER TABLE studies ADD COLUMN stream_check INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN forwarded_to TEXT;
+CREATE INDEX studies_stream_check ON studies(stream_check) WHERE stream_check = 1;
+"#];
 
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

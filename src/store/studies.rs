@@ -135,6 +135,12 @@ impl Store {
             "UPDATE studies SET state = 'receiving', updated_at = ?1 WHERE state = 'held'",
             [now],
         )?;
+        // A reloaded configuration may change how the studies being received stream.
+        tx.execute(
+            "UPDATE studies SET stream_check = 1 WHERE state = 'receiving' \
+             AND (stream IS NULL OR stream = 'streaming')",
+            [],
+        )?;
         tx.commit()?;
         Ok(n)
     }
@@ -222,19 +228,212 @@ impl Store {
         if changed == 0 {
             return Ok(None);
         }
+        let uid = &snapshot.study_uid;
+        tx.execute(
+            "UPDATE studies SET stream_check = 0 WHERE study_uid = ?1",
+            [uid],
+        )?;
         if d.forward {
             tx.execute(
                 "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
-                [&snapshot.study_uid],
+                [uid],
+            )?;
+        } else {
+            // A streamed study held: nothing more of it leaves (its stream stops; the
+            // caller holds the forwarders' in-flight lock, so what left is exact).
+            tx.execute(
+                "UPDATE instances SET state = 'received' WHERE study_uid = ?1 AND state = 'queued' \
+                 AND (SELECT stream FROM studies WHERE study_uid = ?1) IS NOT NULL",
+                [uid],
+            )?;
+            tx.execute(
+                "UPDATE studies SET stream = 'stopped' WHERE study_uid = ?1 AND stream = 'streaming'",
+                [uid],
             )?;
         }
         tx.execute(
             "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![now, snapshot.study_uid, state, d.detail],
+            params![now, uid, state, d.detail],
         )?;
         let id = tx.last_insert_rowid();
+        if d.forward {
+            // A streamed study may have left already, every instance of it: it is
+            // forwarded now, when its last instance was delivered.
+            let done = tx.execute(
+                "UPDATE studies SET state = 'forwarded', attempts = 0, last_error = NULL, \
+                 forwarded_at = (SELECT MAX(forwarded_at) FROM instances WHERE study_uid = ?1) \
+                 WHERE study_uid = ?1 AND state = 'queued' \
+                 AND EXISTS (SELECT 1 FROM instances WHERE study_uid = ?1 AND state = 'forwarded') \
+                 AND NOT EXISTS (SELECT 1 FROM instances WHERE study_uid = ?1 AND state IN ('queued', 'received'))",
+                [uid],
+            )?;
+            if done == 1 {
+                tx.execute(
+                    "INSERT INTO events (at, study_uid, kind, detail) \
+                     SELECT ?1, ?2, 'forwarded', instance_count || ' instance(s) to ' || COALESCE(destination, '') \
+                     FROM studies WHERE study_uid = ?2",
+                    params![now, uid],
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(Some(id))
+    }
+
+    /// Receiving studies whose stream the study stage must decide (again), oldest first.
+    pub fn stream_checks(&self) -> Result<Vec<String>> {
+        self.query_all(
+            "SELECT study_uid FROM studies WHERE stream_check = 1 AND state = 'receiving' \
+             ORDER BY first_received_at LIMIT 256",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    /// Takes a receiving study's pending stream decision (false: none pending).
+    pub fn take_stream_check(&self, study_uid: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "UPDATE studies SET stream_check = 0 WHERE study_uid = ?1 AND stream_check = 1 \
+             AND state = 'receiving'",
+            [study_uid],
+        )? == 1)
+    }
+
+    /// Forgets every pending stream decision (no route streams).
+    pub fn clear_stream_checks(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE studies SET stream_check = 0 WHERE stream_check = 1",
+            [],
+        )?)
+    }
+
+    /// The distinct header contexts of a study's instances, as stored (what the gate
+    /// reads of its images; see [`Store::dicom_contexts`]).
+    pub fn header_contexts(&self, study_uid: &str) -> Result<Vec<String>> {
+        self.query_all(
+            "SELECT DISTINCT context FROM instances WHERE study_uid = ?1 LIMIT 64",
+            [study_uid],
+            |r| r.get(0),
+        )
+    }
+
+    /// Where a study's delivered instances went: (destination, instances), by
+    /// destination.
+    pub fn sent_summary(&self, study_uid: &str) -> Result<Vec<(String, i64)>> {
+        self.query_all(
+            "SELECT COALESCE(i.forwarded_to, s.destination, '-'), COUNT(*) FROM instances i \
+             JOIN studies s ON s.study_uid = i.study_uid \
+             WHERE i.study_uid = ?1 AND i.state = 'forwarded' GROUP BY 1 ORDER BY 1",
+            [study_uid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    /// A receiving study streams under decision `d` (which forwards): its stream starts,
+    /// or goes on under the new decision. Its instances whose header context is one of
+    /// `contexts` (what the gate read) are queued for `d.destination`; the others wait
+    /// for the next stream decision. `event` (kind, detail) goes to the timeline.
+    /// Returns how many instances were queued, or None when the study is no longer
+    /// receiving or its stream was stopped.
+    pub fn stream(
+        &self,
+        study_uid: &str,
+        d: &DecisionRecord,
+        contexts: &[String],
+        event: Option<(&str, &str)>,
+        now: i64,
+    ) -> Result<Option<usize>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE studies SET stream = 'streaming', destination = ?2, facility = ?3, \
+             reasons = ?4, verdict = ?5, evaluation = ?6, context = ?7, evaluated_at = ?8, updated_at = ?8 \
+             WHERE study_uid = ?1 AND state = 'receiving' AND (stream IS NULL OR stream = 'streaming')",
+            params![
+                study_uid,
+                d.destination,
+                d.facility,
+                d.reasons_json,
+                d.verdict,
+                d.evaluation_json,
+                d.context_json,
+                now
+            ],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let contexts = serde_json::to_string(contexts).unwrap_or_else(|_| "[]".into());
+        let queued = tx.execute(
+            "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received' \
+             AND context IN (SELECT value FROM json_each(?2))",
+            params![study_uid, contexts],
+        )?;
+        if let Some((kind, detail)) = event {
+            tx.execute(
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![now, study_uid, kind, detail],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(queued))
+    }
+
+    /// Stops a receiving study's stream: what is queued of it goes back to waiting for
+    /// the study's decision at completion. With `hold`, the study is held under that
+    /// decision now (it is decided again when complete, or when context arrives). The
+    /// caller holds the forwarders' in-flight lock, so what was delivered is exact.
+    /// Returns false when the study was not streaming.
+    pub fn stop_stream(
+        &self,
+        study_uid: &str,
+        hold: Option<&DecisionRecord>,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = match hold {
+            Some(d) => tx.execute(
+                "UPDATE studies SET stream = 'stopped', state = 'held', destination = ?2, \
+                 facility = ?3, reasons = ?4, verdict = ?5, evaluation = ?6, context = ?7, \
+                 evaluated_at = ?8, updated_at = ?8 \
+                 WHERE study_uid = ?1 AND state = 'receiving' AND stream = 'streaming'",
+                params![
+                    study_uid,
+                    d.destination,
+                    d.facility,
+                    d.reasons_json,
+                    d.verdict,
+                    d.evaluation_json,
+                    d.context_json,
+                    now
+                ],
+            )?,
+            None => tx.execute(
+                "UPDATE studies SET stream = 'stopped', updated_at = ?2 \
+                 WHERE study_uid = ?1 AND state = 'receiving' AND stream = 'streaming'",
+                params![study_uid, now],
+            )?,
+        };
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE instances SET state = 'received' WHERE study_uid = ?1 AND state = 'queued'",
+            [study_uid],
+        )?;
+        let kind = if hold.is_some() {
+            StudyState::Held.as_str()
+        } else {
+            "stream-stopped"
+        };
+        tx.execute(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now, study_uid, kind, detail],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// An operator releases a held study anyway, with a written justification.
@@ -321,7 +520,7 @@ impl Store {
         let sql = "SELECT verdict, reasons AS reasons_json, evaluation AS evaluation_json, \
                    context AS context_json, evaluated_at, facility, \
                    (SELECT MAX(id) FROM events WHERE study_uid = ?1 \
-                    AND kind IN ('queued', 'released-override')) AS event_id, \
+                    AND kind IN ('queued', 'released-override', 'streaming')) AS event_id, \
                    audit_seq, accession, destination FROM studies WHERE study_uid = ?1";
         Ok(self.query_as(sql, [study_uid])?.into_iter().next())
     }

@@ -293,7 +293,7 @@ fn received_instances_share_commits_and_fail_alone() {
             std::thread::spawn(move || {
                 for i in 0..40 {
                     let inst = instance(&format!("{t}.{i}"), &format!("S{}", t % 2), i);
-                    assert_eq!(store.index_received(inst, true).unwrap(), Indexed::New);
+                    assert_eq!(store.index_received(inst, true).unwrap().indexed, Indexed::New);
                 }
             })
         })
@@ -320,9 +320,9 @@ fn received_instances_share_commits_and_fail_alone() {
         (instance("bad", "S9", 2), true),
         (instance("good2", "S9", 3), true),
     ]);
-    assert!(matches!(outcomes[0], Ok(Indexed::New)), "{outcomes:?}");
+    assert!(matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New), "{outcomes:?}");
     assert!(outcomes[1].is_err(), "{outcomes:?}");
-    assert!(matches!(outcomes[2], Ok(Indexed::New)), "{outcomes:?}");
+    assert!(matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New), "{outcomes:?}");
     let s9 = store.list_studies(None, 10).unwrap();
     let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
     assert_eq!(
@@ -392,4 +392,96 @@ fn an_order_s_expected_image_count_completes_its_study() {
     // A malformed count is no count.
     order_expecting(&store, "A1", "abc", "C3", 50);
     assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
+}
+
+/// A streaming study: instances with header context the gate has seen are queued as they
+/// are indexed; new context waits for the next stream decision; stopping takes back what
+/// is queued and the delivered count stays; at completion a study with nothing left to
+/// send is forwarded at once, when its last instance was delivered.
+#[test]
+fn a_stream_queues_as_instances_arrive_and_stops_exactly() {
+    use crate::model::{InstanceState, StreamState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let first = store.index_received(instance("1", "S", 10), true).unwrap();
+    assert_eq!(first.streamed_to, None);
+    assert_eq!(store.stream_checks().unwrap(), ["S"], "a new study asks");
+    assert!(store.take_stream_check("S").unwrap());
+    assert!(store.stream_checks().unwrap().is_empty());
+    let pass = DecisionRecord {
+        forward: true,
+        destination: Some("rc1".into()),
+        facility: Some("RC1".into()),
+        verdict: crate::model::Disposition::Pass,
+        ..Default::default()
+    };
+    let contexts = store.header_contexts("S").unwrap();
+    assert_eq!(
+        store
+            .stream("S", &pass, &contexts, Some(("streaming", "x")), 11)
+            .unwrap(),
+        Some(1)
+    );
+    // Same header context: queued at once, its destination named to be woken.
+    let second = store.index_received(instance("2", "S", 12), true).unwrap();
+    assert_eq!(second.streamed_to.as_deref(), Some("rc1"));
+    // Another accession in the header: waits, and asks for a decision.
+    let mut other = instance("3", "S", 13);
+    other.context = r#"{"0008,0050":"A2"}"#.into();
+    assert_eq!(store.index_received(other, true).unwrap().streamed_to, None);
+    assert_eq!(store.stream_checks().unwrap(), ["S"]);
+    let q = store.queued_for("rc1", 100, 10).unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(
+        !store.mark_forwarded(&q[0], 0, 20).unwrap(),
+        "still receiving"
+    );
+    assert_eq!(store.sent_summary("S").unwrap(), [("rc1".to_string(), 1)]);
+    // The verdict turns: what is queued goes back, the delivered one stays counted.
+    let hold = DecisionRecord {
+        destination: Some("rc1".into()),
+        ..Default::default()
+    };
+    assert!(store.stop_stream("S", Some(&hold), "stopped", 21).unwrap());
+    assert!(!store.stop_stream("S", Some(&hold), "again", 22).unwrap());
+    let row = store.study_row("S").unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.stream, row.instances_forwarded),
+        (StudyState::Held, Some(StreamState::Stopped), 1)
+    );
+    assert!(store.queued_for("rc1", 100, 10).unwrap().is_empty());
+    let states: Vec<InstanceState> = store
+        .instances_of("S")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            InstanceState::Forwarded,
+            InstanceState::Received,
+            InstanceState::Received
+        ]
+    );
+    // A stopped stream queues nothing more, however the instance looks.
+    let late = store.index_received(instance("4", "S", 30), true).unwrap();
+    assert_eq!(late.streamed_to, None);
+
+    // Another study streams all of itself before it is complete: forwarded at once.
+    store.index_received(instance("5", "T", 40), true).unwrap();
+    let contexts = store.header_contexts("T").unwrap();
+    store.stream("T", &pass, &contexts, None, 41).unwrap();
+    let q = store.queued_for("rc1", 100, 10).unwrap();
+    assert_eq!(q.len(), 1);
+    store.mark_forwarded(&q[0], 0, 45).unwrap();
+    let snap = store.snapshot("T").unwrap();
+    assert!(queue(&store, &snap, 60));
+    let row = store.study_row("T").unwrap().unwrap();
+    assert_eq!(row.state, StudyState::Forwarded);
+    assert_eq!(
+        row.forwarded_at,
+        Some(45),
+        "when its last instance was delivered"
+    );
 }

@@ -94,6 +94,7 @@ fn study_json(s: &crate::store::StudyRow) -> Value {
         "last_error": s.last_error,
         "updated_at": s.updated_at,
         "completed_by": s.completed_by,
+        "stream": s.stream,
     })
 }
 

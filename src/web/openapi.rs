@@ -165,7 +165,9 @@ fn build() -> Value {
                         "instance_count": {"type": "integer"}, "instances_forwarded": {"type": "integer"},
                         "bytes": {"type": "integer"}, "attempts": {"type": "integer"},
                         "first_received_at": {"type": "integer"}, "last_received_at": {"type": "integer"},
-                        "forwarded_at": nint, "last_error": nstr, "updated_at": {"type": "integer"}
+                        "forwarded_at": nint, "last_error": nstr, "updated_at": {"type": "integer"},
+                        "stream": {"type": ["string", "null"], "enum": [crate::model::StreamState::NAMES[0], crate::model::StreamState::NAMES[1], null],
+                                   "description": "Its stream, when its route streamed it ([[routes]] forward): streaming, or stopped when the verdict turned"}
                     }
                 },
                 "StudyList": {

@@ -203,7 +203,10 @@ impl Session {
                 })
                 .await;
                 match outcome {
-                    Ok(Ok(study_uid)) => {
+                    Ok(Ok((study_uid, streamed_to))) => {
+                        if let Some(destination) = streamed_to {
+                            self.receiver.wakeups.wake(&destination);
+                        }
                         self.receiver.stored.notify_one();
                         self.receiver.history.notify_one();
                         self.received
@@ -239,7 +242,8 @@ impl Session {
 }
 
 /// Checks, commits and indexes a fully received instance. Blocking (fsync); returns the
-/// study UID, or the status and comment to answer.
+/// study UID and, when the instance was queued at once for its streaming study, the
+/// destination; or the status and comment to answer.
 fn keep_instance(
     receiver: &Receiver,
     partial: PartialInstance,
@@ -247,7 +251,7 @@ fn keep_instance(
     sop_instance: &str,
     transfer_syntax: &str,
     calling_ae: &str,
-) -> Result<String, (u16, String)> {
+) -> Result<(String, Option<String>), (u16, String)> {
     let encoding = Encoding::for_transfer_syntax(transfer_syntax)
         .map_err(|e| (status::CANNOT_UNDERSTAND, e.to_string()))?;
     let header = dataset::walk(partial.dataset(), encoding).map_err(|e| match e {
@@ -288,7 +292,11 @@ fn keep_instance(
     );
     let replace =
         receiver.config.current().dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
-    match receiver.store.index_received(instance, replace) {
+    let mut streamed_to = None;
+    match receiver.store.index_received(instance, replace).map(|o| {
+        streamed_to = o.streamed_to;
+        o.indexed
+    }) {
         Ok(Indexed::New) => crate::metrics::instance_received(size),
         Ok(Indexed::Replaced { old_path }) => {
             info!(study_uid = %study_uid, sop_instance, "duplicate SOP Instance UID: replaced the earlier copy");
@@ -304,7 +312,7 @@ fn keep_instance(
             return Err((status::PROCESSING_FAILURE, "readgate database error".into()));
         }
     }
-    Ok(study_uid)
+    Ok((study_uid, streamed_to))
 }
 
 /// The index row for an instance whose data set `header` was walked and whose file is

@@ -259,6 +259,8 @@ fn event_label(c: &Ctx, kind: &str) -> String {
         "forwarded" => t.ev_forwarded,
         "failed" => t.ev_failed,
         "retry" => t.ev_retry,
+        "streaming" => t.ev_streaming,
+        "stream-stopped" => t.ev_stream_stopped,
         _ => kind,
     }
     .to_string()
@@ -339,6 +341,8 @@ struct StudyPage<'a> {
     expected_images: Option<i64>,
     /// What told readgate the images were all in, once decided.
     completed_by: Option<String>,
+    /// Its stream (`streaming`, `stopped`), when its route streamed it.
+    stream: Option<&'static str>,
     last_error: Option<String>,
     evaluation: Option<EvaluationView>,
     reports: Vec<ReportView>,
@@ -544,6 +548,7 @@ pub async fn study(
                     ),
                 })
             }),
+            stream: row.as_ref().and_then(|r| r.stream).map(|s| s.as_str()),
             steps: steps
                 .iter()
                 .map(|s| {
