@@ -149,6 +149,40 @@ fn storescu_to_readgate_to_storescp_keeps_every_byte() {
     }
 }
 
+/// Forwarded copies are tagged in memory only up to 16 MiB: a 40 MB instance goes through
+/// the spool's tmp/, arrives whole (its pixel data byte for byte), and readgate's peak RSS
+/// does not grow by anything near its size.
+#[test]
+fn an_instance_over_16_mib_is_forwarded_through_a_file_in_bounded_memory() {
+    let big = big_instance(40);
+    let (_dir, scp, cfg) = reading_site();
+    let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
+    daemon.wait_for_port(cfg.dicom_port);
+    let before = vm_hwm_kib(daemon.child.id());
+    let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
+    run_ok(storescu.arg(&big), "storescu of a 40 MB instance");
+    wait_until(
+        "the 40 MB instance at storescp",
+        Duration::from_secs(60),
+        || scp.received().len() == 1,
+    );
+    let after = vm_hwm_kib(daemon.child.id());
+    daemon.assert_running();
+    let (meta, original) = dataset_of(&big);
+    let received = scp.file_of(&meta.sop_instance_uid).expect("received");
+    let (_, forwarded) = dataset_of(&received);
+    let tail = &original[original.len() - 30_000_000..];
+    assert!(
+        forwarded.len() > original.len() && forwarded.ends_with(tail),
+        "the pixel data arrives byte for byte after the added tags"
+    );
+    eprintln!("readgate VmHWM {before} KiB before, {after} KiB after relaying 40 MB");
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} to {after} KiB relaying a 40 MB instance"
+    );
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

@@ -293,7 +293,10 @@ fn received_instances_share_commits_and_fail_alone() {
             std::thread::spawn(move || {
                 for i in 0..40 {
                     let inst = instance(&format!("{t}.{i}"), &format!("S{}", t % 2), i);
-                    assert_eq!(store.index_received(inst, true).unwrap().indexed, Indexed::New);
+                    assert_eq!(
+                        store.index_received(inst, true).unwrap().indexed,
+                        Indexed::New
+                    );
                 }
             })
         })
@@ -320,9 +323,15 @@ fn received_instances_share_commits_and_fail_alone() {
         (instance("bad", "S9", 2), true),
         (instance("good2", "S9", 3), true),
     ]);
-    assert!(matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New),
+        "{outcomes:?}"
+    );
     assert!(outcomes[1].is_err(), "{outcomes:?}");
-    assert!(matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New),
+        "{outcomes:?}"
+    );
     let s9 = store.list_studies(None, 10).unwrap();
     let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
     assert_eq!(
