@@ -1,6 +1,9 @@
 //! Studies: instances are grouped by Study Instance UID (in the store); a study is
-//! complete once `stable_after_secs` pass without a new instance. This stage notices
-//! that, asks the decision stage, and queues or holds the study accordingly.
+//! complete once `stable_after_secs` pass without a new instance, or at once when its
+//! modality's MPPS step is COMPLETED with every instance it lists in, or when it holds
+//! exactly the number of images its order states (`hl7.expected_images_field`; the
+//! conditions are SQL in `store/studies.rs`, which records which one completed it). This
+//! stage notices that, asks the decision stage, and queues or holds the study accordingly.
 //!
 //! Streaming (`[[routes]] forward = "streaming"`, or unset for a STAT order): the stage
 //! also decides a study while it is being received — at its first instance, on the
@@ -148,16 +151,7 @@ pub fn decide_study(
             store.set_audit_seq(study_uid, r.seq)?;
         }
     }
-    let event = |name: &str| StudyEvent {
-        event: name.to_string(),
-        gateway: notify.gateway.clone(),
-        study_uid: study_uid.to_string(),
-        accession: ctx.accession.clone(),
-        reasons: decision.reasons.clone(),
-        by: None,
-        note: None,
-        at: now_ms(),
-    };
+    let event = |name: &str| stream_event(notify, name, study_uid, &ctx, &decision);
     match (&record.destination, forward) {
         (Some(dest), true) => {
             // A study that streamed under the same verdict was announced when it started.
@@ -516,6 +510,7 @@ fn audit_stream(
     Ok(())
 }
 
+/// The webhook's event `name` for a decision about `study_uid`.
 fn stream_event(
     notify: &Notifications,
     name: &str,
