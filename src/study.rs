@@ -129,6 +129,9 @@ pub fn decide_study(
     let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
     let was_held = previous.verdict == Some(Disposition::Held);
     if let Some(audit) = &notify.audit {
+        // What told readgate the images were all in: the quiet period, the MPPS step or
+        // the order's image count (recorded with the decision).
+        let completed_by = store.study_row(study_uid)?.and_then(|r| r.completed_by);
         let kind = if forward {
             crate::audit::kind::STUDY_RELEASED
         } else {
@@ -143,6 +146,7 @@ pub fn decide_study(
                 "facility": record.facility,
                 "policy": decision.evaluation.as_ref().map(|e| serde_json::json!({"id": e.policy_id, "version": e.policy_version})),
                 "was_held": was_held,
+                "completed_by": completed_by,
             }));
         if let Some(acc) = &ctx.accession {
             entry = entry.accession(acc);

@@ -176,6 +176,24 @@ async fn exactly_the_expected_count_decides_the_study_at_once() {
         site.completed_by(study),
         Some(CompletionSignal::ExpectedImages)
     );
+    // The audit trail's entry of the decision says so too.
+    let released = site
+        .rg
+        .audit
+        .search(&readgate::audit::Query {
+            kind: Some("study_released".into()),
+            study: Some(study.into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert!(
+        released[0]
+            .detail
+            .contains(r#""completed_by":"expected_images""#),
+        "{}",
+        released[0].detail
+    );
     // The API says why it was decided early, and the count it was decided on.
     let v = site.api(&format!("/api/v1/studies/{study}")).await;
     assert_eq!(v["completed_by"], "expected_images", "{v:#}");
