@@ -260,6 +260,14 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
             "restored",
             "tests/backup.rs backup_while_receiving_restores_the_same_studies",
         ),
+        (
+            "procedure_step_created",
+            "tests/mpps.rs a_completed_step_with_every_instance_in_completes_its_study_at_once",
+        ),
+        (
+            "procedure_step_updated",
+            "tests/mpps.rs a_completed_step_with_every_instance_in_completes_its_study_at_once",
+        ),
     ];
     let mut missing = Vec::new();
     for kind in documented.keys() {

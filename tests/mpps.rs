@@ -162,6 +162,32 @@ async fn a_completed_step_with_every_instance_in_completes_its_study_at_once() {
     assert_eq!(v["time_to_reader_secs"].as_f64(), Some(waited), "{v:#}");
     // It says why it was decided before the quiet period ended.
     assert_eq!(v["completed_by"], "mpps", "{v:#}");
+    // The trail holds the step as the modality reported it (started, then completed),
+    // by the modality's AE title, and the decision says what completed the study.
+    let trail = |kind: &str| {
+        site.rg
+            .audit
+            .search(&readgate::audit::Query {
+                kind: Some(kind.into()),
+                study: Some(study.into()),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    for (kind, status) in [
+        ("procedure_step_created", "IN PROGRESS"),
+        ("procedure_step_updated", "COMPLETED"),
+    ] {
+        let entries = trail(kind);
+        assert_eq!(entries.len(), 1, "{kind}: {entries:?}");
+        assert_eq!(entries[0].actor, "CT01", "{kind}");
+        let detail = entries[0].detail_json();
+        assert_eq!(detail["mpps_uid"], step, "{kind}: {detail}");
+        assert_eq!(detail["status"], status, "{kind}: {detail}");
+    }
+    let released = trail("study_released");
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0].detail_json()["completed_by"], "mpps");
     site.rg.stop().await;
 }
 

@@ -69,6 +69,7 @@ const STUDY_DELETED: Code = ("110105", DCM, "DICOM Study Deleted");
 const EXPORT: Code = ("110106", DCM, "Export");
 const IMPORT: Code = ("110107", DCM, "Import");
 const QUERY: Code = ("110112", DCM, "Query");
+const PROCEDURE_RECORD: Code = ("110111", DCM, "Procedure Record");
 const SECURITY_ALERT: Code = ("110113", DCM, "Security Alert");
 const USER_AUTHENTICATION: Code = ("110114", DCM, "User Authentication");
 const APPLICATION_ACTIVITY: Code = ("110100", DCM, "Application Activity");
@@ -127,6 +128,9 @@ pub fn event_for(kind: &str) -> EventSpec {
         K::InstanceReceived => spec(INSTANCES_TRANSFERRED, 'C', None, P::Received),
         K::StudyForwarded | K::PriorSent => spec(INSTANCES_TRANSFERRED, 'R', None, P::Sent),
         K::ReadEvent => spec(INSTANCES_ACCESSED, 'R', None, P::Actor),
+        // A modality's MPPS: the record of the procedure it performs.
+        K::StepCreated => spec(PROCEDURE_RECORD, 'C', None, P::Actor),
+        K::StepUpdated => spec(PROCEDURE_RECORD, 'U', None, P::Actor),
         // Decisions about a study change its state, not its images: Instances Accessed,
         // Update, with the readgate kind as event type.
         K::StudyHeld
@@ -520,6 +524,8 @@ mod tests {
     #[test]
     fn kinds_map_to_ps3_15_events() {
         assert_eq!(event_for("instance_received").event_id.0, "110104");
+        assert_eq!(event_for("procedure_step_created").event_id.0, "110111");
+        assert_eq!(event_for("procedure_step_updated").action, 'U');
         assert_eq!(event_for("study_forwarded").event_id.0, "110104");
         assert_eq!(event_for("read_event").event_id.0, "110103");
         assert_eq!(event_for("query").event_id.0, "110112");

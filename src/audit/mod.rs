@@ -87,6 +87,8 @@ pub mod kind {
     pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
     pub const BACKUP_TAKEN: AuditKind = AuditKind::BackupTaken;
     pub const RESTORED: AuditKind = AuditKind::Restored;
+    pub const STEP_CREATED: AuditKind = AuditKind::StepCreated;
+    pub const STEP_UPDATED: AuditKind = AuditKind::StepUpdated;
 }
 
 /// What the pipeline hands to [`AuditLog::append`]; the log adds sequence, times and hashes.

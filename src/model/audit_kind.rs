@@ -15,6 +15,11 @@ crate::text_enum! {
         /// An operator re-queued a study whose forwarding had failed.
         StudyRetried => "study_retried",
         StudyForwarded => "study_forwarded",
+        /// A modality's performed procedure step was started (MPPS N-CREATE).
+        StepCreated => "procedure_step_created",
+        /// A modality's performed procedure step was completed or discontinued, or its
+        /// data changed (MPPS N-SET).
+        StepUpdated => "procedure_step_updated",
         /// A prior study from the PACS is being sent to a destination with a study.
         PriorSent => "prior_sent",
         /// A read event was recorded (REST).

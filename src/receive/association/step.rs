@@ -149,6 +149,21 @@ impl Session {
                 info!(calling_ae = %self.calling_ae, mpps_uid = %incoming.sop_instance,
                     study_uid = answer.study_uid.as_deref().unwrap_or("-"), status = %step,
                     "performed procedure step recorded");
+                // In the trail before the answer. The step is recorded already: a failed
+                // entry is logged (by `record`), not answered as a failure, which would
+                // make the modality send again a step readgate holds.
+                let kind = if create {
+                    crate::audit::kind::STEP_CREATED
+                } else {
+                    crate::audit::kind::STEP_UPDATED
+                };
+                let mut entry = crate::audit::NewEntry::new(kind, &self.calling_ae)
+                    .detail(serde_json::json!({"mpps_uid": incoming.sop_instance, "status": step}));
+                if let Some(study) = &answer.study_uid {
+                    entry = entry.study(study);
+                }
+                let audit = self.receiver.audit.clone();
+                let _ = tokio::task::spawn_blocking(move || audit.record(entry)).await;
                 // A COMPLETED step may complete its study now.
                 self.receiver.stored.notify_one();
             }
