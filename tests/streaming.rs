@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "rg_test_streaming_viewer_token_0123";
+const VIEWER_PW: &str = "streaming-viewer-pw";
 
 /// Long enough that only MPPS (or the end of a test) completes a study.
 const QUIET_SECS: u64 = 60;
@@ -50,8 +51,10 @@ impl Site {
         }
         cfg.hl7_port = Some(free_port());
         cfg.extra = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"ward\"\ntoken_sha256 = \"{}\"\n",
-            readgate::web::sha256_hex(TOKEN)
+            "[http]\nlisten = \"127.0.0.1:0\"\n[[http.tokens]]\nname = \"ward\"\ntoken_sha256 = \"{}\"\n\
+             [[http.users]]\nname = \"dr-sato\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n",
+            readgate::web::sha256_hex(TOKEN),
+            readgate::web::auth::hash_password(VIEWER_PW).expect("hash")
         );
         let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
         Site { dir, scp, cfg, rg }
@@ -401,6 +404,31 @@ async fn cancelling_the_order_stops_the_stream_and_the_hold_says_what_left() {
         kinds.contains(&"streaming") && kinds.contains(&"held"),
         "{kinds:?}"
     );
+    // The console's held list gives it its short line, and the study page the whole
+    // message, in both languages.
+    let mut web = common::http::WebClient::new(site.rg.http_addr.expect("HTTP listener"));
+    assert_eq!(web.login("dr-sato", VIEWER_PW).await.status, 303);
+    for (lang, short, whole) in [
+        (
+            "ja",
+            "一部の画像は送信済み → 受信側施設へ連絡",
+            "受信済み10件のうち5件",
+        ),
+        (
+            "en",
+            "Part of it already left → tell the reading facility",
+            "5 of the 10 instances received so far already left (5 to rc1)",
+        ),
+    ] {
+        let held = web.get(&format!("/held?lang={lang}")).await;
+        let body = String::from_utf8_lossy(&held.body);
+        assert_eq!(held.status, 200, "{body}");
+        assert!(body.contains(short), "{lang} held list: {body}");
+        let page = web.get(&format!("/studies/{study}?lang={lang}")).await;
+        let body = String::from_utf8_lossy(&page.body);
+        assert_eq!(page.status, 200, "{body}");
+        assert!(body.contains(whole), "{lang} study page: {body}");
+    }
     site.rg.stop().await;
 }
 
