@@ -96,16 +96,9 @@ pub fn decide_study(
     notify: &Notifications,
     study_uid: &str,
 ) -> crate::store::Result<()> {
-    let snapshot = store.snapshot(study_uid)?;
     let previous = store.decision_of(study_uid)?.unwrap_or_default();
     let streamed = store.study_row(study_uid)?.and_then(|r| r.stream);
-    let ctx = assemble::from_store(
-        store,
-        &snapshot,
-        decider.utc_offset_minutes(),
-        &decider.pacs_ids(),
-    )?;
-    let mut decision = decider.decide(&ctx);
+    let (snapshot, ctx, mut decision) = evaluate(store, decider, study_uid)?;
     let forward = decision.forwards();
     let recorded = if streamed.is_some() && !forward {
         // A streamed study held: with no instance on its way, what left is exact, and
@@ -328,14 +321,7 @@ fn decide_stream(
     // What the gate reads of the images, read first: an instance that arrives while it
     // decides waits for the next decision unless its header context is among these.
     let contexts = store.header_contexts(study_uid)?;
-    let snapshot = store.snapshot(study_uid)?;
-    let ctx = assemble::from_store(
-        store,
-        &snapshot,
-        decider.utc_offset_minutes(),
-        &decider.pacs_ids(),
-    )?;
-    let mut decision = decider.decide(&ctx);
+    let (snapshot, ctx, mut decision) = evaluate(store, decider, study_uid)?;
     let mode = decider.forward_mode(&ctx);
     let streams = decision.forwards() && mode == ForwardMode::Streaming;
     let destination = decision.route.as_ref().map(|r| r.destination.clone());
@@ -512,6 +498,27 @@ fn audit_stream(
         store.set_audit_seq(study_uid, r.seq)?;
     }
     Ok(())
+}
+
+/// The study as it stands now, its clinical context and the gate's decision on it.
+fn evaluate(
+    store: &Store,
+    decider: &dyn Decide,
+    study_uid: &str,
+) -> crate::store::Result<(
+    crate::store::StudySnapshot,
+    crate::decide::context::StudyContext,
+    Decision,
+)> {
+    let snapshot = store.snapshot(study_uid)?;
+    let ctx = assemble::from_store(
+        store,
+        &snapshot,
+        decider.utc_offset_minutes(),
+        &decider.pacs_ids(),
+    )?;
+    let decision = decider.decide(&ctx);
+    Ok((snapshot, ctx, decision))
 }
 
 /// The webhook's event `name` for a decision about `study_uid`.
