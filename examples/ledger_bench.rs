@@ -14,11 +14,11 @@
 //! (DIR gets `readgate.toml` and `var/readgate.db`; the month is 2026-06).
 
 use readgate::config::Config;
+use readgate::db::params;
 use readgate::ledger::compute::{self, ReportScope};
 use readgate::ledger::{render, Ledger};
 use readgate::store::Store;
 use readgate::time::{parse_rfc3339_ms, Month};
-use rusqlite::params;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,7 +104,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
         )?;
         let mut msg = tx.prepare(
             "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, raw, ack_code, ack_text, ack) \
-             VALUES (?1, '10.0.0.5:4000', 'REPORTING|READ_CENTER', ?2, 'ORU^R01', x'00', 'AA', '', x'00')",
+             VALUES (?1, '10.0.0.5:4000', 'REPORTING|READ_CENTER', ?2, 'ORU^R01', x'00', 'AA', '', x'00') RETURNING id",
         )?;
         let mut rep = tx.prepare(
             "INSERT INTO reports (message_id, received_at, accession, study_uid, status, signer_id, assistant_ids, \
@@ -135,7 +135,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
             let read_at = t + 3_600_000 + rng.u64(..7_200_000) as i64;
             let mut text = base_text.to_string();
             if trainee_first {
-                let m = msg.insert(params![read_at, format!("P{i}")])?;
+                let m = msg.query_row(params![read_at, format!("P{i}")], |r| r.get::<_, i64>(0))?;
                 let json = format!(r#"{{"assistant_interpreters":[{{"id":"{first}"}}]}}"#);
                 rep.execute(params![m, read_at, acc, "P", None::<String>, first, dtm(read_at), text, json])?;
                 reports += 1;
@@ -144,7 +144,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
                 }
             }
             let final_at = read_at + 600_000 + rng.u64(..1_800_000) as i64;
-            let m = msg.insert(params![final_at, format!("F{i}")])?;
+            let m = msg.query_row(params![final_at, format!("F{i}")], |r| r.get::<_, i64>(0))?;
             let assistants = if trainee_first { first.clone() } else { String::new() };
             let json = format!(
                 r#"{{"principal_interpreter":{{"id":"{signer}"}},"assistant_interpreters":[{}]}}"#,

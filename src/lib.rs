@@ -19,6 +19,7 @@ pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod decide;
 pub mod demo;
 pub mod dicom;

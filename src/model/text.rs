@@ -78,6 +78,21 @@ macro_rules! text_enum {
             }
         }
 
+        impl $crate::db::ToValue for $name {
+            fn to_value(&self) -> $crate::db::ValueRef<'_> {
+                $crate::db::ValueRef::Text(self.as_str())
+            }
+        }
+
+        impl $crate::db::FromValue for $name {
+            fn from_value(v: &$crate::db::Value) -> Result<Self, String> {
+                match v {
+                    $crate::db::Value::Text(s) => s.parse().map_err(|e| format!("{e}")),
+                    other => Err(format!("expected text, found {}", other.kind())),
+                }
+            }
+        }
+
         impl rusqlite::types::ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
                 Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))

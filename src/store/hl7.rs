@@ -4,8 +4,9 @@
 //! message has no other durable copy, so its commit must reach the disk before the AA.
 
 use super::{Result, Store};
+use crate::db::{params, Conn, OptionalExtension};
 use crate::hl7::message::{Order, OrderRequest, Parsed, Report, ReportResult};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::Connection;
 use serde::Serialize;
 
 /// One received HL7 message with the outcome of processing it.
@@ -107,7 +108,7 @@ impl Store {
     /// listener groups messages arriving together on different connections).
     pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
         let mut conn = self.hl7_conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
             out.push(record_one(&tx, m)?);
@@ -125,7 +126,7 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.message_id = hl7_messages.id) \
              AND NOT EXISTS (SELECT 1 FROM patient_merges p WHERE p.message_id = hl7_messages.id)";
         let mut conn = self.hl7_conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let mut deleted = tx.execute(
             &format!("DELETE FROM hl7_messages WHERE received_at < ?1 AND {UNREFERENCED}"),
             [before],
@@ -142,8 +143,7 @@ impl Store {
                 let mut stmt = tx.prepare(
                     "SELECT id, length(raw) FROM hl7_messages WHERE ack_code != 'AA' ORDER BY id",
                 )?;
-                let mut rows = stmt.query([])?;
-                while let Some(row) = rows.next()? {
+                for row in stmt.query([])? {
                     if total <= max {
                         break;
                     }
@@ -183,7 +183,7 @@ impl Store {
         if !any_held {
             return Ok(Vec::new());
         }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let mut uids = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
@@ -240,7 +240,6 @@ impl Store {
                     }
                 }
             }
-            drop(stmt);
             // A streaming study's timeline says what made the gate look again.
             for uid in &streaming {
                 tx.execute(
@@ -373,7 +372,7 @@ impl Store {
     }
 }
 
-fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
+fn record_one(tx: &Conn, m: &IncomingMessage) -> Result<Recorded> {
     // A repeat is the same sender, MSH-10 and content after MSH (senders that resend may
     // renew MSH-7), of a message that was applied (AA). A refused message had no effect,
     // and different content under a reused MSH-10 is not a retransmission: both are
@@ -396,9 +395,9 @@ fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
             });
         }
     }
-    tx.execute(
+    let message_id: i64 = tx.query_row(
         "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, charset, raw, \
-         parsed, ack_code, ack_text, ack, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         parsed, ack_code, ack_text, ack, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
         params![
             m.received_at,
             m.peer,
@@ -413,8 +412,8 @@ fn record_one(tx: &Transaction<'_>, m: &IncomingMessage) -> Result<Recorded> {
             m.ack,
             hash
         ],
+        |r| r.get(0),
     )?;
-    let message_id = tx.last_insert_rowid();
     let mut keys = ContextKeys::default();
     match &m.parsed {
         Some(Parsed::Order(order)) => {
@@ -479,7 +478,7 @@ fn body_hash(raw: &[u8]) -> String {
 }
 
 fn insert_order(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     message_id: i64,
     at: i64,
     order: &Order,
@@ -513,7 +512,7 @@ fn insert_order(
 }
 
 fn insert_report(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     message_id: i64,
     at: i64,
     report: &Report,
@@ -557,7 +556,7 @@ fn insert_report(
 impl MessageRef {
     /// The message columns `m.id, m.control_id, m.message_type, m.sender, m.received_at`
     /// at the start of a row.
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRef> {
+    fn from_row(r: &crate::db::Row) -> crate::db::Result<MessageRef> {
         Ok(MessageRef {
             id: r.get(0)?,
             control_id: r.get(1)?,
@@ -569,7 +568,7 @@ impl MessageRef {
 }
 
 /// A JSON text column (`Null` when it does not parse: stored by readgate, so it does).
-fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+fn json_column(r: &crate::db::Row, i: usize) -> crate::db::Result<serde_json::Value> {
     let text: String = r.get(i)?;
     Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }

@@ -2,8 +2,8 @@
 //! header context it carried, and a destination's refusal of one.
 
 use super::{Result, Store, StoreError};
+use crate::db::{params, OptionalExtension};
 use crate::model::{InstanceState, StreamState, StudyState};
-use rusqlite::{params, OptionalExtension};
 
 /// An instance that has just been written, fsync'd and moved into the spool.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl Store {
     /// Records a received instance and re-opens its study. Runs in one transaction.
     pub fn index_instance(&self, inst: &NewInstance, replace: bool) -> Result<Indexed> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let outcome = index_in(&tx, inst, replace)?;
         tx.commit()?;
         Ok(outcome.indexed)
@@ -84,26 +84,24 @@ impl Store {
                 .collect()
         };
         let mut conn = self.conn();
-        let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        {
+        let mut tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => return failed(e.to_string()),
         };
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inst, replace) in &batch {
-            let mut one = match tx.savepoint() {
+            let one = match tx.savepoint() {
                 Ok(sp) => sp,
                 Err(e) => return failed(e.to_string()),
             };
             let outcome = index_in(&one, inst, *replace);
-            // Undone alone when it failed; kept for the commit otherwise.
-            one.set_drop_behavior(if outcome.is_ok() {
-                rusqlite::DropBehavior::Commit
+            // Undone alone when it failed (dropped); kept for the commit otherwise.
+            if outcome.is_ok() {
+                if let Err(e) = one.release() {
+                    return failed(e.to_string());
+                }
             } else {
-                rusqlite::DropBehavior::Rollback
-            });
-            if let Err(e) = one.finish() {
-                return failed(e.to_string());
+                drop(one);
             }
             outcomes.push(outcome);
         }
@@ -115,7 +113,7 @@ impl Store {
 }
 
 /// Indexes one instance within the caller's transaction (see [`Store::index_received`]).
-fn index_in(tx: &rusqlite::Connection, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
+fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
     // The statements every instance runs are prepared once per connection.
     let existing: Option<(String, String, i64)> = tx
         .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
@@ -335,7 +333,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT path FROM instances")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::db::Result<_>>()?)
     }
 }
 

@@ -3,8 +3,8 @@
 //! `readgate report` runs over a month.
 
 use super::{Result, Store};
+use crate::db::{params, OptionalExtension};
 use crate::model::StudyState;
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// A read event to record (validated by the caller).
@@ -122,7 +122,7 @@ impl Store {
         accession: Option<&str>,
     ) -> Result<Option<ReadTarget>> {
         let conn = self.conn();
-        let map = |r: &rusqlite::Row<'_>| {
+        let map = |r: &crate::db::Row| {
             Ok(ReadTarget {
                 study_uid: r.get(0)?,
                 accession: r.get(1)?,
@@ -154,12 +154,11 @@ impl Store {
 
     /// Records one read event; returns its id.
     pub fn record_read_event(&self, e: &NewReadEvent) -> Result<i64> {
-        let conn = self.conn();
-        conn.prepare_cached(
+        Ok(self.conn().query_row(
             "INSERT INTO read_events (study_uid, accession, reader_id, action, at, workstation, \
-             client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
+             client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             RETURNING id",
+            params![
             e.study_uid,
             e.accession,
             e.reader_id,
@@ -170,8 +169,9 @@ impl Store {
             e.source,
             e.received_at,
             e.resolved
-        ])?;
-        Ok(conn.last_insert_rowid())
+            ],
+            |r| r.get(0),
+        )?)
     }
 
     /// Records many read events in one transaction (imports, benchmarks).
@@ -271,8 +271,13 @@ impl Store {
     /// month-sized scan (`readgate report`): without it every page is a read() call.
     pub fn prepare_bulk_read(&self) -> Result<()> {
         for conn in [self.conn(), self.hl7_conn()] {
-            conn.pragma_update(None, "mmap_size", 1_i64 << 30)?;
-            conn.pragma_update(None, "cache_size", -131_072_i64)?;
+            // SQLite only: a PostgreSQL server has its own shared buffers.
+            if let Some(c) = conn.as_sqlite() {
+                c.pragma_update(None, "mmap_size", 1_i64 << 30)
+                    .map_err(crate::db::DbError::from)?;
+                c.pragma_update(None, "cache_size", -131_072_i64)
+                    .map_err(crate::db::DbError::from)?;
+            }
         }
         Ok(())
     }
@@ -322,7 +327,7 @@ impl Store {
              AND s.accession IS NOT NULL AND s.accession != '' \
              AND COALESCE(r.study_uid, '') = ''",
         ] {
-            for row in super::rows_as::<LedgerReport>(&conn, sql, [start, end])? {
+            for row in conn.query_as::<LedgerReport>(sql, [start, end])? {
                 if seen.insert((row.id, row.study)) {
                     out.push(row);
                 }
@@ -356,7 +361,7 @@ impl Store {
     /// Runs `f` inside one transaction on the main connection (bulk loads).
     pub fn with_transaction<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+        f: impl FnOnce(&crate::db::Tx<'_>) -> crate::db::Result<T>,
     ) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -39,6 +39,7 @@ pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, Study
 pub use schema::SchemaError;
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
+use crate::db::{Conn, DbError, IntoParams};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -52,9 +53,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     #[error("database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("database row: {0}")]
-    Row(#[from] serde_rusqlite::Error),
+    Sql(#[from] DbError),
     #[error("unknown study {0}")]
     UnknownStudy(String),
     #[error("database {path}: {source}")]
@@ -74,9 +73,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// one for HL7 messages (`synchronous = FULL`). Shared behind an `Arc`; every method
 /// blocks on SQLite, so async code calls it off the runtime.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
     /// HL7 messages are committed with `synchronous = FULL` (see `hl7.rs`).
-    hl7: Mutex<Connection>,
+    hl7: Mutex<Conn>,
     path: PathBuf,
     /// How many times a connection was taken: one per store operation (see
     /// [`Store::operations`]).
@@ -116,8 +115,8 @@ impl Store {
         })?;
         let hl7 = hl7::open_connection(path).map_err(open_err)?;
         Ok(Store {
-            conn: Mutex::new(conn),
-            hl7: Mutex::new(hl7),
+            conn: Mutex::new(Conn::sqlite(conn)),
+            hl7: Mutex::new(Conn::sqlite(hl7)),
             path: path.to_path_buf(),
             operations: Default::default(),
             received: group::Group::new(),
@@ -135,15 +134,17 @@ impl Store {
             path: path.to_path_buf(),
             source,
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(DbError::from)?;
         schema::check(&conn).map_err(|source| StoreError::Schema {
             path: path.to_path_buf(),
             source,
         })?;
-        let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(DbError::from)?;
         Ok(Store {
-            conn: Mutex::new(conn),
-            hl7: Mutex::new(hl7),
+            conn: Mutex::new(Conn::sqlite(conn)),
+            hl7: Mutex::new(Conn::sqlite(hl7)),
             path: path.to_path_buf(),
             operations: Default::default(),
             received: group::Group::new(),
@@ -161,7 +162,7 @@ impl Store {
         self.operations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Conn> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-done transaction behind
@@ -173,13 +174,10 @@ impl Store {
     fn query_all<T>(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
-        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        params: impl IntoParams,
+        map: impl FnMut(&crate::db::Row) -> crate::db::Result<T>,
     ) -> Result<Vec<T>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params, map)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(self.conn().query_map(sql, params, map)?)
     }
 
     /// Rows of `sql` as `T`: each column goes to the field of its name (the SQL's aliases
@@ -187,30 +185,14 @@ impl Store {
     fn query_as<T: serde::de::DeserializeOwned>(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: impl IntoParams,
     ) -> Result<Vec<T>> {
-        rows_as(&self.conn(), sql, params)
+        Ok(self.conn().query_as(sql, params)?)
     }
 
-    fn hl7_conn(&self) -> MutexGuard<'_, Connection> {
+    fn hl7_conn(&self) -> MutexGuard<'_, Conn> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.hl7.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// [`Store::query_as`] on a given connection.
-fn rows_as<T: serde::de::DeserializeOwned>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let columns = serde_rusqlite::columns_from_statement(&stmt);
-    let mut rows = stmt.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(serde_rusqlite::from_row_with_columns(row, &columns)?);
-    }
-    Ok(out)
 }

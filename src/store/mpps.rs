@@ -4,8 +4,8 @@
 //! study views.
 
 use super::{Result, Store};
+use crate::db::{params, OptionalExtension};
 use crate::model::StepStatus;
-use rusqlite::{params, OptionalExtension};
 
 /// What one N-CREATE or N-SET says of a step (attributes it does not carry stay as
 /// they were).
@@ -152,17 +152,13 @@ impl Store {
                     received: r.get(7)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<crate::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }
 
 /// Replaces the step's listed instances when the message lists them.
-fn write_instances(
-    tx: &rusqlite::Transaction<'_>,
-    mpps_uid: &str,
-    update: &StepUpdate,
-) -> Result<()> {
+fn write_instances(tx: &crate::db::Tx<'_>, mpps_uid: &str, update: &StepUpdate) -> Result<()> {
     let Some(instances) = &update.instances else {
         return Ok(());
     };

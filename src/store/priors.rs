@@ -2,8 +2,8 @@
 //! written by `priors::lookup`, read by `decide::assemble` and the study views.
 
 use super::{Result, Store};
+use crate::db::params;
 use crate::model::PacsStudy;
-use rusqlite::params;
 
 /// The last lookup of one patient in one PACS.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

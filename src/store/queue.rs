@@ -2,8 +2,8 @@
 //! after a failed attempt, and an operator's retry of a failed study.
 
 use super::{Result, Store};
+use crate::db::{params, OptionalExtension};
 use crate::model::InstanceState;
-use rusqlite::{params, OptionalExtension};
 
 /// One instance waiting to be sent to a destination.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -49,7 +49,7 @@ impl Store {
     /// Returns whether the study just became forwarded.
     pub fn mark_forwarded(&self, inst: &QueuedInstance, status: u16, now: i64) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         tx.execute(
             "UPDATE instances SET state = ?2, forwarded_at = ?3, last_status = ?4, last_error = NULL, \
              forwarded_to = (SELECT destination FROM studies WHERE study_uid = ?5) \
@@ -93,7 +93,7 @@ impl Store {
         max_attempts: u32,
     ) -> Result<Vec<String>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let mut failed = Vec::new();
         for uid in study_uids {
             let attempts: Option<i64> = tx
@@ -131,7 +131,7 @@ impl Store {
     /// Puts a failed study back in the queue (operator retry).
     pub fn retry_study(&self, study_uid: &str, now: i64) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let n = tx.execute(
             "UPDATE studies SET state = 'queued', attempts = 0, next_attempt_at = 0, updated_at = ?2 \
              WHERE study_uid = ?1 AND state = 'failed'",

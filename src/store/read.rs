@@ -3,8 +3,8 @@
 //! per-state counts.
 
 use super::{Result, Store};
+use crate::db::{params, OptionalExtension};
 use crate::model::{CompletionSignal, InstanceState, StudyState};
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// A study as listed by `readgate studies`, the API and the console.
@@ -110,13 +110,11 @@ impl Store {
              FROM studies s WHERE s.state = 'held' ORDER BY s.last_received_at DESC LIMIT ?1"
         );
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let columns = serde_rusqlite::columns_from_statement(&stmt);
-        let mut rows = stmt.query([limit.min(i64::MAX as usize) as i64])?;
+        let rows = conn.query(&sql, [limit.min(i64::MAX as usize) as i64])?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
+        for r in &rows {
             out.push(HeldStudy {
-                study: serde_rusqlite::from_row_with_columns(r, &columns)?,
+                study: r.to()?,
                 patient_name: r.get("patient_name")?,
             });
         }
@@ -186,7 +184,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM studies GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        Ok(rows.collect::<crate::db::Result<Vec<_>>>()?)
     }
 }
 
@@ -206,7 +204,7 @@ const STUDY_ROW_SELECT: &str = concat!(study_row_columns!(), " FROM studies s");
 impl Store {
     /// The held study held longest (by when it was last touched), and when that was.
     pub fn oldest_held(&self) -> Result<Option<(String, i64)>> {
-        use rusqlite::OptionalExtension;
+        use crate::db::OptionalExtension;
         let conn = self.conn();
         Ok(conn
             .query_row(

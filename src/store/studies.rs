@@ -3,8 +3,8 @@
 
 use super::instances::split_set;
 use super::{Result, Store, StoreError};
+use crate::db::{params, OptionalExtension};
 use crate::model::{CompletionSignal, Disposition, StudyState};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// What the decision stage sees of a study.
@@ -105,7 +105,7 @@ impl Store {
             ") ORDER BY s.last_received_at"
         ))?;
         let rows = stmt.query_map([cutoff], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        Ok(rows.collect::<crate::db::Result<Vec<String>>>()?)
     }
 
     /// How many images the study's order says to expect (the latest matched order that
@@ -125,11 +125,11 @@ impl Store {
     /// pass them now. Returns how many.
     pub fn reconsider_all_held(&self, why: &str, now: i64) -> Result<usize> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO events (at, study_uid, kind, detail) \
              SELECT ?1, study_uid, 'context', ?2 FROM studies WHERE state = 'held'",
-            rusqlite::params![now, why],
+            crate::db::params![now, why],
         )?;
         let n = tx.execute(
             "UPDATE studies SET state = 'receiving', updated_at = ?1 WHERE state = 'held'",
@@ -190,7 +190,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let state = if d.forward {
             StudyState::Queued
         } else {
@@ -251,11 +251,11 @@ impl Store {
                 [uid],
             )?;
         }
-        tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        let id: i64 = tx.query_row(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4) RETURNING id",
             params![now, uid, state, d.detail],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         if d.forward {
             // A streamed study may have left already, every instance of it: it is
             // forwarded now, when its last instance was delivered.
@@ -344,7 +344,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<usize>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let changed = tx.execute(
             "UPDATE studies SET stream = 'streaming', destination = ?2, facility = ?3, \
              reasons = ?4, verdict = ?5, evaluation = ?6, context = ?7, evaluated_at = ?8, updated_at = ?8 \
@@ -392,7 +392,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let changed = match hold {
             Some(d) => tx.execute(
                 "UPDATE studies SET stream = 'stopped', state = 'held', destination = ?2, \
@@ -445,7 +445,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let changed = tx.execute(
             "UPDATE studies SET state = 'queued', verdict = 'RELEASED_OVERRIDE', override_by = ?2, \
              override_reason = ?3, updated_at = ?4, attempts = 0, next_attempt_at = 0 \
@@ -459,11 +459,12 @@ impl Store {
             "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received'",
             [study_uid],
         )?;
-        tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'released-override', ?3)",
+        let id: i64 = tx.query_row(
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'released-override', ?3) \
+             RETURNING id",
             params![now, study_uid, format!("by {by}: {justification}")],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
         Ok(Some(id))
     }
@@ -478,7 +479,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<Vec<String>>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let changed = tx.execute(
             "UPDATE studies SET state = 'rejected', override_by = ?2, override_reason = ?3, updated_at = ?4 \
              WHERE study_uid = ?1 AND state IN ('held', 'failed')",
@@ -492,7 +493,7 @@ impl Store {
                 "SELECT path FROM instances WHERE study_uid = ?1 AND state != 'forwarded'",
             )?;
             let rows = stmt.query_map([study_uid], |r| r.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
+            rows.collect::<crate::db::Result<Vec<_>>>()?
         };
         tx.execute(
             "UPDATE instances SET state = 'rejected' WHERE study_uid = ?1 AND state != 'forwarded'",

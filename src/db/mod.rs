@@ -1,0 +1,355 @@
+//! The database under the store and the audit trail, one small synchronous interface over
+//! two backends: SQLite (embedded, one machine; the default) and PostgreSQL (`[database]
+//! url`; several readgate nodes sharing one state).
+//!
+//! Callers write neutral SQL: SQLite's `?1` placeholders (rewritten for PostgreSQL by
+//! [`sql::to_postgres`]), standard `ON CONFLICT … DO`, `RETURNING`, `CAST`, `COALESCE`.
+//! The few statements that differ between the two (JSON paths, for one) are chosen by
+//! [`Conn::backend`]. Values cross as [`Value`]: 64-bit integers, doubles, text, bytes
+//! and null, which is all readgate stores.
+//!
+//! Every call blocks the calling thread, as rusqlite always did: on PostgreSQL the
+//! statement runs on the driver's own runtime ([`postgres`]) and the caller waits for its
+//! answer. The store keeps one synchronous surface, which async code calls off its
+//! workers (`spawn_blocking`), whichever the backend.
+//!
+//! A foundation: nothing here imports anything of readgate's above it.
+
+mod postgres;
+mod row;
+pub mod sql;
+mod sqlite;
+mod value;
+
+pub use row::ColumnIndex;
+pub use row::Row;
+pub use value::{FromValue, IntoParams, Params, ToValue, Value, ValueRef};
+
+use serde::de::DeserializeOwned;
+use std::ops::Deref;
+
+/// Which database a connection speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// `query_row` found no row (see [`OptionalExtension`]).
+    #[error("the query returned no row")]
+    NoRows,
+    /// A column could not be read as the type asked for.
+    #[error("column {column}: {why}")]
+    Column { column: String, why: String },
+    /// A parameter could not be bound, or the driver's runtime failed.
+    #[error("{0}")]
+    Driver(String),
+}
+
+impl DbError {
+    /// A UNIQUE or PRIMARY KEY constraint refused the statement.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
+            DbError::Postgres(e) => {
+                e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The result of a database operation.
+pub type Result<T> = std::result::Result<T, DbError>;
+
+/// `query_row(…).optional()`: no row is `None` rather than an error.
+pub trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(DbError::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A statement's parameters: `params![a, b, c]` is `&[&a, &b, &c]` as [`Params`].
+#[macro_export]
+macro_rules! db_params {
+    () => { &[] as &[&dyn $crate::db::ToValue] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::db::ToValue),+] as &[&dyn $crate::db::ToValue] };
+}
+pub use db_params as params;
+
+/// One connection to the database.
+pub struct Conn {
+    inner: Inner,
+}
+
+enum Inner {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::PgConn),
+}
+
+impl Conn {
+    /// A connection over an open SQLite database (its pragmas already set).
+    pub fn sqlite(conn: rusqlite::Connection) -> Conn {
+        Conn {
+            inner: Inner::Sqlite(conn),
+        }
+    }
+
+    /// Connects to the PostgreSQL server `url` names (`postgresql://user@host:port/db`).
+    pub fn postgres(url: &str) -> Result<Conn> {
+        Ok(Conn {
+            inner: Inner::Postgres(postgres::PgConn::connect(url)?),
+        })
+    }
+
+    /// The backend this connection speaks to.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            Inner::Sqlite(_) => Backend::Sqlite,
+            Inner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, the backup API).
+    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub fn execute(&self, sql: &str, params: impl IntoParams) -> Result<usize> {
+        let params = params.bind();
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::execute(c, sql, &params),
+            Inner::Postgres(c) => c.execute(sql, &params),
+        }
+    }
+
+    /// Runs statements separated by `;`, without parameters (schema changes).
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Inner::Postgres(c) => c.execute_batch(sql),
+        }
+    }
+
+    /// Every row `sql` selects.
+    pub fn query(&self, sql: &str, params: impl IntoParams) -> Result<Vec<Row>> {
+        let params = params.bind();
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::query(c, sql, &params, usize::MAX),
+            Inner::Postgres(c) => c.query(sql, &params),
+        }
+    }
+
+    /// The first row `sql` selects, mapped by `f`; [`DbError::NoRows`] when there is none.
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
+        let params = params.bind();
+        let rows = match &self.inner {
+            Inner::Sqlite(c) => sqlite::query(c, sql, &params, 1)?,
+            Inner::Postgres(c) => c.query(sql, &params)?,
+        };
+        f(rows.first().ok_or(DbError::NoRows)?)
+    }
+
+    /// Every row `sql` selects, mapped by `f`.
+    pub fn query_map<T>(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+        f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(f).collect()
+    }
+
+    /// Every row `sql` selects as `T`, column by column name ([`Row::to`]).
+    pub fn query_as<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+    ) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(Row::to).collect()
+    }
+
+    /// `sql`, to run with [`Statement`]'s methods (the shape rusqlite's callers know;
+    /// every statement is prepared once per connection and kept, whichever the call).
+    pub fn prepare_cached<'s>(&'s self, sql: &'s str) -> Result<Statement<'s>> {
+        Ok(Statement { conn: self, sql })
+    }
+
+    /// As [`Conn::prepare_cached`].
+    pub fn prepare<'s>(&'s self, sql: &'s str) -> Result<Statement<'s>> {
+        self.prepare_cached(sql)
+    }
+
+    /// Starts a transaction that writes: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it never fails half-way for want of the lock.
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        self.execute_batch(begin)?;
+        Ok(Tx {
+            conn: self,
+            done: false,
+            savepoints: 0,
+        })
+    }
+
+    /// Starts a transaction that reads one consistent snapshot (several statements see
+    /// the same data).
+    pub fn read_transaction(&mut self) -> Result<Tx<'_>> {
+        let begin = match self.backend() {
+            Backend::Sqlite => "BEGIN DEFERRED",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        };
+        self.execute_batch(begin)?;
+        Ok(Tx {
+            conn: self,
+            done: false,
+            savepoints: 0,
+        })
+    }
+}
+
+/// A transaction: commit it, or it is rolled back when dropped.
+pub struct Tx<'c> {
+    conn: &'c mut Conn,
+    done: bool,
+    savepoints: u32,
+}
+
+impl Tx<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// A savepoint inside the transaction: what is done under it is undone alone (when
+    /// it is dropped without [`Savepoint::release`]).
+    pub fn savepoint(&mut self) -> Result<Savepoint<'_>> {
+        self.savepoints += 1;
+        let name = format!("sp{}", self.savepoints);
+        self.conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+        Ok(Savepoint {
+            conn: self.conn,
+            name,
+            done: false,
+        })
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "database: rolling back a transaction failed");
+            }
+        }
+    }
+}
+
+/// A savepoint: [`Savepoint::release`] keeps its work, dropping it undoes it.
+pub struct Savepoint<'t> {
+    conn: &'t Conn,
+    name: String,
+    done: bool,
+}
+
+impl Savepoint<'_> {
+    /// Keeps what was done under the savepoint (it commits with its transaction).
+    pub fn release(mut self) -> Result<()> {
+        self.done = true;
+        self.conn
+            .execute_batch(&format!("RELEASE SAVEPOINT {}", self.name))
+    }
+}
+
+impl Deref for Savepoint<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let undo = format!(
+                "ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}",
+                self.name
+            );
+            if let Err(e) = self.conn.execute_batch(&undo) {
+                tracing::warn!(error = %e, "database: undoing a savepoint failed");
+            }
+        }
+    }
+}
+
+/// A statement of a connection (see [`Conn::prepare_cached`]).
+pub struct Statement<'s> {
+    conn: &'s Conn,
+    sql: &'s str,
+}
+
+impl Statement<'_> {
+    pub fn execute(&mut self, params: impl IntoParams) -> Result<usize> {
+        self.conn.execute(self.sql, params)
+    }
+
+    pub fn query_row<T>(
+        &mut self,
+        params: impl IntoParams,
+        f: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<T> {
+        self.conn.query_row(self.sql, params, f)
+    }
+
+    /// Every row, mapped by `f`, each as its own result (as rusqlite's `query_map`).
+    pub fn query_map<T>(
+        &mut self,
+        params: impl IntoParams,
+        mut f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<std::vec::IntoIter<Result<T>>> {
+        let rows = self.conn.query(self.sql, params)?;
+        Ok(rows.iter().map(&mut f).collect::<Vec<_>>().into_iter())
+    }
+
+    /// The names of the statement's columns, as a query returns them.
+    pub fn query(&mut self, params: impl IntoParams) -> Result<Vec<Row>> {
+        self.conn.query(self.sql, params)
+    }
+}
