@@ -35,6 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway daemon (DICOM SCP, study stage, forwarders) until SIGTERM.
+    ///
     /// Refuses to start on a database of an older readgate (see `readgate migrate`) unless
     /// given --migrate; a new data directory gets the current schema.
     Serve {
@@ -47,9 +48,10 @@ pub enum Command {
         #[arg(long)]
         migrate: bool,
     },
-    /// Bring the database to this readgate's schema version: print the version found, each
-    /// migration applied (number and what it does) and the version reached; each is
-    /// recorded in the audit trail. Take `readgate backup` first. A database of a newer
+    /// Bring the database to this readgate's schema version (`serve` refuses an older one).
+    ///
+    /// Prints the version found, each migration applied (number and what it does) and the
+    /// version reached; each is recorded in the audit trail. Take `readgate backup` first. A database of a newer
     /// readgate is refused (exit 1); an up-to-date one is left as it is.
     Migrate {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
