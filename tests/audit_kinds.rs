@@ -261,6 +261,10 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
             "tests/backup.rs backup_while_receiving_restores_the_same_studies",
         ),
         (
+            "schema_migrated",
+            "tests/migrate.rs migrate_command_then_serve_on_a_database_of_an_older_readgate",
+        ),
+        (
             "procedure_step_created",
             "tests/mpps.rs a_completed_step_with_every_instance_in_completes_its_study_at_once",
         ),

@@ -80,7 +80,7 @@ fn the_unit_checks_then_serves_the_packaged_config_as_readgate() {
     );
     assert_eq!(
         keys.get("ExecStart").map(String::as_str),
-        Some("/usr/bin/readgate serve --config /etc/readgate/readgate.toml")
+        Some("/usr/bin/readgate serve --migrate --config /etc/readgate/readgate.toml")
     );
     assert_eq!(
         keys.get("ExecReload").map(String::as_str),
@@ -186,7 +186,7 @@ gateway.data_dir of the packaged configuration: the spool and the SQLite databas
 package never removes it, not even on purge.
 .TP
 \fI/lib/systemd/system/readgate.service\fR
-Runs \fBreadgate config\-check\fR, then \fBreadgate serve\fR, as the readgate user. The
+Runs \fBreadgate config\-check\fR, then \fBreadgate serve \-\-migrate\fR, as the readgate user. The
 package does not enable it: edit the configuration, then
 \fBsystemctl enable \-\-now readgate\fR.
 .SH "SEE ALSO"

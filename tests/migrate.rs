@@ -1,7 +1,12 @@
 //! Schema versions: a database written by readgate before the schema was versioned
 //! (b54f886, `user_version` 0) is recognised and migrated at open without losing a row,
 //! its audit chain still verifies, and a database from a newer readgate is refused.
+//! `readgate serve` refuses an older database until `readgate migrate` (or `serve
+//! --migrate`) brought it up to date, each migration recorded in the audit trail.
 
+mod common;
+
+use common::{code_stdout_stderr, readgate_bin, run_output, Daemon, TestConfig};
 use readgate::audit::{AuditError, AuditLog, NewEntry};
 use readgate::model::StudyState;
 use readgate::store::{schema, SchemaError, Store, StoreError};
@@ -339,4 +344,231 @@ fn concurrent_opens_migrate_once() {
     }
     assert_eq!(user_version(&path), schema::LATEST);
     assert_eq!(counts(&path), with_new_tables(&before));
+}
+
+/// A test config (destination down: nothing is sent) whose database is the b54f886
+/// fixture; returns the config file and the database.
+fn gateway_on_the_fixture(dir: &Path) -> (TestConfig, PathBuf, PathBuf) {
+    let cfg = TestConfig::new(dir, common::free_port());
+    let config = cfg.write();
+    let data_dir = cfg.parse().gateway.data_dir;
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let db = load_fixture(&data_dir);
+    assert_eq!(db, cfg.parse().database_path());
+    (cfg, config, db)
+}
+
+/// `readgate ARGS --config CONFIG` run to its end: exit code, stdout, stderr.
+fn readgate(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = run_output(
+        readgate_bin().args(args).arg("--config").arg(config),
+        "readgate",
+    );
+    code_stdout_stderr(&out)
+}
+
+/// `readgate serve ARGS` that must exit by itself (refusing to start) within 20 s:
+/// its exit code and stderr.
+fn serve_refused(config: &Path, args: &[&str]) -> (i32, String) {
+    let mut child = readgate_bin()
+        .arg("serve")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("readgate serve {args:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+/// `(actor, detail)` of every `schema_migrated` entry, oldest first.
+fn migrated_entries(db: &Path) -> Vec<(String, serde_json::Value)> {
+    let c = Connection::open(db).unwrap();
+    let mut stmt = c
+        .prepare("SELECT actor, detail FROM audit_log WHERE kind = 'schema_migrated' ORDER BY seq")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
+    rows.map(|r| {
+        let (actor, detail) = r.unwrap();
+        (actor, serde_json::from_str(&detail).unwrap())
+    })
+    .collect()
+}
+
+#[test]
+fn migrate_command_then_serve_on_a_database_of_an_older_readgate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, config, db) = gateway_on_the_fixture(dir.path());
+    let before = counts(&db);
+
+    // serve refuses the older schema, naming both versions and the command.
+    let (code, stderr) = serve_refused(&config, &[]);
+    assert_ne!(code, 0, "{stderr}");
+    let expected = format!(
+        "database schema version 0 is older than this readgate needs ({}): run `readgate migrate`",
+        schema::LATEST
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(user_version(&db), 0, "serve left it as it was");
+    assert_eq!(counts(&db), before);
+
+    // --dry-run lists every migration and changes nothing.
+    let (code, stdout, stderr) = readgate(&["migrate", "--dry-run"], &config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("schema version 0 (this readgate's: "),
+        "{stdout}"
+    );
+    for (i, description) in schema::DESCRIPTIONS.iter().enumerate() {
+        let line = format!("  migration {}: {description}\n", i + 1);
+        assert!(stdout.contains(&line), "{line:?} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(&format!("would reach schema version {}", schema::LATEST)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("readgate backup"), "{stdout}");
+    assert_eq!(user_version(&db), 0, "--dry-run changed nothing");
+    assert_eq!(counts(&db), before);
+
+    // migrate applies them all, one line each, and records each in the audit trail.
+    let (code, stdout, stderr) = readgate(&["migrate"], &config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for (i, description) in schema::DESCRIPTIONS.iter().enumerate() {
+        let line = format!("applied migration {}: {description}\n", i + 1);
+        assert!(stdout.contains(&line), "{line:?} missing:\n{stdout}");
+    }
+    assert!(
+        stdout.contains(&format!("schema version {} reached", schema::LATEST)),
+        "{stdout}"
+    );
+    assert_eq!(user_version(&db), schema::LATEST);
+    let entries = migrated_entries(&db);
+    assert_eq!(entries.len() as i64, schema::LATEST, "{entries:?}");
+    for (i, (actor, detail)) in entries.iter().enumerate() {
+        assert!(actor.starts_with("cli:"), "{actor}");
+        assert_eq!(detail["version"], i as i64 + 1);
+        assert_eq!(detail["description"], schema::DESCRIPTIONS[i]);
+    }
+    let v = AuditLog::open_read_only(&db).unwrap().verify().unwrap();
+    assert!(v.intact(), "{:?}", v.finding);
+
+    // Again: already current, nothing written.
+    let (code, stdout, stderr) = readgate(&["migrate"], &config);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("already current"), "{stdout}");
+    assert_eq!(migrated_entries(&db).len() as i64, schema::LATEST);
+
+    // serve starts now, and stops cleanly.
+    let mut daemon = Daemon::start(&config, cfg.dicom_port);
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+}
+
+#[test]
+fn serve_migrate_brings_an_older_database_up_to_date_and_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, config, db) = gateway_on_the_fixture(dir.path());
+    let log = dir.path().join("serve.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = readgate_bin()
+        .args(["serve", "--migrate", "--config"])
+        .arg(&config)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", cfg.dicom_port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "serve --migrate exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("applied schema migration"), "{text}");
+    assert_eq!(user_version(&db), schema::LATEST);
+    let entries = migrated_entries(&db);
+    assert_eq!(entries.len() as i64, schema::LATEST, "{entries:?}");
+    assert!(entries.iter().all(|(actor, _)| actor == "system"));
+}
+
+#[test]
+fn serve_creates_a_new_database_at_the_latest_version_without_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path(), common::free_port());
+    let config = cfg.write();
+    let db = cfg.parse().database_path();
+    assert!(!db.exists());
+    let (code, stdout, _) = readgate(&["migrate", "--dry-run"], &config);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("no database at"), "{stdout}");
+    let mut daemon = Daemon::start(&config, cfg.dicom_port);
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+    assert_eq!(user_version(&db), schema::LATEST);
+    assert!(
+        migrated_entries(&db).is_empty(),
+        "a new database is not migrated"
+    );
+    let (code, stdout, _) = readgate(&["migrate"], &config);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("already current"), "{stdout}");
+}
+
+#[test]
+fn serve_and_migrate_refuse_a_database_of_a_newer_readgate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TestConfig::new(dir.path(), common::free_port());
+    let config = cfg.write();
+    let db = cfg.parse().database_path();
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    Store::open(&db).unwrap();
+    let newer = schema::LATEST + 1;
+    Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", newer)
+        .unwrap();
+    let expected = format!(
+        "database schema version {newer} is newer than this readgate ({}): upgrade readgate",
+        schema::LATEST
+    );
+    for args in [&[][..], &["--migrate"][..]] {
+        let (code, stderr) = serve_refused(&config, args);
+        assert_ne!(code, 0, "serve {args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "serve {args:?}: {stderr}");
+    }
+    for args in [&["migrate"][..], &["migrate", "--dry-run"][..]] {
+        let (code, stdout, stderr) = readgate(args, &config);
+        assert_ne!(code, 0, "{args:?}: {stdout}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+    }
+    assert_eq!(user_version(&db), newer, "left as it was");
 }

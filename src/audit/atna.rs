@@ -151,8 +151,11 @@ pub fn event_for(kind: &str) -> EventSpec {
         K::SecurityAlert => spec(SECURITY_ALERT, 'E', None, P::Actor),
         K::ApplicationStart => application(APPLICATION_START),
         K::ApplicationStop => application(APPLICATION_STOP),
-        // A rejected reload carries `outcome: 4` (minor failure) in its detail.
-        K::ConfigLoaded | K::ConfigRejected => spec(APPLICATION_ACTIVITY, 'E', None, P::Actor),
+        // A rejected reload carries `outcome: 4` (minor failure) in its detail. A schema
+        // migration changes the application's own data store.
+        K::ConfigLoaded | K::ConfigRejected | K::SchemaMigrated => {
+            spec(APPLICATION_ACTIVITY, 'E', None, P::Actor)
+        }
     }
 }
 
@@ -535,6 +538,8 @@ mod tests {
         assert_eq!(event_for("config_loaded").event_id.0, "110100");
         assert_eq!(event_for("backup_taken").event_id.0, "110106");
         assert_eq!(event_for("restored").event_id.0, "110107");
+        assert_eq!(event_for("schema_migrated").event_id.0, "110100");
+        assert_eq!(event_for("schema_migrated").action, 'E');
         assert_eq!(event_for("something_new").event_id.0, "110100");
     }
 

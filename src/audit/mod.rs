@@ -87,6 +87,7 @@ pub mod kind {
     pub const STUDY_RETRIED: AuditKind = AuditKind::StudyRetried;
     pub const BACKUP_TAKEN: AuditKind = AuditKind::BackupTaken;
     pub const RESTORED: AuditKind = AuditKind::Restored;
+    pub const SCHEMA_MIGRATED: AuditKind = AuditKind::SchemaMigrated;
     pub const STEP_CREATED: AuditKind = AuditKind::StepCreated;
     pub const STEP_UPDATED: AuditKind = AuditKind::StepUpdated;
 }
@@ -127,6 +128,15 @@ impl NewEntry {
     pub fn detail(mut self, detail: serde_json::Value) -> NewEntry {
         self.detail = detail;
         self
+    }
+
+    /// `schema_migrated`: migration `version` was applied (`readgate migrate`,
+    /// `readgate serve --migrate`).
+    pub fn schema_migrated(actor: &str, version: i64) -> NewEntry {
+        NewEntry::new(kind::SCHEMA_MIGRATED, actor).detail(serde_json::json!({
+            "version": version,
+            "description": crate::store::schema::description(version),
+        }))
     }
 }
 

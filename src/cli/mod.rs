@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `studies`, `orders`, `release`, `reject`, `check`,
+//! Command-line interface: `serve`, `migrate`, `studies`, `orders`, `release`, `reject`, `check`,
 //! `config-check` and the `audit` group (`verify`, `export`, `search`). Every subcommand
 //! takes `--config PATH` (default `config/readgate.toml`).
 
@@ -14,6 +14,7 @@ mod backup;
 mod doctor;
 pub mod ledger;
 mod logline;
+mod migrate;
 mod pacs;
 mod user;
 
@@ -34,10 +35,31 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway daemon (DICOM SCP, study stage, forwarders) until SIGTERM.
+    ///
+    /// Refuses to start on a database of an older readgate (see `readgate migrate`) unless
+    /// given --migrate; a new data directory gets the current schema.
     Serve {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Apply the schema migrations a database of an older readgate needs before
+        /// starting (each is logged and recorded in the audit trail), as `readgate migrate`
+        /// would. The Debian package's unit starts readgate this way.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Bring the database to this readgate's schema version (`serve` refuses an older one).
+    ///
+    /// Prints the version found, each migration applied (number and what it does) and the
+    /// version reached; each is recorded in the audit trail. Take `readgate backup` first. A database of a newer
+    /// readgate is refused (exit 1); an up-to-date one is left as it is.
+    Migrate {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Only list the migrations that would be applied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Apply a changed configuration file to the running `readgate serve` without a
     /// restart (what `systemctl reload readgate` does with SIGHUP), and say what changed.
@@ -287,6 +309,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         | Command::Doctor { .. }
         | Command::Reload { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
+        Command::Migrate { config, dry_run } => migrate::run(&config, dry_run),
         Command::Backup(command) => backup::run(command),
         Command::Priors {
             config,
@@ -297,7 +320,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let store = open_existing(&config, Access::ReadOnly)?;
             pacs::priors(&config, &store, &study, format)
         }
-        Command::Serve { config } => {
+        Command::Serve { config, migrate } => {
             let path = config;
             let config = Config::load(&path)?;
             let log_level = init_logging(&config);
@@ -305,7 +328,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(crate::serve::serve(config, &path, log_level))
+            let schema = if migrate {
+                crate::serve::Schema::Migrate
+            } else {
+                crate::serve::Schema::RequireLatest
+            };
+            runtime.block_on(crate::serve::serve(config, &path, log_level, schema))
         }
         Command::Studies {
             config,

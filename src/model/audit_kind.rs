@@ -44,6 +44,9 @@ crate::text_enum! {
         /// `readgate restore` brought a backup into an empty data directory; the first
         /// entry after the backup's newest, written once its chain verified.
         Restored => "restored",
+        /// A schema migration was applied to the database (`readgate migrate`,
+        /// `readgate serve --migrate`): one entry per migration, after it committed.
+        SchemaMigrated => "schema_migrated",
         /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
         SecurityAlert => "security_alert",
     }

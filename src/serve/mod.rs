@@ -45,7 +45,17 @@ pub struct Running {
     audit_sender: Option<crate::audit::syslog::Sender>,
 }
 
-/// Starts every stage; returns once the DICOM port is listening.
+/// What the start does with a database of an older readgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Applies the migrations it needs ([`Store::open_migrating`]): tests, the demo,
+    /// `readgate serve --migrate`.
+    Migrate,
+    /// Refuses it, naming `readgate migrate` ([`Store::open_current`]): `readgate serve`.
+    RequireLatest,
+}
+
+/// Starts every stage; returns once the DICOM port is listening. Migrates the schema.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     start_with(config, None).await
 }
@@ -54,12 +64,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// cleaned up and re-indexed (blocking: file system and SQLite).
 fn open_storage(
     config: &Config,
+    schema: Schema,
 ) -> anyhow::Result<(Arc<Store>, Arc<Spool>, Arc<crate::audit::AuditLog>)> {
     let data_dir = &config.gateway.data_dir;
     crate::spool::private_dir(data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     private_database(&config.database_path())?;
-    let store = Arc::new(Store::open(&config.database_path())?);
+    let mut migrated = Vec::new();
+    let store = Arc::new(match schema {
+        Schema::RequireLatest => Store::open_current(&config.database_path())?,
+        Schema::Migrate => Store::open_migrating(&config.database_path(), &mut |version| {
+            migrated.push(version)
+        })?,
+    });
     let spool = Arc::new(
         Spool::open(
             &config.spool_dir(),
@@ -81,6 +98,22 @@ fn open_storage(
     let audit = Arc::new(
         crate::audit::AuditLog::open(&config.database_path()).context("opening the audit trail")?,
     );
+    if !migrated.is_empty() {
+        for &version in &migrated {
+            info!(
+                version,
+                description = crate::store::schema::description(version),
+                "applied schema migration (--migrate)"
+            );
+        }
+        let entries: Vec<_> = migrated
+            .iter()
+            .map(|&version| crate::audit::NewEntry::schema_migrated("system", version))
+            .collect();
+        audit
+            .append_batch(&entries)
+            .context("recording the schema migrations in the audit trail")?;
+    }
     let counts = store.count_by_state()?;
     info!(
         gateway = %config.gateway.id,
@@ -97,12 +130,21 @@ pub async fn start_with(
     config: Config,
     decider: Option<Arc<dyn Decide>>,
 ) -> anyhow::Result<Running> {
+    start_opts(config, decider, Schema::Migrate).await
+}
+
+/// As [`start_with`], doing `schema` with a database of an older readgate.
+async fn start_opts(
+    config: Config,
+    decider: Option<Arc<dyn Decide>>,
+    schema: Schema,
+) -> anyhow::Result<Running> {
     let live = Live::new(config);
     let config = live.current();
     // Opening, migrating and re-indexing the spool can take a while on a large data
     // directory: it runs off the async workers like every other store call.
     let cfg = config.clone();
-    let (store, spool, audit) = tokio::task::spawn_blocking(move || open_storage(&cfg))
+    let (store, spool, audit) = tokio::task::spawn_blocking(move || open_storage(&cfg, schema))
         .await
         .context("opening the store")??;
 
@@ -387,6 +429,7 @@ pub async fn serve(
     config: Config,
     path: &std::path::Path,
     log_level: Option<reload::SetLogLevel>,
+    schema: Schema,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a SIGTERM that arrives while starting must stop readgate cleanly,
@@ -400,7 +443,7 @@ pub async fn serve(
         libc::umask(0o077);
     }
     let data_dir = config.gateway.data_dir.clone();
-    let mut running = start(config).await?;
+    let mut running = start_opts(config, None, schema).await?;
     if let Some(set) = log_level {
         running.on_log_level(set);
     }

@@ -8,7 +8,8 @@
 //! OS crash can cost is a decision or a delivery mark, i.e. a re-decision or a re-send.
 //!
 //! The schema is versioned (`PRAGMA user_version`) and brought up to date at open by
-//! [`schema::migrate`]. The methods of [`Store`] are spread over one file per concern:
+//! [`schema::migrate`] ([`Store::open`]); `readgate serve` opens with
+//! [`Store::open_current`], which refuses an older schema unless told to migrate. The methods of [`Store`] are spread over one file per concern:
 //! `instances`, `studies`, `queue`, `hl7`, `ledger` and the `read` models for the CLI,
 //! the API and the console. Together they are the whole surface another backend would
 //! implement.
@@ -89,8 +90,38 @@ pub struct Store {
 pub use crate::time::now_ms;
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and migrates its schema.
+    /// Opens (creating if needed) the database at `path` and migrates its schema (tests,
+    /// the demo, the CLI).
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_migrating(path, &mut |_| {})
+    }
+
+    /// As [`Store::open`], calling `applied(version)` after each migration it committed
+    /// to a database that held something (`readgate migrate`, `readgate serve --migrate`):
+    /// a new, empty database is created at [`schema::LATEST`] without a call.
+    pub fn open_migrating(path: &Path, applied: &mut dyn FnMut(i64)) -> Result<Store> {
+        Store::open_with(path, |conn| {
+            let empty = schema::is_empty(conn)?;
+            schema::migrate_reporting(conn, &mut |version| {
+                if !empty {
+                    applied(version)
+                }
+            })
+        })
+    }
+
+    /// Opens (creating if needed) the database at `path` without migrating it
+    /// (`readgate serve`): a database of an older readgate is refused
+    /// ([`SchemaError::TooOld`]); a new, empty one is created at [`schema::LATEST`].
+    pub fn open_current(path: &Path) -> Result<Store> {
+        Store::open_with(path, schema::require_latest)
+    }
+
+    /// Opens the database at `path` read-write; `schema` brings (or checks) its schema.
+    fn open_with(
+        path: &Path,
+        schema: impl FnOnce(&mut Connection) -> std::result::Result<i64, SchemaError>,
+    ) -> Result<Store> {
         let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -109,7 +140,7 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        schema::migrate(&mut conn).map_err(|source| StoreError::Schema {
+        schema(&mut conn).map_err(|source| StoreError::Schema {
             path: path.to_path_buf(),
             source,
         })?;
@@ -148,6 +179,14 @@ impl Store {
             path: path.to_path_buf(),
             operations: Default::default(),
             received: group::Group::new(),
+        })
+    }
+
+    /// The schema version of the database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        schema::version(&self.conn()).map_err(|source| StoreError::Schema {
+            path: self.path.clone(),
+            source,
         })
     }
 

@@ -143,8 +143,33 @@ ALTER TABLE instances ADD COLUMN forwarded_to TEXT;
 CREATE INDEX studies_stream_check ON studies(stream_check) WHERE stream_check = 1;
 "#];
 
+/// One line per migration, for `readgate migrate`: `DESCRIPTIONS[i]` says what migration
+/// `i + 1` does (a unit test keeps it as long as [`MIGRATIONS`]).
+pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
+    "the schema before versioning: studies, instances, HL7, ledger, audit trail",
+    "index of refused HL7 messages (bounded quarantine)",
+    "PACS lookups and the studies the PACS found; orders by arrival",
+    "priors sent to each destination; PACS studies by UID",
+    "Issuer of Patient ID of each PACS study",
+    "chosen priors the PACS could not deliver",
+    "body parts of each PACS study",
+    "last successful retrieval of each prior study",
+    "Modality Performed Procedure Steps and their instances",
+    "expected image count of orders; what completed each study",
+    "streaming: each study's stream, and where each instance was delivered",
+];
+
 /// The schema version this readgate writes and reads.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// The description of migration `version` (1-based), as in [`DESCRIPTIONS`].
+pub fn description(version: i64) -> &'static str {
+    usize::try_from(version - 1)
+        .ok()
+        .and_then(|i| DESCRIPTIONS.get(i))
+        .copied()
+        .unwrap_or("unknown migration")
+}
 
 /// Why the schema could not be brought to (or checked against) [`LATEST`].
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +178,12 @@ pub enum SchemaError {
         "database schema version {found} is newer than this readgate ({known}): upgrade readgate"
     )]
     TooNew { found: i64, known: i64 },
+    /// A database of an older readgate, opened by `serve` without `--migrate`.
+    #[error(
+        "database schema version {found} is older than this readgate needs ({needed}): \
+         run `readgate migrate` (take `readgate backup` first), or start with `readgate serve --migrate`"
+    )]
+    TooOld { found: i64, needed: i64 },
     #[error("database schema migration {version}: {source}")]
     Migration {
         version: i64,
@@ -179,10 +210,42 @@ pub fn check(conn: &Connection) -> Result<i64, SchemaError> {
     Ok(found)
 }
 
+/// Whether the database holds nothing yet (no table, version 0): a new database, which
+/// any open may create at [`LATEST`], unlike a database of an older readgate.
+pub fn is_empty(conn: &Connection) -> Result<bool, SchemaError> {
+    let objects: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(objects == 0 && version(conn)? == 0)
+}
+
+/// For `readgate serve` without `--migrate`: an empty database is created at [`LATEST`];
+/// one at an older version is refused ([`SchemaError::TooOld`]), as is a newer one.
+pub fn require_latest(conn: &mut Connection) -> Result<i64, SchemaError> {
+    let found = check(conn)?;
+    if found == LATEST {
+        return Ok(LATEST);
+    }
+    if is_empty(conn)? {
+        return migrate(conn);
+    }
+    Err(SchemaError::TooOld {
+        found,
+        needed: LATEST,
+    })
+}
+
 /// Brings the database to [`LATEST`], one transaction per migration. Safe to run from
 /// several connections or processes at once: each step re-reads the version under the
 /// write lock. Returns the version reached.
 pub fn migrate(conn: &mut Connection) -> Result<i64, SchemaError> {
+    migrate_reporting(conn, &mut |_| {})
+}
+
+/// As [`migrate`], calling `applied(version)` after each migration this call committed
+/// (not those another connection applied meanwhile).
+pub fn migrate_reporting(
+    conn: &mut Connection,
+    applied: &mut dyn FnMut(i64),
+) -> Result<i64, SchemaError> {
     if check(conn)? == LATEST {
         return Ok(LATEST);
     }
@@ -203,6 +266,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, SchemaError> {
         tx.pragma_update(None, "user_version", target)
             .map_err(step)?;
         tx.commit().map_err(step)?;
+        applied(target);
     }
     Ok(LATEST)
 }
@@ -416,3 +480,51 @@ CREATE TABLE IF NOT EXISTS audit_cursor (
     updated_at INTEGER NOT NULL
 );
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_has_a_one_line_description() {
+        assert_eq!(DESCRIPTIONS.len(), MIGRATIONS.len());
+        for (i, d) in DESCRIPTIONS.iter().enumerate() {
+            assert!(
+                !d.trim().is_empty(),
+                "migration {} has no description",
+                i + 1
+            );
+            assert!(!d.contains('\n'), "migration {}: one line", i + 1);
+        }
+        assert_eq!(description(1), DESCRIPTIONS[0]);
+        assert_eq!(description(LATEST), DESCRIPTIONS[MIGRATIONS.len() - 1]);
+        assert_eq!(description(LATEST + 1), "unknown migration");
+    }
+
+    #[test]
+    fn an_empty_database_is_created_without_migrate_but_an_older_one_is_refused() {
+        let mut fresh = Connection::open_in_memory().unwrap();
+        assert_eq!(require_latest(&mut fresh).unwrap(), LATEST);
+        assert_eq!(version(&fresh).unwrap(), LATEST);
+
+        let mut older = Connection::open_in_memory().unwrap();
+        older.execute_batch("CREATE TABLE t (x)").unwrap();
+        let err = require_latest(&mut older).unwrap_err();
+        assert!(
+            matches!(err, SchemaError::TooOld { found: 0, needed } if needed == LATEST),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("run `readgate migrate`"), "{err}");
+        assert_eq!(version(&older).unwrap(), 0, "left as it was");
+
+        let mut reported = Vec::new();
+        assert_eq!(
+            migrate_reporting(&mut older, &mut |v| reported.push(v)).unwrap(),
+            LATEST
+        );
+        assert_eq!(reported, (1..=LATEST).collect::<Vec<_>>());
+        reported.clear();
+        migrate_reporting(&mut older, &mut |v| reported.push(v)).unwrap();
+        assert!(reported.is_empty(), "nothing left to apply");
+    }
+}
