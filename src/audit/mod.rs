@@ -27,7 +27,8 @@ mod verify;
 pub use atna::AtnaSource;
 pub use verify::{ClockFinding, ClockIssue, Finding, Tamper, Verification};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use crate::db::{params, Conn, DbError, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub enum AuditError {
     #[error("{path} has no audit trail (table audit_log): has readgate written to it?")]
     NoTrail { path: PathBuf },
     #[error("audit trail: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[from] DbError),
     #[error("audit entry: `{field}`: {message}")]
     Invalid {
         field: &'static str,
@@ -207,7 +208,7 @@ const COLUMNS: &str =
 /// The audit trail of one readgate database. Cheap to share behind an `Arc`; appends from
 /// several threads or processes are serialised by SQLite's write lock.
 pub struct AuditLog {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
     path: PathBuf,
 }
 
@@ -219,7 +220,7 @@ impl AuditLog {
             path: db_path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(db_path).map_err(open_err)?;
+        let conn = Connection::open(db_path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -229,12 +230,12 @@ impl AuditLog {
             .map_err(open_err)?;
         // The tables are the store's schema (`store::schema`); the append-only triggers
         // are re-created if someone dropped them.
+        let mut conn = Conn::sqlite(conn);
         crate::store::schema::migrate(&mut conn).map_err(|source| AuditError::Schema {
             path: db_path.to_path_buf(),
             source,
         })?;
-        conn.execute_batch(crate::store::schema::AUDIT_GUARDS)
-            .map_err(open_err)?;
+        conn.execute_batch(crate::store::schema::AUDIT_GUARDS)?;
         Ok(AuditLog {
             conn: Mutex::new(conn),
             path: db_path.to_path_buf(),
@@ -251,7 +252,9 @@ impl AuditLog {
                 source,
             },
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(DbError::from)?;
+        let conn = Conn::sqlite(conn);
         crate::store::schema::check(&conn).map_err(|source| AuditError::Schema {
             path: db_path.to_path_buf(),
             source,
@@ -284,7 +287,7 @@ impl AuditLog {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Conn> {
         // rusqlite rolls an open transaction back on drop, so a lock poisoned by a panic
         // elsewhere guards a consistent connection.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -330,7 +333,7 @@ impl AuditLog {
         let mut conn = self.conn();
         // IMMEDIATE: take the write lock before reading the head, so two writers (the
         // daemon and an operator's CLI command) can never both extend the same entry.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         let (mut seq, mut prev) = next_link(&tx)?;
         let mut out = Vec::with_capacity(prepared.len());
         {
@@ -398,7 +401,7 @@ impl AuditLog {
     pub fn verify_with_anchor(&self, anchor: Option<&EntryRef>) -> Result<Verification> {
         let mut conn = self.conn();
         // One read transaction: a consistent snapshot while the daemon keeps appending.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let tx = conn.read_transaction()?;
         let v = verify::run(&tx, anchor)?;
         tx.commit()?;
         Ok(v)
@@ -407,10 +410,10 @@ impl AuditLog {
     /// Entries matching `q`, newest first.
     pub fn search(&self, q: &Query) -> Result<Vec<Entry>> {
         let mut clauses: Vec<String> = Vec::new();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<crate::db::Value> = Vec::new();
         // Each value is bound once and referred to by number (`?n`), also when a clause
         // uses it twice.
-        fn bind(args: &mut Vec<rusqlite::types::Value>, v: rusqlite::types::Value) -> usize {
+        fn bind(args: &mut Vec<crate::db::Value>, v: crate::db::Value) -> usize {
             args.push(v);
             args.len()
         }
@@ -453,16 +456,15 @@ impl AuditLog {
         ));
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_entry)?;
+        let rows = stmt.query_map(args, row_to_entry)?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
     /// Entries with `seq > after`, oldest first, at most `limit` (the syslog sender).
     pub fn entries_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        ))?;
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![after, limit as i64], row_to_entry)?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
@@ -497,19 +499,27 @@ impl AuditLog {
         mut f: impl FnMut(&Entry) -> std::io::Result<()>,
     ) -> Result<u64> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY seq"
-        ))?;
-        let mut rows = stmt.query(params![
-            range.from_ms.unwrap_or(i64::MIN),
-            range.to_ms.unwrap_or(i64::MAX)
-        ])?;
         let mut n = 0u64;
-        while let Some(row) = rows.next()? {
-            f(&row_to_entry(row)?)?;
-            n += 1;
+        let mut failure = None;
+        conn.query_each(
+            &format!("SELECT {COLUMNS} FROM audit_log WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY seq"),
+            params![
+                range.from_ms.unwrap_or(i64::MIN),
+                range.to_ms.unwrap_or(i64::MAX)
+            ],
+            |row| {
+                if let Err(e) = f(&row_to_entry(row)?) {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+                n += 1;
+                Ok(true)
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(n),
         }
-        Ok(n)
     }
 
     /// The last sequence number the syslog destination `target` was sent (0: none).
@@ -540,7 +550,7 @@ impl AuditLog {
 /// last row agree; when they do not (someone deleted the newest entries, or appended
 /// rows themselves) readgate continues after whichever is further, keeping the damage
 /// visible to `verify` instead of papering over it, and never failing an append.
-fn next_link(conn: &Connection) -> Result<(i64, [u8; 32])> {
+fn next_link(conn: &Conn) -> Result<(i64, [u8; 32])> {
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -594,7 +604,7 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+fn row_to_entry(r: &crate::db::Row) -> crate::db::Result<Entry> {
     Ok(Entry {
         seq: r.get(0)?,
         at_ms: r.get(1)?,

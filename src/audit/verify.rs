@@ -19,9 +19,8 @@
 //! or a deletion).
 
 use super::chain::{self, Fields};
-use super::{EntryRef, Result};
-use rusqlite::types::ValueRef;
-use rusqlite::Connection;
+use super::{AuditError, EntryRef, Result};
+use crate::db::{Conn as Connection, OptionalExtension, Value as ValueRef};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -129,150 +128,165 @@ pub(super) fn run(conn: &Connection, anchor: Option<&EntryRef>) -> Result<Verifi
     };
     let max_seq: Option<i64> =
         conn.query_row("SELECT MAX(seq) FROM audit_log", [], |r| r.get(0))?;
-    let mut stmt = conn.prepare(
-        "SELECT seq, at_ms, at, boot_id, mono_ns, actor, kind, study_uid, accession, detail, \
-         prev_hash, hash FROM audit_log ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([])?;
     let mut p: Option<Prev> = None;
     // The hash of the entry before p (to recognise an entry inserted between two others).
     let mut pp_hash: Option<[u8; 32]> = None;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        v.entries += 1;
-        v.first_seq.get_or_insert(seq);
-        v.last_seq = Some(seq);
-        let expected = p.as_ref().map_or(1, |p| p.seq + 1);
-        let expected_prev = match &p {
-            None => Some(chain::GENESIS),
-            Some(p) => p.hash,
-        };
-        if seq < expected {
-            v.finding = Some(Finding {
-                seq,
-                tamper: Tamper::Inserted,
-                count: 0,
-                message: format!(
-                    "entry {seq} was inserted: sequence numbers start at 1 and only grow"
-                ),
-            });
-            break;
-        }
-        if seq > expected {
-            let count = seq - expected;
-            v.finding = Some(Finding {
-                seq: expected,
-                tamper: Tamper::Deleted,
-                count,
-                message: format!(
-                    "{} deleted: the chain jumps from entry {} to entry {seq}",
-                    range_words(expected, count),
-                    expected - 1
-                ),
-            });
-            break;
-        }
-        let r = match read_fields(row, seq) {
-            Ok(r) => r,
-            Err(why) => {
-                v.finding = Some(changed(seq, &why));
-                break;
-            }
-        };
-        let stored_hash = chain::from_hex(r.hash);
-        let stored_prev = chain::from_hex(r.prev);
-        let content_ok = match (stored_prev, stored_hash) {
-            (Some(prev), Some(hash)) => chain::entry_hash(&prev, &r.fields) == hash,
-            _ => false,
-        };
-        if !content_ok {
-            let p_hash = p.as_ref().and_then(|p| p.hash);
-            let next_links_past = links_past(conn, seq, p_hash)?;
-            v.finding = Some(classify_content_mismatch(
-                &r,
-                stored_prev,
-                stored_hash,
-                p_hash,
-                pp_hash,
-                next_links_past,
-            ));
-            break;
-        }
-        if stored_prev != expected_prev {
-            let p_hash = p.as_ref().and_then(|p| p.hash);
-            let finding = match &p {
-                None => Finding {
+    let mut failure: Option<AuditError> = None;
+    conn.query_each(
+        "SELECT seq, at_ms, at, boot_id, mono_ns, actor, kind, study_uid, accession, detail, \
+         prev_hash, hash FROM audit_log ORDER BY seq",
+        [],
+        |row| {
+            let seq: i64 = row.get(0)?;
+            v.entries += 1;
+            v.first_seq.get_or_insert(seq);
+            v.last_seq = Some(seq);
+            let expected = p.as_ref().map_or(1, |p| p.seq + 1);
+            let expected_prev = match &p {
+                None => Some(chain::GENESIS),
+                Some(p) => p.hash,
+            };
+            if seq < expected {
+                v.finding = Some(Finding {
                     seq,
                     tamper: Tamper::Inserted,
                     count: 0,
                     message: format!(
-                        "entry {seq} was inserted or rewritten: as the first entry its prev_hash must be all zeros"
+                        "entry {seq} was inserted: sequence numbers start at 1 and only grow"
                     ),
-                },
-                Some(p) if stored_prev.is_some() && stored_prev == pp_hash => Finding {
-                    seq: p.seq,
-                    tamper: Tamper::Inserted,
-                    count: 0,
+                });
+                return Ok(false);
+            }
+            if seq > expected {
+                let count = seq - expected;
+                v.finding = Some(Finding {
+                    seq: expected,
+                    tamper: Tamper::Deleted,
+                    count,
                     message: format!(
-                        "entry {} was inserted: entry {seq} links past it to entry {}",
-                        p.seq,
-                        p.seq - 1
+                        "{} deleted: the chain jumps from entry {} to entry {seq}",
+                        range_words(expected, count),
+                        expected - 1
                     ),
-                },
-                Some(p) => match links_past(conn, seq, p_hash)? {
-                    Some(next) => inserted_between(seq, p.seq, next),
-                    None if Some(seq) == max_seq => Finding {
+                });
+                return Ok(false);
+            }
+            let r = match read_fields(row, seq) {
+                Ok(r) => r,
+                Err(why) => {
+                    v.finding = Some(changed(seq, &why));
+                    return Ok(false);
+                }
+            };
+            let stored_hash = chain::from_hex(r.hash);
+            let stored_prev = chain::from_hex(r.prev);
+            let content_ok = match (stored_prev, stored_hash) {
+                (Some(prev), Some(hash)) => chain::entry_hash(&prev, &r.fields) == hash,
+                _ => false,
+            };
+            if !content_ok {
+                let p_hash = p.as_ref().and_then(|p| p.hash);
+                let next_links_past = match links_past(conn, seq, p_hash) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        failure = Some(e);
+                        return Ok(false);
+                    }
+                };
+                v.finding = Some(classify_content_mismatch(
+                    &r,
+                    stored_prev,
+                    stored_hash,
+                    p_hash,
+                    pp_hash,
+                    next_links_past,
+                ));
+                return Ok(false);
+            }
+            if stored_prev != expected_prev {
+                let p_hash = p.as_ref().and_then(|p| p.hash);
+                let finding = match &p {
+                    None => Finding {
                         seq,
                         tamper: Tamper::Inserted,
                         count: 0,
                         message: format!(
-                            "entry {seq} was inserted: its prev_hash does not match entry {} \
-                             (or entry {} was rewritten together with its hash)",
-                            p.seq, p.seq
+                            "entry {seq} was inserted or rewritten: as the first entry its prev_hash must be all zeros"
                         ),
                     },
-                    None => Finding {
+                    Some(p) if stored_prev.is_some() && stored_prev == pp_hash => Finding {
                         seq: p.seq,
-                        tamper: Tamper::Changed,
+                        tamper: Tamper::Inserted,
                         count: 0,
                         message: format!(
-                            "entry {} was changed and its hash recomputed: entry {seq} still \
-                             holds its original hash",
-                            p.seq
+                            "entry {} was inserted: entry {seq} links past it to entry {}",
+                            p.seq,
+                            p.seq - 1
                         ),
                     },
-                },
-            };
-            v.finding = Some(finding);
-            break;
-        }
-        if let Some(p) = &p {
-            clock_check(&mut v, p, &r.fields);
-        }
-        pp_hash = p.as_ref().and_then(|p| p.hash);
-        match &mut p {
-            Some(prev) => {
-                prev.seq = seq;
-                prev.hash = stored_hash;
-                prev.at_ms = r.fields.at_ms;
-                prev.mono_ns = r.fields.mono_ns;
-                if prev.boot_id != r.fields.boot_id {
-                    prev.boot_id = r.fields.boot_id.to_string();
+                    Some(p) => match links_past(conn, seq, p_hash) {
+                        Err(e) => {
+                            failure = Some(e);
+                            return Ok(false);
+                        }
+                        Ok(found) => match found {
+                        Some(next) => inserted_between(seq, p.seq, next),
+                        None if Some(seq) == max_seq => Finding {
+                            seq,
+                            tamper: Tamper::Inserted,
+                            count: 0,
+                            message: format!(
+                                "entry {seq} was inserted: its prev_hash does not match entry {} \
+                                 (or entry {} was rewritten together with its hash)",
+                                p.seq, p.seq
+                            ),
+                        },
+                        None => Finding {
+                            seq: p.seq,
+                            tamper: Tamper::Changed,
+                            count: 0,
+                            message: format!(
+                                "entry {} was changed and its hash recomputed: entry {seq} still \
+                                 holds its original hash",
+                                p.seq
+                            ),
+                        },
+                        },
+                    },
+                };
+                v.finding = Some(finding);
+                return Ok(false);
+            }
+            if let Some(p) = &p {
+                clock_check(&mut v, p, &r.fields);
+            }
+            pp_hash = p.as_ref().and_then(|p| p.hash);
+            match &mut p {
+                Some(prev) => {
+                    prev.seq = seq;
+                    prev.hash = stored_hash;
+                    prev.at_ms = r.fields.at_ms;
+                    prev.mono_ns = r.fields.mono_ns;
+                    if prev.boot_id != r.fields.boot_id {
+                        prev.boot_id = r.fields.boot_id.to_string();
+                    }
+                }
+                None => {
+                    p = Some(Prev {
+                        seq,
+                        hash: stored_hash,
+                        at_ms: r.fields.at_ms,
+                        mono_ns: r.fields.mono_ns,
+                        boot_id: r.fields.boot_id.to_string(),
+                    })
                 }
             }
-            None => {
-                p = Some(Prev {
-                    seq,
-                    hash: stored_hash,
-                    at_ms: r.fields.at_ms,
-                    mono_ns: r.fields.mono_ns,
-                    boot_id: r.fields.boot_id.to_string(),
-                })
-            }
-        }
+            Ok(true)
+        },
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
     }
-    drop(rows);
-    drop(stmt);
     let last = p.as_ref().map(|p| (p.seq, p.hash));
     v.head_hash = last.and_then(|(_, h)| h).map(|h| chain::to_hex(&h));
     if v.finding.is_none() {
@@ -311,29 +325,25 @@ struct RowFields<'a> {
 /// The error is text because it is not an error of the program but a finding about the
 /// row (kept verbatim in the verification report).
 fn read_fields<'a>(
-    row: &'a rusqlite::Row<'a>,
+    row: &'a crate::db::Row,
     seq: i64,
 ) -> std::result::Result<RowFields<'a>, String> {
     // Read by reference and by type: an attacker may have stored a value of another type,
     // which is a finding, not a reason to abort verification.
     let int = |i: usize, name: &str| match row.get_ref(i) {
-        Ok(ValueRef::Integer(n)) => Ok(n),
-        Ok(other) => Err(format!("column {name} holds {:?}", other.data_type())),
+        Ok(ValueRef::Integer(n)) => Ok(*n),
+        Ok(other) => Err(format!("column {name} holds {:?}", other.kind())),
         Err(e) => Err(e.to_string()),
     };
     let text = |i: usize, name: &str| match row.get_ref(i) {
-        Ok(ValueRef::Text(t)) => {
-            std::str::from_utf8(t).map_err(|_| format!("column {name} is not UTF-8"))
-        }
-        Ok(other) => Err(format!("column {name} holds {:?}", other.data_type())),
+        Ok(ValueRef::Text(t)) => Ok(t.as_str()),
+        Ok(other) => Err(format!("column {name} holds {:?}", other.kind())),
         Err(e) => Err(e.to_string()),
     };
     let opt_text = |i: usize, name: &str| match row.get_ref(i) {
         Ok(ValueRef::Null) => Ok(None),
-        Ok(ValueRef::Text(t)) => std::str::from_utf8(t)
-            .map(Some)
-            .map_err(|_| format!("column {name} is not UTF-8")),
-        Ok(other) => Err(format!("column {name} holds {:?}", other.data_type())),
+        Ok(ValueRef::Text(t)) => Ok(Some(t.as_str())),
+        Ok(other) => Err(format!("column {name} holds {:?}", other.kind())),
         Err(e) => Err(e.to_string()),
     };
     Ok(RowFields {
@@ -367,7 +377,6 @@ fn changed(seq: i64, why: &str) -> Finding {
 /// links past row `seq` to the row before it, so row `seq` is not part of the original
 /// chain.
 fn links_past(conn: &Connection, seq: i64, p_hash: Option<[u8; 32]>) -> Result<Option<i64>> {
-    use rusqlite::OptionalExtension;
     let Some(p_hash) = p_hash else {
         return Ok(None);
     };
@@ -510,7 +519,6 @@ fn check_ends(
     last: Option<(i64, Option<[u8; 32]>)>,
     anchor: Option<&EntryRef>,
 ) -> Result<Option<Finding>> {
-    use rusqlite::OptionalExtension;
     let last_seq = last.map_or(0, |l| l.0);
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {

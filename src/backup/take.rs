@@ -167,7 +167,7 @@ fn copy(
     )
     .map_err(sql_at(&db))?;
     source.busy_timeout(BUSY_WAIT).map_err(sql_at(&db))?;
-    crate::store::schema::check(&source).map_err(|source| BackupError::Schema {
+    crate::store::schema::check_sqlite(&source).map_err(|source| BackupError::Schema {
         path: db.clone(),
         source,
     })?;

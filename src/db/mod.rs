@@ -187,6 +187,51 @@ impl Conn {
         self.query(sql, params)?.iter().map(f).collect()
     }
 
+    /// Calls `f` on each row `sql` selects, one at a time, without holding the whole
+    /// result in memory (scans of the audit trail); `f` returns `false` to stop. On
+    /// PostgreSQL this reads through a cursor, 1,000 rows at a time, and must run inside
+    /// a transaction.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        params: impl IntoParams,
+        mut f: impl FnMut(&Row) -> Result<bool>,
+    ) -> Result<()> {
+        let params = params.bind();
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::query_each(c, sql, &params, &mut f),
+            Inner::Postgres(c) => {
+                let declare = format!("DECLARE readgate_each NO SCROLL CURSOR FOR {sql}");
+                c.execute(&declare, &params)?;
+                let mut result = Ok(());
+                'pages: loop {
+                    let page = match c.query("FETCH 1000 FROM readgate_each", &[]) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    };
+                    if page.is_empty() {
+                        break;
+                    }
+                    for row in &page {
+                        match f(row) {
+                            Ok(true) => {}
+                            Ok(false) => break 'pages,
+                            Err(e) => {
+                                result = Err(e);
+                                break 'pages;
+                            }
+                        }
+                    }
+                }
+                c.execute_batch("CLOSE readgate_each")?;
+                result
+            }
+        }
+    }
+
     /// Every row `sql` selects as `T`, column by column name ([`Row::to`]).
     pub fn query_as<T: DeserializeOwned>(
         &self,

@@ -30,6 +30,14 @@ impl Row {
         })
     }
 
+    /// Column `idx` as it is stored, whatever its type (to tell a wrong type apart).
+    pub fn get_ref(&self, idx: usize) -> Result<&Value, DbError> {
+        self.values.get(idx).ok_or_else(|| DbError::Column {
+            column: idx.to_string(),
+            why: format!("the row has {} columns", self.values.len()),
+        })
+    }
+
     /// The row as `T`: each column goes to the field of its name (the SQL's aliases
     /// name them), so a row type and its query cannot drift apart by position.
     pub fn to<T: DeserializeOwned>(&self) -> Result<T, DbError> {

@@ -31,13 +31,26 @@ pub(super) fn execute(c: &Connection, sql: &str, params: &Params) -> Result<usiz
 
 /// At most `limit` rows of `sql`.
 pub(super) fn query(c: &Connection, sql: &str, params: &Params, limit: usize) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    query_each(c, sql, params, &mut |r| {
+        out.push(r.clone());
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` on each row of `sql` until it returns `false`.
+pub(super) fn query_each(
+    c: &Connection,
+    sql: &str,
+    params: &Params,
+    f: &mut dyn FnMut(&Row) -> Result<bool>,
+) -> Result<()> {
     let mut stmt = c.prepare_cached(sql)?;
     let columns: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
     let width = columns.len();
     let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
-    let mut out = Vec::new();
-    while out.len() < limit {
-        let Some(r) = rows.next()? else { break };
+    while let Some(r) = rows.next()? {
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
             values.push(match r.get_ref(i)? {
@@ -48,10 +61,13 @@ pub(super) fn query(c: &Connection, sql: &str, params: &Params, limit: usize) ->
                 SqliteRef::Blob(b) => Value::Blob(b.to_vec()),
             });
         }
-        out.push(Row {
+        let row = Row {
             columns: columns.clone(),
             values,
-        });
+        };
+        if !f(&row)? {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }

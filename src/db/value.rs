@@ -12,6 +12,30 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Integer(i)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Value {
+        Value::Real(f)
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Text(s)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Text(s.to_string())
+    }
+}
+
 /// A value bound to a statement's parameter, borrowed from the caller.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ValueRef<'a> {

@@ -23,6 +23,7 @@ mod priors;
 mod queue;
 mod read;
 pub mod schema;
+pub mod schema_pg;
 mod studies;
 #[cfg(test)]
 mod tests;
@@ -120,9 +121,9 @@ impl Store {
     /// Opens the database at `path` read-write; `schema` brings (or checks) its schema.
     fn open_with(
         path: &Path,
-        schema: impl FnOnce(&mut Connection) -> std::result::Result<i64, SchemaError>,
+        schema: impl FnOnce(&mut Conn) -> std::result::Result<i64, SchemaError>,
     ) -> Result<Store> {
-        let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
@@ -140,13 +141,14 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        let mut conn = Conn::sqlite(conn);
         schema(&mut conn).map_err(|source| StoreError::Schema {
             path: path.to_path_buf(),
             source,
         })?;
         let hl7 = hl7::open_connection(path).map_err(open_err)?;
         Ok(Store {
-            conn: Mutex::new(Conn::sqlite(conn)),
+            conn: Mutex::new(conn),
             hl7: Mutex::new(Conn::sqlite(hl7)),
             path: path.to_path_buf(),
             operations: Default::default(),
@@ -167,6 +169,7 @@ impl Store {
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(DbError::from)?;
+        let conn = Conn::sqlite(conn);
         schema::check(&conn).map_err(|source| StoreError::Schema {
             path: path.to_path_buf(),
             source,
@@ -174,7 +177,7 @@ impl Store {
         let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(DbError::from)?;
         Ok(Store {
-            conn: Mutex::new(Conn::sqlite(conn)),
+            conn: Mutex::new(conn),
             hl7: Mutex::new(Conn::sqlite(hl7)),
             path: path.to_path_buf(),
             operations: Default::default(),

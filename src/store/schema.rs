@@ -10,7 +10,7 @@
 //! been released. A database whose version is newer than this binary knows is refused
 //! ([`SchemaError::TooNew`]) rather than used by code that does not know its tables.
 
-use rusqlite::{Connection, TransactionBehavior};
+use crate::db::{Backend, Conn, DbError, OptionalExtension};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction.
@@ -185,22 +185,38 @@ pub enum SchemaError {
     )]
     TooOld { found: i64, needed: i64 },
     #[error("database schema migration {version}: {source}")]
-    Migration {
-        version: i64,
-        source: rusqlite::Error,
-    },
+    Migration { version: i64, source: DbError },
     #[error("database schema version: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(#[from] DbError),
 }
 
-/// The schema version recorded in the database (0: never versioned, or empty).
-pub fn version(conn: &Connection) -> Result<i64, SchemaError> {
-    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+/// The schema version recorded in the database (0: never versioned, or empty). SQLite
+/// keeps it in `PRAGMA user_version`; PostgreSQL in the one row of `schema_version`.
+pub fn version(conn: &Conn) -> Result<i64, SchemaError> {
+    match conn.backend() {
+        Backend::Sqlite => Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+        Backend::Postgres => {
+            conn.execute_batch(PG_VERSION_TABLE)?;
+            Ok(conn
+                .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        }
+    }
 }
 
-/// Refuses a database written by a newer readgate (read-only opens, which do not migrate).
-pub fn check(conn: &Connection) -> Result<i64, SchemaError> {
-    let found = version(conn)?;
+/// PostgreSQL's record of the schema version (created by the first open).
+const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+
+/// The version of a SQLite database opened directly (the backup, which copies the file).
+pub fn check_sqlite(conn: &rusqlite::Connection) -> Result<i64, SchemaError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(DbError::from)?;
+    too_new(found)
+}
+
+fn too_new(found: i64) -> Result<i64, SchemaError> {
     if found > LATEST {
         return Err(SchemaError::TooNew {
             found,
@@ -210,16 +226,29 @@ pub fn check(conn: &Connection) -> Result<i64, SchemaError> {
     Ok(found)
 }
 
+/// Refuses a database written by a newer readgate (read-only opens, which do not migrate).
+pub fn check(conn: &Conn) -> Result<i64, SchemaError> {
+    too_new(version(conn)?)
+}
+
 /// Whether the database holds nothing yet (no table, version 0): a new database, which
 /// any open may create at [`LATEST`], unlike a database of an older readgate.
-pub fn is_empty(conn: &Connection) -> Result<bool, SchemaError> {
-    let objects: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+pub fn is_empty(conn: &Conn) -> Result<bool, SchemaError> {
+    let objects: i64 = match conn.backend() {
+        Backend::Sqlite => conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?,
+        Backend::Postgres => conn.query_row(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name != 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?,
+    };
     Ok(objects == 0 && version(conn)? == 0)
 }
 
 /// For `readgate serve` without `--migrate`: an empty database is created at [`LATEST`];
 /// one at an older version is refused ([`SchemaError::TooOld`]), as is a newer one.
-pub fn require_latest(conn: &mut Connection) -> Result<i64, SchemaError> {
+pub fn require_latest(conn: &mut Conn) -> Result<i64, SchemaError> {
     let found = check(conn)?;
     if found == LATEST {
         return Ok(LATEST);
@@ -236,22 +265,38 @@ pub fn require_latest(conn: &mut Connection) -> Result<i64, SchemaError> {
 /// Brings the database to [`LATEST`], one transaction per migration. Safe to run from
 /// several connections or processes at once: each step re-reads the version under the
 /// write lock. Returns the version reached.
-pub fn migrate(conn: &mut Connection) -> Result<i64, SchemaError> {
+pub fn migrate(conn: &mut Conn) -> Result<i64, SchemaError> {
     migrate_reporting(conn, &mut |_| {})
+}
+
+/// The migrations in the dialect of `backend`.
+fn migrations(backend: Backend) -> &'static [&'static [&'static str]] {
+    match backend {
+        Backend::Sqlite => MIGRATIONS,
+        Backend::Postgres => super::schema_pg::MIGRATIONS,
+    }
 }
 
 /// As [`migrate`], calling `applied(version)` after each migration this call committed
 /// (not those another connection applied meanwhile).
 pub fn migrate_reporting(
-    conn: &mut Connection,
+    conn: &mut Conn,
     applied: &mut dyn FnMut(i64),
 ) -> Result<i64, SchemaError> {
     if check(conn)? == LATEST {
         return Ok(LATEST);
     }
-    for (i, batches) in MIGRATIONS.iter().enumerate() {
+    let backend = conn.backend();
+    for (i, batches) in migrations(backend).iter().enumerate() {
         let target = i as i64 + 1;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
+        if backend == Backend::Postgres {
+            // One migrator at a time across every node: the others wait here, then
+            // find the step done.
+            tx.execute_batch(
+                "LOCK TABLE schema_version IN EXCLUSIVE MODE",
+            )?;
+        }
         let current = check(&tx)?;
         if current >= target {
             continue;
@@ -263,8 +308,14 @@ pub fn migrate_reporting(
         for sql in *batches {
             tx.execute_batch(sql).map_err(step)?;
         }
-        tx.pragma_update(None, "user_version", target)
-            .map_err(step)?;
+        match backend {
+            Backend::Sqlite => tx.execute_batch(&format!("PRAGMA user_version = {target}")),
+            Backend::Postgres => tx
+                .execute("DELETE FROM schema_version", [])
+                .and_then(|_| tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [target]))
+                .map(|_| ()),
+        }
+        .map_err(step)?;
         tx.commit().map_err(step)?;
         applied(target);
     }
