@@ -22,6 +22,7 @@ mod priors;
 mod queue;
 mod read;
 pub mod schema;
+pub mod schema_pg;
 mod studies;
 #[cfg(test)]
 mod tests;
