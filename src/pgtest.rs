@@ -618,6 +618,22 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_port_is_recognised_and_another_one_is_used() {
+        let first = TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut second = TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+        second.stop().unwrap();
+        second.port = first.port();
+        let err = second.start_server().unwrap_err();
+        match &err {
+            PgTestError::Command { stderr, .. } => assert!(port_taken(stderr), "{err}"),
+            other => panic!("{other}"),
+        }
+        assert!(!second.is_running());
+        second.start_on_free_port().unwrap();
+        assert_ne!(second.port(), first.port());
+    }
+
+    #[test]
     fn a_failing_command_reports_its_stderr() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo boom >&2; exit 3"]);
