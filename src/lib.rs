@@ -33,6 +33,8 @@ pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+#[doc(hidden)]
+pub mod pgtest;
 pub mod priors;
 pub mod receive;
 pub mod serve;

@@ -6,14 +6,16 @@
 //! trail): a database written then has `user_version` 0 and its tables already present;
 //! migration 1 leaves them (and their rows) as they are and records version 1.
 //!
-//! To change the schema, append a migration to [`MIGRATIONS`]; never edit one that has
-//! been released. A database whose version is newer than this binary knows is refused
+//! To change the schema, append a migration to [`MIGRATIONS`], and append the same
+//! migration, in PostgreSQL's dialect, to `schema_pg.rs` ([`super::schema_pg`];
+//! `tests/schema_pg.rs` compares the two); never edit one that has been released. A database whose version is newer than this binary knows is refused
 //! ([`SchemaError::TooNew`]) rather than used by code that does not know its tables.
 
 use crate::db::{Backend, Conn, DbError, OptionalExtension};
 
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
-/// SQL batches run in one transaction.
+/// SQL batches run in one transaction. Append the same migration to schema_pg.rs
+/// ([`super::schema_pg::MIGRATIONS`], PostgreSQL's dialect).
 pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
