@@ -502,7 +502,9 @@ impl AuditLog {
         let mut n = 0u64;
         let mut failure = None;
         conn.query_each(
-            &format!("SELECT {COLUMNS} FROM audit_log WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY seq"),
+            &format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE at_ms >= ?1 AND at_ms <= ?2 ORDER BY seq"
+            ),
             params![
                 range.from_ms.unwrap_or(i64::MIN),
                 range.to_ms.unwrap_or(i64::MAX)

@@ -3,6 +3,7 @@
 //! each of which `verify` must name.
 
 use super::*;
+use rusqlite::params;
 use serde_json::json;
 
 fn temp_log() -> (tempfile::TempDir, PathBuf, AuditLog) {
@@ -36,7 +37,10 @@ fn attacker(path: &Path) -> Connection {
 
 /// Recomputes the hash of row `seq` from its stored content and prev (a forger's tool).
 fn rehash(c: &Connection, seq: i64) -> String {
-    let e = c
+    // The same database through readgate's own row reading (`row_to_entry`).
+    let path = c.path().unwrap().to_string();
+    let db = crate::db::Conn::sqlite(Connection::open(path).unwrap());
+    let e = db
         .query_row(
             &format!("SELECT {COLUMNS} FROM audit_log WHERE seq = ?1"),
             [seq],

@@ -95,6 +95,24 @@ macro_rules! db_params {
 }
 pub use db_params as params;
 
+/// `url` without its password, to show in logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// One connection to the database.
 pub struct Conn {
     inner: Inner,
@@ -396,5 +414,24 @@ impl Statement<'_> {
     /// The names of the statement's columns, as a query returns them.
     pub fn query(&mut self, params: impl IntoParams) -> Result<Vec<Row>> {
         self.conn.query(self.sql, params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            super::redact_url("postgresql://gw:s3cret@db.example:5432/readgate?sslmode=require"),
+            "postgresql://gw@db.example:5432/readgate?sslmode=require"
+        );
+        assert_eq!(
+            super::redact_url("postgresql://gw@db/readgate"),
+            "postgresql://gw@db/readgate"
+        );
+        assert_eq!(
+            super::redact_url("postgresql:///readgate"),
+            "postgresql:///readgate"
+        );
     }
 }

@@ -305,7 +305,8 @@ impl Store {
             "SELECT m.id, m.control_id, m.message_type, m.sender, m.received_at, \
              o.order_control, o.request, o.patient, o.allergies \
              FROM orders o JOIN hl7_messages m ON m.id = o.message_id \
-             WHERE (?1 IS NOT NULL AND o.study_uid = ?1) OR (?2 IS NOT NULL AND o.accession = ?2) \
+             WHERE (CAST(?1 AS TEXT) IS NOT NULL AND o.study_uid = ?1) \
+             OR (CAST(?2 AS TEXT) IS NOT NULL AND o.accession = ?2) \
              ORDER BY o.id",
             params![study_uid, accession],
             |r| {
@@ -332,8 +333,9 @@ impl Store {
             "SELECT m.id, m.control_id, m.message_type, m.sender, m.received_at, \
              r.status, r.signer_id, r.report_time, r.text, r.result, r.patient_id \
              FROM reports r JOIN hl7_messages m ON m.id = r.message_id \
-             WHERE (?1 IS NOT NULL AND r.study_uid = ?1) OR (?2 IS NOT NULL AND r.accession = ?2) \
-             OR (?3 IS NOT NULL AND r.patient_id = ?3) ORDER BY r.id",
+             WHERE (CAST(?1 AS TEXT) IS NOT NULL AND r.study_uid = ?1) \
+             OR (CAST(?2 AS TEXT) IS NOT NULL AND r.accession = ?2) \
+             OR (CAST(?3 AS TEXT) IS NOT NULL AND r.patient_id = ?3) ORDER BY r.id",
         )?;
         let mut out: Vec<StoredReport> = Vec::new();
         let mut seen = std::collections::HashSet::new();

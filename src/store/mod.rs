@@ -60,6 +60,8 @@ pub enum StoreError {
     UnknownStudy(String),
     #[error("database {path}: {source}")]
     Schema { path: PathBuf, source: SchemaError },
+    #[error("database {}: {source}", location.display())]
+    Connect { location: PathBuf, source: DbError },
     /// The shared transaction of a group commit failed (every instance in it is refused).
     #[error("database: {0}")]
     Batch(String),
@@ -151,6 +153,57 @@ impl Store {
             conn: Mutex::new(conn),
             hl7: Mutex::new(Conn::sqlite(hl7)),
             path: path.to_path_buf(),
+            operations: Default::default(),
+            received: group::Group::new(),
+        })
+    }
+
+    /// Connects to the PostgreSQL database `url` names (`[database] url`) and migrates
+    /// its schema (tests, the demo, the CLI).
+    pub fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, schema::migrate)
+    }
+
+    /// As [`Store::open_migrating`], on PostgreSQL.
+    pub fn connect_migrating(url: &str, applied: &mut dyn FnMut(i64)) -> Result<Store> {
+        Store::connect_with(url, |conn| {
+            let empty = schema::is_empty(conn)?;
+            schema::migrate_reporting(conn, &mut |version| {
+                if !empty {
+                    applied(version)
+                }
+            })
+        })
+    }
+
+    /// As [`Store::open_current`], on PostgreSQL.
+    pub fn connect_current(url: &str) -> Result<Store> {
+        Store::connect_with(url, schema::require_latest)
+    }
+
+    fn connect_with(
+        url: &str,
+        schema: impl FnOnce(&mut Conn) -> std::result::Result<i64, SchemaError>,
+    ) -> Result<Store> {
+        let location = PathBuf::from(crate::db::redact_url(url));
+        let connect = || {
+            Conn::postgres(url).map_err(|source| StoreError::Connect {
+                location: location.clone(),
+                source,
+            })
+        };
+        let mut conn = connect()?;
+        schema(&mut conn).map_err(|source| StoreError::Schema {
+            path: location.clone(),
+            source,
+        })?;
+        // HL7 messages commit on a connection of their own, as on SQLite (every commit
+        // on PostgreSQL is durable: synchronous_commit stays on).
+        let hl7 = connect()?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            hl7: Mutex::new(hl7),
+            path: location,
             operations: Default::default(),
             received: group::Group::new(),
         })

@@ -164,8 +164,8 @@ fn write_instances(tx: &crate::db::Tx<'_>, mpps_uid: &str, update: &StepUpdate) 
     };
     tx.execute("DELETE FROM mpps_instances WHERE mpps_uid = ?1", [mpps_uid])?;
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO mpps_instances (mpps_uid, sop_instance_uid, series_uid) \
-         VALUES (?1, ?2, ?3)",
+        "INSERT INTO mpps_instances (mpps_uid, sop_instance_uid, series_uid) \
+         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     for (series, sop) in instances {
         insert.execute(params![mpps_uid, sop, series])?;

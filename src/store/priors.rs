@@ -2,7 +2,7 @@
 //! written by `priors::lookup`, read by `decide::assemble` and the study views.
 
 use super::{Result, Store};
-use crate::db::params;
+use crate::db::{params, Backend};
 use crate::model::PacsStudy;
 
 /// The last lookup of one patient in one PACS.
@@ -47,9 +47,15 @@ impl Store {
                     params![patient_id, pacs_id],
                 )?;
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO pacs_studies (pacs_id, patient_id, study_uid, accession, \
+                    "INSERT INTO pacs_studies (pacs_id, patient_id, study_uid, accession, \
                      study_date, study_time, modalities, description, instances, documents, issuer, \
-                     body_parts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     body_parts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (patient_id, pacs_id, study_uid) DO UPDATE SET \
+                     accession = excluded.accession, study_date = excluded.study_date, \
+                     study_time = excluded.study_time, modalities = excluded.modalities, \
+                     description = excluded.description, instances = excluded.instances, \
+                     documents = excluded.documents, issuer = excluded.issuer, \
+                     body_parts = excluded.body_parts",
                 )?;
                 for (s, documents) in studies {
                     insert.execute(params![
@@ -75,7 +81,7 @@ impl Store {
             "INSERT INTO pacs_lookups (patient_id, pacs_id, at, ok, error, found) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (patient_id, pacs_id) DO UPDATE SET at = ?3, ok = ?4, error = ?5, \
-             found = CASE WHEN ?4 THEN ?6 ELSE found END",
+             found = CASE WHEN ?4 <> 0 THEN ?6 ELSE pacs_lookups.found END",
             params![patient_id, pacs_id, at, error.is_none(), error, found],
         )?;
         tx.commit()?;
@@ -152,13 +158,22 @@ impl Store {
     /// study's own date, and a study can be dated long before today.
     pub fn earliest_open_study_date(&self, patient_ids: &[String]) -> Result<Option<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT MIN(d) FROM (SELECT json_extract(i.context, '$.\"0008,0020\"') AS d \
-             FROM studies s JOIN instances i ON i.study_uid = s.study_uid \
-             WHERE s.patient_id = ?1 AND s.state IN ('receiving', 'held') \
-             AND json_valid(i.context)) \
-             WHERE d GLOB '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'",
-        )?;
+        let mut stmt = conn.prepare_cached(match conn.backend() {
+            Backend::Sqlite => {
+                "SELECT MIN(d) FROM (SELECT json_extract(i.context, '$.\"0008,0020\"') AS d \
+                 FROM studies s JOIN instances i ON i.study_uid = s.study_uid \
+                 WHERE s.patient_id = ?1 AND s.state IN ('receiving', 'held') \
+                 AND json_valid(i.context)) AS dates \
+                 WHERE d GLOB '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'"
+            }
+            // readgate writes `context` with serde_json: it is always JSON.
+            Backend::Postgres => {
+                "SELECT MIN(d) FROM (SELECT CAST(i.context AS jsonb) ->> '0008,0020' AS d \
+                 FROM studies s JOIN instances i ON i.study_uid = s.study_uid \
+                 WHERE s.patient_id = ?1 AND s.state IN ('receiving', 'held')) AS dates \
+                 WHERE d ~ '^[0-9]{8}$'"
+            }
+        })?;
         let mut earliest: Option<String> = None;
         for id in patient_ids {
             let date: Option<String> = stmt.query_row([id], |r| r.get(0))?;
@@ -276,8 +291,11 @@ impl Store {
     /// Records that a prior reached its destination.
     pub fn record_prior_sent(&self, sent: &SentPrior) -> Result<()> {
         self.conn().execute(
-            "INSERT OR REPLACE INTO prior_sends (destination, prior_uid, pacs_id, for_study_uid, \
-             instances, bytes, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO prior_sends (destination, prior_uid, pacs_id, for_study_uid, \
+             instances, bytes, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (destination, prior_uid) DO UPDATE SET pacs_id = excluded.pacs_id, \
+             for_study_uid = excluded.for_study_uid, instances = excluded.instances, \
+             bytes = excluded.bytes, sent_at = excluded.sent_at",
             params![
                 sent.destination,
                 sent.prior_uid,
@@ -356,8 +374,10 @@ impl Store {
         Ok(match outcome {
             Ok((instances, bytes)) => {
                 conn.execute(
-                    "INSERT OR REPLACE INTO prior_retrievals (prior_uid, pacs_id, at, instances, \
-                     bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO prior_retrievals (prior_uid, pacs_id, at, instances, bytes) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (prior_uid) DO UPDATE SET \
+                     pacs_id = excluded.pacs_id, at = excluded.at, instances = excluded.instances, \
+                     bytes = excluded.bytes",
                     params![prior_uid, pacs_id, at, instances, bytes as i64],
                 )?;
                 conn.execute(
@@ -367,8 +387,9 @@ impl Store {
             }
             Err(error) => {
                 conn.execute(
-                    "INSERT OR REPLACE INTO prior_fetch_failures (prior_uid, pacs_id, at, error) \
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO prior_fetch_failures (prior_uid, pacs_id, at, error) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (prior_uid) DO UPDATE SET \
+                     pacs_id = excluded.pacs_id, at = excluded.at, error = excluded.error",
                     params![prior_uid, pacs_id, at, error],
                 )?;
                 false

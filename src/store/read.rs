@@ -3,7 +3,7 @@
 //! per-state counts.
 
 use super::{Result, Store};
-use crate::db::{params, OptionalExtension};
+use crate::db::{params, Backend, OptionalExtension};
 use crate::model::{CompletionSignal, InstanceState, StudyState};
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +95,7 @@ impl Store {
     /// Studies, newest first, optionally in one state only.
     pub fn list_studies(&self, state: Option<StudyState>, limit: usize) -> Result<Vec<StudyRow>> {
         let sql = format!(
-            "{STUDY_ROW_SELECT} WHERE (?1 IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
+            "{STUDY_ROW_SELECT} WHERE (CAST(?1 AS TEXT) IS NULL OR s.state = ?1) ORDER BY s.last_received_at DESC LIMIT ?2"
         );
         self.query_as(&sql, params![state, limit.min(i64::MAX as usize) as i64])
     }
@@ -103,13 +103,24 @@ impl Store {
     /// The held studies, newest first, each with its patient's name (PN as received, from
     /// the first instance that has one): everything the held page shows, in one query.
     pub fn held_studies(&self, limit: usize) -> Result<Vec<HeldStudy>> {
+        let conn = self.conn();
+        let name = match conn.backend() {
+            Backend::Sqlite => {
+                "(SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
+                 WHERE i.study_uid = s.study_uid AND json_valid(i.context) \
+                 AND json_extract(i.context, '$.\"0010,0010\"') IS NOT NULL LIMIT 1)"
+            }
+            // readgate writes `context` with serde_json: it is always JSON.
+            Backend::Postgres => {
+                "(SELECT CAST(i.context AS jsonb) ->> '0010,0010' FROM instances i \
+                 WHERE i.study_uid = s.study_uid \
+                 AND CAST(i.context AS jsonb) ->> '0010,0010' IS NOT NULL LIMIT 1)"
+            }
+        };
         let sql = format!(
-            "{STUDY_ROW_COLUMNS}, (SELECT json_extract(i.context, '$.\"0010,0010\"') FROM instances i \
-             WHERE i.study_uid = s.study_uid AND json_valid(i.context) \
-             AND json_extract(i.context, '$.\"0010,0010\"') IS NOT NULL LIMIT 1) AS patient_name \
+            "{STUDY_ROW_COLUMNS}, {name} AS patient_name \
              FROM studies s WHERE s.state = 'held' ORDER BY s.last_received_at DESC LIMIT ?1"
         );
-        let conn = self.conn();
         let rows = conn.query(&sql, [limit.min(i64::MAX as usize) as i64])?;
         let mut out = Vec::new();
         for r in &rows {

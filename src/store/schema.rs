@@ -208,7 +208,8 @@ pub fn version(conn: &Conn) -> Result<i64, SchemaError> {
 }
 
 /// PostgreSQL's record of the schema version (created by the first open).
-const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
+const PG_VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
 
 /// The version of a SQLite database opened directly (the backup, which copies the file).
 pub fn check_sqlite(conn: &rusqlite::Connection) -> Result<i64, SchemaError> {
@@ -237,7 +238,9 @@ pub fn check(conn: &Conn) -> Result<i64, SchemaError> {
 /// any open may create at [`LATEST`], unlike a database of an older readgate.
 pub fn is_empty(conn: &Conn) -> Result<bool, SchemaError> {
     let objects: i64 = match conn.backend() {
-        Backend::Sqlite => conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?,
+        Backend::Sqlite => {
+            conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?
+        }
         Backend::Postgres => conn.query_row(
             "SELECT COUNT(*) FROM information_schema.tables \
              WHERE table_schema = current_schema() AND table_name != 'schema_version'",
@@ -295,9 +298,7 @@ pub fn migrate_reporting(
         if backend == Backend::Postgres {
             // One migrator at a time across every node: the others wait here, then
             // find the step done.
-            tx.execute_batch(
-                "LOCK TABLE schema_version IN EXCLUSIVE MODE",
-            )?;
+            tx.execute_batch("LOCK TABLE schema_version IN EXCLUSIVE MODE")?;
         }
         let current = check(&tx)?;
         if current >= target {
@@ -314,7 +315,9 @@ pub fn migrate_reporting(
             Backend::Sqlite => tx.execute_batch(&format!("PRAGMA user_version = {target}")),
             Backend::Postgres => tx
                 .execute("DELETE FROM schema_version", [])
-                .and_then(|_| tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [target]))
+                .and_then(|_| {
+                    tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [target])
+                })
                 .map(|_| ()),
         }
         .map_err(step)?;
@@ -556,11 +559,11 @@ mod tests {
 
     #[test]
     fn an_empty_database_is_created_without_migrate_but_an_older_one_is_refused() {
-        let mut fresh = Connection::open_in_memory().unwrap();
+        let mut fresh = Conn::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         assert_eq!(require_latest(&mut fresh).unwrap(), LATEST);
         assert_eq!(version(&fresh).unwrap(), LATEST);
 
-        let mut older = Connection::open_in_memory().unwrap();
+        let mut older = Conn::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         older.execute_batch("CREATE TABLE t (x)").unwrap();
         let err = require_latest(&mut older).unwrap_err();
         assert!(

@@ -3,7 +3,7 @@
 
 use super::instances::split_set;
 use super::{Result, Store, StoreError};
-use crate::db::{params, OptionalExtension};
+use crate::db::{params, Backend, OptionalExtension};
 use crate::model::{CompletionSignal, Disposition, StudyState};
 use serde::Serialize;
 
@@ -365,8 +365,16 @@ impl Store {
         }
         let contexts = serde_json::to_string(contexts).unwrap_or_else(|_| "[]".into());
         let queued = tx.execute(
-            "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received' \
-             AND context IN (SELECT value FROM json_each(?2))",
+            match tx.backend() {
+                Backend::Sqlite => {
+                    "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received' \
+                     AND context IN (SELECT value FROM json_each(?2))"
+                }
+                Backend::Postgres => {
+                    "UPDATE instances SET state = 'queued' WHERE study_uid = ?1 AND state = 'received' \
+                     AND context IN (SELECT jsonb_array_elements_text(CAST(?2 AS jsonb)))"
+                }
+            },
             params![study_uid, contexts],
         )?;
         if let Some((kind, detail)) = event {

@@ -3,6 +3,33 @@
 use super::*;
 use crate::model::StudyState;
 
+/// The test twice: `NAME::sqlite` on a SQLite file in a temporary directory,
+/// `NAME::postgres` on a PostgreSQL server of its own (`pgtest`). The store's behaviour
+/// is the same on both, so its tests are.
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(&dir.path().join("db")).unwrap();
+                #[allow(clippy::redundant_closure_call)]
+                ($body)(store)
+            }
+
+            #[test]
+            fn postgres() {
+                let pg = crate::pgtest::TempPostgres::start().unwrap();
+                let store = Store::connect(&pg.url()).unwrap();
+                #[allow(clippy::redundant_closure_call)]
+                ($body)(store)
+            }
+        }
+    };
+}
+
 fn queue(store: &Store, snap: &StudySnapshot, now: i64) -> bool {
     let d = DecisionRecord {
         forward: true,
@@ -32,10 +59,7 @@ fn instance(sop: &str, study: &str, at: i64) -> NewInstance {
     }
 }
 
-#[test]
-fn study_lifecycle_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+on_both_backends!(study_lifecycle_and_reopen, |store: Store| {
     assert_eq!(
         store.index_instance(&instance("1", "S", 10), true).unwrap(),
         Indexed::New
@@ -75,12 +99,9 @@ fn study_lifecycle_and_reopen() {
             .len(),
         1
     );
-}
+});
 
-#[test]
-fn stale_snapshot_is_not_decided() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+on_both_backends!(stale_snapshot_is_not_decided, |store: Store| {
     store.index_instance(&instance("1", "S", 10), true).unwrap();
     let snap = store.snapshot("S").unwrap();
     store.index_instance(&instance("2", "S", 11), true).unwrap();
@@ -89,12 +110,9 @@ fn stale_snapshot_is_not_decided() {
         .record_decision(&snap, &DecisionRecord::default(), 12)
         .unwrap()
         .is_none());
-}
+});
 
-#[test]
-fn duplicates_follow_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+on_both_backends!(duplicates_follow_policy, |store: Store| {
     store.index_instance(&instance("1", "S", 10), true).unwrap();
     assert_eq!(
         store
@@ -113,12 +131,9 @@ fn duplicates_follow_policy() {
     let rows = store.list_studies(None, 10).unwrap();
     assert_eq!(rows[0].instance_count, 1);
     assert_eq!(rows[0].bytes, 100);
-}
+});
 
-#[test]
-fn retries_back_off_then_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
+on_both_backends!(retries_back_off_then_fail, |store: Store| {
     store.index_instance(&instance("1", "S", 10), true).unwrap();
     let snap = store.snapshot("S").unwrap();
     queue(&store, &snap, 20);
@@ -136,7 +151,7 @@ fn retries_back_off_then_fail() {
     assert!(store.queued_for("rc1", 99_999, 10).unwrap().is_empty());
     assert!(store.retry_study("S", 3000).unwrap());
     assert_eq!(store.queued_for("rc1", 3000, 10).unwrap().len(), 1);
-}
+});
 
 /// The SQL of the store names states by their text (a parameter would keep SQLite from
 /// using the partial index on queued instances): every state word written in a query
@@ -180,165 +195,175 @@ fn state_words_in_sql_are_known_states() {
     assert!(seen > 30, "the scan found the state words ({seen})");
 }
 
-#[test]
-fn a_prior_is_at_a_destination_once_sent_or_forwarded_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    // What the PACS answered about P1: one study, issuer kept.
-    let found = crate::model::PacsStudy {
-        study_uid: "PRIOR".into(),
-        accession: Some("A0".into()),
-        date: Some("20250101".into()),
-        time: None,
-        modalities: vec!["CT".into()],
-        description: None,
-        instances: Some(2),
-        issuer: Some("HOSP".into()),
-        body_parts: vec!["CHEST".into()],
-    };
-    store
-        .record_pacs_lookup("P1", "pacs1", 5, Ok(&[(found, 0)]))
-        .unwrap();
-    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(
+on_both_backends!(
+    a_prior_is_at_a_destination_once_sent_or_forwarded_there,
+    |store: Store| {
+        // What the PACS answered about P1: one study, issuer kept.
+        let found = crate::model::PacsStudy {
+            study_uid: "PRIOR".into(),
+            accession: Some("A0".into()),
+            date: Some("20250101".into()),
+            time: None,
+            modalities: vec!["CT".into()],
+            description: None,
+            instances: Some(2),
+            issuer: Some("HOSP".into()),
+            body_parts: vec!["CHEST".into()],
+        };
         store
-            .pacs_holding("PRIOR", &ids(&["pacs0", "pacs1"]))
-            .unwrap(),
-        ["pacs1"]
-    );
-    assert!(store
-        .pacs_holding("OTHER", &ids(&["pacs1"]))
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        store.pacs_studies(&ids(&["P1"])).unwrap()[0]
-            .study
-            .issuer
-            .as_deref(),
-        Some("HOSP")
-    );
+            .record_pacs_lookup("P1", "pacs1", 5, Ok(&[(found, 0)]))
+            .unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            store
+                .pacs_holding("PRIOR", &ids(&["pacs0", "pacs1"]))
+                .unwrap(),
+            ["pacs1"]
+        );
+        assert!(store
+            .pacs_holding("OTHER", &ids(&["pacs1"]))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.pacs_studies(&ids(&["P1"])).unwrap()[0]
+                .study
+                .issuer
+                .as_deref(),
+            Some("HOSP")
+        );
 
-    assert!(!store.destination_has("rc1", "PRIOR").unwrap());
-    let sent = SentPrior {
-        destination: "rc1".into(),
-        prior_uid: "PRIOR".into(),
-        pacs_id: "pacs1".into(),
-        for_study_uid: "S".into(),
-        instances: 2,
-        bytes: 200,
-        sent_at: 50,
-    };
-    store.record_prior_sent(&sent).unwrap();
-    assert!(store.destination_has("rc1", "PRIOR").unwrap());
-    assert!(!store.destination_has("rc2", "PRIOR").unwrap());
-    assert_eq!(store.priors_sent(&ids(&["PRIOR"])).unwrap(), [sent]);
+        assert!(!store.destination_has("rc1", "PRIOR").unwrap());
+        let sent = SentPrior {
+            destination: "rc1".into(),
+            prior_uid: "PRIOR".into(),
+            pacs_id: "pacs1".into(),
+            for_study_uid: "S".into(),
+            instances: 2,
+            bytes: 200,
+            sent_at: 50,
+        };
+        store.record_prior_sent(&sent).unwrap();
+        assert!(store.destination_has("rc1", "PRIOR").unwrap());
+        assert!(!store.destination_has("rc2", "PRIOR").unwrap());
+        assert_eq!(store.priors_sent(&ids(&["PRIOR"])).unwrap(), [sent]);
 
-    // A study readgate forwarded to rc1 itself is there too; one only queued is not.
-    store.index_instance(&instance("1", "S", 10), true).unwrap();
-    let snap = store.snapshot("S").unwrap();
-    assert!(queue(&store, &snap, 20));
-    assert!(!store.destination_has("rc1", "S").unwrap());
-    let q = store.queued_for("rc1", 30, 10).unwrap();
-    assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
-    assert!(store.destination_has("rc1", "S").unwrap());
-    assert!(!store.destination_has("rc2", "S").unwrap());
-}
+        // A study readgate forwarded to rc1 itself is there too; one only queued is not.
+        store.index_instance(&instance("1", "S", 10), true).unwrap();
+        let snap = store.snapshot("S").unwrap();
+        assert!(queue(&store, &snap, 20));
+        assert!(!store.destination_has("rc1", "S").unwrap());
+        let q = store.queued_for("rc1", 30, 10).unwrap();
+        assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+        assert!(store.destination_has("rc1", "S").unwrap());
+        assert!(!store.destination_has("rc2", "S").unwrap());
+    }
+);
 
-#[test]
-fn the_earliest_open_study_date_counts_only_studies_in_progress() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    let dated = |sop: &str, study: &str, date: &str| NewInstance {
-        context: format!("{{\"0008,0020\": \"{date}\"}}"),
-        ..instance(sop, study, 10)
-    };
-    let p1 = ["P1".to_string()];
-    assert_eq!(store.earliest_open_study_date(&p1).unwrap(), None);
-    store
-        .index_instance(&dated("1", "NEW", "20261101"), true)
-        .unwrap();
-    store
-        .index_instance(&dated("2", "OLD", "20240315"), true)
-        .unwrap();
-    store
-        .index_instance(&dated("3", "BAD", "2024-03"), true)
-        .unwrap();
-    assert_eq!(
-        store.earliest_open_study_date(&p1).unwrap().as_deref(),
-        Some("20240315")
-    );
-    // Once OLD is decided and forwarded, only NEW (still receiving) counts.
-    let snap = store.snapshot("OLD").unwrap();
-    assert!(queue(&store, &snap, 20));
-    let q = store.queued_for("rc1", 30, 10).unwrap();
-    assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
-    assert_eq!(
-        store.earliest_open_study_date(&p1).unwrap().as_deref(),
-        Some("20261101")
-    );
-}
+on_both_backends!(
+    the_earliest_open_study_date_counts_only_studies_in_progress,
+    |store: Store| {
+        let dated = |sop: &str, study: &str, date: &str| NewInstance {
+            context: format!("{{\"0008,0020\": \"{date}\"}}"),
+            ..instance(sop, study, 10)
+        };
+        let p1 = ["P1".to_string()];
+        assert_eq!(store.earliest_open_study_date(&p1).unwrap(), None);
+        store
+            .index_instance(&dated("1", "NEW", "20261101"), true)
+            .unwrap();
+        store
+            .index_instance(&dated("2", "OLD", "20240315"), true)
+            .unwrap();
+        store
+            .index_instance(&dated("3", "BAD", "2024-03"), true)
+            .unwrap();
+        assert_eq!(
+            store.earliest_open_study_date(&p1).unwrap().as_deref(),
+            Some("20240315")
+        );
+        // Once OLD is decided and forwarded, only NEW (still receiving) counts.
+        let snap = store.snapshot("OLD").unwrap();
+        assert!(queue(&store, &snap, 20));
+        let q = store.queued_for("rc1", 30, 10).unwrap();
+        assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+        assert_eq!(
+            store.earliest_open_study_date(&p1).unwrap().as_deref(),
+            Some("20261101")
+        );
+    }
+);
 
-/// Received instances from eight associations at once are all indexed, with their
-/// studies' counts right, in at most one commit each (how many share one depends on
-/// timing; `group.rs` tests the sharing); one refused inside a shared transaction is
-/// undone alone.
-#[test]
-fn received_instances_share_commits_and_fail_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(Store::open(&dir.path().join("db")).unwrap());
-    let before = store.operations();
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for i in 0..40 {
-                    let inst = instance(&format!("{t}.{i}"), &format!("S{}", t % 2), i);
-                    assert_eq!(
-                        store.index_received(inst, true).unwrap().indexed,
-                        Indexed::New
-                    );
+// Received instances from eight associations at once are all indexed, with their
+// studies' counts right, in at most one commit each (how many share one depends on
+// timing; `group.rs` tests the sharing); one refused inside a shared transaction is
+// undone alone.
+on_both_backends!(
+    received_instances_share_commits_and_fail_alone,
+    |store: Store| {
+        let store = std::sync::Arc::new(store);
+        let before = store.operations();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let inst = instance(&format!("{t}.{i}"), &format!("S{}", t % 2), i);
+                        assert_eq!(
+                            store.index_received(inst, true).unwrap().indexed,
+                            Indexed::New
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let commits = store.operations() - before;
+        let studies = store.list_studies(None, 10).unwrap();
+        let counts: Vec<i64> = studies.iter().map(|s| s.instance_count).collect();
+        assert_eq!(counts, vec![160, 160], "{studies:?}");
+        assert!(commits <= 320, "at most one commit per instance: {commits}");
+        eprintln!("320 instances from 8 threads: {commits} commits");
+
+        let backend = store.conn().backend();
+        store
+            .conn()
+            .execute_batch(match backend {
+                crate::db::Backend::Sqlite => {
+                    "CREATE TEMP TRIGGER refuse BEFORE INSERT ON instances \
+                     WHEN NEW.sop_uid = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+                }
+                crate::db::Backend::Postgres => {
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+                     CREATE TRIGGER refuse BEFORE INSERT ON instances FOR EACH ROW \
+                     WHEN (NEW.sop_uid = 'bad') EXECUTE FUNCTION refuse();"
                 }
             })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
+            .unwrap();
+        let outcomes = store.index_batch(vec![
+            (instance("good1", "S9", 1), true),
+            (instance("bad", "S9", 2), true),
+            (instance("good2", "S9", 3), true),
+        ]);
+        assert!(
+            matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New),
+            "{outcomes:?}"
+        );
+        assert!(outcomes[1].is_err(), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New),
+            "{outcomes:?}"
+        );
+        let s9 = store.list_studies(None, 10).unwrap();
+        let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
+        assert_eq!(
+            s9.instance_count, 2,
+            "the refused instance left nothing behind"
+        );
     }
-    let commits = store.operations() - before;
-    let studies = store.list_studies(None, 10).unwrap();
-    let counts: Vec<i64> = studies.iter().map(|s| s.instance_count).collect();
-    assert_eq!(counts, vec![160, 160], "{studies:?}");
-    assert!(commits <= 320, "at most one commit per instance: {commits}");
-    eprintln!("320 instances from 8 threads: {commits} commits");
-
-    store
-        .conn()
-        .execute_batch(
-            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.sop_uid = 'bad' \
-             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-        )
-        .unwrap();
-    let outcomes = store.index_batch(vec![
-        (instance("good1", "S9", 1), true),
-        (instance("bad", "S9", 2), true),
-        (instance("good2", "S9", 3), true),
-    ]);
-    assert!(
-        matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New),
-        "{outcomes:?}"
-    );
-    assert!(outcomes[1].is_err(), "{outcomes:?}");
-    assert!(
-        matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New),
-        "{outcomes:?}"
-    );
-    let s9 = store.list_studies(None, 10).unwrap();
-    let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
-    assert_eq!(
-        s9.instance_count, 2,
-        "the refused instance left nothing behind"
-    );
-}
+);
 
 /// Stores an ORM for accession `accession` whose ZRS-1 (the configured field) says
 /// `count` images.
@@ -369,128 +394,128 @@ fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str
     store.record_hl7_batch(&[m]).unwrap();
 }
 
-#[test]
-fn an_order_s_expected_image_count_completes_its_study() {
-    use crate::model::CompletionSignal;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    let completed_by = |uid: &str| store.study_row(uid).unwrap().unwrap().completed_by;
-    // Another study's order, and an order of this one without a count: no signal.
-    order_expecting(&store, "OTHER", "2", "C0", 1);
-    order_expecting(&store, "A1", "", "C1", 2);
-    store.index_instance(&instance("1", "S", 10), true).unwrap();
-    store.index_instance(&instance("2", "S", 20), true).unwrap();
-    assert!(store.studies_stable_since(0).unwrap().is_empty());
-    // A later order says 3: two of three are in.
-    order_expecting(&store, "A1", "3", "C2", 3);
-    assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
-    assert!(store.studies_stable_since(0).unwrap().is_empty());
-    assert_eq!(completed_by("S"), None);
-    // The third completes it without the quiet wait.
-    store.index_instance(&instance("3", "S", 30), true).unwrap();
-    assert_eq!(store.studies_stable_since(0).unwrap(), ["S"]);
-    assert!(queue(&store, &store.snapshot("S").unwrap(), 35));
-    assert_eq!(completed_by("S"), Some(CompletionSignal::ExpectedImages));
-    // A fourth re-opens it; the count was wrong, so the quiet wait decides again.
-    store.index_instance(&instance("4", "S", 40), true).unwrap();
-    assert_eq!(completed_by("S"), None);
-    assert!(store.studies_stable_since(39).unwrap().is_empty());
-    assert_eq!(store.studies_stable_since(40).unwrap(), ["S"]);
-    assert!(queue(&store, &store.snapshot("S").unwrap(), 45));
-    assert_eq!(completed_by("S"), Some(CompletionSignal::QuietPeriod));
-    // A malformed count is no count.
-    order_expecting(&store, "A1", "abc", "C3", 50);
-    assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
-}
+on_both_backends!(
+    an_order_s_expected_image_count_completes_its_study,
+    |store: Store| {
+        use crate::model::CompletionSignal;
+        let completed_by = |uid: &str| store.study_row(uid).unwrap().unwrap().completed_by;
+        // Another study's order, and an order of this one without a count: no signal.
+        order_expecting(&store, "OTHER", "2", "C0", 1);
+        order_expecting(&store, "A1", "", "C1", 2);
+        store.index_instance(&instance("1", "S", 10), true).unwrap();
+        store.index_instance(&instance("2", "S", 20), true).unwrap();
+        assert!(store.studies_stable_since(0).unwrap().is_empty());
+        // A later order says 3: two of three are in.
+        order_expecting(&store, "A1", "3", "C2", 3);
+        assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
+        assert!(store.studies_stable_since(0).unwrap().is_empty());
+        assert_eq!(completed_by("S"), None);
+        // The third completes it without the quiet wait.
+        store.index_instance(&instance("3", "S", 30), true).unwrap();
+        assert_eq!(store.studies_stable_since(0).unwrap(), ["S"]);
+        assert!(queue(&store, &store.snapshot("S").unwrap(), 35));
+        assert_eq!(completed_by("S"), Some(CompletionSignal::ExpectedImages));
+        // A fourth re-opens it; the count was wrong, so the quiet wait decides again.
+        store.index_instance(&instance("4", "S", 40), true).unwrap();
+        assert_eq!(completed_by("S"), None);
+        assert!(store.studies_stable_since(39).unwrap().is_empty());
+        assert_eq!(store.studies_stable_since(40).unwrap(), ["S"]);
+        assert!(queue(&store, &store.snapshot("S").unwrap(), 45));
+        assert_eq!(completed_by("S"), Some(CompletionSignal::QuietPeriod));
+        // A malformed count is no count.
+        order_expecting(&store, "A1", "abc", "C3", 50);
+        assert_eq!(store.expected_images_of("S").unwrap(), Some(3));
+    }
+);
 
-/// A streaming study: instances with header context the gate has seen are queued as they
-/// are indexed; new context waits for the next stream decision; stopping takes back what
-/// is queued and the delivered count stays; at completion a study with nothing left to
-/// send is forwarded at once, when its last instance was delivered.
-#[test]
-fn a_stream_queues_as_instances_arrive_and_stops_exactly() {
-    use crate::model::{InstanceState, StreamState};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db")).unwrap();
-    let first = store.index_received(instance("1", "S", 10), true).unwrap();
-    assert_eq!(first.streamed_to, None);
-    assert_eq!(store.stream_checks().unwrap(), ["S"], "a new study asks");
-    assert!(store.take_stream_check("S").unwrap());
-    assert!(store.stream_checks().unwrap().is_empty());
-    let pass = DecisionRecord {
-        forward: true,
-        destination: Some("rc1".into()),
-        facility: Some("RC1".into()),
-        verdict: crate::model::Disposition::Pass,
-        ..Default::default()
-    };
-    let contexts = store.header_contexts("S").unwrap();
-    assert_eq!(
-        store
-            .stream("S", &pass, &contexts, Some(("streaming", "x")), 11)
-            .unwrap(),
-        Some(1)
-    );
-    // Same header context: queued at once, its destination named to be woken.
-    let second = store.index_received(instance("2", "S", 12), true).unwrap();
-    assert_eq!(second.streamed_to.as_deref(), Some("rc1"));
-    // Another accession in the header: waits, and asks for a decision.
-    let mut other = instance("3", "S", 13);
-    other.context = r#"{"0008,0050":"A2"}"#.into();
-    assert_eq!(store.index_received(other, true).unwrap().streamed_to, None);
-    assert_eq!(store.stream_checks().unwrap(), ["S"]);
-    let q = store.queued_for("rc1", 100, 10).unwrap();
-    assert_eq!(q.len(), 2);
-    assert!(
-        !store.mark_forwarded(&q[0], 0, 20).unwrap(),
-        "still receiving"
-    );
-    assert_eq!(store.sent_summary("S").unwrap(), [("rc1".to_string(), 1)]);
-    // The verdict turns: what is queued goes back, the delivered one stays counted.
-    let hold = DecisionRecord {
-        destination: Some("rc1".into()),
-        ..Default::default()
-    };
-    assert!(store.stop_stream("S", Some(&hold), "stopped", 21).unwrap());
-    assert!(!store.stop_stream("S", Some(&hold), "again", 22).unwrap());
-    let row = store.study_row("S").unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.stream, row.instances_forwarded),
-        (StudyState::Held, Some(StreamState::Stopped), 1)
-    );
-    assert!(store.queued_for("rc1", 100, 10).unwrap().is_empty());
-    let states: Vec<InstanceState> = store
-        .instances_of("S")
-        .unwrap()
-        .into_iter()
-        .map(|i| i.state)
-        .collect();
-    assert_eq!(
-        states,
-        [
-            InstanceState::Forwarded,
-            InstanceState::Received,
-            InstanceState::Received
-        ]
-    );
-    // A stopped stream queues nothing more, however the instance looks.
-    let late = store.index_received(instance("4", "S", 30), true).unwrap();
-    assert_eq!(late.streamed_to, None);
+// A streaming study: instances with header context the gate has seen are queued as they
+// are indexed; new context waits for the next stream decision; stopping takes back what
+// is queued and the delivered count stays; at completion a study with nothing left to
+// send is forwarded at once, when its last instance was delivered.
+on_both_backends!(
+    a_stream_queues_as_instances_arrive_and_stops_exactly,
+    |store: Store| {
+        use crate::model::{InstanceState, StreamState};
+        let first = store.index_received(instance("1", "S", 10), true).unwrap();
+        assert_eq!(first.streamed_to, None);
+        assert_eq!(store.stream_checks().unwrap(), ["S"], "a new study asks");
+        assert!(store.take_stream_check("S").unwrap());
+        assert!(store.stream_checks().unwrap().is_empty());
+        let pass = DecisionRecord {
+            forward: true,
+            destination: Some("rc1".into()),
+            facility: Some("RC1".into()),
+            verdict: crate::model::Disposition::Pass,
+            ..Default::default()
+        };
+        let contexts = store.header_contexts("S").unwrap();
+        assert_eq!(
+            store
+                .stream("S", &pass, &contexts, Some(("streaming", "x")), 11)
+                .unwrap(),
+            Some(1)
+        );
+        // Same header context: queued at once, its destination named to be woken.
+        let second = store.index_received(instance("2", "S", 12), true).unwrap();
+        assert_eq!(second.streamed_to.as_deref(), Some("rc1"));
+        // Another accession in the header: waits, and asks for a decision.
+        let mut other = instance("3", "S", 13);
+        other.context = r#"{"0008,0050":"A2"}"#.into();
+        assert_eq!(store.index_received(other, true).unwrap().streamed_to, None);
+        assert_eq!(store.stream_checks().unwrap(), ["S"]);
+        let q = store.queued_for("rc1", 100, 10).unwrap();
+        assert_eq!(q.len(), 2);
+        assert!(
+            !store.mark_forwarded(&q[0], 0, 20).unwrap(),
+            "still receiving"
+        );
+        assert_eq!(store.sent_summary("S").unwrap(), [("rc1".to_string(), 1)]);
+        // The verdict turns: what is queued goes back, the delivered one stays counted.
+        let hold = DecisionRecord {
+            destination: Some("rc1".into()),
+            ..Default::default()
+        };
+        assert!(store.stop_stream("S", Some(&hold), "stopped", 21).unwrap());
+        assert!(!store.stop_stream("S", Some(&hold), "again", 22).unwrap());
+        let row = store.study_row("S").unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.stream, row.instances_forwarded),
+            (StudyState::Held, Some(StreamState::Stopped), 1)
+        );
+        assert!(store.queued_for("rc1", 100, 10).unwrap().is_empty());
+        let states: Vec<InstanceState> = store
+            .instances_of("S")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                InstanceState::Forwarded,
+                InstanceState::Received,
+                InstanceState::Received
+            ]
+        );
+        // A stopped stream queues nothing more, however the instance looks.
+        let late = store.index_received(instance("4", "S", 30), true).unwrap();
+        assert_eq!(late.streamed_to, None);
 
-    // Another study streams all of itself before it is complete: forwarded at once.
-    store.index_received(instance("5", "T", 40), true).unwrap();
-    let contexts = store.header_contexts("T").unwrap();
-    store.stream("T", &pass, &contexts, None, 41).unwrap();
-    let q = store.queued_for("rc1", 100, 10).unwrap();
-    assert_eq!(q.len(), 1);
-    store.mark_forwarded(&q[0], 0, 45).unwrap();
-    let snap = store.snapshot("T").unwrap();
-    assert!(queue(&store, &snap, 60));
-    let row = store.study_row("T").unwrap().unwrap();
-    assert_eq!(row.state, StudyState::Forwarded);
-    assert_eq!(
-        row.forwarded_at,
-        Some(45),
-        "when its last instance was delivered"
-    );
-}
+        // Another study streams all of itself before it is complete: forwarded at once.
+        store.index_received(instance("5", "T", 40), true).unwrap();
+        let contexts = store.header_contexts("T").unwrap();
+        store.stream("T", &pass, &contexts, None, 41).unwrap();
+        let q = store.queued_for("rc1", 100, 10).unwrap();
+        assert_eq!(q.len(), 1);
+        store.mark_forwarded(&q[0], 0, 45).unwrap();
+        let snap = store.snapshot("T").unwrap();
+        assert!(queue(&store, &snap, 60));
+        let row = store.study_row("T").unwrap().unwrap();
+        assert_eq!(row.state, StudyState::Forwarded);
+        assert_eq!(
+            row.forwarded_at,
+            Some(45),
+            "when its last instance was delivered"
+        );
+    }
+);
