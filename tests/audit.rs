@@ -628,7 +628,11 @@ fn syslog_tcp_ships_everything_once_across_restarts_and_outages() {
     // The collector is down at first: reserve a port, close it, start the sender.
     let port = common::free_port();
     let cfg = sender_config(&format!("tcp://127.0.0.1:{port}"), None);
-    let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
+    let sender = Sender::spawn(
+        &readgate::config::Database::Sqlite(g.db.clone()),
+        cfg.clone(),
+    )
+    .unwrap();
     // Appends never wait for the network.
     let start = Instant::now();
     for e in sample_entries() {
@@ -648,7 +652,11 @@ fn syslog_tcp_ships_everything_once_across_restarts_and_outages() {
 
     // Entries appended while no sender runs are sent after a restart, and only those.
     log.append_batch(&sample_entries()).unwrap();
-    let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
+    let sender = Sender::spawn(
+        &readgate::config::Database::Sqlite(g.db.clone()),
+        cfg.clone(),
+    )
+    .unwrap();
     let got = collector.wait_for(2 * n);
     assert_eq!(got, (1..=2 * n as i64).collect::<Vec<_>>());
     std::thread::sleep(Duration::from_millis(300));
@@ -669,7 +677,11 @@ fn syslog_cursor_waits_for_the_collectors_confirmation() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let cfg = sender_config(&format!("tcp://127.0.0.1:{port}"), None);
-    let sender = Sender::spawn(&g.db, cfg.clone()).unwrap();
+    let sender = Sender::spawn(
+        &readgate::config::Database::Sqlite(g.db.clone()),
+        cfg.clone(),
+    )
+    .unwrap();
     // The failing collector: reads up to the first frame's end, then closes.
     let (mut stream, _) = listener.accept().unwrap();
     let (mut buf, mut byte) = (Vec::new(), [0u8; 1]);
@@ -717,7 +729,7 @@ fn syslog_tls_with_a_private_ca() {
         &format!("tls://localhost:{}", collector.port),
         Some(readgate::tls::client_config(&ca_path, None).unwrap()),
     );
-    let sender = Sender::spawn(&g.db, cfg).unwrap();
+    let sender = Sender::spawn(&readgate::config::Database::Sqlite(g.db.clone()), cfg).unwrap();
     let n = sample_entries().len();
     assert_eq!(collector.wait_for(n), (1..=n as i64).collect::<Vec<_>>());
     sender.stop();
@@ -733,7 +745,11 @@ fn syslog_tls_with_a_private_ca() {
         &format!("tls://localhost:{}", collector.port),
         Some(readgate::tls::client_config(&other_ca, None).unwrap()),
     );
-    let sender = Sender::spawn(&g2.db, cfg.clone()).unwrap();
+    let sender = Sender::spawn(
+        &readgate::config::Database::Sqlite(g2.db.clone()),
+        cfg.clone(),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     sender.stop();
     assert_eq!(

@@ -213,6 +213,64 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// Opens the audit trail in the configured database (`config.database()`): the SQLite
+    /// file, or PostgreSQL.
+    pub fn open_at(db: &crate::config::Database) -> Result<AuditLog> {
+        match db {
+            crate::config::Database::Sqlite(path) => AuditLog::open(path),
+            crate::config::Database::Postgres(url) => AuditLog::connect(url),
+        }
+    }
+
+    /// As [`AuditLog::open_read_only`], in the configured database.
+    pub fn open_read_only_at(db: &crate::config::Database) -> Result<AuditLog> {
+        match db {
+            crate::config::Database::Sqlite(path) => AuditLog::open_read_only(path),
+            crate::config::Database::Postgres(url) => AuditLog::connect_read_only(url),
+        }
+    }
+
+    /// The audit trail in the PostgreSQL database `url` names: migrated like the store,
+    /// the append-only guards re-created if dropped. Every commit there is durable
+    /// (`synchronous_commit` on, the server's default).
+    pub fn connect(url: &str) -> Result<AuditLog> {
+        let location = PathBuf::from(crate::db::redact_url(url));
+        let mut conn = Conn::postgres(url)?;
+        crate::store::schema::migrate(&mut conn).map_err(|source| AuditError::Schema {
+            path: location.clone(),
+            source,
+        })?;
+        conn.execute_batch(crate::store::schema_pg::AUDIT_GUARDS)?;
+        Ok(AuditLog {
+            conn: Mutex::new(conn),
+            path: location,
+        })
+    }
+
+    /// As [`AuditLog::open_read_only`], on PostgreSQL (nothing is written; the guards are
+    /// not re-created, so `verify` can say they were dropped).
+    pub fn connect_read_only(url: &str) -> Result<AuditLog> {
+        let location = PathBuf::from(crate::db::redact_url(url));
+        let conn = Conn::postgres(url)?;
+        crate::store::schema::check(&conn).map_err(|source| AuditError::Schema {
+            path: location.clone(),
+            source,
+        })?;
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'audit_log')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !(exists && trail_written(&conn)?) {
+            return Err(AuditError::NoTrail { path: location });
+        }
+        Ok(AuditLog {
+            conn: Mutex::new(conn),
+            path: location,
+        })
+    }
+
     /// Opens (creating if needed) the audit trail in the database at `db_path` — the same
     /// file as the store, `config.database_path()`.
     pub fn open(db_path: &Path) -> Result<AuditLog> {
@@ -266,13 +324,7 @@ impl AuditLog {
             [],
             |r| r.get(0),
         )?;
-        let written = exists
-            && conn.query_row(
-                "SELECT EXISTS(SELECT 1 FROM audit_log) OR EXISTS(SELECT 1 FROM audit_head)",
-                [],
-                |r| r.get(0),
-            )?;
-        if !written {
+        if !(exists && trail_written(&conn)?) {
             return Err(AuditError::NoTrail {
                 path: db_path.to_path_buf(),
             });
@@ -552,6 +604,15 @@ impl AuditLog {
 /// last row agree; when they do not (someone deleted the newest entries, or appended
 /// rows themselves) readgate continues after whichever is further, keeping the damage
 /// visible to `verify` instead of papering over it, and never failing an append.
+/// Whether readgate ever wrote to the trail (an entry, or a head).
+fn trail_written(conn: &Conn) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM audit_log) OR EXISTS(SELECT 1 FROM audit_head)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 fn next_link(conn: &Conn) -> Result<(i64, [u8; 32])> {
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {

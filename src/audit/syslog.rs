@@ -20,7 +20,6 @@ use super::atna::{self, AtnaSource};
 use super::{AuditError, AuditLog};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,12 +82,12 @@ impl Sender {
             retry_max: Duration::from_secs(a.retry_max_secs),
             poll: Duration::from_millis(500),
         };
-        Ok(Some(Sender::spawn(&config.database_path(), cfg)?))
+        Ok(Some(Sender::spawn(&config.database(), cfg)?))
     }
 
-    /// Starts the thread; it opens its own connection to the database at `db_path`.
-    pub fn spawn(db_path: &Path, cfg: SenderConfig) -> Result<Sender, AuditError> {
-        let log = AuditLog::open(db_path)?;
+    /// Starts the thread; it opens its own connection to the database.
+    pub fn spawn(db: &crate::config::Database, cfg: SenderConfig) -> Result<Sender, AuditError> {
+        let log = AuditLog::open_at(db)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

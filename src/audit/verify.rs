@@ -301,7 +301,14 @@ pub(super) fn run(conn: &Connection, anchor: Option<&EntryRef>) -> Result<Verifi
     }
     for t in ["audit_log_no_update", "audit_log_no_delete"] {
         let present: bool = conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
+            match conn.backend() {
+                crate::db::Backend::Sqlite => {
+                    "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)"
+                }
+                crate::db::Backend::Postgres => {
+                    "SELECT EXISTS(SELECT 1 FROM pg_trigger WHERE tgname = ?1 AND NOT tgisinternal)"
+                }
+            },
             [t],
             |r| r.get(0),
         )?;

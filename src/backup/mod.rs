@@ -76,6 +76,14 @@ pub enum BackupError {
     NotADirectory { path: PathBuf },
     #[error("no database at {path}: has `readgate serve` run with this config?")]
     NoDatabase { path: PathBuf },
+    /// `readgate backup` and `restore` copy the SQLite file; a PostgreSQL database is
+    /// backed up with PostgreSQL's own tools.
+    #[error(
+        "[database] url is set: readgate backup and restore copy the SQLite database only; back up \
+         PostgreSQL with its own tools (pg_dump, or base backups with WAL archiving) and the \
+         spool directory with the file system's"
+    )]
+    Postgres,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("database {path}: {source}")]

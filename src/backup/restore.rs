@@ -44,6 +44,9 @@ pub fn restore(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Restored> {
     let started = Instant::now();
+    if config.database.url.is_some() {
+        return Err(BackupError::Postgres);
+    }
     let manifest = Manifest::read(from)?;
     let manifest_path = from.join(MANIFEST);
     let (_, manifest_sha256) = hash_file(&manifest_path)?;

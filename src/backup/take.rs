@@ -79,6 +79,9 @@ pub fn take_with(
     between: &mut dyn FnMut(u32),
 ) -> Result<Taken> {
     let started = Instant::now();
+    if config.database.url.is_some() {
+        return Err(BackupError::Postgres);
+    }
     let db = config.database_path();
     if !db.is_file() {
         return Err(BackupError::NoDatabase { path: db });

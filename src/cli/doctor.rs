@@ -101,20 +101,21 @@ fn print_table(checks: &[Check]) {
 fn local_checks(config: &Config) -> Vec<Check> {
     let mut out = vec![data_dir(config), clock()];
     out.extend(certificates(config));
-    let db = config.database_path();
-    if !db.exists() {
+    let db = config.database();
+    let path = config.database_path();
+    if config.database.url.is_none() && !path.exists() {
         out.push(check(
             "database",
             Outcome::Fail,
             format!(
                 "no database at {} yet: has `readgate serve` run?",
-                db.display()
+                path.display()
             ),
         ));
         return out;
     }
     out.push(
-        match AuditLog::open_read_only(&db).and_then(|log| log.verify()) {
+        match AuditLog::open_read_only_at(&db).and_then(|log| log.verify()) {
             Ok(v) if v.finding.is_none() => check(
                 "audit chain",
                 Outcome::Ok,
@@ -128,7 +129,7 @@ fn local_checks(config: &Config) -> Vec<Check> {
             Err(e) => check("audit chain", Outcome::Fail, e.to_string()),
         },
     );
-    match Store::open_read_only(&db) {
+    match Store::open_read_only_at(&db) {
         Err(e) => out.push(check("database", Outcome::Fail, e.to_string())),
         Ok(store) => {
             out.push(match store.destination_stats() {

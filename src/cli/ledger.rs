@@ -91,7 +91,7 @@ pub fn report(
     let user = super::os_user();
     // A generated report is evidence too: it goes into the audit trail with its hash,
     // before anyone gets it — a report whose entry cannot be written is not given out.
-    let audit = crate::audit::AuditLog::open(&config.database_path())
+    let audit = crate::audit::AuditLog::open_at(&config.database())
         .context("opening the audit trail to record the report (no report was written)")?;
     audit
         .append(&evidence::report_generated(
@@ -132,7 +132,7 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
             let readers = roster::read_csv(&file)?;
             std::fs::create_dir_all(&config.gateway.data_dir)
                 .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
-            let store = Store::open(&config.database_path())?;
+            let store = Store::open_at(&config.database())?;
             let entries: Vec<_> = readers.iter().map(roster::Reader::to_entry).collect();
             let n = store.import_roster(
                 &entries,
@@ -148,8 +148,8 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
         }
         RosterCommand::List { config, format } => {
             let config = Config::load(&config)?;
-            let store = if config.database_path().exists() {
-                Some(Store::open_read_only(&config.database_path())?)
+            let store = if config.database.url.is_some() || config.database_path().exists() {
+                Some(Store::open_read_only_at(&config.database())?)
             } else {
                 None
             };

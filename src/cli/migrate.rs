@@ -8,20 +8,22 @@ use crate::store::schema::{self, LATEST};
 /// Runs `readgate migrate`; exit 0 when the database is (or would be) at [`LATEST`].
 pub fn run(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let db = config.database_path();
-    if !db.exists() {
-        println!(
-            "no database at {} yet: nothing to migrate (`readgate serve` creates it at schema version {LATEST})",
-            db.display()
-        );
-        return Ok(());
+    let db = config.database();
+    let shown = match &db {
+        crate::config::Database::Sqlite(path) => path.display().to_string(),
+        crate::config::Database::Postgres(url) => crate::db::redact_url(url),
+    };
+    if let crate::config::Database::Sqlite(path) = &db {
+        if !path.exists() {
+            println!(
+                "no database at {shown} yet: nothing to migrate (`readgate serve` creates it at schema version {LATEST})"
+            );
+            return Ok(());
+        }
     }
     // Read-only first: a database of a newer readgate is refused here, untouched.
-    let found = Store::open_read_only(&db)?.schema_version()?;
-    println!(
-        "database {}: schema version {found} (this readgate's: {LATEST})",
-        db.display()
-    );
+    let found = Store::open_read_only_at(&db)?.schema_version()?;
+    println!("database {shown}: schema version {found} (this readgate's: {LATEST})");
     if found == LATEST {
         println!("already current: nothing to apply");
         return Ok(());
@@ -39,7 +41,7 @@ pub fn run(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
     }
     let actor = format!("cli:{}", super::os_user());
     let mut applied = Vec::new();
-    let store = Store::open_migrating(&db, &mut |version| {
+    let store = Store::open_migrating_at(&db, &mut |version| {
         println!(
             "applied migration {version}: {}",
             schema::description(version)
@@ -50,7 +52,7 @@ pub fn run(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
     drop(store);
     // Each migration is evidence of a change to the data store: recorded once all have
     // committed (the trail's tables are those of migration 1).
-    let audit = crate::audit::AuditLog::open(&db).context("opening the audit trail")?;
+    let audit = crate::audit::AuditLog::open_at(&db).context("opening the audit trail")?;
     let entries: Vec<_> = applied
         .iter()
         .map(|&version| crate::audit::NewEntry::schema_migrated(&actor, version))

@@ -387,7 +387,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             let (store, uid) =
                 operator_target(&config, &study, &by, &justification, "--justification")?;
-            let audit = crate::audit::AuditLog::open(&config.database_path())?;
+            let audit = crate::audit::AuditLog::open_at(&config.database())?;
             let op = cli_operator(&store, &audit, None);
             match op.release(&uid, &cli_actor(&by), justification.trim()) {
                 Ok(_) => {
@@ -416,7 +416,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = Config::load(&config)?;
             let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
-            let audit = crate::audit::AuditLog::open(&config.database_path())?;
+            let audit = crate::audit::AuditLog::open_at(&config.database())?;
             let spool = config.spool_dir();
             let op = cli_operator(&store, &audit, Some(&spool));
             match op.reject(&uid, &cli_actor(&by), reason.trim()) {
@@ -527,11 +527,7 @@ fn operator_target(
     if why.trim().chars().count() < 4 {
         bail!("{why_flag}: a written reason of at least 4 characters is required (it is recorded)");
     }
-    let db = config.database_path();
-    if !db.exists() {
-        bail!("no database at {}", db.display());
-    }
-    let store = Store::open(&db)?;
+    let store = open_existing(config, Access::ReadWrite)?;
     let Some(found) = store.find_study(study)? else {
         bail!("no study with UID or accession {study:?}");
     };
@@ -617,16 +613,18 @@ enum Access {
 }
 
 fn open_existing(config: &Config, access: Access) -> anyhow::Result<Store> {
-    let db = config.database_path();
-    if !db.exists() {
-        bail!(
-            "no database at {} yet: has `readgate serve` run with this config?",
-            db.display()
-        );
+    let db = config.database();
+    if let crate::config::Database::Sqlite(path) = &db {
+        if !path.exists() {
+            bail!(
+                "no database at {} yet: has `readgate serve` run with this config?",
+                path.display()
+            );
+        }
     }
     Ok(match access {
-        Access::ReadOnly => Store::open_read_only(&db)?,
-        Access::ReadWrite => Store::open(&db)?,
+        Access::ReadOnly => Store::open_read_only_at(&db)?,
+        Access::ReadWrite => Store::open_at(&db)?,
     })
 }
 

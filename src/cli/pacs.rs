@@ -184,7 +184,7 @@ fn get(
 fn audited(config: &Config, what: serde_json::Value) -> anyhow::Result<()> {
     crate::spool::private_dir(&config.gateway.data_dir)
         .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
-    let audit = crate::audit::AuditLog::open(&config.database_path())
+    let audit = crate::audit::AuditLog::open_at(&config.database())
         .context("opening the audit trail to record the question (nothing was asked)")?;
     audit
         .record_pacs_query(&format!("cli:{}", super::os_user()), what)

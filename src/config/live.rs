@@ -30,6 +30,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "http (all but users and tokens)",
     "notify",
     "audit",
+    "database",
     "log.format",
 ];
 
@@ -113,6 +114,7 @@ pub fn merge(running: &Config, new: Config) -> Merged {
     keep!("dicom.stable_after_secs", dicom.stable_after_secs);
     keep!("pacs", pacs);
     keep!("priors", priors);
+    keep!("database", database);
     // `[hl7]`: the per-connection keys are applied; listeners, slots and the quarantine
     // stay.
     if !apply_part(&running.hl7, &mut config.hl7, |rest, new| {

@@ -6,6 +6,7 @@
 //! foundations (`model`, `time`, `tls`, `digest`).
 
 pub mod audit;
+pub mod database;
 pub mod dicom;
 pub mod forward;
 pub mod hl7;
@@ -18,6 +19,7 @@ pub mod pacs;
 pub mod policy;
 
 pub use self::audit::AuditConfig;
+pub use self::database::{Database, DatabaseConfig};
 pub use self::dicom::{
     DicomConfig, DuplicatePolicy, GatewayConfig, LogConfig, LogFormat, Peer, StorageConfig,
 };
@@ -125,6 +127,9 @@ pub struct Config {
     /// The audit trail's live forwarding to a syslog collector (ATNA).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[database]`: SQLite in `data_dir` (default) or a PostgreSQL URL.
+    #[serde(default)]
+    pub database: DatabaseConfig,
 }
 
 impl Config {
@@ -161,6 +166,9 @@ impl Config {
                 "expected a directory path".into(),
             ));
         }
+        self.database
+            .check()
+            .map_err(|m| invalid("database.url", m))?;
         ae_title(&self.dicom.ae_title).map_err(|BadValue(m)| invalid("dicom.ae_title", m))?;
         if !(64 * 1024..=64 * 1024 * 1024).contains(&self.dicom.max_mpps_bytes) {
             return Err(invalid(
@@ -515,8 +523,18 @@ impl Config {
         !self.pacs.is_empty() && (destination.send_priors || some_route_sends)
     }
 
+    /// The SQLite file, when the database is SQLite (`[database] url` unset); also where
+    /// a PostgreSQL installation's `readgate db copy` source used to be.
     pub fn database_path(&self) -> PathBuf {
         self.gateway.data_dir.join("readgate.db")
+    }
+
+    /// Where the store and the audit trail are: SQLite in `data_dir`, or `[database] url`.
+    pub fn database(&self) -> Database {
+        match &self.database.url {
+            Some(url) => Database::Postgres(url.clone()),
+            None => Database::Sqlite(self.database_path()),
+        }
     }
 
     pub fn spool_dir(&self) -> PathBuf {

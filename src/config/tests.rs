@@ -270,3 +270,20 @@ fn a_reload_applies_the_expected_images_field() {
         Some("OBR-46")
     );
 }
+
+#[test]
+fn the_database_is_sqlite_in_data_dir_unless_a_postgresql_url_is_given() {
+    use crate::config::Database;
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.database(), Database::Sqlite(c.database_path()));
+    let url = "postgresql://gw:secret@db.example:5432/readgate?sslmode=disable";
+    let c = parse(&format!("{MINIMAL}\n[database]\nurl = \"{url}\"\n")).unwrap();
+    assert_eq!(c.database(), Database::Postgres(url.into()));
+    for bad in ["mysql://db/readgate", "postgresql://db:notaport/readgate"] {
+        let err = parse(&format!("{MINIMAL}\n[database]\nurl = \"{bad}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{bad}: {err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

@@ -69,13 +69,14 @@ fn open_storage(
     let data_dir = &config.gateway.data_dir;
     crate::spool::private_dir(data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
-    private_database(&config.database_path())?;
+    let db = config.database();
+    if let crate::config::Database::Sqlite(path) = &db {
+        private_database(path)?;
+    }
     let mut migrated = Vec::new();
     let store = Arc::new(match schema {
-        Schema::RequireLatest => Store::open_current(&config.database_path())?,
-        Schema::Migrate => Store::open_migrating(&config.database_path(), &mut |version| {
-            migrated.push(version)
-        })?,
+        Schema::RequireLatest => Store::open_current_at(&db)?,
+        Schema::Migrate => Store::open_migrating_at(&db, &mut |version| migrated.push(version))?,
     });
     let spool = Arc::new(
         Spool::open(
@@ -95,9 +96,7 @@ fn open_storage(
     }
     crate::receive::recover(&spool, &store, config.dicom.duplicate_policy)
         .context("re-indexing spool files")?;
-    let audit = Arc::new(
-        crate::audit::AuditLog::open(&config.database_path()).context("opening the audit trail")?,
-    );
+    let audit = Arc::new(crate::audit::AuditLog::open_at(&db).context("opening the audit trail")?);
     if !migrated.is_empty() {
         for &version in &migrated {
             info!(

@@ -41,6 +41,7 @@ pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, Study
 pub use schema::SchemaError;
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
+use crate::config::Database;
 use crate::db::{Conn, DbError, IntoParams};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -156,6 +157,39 @@ impl Store {
             operations: Default::default(),
             received: group::Group::new(),
         })
+    }
+
+    /// Opens the configured database (`config.database()`) and migrates it.
+    pub fn open_at(db: &Database) -> Result<Store> {
+        match db {
+            Database::Sqlite(path) => Store::open(path),
+            Database::Postgres(url) => Store::connect(url),
+        }
+    }
+
+    /// As [`Store::open_migrating`], in the configured database.
+    pub fn open_migrating_at(db: &Database, applied: &mut dyn FnMut(i64)) -> Result<Store> {
+        match db {
+            Database::Sqlite(path) => Store::open_migrating(path, applied),
+            Database::Postgres(url) => Store::connect_migrating(url, applied),
+        }
+    }
+
+    /// As [`Store::open_current`], in the configured database.
+    pub fn open_current_at(db: &Database) -> Result<Store> {
+        match db {
+            Database::Sqlite(path) => Store::open_current(path),
+            Database::Postgres(url) => Store::connect_current(url),
+        }
+    }
+
+    /// As [`Store::open_read_only`], in the configured database (on PostgreSQL: a
+    /// connection that checks the schema and does not migrate).
+    pub fn open_read_only_at(db: &Database) -> Result<Store> {
+        match db {
+            Database::Sqlite(path) => Store::open_read_only(path),
+            Database::Postgres(url) => Store::connect_with(url, |conn| schema::check(conn)),
+        }
     }
 
     /// Connects to the PostgreSQL database `url` names (`[database] url`) and migrates
