@@ -277,12 +277,23 @@ impl Conn {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
+        self.begin(begin)
+    }
+
+    fn begin(&mut self, begin: &str) -> Result<Tx<'_>> {
         self.execute_batch(begin)?;
+        self.set_in_transaction(true);
         Ok(Tx {
             conn: self,
             done: false,
             savepoints: 0,
         })
+    }
+
+    fn set_in_transaction(&self, yes: bool) {
+        if let Inner::Postgres(c) = &self.inner {
+            c.set_in_transaction(yes);
+        }
     }
 
     /// Starts a transaction that reads one consistent snapshot (several statements see
@@ -292,12 +303,7 @@ impl Conn {
             Backend::Sqlite => "BEGIN DEFERRED",
             Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         };
-        self.execute_batch(begin)?;
-        Ok(Tx {
-            conn: self,
-            done: false,
-            savepoints: 0,
-        })
+        self.begin(begin)
     }
 }
 
@@ -311,7 +317,9 @@ pub struct Tx<'c> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.conn.execute_batch("COMMIT")
+        let done = self.conn.execute_batch("COMMIT");
+        self.conn.set_in_transaction(false);
+        done
     }
 
     /// A savepoint inside the transaction: what is done under it is undone alone (when
@@ -341,6 +349,7 @@ impl Drop for Tx<'_> {
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %e, "database: rolling back a transaction failed");
             }
+            self.conn.set_in_transaction(false);
         }
     }
 }

@@ -74,14 +74,59 @@ struct Prepared {
     columns: Arc<[String]>,
 }
 
-/// One connection to a PostgreSQL server.
+/// One connection to a PostgreSQL server. When the server closed it (a restart, a
+/// failover, a network cut), the next statement outside a transaction connects again;
+/// one inside a transaction fails, as the transaction did.
 pub(super) struct PgConn {
-    client: Arc<Client>,
+    url: String,
+    client: Mutex<Arc<Client>>,
     prepared: Mutex<HashMap<String, Prepared>>,
+    in_transaction: std::sync::atomic::AtomicBool,
 }
 
 impl PgConn {
     pub(super) fn connect(url: &str) -> Result<PgConn> {
+        Ok(PgConn {
+            url: url.to_string(),
+            client: Mutex::new(PgConn::open(url)?),
+            prepared: Mutex::new(HashMap::new()),
+            in_transaction: Default::default(),
+        })
+    }
+
+    /// Marks the start or the end of a transaction (see [`PgConn::client`]).
+    pub(super) fn set_in_transaction(&self, yes: bool) {
+        self.in_transaction
+            .store(yes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The client, connected again first if the server closed the connection and no
+    /// transaction was open on it.
+    fn client(&self) -> Result<Arc<Client>> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if client.is_closed() {
+            if self
+                .in_transaction
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(DbError::Driver(
+                    "the PostgreSQL connection closed inside a transaction".into(),
+                ));
+            }
+            *client = PgConn::open(&self.url)?;
+            self.prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            tracing::info!(
+                database = %super::redact_url(&self.url),
+                "connected to PostgreSQL again"
+            );
+        }
+        Ok(client.clone())
+    }
+
+    fn open(url: &str) -> Result<Arc<Client>> {
         let url = url.to_string();
         let client = run(async move {
             let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
@@ -92,10 +137,7 @@ impl PgConn {
             });
             Ok(client)
         })?;
-        Ok(PgConn {
-            client: Arc::new(client),
-            prepared: Mutex::new(HashMap::new()),
-        })
+        Ok(Arc::new(client))
     }
 
     fn prepare(&self, sql: &str) -> Result<Prepared> {
@@ -106,9 +148,16 @@ impl PgConn {
             .get(sql)
             .cloned();
         if let Some(p) = cached {
-            return Ok(p);
+            if !self
+                .client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_closed()
+            {
+                return Ok(p);
+            }
         }
-        let client = self.client.clone();
+        let client = self.client()?;
         let text = sql::to_postgres(sql);
         let statement = run(async move { Ok(client.prepare(&text).await?) })?;
         let columns = statement
@@ -127,7 +176,7 @@ impl PgConn {
     pub(super) fn execute(&self, sql: &str, params: &Params) -> Result<usize> {
         let p = self.prepare(sql)?;
         let args = owned(params);
-        let client = self.client.clone();
+        let client = self.client()?;
         let n = run(async move {
             let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
             Ok(client.execute(&p.statement, &refs).await?)
@@ -136,7 +185,7 @@ impl PgConn {
     }
 
     pub(super) fn execute_batch(&self, sql: &str) -> Result<()> {
-        let client = self.client.clone();
+        let client = self.client()?;
         let sql = sql.to_string();
         run(async move { Ok(client.batch_execute(&sql).await?) })
     }
@@ -144,7 +193,7 @@ impl PgConn {
     pub(super) fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
         let p = self.prepare(sql)?;
         let args = owned(params);
-        let client = self.client.clone();
+        let client = self.client()?;
         run(async move {
             let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
             let rows = client.query(&p.statement, &refs).await?;

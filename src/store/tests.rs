@@ -519,3 +519,21 @@ on_both_backends!(
         );
     }
 );
+
+/// PostgreSQL restarted under a running store: what is asked while it is away fails
+/// (nothing is answered as if stored), and the store connects again once it is back.
+#[test]
+fn the_store_connects_again_after_postgresql_restarts() {
+    let mut pg = crate::pgtest::TempPostgres::start().unwrap();
+    let store = Store::connect(&pg.url()).unwrap();
+    store.index_instance(&instance("1", "S", 10), true).unwrap();
+    pg.stop().unwrap();
+    assert!(
+        store.index_instance(&instance("2", "S", 20), true).is_err(),
+        "nothing is indexed while the database is away"
+    );
+    pg.restart().unwrap();
+    store.index_instance(&instance("3", "S", 30), true).unwrap();
+    let rows = store.list_studies(None, 10).unwrap();
+    assert_eq!(rows[0].instance_count, 2, "instances 1 and 3, not 2");
+}
