@@ -6,8 +6,6 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,51 +13,9 @@ async fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
     let (dir, scp, mut cfg) = reading_site();
     cfg.stable_after_secs = 0;
     let config_path = cfg.write();
-    let daemon = Arc::new(Mutex::new(Daemon::start(&config_path, cfg.dicom_port)));
-
-    // Kill readgate with SIGKILL at an arbitrary moment once 120 instances are acknowledged.
-    let acked = Arc::new(AtomicUsize::new(0));
-    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let killer = {
-        let (acked, killed, daemon) = (acked.clone(), killed.clone(), daemon.clone());
-        std::thread::spawn(move || {
-            while acked.load(Ordering::SeqCst) < 120 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(1700));
-            daemon.lock().unwrap().kill9();
-            killed.store(true, Ordering::SeqCst);
-        })
-    };
+    let daemon = Daemon::start(&config_path, cfg.dicom_port);
     let study = "1.2.826.0.1.3680043.10.1234.77";
-    let mut acknowledged = BTreeSet::new();
-    let mut scu = Scu::ct01(cfg.dicom_port).await;
-    for i in 0..300 {
-        // On a loaded machine the killer may be late: from instance 200 on, wait for it,
-        // so that the kill always falls inside the transfer.
-        while i >= 200 && !killed.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let sop = format!("{study}.{i}");
-        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 100_000);
-        match scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-        {
-            Ok((0, _)) => {
-                acknowledged.insert(sop);
-                acked.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok((status, comment)) => panic!("unexpected status {status:04X} {comment:?}"),
-            Err(_) => break, // readgate died
-        }
-    }
-    killer.join().unwrap();
-    assert!(
-        acknowledged.len() >= 120 && acknowledged.len() < 300,
-        "{} acknowledged",
-        acknowledged.len()
-    );
+    let acknowledged = send_until_killed(daemon, cfg.dicom_port, study, 300, 120, 100_000).await;
 
     // Restart on the same data: everything acknowledged must reach the destination.
     let restarted = Daemon::start(&config_path, cfg.dicom_port);

@@ -11,8 +11,6 @@ use readgate::pgtest::TempPostgres;
 use readgate::store::Store;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn on_postgres(cfg: &mut TestConfig, pg: &TempPostgres) {
@@ -87,48 +85,9 @@ async fn kill_9_mid_transfer_on_postgresql_loses_no_acknowledged_instance() {
     cfg.stable_after_secs = 0;
     on_postgres(&mut cfg, &pg);
     let config_path = cfg.write();
-    let daemon = Arc::new(Mutex::new(Daemon::start(&config_path, cfg.dicom_port)));
-
-    let acked = Arc::new(AtomicUsize::new(0));
-    let killed = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let (acked, killed, daemon) = (acked.clone(), killed.clone(), daemon.clone());
-        std::thread::spawn(move || {
-            while acked.load(Ordering::SeqCst) < 60 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_micros(1300));
-            daemon.lock().unwrap().kill9();
-            killed.store(true, Ordering::SeqCst);
-        })
-    };
+    let daemon = Daemon::start(&config_path, cfg.dicom_port);
     let study = "1.2.826.0.1.3680043.10.1234.92";
-    let mut acknowledged = BTreeSet::new();
-    let mut scu = Scu::ct01(cfg.dicom_port).await;
-    for i in 0..200 {
-        while i >= 120 && !killed.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let sop = format!("{study}.{i}");
-        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 50_000);
-        match scu
-            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
-            .await
-        {
-            Ok((0, _)) => {
-                acknowledged.insert(sop);
-                acked.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok((status, comment)) => panic!("unexpected status {status:04X} {comment:?}"),
-            Err(_) => break, // readgate died
-        }
-    }
-    killer.join().unwrap();
-    assert!(
-        acknowledged.len() >= 60 && acknowledged.len() < 200,
-        "{} acknowledged",
-        acknowledged.len()
-    );
+    let acknowledged = send_until_killed(daemon, cfg.dicom_port, study, 200, 60, 50_000).await;
     let restarted = Daemon::start(&config_path, cfg.dicom_port);
     wait_until(
         "acknowledged instances at the destination",

@@ -76,16 +76,7 @@ pub enum ExportFormat {
 
 fn open_audit(config: &std::path::Path) -> anyhow::Result<(Config, AuditLog)> {
     let config = Config::load(config)?;
-    let db = config.database();
-    if let crate::config::Database::Sqlite(path) = &db {
-        if !path.exists() {
-            bail!(
-                "no database at {} yet: has `readgate serve` run with this config?",
-                path.display()
-            );
-        }
-    }
-    let log = AuditLog::open_read_only_at(&db)?;
+    let log = AuditLog::open_read_only_at(&super::existing_database(&config)?)?;
     Ok((config, log))
 }
 

@@ -613,6 +613,16 @@ enum Access {
 }
 
 fn open_existing(config: &Config, access: Access) -> anyhow::Result<Store> {
+    let db = existing_database(config)?;
+    Ok(match access {
+        Access::ReadOnly => Store::open_read_only_at(&db)?,
+        Access::ReadWrite => Store::open_at(&db)?,
+    })
+}
+
+/// The configured database, when it exists (a SQLite file `serve` has made, or PostgreSQL,
+/// whose server answers for itself).
+pub(crate) fn existing_database(config: &Config) -> anyhow::Result<crate::config::Database> {
     let db = config.database();
     if let crate::config::Database::Sqlite(path) = &db {
         if !path.exists() {
@@ -622,10 +632,7 @@ fn open_existing(config: &Config, access: Access) -> anyhow::Result<Store> {
             );
         }
     }
-    Ok(match access {
-        Access::ReadOnly => Store::open_read_only_at(&db)?,
-        Access::ReadWrite => Store::open_at(&db)?,
-    })
+    Ok(db)
 }
 
 /// Installs the log subscriber; returns how a reload changes its level (`None` when

@@ -863,3 +863,61 @@ pub fn assert_answer(status: u16, comment: &Option<String>, want: u16, text: &st
         "{want:04X} without {text:?} in its comment: {comment:?}"
     );
 }
+
+/// kill -9 in the middle of a transfer: `count` instances of one study (`pixel_bytes`
+/// each) sent one per C-STORE on one association while another thread SIGKILLs the daemon
+/// at an arbitrary moment after `kill_after` were acknowledged. Returns the SOP Instance
+/// UIDs that were acknowledged (0000) before it died.
+pub async fn send_until_killed(
+    daemon: Daemon,
+    port: u16,
+    study: &str,
+    count: usize,
+    kill_after: usize,
+    pixel_bytes: usize,
+) -> std::collections::BTreeSet<String> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let daemon = std::sync::Arc::new(std::sync::Mutex::new(daemon));
+    let acked = std::sync::Arc::new(AtomicUsize::new(0));
+    let killed = std::sync::Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (acked, killed, daemon) = (acked.clone(), killed.clone(), daemon.clone());
+        std::thread::spawn(move || {
+            while acked.load(Ordering::SeqCst) < kill_after {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_micros(1700));
+            daemon.lock().unwrap().kill9();
+            killed.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut acknowledged = std::collections::BTreeSet::new();
+    let mut scu = Scu::ct01(port).await;
+    for i in 0..count {
+        // On a loaded machine the killer may be late: from kill_after + 80 on, wait for
+        // it, so that the kill always falls inside the transfer.
+        while i >= kill_after + 80 && !killed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let sop = format!("{study}.{i}");
+        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", pixel_bytes);
+        match scu
+            .store(CT_IMAGE_STORAGE, &sop, &ds, Packing::Separate)
+            .await
+        {
+            Ok((0, _)) => {
+                acknowledged.insert(sop);
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok((status, comment)) => panic!("unexpected status {status:04X} {comment:?}"),
+            Err(_) => break, // readgate died
+        }
+    }
+    killer.join().unwrap();
+    assert!(
+        acknowledged.len() >= kill_after && acknowledged.len() < count,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    acknowledged
+}
