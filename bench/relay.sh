@@ -16,6 +16,9 @@
 #                                  as deployed (stable_after_secs = 10) with the modality's
 #                                  MPPS (pynetdicom: N-CREATE, the images, N-SET COMPLETED
 #                                  listing them), against (d0) the quiet wait without MPPS
+#                                  (p): (b) with readgate's state in PostgreSQL (`[database]
+#                                  url`; a server the script starts with initdb/pg_ctl in a
+#                                  temp dir, fsync on, a fresh database per run), beside (b)
 #   bench/relay.sh --big           one ~1 GB instance -> readgate alone; readgate's peak RSS
 #
 # Options:
@@ -64,7 +67,7 @@ done
 positive --runs "$runs"
 positive --count "$count"
 positive --big-mb "$big_mb"
-check_only abcsACd "a, b, c, s, A, C, d"
+check_only abcsACdp "a, b, c, s, A, C, d, p"
 
 timeout_s=${BENCH_TIMEOUT:-300}
 big_limit_mb=${BIG_RSS_LIMIT_MB:-100}
@@ -162,6 +165,9 @@ EOF
     if [[ -n ${route_forward:-} ]]; then
         printf 'forward = "%s"\n' "$route_forward" >>"$dir/readgate.toml"
     fi
+    if [[ -n ${database_url:-} ]]; then
+        printf '\n[database]\nurl = "%s"\n' "$database_url" >>"$dir/readgate.toml"
+    fi
     rg_log=$dir/readgate.log
     (cd "$dir" && exec "$READGATE_BIN" serve --config "$dir/readgate.toml") >"$rg_log" 2>&1 &
     rg_pid=$!
@@ -227,6 +233,36 @@ run_b() {   # storescu -> readgate (receive alone); storescu wall time; sets las
     stop "$rg_pid"
     rm -rf "$r/var"
     secs "$t0" "$t1"
+}
+
+# start_postgres: a PostgreSQL server for (p), in a temp dir of its own (initdb refuses
+# root: run as the postgres user then); sets pg_port, pg_dir, pg_bin.
+start_postgres() {
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -x $pg_bin/initdb ]] || die "(p) needs PostgreSQL's server (scripts/install-test-deps installs it)"
+    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/readgate-bench-pg.XXXXXX")
+    chmod 755 "$pg_dir"
+    as_pg=()
+    if [[ $(id -u) == 0 ]]; then chown postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -E UTF8 --no-locale -U readgate >"$pg_dir/initdb.log" 2>&1 ||
+        die "(p) initdb failed (log: $pg_dir/initdb.log)"
+    pg_port=$(free_ports 1)
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null ||
+        die "(p) PostgreSQL did not start (log: $pg_dir/server.log)"
+    pids+=("$(head -n 1 "$pg_dir/data/postmaster.pid")")
+}
+
+stop_postgres() {
+    [[ -n ${pg_dir:-} ]] || return 0
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || :
+    rm -rf "$pg_dir"
+}
+
+run_p() {   # (b) with the state in PostgreSQL: a fresh database per run
+    "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U readgate -d postgres \
+        -c "CREATE DATABASE rg_$1" >/dev/null || die "(p) cannot create database rg_$1"
+    database_url="postgresql://readgate@127.0.0.1:$pg_port/rg_$1" run_b "p$1"
 }
 
 run_c() {   # storescu -> readgate -> storescp; until storescp holds every file; sets last_rss_kb
@@ -304,8 +340,9 @@ relay_mode() {
         "$count" "$(awk -v b="$total_bytes" 'BEGIN { print b / 1e6 }')"
     printf '%d run(s) per measurement, median shown. DCMTK: %s; readgate: %s\n\n' \
         "$runs" "$dcmtk_bin" "${READGATE_BIN:-(not used)}"
-    local i t ta="" tb="" tc="" ts="" tA="" tC="" rss_b=0 rss_c=0 rss_s=0 rss_C=0
-    local -a A=() B=() C=() S=() TA=() TC=() D=() D0=()
+    local i t ta="" tb="" tc="" ts="" tA="" tC="" tp="" rss_b=0 rss_c=0 rss_s=0 rss_C=0 rss_p=0
+    local -a A=() B=() C=() S=() TA=() TC=() D=() D0=() P=()
+    if want p; then start_postgres; fi
     if want A || want C; then make_pki; fi
     if want d; then
         # The study's UIDs for the MPPS messages (make_study-like bench data: one series).
@@ -333,6 +370,11 @@ PY
             ((last_rss_kb > rss_b)) && rss_b=$last_rss_kb
             log "(b) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
         fi
+        if want p; then
+            run_p "$i" >"$work/t"; t=$(<"$work/t"); P+=("$t")
+            ((last_rss_kb > rss_p)) && rss_p=$last_rss_kb
+            log "(p) run $i: $t s, readgate VmHWM $(mb_of_kb "$last_rss_kb") MiB"
+        fi
         if want c; then
             run_c "$i" >"$work/t"; t=$(<"$work/t"); C+=("$t")
             ((last_rss_kb > rss_c)) && rss_c=$last_rss_kb
@@ -357,6 +399,11 @@ PY
     if want b; then
         tb=$(median "${B[@]}")
         printf '(b) storescu -> readgate (store only) %7.3f s  %7s MB/s   runs: %s\n' "$tb" "$(mbps "$tb")" "${B[*]}"
+    fi
+    if want p; then
+        stop_postgres
+        tp=$(median "${P[@]}")
+        printf '(p) (b), state in PostgreSQL          %7.3f s  %7s MB/s   runs: %s\n' "$tp" "$(mbps "$tp")" "${P[*]}"
     fi
     if want c; then
         tc=$(median "${C[@]}")
@@ -385,12 +432,15 @@ PY
     want C && printf 'readgate peak RSS (VmHWM, max over runs) in (C): %s MiB\n' "$(mb_of_kb "$rss_C")"
     [[ -n $ta && -n $tb ]] && printf 'ratio b/a: %s\n' "$(ratio "$tb" "$ta")"
     [[ -n $ta && -n $tc ]] && printf 'ratio c/a: %s\n' "$(ratio "$tc" "$ta")"
+    [[ -n $ta && -n $tp ]] && printf 'ratio p/a: %s\n' "$(ratio "$tp" "$ta")"
+    [[ -n $tb && -n $tp ]] && printf 'ratio p/b (PostgreSQL against SQLite): %s\n' "$(ratio "$tp" "$tb")"
     if [[ -n $ta && -n $ts ]]; then
         printf "ratio c'/a: %s   (b/a: %s, c/a: %s)\n" "$(ratio "$ts" "$ta")" \
             "$(if [[ -n $tb ]]; then ratio "$tb" "$ta"; else echo -; fi)" \
             "$(if [[ -n $tc ]]; then ratio "$tc" "$ta"; else echo -; fi)"
     fi
     want b && printf 'readgate peak RSS (VmHWM, max over runs) in (b): %s MiB\n' "$(mb_of_kb "$rss_b")"
+    want p && printf 'readgate peak RSS (VmHWM, max over runs) in (p): %s MiB\n' "$(mb_of_kb "$rss_p")"
     want c && printf 'readgate peak RSS (VmHWM, max over runs) in (c): %s MiB\n' "$(mb_of_kb "$rss_c")"
     want s && printf "readgate peak RSS (VmHWM, max over runs) in (c'): %s MiB\n" "$(mb_of_kb "$rss_s")"
     return 0
