@@ -461,6 +461,12 @@ impl AuditLog {
 
     /// Entries matching `q`, newest first.
     pub fn search(&self, q: &Query) -> Result<Vec<Entry>> {
+        let conn = self.conn();
+        // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does the same there.
+        let like = match conn.backend() {
+            crate::db::Backend::Sqlite => "LIKE",
+            crate::db::Backend::Postgres => "ILIKE",
+        };
         let mut clauses: Vec<String> = Vec::new();
         let mut args: Vec<crate::db::Value> = Vec::new();
         // Each value is bound once and referred to by number (`?n`), also when a clause
@@ -492,7 +498,7 @@ impl AuditLog {
         if let Some(t) = &q.text {
             let n = bind(&mut args, format!("%{}%", like_escape(t)).into());
             clauses.push(format!(
-                "(detail LIKE ?{n} ESCAPE '\\' OR actor LIKE ?{n} ESCAPE '\\')"
+                "(detail {like} ?{n} ESCAPE '\\' OR actor {like} ?{n} ESCAPE '\\')"
             ));
         }
         let mut sql = format!("SELECT {COLUMNS} FROM audit_log");
@@ -506,7 +512,6 @@ impl AuditLog {
             limit.min(i64::MAX as usize),
             q.offset.min(i64::MAX as usize)
         ));
-        let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(args, row_to_entry)?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)

@@ -640,3 +640,61 @@ fn copied_rows_are_named_as_inserted() {
     .unwrap();
     expect_finding(&log, 5, Tamper::Inserted);
 }
+
+/// The audit trail on PostgreSQL: appends chain, searches match as on SQLite (text in
+/// any ASCII case), the chain verifies, and a row changed behind readgate's back — the
+/// guard dropped first, as an attacker with the database's owner role would — is found.
+#[test]
+fn the_trail_on_postgresql_appends_searches_and_finds_tampering() {
+    let pg = crate::pgtest::TempPostgres::start().unwrap();
+    let log = AuditLog::connect(&pg.url()).unwrap();
+    log.append_batch(&(0..30).map(entry).collect::<Vec<_>>())
+        .unwrap();
+    log.append(
+        &NewEntry::new(kind::STUDY_OVERRIDDEN, "dr.sato")
+            .study("1.2.392.200036.9116.2.1")
+            .detail(json!({"justification": "Urgent: 50%_confirmed"})),
+    )
+    .unwrap();
+    let found = |set: &dyn Fn(&mut Query)| {
+        let mut q = Query::default();
+        set(&mut q);
+        log.search(&q).unwrap().len()
+    };
+    assert_eq!(found(&|_| {}), 31);
+    assert_eq!(found(&|q| q.actor = Some("CT01".into())), 30);
+    assert_eq!(
+        found(&|q| q.text = Some("URGENT".into())),
+        1,
+        "ASCII case ignored"
+    );
+    assert_eq!(
+        found(&|q| q.text = Some("50%_".into())),
+        1,
+        "LIKE metacharacters literal"
+    );
+    assert_eq!(found(&|q| q.text = Some("5_%".into())), 0);
+    let v = log.verify().unwrap();
+    assert!(v.finding.is_none(), "{:?}", v.finding);
+    assert_eq!(v.entries, 31);
+
+    let c = crate::db::Conn::postgres(&pg.url()).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER audit_log_no_update ON audit_log; \
+         UPDATE audit_log SET actor = 'someone' WHERE seq = 7",
+    )
+    .unwrap();
+    let v = log.verify().unwrap();
+    let finding = v.finding.expect("the change is found");
+    assert_eq!(
+        (finding.seq, finding.tamper),
+        (7, Tamper::Changed),
+        "{}",
+        finding.message
+    );
+    assert!(
+        v.notes.iter().any(|n| n.contains("audit_log_no_update")),
+        "the dropped guard is reported: {:?}",
+        v.notes
+    );
+}

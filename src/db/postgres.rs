@@ -67,6 +67,9 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Statements kept prepared per connection, at most.
+const MAX_PREPARED: usize = 256;
+
 /// A prepared statement and its column names.
 #[derive(Clone)]
 struct Prepared {
@@ -166,10 +169,13 @@ impl PgConn {
             .map(|c| c.name().to_string())
             .collect();
         let p = Prepared { statement, columns };
-        self.prepared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sql.to_string(), p.clone());
+        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded as rusqlite's cache is: SQL built at run time (searches with their
+        // own limits) must not pile up statements on the server.
+        if prepared.len() >= MAX_PREPARED {
+            prepared.clear();
+        }
+        prepared.insert(sql.to_string(), p.clone());
         Ok(p)
     }
 
