@@ -240,7 +240,16 @@ impl AuditLog {
             path: location.clone(),
             source,
         })?;
-        conn.execute_batch(crate::store::schema_pg::AUDIT_GUARDS)?;
+        {
+            // Several processes or nodes may open the trail at once.
+            let tx = conn.transaction()?;
+            crate::store::schema::pg_schema_lock(&tx).map_err(|source| AuditError::Schema {
+                path: location.clone(),
+                source,
+            })?;
+            tx.execute_batch(crate::store::schema_pg::AUDIT_GUARDS)?;
+            tx.commit()?;
+        }
         Ok(AuditLog {
             conn: Mutex::new(conn),
             path: location,
@@ -383,9 +392,14 @@ impl AuditLog {
             prepared.push((e, detail));
         }
         let mut conn = self.conn();
-        // IMMEDIATE: take the write lock before reading the head, so two writers (the
-        // daemon and an operator's CLI command) can never both extend the same entry.
+        // Take the write lock before reading the head, so two writers (the daemon and an
+        // operator's CLI command, or two nodes) can never both extend the same entry:
+        // SQLite's BEGIN IMMEDIATE; on PostgreSQL a lock on the head that other appends
+        // wait for (reads of the trail go on).
         let tx = conn.transaction()?;
+        if tx.backend() == crate::db::Backend::Postgres {
+            tx.execute_batch("LOCK TABLE audit_head IN EXCLUSIVE MODE")?;
+        }
         let (mut seq, mut prev) = next_link(&tx)?;
         let mut out = Vec::with_capacity(prepared.len());
         {

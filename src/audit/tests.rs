@@ -698,3 +698,29 @@ fn the_trail_on_postgresql_appends_searches_and_finds_tampering() {
         v.notes
     );
 }
+
+/// Two writers on one PostgreSQL trail at once (the daemon and an operator's CLI, or two
+/// nodes) never extend the same entry: the chain stays one and verifies.
+#[test]
+fn concurrent_appends_on_postgresql_keep_one_chain() {
+    let pg = crate::pgtest::TempPostgres::start().unwrap();
+    let url = pg.url();
+    AuditLog::connect(&url).unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let log = AuditLog::connect(&url).unwrap();
+                for i in 0..25 {
+                    log.append(&entry(w * 100 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let v = AuditLog::connect(&url).unwrap().verify().unwrap();
+    assert!(v.finding.is_none(), "{:?}", v.finding);
+    assert_eq!(v.entries, 100);
+}

@@ -198,7 +198,16 @@ pub fn version(conn: &Conn) -> Result<i64, SchemaError> {
     match conn.backend() {
         Backend::Sqlite => Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?),
         Backend::Postgres => {
-            conn.execute_batch(PG_VERSION_TABLE)?;
+            // No table yet: a database readgate never migrated (the table is made by
+            // `migrate`, under the schema lock).
+            let exists: bool = conn.query_row(
+                "SELECT to_regclass('schema_version') IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(0);
+            }
             Ok(conn
                 .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
                 .optional()?
@@ -207,7 +216,17 @@ pub fn version(conn: &Conn) -> Result<i64, SchemaError> {
     }
 }
 
-/// PostgreSQL's record of the schema version (created by the first open).
+/// On PostgreSQL, serialises what changes the catalog (the version table, the audit
+/// guards) across every connection and node until the transaction ends: PostgreSQL
+/// refuses concurrent `CREATE … IF NOT EXISTS` / `CREATE OR REPLACE` of one object
+/// ("tuple concurrently updated").
+pub fn pg_schema_lock(tx: &Conn) -> Result<(), SchemaError> {
+    // Any fixed key: readgate's own ("RG" and a version-independent number).
+    tx.execute_batch("SELECT pg_advisory_xact_lock(5271000013)")?;
+    Ok(())
+}
+
+/// PostgreSQL's record of the schema version (created by the first migrate).
 const PG_VERSION_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)";
 
@@ -292,6 +311,13 @@ pub fn migrate_reporting(
         return Ok(LATEST);
     }
     let backend = conn.backend();
+    if backend == Backend::Postgres {
+        // Nodes starting together: one creates the version table, the others wait.
+        let tx = conn.transaction()?;
+        pg_schema_lock(&tx)?;
+        tx.execute_batch(PG_VERSION_TABLE)?;
+        tx.commit()?;
+    }
     for (i, batches) in migrations(backend).iter().enumerate() {
         let target = i as i64 + 1;
         let tx = conn.transaction()?;
