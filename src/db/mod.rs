@@ -420,7 +420,7 @@ impl Statement<'_> {
         Ok(rows.iter().map(&mut f).collect::<Vec<_>>().into_iter())
     }
 
-    /// The names of the statement's columns, as a query returns them.
+    /// Every row of the statement.
     pub fn query(&mut self, params: impl IntoParams) -> Result<Vec<Row>> {
         self.conn.query(self.sql, params)
     }

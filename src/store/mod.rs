@@ -104,14 +104,7 @@ impl Store {
     /// to a database that held something (`readgate migrate`, `readgate serve --migrate`):
     /// a new, empty database is created at [`schema::LATEST`] without a call.
     pub fn open_migrating(path: &Path, applied: &mut dyn FnMut(i64)) -> Result<Store> {
-        Store::open_with(path, |conn| {
-            let empty = schema::is_empty(conn)?;
-            schema::migrate_reporting(conn, &mut |version| {
-                if !empty {
-                    applied(version)
-                }
-            })
-        })
+        Store::open_with(path, |conn| schema::migrate_existing(conn, applied))
     }
 
     /// Opens (creating if needed) the database at `path` without migrating it
@@ -150,13 +143,7 @@ impl Store {
             source,
         })?;
         let hl7 = hl7::open_connection(path).map_err(open_err)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            hl7: Mutex::new(Conn::sqlite(hl7)),
-            path: path.to_path_buf(),
-            operations: Default::default(),
-            received: group::Group::new(),
-        })
+        Ok(Store::over(conn, Conn::sqlite(hl7), path.to_path_buf()))
     }
 
     /// Opens the configured database (`config.database()`) and migrates it.
@@ -200,14 +187,7 @@ impl Store {
 
     /// As [`Store::open_migrating`], on PostgreSQL.
     pub fn connect_migrating(url: &str, applied: &mut dyn FnMut(i64)) -> Result<Store> {
-        Store::connect_with(url, |conn| {
-            let empty = schema::is_empty(conn)?;
-            schema::migrate_reporting(conn, &mut |version| {
-                if !empty {
-                    applied(version)
-                }
-            })
-        })
+        Store::connect_with(url, |conn| schema::migrate_existing(conn, applied))
     }
 
     /// As [`Store::open_current`], on PostgreSQL.
@@ -234,13 +214,18 @@ impl Store {
         // HL7 messages commit on a connection of their own, as on SQLite (every commit
         // on PostgreSQL is durable: synchronous_commit stays on).
         let hl7 = connect()?;
-        Ok(Store {
+        Ok(Store::over(conn, hl7, location))
+    }
+
+    /// The store over its two connections (the index's, and the HL7 messages').
+    fn over(conn: Conn, hl7: Conn, path: PathBuf) -> Store {
+        Store {
             conn: Mutex::new(conn),
             hl7: Mutex::new(hl7),
-            path: location,
+            path,
             operations: Default::default(),
             received: group::Group::new(),
-        })
+        }
     }
 
     /// Opens an existing database for reading only (the CLI listing commands): no
@@ -263,13 +248,7 @@ impl Store {
         })?;
         let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(DbError::from)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            hl7: Mutex::new(Conn::sqlite(hl7)),
-            path: path.to_path_buf(),
-            operations: Default::default(),
-            received: group::Group::new(),
-        })
+        Ok(Store::over(conn, Conn::sqlite(hl7), path.to_path_buf()))
     }
 
     /// The schema version of the database (`PRAGMA user_version`).

@@ -293,6 +293,18 @@ pub fn migrate(conn: &mut Conn) -> Result<i64, SchemaError> {
     migrate_reporting(conn, &mut |_| {})
 }
 
+/// As [`migrate_reporting`], reporting only what is applied to a database that held
+/// something: a new, empty one is created at [`LATEST`] without a call (`readgate
+/// migrate` and `serve --migrate` record each migration of an existing database).
+pub fn migrate_existing(conn: &mut Conn, applied: &mut dyn FnMut(i64)) -> Result<i64, SchemaError> {
+    let empty = is_empty(conn)?;
+    migrate_reporting(conn, &mut |version| {
+        if !empty {
+            applied(version)
+        }
+    })
+}
+
 /// The migrations in the dialect of `backend`.
 fn migrations(backend: Backend) -> &'static [&'static [&'static str]] {
     match backend {
