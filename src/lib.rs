@@ -18,6 +18,7 @@ pub mod audit;
 pub mod backup;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod decide;

@@ -33,12 +33,25 @@ pub struct StudyStage {
     pub stored: Arc<Notify>,
     pub wakeups: Arc<Wakeups>,
     pub notify: Notifications,
+    /// This node: the stage runs only while it holds the cluster's timers, and looks
+    /// for work other nodes recorded every [`crate::cluster::SHARED_POLL`] when the
+    /// database is shared.
+    pub node: crate::cluster::Node,
 }
 
 impl StudyStage {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let stable_ms = self.stable_after.as_millis() as i64;
         loop {
+            if !self.node.leads() {
+                // Another node decides; this one takes over when its lease lapses.
+                tokio::select! {
+                    _ = self.node.became_leader.notified() => {}
+                    _ = tokio::time::sleep(crate::cluster::SHARED_POLL) => {}
+                    _ = shutdown.changed() => break,
+                }
+                continue;
+            }
             let store = self.store.clone();
             let decider = self.decider.clone();
             let wakeups = self.wakeups.clone();
@@ -50,11 +63,17 @@ impl StudyStage {
                 next
             })
             .await;
+            let longest = if self.node.shared {
+                crate::cluster::SHARED_POLL
+            } else {
+                Duration::from_secs(3600)
+            };
             let wait = match next {
-                Ok(Ok(Some(oldest))) => {
-                    Duration::from_millis((oldest + stable_ms - now_ms()).clamp(1, 3_600_000) as u64)
-                }
-                Ok(Ok(None)) => Duration::from_secs(3600),
+                Ok(Ok(Some(oldest))) => Duration::from_millis(
+                    (oldest + stable_ms - now_ms()).clamp(1, 3_600_000) as u64,
+                )
+                .min(longest),
+                Ok(Ok(None)) => longest,
                 Ok(Err(e)) => {
                     warn!(error = %e, "study stage: store access failed; retrying");
                     Duration::from_secs(1)

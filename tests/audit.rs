@@ -608,6 +608,7 @@ fn sender_config(target: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Sender
         source: source(),
         retry_max: Duration::from_secs(1),
         poll: Duration::from_millis(50),
+        only_while: None,
     }
 }
 

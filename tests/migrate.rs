@@ -46,9 +46,11 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 7] = [
+const NEW_TABLES: [&str; 9] = [
+    "cluster_leases",
     "mpps",
     "mpps_instances",
+    "nodes",
     "pacs_lookups",
     "pacs_studies",
     "prior_fetch_failures",
@@ -242,6 +244,7 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         ("index".to_string(), "orders_by_received".to_string()),
         ("index".to_string(), "pacs_studies_by_uid".to_string()),
         ("index".to_string(), "prior_sends_by_study".to_string()),
+        ("index".to_string(), "studies_by_lease".to_string()),
         ("index".to_string(), "studies_stream_check".to_string()),
     ];
     expected.extend(

@@ -51,6 +51,9 @@ pub struct SenderConfig {
     pub retry_max: Duration,
     /// How often the table is looked at when everything has been sent.
     pub poll: Duration,
+    /// Ships only while this says so: with several nodes on one database, the node
+    /// that runs the cluster's timers ships the one trail (None: always).
+    pub only_while: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// The background sender. Dropping it stops it too; [`Sender::stop`] also waits.
@@ -61,7 +64,10 @@ pub struct Sender {
 
 impl Sender {
     /// The sender `[audit] syslog` asks for, or `None` without one.
-    pub fn start_from_config(config: &crate::config::Config) -> Result<Option<Sender>, StartError> {
+    pub fn start_from_config(
+        config: &crate::config::Config,
+        only_while: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ) -> Result<Option<Sender>, StartError> {
         let a = &config.audit;
         let Some(url) = &a.syslog else {
             return Ok(None);
@@ -81,6 +87,7 @@ impl Sender {
             source: AtnaSource::from_config(config),
             retry_max: Duration::from_secs(a.retry_max_secs),
             poll: Duration::from_millis(500),
+            only_while,
         };
         Ok(Some(Sender::spawn(&config.database(), cfg)?))
     }
@@ -219,6 +226,14 @@ fn run(log: AuditLog, cfg: SenderConfig, stop: Arc<AtomicBool>) {
             if !delivering || since.elapsed() > DRAIN_ON_STOP {
                 break;
             }
+        }
+        if cfg.only_while.as_ref().is_some_and(|ships| !ships()) {
+            if stopping_since.is_some() {
+                break;
+            }
+            delivering = false;
+            pause(&stop, cfg.poll);
+            continue;
         }
         let batch = match log.cursor(&key).and_then(|c| log.entries_after(c, BATCH)) {
             Ok(b) => b,

@@ -15,6 +15,7 @@ mod doctor;
 pub mod ledger;
 mod logline;
 mod migrate;
+mod nodes;
 mod pacs;
 mod user;
 
@@ -232,6 +233,18 @@ pub enum Command {
     },
     /// The patient's prior studies a study's decision saw — received by readgate or found
     /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
+    /// The readgate nodes sharing this database: each node's host and pid, when it
+    /// started, its last heartbeat, where it listens, the studies whose forwarding it
+    /// holds, and which node runs the timers (study completion, re-evaluation, audit
+    /// shipping). A node whose heartbeat is older than `database.lease_secs` is shown as
+    /// silent: its work goes to the others.
+    Nodes {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     Priors {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -310,6 +323,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         | Command::Reload { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
         Command::Migrate { config, dry_run } => migrate::run(&config, dry_run),
+        Command::Nodes { config, format } => nodes::run(&config, format),
         Command::Backup(command) => backup::run(command),
         Command::Priors {
             config,

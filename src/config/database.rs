@@ -6,12 +6,38 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 /// `[database]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgresql://user[:password]@host[:port]/database[?options]` (libpq's URL form);
     /// unset: SQLite in `data_dir`.
     pub url: Option<String>,
+    /// How often a node records that it is alive (`readgate nodes`) and renews the lease
+    /// on the cluster's timers when it runs them.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+    /// How long a lease (a study being forwarded, the cluster's timers) holds without
+    /// renewal: after a node dies, another takes its work over this much later.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            heartbeat_secs: default_heartbeat_secs(),
+            lease_secs: default_lease_secs(),
+        }
+    }
+}
+
+fn default_heartbeat_secs() -> u64 {
+    5
+}
+
+fn default_lease_secs() -> u64 {
+    30
 }
 
 /// Where the database is, as the store and the audit trail open it.
@@ -24,6 +50,28 @@ pub enum Database {
 }
 
 impl DatabaseConfig {
+    /// Why the lease timing does not work, naming the key: a lease must outlive two
+    /// missed heartbeats, or a live node loses its work to another.
+    pub fn check_timing(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=3600).contains(&self.heartbeat_secs) {
+            return Err((
+                "database.heartbeat_secs",
+                format!("expected 1 to 3600 seconds, got {}", self.heartbeat_secs),
+            ));
+        }
+        if self.lease_secs < 3 * self.heartbeat_secs || self.lease_secs > 86_400 {
+            return Err((
+                "database.lease_secs",
+                format!(
+                    "expected at least 3 × database.heartbeat_secs ({}) and at most 86400 seconds, got {}",
+                    3 * self.heartbeat_secs,
+                    self.lease_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Why `url` is not a PostgreSQL URL readgate can use, if it is not.
     pub fn check(&self) -> Result<(), String> {
         let Some(url) = &self.url else {

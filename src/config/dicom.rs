@@ -90,6 +90,10 @@ pub struct StorageConfig {
     /// Keep forwarded instances in the spool (for re-sending); otherwise delete them.
     #[serde(default)]
     pub keep_forwarded: bool,
+    /// Where received instances are spooled; unset: `gateway.data_dir/spool`. Nodes
+    /// sharing one PostgreSQL database share one spool (a mount every node sees).
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -97,6 +101,7 @@ impl Default for StorageConfig {
         StorageConfig {
             min_free_mb: default_min_free_mb(),
             keep_forwarded: false,
+            spool_dir: None,
         }
     }
 }

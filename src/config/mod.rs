@@ -169,6 +169,19 @@ impl Config {
         self.database
             .check()
             .map_err(|m| invalid("database.url", m))?;
+        self.database
+            .check_timing()
+            .map_err(|(key, m)| invalid(key, m))?;
+        if self.database.url.is_some() && !node_name(&self.gateway.id) {
+            // Several nodes: the id names this node's files in a shared spool.
+            return Err(invalid(
+                "gateway.id",
+                format!(
+                    "with [database] url (several nodes), expected 1 to 64 letters, digits, '.', '-' or '_', got {:?}",
+                    self.gateway.id
+                ),
+            ));
+        }
         ae_title(&self.dicom.ae_title).map_err(|BadValue(m)| invalid("dicom.ae_title", m))?;
         if !(64 * 1024..=64 * 1024 * 1024).contains(&self.dicom.max_mpps_bytes) {
             return Err(invalid(
@@ -537,8 +550,18 @@ impl Config {
         }
     }
 
+    /// `storage.spool_dir`, or `data_dir/spool`.
     pub fn spool_dir(&self) -> PathBuf {
-        self.gateway.data_dir.join("spool")
+        self.storage
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| self.gateway.data_dir.join("spool"))
+    }
+
+    /// This node's name in a spool shared by several nodes (`[database] url` set), so
+    /// that no node clears or re-indexes another's files; None on SQLite (one node).
+    pub fn spool_node(&self) -> Option<&str> {
+        self.database.url.as_ref().map(|_| self.gateway.id.as_str())
     }
 }
 
@@ -548,6 +571,16 @@ impl Destination {
             .as_deref()
             .unwrap_or(&config.dicom.ae_title)
     }
+}
+
+/// A node id usable in file names: `[A-Za-z0-9._-]{1,64}`, not `.` or `..`.
+fn node_name(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 fn non_empty(_what: &str, v: &str) -> Result<(), BadValue> {

@@ -20,6 +20,8 @@ pub struct Fleet {
     pub wakeups: Arc<Wakeups>,
     pub audit: Arc<crate::audit::AuditLog>,
     pub priors: Option<Arc<PriorCache>>,
+    /// This node: forwarders claim studies under its lease.
+    pub node: crate::cluster::Node,
 }
 
 impl Fleet {
@@ -46,6 +48,7 @@ impl Fleet {
                     self.spool.clone(),
                     &self.wakeups,
                     self.audit.clone(),
+                    self.node.clone(),
                 )
                 .with_priors(self.priors.clone());
                 let handle = workers.spawn(forwarder.run(shutdown.clone()));

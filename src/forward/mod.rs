@@ -15,7 +15,7 @@ pub use scu::{Scu, ScuError, StoreOutcome, StoreScu};
 use crate::config::{Config, Destination, Live};
 use crate::dicom::dimse::status;
 use crate::spool::Spool;
-use crate::store::{QueuedInstance, Store};
+use crate::store::{Delivery, QueuedInstance, Store};
 use crate::time::now_ms;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -116,6 +116,8 @@ pub struct Forwarder {
     priors: Option<Arc<crate::priors::cache::PriorCache>>,
     /// Studies whose priors are at the destination (bounded: see `priors.rs`).
     prepared: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This node: studies are claimed, and deliveries recorded, under its lease.
+    node: crate::cluster::Node,
 }
 
 impl Forwarder {
@@ -126,6 +128,7 @@ impl Forwarder {
         spool: Arc<Spool>,
         wakeups: &Wakeups,
         audit: Arc<crate::audit::AuditLog>,
+        node: crate::cluster::Node,
     ) -> Self {
         let wake = wakeups.get(&destination.id);
         Forwarder {
@@ -140,6 +143,7 @@ impl Forwarder {
             cache: None,
             priors: None,
             prepared: Default::default(),
+            node,
         }
     }
 
@@ -177,12 +181,8 @@ impl Forwarder {
                     "destination removed from the configuration; its forwarder stops (its queue stays)");
                 break;
             }
-            let id = self.destination.id.clone();
             let changes = self.in_flight.changes();
-            let batch = match self
-                .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))
-                .await
-            {
+            let batch = match self.claim().await {
                 Some(b) => b,
                 None => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -215,6 +215,14 @@ impl Forwarder {
             self.send_session(batch, changes, &mut shutdown).await;
         }
         info!(destination = %self.destination.id, "forwarder stopped");
+    }
+
+    /// Instances due for this destination, of studies this node holds (or takes now)
+    /// the forwarding lease of; None (logged) when the store fails.
+    async fn claim(&self) -> Option<Vec<QueuedInstance>> {
+        let (id, node) = (self.destination.id.clone(), self.node.clone());
+        self.blocking(move |s| s.queued_for(&id, &node.lease(), now_ms(), BATCH))
+            .await
     }
 
     /// Runs a store call off the async threads; None (logged) when it fails.
@@ -315,16 +323,21 @@ impl Forwarder {
                         let done = inst.clone();
                         let keep = self.config.storage.keep_forwarded;
                         let spool = self.spool.clone();
+                        let node = self.node.clone();
                         let forwarded = self
                             .blocking(move |s| {
-                                let r = s.mark_forwarded(&done, code, now_ms());
-                                if r.is_ok() && !keep {
+                                let r = s.mark_forwarded(&done, code, &node.lease(), now_ms());
+                                // Under a lease lost meanwhile, the file stays for the
+                                // node that holds the study now.
+                                if matches!(r, Ok(Delivery::Recorded | Delivery::StudyForwarded))
+                                    && !keep
+                                {
                                     let _ = spool.remove(&done.path);
                                 }
                                 // When the study is complete at the destination: its time
                                 // to reader, from its row.
-                                r.map(|done_now| {
-                                    done_now.then(|| {
+                                r.map(|delivery| {
+                                    (delivery == Delivery::StudyForwarded).then(|| {
                                         s.study_row(&done.study_uid)
                                             .ok()
                                             .flatten()
@@ -404,11 +417,7 @@ impl Forwarder {
                     stamps.clear();
                 }
                 changes = self.in_flight.changes();
-                let id = dest.id.clone();
-                let next = self
-                    .blocking(move |s| s.queued_for(&id, now_ms(), BATCH))
-                    .await
-                    .unwrap_or_default();
+                let next = self.claim().await.unwrap_or_default();
                 if !next.is_empty() {
                     // A study whose priors have not been sent goes back to the main loop.
                     if next.iter().any(|i| !self.priors_ready(&i.study_uid)) {

@@ -43,6 +43,9 @@ pub struct Running {
     tasks: JoinSet<()>,
     /// Ships the audit trail to the `[audit] syslog` collector, if configured.
     audit_sender: Option<crate::audit::syslog::Sender>,
+    /// Stops this node's heartbeat, which then records it stopped (after the stages).
+    node_stop: watch::Sender<bool>,
+    node_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the start does with a database of an older readgate.
@@ -79,9 +82,10 @@ fn open_storage(
         Schema::Migrate => Store::open_migrating_at(&db, &mut |version| migrated.push(version))?,
     });
     let spool = Arc::new(
-        Spool::open(
+        Spool::open_for(
             &config.spool_dir(),
             config.storage.min_free_mb * 1024 * 1024,
+            config.spool_node(),
         )
         .with_context(|| format!("cannot open the spool in {}", config.spool_dir().display()))?,
     );
@@ -147,6 +151,14 @@ async fn start_opts(
         .await
         .context("opening the store")??;
 
+    // This process as a node: joined (refused when another live process has the same
+    // gateway.id) and knowing whether it runs the timers before any stage starts.
+    let node = crate::cluster::Node::new(&config, listens(&config));
+    let joining = (node.clone(), store.clone());
+    tokio::task::spawn_blocking(move || joining.0.join(&joining.1))
+        .await
+        .context("joining the cluster")?
+        .context("joining the cluster ([gateway] id, [database])")?;
     let listener = TcpListener::bind(config.dicom.listen)
         .await
         .with_context(|| {
@@ -156,8 +168,12 @@ async fn start_opts(
             )
         })?;
     let dicom_addr = listener.local_addr()?;
-    let audit_sender = crate::audit::syslog::Sender::start_from_config(&config)
-        .map_err(|e| anyhow::anyhow!("audit syslog forwarding (audit.syslog): {e}"))?;
+    let leadership = node.leadership();
+    let audit_sender = crate::audit::syslog::Sender::start_from_config(
+        &config,
+        Some(Arc::new(move || leadership.leads())),
+    )
+    .map_err(|e| anyhow::anyhow!("audit syslog forwarding (audit.syslog): {e}"))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let stored = Arc::new(Notify::new());
     let history = Arc::new(Notify::new());
@@ -228,6 +244,7 @@ async fn start_opts(
             audit: Some(audit.clone()),
             config: Some(live.clone()),
         },
+        node: node.clone(),
     };
     tasks.spawn(stage.run(shutdown_rx.clone()));
     let prior_cache = if config.pacs.is_empty() {
@@ -349,8 +366,12 @@ async fn start_opts(
         wakeups: wakeups.clone(),
         audit: audit.clone(),
         priors: prior_cache.clone(),
+        node: node.clone(),
     };
     tasks.spawn(fleet.run(shutdown_rx.clone()));
+    // The heartbeat outlives the stages: leases are given back after the last delivery.
+    let (node_stop, node_stop_rx) = watch::channel(false);
+    let node_task = tokio::spawn(node.run(store.clone(), node_stop_rx));
     info!(
         ae_title = %config.dicom.ae_title,
         listen = %dicom_addr,
@@ -371,7 +392,24 @@ async fn start_opts(
         shutdown,
         tasks,
         audit_sender,
+        node_stop,
+        node_task: Some(node_task),
     })
+}
+
+/// Where this node listens, as `readgate nodes` shows it.
+fn listens(config: &Config) -> String {
+    let mut parts = vec![format!("dicom={}", config.dicom.listen)];
+    if let Some(a) = config.dicom.tls_listen {
+        parts.push(format!("dicom-tls={a}"));
+    }
+    if let Some(h) = &config.hl7 {
+        parts.push(format!("hl7={}", h.listen));
+    }
+    if let Some(h) = &config.http {
+        parts.push(format!("http={}", h.listen));
+    }
+    parts.join(" ")
 }
 
 impl Running {
@@ -385,6 +423,10 @@ impl Running {
         {
             warn!("stages still busy 60 s after shutdown; stopping them");
             self.tasks.abort_all();
+        }
+        let _ = self.node_stop.send(true);
+        if let Some(node) = self.node_task.take() {
+            let _ = node.await;
         }
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || {

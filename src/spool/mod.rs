@@ -7,6 +7,11 @@
 //! `tmp/` after a crash was never acknowledged and is deleted at start-up; anything in
 //! `objects/` is complete and durable, so the spool, not the index, is the last word on
 //! what was received.
+//!
+//! Nodes sharing one database share one spool ([`Spool::open_for`]): each node then has
+//! its own `tmp/<node>/` and names its objects `<node>.<n>.dcm`, so that a node starting
+//! clears only its own partial files and re-indexes only its own objects (another node's
+//! object not yet indexed is one that node is still receiving).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -30,6 +35,8 @@ pub struct Spool {
     counter: Arc<AtomicU64>,
     /// Empty files made ahead of need for [`Spool::begin`].
     ready: ready::Ready,
+    /// This node's name when several nodes share the spool.
+    node: Option<String>,
 }
 
 /// An instance being received: a temp file holding the Part 10 header and the data so far.
@@ -50,9 +57,18 @@ const HEAD_KEPT: usize = 64 << 10;
 
 impl Spool {
     pub fn open(root: &Path, min_free_bytes: u64) -> io::Result<Spool> {
-        let tmp = root.join("tmp");
+        Spool::open_for(root, min_free_bytes, None)
+    }
+
+    /// As [`Spool::open`], for `node` when several nodes share the spool.
+    pub fn open_for(root: &Path, min_free_bytes: u64, node: Option<&str>) -> io::Result<Spool> {
         let objects = root.join("objects");
         private_dir(root)?;
+        private_dir(&root.join("tmp"))?;
+        let tmp = match node {
+            Some(node) => root.join("tmp").join(node),
+            None => root.join("tmp"),
+        };
         private_dir(&tmp)?;
         private_dir(&objects)?;
         for i in 0..FANOUT {
@@ -72,6 +88,7 @@ impl Spool {
             objects,
             min_free_bytes,
             counter,
+            node: node.map(str::to_string),
         })
     }
 
@@ -85,6 +102,9 @@ impl Spool {
         let mut n = 0;
         for entry in fs::read_dir(&self.tmp)? {
             let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                continue; // another node's tmp/ (a shared spool)
+            }
             if entry.metadata().map(|m| m.len() > 0).unwrap_or(true) {
                 n += 1;
             }
@@ -96,7 +116,9 @@ impl Spool {
     /// Spooled files the index does not know (relative paths). They are complete: only
     /// fsync'd files are renamed into `objects/`. After a crash between the rename and
     /// the index commit (or an OS crash losing recent index commits) they are re-indexed.
+    /// In a shared spool, this node's files only.
     pub fn unindexed(&self, indexed: &HashSet<String>) -> io::Result<Vec<String>> {
+        let prefix = self.node.as_ref().map(|n| format!("{n}."));
         let mut found = Vec::new();
         for i in 0..FANOUT {
             let sub = format!("{i:02x}");
@@ -104,7 +126,14 @@ impl Spool {
                 continue;
             };
             for entry in entries {
-                let rel = format!("objects/{sub}/{}", entry?.file_name().to_string_lossy());
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if prefix
+                    .as_ref()
+                    .is_some_and(|p| !name.starts_with(p.as_str()))
+                {
+                    continue;
+                }
+                let rel = format!("objects/{sub}/{name}");
                 if !indexed.contains(&rel) {
                     found.push(rel);
                 }
@@ -205,7 +234,10 @@ impl Spool {
     fn place(&self, mut partial: PartialInstance, durable: bool) -> io::Result<(String, u64)> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
-        let name = format!("{n:016x}.dcm");
+        let name = match &self.node {
+            Some(node) => format!("{node}.{n:016x}.dcm"),
+            None => format!("{n:016x}.dcm"),
+        };
         let rel = format!("objects/{sub}/{name}");
         let dir = self.objects.join(&sub);
         let size = partial.written;

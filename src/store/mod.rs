@@ -14,6 +14,7 @@
 //! the API and the console. Together they are the whole surface another backend would
 //! implement.
 
+mod cluster;
 mod group;
 mod hl7;
 mod instances;
@@ -28,6 +29,7 @@ mod studies;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{JoinRefused, NodeBeat, NodeRow};
 pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
 pub use instances::{IndexOutcome, Indexed, NewInstance};
 pub use ledger::{
@@ -36,7 +38,7 @@ pub use ledger::{
 };
 pub use mpps::{Step, StepRefused, StepUpdate};
 pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrieval, SentPrior};
-pub use queue::QueuedInstance;
+pub use queue::{Delivery, Lease, QueuedInstance};
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};

@@ -16,7 +16,7 @@ use crate::db::{Backend, Conn, DbError, OptionalExtension};
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction. Append the same migration to schema_pg.rs
 /// ([`super::schema_pg::MIGRATIONS`], PostgreSQL's dialect).
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -145,6 +145,36 @@ ALTER TABLE instances ADD COLUMN forwarded_to TEXT;
 CREATE INDEX studies_stream_check ON studies(stream_check) WHERE stream_check = 1;
 "#];
 
+/// Migration 12: several nodes on one database (`docs/deploy.md`). Each node's row
+/// (`nodes`: its heartbeat, which run of it is alive, where it listens); a lease on each
+/// study being forwarded (`lease_owner` until `lease_until`; `lease_token` is the fencing
+/// token, counted up whenever the lease changes hands, and checked when an instance is
+/// marked delivered); and named cluster-wide leases (`cluster_leases`: the node that runs
+/// the timers).
+const V12: &[&str] = &[r#"
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    incarnation  TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    listens      TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at   INTEGER
+);
+CREATE TABLE cluster_leases (
+    name   TEXT PRIMARY KEY,
+    owner  TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    token  INTEGER NOT NULL
+);
+ALTER TABLE studies ADD COLUMN lease_owner TEXT;
+ALTER TABLE studies ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE studies ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX studies_by_lease ON studies(lease_owner) WHERE lease_owner IS NOT NULL;
+"#];
+
 /// One line per migration, for `readgate migrate`: `DESCRIPTIONS[i]` says what migration
 /// `i + 1` does (a unit test keeps it as long as [`MIGRATIONS`]).
 pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
@@ -159,6 +189,7 @@ pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
     "Modality Performed Procedure Steps and their instances",
     "expected image count of orders; what completed each study",
     "streaming: each study's stream, and where each instance was delivered",
+    "several nodes: node heartbeats, forwarding leases with fencing tokens, cluster leases",
 ];
 
 /// The schema version this readgate writes and reads.

@@ -32,7 +32,7 @@
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of SQL batches
 /// (each may hold several statements) run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The SQL batches of migration `version` (1-based), `None` past the last.
 pub fn migrate_sql_for(version: i64) -> Option<&'static [&'static str]> {
@@ -146,6 +146,31 @@ ALTER TABLE studies ADD COLUMN stream TEXT;
 ALTER TABLE studies ADD COLUMN stream_check BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN forwarded_to TEXT;
 CREATE INDEX studies_stream_check ON studies(stream_check) WHERE stream_check = 1;
+"#];
+
+/// See `schema.rs` V12.
+const V12: &[&str] = &[r#"
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    incarnation  TEXT NOT NULL,
+    host         TEXT NOT NULL,
+    pid          BIGINT NOT NULL,
+    version      TEXT NOT NULL,
+    listens      TEXT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    stopped_at   BIGINT
+);
+CREATE TABLE cluster_leases (
+    name   TEXT PRIMARY KEY,
+    owner  TEXT NOT NULL,
+    until  BIGINT NOT NULL,
+    token  BIGINT NOT NULL
+);
+ALTER TABLE studies ADD COLUMN lease_owner TEXT;
+ALTER TABLE studies ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE studies ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX studies_by_lease ON studies(lease_owner) WHERE lease_owner IS NOT NULL;
 "#];
 
 /// The audit trail's append-only triggers (see `schema.rs` `AUDIT_GUARDS`). Part of

@@ -28,7 +28,37 @@ macro_rules! on_both_backends {
             }
         }
     };
+    // Two stores on one database: two nodes.
+    ($name:ident, two $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let a = Store::open(&dir.path().join("db")).unwrap();
+                let b = Store::open(&dir.path().join("db")).unwrap();
+                #[allow(clippy::redundant_closure_call)]
+                ($body)(a, b)
+            }
+
+            #[test]
+            fn postgres() {
+                let pg = crate::pgtest::TempPostgres::start().unwrap();
+                let a = Store::connect(&pg.url()).unwrap();
+                let b = Store::connect(&pg.url()).unwrap();
+                #[allow(clippy::redundant_closure_call)]
+                ($body)(a, b)
+            }
+        }
+    };
 }
+
+/// The lease the single-node tests forward under.
+const LEASE: Lease = Lease {
+    node: "n1",
+    ms: 60_000,
+};
 
 fn queue(store: &Store, snap: &StudySnapshot, now: i64) -> bool {
     let d = DecisionRecord {
@@ -78,20 +108,29 @@ on_both_backends!(study_lifecycle_and_reopen, |store: Store| {
     assert!(queue(&store, &snap, 30));
     // a second decision on the same snapshot is refused: the study is no longer receiving
     assert!(!queue(&store, &snap, 30));
-    let q = store.queued_for("rc1", 30, 10).unwrap();
+    let q = store.queued_for("rc1", &LEASE, 30, 10).unwrap();
     assert_eq!(q.len(), 2);
-    assert!(!store.mark_forwarded(&q[0], 0, 40).unwrap());
+    assert_eq!(
+        store.mark_forwarded(&q[0], 0, &LEASE, 40).unwrap(),
+        Delivery::Recorded
+    );
     // a late instance re-opens the study while one is still queued
     store.index_instance(&instance("3", "S", 45), true).unwrap();
-    assert!(!store.mark_forwarded(&q[1], 0, 50).unwrap());
+    assert_eq!(
+        store.mark_forwarded(&q[1], 0, &LEASE, 50).unwrap(),
+        Delivery::Recorded
+    );
     let rows = store.list_studies(Some(StudyState::Receiving), 10).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].instances_forwarded, 2);
     let snap = store.snapshot("S").unwrap();
     assert!(queue(&store, &snap, 60));
-    let q = store.queued_for("rc1", 60, 10).unwrap();
+    let q = store.queued_for("rc1", &LEASE, 60, 10).unwrap();
     assert_eq!(q.len(), 1);
-    assert!(store.mark_forwarded(&q[0], 0, 70).unwrap());
+    assert_eq!(
+        store.mark_forwarded(&q[0], 0, &LEASE, 70).unwrap(),
+        Delivery::StudyForwarded
+    );
     assert_eq!(
         store
             .list_studies(Some(StudyState::Forwarded), 10)
@@ -142,15 +181,18 @@ on_both_backends!(retries_back_off_then_fail, |store: Store| {
         .record_attempt_failure(&["S".into()], "refused", 30, &backoff, 2)
         .unwrap();
     assert!(failed.is_empty());
-    assert!(store.queued_for("rc1", 30, 10).unwrap().is_empty());
+    assert!(store.queued_for("rc1", &LEASE, 30, 10).unwrap().is_empty());
     assert_eq!(store.next_attempt_for("rc1").unwrap(), Some(1030));
     let failed = store
         .record_attempt_failure(&["S".into()], "refused", 2000, &backoff, 2)
         .unwrap();
     assert_eq!(failed, vec!["S".to_string()]);
-    assert!(store.queued_for("rc1", 99_999, 10).unwrap().is_empty());
+    assert!(store
+        .queued_for("rc1", &LEASE, 99_999, 10)
+        .unwrap()
+        .is_empty());
     assert!(store.retry_study("S", 3000).unwrap());
-    assert_eq!(store.queued_for("rc1", 3000, 10).unwrap().len(), 1);
+    assert_eq!(store.queued_for("rc1", &LEASE, 3000, 10).unwrap().len(), 1);
 });
 
 /// The SQL of the store names states by their text (a parameter would keep SQLite from
@@ -252,8 +294,11 @@ on_both_backends!(
         let snap = store.snapshot("S").unwrap();
         assert!(queue(&store, &snap, 20));
         assert!(!store.destination_has("rc1", "S").unwrap());
-        let q = store.queued_for("rc1", 30, 10).unwrap();
-        assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+        let q = store.queued_for("rc1", &LEASE, 30, 10).unwrap();
+        assert_eq!(
+            store.mark_forwarded(&q[0], 0, &LEASE, 40).unwrap(),
+            Delivery::StudyForwarded
+        );
         assert!(store.destination_has("rc1", "S").unwrap());
         assert!(!store.destination_has("rc2", "S").unwrap());
     }
@@ -284,8 +329,11 @@ on_both_backends!(
         // Once OLD is decided and forwarded, only NEW (still receiving) counts.
         let snap = store.snapshot("OLD").unwrap();
         assert!(queue(&store, &snap, 20));
-        let q = store.queued_for("rc1", 30, 10).unwrap();
-        assert!(store.mark_forwarded(&q[0], 0, 40).unwrap());
+        let q = store.queued_for("rc1", &LEASE, 30, 10).unwrap();
+        assert_eq!(
+            store.mark_forwarded(&q[0], 0, &LEASE, 40).unwrap(),
+            Delivery::StudyForwarded
+        );
         assert_eq!(
             store.earliest_open_study_date(&p1).unwrap().as_deref(),
             Some("20261101")
@@ -463,10 +511,11 @@ on_both_backends!(
         other.context = r#"{"0008,0050":"A2"}"#.into();
         assert_eq!(store.index_received(other, true).unwrap().streamed_to, None);
         assert_eq!(store.stream_checks().unwrap(), ["S"]);
-        let q = store.queued_for("rc1", 100, 10).unwrap();
+        let q = store.queued_for("rc1", &LEASE, 100, 10).unwrap();
         assert_eq!(q.len(), 2);
-        assert!(
-            !store.mark_forwarded(&q[0], 0, 20).unwrap(),
+        assert_eq!(
+            store.mark_forwarded(&q[0], 0, &LEASE, 20).unwrap(),
+            Delivery::Recorded,
             "still receiving"
         );
         assert_eq!(store.sent_summary("S").unwrap(), [("rc1".to_string(), 1)]);
@@ -482,7 +531,7 @@ on_both_backends!(
             (row.state, row.stream, row.instances_forwarded),
             (StudyState::Held, Some(StreamState::Stopped), 1)
         );
-        assert!(store.queued_for("rc1", 100, 10).unwrap().is_empty());
+        assert!(store.queued_for("rc1", &LEASE, 100, 10).unwrap().is_empty());
         let states: Vec<InstanceState> = store
             .instances_of("S")
             .unwrap()
@@ -505,9 +554,9 @@ on_both_backends!(
         store.index_received(instance("5", "T", 40), true).unwrap();
         let contexts = store.header_contexts("T").unwrap();
         store.stream("T", &pass, &contexts, None, 41).unwrap();
-        let q = store.queued_for("rc1", 100, 10).unwrap();
+        let q = store.queued_for("rc1", &LEASE, 100, 10).unwrap();
         assert_eq!(q.len(), 1);
-        store.mark_forwarded(&q[0], 0, 45).unwrap();
+        store.mark_forwarded(&q[0], 0, &LEASE, 45).unwrap();
         let snap = store.snapshot("T").unwrap();
         assert!(queue(&store, &snap, 60));
         let row = store.study_row("T").unwrap().unwrap();
@@ -537,3 +586,89 @@ fn the_store_connects_again_after_postgresql_restarts() {
     let rows = store.list_studies(None, 10).unwrap();
     assert_eq!(rows[0].instance_count, 2, "instances 1 and 3, not 2");
 }
+
+on_both_backends!(a_study_is_forwarded_by_the_node_that_holds_its_lease, two |a: Store, b: Store| {
+    let (la, lb) = (
+        Lease { node: "a", ms: 1_000 },
+        Lease { node: "b", ms: 1_000 },
+    );
+    a.index_instance(&instance("1", "S", 10), true).unwrap();
+    a.index_instance(&instance("2", "S", 11), true).unwrap();
+    assert!(queue(&a, &a.snapshot("S").unwrap(), 20));
+    let qa = a.queued_for("rc1", &la, 100, 10).unwrap();
+    assert_eq!(qa.len(), 2, "a takes the study");
+    assert!(b.queued_for("rc1", &lb, 200, 10).unwrap().is_empty(), "a's lease holds");
+    assert_eq!(a.mark_forwarded(&qa[0], 0, &la, 300).unwrap(), Delivery::Recorded);
+    // a's delivery renewed the lease to 1300: b still waits at 1200 …
+    assert!(b.queued_for("rc1", &lb, 1200, 10).unwrap().is_empty());
+    // … and takes the study once it lapsed (a paused or died), with a new token.
+    let qb = b.queued_for("rc1", &lb, 1301, 10).unwrap();
+    assert_eq!(qb.len(), 1);
+    assert!(qb[0].lease_token > qa[1].lease_token);
+    // a wakes up and delivers under its old token: refused, nothing recorded.
+    assert_eq!(a.mark_forwarded(&qa[1], 0, &la, 1302).unwrap(), Delivery::LeaseLost);
+    assert_eq!(a.study_row("S").unwrap().unwrap().state, crate::model::StudyState::Queued);
+    assert_eq!(b.mark_forwarded(&qb[0], 0, &lb, 1303).unwrap(), Delivery::StudyForwarded);
+    let nodes_leases: i64 = b.nodes(1304).unwrap().iter().map(|n| n.leases).sum();
+    assert_eq!(nodes_leases, 0, "a forwarded study's lease is given back");
+});
+
+on_both_backends!(one_claim_leaves_work_for_the_other_nodes, two |a: Store, b: Store| {
+    let (la, lb) = (
+        Lease { node: "a", ms: 60_000 },
+        Lease { node: "b", ms: 60_000 },
+    );
+    for i in 0..20 {
+        let study = format!("S{i:02}");
+        a.index_instance(&instance(&format!("{i}"), &study, 10 + i), true).unwrap();
+        assert!(queue(&a, &a.snapshot(&study).unwrap(), 100));
+    }
+    let qa = a.queued_for("rc1", &la, 200, 500).unwrap();
+    let qb = b.queued_for("rc1", &lb, 200, 500).unwrap();
+    assert_eq!(qa.len() as i64, super::queue::CLAIM_STUDIES);
+    assert_eq!(qa.len() + qb.len(), 20, "every study is claimed once");
+    let studies = |q: &[QueuedInstance]| q.iter().map(|i| i.study_uid.clone()).collect::<std::collections::BTreeSet<_>>();
+    assert!(studies(&qa).is_disjoint(&studies(&qb)));
+    // A claim again renews a's own leases and takes nothing of b's.
+    assert_eq!(a.queued_for("rc1", &la, 300, 500).unwrap().len(), qa.len());
+});
+
+on_both_backends!(nodes_join_beat_lead_and_leave, two |a: Store, b: Store| {
+    let beat = |id: &str, run: &str| NodeBeat {
+        id: id.into(),
+        incarnation: run.into(),
+        host: "h".into(),
+        pid: 1,
+        version: "v".into(),
+        listens: "dicom=127.0.0.1:104".into(),
+    };
+    let running = |_: &str, _: i64| true;
+    a.join_cluster(&beat("a", "run1"), 1_000, 30_000, &running).unwrap().unwrap();
+    b.join_cluster(&beat("b", "run1"), 1_000, 30_000, &running).unwrap().unwrap();
+    // A second process with a's id while a is alive: refused, naming the id …
+    let refused = b.join_cluster(&beat("a", "run2"), 2_000, 30_000, &running).unwrap().unwrap_err();
+    assert!(refused.to_string().contains("gateway.id \"a\""), "{refused}");
+    // … but not a's restart after its process died (kill -9, then systemd starts it).
+    let gone = |_: &str, _: i64| false;
+    a.join_cluster(&beat("a", "run1b"), 2_500, 30_000, &gone).unwrap().unwrap();
+    a.join_cluster(&beat("a", "run1"), 2_600, 30_000, &gone).unwrap().unwrap();
+    // The cluster's timers: a takes them, b is refused, a renews with the same token.
+    let t1 = a.hold_lease("timers", "a", 1_000, 30_000).unwrap().unwrap();
+    assert_eq!(b.hold_lease("timers", "b", 2_000, 30_000).unwrap(), None);
+    assert_eq!(a.hold_lease("timers", "a", 3_000, 30_000).unwrap(), Some(t1));
+    assert_eq!(b.lease_holder("timers", 4_000).unwrap().map(|h| h.0).as_deref(), Some("a"));
+    // a falls silent: after its lease b takes over, with the next token.
+    assert_eq!(b.hold_lease("timers", "b", 33_001, 30_000).unwrap(), Some(t1 + 1));
+    assert!(a.heartbeat(&beat("a", "run1"), 5_000).unwrap());
+    assert!(!a.heartbeat(&beat("a", "old"), 5_000).unwrap(), "a stale run is told");
+    // a restarted after it died (its heartbeat is old): accepted.
+    a.join_cluster(&beat("a", "run3"), 40_000, 30_000, &running).unwrap().unwrap();
+    // b leaves: its leases are free at once.
+    b.leave_cluster(&beat("b", "run1"), 41_000).unwrap();
+    assert_eq!(a.lease_holder("timers", 41_001).unwrap(), None);
+    assert!(a.hold_lease("timers", "a", 41_002, 30_000).unwrap().is_some());
+    let nodes = a.nodes(41_003).unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(nodes[1].stopped_at, Some(41_000));
+    assert_eq!(nodes[0].stopped_at, None);
+});

@@ -215,6 +215,8 @@ pub fn no_reading_site() -> (tempfile::TempDir, TestConfig) {
 
 /// A readgate config for tests: allow any calling AE unless `peers` is given.
 pub struct TestConfig {
+    /// `gateway.id` (a node's name when several share a database).
+    pub gateway_id: String,
     pub data_dir: PathBuf,
     pub dicom_port: u16,
     pub dest_port: u16,
@@ -223,6 +225,8 @@ pub struct TestConfig {
     pub extra: String,
     pub peers: Option<String>,
     pub min_free_mb: u64,
+    /// More `[storage]` keys, one per line.
+    pub storage_extra: String,
     /// The `[policy]` part; by default only the route is checked, so tests of the
     /// DICOM spine are not held for clinical context.
     pub policy: String,
@@ -245,6 +249,7 @@ pub struct TestConfig {
 impl TestConfig {
     pub fn new(data_dir: &Path, dest_port: u16) -> Self {
         TestConfig {
+            gateway_id: "gw-test".into(),
             data_dir: data_dir.to_path_buf(),
             dicom_port: free_port(),
             dest_port,
@@ -253,6 +258,7 @@ impl TestConfig {
             extra: String::new(),
             peers: None,
             min_free_mb: 1,
+            storage_extra: String::new(),
             policy: "[[policy.rules]]\nname = \"route only\"\nchecks = []\n".into(),
             hl7_port: None,
             hl7_max_frame_bytes: 1_048_576,
@@ -294,7 +300,7 @@ default_charset = "{charset}"
         format!(
             r#"
 [gateway]
-id = "gw-test"
+id = "{gateway_id}"
 data_dir = "{data}"
 sending_facility = "HOSP-T"
 
@@ -308,6 +314,7 @@ stable_after_secs = {stable}
 [storage]
 min_free_mb = {min_free}
 keep_forwarded = true
+{storage_extra}
 
 [forward]
 retry_base_secs = 1
@@ -331,6 +338,8 @@ destination = "rc1"
 
 {extra}
 {hl7}"#,
+            gateway_id = self.gateway_id,
+            storage_extra = self.storage_extra,
             data = self.data_dir.join("var").display(),
             port = self.dicom_port,
             stable = self.stable_after_secs,

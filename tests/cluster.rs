@@ -1,0 +1,298 @@
+//! Several readgate nodes on one PostgreSQL database (`docs/deploy.md`): two `readgate
+//! serve` processes with their own `gateway.id`, data directory and ports, sharing the
+//! database (a server started for the test) and the spool, with DCMTK storescu and
+//! storescp as the modality and the reading site.
+//!
+//! - half a study to each node: decided once, forwarded once, every instance at storescp;
+//! - kill -9 the node forwarding 300 instances: the other completes after the lease;
+//! - an HL7 order to node A releases a study held on node B;
+//! - `readgate nodes` lists both; one `audit verify` covers both.
+
+mod common;
+
+use common::hl7::send_hl7;
+use common::*;
+use readgate::model::StudyState;
+use readgate::pgtest::TempPostgres;
+use readgate::store::Store;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Two nodes' configurations: `a` and `b` under `root`, one database, one spool.
+fn two_nodes(root: &Path, pg: &TempPostgres, dest_port: u16) -> (TestConfig, TestConfig) {
+    let spool = root.join("shared-spool");
+    let node = |id: &str| {
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = TestConfig::new(&dir, dest_port);
+        cfg.gateway_id = id.into();
+        cfg.storage_extra = format!("spool_dir = \"{}\"", spool.display());
+        cfg.extra = format!(
+            "[database]\nurl = \"{}\"\nheartbeat_secs = 1\nlease_secs = 3\n",
+            pg.url()
+        );
+        cfg
+    };
+    (node("node-a"), node("node-b"))
+}
+
+/// `count` CT instances of `study` (SOP UIDs `study.first…`) as Part 10 files in `dir`.
+fn write_instances(
+    dir: &Path,
+    study: &str,
+    first: usize,
+    count: usize,
+    pixel_bytes: usize,
+) -> BTreeSet<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut sops = BTreeSet::new();
+    for i in first..first + count {
+        let sop = format!("{study}.{i}");
+        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", pixel_bytes);
+        let mut file = readgate::dicom::part10::encode_file_meta(
+            CT_IMAGE_STORAGE,
+            &sop,
+            "1.2.840.10008.1.2.1",
+            "",
+        );
+        file.extend_from_slice(&ds);
+        std::fs::write(dir.join(format!("{i}.dcm")), file).unwrap();
+        sops.insert(sop);
+    }
+    sops
+}
+
+fn storescu(dir: &Path, port: u16) {
+    let mut scu = dcmtk_scu("storescu", "CT01", &["-xe", "+sd"], port);
+    run_ok(scu.arg(dir), "storescu");
+}
+
+fn readgate_cli(args: &[&str], config: &Path) -> (i32, String, String) {
+    let mut cmd = readgate_bin();
+    cmd.args(args).arg("--config").arg(config);
+    code_stdout_stderr(&run_output(&mut cmd, "readgate"))
+}
+
+fn event_count(store: &Store, study: &str, kind: &str) -> usize {
+    store
+        .events_of(study)
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count()
+}
+
+#[test]
+fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
+    let pg = TempPostgres::start().expect("PostgreSQL for the test");
+    let (dir, scp, _) = reading_site();
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    // The halves arrive within the quiet period: one study, complete once.
+    a.stable_after_secs = 3;
+    b.stable_after_secs = 3;
+    let (a_path, b_path) = (a.write(), b.write());
+    let mut node_a = Daemon::start(&a_path, a.dicom_port);
+    let mut node_b = Daemon::start(&b_path, b.dicom_port);
+
+    let study = "1.2.826.0.1.3680043.10.1234.131";
+    let mut sent = write_instances(&dir.path().join("first"), study, 0, 10, 8_000);
+    sent.extend(write_instances(
+        &dir.path().join("second"),
+        study,
+        10,
+        10,
+        8_000,
+    ));
+    storescu(&dir.path().join("first"), a.dicom_port);
+    storescu(&dir.path().join("second"), b.dicom_port);
+    wait_until(
+        "the whole study at storescp",
+        Duration::from_secs(60),
+        || scp.received() == sent,
+    );
+    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    wait_until("the study forwarded", Duration::from_secs(20), || {
+        studies_in(&store, StudyState::Forwarded, 10) == 1
+    });
+    let row = store.study_row(study).unwrap().expect("the study");
+    assert_eq!(row.instance_count, 20, "one study of both halves");
+    assert_eq!(event_count(&store, study, "queued"), 1, "decided once");
+    assert_eq!(event_count(&store, study, "forwarded"), 1, "forwarded once");
+
+    // Both nodes alive, one runs the timers.
+    let (code, out, err) = readgate_cli(&["nodes", "--format", "json"], &a_path);
+    assert_eq!(code, 0, "readgate nodes: {out}{err}");
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{out}");
+    assert!(nodes.iter().all(|n| n["status"] == "alive"), "{out}");
+    assert_eq!(
+        nodes.iter().filter(|n| n["runs_timers"] == true).count(),
+        1,
+        "{out}"
+    );
+    let (code, table, _) = readgate_cli(&["nodes"], &b_path);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("node-a") && table.contains("node-b"),
+        "{table}"
+    );
+
+    assert_eq!(node_a.terminate().code(), Some(0), "{}", node_a.log_text());
+    assert_eq!(node_b.terminate().code(), Some(0), "{}", node_b.log_text());
+    // Stopped nodes say so, and gave their leases back.
+    let (_, out, _) = readgate_cli(&["nodes", "--format", "json"], &a_path);
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "stopped" && n["runs_timers"] == false),
+        "{out}"
+    );
+    // One trail for both nodes, and it verifies.
+    let (code, out, err) = readgate_cli(&["audit", "verify"], &b_path);
+    assert_eq!(code, 0, "audit verify: {out}{err}");
+}
+
+#[test]
+fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
+    let pg = TempPostgres::start().expect("PostgreSQL for the test");
+    let (dir, scp, _) = reading_site();
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    a.stable_after_secs = 0;
+    b.stable_after_secs = 0;
+    let (a_path, b_path) = (a.write(), b.write());
+    let mut nodes = [
+        Some(Daemon::start(&a_path, a.dicom_port)),
+        Some(Daemon::start(&b_path, b.dicom_port)),
+    ];
+
+    let study = "1.2.826.0.1.3680043.10.1234.132";
+    let sent = write_instances(&dir.path().join("send"), study, 0, 300, 60_000);
+    storescu(&dir.path().join("send"), a.dicom_port);
+    // Every instance is acknowledged; now find the node that forwards and kill it
+    // once some (not all) instances are at storescp.
+    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    let started = Instant::now();
+    let holder = loop {
+        let owner = store.lease_owner_of(study).unwrap();
+        let at_scp = scp.received().len();
+        if let Some(owner) = owner.filter(|_| at_scp > 0) {
+            break owner;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no node began forwarding"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let victim = usize::from(holder == "node-b");
+    if let Some(mut node) = nodes[victim].take() {
+        node.kill9();
+    }
+    let at_kill = scp.received().len();
+    let killed_at = Instant::now();
+    assert!(
+        at_kill < sent.len(),
+        "the forward ended before the kill: the test saw nothing"
+    );
+
+    wait_until(
+        "every instance at storescp through the other node",
+        Duration::from_secs(60),
+        || scp.received() == sent,
+    );
+    // Within the lease (3 s) plus a retry and the sending itself.
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(45),
+        "took {:?}",
+        killed_at.elapsed()
+    );
+    wait_until("the study forwarded", Duration::from_secs(20), || {
+        studies_in(&store, StudyState::Forwarded, 10) == 1
+    });
+    let survivor = if victim == 0 { "node-b" } else { "node-a" };
+    let forwarded = store.events_of(study).unwrap();
+    assert!(
+        forwarded
+            .iter()
+            .any(|e| e.kind == "forwarded" && e.detail.contains("300 instance(s)")),
+        "{forwarded:?}"
+    );
+    assert_eq!(store.lease_owner_of(study).unwrap(), None, "given back");
+    let survivor_daemon = nodes[1 - victim].as_mut().expect("the survivor runs");
+    survivor_daemon.assert_running();
+    assert!(
+        survivor_daemon.log_text().contains("study forwarded"),
+        "{survivor} forwarded the rest:\n{}",
+        survivor_daemon.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
+    let pg = TempPostgres::start().expect("PostgreSQL for the test");
+    let (dir, scp, _) = reading_site();
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    for cfg in [&mut a, &mut b] {
+        cfg.hl7_port = Some(free_port());
+        cfg.policy = "[[policy.rules]]\nname = \"purpose\"\nchecks = [\"exam_purpose\"]\n".into();
+    }
+    let (a_path, b_path) = (a.write(), b.write());
+    let mut node_a = Daemon::start(&a_path, a.dicom_port);
+    node_a.wait_for_port(a.hl7_port.unwrap());
+    let _node_b = Daemon::start(&b_path, b.dicom_port);
+
+    let study = "1.2.826.0.1.3680043.10.1234.133";
+    let sent = write_instances(&dir.path().join("send"), study, 0, 3, 4_000);
+    storescu(&dir.path().join("send"), b.dicom_port);
+    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    wait_until("the study held", Duration::from_secs(30), || {
+        studies_in(&store, StudyState::Held, 10) == 1
+    });
+
+    let order = "MSH|^~\\&|RIS|HOSP|READGATE|RAD|20240601090000||ORM^O01|C133|P|2.3.1\r\
+         PID|||P-77^^^HOSP^MR||TEST^PATIENT\r\
+         ORC|NW|PL-77|FL-77||SC||^^^^^R||20240601090000|||9001^SMITH^JOHN||555-0100\r\
+         OBR|1|PL-77|FL-77|CTCHEST^CT chest^LOCAL|||||||||cough for 3 weeks|||9001^SMITH^JOHN|555-0100|ACC0001||||||CT|||^^^^^R||||^rule out pneumonia\r";
+    let hl7 = std::net::SocketAddr::from(([127, 0, 0, 1], a.hl7_port.unwrap()));
+    let ack = send_hl7(hl7, order.as_bytes()).await;
+    assert!(ack.contains("MSA|AA|C133"), "{ack}");
+    wait_until(
+        "the study released and at storescp",
+        Duration::from_secs(30),
+        || scp.received() == sent,
+    );
+    let kinds: Vec<String> = store
+        .events_of(study)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"context".to_string()), "{kinds:?}");
+    drop(node_a);
+}
+
+#[test]
+fn a_second_process_with_a_running_nodes_id_is_refused() {
+    let pg = TempPostgres::start().expect("PostgreSQL for the test");
+    let (dir, scp, _) = reading_site();
+    let (a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    b.gateway_id = a.gateway_id.clone();
+    let (a_path, b_path) = (a.write(), b.write());
+    let mut node_a = Daemon::start(&a_path, a.dicom_port);
+    let out = run_output(
+        readgate_bin().args(["serve", "--config"]).arg(&b_path),
+        "readgate serve",
+    );
+    let (code, _, err) = code_stdout_stderr(&out);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("gateway.id \"node-a\"") && err.contains("each node needs its own"),
+        "{err}"
+    );
+    node_a.assert_running();
+}
