@@ -46,7 +46,8 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 7] = [
+const NEW_TABLES: [&str; 8] = [
+    "console_sessions",
     "mpps",
     "mpps_instances",
     "pacs_lookups",
@@ -237,6 +238,11 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         .filter(|o| !unversioned.contains(o))
         .collect();
     let mut expected = vec![
+        (
+            "index".to_string(),
+            "console_sessions_by_last_seen".to_string(),
+        ),
+        ("index".to_string(), "console_sessions_by_user".to_string()),
         ("index".to_string(), "hl7_refused".to_string()),
         ("index".to_string(), "mpps_by_study".to_string()),
         ("index".to_string(), "orders_by_received".to_string()),
