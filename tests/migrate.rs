@@ -46,8 +46,9 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 9] = [
+const NEW_TABLES: [&str; 10] = [
     "cluster_leases",
+    "console_sessions",
     "mpps",
     "mpps_instances",
     "nodes",
@@ -239,6 +240,11 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         .filter(|o| !unversioned.contains(o))
         .collect();
     let mut expected = vec![
+        (
+            "index".to_string(),
+            "console_sessions_by_last_seen".to_string(),
+        ),
+        ("index".to_string(), "console_sessions_by_user".to_string()),
         ("index".to_string(), "hl7_refused".to_string()),
         ("index".to_string(), "mpps_by_study".to_string()),
         ("index".to_string(), "orders_by_received".to_string()),

@@ -145,7 +145,11 @@ impl Running {
         let level = merged.config.log.level.clone();
         self.live.replace(merged.config);
         if let (Some(web), Some(prepared)) = (&self.web, prepared) {
-            web.install(prepared);
+            // Off the async workers: it deletes the sessions of changed users.
+            let web = web.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || web.install(prepared)).await {
+                warn!(error = %e, "installing the reloaded web configuration failed");
+            }
         }
         if level_changed {
             if let Some(set) = &self.log_level {

@@ -10,8 +10,8 @@
 //! The schema is versioned (`PRAGMA user_version`) and brought up to date at open by
 //! [`schema::migrate`] ([`Store::open`]); `readgate serve` opens with
 //! [`Store::open_current`], which refuses an older schema unless told to migrate. The methods of [`Store`] are spread over one file per concern:
-//! `instances`, `studies`, `queue`, `hl7`, `ledger` and the `read` models for the CLI,
-//! the API and the console. Together they are the whole surface another backend would
+//! `instances`, `studies`, `queue`, `hl7`, `ledger`, `sessions` (the web console's) and
+//! the `read` models for the CLI, the API and the console. Together they are the whole surface another backend would
 //! implement.
 
 mod cluster;
@@ -25,6 +25,7 @@ mod queue;
 mod read;
 pub mod schema;
 pub mod schema_pg;
+mod sessions;
 mod studies;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrie
 pub use queue::{Delivery, Lease, QueuedInstance};
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;
+pub use sessions::{NewSession, StoredSession, TOUCH_AFTER_MS as SESSION_TOUCH_AFTER_MS};
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
 use crate::config::Database;

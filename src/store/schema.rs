@@ -16,7 +16,7 @@ use crate::db::{Backend, Conn, DbError, OptionalExtension};
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction. Append the same migration to schema_pg.rs
 /// ([`super::schema_pg::MIGRATIONS`], PostgreSQL's dialect).
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -175,6 +175,27 @@ ALTER TABLE studies ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX studies_by_lease ON studies(lease_owner) WHERE lease_owner IS NOT NULL;
 "#];
 
+/// Migration 13: the web console's sessions (`store::sessions`), shared by every node on
+/// the database and kept across restarts. A session is found by the SHA-256 (hex) of its
+/// cookie's id, never by the id itself: whoever reads the table cannot take a session
+/// over. `user_digest` is the SHA-256 of the user's `[[http.users]]` entry when the session
+/// was opened (a node whose entry differs does not honour it); `node` the host that opened
+/// it (for whoever reads the table).
+const V13: &[&str] = &[r#"
+CREATE TABLE console_sessions (
+    id_sha256    TEXT PRIMARY KEY,
+    user_name    TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    user_digest  TEXT NOT NULL,
+    csrf         TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_by_last_seen ON console_sessions(last_seen_at);
+CREATE INDEX console_sessions_by_user ON console_sessions(user_name);
+"#];
+
 /// One line per migration, for `readgate migrate`: `DESCRIPTIONS[i]` says what migration
 /// `i + 1` does (a unit test keeps it as long as [`MIGRATIONS`]).
 pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
@@ -190,6 +211,7 @@ pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
     "expected image count of orders; what completed each study",
     "streaming: each study's stream, and where each instance was delivered",
     "several nodes: node heartbeats, forwarding leases with fencing tokens, cluster leases",
+    "web console sessions, shared by every node and kept across restarts",
 ];
 
 /// The schema version this readgate writes and reads.

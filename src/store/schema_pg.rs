@@ -32,7 +32,7 @@
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of SQL batches
 /// (each may hold several statements) run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// The SQL batches of migration `version` (1-based), `None` past the last.
 pub fn migrate_sql_for(version: i64) -> Option<&'static [&'static str]> {
@@ -171,6 +171,22 @@ ALTER TABLE studies ADD COLUMN lease_owner TEXT;
 ALTER TABLE studies ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE studies ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX studies_by_lease ON studies(lease_owner) WHERE lease_owner IS NOT NULL;
+"#];
+
+/// See `schema.rs` V13.
+const V13: &[&str] = &[r#"
+CREATE TABLE console_sessions (
+    id_sha256    TEXT PRIMARY KEY,
+    user_name    TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    user_digest  TEXT NOT NULL,
+    csrf         TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_by_last_seen ON console_sessions(last_seen_at);
+CREATE INDEX console_sessions_by_user ON console_sessions(user_name);
 "#];
 
 /// The audit trail's append-only triggers (see `schema.rs` `AUDIT_GUARDS`). Part of

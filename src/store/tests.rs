@@ -672,3 +672,80 @@ on_both_backends!(nodes_join_beat_lead_and_leave, two |a: Store, b: Store| {
     assert_eq!(nodes[1].stopped_at, Some(41_000));
     assert_eq!(nodes[0].stopped_at, None);
 });
+
+on_both_backends!(console_sessions_touch_expire_and_end, |store: Store| {
+    use super::{NewSession, SESSION_TOUCH_AFTER_MS as TOUCH};
+    use crate::model::Role;
+    const IDLE: i64 = 8 * 3600 * 1000;
+    let new = |id: &'static str, user: &'static str, now: i64| NewSession {
+        id_sha256: id,
+        user,
+        role: Role::Admin,
+        user_digest: "d",
+        csrf: "c",
+        node: "n",
+        now,
+    };
+    store.create_session(&new("a", "dr", 1_000)).unwrap();
+    store.create_session(&new("b", "dr", 1_000)).unwrap();
+    store.create_session(&new("c", "sato", 1_000)).unwrap();
+    let s = store.find_session("a", 1_000 + 10, IDLE).unwrap().unwrap();
+    assert_eq!(
+        (s.user.as_str(), s.role, s.csrf.as_str()),
+        ("dr", Role::Admin, "c")
+    );
+    assert_eq!(s.last_seen_at, 1_000, "not touched within a minute");
+    let s = store
+        .find_session("a", 1_000 + TOUCH, IDLE)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.last_seen_at, 1_000 + TOUCH, "touched after a minute");
+    let s = store
+        .find_session("a", 1_000 + 2 * TOUCH - 1, IDLE)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.last_seen_at,
+        1_000 + TOUCH,
+        "a minute after the last touch"
+    );
+    assert!(store.find_session("nope", 1_000, IDLE).unwrap().is_none());
+
+    // Idle: "b" and "b2" were last seen at 1 000; a moment before the idle time "b2" is
+    // valid; at exactly the idle time "b" has ended, and the lookup deleted it.
+    store.create_session(&new("b2", "dr", 1_000)).unwrap();
+    assert!(store
+        .find_session("b2", 1_000 + IDLE - 1, IDLE)
+        .unwrap()
+        .is_some());
+    assert!(store
+        .find_session("b", 1_000 + IDLE, IDLE)
+        .unwrap()
+        .is_none());
+    assert_eq!(store.session_count().unwrap(), 3);
+    // The sweep ends what nobody asked for ("c"), not what was seen since ("a").
+    assert_eq!(
+        store.delete_expired_sessions(1_000 + IDLE - IDLE).unwrap(),
+        1
+    );
+    assert!(store
+        .find_session("a", 1_000 + IDLE, IDLE)
+        .unwrap()
+        .is_some());
+    assert!(store.find_session("c", 1_000 + 10, IDLE).unwrap().is_none());
+
+    // By user (a reload that removed or changed users), and one by one (logout).
+    store.create_session(&new("d", "sato", 5_000)).unwrap();
+    store.create_session(&new("e", "kato", 5_000)).unwrap();
+    assert_eq!(
+        store
+            .delete_sessions_of(&["dr".to_string(), "sato".to_string()])
+            .unwrap(),
+        3
+    );
+    assert!(store.find_session("a", 6_000, IDLE).unwrap().is_none());
+    assert!(store.delete_session("e").unwrap());
+    assert!(!store.delete_session("e").unwrap());
+    assert_eq!(store.session_count().unwrap(), 0);
+    assert_eq!(store.delete_sessions_of(&[]).unwrap(), 0);
+});

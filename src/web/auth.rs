@@ -1,12 +1,35 @@
-//! Web console access: users with roles from `[[http.users]]` (argon2id PHC hashes),
-//! server-side sessions (random 256-bit ids, 8 h idle expiry), a CSRF token per session,
-//! and login attempts rate-limited per user and per client address.
+//! Web console access: users with roles from `[[http.users]]` (argon2id PHC hashes, from
+//! the configuration file, never the database), sessions with a CSRF token each, and
+//! login attempts rate-limited per user and per client address.
+//!
+//! **Sessions are in the database** (`console_sessions`, `store::sessions`): a restart
+//! signs nobody out, and with several nodes on one PostgreSQL database a session opened on
+//! one node is valid on every other. The cookie carries a random 256-bit id; the table
+//! holds only its SHA-256, so reading the database (or a backup of it) does not give a
+//! session away, and the lookup by hash leaks nothing through its timing. A session ends
+//! after [`SESSION_IDLE`] without a request (counted from a `last_seen_at` that requests
+//! move at most once a minute, see `store::sessions`), at logout (on whichever node), or
+//! when its user's `[[http.users]]` entry is removed or changed: the reload that changes it
+//! deletes the user's sessions for every node, and a node honours a session only while its
+//! own entry for the user is the one the session was opened with (a SHA-256 of name, role
+//! and password hash is stored with it), so a restart with a changed file, or a node whose
+//! file differs, does not honour it either. Expired sessions are swept at each login.
+//!
+//! Every database call from an async handler runs on the blocking pool. A database that
+//! cannot be asked is [`SessionError`]: the console answers 503 rather than pretending the
+//! user is signed out.
+//!
+//! **Login throttling stays in memory, per node** (`failures`): five failures lock a user
+//! (twenty an address) on the node that counted them; a restart forgets the counts. An
+//! attacker spreading guesses over N nodes gets N times the attempts, each still costing an
+//! argon2 hash.
 
+use crate::store::{NewSession, Store, StoreError, StoredSession};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{header, HeaderMap};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Idle time after which a session ends.
@@ -22,12 +45,12 @@ pub use crate::model::Role;
 
 pub use crate::config::http::UserConfig;
 
+/// A signed-in user, as the console sees them.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub user: String,
     pub role: Role,
     pub csrf: String,
-    last_seen: Instant,
 }
 
 #[derive(Default)]
@@ -36,13 +59,23 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
-/// Sessions and login throttling, held in memory (a restart logs everyone out).
-#[derive(Default)]
+/// Users, sessions (in the store) and login throttling (in memory).
 pub struct Auth {
+    store: Arc<Store>,
     users: std::sync::RwLock<Vec<UserConfig>>,
-    sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, Failures>>,
     pub secure_cookies: bool,
+    /// This host's name, recorded with the sessions it opens.
+    node: String,
+}
+
+/// Why the session of a request could not be checked or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    #[error("session store: the lookup did not finish ({0})")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 pub fn random_hex() -> String {
@@ -74,29 +107,65 @@ pub enum PasswordError {
 pub enum LoginError {
     Locked(u64),
     Invalid,
+    /// The password was right but the session could not be recorded.
+    Store(StoreError),
+}
+
+/// SHA-256 (hex) of a user's `[[http.users]]` entry: a session is honoured only while the
+/// entry it was opened with is in force.
+fn user_digest(u: &UserConfig) -> String {
+    crate::digest::sha256_hex(format!(
+        "{}\0{}\0{}",
+        u.name.trim(),
+        u.role,
+        u.password_hash
+    ))
+}
+
+/// A cookie value that can be a session id (64 lower-case hex digits): anything else is
+/// not looked up.
+fn well_formed(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn idle_ms() -> i64 {
+    SESSION_IDLE.as_millis() as i64
 }
 
 impl Auth {
-    pub fn new(users: Vec<UserConfig>, secure_cookies: bool) -> Auth {
+    pub fn new(store: Arc<Store>, users: Vec<UserConfig>, secure_cookies: bool) -> Auth {
         Auth {
+            store,
             users: std::sync::RwLock::new(users),
+            failures: Mutex::default(),
             secure_cookies,
-            ..Default::default()
+            node: crate::audit::atna::hostname(),
         }
     }
 
     /// Puts a reloaded `[[http.users]]` in force. The sessions of users who are gone, or
-    /// whose role or password changed, end: they sign in again.
+    /// whose role or password changed, end on every node: they sign in again. Blocking
+    /// (store). Should the database refuse, this node still honours none of them (their
+    /// entry changed), and the others do not either once they have the same file.
     pub fn replace_users(&self, users: Vec<UserConfig>) {
-        let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
-        let kept = |name: &str| {
-            let old = current.iter().find(|u| u.name.trim() == name);
-            let new = users.iter().find(|u| u.name.trim() == name);
-            matches!((old, new), (Some(o), Some(n)) if o == n)
+        let ended: Vec<String> = {
+            let mut current = self.users.write().unwrap_or_else(|p| p.into_inner());
+            let ended = current
+                .iter()
+                .map(|o| o.name.trim())
+                .filter(|name| {
+                    let old = current.iter().find(|u| u.name.trim() == *name);
+                    let new = users.iter().find(|u| u.name.trim() == *name);
+                    !matches!((old, new), (Some(o), Some(n)) if o == n)
+                })
+                .map(str::to_string)
+                .collect();
+            *current = users;
+            ended
         };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|_, s| kept(&s.user));
-        *current = users;
+        if let Err(e) = self.store.delete_sessions_of(&ended) {
+            tracing::warn!(error = %e, users = ?ended, "console: the sessions of changed users could not be deleted");
+        }
     }
 
     /// Counts an attempt against each key *before* its password is checked, under the
@@ -175,38 +244,80 @@ impl Auth {
             return Err(LoginError::Invalid);
         };
         self.succeeded(&keys);
+        let user_digest = user_digest(u);
+        let user = u.name.trim().to_string();
+        let role = u.role;
         let id = random_hex();
         let s = Session {
-            user: u.name.trim().to_string(),
-            role: u.role,
+            user,
+            role,
             csrf: random_hex(),
-            last_seen: now,
         };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
-        sessions.insert(id.clone(), s.clone());
+        let now_ms = crate::time::now_ms();
+        self.store
+            .delete_expired_sessions(now_ms - idle_ms())
+            .and_then(|_| {
+                self.store.create_session(&NewSession {
+                    id_sha256: &crate::digest::sha256_hex(&id),
+                    user: &s.user,
+                    role: s.role,
+                    user_digest: &user_digest,
+                    csrf: &s.csrf,
+                    node: &self.node,
+                    now: now_ms,
+                })
+            })
+            .map_err(LoginError::Store)?;
         Ok((id, s))
     }
 
-    /// The session of the request's cookie, refreshed.
-    pub fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
-        let id = cookie(headers, COOKIE)?;
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let s = sessions.get_mut(&id)?;
-        if now.duration_since(s.last_seen) >= SESSION_IDLE {
-            sessions.remove(&id);
-            return None;
-        }
-        s.last_seen = now;
-        Some((id, s.clone()))
+    /// The session of the request's cookie, refreshed (the lookup on the blocking pool).
+    /// `Ok(None)`: no cookie, or no valid session for it.
+    pub async fn session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(String, Session)>, SessionError> {
+        let Some(id) = cookie(headers, COOKIE).filter(|id| well_formed(id)) else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let key = crate::digest::sha256_hex(&id);
+        let now = crate::time::now_ms();
+        let found =
+            tokio::task::spawn_blocking(move || store.find_session(&key, now, idle_ms())).await??;
+        Ok(found.and_then(|s| self.honoured(s)).map(|s| (id, s)))
     }
 
-    pub fn logout(&self, id: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+    /// As [`Auth::session`] for a session id at `now` (ms), blocking (tests, and whoever
+    /// runs off the async workers already).
+    pub fn session_at(&self, id: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        if !well_formed(id) {
+            return Ok(None);
+        }
+        let found = self
+            .store
+            .find_session(&crate::digest::sha256_hex(id), now, idle_ms())?;
+        Ok(found.and_then(|s| self.honoured(s)))
+    }
+
+    /// A stored session, if this node's `[[http.users]]` entry for its user is still the
+    /// one it was opened with.
+    fn honoured(&self, s: StoredSession) -> Option<Session> {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        let u = users.iter().find(|u| u.name.trim() == s.user)?;
+        (user_digest(u) == s.user_digest && u.role == s.role).then_some(Session {
+            user: s.user,
+            role: s.role,
+            csrf: s.csrf,
+        })
+    }
+
+    /// Ends the session `id` on every node (the store call on the blocking pool).
+    pub async fn logout(&self, id: &str) -> Result<(), SessionError> {
+        let store = self.store.clone();
+        let key = crate::digest::sha256_hex(id);
+        tokio::task::spawn_blocking(move || store.delete_session(&key)).await??;
+        Ok(())
     }
 
     pub fn set_cookie(&self, id: &str) -> String {
@@ -256,17 +367,22 @@ pub fn same(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn user(name: &str, role: Role, password: &str) -> UserConfig {
+        UserConfig {
+            name: name.into(),
+            role,
+            password_hash: hash_password(password).unwrap(),
+        }
+    }
+
+    fn store(dir: &tempfile::TempDir) -> Arc<Store> {
+        Arc::new(Store::open(&dir.path().join("db")).unwrap())
+    }
+
     #[test]
     fn login_and_lock() {
-        let h = hash_password("secret1").unwrap();
-        let a = Auth::new(
-            vec![UserConfig {
-                name: "dr".into(),
-                role: Role::Admin,
-                password_hash: h,
-            }],
-            false,
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let a = Auth::new(store(&dir), vec![user("dr", Role::Admin, "secret1")], false);
         assert!(crate::config::http::validate_users(
             &a.users.read().unwrap_or_else(|p| p.into_inner())
         )
@@ -282,5 +398,82 @@ mod tests {
             a.login("dr", "secret1", "1.2.3.4"),
             Err(LoginError::Locked(_))
         ));
+    }
+
+    /// A new `Auth` over the same database file (a restart) knows the session; the file
+    /// holds its SHA-256, never the id; idle expiry; a changed user entry is not honoured.
+    #[test]
+    fn a_session_survives_a_restart_and_the_database_holds_no_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = vec![
+            user("dr", Role::Admin, "secret1"),
+            user("sato", Role::Viewer, "secret2"),
+        ];
+        let (id, s) = {
+            let a = Auth::new(store(&dir), users.clone(), false);
+            let Ok((id, s)) = a.login("dr", "secret1", "1.2.3.4") else {
+                panic!("login")
+            };
+            (id, s)
+        };
+        assert!(well_formed(&id));
+
+        // "Restart": a new store and Auth over the same file.
+        let b = Auth::new(store(&dir), users.clone(), false);
+        let now = crate::time::now_ms();
+        let found = b
+            .session_at(&id, now)
+            .unwrap()
+            .expect("survives the restart");
+        assert_eq!((found.user.as_str(), found.role), ("dr", Role::Admin));
+        assert_eq!(found.csrf, s.csrf);
+        assert!(b.session_at(&random_hex(), now).unwrap().is_none());
+        assert!(b.session_at("not-an-id", now).unwrap().is_none());
+
+        // Nothing in the table is the id.
+        let raw = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+        let mut stmt = raw
+            .prepare(
+                "SELECT id_sha256, user_name, role, user_digest, csrf, node FROM console_sessions",
+            )
+            .unwrap();
+        let rows: Vec<Vec<String>> = stmt
+            .query_map([], |r| (0..6).map(|i| r.get::<_, String>(i)).collect())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].iter().all(|v| !v.contains(&id)), "{rows:?}");
+        assert_eq!(rows[0][0], crate::digest::sha256_hex(&id));
+
+        // Idle: ended at 8 h after the last touch, not a moment before.
+        let idle = SESSION_IDLE.as_millis() as i64;
+        assert!(b.session_at(&id, now + idle - 61_000).unwrap().is_some());
+        let touched = now + idle - 61_000;
+        assert!(b.session_at(&id, touched + idle - 1).unwrap().is_some());
+        assert!(b.session_at(&id, touched + 2 * idle).unwrap().is_none());
+        assert_eq!(
+            b.store.session_count().unwrap(),
+            0,
+            "the expired one is gone"
+        );
+
+        // A node (or a restart) whose file changed the user's password does not honour
+        // the session opened with the old one; a reload that changes it deletes it.
+        let Ok((id, _)) = b.login("sato", "secret2", "1.2.3.4") else {
+            panic!("login")
+        };
+        let mut changed = users.clone();
+        changed[1] = user("sato", Role::Viewer, "secret3");
+        let c = Auth::new(b.store.clone(), changed.clone(), false);
+        let now = crate::time::now_ms();
+        assert!(c.session_at(&id, now).unwrap().is_none(), "other entry");
+        assert!(b.session_at(&id, now).unwrap().is_some(), "same entry");
+        b.replace_users(changed);
+        assert!(
+            b.session_at(&id, now).unwrap().is_none(),
+            "ended by the reload"
+        );
+        assert_eq!(b.store.session_count().unwrap(), 0);
     }
 }

@@ -41,7 +41,7 @@ pub struct WebState {
     roster_version: Mutex<(i64, i64)>,
     /// `[[http.tokens]]`: each integration's name, token hash and role.
     tokens: RwLock<Arc<Tokens>>,
-    /// The web console's users and sessions.
+    /// The web console's users and sessions (sessions in the store).
     pub auth: auth::Auth,
     /// `[gateway] id` and `sending_facility` (the console's accountability page).
     pub gateway: (String, String),
@@ -108,13 +108,14 @@ impl WebState {
         let version = store.roster_version()?;
         let ledger = Ledger::load(ledger_config, Some(&store))?;
         Ok(WebState {
-            store,
+            store: store.clone(),
             ledger_config: RwLock::new(ledger_config.clone()),
             ledger: RwLock::new(Arc::new(ledger)),
             roster_version: Mutex::new(version),
             tokens: RwLock::new(Arc::new(Tokens::of(&http.tokens))),
             // Over HTTPS the session cookie is always Secure.
             auth: auth::Auth::new(
+                store.clone(),
                 http.users.clone(),
                 http.secure_cookies || http.tls_cert.is_some(),
             ),
@@ -168,7 +169,7 @@ impl WebState {
     }
 
     /// Puts a prepared configuration's users, tokens, roster, places and destinations in
-    /// force.
+    /// force. Blocking (store: the sessions of removed or changed users are deleted).
     pub fn install(&self, prepared: Prepared) {
         let Prepared {
             ledger,

@@ -86,7 +86,7 @@ async fn handle(
     form: ActionForm,
     kind: Kind,
 ) -> Response {
-    let c = match form_ctx(&state, headers, form.csrf.as_deref(), true) {
+    let c = match form_ctx(&state, headers, form.csrf.as_deref(), true).await {
         Ok(x) => x,
         Err(r) => return r,
     };

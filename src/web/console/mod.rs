@@ -171,17 +171,33 @@ fn lang_of(headers: &HeaderMap, q: Option<&str>) -> (Lang, Option<&'static str>)
     }
 }
 
-/// The request's session, or a redirect to the login page.
-pub fn ctx(state: &WebState, headers: &HeaderMap, lang: Option<&str>) -> Result<Ctx, Response> {
+/// The request's session, or a redirect to the login page; 503 when the database cannot
+/// tell (a login page would only loop).
+pub async fn ctx(
+    state: &WebState,
+    headers: &HeaderMap,
+    lang: Option<&str>,
+) -> Result<Ctx, Response> {
     let (lang, set_lang) = lang_of(headers, lang);
-    match state.auth.session(headers) {
-        Some((_, session)) => Ok(Ctx {
+    match state.auth.session(headers).await {
+        Ok(Some((_, session))) => Ok(Ctx {
             lang,
             session,
             set_lang,
         }),
-        None => Err(Redirect::to("/login").into_response()),
+        Ok(None) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(session_unavailable(&e)),
     }
+}
+
+/// The answer when the session store cannot be asked (logged without the session id).
+fn session_unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "console: the session store cannot be reached");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database holding console sessions cannot be reached, so readgate cannot tell \
+         who you are: try again in a moment (the log says why)",
+    )
 }
 
 #[derive(Template)]
@@ -215,13 +231,13 @@ pub fn error(status: StatusCode, msg: &str) -> Response {
 }
 
 /// Checks a POST form: session, CSRF token, and (for admin actions) the role.
-pub fn form_ctx(
+pub async fn form_ctx(
     state: &WebState,
     headers: &HeaderMap,
     csrf: Option<&str>,
     admin: bool,
 ) -> Result<Ctx, Response> {
-    let c = ctx(state, headers, None)?;
+    let c = ctx(state, headers, None).await?;
     let ok = csrf.is_some_and(|t| super::auth::same(t, &c.session.csrf));
     if !ok {
         return Err(error(
@@ -325,7 +341,10 @@ async fn login_post(
         Ok(Ok((id, _))) => {
             // No session without its audit entry (fail closed).
             if audit("success").await.is_none() && state.audit.is_some() {
-                state.auth.logout(&id);
+                if let Err(e) = state.auth.logout(&id).await {
+                    // It expires unused: its id was never sent.
+                    tracing::warn!(error = %e, "console: an unaudited session could not be deleted");
+                }
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the audit trail cannot be written: login refused",
@@ -349,6 +368,10 @@ async fn login_post(
             audit("failure").await;
             login_html(lang, Some(t.login_wrong), StatusCode::UNAUTHORIZED)
         }
+        Ok(Err(LoginError::Store(e))) => {
+            audit("error").await;
+            session_unavailable(&e)
+        }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "login failed"),
     }
 }
@@ -359,12 +382,15 @@ async fn logout(
     headers: HeaderMap,
     F(form): F<CsrfForm>,
 ) -> Response {
-    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), false) {
+    let c = match form_ctx(&state, &headers, form.csrf.as_deref(), false).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Some((id, _)) = state.auth.session(&headers) {
-        state.auth.logout(&id);
+    // form_ctx found the cookie's session valid.
+    if let Some(id) = super::auth::cookie(&headers, super::auth::COOKIE) {
+        if let Err(e) = state.auth.logout(&id).await {
+            return session_unavailable(&e);
+        }
     }
     state
         .record(

@@ -152,7 +152,7 @@ struct HeldPage<'a> {
 }
 
 pub async fn held(State(state): St, headers: HeaderMap, Q(hq): Q<HeldQuery>) -> Response {
-    let c = match ctx(&state, &headers, hq.lang.as_deref()) {
+    let c = match ctx(&state, &headers, hq.lang.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -396,7 +396,7 @@ pub async fn study(
     headers: HeaderMap,
     Q(lq): Q<super::LangQuery>,
 ) -> Response {
-    let c = match ctx(&state, &headers, lq.lang.as_deref()) {
+    let c = match ctx(&state, &headers, lq.lang.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };

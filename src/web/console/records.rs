@@ -41,7 +41,7 @@ struct QueuePage<'a> {
 }
 
 pub async fn queue(State(state): St, headers: HeaderMap, Q(lq): Q<super::LangQuery>) -> Response {
-    let c = match ctx(&state, &headers, lq.lang.as_deref()) {
+    let c = match ctx(&state, &headers, lq.lang.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -150,7 +150,7 @@ async fn month_report(
     headers: &HeaderMap,
     mq: &MonthQuery,
 ) -> Result<(super::Ctx, crate::time::Month, LedgerReport), Response> {
-    let c = ctx(state, headers, mq.lang.as_deref())?;
+    let c = ctx(state, headers, mq.lang.as_deref()).await?;
     let month = month_of(mq, state)?;
     let st = state.clone();
     match tokio::task::spawn_blocking(move || build_report(&st, month)).await {
@@ -283,7 +283,7 @@ struct AuditPage<'a> {
 }
 
 pub async fn audit(State(state): St, headers: HeaderMap, Q(aq): Q<AuditQuery>) -> Response {
-    let c = match ctx(&state, &headers, aq.lang.as_deref()) {
+    let c = match ctx(&state, &headers, aq.lang.as_deref()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
