@@ -100,6 +100,8 @@ impl Node {
             Err(refused @ JoinRefused::SameId { .. }) => return Err(refused.into()),
         }
         let leads = self.beat(store)?;
+        crate::metrics::set_node(&self.beat.id);
+        crate::metrics::RUNS_TIMERS.store(leads, Ordering::SeqCst);
         info!(node = %self.beat.id, leads, shared = self.shared, "joined the cluster");
         Ok(())
     }
@@ -144,6 +146,7 @@ impl Node {
                     self.leads()
                 }
             };
+            crate::metrics::RUNS_TIMERS.store(now_leads, Ordering::SeqCst);
             if now_leads != leading {
                 leading = now_leads;
                 if leading {
@@ -155,6 +158,7 @@ impl Node {
             }
         }
         self.leads_until.store(0, Ordering::SeqCst);
+        crate::metrics::RUNS_TIMERS.store(false, Ordering::SeqCst);
         let beat = self.beat.clone();
         match tokio::task::spawn_blocking(move || store.leave_cluster(&beat, now_ms())).await {
             Ok(Ok(())) => {}

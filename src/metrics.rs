@@ -8,6 +8,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 pub static INSTANCES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Whether this node runs the cluster's timers now (`crate::cluster`).
+pub static RUNS_TIMERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// This node's name (`gateway.id`), set when it joins.
+static NODE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Names this process's node for `/metrics`.
+pub fn set_node(id: &str) {
+    *NODE.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+}
+
+/// This process's node, once it joined.
+pub fn node() -> Option<String> {
+    NODE.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
 pub static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// Failed forwarding attempts per destination.

@@ -28,10 +28,8 @@ fn two_nodes(root: &Path, pg: &TempPostgres, dest_port: u16) -> (TestConfig, Tes
         let mut cfg = TestConfig::new(&dir, dest_port);
         cfg.gateway_id = id.into();
         cfg.storage_extra = format!("spool_dir = \"{}\"", spool.display());
-        cfg.extra = format!(
-            "[database]\nurl = \"{}\"\nheartbeat_secs = 1\nlease_secs = 3\n",
-            pg.url()
-        );
+        cfg.database_url = Some(pg.url());
+        cfg.database_extra = "heartbeat_secs = 1\nlease_secs = 3".into();
         cfg
     };
     (node("node-a"), node("node-b"))
@@ -74,6 +72,17 @@ fn readgate_cli(args: &[&str], config: &Path) -> (i32, String, String) {
     code_stdout_stderr(&run_output(&mut cmd, "readgate"))
 }
 
+/// A node's `/metrics` page.
+fn metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    page
+}
+
 fn event_count(store: &Store, study: &str, kind: &str) -> usize {
     store
         .events_of(study)
@@ -91,9 +100,16 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
     // The halves arrive within the quiet period: one study, complete once.
     a.stable_after_secs = 3;
     b.stable_after_secs = 3;
+    let http = [free_port(), free_port()];
+    for (cfg, port) in [(&mut a, http[0]), (&mut b, http[1])] {
+        cfg.extra
+            .push_str(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\nmetrics = true\n"));
+    }
     let (a_path, b_path) = (a.write(), b.write());
     let mut node_a = Daemon::start(&a_path, a.dicom_port);
     let mut node_b = Daemon::start(&b_path, b.dicom_port);
+    node_a.wait_for_port(http[0]);
+    node_b.wait_for_port(http[1]);
 
     let study = "1.2.826.0.1.3680043.10.1234.131";
     let mut sent = write_instances(&dir.path().join("first"), study, 0, 10, 8_000);
@@ -132,6 +148,20 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
         1,
         "{out}"
     );
+    // Each node's /metrics names it; exactly one of them runs the timers.
+    let pages = http.map(metrics);
+    assert!(
+        pages[0].contains("readgate_node{node=\"node-a\""),
+        "{}\n{}",
+        pages[0],
+        node_a.log_text()
+    );
+    assert!(pages[1].contains("readgate_node{node=\"node-b\""), "{}", pages[1]);
+    let leading = pages
+        .iter()
+        .filter(|p| p.contains("readgate_node_runs_timers 1"))
+        .count();
+    assert_eq!(leading, 1, "{pages:?}");
     let (code, table, _) = readgate_cli(&["nodes"], &b_path);
     assert_eq!(code, 0);
     assert!(
@@ -295,4 +325,42 @@ fn a_second_process_with_a_running_nodes_id_is_refused() {
         "{err}"
     );
     node_a.assert_running();
+}
+
+#[test]
+fn nodes_acknowledge_nothing_while_postgresql_is_away_and_go_on_after_it_restarts() {
+    let mut pg = TempPostgres::start().expect("PostgreSQL for the test");
+    let (dir, scp, _) = reading_site();
+    let (a, b) = two_nodes(dir.path(), &pg, scp.port);
+    let (a_path, b_path) = (a.write(), b.write());
+    let mut node_a = Daemon::start(&a_path, a.dicom_port);
+    let mut node_b = Daemon::start(&b_path, b.dicom_port);
+    let study = "1.2.826.0.1.3680043.10.1234.134";
+    let mut sent = write_instances(&dir.path().join("before"), study, 0, 5, 4_000);
+    storescu(&dir.path().join("before"), a.dicom_port);
+    wait_until("the first part at storescp", Duration::from_secs(30), || {
+        scp.received() == sent
+    });
+
+    // The database is away: an instance is refused (never 0000), on either node.
+    pg.stop().expect("stop PostgreSQL");
+    let away = write_instances(&dir.path().join("away"), study, 5, 1, 4_000);
+    let mut scu = dcmtk_scu("storescu", "CT01", &["-xe", "+sd", "-v"], b.dicom_port);
+    let out = run_output(scu.arg(dir.path().join("away")), "storescu");
+    let (_, stdout, stderr) = code_stdout_stderr(&out);
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        !said.contains("Success") && said.contains("Status: 0x110"),
+        "storescu while the database is away:\n{said}"
+    );
+
+    // Back: both nodes reconnect; the refused instance sent again goes through.
+    pg.restart().expect("start PostgreSQL again");
+    storescu(&dir.path().join("away"), b.dicom_port);
+    sent.extend(away);
+    wait_until("the rest at storescp", Duration::from_secs(60), || {
+        scp.received() == sent
+    });
+    node_a.assert_running();
+    node_b.assert_running();
 }

@@ -132,8 +132,7 @@ async fn a_session_opened_on_one_node_is_valid_on_the_other() {
     let node = || {
         let (dir, mut cfg) = no_reading_site();
         cfg.extra = users.clone();
-        cfg.extra
-            .push_str(&format!("\n[database]\nurl = \"{}\"\n", pg.url()));
+        cfg.database_url = Some(pg.url());
         (dir, cfg)
     };
     let (_dir_a, cfg_a) = node();

@@ -14,8 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn on_postgres(cfg: &mut TestConfig, pg: &TempPostgres) {
-    cfg.extra
-        .push_str(&format!("\n[database]\nurl = \"{}\"\n", pg.url()));
+    cfg.database_url = Some(pg.url());
 }
 
 fn readgate(args: &[&str], config: &Path) -> (i32, String, String) {

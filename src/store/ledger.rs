@@ -295,11 +295,14 @@ impl Store {
 
     /// Read events of the studies first received in [start, end), by study then time.
     pub fn ledger_read_events(&self, start: i64, end: i64) -> Result<Vec<ReadEventRow>> {
+        let join = studies_first(self.conn().backend());
         self.query_as(
-            "SELECT e.id, s.rowid AS study, e.reader_id, e.action, e.at, e.workstation, \
-             e.client_ip, e.source \
-             FROM studies s CROSS JOIN read_events e ON e.study_uid = s.study_uid \
-             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
+            &format!(
+                "SELECT e.id, s.rowid AS study, e.reader_id, e.action, e.at, e.workstation, \
+                 e.client_ip, e.source \
+                 FROM studies s {join} read_events e ON e.study_uid = s.study_uid \
+                 WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2"
+            ),
             [start, end],
         )
     }
@@ -311,23 +314,28 @@ impl Store {
     /// events at the same time.
     pub fn ledger_reports(&self, start: i64, end: i64) -> Result<Vec<LedgerReport>> {
         let conn = self.hl7_conn();
+        let join = studies_first(conn.backend());
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for sql in [
-            "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
-             r.received_at, r.text, r.result, m.control_id, m.sender \
-             FROM studies s CROSS JOIN reports r ON r.study_uid = s.study_uid \
-             JOIN hl7_messages m ON m.id = r.message_id \
-             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2",
-            "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
-             r.received_at, r.text, r.result, m.control_id, m.sender \
-             FROM studies s CROSS JOIN reports r ON r.accession = s.accession \
-             JOIN hl7_messages m ON m.id = r.message_id \
-             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
-             AND s.accession IS NOT NULL AND s.accession != '' \
-             AND COALESCE(r.study_uid, '') = ''",
+            format!(
+                "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+                 r.received_at, r.text, r.result, m.control_id, m.sender \
+                 FROM studies s {join} reports r ON r.study_uid = s.study_uid \
+                 JOIN hl7_messages m ON m.id = r.message_id \
+                 WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2"
+            ),
+            format!(
+                "SELECT r.id, s.rowid AS study, r.status, r.signer_id, r.assistant_ids, r.report_time, \
+                 r.received_at, r.text, r.result, m.control_id, m.sender \
+                 FROM studies s {join} reports r ON r.accession = s.accession \
+                 JOIN hl7_messages m ON m.id = r.message_id \
+                 WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
+                 AND s.accession IS NOT NULL AND s.accession != '' \
+                 AND COALESCE(r.study_uid, '') = ''"
+            ),
         ] {
-            for row in conn.query_as::<LedgerReport>(sql, [start, end])? {
+            for row in conn.query_as::<LedgerReport>(&sql, [start, end])? {
                 if seen.insert((row.id, row.study)) {
                     out.push(row);
                 }
@@ -340,12 +348,15 @@ impl Store {
     /// Timeline events (hold, release, override, reject, incomplete) of the studies first
     /// received in [start, end).
     pub fn ledger_timeline(&self, start: i64, end: i64) -> Result<Vec<LedgerTimelineEvent>> {
+        let join = studies_first(self.conn().backend());
         self.query_all(
-            "SELECT e.study_uid, e.at, e.kind, e.detail FROM studies s \
-             CROSS JOIN events e ON e.study_uid = s.study_uid \
-             WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
-             AND e.kind IN ('held', 'released-override', 'rejected', 'context', 'failed') \
-             ORDER BY e.id",
+            &format!(
+                "SELECT e.study_uid, e.at, e.kind, e.detail FROM studies s \
+                 {join} events e ON e.study_uid = s.study_uid \
+                 WHERE s.first_received_at >= ?1 AND s.first_received_at < ?2 \
+                 AND e.kind IN ('held', 'released-override', 'rejected', 'context', 'failed') \
+                 ORDER BY e.id"
+            ),
             [start, end],
             |r| {
                 Ok(LedgerTimelineEvent {
@@ -368,5 +379,16 @@ impl Store {
         let v = f(&tx)?;
         tx.commit()?;
         Ok(v)
+    }
+}
+
+/// The join of a month's studies to their rows elsewhere: on SQLite `CROSS JOIN`, which
+/// makes its planner read the month's studies first (by `first_received_at`) rather than
+/// scan the other table; PostgreSQL plans by statistics and has no such form (`CROSS
+/// JOIN … ON` is a syntax error there).
+fn studies_first(backend: crate::db::Backend) -> &'static str {
+    match backend {
+        crate::db::Backend::Sqlite => "CROSS JOIN",
+        crate::db::Backend::Postgres => "JOIN",
     }
 }

@@ -136,7 +136,7 @@ impl Store {
     /// for the queue view and metrics).
     pub fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
         self.query_all(
-            "SELECT s.destination, SUM(s.state = 'queued'), \
+            "SELECT s.destination, SUM(CASE WHEN s.state = 'queued' THEN 1 ELSE 0 END), \
              (SELECT COUNT(*) FROM instances i JOIN studies t ON t.study_uid = i.study_uid \
               WHERE t.destination = s.destination AND t.state IN ('queued', 'receiving') AND i.state = 'queued'), \
              MAX(s.forwarded_at) FROM studies s WHERE s.destination IS NOT NULL GROUP BY s.destination",

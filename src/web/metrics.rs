@@ -64,7 +64,14 @@ async fn serve(State(state): State<Arc<WebState>>) -> Response {
             text,
         )
             .into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "/metrics: the store could not be read");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "/metrics: the task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+        }
     }
 }
 
@@ -86,6 +93,30 @@ fn render(
         m::BYTES_RECEIVED.load(Ordering::Relaxed)
     );
 
+    if let Some(node) = m::node() {
+        // Several nodes on one database: each serves its own /metrics. The counters are
+        // this node's; the studies, held and queue gauges are the shared database's.
+        let _ = writeln!(o, "# HELP readgate_node This node (gateway.id): counters on this page are its own; studies, held and queue gauges are the whole database's.\n# TYPE readgate_node gauge");
+        let _ = writeln!(
+            o,
+            "readgate_node{{node=\"{}\",version=\"{}\"}} 1",
+            label(&node),
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(o, "# HELP readgate_node_runs_timers 1 while this node runs the cluster's timers (study completion, re-evaluation, audit shipping).\n# TYPE readgate_node_runs_timers gauge");
+        let _ = writeln!(
+            o,
+            "readgate_node_runs_timers {}",
+            u8::from(m::RUNS_TIMERS.load(Ordering::Relaxed))
+        );
+        let leases = store
+            .nodes(crate::time::now_ms())?
+            .into_iter()
+            .find(|n| n.id == node)
+            .map_or(0, |n| n.leases);
+        let _ = writeln!(o, "# HELP readgate_node_forwarding_leases Studies whose forwarding this node holds now.\n# TYPE readgate_node_forwarding_leases gauge");
+        let _ = writeln!(o, "readgate_node_forwarding_leases {leases}");
+    }
     let _ = writeln!(
         o,
         "# HELP readgate_studies Studies by state.\n# TYPE readgate_studies gauge"

@@ -213,6 +213,28 @@ pub fn no_reading_site() -> (tempfile::TempDir, TestConfig) {
     (dir, cfg)
 }
 
+/// The suite on PostgreSQL: with `READGATE_TEST_POSTGRES` set to a server's URL (e.g.
+/// `postgresql://readgate@127.0.0.1:5432/readgate`, as `examples/with_postgres.rs`
+/// sets it), every test config gets a new, empty database of its own on that server.
+pub fn suite_database() -> Option<String> {
+    let server = std::env::var("READGATE_TEST_POSTGRES").ok()?;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let conn = readgate::db::Conn::postgres(&server).expect("the suite's PostgreSQL server");
+    conn.execute_batch(&format!("CREATE DATABASE {name}"))
+        .expect("a database for the test");
+    let (base, _) = server.rsplit_once('/').expect("a URL ending in /DATABASE");
+    Some(format!("{base}/{name}"))
+}
+
 /// A readgate config for tests: allow any calling AE unless `peers` is given.
 pub struct TestConfig {
     /// `gateway.id` (a node's name when several share a database).
@@ -227,6 +249,11 @@ pub struct TestConfig {
     pub min_free_mb: u64,
     /// More `[storage]` keys, one per line.
     pub storage_extra: String,
+    /// `[database] url`: None is SQLite in the data directory, unless the suite runs on
+    /// PostgreSQL ([`suite_database`]).
+    pub database_url: Option<String>,
+    /// More `[database]` keys, one per line.
+    pub database_extra: String,
     /// The `[policy]` part; by default only the route is checked, so tests of the
     /// DICOM spine are not held for clinical context.
     pub policy: String,
@@ -259,6 +286,8 @@ impl TestConfig {
             peers: None,
             min_free_mb: 1,
             storage_extra: String::new(),
+            database_url: suite_database(),
+            database_extra: String::new(),
             policy: "[[policy.rules]]\nname = \"route only\"\nchecks = []\n".into(),
             hl7_port: None,
             hl7_max_frame_bytes: 1_048_576,
@@ -336,9 +365,14 @@ destination = "rc1"
 
 {policy}
 
+{database}
 {extra}
 {hl7}"#,
             gateway_id = self.gateway_id,
+            database = match &self.database_url {
+                Some(url) => format!("[database]\nurl = \"{url}\"\n{}\n", self.database_extra),
+                None => String::new(),
+            },
             storage_extra = self.storage_extra,
             data = self.data_dir.join("var").display(),
             port = self.dicom_port,
