@@ -20,6 +20,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dbcopy;
 pub mod decide;
 pub mod demo;
 pub mod dicom;
