@@ -42,7 +42,11 @@ pub fn check_postgres_url(url: &str) -> Result<(), String> {
             url.split_once("://").map_or(url, |(s, _)| s)
         ));
     }
-    url.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|e| format!("not a PostgreSQL URL readgate can use: {e}"))
+    let target = crate::db::pgtls::parse(url)?;
+    target
+        .driver_url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL readgate can use: {e}"))?;
+    // The CA file of verify-ca / verify-full is read now: a wrong path is named at start.
+    crate::db::pgtls::connector(&target.mode).map(|_| ())
 }
