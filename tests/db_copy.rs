@@ -472,6 +472,11 @@ fn refusals_name_what_they_found_and_change_nothing() {
 
     // A gateway serving from the source.
     let mut daemon = Daemon::start(&config, cfg.dicom_port);
+    // The control socket is bound just after the DICOM port listens.
+    let socket = cfg.data_dir.join("var/control.sock");
+    wait_until("the control socket", Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
     let (code, _, err) = copy(&config, &["--to", &url]);
     assert_eq!(code, 1);
     assert!(

@@ -83,9 +83,11 @@ pub fn parse(url: &str) -> Result<Target, String> {
         },
         Some("verify-ca") => SslMode::VerifyCa(needs_root("verify-ca")?),
         Some("verify-full") => SslMode::VerifyFull(needs_root("verify-full")?),
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "sslmode={other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
-        )),
+        ))
+        }
     };
     let driver_mode = match mode {
         SslMode::Disable => "disable",
