@@ -19,8 +19,9 @@
 //!   sequences do not follow explicit ids, and the next insert would collide. Then the
 //!   rows of every table are counted again on the target and compared, the audit chain is
 //!   verified there, and the `database_copied` entry is appended after the copied newest
-//!   entry. Only then does the transaction commit: a copy that fails anywhere leaves the
-//!   target as it found it, and can be run again.
+//!   entry. Only then does the transaction commit: a copy that fails anywhere leaves no
+//!   row in the target (its schema, created before the copy, stays, empty), and can be
+//!   run again.
 //!
 //! The audit trail's guards forbid UPDATE, DELETE and TRUNCATE of `audit_log` on
 //! PostgreSQL too; the copy only inserts.

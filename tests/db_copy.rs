@@ -457,6 +457,26 @@ fn refusals_name_what_they_found_and_change_nothing() {
         .unwrap();
     assert_eq!(tables, 0, "refusals created nothing");
 
+    // A row PostgreSQL refuses (a NUL character in text) fails the copy half-way: no
+    // row of any table is left behind, and the copy can be run again.
+    let source = rusqlite::Connection::open(&db).unwrap();
+    source
+        .execute(
+            "INSERT INTO events (at, kind, detail) VALUES (1, 'note', CAST(X'610062' AS TEXT))",
+            [],
+        )
+        .unwrap();
+    let (code, _, err) = copy(&config, &["--to", &url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("copying table events"), "{err}");
+    for table in ["audit_log", "audit_head", "events", "studies"] {
+        assert_eq!(pg_count(&target, table), 0, "{table} after a failed copy");
+    }
+    source
+        .execute("DELETE FROM events WHERE kind = 'note'", [])
+        .unwrap();
+    drop(source);
+
     // A copy, then a second copy into the same (no longer empty) database.
     let (code, out, err) = copy(&config, &["--to", &url]);
     assert_eq!(code, 0, "{out}{err}");
