@@ -21,6 +21,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod dbcopy;
 pub mod decide;
 pub mod demo;
 pub mod dicom;

@@ -90,6 +90,10 @@ impl TempPostgres {
     /// Makes a new cluster in a fresh directory and starts it on a free port of 127.0.0.1,
     /// with the database `readgate`.
     pub fn start() -> Result<TempPostgres, PgTestError> {
+        TempPostgres::start_configured(None)
+    }
+
+    fn start_configured(tls: Option<(&str, &str)>) -> Result<TempPostgres, PgTestError> {
         let bin = find_bin_dir().ok_or(PgTestError::NotFound)?;
         let run_as = if is_root() {
             Some(SERVER_USER.to_string())
@@ -109,9 +113,19 @@ impl TempPostgres {
             chown(&pg.dir, user)?;
         }
         pg.initdb()?;
+        if let Some((cert, key)) = tls {
+            pg.set_tls(cert, key)?;
+        }
         pg.start_on_free_port()?;
         pg.create_database()?;
         Ok(pg)
+    }
+
+    /// As [`TempPostgres::start`], with TLS on (`ssl = on`): the server presents the
+    /// certificate chain `cert_pem` with the key `key_pem` (PEM text). Connections
+    /// without TLS are still accepted, as a server that lets each client choose.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Result<TempPostgres, PgTestError> {
+        TempPostgres::start_configured(Some((cert_pem, key_pem)))
     }
 
     /// `postgresql://readgate@127.0.0.1:PORT/readgate`.
@@ -225,6 +239,27 @@ impl TempPostgres {
             std::fs::read_to_string(&conf).map_err(io_err(format!("read {}", conf.display())))?;
         text.push_str(&settings);
         // Written by root in place keeps the file's owner (the server user).
+        std::fs::write(&conf, text).map_err(io_err(format!("write {}", conf.display())))
+    }
+
+    /// Writes the server's certificate and key into the data directory (the key 0600 and,
+    /// when running as root, both owned by the server user, as the server requires) and
+    /// turns TLS on.
+    fn set_tls(&self, cert: &str, key: &str) -> Result<(), PgTestError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, text, mode) in [("server.crt", cert, 0o644), ("server.key", key, 0o600)] {
+            let path = self.data_dir().join(name);
+            std::fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(format!("chmod {}", path.display())))?;
+            if let Some(user) = &self.run_as {
+                chown(&path, user)?;
+            }
+        }
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut text =
+            std::fs::read_to_string(&conf).map_err(io_err(format!("read {}", conf.display())))?;
+        text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
         std::fs::write(&conf, text).map_err(io_err(format!("write {}", conf.display())))
     }
 

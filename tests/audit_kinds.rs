@@ -265,6 +265,10 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
             "tests/migrate.rs migrate_command_then_serve_on_a_database_of_an_older_readgate",
         ),
         (
+            "database_copied",
+            "tests/db_copy.rs a_populated_sqlite_gateway_moves_to_postgresql_with_its_history",
+        ),
+        (
             "procedure_step_created",
             "tests/mpps.rs a_completed_step_with_every_instance_in_completes_its_study_at_once",
         ),

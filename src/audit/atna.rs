@@ -152,8 +152,8 @@ pub fn event_for(kind: &str) -> EventSpec {
         K::ApplicationStart => application(APPLICATION_START),
         K::ApplicationStop => application(APPLICATION_STOP),
         // A rejected reload carries `outcome: 4` (minor failure) in its detail. A schema
-        // migration changes the application's own data store.
-        K::ConfigLoaded | K::ConfigRejected | K::SchemaMigrated => {
+        // migration and a copy to another database change the application's own data store.
+        K::ConfigLoaded | K::ConfigRejected | K::SchemaMigrated | K::DatabaseCopied => {
             spec(APPLICATION_ACTIVITY, 'E', None, P::Actor)
         }
     }
@@ -540,6 +540,8 @@ mod tests {
         assert_eq!(event_for("restored").event_id.0, "110107");
         assert_eq!(event_for("schema_migrated").event_id.0, "110100");
         assert_eq!(event_for("schema_migrated").action, 'E');
+        assert_eq!(event_for("database_copied").event_id.0, "110100");
+        assert_eq!(event_for("database_copied").action, 'E');
         assert_eq!(event_for("something_new").event_id.0, "110100");
     }
 

@@ -89,6 +89,7 @@ pub mod kind {
     pub const BACKUP_TAKEN: AuditKind = AuditKind::BackupTaken;
     pub const RESTORED: AuditKind = AuditKind::Restored;
     pub const SCHEMA_MIGRATED: AuditKind = AuditKind::SchemaMigrated;
+    pub const DATABASE_COPIED: AuditKind = AuditKind::DatabaseCopied;
     pub const STEP_CREATED: AuditKind = AuditKind::StepCreated;
     pub const STEP_UPDATED: AuditKind = AuditKind::StepUpdated;
 }
@@ -382,76 +383,14 @@ impl AuditLog {
             return Ok(Vec::new());
         }
         // Validate and serialise before taking the write lock.
-        let mut prepared = Vec::with_capacity(es.len());
-        for e in es {
-            validate(e)?;
-            let detail = serde_json::to_string(&e.detail).map_err(|err| AuditError::Invalid {
-                field: "detail",
-                message: err.to_string(),
-            })?;
-            prepared.push((e, detail));
-        }
+        let prepared = prepare(es)?;
         let mut conn = self.conn();
         // Take the write lock before reading the head, so two writers (the daemon and an
         // operator's CLI command, or two nodes) can never both extend the same entry:
         // SQLite's BEGIN IMMEDIATE; on PostgreSQL a lock on the head that other appends
         // wait for (reads of the trail go on).
         let tx = conn.transaction()?;
-        if tx.backend() == crate::db::Backend::Postgres {
-            tx.execute_batch("LOCK TABLE audit_head IN EXCLUSIVE MODE")?;
-        }
-        let (mut seq, mut prev) = next_link(&tx)?;
-        let mut out = Vec::with_capacity(prepared.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO audit_log (seq, at_ms, at, boot_id, mono_ns, actor, kind, \
-                 study_uid, accession, detail, prev_hash, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for (e, detail) in &prepared {
-                seq += 1;
-                // Stamped under the write lock: sequence order is time order.
-                let stamp = chain::Stamp::now();
-                let fields = chain::Fields {
-                    seq,
-                    at_ms: stamp.at_ms,
-                    at: &stamp.at,
-                    boot_id: stamp.boot_id,
-                    mono_ns: stamp.mono_ns,
-                    actor: &e.actor,
-                    kind: e.kind.as_str(),
-                    study_uid: e.study_uid.as_deref(),
-                    accession: e.accession.as_deref(),
-                    detail,
-                };
-                let hash = chain::entry_hash(&prev, &fields);
-                let hash_hex = chain::to_hex(&hash);
-                insert.execute(params![
-                    seq,
-                    stamp.at_ms,
-                    stamp.at,
-                    stamp.boot_id,
-                    stamp.mono_ns,
-                    e.actor,
-                    e.kind,
-                    e.study_uid,
-                    e.accession,
-                    detail,
-                    chain::to_hex(&prev),
-                    hash_hex,
-                ])?;
-                prev = hash;
-                out.push(EntryRef {
-                    seq,
-                    hash: hash_hex,
-                });
-            }
-        }
-        tx.execute(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) \
-             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            params![seq, chain::to_hex(&prev)],
-        )?;
+        let out = append_prepared(&tx, &prepared)?;
         tx.commit()?;
         Ok(out)
     }
@@ -660,6 +599,94 @@ fn next_link(conn: &Conn) -> Result<(i64, [u8; 32])> {
         ),
         None => (0, chain::GENESIS),
     })
+}
+
+/// Appends `es` to the trail of the database `tx` is a transaction of (a write
+/// transaction the caller commits): for `readgate db copy`, whose entry commits with
+/// the copy or not at all.
+pub fn append_in(tx: &Conn, es: &[NewEntry]) -> Result<Vec<EntryRef>> {
+    append_prepared(tx, &prepare(es)?)
+}
+
+/// Verifies the trail as [`AuditLog::verify`] does, inside the caller's transaction
+/// (`readgate db copy` verifies what it copied before it commits).
+pub fn verify_in(tx: &Conn) -> Result<Verification> {
+    verify::run(tx, None)
+}
+
+/// Each entry validated, with its detail serialised.
+fn prepare(es: &[NewEntry]) -> Result<Vec<(&NewEntry, String)>> {
+    let mut prepared = Vec::with_capacity(es.len());
+    for e in es {
+        validate(e)?;
+        let detail = serde_json::to_string(&e.detail).map_err(|err| AuditError::Invalid {
+            field: "detail",
+            message: err.to_string(),
+        })?;
+        prepared.push((e, detail));
+    }
+    Ok(prepared)
+}
+
+/// Links `prepared` after the trail's newest entry and moves the head, in `tx` (a write
+/// transaction).
+fn append_prepared(tx: &Conn, prepared: &[(&NewEntry, String)]) -> Result<Vec<EntryRef>> {
+    if tx.backend() == crate::db::Backend::Postgres {
+        tx.execute_batch("LOCK TABLE audit_head IN EXCLUSIVE MODE")?;
+    }
+    let (mut seq, mut prev) = next_link(tx)?;
+    let mut out = Vec::with_capacity(prepared.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_log (seq, at_ms, at, boot_id, mono_ns, actor, kind, \
+             study_uid, accession, detail, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for (e, detail) in prepared {
+            seq += 1;
+            // Stamped under the write lock: sequence order is time order.
+            let stamp = chain::Stamp::now();
+            let fields = chain::Fields {
+                seq,
+                at_ms: stamp.at_ms,
+                at: &stamp.at,
+                boot_id: stamp.boot_id,
+                mono_ns: stamp.mono_ns,
+                actor: &e.actor,
+                kind: e.kind.as_str(),
+                study_uid: e.study_uid.as_deref(),
+                accession: e.accession.as_deref(),
+                detail,
+            };
+            let hash = chain::entry_hash(&prev, &fields);
+            let hash_hex = chain::to_hex(&hash);
+            insert.execute(params![
+                seq,
+                stamp.at_ms,
+                stamp.at,
+                stamp.boot_id,
+                stamp.mono_ns,
+                e.actor,
+                e.kind,
+                e.study_uid,
+                e.accession,
+                detail,
+                chain::to_hex(&prev),
+                hash_hex,
+            ])?;
+            prev = hash;
+            out.push(EntryRef {
+                seq,
+                hash: hash_hex,
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) \
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![seq, chain::to_hex(&prev)],
+    )?;
+    Ok(out)
 }
 
 fn validate(e: &NewEntry) -> Result<()> {

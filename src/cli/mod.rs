@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `migrate`, `studies`, `orders`, `release`, `reject`, `check`,
+//! Command-line interface: `serve`, `migrate`, `db copy`, `studies`, `orders`, `release`, `reject`, `check`,
 //! `config-check` and the `audit` group (`verify`, `export`, `search`). Every subcommand
 //! takes `--config PATH` (default `config/readgate.toml`).
 
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 mod audit;
 mod backup;
+mod db;
 mod doctor;
 pub mod ledger;
 mod logline;
@@ -221,6 +222,12 @@ pub enum Command {
     },
     #[command(flatten)]
     Backup(backup::BackupCommand),
+    /// Move the database: `readgate db copy` copies a SQLite installation into an empty
+    /// PostgreSQL database.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
     /// The audit trail (ATS-4): verify its hash chain, export it, search it.
     Audit {
         #[command(subcommand)]
@@ -325,6 +332,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate { config, dry_run } => migrate::run(&config, dry_run),
         Command::Nodes { config, format } => nodes::run(&config, format),
         Command::Backup(command) => backup::run(command),
+        Command::Db { command } => db::run(command),
         Command::Priors {
             config,
             study,

@@ -74,17 +74,27 @@ impl DatabaseConfig {
 
     /// Why `url` is not a PostgreSQL URL readgate can use, if it is not.
     pub fn check(&self) -> Result<(), String> {
-        let Some(url) = &self.url else {
-            return Ok(());
-        };
-        if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-            return Err(format!(
-                "expected a PostgreSQL URL (postgresql://user@host:port/database), got {:?}",
-                url.split_once("://").map_or(url.as_str(), |(s, _)| s)
-            ));
+        match &self.url {
+            Some(url) => check_postgres_url(url),
+            None => Ok(()),
         }
-        url.parse::<tokio_postgres::Config>()
-            .map(|_| ())
-            .map_err(|e| format!("not a PostgreSQL URL readgate can use: {e}"))
     }
+}
+
+/// Why `url` is not a PostgreSQL URL readgate can use, if it is not (`[database] url`,
+/// `readgate db copy --to`). The message never holds the URL's password.
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+        return Err(format!(
+            "expected a PostgreSQL URL (postgresql://user@host:port/database), got {:?}",
+            url.split_once("://").map_or(url, |(s, _)| s)
+        ));
+    }
+    let target = crate::db::pgtls::parse(url)?;
+    target
+        .driver_url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL readgate can use: {e}"))?;
+    // The CA file of verify-ca / verify-full is read now: a wrong path is named at start.
+    crate::db::pgtls::connector(&target.mode).map(|_| ())
 }

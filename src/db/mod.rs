@@ -15,6 +15,7 @@
 //!
 //! A foundation: nothing here imports anything of readgate's above it.
 
+pub mod pgtls;
 mod postgres;
 mod row;
 pub mod sql;
@@ -131,7 +132,8 @@ impl Conn {
         }
     }
 
-    /// Connects to the PostgreSQL server `url` names (`postgresql://user@host:port/db`).
+    /// Connects to the PostgreSQL server `url` names (`postgresql://user@host:port/db`),
+    /// over TLS when its `sslmode` asks for it ([`pgtls`]).
     pub fn postgres(url: &str) -> Result<Conn> {
         Ok(Conn {
             inner: Inner::Postgres(postgres::PgConn::connect(url)?),

@@ -6,6 +6,8 @@
 //! so it blocks only its own thread and works from any thread, runtime worker or not
 //! (the store is called from `spawn_blocking` threads, the CLI and tests).
 //!
+//! The connection is plain or TLS as the URL's `sslmode` asks ([`super::pgtls`]).
+//!
 //! Statements are prepared once per connection and kept. Parameters are bound with the
 //! types the server inferred for them, so the neutral values (i64, f64, text, bytes)
 //! go into BIGINT, INTEGER, DOUBLE PRECISION, TEXT, JSON or BYTEA as the column needs.
@@ -129,15 +131,24 @@ impl PgConn {
         Ok(client.clone())
     }
 
+    /// Connects, plain or over TLS as the URL's `sslmode` says ([`super::pgtls`]).
     fn open(url: &str) -> Result<Arc<Client>> {
-        let url = url.to_string();
+        let target = super::pgtls::parse(url).map_err(DbError::Driver)?;
+        let tls = super::pgtls::connector(&target.mode).map_err(DbError::Driver)?;
+        let url = target.driver_url;
         let client = run(async move {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %describe(&e), "PostgreSQL connection closed");
+            let client = match tls {
+                None => {
+                    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+                    tokio::spawn(drive(connection));
+                    client
                 }
-            });
+                Some(tls) => {
+                    let (client, connection) = tokio_postgres::connect(&url, tls).await?;
+                    tokio::spawn(drive(connection));
+                    client
+                }
+            };
             Ok(client)
         })?;
         Ok(Arc::new(client))
@@ -205,6 +216,17 @@ impl PgConn {
             let rows = client.query(&p.statement, &refs).await?;
             rows.iter().map(|r| read_row(r, &p.columns)).collect()
         })
+    }
+}
+
+/// Runs a connection until it closes (the client's requests go through it).
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %describe(&e), "PostgreSQL connection closed");
     }
 }
 

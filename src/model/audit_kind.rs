@@ -47,6 +47,9 @@ crate::text_enum! {
         /// A schema migration was applied to the database (`readgate migrate`,
         /// `readgate serve --migrate`): one entry per migration, after it committed.
         SchemaMigrated => "schema_migrated",
+        /// `readgate db copy` copied a SQLite database into an empty PostgreSQL one: the
+        /// first entry the trail gets there, right after the copied newest.
+        DatabaseCopied => "database_copied",
         /// A tampering or integrity finding (e.g. recorded after a failed `audit verify`).
         SecurityAlert => "security_alert",
     }
