@@ -101,7 +101,6 @@ impl Node {
         }
         let leads = self.beat(store)?;
         crate::metrics::set_node(&self.beat.id);
-        crate::metrics::RUNS_TIMERS.store(leads, Ordering::SeqCst);
         info!(node = %self.beat.id, leads, shared = self.shared, "joined the cluster");
         Ok(())
     }
@@ -113,6 +112,7 @@ impl Node {
         if !store.heartbeat(&self.beat, now)? {
             warn!(node = %self.beat.id, "this node's row belongs to another run of the same gateway.id; not leading");
             self.leads_until.store(0, Ordering::SeqCst);
+            crate::metrics::RUNS_TIMERS_UNTIL.store(0, Ordering::SeqCst);
             return Ok(false);
         }
         let held = store.hold_lease(TIMERS, &self.beat.id, now, self.lease_ms)?;
@@ -122,6 +122,7 @@ impl Node {
             None => 0,
         };
         self.leads_until.store(until, Ordering::SeqCst);
+        crate::metrics::RUNS_TIMERS_UNTIL.store(until, Ordering::SeqCst);
         Ok(held.is_some())
     }
 
@@ -146,7 +147,6 @@ impl Node {
                     self.leads()
                 }
             };
-            crate::metrics::RUNS_TIMERS.store(now_leads, Ordering::SeqCst);
             if now_leads != leading {
                 leading = now_leads;
                 if leading {
@@ -158,7 +158,7 @@ impl Node {
             }
         }
         self.leads_until.store(0, Ordering::SeqCst);
-        crate::metrics::RUNS_TIMERS.store(false, Ordering::SeqCst);
+        crate::metrics::RUNS_TIMERS_UNTIL.store(0, Ordering::SeqCst);
         let beat = self.beat.clone();
         match tokio::task::spawn_blocking(move || store.leave_cluster(&beat, now_ms())).await {
             Ok(Ok(())) => {}

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 pub static INSTANCES_RECEIVED: AtomicU64 = AtomicU64::new(0);
-/// Whether this node runs the cluster's timers now (`crate::cluster`).
-pub static RUNS_TIMERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Until when (ms since the epoch) this node runs the cluster's timers (`crate::cluster`:
+/// the same bound the node itself obeys; 0: it does not).
+pub static RUNS_TIMERS_UNTIL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 /// This node's name (`gateway.id`), set when it joins.
 static NODE: Mutex<Option<String>> = Mutex::new(None);
 

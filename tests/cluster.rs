@@ -19,8 +19,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Two nodes' configurations: `a` and `b` under `root`, one database, one spool.
-fn two_nodes(root: &Path, pg: &TempPostgres, dest_port: u16) -> (TestConfig, TestConfig) {
+/// Two nodes' configurations: `a` and `b` under `root`, one database, one spool; a
+/// heartbeat every second and leases of `lease_secs`.
+fn two_nodes(
+    root: &Path,
+    pg: &TempPostgres,
+    dest_port: u16,
+    lease_secs: u64,
+) -> (TestConfig, TestConfig) {
     let spool = root.join("shared-spool");
     let node = |id: &str| {
         let dir = root.join(id);
@@ -29,7 +35,7 @@ fn two_nodes(root: &Path, pg: &TempPostgres, dest_port: u16) -> (TestConfig, Tes
         cfg.gateway_id = id.into();
         cfg.storage_extra = format!("spool_dir = \"{}\"", spool.display());
         cfg.database_url = Some(pg.url());
-        cfg.database_extra = "heartbeat_secs = 1\nlease_secs = 3".into();
+        cfg.database_extra = format!("heartbeat_secs = 1\nlease_secs = {lease_secs}");
         cfg
     };
     (node("node-a"), node("node-b"))
@@ -96,14 +102,16 @@ fn event_count(store: &Store, study: &str, kind: &str) -> usize {
 fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
     let pg = TempPostgres::start().expect("PostgreSQL for the test");
     let (dir, scp, _) = reading_site();
-    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    // A long lease: on a loaded machine the timers stay with one node for the test.
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port, 20);
     // The halves arrive within the quiet period: one study, complete once.
     a.stable_after_secs = 3;
     b.stable_after_secs = 3;
     let http = [free_port(), free_port()];
     for (cfg, port) in [(&mut a, http[0]), (&mut b, http[1])] {
-        cfg.extra
-            .push_str(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\nmetrics = true\n"));
+        cfg.extra.push_str(&format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\nmetrics = true\n"
+        ));
     }
     let (a_path, b_path) = (a.write(), b.write());
     let mut node_a = Daemon::start(&a_path, a.dicom_port);
@@ -156,10 +164,14 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
         pages[0],
         node_a.log_text()
     );
-    assert!(pages[1].contains("readgate_node{node=\"node-b\""), "{}", pages[1]);
+    assert!(
+        pages[1].contains("readgate_node{node=\"node-b\""),
+        "{}",
+        pages[1]
+    );
     let leading = pages
         .iter()
-        .filter(|p| p.contains("readgate_node_runs_timers 1"))
+        .filter(|p| p.contains("\nreadgate_node_runs_timers 1\n"))
         .count();
     assert_eq!(leading, 1, "{pages:?}");
     let (code, table, _) = readgate_cli(&["nodes"], &b_path);
@@ -191,7 +203,7 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
 fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
     let pg = TempPostgres::start().expect("PostgreSQL for the test");
     let (dir, scp, _) = reading_site();
-    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port, 3);
     a.stable_after_secs = 0;
     b.stable_after_secs = 0;
     let (a_path, b_path) = (a.write(), b.write());
@@ -266,7 +278,7 @@ fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
 async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
     let pg = TempPostgres::start().expect("PostgreSQL for the test");
     let (dir, scp, _) = reading_site();
-    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    let (mut a, mut b) = two_nodes(dir.path(), &pg, scp.port, 20);
     for cfg in [&mut a, &mut b] {
         cfg.hl7_port = Some(free_port());
         cfg.policy = "[[policy.rules]]\nname = \"purpose\"\nchecks = [\"exam_purpose\"]\n".into();
@@ -310,7 +322,7 @@ async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
 fn a_second_process_with_a_running_nodes_id_is_refused() {
     let pg = TempPostgres::start().expect("PostgreSQL for the test");
     let (dir, scp, _) = reading_site();
-    let (a, mut b) = two_nodes(dir.path(), &pg, scp.port);
+    let (a, mut b) = two_nodes(dir.path(), &pg, scp.port, 20);
     b.gateway_id = a.gateway_id.clone();
     let (a_path, b_path) = (a.write(), b.write());
     let mut node_a = Daemon::start(&a_path, a.dicom_port);
@@ -331,16 +343,18 @@ fn a_second_process_with_a_running_nodes_id_is_refused() {
 fn nodes_acknowledge_nothing_while_postgresql_is_away_and_go_on_after_it_restarts() {
     let mut pg = TempPostgres::start().expect("PostgreSQL for the test");
     let (dir, scp, _) = reading_site();
-    let (a, b) = two_nodes(dir.path(), &pg, scp.port);
+    let (a, b) = two_nodes(dir.path(), &pg, scp.port, 20);
     let (a_path, b_path) = (a.write(), b.write());
     let mut node_a = Daemon::start(&a_path, a.dicom_port);
     let mut node_b = Daemon::start(&b_path, b.dicom_port);
     let study = "1.2.826.0.1.3680043.10.1234.134";
     let mut sent = write_instances(&dir.path().join("before"), study, 0, 5, 4_000);
     storescu(&dir.path().join("before"), a.dicom_port);
-    wait_until("the first part at storescp", Duration::from_secs(30), || {
-        scp.received() == sent
-    });
+    wait_until(
+        "the first part at storescp",
+        Duration::from_secs(30),
+        || scp.received() == sent,
+    );
 
     // The database is away: an instance is refused (never 0000), on either node.
     pg.stop().expect("stop PostgreSQL");

@@ -424,10 +424,6 @@ impl Running {
             warn!("stages still busy 60 s after shutdown; stopping them");
             self.tasks.abort_all();
         }
-        let _ = self.node_stop.send(true);
-        if let Some(node) = self.node_task.take() {
-            let _ = node.await;
-        }
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || {
             audit.record(crate::audit::NewEntry::new(
@@ -439,6 +435,11 @@ impl Running {
         // Last: whatever the stages recorded while stopping is still sent (bounded wait).
         if let Some(sender) = self.audit_sender.take() {
             let _ = tokio::task::spawn_blocking(move || sender.stop()).await;
+        }
+        // Last of all the node leaves: it held the timers (and shipped the trail) until now.
+        let _ = self.node_stop.send(true);
+        if let Some(node) = self.node_task.take() {
+            let _ = node.await;
         }
     }
 }

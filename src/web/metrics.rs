@@ -107,7 +107,7 @@ fn render(
         let _ = writeln!(
             o,
             "readgate_node_runs_timers {}",
-            u8::from(m::RUNS_TIMERS.load(Ordering::Relaxed))
+            u8::from(m::RUNS_TIMERS_UNTIL.load(Ordering::Relaxed) > crate::time::now_ms())
         );
         let leases = store
             .nodes(crate::time::now_ms())?
