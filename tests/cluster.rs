@@ -15,7 +15,6 @@ use common::*;
 use readgate::model::StudyState;
 use readgate::pgtest::TempPostgres;
 use readgate::store::Store;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -39,32 +38,6 @@ fn two_nodes(
         cfg
     };
     (node("node-a"), node("node-b"))
-}
-
-/// `count` CT instances of `study` (SOP UIDs `study.first…`) as Part 10 files in `dir`.
-fn write_instances(
-    dir: &Path,
-    study: &str,
-    first: usize,
-    count: usize,
-    pixel_bytes: usize,
-) -> BTreeSet<String> {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut sops = BTreeSet::new();
-    for i in first..first + count {
-        let sop = format!("{study}.{i}");
-        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", pixel_bytes);
-        let mut file = readgate::dicom::part10::encode_file_meta(
-            CT_IMAGE_STORAGE,
-            &sop,
-            "1.2.840.10008.1.2.1",
-            "",
-        );
-        file.extend_from_slice(&ds);
-        std::fs::write(dir.join(format!("{i}.dcm")), file).unwrap();
-        sops.insert(sop);
-    }
-    sops
 }
 
 fn storescu(dir: &Path, port: u16) {
@@ -120,8 +93,8 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
     node_b.wait_for_port(http[1]);
 
     let study = "1.2.826.0.1.3680043.10.1234.131";
-    let mut sent = write_instances(&dir.path().join("first"), study, 0, 10, 8_000);
-    sent.extend(write_instances(
+    let mut sent = write_ct_files(&dir.path().join("first"), study, 0, 10, 8_000);
+    sent.extend(write_ct_files(
         &dir.path().join("second"),
         study,
         10,
@@ -213,7 +186,7 @@ fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
     ];
 
     let study = "1.2.826.0.1.3680043.10.1234.132";
-    let sent = write_instances(&dir.path().join("send"), study, 0, 300, 60_000);
+    let sent = write_ct_files(&dir.path().join("send"), study, 0, 300, 60_000);
     storescu(&dir.path().join("send"), a.dicom_port);
     // Every instance is acknowledged; now find the node that forwards and kill it
     // once some (not all) instances are at storescp.
@@ -289,7 +262,7 @@ async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
     let _node_b = Daemon::start(&b_path, b.dicom_port);
 
     let study = "1.2.826.0.1.3680043.10.1234.133";
-    let sent = write_instances(&dir.path().join("send"), study, 0, 3, 4_000);
+    let sent = write_ct_files(&dir.path().join("send"), study, 0, 3, 4_000);
     storescu(&dir.path().join("send"), b.dicom_port);
     let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
     wait_until("the study held", Duration::from_secs(30), || {
@@ -348,7 +321,7 @@ fn nodes_acknowledge_nothing_while_postgresql_is_away_and_go_on_after_it_restart
     let mut node_a = Daemon::start(&a_path, a.dicom_port);
     let mut node_b = Daemon::start(&b_path, b.dicom_port);
     let study = "1.2.826.0.1.3680043.10.1234.134";
-    let mut sent = write_instances(&dir.path().join("before"), study, 0, 5, 4_000);
+    let mut sent = write_ct_files(&dir.path().join("before"), study, 0, 5, 4_000);
     storescu(&dir.path().join("before"), a.dicom_port);
     wait_until(
         "the first part at storescp",
@@ -358,7 +331,7 @@ fn nodes_acknowledge_nothing_while_postgresql_is_away_and_go_on_after_it_restart
 
     // The database is away: an instance is refused (never 0000), on either node.
     pg.stop().expect("stop PostgreSQL");
-    let away = write_instances(&dir.path().join("away"), study, 5, 1, 4_000);
+    let away = write_ct_files(&dir.path().join("away"), study, 5, 1, 4_000);
     let mut scu = dcmtk_scu("storescu", "CT01", &["-xe", "+sd", "-v"], b.dicom_port);
     let out = run_output(scu.arg(dir.path().join("away")), "storescu");
     let (_, stdout, stderr) = code_stdout_stderr(&out);

@@ -9,7 +9,6 @@ use common::*;
 use readgate::model::StudyState;
 use readgate::pgtest::TempPostgres;
 use readgate::store::Store;
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,21 +32,7 @@ fn a_study_sent_with_storescu_is_forwarded_and_audited_from_postgresql() {
 
     let study = "1.2.826.0.1.3680043.10.1234.91";
     let files_dir = dir.path().join("send");
-    std::fs::create_dir_all(&files_dir).unwrap();
-    let mut sent = BTreeSet::new();
-    for i in 0..20 {
-        let sop = format!("{study}.{i}");
-        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", 10_000);
-        let mut file = readgate::dicom::part10::encode_file_meta(
-            CT_IMAGE_STORAGE,
-            &sop,
-            "1.2.840.10008.1.2.1",
-            "",
-        );
-        file.extend_from_slice(&ds);
-        std::fs::write(files_dir.join(format!("{i}.dcm")), file).unwrap();
-        sent.insert(sop);
-    }
+    let sent = write_ct_files(&files_dir, study, 0, 20, 10_000);
     let mut storescu = dcmtk_scu("storescu", "CT01", &["-xe", "+sd"], cfg.dicom_port);
     run_ok(storescu.arg(&files_dir), "storescu");
     wait_until("the study at storescp", Duration::from_secs(30), || {

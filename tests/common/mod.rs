@@ -964,3 +964,29 @@ pub async fn send_until_killed(
     );
     acknowledged
 }
+
+/// `count` CT instances of `study` (SOP UIDs `study.first…`) as Part 10 files in `dir`.
+pub fn write_ct_files(
+    dir: &Path,
+    study: &str,
+    first: usize,
+    count: usize,
+    pixel_bytes: usize,
+) -> std::collections::BTreeSet<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut sops = std::collections::BTreeSet::new();
+    for i in first..first + count {
+        let sop = format!("{study}.{i}");
+        let ds = synthetic_instance(CT_IMAGE_STORAGE, study, &sop, "CT", pixel_bytes);
+        let mut file = readgate::dicom::part10::encode_file_meta(
+            CT_IMAGE_STORAGE,
+            &sop,
+            "1.2.840.10008.1.2.1",
+            "",
+        );
+        file.extend_from_slice(&ds);
+        std::fs::write(dir.join(format!("{i}.dcm")), file).unwrap();
+        sops.insert(sop);
+    }
+    sops
+}
