@@ -260,9 +260,9 @@ impl Store {
         self.merged_ids(
             patient_id,
             "SELECT surviving_id FROM patient_merges WHERE prior_id = ?1 \
-               AND surviving_authority IS prior_authority \
+               AND surviving_authority IS NOT DISTINCT FROM prior_authority \
              UNION SELECT prior_id FROM patient_merges WHERE surviving_id = ?1 \
-               AND surviving_authority IS prior_authority",
+               AND surviving_authority IS NOT DISTINCT FROM prior_authority",
         )
     }
 

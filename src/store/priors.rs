@@ -210,7 +210,7 @@ impl Store {
         )?;
         let mut fresh = conn.prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM pacs_lookups WHERE patient_id = ?1 AND pacs_id = ?2 \
-             AND ((ok AND at >= ?3) OR (NOT ok AND at >= ?4)))",
+             AND ((ok <> 0 AND at >= ?3) OR (ok = 0 AND at >= ?4)))",
         )?;
         let mut out = Vec::new();
         let ids: Vec<String> = candidates

@@ -749,3 +749,100 @@ on_both_backends!(console_sessions_touch_expire_and_end, |store: Store| {
     assert_eq!(store.session_count().unwrap(), 0);
     assert_eq!(store.delete_sessions_of(&[]).unwrap(), 0);
 });
+
+// What the PACS answered: a lookup that found studies, then one that failed (the found
+// studies stay), which patients are due for another lookup, and the earliest date of
+// the patient's open studies (the PACS is asked back from there).
+on_both_backends!(pacs_lookups_say_who_is_due, |store: Store| {
+    use crate::model::PacsStudy;
+    let ids = ["P1".to_string()];
+    let pacs = ["PACS1".to_string(), "PACS2".to_string()];
+    let mut first = instance("1", "S", 10);
+    first.context = r#"{"0008,0020":"20240105"}"#.into();
+    store.index_instance(&first, true).unwrap();
+    // Never asked: due in both.
+    assert_eq!(
+        store.patients_to_look_up(&pacs, 0, 0, 0, 10).unwrap(),
+        ["P1"]
+    );
+    assert_eq!(
+        store.earliest_open_study_date(&ids).unwrap().as_deref(),
+        Some("20240105")
+    );
+    let prior = PacsStudy {
+        study_uid: "OLD".into(),
+        date: Some("20230101".into()),
+        modalities: vec!["CT".into()],
+        ..Default::default()
+    };
+    store
+        .record_pacs_lookup("P1", "PACS1", 100, Ok(&[(prior, 2)]))
+        .unwrap();
+    store
+        .record_pacs_lookup("P1", "PACS2", 100, Err("refused"))
+        .unwrap();
+    // An answer fresh since 50 and a failure newer than the retry bound: not due.
+    assert!(store
+        .patients_to_look_up(&pacs, 0, 50, 50, 10)
+        .unwrap()
+        .is_empty());
+    // The failure is older than the retry bound: due again.
+    assert_eq!(
+        store.patients_to_look_up(&pacs, 0, 50, 150, 10).unwrap(),
+        ["P1"]
+    );
+    // A later failure in PACS1 keeps what it found.
+    store
+        .record_pacs_lookup("P1", "PACS1", 200, Err("timeout"))
+        .unwrap();
+    let lookups = store.pacs_lookups(&ids).unwrap();
+    assert_eq!(lookups.len(), 2);
+    assert_eq!(lookups[0].pacs_id, "PACS1");
+    assert_eq!(lookups[0].error.as_deref(), Some("timeout"));
+    assert_eq!(lookups[0].found, 1);
+    let found = store.pacs_studies(&ids).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].study.study_uid, "OLD");
+    assert_eq!(found[0].documents, 2);
+    assert_eq!(store.pacs_holding("OLD", &pacs).unwrap(), ["PACS1"]);
+});
+
+/// Records an ADT^A40 merging `prior` into `surviving` (CX, with or without authority).
+fn merge(store: &Store, surviving: &str, prior: &str, control_id: &str) {
+    let text = format!(
+        "MSH|^~\\&|ADT|H|RG|R|20240601||ADT^A40|{control_id}|P|2.5\rPID|||{surviving}\r\
+         MRG|{prior}\r"
+    );
+    let parsed = crate::hl7::message::parse_for(&text, &crate::hl7::Config::default()).unwrap();
+    let m = IncomingMessage {
+        received_at: 1,
+        peer: "127.0.0.1:1".into(),
+        sender: "ADT|H".into(),
+        control_id: control_id.into(),
+        message_type: "ADT^A40".into(),
+        charset: None,
+        raw: text.into_bytes(),
+        parsed: Some(parsed),
+        ack_code: "AA".into(),
+        ack_text: String::new(),
+        ack: Vec::new(),
+    };
+    store.record_hl7_batch(&[m]).unwrap();
+}
+
+// Merges link patient ids both ways; only merges within one assigning authority (or
+// between ids without one) are followed when asking the PACS.
+on_both_backends!(merged_ids_follow_the_assigning_authority, |store: Store| {
+    merge(&store, "1234567^^^TOKYO_GEN", "X-55^^^OLD_SYSTEM", "M1");
+    merge(&store, "1234567^^^TOKYO_GEN", "7654321^^^TOKYO_GEN", "M2");
+    merge(&store, "A1", "A0", "M3");
+    let mut linked = store.linked_patient_ids("1234567").unwrap();
+    linked.sort();
+    assert_eq!(linked, ["1234567", "7654321", "X-55"]);
+    let mut same = store.same_domain_patient_ids("1234567").unwrap();
+    same.sort();
+    assert_eq!(same, ["1234567", "7654321"]);
+    let mut plain = store.same_domain_patient_ids("A0").unwrap();
+    plain.sort();
+    assert_eq!(plain, ["A0", "A1"]);
+});
