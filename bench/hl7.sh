@@ -3,6 +3,10 @@
 #
 #   bench/hl7.sh                   (a) hl7_load -> Python `hl7` asyncio MLLP server (AA, stores nothing)
 #                                  (b) hl7_load -> readgate serve ([hl7] listener)
+#   bench/hl7.sh --only b,p        (p) hl7_load -> two readgate nodes sharing one PostgreSQL
+#                                      database (the connections alternate between them); a
+#                                      server of the script's own (initdb/pg_ctl, loopback,
+#                                      fsync on), a fresh database per run
 #
 # examples/hl7_load sends N order messages (unique MSH-10 / accession each) over C
 # connections, each connection waiting for the ACK before sending the next message, and
@@ -15,7 +19,8 @@
 #   --connections LIST  connection counts, comma separated (default 1,8)
 #   --runs N            repetitions per measurement, the median run (by msgs/s) is shown
 #                       (default 1)
-#   --only LIST         a (baseline), b (readgate), or a,b (default)
+#   --only LIST         a (baseline), b (readgate, SQLite), p (two readgate nodes on
+#                       PostgreSQL), comma separated (default a,b)
 #   --template FILE     order message template for hl7_load (default: its built-in ORM^O01)
 #   --warmup N          messages per connection before measuring (default 200)
 #   --enforce-targets   exit 1 when readgate misses a target
@@ -56,7 +61,7 @@ positive --messages "$messages"
 positive --runs "$runs"
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup must be a non-negative integer"
 [[ $conns =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections takes a comma list of positive integers"
-check_only ab "a, b"
+check_only abp "a, b, p"
 IFS=, read -r -a conn_list <<<"$conns"
 if [[ -n $template ]]; then
     [[ -r $template ]] || die "template '$template' not readable"
@@ -83,7 +88,7 @@ if [[ -z ${READGATE_BIN:-} || -z ${HL7_LOAD_BIN:-} ]]; then
     HL7_LOAD_BIN=${HL7_LOAD_BIN:-$target_dir/release/examples/hl7_load}
 fi
 [[ -x $HL7_LOAD_BIN ]] || die "load generator '$HL7_LOAD_BIN' not found or not executable"
-if want b; then
+if want b || want p; then
     [[ -x $READGATE_BIN ]] || die "readgate binary '$READGATE_BIN' not found or not executable"
     READGATE_BIN=$(realpath "$READGATE_BIN") # readgate runs in its own work dir
 fi
@@ -96,11 +101,13 @@ make_work readgate-hl7bench
 # json FILE EXPR: a value from hl7_load's JSON result (EXPR in Python, `r` is the object).
 json() { "$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 
-# load PORT CONNECTIONS OUT NAME: run hl7_load, JSON into OUT; fail loudly on any error.
+# load PORTS CONNECTIONS OUT NAME: run hl7_load against 127.0.0.1:PORT for each of the
+# comma-separated PORTS (connections alternate), JSON into OUT; fail loudly on any error.
 load() {
-    local port=$1 c=$2 out=$3 name=$4 args=()
+    local ports=$1 c=$2 out=$3 name=$4 args=() addrs
     [[ -n $template ]] && args+=(--template "$template")
-    if ! timeout "$timeout_s" "$HL7_LOAD_BIN" --addr "127.0.0.1:$port" --connections "$c" \
+    addrs=$(sed 's/\([0-9]*\)/127.0.0.1:\1/g' <<<"$ports")
+    if ! timeout "$timeout_s" "$HL7_LOAD_BIN" --addr "$addrs" --connections "$c" \
         --messages "$messages" --warmup "$warmup" --json "${args[@]}" >"$out" 2>"$out.err"; then
         cat "$out.err" >&2
         die "$name: hl7_load with $c connection(s) failed (exit above; timeout ${timeout_s} s)"
@@ -164,6 +171,31 @@ start_readgate() {
     wait_port "$peer_port" "$peer_pid" "$peer_name" "$peer_log"
 }
 
+# start_cluster DIR: nodes bench-1 and bench-2 (DIR/n1, DIR/n2) on a new database of the
+# bench's PostgreSQL server, sharing DIR/spool; peer_port = "PORT1,PORT2", peer_pid =
+# "PID1 PID2" (for the RSS and stop below, node 1's log as peer_log).
+cluster_runs=0
+start_cluster() {
+    local dir=$1 url n dport hport ports=() node_pids=()
+    cluster_runs=$((cluster_runs + 1))
+    url=$(new_database "hl7_$cluster_runs")
+    for n in 1 2; do
+        read -r dport hport < <(free_ports 2)
+        write_readgate_config "$dir/n$n" "$dport" "$hport"
+        sed -i "s/^id = \"bench\"/id = \"bench-$n\"/" "$dir/n$n/readgate.toml"
+        printf '\n[database]\nurl = "%s"\n\n[storage]\nspool_dir = "%s"\n' "$url" "$dir/spool" \
+            >>"$dir/n$n/readgate.toml"
+        (cd "$dir/n$n" && RUST_LOG=${RUST_LOG:-warn} exec "$READGATE_BIN" serve --config "$dir/n$n/readgate.toml") \
+            >"$dir/n$n/readgate.log" 2>&1 &
+        node_pids+=("$!")
+        pids+=("$!")
+        wait_port "$hport" "$!" "readgate node $n" "$dir/n$n/readgate.log"
+        ports+=("$hport")
+    done
+    peer_port=$(IFS=,; echo "${ports[*]}") peer_pid="${node_pids[*]}"
+    peer_log=$dir/n1/readgate.log peer_name="readgate nodes"
+}
+
 # ---------------------------------------------------------------- measurements
 # Results: res_<peer>_<conns> = path of the median run's JSON.
 median_run() {   # FILES... -> the file whose msgs/s is the median
@@ -179,7 +211,7 @@ rss_kb=0 py_rss_kb=0
 # each, started afresh by START DIR for every run; res[PEER_<conns>] = the median run's JSON,
 # RSS_VAR = the peer's largest VmHWM (kB) over the runs.
 measure() {
-    local peer=$1 label=$2 start=$3 rss_var=$4 c i k files dir out
+    local peer=$1 label=$2 start=$3 rss_var=$4 c i k files dir out pid
     for c in "${conn_list[@]}"; do
         files=()
         for ((i = 1; i <= runs; i++)); do
@@ -187,9 +219,11 @@ measure() {
             "$start" "$dir"
             out=$dir/result.json
             load "$peer_port" "$c" "$out" "$label"
-            kill -0 "$peer_pid" 2>/dev/null || die "$peer_name died during the run (log: $peer_log)"
-            k=$(vmhwm_kb "$peer_pid"); ((k > ${!rss_var})) && printf -v "$rss_var" '%s' "$k"
-            stop "$peer_pid"
+            for pid in $peer_pid; do
+                kill -0 "$pid" 2>/dev/null || die "$peer_name died during the run (log: $peer_log)"
+                k=$(vmhwm_kb "$pid"); ((k > ${!rss_var})) && printf -v "$rss_var" '%s' "$k"
+                stop "$pid"
+            done
             files+=("$out")
             log "($peer) $label, $c connection(s), run $i: $(json "$out" '"%.0f msg/s, p50 %.3f ms, p99 %.3f ms" % (r["msgs_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"])') (VmHWM $(mb_of_kb "$k") MiB)"
         done
@@ -198,6 +232,8 @@ measure() {
 }
 run_baseline() { measure a baseline start_baseline py_rss_kb; }
 run_readgate() { measure b readgate start_readgate rss_kb; }
+pg_rss_kb=0
+run_cluster() { measure p "two nodes on PostgreSQL" start_cluster pg_rss_kb; }
 
 printf 'readgate HL7 MLLP intake benchmark: %d messages per measurement (+%d warm-up per connection),\n' "$messages" "$warmup"
 printf 'template: %s; %d run(s) per measurement, median shown. Each connection waits for the ACK before the next message.\n\n' \
@@ -211,6 +247,11 @@ if want b; then
     else
         run_readgate
     fi
+fi
+if want p; then
+    start_postgres
+    run_cluster
+    stop_postgres
 fi
 
 # ---------------------------------------------------------------- report
@@ -226,6 +267,7 @@ printf '%-34s %5s %10s %9s %9s %9s\n' "" conns "msgs/s" "p50 ms" "p99 ms" "max m
 for c in "${conn_list[@]}"; do
     want a && fmt_row "(a) Python hl7 MLLP server (AA)" "$c" "${res[a_$c]}"
     want b && fmt_row "(b) readgate serve [hl7]" "$c" "${res[b_$c]}"
+    want p && fmt_row "(p) 2 readgate nodes, PostgreSQL" "$c" "${res[p_$c]}"
 done
 echo
 if want a && want b; then
@@ -233,6 +275,12 @@ if want a && want b; then
         printf 'ratio readgate/baseline, %s connection(s): msgs/s %s, p99 %s\n' "$c" \
             "$(awk -v x="$(json "${res[b_$c]}" 'r["msgs_per_s"]')" -v y="$(json "${res[a_$c]}" 'r["msgs_per_s"]')" 'BEGIN { printf "%.2f", x / y }')" \
             "$(awk -v x="$(json "${res[b_$c]}" 'r["latency_ms"]["p99"]')" -v y="$(json "${res[a_$c]}" 'r["latency_ms"]["p99"]')" 'BEGIN { printf "%.2f", x / y }')"
+    done
+fi
+if want b && want p; then
+    for c in "${conn_list[@]}"; do
+        printf 'ratio two nodes on PostgreSQL / one on SQLite, %s connection(s): msgs/s %s\n' "$c" \
+            "$(awk -v x="$(json "${res[p_$c]}" 'r["msgs_per_s"]')" -v y="$(json "${res[b_$c]}" 'r["msgs_per_s"]')" 'BEGIN { printf "%.2f", x / y }')"
     done
 fi
 want a && printf 'baseline peak RSS (VmHWM, max over runs): %s MiB\n' "$(mb_of_kb "$py_rss_kb")"
@@ -249,6 +297,14 @@ if want b; then
     printf 'target >= 5000 msg/s over %s connections: %s (%.0f)\n' "$c_max" "$ok_rate" "$rate"
     printf 'target p99 <= 5 ms over %s connections: %s (%.3f ms)\n' "$c_max" "$ok_p99" "$p99"
     if [[ $ok_rate == FAIL || $ok_p99 == FAIL ]] && ((enforce)); then status=1; fi
+fi
+if want p; then
+    printf 'readgate node peak RSS on PostgreSQL (VmHWM, max over nodes and runs): %s MiB\n' "$(mb_of_kb "$pg_rss_kb")"
+    c_max=$(printf '%s\n' "${conn_list[@]}" | sort -n | tail -n 1)
+    rate=$(json "${res[p_$c_max]}" 'r["msgs_per_s"]')
+    ok_rate=$(awk -v r="$rate" 'BEGIN { print (r >= 5000) ? "PASS" : "FAIL" }')
+    printf 'target >= 5000 msg/s with two nodes on PostgreSQL over %s connections: %s (%.0f)\n' "$c_max" "$ok_rate" "$rate"
+    if [[ $ok_rate == FAIL ]] && ((enforce)); then status=1; fi
 fi
 [[ -z $rg_missing ]] || die "(b) readgate not measured: $rg_missing"
 exit "$status"

@@ -5,7 +5,8 @@
 # work dir removed on exit with every process in `pids` stopped, stop/forget_pid, nap,
 # free_ports, listening, wait_port, write_config, now_ns, secs, median, count_files,
 # vmhwm_kb, mb_of_kb; readgate_bin; the generated CT data (generated, ensure_ct_data: the
-# caller sets `count`); serve_down (a gateway whose destination is down). free_ports runs
+# caller sets `count`); serve_down (a gateway whose destination is down); a PostgreSQL
+# server of the bench's own (start_postgres, new_database, stop_postgres). free_ports runs
 # ${PYTHON:-python3}.
 
 die() { printf '%s: error: %s\n' "$me" "$*" >&2; exit 1; }
@@ -121,6 +122,38 @@ wait_port() {
         ((SECONDS < deadline)) || die "$name not listening on 127.0.0.1:$port after 30 s (log: $logf)"
         nap 0.05
     done
+}
+
+# start_postgres: a PostgreSQL server for the (p) measurements, in a temp dir of its own
+# (initdb refuses root: run as the postgres user then), loopback, fsync on; sets pg_port,
+# pg_dir, pg_bin. stop_postgres stops it and removes its directory; new_database NAME
+# creates a database and prints its URL.
+start_postgres() {
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -x $pg_bin/initdb ]] || die "needs PostgreSQL's server (scripts/install-test-deps installs it)"
+    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/readgate-bench-pg.XXXXXX")
+    chmod 755 "$pg_dir"
+    as_pg=()
+    if [[ $(id -u) == 0 ]]; then chown postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -E UTF8 --no-locale -U readgate >"$pg_dir/initdb.log" 2>&1 ||
+        die "PostgreSQL initdb failed (log: $pg_dir/initdb.log)"
+    pg_port=$(free_ports 1)
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null ||
+        die "PostgreSQL did not start (log: $pg_dir/server.log)"
+    pids+=("$(head -n 1 "$pg_dir/data/postmaster.pid")")
+}
+
+stop_postgres() {
+    [[ -n ${pg_dir:-} ]] || return 0
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || :
+    rm -rf "$pg_dir"
+}
+
+new_database() {
+    "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U readgate -d postgres \
+        -c "CREATE DATABASE $1" >/dev/null || die "PostgreSQL: cannot create database $1"
+    printf 'postgresql://readgate@127.0.0.1:%s/%s\n' "$pg_port" "$1"
 }
 
 # write_config DIR DICOM_PORT: DIR/readgate.toml with the [gateway] section (data in DIR/var)

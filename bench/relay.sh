@@ -235,34 +235,10 @@ run_b() {   # storescu -> readgate (receive alone); storescu wall time; sets las
     secs "$t0" "$t1"
 }
 
-# start_postgres: a PostgreSQL server for (p), in a temp dir of its own (initdb refuses
-# root: run as the postgres user then); sets pg_port, pg_dir, pg_bin.
-start_postgres() {
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-    [[ -x $pg_bin/initdb ]] || die "(p) needs PostgreSQL's server (scripts/install-test-deps installs it)"
-    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/readgate-bench-pg.XXXXXX")
-    chmod 755 "$pg_dir"
-    as_pg=()
-    if [[ $(id -u) == 0 ]]; then chown postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
-    "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -E UTF8 --no-locale -U readgate >"$pg_dir/initdb.log" 2>&1 ||
-        die "(p) initdb failed (log: $pg_dir/initdb.log)"
-    pg_port=$(free_ports 1)
-    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-        -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null ||
-        die "(p) PostgreSQL did not start (log: $pg_dir/server.log)"
-    pids+=("$(head -n 1 "$pg_dir/data/postmaster.pid")")
-}
-
-stop_postgres() {
-    [[ -n ${pg_dir:-} ]] || return 0
-    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || :
-    rm -rf "$pg_dir"
-}
-
 run_p() {   # (b) with the state in PostgreSQL: a fresh database per run
-    "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U readgate -d postgres \
-        -c "CREATE DATABASE rg_$1" >/dev/null || die "(p) cannot create database rg_$1"
-    database_url="postgresql://readgate@127.0.0.1:$pg_port/rg_$1" run_b "p$1"
+    local url
+    url=$(new_database "rg_$1")
+    database_url=$url run_b "p$1"
 }
 
 run_c() {   # storescu -> readgate -> storescp; until storescp holds every file; sets last_rss_kb

@@ -42,7 +42,8 @@ const DEFAULT_TEMPLATE: &[u8] = include_bytes!("../tests/hl7/orm_o01_ihe.hl7");
     about = "HL7 MLLP load generator: N order messages over C synchronous connections"
 )]
 struct Args {
-    /// The MLLP listener, HOST:PORT.
+    /// The MLLP listener, HOST:PORT; several, comma-separated (the nodes of a cluster),
+    /// get the connections in turn.
     #[arg(long)]
     addr: String,
     /// Concurrent connections (each waits for the ACK before sending the next message).
@@ -572,11 +573,16 @@ fn real_main(args: Args) -> anyhow::Result<i32> {
     let runtime = builder.build().context("starting the tokio runtime")?;
 
     runtime.block_on(async move {
-        let addr = tokio::net::lookup_host(&args.addr)
-            .await
-            .with_context(|| format!("--addr {}: cannot resolve", args.addr))?
-            .next()
-            .ok_or_else(|| anyhow!("--addr {}: no address", args.addr))?;
+        let mut addrs = Vec::new();
+        for one in args.addr.split(',').map(str::trim) {
+            addrs.push(
+                tokio::net::lookup_host(one)
+                    .await
+                    .with_context(|| format!("--addr {one}: cannot resolve"))?
+                    .next()
+                    .ok_or_else(|| anyhow!("--addr {one}: no address"))?,
+            );
+        }
         let plan = Arc::new(Plan {
             template,
             prefix,
@@ -596,7 +602,7 @@ fn real_main(args: Args) -> anyhow::Result<i32> {
                 .collect();
             tasks.push(tokio::spawn(run_connection(
                 i + 1,
-                addr,
+                addrs[i % addrs.len()],
                 seqs,
                 plan.clone(),
                 barrier.clone(),
@@ -606,16 +612,12 @@ fn real_main(args: Args) -> anyhow::Result<i32> {
         for t in tasks {
             results.push(t.await.context("a connection task panicked")?);
         }
-        report(&args, addr, &plan, results)
+        let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        report(&args, &addrs.join(","), &plan, results)
     })
 }
 
-fn report(
-    args: &Args,
-    addr: SocketAddr,
-    plan: &Plan,
-    results: Vec<ConnResult>,
-) -> anyhow::Result<i32> {
+fn report(args: &Args, addr: &str, plan: &Plan, results: Vec<ConnResult>) -> anyhow::Result<i32> {
     let start = results.iter().filter_map(|r| r.started).min();
     let end = results.iter().filter_map(|r| r.finished).max();
     let wall = match (start, end) {
@@ -654,7 +656,7 @@ fn report(
     };
     if args.json {
         let v = serde_json::json!({
-            "addr": addr.to_string(),
+            "addr": addr,
             "template_type": plan.template.message_type,
             "charset": plan.template.charset.to_string(),
             "connections": args.connections,

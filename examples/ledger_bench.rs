@@ -10,8 +10,9 @@
 //! `bench/ledger.sh` runs it, then times `readgate report` (the binary) on the same data and
 //! the `sqlite3` CLI running the equivalent aggregate query.
 //!
-//! Usage: `cargo run --release --example ledger_bench -- DIR [STUDIES] [REST_EVENTS_PER_STUDY]`
-//! (DIR gets `readgate.toml` and `var/readgate.db`; the month is 2026-06).
+//! Usage: `cargo run --release --example ledger_bench -- DIR [STUDIES] [REST_EVENTS_PER_STUDY]
+//! [DATABASE_URL]` (DIR gets `readgate.toml` and `var/readgate.db`, or with DATABASE_URL,
+//! an empty PostgreSQL database, the config's `[database] url`; the month is 2026-06).
 
 use readgate::config::Config;
 use readgate::db::params;
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 const TOKEN: &str = "rg_bench_token";
 
-fn config_text(dir: &Path) -> String {
+fn config_text(dir: &Path, database_url: Option<&str>) -> String {
     let mut readers = String::new();
     for i in 0..200 {
         let employment = match i % 20 {
@@ -40,7 +41,7 @@ fn config_text(dir: &Path) -> String {
         ));
     }
     format!(
-        r#"[gateway]
+        r#"{database}[gateway]
 id = "gw-bench"
 data_dir = "{data}"
 sending_facility = "HOSP-BENCH"
@@ -73,6 +74,9 @@ networks = ["10.30.0.0/16"]
 {readers}"#,
         data = dir.join("var").display(),
         hash = readgate::web::sha256_hex(TOKEN),
+        database = database_url
+            .map(|url| format!("[database]\nurl = \"{url}\"\n"))
+            .unwrap_or_default(),
     )
 }
 
@@ -104,7 +108,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
         )?;
         let mut msg = tx.prepare(
             "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, raw, ack_code, ack_text, ack) \
-             VALUES (?1, '10.0.0.5:4000', 'REPORTING|READ_CENTER', ?2, 'ORU^R01', x'00', 'AA', '', x'00') RETURNING id",
+             VALUES (?1, '10.0.0.5:4000', 'REPORTING|READ_CENTER', ?2, 'ORU^R01', ?3, 'AA', '', ?3) RETURNING id",
         )?;
         let mut rep = tx.prepare(
             "INSERT INTO reports (message_id, received_at, accession, study_uid, status, signer_id, assistant_ids, \
@@ -135,7 +139,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
             let read_at = t + 3_600_000 + rng.u64(..7_200_000) as i64;
             let mut text = base_text.to_string();
             if trainee_first {
-                let m = msg.query_row(params![read_at, format!("P{i}")], |r| r.get::<_, i64>(0))?;
+                let m = msg.query_row(params![read_at, format!("P{i}"), &[0u8][..]], |r| r.get::<_, i64>(0))?;
                 let json = format!(r#"{{"assistant_interpreters":[{{"id":"{first}"}}]}}"#);
                 rep.execute(params![m, read_at, acc, "P", None::<String>, first, dtm(read_at), text, json])?;
                 reports += 1;
@@ -144,7 +148,7 @@ fn fill(store: &Store, studies: usize, rest_per_study: usize) -> anyhow::Result<
                 }
             }
             let final_at = read_at + 600_000 + rng.u64(..1_800_000) as i64;
-            let m = msg.query_row(params![final_at, format!("F{i}")], |r| r.get::<_, i64>(0))?;
+            let m = msg.query_row(params![final_at, format!("F{i}"), &[0u8][..]], |r| r.get::<_, i64>(0))?;
             let assistants = if trainee_first { first.clone() } else { String::new() };
             let json = format!(
                 r#"{{"principal_interpreter":{{"id":"{signer}"}},"assistant_interpreters":[{}]}}"#,
@@ -191,14 +195,17 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(100_000);
     let per_study: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let database_url = args.next();
     std::fs::create_dir_all(dir.join("var"))?;
     let config_path = dir.join("readgate.toml");
-    std::fs::write(&config_path, config_text(&dir))?;
+    std::fs::write(&config_path, config_text(&dir, database_url.as_deref()))?;
     let config = Config::load(&config_path)?;
-    let db = config.database_path();
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(db.with_extension("db-wal"));
-    let store = Arc::new(Store::open(&db)?);
+    if database_url.is_none() {
+        let db = config.database_path();
+        let _ = std::fs::remove_file(&db);
+        let _ = std::fs::remove_file(db.with_extension("db-wal"));
+    }
+    let store = Arc::new(Store::open_at(&config.database())?);
 
     let t = Instant::now();
     let (rest, reports) = fill(&store, studies, per_study)?;

@@ -85,7 +85,7 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
         "docs/audit.md's table of kinds against AuditKind"
     );
 
-    let (dir, scp, mut cfg) = reading_site();
+    let (_dir, scp, mut cfg) = reading_site();
     let password = "kinds-password";
     let rg = start(&mut cfg, password).await;
     let http = rg.http_addr.expect("HTTP");
@@ -183,14 +183,7 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let r = request(http, "GET", "/api/v1/audit?kind=study_held", &headers, b"").await;
     assert_eq!(r.status, 200);
-    let db = dir.path().join("var/readgate.db");
-    let tamper = std::process::Command::new("sqlite3")
-        .arg(&db)
-        // The attacker drops the append-only guard first, as in tests/audit.rs.
-        .arg("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET detail = '{\"tampered\":true}' WHERE seq = 3")
-        .status()
-        .expect("sqlite3");
-    assert!(tamper.success());
+    common::tamper_audit_detail(&cfg.database(), 3, r#"{"tampered":true}"#);
     let r = request(http, "GET", "/api/v1/audit/verify", &headers, b"").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["ok"], false);
@@ -201,7 +194,7 @@ async fn every_documented_audit_kind_is_written_by_its_path() {
     drop(scp);
 
     // The trail holds each documented kind, written by the documented actor.
-    let log = readgate::audit::AuditLog::open_read_only(&db).expect("trail");
+    let log = readgate::audit::AuditLog::open_read_only_at(&cfg.parse().database()).expect("trail");
     let entries = log
         .search(&readgate::audit::Query {
             limit: 10_000,
@@ -338,11 +331,8 @@ async fn no_action_without_its_audit_entry() {
     wait_until("held", Duration::from_secs(30), || {
         studies_in(&store, StudyState::Held, 10) == 1
     });
-    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
-    db.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .expect("trigger");
+    let db = cfg.database();
+    common::refuse_audit_appends(&db);
     let release = format!("/api/v1/studies/{}/release", uid(1));
     let reject = format!("/api/v1/studies/{}/reject", uid(1));
     let body = r#"{"by": "dr.sato", "justification": "stroke", "reason": "x"}"#;
@@ -402,8 +392,7 @@ async fn no_action_without_its_audit_entry() {
         .output()
         .expect("readgate report");
     assert!(!stdout.status.success() && stdout.stdout.is_empty());
-    db.execute_batch("DROP TRIGGER refuse;")
-        .expect("drop trigger");
+    common::allow_audit_appends(&db);
     let r = post_json(http, &release, Some(ADMIN), body).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     wait_until("forwarded", Duration::from_secs(30), || {

@@ -118,7 +118,8 @@ fn text(out: &Output) -> String {
 /// destination nobody listens on (the restored gateway must not forward while checked).
 fn restored_config(root: &Path) -> (TestConfig, PathBuf) {
     std::fs::create_dir_all(root).expect("root");
-    let cfg = TestConfig::new(root, free_port());
+    let mut cfg = TestConfig::new(root, free_port());
+    cfg.database_url = None;
     let path = cfg.write();
     (cfg, path)
 }
@@ -131,7 +132,10 @@ fn restored_config(root: &Path) -> (TestConfig, PathBuf) {
 /// spool; the trail verifies and records the backup and the restore.
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_while_receiving_restores_the_same_studies() {
-    let (dir, scp, cfg) = reading_site();
+    let (dir, scp, mut cfg) = reading_site();
+    // SQLite: `readgate backup` copies the SQLite database (on PostgreSQL it refuses and
+    // names pg_dump; tests/postgres.rs).
+    cfg.database_url = None;
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let config = cfg.write();
     let live_db = cfg.data_dir.join("var/readgate.db");
@@ -287,6 +291,9 @@ async fn backup_while_receiving_restores_the_same_studies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_follows_files_forwarded_during_it() {
     let (dir, scp, mut cfg) = reading_site();
+    // SQLite: `readgate backup` copies the SQLite database (on PostgreSQL it refuses and
+    // names pg_dump; tests/postgres.rs).
+    cfg.database_url = None;
     cfg.stable_after_secs = 0;
     let text_config = cfg
         .text()
@@ -377,7 +384,10 @@ async fn backed_up() -> (
     PathBuf,
     serde_json::Value,
 ) {
-    let (dir, cfg) = no_reading_site();
+    let (dir, mut cfg) = no_reading_site();
+    // SQLite: `readgate backup` copies the SQLite database (on PostgreSQL it refuses and
+    // names pg_dump; tests/postgres.rs).
+    cfg.database_url = None;
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let studies: Vec<(String, String)> = (1..=3)
         .map(|i| (format!("{STUDY_A}.{i}"), format!("ACC-{i}")))

@@ -61,22 +61,19 @@ async fn csrf_post(c: &mut WebClient, csrf: &str) -> u16 {
 
 /// Every text value of `console_sessions`, rows of (id_sha256, user, role, digest, csrf,
 /// node), from a connection of the test's own.
-fn sqlite_rows(db: &std::path::Path) -> Vec<Vec<String>> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = c
-        .prepare("SELECT id_sha256, user_name, role, user_digest, csrf, node FROM console_sessions")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| (0..6).map(|i| r.get::<_, String>(i)).collect())
+fn session_rows(cfg: &common::TestConfig) -> Vec<Vec<String>> {
+    cfg.database()
+        .query_map(
+            "SELECT id_sha256, user_name, role, user_digest, csrf, node FROM console_sessions",
+            [],
+            |r| (0..6).map(|i| r.get::<_, String>(i)).collect(),
+        )
         .unwrap()
-        .collect::<Result<Vec<Vec<String>>, _>>()
-        .unwrap();
-    rows
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_console_session_survives_a_restart() {
-    let (dir, mut cfg) = no_reading_site();
+    let (_dir, mut cfg) = no_reading_site();
     cfg.extra = users_toml();
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let mut admin = WebClient::new(rg.http_addr.expect("http"));
@@ -87,8 +84,7 @@ async fn a_console_session_survives_a_restart() {
     rg.stop().await;
 
     // The database holds the id's SHA-256, never the id.
-    let db = dir.path().join("var/readgate.db");
-    let rows = sqlite_rows(&db);
+    let rows = session_rows(&cfg);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].iter().all(|v| !v.contains(&id)), "{rows:?}");
     assert_eq!(rows[0][0], readgate::digest::sha256_hex(&id));
@@ -110,7 +106,7 @@ async fn a_console_session_survives_a_restart() {
     assert!(admin.cookie.is_none());
     admin.cookie = Some(format!("readgate_session={id}"));
     assert!(!signed_in(&mut admin).await, "logged out");
-    assert!(sqlite_rows(&db).is_empty());
+    assert!(session_rows(&cfg).is_empty());
     rg.stop().await;
 }
 

@@ -174,6 +174,7 @@ async fn a_populated_sqlite_gateway_moves_to_postgresql_with_its_history() {
         .unwrap()
         .expect("PostgreSQL for the test");
     let (dir, _scp, mut cfg) = reading_site();
+    cfg.database_url = None; // the installation being moved is on SQLite
     cfg.hl7_port = Some(free_port());
     cfg.hl7_default_charset = "utf8".into();
     cfg.extra = http_config();
@@ -369,7 +370,8 @@ fn small_source(path: &Path) {
 fn refusals_name_what_they_found_and_change_nothing() {
     let pg = TempPostgres::start().expect("PostgreSQL for the test");
     let url = pg.url();
-    let (_dir, cfg) = no_reading_site();
+    let (_dir, mut cfg) = no_reading_site();
+    cfg.database_url = None; // the installation being moved is on SQLite
     let config = cfg.write();
     let db = cfg.data_dir.join("var/readgate.db");
 

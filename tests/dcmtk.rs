@@ -262,7 +262,7 @@ fn native_instances_are_re_encoded_for_a_destination_that_wants_implicit_vr() {
 #[test]
 fn sigterm_waits_for_the_transfer_in_progress() {
     let big = big_instance(200);
-    let (dir, cfg) = no_reading_site();
+    let (_dir, cfg) = no_reading_site();
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     daemon.wait_for_port(cfg.dicom_port);
     let mut storescu = dcmtk_scu("storescu", "CT01", &[], cfg.dicom_port);
@@ -284,8 +284,8 @@ fn sigterm_waits_for_the_transfer_in_progress() {
     assert!(log.contains("readgate stopped"), "{log}");
     assert!(log.contains("stored=1"), "{log}");
     // The instance is kept: a restart finds it in the index.
-    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
-    let n: i64 = db
+    let n: i64 = cfg
+        .database()
         .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))
         .expect("count");
     assert_eq!(n, 1);

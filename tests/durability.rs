@@ -79,13 +79,18 @@ async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
     scu.release().await;
     rg.stop().await;
     // An OS crash may lose the last index commits (synchronous = NORMAL); the files stay.
-    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).unwrap();
-    db.execute_batch("DELETE FROM instances; DELETE FROM studies;")
+    cfg.database()
+        .execute_batch("DELETE FROM instances; DELETE FROM studies;")
         .unwrap();
-    drop(db);
-    // and a file that is not DICOM at all must not be deleted, only set aside
+    // and a file that is not DICOM at all must not be deleted, only set aside (on
+    // PostgreSQL a node looks only at the files it named: `<node>.…`)
+    let garbage = if cfg.on_postgres() {
+        format!("{}.garbage.dcm", cfg.gateway_id)
+    } else {
+        "garbage.dcm".to_string()
+    };
     std::fs::write(
-        dir.path().join("var/spool/objects/00/garbage.dcm"),
+        dir.path().join("var/spool/objects/00").join(&garbage),
         b"not dicom",
     )
     .unwrap();
@@ -99,7 +104,7 @@ async fn spool_files_the_index_lost_are_indexed_again_and_forwarded() {
     );
     assert!(dir
         .path()
-        .join("var/spool/quarantine/objects_00_garbage.dcm")
+        .join(format!("var/spool/quarantine/objects_00_{garbage}"))
         .exists());
     rg.stop().await;
 }
@@ -289,6 +294,9 @@ fn every_acknowledged_instance_was_synced_before_its_answer() {
 #[test]
 fn every_hl7_ack_follows_its_commit_and_commits_are_shared() {
     let (dir, mut cfg) = no_reading_site();
+    // SQLite: the test watches readgate's own fsync of the WAL. On PostgreSQL the commit
+    // is synced by the server; tests/cluster.rs shows no AA is sent while it is away.
+    cfg.database_url = None;
     let hl7 = free_port();
     cfg.hl7_port = Some(hl7);
     let trace = dir.path().join("strace.log");

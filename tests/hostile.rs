@@ -164,10 +164,9 @@ fn invented_message_types_do_not_grow_the_metrics() {
 }
 
 /// Raw bytes of the refused HL7 messages kept, and how many messages are kept at all.
-fn stored_hl7(data_dir: &std::path::Path) -> (i64, i64) {
-    let db = rusqlite::Connection::open(data_dir.join("var").join("readgate.db")).expect("db");
-    db.query_row(
-        "SELECT COALESCE(SUM(CASE WHEN ack_code != 'AA' THEN length(raw) END), 0), COUNT(*) \
+fn stored_hl7(cfg: &common::TestConfig) -> (i64, i64) {
+    cfg.database().query_row(
+        "SELECT COALESCE(SUM(CASE WHEN ack_code != 'AA' THEN octet_length(raw) END), 0), COUNT(*) \
          FROM hl7_messages",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -180,7 +179,7 @@ fn stored_hl7(data_dir: &std::path::Path) -> (i64, i64) {
 /// kept whole and forever (172 × 1 MiB filled a 200 MB disk).
 #[test]
 fn refused_hl7_frames_are_kept_only_within_the_quarantine() {
-    let (dir, mut cfg) = no_reading_site();
+    let (_dir, mut cfg) = no_reading_site();
     let port = free_port();
     cfg.hl7_port = Some(port);
     cfg.hl7_extra = "quarantine_max_mb = 2\nquarantine_days = 30".into();
@@ -195,7 +194,7 @@ fn refused_hl7_frames_are_kept_only_within_the_quarantine() {
         let ack = exchange(port, msg.as_bytes()).expect("an ACK");
         assert_ne!(ack.code(), "AA", "{}", ack.show());
     }
-    let (refused_bytes, kept) = stored_hl7(dir.path());
+    let (refused_bytes, kept) = stored_hl7(&cfg);
     assert!(
         refused_bytes <= 2 * 1024 * 1024 + 300 * 1024,
         "{refused_bytes} bytes of refused messages kept ({kept} messages)"
@@ -209,7 +208,7 @@ fn refused_hl7_frames_are_kept_only_within_the_quarantine() {
 /// stored with no check at all).
 #[test]
 fn hl7_obeys_min_free_mb() {
-    let (dir, mut cfg) = no_reading_site();
+    let (_dir, mut cfg) = no_reading_site();
     let port = free_port();
     cfg.hl7_port = Some(port);
     cfg.min_free_mb = 1 << 40; // more than any disk has
@@ -222,7 +221,7 @@ fn hl7_obeys_min_free_mb() {
     let ack = exchange(port, msg.as_bytes()).expect("an ACK");
     assert_eq!(ack.code(), "AE", "{}", ack.show());
     assert!(ack.show().contains("free disk space"), "{}", ack.show());
-    assert_eq!(stored_hl7(dir.path()).1, 0, "nothing stored");
+    assert_eq!(stored_hl7(&cfg).1, 0, "nothing stored");
     daemon.assert_running();
 }
 
@@ -274,22 +273,18 @@ async fn a_login_flood_costs_at_most_the_allowed_password_checks() {
 /// (The trail is made to refuse writes with a trigger; without it the login succeeds.)
 #[tokio::test(flavor = "multi_thread")]
 async fn no_login_without_its_audit_entry() {
-    let (dir, mut cfg) = no_reading_site();
+    let (_dir, mut cfg) = no_reading_site();
     cfg.extra = one_user_toml("correct horse", "");
     let rg = readgate::serve::start(cfg.parse()).await.expect("starts");
     let addr = rg.http_addr.expect("http");
-    let db = rusqlite::Connection::open(dir.path().join("var").join("readgate.db")).expect("db");
-    db.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .expect("trigger");
+    let db = cfg.database();
+    common::refuse_audit_appends(&db);
     let mut c = common::http::WebClient::new(addr);
     let r = c.login("admin", "correct horse").await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert!(c.cookie.is_none(), "a session was opened");
     assert_eq!(c.get("/").await.status, 303, "no session: back to /login");
-    db.execute_batch("DROP TRIGGER refuse;")
-        .expect("drop trigger");
+    common::allow_audit_appends(&db);
     let r = c.login("admin", "correct horse").await;
     assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
     assert!(c.cookie.is_some());
@@ -449,7 +444,13 @@ fn patient_data_is_readable_by_readgates_user_only() {
             .any(|(p, _)| p.to_string_lossy().contains("/objects/")),
         "the instance is in the spool: {modes:#?}"
     );
-    assert!(files.iter().any(|(p, _)| p.ends_with("readgate.db-wal")));
+    // The database is among them, unless it lives in PostgreSQL (then no SQLite file
+    // is made beside it).
+    assert_eq!(
+        files.iter().any(|(p, _)| p.ends_with("readgate.db-wal")),
+        !cfg.on_postgres(),
+        "{modes:#?}"
+    );
     for (path, mode) in &modes {
         let expected = if path.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(*mode, expected, "{} is {mode:o}", path.display());
@@ -812,7 +813,7 @@ async fn a_busy_gateway_answers_transient_local_limit_exceeded() {
 /// rewrite, queued forever; nothing of it is kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_too_large_to_tag_is_refused_on_receipt() {
-    let (dir, cfg) = no_reading_site();
+    let (_dir, cfg) = no_reading_site();
     let mut daemon = Daemon::start(&cfg.write(), cfg.dicom_port);
     daemon.wait_for_port(cfg.dicom_port);
     let study = "1.2.392.200036.9116.2.99";
@@ -844,8 +845,8 @@ async fn an_instance_too_large_to_tag_is_refused_on_receipt() {
     common::assert_answer(status, &comment, 0xC000, "top-level elements");
     daemon.assert_running();
     daemon.terminate();
-    let db = rusqlite::Connection::open(dir.path().join("var/readgate.db")).expect("db");
-    let kept: i64 = db
+    let kept: i64 = cfg
+        .database()
         .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))
         .expect("count");
     assert_eq!(kept, 0);

@@ -355,10 +355,19 @@ fn concurrent_opens_migrate_once() {
     assert_eq!(counts(&path), with_new_tables(&before));
 }
 
+/// A test config with its data in `dir` and its database in SQLite whatever the suite
+/// runs on: these tests upgrade SQLite files of older readgates (PostgreSQL's migrations
+/// are tested in tests/schema_pg.rs).
+fn sqlite_config(dir: &Path, dest_port: u16) -> TestConfig {
+    let mut cfg = TestConfig::new(dir, dest_port);
+    cfg.database_url = None;
+    cfg
+}
+
 /// A test config (destination down: nothing is sent) whose database is the b54f886
 /// fixture; returns the config file and the database.
 fn gateway_on_the_fixture(dir: &Path) -> (TestConfig, PathBuf, PathBuf) {
-    let cfg = TestConfig::new(dir, common::free_port());
+    let cfg = sqlite_config(dir, common::free_port());
     let config = cfg.write();
     let data_dir = cfg.parse().gateway.data_dir;
     std::fs::create_dir_all(&data_dir).unwrap();
@@ -533,7 +542,7 @@ fn serve_migrate_brings_an_older_database_up_to_date_and_starts() {
 #[test]
 fn serve_creates_a_new_database_at_the_latest_version_without_migrate() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), common::free_port());
+    let cfg = sqlite_config(dir.path(), common::free_port());
     let config = cfg.write();
     let db = cfg.parse().database_path();
     assert!(!db.exists());
@@ -555,7 +564,7 @@ fn serve_creates_a_new_database_at_the_latest_version_without_migrate() {
 #[test]
 fn serve_and_migrate_refuse_a_database_of_a_newer_readgate() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TestConfig::new(dir.path(), common::free_port());
+    let cfg = sqlite_config(dir.path(), common::free_port());
     let config = cfg.write();
     let db = cfg.parse().database_path();
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();

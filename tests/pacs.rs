@@ -28,7 +28,7 @@ fn pacs_find(config: &Path, args: &[&str]) -> (bool, String, String) {
 
 /// The `query` entries for PACS questions of `operation` in the trail, all by a `cli:` actor.
 fn pacs_questions(cfg: &TestConfig, operation: &str) -> usize {
-    let log = readgate::audit::AuditLog::open_read_only(&cfg.parse().database_path())
+    let log = readgate::audit::AuditLog::open_read_only_at(&cfg.parse().database())
         .expect("the audit trail");
     let entries = log
         .search(&readgate::audit::Query {

@@ -482,6 +482,7 @@ fn oru_labs(control_id: &str, patient_id: &str, labs: &[Lab]) -> Vec<u8> {
 struct Site {
     dir: tempfile::TempDir,
     scp: StoreScp,
+    cfg: TestConfig,
     config: PathBuf,
     dicom_port: u16,
     hl7_port: u16,
@@ -512,6 +513,7 @@ impl Site {
             scp,
             config,
             dicom_port: cfg.dicom_port,
+            cfg,
             hl7_port,
             daemon,
         }
@@ -528,10 +530,6 @@ impl Site {
         assert!(self.daemon.log_text().contains("readgate stopped"));
         self.daemon = Daemon::start(&self.config, self.dicom_port);
         self.daemon.wait_for_port(self.hl7_port);
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("var/readgate.db")
     }
 
     /// Writes the study with make_study.py and sends it with DCMTK storescu (+sd).
@@ -720,21 +718,22 @@ impl Site {
             .collect()
     }
 
-    /// (kind, detail) of the study's events, oldest first, read from SQLite.
+    /// (kind, detail) of the study's events, oldest first, read from the database.
     fn events(&self, study: &Study) -> Vec<(String, String)> {
-        let conn = self.open_db();
-        let mut stmt = conn
-            .prepare("SELECT kind, detail FROM events WHERE study_uid = ?1 ORDER BY id")
-            .expect("prepare events query");
-        let rows = stmt
-            .query_map([&study.uid], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query events");
-        rows.collect::<Result<Vec<_>, _>>().expect("read events")
+        self.cfg
+            .database()
+            .query_map(
+                "SELECT kind, detail FROM events WHERE study_uid = ?1 ORDER BY id",
+                [&study.uid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("read events")
     }
 
     /// `studies.verdict` as recorded (PASS, HELD, FORWARDED_INCOMPLETE, RELEASED_OVERRIDE).
     fn verdict(&self, study: &Study) -> Option<String> {
-        self.open_db()
+        self.cfg
+            .database()
             .query_row(
                 "SELECT verdict FROM studies WHERE study_uid = ?1",
                 [&study.uid],
@@ -746,7 +745,8 @@ impl Site {
     /// The recorded evaluation of the study's policy checks (`studies.evaluation`), for
     /// failure messages.
     fn evaluation(&self, study: &Study) -> String {
-        self.open_db()
+        self.cfg
+            .database()
             .query_row(
                 "SELECT evaluation FROM studies WHERE study_uid = ?1",
                 [&study.uid],
@@ -772,17 +772,6 @@ impl Site {
             );
             std::thread::sleep(Duration::from_millis(150));
         }
-    }
-
-    fn open_db(&self) -> rusqlite::Connection {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .expect("open readgate.db read-only");
-        conn.busy_timeout(Duration::from_secs(10))
-            .expect("busy timeout");
-        conn
     }
 }
 
@@ -1380,16 +1369,15 @@ fn operator_release_and_reject() {
     );
     // Nothing of it is left for the forwarder: every instance is rejected (the forwarder
     // sends only queued instances), and none reached the reading facility.
-    let states: Vec<String> = {
-        let conn = site.open_db();
-        let mut stmt = conn
-            .prepare("SELECT state FROM instances WHERE study_uid = ?1")
-            .expect("prepare");
-        let rows = stmt
-            .query_map([&rejected.uid], |r| r.get(0))
-            .expect("query");
-        rows.collect::<Result<_, _>>().expect("rows")
-    };
+    let states: Vec<String> = site
+        .cfg
+        .database()
+        .query_map(
+            "SELECT state FROM instances WHERE study_uid = ?1",
+            [&rejected.uid],
+            |r| r.get(0),
+        )
+        .expect("instance states");
     assert!(
         !states.is_empty() && states.iter().all(|s| s == "rejected"),
         "{states:?}"

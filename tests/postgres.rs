@@ -60,6 +60,14 @@ fn a_study_sent_with_storescu_is_forwarded_and_audited_from_postgresql() {
     assert_eq!(code, 0, "migrate: {out}{err}");
     assert!(out.contains("already current"), "{out}");
     assert!(out.contains("postgresql://readgate@"), "{out}");
+    // `readgate backup` copies a SQLite database only: on PostgreSQL it says what to use.
+    let (code, out, err) = readgate(
+        &["backup", &dir.path().join("backup").display().to_string()],
+        &config_path,
+    );
+    assert_eq!(code, 1, "backup: {out}{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+    assert!(!dir.path().join("backup").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

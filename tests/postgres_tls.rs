@@ -113,7 +113,7 @@ fn tls_options_are_checked_with_the_configuration() {
     let ca_file = TestCa::new("a CA").write(dir.path(), "ca.pem");
     let cfg = |url: &str| {
         let mut c = common::TestConfig::new(dir.path(), 11112);
-        c.extra = format!("[database]\nurl = \"{url}\"\n");
+        c.database_url = Some(url.to_string());
         readgate::config::Config::parse(&c.text(), Path::new("test.toml"))
     };
     let good = format!(

@@ -71,8 +71,8 @@ fn read_frame(stream: &mut std::net::TcpStream) -> Vec<u8> {
     }
 }
 
-fn audit_kinds(db: &Path, kind: &str) -> Vec<serde_json::Value> {
-    let log = readgate::audit::AuditLog::open_read_only(db).expect("audit trail");
+fn audit_kinds(db: &readgate::config::Database, kind: &str) -> Vec<serde_json::Value> {
+    let log = readgate::audit::AuditLog::open_read_only_at(db).expect("audit trail");
     log.search(&readgate::audit::Query {
         kind: Some(kind.to_string()),
         limit: 1000,
@@ -117,9 +117,9 @@ async fn reload_applies_peers_and_routes_without_dropping_transfers() {
         assert_eq!(status, 0, "{comment:?}");
     }
     scu.release().await;
-    let db = dir.path().join("var/readgate.db");
+    let db = cfg.parse().database();
     wait_until("the MR study held", Duration::from_secs(30), || {
-        readgate::store::Store::open_read_only(&db)
+        readgate::store::Store::open_read_only_at(&db)
             .ok()
             .and_then(|s| s.study_row(held_study).ok().flatten())
             .is_some_and(|r| r.state == readgate::model::StudyState::Held)

@@ -142,15 +142,16 @@ impl Site {
     /// (earliest, latest) delivery time of the study's instances, and when the study was
     /// decided complete (`completed_at`), from the database.
     fn delivery_times(&self, study: &str) -> (i64, i64, i64) {
-        let db = rusqlite::Connection::open(self.dir.path().join("var/readgate.db")).expect("db");
-        db.query_row(
-            "SELECT (SELECT MIN(forwarded_at) FROM instances WHERE study_uid = ?1), \
+        self.cfg
+            .database()
+            .query_row(
+                "SELECT (SELECT MIN(forwarded_at) FROM instances WHERE study_uid = ?1), \
              (SELECT MAX(forwarded_at) FROM instances WHERE study_uid = ?1), completed_at \
              FROM studies WHERE study_uid = ?1",
-            [study],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("times")
+                [study],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("times")
     }
 
     /// The files storescp holds (one per copy received).

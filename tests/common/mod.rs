@@ -143,14 +143,23 @@ pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usiz
 /// Partial instances left in the spool's `tmp/` under `data_dir`: the files there that hold
 /// data (the empty ones are made ready ahead of need and are not instances).
 pub fn partial_instances(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("spool/tmp"))
-        .expect("spool tmp/")
-        .filter(|e| {
-            e.as_ref()
-                .map(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(true))
-                .unwrap_or(true)
+    partial_files(&data_dir.join("spool/tmp"))
+}
+
+/// Non-empty files under `dir`, its subdirectories included (on PostgreSQL each node
+/// writes into `tmp/<node>/`).
+fn partial_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.expect("spool tmp/ entry");
+            match e.metadata() {
+                Ok(m) if m.is_dir() => partial_files(&e.path()),
+                Ok(m) => usize::from(m.len() > 0),
+                Err(_) => 1,
+            }
         })
-        .count()
+        .sum()
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
@@ -398,6 +407,30 @@ destination = "rc1"
     pub fn parse(&self) -> readgate::config::Config {
         readgate::config::Config::parse(&self.text(), Path::new("test.toml"))
             .expect("valid test config")
+    }
+
+    /// The database this config names (the SQLite file, or PostgreSQL when the suite
+    /// runs there), opened as a client of its own: for reading what readgate recorded,
+    /// and for the tests that change it behind readgate's back. Write neutral SQL
+    /// (`?1` placeholders; `readgate::db` rewrites them for PostgreSQL).
+    pub fn database(&self) -> readgate::db::Conn {
+        match self.parse().database() {
+            readgate::config::Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(&path)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+                conn.busy_timeout(Duration::from_secs(10))
+                    .expect("busy timeout");
+                readgate::db::Conn::sqlite(conn)
+            }
+            readgate::config::Database::Postgres(url) => {
+                readgate::db::Conn::postgres(&url).expect("connect to the test's database")
+            }
+        }
+    }
+
+    /// Whether this config keeps readgate's state in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.database_url.is_some()
     }
 }
 
@@ -989,4 +1022,52 @@ pub fn write_ct_files(
         sops.insert(sop);
     }
     sops
+}
+
+/// Makes every audit append fail, as a full disk or a broken database would: a trigger
+/// that refuses inserts into `audit_log` (in the dialect of `db`).
+pub fn refuse_audit_appends(db: &readgate::db::Conn) {
+    let sql = match db.backend() {
+        readgate::db::Backend::Sqlite => {
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+        }
+        readgate::db::Backend::Postgres => {
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'disk full'; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse();"
+        }
+    };
+    db.execute_batch(sql)
+        .expect("a trigger refusing audit appends");
+}
+
+/// Undoes [`refuse_audit_appends`].
+pub fn allow_audit_appends(db: &readgate::db::Conn) {
+    let sql = match db.backend() {
+        readgate::db::Backend::Sqlite => "DROP TRIGGER refuse;",
+        readgate::db::Backend::Postgres => {
+            "DROP TRIGGER refuse ON audit_log; DROP FUNCTION refuse();"
+        }
+    };
+    db.execute_batch(sql).expect("drop the refusing trigger");
+}
+
+/// What an attacker with the database's password does: drops the append-only guard and
+/// rewrites the detail of audit entry `seq`.
+pub fn tamper_audit_detail(db: &readgate::db::Conn, seq: i64, detail: &str) {
+    let drop_guard = match db.backend() {
+        readgate::db::Backend::Sqlite => "DROP TRIGGER audit_log_no_update;",
+        readgate::db::Backend::Postgres => "DROP TRIGGER audit_log_no_update ON audit_log;",
+    };
+    db.execute_batch(drop_guard)
+        .expect("drop the append-only guard");
+    let changed = db
+        .execute(
+            "UPDATE audit_log SET detail = ?1 WHERE seq = ?2",
+            readgate::db::params![detail, seq],
+        )
+        .expect("rewrite an audit entry");
+    assert_eq!(changed, 1, "audit entry {seq}");
 }
