@@ -2,7 +2,7 @@
 //! header context it carried, and a destination's refusal of one.
 
 use super::{Result, Store, StoreError};
-use crate::db::{params, OptionalExtension};
+use crate::db::params;
 use crate::model::{InstanceState, StreamState, StudyState};
 
 /// An instance that has just been written, fsync'd and moved into the spool.
@@ -88,6 +88,18 @@ impl Store {
             Ok(tx) => tx,
             Err(e) => return failed(e.to_string()),
         };
+        // A lone instance needs no savepoint: if it fails, the whole transaction is its
+        // own, and each savepoint costs PostgreSQL two round trips.
+        if let [(inst, replace)] = batch.as_slice() {
+            let outcome = index_in(&tx, inst, *replace);
+            return match outcome {
+                Ok(o) => match tx.commit() {
+                    Ok(()) => vec![Ok(o)],
+                    Err(e) => failed(e.to_string()),
+                },
+                Err(e) => vec![Err(e)],
+            };
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inst, replace) in &batch {
             let one = match tx.savepoint() {
@@ -112,13 +124,57 @@ impl Store {
     }
 }
 
+/// What [`index_in`] reads before it writes, in one statement (one round trip on
+/// PostgreSQL): the instance already indexed under this SOP Instance UID, its study's
+/// row, and whether another instance of the study carries the same header context
+/// (for a streaming study: one queued or delivered).
+struct Before {
+    existing: Option<(String, String, i64)>,
+    study: Option<(
+        String,
+        String,
+        StudyState,
+        Option<StreamState>,
+        Option<String>,
+    )>,
+    seen: bool,
+}
+
+fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes,              s.state, s.stream, s.destination,              EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3                      AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming'                      OR o.state IN ('queued', 'forwarded')))              FROM (SELECT 1 AS one) AS one              LEFT JOIN instances i ON i.sop_uid = ?1              LEFT JOIN studies s ON s.study_uid = ?2",
+        )?
+        .query_row(
+            params![inst.sop_uid, inst.study_uid, inst.context],
+            |r| {
+                let existing = match r.get::<_, Option<String>>(0)? {
+                    Some(path) => Some((path, r.get(1)?, r.get(2)?)),
+                    None => None,
+                };
+                let study = match r.get::<_, Option<String>>(3)? {
+                    Some(_) => Some((r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?)),
+                    None => None,
+                };
+                Ok(Before {
+                    existing,
+                    study,
+                    seen: r.get(9)?,
+                })
+            },
+        )?)
+}
+
 /// Indexes one instance within the caller's transaction (see [`Store::index_received`]).
 fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
-    // The statements every instance runs are prepared once per connection.
-    let existing: Option<(String, String, i64)> = tx
-        .prepare_cached("SELECT path, study_uid, size FROM instances WHERE sop_uid = ?1")?
-        .query_row([&inst.sop_uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+    // The statements every instance runs are prepared once per connection. The study's
+    // row is read before the instance's old copy is removed: nothing below changes the
+    // columns read.
+    let Before {
+        existing,
+        study,
+        seen,
+    } = read_before(tx, inst)?;
     let outcome = match &existing {
         Some(_) if !replace => {
             return Ok(IndexOutcome {
@@ -178,22 +234,6 @@ fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<I
         InstanceState::Received,
         inst.context
     ])?;
-    type StudyRow = (
-        String,
-        String,
-        StudyState,
-        Option<StreamState>,
-        Option<String>,
-    );
-    let study: Option<StudyRow> = tx
-        .prepare_cached(
-            "SELECT modalities, calling_aes, state, stream, destination FROM studies WHERE study_uid = ?1",
-        )?
-        .query_row(
-            [&inst.study_uid],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
     let mut streamed_to = None;
     match study {
         None => {
@@ -258,15 +298,6 @@ fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<I
             // context for the stream decision.
             let streaming = stream == Some(StreamState::Streaming);
             if stream != Some(StreamState::Stopped) {
-                let seen: bool = tx
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM instances WHERE study_uid = ?1 AND context = ?2 \
-                         AND sop_uid != ?3 AND (?4 = 0 OR state IN ('queued', 'forwarded')))",
-                    )?
-                    .query_row(
-                        params![inst.study_uid, inst.context, inst.sop_uid, streaming],
-                        |r| r.get(0),
-                    )?;
                 let open = !matches!(state, StudyState::Held | StudyState::Rejected);
                 match &destination {
                     Some(dest) if streaming && seen && open => {
