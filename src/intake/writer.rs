@@ -154,17 +154,14 @@ fn store_batch(
         Err(e) => return Err(IntakeError::Store(format!("free space: {e}"))),
     }
     let recorded = store.record_hl7_batch(messages).map_err(failed)?;
-    let mut released = Vec::new();
-    for r in recorded
-        .iter()
-        .filter(|r| !r.duplicate && !r.keys.is_empty())
-    {
-        released.extend(
-            store
-                .reconsider_held(&r.keys, "new HL7 context", now_ms())
-                .map_err(failed)?,
-        );
+    // The batch's keys together: one look for held studies per batch, not per message.
+    let mut keys = crate::store::ContextKeys::default();
+    for r in recorded.iter().filter(|r| !r.duplicate) {
+        keys.merge(&r.keys);
     }
+    let released = store
+        .reconsider_held(&keys, "new HL7 context", now_ms())
+        .map_err(failed)?;
     if let Some(audit) = &disk.audit {
         let repeated: Vec<bool> = recorded.iter().map(|r| r.duplicate).collect();
         let failed = super::evidence::record_reports(store, audit, messages, &repeated);

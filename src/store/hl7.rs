@@ -46,6 +46,21 @@ impl ContextKeys {
     pub fn is_empty(&self) -> bool {
         self.study_uids.is_empty() && self.accessions.is_empty() && self.patient_ids.is_empty()
     }
+
+    /// Adds `other`'s keys to these (those already here are not repeated).
+    pub fn merge(&mut self, other: &ContextKeys) {
+        for (mine, theirs) in [
+            (&mut self.study_uids, &other.study_uids),
+            (&mut self.accessions, &other.accessions),
+            (&mut self.patient_ids, &other.patient_ids),
+        ] {
+            for key in theirs {
+                if !mine.contains(key) {
+                    mine.push(key.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Where an order/report fact came from, as shown by `readgate orders`.
