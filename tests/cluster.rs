@@ -170,6 +170,20 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
     // One trail for both nodes, and it verifies.
     let (code, out, err) = readgate_cli(&["audit", "verify"], &b_path);
     assert_eq!(code, 0, "audit verify: {out}{err}");
+    // One monthly report: from either node, the study both received is one study.
+    let month = &readgate::time::format_ms(row.first_received_at, 9 * 3600)[..7];
+    let reports: Vec<serde_json::Value> = [&a_path, &b_path]
+        .iter()
+        .map(|config| {
+            let (code, out, err) =
+                readgate_cli(&["report", "--month", month, "--format", "json"], config);
+            assert_eq!(code, 0, "readgate report: {err}");
+            serde_json::from_str(&out).expect("the report as JSON")
+        })
+        .collect();
+    assert_eq!(reports[0]["totals"]["studies"], 1, "{}", reports[0]);
+    assert_eq!(reports[0]["studies"][0]["study_uid"], study);
+    assert_eq!(reports[0]["studies"], reports[1]["studies"]);
 }
 
 #[test]
