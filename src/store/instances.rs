@@ -130,14 +130,17 @@ impl Store {
 /// (for a streaming study: one queued or delivered).
 struct Before {
     existing: Option<(String, String, i64)>,
-    study: Option<(
-        String,
-        String,
-        StudyState,
-        Option<StreamState>,
-        Option<String>,
-    )>,
+    study: Option<StudyBefore>,
     seen: bool,
+}
+
+/// The columns of the study's row [`index_in`] needs.
+struct StudyBefore {
+    modalities: String,
+    calling_aes: String,
+    state: StudyState,
+    stream: Option<StreamState>,
+    destination: Option<String>,
 }
 
 fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
@@ -153,7 +156,13 @@ fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
                     None => None,
                 };
                 let study = match r.get::<_, Option<String>>(3)? {
-                    Some(_) => Some((r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?)),
+                    Some(_) => Some(StudyBefore {
+                        modalities: r.get(4)?,
+                        calling_aes: r.get(5)?,
+                        state: r.get(6)?,
+                        stream: r.get(7)?,
+                        destination: r.get(8)?,
+                    }),
                     None => None,
                 };
                 Ok(Before {
@@ -262,7 +271,13 @@ fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<I
                 ],
             )?;
         }
-        Some((modalities, calling_aes, state, stream, destination)) => {
+        Some(StudyBefore {
+            modalities,
+            calling_aes,
+            state,
+            stream,
+            destination,
+        }) => {
             let modalities = add_to_set(&modalities, inst.modality.as_deref().unwrap_or(""));
             let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
             // A new instance re-opens a study whatever its state: it must be decided

@@ -425,13 +425,25 @@ fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str
         expected_images: Some("ZRS-1".parse().unwrap()),
         ..crate::hl7::Config::default()
     };
-    let parsed = crate::hl7::message::parse_for(&text, &config).unwrap();
+    record_accepted(store, text, &config, ("ORM^O01", control_id), at);
+}
+
+/// Records `text` (parsed with `config`) as a message of `(type, control id)` accepted
+/// with AA at `at`.
+fn record_accepted(
+    store: &Store,
+    text: String,
+    config: &crate::hl7::Config,
+    (message_type, control_id): (&str, &str),
+    at: i64,
+) {
+    let parsed = crate::hl7::message::parse_for(&text, config).unwrap();
     let m = IncomingMessage {
         received_at: at,
         peer: "127.0.0.1:1".into(),
         sender: "RIS|H".into(),
         control_id: control_id.into(),
-        message_type: "ORM^O01".into(),
+        message_type: message_type.into(),
         charset: None,
         raw: text.into_bytes(),
         parsed: Some(parsed),
@@ -813,21 +825,8 @@ fn merge(store: &Store, surviving: &str, prior: &str, control_id: &str) {
         "MSH|^~\\&|ADT|H|RG|R|20240601||ADT^A40|{control_id}|P|2.5\rPID|||{surviving}\r\
          MRG|{prior}\r"
     );
-    let parsed = crate::hl7::message::parse_for(&text, &crate::hl7::Config::default()).unwrap();
-    let m = IncomingMessage {
-        received_at: 1,
-        peer: "127.0.0.1:1".into(),
-        sender: "ADT|H".into(),
-        control_id: control_id.into(),
-        message_type: "ADT^A40".into(),
-        charset: None,
-        raw: text.into_bytes(),
-        parsed: Some(parsed),
-        ack_code: "AA".into(),
-        ack_text: String::new(),
-        ack: Vec::new(),
-    };
-    store.record_hl7_batch(&[m]).unwrap();
+    let config = crate::hl7::Config::default();
+    record_accepted(store, text, &config, ("ADT^A40", control_id), 1);
 }
 
 // Merges link patient ids both ways; only merges within one assigning authority (or
