@@ -175,7 +175,11 @@ fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
 }
 
 /// Indexes one instance within the caller's transaction (see [`Store::index_received`]).
-fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<IndexOutcome> {
+pub(super) fn index_in(
+    tx: &crate::db::Conn,
+    inst: &NewInstance,
+    replace: bool,
+) -> Result<IndexOutcome> {
     // The statements every instance runs are prepared once per connection. The study's
     // row is read before the instance's old copy is removed: nothing below changes the
     // columns read.
@@ -244,13 +248,18 @@ fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<I
         inst.context
     ])?;
     let mut streamed_to = None;
-    match study {
+    let (study, seen) = match study {
+        Some(study) => (Some(study), seen),
         None => {
-            tx.execute(
+            // Another node may create the study at the same moment (its first instances
+            // sent to two nodes): PostgreSQL makes this insert wait for that node's
+            // commit and then do nothing, and the instance joins the study it made.
+            let created = tx.execute(
                 "INSERT INTO studies (study_uid, state, accession, patient_id, modalities, \
                  calling_aes, instance_count, bytes, first_received_at, last_received_at, updated_at, \
                  stream_check) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8, 1)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?8, 1) \
+                 ON CONFLICT (study_uid) DO NOTHING",
                 params![
                     inst.study_uid,
                     StudyState::Receiving,
@@ -262,15 +271,29 @@ fn index_in(tx: &crate::db::Conn, inst: &NewInstance, replace: bool) -> Result<I
                     inst.received_at
                 ],
             )?;
-            tx.execute(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
-                params![
-                    inst.received_at,
-                    inst.study_uid,
-                    format!("first instance from {}", inst.calling_ae)
-                ],
-            )?;
+            if created == 1 {
+                tx.execute(
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
+                    params![
+                        inst.received_at,
+                        inst.study_uid,
+                        format!("first instance from {}", inst.calling_ae)
+                    ],
+                )?;
+                (None, seen)
+            } else {
+                let again = read_before(tx, inst)?;
+                match again.study {
+                    Some(study) => (Some(study), again.seen),
+                    // Made and removed again between the two statements: the instance
+                    // is refused (a transient failure; the modality sends it again).
+                    None => return Err(StoreError::UnknownStudy(inst.study_uid.clone())),
+                }
+            }
         }
+    };
+    match study {
+        None => {}
         Some(StudyBefore {
             modalities,
             calling_aes,

@@ -845,3 +845,44 @@ on_both_backends!(merged_ids_follow_the_assigning_authority, |store: Store| {
     plain.sort();
     assert_eq!(plain, ["A0", "A1"]);
 });
+
+// Active/active: the first instances of one study reach two nodes at once. The second
+// node's insert of the study waits for the first node's commit (PostgreSQL's unique
+// index), then the instance joins the study the first node made, instead of failing.
+#[test]
+fn two_nodes_creating_one_study_at_once_both_index_into_it() {
+    let pg = crate::pgtest::TempPostgres::start().unwrap();
+    let a = Store::connect(&pg.url()).unwrap();
+    let b = Store::connect(&pg.url()).unwrap();
+    let watcher = crate::db::Conn::postgres(&pg.url()).unwrap();
+    let mut conn = a.conn();
+    let tx = conn.transaction().unwrap();
+    super::instances::index_in(&tx, &instance("1", "S", 10), false).unwrap();
+    let second = std::thread::spawn(move || b.index_instance(&instance("2", "S", 20), false));
+    // Node B is inside its insert of the study, waiting for node A's transaction.
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = watcher
+            .query_row(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "node B never waited for node A"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+    drop(conn);
+    assert_eq!(second.join().unwrap().unwrap(), Indexed::New);
+    let row = a.study_row("S").unwrap().unwrap();
+    assert_eq!(row.instance_count, 2);
+    assert_eq!(row.calling_aes, "CT01");
+    assert_eq!(a.snapshot("S").unwrap().instance_count, 2);
+}
