@@ -146,32 +146,36 @@ struct StudyBefore {
 fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
     Ok(tx
         .prepare_cached(
-            "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes,              s.state, s.stream, s.destination,              EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3                      AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming'                      OR o.state IN ('queued', 'forwarded')))              FROM (SELECT 1 AS one) AS one              LEFT JOIN instances i ON i.sop_uid = ?1              LEFT JOIN studies s ON s.study_uid = ?2",
+            "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
+             s.state, s.stream, s.destination, \
+             EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
+             AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
+             OR o.state IN ('queued', 'forwarded'))) \
+             FROM (SELECT 1 AS one) AS one \
+             LEFT JOIN instances i ON i.sop_uid = ?1 \
+             LEFT JOIN studies s ON s.study_uid = ?2",
         )?
-        .query_row(
-            params![inst.sop_uid, inst.study_uid, inst.context],
-            |r| {
-                let existing = match r.get::<_, Option<String>>(0)? {
-                    Some(path) => Some((path, r.get(1)?, r.get(2)?)),
-                    None => None,
-                };
-                let study = match r.get::<_, Option<String>>(3)? {
-                    Some(_) => Some(StudyBefore {
-                        modalities: r.get(4)?,
-                        calling_aes: r.get(5)?,
-                        state: r.get(6)?,
-                        stream: r.get(7)?,
-                        destination: r.get(8)?,
-                    }),
-                    None => None,
-                };
-                Ok(Before {
-                    existing,
-                    study,
-                    seen: r.get(9)?,
-                })
-            },
-        )?)
+        .query_row(params![inst.sop_uid, inst.study_uid, inst.context], |r| {
+            let existing = match r.get::<_, Option<String>>(0)? {
+                Some(path) => Some((path, r.get(1)?, r.get(2)?)),
+                None => None,
+            };
+            let study = match r.get::<_, Option<String>>(3)? {
+                Some(_) => Some(StudyBefore {
+                    modalities: r.get(4)?,
+                    calling_aes: r.get(5)?,
+                    state: r.get(6)?,
+                    stream: r.get(7)?,
+                    destination: r.get(8)?,
+                }),
+                None => None,
+            };
+            Ok(Before {
+                existing,
+                study,
+                seen: r.get(9)?,
+            })
+        })?)
 }
 
 /// Indexes one instance within the caller's transaction (see [`Store::index_received`]).
