@@ -108,7 +108,7 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
         Duration::from_secs(60),
         || scp.received() == sent,
     );
-    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    let store = Store::connect(&pg.url(), 4).expect("the store on PostgreSQL");
     wait_until("the study forwarded", Duration::from_secs(20), || {
         studies_in(&store, StudyState::Forwarded, 10) == 1
     });
@@ -204,7 +204,7 @@ fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
     storescu(&dir.path().join("send"), a.dicom_port);
     // Every instance is acknowledged; now find the node that forwards and kill it
     // once some (not all) instances are at storescp.
-    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    let store = Store::connect(&pg.url(), 4).expect("the store on PostgreSQL");
     let started = Instant::now();
     let holder = loop {
         let owner = store.lease_owner_of(study).unwrap();
@@ -278,7 +278,7 @@ async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
     let study = "1.2.826.0.1.3680043.10.1234.133";
     let sent = write_ct_files(&dir.path().join("send"), study, 0, 3, 4_000);
     storescu(&dir.path().join("send"), b.dicom_port);
-    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    let store = Store::connect(&pg.url(), 4).expect("the store on PostgreSQL");
     wait_until("the study held", Duration::from_secs(30), || {
         studies_in(&store, StudyState::Held, 10) == 1
     });

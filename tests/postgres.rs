@@ -44,7 +44,7 @@ fn a_study_sent_with_storescu_is_forwarded_and_audited_from_postgresql() {
     );
 
     // The state is in PostgreSQL: the study, forwarded, seen through the store.
-    let store = Store::connect(&pg.url()).expect("the store on PostgreSQL");
+    let store = Store::connect(&pg.url(), 4).expect("the store on PostgreSQL");
     wait_until(
         "the study recorded as forwarded",
         Duration::from_secs(10),

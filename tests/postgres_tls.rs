@@ -53,7 +53,7 @@ fn tls_to_postgresql_as_the_url_asks() {
     let conn = Conn::postgres(&full).expect("verify-full with the right CA");
     assert!(encrypted(&conn));
     // The store and its schema over that connection.
-    readgate::store::Store::connect(&full).expect("the store over TLS");
+    readgate::store::Store::connect(&full, 4).expect("the store over TLS");
 
     // verify-full by another name: refused; verify-ca checks the chain only: connects.
     let e = refused(&with(

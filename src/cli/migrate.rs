@@ -11,7 +11,7 @@ pub fn run(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
     let db = config.database();
     let shown = match &db {
         crate::config::Database::Sqlite(path) => path.display().to_string(),
-        crate::config::Database::Postgres(url) => crate::db::redact_url(url),
+        crate::config::Database::Postgres { url, .. } => crate::db::redact_url(url),
     };
     if let crate::config::Database::Sqlite(path) = &db {
         if !path.exists() {

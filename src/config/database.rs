@@ -20,6 +20,11 @@ pub struct DatabaseConfig {
     /// renewal: after a node dies, another takes its work over this much later.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// PostgreSQL: how many connections the store keeps to the database, at most (one per
+    /// store operation in progress: receives, HL7 batches, forwarders, pages). The audit
+    /// trail and the cluster's heartbeat have connections of their own besides.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -28,6 +33,7 @@ impl Default for DatabaseConfig {
             url: None,
             heartbeat_secs: default_heartbeat_secs(),
             lease_secs: default_lease_secs(),
+            pool_size: default_pool_size(),
         }
     }
 }
@@ -40,13 +46,17 @@ fn default_lease_secs() -> u64 {
     30
 }
 
+fn default_pool_size() -> usize {
+    8
+}
+
 /// Where the database is, as the store and the audit trail open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     /// A SQLite file (`<data_dir>/readgate.db`).
     Sqlite(PathBuf),
-    /// A PostgreSQL URL.
-    Postgres(String),
+    /// A PostgreSQL URL, and how many connections the store may keep to it.
+    Postgres { url: String, pool_size: usize },
 }
 
 impl DatabaseConfig {
@@ -57,6 +67,12 @@ impl DatabaseConfig {
             return Err((
                 "database.heartbeat_secs",
                 format!("expected 1 to 3600 seconds, got {}", self.heartbeat_secs),
+            ));
+        }
+        if !(2..=256).contains(&self.pool_size) {
+            return Err((
+                "database.pool_size",
+                format!("expected 2 to 256 connections, got {}", self.pool_size),
             ));
         }
         if self.lease_secs < 3 * self.heartbeat_secs || self.lease_secs > 86_400 {

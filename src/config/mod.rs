@@ -545,7 +545,10 @@ impl Config {
     /// Where the store and the audit trail are: SQLite in `data_dir`, or `[database] url`.
     pub fn database(&self) -> Database {
         match &self.database.url {
-            Some(url) => Database::Postgres(url.clone()),
+            Some(url) => Database::Postgres {
+                url: url.clone(),
+                pool_size: self.database.pool_size,
+            },
             None => Database::Sqlite(self.database_path()),
         }
     }

@@ -278,7 +278,13 @@ fn the_database_is_sqlite_in_data_dir_unless_a_postgresql_url_is_given() {
     assert_eq!(c.database(), Database::Sqlite(c.database_path()));
     let url = "postgresql://gw:secret@db.example:5432/readgate?sslmode=disable";
     let c = parse(&format!("{MINIMAL}\n[database]\nurl = \"{url}\"\n")).unwrap();
-    assert_eq!(c.database(), Database::Postgres(url.into()));
+    assert_eq!(
+        c.database(),
+        Database::Postgres {
+            url: url.into(),
+            pool_size: 8
+        }
+    );
     for bad in ["mysql://db/readgate", "postgresql://db:notaport/readgate"] {
         let err = parse(&format!("{MINIMAL}\n[database]\nurl = \"{bad}\"\n"))
             .unwrap_err()

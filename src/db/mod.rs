@@ -124,6 +124,70 @@ enum Inner {
     Postgres(postgres::PgConn),
 }
 
+/// Where a store takes its connections: one SQLite connection, taken in turn, or a
+/// pool of PostgreSQL connections (deadpool-postgres), one per operation in progress.
+pub struct Pool(PoolInner);
+
+enum PoolInner {
+    Sqlite(std::sync::Mutex<Conn>),
+    Postgres(postgres::PgPool),
+}
+
+/// A connection taken from a [`Pool`]; given back when dropped.
+pub struct Pooled<'p>(PooledInner<'p>);
+
+enum PooledInner<'p> {
+    Sqlite(std::sync::MutexGuard<'p, Conn>),
+    Postgres(Conn),
+}
+
+impl Pool {
+    /// The pool of one SQLite connection.
+    pub fn sqlite(conn: Conn) -> Pool {
+        Pool(PoolInner::Sqlite(std::sync::Mutex::new(conn)))
+    }
+
+    /// A pool of at most `size` connections to the PostgreSQL database `url` names; one
+    /// is made at once, so that a database that cannot be reached is reported here.
+    pub fn postgres(url: &str, size: usize) -> Result<Pool> {
+        Ok(Pool(PoolInner::Postgres(postgres::PgPool::connect(url, size)?)))
+    }
+
+    /// A connection: SQLite's, once no other thread holds it; on PostgreSQL, one of the
+    /// pool, taken at its first statement (waiting up to 30 s for one to come free).
+    pub fn get(&self) -> Pooled<'_> {
+        Pooled(match &self.0 {
+            // A panic while holding the lock cannot leave a half-done transaction
+            // behind (it is rolled back on drop), so a poisoned lock is still usable.
+            PoolInner::Sqlite(conn) => {
+                PooledInner::Sqlite(conn.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            PoolInner::Postgres(pool) => PooledInner::Postgres(Conn {
+                inner: Inner::Postgres(postgres::PgConn::from_pool(pool)),
+            }),
+        })
+    }
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match &self.0 {
+            PooledInner::Sqlite(c) => c,
+            PooledInner::Postgres(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match &mut self.0 {
+            PooledInner::Sqlite(c) => c,
+            PooledInner::Postgres(c) => c,
+        }
+    }
+}
+
 impl Conn {
     /// A connection over an open SQLite database (its pragmas already set).
     pub fn sqlite(conn: rusqlite::Connection) -> Conn {
@@ -162,6 +226,18 @@ impl Conn {
         match &self.inner {
             Inner::Sqlite(c) => sqlite::execute(c, sql, &params),
             Inner::Postgres(c) => c.execute(sql, &params),
+        }
+    }
+
+    /// Runs one statement whose row count nobody needs. Inside a transaction on
+    /// PostgreSQL it is sent together with the next statement that needs an answer (or
+    /// the commit), saving a round trip; its error, if any, is reported by that
+    /// statement and fails the transaction. Elsewhere it runs at once.
+    pub fn defer(&self, sql: &str, params: impl IntoParams) -> Result<()> {
+        let params = params.bind();
+        match &self.inner {
+            Inner::Sqlite(c) => sqlite::execute(c, sql, &params).map(drop),
+            Inner::Postgres(c) => c.defer(sql, &params),
         }
     }
 
@@ -282,20 +358,17 @@ impl Conn {
         self.begin(begin)
     }
 
+    /// On PostgreSQL the `BEGIN` goes out with the transaction's first statement.
     fn begin(&mut self, begin: &str) -> Result<Tx<'_>> {
-        self.execute_batch(begin)?;
-        self.set_in_transaction(true);
+        match &self.inner {
+            Inner::Sqlite(c) => c.execute_batch(begin)?,
+            Inner::Postgres(c) => c.begin(begin),
+        }
         Ok(Tx {
             conn: self,
             done: false,
             savepoints: 0,
         })
-    }
-
-    fn set_in_transaction(&self, yes: bool) {
-        if let Inner::Postgres(c) = &self.inner {
-            c.set_in_transaction(yes);
-        }
     }
 
     /// Starts a transaction that reads one consistent snapshot (several statements see
@@ -319,9 +392,10 @@ pub struct Tx<'c> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        let done = self.conn.execute_batch("COMMIT");
-        self.conn.set_in_transaction(false);
-        done
+        match &self.conn.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch("COMMIT")?),
+            Inner::Postgres(c) => c.commit(),
+        }
     }
 
     /// A savepoint inside the transaction: what is done under it is undone alone (when
@@ -329,7 +403,10 @@ impl Tx<'_> {
     pub fn savepoint(&mut self) -> Result<Savepoint<'_>> {
         self.savepoints += 1;
         let name = format!("sp{}", self.savepoints);
-        self.conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+        match &self.conn.inner {
+            Inner::Sqlite(c) => c.execute_batch(&format!("SAVEPOINT {name}"))?,
+            Inner::Postgres(c) => c.savepoint(&name),
+        }
         Ok(Savepoint {
             conn: self.conn,
             name,
@@ -348,10 +425,14 @@ impl Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
-                tracing::warn!(error = %e, "database: rolling back a transaction failed");
+            match &self.conn.inner {
+                Inner::Sqlite(c) => {
+                    if let Err(e) = c.execute_batch("ROLLBACK") {
+                        tracing::warn!(error = %e, "database: rolling back a transaction failed");
+                    }
+                }
+                Inner::Postgres(c) => c.rollback(),
             }
-            self.conn.set_in_transaction(false);
         }
     }
 }
@@ -364,11 +445,17 @@ pub struct Savepoint<'t> {
 }
 
 impl Savepoint<'_> {
-    /// Keeps what was done under the savepoint (it commits with its transaction).
+    /// Keeps what was done under the savepoint (it commits with its transaction). On
+    /// PostgreSQL this is when statements deferred under it reach the server: if one
+    /// fails, what was done under the savepoint is undone and its error returned.
     pub fn release(mut self) -> Result<()> {
-        self.done = true;
-        self.conn
-            .execute_batch(&format!("RELEASE SAVEPOINT {}", self.name))
+        let kept = match &self.conn.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch(&format!("RELEASE SAVEPOINT {}", self.name))?),
+            Inner::Postgres(c) => c.release(&self.name),
+        };
+        // Undone by the drop when it failed.
+        self.done = kept.is_ok();
+        kept
     }
 }
 
@@ -382,11 +469,16 @@ impl Deref for Savepoint<'_> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let undo = format!(
-                "ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}",
-                self.name
-            );
-            if let Err(e) = self.conn.execute_batch(&undo) {
+            let undo = match &self.conn.inner {
+                Inner::Sqlite(c) => c
+                    .execute_batch(&format!(
+                        "ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}",
+                        self.name
+                    ))
+                    .map_err(DbError::from),
+                Inner::Postgres(c) => c.rollback_to(&self.name),
+            };
+            if let Err(e) = undo {
                 tracing::warn!(error = %e, "database: undoing a savepoint failed");
             }
         }
@@ -429,7 +521,10 @@ impl Statement<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod url_tests {
     #[test]
     fn a_url_is_shown_without_its_password() {
         assert_eq!(

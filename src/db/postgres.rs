@@ -17,11 +17,11 @@ use super::sql;
 use super::value::{Params, Value};
 use super::{DbError, Result};
 use bytes::{BufMut, BytesMut};
-use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{NoTls, Statement};
 
 /// The runtime the driver's connections run on.
 fn runtime() -> Result<&'static tokio::runtime::Runtime> {
@@ -69,8 +69,115 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Statements kept prepared per connection, at most.
+/// Statements kept prepared per connection, at most: SQL built at run time (searches
+/// with their own limits) must not pile up statements on the server.
 const MAX_PREPARED: usize = 256;
+
+/// How long a statement waits for a free connection of the pool before it fails.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A pool of connections to one PostgreSQL database (deadpool-postgres): connected on
+/// demand up to its size, each recycled after a check that it is still open.
+#[derive(Clone)]
+pub(super) struct PgPool {
+    pool: deadpool_postgres::Pool,
+}
+
+impl PgPool {
+    /// A pool of at most `size` connections to `url`, plain or TLS as its `sslmode`
+    /// asks ([`super::pgtls`]); one connection is made at once, so that a wrong URL, a
+    /// refused password or a server that is down is reported here.
+    pub(super) fn connect(url: &str, size: usize) -> Result<PgPool> {
+        let target = super::pgtls::parse(url).map_err(DbError::Driver)?;
+        let tls = super::pgtls::connector(&target.mode).map_err(DbError::Driver)?;
+        let config: tokio_postgres::Config = target
+            .driver_url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DbError::Driver(describe(&e)))?;
+        let manager_config = deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            None => deadpool_postgres::Manager::from_config(config, NoTls, manager_config),
+            Some(tls) => deadpool_postgres::Manager::from_config(config, tls, manager_config),
+        };
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(size.max(1))
+            .wait_timeout(Some(POOL_WAIT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Driver(format!("cannot make the connection pool: {e}")))?;
+        let pool = PgPool { pool };
+        let first = pool.clone();
+        run(async move { first.get().await.map(drop) })?;
+        Ok(pool)
+    }
+
+    async fn get(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => DbError::Postgres(e),
+            deadpool_postgres::PoolError::Timeout(_) => DbError::Driver(format!(
+                "no PostgreSQL connection of the pool ({} at most) came free within {} s",
+                self.pool.status().max_size,
+                POOL_WAIT.as_secs()
+            )),
+            e => DbError::Driver(format!("the PostgreSQL connection pool: {e}")),
+        })
+    }
+}
+
+/// A connection taken from the pool.
+type Object = deadpool_postgres::Object;
+
+/// One step of a pipeline: a statement and its parameters.
+enum Step {
+    /// Text run by the simple query protocol: transaction control.
+    Text(String),
+    /// A statement whose answer is the number of rows it changed.
+    Execute(String, Vec<Param>),
+    /// A statement whose answer is its rows.
+    Query(String, Vec<Param>),
+}
+
+/// What a step answered.
+enum Answer {
+    Done,
+    Count(u64),
+    Rows(Vec<Row>),
+}
+
+impl Step {
+    async fn send(&self, client: &Object, statement: Option<&Prepared>) -> Result<Answer> {
+        fn args(args: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+            args.iter().map(|a| a as _).collect()
+        }
+        match (self, statement) {
+            (Step::Text(sql), _) => {
+                client.batch_execute(sql).await?;
+                Ok(Answer::Done)
+            }
+            (Step::Execute(_, params), Some(p)) => Ok(Answer::Count(
+                client.execute(&p.statement, &args(params)).await?,
+            )),
+            (Step::Query(_, params), Some(p)) => {
+                let rows = client.query(&p.statement, &args(params)).await?;
+                Ok(Answer::Rows(
+                    rows.iter()
+                        .map(|r| read_row(r, &p.columns))
+                        .collect::<Result<_>>()?,
+                ))
+            }
+            (_, None) => Err(DbError::Driver("a statement was not prepared".into())),
+        }
+    }
+
+    fn sql(&self) -> Option<&str> {
+        match self {
+            Step::Text(_) => None,
+            Step::Execute(sql, _) | Step::Query(sql, _) => Some(sql),
+        }
+    }
+}
 
 /// A prepared statement and its column names.
 #[derive(Clone)]
@@ -79,154 +186,298 @@ struct Prepared {
     columns: Arc<[String]>,
 }
 
-/// One connection to a PostgreSQL server. When the server closed it (a restart, a
-/// failover, a network cut), the next statement outside a transaction connects again;
-/// one inside a transaction fails, as the transaction did.
+/// Prepares `sql` on `client` (once per connection: kept in its statement cache).
+async fn prepare(client: &Object, sql: &str) -> Result<Prepared> {
+    if client.statement_cache.size() >= MAX_PREPARED {
+        client.statement_cache.clear();
+    }
+    let statement = client.prepare_cached(&sql::to_postgres(sql)).await?;
+    let columns = statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    Ok(Prepared { statement, columns })
+}
+
+/// Sends every step on `client` at once and waits for their answers, in order.
+///
+/// tokio-postgres sends a request when its future is first polled and matches the
+/// answers to the requests in order, so futures polled together are a pipeline: one
+/// write, one wait, however many statements. A step after one that failed inside a
+/// transaction fails too ("current transaction is aborted"); the first error is the
+/// one that counts.
+async fn pipeline(client: &Object, steps: &[Step]) -> Vec<Result<Answer>> {
+    let mut statements = Vec::with_capacity(steps.len());
+    for step in steps {
+        statements.push(match step.sql() {
+            Some(sql) => match prepare(client, sql).await {
+                Ok(p) => Some(p),
+                Err(e) => return vec![Err(e)],
+            },
+            None => None,
+        });
+    }
+    let mut sends: Vec<_> = steps
+        .iter()
+        .zip(&statements)
+        .map(|(step, statement)| Box::pin(step.send(client, statement.as_ref())))
+        .collect();
+    let mut answers: Vec<Option<Result<Answer>>> = sends.iter().map(|_| None).collect();
+    // Polled in order every time, so the requests leave in the steps' order.
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (send, answer) in sends.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_none() {
+                match send.as_mut().poll(cx) {
+                    std::task::Poll::Ready(a) => *answer = Some(a),
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(DbError::Driver("a statement got no answer".into()))))
+        .collect()
+}
+
+/// One connection to a PostgreSQL server, taken from a pool when first used.
+///
+/// Inside a transaction, statements whose answer nobody waits for (`BEGIN`, a
+/// `SAVEPOINT`, [`PgConn::defer`]red ones) are held back and sent together with the
+/// next statement that needs an answer, or the `COMMIT`: a transaction that reads once
+/// and writes three times costs two round trips instead of six. Their errors are
+/// reported by that statement.
+///
+/// When the server closed the connection (a restart, a failover, a network cut), the
+/// next statement outside a transaction takes a fresh one from the pool; one inside a
+/// transaction whose `BEGIN` went out fails, as the transaction did.
 pub(super) struct PgConn {
-    url: String,
-    client: Mutex<Arc<Client>>,
-    prepared: Mutex<HashMap<String, Prepared>>,
-    in_transaction: std::sync::atomic::AtomicBool,
+    pool: PgPool,
+    client: Mutex<Option<Arc<Object>>>,
+    /// Steps held back until the next statement that needs an answer.
+    pending: Mutex<Vec<Step>>,
+    /// A transaction is open (its `BEGIN` may still be pending).
+    in_transaction: AtomicBool,
+    /// The open transaction's `BEGIN` has reached the server.
+    begun: AtomicBool,
+    /// A statement of the open transaction failed and no savepoint undid it: its
+    /// `COMMIT` would be a silent `ROLLBACK`, so it is refused instead.
+    aborted: AtomicBool,
 }
 
 impl PgConn {
+    /// A connection of its own: a pool of one (the audit trail, `db copy`, tests).
     pub(super) fn connect(url: &str) -> Result<PgConn> {
-        Ok(PgConn {
-            url: url.to_string(),
-            client: Mutex::new(PgConn::open(url)?),
-            prepared: Mutex::new(HashMap::new()),
-            in_transaction: Default::default(),
-        })
+        Ok(PgConn::from_pool(&PgPool::connect(url, 1)?))
     }
 
-    /// Marks the start or the end of a transaction (see [`PgConn::client`]).
-    pub(super) fn set_in_transaction(&self, yes: bool) {
-        self.in_transaction
-            .store(yes, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The client, connected again first if the server closed the connection and no
-    /// transaction was open on it.
-    fn client(&self) -> Result<Arc<Client>> {
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if client.is_closed() {
-            if self
-                .in_transaction
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                return Err(DbError::Driver(
-                    "the PostgreSQL connection closed inside a transaction".into(),
-                ));
-            }
-            *client = PgConn::open(&self.url)?;
-            self.prepared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-            tracing::info!(
-                database = %super::redact_url(&self.url),
-                "connected to PostgreSQL again"
-            );
+    /// A connection of `pool`, taken from it at the first statement and given back when
+    /// this is dropped.
+    pub(super) fn from_pool(pool: &PgPool) -> PgConn {
+        PgConn {
+            pool: pool.clone(),
+            client: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
+            in_transaction: AtomicBool::new(false),
+            begun: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
         }
-        Ok(client.clone())
     }
 
-    /// Connects, plain or over TLS as the URL's `sslmode` says ([`super::pgtls`]).
-    fn open(url: &str) -> Result<Arc<Client>> {
-        let target = super::pgtls::parse(url).map_err(DbError::Driver)?;
-        let tls = super::pgtls::connector(&target.mode).map_err(DbError::Driver)?;
-        let url = target.driver_url;
-        let client = run(async move {
-            let client = match tls {
-                None => {
-                    let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                    tokio::spawn(drive(connection));
-                    client
-                }
-                Some(tls) => {
-                    let (client, connection) = tokio_postgres::connect(&url, tls).await?;
-                    tokio::spawn(drive(connection));
-                    client
-                }
+    fn flag(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed)
+    }
+
+    /// Sends what is pending and then `last`; every step's answer, in order.
+    fn send(&self, last: Step) -> Result<Vec<Result<Answer>>> {
+        let mut steps = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        steps.push(last);
+        let held = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let open = held.filter(|c| !c.is_closed());
+        if open.is_none() && Self::flag(&self.begun) {
+            return Err(DbError::Driver(
+                "the PostgreSQL connection closed inside a transaction".into(),
+            ));
+        }
+        let pool = self.pool.clone();
+        let (client, answers) = run(async move {
+            let client = match open {
+                Some(c) => c,
+                None => Arc::new(pool.get().await?),
             };
-            Ok(client)
+            let answers = pipeline(&client, &steps).await;
+            Ok((client, answers))
         })?;
-        Ok(Arc::new(client))
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
+        if Self::flag(&self.in_transaction) {
+            self.begun.store(true, Ordering::Relaxed);
+        }
+        Ok(answers)
     }
 
-    fn prepare(&self, sql: &str) -> Result<Prepared> {
-        let cached = self
-            .prepared
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-            .cloned();
-        if let Some(p) = cached {
-            if !self
-                .client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_closed()
-            {
-                return Ok(p);
+    /// Sends what is pending and then `last`: `last`'s answer, or the first error.
+    fn answer(&self, last: Step) -> Result<Answer> {
+        let mut out = Ok(Answer::Done);
+        for a in self.send(last)? {
+            match a {
+                Ok(a) => out = Ok(a),
+                Err(e) => {
+                    out = Err(e);
+                    break;
+                }
             }
         }
-        let client = self.client()?;
-        let text = sql::to_postgres(sql);
-        let statement = run(async move { Ok(client.prepare(&text).await?) })?;
-        let columns = statement
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
-        let p = Prepared { statement, columns };
-        let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded as rusqlite's cache is: SQL built at run time (searches with their
-        // own limits) must not pile up statements on the server.
-        if prepared.len() >= MAX_PREPARED {
-            prepared.clear();
+        if out.is_err() && Self::flag(&self.in_transaction) {
+            self.aborted.store(true, Ordering::Relaxed);
         }
-        prepared.insert(sql.to_string(), p.clone());
-        Ok(p)
+        out
+    }
+
+    fn owned(sql: &str, params: &Params) -> (String, Vec<Param>) {
+        (sql.to_string(), owned(params))
     }
 
     pub(super) fn execute(&self, sql: &str, params: &Params) -> Result<usize> {
-        let p = self.prepare(sql)?;
-        let args = owned(params);
-        let client = self.client()?;
-        let n = run(async move {
-            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-            Ok(client.execute(&p.statement, &refs).await?)
-        })?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        let (sql, args) = Self::owned(sql, params);
+        match self.answer(Step::Execute(sql, args))? {
+            Answer::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => Ok(0),
+        }
     }
 
     pub(super) fn execute_batch(&self, sql: &str) -> Result<()> {
-        let client = self.client()?;
-        let sql = sql.to_string();
-        run(async move { Ok(client.batch_execute(&sql).await?) })
+        self.answer(Step::Text(sql.to_string())).map(drop)
     }
 
     pub(super) fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
-        let p = self.prepare(sql)?;
-        let args = owned(params);
-        let client = self.client()?;
-        run(async move {
-            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
-            let rows = client.query(&p.statement, &refs).await?;
-            rows.iter().map(|r| read_row(r, &p.columns)).collect()
-        })
+        let (sql, args) = Self::owned(sql, params);
+        match self.answer(Step::Query(sql, args))? {
+            Answer::Rows(rows) => Ok(rows),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Inside a transaction: `sql` is sent with the next statement that needs an answer
+    /// (its error, if any, is that statement's). Outside one: run now.
+    pub(super) fn defer(&self, sql: &str, params: &Params) -> Result<()> {
+        if !Self::flag(&self.in_transaction) {
+            return self.execute(sql, params).map(drop);
+        }
+        let (sql, args) = Self::owned(sql, params);
+        self.push(Step::Execute(sql, args));
+        Ok(())
+    }
+
+    fn push(&self, step: Step) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(step);
+    }
+
+    /// Opens a transaction with `begin` (`BEGIN …`), sent with its first statement.
+    pub(super) fn begin(&self, begin: &str) {
+        self.in_transaction.store(true, Ordering::Relaxed);
+        self.begun.store(false, Ordering::Relaxed);
+        self.aborted.store(false, Ordering::Relaxed);
+        self.push(Step::Text(begin.to_string()));
+    }
+
+    /// Commits the open transaction, with whatever is still pending.
+    pub(super) fn commit(&self) -> Result<()> {
+        if Self::flag(&self.aborted) {
+            self.rollback();
+            return Err(DbError::Driver(
+                "a statement of the transaction failed: it was rolled back, not committed".into(),
+            ));
+        }
+        let done = self.answer(Step::Text("COMMIT".into())).map(drop);
+        self.end();
+        done
+    }
+
+    /// Rolls the open transaction back. Nothing is sent when its `BEGIN` never was.
+    pub(super) fn rollback(&self) {
+        if !Self::flag(&self.begun) {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.end();
+            return;
+        }
+        // Pending steps go first (they would fail, or be undone): only the ROLLBACK's
+        // own answer counts.
+        let undone = self
+            .send(Step::Text("ROLLBACK".into()))
+            .and_then(|mut answers| answers.pop().unwrap_or(Ok(Answer::Done)));
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "database: rolling back a transaction failed");
+            // A connection whose transaction may still be open never goes back to the
+            // pool.
+            if let Some(client) = self
+                .client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                if let Ok(client) = Arc::try_unwrap(client) {
+                    drop(Object::take(client));
+                }
+            }
+        }
+        self.end();
+    }
+
+    fn end(&self) {
+        self.in_transaction.store(false, Ordering::Relaxed);
+        self.begun.store(false, Ordering::Relaxed);
+        self.aborted.store(false, Ordering::Relaxed);
+    }
+
+    /// Opens a savepoint (sent with the next statement).
+    pub(super) fn savepoint(&self, name: &str) {
+        self.push(Step::Text(format!("SAVEPOINT {name}")));
+    }
+
+    /// Keeps what was done under the savepoint. Sent now, with what is pending, so that
+    /// an error of the savepoint's statements is reported while it can still be undone.
+    pub(super) fn release(&self, name: &str) -> Result<()> {
+        self.execute_batch(&format!("RELEASE SAVEPOINT {name}"))
+    }
+
+    /// Undoes what was done under the savepoint; the transaction can go on.
+    pub(super) fn rollback_to(&self, name: &str) -> Result<()> {
+        let undo = format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}");
+        let undone = self
+            .send(Step::Text(undo))
+            .and_then(|mut answers| answers.pop().unwrap_or(Ok(Answer::Done)));
+        match undone {
+            Ok(_) => {
+                self.aborted.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.aborted.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 }
 
-/// Runs a connection until it closes (the client's requests go through it).
-async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(e) = connection.await {
-        tracing::warn!(error = %describe(&e), "PostgreSQL connection closed");
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if Self::flag(&self.in_transaction) {
+            self.rollback();
+        }
     }
 }
 

@@ -220,11 +220,11 @@ impl Store {
             }
         }
         for uid in &uids {
-            tx.execute(
+            tx.defer(
                 "UPDATE studies SET state = 'receiving', updated_at = ?2 WHERE study_uid = ?1 AND state = 'held'",
                 params![uid, now],
             )?;
-            tx.execute(
+            tx.defer(
                 "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
                 params![now, uid, why],
             )?;
@@ -257,7 +257,7 @@ impl Store {
             }
             // A streaming study's timeline says what made the gate look again.
             for uid in &streaming {
-                tx.execute(
+                tx.defer(
                     "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
                     params![now, uid, why],
                 )?;
@@ -449,7 +449,7 @@ fn record_one(tx: &Conn, m: &IncomingMessage) -> Result<Recorded> {
                     continue;
                 };
                 for prior in &pm.prior_identifiers {
-                    tx.execute(
+                    tx.defer(
                         "INSERT INTO patient_merges (message_id, received_at, surviving_id, \
                          surviving_authority, prior_id, prior_authority) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         params![
@@ -503,7 +503,7 @@ fn insert_order(
     keys: &mut ContextKeys,
 ) -> Result<()> {
     let patient = order.patient.identifiers.first();
-    tx.execute(
+    tx.defer(
         "INSERT INTO orders (message_id, received_at, order_control, accession, study_uid, placer, \
          filler, patient_id, patient_authority, request, patient, allergies, expected_images) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -542,7 +542,7 @@ fn insert_report(
         .iter()
         .filter_map(|a| a.id.clone())
         .collect();
-    tx.execute(
+    tx.defer(
         "INSERT INTO reports (message_id, received_at, accession, study_uid, placer, filler, status, \
          signer_id, assistant_ids, report_time, text, result, patient_id, patient_authority) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",

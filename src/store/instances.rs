@@ -106,15 +106,10 @@ impl Store {
                 Ok(sp) => sp,
                 Err(e) => return failed(e.to_string()),
             };
-            let outcome = index_in(&one, inst, *replace);
-            // Undone alone when it failed (dropped); kept for the commit otherwise.
-            if outcome.is_ok() {
-                if let Err(e) = one.release() {
-                    return failed(e.to_string());
-                }
-            } else {
-                drop(one);
-            }
+            // Undone alone when it failed (dropped, or by a release that failed: a
+            // statement deferred until then); kept for the commit otherwise.
+            let outcome = index_in(&one, inst, *replace)
+                .and_then(|o| one.release().map(|()| o).map_err(StoreError::from));
             outcomes.push(outcome);
         }
         match tx.commit() {
@@ -200,12 +195,12 @@ pub(super) fn index_in(
             });
         }
         Some((old_path, old_study, old_size)) => {
-            tx.execute(
+            tx.defer(
                 "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
                  WHERE study_uid = ?1",
                 params![old_study, old_size],
             )?;
-            tx.execute("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+            tx.defer("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
             // Re-sent under another study (finding M7): a study left without instances
             // is gone, not held forever or counted as a prior. A forwarded or rejected
             // one stays, as history.
@@ -216,7 +211,7 @@ pub(super) fn index_in(
                     [old_study],
                 )?;
                 if emptied == 1 {
-                    tx.execute(
+                    tx.defer(
                         "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
                         params![
                             inst.received_at,
@@ -232,12 +227,13 @@ pub(super) fn index_in(
         }
         None => Indexed::New,
     };
-    tx.prepare_cached(
+    // The writes below need no answer: on PostgreSQL they go to the server together,
+    // with the commit (`defer`).
+    tx.defer(
         "INSERT INTO instances (sop_uid, study_uid, series_uid, sop_class_uid, transfer_syntax, \
          modality, path, size, calling_ae, received_at, state, context) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
+        params![
         inst.sop_uid,
         inst.study_uid,
         inst.series_uid,
@@ -250,7 +246,8 @@ pub(super) fn index_in(
         inst.received_at,
         InstanceState::Received,
         inst.context
-    ])?;
+        ],
+    )?;
     let mut streamed_to = None;
     let (study, seen) = match study {
         Some(study) => (Some(study), seen),
@@ -276,7 +273,7 @@ pub(super) fn index_in(
                 ],
             )?;
             if created == 1 {
-                tx.execute(
+                tx.defer(
                     "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
                     params![
                         inst.received_at,
@@ -309,7 +306,7 @@ pub(super) fn index_in(
             let calling_aes = add_to_set(&calling_aes, &inst.calling_ae);
             // A new instance re-opens a study whatever its state: it must be decided
             // and forwarded too, never dropped. A failed study gets a fresh start.
-            tx.prepare_cached(
+            tx.defer(
                 "UPDATE studies SET state = ?2, instance_count = instance_count + 1, \
                  bytes = bytes + ?3, last_received_at = ?4, updated_at = ?4, completed_by = NULL, \
                  modalities = ?5, calling_aes = ?6, \
@@ -317,19 +314,19 @@ pub(super) fn index_in(
                  attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, \
                  next_attempt_at = CASE WHEN state = 'failed' THEN 0 ELSE next_attempt_at END \
                  WHERE study_uid = ?1",
-            )?
-            .execute(params![
-                inst.study_uid,
-                StudyState::Receiving,
-                inst.size as i64,
-                inst.received_at,
-                modalities,
-                calling_aes,
-                inst.accession,
-                inst.patient_id
-            ])?;
+                params![
+                    inst.study_uid,
+                    StudyState::Receiving,
+                    inst.size as i64,
+                    inst.received_at,
+                    modalities,
+                    calling_aes,
+                    inst.accession,
+                    inst.patient_id
+                ],
+            )?;
             if state != StudyState::Receiving {
-                tx.execute(
+                tx.defer(
                     "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
                     params![inst.received_at, inst.study_uid],
                 )?;
@@ -343,14 +340,14 @@ pub(super) fn index_in(
                 let open = !matches!(state, StudyState::Held | StudyState::Rejected);
                 match &destination {
                     Some(dest) if streaming && seen && open => {
-                        tx.execute(
+                        tx.defer(
                             "UPDATE instances SET state = 'queued' WHERE sop_uid = ?1",
                             [&inst.sop_uid],
                         )?;
                         streamed_to = Some(dest.clone());
                     }
                     _ if !seen || (streaming && !open) => {
-                        tx.execute(
+                        tx.defer(
                             "UPDATE studies SET stream_check = 1 WHERE study_uid = ?1",
                             [&inst.study_uid],
                         )?;

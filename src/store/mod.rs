@@ -46,10 +46,9 @@ pub use sessions::{NewSession, StoredSession, TOUCH_AFTER_MS as SESSION_TOUCH_AF
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
 use crate::config::Database;
-use crate::db::{Conn, DbError, IntoParams};
+use crate::db::{Conn, DbError, IntoParams, Pool, Pooled};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +77,16 @@ pub enum StoreError {
 /// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// readgate's SQLite database: one connection for the index (`synchronous = NORMAL`),
-/// one for HL7 messages (`synchronous = FULL`). Shared behind an `Arc`; every method
-/// blocks on SQLite, so async code calls it off the runtime.
+/// readgate's database. On SQLite: one connection for the index (`synchronous =
+/// NORMAL`), one for HL7 messages (`synchronous = FULL`), each used by one operation at
+/// a time. On PostgreSQL: a pool of connections (`database.pool_size`), one per
+/// operation in progress. Shared behind an `Arc`; every method blocks, so async code
+/// calls it off the runtime.
 pub struct Store {
-    conn: Mutex<Conn>,
-    /// HL7 messages are committed with `synchronous = FULL` (see `hl7.rs`).
-    hl7: Mutex<Conn>,
+    conn: Pool,
+    /// SQLite: HL7 messages are committed with `synchronous = FULL` (see `hl7.rs`).
+    /// PostgreSQL: none (they use the pool).
+    hl7: Option<Pool>,
     path: PathBuf,
     /// How many times a connection was taken: one per store operation (see
     /// [`Store::operations`]).
@@ -147,14 +149,18 @@ impl Store {
             source,
         })?;
         let hl7 = hl7::open_connection(path).map_err(open_err)?;
-        Ok(Store::over(conn, Conn::sqlite(hl7), path.to_path_buf()))
+        Ok(Store::over(
+            Pool::sqlite(conn),
+            Some(Pool::sqlite(Conn::sqlite(hl7))),
+            path.to_path_buf(),
+        ))
     }
 
     /// Opens the configured database (`config.database()`) and migrates it.
     pub fn open_at(db: &Database) -> Result<Store> {
         match db {
             Database::Sqlite(path) => Store::open(path),
-            Database::Postgres(url) => Store::connect(url),
+            Database::Postgres { url, pool_size } => Store::connect(url, *pool_size),
         }
     }
 
@@ -162,7 +168,9 @@ impl Store {
     pub fn open_migrating_at(db: &Database, applied: &mut dyn FnMut(i64)) -> Result<Store> {
         match db {
             Database::Sqlite(path) => Store::open_migrating(path, applied),
-            Database::Postgres(url) => Store::connect_migrating(url, applied),
+            Database::Postgres { url, pool_size } => {
+                Store::connect_migrating(url, *pool_size, applied)
+            }
         }
     }
 
@@ -170,7 +178,7 @@ impl Store {
     pub fn open_current_at(db: &Database) -> Result<Store> {
         match db {
             Database::Sqlite(path) => Store::open_current(path),
-            Database::Postgres(url) => Store::connect_current(url),
+            Database::Postgres { url, pool_size } => Store::connect_current(url, *pool_size),
         }
     }
 
@@ -179,53 +187,58 @@ impl Store {
     pub fn open_read_only_at(db: &Database) -> Result<Store> {
         match db {
             Database::Sqlite(path) => Store::open_read_only(path),
-            Database::Postgres(url) => Store::connect_with(url, |conn| schema::check(conn)),
+            Database::Postgres { url, pool_size } => {
+                Store::connect_with(url, *pool_size, |conn| schema::check(conn))
+            }
         }
     }
 
-    /// Connects to the PostgreSQL database `url` names (`[database] url`) and migrates
-    /// its schema (tests, the demo, the CLI).
-    pub fn connect(url: &str) -> Result<Store> {
-        Store::connect_with(url, schema::migrate)
+    /// Connects to the PostgreSQL database `url` names (`[database] url`) with a pool of
+    /// at most `pool_size` connections and migrates its schema (tests, the demo, the CLI).
+    pub fn connect(url: &str, pool_size: usize) -> Result<Store> {
+        Store::connect_with(url, pool_size, schema::migrate)
     }
 
     /// As [`Store::open_migrating`], on PostgreSQL.
-    pub fn connect_migrating(url: &str, applied: &mut dyn FnMut(i64)) -> Result<Store> {
-        Store::connect_with(url, |conn| schema::migrate_existing(conn, applied))
+    pub fn connect_migrating(
+        url: &str,
+        pool_size: usize,
+        applied: &mut dyn FnMut(i64),
+    ) -> Result<Store> {
+        Store::connect_with(url, pool_size, |conn| {
+            schema::migrate_existing(conn, applied)
+        })
     }
 
     /// As [`Store::open_current`], on PostgreSQL.
-    pub fn connect_current(url: &str) -> Result<Store> {
-        Store::connect_with(url, schema::require_latest)
+    pub fn connect_current(url: &str, pool_size: usize) -> Result<Store> {
+        Store::connect_with(url, pool_size, schema::require_latest)
     }
 
     fn connect_with(
         url: &str,
+        pool_size: usize,
         schema: impl FnOnce(&mut Conn) -> std::result::Result<i64, SchemaError>,
     ) -> Result<Store> {
         let location = PathBuf::from(crate::db::redact_url(url));
-        let connect = || {
-            Conn::postgres(url).map_err(|source| StoreError::Connect {
-                location: location.clone(),
-                source,
-            })
-        };
-        let mut conn = connect()?;
-        schema(&mut conn).map_err(|source| StoreError::Schema {
+        let pool = Pool::postgres(url, pool_size).map_err(|source| StoreError::Connect {
+            location: location.clone(),
+            source,
+        })?;
+        schema(&mut pool.get()).map_err(|source| StoreError::Schema {
             path: location.clone(),
             source,
         })?;
-        // HL7 messages commit on a connection of their own, as on SQLite (every commit
-        // on PostgreSQL is durable: synchronous_commit stays on).
-        let hl7 = connect()?;
-        Ok(Store::over(conn, hl7, location))
+        // HL7 messages take their connections from the same pool: every commit on
+        // PostgreSQL is durable (synchronous_commit stays on).
+        Ok(Store::over(pool, None, location))
     }
 
-    /// The store over its two connections (the index's, and the HL7 messages').
-    fn over(conn: Conn, hl7: Conn, path: PathBuf) -> Store {
+    /// The store over its connections: the index's, and on SQLite the HL7 messages'.
+    fn over(conn: Pool, hl7: Option<Pool>, path: PathBuf) -> Store {
         Store {
-            conn: Mutex::new(conn),
-            hl7: Mutex::new(hl7),
+            conn,
+            hl7,
             path,
             operations: Default::default(),
             received: group::Group::new(),
@@ -252,7 +265,11 @@ impl Store {
         })?;
         let hl7 = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(DbError::from)?;
-        Ok(Store::over(conn, Conn::sqlite(hl7), path.to_path_buf()))
+        Ok(Store::over(
+            Pool::sqlite(conn),
+            Some(Pool::sqlite(Conn::sqlite(hl7))),
+            path.to_path_buf(),
+        ))
     }
 
     /// The schema version of the database (`PRAGMA user_version`).
@@ -274,12 +291,12 @@ impl Store {
         self.operations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Conn> {
+    /// A connection for one store operation: SQLite's one, in turn; on PostgreSQL one
+    /// of the pool's.
+    fn conn(&self) -> Pooled<'_> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // A panic while holding the lock cannot leave a half-done transaction behind
-        // (rusqlite rolls back on drop), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.get()
     }
 
     /// Every row `sql` selects, mapped by `map` (one store operation).
@@ -302,9 +319,9 @@ impl Store {
         Ok(self.conn().query_as(sql, params)?)
     }
 
-    fn hl7_conn(&self) -> MutexGuard<'_, Conn> {
+    fn hl7_conn(&self) -> Pooled<'_> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.hl7.lock().unwrap_or_else(|p| p.into_inner())
+        self.hl7.as_ref().unwrap_or(&self.conn).get()
     }
 }

@@ -22,7 +22,7 @@ macro_rules! on_both_backends {
             #[test]
             fn postgres() {
                 let pg = crate::pgtest::TempPostgres::start().unwrap();
-                let store = Store::connect(&pg.url()).unwrap();
+                let store = Store::connect(&pg.url(), 4).unwrap();
                 #[allow(clippy::redundant_closure_call)]
                 ($body)(store)
             }
@@ -45,8 +45,8 @@ macro_rules! on_both_backends {
             #[test]
             fn postgres() {
                 let pg = crate::pgtest::TempPostgres::start().unwrap();
-                let a = Store::connect(&pg.url()).unwrap();
-                let b = Store::connect(&pg.url()).unwrap();
+                let a = Store::connect(&pg.url(), 4).unwrap();
+                let b = Store::connect(&pg.url(), 4).unwrap();
                 #[allow(clippy::redundant_closure_call)]
                 ($body)(a, b)
             }
@@ -586,7 +586,7 @@ on_both_backends!(
 #[test]
 fn the_store_connects_again_after_postgresql_restarts() {
     let mut pg = crate::pgtest::TempPostgres::start().unwrap();
-    let store = Store::connect(&pg.url()).unwrap();
+    let store = Store::connect(&pg.url(), 4).unwrap();
     store.index_instance(&instance("1", "S", 10), true).unwrap();
     pg.stop().unwrap();
     assert!(
@@ -852,8 +852,8 @@ on_both_backends!(merged_ids_follow_the_assigning_authority, |store: Store| {
 #[test]
 fn two_nodes_creating_one_study_at_once_both_index_into_it() {
     let pg = crate::pgtest::TempPostgres::start().unwrap();
-    let a = Store::connect(&pg.url()).unwrap();
-    let b = Store::connect(&pg.url()).unwrap();
+    let a = Store::connect(&pg.url(), 4).unwrap();
+    let b = Store::connect(&pg.url(), 4).unwrap();
     let watcher = crate::db::Conn::postgres(&pg.url()).unwrap();
     let mut conn = a.conn();
     let tx = conn.transaction().unwrap();

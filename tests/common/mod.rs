@@ -422,7 +422,7 @@ destination = "rc1"
                     .expect("busy timeout");
                 readgate::db::Conn::sqlite(conn)
             }
-            readgate::config::Database::Postgres(url) => {
+            readgate::config::Database::Postgres { url, .. } => {
                 readgate::db::Conn::postgres(&url).expect("connect to the test's database")
             }
         }
