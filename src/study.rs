@@ -39,6 +39,9 @@ pub struct StudyStage {
     pub node: crate::cluster::Node,
 }
 
+/// How long the stage waits after a wake-up for more of the same burst before it looks.
+const COALESCE: Duration = Duration::from_millis(20);
+
 impl StudyStage {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let stable_ms = self.stable_after.as_millis() as i64;
@@ -84,7 +87,12 @@ impl StudyStage {
                 }
             };
             tokio::select! {
-                _ = self.stored.notified() => {}
+                _ = self.stored.notified() => {
+                    // Instances arrive in bursts: one look for the burst, not one per
+                    // instance (each look is three queries; on PostgreSQL, three round
+                    // trips competing with the receive for the CPU).
+                    tokio::time::sleep(COALESCE).await;
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => break,
             }

@@ -227,9 +227,7 @@ impl AuditLog {
     pub fn open_read_only_at(db: &crate::config::Database) -> Result<AuditLog> {
         match db {
             crate::config::Database::Sqlite(path) => AuditLog::open_read_only(path),
-            crate::config::Database::Postgres { url, .. } => {
-                AuditLog::connect_read_only(url)
-            }
+            crate::config::Database::Postgres { url, .. } => AuditLog::connect_read_only(url),
         }
     }
 

@@ -150,7 +150,9 @@ impl Pool {
     /// A pool of at most `size` connections to the PostgreSQL database `url` names; one
     /// is made at once, so that a database that cannot be reached is reported here.
     pub fn postgres(url: &str, size: usize) -> Result<Pool> {
-        Ok(Pool(PoolInner::Postgres(postgres::PgPool::connect(url, size)?)))
+        Ok(Pool(PoolInner::Postgres(postgres::PgPool::connect(
+            url, size,
+        )?)))
     }
 
     /// A connection: SQLite's, once no other thread holds it; on PostgreSQL, one of the
@@ -255,6 +257,22 @@ impl Conn {
         match &self.inner {
             Inner::Sqlite(c) => sqlite::query(c, sql, &params, usize::MAX),
             Inner::Postgres(c) => c.query(sql, &params),
+        }
+    }
+
+    /// Every row `sql` selects, once for each set of parameters (in order). On
+    /// PostgreSQL they all go to the server at once, with whatever was deferred: one
+    /// round trip for the lot.
+    pub fn query_many(&self, sql: &str, sets: &[Vec<ValueRef<'_>>]) -> Result<Vec<Vec<Row>>> {
+        match &self.inner {
+            Inner::Sqlite(c) => sets
+                .iter()
+                .map(|params| sqlite::query(c, sql, params, usize::MAX))
+                .collect(),
+            Inner::Postgres(c) => {
+                let sets: Vec<&Params> = sets.iter().map(|p| p.as_slice()).collect();
+                c.query_many(sql, &sets)
+            }
         }
     }
 

@@ -298,8 +298,14 @@ impl PgConn {
 
     /// Sends what is pending and then `last`; every step's answer, in order.
     fn send(&self, last: Step) -> Result<Vec<Result<Answer>>> {
-        let mut steps = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        steps.push(last);
+        self.send_all(vec![last])
+    }
+
+    /// Sends what is pending and then `steps`; every step's answer, in order.
+    fn send_all(&self, last: Vec<Step>) -> Result<Vec<Result<Answer>>> {
+        let mut steps =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        steps.extend(last);
         let held = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
         let open = held.filter(|c| !c.is_closed());
         if open.is_none() && Self::flag(&self.begun) {
@@ -365,6 +371,30 @@ impl PgConn {
         }
     }
 
+    /// `sql` once for each set of parameters, all in one round trip: the rows of each.
+    pub(super) fn query_many(&self, sql: &str, sets: &[&Params]) -> Result<Vec<Vec<Row>>> {
+        let steps = sets
+            .iter()
+            .map(|params| Step::Query(sql.to_string(), owned(params)))
+            .collect();
+        let answers = self.send_all(steps)?;
+        let skip = answers.len() - sets.len();
+        let mut out = Vec::with_capacity(sets.len());
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Err(e) => {
+                    if Self::flag(&self.in_transaction) {
+                        self.aborted.store(true, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+                Ok(Answer::Rows(rows)) if i >= skip => out.push(rows),
+                Ok(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Inside a transaction: `sql` is sent with the next statement that needs an answer
     /// (its error, if any, is that statement's). Outside one: run now.
     pub(super) fn defer(&self, sql: &str, params: &Params) -> Result<()> {
@@ -423,12 +453,7 @@ impl PgConn {
             tracing::warn!(error = %e, "database: rolling back a transaction failed");
             // A connection whose transaction may still be open never goes back to the
             // pool.
-            if let Some(client) = self
-                .client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
+            if let Some(client) = self.client.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 if let Ok(client) = Arc::try_unwrap(client) {
                     drop(Object::take(client));
                 }

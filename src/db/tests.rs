@@ -18,42 +18,51 @@ fn held_back_statements_fail_their_transaction_as_if_sent_at_once() {
 
     // A deferred statement that fails is reported by the commit, which commits nothing.
     let tx = conn.transaction().unwrap();
-    tx.defer("INSERT INTO t VALUES (?1)", params![1i64]).unwrap();
-    tx.defer("INSERT INTO t VALUES (?1)", params![1i64]).unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![1i64])
+        .unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![1i64])
+        .unwrap();
     let err = tx.commit().unwrap_err().to_string();
     assert!(err.contains("duplicate key"), "{err}");
     assert_eq!(count(&conn), Vec::<i64>::new());
 
     // Deferred statements are sent before the next statement that answers, in order.
     let tx = conn.transaction().unwrap();
-    tx.defer("INSERT INTO t VALUES (?1)", params![2i64]).unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![2i64])
+        .unwrap();
     assert_eq!(count(&tx), vec![2]);
     tx.commit().unwrap();
 
     // After a failed statement the commit is refused, not turned into a silent
     // ROLLBACK, even when the caller goes on.
     let tx = conn.transaction().unwrap();
-    assert!(tx.execute("INSERT INTO t VALUES (?1)", params![2i64]).is_err());
+    assert!(tx
+        .execute("INSERT INTO t VALUES (?1)", params![2i64])
+        .is_err());
     let err = tx.commit().unwrap_err().to_string();
     assert!(err.contains("rolled back"), "{err}");
 
     // A savepoint whose deferred statement fails is undone alone, at its release.
     let mut tx = conn.transaction().unwrap();
     let one = tx.savepoint().unwrap();
-    one.defer("INSERT INTO t VALUES (?1)", params![3i64]).unwrap();
+    one.defer("INSERT INTO t VALUES (?1)", params![3i64])
+        .unwrap();
     one.release().unwrap();
     let two = tx.savepoint().unwrap();
-    two.defer("INSERT INTO t VALUES (?1)", params![3i64]).unwrap();
+    two.defer("INSERT INTO t VALUES (?1)", params![3i64])
+        .unwrap();
     let err = two.release().unwrap_err().to_string();
     assert!(err.contains("duplicate key"), "{err}");
-    tx.defer("INSERT INTO t VALUES (?1)", params![4i64]).unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![4i64])
+        .unwrap();
     tx.commit().unwrap();
     assert_eq!(count(&conn), vec![2, 3, 4]);
 
     // A transaction dropped before its BEGIN went out leaves the connection usable.
     drop(conn.transaction().unwrap());
     let tx = conn.transaction().unwrap();
-    tx.defer("INSERT INTO t VALUES (?1)", params![5i64]).unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![5i64])
+        .unwrap();
     drop(tx);
     assert_eq!(count(&conn), vec![2, 3, 4]);
     assert_eq!(

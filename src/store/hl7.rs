@@ -4,7 +4,7 @@
 //! message has no other durable copy, so its commit must reach the disk before the AA.
 
 use super::{Result, Store};
-use crate::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, ToValue};
 use crate::hl7::message::{Order, OrderRequest, Parsed, Report, ReportResult};
 use rusqlite::Connection;
 use serde::Serialize;
@@ -124,10 +124,7 @@ impl Store {
     pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
         let mut conn = self.hl7_conn();
         let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
-            out.push(record_one(&tx, m)?);
-        }
+        let out = record_all(&tx, batch)?;
         tx.commit()?;
         Ok(out)
     }
@@ -389,48 +386,106 @@ impl Store {
     }
 }
 
-fn record_one(tx: &Conn, m: &IncomingMessage) -> Result<Recorded> {
+/// Records `batch` in the caller's transaction in three steps, each one round trip on
+/// PostgreSQL whatever the batch's size: which messages repeat one already applied,
+/// the new messages' rows, then (deferred to the commit) what they carried.
+fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
     // A repeat is the same sender, MSH-10 and content after MSH (senders that resend may
     // renew MSH-7), of a message that was applied (AA). A refused message had no effect,
     // and different content under a reused MSH-10 is not a retransmission: both are
     // processed anew.
-    let hash = body_hash(&m.raw);
-    if !m.control_id.is_empty() {
-        let previous: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 AND ack_code = 'AA' \
-                 AND body_hash = ?3 ORDER BY id LIMIT 1",
-                params![m.sender, m.control_id, hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(ack) = previous {
-            return Ok(Recorded {
-                ack,
-                duplicate: true,
-                keys: ContextKeys::default(),
-            });
+    let hashes: Vec<String> = batch.iter().map(|m| body_hash(&m.raw)).collect();
+    let checked: Vec<usize> = (0..batch.len())
+        .filter(|&i| !batch[i].control_id.is_empty())
+        .collect();
+    let sets: Vec<_> = checked
+        .iter()
+        .map(|&i| {
+            vec![
+                batch[i].sender.to_value(),
+                batch[i].control_id.to_value(),
+                hashes[i].to_value(),
+            ]
+        })
+        .collect();
+    let found = tx.query_many(
+        "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 AND ack_code = 'AA' \
+         AND body_hash = ?3 ORDER BY id LIMIT 1",
+        &sets,
+    )?;
+    let mut repeats: Vec<Option<Vec<u8>>> = vec![None; batch.len()];
+    for (&i, rows) in checked.iter().zip(&found) {
+        if let Some(row) = rows.first() {
+            repeats[i] = Some(row.get(0)?);
         }
     }
-    let message_id: i64 = tx.query_row(
+    // A repeat of a message earlier in the same batch (sent again on another connection
+    // before the first was answered) gets that message's ACK once it was applied.
+    for i in 0..batch.len() {
+        let m = &batch[i];
+        if repeats[i].is_some() || m.control_id.is_empty() {
+            continue;
+        }
+        let earlier = (0..i).find(|&j| {
+            repeats[j].is_none()
+                && batch[j].ack_code == crate::hl7::AckCode::Accept.as_str()
+                && batch[j].sender == m.sender
+                && batch[j].control_id == m.control_id
+                && hashes[j] == hashes[i]
+        });
+        if let Some(j) = earlier {
+            repeats[i] = Some(batch[j].ack.clone());
+        }
+    }
+    let new: Vec<usize> = (0..batch.len()).filter(|&i| repeats[i].is_none()).collect();
+    let parsed: Vec<Option<String>> = new
+        .iter()
+        .map(|&i| batch[i].parsed.as_ref().map(json))
+        .collect();
+    let sets: Vec<_> = new
+        .iter()
+        .zip(&parsed)
+        .map(|(&i, parsed)| {
+            let m = &batch[i];
+            vec![
+                m.received_at.to_value(),
+                m.peer.to_value(),
+                m.sender.to_value(),
+                m.control_id.to_value(),
+                m.message_type.to_value(),
+                m.charset.to_value(),
+                m.raw.to_value(),
+                parsed.to_value(),
+                m.ack_code.to_value(),
+                m.ack_text.to_value(),
+                m.ack.to_value(),
+                hashes[i].to_value(),
+            ]
+        })
+        .collect();
+    let ids = tx.query_many(
         "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, charset, raw, \
          parsed, ack_code, ack_text, ack, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
-        params![
-            m.received_at,
-            m.peer,
-            m.sender,
-            m.control_id,
-            m.message_type,
-            m.charset,
-            m.raw,
-            m.parsed.as_ref().map(json),
-            m.ack_code,
-            m.ack_text,
-            m.ack,
-            hash
-        ],
-        |r| r.get(0),
+        &sets,
     )?;
+    let mut out: Vec<Recorded> = repeats
+        .into_iter()
+        .map(|ack| Recorded {
+            duplicate: ack.is_some(),
+            ack: ack.unwrap_or_default(),
+            keys: ContextKeys::default(),
+        })
+        .collect();
+    for (&i, rows) in new.iter().zip(&ids) {
+        let id: i64 = rows.first().ok_or(crate::db::DbError::NoRows)?.get(0)?;
+        out[i] = record_content(tx, id, &batch[i])?;
+    }
+    Ok(out)
+}
+
+/// Records what message `message_id` carried (its orders, reports or merges); the
+/// statements are deferred to the commit.
+fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Recorded> {
     let mut keys = ContextKeys::default();
     match &m.parsed {
         Some(Parsed::Order(order)) => {

@@ -138,18 +138,36 @@ struct StudyBefore {
     destination: Option<String>,
 }
 
+/// On PostgreSQL the study's row is locked (`FOR UPDATE`) until the commit: a
+/// transaction that changes the study — its stream started at another connection or
+/// node, which queues the instances it can see — either waits for this one to commit
+/// and then sees its instance, or commits first and this one reads what it wrote.
+/// (SQLite's writers take turns: `BEGIN IMMEDIATE`.)
 fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
     Ok(tx
-        .prepare_cached(
-            "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
-             s.state, s.stream, s.destination, \
-             EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
-             AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
-             OR o.state IN ('queued', 'forwarded'))) \
-             FROM (SELECT 1 AS one) AS one \
-             LEFT JOIN instances i ON i.sop_uid = ?1 \
-             LEFT JOIN studies s ON s.study_uid = ?2",
-        )?
+        .prepare_cached(match tx.backend() {
+            crate::db::Backend::Sqlite => {
+                "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
+                 s.state, s.stream, s.destination, \
+                 EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
+                 AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
+                 OR o.state IN ('queued', 'forwarded'))) \
+                 FROM (SELECT 1 AS one) AS one \
+                 LEFT JOIN instances i ON i.sop_uid = ?1 \
+                 LEFT JOIN studies s ON s.study_uid = ?2"
+            }
+            crate::db::Backend::Postgres => {
+                "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
+                 s.state, s.stream, s.destination, \
+                 EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
+                 AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
+                 OR o.state IN ('queued', 'forwarded'))) \
+                 FROM (SELECT 1 AS one) AS one \
+                 LEFT JOIN instances i ON i.sop_uid = ?1 \
+                 LEFT JOIN LATERAL (SELECT study_uid, modalities, calling_aes, state, stream, \
+                 destination FROM studies WHERE study_uid = ?2 FOR UPDATE) s ON true"
+            }
+        })?
         .query_row(params![inst.sop_uid, inst.study_uid, inst.context], |r| {
             let existing = match r.get::<_, Option<String>>(0)? {
                 Some(path) => Some((path, r.get(1)?, r.get(2)?)),
@@ -234,18 +252,18 @@ pub(super) fn index_in(
          modality, path, size, calling_ae, received_at, state, context) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
-        inst.sop_uid,
-        inst.study_uid,
-        inst.series_uid,
-        inst.sop_class_uid,
-        inst.transfer_syntax,
-        inst.modality,
-        inst.path,
-        inst.size as i64,
-        inst.calling_ae,
-        inst.received_at,
-        InstanceState::Received,
-        inst.context
+            inst.sop_uid,
+            inst.study_uid,
+            inst.series_uid,
+            inst.sop_class_uid,
+            inst.transfer_syntax,
+            inst.modality,
+            inst.path,
+            inst.size as i64,
+            inst.calling_ae,
+            inst.received_at,
+            InstanceState::Received,
+            inst.context
         ],
     )?;
     let mut streamed_to = None;
