@@ -293,3 +293,23 @@ fn the_database_is_sqlite_in_data_dir_unless_a_postgresql_url_is_given() {
         assert!(!err.contains("secret"), "{err}");
     }
 }
+
+#[test]
+fn the_database_settings_are_checked_naming_the_key() {
+    for (extra, key) in [
+        ("heartbeat_secs = 0", "database.heartbeat_secs"),
+        (
+            "heartbeat_secs = 10\nlease_secs = 20",
+            "database.lease_secs",
+        ),
+        ("pool_size = 1", "database.pool_size"),
+        ("pool_size = 1000", "database.pool_size"),
+    ] {
+        let err = parse(&format!("{MINIMAL}\n[database]\n{extra}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    let c = parse(&format!("{MINIMAL}\n[database]\npool_size = 2\n")).unwrap();
+    assert_eq!(c.database.pool_size, 2);
+}
