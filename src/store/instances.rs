@@ -144,29 +144,30 @@ struct StudyBefore {
 /// and then sees its instance, or commits first and this one reads what it wrote.
 /// (SQLite's writers take turns: `BEGIN IMMEDIATE`.)
 fn read_before(tx: &crate::db::Conn, inst: &NewInstance) -> Result<Before> {
+    // The two dialects differ only in how the study's row is joined.
+    macro_rules! read_before_sql {
+        ($study:literal) => {
+            concat!(
+                "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
+                 s.state, s.stream, s.destination, \
+                 EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
+                 AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
+                 OR o.state IN ('queued', 'forwarded'))) \
+                 FROM (SELECT 1 AS one) AS one \
+                 LEFT JOIN instances i ON i.sop_uid = ?1 ",
+                $study
+            )
+        };
+    }
     Ok(tx
         .prepare_cached(match tx.backend() {
             crate::db::Backend::Sqlite => {
-                "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
-                 s.state, s.stream, s.destination, \
-                 EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
-                 AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
-                 OR o.state IN ('queued', 'forwarded'))) \
-                 FROM (SELECT 1 AS one) AS one \
-                 LEFT JOIN instances i ON i.sop_uid = ?1 \
-                 LEFT JOIN studies s ON s.study_uid = ?2"
+                read_before_sql!("LEFT JOIN studies s ON s.study_uid = ?2")
             }
-            crate::db::Backend::Postgres => {
-                "SELECT i.path, i.study_uid, i.size, s.study_uid, s.modalities, s.calling_aes, \
-                 s.state, s.stream, s.destination, \
-                 EXISTS (SELECT 1 FROM instances o WHERE o.study_uid = ?2 AND o.context = ?3 \
-                 AND o.sop_uid != ?1 AND (COALESCE(s.stream, '') != 'streaming' \
-                 OR o.state IN ('queued', 'forwarded'))) \
-                 FROM (SELECT 1 AS one) AS one \
-                 LEFT JOIN instances i ON i.sop_uid = ?1 \
-                 LEFT JOIN LATERAL (SELECT study_uid, modalities, calling_aes, state, stream, \
+            crate::db::Backend::Postgres => read_before_sql!(
+                "LEFT JOIN LATERAL (SELECT study_uid, modalities, calling_aes, state, stream, \
                  destination FROM studies WHERE study_uid = ?2 FOR UPDATE) s ON true"
-            }
+            ),
         })?
         .query_row(params![inst.sop_uid, inst.study_uid, inst.context], |r| {
             let existing = match r.get::<_, Option<String>>(0)? {
