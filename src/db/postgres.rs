@@ -305,8 +305,21 @@ impl PgConn {
         self.send_all(vec![last])
     }
 
-    /// Sends what is pending and then `steps`; every step's answer, in order.
+    /// Sends what is pending and then `steps`; every step's answer, in order. Any error
+    /// inside a transaction marks it aborted (see [`PgConn::commit`]).
     fn send_all(&self, last: Vec<Step>) -> Result<Vec<Result<Answer>>> {
+        let sent = self.send_steps(last);
+        let failed = match &sent {
+            Ok(answers) => answers.iter().any(|a| a.is_err()),
+            Err(_) => true,
+        };
+        if failed && Self::flag(&self.in_transaction) {
+            self.aborted.store(true, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    fn send_steps(&self, last: Vec<Step>) -> Result<Vec<Result<Answer>>> {
         let mut steps =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         steps.extend(last);
@@ -333,22 +346,21 @@ impl PgConn {
         Ok(answers)
     }
 
+    /// Sends what is pending and then `steps`: the answers of `steps`, or the first
+    /// error of all.
+    fn answers(&self, steps: Vec<Step>) -> Result<Vec<Answer>> {
+        let wanted = steps.len();
+        let answers = self
+            .send_all(steps)?
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let skip = answers.len().saturating_sub(wanted);
+        Ok(answers.into_iter().skip(skip).collect())
+    }
+
     /// Sends what is pending and then `last`: `last`'s answer, or the first error.
     fn answer(&self, last: Step) -> Result<Answer> {
-        let mut out = Ok(Answer::Done);
-        for a in self.send(last)? {
-            match a {
-                Ok(a) => out = Ok(a),
-                Err(e) => {
-                    out = Err(e);
-                    break;
-                }
-            }
-        }
-        if out.is_err() && Self::flag(&self.in_transaction) {
-            self.aborted.store(true, Ordering::Relaxed);
-        }
-        out
+        Ok(self.answers(vec![last])?.pop().unwrap_or(Answer::Done))
     }
 
     fn owned(sql: &str, params: &Params) -> (String, Vec<Param>) {
@@ -381,22 +393,14 @@ impl PgConn {
             .iter()
             .map(|params| Step::Query(sql.to_string(), owned(params)))
             .collect();
-        let answers = self.send_all(steps)?;
-        let skip = answers.len() - sets.len();
-        let mut out = Vec::with_capacity(sets.len());
-        for (i, answer) in answers.into_iter().enumerate() {
-            match answer {
-                Err(e) => {
-                    if Self::flag(&self.in_transaction) {
-                        self.aborted.store(true, Ordering::Relaxed);
-                    }
-                    return Err(e);
-                }
-                Ok(Answer::Rows(rows)) if i >= skip => out.push(rows),
-                Ok(_) => {}
-            }
-        }
-        Ok(out)
+        Ok(self
+            .answers(steps)?
+            .into_iter()
+            .map(|a| match a {
+                Answer::Rows(rows) => rows,
+                _ => Vec::new(),
+            })
+            .collect())
     }
 
     /// Inside a transaction: `sql` is sent with the next statement that needs an answer

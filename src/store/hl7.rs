@@ -1,7 +1,8 @@
 //! HL7 messages in the store: every message as received (raw bytes) with what was
-//! extracted from it, the orders and reports it carried, and patient merges. Written on
-//! a separate connection with `synchronous = FULL`: unlike DICOM instances, an HL7
-//! message has no other durable copy, so its commit must reach the disk before the AA.
+//! extracted from it, the orders and reports it carried, and patient merges. On SQLite
+//! written on a separate connection with `synchronous = FULL` (on PostgreSQL every commit
+//! is flushed): unlike DICOM instances, an HL7 message has no other durable copy, so its
+//! commit must reach the disk before the AA.
 
 use super::{Result, Store};
 use crate::db::{params, Conn, ToValue};
