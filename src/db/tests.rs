@@ -104,3 +104,23 @@ fn the_pool_gives_operations_in_progress_connections_of_their_own() {
         .unwrap();
     assert!(pids.contains(&pid), "{pid} not in {pids:?}");
 }
+
+#[test]
+fn a_transaction_whose_statement_found_no_connection_does_not_commit() {
+    let mut pg = crate::pgtest::TempPostgres::start().unwrap();
+    let mut conn = Conn::postgres(&pg.url()).unwrap();
+    conn.execute_batch("CREATE TABLE t (x BIGINT PRIMARY KEY)")
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![1i64])
+        .unwrap();
+    // The server is away when the transaction's first statements go out: they fail,
+    // and with them the transaction, even once the server is back.
+    pg.stop().unwrap();
+    assert!(tx
+        .execute("INSERT INTO t VALUES (?1)", params![2i64])
+        .is_err());
+    pg.restart().unwrap();
+    assert!(tx.commit().is_err());
+    assert_eq!(count(&conn), Vec::<i64>::new());
+}
