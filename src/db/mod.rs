@@ -416,6 +416,26 @@ impl Tx<'_> {
         }
     }
 
+    /// Commits, then runs `sql` (a read) outside the transaction; it sees what the
+    /// commit wrote. On PostgreSQL both go to the server in one round trip. The outer
+    /// result is the commit's; the inner one the read's, which may fail after the
+    /// commit succeeded (what was committed stays committed).
+    pub fn commit_then_query(
+        mut self,
+        sql: &str,
+        params: impl IntoParams,
+    ) -> Result<Result<Vec<Row>>> {
+        self.done = true;
+        let params = params.bind();
+        match &self.conn.inner {
+            Inner::Sqlite(c) => {
+                c.execute_batch("COMMIT")?;
+                Ok(sqlite::query(c, sql, &params, usize::MAX))
+            }
+            Inner::Postgres(c) => c.commit_then_query(sql, &params),
+        }
+    }
+
     /// A savepoint inside the transaction: what is done under it is undone alone (when
     /// it is dropped without [`Savepoint::release`]).
     pub fn savepoint(&mut self) -> Result<Savepoint<'_>> {

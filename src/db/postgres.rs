@@ -442,6 +442,28 @@ impl PgConn {
         done
     }
 
+    /// Commits the open transaction and then runs `sql`, outside it, in the same round
+    /// trip: the commit's result, and within it the read's.
+    pub(super) fn commit_then_query(&self, sql: &str, params: &Params) -> Result<Result<Vec<Row>>> {
+        if Self::flag(&self.aborted) {
+            self.rollback();
+            return Err(DbError::Driver(
+                "a statement of the transaction failed: it was rolled back, not committed".into(),
+            ));
+        }
+        let (sql, args) = Self::owned(sql, params);
+        let sent = self.send_all(vec![Step::Text("COMMIT".into()), Step::Query(sql, args)]);
+        self.end();
+        let mut answers = sent?;
+        let read = answers.pop().unwrap_or(Ok(Answer::Done));
+        // Deferred statements answered before the COMMIT: the first error fails it.
+        answers.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(read.map(|a| match a {
+            Answer::Rows(rows) => rows,
+            _ => Vec::new(),
+        }))
+    }
+
     /// Rolls the open transaction back. Nothing is sent when its `BEGIN` never was.
     pub(super) fn rollback(&self) {
         if !Self::flag(&self.begun) {

@@ -58,6 +58,27 @@ fn held_back_statements_fail_their_transaction_as_if_sent_at_once() {
     tx.commit().unwrap();
     assert_eq!(count(&conn), vec![2, 3, 4]);
 
+    // A read after the commit sees what it committed; it is not run when a deferred
+    // statement failed the commit.
+    let tx = conn.transaction().unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![7i64])
+        .unwrap();
+    let rows = tx
+        .commit_then_query("SELECT COUNT(*) FROM t WHERE x = ?1", params![7i64])
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0).unwrap(), 1);
+    let tx = conn.transaction().unwrap();
+    tx.defer("INSERT INTO t VALUES (?1)", params![7i64])
+        .unwrap();
+    let err = tx
+        .commit_then_query("SELECT COUNT(*) FROM t", [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("duplicate key"), "{err}");
+    conn.execute("DELETE FROM t WHERE x = ?1", params![7i64])
+        .unwrap();
+
     // A transaction dropped before its BEGIN went out leaves the connection usable.
     drop(conn.transaction().unwrap());
     let tx = conn.transaction().unwrap();

@@ -153,15 +153,20 @@ fn store_batch(
         Ok(false) => return Err(IntakeError::NoRoom),
         Err(e) => return Err(IntakeError::Store(format!("free space: {e}"))),
     }
-    let recorded = store.record_hl7_batch(messages).map_err(failed)?;
-    // The batch's keys together: one look for held studies per batch, not per message.
+    let batch = store.record_hl7_batch(messages).map_err(failed)?;
+    let recorded = batch.messages;
+    // The batch's keys together: one look for held studies per batch, not per message,
+    // and none when no study was open as the batch committed.
     let mut keys = crate::store::ContextKeys::default();
     for r in recorded.iter().filter(|r| !r.duplicate) {
         keys.merge(&r.keys);
     }
-    let released = store
-        .reconsider_held(&keys, "new HL7 context", now_ms())
-        .map_err(failed)?;
+    let released = match batch.studies_open {
+        true => store
+            .reconsider(&keys, "new HL7 context", now_ms())
+            .map_err(failed)?,
+        false => Vec::new(),
+    };
     if let Some(audit) = &disk.audit {
         let repeated: Vec<bool> = recorded.iter().map(|r| r.duplicate).collect();
         let failed = super::evidence::record_reports(store, audit, messages, &repeated);

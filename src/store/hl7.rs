@@ -119,15 +119,51 @@ fn entity(e: &Option<crate::hl7::message::EntityId>) -> Option<String> {
     e.as_ref().map(|e| e.id.clone()).filter(|s| !s.is_empty())
 }
 
+/// What recording a batch led to.
+pub struct RecordedBatch {
+    /// One per message, in the batch's order.
+    pub messages: Vec<Recorded>,
+    /// Whether a study was held or still receiving right after the commit, so that the
+    /// batch's context may concern it ([`Store::reconsider`]). Looked up only when a new
+    /// message named a study, accession or patient; `false` otherwise.
+    pub studies_open: bool,
+}
+
+/// Whether any study is held or still receiving.
+const ANY_OPEN: &str = "SELECT EXISTS(SELECT 1 FROM studies WHERE state IN ('held', 'receiving'))";
+
 impl Store {
     /// Records a batch of messages in one transaction (one fsync for all of them: the
-    /// listener groups messages arriving together on different connections).
-    pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
+    /// listener groups messages arriving together on different connections). On
+    /// PostgreSQL that is two round trips whatever the batch's size: the message rows,
+    /// then what they carried with the commit and the look for open studies.
+    pub fn record_hl7_batch(&self, batch: &[IncomingMessage]) -> Result<RecordedBatch> {
         let mut conn = self.hl7_conn();
         let tx = conn.transaction()?;
-        let out = record_all(&tx, batch)?;
-        tx.commit()?;
-        Ok(out)
+        let messages = record_all(&tx, batch)?;
+        let context = messages.iter().any(|r| !r.duplicate && !r.keys.is_empty());
+        if !context {
+            tx.commit()?;
+            return Ok(RecordedBatch {
+                messages,
+                studies_open: false,
+            });
+        }
+        let studies_open = match tx
+            .commit_then_query(ANY_OPEN, [])?
+            .and_then(|rows| rows.first().map(|r| r.get::<_, bool>(0)).transpose())
+        {
+            Ok(open) => open.unwrap_or(true),
+            Err(e) => {
+                // Committed all the same: look as if a study were open.
+                tracing::warn!(error = %e, "database: looking for open studies failed");
+                true
+            }
+        };
+        Ok(RecordedBatch {
+            messages,
+            studies_open,
+        })
     }
 
     /// Refused HL7 messages (answered AE or AR, nothing recorded from them) are a bounded
@@ -185,36 +221,42 @@ impl Store {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn();
         // Most messages concern no held or receiving study: answer that from the state
         // index first.
-        let any_held: bool = conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM studies WHERE state IN ('held', 'receiving'))",
-            [],
-            |r| r.get(0),
-        )?;
-        if !any_held {
+        let any_open: bool = self.conn().query_row(ANY_OPEN, [], |r| r.get(0))?;
+        if !any_open {
             return Ok(Vec::new());
         }
+        self.reconsider(keys, why, now)
+    }
+
+    /// As [`Store::reconsider_held`], without first looking whether any study is held
+    /// or receiving (the caller knows: [`RecordedBatch::studies_open`]).
+    pub fn reconsider(&self, keys: &ContextKeys, why: &str, now: i64) -> Result<Vec<String>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each look is one statement per key, all of them in one round trip on
+        // PostgreSQL: three round trips for the lot, whatever the number of keys.
+        let sets: Vec<_> = keys
+            .study_uids
+            .iter()
+            .chain(&keys.accessions)
+            .chain(&keys.patient_ids)
+            .map(|key| vec![key.to_value()])
+            .collect();
+        let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut uids = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT study_uid FROM studies WHERE state = 'held' AND \
-                 (study_uid = ?1 OR accession = ?1 OR patient_id = ?1)",
-            )?;
-            for key in keys
-                .study_uids
-                .iter()
-                .chain(&keys.accessions)
-                .chain(&keys.patient_ids)
-            {
-                for uid in stmt.query_map([key], |r| r.get::<_, String>(0))? {
-                    let uid = uid?;
-                    if !uids.contains(&uid) {
-                        uids.push(uid);
-                    }
-                }
+        let mut uids: Vec<String> = Vec::new();
+        let held = tx.query_many(
+            "SELECT study_uid FROM studies WHERE state = 'held' AND \
+             (study_uid = ?1 OR accession = ?1 OR patient_id = ?1)",
+            &sets,
+        )?;
+        for row in held.iter().flatten() {
+            let uid: String = row.get(0)?;
+            if !uids.contains(&uid) {
+                uids.push(uid);
             }
         }
         for uid in &uids {
@@ -227,39 +269,28 @@ impl Store {
                 params![now, uid, why],
             )?;
         }
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE studies SET stream_check = 1 WHERE state = 'receiving' \
-                 AND (stream IS NULL OR stream = 'streaming') \
-                 AND (study_uid = ?1 OR accession = ?1 OR patient_id = ?1) RETURNING study_uid, stream",
+        let receiving = tx.query_many(
+            "UPDATE studies SET stream_check = 1 WHERE state = 'receiving' \
+             AND (stream IS NULL OR stream = 'streaming') \
+             AND (study_uid = ?1 OR accession = ?1 OR patient_id = ?1) RETURNING study_uid, stream",
+            &sets,
+        )?;
+        let mut streaming = Vec::new();
+        for row in receiving.iter().flatten() {
+            let (uid, stream): (String, Option<String>) = (row.get(0)?, row.get(1)?);
+            if stream.is_some() && !streaming.contains(&uid) {
+                streaming.push(uid.clone());
+            }
+            if !uids.contains(&uid) {
+                uids.push(uid);
+            }
+        }
+        // A streaming study's timeline says what made the gate look again.
+        for uid in &streaming {
+            tx.defer(
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
+                params![now, uid, why],
             )?;
-            let mut streaming = Vec::new();
-            for key in keys
-                .study_uids
-                .iter()
-                .chain(&keys.accessions)
-                .chain(&keys.patient_ids)
-            {
-                let rows = stmt.query_map([key], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-                })?;
-                for row in rows {
-                    let (uid, stream) = row?;
-                    if stream.is_some() && !streaming.contains(&uid) {
-                        streaming.push(uid.clone());
-                    }
-                    if !uids.contains(&uid) {
-                        uids.push(uid);
-                    }
-                }
-            }
-            // A streaming study's timeline says what made the gate look again.
-            for uid in &streaming {
-                tx.defer(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
-                    params![now, uid, why],
-                )?;
-            }
         }
         tx.commit()?;
         Ok(uids)
@@ -387,67 +418,28 @@ impl Store {
     }
 }
 
-/// Records `batch` in the caller's transaction in three steps, each one round trip on
-/// PostgreSQL whatever the batch's size: which messages repeat one already applied,
-/// the new messages' rows, then (deferred to the commit) what they carried.
+/// Records `batch` in the caller's transaction: each message's row unless it repeats
+/// one already applied, in one round trip on PostgreSQL whatever the batch's size; what
+/// the new ones carried is deferred to the commit.
 fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
     // A repeat is the same sender, MSH-10 and content after MSH (senders that resend may
     // renew MSH-7), of a message that was applied (AA). A refused message had no effect,
     // and different content under a reused MSH-10 is not a retransmission: both are
-    // processed anew.
+    // processed anew. The statements run in order in one transaction, so a repeat of a
+    // message earlier in the same batch (sent again on another connection before the
+    // first was answered) finds that message's row.
+    const UNLESS_REPEAT: &str = "INSERT INTO hl7_messages (received_at, peer, sender, control_id, \
+         message_type, charset, raw, parsed, ack_code, ack_text, ack, body_hash) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
+         WHERE ?4 = '' OR NOT EXISTS (SELECT 1 FROM hl7_messages WHERE sender = ?3 \
+         AND control_id = ?4 AND ack_code = 'AA' AND body_hash = ?12) RETURNING id";
     let hashes: Vec<String> = batch.iter().map(|m| body_hash(&m.raw)).collect();
-    let checked: Vec<usize> = (0..batch.len())
-        .filter(|&i| !batch[i].control_id.is_empty())
-        .collect();
-    let sets: Vec<_> = checked
-        .iter()
-        .map(|&i| {
-            vec![
-                batch[i].sender.to_value(),
-                batch[i].control_id.to_value(),
-                hashes[i].to_value(),
-            ]
-        })
-        .collect();
-    let found = tx.query_many(
-        "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 AND ack_code = 'AA' \
-         AND body_hash = ?3 ORDER BY id LIMIT 1",
-        &sets,
-    )?;
-    let mut repeats: Vec<Option<Vec<u8>>> = vec![None; batch.len()];
-    for (&i, rows) in checked.iter().zip(&found) {
-        if let Some(row) = rows.first() {
-            repeats[i] = Some(row.get(0)?);
-        }
-    }
-    // A repeat of a message earlier in the same batch (sent again on another connection
-    // before the first was answered) gets that message's ACK once it was applied.
-    for i in 0..batch.len() {
-        let m = &batch[i];
-        if repeats[i].is_some() || m.control_id.is_empty() {
-            continue;
-        }
-        let earlier = (0..i).find(|&j| {
-            repeats[j].is_none()
-                && batch[j].ack_code == crate::hl7::AckCode::Accept.as_str()
-                && batch[j].sender == m.sender
-                && batch[j].control_id == m.control_id
-                && hashes[j] == hashes[i]
-        });
-        if let Some(j) = earlier {
-            repeats[i] = Some(batch[j].ack.clone());
-        }
-    }
-    let new: Vec<usize> = (0..batch.len()).filter(|&i| repeats[i].is_none()).collect();
-    let parsed: Vec<Option<String>> = new
-        .iter()
-        .map(|&i| batch[i].parsed.as_ref().map(json))
-        .collect();
-    let sets: Vec<_> = new
+    let parsed: Vec<Option<String>> = batch.iter().map(|m| m.parsed.as_ref().map(json)).collect();
+    let sets: Vec<_> = batch
         .iter()
         .zip(&parsed)
-        .map(|(&i, parsed)| {
-            let m = &batch[i];
+        .zip(&hashes)
+        .map(|((m, parsed), hash)| {
             vec![
                 m.received_at.to_value(),
                 m.peer.to_value(),
@@ -460,26 +452,52 @@ fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
                 m.ack_code.to_value(),
                 m.ack_text.to_value(),
                 m.ack.to_value(),
+                hash.to_value(),
+            ]
+        })
+        .collect();
+    let ids = tx.query_many(UNLESS_REPEAT, &sets)?;
+    // A repeat is answered with the ACK the first copy got (looked up only when there
+    // are repeats: one more round trip).
+    let repeats: Vec<usize> = (ids.iter().enumerate())
+        .filter(|(_, rows)| rows.is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    let sets: Vec<_> = repeats
+        .iter()
+        .map(|&i| {
+            vec![
+                batch[i].sender.to_value(),
+                batch[i].control_id.to_value(),
                 hashes[i].to_value(),
             ]
         })
         .collect();
-    let ids = tx.query_many(
-        "INSERT INTO hl7_messages (received_at, peer, sender, control_id, message_type, charset, raw, \
-         parsed, ack_code, ack_text, ack, body_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
-        &sets,
-    )?;
-    let mut out: Vec<Recorded> = repeats
-        .into_iter()
-        .map(|ack| Recorded {
-            duplicate: ack.is_some(),
-            ack: ack.unwrap_or_default(),
-            keys: ContextKeys::default(),
-        })
-        .collect();
-    for (&i, rows) in new.iter().zip(&ids) {
-        let id: i64 = rows.first().ok_or(crate::db::DbError::NoRows)?.get(0)?;
-        out[i] = record_content(tx, id, &batch[i])?;
+    let first = match sets.is_empty() {
+        true => Vec::new(),
+        false => tx.query_many(
+            "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 \
+             AND ack_code = 'AA' AND body_hash = ?3 ORDER BY id LIMIT 1",
+            &sets,
+        )?,
+    };
+    let mut out = Vec::with_capacity(batch.len());
+    let mut first = repeats.iter().zip(first).peekable();
+    for (i, (m, rows)) in batch.iter().zip(&ids).enumerate() {
+        match rows.first() {
+            Some(row) => out.push(record_content(tx, row.get(0)?, m)?),
+            None => {
+                let ack = match first.next_if(|(&r, _)| r == i) {
+                    Some((_, rows)) => rows.first().ok_or(crate::db::DbError::NoRows)?.get(0)?,
+                    None => return Err(crate::db::DbError::NoRows.into()),
+                };
+                out.push(Recorded {
+                    duplicate: true,
+                    ack,
+                    keys: ContextKeys::default(),
+                });
+            }
+        }
     }
     Ok(out)
 }

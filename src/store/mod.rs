@@ -31,7 +31,9 @@ mod studies;
 mod tests;
 
 pub use cluster::{JoinRefused, NodeBeat, NodeRow};
-pub use hl7::{ContextKeys, IncomingMessage, MessageRef, Recorded, StoredOrder, StoredReport};
+pub use hl7::{
+    ContextKeys, IncomingMessage, MessageRef, Recorded, RecordedBatch, StoredOrder, StoredReport,
+};
 pub use instances::{IndexOutcome, Indexed, NewInstance};
 pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,

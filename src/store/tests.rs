@@ -413,6 +413,94 @@ on_both_backends!(
     }
 );
 
+/// An order for accession `accession` under MSH-10 `control_id`, answered `ack_code`
+/// (its ACK bytes name the code and `tag`, to tell copies apart).
+fn order_message(accession: &str, control_id: &str, ack_code: &str, tag: &str) -> IncomingMessage {
+    let text = format!(
+        "MSH|^~\\&|RIS|H|RG|R|20240601||ORM^O01|{control_id}|P|2.5\rPID|||P1\r\
+         ORC|NW|PL\rOBR|1|PL{}{accession}\r",
+        "|".repeat(16)
+    );
+    IncomingMessage {
+        received_at: 10,
+        peer: "127.0.0.1:1".into(),
+        sender: "RIS|H".into(),
+        control_id: control_id.into(),
+        message_type: "ORM^O01".into(),
+        charset: None,
+        parsed: crate::hl7::message::parse_for(&text, &crate::hl7::Config::default()).ok(),
+        raw: text.into_bytes(),
+        ack_code: ack_code.into(),
+        ack_text: String::new(),
+        ack: format!("{ack_code} {tag}").into_bytes(),
+    }
+}
+
+on_both_backends!(
+    repeats_inside_a_batch_and_across_batches_get_the_first_copy_s_ack,
+    |store: Store| {
+        let acks = |batch: &crate::store::RecordedBatch| -> Vec<(bool, String)> {
+            batch
+                .messages
+                .iter()
+                .map(|r| (r.duplicate, String::from_utf8_lossy(&r.ack).into_owned()))
+                .collect()
+        };
+        let first = store
+            .record_hl7_batch(&[
+                order_message("A1", "M1", "AA", "first"),
+                // Sent again on another connection before the first was answered.
+                order_message("A1", "M1", "AA", "second"),
+                // Refused twice: a refusal had no effect, so neither is a repeat.
+                order_message("A2", "M2", "AE", "first"),
+                order_message("A2", "M2", "AE", "second"),
+                // No MSH-10 (refused, not parsed): never a repeat.
+                order_message("A3", "", "AR", "first"),
+                order_message("A3", "", "AR", "second"),
+                // The same MSH-10 with other content is not a retransmission.
+                order_message("A4", "M1", "AA", "other"),
+            ])
+            .unwrap();
+        let yes = |ack: &str| (true, ack.to_string());
+        let no = |ack: &str| (false, ack.to_string());
+        assert_eq!(
+            acks(&first),
+            vec![
+                no("AA first"),
+                yes("AA first"),
+                no("AE first"),
+                no("AE second"),
+                no("AR first"),
+                no("AR second"),
+                no("AA other"),
+            ]
+        );
+        // No study is held or receiving: nothing to reconsider.
+        assert!(!first.studies_open);
+        store.index_instance(&instance("1", "S", 10), true).unwrap();
+        let again = store
+            .record_hl7_batch(&[
+                order_message("A1", "M1", "AA", "third"),
+                order_message("A5", "M5", "AA", "first"),
+            ])
+            .unwrap();
+        assert_eq!(acks(&again), vec![yes("AA first"), no("AA first")]);
+        assert!(again.studies_open, "study S is receiving");
+        // A batch of repeats only brings no context, and does not look.
+        let repeats = store
+            .record_hl7_batch(&[order_message("A5", "M5", "AA", "again")])
+            .unwrap();
+        assert_eq!(acks(&repeats), vec![yes("AA first")]);
+        assert!(!repeats.studies_open);
+        // Recorded once each: the orders of A1, A2 (twice: refusals are kept), A4, A5.
+        let orders: Vec<String> = store
+            .conn()
+            .query_map("SELECT accession FROM orders ORDER BY id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orders, ["A1", "A2", "A2", "A4", "A5"]);
+    }
+);
+
 /// Stores an ORM for accession `accession` whose ZRS-1 (the configured field) says
 /// `count` images.
 fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str, at: i64) {
