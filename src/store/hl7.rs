@@ -421,7 +421,7 @@ impl Store {
 /// Records `batch` in the caller's transaction: each message's row unless it repeats
 /// one already applied, in one round trip on PostgreSQL whatever the batch's size; what
 /// the new ones carried is deferred to the commit.
-fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
+pub(super) fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
     // A repeat is the same sender, MSH-10 and content after MSH (senders that resend may
     // renew MSH-7), of a message that was applied (AA). A refused message had no effect,
     // and different content under a reused MSH-10 is not a retransmission: both are
@@ -433,6 +433,28 @@ fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Recorded>> {
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
          WHERE ?4 = '' OR NOT EXISTS (SELECT 1 FROM hl7_messages WHERE sender = ?3 \
          AND control_id = ?4 AND ack_code = 'AA' AND body_hash = ?12) RETURNING id";
+    // Another node (or another transaction) may be recording the same message at this
+    // moment, sent again on another connection before it was answered: its row is not
+    // visible until it commits. On PostgreSQL each (sender, MSH-10) of the batch is
+    // locked until the commit, in one order so that two batches never wait on each
+    // other; a copy waits for the first to commit and then finds its row. (SQLite's
+    // writers take turns anyway.) The two-key form keeps these locks apart from any
+    // other advisory lock; a hash collision only makes two messages take turns.
+    if tx.backend() == crate::db::Backend::Postgres {
+        let mut keys: Vec<String> = batch
+            .iter()
+            .filter(|m| !m.control_id.is_empty())
+            .map(|m| format!("{}\u{1f}{}", m.sender, m.control_id))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            tx.defer(
+                "SELECT pg_advisory_xact_lock(1380403255, hashtext(?1))",
+                [key],
+            )?;
+        }
+    }
     let hashes: Vec<String> = batch.iter().map(|m| body_hash(&m.raw)).collect();
     let parsed: Vec<Option<String>> = batch.iter().map(|m| m.parsed.as_ref().map(json)).collect();
     let sets: Vec<_> = batch

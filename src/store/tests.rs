@@ -501,6 +501,44 @@ on_both_backends!(
     }
 );
 
+on_both_backends!(
+    a_copy_recorded_by_another_node_while_the_first_is_uncommitted_is_a_repeat,
+    two | a: Store, b: Store | {
+        let a = std::sync::Arc::new(a);
+        let (started, go) = std::sync::mpsc::channel();
+        let first = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let mut conn = a.hl7_conn();
+                let tx = conn.transaction().unwrap();
+                let recorded =
+                    super::super::hl7::record_all(&tx, &[order_message("A1", "M1", "AA", "a")])
+                        .unwrap();
+                // Recorded, not yet committed: the other node's copy arrives now.
+                started.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                tx.commit().unwrap();
+                recorded[0].duplicate
+            })
+        };
+        go.recv().unwrap();
+        let copy = b
+            .record_hl7_batch(&[order_message("A1", "M1", "AA", "b")])
+            .unwrap();
+        assert!(!first.join().unwrap());
+        assert!(
+            copy.messages[0].duplicate,
+            "the copy waited for the first to commit and found it"
+        );
+        assert_eq!(copy.messages[0].ack, b"AA a");
+        let orders: i64 = b
+            .conn()
+            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orders, 1, "applied once");
+    }
+);
+
 /// Stores an ORM for accession `accession` whose ZRS-1 (the configured field) says
 /// `count` images.
 fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str, at: i64) {
