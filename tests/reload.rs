@@ -383,6 +383,10 @@ async fn the_control_socket_bounds_its_clients() {
     let config_path = cfg.write();
     let mut daemon = Daemon::start(&config_path, cfg.dicom_port);
     let socket = cfg.data_dir.join("var/control.sock");
+    // The socket is made after the DICOM port listens.
+    wait_until("the control socket", Duration::from_secs(30), || {
+        socket.exists()
+    });
     // A client that connects and says nothing holds the socket for 5 s at most.
     let silent = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
     let started = Instant::now();

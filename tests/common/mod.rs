@@ -64,6 +64,20 @@ pub fn dcmtk_scu(tool: &str, calling: &str, options: &[&str], port: u16) -> Comm
 /// assigns source ports), are checked free on both loopback and the wildcard address, and
 /// are never handed out twice by one test process. Test processes run in parallel, so two
 /// could still draw the same port at once; over 12,000 ports that is negligible.
+/// Sends the log of a readgate running in the test's process to the test's output
+/// (once per process; a test that set up its own subscriber keeps it).
+pub fn in_process_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("readgate=warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let (low, high) = non_ephemeral_range();
@@ -404,7 +418,11 @@ destination = "rc1"
         path
     }
 
+    /// The config, for a readgate started in the test's own process. Its log goes to
+    /// the test's output (shown when the test fails): readgate's warnings and errors, or
+    /// what `RUST_LOG` asks for.
     pub fn parse(&self) -> readgate::config::Config {
+        in_process_log();
         readgate::config::Config::parse(&self.text(), Path::new("test.toml"))
             .expect("valid test config")
     }
