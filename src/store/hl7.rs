@@ -436,23 +436,21 @@ pub(super) fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Rec
     // Another node (or another transaction) may be recording the same message at this
     // moment, sent again on another connection before it was answered: its row is not
     // visible until it commits. On PostgreSQL each (sender, MSH-10) of the batch is
-    // locked until the commit, in one order so that two batches never wait on each
-    // other; a copy waits for the first to commit and then finds its row. (SQLite's
+    // locked until the commit (a transaction-level advisory lock on 32 bits of its
+    // SHA-256), in ascending order so that two batches never wait on each other in a
+    // cycle; a copy waits for the first to commit and then finds its row. (SQLite's
     // writers take turns anyway.) The two-key form keeps these locks apart from any
-    // other advisory lock; a hash collision only makes two messages take turns.
+    // other advisory lock; two messages whose keys share the 32 bits only take turns.
     if tx.backend() == crate::db::Backend::Postgres {
-        let mut keys: Vec<String> = batch
+        let mut locks: Vec<i64> = batch
             .iter()
             .filter(|m| !m.control_id.is_empty())
-            .map(|m| format!("{}\u{1f}{}", m.sender, m.control_id))
+            .map(|m| message_lock(&m.sender, &m.control_id))
             .collect();
-        keys.sort();
-        keys.dedup();
-        for key in &keys {
-            tx.defer(
-                "SELECT pg_advisory_xact_lock(1380403255, hashtext(?1))",
-                [key],
-            )?;
+        locks.sort_unstable();
+        locks.dedup();
+        for lock in locks {
+            tx.defer("SELECT pg_advisory_xact_lock(1380403255, ?1)", [lock])?;
         }
     }
     let hashes: Vec<String> = batch.iter().map(|m| body_hash(&m.raw)).collect();
@@ -572,6 +570,14 @@ fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Rec
 }
 
 /// FNV-1a over everything after the MSH segment (trailing separators ignored).
+/// The advisory lock of a (sender, MSH-10): 32 bits of its SHA-256, as PostgreSQL's
+/// `integer` key.
+fn message_lock(sender: &str, control_id: &str) -> i64 {
+    let hex = crate::digest::sha256_hex(format!("{sender}\u{1f}{control_id}"));
+    let bits = u32::from_str_radix(&hex[..8], 16).unwrap_or(0);
+    i64::from(bits as i32)
+}
+
 fn body_hash(raw: &[u8]) -> String {
     let start = raw
         .iter()
