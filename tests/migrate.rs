@@ -46,9 +46,10 @@ fn user_version(path: &Path) -> i64 {
 
 /// Row count of every table in the database.
 /// The tables migrations after the first add, empty.
-const NEW_TABLES: [&str; 10] = [
+const NEW_TABLES: [&str; 11] = [
     "cluster_leases",
     "console_sessions",
+    "login_failures",
     "mpps",
     "mpps_instances",
     "nodes",
@@ -246,6 +247,7 @@ fn fresh_database_gets_every_table_at_the_latest_version() {
         ),
         ("index".to_string(), "console_sessions_by_user".to_string()),
         ("index".to_string(), "hl7_refused".to_string()),
+        ("index".to_string(), "login_failures_by_update".to_string()),
         ("index".to_string(), "mpps_by_study".to_string()),
         ("index".to_string(), "orders_by_received".to_string()),
         ("index".to_string(), "pacs_studies_by_uid".to_string()),

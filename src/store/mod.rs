@@ -44,7 +44,7 @@ pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrie
 pub use queue::{Delivery, Lease, QueuedInstance};
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
 pub use schema::SchemaError;
-pub use sessions::{NewSession, StoredSession, TOUCH_AFTER_MS as SESSION_TOUCH_AFTER_MS};
+pub use sessions::{LoginKey, NewSession, StoredSession, TOUCH_AFTER_MS as SESSION_TOUCH_AFTER_MS};
 pub use studies::{DecisionRecord, OtherStudy, RecordedDecision, StudySnapshot};
 
 use crate::config::Database;

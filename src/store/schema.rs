@@ -16,7 +16,7 @@ use crate::db::{Backend, Conn, DbError, OptionalExtension};
 /// The schema's migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of
 /// SQL batches run in one transaction. Append the same migration to schema_pg.rs
 /// ([`super::schema_pg::MIGRATIONS`], PostgreSQL's dialect).
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14];
 
 /// Migration 2: refused HL7 messages are found without a scan, for the bounded
 /// quarantine (`hl7.quarantine_max_mb`, `hl7.quarantine_days`).
@@ -196,6 +196,20 @@ CREATE INDEX console_sessions_by_last_seen ON console_sessions(last_seen_at);
 CREATE INDEX console_sessions_by_user ON console_sessions(user_name);
 "#];
 
+/// Login attempts counted in the database, so that every node of a cluster throttles
+/// together (`web/auth.rs`): `key` is `user:NAME` or `ip:ADDRESS`, `failures` the attempts
+/// counted since the last success or lock, `locked_until` (ms) when a lock ends,
+/// `updated_at` (ms) the last attempt (rows idle for a day are swept at logins).
+const V14: &[&str] = &[r#"
+CREATE TABLE login_failures (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until INTEGER,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX login_failures_by_update ON login_failures(updated_at);
+"#];
+
 /// One line per migration, for `readgate migrate`: `DESCRIPTIONS[i]` says what migration
 /// `i + 1` does (a unit test keeps it as long as [`MIGRATIONS`]).
 pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
@@ -212,6 +226,7 @@ pub const DESCRIPTIONS: [&str; MIGRATIONS.len()] = [
     "streaming: each study's stream, and where each instance was delivered",
     "several nodes: node heartbeats, forwarding leases with fencing tokens, cluster leases",
     "web console sessions, shared by every node and kept across restarts",
+    "login attempts, counted for every node together (throttling)",
 ];
 
 /// The schema version this readgate writes and reads.

@@ -32,7 +32,7 @@
 
 /// The migrations, in order: migration `i + 1` is `MIGRATIONS[i]`, a list of SQL batches
 /// (each may hold several statements) run in one transaction.
-pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+pub const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14];
 
 /// The SQL batches of migration `version` (1-based), `None` past the last.
 pub fn migrate_sql_for(version: i64) -> Option<&'static [&'static str]> {
@@ -187,6 +187,17 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_by_last_seen ON console_sessions(last_seen_at);
 CREATE INDEX console_sessions_by_user ON console_sessions(user_name);
+"#];
+
+/// See `schema.rs` V14.
+const V14: &[&str] = &[r#"
+CREATE TABLE login_failures (
+    key          TEXT PRIMARY KEY,
+    failures     BIGINT NOT NULL,
+    locked_until BIGINT,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX login_failures_by_update ON login_failures(updated_at);
 "#];
 
 /// The audit trail's append-only triggers (see `schema.rs` `AUDIT_GUARDS`). Part of

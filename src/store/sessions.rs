@@ -1,6 +1,7 @@
-//! The web console's sessions (`console_sessions`, migration 13), written and read by
-//! `web::auth`: in the database, so a session survives a restart and is the same on every
-//! node sharing it.
+//! The web console's sessions (`console_sessions`, migration 13) and login attempts
+//! (`login_failures`, migration 14), written and read by `web::auth`: in the database, so
+//! a session survives a restart and is the same on every node sharing it, and a guesser
+//! is throttled by all the nodes together.
 //!
 //! A session is keyed by the SHA-256 (hex) of its cookie's id; the id itself is never
 //! stored, so whoever reads the table (a backup, a replica, a support dump) cannot take a
@@ -14,7 +15,7 @@
 //! minute before its idle time since the last request has passed.
 
 use super::{Result, Store};
-use crate::db::{params, OptionalExtension};
+use crate::db::{params, OptionalExtension, ToValue};
 use crate::model::Role;
 
 /// How old `last_seen_at` must be before a request moves it (one write a minute per
@@ -47,6 +48,16 @@ pub struct StoredSession {
     /// After the touch of this lookup, if it made one.
     pub last_seen_at: i64,
 }
+
+/// A key a login attempt is counted against (`user:NAME`, `ip:ADDRESS`) and the attempts
+/// it may count before it is locked.
+pub struct LoginKey<'a> {
+    pub key: &'a str,
+    pub max: u32,
+}
+
+/// How long a login count without attempts is kept (ms): a day.
+const LOGIN_COUNT_KEPT_MS: i64 = 24 * 3600 * 1000;
 
 impl Store {
     /// Records a new session.
@@ -153,6 +164,81 @@ impl Store {
         }
         tx.commit()?;
         Ok(ended)
+    }
+
+    /// Counts one login attempt against each key before its password is checked, in
+    /// one transaction whose rows every node shares: of many attempts at once, on any
+    /// nodes, no more than each key's `max` are let through before it is locked for
+    /// `lock_ms`. `Some(secs)`: a key is locked for that many more seconds, and nothing
+    /// was counted. A count idle for a day is forgotten.
+    pub fn reserve_login(
+        &self,
+        keys: &[LoginKey<'_>],
+        now: i64,
+        lock_ms: i64,
+    ) -> Result<Option<u64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Each key's row, made when missing, is this transaction's until it ends:
+        // attempts on one key take turns here (keys always in the caller's order).
+        let sets: Vec<_> = keys
+            .iter()
+            .map(|k| vec![k.key.to_value(), now.to_value()])
+            .collect();
+        let rows = tx.query_many(
+            "INSERT INTO login_failures (key, failures, locked_until, updated_at) \
+             VALUES (?1, 0, NULL, ?2) ON CONFLICT (key) DO UPDATE SET \
+             updated_at = login_failures.updated_at RETURNING failures, locked_until",
+            &sets,
+        )?;
+        let mut counted = Vec::with_capacity(keys.len());
+        for row in &rows {
+            let row = row.first().ok_or(crate::db::DbError::NoRows)?;
+            counted.push((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?));
+        }
+        let locked = counted
+            .iter()
+            .filter_map(|(_, until)| *until)
+            .filter(|until| *until > now)
+            .map(|until| u64::try_from((until - now) / 1000).unwrap_or(0).max(1))
+            .max();
+        if locked.is_some() {
+            return Ok(locked); // rolled back: nothing counted
+        }
+        for (k, (failures, until)) in keys.iter().zip(counted) {
+            // A lock that has run out starts the count again.
+            let failures = if until.is_some() { 1 } else { failures + 1 };
+            let until = (failures >= i64::from(k.max)).then_some(now + lock_ms);
+            tx.defer(
+                "UPDATE login_failures SET failures = ?2, locked_until = ?3, updated_at = ?4 \
+                 WHERE key = ?1",
+                params![k.key, failures, until, now],
+            )?;
+        }
+        tx.defer(
+            "DELETE FROM login_failures WHERE updated_at < ?1 \
+             AND (locked_until IS NULL OR locked_until < ?2)",
+            params![now - LOGIN_COUNT_KEPT_MS, now],
+        )?;
+        tx.commit()?;
+        Ok(None)
+    }
+
+    /// A reserved attempt succeeded: the user's count starts again, and the address's
+    /// reservation is given back (its lock lifted once it is below `address.max`).
+    pub fn login_succeeded(&self, user: &str, address: &LoginKey<'_>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.defer("DELETE FROM login_failures WHERE key = ?1", [user])?;
+        tx.defer(
+            "UPDATE login_failures SET \
+             failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+             locked_until = CASE WHEN failures - 1 < ?2 THEN NULL ELSE locked_until END \
+             WHERE key = ?1",
+            params![address.key, address.max],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// How many sessions are stored (live or not yet swept).

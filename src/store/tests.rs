@@ -539,6 +539,54 @@ on_both_backends!(
     }
 );
 
+on_both_backends!(
+    login_attempts_are_counted_for_every_node_together,
+    two | a: Store, b: Store | {
+        use crate::store::LoginKey;
+        let a = std::sync::Arc::new(a);
+        let b = std::sync::Arc::new(b);
+        let key = |k| LoginKey { key: k, max: 5 };
+        let lock = 300_000;
+        // Twelve attempts on one user at once, half at each node: five let through.
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                std::thread::spawn(move || {
+                    store
+                        .reserve_login(&[key("user:dr")], 1_000, lock)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let answers: Vec<Option<u64>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(answers.iter().filter(|a| a.is_none()).count(), 5, "{answers:?}");
+        assert!(answers.iter().flatten().all(|secs| *secs == 299 || *secs == 300));
+        // Locked on both nodes, for the rest of the five minutes; then counted anew.
+        assert_eq!(b.reserve_login(&[key("user:dr")], 200_000, lock).unwrap(), Some(101));
+        assert_eq!(a.reserve_login(&[key("user:dr")], 301_000, lock).unwrap(), None);
+        // A success starts the user's count again and gives the address its attempt back.
+        let address = LoginKey { key: "ip:1.2.3.4", max: 2 };
+        assert_eq!(a.reserve_login(&[key("user:sato"), LoginKey { key: "ip:1.2.3.4", max: 2 }], 1_000, lock).unwrap(), None);
+        a.login_succeeded("user:sato", &address).unwrap();
+        assert_eq!(b.reserve_login(&[key("user:ito"), LoginKey { key: "ip:1.2.3.4", max: 2 }], 1_000, lock).unwrap(), None);
+        assert_eq!(b.reserve_login(&[key("user:ito"), LoginKey { key: "ip:1.2.3.4", max: 2 }], 1_000, lock).unwrap(), None);
+        assert_eq!(
+            a.reserve_login(&[key("user:ota"), LoginKey { key: "ip:1.2.3.4", max: 2 }], 1_000, lock).unwrap(),
+            Some(300),
+            "the address is locked after its two attempts"
+        );
+        // Counts idle for a day are swept at the next attempt.
+        let count = |s: &Store| -> i64 {
+            s.conn()
+                .query_row("SELECT COUNT(*) FROM login_failures", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert!(count(&a) >= 3);
+        b.reserve_login(&[key("user:new")], 400_000_000, lock).unwrap();
+        assert_eq!(count(&a), 1, "only the new one is left");
+    }
+);
+
 /// Stores an ORM for accession `accession` whose ZRS-1 (the configured field) says
 /// `count` images.
 fn order_expecting(store: &Store, accession: &str, count: &str, control_id: &str, at: i64) {

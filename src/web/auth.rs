@@ -19,18 +19,19 @@
 //! cannot be asked is [`SessionError`]: the console answers 503 rather than pretending the
 //! user is signed out.
 //!
-//! **Login throttling stays in memory, per node** (`failures`): five failures lock a user
-//! (twenty an address) on the node that counted them; a restart forgets the counts. An
-//! attacker spreading guesses over N nodes gets N times the attempts, each still costing an
-//! argon2 hash.
+//! **Login throttling is in the database too** (`login_failures`, [`Store::reserve_login`]):
+//! five failures lock a user (twenty an address) for five minutes on every node sharing
+//! it, and a restart keeps the counts. An attempt is counted before its password is
+//! checked, so guesses spread over several nodes, or sent all at once, still get no more
+//! than five argon2 checks per user. A count without attempts for a day is forgotten. A
+//! database that cannot be asked refuses the login (503), as for sessions.
 
-use crate::store::{NewSession, Store, StoreError, StoredSession};
+use crate::store::{LoginKey, NewSession, Store, StoreError, StoredSession};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{header, HeaderMap};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Idle time after which a session ends.
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
@@ -53,17 +54,10 @@ pub struct Session {
     pub csrf: String,
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
-}
-
-/// Users, sessions (in the store) and login throttling (in memory).
+/// Users (from the configuration), sessions and login throttling (in the store).
 pub struct Auth {
     store: Arc<Store>,
     users: std::sync::RwLock<Vec<UserConfig>>,
-    failures: Mutex<HashMap<String, Failures>>,
     pub secure_cookies: bool,
     /// This host's name, recorded with the sessions it opens.
     node: String,
@@ -137,7 +131,6 @@ impl Auth {
         Auth {
             store,
             users: std::sync::RwLock::new(users),
-            failures: Mutex::default(),
             secure_cookies,
             node: crate::audit::atna::hostname(),
         }
@@ -168,52 +161,6 @@ impl Auth {
         }
     }
 
-    /// Counts an attempt against each key *before* its password is checked, under the
-    /// same lock as the check for a lock: of many simultaneous attempts, at most the
-    /// allowed number are ever hashed (finding H3). `None`: locked, for that many seconds.
-    fn reserve(&self, keys: &[String], now: Instant) -> Result<(), u64> {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let locked = keys
-            .iter()
-            .filter_map(|k| f.get(k).and_then(|x| x.locked_until))
-            .filter(|t| *t > now)
-            .map(|t| (t - now).as_secs().max(1))
-            .max();
-        if let Some(secs) = locked {
-            return Err(secs);
-        }
-        for k in keys {
-            let e = f.entry(k.clone()).or_default();
-            if e.locked_until.is_some_and(|t| t <= now) {
-                e.count = 0;
-                e.locked_until = None;
-            }
-            e.count += 1;
-            let max = if k.starts_with("ip:") {
-                MAX_IP_FAILURES
-            } else {
-                MAX_FAILURES
-            };
-            if e.count >= max {
-                e.locked_until = Some(now + LOCK_TIME);
-            }
-        }
-        Ok(())
-    }
-
-    /// A reserved attempt that succeeded: the user's count starts again and the
-    /// address's reservation is given back.
-    fn succeeded(&self, keys: &[String]) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.remove(&keys[0]);
-        if let Some(e) = keys.get(1).and_then(|k| f.get_mut(k)) {
-            e.count = e.count.saturating_sub(1);
-            if e.count < MAX_IP_FAILURES {
-                e.locked_until = None;
-            }
-        }
-    }
-
     /// Checks a password; on success opens a session and returns its id.
     pub fn login(
         &self,
@@ -221,9 +168,28 @@ impl Auth {
         password: &str,
         ip: &str,
     ) -> Result<(String, Session), LoginError> {
-        let now = Instant::now();
-        let keys = [format!("user:{}", user.trim()), format!("ip:{ip}")];
-        self.reserve(&keys, now).map_err(LoginError::Locked)?;
+        // Counted against the user and the address before the password is checked
+        // (finding H3: of many simultaneous attempts at most the allowed number are
+        // ever hashed), on every node at once.
+        let (user_key, ip_key) = (format!("user:{}", user.trim()), format!("ip:{ip}"));
+        let keys = [
+            LoginKey {
+                key: &user_key,
+                max: MAX_FAILURES,
+            },
+            LoginKey {
+                key: &ip_key,
+                max: MAX_IP_FAILURES,
+            },
+        ];
+        let lock_ms = i64::try_from(LOCK_TIME.as_millis()).unwrap_or(i64::MAX);
+        if let Some(secs) = self
+            .store
+            .reserve_login(&keys, crate::time::now_ms(), lock_ms)
+            .map_err(LoginError::Store)?
+        {
+            return Err(LoginError::Locked(secs));
+        }
         let users = self.users.read().unwrap_or_else(|p| p.into_inner()).clone();
         let found = users.iter().find(|u| u.name.trim() == user.trim());
         let ok = match found {
@@ -243,7 +209,9 @@ impl Auth {
         let Some(u) = found.filter(|_| ok) else {
             return Err(LoginError::Invalid);
         };
-        self.succeeded(&keys);
+        self.store
+            .login_succeeded(&user_key, &keys[1])
+            .map_err(LoginError::Store)?;
         let user_digest = user_digest(u);
         let user = u.name.trim().to_string();
         let role = u.role;
