@@ -260,10 +260,11 @@ async fn a_streaming_route_delivers_instances_while_the_study_is_received() {
     let files = site.make(study, 20, "ACC-ST-1", "SYN-ST-1");
     site.send(&files);
     let all = sops(study, 1..=20);
+    // storescp has a file before readgate records its delivery: wait for both.
     wait_until(
-        "every instance at storescp",
+        "every instance at storescp, and recorded as delivered",
         Duration::from_secs(20),
-        || site.scp.received() == all,
+        || site.scp.received() == all && site.row(study).instances_forwarded == 20,
     );
     // Delivered, and the study is not complete yet: it streamed.
     let row = site.row(study);
