@@ -264,6 +264,10 @@ impl Conn {
     /// PostgreSQL they all go to the server at once, with whatever was deferred: one
     /// round trip for the lot.
     pub fn query_many(&self, sql: &str, sets: &[Vec<ValueRef<'_>>]) -> Result<Vec<Vec<Row>>> {
+        if sets.is_empty() {
+            // Nothing to ask: no round trip (what is deferred waits for the next one).
+            return Ok(Vec::new());
+        }
         match &self.inner {
             Inner::Sqlite(c) => sets
                 .iter()

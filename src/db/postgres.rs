@@ -150,6 +150,16 @@ enum Answer {
     Rows(Vec<Row>),
 }
 
+impl Answer {
+    /// The rows a query answered (none for any other step).
+    fn rows(self) -> Vec<Row> {
+        match self {
+            Answer::Rows(rows) => rows,
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl Step {
     async fn send(&self, client: &Object, statement: Option<&Prepared>) -> Result<Answer> {
         fn args(args: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
@@ -381,10 +391,7 @@ impl PgConn {
 
     pub(super) fn query(&self, sql: &str, params: &Params) -> Result<Vec<Row>> {
         let (sql, args) = Self::owned(sql, params);
-        match self.answer(Step::Query(sql, args))? {
-            Answer::Rows(rows) => Ok(rows),
-            _ => Ok(Vec::new()),
-        }
+        Ok(self.answer(Step::Query(sql, args))?.rows())
     }
 
     /// `sql` once for each set of parameters, all in one round trip: the rows of each.
@@ -393,14 +400,7 @@ impl PgConn {
             .iter()
             .map(|params| Step::Query(sql.to_string(), owned(params)))
             .collect();
-        Ok(self
-            .answers(steps)?
-            .into_iter()
-            .map(|a| match a {
-                Answer::Rows(rows) => rows,
-                _ => Vec::new(),
-            })
-            .collect())
+        Ok(self.answers(steps)?.into_iter().map(Answer::rows).collect())
     }
 
     /// Inside a transaction: `sql` is sent with the next statement that needs an answer
@@ -429,14 +429,21 @@ impl PgConn {
         self.push(Step::Text(begin.to_string()));
     }
 
+    /// A transaction one of whose statements failed is rolled back, and its commit
+    /// refused: PostgreSQL would answer its `COMMIT` with a silent `ROLLBACK`.
+    fn refuse_aborted(&self) -> Result<()> {
+        if !Self::flag(&self.aborted) {
+            return Ok(());
+        }
+        self.rollback();
+        Err(DbError::Driver(
+            "a statement of the transaction failed: it was rolled back, not committed".into(),
+        ))
+    }
+
     /// Commits the open transaction, with whatever is still pending.
     pub(super) fn commit(&self) -> Result<()> {
-        if Self::flag(&self.aborted) {
-            self.rollback();
-            return Err(DbError::Driver(
-                "a statement of the transaction failed: it was rolled back, not committed".into(),
-            ));
-        }
+        self.refuse_aborted()?;
         let done = self.answer(Step::Text("COMMIT".into())).map(drop);
         self.end();
         done
@@ -445,12 +452,7 @@ impl PgConn {
     /// Commits the open transaction and then runs `sql`, outside it, in the same round
     /// trip: the commit's result, and within it the read's.
     pub(super) fn commit_then_query(&self, sql: &str, params: &Params) -> Result<Result<Vec<Row>>> {
-        if Self::flag(&self.aborted) {
-            self.rollback();
-            return Err(DbError::Driver(
-                "a statement of the transaction failed: it was rolled back, not committed".into(),
-            ));
-        }
+        self.refuse_aborted()?;
         let (sql, args) = Self::owned(sql, params);
         let sent = self.send_all(vec![Step::Text("COMMIT".into()), Step::Query(sql, args)]);
         self.end();
@@ -458,10 +460,7 @@ impl PgConn {
         let read = answers.pop().unwrap_or(Ok(Answer::Done));
         // Deferred statements answered before the COMMIT: the first error fails it.
         answers.into_iter().collect::<Result<Vec<_>>>()?;
-        Ok(read.map(|a| match a {
-            Answer::Rows(rows) => rows,
-            _ => Vec::new(),
-        }))
+        Ok(read.map(Answer::rows))
     }
 
     /// Rolls the open transaction back. Nothing is sent when its `BEGIN` never was.

@@ -9,12 +9,18 @@ fn count(conn: &Conn) -> Vec<i64> {
         .unwrap()
 }
 
-#[test]
-fn held_back_statements_fail_their_transaction_as_if_sent_at_once() {
+/// A server of its own and a connection to it, with an empty table `t (x)`.
+fn server_with_table() -> (crate::pgtest::TempPostgres, Conn) {
     let pg = crate::pgtest::TempPostgres::start().unwrap();
-    let mut conn = Conn::postgres(&pg.url()).unwrap();
+    let conn = Conn::postgres(&pg.url()).unwrap();
     conn.execute_batch("CREATE TABLE t (x BIGINT PRIMARY KEY)")
         .unwrap();
+    (pg, conn)
+}
+
+#[test]
+fn held_back_statements_fail_their_transaction_as_if_sent_at_once() {
+    let (_pg, mut conn) = server_with_table();
 
     // A deferred statement that fails is reported by the commit, which commits nothing.
     let tx = conn.transaction().unwrap();
@@ -128,10 +134,7 @@ fn the_pool_gives_operations_in_progress_connections_of_their_own() {
 
 #[test]
 fn a_transaction_whose_statement_found_no_connection_does_not_commit() {
-    let mut pg = crate::pgtest::TempPostgres::start().unwrap();
-    let mut conn = Conn::postgres(&pg.url()).unwrap();
-    conn.execute_batch("CREATE TABLE t (x BIGINT PRIMARY KEY)")
-        .unwrap();
+    let (mut pg, mut conn) = server_with_table();
     let tx = conn.transaction().unwrap();
     tx.defer("INSERT INTO t VALUES (?1)", params![1i64])
         .unwrap();

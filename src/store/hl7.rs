@@ -493,31 +493,25 @@ pub(super) fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Rec
             ]
         })
         .collect();
-    let first = match sets.is_empty() {
-        true => Vec::new(),
-        false => tx.query_many(
-            "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 \
-             AND ack_code = 'AA' AND body_hash = ?3 ORDER BY id LIMIT 1",
-            &sets,
-        )?,
-    };
+    let first = tx.query_many(
+        "SELECT ack FROM hl7_messages WHERE sender = ?1 AND control_id = ?2 \
+         AND ack_code = 'AA' AND body_hash = ?3 ORDER BY id LIMIT 1",
+        &sets,
+    )?;
+    // In the batch's order, as the repeats were listed.
+    let mut first_acks = first.into_iter();
     let mut out = Vec::with_capacity(batch.len());
-    let mut first = repeats.iter().zip(first).peekable();
-    for (i, (m, rows)) in batch.iter().zip(&ids).enumerate() {
-        match rows.first() {
-            Some(row) => out.push(record_content(tx, row.get(0)?, m)?),
-            None => {
-                let ack = match first.next_if(|(&r, _)| r == i) {
-                    Some((_, rows)) => rows.first().ok_or(crate::db::DbError::NoRows)?.get(0)?,
-                    None => return Err(crate::db::DbError::NoRows.into()),
-                };
-                out.push(Recorded {
-                    duplicate: true,
-                    ack,
-                    keys: ContextKeys::default(),
-                });
-            }
-        }
+    for (m, rows) in batch.iter().zip(&ids) {
+        out.push(match rows.first() {
+            Some(row) => record_content(tx, row.get(0)?, m)?,
+            None => Recorded {
+                duplicate: true,
+                ack: (first_acks.next().unwrap_or_default().first())
+                    .ok_or(crate::db::DbError::NoRows)?
+                    .get(0)?,
+                keys: ContextKeys::default(),
+            },
+        });
     }
     Ok(out)
 }
