@@ -7,7 +7,7 @@
 mod common;
 
 use common::hl7::{python, send_hl7};
-use common::pacs::{associations_from, PacsPeer};
+use common::pacs::{associations_from, PacsLink, PacsPeer};
 use common::process::readgate_bin;
 use common::*;
 use readgate::model::StudyState;
@@ -374,11 +374,11 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
 async fn an_unreachable_pacs_holds_until_it_answers() {
     let pacs_dir = tempfile::tempdir().unwrap();
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
-    let port = pacs.port;
+    let link = PacsLink::to(pacs.port);
     let base = "1.2.826.0.1.3680043.10.7103";
 
     // Up: five instances, one lookup.
-    let site = PriorSite::start(port, pacs.ae, "").await;
+    let site = PriorSite::start(link.port, pacs.ae, "").await;
     let first = format!("{base}.1");
     site.send(&first, "P-DOWN", "ACC-DOWN-1", 5);
     let row = site.wait_decided(&first, Duration::from_secs(30));
@@ -387,6 +387,7 @@ async fn an_unreachable_pacs_holds_until_it_answers() {
 
     // Down: a new patient's study is held, the PACS named.
     drop(pacs);
+    link.cut();
     let second = format!("{base}.2");
     site.send(&second, "P-DOWN-2", "ACC-DOWN-2", 1);
     let row = site.wait_decided(&second, Duration::from_secs(30));
@@ -400,8 +401,9 @@ async fn an_unreachable_pacs_holds_until_it_answers() {
         "{text}"
     );
 
-    // Up again on the same port: retried, answered, released.
-    let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
+    // Up again: retried, answered, released.
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    link.restore(pacs.port);
     site.wait_state(&second, StudyState::Forwarded, Duration::from_secs(30));
     let lookups = readgate::metrics::pacs_lookups();
     let count = |outcome| lookups.get(&("hosp".to_string(), outcome)).map(|c| c.0);
@@ -698,7 +700,7 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
 async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
     let pacs_dir = tempfile::tempdir().unwrap();
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
-    let port = pacs.port;
+    let link = PacsLink::to(pacs.port);
     let base = "1.2.826.0.1.3680043.10.7107";
     let prior = format!("{base}.1");
     pacs.load(
@@ -712,7 +714,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
     // Time between the lookup (first image) and the decision to stop the PACS in; the
     // prior is retrieved when the study leaves, not ahead (that is tested below).
     cfg.stable_after_secs = 3;
-    cfg.extra = pacs_entry(pacs.ae, port, "", "prefetch = false");
+    cfg.extra = pacs_entry(pacs.ae, link.port, "", "prefetch = false");
     let site = PriorSite::run(dir, scp, cfg).await;
     // The prior's report came over HL7 (dcmqrscp lists no document classes).
     site.report("P-GONE", "ACC-GONE-1").await;
@@ -728,6 +730,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
             .any(|l| l.error.is_none())
     });
     drop(pacs);
+    link.cut();
     let mut row = None;
     wait_until("a failed attempt", Duration::from_secs(30), || {
         row = site.rg.store.study_row(&current).unwrap();
@@ -744,7 +747,8 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
     );
     assert!(arrived(site.dir.path(), &site.scp).is_empty());
 
-    let _pacs = PacsPeer::dcmqrscp_on(pacs_dir.path(), port);
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    link.restore(pacs.port);
     site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
     let got = site.arrived_in_order(&[&prior, &prior, &prior, &current]);
 

@@ -182,6 +182,19 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     });
 }
 
+/// Waits until `port` accepts connections from `child`, a peer just started there; panics
+/// as soon as it exits, which it does when another test process holds the port (whoever
+/// answered there meanwhile was not this peer).
+pub fn wait_for_port_of(child: &mut Child, what: &str, port: u16, timeout: Duration) {
+    wait_until(&format!("{what} on port {port}"), timeout, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on port {port} ({status}): port taken?");
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && matches!(child.try_wait(), Ok(None))
+    });
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -561,7 +574,7 @@ impl StoreScp {
     /// storescp with more options (e.g. `+tls KEY CERT +cf CA`).
     pub fn start_with(dir: &Path, port: u16, options: &[&str]) -> StoreScp {
         std::fs::create_dir_all(dir).expect("storescp dir");
-        let child = Command::new(dcmtk("storescp"))
+        let mut child = Command::new(dcmtk("storescp"))
             .args(["-aet", "RC1PACS", "+B", "+xa"])
             .args(options)
             .arg("-od")
@@ -572,7 +585,7 @@ impl StoreScp {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn storescp");
-        wait_for_port(port, Duration::from_secs(10));
+        wait_for_port_of(&mut child, "storescp", port, Duration::from_secs(10));
         StoreScp {
             child,
             dir: dir.to_path_buf(),

@@ -3,9 +3,12 @@
 
 use super::hl7::python;
 use super::process::run_ok;
-use super::{dcmtk, free_port, repo_path, wait_for_port};
+use super::{dcmtk, free_port, repo_path, wait_for_port_of};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A PACS under test, with AE title `ae`, on 127.0.0.1:`port`; killed when dropped.
@@ -22,14 +25,10 @@ pub struct PacsPeer {
 
 impl PacsPeer {
     /// DCMTK's dcmqrscp, its database in `dir/db`.
+    /// Each association is logged to `dir/dcmqrscp.log` (see [`associations_from`]); a
+    /// second one started on the same `dir` serves the same studies.
     pub fn dcmqrscp(dir: &Path) -> PacsPeer {
-        PacsPeer::dcmqrscp_on(dir, free_port())
-    }
-
-    /// dcmqrscp on a given port (to start it again where it was), logging each
-    /// association to `dir/dcmqrscp.log` (see [`PacsPeer::associations_from`]).
-    pub fn dcmqrscp_on(dir: &Path, port: u16) -> PacsPeer {
-        PacsPeer::dcmqrscp_with(dir, port, None)
+        PacsPeer::dcmqrscp_with(dir, free_port(), None)
     }
 
     /// dcmqrscp that knows readgate (AE `READGATE` on 127.0.0.1:`readgate_port`) as a
@@ -122,10 +121,10 @@ impl PacsPeer {
         counts: bool,
         http: Option<u16>,
     ) -> PacsPeer {
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .expect("the PACS (installed by scripts/install-test-deps)");
-        wait_for_port(port, Duration::from_secs(20));
+        wait_for_port_of(&mut child, ae, port, Duration::from_secs(20));
         PacsPeer {
             child,
             port,
@@ -193,4 +192,78 @@ pub fn associations_from(dir: &Path, calling: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("Association Received") && l.contains(&format!(":{calling} -> ")))
         .count()
+}
+
+/// The network path from readgate to a PACS, which a test cuts and restores: a TCP relay on
+/// a port it holds for its whole life. A PACS stopped and started again on its own freed
+/// port raced with the tests running beside it, which may draw and bind that port
+/// meanwhile; behind the link, the PACS starts again on a port of its own.
+/// Cut, the link closes each connection as it arrives, as a load balancer with no server
+/// behind it does.
+pub struct PacsLink {
+    pub port: u16,
+    to: Arc<Mutex<Option<u16>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl PacsLink {
+    /// A link to the PACS listening on 127.0.0.1:`port`.
+    pub fn to(port: u16) -> PacsLink {
+        // Port 0 is safe here: the port is bound at once and held until the link drops.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the PACS link");
+        let link = PacsLink {
+            port: listener.local_addr().expect("its port").port(),
+            to: Arc::new(Mutex::new(Some(port))),
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        let (to, closed) = (link.to.clone(), link.closed.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let target = *to.lock().unwrap_or_else(|e| e.into_inner());
+                // Cut, or the PACS is not (yet) listening: the client sees its connection closed.
+                if let Some(server) = target.and_then(|p| TcpStream::connect(("127.0.0.1", p)).ok())
+                {
+                    relay(client, server);
+                }
+            }
+        });
+        link
+    }
+
+    /// From now on, connections are closed as they arrive.
+    pub fn cut(&self) {
+        *self.to.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// From now on, connections go to the PACS on 127.0.0.1:`port`.
+    pub fn restore(&self, port: u16) {
+        *self.to.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+    }
+}
+
+impl Drop for PacsLink {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread so that it sees `closed` and ends.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies each direction until its sender closes, then closes it towards the other side.
+fn relay(client: TcpStream, server: TcpStream) {
+    let pipe = |mut from: TcpStream, to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut &to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    };
+    // Otherwise both are dropped here, and the client sees its connection closed.
+    if let (Ok(client_side), Ok(server_side)) = (client.try_clone(), server.try_clone()) {
+        pipe(client, server_side);
+        pipe(server, client_side);
+    }
 }
