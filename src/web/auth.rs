@@ -23,7 +23,8 @@
 //! five failures lock a user (twenty an address) for five minutes on every node sharing
 //! it, and a restart keeps the counts. An attempt is counted before its password is
 //! checked, so guesses spread over several nodes, or sent all at once, still get no more
-//! than five argon2 checks per user. A count without attempts for a day is forgotten. A
+//! than five argon2 checks per user. A user is counted under the SHA-256 of the name as
+//! typed, so any name costs one short row. A count without attempts for a day is forgotten. A
 //! database that cannot be asked refuses the login (503), as for sessions.
 
 use crate::store::{LoginKey, NewSession, Store, StoreError, StoredSession};
@@ -118,6 +119,12 @@ fn user_digest(u: &UserConfig) -> String {
 
 /// A cookie value that can be a session id (64 lower-case hex digits): anything else is
 /// not looked up.
+/// The throttling row of a user name as typed: its digest, so that a row costs the same
+/// for any name a client sends (up to the request body limit) before it is known.
+fn throttle_key_of_user(user: &str) -> String {
+    format!("user:{}", crate::digest::sha256_hex(user.trim()))
+}
+
 fn well_formed(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -171,7 +178,7 @@ impl Auth {
         // Counted against the user and the address before the password is checked
         // (finding H3: of many simultaneous attempts at most the allowed number are
         // ever hashed), on every node at once.
-        let (user_key, ip_key) = (format!("user:{}", user.trim()), format!("ip:{ip}"));
+        let (user_key, ip_key) = (throttle_key_of_user(user), format!("ip:{ip}"));
         let keys = [
             LoginKey {
                 key: &user_key,
@@ -366,6 +373,40 @@ mod tests {
             a.login("dr", "secret1", "1.2.3.4"),
             Err(LoginError::Locked(_))
         ));
+    }
+
+    /// Any name a client sends costs one short throttling row, and the name as typed
+    /// (spaces around it) shares the count of the name.
+    #[test]
+    fn a_long_user_name_costs_a_short_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Auth::new(store(&dir), vec![user("dr", Role::Admin, "secret1")], false);
+        let long = "x".repeat(60_000);
+        assert!(matches!(
+            a.login(&long, "nope", "1.2.3.4"),
+            Err(LoginError::Invalid)
+        ));
+        for _ in 0..MAX_FAILURES {
+            assert!(matches!(
+                a.login(" dr ", "nope", "1.2.3.5"),
+                Err(LoginError::Invalid)
+            ));
+        }
+        assert!(matches!(
+            a.login("dr", "secret1", "1.2.3.6"),
+            Err(LoginError::Locked(_))
+        ));
+        let db = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+        let (rows, longest): (i64, i64) = db
+            .query_row(
+                "SELECT COUNT(*), MAX(LENGTH(key)) FROM login_failures",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        // Two users and two addresses (a locked attempt counts nothing); "user:" and a
+        // SHA-256 in hex is the longest key.
+        assert_eq!((rows, longest), (4, 69));
     }
 
     /// A new `Auth` over the same database file (a restart) knows the session; the file
