@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// How many files are kept ready.
 pub(super) const TARGET: usize = 16;
 /// The refill starts when fewer than this many are left.
-const LOW: usize = TARGET / 2;
+pub(super) const LOW: usize = TARGET / 2;
 
 /// The ready files of one spool.
 pub(super) struct Ready {
@@ -27,6 +27,8 @@ pub(super) struct Ready {
     /// The refilling thread, started at the first `take` (never for a spool that is only
     /// read, and never before `clear_partials` has emptied `tmp/` at start).
     started: std::sync::Once,
+    /// Joined when the spool is dropped, so that no ready file outlives it.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -48,6 +50,7 @@ impl Ready {
                 closing: Default::default(),
             }),
             started: std::sync::Once::new(),
+            thread: Mutex::new(None),
         }
     }
 
@@ -58,9 +61,14 @@ impl Ready {
             let spawned = std::thread::Builder::new()
                 .name("spool-ready".into())
                 .spawn(move || shared.refill());
-            if let Err(e) = spawned {
+            match spawned {
+                Ok(handle) => {
+                    *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                }
                 // Receiving still works: every file is then created on the spot.
-                tracing::warn!(error = %e, "cannot start the spool's file-preparing thread");
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the spool's file-preparing thread")
+                }
             }
         });
         let taken = {
@@ -80,12 +88,25 @@ impl Ready {
 
 impl Drop for Ready {
     fn drop(&mut self) {
-        // Under the lock, so that the thread cannot miss it between its check and its wait.
-        let mut files = self.shared.lock();
-        self.shared.closing.store(true, Ordering::Relaxed);
-        self.shared.wanted.notify_one();
-        for (_, path) in files.drain(..) {
-            let _ = std::fs::remove_file(path);
+        {
+            // Under the lock, so that the thread cannot miss it between its check and its
+            // wait.
+            let mut files = self.shared.lock();
+            self.shared.closing.store(true, Ordering::Relaxed);
+            self.shared.wanted.notify_one();
+            for (_, path) in files.drain(..) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        // A file the thread was making meanwhile is removed by the thread itself before
+        // it ends.
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
     }
 }
@@ -132,7 +153,11 @@ impl Shared {
                         // The disk is full or tmp/ is gone: `take` creates on the spot
                         // and answers the error to the sender. Try again later.
                         tracing::debug!(error = %e, "cannot prepare a spool file");
-                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        let files = self.lock();
+                        if !self.closing() {
+                            let wait = std::time::Duration::from_secs(1);
+                            let _ = self.wanted.wait_timeout(files, wait);
+                        }
                         break;
                     }
                 }
