@@ -55,15 +55,6 @@ pub fn dcmtk_scu(tool: &str, calling: &str, options: &[&str], port: u16) -> Comm
     cmd
 }
 
-/// A TCP port nobody listens on, for a daemon or peer a test starts next.
-///
-/// Not port 0's answer: that comes from the kernel's ephemeral range, which every outgoing
-/// connection also draws its source port from, so between this check and the daemon's bind
-/// another test's client could take it (seen as "timed out waiting for port" under load).
-/// Ports are instead drawn at random from below the ephemeral range (where the kernel never
-/// assigns source ports), are checked free on both loopback and the wildcard address, and
-/// are never handed out twice by one test process. Test processes run in parallel, so two
-/// could still draw the same port at once; over 12,000 ports that is negligible.
 /// Sends the log of a readgate running in the test's process to the test's output
 /// (once per process; a test that set up its own subscriber keeps it).
 pub fn in_process_log() {
@@ -78,19 +69,38 @@ pub fn in_process_log() {
     });
 }
 
+/// A TCP port nobody listens on, for a daemon or peer a test starts next.
+///
+/// Not port 0's answer: that comes from the kernel's ephemeral range, which every outgoing
+/// connection also draws its source port from, so between this check and the daemon's bind
+/// another test's client could take it (seen as "timed out waiting for port" under load).
+/// Ports are instead drawn at random from below the ephemeral range (where the kernel never
+/// assigns source ports) and checked free on both loopback and the wildcard address.
+///
+/// Each port drawn is reserved for the rest of the test process's life, across the test
+/// processes running in parallel: by an abstract Unix socket named after it (Linux; no
+/// file, gone when the process ends). So a port stays this test's while the peer on it is
+/// stopped and started again (seen in CI: a PACS restarted on its freed port found it
+/// taken by another test's peer).
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    static RESERVED: std::sync::Mutex<Vec<UnixListener>> = std::sync::Mutex::new(Vec::new());
     let (low, high) = non_ephemeral_range();
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..10_000 {
         let port = fastrand::u16(low..high);
-        if given.contains(&port) {
-            continue;
-        }
         let free = TcpListener::bind(("127.0.0.1", port)).is_ok()
             && TcpListener::bind(("0.0.0.0", port)).is_ok();
-        if free {
-            given.push(port);
+        if !free {
+            continue;
+        }
+        // Fails when this or another test process drew the port before.
+        let name = format!("readgate-test-port-{port}");
+        let reservation = SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|addr| UnixListener::bind_addr(&addr));
+        if let Ok(reservation) = reservation {
+            reserved.push(reservation);
             return port;
         }
     }
