@@ -1337,3 +1337,73 @@ async fn a_prior_of_another_body_part_is_neither_compared_nor_sent() {
     );
     site.rg.stop().await;
 }
+
+/// A report committed just before readgate stopped — after the commit, before the held
+/// study it completes was sent back to the decision stage, so no ACK went out: the
+/// sender's resend is a repeat, applied once, and still releases the study.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resent_report_releases_the_study_its_first_copy_did_not_reach() {
+    let pacs_dir = tempfile::tempdir().unwrap();
+    let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
+    let base = "1.2.826.0.1.3680043.10.7117";
+    let (patient, prior) = ("P-RESENT", "ACC-RESENT-1");
+    pacs.load(
+        pacs_dir.path(),
+        &format!("{base}.1"),
+        patient,
+        prior,
+        &days_ago(30),
+    );
+    let site = PriorSite::start(pacs.port, pacs.ae, "").await;
+    let current = format!("{base}.9");
+    site.send(&current, patient, "ACC-RESENT-NOW", 1);
+    let row = site.wait_decided(&current, Duration::from_secs(30));
+    assert_eq!(
+        (row.state, reasons(&row).0),
+        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+    );
+
+    // The first copy, recorded as the HL7 writer records it, and nothing after that.
+    let text = final_report(patient, prior);
+    let first = readgate::store::IncomingMessage {
+        received_at: readgate::time::now_ms(),
+        peer: "127.0.0.1:1".into(),
+        sender: "REPORTING|HOSP".into(),
+        control_id: format!("ORU-{prior}"),
+        message_type: "ORU^R01".into(),
+        charset: None,
+        parsed: Some(
+            readgate::hl7::message::parse_for(&text, &readgate::hl7::Config::default())
+                .expect("the report parses"),
+        ),
+        raw: text.clone().into_bytes(),
+        ack_code: "AA".into(),
+        ack_text: String::new(),
+        ack: format!("MSH|^~\\&|READGATE|HOSP|REPORTING|HOSP|||ACK|1|P|2.5\rMSA|AA|ORU-{prior}")
+            .into_bytes(),
+    };
+    let store = site.rg.store.clone();
+    let recorded = tokio::task::spawn_blocking(move || store.record_hl7_batch(&[first]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!recorded.messages[0].duplicate);
+    let state = site.rg.store.study_row(&current).unwrap().map(|r| r.state);
+    assert_eq!(state, Some(StudyState::Held));
+
+    // The sender had no ACK: it sends the message again, and gets the first's.
+    let ack = send_hl7(site.rg.hl7_addr.expect("HL7 listener"), &text).await;
+    assert!(ack.contains(&format!("MSA|AA|ORU-{prior}")), "{ack}");
+    site.wait_state(&current, StudyState::Forwarded, Duration::from_secs(30));
+    let reports: i64 = site
+        .cfg
+        .database()
+        .query_row(
+            "SELECT COUNT(*) FROM reports WHERE accession = ?1",
+            [prior],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reports, 1, "applied once");
+    site.rg.stop().await;
+}

@@ -156,9 +156,10 @@ fn store_batch(
     let batch = store.record_hl7_batch(messages).map_err(failed)?;
     let recorded = batch.messages;
     // The batch's keys together: one look for held studies per batch, not per message,
-    // and none when no study was open as the batch committed.
+    // and none when no study was open as the batch committed. A repeat's keys count: its
+    // first copy may have committed just before readgate stopped, before this step.
     let mut keys = crate::store::ContextKeys::default();
-    for r in recorded.iter().filter(|r| !r.duplicate) {
+    for r in &recorded {
         keys.merge(&r.keys);
     }
     let released = match batch.studies_open {

@@ -124,8 +124,8 @@ pub struct RecordedBatch {
     /// One per message, in the batch's order.
     pub messages: Vec<Recorded>,
     /// Whether a study was held or still receiving right after the commit, so that the
-    /// batch's context may concern it ([`Store::reconsider`]). Looked up only when a new
-    /// message named a study, accession or patient; `false` otherwise.
+    /// batch's context may concern it ([`Store::reconsider`]). Looked up only when a
+    /// message (a repeat too) named a study, accession or patient; `false` otherwise.
     pub studies_open: bool,
 }
 
@@ -141,7 +141,8 @@ impl Store {
         let mut conn = self.hl7_conn();
         let tx = conn.transaction()?;
         let messages = record_all(&tx, batch)?;
-        let context = messages.iter().any(|r| !r.duplicate && !r.keys.is_empty());
+        // Repeats too (see `keys_of`).
+        let context = messages.iter().any(|r| !r.keys.is_empty());
         if !context {
             tx.commit()?;
             return Ok(RecordedBatch {
@@ -509,26 +510,63 @@ pub(super) fn record_all(tx: &Conn, batch: &[IncomingMessage]) -> Result<Vec<Rec
                 ack: (first_acks.next().unwrap_or_default().first())
                     .ok_or(crate::db::DbError::NoRows)?
                     .get(0)?,
-                keys: ContextKeys::default(),
+                keys: keys_of(m),
             },
         });
     }
     Ok(out)
 }
 
-/// Records what message `message_id` carried (its orders, reports or merges); the
-/// statements are deferred to the commit.
-fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Recorded> {
+/// Which studies a message may tell something about: the studies and accessions of its
+/// orders and reports, a report's patient (a new report on an earlier study can complete
+/// a held study's priors), and both patients of a merge. A repeat has the same keys as
+/// its first copy: resent after readgate stopped between the first's commit and its
+/// reconsideration, it still brings the held studies it concerns back.
+fn keys_of(m: &IncomingMessage) -> ContextKeys {
     let mut keys = ContextKeys::default();
     match &m.parsed {
         Some(Parsed::Order(order)) => {
             for request in &order.requests {
-                insert_order(tx, message_id, m.received_at, order, request, &mut keys)?;
+                keys.study_uids.extend(request.study_instance_uid.clone());
+                keys.accessions.extend(request.accession_number.clone());
+            }
+        }
+        Some(Parsed::Report(report)) => {
+            let patient = report.patient.identifiers.first();
+            for result in &report.results {
+                keys.study_uids.extend(result.study_instance_uid.clone());
+                keys.accessions.extend(result.accession_number.clone());
+                keys.patient_ids.extend(patient.map(|p| p.id.clone()));
+            }
+        }
+        Some(Parsed::Merge(merge)) => {
+            for pm in &merge.merges {
+                let Some(surviving) = pm.surviving.identifiers.first() else {
+                    continue;
+                };
+                for prior in &pm.prior_identifiers {
+                    keys.patient_ids.push(prior.id.clone());
+                }
+                keys.patient_ids.push(surviving.id.clone());
+            }
+        }
+        _ => {}
+    }
+    keys
+}
+
+/// Records what message `message_id` carried (its orders, reports or merges); the
+/// statements are deferred to the commit.
+fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Recorded> {
+    match &m.parsed {
+        Some(Parsed::Order(order)) => {
+            for request in &order.requests {
+                insert_order(tx, message_id, m.received_at, order, request)?;
             }
         }
         Some(Parsed::Report(report)) => {
             for result in &report.results {
-                insert_report(tx, message_id, m.received_at, report, result, &mut keys)?;
+                insert_report(tx, message_id, m.received_at, report, result)?;
             }
         }
         Some(Parsed::Merge(merge)) => {
@@ -549,9 +587,7 @@ fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Rec
                             prior.assigning_authority
                         ],
                     )?;
-                    keys.patient_ids.push(prior.id.clone());
                 }
-                keys.patient_ids.push(surviving.id.clone());
             }
         }
         _ => {}
@@ -559,7 +595,7 @@ fn record_content(tx: &Conn, message_id: i64, m: &IncomingMessage) -> Result<Rec
     Ok(Recorded {
         ack: m.ack.clone(),
         duplicate: false,
-        keys,
+        keys: keys_of(m),
     })
 }
 
@@ -596,7 +632,6 @@ fn insert_order(
     at: i64,
     order: &Order,
     request: &OrderRequest,
-    keys: &mut ContextKeys,
 ) -> Result<()> {
     let patient = order.patient.identifiers.first();
     tx.defer(
@@ -619,8 +654,6 @@ fn insert_order(
             request.expected_images
         ],
     )?;
-    keys.study_uids.extend(request.study_instance_uid.clone());
-    keys.accessions.extend(request.accession_number.clone());
     Ok(())
 }
 
@@ -630,7 +663,6 @@ fn insert_report(
     at: i64,
     report: &Report,
     result: &ReportResult,
-    keys: &mut ContextKeys,
 ) -> Result<()> {
     let patient = report.patient.identifiers.first();
     let assistants: Vec<String> = result
@@ -659,10 +691,6 @@ fn insert_report(
             patient.and_then(|p| p.assigning_authority.clone())
         ],
     )?;
-    keys.study_uids.extend(result.study_instance_uid.clone());
-    keys.accessions.extend(result.accession_number.clone());
-    // A new report on an earlier study can complete a held study's priors.
-    keys.patient_ids.extend(patient.map(|p| p.id.clone()));
     Ok(())
 }
 
