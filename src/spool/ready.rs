@@ -25,10 +25,10 @@ pub(super) const LOW: usize = TARGET / 2;
 pub(super) struct Ready {
     shared: Arc<Shared>,
     /// The refilling thread, started at the first `take` (never for a spool that is only
-    /// read, and never before `clear_partials` has emptied `tmp/` at start).
-    started: std::sync::Once,
-    /// Joined when the spool is dropped, so that no ready file outlives it.
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// read, and never before `clear_partials` has emptied `tmp/` at start); `None` when
+    /// it could not be started. Joined when the spool is dropped, so that no ready file
+    /// outlives it.
+    thread: std::sync::OnceLock<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct Shared {
@@ -49,27 +49,23 @@ impl Ready {
                 wanted: Condvar::new(),
                 closing: Default::default(),
             }),
-            started: std::sync::Once::new(),
-            thread: Mutex::new(None),
+            thread: std::sync::OnceLock::new(),
         }
     }
 
     /// An empty file in `tmp/`, open for reading and writing, and its path.
     pub(super) fn take(&self) -> io::Result<(File, PathBuf)> {
-        self.started.call_once(|| {
+        self.thread.get_or_init(|| {
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("spool-ready".into())
                 .spawn(move || shared.refill());
-            match spawned {
-                Ok(handle) => {
-                    *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-                }
-                // Receiving still works: every file is then created on the spot.
-                Err(e) => {
+            // Receiving still works without it: every file is then created on the spot.
+            spawned
+                .inspect_err(|e| {
                     tracing::warn!(error = %e, "cannot start the spool's file-preparing thread")
-                }
-            }
+                })
+                .ok()
         });
         let taken = {
             let mut files = self.shared.lock();
@@ -100,12 +96,7 @@ impl Drop for Ready {
         }
         // A file the thread was making meanwhile is removed by the thread itself before
         // it ends.
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(thread) = thread {
+        if let Some(thread) = self.thread.take().flatten() {
             let _ = thread.join();
         }
     }

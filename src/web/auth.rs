@@ -117,14 +117,14 @@ fn user_digest(u: &UserConfig) -> String {
     ))
 }
 
-/// A cookie value that can be a session id (64 lower-case hex digits): anything else is
-/// not looked up.
 /// The throttling row of a user name as typed: its digest, so that a row costs the same
 /// for any name a client sends (up to the request body limit) before it is known.
 fn throttle_key_of_user(user: &str) -> String {
     format!("user:{}", crate::digest::sha256_hex(user.trim()))
 }
 
+/// A cookie value that can be a session id (64 lower-case hex digits): anything else is
+/// not looked up.
 fn well_formed(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
