@@ -76,12 +76,7 @@ impl Ledger {
             readers.extend(csv);
         }
         if let Some(store) = store {
-            readers.extend(
-                store
-                    .imported_roster()?
-                    .into_iter()
-                    .filter_map(Reader::from_entry),
-            );
+            readers.extend(store.imported_roster()?.into_iter().map(Reader::from_entry));
         }
         Ok(Ledger::with_readers(config, readers))
     }

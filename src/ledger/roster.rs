@@ -47,7 +47,7 @@ impl Reader {
             ids: self.ids.clone(),
             name: self.name.clone(),
             facility: self.facility.clone(),
-            employment: self.employment.as_str().to_string(),
+            employment: self.employment,
             board_certified: self.board_certified,
             valid_from: Some(self.valid_from_str()).filter(|s| !s.is_empty()),
             valid_to: Some(self.valid_to_str()).filter(|s| !s.is_empty()),
@@ -55,21 +55,20 @@ impl Reader {
         }
     }
 
-    /// An imported reader from its stored entry. Entries were validated on import; one
-    /// that no longer parses is skipped (None) rather than stopping the ledger.
-    pub fn from_entry(e: crate::store::RosterEntry) -> Option<Reader> {
-        let employment = Employment::parse(&e.employment).ok()?;
+    /// An imported reader from its stored entry (validated on import; the store reads
+    /// its employment as the enum, and fails on a row whose text names none).
+    pub fn from_entry(e: crate::store::RosterEntry) -> Reader {
         let date = |d: Option<String>| d.and_then(|d| crate::time::parse_date(&d).ok());
-        Some(Reader {
+        Reader {
             ids: e.ids,
             name: e.name,
             facility: e.facility,
-            employment,
+            employment: e.employment,
             board_certified: e.board_certified,
             valid_from: date(e.valid_from),
             valid_to: date(e.valid_to),
             source: format!("import:{}", e.source),
-        })
+        }
     }
 }
 

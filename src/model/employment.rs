@@ -1,27 +1,18 @@
 //! How a reader is employed by the receiving facility (ATS-3: part-time reads from
 //! outside the facility are not claimable).
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-/// Full-time (常勤), part-time (非常勤) or trainee (研修医・専攻医).
-pub enum Employment {
-    FullTime,
-    PartTime,
-    Trainee,
+crate::text_enum! {
+    /// Full-time (常勤), part-time (非常勤) or trainee (研修医・専攻医).
+    pub enum Employment ("employment") {
+        FullTime => "full_time",
+        PartTime => "part_time",
+        Trainee => "trainee",
+    }
 }
 
 impl Employment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Employment::FullTime => "full_time",
-            Employment::PartTime => "part_time",
-            Employment::Trainee => "trainee",
-        }
-    }
-
-    /// Also the Japanese words a roster CSV may use.
+    /// The stored form (`as_str`) and the spellings a roster CSV may use: without the
+    /// underscore, with a hyphen, in any case, or the Japanese words.
     pub fn parse(s: &str) -> Result<Employment, super::UnknownText> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "full_time" | "fulltime" | "常勤" => Ok(Employment::FullTime),

@@ -4,7 +4,7 @@
 
 use super::{Result, Store};
 use crate::db::{params, OptionalExtension};
-use crate::model::StudyState;
+use crate::model::{Employment, StudyState};
 use serde::{Deserialize, Serialize};
 
 /// A read event to record (validated by the caller).
@@ -33,8 +33,7 @@ pub struct RosterEntry {
     pub name: String,
     /// The receiving facility the reader reads for.
     pub facility: String,
-    /// `full_time`, `part_time` or `trainee`, as the ledger spells it.
-    pub employment: String,
+    pub employment: Employment,
     pub board_certified: bool,
     /// First and last day of validity (YYYY-MM-DD, inclusive); None: unbounded.
     pub valid_from: Option<String>,

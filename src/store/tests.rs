@@ -1063,3 +1063,39 @@ fn two_nodes_creating_one_study_at_once_both_index_into_it() {
     assert_eq!(row.calling_aes, "CT01");
     assert_eq!(a.snapshot("S").unwrap().instance_count, 2);
 }
+
+on_both_backends!(roster_employment_is_read_as_the_enum, |store: Store| {
+    use crate::model::Employment;
+    let entry = |id: &str, employment| RosterEntry {
+        ids: vec![id.to_string()],
+        name: format!("reader {id}"),
+        facility: "RC1".to_string(),
+        employment,
+        board_certified: true,
+        valid_from: Some("2026-04-01".to_string()),
+        valid_to: None,
+        source: String::new(),
+    };
+    let entries = [
+        entry("1", Employment::FullTime),
+        entry("2", Employment::PartTime),
+        entry("3", Employment::Trainee),
+    ];
+    assert_eq!(store.import_roster(&entries, "r.csv", 1_000).unwrap(), 3);
+    let back = store.imported_roster().unwrap();
+    let kinds: Vec<Employment> = back.iter().map(|e| e.employment).collect();
+    assert_eq!(kinds, Employment::ALL);
+    assert_eq!(back[0].valid_from.as_deref(), Some("2026-04-01"));
+
+    // A row changed behind readgate's back no longer names an employment: reading the
+    // roster fails and says which text it met, instead of leaving the reader out.
+    store
+        .conn()
+        .execute(
+            "UPDATE roster SET employment = ?1 WHERE ids = ?2",
+            ["boss", "2"],
+        )
+        .unwrap();
+    let e = store.imported_roster().unwrap_err().to_string();
+    assert!(e.contains("boss") && e.contains("employment"), "{e}");
+});
