@@ -2,7 +2,7 @@
 //! self-contained HTML file (inline CSS and SVG, no script, nothing external), in
 //! Japanese or English.
 
-use super::compute::{LedgerReport, ReasonCount, Share, StudyLedger};
+use super::compute::{LedgerReport, ReaderCategory, ReasonCount, Share, ShareLevel, StudyLedger};
 use super::places::Location;
 use super::reasons;
 use super::roster::csv_cell;
@@ -127,9 +127,9 @@ fn share_gauge(s: &Share, t: &Texts) -> String {
     let w = 600.0;
     let x = |p: f64| 10.0 + (p.clamp(0.0, 100.0) / 100.0) * w;
     let color = match s.level {
-        "critical" => "#c0392b",
-        "warning" => "#e67e22",
-        _ => "#27ae60",
+        ShareLevel::Critical => "#c0392b",
+        ShareLevel::Warning => "#e67e22",
+        ShareLevel::Ok => "#27ae60",
     };
     Gauge {
         label: t.share,
@@ -192,12 +192,12 @@ fn bar_chart(rows: &[(String, usize)], color: &str) -> String {
     .unwrap_or_default()
 }
 
-fn cat_label(t: &'static Texts, c: &str) -> &'static str {
+fn cat_label(t: &'static Texts, c: ReaderCategory) -> &'static str {
     match c {
-        "full_time" => t.full_time,
-        "part_time" => t.part_time,
-        "trainee" => t.trainee,
-        _ => t.unknown,
+        ReaderCategory::FullTime => t.full_time,
+        ReaderCategory::PartTime => t.part_time,
+        ReaderCategory::Trainee => t.trainee,
+        ReaderCategory::Unknown => t.unknown,
     }
 }
 
@@ -270,11 +270,11 @@ impl ReportPage<'_> {
         pct(*v)
     }
 
-    fn level_label(&self, level: &str) -> &'static str {
+    fn level_label(&self, level: &ShareLevel) -> &'static str {
         match level {
-            "critical" => self.t.level_critical,
-            "warning" => self.t.level_warning,
-            _ => self.t.level_ok,
+            ShareLevel::Critical => self.t.level_critical,
+            ShareLevel::Warning => self.t.level_warning,
+            ShareLevel::Ok => self.t.level_ok,
         }
     }
 }
@@ -340,9 +340,8 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
         .collect();
 
     // Reads by category and place.
-    let cats = ["full_time", "part_time", "trainee", "unknown"];
     let places = [Location::Inside, Location::Outside, Location::Unknown];
-    let get = |c: &str, p: Location| {
+    let get = |c: ReaderCategory, p: Location| {
         report
             .reads_by_category_place
             .iter()
@@ -351,7 +350,7 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
             .unwrap_or(0)
     };
     let mut read_bars = Vec::new();
-    let reads = cats
+    let reads = ReaderCategory::ALL
         .iter()
         .map(|&c| {
             let cells = places
@@ -361,7 +360,10 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
                     if n > 0 {
                         read_bars.push((format!("{} / {}", cat_label(t, c), place_label(t, p)), n));
                     }
-                    (n, p == Location::Outside && n > 0 && c != "full_time")
+                    (
+                        n,
+                        p == Location::Outside && n > 0 && c != ReaderCategory::FullTime,
+                    )
                 })
                 .collect();
             (cat_label(t, c), cells)

@@ -85,7 +85,7 @@ pub(super) fn analyse(
                 reader_id: x.ev.reader_id.clone(),
                 known: x.reader.is_some(),
                 name: x.reader.map(|r| r.name.clone()),
-                category: category(x.reader.map(|r| r.employment)),
+                category: x.reader.map(|r| r.employment).into(),
                 board_certified: x.reader.map(|r| r.board_certified),
                 facility: x.reader.map(|r| r.facility.clone()),
                 place: Location::Unknown,
@@ -159,7 +159,7 @@ pub(super) fn analyse(
     let first_reader = first_key.as_ref().and_then(|k| by_reader.get(k).cloned());
     if let Some(s) = &signer {
         if s.known {
-            if s.category != "full_time" {
+            if s.category != ReaderCategory::FullTime {
                 reasons.push(r::SIGNER_NOT_FULL_TIME);
             }
             if s.board_certified != Some(true) {
@@ -210,7 +210,7 @@ pub(super) fn analyse(
         _ => None,
     };
     if let Some(c) = &confirmation {
-        if c.formal && c.author_category != "full_time" {
+        if c.formal && c.author_category != ReaderCategory::FullTime {
             reasons.push(r::FORMAL_CONFIRMATION);
         }
     }
@@ -340,7 +340,7 @@ pub(super) fn confirmation(
     let author_category = by_reader
         .get(&author.key)
         .map(|r| r.category)
-        .unwrap_or("unknown");
+        .unwrap_or(ReaderCategory::Unknown);
     Confirmation {
         author: author.ev.reader_id.clone(),
         confirmer: signer.ev.reader_id.clone(),

@@ -23,10 +23,6 @@ use analyse::*;
 pub use report::*;
 use summary::*;
 
-pub(super) fn category(e: Option<Employment>) -> &'static str {
-    e.map(Employment::as_str).unwrap_or("unknown")
-}
-
 pub(super) fn action_rank(a: Action) -> u8 {
     match a {
         Action::Opened => 0,
@@ -181,7 +177,7 @@ pub fn build(
                 c.formal = true;
                 c.formal_why.push("burst");
             }
-            let counts = c.formal && c.author_category != "full_time";
+            let counts = c.formal && c.author_category != ReaderCategory::FullTime;
             if counts && !a.reasons.contains(&r::FORMAL_CONFIRMATION) {
                 a.reasons.push(r::FORMAL_CONFIRMATION);
             }
@@ -242,8 +238,8 @@ mod tests {
 
     #[test]
     fn share_levels_are_strictly_above_the_thresholds() {
-        assert_eq!(level(20.0, 20.0, 30.0), "ok");
-        assert_eq!(level(20.1, 20.0, 30.0), "warning");
-        assert_eq!(level(30.1, 20.0, 30.0), "critical");
+        assert_eq!(level(20.0, 20.0, 30.0), ShareLevel::Ok);
+        assert_eq!(level(20.1, 20.0, 30.0), ShareLevel::Warning);
+        assert_eq!(level(30.1, 20.0, 30.0), ShareLevel::Critical);
     }
 }

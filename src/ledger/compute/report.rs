@@ -13,6 +13,40 @@ pub struct ReportScope {
     pub sending_facility: String,
 }
 
+crate::text_enum! {
+    /// How a reader counts in the report: their roster employment, or `unknown` for a
+    /// reader the roster does not know.
+    pub enum ReaderCategory ("reader category") {
+        FullTime => "full_time",
+        PartTime => "part_time",
+        Trainee => "trainee",
+        Unknown => "unknown",
+    }
+}
+
+impl From<Option<Employment>> for ReaderCategory {
+    fn from(e: Option<Employment>) -> Self {
+        match e {
+            Some(Employment::FullTime) => ReaderCategory::FullTime,
+            Some(Employment::PartTime) => ReaderCategory::PartTime,
+            Some(Employment::Trainee) => ReaderCategory::Trainee,
+            None => ReaderCategory::Unknown,
+        }
+    }
+}
+
+crate::text_enum! {
+    /// Where the part-time share stands against its thresholds (ATS-3-note2).
+    pub enum ShareLevel ("share level") {
+        /// At or below the warning threshold.
+        Ok => "ok",
+        /// Above the warning threshold.
+        Warning => "warning",
+        /// Above the critical threshold.
+        Critical => "critical",
+    }
+}
+
 pub const SCHEMA_ID: &str = "readgate.ledger.report/1";
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,14 +124,12 @@ pub struct Share {
     pub share_percent: f64,
     pub warning_percent: f64,
     pub critical_percent: f64,
-    /// `ok`, `warning` (share > warning) or `critical` (share > critical).
-    pub level: &'static str,
+    pub level: ShareLevel,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadCount {
-    /// `full_time`, `part_time`, `trainee` or `unknown`.
-    pub category: &'static str,
+    pub category: ReaderCategory,
     pub place: Location,
     /// Distinct (study, reader) pairs.
     pub reads: usize,
@@ -156,8 +188,7 @@ pub struct ReaderOnStudy {
     pub reader_id: String,
     pub known: bool,
     pub name: Option<String>,
-    /// `full_time`, `part_time`, `trainee` or `unknown`.
-    pub category: &'static str,
+    pub category: ReaderCategory,
     pub board_certified: Option<bool>,
     pub facility: Option<String>,
     /// Outside if any of their events on this study was outside, else inside if any was
@@ -187,7 +218,7 @@ pub struct ChainEntry {
 pub struct Confirmation {
     pub author: String,
     pub confirmer: String,
-    pub author_category: &'static str,
+    pub author_category: ReaderCategory,
     pub preliminary_at: String,
     pub final_at: String,
     pub prelim_to_final_secs: Option<f64>,

@@ -3,13 +3,13 @@
 
 use super::*;
 
-pub(super) fn level(share: f64, warn: f64, crit: f64) -> &'static str {
+pub(super) fn level(share: f64, warn: f64, crit: f64) -> ShareLevel {
     if share > crit {
-        "critical"
+        ShareLevel::Critical
     } else if share > warn {
-        "warning"
+        ShareLevel::Warning
     } else {
-        "ok"
+        ShareLevel::Ok
     }
 }
 
@@ -23,14 +23,17 @@ pub(super) fn share(facility: &str, rows: &[&StudyLedger], warn: f64, crit: f64)
         share_percent: 0.0,
         warning_percent: warn,
         critical_percent: crit,
-        level: "ok",
+        level: ShareLevel::Ok,
     };
     for row in rows.iter().filter(|r| r.eligible) {
         s.claimed += 1;
         match row.first_reader.as_ref().map(|r| r.category) {
-            Some("part_time") => s.first_read_part_time += 1,
-            Some("trainee") => s.first_read_trainee += 1,
-            _ => s.first_read_full_time += 1,
+            Some(ReaderCategory::PartTime) => s.first_read_part_time += 1,
+            Some(ReaderCategory::Trainee) => s.first_read_trainee += 1,
+            // An eligible study's first reader is known and full-time.
+            Some(ReaderCategory::FullTime | ReaderCategory::Unknown) | None => {
+                s.first_read_full_time += 1
+            }
         }
     }
     if s.claimed > 0 {
@@ -68,7 +71,7 @@ pub(super) fn summarise(
     );
     totals.studies = rows.len();
     let mut reason_counts: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut reads: BTreeMap<(&'static str, Location), usize> = BTreeMap::new();
+    let mut reads: BTreeMap<(ReaderCategory, Location), usize> = BTreeMap::new();
     // reader id → (events, studies, example studies, sources)
     type Unknown = (usize, HashSet<String>, Vec<String>, HashSet<String>);
     let mut unknown_readers: BTreeMap<String, Unknown> = BTreeMap::new();

@@ -498,7 +498,7 @@ pub async fn study(
             .iter()
             .map(|r| ReaderView {
                 name: r.name.clone().unwrap_or_else(|| r.reader_id.clone()),
-                category: r.category,
+                category: r.category.as_str(),
                 place: r.place.as_str(),
                 events: r.events,
             })
