@@ -50,7 +50,6 @@ catalogue! {
     no_held_studies: "保留中の検査はありません。", "No held studies.";
     // Console: a study's timeline events.
     ev_received: "受信", "Received";
-    ev_evaluated: "評価", "Evaluated";
     ev_held: "保留", "Held";
     ev_context: "臨床情報の到着", "Context arrived";
     ev_released: "送信許可", "Released";

@@ -16,7 +16,7 @@
 
 use crate::decide::{assemble, reasons, Decide, Decision, Verdict};
 use crate::forward::Wakeups;
-use crate::model::{Disposition, ForwardMode, StreamState, StudyState};
+use crate::model::{Disposition, EventKind, ForwardMode, StreamState, StudyState};
 use crate::notify::StudyEvent;
 use crate::store::{DecisionRecord, Store};
 use crate::time::now_ms;
@@ -362,7 +362,7 @@ fn decide_stream(
                 study_uid,
                 &record,
                 &contexts,
-                Some(("streaming", &detail)),
+                Some((EventKind::Streaming, &detail)),
                 now,
             )?
             else {
@@ -386,7 +386,7 @@ fn decide_stream(
             let changed = previous.verdict != Some(record.verdict)
                 || previous.reasons_json != record.reasons_json;
             let detail = format!("still streaming, decided again: {}", record.detail);
-            let event = changed.then_some(("streaming", detail.as_str()));
+            let event = changed.then_some((EventKind::Streaming, detail.as_str()));
             let Some(queued) = store.stream(study_uid, &record, &contexts, event, now)? else {
                 return Ok(());
             };

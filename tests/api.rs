@@ -10,7 +10,7 @@ use common::http::{post_json, request, HttpResponse};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, Verdict};
-use readgate::model::StudyState;
+use readgate::model::{EventKind, StudyState};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -342,7 +342,7 @@ async fn the_api_lists_explains_and_acts_on_studies() {
                 .events_of(&u4)
                 .unwrap()
                 .iter()
-                .filter(|e| e.kind == "held")
+                .filter(|e| e.kind == EventKind::Held)
                 .count()
                 >= 2
                 && store.find_study(&u4).unwrap().unwrap().state == StudyState::Held

@@ -12,7 +12,7 @@ mod common;
 
 use common::hl7::send_hl7;
 use common::*;
-use readgate::model::StudyState;
+use readgate::model::{EventKind, StudyState};
 use readgate::pgtest::TempPostgres;
 use readgate::store::Store;
 use std::path::Path;
@@ -62,12 +62,10 @@ fn metrics(port: u16) -> String {
     page
 }
 
-fn event_count(store: &Store, study: &str, kind: &str) -> usize {
-    store
-        .events_of(study)
-        .unwrap()
-        .iter()
-        .filter(|e| e.kind == kind)
+fn event_count(store: &Store, study: &str, kind: EventKind) -> usize {
+    event_kinds(store, study)
+        .into_iter()
+        .filter(|k| *k == kind)
         .count()
 }
 
@@ -114,8 +112,16 @@ fn half_a_study_to_each_node_is_decided_once_and_forwarded_once() {
     });
     let row = store.study_row(study).unwrap().expect("the study");
     assert_eq!(row.instance_count, 20, "one study of both halves");
-    assert_eq!(event_count(&store, study, "queued"), 1, "decided once");
-    assert_eq!(event_count(&store, study, "forwarded"), 1, "forwarded once");
+    assert_eq!(
+        event_count(&store, study, EventKind::Queued),
+        1,
+        "decided once"
+    );
+    assert_eq!(
+        event_count(&store, study, EventKind::Forwarded),
+        1,
+        "forwarded once"
+    );
 
     // Both nodes alive, one runs the timers.
     let (code, out, err) = readgate_cli(&["nodes", "--format", "json"], &a_path);
@@ -248,7 +254,7 @@ fn the_other_node_completes_a_forward_when_the_forwarding_node_is_killed() {
     assert!(
         forwarded
             .iter()
-            .any(|e| e.kind == "forwarded" && e.detail.contains("300 instance(s)")),
+            .any(|e| e.kind == EventKind::Forwarded && e.detail.contains("300 instance(s)")),
         "{forwarded:?}"
     );
     assert_eq!(store.lease_owner_of(study).unwrap(), None, "given back");
@@ -295,13 +301,8 @@ async fn an_order_sent_to_one_node_releases_a_study_held_on_the_other() {
         Duration::from_secs(30),
         || scp.received() == sent,
     );
-    let kinds: Vec<String> = store
-        .events_of(study)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert!(kinds.contains(&"context".to_string()), "{kinds:?}");
+    let kinds = event_kinds(&store, study);
+    assert!(kinds.contains(&EventKind::Context), "{kinds:?}");
     drop(node_a);
 }
 

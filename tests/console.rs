@@ -549,7 +549,9 @@ async fn queue_shows_failures_and_admin_retries() {
         "{s:?}"
     );
     let events = rg.store.events_of(uid).unwrap();
-    assert!(events.iter().any(|e| e.kind == "retry"));
+    assert!(events
+        .iter()
+        .any(|e| e.kind == readgate::model::EventKind::Retry));
     // A study that has not failed cannot be retried.
     let r = admin
         .post_form("/studies/1.2.3.999/retry", &[("csrf", &csrf)])

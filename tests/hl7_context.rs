@@ -8,7 +8,7 @@ use common::hl7::send_hl7;
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, Verdict};
-use readgate::model::StudyState;
+use readgate::model::{EventKind, StudyState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +73,10 @@ async fn an_order_after_the_images_releases_a_held_study() {
     assert!(ack.contains("MSA|AA|C1"), "{ack}");
     assert_eq!(studies_in(&rg.store, StudyState::Held, 10), 1);
     let events = rg.store.events_of(study).unwrap();
-    assert!(!events.iter().any(|e| e.kind == "context"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.kind == EventKind::Context),
+        "{events:?}"
+    );
     assert_eq!(decider.evaluations.load(Ordering::SeqCst), 1);
 
     // The order for this study (matched by accession ACC0001 from the image) releases it.
@@ -82,14 +85,8 @@ async fn an_order_after_the_images_releases_a_held_study() {
     wait_until("study forwarded", Duration::from_secs(20), || {
         scp.received().contains(&sop)
     });
-    let kinds: Vec<String> = rg
-        .store
-        .events_of(study)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert!(kinds.contains(&"context".to_string()), "{kinds:?}");
+    let kinds = event_kinds(&rg.store, study);
+    assert!(kinds.contains(&EventKind::Context), "{kinds:?}");
 
     // The same message again (same sender, same MSH-10): the same ACK, no second effect.
     let again = send_hl7(hl7, &order("ACC0001", "9.9.9", "C2")).await;

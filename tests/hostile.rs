@@ -9,8 +9,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::hl7::Ack;
-use common::{free_port, no_reading_site, Daemon};
+use common::{event_kinds, free_port, no_reading_site, Daemon};
 use readgate::hl7::mllp;
+use readgate::model::EventKind;
 
 /// Sends one frame on a new connection and waits for its ACK.
 fn exchange(port: u16, payload: &[u8]) -> Result<Ack, String> {
@@ -612,14 +613,8 @@ async fn an_instance_moved_to_another_study_leaves_no_empty_study() {
         .expect("query")
         .expect("the new study");
     assert_eq!(moved.instance_count, 1);
-    let timeline: Vec<_> = rg
-        .store
-        .events_of(old)
-        .expect("events")
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert!(timeline.iter().any(|k| k == "emptied"), "{timeline:?}");
+    let timeline = event_kinds(&rg.store, old);
+    assert!(timeline.contains(&EventKind::Emptied), "{timeline:?}");
     rg.stop().await;
 }
 

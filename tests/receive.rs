@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use readgate::model::StudyState;
+use readgate::model::{EventKind, StudyState};
 use std::time::Duration;
 
 async fn start(cfg: &TestConfig) -> readgate::serve::Running {
@@ -415,14 +415,8 @@ async fn a_late_instance_reopens_its_study_and_is_forwarded_too() {
     wait_until("late instance forwarded", Duration::from_secs(20), || {
         scp.received().len() == 2
     });
-    let events: Vec<String> = rg
-        .store
-        .events_of(&study)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert!(events.contains(&"reopened".to_string()), "{events:?}");
+    let events = event_kinds(&rg.store, &study);
+    assert!(events.contains(&EventKind::Reopened), "{events:?}");
     rg.stop().await;
 }
 

@@ -23,6 +23,6 @@ pub use lang::Lang;
 pub use pacs::PacsStudy;
 pub use priority::Priority;
 pub use role::Role;
-pub use state::{CompletionSignal, InstanceState, StepStatus, StudyState};
+pub use state::{CompletionSignal, EventKind, InstanceState, StepStatus, StudyState};
 pub use text::UnknownText;
 pub use verdict::{Disposition, Verdict};

@@ -58,6 +58,39 @@ crate::text_enum! {
     }
 }
 
+crate::text_enum! {
+    /// What happened to a study, as its timeline (`events.kind`) records it: the console's
+    /// study page, the API's `events` and the ledger's held list read it.
+    pub enum EventKind ("study event kind") {
+        /// Its first instance arrived.
+        Received => "received",
+        /// An instance arrived after it was decided: it is received again.
+        Reopened => "reopened",
+        /// Its last instance was re-sent under another study.
+        Emptied => "emptied",
+        /// Context that concerns it arrived (HL7, a reloaded configuration).
+        Context => "context",
+        /// Decided: held back, with the reasons.
+        Held => "held",
+        /// Decided: queued for its destination.
+        Queued => "queued",
+        /// An operator released it without the missing context.
+        ReleasedOverride => "released-override",
+        /// An operator rejected it.
+        Rejected => "rejected",
+        /// It streams: its instances leave as they arrive.
+        Streaming => "streaming",
+        /// Its stream stopped; what is left waits for the decision at completion.
+        StreamStopped => "stream-stopped",
+        /// Every instance was delivered.
+        Forwarded => "forwarded",
+        /// Forwarding gave up after the configured attempts.
+        Failed => "failed",
+        /// An operator queued a failed study again.
+        Retry => "retry",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 use super::{Result, Store};
 use crate::db::{params, Conn, ToValue};
 use crate::hl7::message::{Order, OrderRequest, Parsed, Report, ReportResult};
+use crate::model::EventKind;
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -266,8 +267,8 @@ impl Store {
                 params![uid, now],
             )?;
             tx.defer(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
-                params![now, uid, why],
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![now, uid, EventKind::Context, why],
             )?;
         }
         let receiving = tx.query_many(
@@ -289,8 +290,8 @@ impl Store {
         // A streaming study's timeline says what made the gate look again.
         for uid in &streaming {
             tx.defer(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'context', ?3)",
-                params![now, uid, why],
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![now, uid, EventKind::Context, why],
             )?;
         }
         tx.commit()?;

@@ -3,7 +3,7 @@
 
 use super::{Result, Store, StoreError};
 use crate::db::params;
-use crate::model::{InstanceState, StreamState, StudyState};
+use crate::model::{EventKind, InstanceState, StreamState, StudyState};
 
 /// An instance that has just been written, fsync'd and moved into the spool.
 #[derive(Debug, Clone)]
@@ -206,46 +206,48 @@ pub(super) fn index_in(
         study,
         seen,
     } = read_before(tx, inst)?;
-    let outcome = match &existing {
-        Some(_) if !replace => {
-            return Ok(IndexOutcome {
-                indexed: Indexed::KeptFirst,
-                streamed_to: None,
-            });
-        }
-        Some((old_path, old_study, old_size)) => {
-            tx.defer(
-                "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
+    let outcome =
+        match &existing {
+            Some(_) if !replace => {
+                return Ok(IndexOutcome {
+                    indexed: Indexed::KeptFirst,
+                    streamed_to: None,
+                });
+            }
+            Some((old_path, old_study, old_size)) => {
+                tx.defer(
+                    "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
                  WHERE study_uid = ?1",
-                params![old_study, old_size],
-            )?;
-            tx.defer("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
-            // Re-sent under another study (finding M7): a study left without instances
-            // is gone, not held forever or counted as a prior. A forwarded or rejected
-            // one stays, as history.
-            if *old_study != inst.study_uid {
-                let emptied = tx.execute(
-                    "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
-                     AND state NOT IN ('forwarded', 'rejected')",
-                    [old_study],
+                    params![old_study, old_size],
                 )?;
-                if emptied == 1 {
-                    tx.defer(
-                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'emptied', ?3)",
+                tx.defer("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+                // Re-sent under another study (finding M7): a study left without instances
+                // is gone, not held forever or counted as a prior. A forwarded or rejected
+                // one stays, as history.
+                if *old_study != inst.study_uid {
+                    let emptied = tx.execute(
+                        "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
+                     AND state NOT IN ('forwarded', 'rejected')",
+                        [old_study],
+                    )?;
+                    if emptied == 1 {
+                        tx.defer(
+                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
                         params![
                             inst.received_at,
                             old_study,
+                            EventKind::Emptied,
                             format!("its last instance was re-sent under study {}", inst.study_uid)
                         ],
                     )?;
+                    }
+                }
+                Indexed::Replaced {
+                    old_path: old_path.clone(),
                 }
             }
-            Indexed::Replaced {
-                old_path: old_path.clone(),
-            }
-        }
-        None => Indexed::New,
-    };
+            None => Indexed::New,
+        };
     // The writes below need no answer: on PostgreSQL they go to the server together,
     // with the commit (`defer`).
     tx.defer(
@@ -293,10 +295,11 @@ pub(super) fn index_in(
             )?;
             if created == 1 {
                 tx.defer(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'received', ?3)",
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
                     params![
                         inst.received_at,
                         inst.study_uid,
+                        EventKind::Received,
                         format!("first instance from {}", inst.calling_ae)
                     ],
                 )?;
@@ -346,8 +349,9 @@ pub(super) fn index_in(
             )?;
             if state != StudyState::Receiving {
                 tx.defer(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'reopened', 'new instance after completion')",
-                    params![inst.received_at, inst.study_uid],
+                    "INSERT INTO events (at, study_uid, kind, detail) \
+                     VALUES (?1, ?2, ?3, 'new instance after completion')",
+                    params![inst.received_at, inst.study_uid, EventKind::Reopened],
                 )?;
             }
             // Streaming: queued at once when the gate has seen its header context

@@ -4,7 +4,7 @@
 
 use super::{Result, Store};
 use crate::db::{params, OptionalExtension};
-use crate::model::{Employment, StudyState};
+use crate::model::{Employment, EventKind, StudyState};
 use serde::{Deserialize, Serialize};
 
 /// A read event to record (validated by the caller).
@@ -109,7 +109,7 @@ pub struct LedgerReport {
 pub struct LedgerTimelineEvent {
     pub study_uid: String,
     pub at: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
 }
 

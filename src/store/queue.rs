@@ -13,7 +13,7 @@
 
 use super::{Result, Store};
 use crate::db::{params, OptionalExtension};
-use crate::model::InstanceState;
+use crate::model::{EventKind, InstanceState};
 
 /// One instance waiting to be sent to a destination.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -144,10 +144,11 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             tx.execute(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'forwarded', ?3)",
+                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     now,
                     inst.study_uid,
+                    EventKind::Forwarded,
                     format!("{count} instance(s) to {}", dest.unwrap_or_default())
                 ],
             )?;
@@ -190,8 +191,13 @@ impl Store {
                     params![uid, attempts, error, now],
                 )?;
                 tx.execute(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'failed', ?3)",
-                    params![now, uid, format!("gave up after {attempts} attempts: {error}")],
+                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        now,
+                        uid,
+                        EventKind::Failed,
+                        format!("gave up after {attempts} attempts: {error}")
+                    ],
                 )?;
                 failed.push(uid.clone());
             } else {
@@ -218,8 +224,9 @@ impl Store {
         )?;
         if n == 1 {
             tx.execute(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'retry', 'failed study re-queued')",
-                params![now, study_uid],
+                "INSERT INTO events (at, study_uid, kind, detail) \
+                 VALUES (?1, ?2, ?3, 'failed study re-queued')",
+                params![now, study_uid, EventKind::Retry],
             )?;
         }
         tx.commit()?;

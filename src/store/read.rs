@@ -4,7 +4,7 @@
 
 use super::{Result, Store};
 use crate::db::{params, Backend, OptionalExtension};
-use crate::model::{CompletionSignal, InstanceState, StudyState};
+use crate::model::{CompletionSignal, EventKind, InstanceState, StudyState};
 use serde::{Deserialize, Serialize};
 
 /// A study as listed by `readgate studies`, the API and the console.
@@ -78,7 +78,7 @@ pub struct InstanceRow {
 pub struct Event {
     pub at: i64,
     pub study_uid: Option<String>,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
 }
 

@@ -4,7 +4,7 @@
 use super::instances::split_set;
 use super::{Result, Store, StoreError};
 use crate::db::{params, Backend, OptionalExtension};
-use crate::model::{CompletionSignal, Disposition, StudyState};
+use crate::model::{CompletionSignal, Disposition, EventKind, StudyState};
 use serde::Serialize;
 
 /// What the decision stage sees of a study.
@@ -128,8 +128,8 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO events (at, study_uid, kind, detail) \
-             SELECT ?1, study_uid, 'context', ?2 FROM studies WHERE state = 'held'",
-            crate::db::params![now, why],
+             SELECT ?1, study_uid, ?3, ?2 FROM studies WHERE state = 'held'",
+            crate::db::params![now, why, EventKind::Context],
         )?;
         let n = tx.execute(
             "UPDATE studies SET state = 'receiving', updated_at = ?1 WHERE state = 'held'",
@@ -191,10 +191,10 @@ impl Store {
     ) -> Result<Option<i64>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let state = if d.forward {
-            StudyState::Queued
+        let (state, kind) = if d.forward {
+            (StudyState::Queued, EventKind::Queued)
         } else {
-            StudyState::Held
+            (StudyState::Held, EventKind::Held)
         };
         let changed = tx.execute(
             concat!(
@@ -253,7 +253,7 @@ impl Store {
         }
         let id: i64 = tx.query_row(
             "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-            params![now, uid, state, d.detail],
+            params![now, uid, kind, d.detail],
             |r| r.get(0),
         )?;
         if d.forward {
@@ -270,9 +270,9 @@ impl Store {
             if done == 1 {
                 tx.execute(
                     "INSERT INTO events (at, study_uid, kind, detail) \
-                     SELECT ?1, ?2, 'forwarded', instance_count || ' instance(s) to ' || COALESCE(destination, '') \
+                     SELECT ?1, ?2, ?3, instance_count || ' instance(s) to ' || COALESCE(destination, '') \
                      FROM studies WHERE study_uid = ?2",
-                    params![now, uid],
+                    params![now, uid, EventKind::Forwarded],
                 )?;
             }
         }
@@ -340,7 +340,7 @@ impl Store {
         study_uid: &str,
         d: &DecisionRecord,
         contexts: &[String],
-        event: Option<(&str, &str)>,
+        event: Option<(EventKind, &str)>,
         now: i64,
     ) -> Result<Option<usize>> {
         let mut conn = self.conn();
@@ -432,9 +432,9 @@ impl Store {
             [study_uid],
         )?;
         let kind = if hold.is_some() {
-            StudyState::Held.as_str()
+            EventKind::Held
         } else {
-            "stream-stopped"
+            EventKind::StreamStopped
         };
         tx.execute(
             "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -468,9 +468,13 @@ impl Store {
             [study_uid],
         )?;
         let id: i64 = tx.query_row(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'released-override', ?3) \
-             RETURNING id",
-            params![now, study_uid, format!("by {by}: {justification}")],
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            params![
+                now,
+                study_uid,
+                EventKind::ReleasedOverride,
+                format!("by {by}: {justification}")
+            ],
             |r| r.get(0),
         )?;
         tx.commit()?;
@@ -508,8 +512,13 @@ impl Store {
             [study_uid],
         )?;
         tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, 'rejected', ?3)",
-            params![now, study_uid, format!("by {by}: {reason}")],
+            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                now,
+                study_uid,
+                EventKind::Rejected,
+                format!("by {by}: {reason}")
+            ],
         )?;
         tx.commit()?;
         Ok(Some(paths))

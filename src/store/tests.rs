@@ -688,7 +688,13 @@ on_both_backends!(
         let contexts = store.header_contexts("S").unwrap();
         assert_eq!(
             store
-                .stream("S", &pass, &contexts, Some(("streaming", "x")), 11)
+                .stream(
+                    "S",
+                    &pass,
+                    &contexts,
+                    Some((crate::model::EventKind::Streaming, "x")),
+                    11
+                )
                 .unwrap(),
             Some(1)
         );

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use readgate::dicom::dimse::{self, Command as DimseCommand};
-use readgate::model::StudyState;
+use readgate::model::{EventKind, StudyState};
 
 pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
 pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
@@ -162,6 +162,16 @@ pub fn studies_in(store: &readgate::store::Store, state: StudyState, limit: usiz
         .list_studies(Some(state), limit)
         .expect("list studies")
         .len()
+}
+
+/// The kinds of a study's timeline events, in order.
+pub fn event_kinds(store: &readgate::store::Store, study: &str) -> Vec<EventKind> {
+    store
+        .events_of(study)
+        .expect("study events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 /// Partial instances left in the spool's `tmp/` under `data_dir`: the files there that hold

@@ -9,7 +9,7 @@ use super::reasons as r;
 use super::roster::Employment;
 use super::roster::Reader;
 use super::{Ledger, LedgerError};
-use crate::model::Disposition;
+use crate::model::{Disposition, EventKind};
 use crate::store::{LedgerStudy, Store};
 use crate::time::{format_ms, Month};
 use serde::Serialize;

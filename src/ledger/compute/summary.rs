@@ -156,11 +156,11 @@ pub(super) fn summarise(
     let mut held_at: HashMap<&str, i64> = HashMap::new();
     let mut released_at: HashMap<&str, i64> = HashMap::new();
     for e in &timeline {
-        match e.kind.as_str() {
-            "held" => {
+        match e.kind {
+            EventKind::Held => {
                 held_at.entry(e.study_uid.as_str()).or_insert(e.at);
             }
-            "released-override" => {
+            EventKind::ReleasedOverride => {
                 released_at.insert(e.study_uid.as_str(), e.at);
             }
             _ => {}

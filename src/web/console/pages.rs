@@ -2,7 +2,7 @@
 
 use super::{ctx, error, page, param, url, Chrome, Ctx, Q};
 use crate::decide::reasons;
-use crate::model::{CompletionSignal, Lang, StudyState};
+use crate::model::{CompletionSignal, EventKind, Lang, StudyState};
 use crate::web::auth::Role;
 use crate::web::WebState;
 use askama::Template;
@@ -246,29 +246,28 @@ fn held_page(state: &WebState, c: &Ctx, hq: &HeldQuery) -> Response {
     )
 }
 
-fn event_label(c: &Ctx, kind: &str) -> String {
+fn event_label(c: &Ctx, kind: EventKind) -> &'static str {
     let t = c.tx();
     match kind {
-        "received" => t.ev_received,
-        "evaluated" | "decided" => t.ev_evaluated,
-        "held" => t.ev_held,
-        "context" => t.ev_context,
-        "released" | "queued" => t.ev_released,
-        "released-override" => t.ev_released_override,
-        "rejected" => t.ev_rejected,
-        "forwarded" => t.ev_forwarded,
-        "failed" => t.ev_failed,
-        "retry" => t.ev_retry,
-        "streaming" => t.ev_streaming,
-        "stream-stopped" => t.ev_stream_stopped,
-        _ => kind,
+        EventKind::Received => t.ev_received,
+        EventKind::Held => t.ev_held,
+        EventKind::Context => t.ev_context,
+        EventKind::Queued => t.ev_released,
+        EventKind::ReleasedOverride => t.ev_released_override,
+        EventKind::Rejected => t.ev_rejected,
+        EventKind::Forwarded => t.ev_forwarded,
+        EventKind::Failed => t.ev_failed,
+        EventKind::Retry => t.ev_retry,
+        EventKind::Streaming => t.ev_streaming,
+        EventKind::StreamStopped => t.ev_stream_stopped,
+        // No label of their own yet: the stored word, as before.
+        EventKind::Reopened | EventKind::Emptied => kind.as_str(),
     }
-    .to_string()
 }
 
 struct EventView {
     when: String,
-    label: String,
+    label: &'static str,
     detail: String,
 }
 
@@ -520,7 +519,7 @@ pub async fn study(
                 .iter()
                 .map(|e| EventView {
                     when: when(&state, e.at),
-                    label: event_label(&c, &e.kind),
+                    label: event_label(&c, e.kind),
                     detail: e.detail.clone(),
                 })
                 .collect(),
