@@ -2,8 +2,11 @@
 //!
 //! An instance is streamed into `tmp/` as its PDUs arrive (into a file made ready ahead
 //! of need, `ready.rs`; its header is checked from the first bytes kept in memory),
-//! fsync'd, renamed into `objects/xx/` and the directory fsync'd. Only then is it
-//! indexed, and only after the index commit is the C-STORE answered. Anything left in
+//! fsync'd, renamed into `objects/xx/` and the directory fsync'd. Its index entry is
+//! read and written meanwhile, under the name it is going to have
+//! ([`Spool::next_name`]), but committed only after the directory's fsync
+//! (`store::PendingSync`), and only after the index commit is the C-STORE answered.
+//! Anything left in
 //! `tmp/` after a crash was never acknowledged and is deleted at start-up; anything in
 //! `objects/` is complete and durable, so the spool, not the index, is the last word on
 //! what was received.
@@ -209,15 +212,34 @@ impl Spool {
     /// Makes a finished instance durable under a new name in `objects/`; returns its
     /// spool-relative path and size.
     pub fn commit(&self, partial: PartialInstance) -> io::Result<(String, u64)> {
+        let rel = self.next_name();
+        self.commit_as(partial, &rel).map(|size| (rel, size))
+    }
+
+    /// The spool-relative path the next instance gets in `objects/`, chosen before it is
+    /// made durable ([`Spool::commit_as`]) so that its index entry can be prepared
+    /// meanwhile.
+    pub fn next_name(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
+        match &self.node {
+            Some(node) => format!("objects/{sub}/{node}.{n:016x}.dcm"),
+            None => format!("objects/{sub}/{n:016x}.dcm"),
+        }
+    }
+
+    /// As [`Spool::commit`], under a name from [`Spool::next_name`]; returns its size.
+    pub fn commit_as(&self, partial: PartialInstance, rel: &str) -> io::Result<u64> {
         partial.file.sync_data()?;
-        self.place(partial, true)
+        self.place(partial, rel, true)
     }
 
     /// As [`Spool::commit`] without making it durable yet: for copies that can be made
     /// again (priors retrieved from the PACS), made durable together by [`Spool::sync`]
     /// before anything records them.
     pub fn commit_unsynced(&self, partial: PartialInstance) -> io::Result<(String, u64)> {
-        self.place(partial, false)
+        let rel = self.next_name();
+        self.place(partial, &rel, false).map(|size| (rel, size))
     }
 
     /// Makes everything written to the spool's file system durable (one `syncfs`).
@@ -230,26 +252,22 @@ impl Spool {
         Ok(())
     }
 
-    /// Renames a finished file into `objects/` (fsyncing the directory when `durable`).
-    fn place(&self, mut partial: PartialInstance, durable: bool) -> io::Result<(String, u64)> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let sub = format!("{:02x}", (n % FANOUT as u64) as u8);
-        let name = match &self.node {
-            Some(node) => format!("{node}.{n:016x}.dcm"),
-            None => format!("{n:016x}.dcm"),
-        };
-        let rel = format!("objects/{sub}/{name}");
-        let dir = self.objects.join(&sub);
+    /// Renames a finished file to `rel` in `objects/` (fsyncing the directory when
+    /// `durable`); returns its size.
+    fn place(&self, mut partial: PartialInstance, rel: &str, durable: bool) -> io::Result<u64> {
+        let path = self.absolute(rel);
         let size = partial.written;
-        if let Err(e) = fs::rename(&partial.tmp_path, dir.join(&name)) {
+        if let Err(e) = fs::rename(&partial.tmp_path, &path) {
             let _ = fs::remove_file(&partial.tmp_path);
             return Err(e);
         }
         partial.tmp_path = PathBuf::new(); // renamed: nothing left to clean up
         if durable {
-            sync_dir(&dir)?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
         }
-        Ok((rel, size))
+        Ok(size)
     }
 }
 

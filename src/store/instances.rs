@@ -1,9 +1,10 @@
 //! Instances: indexing a received instance (which opens or re-opens its study), the
 //! header context it carried, and a destination's refusal of one.
 
-use super::{Result, Store, StoreError};
+use super::{PendingSync, Result, Store, StoreError};
 use crate::db::params;
 use crate::model::{EventKind, InstanceState, StreamState, StudyState};
+use std::sync::Arc;
 
 /// An instance that has just been written, fsync'd and moved into the spool.
 #[derive(Debug, Clone)]
@@ -68,15 +69,35 @@ impl Store {
     /// Instances that arrive on several associations at once share one transaction
     /// (group commit, `group.rs`), each in a savepoint of its own so that one failing
     /// does not undo the others. A lone instance commits at once.
+    ///
+    /// For an instance whose file is durable already; see
+    /// [`Store::index_received_after`] for one whose file is still being made so.
     pub fn index_received(&self, inst: NewInstance, replace: bool) -> Result<IndexOutcome> {
+        self.index_received_after(inst, replace, PendingSync::done())
+    }
+
+    /// As [`Store::index_received`] while the instance's file is being made durable on
+    /// another thread (`file`): the index entry is read and written meanwhile, and
+    /// committed only once the file is durable. When it is not, nothing of the entry is
+    /// kept and the answer is [`StoreError::NotDurable`].
+    pub fn index_received_after(
+        &self,
+        inst: NewInstance,
+        replace: bool,
+        file: Arc<PendingSync>,
+    ) -> Result<IndexOutcome> {
         self.received.submit(
-            (inst, replace),
+            Received {
+                inst,
+                replace,
+                file,
+            },
             |batch| self.index_batch(batch),
             || Err(StoreError::GroupLeader),
         )
     }
 
-    pub(super) fn index_batch(&self, batch: Vec<(NewInstance, bool)>) -> Vec<Result<IndexOutcome>> {
+    pub(super) fn index_batch(&self, batch: Vec<Received>) -> Vec<Result<IndexOutcome>> {
         let failed = |why: String| -> Vec<Result<IndexOutcome>> {
             batch
                 .iter()
@@ -90,9 +111,10 @@ impl Store {
         };
         // A lone instance needs no savepoint: if it fails, the whole transaction is its
         // own, and each savepoint costs PostgreSQL two round trips.
-        if let [(inst, replace)] = batch.as_slice() {
-            let outcome = index_in(&tx, inst, *replace);
+        if let [one] = batch.as_slice() {
+            let outcome = index_in(&tx, &one.inst, one.replace);
             return match outcome {
+                Ok(_) if !one.file.wait() => vec![Err(StoreError::NotDurable)],
                 Ok(o) => match tx.commit() {
                     Ok(()) => vec![Ok(o)],
                     Err(e) => failed(e.to_string()),
@@ -101,15 +123,20 @@ impl Store {
             };
         }
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (inst, replace) in &batch {
-            let one = match tx.savepoint() {
+        for one in &batch {
+            let sp = match tx.savepoint() {
                 Ok(sp) => sp,
                 Err(e) => return failed(e.to_string()),
             };
-            // Undone alone when it failed (dropped, or by a release that failed: a
-            // statement deferred until then); kept for the commit otherwise.
-            let outcome = index_in(&one, inst, *replace)
-                .and_then(|o| one.release().map(|()| o).map_err(StoreError::from));
+            // Undone alone when it failed or its file did not become durable (dropped,
+            // or by a release that failed: a statement deferred until then); kept for
+            // the commit otherwise.
+            let outcome = index_in(&sp, &one.inst, one.replace).and_then(|o| {
+                if !one.file.wait() {
+                    return Err(StoreError::NotDurable);
+                }
+                sp.release().map(|()| o).map_err(StoreError::from)
+            });
             outcomes.push(outcome);
         }
         match tx.commit() {
@@ -117,6 +144,14 @@ impl Store {
             Err(e) => failed(e.to_string()),
         }
     }
+}
+
+/// One instance waiting in the group commit of [`Store::index_received_after`].
+pub(super) struct Received {
+    pub(super) inst: NewInstance,
+    pub(super) replace: bool,
+    /// The instance's file; the entry commits only once it is durable.
+    pub(super) file: Arc<PendingSync>,
 }
 
 /// What [`index_in`] reads before it writes, in one statement (one round trip on

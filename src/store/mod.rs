@@ -20,6 +20,7 @@ mod hl7;
 mod instances;
 mod ledger;
 mod mpps;
+mod pending;
 mod priors;
 mod queue;
 mod read;
@@ -34,12 +35,14 @@ pub use cluster::{JoinRefused, NodeBeat, NodeRow};
 pub use hl7::{
     ContextKeys, IncomingMessage, MessageRef, Recorded, RecordedBatch, StoredOrder, StoredReport,
 };
+use instances::Received;
 pub use instances::{IndexOutcome, Indexed, NewInstance};
 pub use ledger::{
     LedgerReport, LedgerStudy, LedgerTimelineEvent, NewReadEvent, ReadEventRow, ReadTarget,
     RosterEntry,
 };
 pub use mpps::{Step, StepRefused, StepUpdate};
+pub use pending::{PendingSync, SyncGuard};
 pub use priors::{FetchFailure, FoundStudy, PacsLookup, PendingOrder, PriorRetrieval, SentPrior};
 pub use queue::{Delivery, Lease, QueuedInstance};
 pub use read::{DestinationStats, Event, HeldStudy, InstanceRow, StudyKeys, StudyRow};
@@ -74,6 +77,9 @@ pub enum StoreError {
     /// The thread committing a group of instances failed before answering.
     #[error("database: the group commit ended without an answer")]
     GroupLeader,
+    /// The instance's file did not become durable: its index entry was not committed.
+    #[error("the instance's file was not made durable; not indexed")]
+    NotDurable,
 }
 
 /// The store's result type.
@@ -94,7 +100,7 @@ pub struct Store {
     /// [`Store::operations`]).
     operations: std::sync::atomic::AtomicU64,
     /// Received instances waiting to share a commit (`index_received`).
-    received: group::Group<(NewInstance, bool), Result<IndexOutcome>>,
+    received: group::Group<Received, Result<IndexOutcome>>,
 }
 
 /// Milliseconds since the Unix epoch: all times in the store use this (the one clock,

@@ -390,10 +390,20 @@ on_both_backends!(
                 }
             })
             .unwrap();
+        let received = |sop: &str, at, durable: bool| super::Received {
+            inst: instance(sop, "S9", at),
+            replace: true,
+            file: {
+                let file = PendingSync::new();
+                file.finish(durable);
+                file
+            },
+        };
         let outcomes = store.index_batch(vec![
-            (instance("good1", "S9", 1), true),
-            (instance("bad", "S9", 2), true),
-            (instance("good2", "S9", 3), true),
+            received("good1", 1, true),
+            received("bad", 2, true),
+            received("good2", 3, true),
+            received("lost", 4, false),
         ]);
         assert!(
             matches!(&outcomes[0], Ok(o) if o.indexed == Indexed::New),
@@ -404,12 +414,28 @@ on_both_backends!(
             matches!(&outcomes[2], Ok(o) if o.indexed == Indexed::New),
             "{outcomes:?}"
         );
+        assert!(
+            matches!(&outcomes[3], Err(StoreError::NotDurable)),
+            "{outcomes:?}"
+        );
         let s9 = store.list_studies(None, 10).unwrap();
         let s9 = s9.iter().find(|s| s.study_uid == "S9").unwrap();
         assert_eq!(
             s9.instance_count, 2,
-            "the refused instance left nothing behind"
+            "the refused instance and the one whose file was lost left nothing behind"
         );
+        let sops: Vec<String> = store
+            .instances_of("S9")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.sop_uid)
+            .collect();
+        assert_eq!(sops, ["good1", "good2"]);
+
+        // A lone instance whose file was not made durable: its transaction is undone.
+        let lone = store.index_batch(vec![received("alone", 5, false)]);
+        assert!(matches!(&lone[0], Err(StoreError::NotDurable)), "{lone:?}");
+        assert_eq!(store.instances_of("S9").unwrap().len(), 2);
     }
 );
 

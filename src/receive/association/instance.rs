@@ -3,6 +3,8 @@
 //! indexed, and only then answered.
 
 use super::*;
+use crate::spool::Spool;
+use crate::store::PendingSync;
 
 impl Session {
     pub(super) async fn begin_store<S: Wire>(
@@ -280,7 +282,11 @@ fn keep_instance(
             "Study Instance UID (0020,000D) missing or invalid".to_string(),
         ))?
         .to_string();
-    let (path, size) = receiver.spool.commit(partial).map_err(|e| io_failure(&e))?;
+    // The file is made durable on another thread while the index entry is read and
+    // written; the entry commits only after the file is durable (`PendingSync`), and the
+    // answer waits for both.
+    let path = receiver.spool.next_name();
+    let size = partial.written();
     let instance = spooled_instance(
         &header,
         sop_class,
@@ -292,8 +298,15 @@ fn keep_instance(
     );
     let replace =
         receiver.config.current().dicom.duplicate_policy == crate::config::DuplicatePolicy::Replace;
+    let file = PendingSync::new();
+    let durable = make_durable(&receiver.spool, partial, &path, &file);
+    let indexed = receiver.store.index_received_after(instance, replace, file);
+    if let Err(e) = durable.wait() {
+        let _ = receiver.spool.remove(&path);
+        return Err(io_failure(&e));
+    }
     let mut streamed_to = None;
-    match receiver.store.index_received(instance, replace).map(|o| {
+    match indexed.map(|o| {
         streamed_to = o.streamed_to;
         o.indexed
     }) {
@@ -313,6 +326,53 @@ fn keep_instance(
         }
     }
     Ok((study_uid, streamed_to))
+}
+
+/// The commit of an instance's file to the spool, under way.
+enum Durable {
+    Started(std::sync::mpsc::Receiver<std::io::Result<u64>>),
+    Done(std::io::Result<u64>),
+}
+
+impl Durable {
+    fn wait(self) -> std::io::Result<u64> {
+        match self {
+            Durable::Done(r) => r,
+            Durable::Started(rx) => rx.recv().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the spool commit ended without an answer",
+                ))
+            }),
+        }
+    }
+}
+
+/// Starts making `partial` durable as `rel` in the spool on one of the runtime's blocking
+/// threads (at once on this one when there is no runtime); `file` learns the outcome.
+fn make_durable(
+    spool: &Arc<Spool>,
+    partial: PartialInstance,
+    rel: &str,
+    file: &Arc<PendingSync>,
+) -> Durable {
+    let job = {
+        let (spool, rel, mut guard) = (spool.clone(), rel.to_string(), file.guard());
+        move || {
+            let r = spool.commit_as(partial, &rel);
+            guard.durable(r.is_ok());
+            r
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            runtime.spawn_blocking(move || {
+                let _ = tx.send(job());
+            });
+            Durable::Started(rx)
+        }
+        Err(_) => Durable::Done(job()),
+    }
 }
 
 /// The index row for an instance whose data set `header` was walked and whose file is
