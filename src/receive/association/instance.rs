@@ -328,51 +328,42 @@ fn keep_instance(
     Ok((study_uid, streamed_to))
 }
 
-/// The commit of an instance's file to the spool, under way.
-enum Durable {
-    Started(std::sync::mpsc::Receiver<std::io::Result<u64>>),
-    Done(std::io::Result<u64>),
-}
+/// The commit of an instance's file to the spool, under way on a thread of its own.
+struct Durable(std::io::Result<std::thread::JoinHandle<std::io::Result<u64>>>);
 
 impl Durable {
+    /// Its outcome: the file's size once it is durable.
     fn wait(self) -> std::io::Result<u64> {
-        match self {
-            Durable::Done(r) => r,
-            Durable::Started(rx) => rx.recv().unwrap_or_else(|_| {
-                Err(std::io::Error::other(
-                    "the spool commit ended without an answer",
-                ))
-            }),
-        }
+        self.0?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spool commit failed (panic)")))
     }
 }
 
-/// Starts making `partial` durable as `rel` in the spool on one of the runtime's blocking
-/// threads (at once on this one when there is no runtime); `file` learns the outcome.
+/// Starts making `partial` durable as `rel` in the spool; `file` learns the outcome.
+///
+/// On a thread of its own, not the runtime's blocking pool: the caller holds a blocking
+/// thread while it waits, so with every pool thread held by a receive waiting for its
+/// file, a commit queued behind them would never run. A thread costs tens of
+/// microseconds; the fsyncs it overlaps, about 0.5 ms here.
 fn make_durable(
     spool: &Arc<Spool>,
     partial: PartialInstance,
     rel: &str,
     file: &Arc<PendingSync>,
 ) -> Durable {
-    let job = {
-        let (spool, rel, mut guard) = (spool.clone(), rel.to_string(), file.guard());
-        move || {
-            let r = spool.commit_as(partial, &rel);
-            guard.durable(r.is_ok());
-            r
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            runtime.spawn_blocking(move || {
-                let _ = tx.send(job());
-            });
-            Durable::Started(rx)
-        }
-        Err(_) => Durable::Done(job()),
-    }
+    let (spool, rel, mut guard) = (spool.clone(), rel.to_string(), file.guard());
+    // Should the thread not start, the job is dropped unrun: the partial file is removed
+    // and the guard says "not durable".
+    Durable(
+        std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || {
+                let r = spool.commit_as(partial, &rel);
+                guard.durable(r.is_ok());
+                r
+            }),
+    )
 }
 
 /// The index row for an instance whose data set `header` was walked and whose file is
