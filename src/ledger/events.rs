@@ -2,51 +2,10 @@
 //! coming back say (OBR-25 status, OBR-32 signer, OBR-33 assistant, OBR-22 time).
 
 use crate::hl7::message::Interpreter;
+pub use crate::model::ReadAction;
 use crate::store::{LedgerReport, ReadEventRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Opened,
-    Closed,
-    Preliminary,
-    Final,
-    Confirmed,
-    Addendum,
-}
-
-impl Action {
-    pub const ALL: [Action; 6] = [
-        Action::Opened,
-        Action::Closed,
-        Action::Preliminary,
-        Action::Final,
-        Action::Confirmed,
-        Action::Addendum,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Opened => "opened",
-            Action::Closed => "closed",
-            Action::Preliminary => "preliminary",
-            Action::Final => "final",
-            Action::Confirmed => "confirmed",
-            Action::Addendum => "addendum",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-
-    /// A sign-off: the report becomes final under this reader's responsibility.
-    pub fn is_sign_off(self) -> bool {
-        matches!(self, Action::Final | Action::Confirmed)
-    }
-}
 
 /// Where an event came from.
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +26,7 @@ pub enum Origin {
 #[derive(Debug, Clone)]
 pub struct ReadEvent {
     pub reader_id: String,
-    pub action: Action,
+    pub action: ReadAction,
     pub at: i64,
     pub workstation: Option<String>,
     pub client_ip: Option<String>,
@@ -81,9 +40,9 @@ pub struct ReadEvent {
 }
 
 impl ReadEvent {
-    pub fn from_rest(row: ReadEventRow) -> Option<ReadEvent> {
-        Some(ReadEvent {
-            action: Action::parse(&row.action)?,
+    pub fn from_rest(row: ReadEventRow) -> ReadEvent {
+        ReadEvent {
+            action: row.action,
             reader_id: row.reader_id,
             at: row.at,
             workstation: row.workstation,
@@ -96,7 +55,7 @@ impl ReadEvent {
                 id: row.id,
                 source: row.source,
             },
-        })
+        }
     }
 }
 
@@ -185,7 +144,7 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
                 out.push(event(
                     signer_id,
                     principal,
-                    Action::Preliminary,
+                    ReadAction::Preliminary,
                     at,
                     Some(text),
                 ));
@@ -194,7 +153,7 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
                     out.push(event(
                         Some(id),
                         interp,
-                        Action::Preliminary,
+                        ReadAction::Preliminary,
                         at,
                         Some(text.clone()),
                     ));
@@ -209,14 +168,20 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
                     .and_then(|i| ts(&i.end).or_else(|| ts(&i.start)))
                     .filter(|t| *t <= at)
                     .unwrap_or(at);
-                out.push(event(Some(id), interp, Action::Preliminary, when, None));
+                out.push(event(Some(id), interp, ReadAction::Preliminary, when, None));
             }
-            out.push(event(signer_id, principal, Action::Final, at, Some(text)));
+            out.push(event(
+                signer_id,
+                principal,
+                ReadAction::Final,
+                at,
+                Some(text),
+            ));
         }
         "C" => out.push(event(
             signer_id,
             principal,
-            Action::Addendum,
+            ReadAction::Addendum,
             at,
             Some(text),
         )),

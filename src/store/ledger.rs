@@ -4,7 +4,7 @@
 
 use super::{Result, Store};
 use crate::db::{params, OptionalExtension};
-use crate::model::{Employment, EventKind, StudyState};
+use crate::model::{Employment, EventKind, ReadAction, StudyState};
 use serde::{Deserialize, Serialize};
 
 /// A read event to record (validated by the caller).
@@ -13,7 +13,7 @@ pub struct NewReadEvent {
     pub study_uid: String,
     pub accession: Option<String>,
     pub reader_id: String,
-    pub action: String,
+    pub action: ReadAction,
     pub at: i64,
     pub workstation: Option<String>,
     pub client_ip: Option<String>,
@@ -80,7 +80,7 @@ pub struct ReadEventRow {
     /// The study's rowid (see [`LedgerStudy::rowid`]).
     pub study: i64,
     pub reader_id: String,
-    pub action: String,
+    pub action: ReadAction,
     pub at: i64,
     pub workstation: Option<String>,
     pub client_ip: Option<String>,

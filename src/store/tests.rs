@@ -1096,7 +1096,7 @@ fn two_nodes_creating_one_study_at_once_both_index_into_it() {
     assert_eq!(a.snapshot("S").unwrap().instance_count, 2);
 }
 
-on_both_backends!(roster_employment_is_read_as_the_enum, |store: Store| {
+on_both_backends!(roster_and_read_events_are_read_as_enums, |store: Store| {
     use crate::model::Employment;
     let entry = |id: &str, employment| RosterEntry {
         ids: vec![id.to_string()],
@@ -1130,4 +1130,42 @@ on_both_backends!(roster_employment_is_read_as_the_enum, |store: Store| {
         .unwrap();
     let e = store.imported_roster().unwrap_err().to_string();
     assert!(e.contains("boss") && e.contains("employment"), "{e}");
+
+    // A read event's action likewise: typed going in and coming out, and a stored text
+    // that names no action fails the ledger's read instead of dropping the event.
+    use crate::model::ReadAction;
+    store.index_received(instance("1", "S", 10), true).unwrap();
+    for (at, action) in [(20, ReadAction::Opened), (30, ReadAction::Final)] {
+        store
+            .record_read_event(&NewReadEvent {
+                study_uid: "S".into(),
+                accession: None,
+                reader_id: "R1".into(),
+                action,
+                at,
+                workstation: None,
+                client_ip: None,
+                source: "rest:test".into(),
+                received_at: at,
+                resolved: "{}".into(),
+            })
+            .unwrap();
+    }
+    let mut actions: Vec<(i64, ReadAction)> = store
+        .ledger_read_events(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.at, e.action))
+        .collect();
+    actions.sort();
+    assert_eq!(actions, [(20, ReadAction::Opened), (30, ReadAction::Final)]);
+    store
+        .conn()
+        .execute(
+            "UPDATE read_events SET action = ?1 WHERE at = ?2",
+            crate::db::params!["glanced", 20],
+        )
+        .unwrap();
+    let e = store.ledger_read_events(0, 100).unwrap_err().to_string();
+    assert!(e.contains("glanced"), "{e}");
 });

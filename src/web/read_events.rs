@@ -4,7 +4,7 @@
 //! stored as such (never dropped) and show up in the ledger report.
 
 use super::{ApiError, WebState};
-use crate::ledger::events::Action;
+use crate::ledger::events::ReadAction;
 use crate::ledger::evidence;
 use crate::ledger::places::PlaceClues;
 use crate::store::NewReadEvent;
@@ -33,7 +33,7 @@ pub struct ReadEventInput {
     pub study_uid: Option<String>,
     pub accession: Option<String>,
     pub reader_id: String,
-    pub action: Action,
+    pub action: ReadAction,
     pub workstation: Option<String>,
     pub client_ip: Option<String>,
     pub at: i64,
@@ -132,12 +132,12 @@ pub fn validate(body: &[u8], now: i64) -> Result<ReadEventInput, ApiError> {
         .ok_or_else(|| ApiError::bad("reader_id", "`reader_id` is required"))?;
     let action_s = string_field(&obj, "action", 32)?
         .ok_or_else(|| ApiError::bad("action", "`action` is required"))?;
-    let action = Action::parse(&action_s).ok_or_else(|| {
+    let action = action_s.parse::<ReadAction>().map_err(|_| {
         ApiError::invalid(
             "action",
             format!(
                 "`action` must be one of {}, got {action_s:?}",
-                Action::ALL.map(Action::as_str).join(", ")
+                ReadAction::NAMES.join(", ")
             ),
         )
     })?;
@@ -241,7 +241,7 @@ pub fn record(
             study_uid: target.study_uid.clone(),
             accession: target.accession.clone(),
             reader_id: input.reader_id.clone(),
-            action: input.action.as_str().to_string(),
+            action: input.action,
             at: input.at,
             workstation: input.workstation.clone(),
             client_ip: input.client_ip.clone(),

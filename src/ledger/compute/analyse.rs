@@ -64,12 +64,12 @@ pub(super) fn analyse(
     // preliminary report, when that came too.
     let mut prelim_keys_with_text: HashSet<String> = HashSet::new();
     for x in &resolved {
-        if x.ev.action == Action::Preliminary && x.ev.text.is_some() {
+        if x.ev.action == ReadAction::Preliminary && x.ev.text.is_some() {
             prelim_keys_with_text.insert(x.key.clone());
         }
     }
     resolved.retain(|x| {
-        !(x.ev.action == Action::Preliminary
+        !(x.ev.action == ReadAction::Preliminary
             && x.ev.text.is_none()
             && matches!(x.ev.origin, Origin::Hl7 { .. })
             && prelim_keys_with_text.contains(&x.key))
@@ -146,7 +146,7 @@ pub(super) fn analyse(
     let final_idx = resolved.iter().position(|x| x.ev.action.is_sign_off());
     let first_idx = resolved
         .iter()
-        .position(|x| x.ev.action == Action::Preliminary)
+        .position(|x| x.ev.action == ReadAction::Preliminary)
         .or(final_idx);
     let has_final = final_idx.is_some();
     if !has_final {
@@ -177,7 +177,7 @@ pub(super) fn analyse(
     let mut chain = Vec::new();
     let mut last_text: Option<&str> = None;
     for x in &resolved {
-        if matches!(x.ev.action, Action::Opened | Action::Closed) {
+        if matches!(x.ev.action, ReadAction::Opened | ReadAction::Closed) {
             continue;
         }
         let similarity_to_previous = match (&x.ev.text, last_text) {
@@ -266,17 +266,17 @@ pub(super) fn confirmation(
     // Texts: the first HL7 final version, and the last HL7 preliminary before it.
     let final_text = resolved
         .iter()
-        .find(|x| x.ev.action == Action::Final && x.ev.text.is_some())
+        .find(|x| x.ev.action == ReadAction::Final && x.ev.text.is_some())
         .and_then(|x| x.ev.text.clone().map(|t| (t, x.ev.at)));
     let prelim_text = final_text.as_ref().and_then(|(_, fat)| {
         resolved
             .iter()
-            .filter(|x| x.ev.action == Action::Preliminary && x.ev.text.is_some())
+            .filter(|x| x.ev.action == ReadAction::Preliminary && x.ev.text.is_some())
             .rfind(|x| x.ev.at <= *fat)
             .or_else(|| {
                 resolved
                     .iter()
-                    .find(|x| x.ev.action == Action::Preliminary && x.ev.text.is_some())
+                    .find(|x| x.ev.action == ReadAction::Preliminary && x.ev.text.is_some())
             })
             .and_then(|x| x.ev.text.clone())
     });
@@ -293,13 +293,13 @@ pub(super) fn confirmation(
             break;
         }
         match x.ev.action {
-            Action::Opened => {
+            ReadAction::Opened => {
                 saw_rest_access = true;
                 if open_since.is_none() {
                     open_since = Some(x.ev.at);
                 }
             }
-            Action::Closed | Action::Final | Action::Confirmed => {
+            ReadAction::Closed | ReadAction::Final | ReadAction::Confirmed => {
                 if let Some(s) = open_since.take() {
                     open_ms += x.ev.at.min(final_at) - s;
                 }

@@ -3,7 +3,7 @@
 //! chain and confirmation evidence, its claim eligibility with every reason, and the
 //! monthly figures (part-time share, reads by category and place, held and released).
 
-use super::events::{from_hl7_report, Action, Origin, ReadEvent};
+use super::events::{from_hl7_report, Origin, ReadAction, ReadEvent};
 use super::places::{Location, PlaceClues};
 use super::reasons as r;
 use super::roster::Employment;
@@ -23,13 +23,13 @@ use analyse::*;
 pub use report::*;
 use summary::*;
 
-pub(super) fn action_rank(a: Action) -> u8 {
+pub(super) fn action_rank(a: ReadAction) -> u8 {
     match a {
-        Action::Opened => 0,
-        Action::Preliminary => 1,
-        Action::Closed => 2,
-        Action::Final | Action::Confirmed => 3,
-        Action::Addendum => 4,
+        ReadAction::Opened => 0,
+        ReadAction::Preliminary => 1,
+        ReadAction::Closed => 2,
+        ReadAction::Final | ReadAction::Confirmed => 3,
+        ReadAction::Addendum => 4,
     }
 }
 
@@ -108,10 +108,8 @@ pub fn build(
         let Some(&i) = index.get(&row.study) else {
             continue;
         };
-        if let Some(ev) = ReadEvent::from_rest(row) {
-            totals.read_events_rest += 1;
-            per_study[i].push(ev);
-        }
+        totals.read_events_rest += 1;
+        per_study[i].push(ReadEvent::from_rest(row));
     }
     for (i, evs) in hl7_events? {
         totals.read_events_hl7 += evs.len();
