@@ -197,10 +197,19 @@ on_both_backends!(retries_back_off_then_fail, |store: Store| {
 
 /// The SQL of the store names states by their text (a parameter would keep SQLite from
 /// using the partial index on queued instances): every state word written in a query
-/// must be the text form of a `StudyState` or `InstanceState`.
+/// must be the text form of a `StudyState` or `InstanceState`; likewise a stream's state
+/// (`StreamState`) and the timeline's event kinds (`EventKind`) that queries select.
 #[test]
 fn state_words_in_sql_are_known_states() {
-    use crate::model::InstanceState;
+    use crate::model::{EventKind, InstanceState, StreamState};
+    type Known = fn(&str) -> bool;
+    let columns: [(&str, Known); 3] = [
+        ("state ", |w| {
+            w.parse::<StudyState>().is_ok() || w.parse::<InstanceState>().is_ok()
+        }),
+        ("stream ", |w| w.parse::<StreamState>().is_ok()),
+        ("kind ", |w| w.parse::<EventKind>().is_ok()),
+    ];
     let sources = [
         include_str!("hl7.rs"),
         include_str!("instances.rs"),
@@ -210,31 +219,33 @@ fn state_words_in_sql_are_known_states() {
         include_str!("schema.rs"),
         include_str!("studies.rs"),
     ];
-    let mut seen = 0;
+    let mut seen = [0; 3];
     for src in sources {
-        for (i, _) in src.match_indices("state ") {
-            let rest = &src[i + "state ".len()..];
-            let Some(rest) = ["= ", "!= ", "IN ("]
-                .iter()
-                .find_map(|op| rest.strip_prefix(op))
-            else {
-                continue;
-            };
-            let list = rest.split(')').next().unwrap_or("");
-            for word in list.split(", ") {
-                let Some(word) = word.strip_prefix('\'') else {
-                    break;
+        for (n, (column, known)) in columns.iter().enumerate() {
+            for (i, _) in src.match_indices(column) {
+                let rest = &src[i + column.len()..];
+                let Some(rest) = ["= ", "!= ", "IN ("]
+                    .iter()
+                    .find_map(|op| rest.strip_prefix(op))
+                else {
+                    continue;
                 };
-                let word = word.split('\'').next().unwrap_or("");
-                assert!(
-                    word.parse::<StudyState>().is_ok() || word.parse::<InstanceState>().is_ok(),
-                    "unknown state {word:?} in the store's SQL"
-                );
-                seen += 1;
+                let list = rest.split(')').next().unwrap_or("");
+                for word in list.split(", ") {
+                    let Some(word) = word.strip_prefix('\'') else {
+                        break;
+                    };
+                    let word = word.split('\'').next().unwrap_or("");
+                    assert!(known(word), "unknown {column}{word:?} in the store's SQL");
+                    seen[n] += 1;
+                }
             }
         }
     }
-    assert!(seen > 30, "the scan found the state words ({seen})");
+    assert!(
+        seen[0] > 30 && seen[1] > 8 && seen[2] >= 8,
+        "the scan found the words ({seen:?})"
+    );
 }
 
 on_both_backends!(
