@@ -1,7 +1,7 @@
 //! Read events: what a reading system tells readgate (REST) and what the HL7 reports
 //! coming back say (OBR-25 status, OBR-32 signer, OBR-33 assistant, OBR-22 time).
 
-use crate::hl7::message::Interpreter;
+use crate::hl7::message::{Interpreter, ReportStatus};
 pub use crate::model::ReadAction;
 use crate::store::{LedgerReport, ReadEventRow};
 use serde::{Deserialize, Serialize};
@@ -138,8 +138,9 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
     };
     let principal = parsed.principal_interpreter.as_ref();
     let mut out = Vec::new();
-    match r.status.trim().to_ascii_uppercase().as_str() {
-        "P" => {
+    // The stored OBR-25 code, read as the parser reads it.
+    match ReportStatus::from_code(r.status.trim()) {
+        ReportStatus::Preliminary => {
             if assistants.is_empty() {
                 out.push(event(
                     signer_id,
@@ -160,7 +161,7 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
                 }
             }
         }
-        "F" => {
+        ReportStatus::Final => {
             for (id, interp) in assistants {
                 // The first read happened before the sign-off: the end of its NDL period
                 // if sent, else (conservatively) the sign-off time.
@@ -178,14 +179,14 @@ pub fn from_hl7_report(r: &LedgerReport, default_offset: i64) -> Vec<ReadEvent> 
                 Some(text),
             ));
         }
-        "C" => out.push(event(
+        ReportStatus::Corrected => out.push(event(
             signer_id,
             principal,
             ReadAction::Addendum,
             at,
             Some(text),
         )),
-        _ => {}
+        ReportStatus::Other(_) => {}
     }
     out
 }
