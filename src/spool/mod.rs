@@ -6,10 +6,9 @@
 //! read and written meanwhile, under the name it is going to have
 //! ([`Spool::next_name`]), but committed only after the directory's fsync
 //! (`store::PendingSync`), and only after the index commit is the C-STORE answered.
-//! Anything left in
-//! `tmp/` after a crash was never acknowledged and is deleted at start-up; anything in
-//! `objects/` is complete and durable, so the spool, not the index, is the last word on
-//! what was received.
+//! Anything left in `tmp/` after a crash was never acknowledged and is deleted at
+//! start-up; anything in `objects/` is complete and durable, so the spool, not the
+//! index, is the last word on what was received.
 //!
 //! Nodes sharing one database share one spool ([`Spool::open_for`]): each node then has
 //! its own `tmp/<node>/` and names its objects `<node>.<n>.dcm`, so that a node starting

@@ -267,7 +267,7 @@ impl Store {
                 params![uid, now],
             )?;
             tx.defer(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                super::INSERT_EVENT,
                 params![now, uid, EventKind::Context, why],
             )?;
         }
@@ -290,7 +290,7 @@ impl Store {
         // A streaming study's timeline says what made the gate look again.
         for uid in &streaming {
             tx.defer(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                super::INSERT_EVENT,
                 params![now, uid, EventKind::Context, why],
             )?;
         }

@@ -241,48 +241,50 @@ pub(super) fn index_in(
         study,
         seen,
     } = read_before(tx, inst)?;
-    let outcome =
-        match &existing {
-            Some(_) if !replace => {
-                return Ok(IndexOutcome {
-                    indexed: Indexed::KeptFirst,
-                    streamed_to: None,
-                });
-            }
-            Some((old_path, old_study, old_size)) => {
-                tx.defer(
-                    "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
+    let outcome = match &existing {
+        Some(_) if !replace => {
+            return Ok(IndexOutcome {
+                indexed: Indexed::KeptFirst,
+                streamed_to: None,
+            });
+        }
+        Some((old_path, old_study, old_size)) => {
+            tx.defer(
+                "UPDATE studies SET instance_count = instance_count - 1, bytes = bytes - ?2 \
                  WHERE study_uid = ?1",
-                    params![old_study, old_size],
-                )?;
-                tx.defer("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
-                // Re-sent under another study (finding M7): a study left without instances
-                // is gone, not held forever or counted as a prior. A forwarded or rejected
-                // one stays, as history.
-                if *old_study != inst.study_uid {
-                    let emptied = tx.execute(
-                        "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
+                params![old_study, old_size],
+            )?;
+            tx.defer("DELETE FROM instances WHERE sop_uid = ?1", [&inst.sop_uid])?;
+            // Re-sent under another study (finding M7): a study left without instances
+            // is gone, not held forever or counted as a prior. A forwarded or rejected
+            // one stays, as history.
+            if *old_study != inst.study_uid {
+                let emptied = tx.execute(
+                    "DELETE FROM studies WHERE study_uid = ?1 AND instance_count <= 0 \
                      AND state NOT IN ('forwarded', 'rejected')",
-                        [old_study],
-                    )?;
-                    if emptied == 1 {
-                        tx.defer(
-                        "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    [old_study],
+                )?;
+                if emptied == 1 {
+                    tx.defer(
+                        super::INSERT_EVENT,
                         params![
                             inst.received_at,
                             old_study,
                             EventKind::Emptied,
-                            format!("its last instance was re-sent under study {}", inst.study_uid)
+                            format!(
+                                "its last instance was re-sent under study {}",
+                                inst.study_uid
+                            )
                         ],
                     )?;
-                    }
-                }
-                Indexed::Replaced {
-                    old_path: old_path.clone(),
                 }
             }
-            None => Indexed::New,
-        };
+            Indexed::Replaced {
+                old_path: old_path.clone(),
+            }
+        }
+        None => Indexed::New,
+    };
     // The writes below need no answer: on PostgreSQL they go to the server together,
     // with the commit (`defer`).
     tx.defer(
@@ -330,7 +332,7 @@ pub(super) fn index_in(
             )?;
             if created == 1 {
                 tx.defer(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    super::INSERT_EVENT,
                     params![
                         inst.received_at,
                         inst.study_uid,

@@ -82,6 +82,10 @@ pub enum StoreError {
     NotDurable,
 }
 
+/// A study's timeline entry: at, study UID, kind (`model::EventKind`), detail.
+const INSERT_EVENT: &str =
+    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)";
+
 /// The store's result type.
 pub type Result<T> = std::result::Result<T, StoreError>;
 

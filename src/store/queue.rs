@@ -144,7 +144,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             tx.execute(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                super::INSERT_EVENT,
                 params![
                     now,
                     inst.study_uid,
@@ -191,7 +191,7 @@ impl Store {
                     params![uid, attempts, error, now],
                 )?;
                 tx.execute(
-                    "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    super::INSERT_EVENT,
                     params![
                         now,
                         uid,

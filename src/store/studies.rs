@@ -378,10 +378,7 @@ impl Store {
             params![study_uid, contexts],
         )?;
         if let Some((kind, detail)) = event {
-            tx.execute(
-                "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![now, study_uid, kind, detail],
-            )?;
+            tx.execute(super::INSERT_EVENT, params![now, study_uid, kind, detail])?;
         }
         tx.commit()?;
         Ok(Some(queued))
@@ -436,10 +433,7 @@ impl Store {
         } else {
             EventKind::StreamStopped
         };
-        tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![now, study_uid, kind, detail],
-        )?;
+        tx.execute(super::INSERT_EVENT, params![now, study_uid, kind, detail])?;
         tx.commit()?;
         Ok(true)
     }
@@ -512,7 +506,7 @@ impl Store {
             [study_uid],
         )?;
         tx.execute(
-            "INSERT INTO events (at, study_uid, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            super::INSERT_EVENT,
             params![
                 now,
                 study_uid,
