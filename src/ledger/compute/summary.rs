@@ -30,7 +30,8 @@ pub(super) fn share(facility: &str, rows: &[&StudyLedger], warn: f64, crit: f64)
         match row.first_reader.as_ref().map(|r| r.category) {
             Some(ReaderCategory::PartTime) => s.first_read_part_time += 1,
             Some(ReaderCategory::Trainee) => s.first_read_trainee += 1,
-            // An eligible study's first reader is known and full-time.
+            // Full-time. An unknown first reader makes a study not eligible; were one
+            // counted here, it would count as full-time, as it always has.
             Some(ReaderCategory::FullTime | ReaderCategory::Unknown) | None => {
                 s.first_read_full_time += 1
             }
