@@ -614,12 +614,19 @@ async fn held_page_of_2000_studies_is_bounded_and_leaves_the_runtime_free() {
     let mut admin = WebClient::new(addr);
     admin.login("admin", ADMIN_PW).await;
 
-    // Bounded: the whole page in a handful of store operations.
+    // Bounded: the whole page in a handful of store operations. The count is global,
+    // and the daemon's own timers (the study stage, on PostgreSQL the node's heartbeat)
+    // may run during a render: the fewest of three renders is the page's own cost.
     let before = rg.store.operations();
     let started = Instant::now();
     let r = admin.get("/held?lang=en").await;
     let one_render = started.elapsed();
-    let used = rg.store.operations() - before;
+    let mut used = rg.store.operations() - before;
+    for _ in 0..2 {
+        let before = rg.store.operations();
+        assert_eq!(admin.get("/held?lang=en").await.status, 200);
+        used = used.min(rg.store.operations() - before);
+    }
     assert_eq!(r.status, 200);
     let page = body(&r);
     assert_eq!(
