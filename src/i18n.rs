@@ -60,7 +60,18 @@ catalogue! {
     ev_retry: "再送", "Retry";
     ev_streaming: "ストリーミング送信", "Streaming";
     ev_stream_stopped: "ストリーミング停止", "Streaming stopped";
+    ev_reopened: "判定後に画像を追加受信", "More images after the decision";
+    ev_emptied: "全画像が別の検査として再送", "Every image re-sent under another study";
     stream_state: "ストリーミング", "Streaming";
+    stream_streaming: "送信中（受信と並行）", "Sending as images arrive";
+    stream_stopped: "停止（残りは検査完了時の判定待ち）", "Stopped (the rest waits for the decision at completion)";
+    // A study's state, as the console shows it.
+    state_receiving: "受信中", "Receiving";
+    state_held: "保留中", "Held";
+    state_queued: "送信待ち", "Queued";
+    state_forwarded: "送信済み", "Forwarded";
+    state_failed: "送信失敗", "Forwarding failed";
+    state_rejected: "却下", "Rejected";
     // Console: a study.
     study: "検査", "Study";
     state: "状態", "State";

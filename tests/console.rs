@@ -176,7 +176,11 @@ async fn console_pages_actions_and_access() {
     let r = admin.get(&format!("/studies/{held_uid}")).await;
     assert_eq!(r.status, 200);
     let page = body(&r);
-    assert!(page.contains("経過") && page.contains("held"));
+    // The state in the page's language, not the stored word.
+    assert!(
+        page.contains("経過") && page.contains("状態: <b>保留中</b>"),
+        "{page}"
+    );
     assert!(page.contains("/release"), "admin sees the actions");
     assert_eq!(admin.get("/studies/1.2.3.4.5.6").await.status, 404);
 
@@ -251,7 +255,7 @@ async fn console_pages_actions_and_access() {
         page.contains("RELEASED_OVERRIDE") && page.contains("救急"),
         "{page}"
     );
-    assert!(page.contains("forwarded"));
+    assert!(page.contains("状態: <b>送信済み</b>"), "{page}");
     // Eligibility from the month's ledger: forwarded, no final report yet.
     assert!(
         page.contains("算定不可") && page.contains("NO_FINAL_REPORT"),
@@ -537,6 +541,7 @@ async fn queue_shows_failures_and_admin_retries() {
         page.contains("/retry") && page.contains("Last success"),
         "{page}"
     );
+    assert!(page.contains("ACC-Q-1</a> (Forwarding failed)"), "{page}");
     let csrf = admin.csrf().await;
     let r = admin
         .post_form(&format!("/studies/{uid}/retry"), &[("csrf", &csrf)])

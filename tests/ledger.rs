@@ -6,7 +6,7 @@
 mod common;
 
 use common::hl7::send_hl7;
-use common::http::{post_json, request};
+use common::http::{post_json, request, WebClient};
 use common::*;
 use readgate::decide::context::StudyContext;
 use readgate::decide::{Decide, Decision, Verdict};
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 const JST: i64 = 9 * 3600;
 const TOKEN: &str = "rg_test_token_for_the_ris_vendor_integration";
+const ADMIN_PW: &str = "console password of the ledger scenarios";
 
 /// Routes everything to rc1; holds ACC-HOLD (until released by an operator) and
 /// forwards ACC-INC flagged incomplete: stands in for the clinical-context policy.
@@ -79,6 +80,10 @@ listen = "127.0.0.1:0"
 [[http.tokens]]
 name = "ris-vendor"
 token_sha256 = "{hash}"
+[[http.users]]
+name = "admin"
+role = "admin"
+password_hash = "{admin}"
 
 [ledger]
 full_time_remote_eligible = false
@@ -96,6 +101,7 @@ networks = ["10.20.0.0/16"]
 workstations = ["RC1-WS01"]
 "#,
         hash = readgate::web::sha256_hex(TOKEN),
+        admin = readgate::web::auth::hash_password(ADMIN_PW).unwrap(),
         readers = readers_toml(),
     )
 }
@@ -578,6 +584,25 @@ async fn a_month_of_reads_becomes_a_ledger_with_reasons_and_the_part_time_warnin
     assert!(!html.contains("PATIENT"), "no patient names");
     let en = String::from_utf8(report_cli(&config_path, &month, "html", "en")).unwrap();
     assert!(en.contains("WARNING: above threshold"));
+
+    // The console's study page names B's reader in the page's language, as the report
+    // does: a part-time reader outside the facility, not the stored words.
+    let mut console = WebClient::new(http);
+    assert_eq!(console.login("admin", ADMIN_PW).await.status, 303);
+    for (lang, category, place) in [("ja", "非常勤", "施設外"), ("en", "Part-time", "Outside")]
+    {
+        let r = console
+            .get(&format!("/studies/{}?lang={lang}", uid("B")))
+            .await;
+        assert_eq!(r.status, 200, "{lang}");
+        let page = String::from_utf8_lossy(&r.body);
+        let row = format!("<td>{category}</td><td>{place}</td><td>2</td>");
+        assert!(page.contains(&row), "{lang}: no reader row {row} in {page}");
+        assert!(
+            !page.contains("part_time") && !page.contains("outside<"),
+            "{page}"
+        );
+    }
 
     // Each generated report is in the audit trail under the OS user that ran it.
     let whoami = std::process::Command::new("id")

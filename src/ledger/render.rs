@@ -192,7 +192,8 @@ fn bar_chart(rows: &[(String, usize)], color: &str) -> String {
     .unwrap_or_default()
 }
 
-fn cat_label(t: &'static Texts, c: ReaderCategory) -> &'static str {
+/// A reader category in the language of `t`, as the report and the console show it.
+pub fn category_label(t: &'static Texts, c: ReaderCategory) -> &'static str {
     match c {
         ReaderCategory::FullTime => t.full_time,
         ReaderCategory::PartTime => t.part_time,
@@ -201,7 +202,8 @@ fn cat_label(t: &'static Texts, c: ReaderCategory) -> &'static str {
     }
 }
 
-fn place_label(t: &'static Texts, p: Location) -> &'static str {
+/// A place (inside, outside, unknown) in the language of `t`.
+pub fn place_label(t: &'static Texts, p: Location) -> &'static str {
     match p {
         Location::Inside => t.inside,
         Location::Outside => t.outside,
@@ -358,7 +360,10 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
                 .map(|&p| {
                     let n = get(c, p);
                     if n > 0 {
-                        read_bars.push((format!("{} / {}", cat_label(t, c), place_label(t, p)), n));
+                        read_bars.push((
+                            format!("{} / {}", category_label(t, c), place_label(t, p)),
+                            n,
+                        ));
                     }
                     (
                         n,
@@ -366,7 +371,7 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
                     )
                 })
                 .collect();
-            (cat_label(t, c), cells)
+            (category_label(t, c), cells)
         })
         .collect();
 
@@ -442,7 +447,7 @@ pub fn html(report: &LedgerReport, lang: Lang) -> Vec<u8> {
                 format!(
                     "{} ({}, {})",
                     r.reader_id,
-                    cat_label(t, r.category),
+                    category_label(t, r.category),
                     place_label(t, r.place)
                 )
             })

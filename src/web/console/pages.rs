@@ -2,7 +2,7 @@
 
 use super::{ctx, error, page, param, url, Chrome, Ctx, Q};
 use crate::decide::reasons;
-use crate::model::{CompletionSignal, EventKind, Lang, StudyState};
+use crate::model::{CompletionSignal, EventKind, Lang, StreamState, StudyState};
 use crate::web::auth::Role;
 use crate::web::WebState;
 use askama::Template;
@@ -260,8 +260,29 @@ fn event_label(c: &Ctx, kind: EventKind) -> &'static str {
         EventKind::Retry => t.ev_retry,
         EventKind::Streaming => t.ev_streaming,
         EventKind::StreamStopped => t.ev_stream_stopped,
-        // No label of their own yet: the stored word, as before.
-        EventKind::Reopened | EventKind::Emptied => kind.as_str(),
+        EventKind::Reopened => t.ev_reopened,
+        EventKind::Emptied => t.ev_emptied,
+    }
+}
+
+/// A study's state in the page's language (the queue page shows it too).
+pub(super) fn state_label(c: &Ctx, state: StudyState) -> &'static str {
+    let t = c.tx();
+    match state {
+        StudyState::Receiving => t.state_receiving,
+        StudyState::Held => t.state_held,
+        StudyState::Queued => t.state_queued,
+        StudyState::Forwarded => t.state_forwarded,
+        StudyState::Failed => t.state_failed,
+        StudyState::Rejected => t.state_rejected,
+    }
+}
+
+fn stream_label(c: &Ctx, stream: StreamState) -> &'static str {
+    let t = c.tx();
+    match stream {
+        StreamState::Streaming => t.stream_streaming,
+        StreamState::Stopped => t.stream_stopped,
     }
 }
 
@@ -320,7 +341,7 @@ struct StudyPage<'a> {
     c: Chrome<'a>,
     name: String,
     accession: String,
-    state: String,
+    state: &'static str,
     uid: String,
     url: String,
     reasons: Vec<ReasonView<'a>>,
@@ -497,8 +518,8 @@ pub async fn study(
             .iter()
             .map(|r| ReaderView {
                 name: r.name.clone().unwrap_or_else(|| r.reader_id.clone()),
-                category: r.category.as_str(),
-                place: r.place.as_str(),
+                category: crate::ledger::render::category_label(c.tx(), r.category),
+                place: crate::ledger::render::place_label(c.tx(), r.place),
                 events: r.events,
             })
             .collect(),
@@ -510,7 +531,7 @@ pub async fn study(
             c: c.chrome(title),
             name,
             accession: keys.accession.clone().unwrap_or_else(|| "—".into()),
-            state: keys.state.to_string(),
+            state: state_label(&c, keys.state),
             url: url(&uid),
             reasons: reason_views(c.lang, &stored),
             held_actions: admin && keys.state == StudyState::Held,
@@ -547,7 +568,10 @@ pub async fn study(
                     ),
                 })
             }),
-            stream: row.as_ref().and_then(|r| r.stream).map(|s| s.as_str()),
+            stream: row
+                .as_ref()
+                .and_then(|r| r.stream)
+                .map(|s| stream_label(&c, s)),
             steps: steps
                 .iter()
                 .map(|s| {

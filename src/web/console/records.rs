@@ -19,7 +19,7 @@ type DestSummary<'a> = (i64, i64, Option<i64>, Vec<&'a crate::store::StudyRow>);
 struct FailedView {
     url: String,
     label: String,
-    state: String,
+    state: &'static str,
     attempts: i64,
     error: String,
     retry: bool,
@@ -81,7 +81,7 @@ pub async fn queue(State(state): St, headers: HeaderMap, Q(lq): Q<super::LangQue
                 .map(|r| FailedView {
                     url: url(&r.study_uid),
                     label: r.accession.clone().unwrap_or_else(|| r.study_uid.clone()),
-                    state: r.state.to_string(),
+                    state: super::pages::state_label(&c, r.state),
                     attempts: r.attempts,
                     error: r.last_error.clone().unwrap_or_default(),
                     retry: admin && r.state == StudyState::Failed,
