@@ -59,39 +59,21 @@ fn accessions(json: &str) -> Vec<String> {
 fn a_patients_studies_are_found_in_dcmqrscp() {
     let (dir, cfg) = no_reading_site();
     let pacs = PacsPeer::dcmqrscp(dir.path());
-    patients_studies_are_found(&dir, cfg, pacs);
+    patients_studies_are_found(cfg, pacs);
 }
 
 #[test]
 fn a_patients_studies_are_found_in_orthanc() {
     let (dir, cfg) = no_reading_site();
     let pacs = PacsPeer::orthanc(dir.path());
-    patients_studies_are_found(&dir, cfg, pacs);
+    patients_studies_are_found(cfg, pacs);
 }
 
-fn patients_studies_are_found(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs: PacsPeer) {
+fn patients_studies_are_found(mut cfg: TestConfig, pacs: PacsPeer) {
     let base = "1.2.826.0.1.3680043.10.7001";
-    pacs.load(
-        dir.path(),
-        &format!("{base}.1"),
-        "P-PRIOR",
-        "ACC-2023",
-        "20230501",
-    );
-    pacs.load(
-        dir.path(),
-        &format!("{base}.2"),
-        "P-PRIOR",
-        "ACC-2024",
-        "20240210",
-    );
-    pacs.load(
-        dir.path(),
-        &format!("{base}.3"),
-        "P-OTHER",
-        "ACC-OTHER",
-        "20240301",
-    );
+    pacs.load(&format!("{base}.1"), "P-PRIOR", "ACC-2023", "20230501");
+    pacs.load(&format!("{base}.2"), "P-PRIOR", "ACC-2024", "20240210");
+    pacs.load(&format!("{base}.3"), "P-OTHER", "ACC-OTHER", "20240301");
     let entry = |max: usize| {
         format!(
             "[[pacs]]\nid = \"main\"\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\n\
@@ -179,7 +161,6 @@ fn a_study_is_retrieved_by_c_get_from_orthanc() {
 fn study_is_retrieved(dir: &tempfile::TempDir, mut cfg: TestConfig, pacs: PacsPeer) {
     let uid = "1.2.826.0.1.3680043.10.7201.1";
     pacs.load_with(
-        dir.path(),
         uid,
         "P-GET",
         "ACC-GET",

@@ -109,6 +109,18 @@ impl PriorSite {
         row.expect("row")
     }
 
+    /// Waits until the study is decided and checks that it is held for one reason,
+    /// PRIOR_REPORT_MISSING; returns that reason's text (English and Japanese).
+    fn wait_held_for_prior_report(&self, uid: &str) -> String {
+        let row = self.wait_decided(uid, Duration::from_secs(30));
+        let (codes, text) = reasons(&row);
+        assert_eq!(
+            (row.state, codes),
+            (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
+        );
+        text
+    }
+
     /// The RIS sends a final report for `accession` (ORU^R01); answered AA.
     async fn report(&self, patient: &str, accession: &str) {
         let hl7 = self.rg.hl7_addr.expect("HL7 listener");
@@ -228,20 +240,13 @@ async fn a_prior_with_an_sr_report_in_orthanc_lets_the_study_pass() {
     let pacs = PacsPeer::orthanc(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7101";
     pacs.load_with(
-        pacs_dir.path(),
         &format!("{base}.1"),
         "P-SR",
         "ACC-SR-1",
         &days_ago(30),
         &["--report", "前回と著変なし。", "--dose-report"],
     );
-    pacs.load(
-        pacs_dir.path(),
-        &format!("{base}.2"),
-        "P-SR",
-        "ACC-SR-2",
-        &days_ago(200),
-    );
+    pacs.load(&format!("{base}.2"), "P-SR", "ACC-SR-2", &days_ago(200));
     let site = PriorSite::start(pacs.port, pacs.ae, "").await;
     // The administrator's check lists the PACS.
     let out = run_ok(
@@ -281,7 +286,6 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
     let base = "1.2.826.0.1.3680043.10.7102";
     let prior_date = days_ago(40);
     pacs.load_with(
-        pacs_dir.path(),
         &format!("{base}.1"),
         "P-NOREP",
         "ACC-NOREP-1",
@@ -290,7 +294,6 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
     );
     // An MR of the same patient without report: another modality, so it does not count.
     pacs.load_with(
-        pacs_dir.path(),
         &format!("{base}.2"),
         "P-NOREP",
         "ACC-NOREP-MR",
@@ -300,12 +303,7 @@ async fn a_prior_without_a_report_in_orthanc_holds_until_the_oru_arrives() {
     let site = PriorSite::start(pacs.port, pacs.ae, "").await;
     let current = format!("{base}.9");
     site.send(&current, "P-NOREP", "ACC-NOREP-NOW", 2);
-    let row = site.wait_decided(&current, Duration::from_secs(30));
-    let (codes, text) = reasons(&row);
-    assert_eq!(
-        (row.state, codes),
-        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
-    );
+    let text = site.wait_held_for_prior_report(&current);
     let date = format!(
         "{}-{}-{}",
         &prior_date[..4],
@@ -450,7 +448,6 @@ async fn priors_under_a_merged_patient_id_are_found() {
     let base = "1.2.826.0.1.3680043.10.7105";
     // 7654321 is the prior ID tests/hl7/adt_a40_merge.hl7 merges into 1234567.
     pacs.load(
-        pacs_dir.path(),
         &format!("{base}.1"),
         "7654321",
         "ACC-MERGED-1",
@@ -462,12 +459,7 @@ async fn priors_under_a_merged_patient_id_are_found() {
     assert!(ack.contains("MSA|AA"), "{ack}");
     let current = format!("{base}.9");
     site.send(&current, "1234567", "ACC-MERGED-NOW", 1);
-    let row = site.wait_decided(&current, Duration::from_secs(30));
-    let (codes, text) = reasons(&row);
-    assert_eq!(
-        (row.state, codes),
-        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
-    );
+    let text = site.wait_held_for_prior_report(&current);
     assert!(text.contains("ACC-MERGED-1"), "{text}");
     // Each lookup was audited before it was made: one `query` per patient ID asked.
     let queries = site.audited("query");
@@ -563,27 +555,14 @@ async fn chosen_priors_are_sent_first_tagged_and_only_once() {
         format!("{base}.3"),
     );
     pacs.load_with(
-        pacs_dir.path(),
         &newest,
         "P-SEND",
         "ACC-SEND-1",
         &days_ago(30),
         &["--report", "前回と著変なし。"],
     );
-    pacs.load(
-        pacs_dir.path(),
-        &middle,
-        "P-SEND",
-        "ACC-SEND-2",
-        &days_ago(60),
-    );
-    pacs.load(
-        pacs_dir.path(),
-        &oldest,
-        "P-SEND",
-        "ACC-SEND-3",
-        &days_ago(90),
-    );
+    pacs.load(&middle, "P-SEND", "ACC-SEND-2", &days_ago(60));
+    pacs.load(&oldest, "P-SEND", "ACC-SEND-3", &days_ago(90));
     let (dir, scp, mut cfg) = PriorSite::logged_config();
     cfg.extra = pacs_entry(pacs.ae, pacs.port, "", "max_studies = 2");
     let site = PriorSite::run(dir, scp, cfg).await;
@@ -703,13 +682,7 @@ async fn a_prior_that_cannot_be_retrieved_holds_the_study_back_until_it_can() {
     let link = PacsLink::to(pacs.port);
     let base = "1.2.826.0.1.3680043.10.7107";
     let prior = format!("{base}.1");
-    pacs.load(
-        pacs_dir.path(),
-        &prior,
-        "P-GONE",
-        "ACC-GONE-1",
-        &days_ago(15),
-    );
+    pacs.load(&prior, "P-GONE", "ACC-GONE-1", &days_ago(15));
     let (dir, scp, mut cfg) = PriorSite::logged_config();
     // Time between the lookup (first image) and the decision to stop the PACS in; the
     // prior is retrieved when the study leaves, not ahead (that is tested below).
@@ -835,14 +808,7 @@ async fn moved_priors_arrive_first(orthanc: bool) {
     } else {
         &[]
     };
-    pacs.load_with(
-        pacs_dir.path(),
-        &prior,
-        "P-MOVE",
-        "ACC-MOVE-1",
-        &days_ago(20),
-        report,
-    );
+    pacs.load_with(&prior, "P-MOVE", "ACC-MOVE-1", &days_ago(20), report);
     cfg.extra = pacs_entry(pacs.ae, pacs.port, "retrieve = \"move\"", "");
     let site = PriorSite::run(dir, scp, cfg).await;
     let check = run_ok(
@@ -950,22 +916,11 @@ async fn an_old_study_is_checked_against_the_priors_of_its_own_year() {
     let pacs_dir = tempfile::tempdir().unwrap();
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7110";
-    pacs.load(
-        pacs_dir.path(),
-        &format!("{base}.1"),
-        "P-OLD",
-        "ACC-OLD-1",
-        &days_ago(500),
-    );
+    pacs.load(&format!("{base}.1"), "P-OLD", "ACC-OLD-1", &days_ago(500));
     let site = PriorSite::start(pacs.port, pacs.ae, "").await;
     let current = format!("{base}.9");
     site.send_dated(&current, "P-OLD", "ACC-OLD-NOW", 1, &days_ago(400));
-    let row = site.wait_decided(&current, Duration::from_secs(30));
-    let (codes, text) = reasons(&row);
-    assert_eq!(
-        (row.state, codes),
-        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
-    );
+    let text = site.wait_held_for_prior_report(&current);
     assert!(text.contains("ACC-OLD-1"), "{text}");
     site.rg.stop().await;
 }
@@ -979,7 +934,6 @@ async fn a_pacs_study_of_another_issuer_is_not_a_prior() {
     let pacs = PacsPeer::orthanc(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7111";
     pacs.load_with(
-        pacs_dir.path(),
         &format!("{base}.1"),
         "P-ISSUER",
         "ACC-OTHER-HOSP",
@@ -1020,12 +974,7 @@ async fn a_pacs_study_of_another_issuer_is_not_a_prior() {
         1,
         &["--issuer", "HOSP_B"],
     );
-    let row = site.wait_decided(&held, Duration::from_secs(30));
-    let (codes, text) = reasons(&row);
-    assert_eq!(
-        (row.state, codes),
-        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
-    );
+    let text = site.wait_held_for_prior_report(&held);
     assert!(text.contains("ACC-OTHER-HOSP"), "{text}");
     site.rg.stop().await;
 }
@@ -1038,13 +987,7 @@ async fn send_priors_is_switched_per_destination_and_per_route() {
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7112";
     let prior = format!("{base}.1");
-    pacs.load(
-        pacs_dir.path(),
-        &prior,
-        "P-SWITCH",
-        "ACC-SWITCH-1",
-        &days_ago(10),
-    );
+    pacs.load(&prior, "P-SWITCH", "ACC-SWITCH-1", &days_ago(10));
     for (route, expected_priors) in [("", 0), ("send_priors = true", 2)] {
         let (dir, scp, mut cfg) = PriorSite::logged_config();
         cfg.dest_extra = "send_priors = false".into();
@@ -1076,13 +1019,7 @@ async fn a_stat_study_leaves_without_a_prior_the_pacs_cannot_deliver() {
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7113";
     let prior = format!("{base}.1");
-    pacs.load(
-        pacs_dir.path(),
-        &prior,
-        "P-STAT",
-        "ACC-STAT-1",
-        &days_ago(15),
-    );
+    pacs.load(&prior, "P-STAT", "ACC-STAT-1", &days_ago(15));
     let (dir, scp, mut cfg) = PriorSite::logged_config();
     // Time between the lookup (first image) and the decision to stop the PACS in; the
     // prior is retrieved when the study leaves.
@@ -1132,7 +1069,6 @@ async fn priors_are_fetched_on_the_order_before_the_images_arrive() {
     let pacs = PacsPeer::orthanc(pacs_dir.path());
     let prior = format!("{base}.1");
     pacs.load_with(
-        pacs_dir.path(),
         &prior,
         "P-AHEAD",
         "ACC-AHEAD-1",
@@ -1215,7 +1151,6 @@ async fn a_prior_the_pacs_will_not_deliver_holds_the_study_until_it_does() {
     let pacs = PacsPeer::orthanc_moving_to(pacs_dir.path(), free_port());
     let prior = format!("{base}.1");
     pacs.load_with(
-        pacs_dir.path(),
         &prior,
         "P-NOMOVE",
         "ACC-NOMOVE-1",
@@ -1281,7 +1216,6 @@ async fn a_prior_of_another_body_part_is_neither_compared_nor_sent() {
     let pacs = PacsPeer::orthanc(pacs_dir.path());
     let (chest, head) = (format!("{base}.1"), format!("{base}.2"));
     pacs.load_with(
-        pacs_dir.path(),
         &chest,
         "P-PART",
         "ACC-PART-CHEST",
@@ -1289,7 +1223,6 @@ async fn a_prior_of_another_body_part_is_neither_compared_nor_sent() {
         &["--body-part", "CHEST", "--report", "前回と著変なし。"],
     );
     pacs.load_with(
-        pacs_dir.path(),
         &head,
         "P-PART",
         "ACC-PART-HEAD",
@@ -1347,21 +1280,11 @@ async fn a_resent_report_releases_the_study_its_first_copy_did_not_reach() {
     let pacs = PacsPeer::dcmqrscp(pacs_dir.path());
     let base = "1.2.826.0.1.3680043.10.7117";
     let (patient, prior) = ("P-RESENT", "ACC-RESENT-1");
-    pacs.load(
-        pacs_dir.path(),
-        &format!("{base}.1"),
-        patient,
-        prior,
-        &days_ago(30),
-    );
+    pacs.load(&format!("{base}.1"), patient, prior, &days_ago(30));
     let site = PriorSite::start(pacs.port, pacs.ae, "").await;
     let current = format!("{base}.9");
     site.send(&current, patient, "ACC-RESENT-NOW", 1);
-    let row = site.wait_decided(&current, Duration::from_secs(30));
-    assert_eq!(
-        (row.state, reasons(&row).0),
-        (StudyState::Held, vec!["PRIOR_REPORT_MISSING".to_string()])
-    );
+    site.wait_held_for_prior_report(&current);
 
     // The first copy, recorded as the HL7 writer records it, and nothing after that.
     let text = final_report(patient, prior);

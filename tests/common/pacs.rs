@@ -21,6 +21,8 @@ pub struct PacsPeer {
     pub counts: bool,
     /// Orthanc's REST port (`None` for dcmqrscp).
     http: Option<u16>,
+    /// Where it keeps its files; [`PacsPeer::load`] writes the studies it makes there.
+    dir: PathBuf,
 }
 
 impl PacsPeer {
@@ -63,7 +65,7 @@ impl PacsPeer {
         cmd.arg("-v").arg("-c").arg(&config);
         cmd.stderr(log.try_clone().expect("log"));
         cmd.stdout(log);
-        PacsPeer::spawn(cmd, port, "PACS", false, None)
+        PacsPeer::spawn(cmd, dir, port, "PACS", false, None)
     }
 
     /// Orthanc (Debian's `orthanc` package), storage and index in `dir/orthanc`;
@@ -96,7 +98,7 @@ impl PacsPeer {
         cmd.arg(&config);
         cmd.stdout(std::process::Stdio::null());
         cmd.stderr(std::process::Stdio::null());
-        PacsPeer::spawn(cmd, port, "ORTHANC", true, Some(http))
+        PacsPeer::spawn(cmd, dir, port, "ORTHANC", true, Some(http))
     }
 
     /// Registers readgate (AE `READGATE` on 127.0.0.1:`readgate_port`) as Orthanc's C-MOVE
@@ -116,6 +118,7 @@ impl PacsPeer {
 
     fn spawn(
         mut cmd: Command,
+        dir: &Path,
         port: u16,
         ae: &'static str,
         counts: bool,
@@ -131,26 +134,26 @@ impl PacsPeer {
             ae,
             counts,
             http,
+            dir: dir.to_path_buf(),
         }
     }
 
     /// Stores a synthetic study (tests/peers/make_study.py) into the PACS with storescu.
-    pub fn load(&self, dir: &Path, uid: &str, patient: &str, accession: &str, date: &str) {
-        self.load_with(dir, uid, patient, accession, date, &[]);
+    pub fn load(&self, uid: &str, patient: &str, accession: &str, date: &str) {
+        self.load_with(uid, patient, accession, date, &[]);
     }
 
     /// As [`PacsPeer::load`], with more make_study.py options (`--report TEXT`,
     /// `--dose-report`, `--modality MR`).
     pub fn load_with(
         &self,
-        dir: &Path,
         uid: &str,
         patient: &str,
         accession: &str,
         date: &str,
         options: &[&str],
     ) {
-        let out = dir.join("studies").join(uid);
+        let out = self.dir.join("studies").join(uid);
         run_ok(
             Command::new(python())
                 .arg(repo_path("tests/peers/make_study.py"))
