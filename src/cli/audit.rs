@@ -15,6 +15,7 @@ pub enum AuditCommand {
         /// (`SEQ:HASH`, as printed by a previous verify); checked too.
         #[arg(long)]
         anchor: Option<String>,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -24,6 +25,8 @@ pub enum AuditCommand {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// `jsonl` (one entry a line, as stored, with its hashes) or `atna` (IHE ATNA
+        /// audit messages, XML).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// Entries from this time (RFC 3339, e.g. 2025-04-01T00:00:00+09:00).
@@ -59,10 +62,13 @@ pub enum AuditCommand {
         /// Up to this time (RFC 3339).
         #[arg(long)]
         to: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Skip this many (newest first), for the next page.
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },

@@ -10,6 +10,7 @@ pub enum BackupCommand {
     /// directory, while readgate serves; manifest.json, written last, holds each file's
     /// SHA-256. The priors cache is not copied. Recorded in the audit trail.
     Backup {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Where the backup goes (created 0700 if absent).
@@ -19,6 +20,7 @@ pub enum BackupCommand {
     /// absent: every file's SHA-256 and the audit chain are verified before anything is
     /// put in place.
     Restore {
+        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// A directory written by `readgate backup`.

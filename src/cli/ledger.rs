@@ -38,6 +38,8 @@ pub enum RosterCommand {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// The roster CSV: a header row naming the columns above (in any order), then a
+        /// reader a row.
         file: PathBuf,
     },
     /// The roster in force: config, roster CSV and imported entries.
@@ -55,7 +57,10 @@ pub enum RosterCommand {
 pub enum TokenCommand {
     /// Print a new random token for an integration, once, with the `[[http.tokens]]`
     /// entry to add to the config (which holds only its SHA-256). Writes nothing.
-    Add { name: String },
+    Add {
+        /// The integration's name, as the audit trail will show it (e.g. ris-vendor).
+        name: String,
+    },
 }
 
 /// `readgate report`.

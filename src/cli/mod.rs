@@ -83,8 +83,10 @@ pub enum Command {
         /// Only studies in this state: receiving, held, queued, forwarded, failed.
         #[arg(long)]
         state: Option<String>,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// At most this many studies, newest first.
         #[arg(long, default_value_t = 200)]
         limit: usize,
         /// Language of hold reasons in the table: ja or en.
@@ -99,6 +101,7 @@ pub enum Command {
         config: PathBuf,
         /// Accession number or Study Instance UID.
         key: String,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -124,6 +127,7 @@ pub enum Command {
         config: PathBuf,
         /// Study Instance UID or accession number.
         study: String,
+        /// Who rejects it (recorded).
         #[arg(long)]
         by: String,
         /// Why it is rejected (mandatory, recorded).
@@ -148,6 +152,7 @@ pub enum Command {
         /// The calling AE title the images would come from (for routes by calling_ae).
         #[arg(long)]
         calling_ae: Option<String>,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -163,6 +168,8 @@ pub enum Command {
         /// Only studies of this responsible receiving facility.
         #[arg(long)]
         facility: Option<String>,
+        /// `json` (the schema of docs/ledger.md), `csv` (a row per study) or `html` (a
+        /// self-contained page with its charts).
         #[arg(long, value_enum, default_value_t = ledger::ReportFormat::Json)]
         format: ledger::ReportFormat,
         /// Language of the HTML report: ja or en.
@@ -217,6 +224,7 @@ pub enum Command {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -238,8 +246,6 @@ pub enum Command {
         #[command(subcommand)]
         command: pacs::PacsCommand,
     },
-    /// The patient's prior studies a study's decision saw — received by readgate or found
-    /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
     /// The readgate nodes sharing this database: each node's host and pid, when it
     /// started, its last heartbeat, where it listens, the studies whose forwarding it
     /// holds, and which node runs the timers (study completion, re-evaluation, audit
@@ -249,15 +255,19 @@ pub enum Command {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The patient's prior studies a study's decision saw — received by readgate or found
+    /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
     Priors {
         /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
         /// Study Instance UID or accession number.
         study: String,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -777,5 +787,52 @@ fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         Err(_) => json.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and every argument, at every level, says what it is in `--help`: a
+    /// doc comment put above the wrong variant leaves one command without a line and
+    /// another with two.
+    #[test]
+    fn every_command_has_its_own_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<(String, String)>) {
+            for sub in cmd.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                assert!(!about.trim().is_empty(), "`{path}` has no help line");
+                for arg in sub.get_arguments() {
+                    let id = arg.get_id().as_str();
+                    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    assert!(
+                        id == "help" || id == "version" || !help.trim().is_empty(),
+                        "`{path}`'s argument {id} has no help line"
+                    );
+                }
+                seen.push((path.clone(), about));
+                walk(sub, &path, seen);
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut seen = Vec::new();
+        walk(&cli, "readgate", &mut seen);
+        assert!(seen.len() > 20, "{seen:?}");
+        // No help line holds another command's: the first sentence of each is its own.
+        for (path, about) in &seen {
+            for (other, other_about) in &seen {
+                let first = other_about.split(". ").next().unwrap_or(other_about);
+                if other != path && first.len() > 40 {
+                    assert!(
+                        !about.contains(first),
+                        "`{path}`'s help holds `{other}`'s: {about}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -28,6 +28,7 @@ pub enum PacsCommand {
         /// Which `[[pacs]]` entry (by id); default: the first.
         #[arg(long)]
         pacs: Option<String>,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = super::Format::Table)]
         format: super::Format,
     },
@@ -48,6 +49,7 @@ pub enum PacsCommand {
         /// Which `[[pacs]]` entry (by id); default: the first.
         #[arg(long)]
         pacs: Option<String>,
+        /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = super::Format::Table)]
         format: super::Format,
     },

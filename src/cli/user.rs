@@ -7,7 +7,9 @@ pub enum UserCommand {
     /// Read a password (stdin, or a prompt without echo on a terminal) and print the
     /// `[[http.users]]` entry (argon2id hash) to add to the config. Writes nothing.
     Add {
+        /// The user name typed at the console's login.
         name: String,
+        /// `viewer` sees every page; `admin` also releases, rejects, re-evaluates and retries.
         #[arg(long, value_parser = ["viewer", "admin"])]
         role: String,
     },
