@@ -1,5 +1,6 @@
 //! `readgate audit verify|export|search`: the audit trail from the command line.
 
+use super::ConfigFile;
 use super::*;
 use crate::audit::{AtnaSource, AuditLog, EntryRef, Query, Range};
 
@@ -8,9 +9,8 @@ pub enum AuditCommand {
     /// Walk the whole hash chain: exit 0 when intact, 3 when an entry was changed, deleted
     /// or inserted (the first one is named), 1 when the trail cannot be read.
     Verify {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// An entry's sequence number and hash noted outside the database earlier
         /// (`SEQ:HASH`, as printed by a previous verify); checked too.
         #[arg(long)]
@@ -22,9 +22,8 @@ pub enum AuditCommand {
     /// Write the trail as JSON lines or as IHE ATNA (DICOM PS3.15) messages in RFC 5424
     /// syslog frames (octet counting).
     Export {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// `jsonl` (one entry a line, as stored, with its hashes) or `atna` (IHE ATNA
         /// audit messages, XML).
         #[arg(long, value_enum)]
@@ -41,9 +40,8 @@ pub enum AuditCommand {
     },
     /// Find entries, newest first.
     Search {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Event kind, e.g. study_overridden, read_event, operator_login.
         #[arg(long)]
         kind: Option<String>,
@@ -121,7 +119,7 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<std::process::ExitC
                     }
                 })
                 .transpose()?;
-            let (_, log) = open_audit(&config)?;
+            let (_, log) = open_audit(&config.path)?;
             let v = log.verify_with_anchor(anchor.as_ref())?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
@@ -144,7 +142,7 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<std::process::ExitC
                 from_ms: time_arg("--from", &from)?,
                 to_ms: time_arg("--to", &to)?,
             };
-            let (config, log) = open_audit(&config)?;
+            let (config, log) = open_audit(&config.path)?;
             let source = AtnaSource::from_config(&config);
             let export = |w: &mut dyn std::io::Write| -> anyhow::Result<u64> {
                 Ok(match format {
@@ -191,7 +189,7 @@ pub(super) fn audit(command: AuditCommand) -> anyhow::Result<std::process::ExitC
                 limit: limit.max(1),
                 offset,
             };
-            let (_, log) = open_audit(&config)?;
+            let (_, log) = open_audit(&config.path)?;
             let entries = log.search(&q)?;
             match format {
                 Format::Json => {

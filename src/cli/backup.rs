@@ -1,6 +1,7 @@
 //! `readgate backup DIR` and `readgate restore DIR` (see `crate::backup`): progress on
 //! stderr, a summary on stdout, exit 1 on any failure.
 
+use super::ConfigFile;
 use super::*;
 use crate::backup::{Counts, Progress};
 
@@ -10,9 +11,8 @@ pub enum BackupCommand {
     /// directory, while readgate serves; manifest.json, written last, holds each file's
     /// SHA-256. The priors cache is not copied. Recorded in the audit trail.
     Backup {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Where the backup goes (created 0700 if absent).
         dir: PathBuf,
     },
@@ -20,9 +20,8 @@ pub enum BackupCommand {
     /// absent: every file's SHA-256 and the audit chain are verified before anything is
     /// put in place.
     Restore {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// A directory written by `readgate backup`.
         dir: PathBuf,
     },
@@ -32,7 +31,7 @@ pub fn run(command: BackupCommand) -> anyhow::Result<()> {
     let actor = format!("cli:{}", super::os_user());
     match command {
         BackupCommand::Backup { config, dir } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let taken =
                 crate::backup::take(&config, &dir, &actor, &mut |p| show("backup", "copied", p))?;
             let m = &taken.manifest;
@@ -78,7 +77,7 @@ pub fn run(command: BackupCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BackupCommand::Restore { config, dir } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let m = crate::backup::Manifest::read(&dir)?;
             if m.gateway != config.gateway.id {
                 eprintln!(

@@ -2,6 +2,7 @@
 //! PostgreSQL database (see `crate::dbcopy`): progress on stderr, a summary on stdout,
 //! exit 1 on any refusal or mismatch (nothing committed then).
 
+use super::ConfigFile;
 use super::*;
 use crate::dbcopy::{Copied, Progress};
 use std::path::Path;
@@ -13,9 +14,8 @@ pub enum DbCommand {
     /// audit chain there and record `database_copied`. Stop `readgate serve` first, and
     /// bring the source to this readgate's schema with `readgate migrate`.
     Copy {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// `sqlite:PATH`, the database to copy; default: the configured data directory's
         /// readgate.db.
         #[arg(long, value_name = "sqlite:PATH")]
@@ -30,7 +30,7 @@ pub enum DbCommand {
 pub fn run(command: DbCommand) -> anyhow::Result<()> {
     match command {
         DbCommand::Copy { config, from, to } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let source = match &from {
                 Some(from) => source_path(from)?,
                 None => config.database_path(),

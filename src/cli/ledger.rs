@@ -1,7 +1,8 @@
 //! `readgate report`, `readgate roster import|list`, `readgate token add`.
 
+use super::ConfigFile;
 use super::{open_existing, Access};
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::Config;
 use crate::ledger::compute::{self, ReportScope};
 use crate::ledger::reasons::Lang;
 use crate::ledger::{evidence, render, roster, Ledger};
@@ -35,18 +36,16 @@ pub enum RosterCommand {
     /// employment, board_certified, valid_from, valid_to). Earlier imports are kept,
     /// retired.
     Import {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// The roster CSV: a header row naming the columns above (in any order), then a
         /// reader a row.
         file: PathBuf,
     },
     /// The roster in force: config, roster CSV and imported entries.
     List {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// table or csv
         #[arg(long, default_value = "table")]
         format: String,
@@ -133,7 +132,7 @@ pub fn report(
 pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
     match cmd {
         RosterCommand::Import { config, file } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let readers = roster::read_csv(&file)?;
             std::fs::create_dir_all(&config.gateway.data_dir)
                 .with_context(|| format!("cannot create {}", config.gateway.data_dir.display()))?;
@@ -152,7 +151,7 @@ pub fn roster(cmd: RosterCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RosterCommand::List { config, format } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let store = if config.database.url.is_some() || config.database_path().exists() {
                 Some(Store::open_read_only_at(&config.database())?)
             } else {

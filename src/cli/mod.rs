@@ -34,6 +34,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--config PATH`, as every command but `reload` takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigFile {
+    /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
+    #[arg(long = "config", value_name = "CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    /// The file, read and validated.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.path)?)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway daemon (DICOM SCP, study stage, forwarders) until SIGTERM.
@@ -41,9 +56,8 @@ pub enum Command {
     /// Refuses to start on a database of an older readgate (see `readgate migrate`) unless
     /// given --migrate; a new data directory gets the current schema.
     Serve {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Apply the schema migrations a database of an older readgate needs before
         /// starting (each is logged and recorded in the audit trail), as `readgate migrate`
         /// would. The Debian package's unit starts readgate this way.
@@ -56,9 +70,8 @@ pub enum Command {
     /// version reached; each is recorded in the audit trail. Take `readgate backup` first. A database of a newer
     /// readgate is refused (exit 1); an up-to-date one is left as it is.
     Migrate {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Only list the migrations that would be applied; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -77,9 +90,8 @@ pub enum Command {
     },
     /// List studies with their state, instance count, destination and last error.
     Studies {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Only studies in this state: receiving, held, queued, forwarded, failed.
         #[arg(long)]
         state: Option<String>,
@@ -96,9 +108,8 @@ pub enum Command {
     /// What readgate knows of a study's order, labs, contact and reports (from HL7), with
     /// the message each fact came from.
     Orders {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Accession number or Study Instance UID.
         key: String,
         /// How to print it: `table` for people, `json` for scripts.
@@ -108,9 +119,8 @@ pub enum Command {
     /// Release a held study anyway: it is forwarded with verdict RELEASED_OVERRIDE and the
     /// justification is recorded with who and when.
     Release {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Study Instance UID or accession number.
         study: String,
         /// Who releases it (recorded).
@@ -122,9 +132,8 @@ pub enum Command {
     },
     /// Reject a held or failed study: it is not sent; its instances leave the spool.
     Reject {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Study Instance UID or accession number.
         study: String,
         /// Who rejects it (recorded).
@@ -137,9 +146,8 @@ pub enum Command {
     /// The gate's verdict on DICOM files or folders (plus optional HL7 messages), offline:
     /// exit 0 when every study would be forwarded, 2 when any would be held.
     Check {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// DICOM files or folders (searched recursively).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -159,9 +167,8 @@ pub enum Command {
     /// The reading accountability ledger for a month: eligibility per study with reasons,
     /// part-time share, formal confirmations, unknown readers and places, held/released.
     Report {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// YYYY-MM (local time, `ledger.utc_offset`).
         #[arg(long)]
         month: String,
@@ -213,17 +220,15 @@ pub enum Command {
     },
     /// Validate the configuration file and print a summary.
     ConfigCheck {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Check a gateway before go-live and at 3 a.m.: config, data directory, clock,
     /// C-ECHO to every destination and PACS, listeners, certificates, audit chain, queue
     /// and held studies. Exits 1 when a check fails.
     Doctor {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -252,9 +257,8 @@ pub enum Command {
     /// shipping). A node whose heartbeat is older than `database.lease_secs` is shown as
     /// silent: its work goes to the others.
     Nodes {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// How to print it: `table` for people, `json` for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -262,9 +266,8 @@ pub enum Command {
     /// The patient's prior studies a study's decision saw — received by readgate or found
     /// in the hospital's PACS — with their reports, and how each `[[pacs]]` answered.
     Priors {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Study Instance UID or accession number.
         study: String,
         /// How to print it: `table` for people, `json` for scripts.
@@ -307,7 +310,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         let lang: crate::decide::reasons::Lang = lang
             .parse()
             .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
-        let config = Config::load(&config)?;
+        let config = config.load()?;
         let verdicts = crate::check::run(config, &paths, &hl7, calling_ae.as_deref())?;
         match format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&verdicts)?),
@@ -323,7 +326,7 @@ pub fn main() -> anyhow::Result<std::process::ExitCode> {
         return audit::audit(command);
     }
     if let Command::Doctor { config, format } = cli.command {
-        return doctor::run(&config, format);
+        return doctor::run(&config.path, format);
     }
     if let Command::Reload { config } = cli.command {
         return reload(&config);
@@ -339,8 +342,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         | Command::Doctor { .. }
         | Command::Reload { .. } => Ok(()),
         Command::Pacs { command } => pacs::run(command),
-        Command::Migrate { config, dry_run } => migrate::run(&config, dry_run),
-        Command::Nodes { config, format } => nodes::run(&config, format),
+        Command::Migrate { config, dry_run } => migrate::run(&config.path, dry_run),
+        Command::Nodes { config, format } => nodes::run(&config.path, format),
         Command::Backup(command) => backup::run(command),
         Command::Db { command } => db::run(command),
         Command::Priors {
@@ -348,12 +351,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             study,
             format,
         } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let store = open_existing(&config, Access::ReadOnly)?;
             pacs::priors(&config, &store, &study, format)
         }
         Command::Serve { config, migrate } => {
-            let path = config;
+            let path = config.path;
             let config = Config::load(&path)?;
             let log_level = init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -377,7 +380,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let lang: crate::decide::reasons::Lang = lang
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let wanted: Option<StudyState> = match &wanted {
                 Some(s) => match s.parse() {
                     Ok(state) => Some(state),
@@ -401,7 +404,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             key,
             format,
         } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let store = open_existing(&config, Access::ReadOnly)?;
             let view = crate::intake::view::StudyView::load(&store, &key)?;
             match format {
@@ -416,7 +419,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             by,
             justification,
         } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let (store, uid) =
                 operator_target(&config, &study, &by, &justification, "--justification")?;
             let audit = crate::audit::AuditLog::open_at(&config.database())?;
@@ -446,7 +449,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             by,
             reason,
         } => {
-            let config = Config::load(&config)?;
+            let config = config.load()?;
             let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
             let audit = crate::audit::AuditLog::open_at(&config.database())?;
             let spool = config.spool_dir();
@@ -474,7 +477,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             format,
             lang,
             out,
-        } => ledger::report(&config, &month, facility, format, &lang, out.as_deref()),
+        } => ledger::report(
+            &config.path,
+            &month,
+            facility,
+            format,
+            &lang,
+            out.as_deref(),
+        ),
         Command::Roster { command } => ledger::roster(command),
         Command::Token { command } => ledger::token(command),
         Command::User { command } => user::user(command),
@@ -490,7 +500,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(crate::demo::run(&repo, dir, port, exit_after))
         }
-        Command::ConfigCheck { config: path } => {
+        Command::ConfigCheck { config } => {
+            let path = config.path;
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());
             println!(

@@ -13,9 +13,8 @@ use std::path::PathBuf;
 pub enum PacsCommand {
     /// List a patient's studies in a PACS (C-FIND, Study Root, STUDY level), newest first.
     Find {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: super::ConfigFile,
         /// Patient ID (0010,0020).
         #[arg(long)]
         patient: String,
@@ -37,9 +36,8 @@ pub enum PacsCommand {
     /// times against DCMTK. Always C-GET: a `retrieve = "move"` PACS moves priors to
     /// `readgate serve`'s listener, which this one-shot command does not have.
     Get {
-        /// The configuration file (the Debian package installs /etc/readgate/readgate.toml).
-        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: super::ConfigFile,
         /// Study Instance UID (0020,000D) of the study to retrieve.
         #[arg(long)]
         study: String,
@@ -71,9 +69,9 @@ pub fn run(command: PacsCommand) -> anyhow::Result<()> {
             out,
             pacs,
             format,
-        } => return get(&config, &study, &out, pacs.as_deref(), format),
+        } => return get(&config.path, &study, &out, pacs.as_deref(), format),
     };
-    let config = Config::load(&config)?;
+    let config = config.load()?;
     let entry = choose(&config.pacs, pacs.as_deref())?;
     if patient.trim().is_empty() {
         bail!("--patient: expected a Patient ID");
