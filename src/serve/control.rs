@@ -40,14 +40,20 @@ impl Control {
             // Left by a readgate that did not stop cleanly.
             let _ = std::fs::remove_file(&path);
         }
-        match UnixListener::bind(&path) {
+        // Bound and restricted under a name of its own, then renamed into place: whoever
+        // finds `control.sock` finds it listening and readgate's user's alone (between
+        // bind and listen a client is refused; before the chmod, the umask decides).
+        let fresh = path.with_extension(format!("sock.{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        match UnixListener::bind(&fresh) {
             Ok(listener) => {
                 use std::os::unix::fs::PermissionsExt;
-                if let Err(e) =
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                {
+                let placed =
+                    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600))
+                        .and_then(|()| std::fs::rename(&fresh, &path));
+                if let Err(e) = placed {
                     warn!(socket = %path.display(), error = %e, "cannot restrict the control socket; not using it");
-                    let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_file(&fresh);
                     return None;
                 }
                 info!(socket = %path.display(), "`readgate reload` and SIGHUP reload the configuration");
@@ -141,4 +147,31 @@ pub fn ask_reload(data_dir: &Path, wait: Duration) -> Result<Reloaded, AskError>
         path: path.clone(),
         answer: answer.trim().chars().take(500).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Once `control.sock` is there, it listens and is readgate's user's alone; nothing
+    /// else is left in the data directory, and it goes with the listener.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_socket_appears_listening_and_restricted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(dir.path());
+        let control = Control::bind(dir.path()).expect("bound");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        std::os::unix::net::UnixStream::connect(&path).expect("listening");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("control.sock")]);
+        // A second readgate on the same data directory finds the first one answering.
+        assert!(Control::bind(dir.path()).is_none());
+        drop(control);
+        assert!(!path.exists());
+    }
 }
