@@ -86,6 +86,10 @@ catalogue! {
     when: "日時", "When";
     event: "出来事", "Event";
     detail: "詳細", "Detail";
+    verdict: "判定 (verdict)", "Verdict";
+    audit_at: "日時 (UTC)", "At (UTC)";
+    audit_kind: "種別 (kind)", "Kind";
+    audit_actor: "実行者 (actor)", "Actor";
     forwarding_tags: "送信時のタグ", "Forwarding tags";
     reading_facility: "読影施設", "Facility";
     destination: "送信先", "Destination";

@@ -256,6 +256,10 @@ async fn console_pages_actions_and_access() {
         "{page}"
     );
     assert!(page.contains("状態: <b>送信済み</b>"), "{page}");
+    assert!(
+        page.contains("<th>判定 (verdict)</th><td>RELEASED_OVERRIDE</td>"),
+        "{page}"
+    );
     // Eligibility from the month's ledger: forwarded, no final report yet.
     assert!(
         page.contains("算定不可") && page.contains("NO_FINAL_REPORT"),
@@ -309,8 +313,10 @@ async fn console_pages_actions_and_access() {
     );
     assert!(page.contains("operator_login") && page.contains("study_overridden"));
     assert!(page.contains("study_rejected"));
+    assert!(page.contains("<th>実行者 (actor)</th>"), "{page}");
     let page = body(&admin.get("/audit?kind=operator_login&lang=en").await);
     assert!(page.contains("Hash chain intact") && !page.contains("study_rejected"));
+    assert!(page.contains("<th>Actor</th>"), "{page}");
     assert_eq!(admin.get("/audit?page=x").await.status, 400);
     // No password in the audit trail.
     let all = rg
