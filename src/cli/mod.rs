@@ -3,21 +3,23 @@
 //! takes `--config PATH` (default `config/readgate.toml`).
 
 use crate::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
-use crate::model::StudyState;
-use crate::store::{Store, StudyRow};
+use crate::store::Store;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 mod audit;
 mod backup;
+mod config_check;
 mod db;
 mod doctor;
 pub mod ledger;
 mod logline;
 mod migrate;
 mod nodes;
+mod operator;
 mod pacs;
+mod studies;
 mod user;
 
 pub use audit::{AuditCommand, ExportFormat};
@@ -372,104 +374,28 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Studies {
             config,
-            state: wanted,
+            state,
             format,
             limit,
             lang,
-        } => {
-            let lang: crate::decide::reasons::Lang = lang
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--lang: {e}"))?;
-            let config = config.load()?;
-            let wanted: Option<StudyState> = match &wanted {
-                Some(s) => match s.parse() {
-                    Ok(state) => Some(state),
-                    Err(_) => bail!(
-                        "--state {s:?}: expected one of {}",
-                        StudyState::NAMES.join(", ")
-                    ),
-                },
-                None => None,
-            };
-            let store = open_existing(&config, Access::ReadOnly)?;
-            let rows = store.list_studies(wanted, limit)?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Format::Table => print_table(&rows, lang),
-            }
-            Ok(())
-        }
+        } => studies::list(&config, state.as_deref(), format, limit, &lang),
         Command::Orders {
             config,
             key,
             format,
-        } => {
-            let config = config.load()?;
-            let store = open_existing(&config, Access::ReadOnly)?;
-            let view = crate::intake::view::StudyView::load(&store, &key)?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
-                Format::Table => print!("{}", view.to_text()),
-            }
-            Ok(())
-        }
+        } => studies::orders(&config, &key, format),
         Command::Release {
             config,
             study,
             by,
             justification,
-        } => {
-            let config = config.load()?;
-            let (store, uid) =
-                operator_target(&config, &study, &by, &justification, "--justification")?;
-            let audit = crate::audit::AuditLog::open_at(&config.database())?;
-            let op = cli_operator(&store, &audit, None);
-            match op.release(&uid, &cli_actor(&by), justification.trim()) {
-                Ok(_) => {
-                    println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
-                    notify_operator_action(
-                        &config,
-                        &store,
-                        &uid,
-                        "released_override",
-                        &by,
-                        &justification,
-                    );
-                    Ok(())
-                }
-                Err(crate::actions::ActionError::WrongState { .. }) => bail!(
-                    "{uid} is not held (or has no route to release it to): see `readgate studies`"
-                ),
-                Err(e) => Err(e.into()),
-            }
-        }
+        } => operator::release(&config, &study, &by, &justification),
         Command::Reject {
             config,
             study,
             by,
             reason,
-        } => {
-            let config = config.load()?;
-            let (store, uid) = operator_target(&config, &study, &by, &reason, "--reason")?;
-            let audit = crate::audit::AuditLog::open_at(&config.database())?;
-            let spool = config.spool_dir();
-            let op = cli_operator(&store, &audit, Some(&spool));
-            match op.reject(&uid, &cli_actor(&by), reason.trim()) {
-                Ok(done) => {
-                    println!(
-                        "rejected {uid} (by {}); {} instance(s) removed from the spool",
-                        by.trim(),
-                        done.removed
-                    );
-                    notify_operator_action(&config, &store, &uid, "rejected", &by, &reason);
-                    Ok(())
-                }
-                Err(crate::actions::ActionError::WrongState { .. }) => {
-                    bail!("{uid} is neither held nor failed: see `readgate studies`")
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
+        } => operator::reject(&config, &study, &by, &reason),
         Command::Report {
             config,
             month,
@@ -500,133 +426,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(crate::demo::run(&repo, dir, port, exit_after))
         }
-        Command::ConfigCheck { config } => {
-            let path = config.path;
-            let config = Config::load(&path)?;
-            println!("{}: valid", path.display());
-            println!(
-                "  gateway {} ({}), data in {}",
-                config.gateway.id,
-                config.gateway.sending_facility,
-                config.gateway.data_dir.display()
-            );
-            println!(
-                "  DICOM {} on {}",
-                config.dicom.ae_title, config.dicom.listen
-            );
-            for d in &config.destinations {
-                println!(
-                    "  destination {}: {}@{}:{} (facility {}{})",
-                    d.id,
-                    d.ae_title,
-                    d.host,
-                    d.port,
-                    d.facility,
-                    if d.send_priors && !config.pacs.is_empty() {
-                        "; priors sent first"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            for p in &config.pacs {
-                println!(
-                    "  PACS {}: {}@{}:{}{} (priors: asked again after {} s, retried after {} s, retrieved by {})",
-                    p.id,
-                    p.ae_title,
-                    p.host,
-                    p.port,
-                    if p.tls { " over TLS" } else { "" },
-                    config.priors.refresh_secs,
-                    config.priors.retry_secs,
-                    match p.retrieve {
-                        crate::config::pacs::Retrieve::Get => "C-GET".to_string(),
-                        crate::config::pacs::Retrieve::Move =>
-                            format!("C-MOVE to {}", config.dicom.ae_title),
-                    }
-                );
-            }
-            println!(
-                "  {} route(s), {} peer(s)",
-                config.routes.len(),
-                config.dicom.peers.len()
-            );
-            Ok(())
-        }
+        Command::ConfigCheck { config } => config_check::run(&config),
     }
-}
-
-/// Checks an operator action's words and finds the study it is about.
-fn operator_target(
-    config: &Config,
-    study: &str,
-    by: &str,
-    why: &str,
-    why_flag: &str,
-) -> anyhow::Result<(Store, String)> {
-    if by.trim().is_empty() {
-        bail!("--by: say who takes this decision (it is recorded)");
-    }
-    if why.trim().chars().count() < 4 {
-        bail!("{why_flag}: a written reason of at least 4 characters is required (it is recorded)");
-    }
-    let store = open_existing(config, Access::ReadWrite)?;
-    let Some(found) = store.find_study(study)? else {
-        bail!("no study with UID or accession {study:?}");
-    };
-    Ok((store, found.study_uid))
-}
-
-/// The CLI acts on the database directly; the daemon's forwarders poll the queue.
-fn cli_operator<'a>(
-    store: &'a Store,
-    audit: &'a crate::audit::AuditLog,
-    spool_dir: Option<&'a std::path::Path>,
-) -> crate::actions::Operator<'a> {
-    crate::actions::Operator {
-        store,
-        audit: Some(audit),
-        spool_dir,
-        wakeups: None,
-        decider: None,
-    }
-}
-
-fn cli_actor(by: &str) -> crate::actions::Actor {
-    crate::actions::Actor {
-        id: by.trim().to_string(),
-        by: by.trim().to_string(),
-        via: "readgate cli",
-        client_ip: None,
-    }
-}
-
-fn notify_operator_action(
-    config: &Config,
-    store: &Store,
-    uid: &str,
-    event: &str,
-    by: &str,
-    note: &str,
-) {
-    let accession = store
-        .find_study(uid)
-        .ok()
-        .flatten()
-        .and_then(|s| s.accession);
-    crate::notify::study_event(
-        crate::notify::Webhook::from_config(&config.notify).as_ref(),
-        &crate::notify::StudyEvent {
-            event: event.into(),
-            gateway: config.gateway.id.clone(),
-            study_uid: uid.to_string(),
-            accession,
-            reasons: Vec::new(),
-            by: Some(by.trim().to_string()),
-            note: Some(note.trim().to_string()),
-            at: crate::time::now_ms(),
-        },
-    );
 }
 
 /// The name of the user this process runs as (effective uid), from the password
@@ -752,98 +553,5 @@ fn reload(path: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
-fn print_table(rows: &[StudyRow], lang: crate::decide::reasons::Lang) {
-    println!(
-        "{:<64}  {:<10}  {:>9}  {:<12}  {:<10}  last error / reasons",
-        "study instance UID", "state", "instances", "destination", "modality"
-    );
-    for r in rows {
-        let note = r
-            .last_error
-            .clone()
-            .or_else(|| r.reasons.as_deref().map(|j| reason_codes(j, lang)))
-            .unwrap_or_default();
-        println!(
-            "{:<64}  {:<10}  {:>4}/{:<4}  {:<12}  {:<10}  {}",
-            r.study_uid,
-            r.state,
-            r.instances_forwarded,
-            r.instance_count,
-            r.destination.as_deref().unwrap_or("-"),
-            r.modalities,
-            note
-        );
-    }
-    println!(
-        "{} stud{}",
-        rows.len(),
-        if rows.len() == 1 { "y" } else { "ies" }
-    );
-}
-
-/// Hold reasons are stored as JSON; the table shows their codes and English text.
-fn reason_codes(json: &str, lang: crate::decide::reasons::Lang) -> String {
-    let message = lang.pick("message_ja", "message_en");
-    match serde_json::from_str::<Vec<serde_json::Value>>(json) {
-        Ok(v) => v
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} [{}]: {}",
-                    r["code"].as_str().unwrap_or("?"),
-                    r["clause"].as_str().unwrap_or("?"),
-                    r[message].as_str().unwrap_or("")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Err(_) => json.to_string(),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::Cli;
-    use clap::CommandFactory;
-
-    /// Every command and every argument, at every level, says what it is in `--help`: a
-    /// doc comment put above the wrong variant leaves one command without a line and
-    /// another with two.
-    #[test]
-    fn every_command_has_its_own_help_line() {
-        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<(String, String)>) {
-            for sub in cmd.get_subcommands() {
-                let path = format!("{path} {}", sub.get_name());
-                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-                assert!(!about.trim().is_empty(), "`{path}` has no help line");
-                for arg in sub.get_arguments() {
-                    let id = arg.get_id().as_str();
-                    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                    assert!(
-                        id == "help" || id == "version" || !help.trim().is_empty(),
-                        "`{path}`'s argument {id} has no help line"
-                    );
-                }
-                seen.push((path.clone(), about));
-                walk(sub, &path, seen);
-            }
-        }
-        let cli = Cli::command();
-        cli.clone().debug_assert();
-        let mut seen = Vec::new();
-        walk(&cli, "readgate", &mut seen);
-        assert!(seen.len() > 20, "{seen:?}");
-        // No help line holds another command's: the first sentence of each is its own.
-        for (path, about) in &seen {
-            for (other, other_about) in &seen {
-                let first = other_about.split(". ").next().unwrap_or(other_about);
-                if other != path && first.len() > 40 {
-                    assert!(
-                        !about.contains(first),
-                        "`{path}`'s help holds `{other}`'s: {about}"
-                    );
-                }
-            }
-        }
-    }
-}
+mod tests;
