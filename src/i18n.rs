@@ -87,6 +87,15 @@ catalogue! {
     event: "出来事", "Event";
     detail: "詳細", "Detail";
     verdict: "判定 (verdict)", "Verdict";
+    // A study's checks (the evaluation record's `check`), by what they look for.
+    check_exam_purpose: "検査目的", "Exam purpose";
+    check_clinical_information: "臨床情報", "Clinical information";
+    check_labs: "検査値", "Lab values";
+    check_prior_reports: "過去検査のレポート", "Prior reports";
+    check_prior_reports_pacs: "PACS の過去検査", "Priors in the PACS";
+    check_ordering_physician: "依頼医", "Ordering physician";
+    check_ordering_callback: "依頼医の連絡先", "Callback number (ordering physician)";
+    check_route: "送信先（読影施設）", "Route (reading facility)";
     audit_at: "日時 (UTC)", "At (UTC)";
     audit_kind: "種別 (kind)", "Kind";
     audit_actor: "実行者 (actor)", "Actor";

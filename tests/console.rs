@@ -181,6 +181,17 @@ async fn console_pages_actions_and_access() {
         page.contains("経過") && page.contains("状態: <b>保留中</b>"),
         "{page}"
     );
+    // Each check named by what it looks for, its id beside it.
+    assert!(
+        page.contains("<td>検査目的<br><span class=clause>exam_purpose</span></td>")
+            && page.contains("<td>送信先（読影施設）<br><span class=clause>route</span></td>"),
+        "{page}"
+    );
+    let en = body(&admin.get(&format!("/studies/{held_uid}?lang=en")).await);
+    assert!(
+        en.contains("<td>Callback number (ordering physician)<br>"),
+        "{en}"
+    );
     assert!(page.contains("/release"), "admin sees the actions");
     assert_eq!(admin.get("/studies/1.2.3.4.5.6").await.status, 404);
 

@@ -26,11 +26,24 @@ const DAY_MS: i64 = 86_400_000;
 // Evaluation
 // ---------------------------------------------------------------------------
 
+/// The ids of the checks, as the evaluation record stores them (`checks[].check`): the
+/// console names each one in the page's language.
+pub mod check_id {
+    pub const EXAM_PURPOSE: &str = "exam_purpose";
+    pub const CLINICAL_INFORMATION: &str = "clinical_information";
+    /// Followed by the rule's name: `labs.<name>`, one check per `[[policy.labs]]` rule.
+    pub const LABS_PREFIX: &str = "labs.";
+    pub const PRIOR_REPORTS: &str = "prior_reports";
+    pub const PRIOR_REPORTS_PACS: &str = "prior_reports.pacs";
+    pub const ORDERING_PHYSICIAN: &str = "ordering_contact.physician";
+    pub const ORDERING_CALLBACK: &str = "ordering_contact.callback";
+    pub const ROUTE: &str = "route";
+}
+
 /// The outcome of one check, kept with the study so a verdict can be explained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
-    /// `exam_purpose`, `clinical_information`, `labs.<rule name>`, `prior_reports`,
-    /// `ordering_contact.physician`, `ordering_contact.callback`, `route`.
+    /// One of [`check_id`]'s.
     pub check: String,
     pub clause: String,
     pub passed: bool,
@@ -179,7 +192,7 @@ fn check_physician(ctx: &StudyContext, policy: &PolicyConfig) -> (CheckResult, O
     // Names: one kanji can be a whole family name (林), so no minimum length; PN
     // separators ^ and = are punctuation and so "^^" reads as blank.
     check_contact(
-        "ordering_contact.physician",
+        check_id::ORDERING_PHYSICIAN,
         &ctx.ordering_physician,
         policy,
         |_| true,
@@ -191,7 +204,7 @@ fn check_callback(ctx: &StudyContext, policy: &PolicyConfig) -> (CheckResult, Op
     // A number to call (or an address to write to) must contain a digit or an @;
     // "病棟" alone reaches nobody.
     check_contact(
-        "ordering_contact.callback",
+        check_id::ORDERING_CALLBACK,
         &ctx.callback_phone,
         policy,
         |v| {
@@ -255,7 +268,7 @@ fn check_route(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
     match &ctx.destination {
         Some(dest) => (
             CheckResult {
-                check: "route".into(),
+                check: check_id::ROUTE.into(),
                 clause,
                 passed: true,
                 detail: format!(
@@ -268,7 +281,7 @@ fn check_route(ctx: &StudyContext) -> (CheckResult, Option<HoldReason>) {
         ),
         None => (
             CheckResult {
-                check: "route".into(),
+                check: check_id::ROUTE.into(),
                 clause,
                 passed: false,
                 detail: "no [[routes]] entry matches".into(),

@@ -107,7 +107,7 @@ pub(super) fn check_lab_rule(
     contrast: Option<&String>,
     reference_ms: i64,
 ) -> (CheckResult, Option<HoldReason>) {
-    let check = format!("labs.{}", rule.name);
+    let check = format!("{}{}", check_id::LABS_PREFIX, rule.name);
     let clause = reasons::JRS_7_3_1.to_string();
     let not_applicable = |why: &str| {
         (

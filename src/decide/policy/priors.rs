@@ -108,7 +108,7 @@ pub(super) fn check_priors(
         };
         return (
             CheckResult {
-                check: "prior_reports".into(),
+                check: check_id::PRIOR_REPORTS.into(),
                 clause,
                 passed: true,
                 detail,
@@ -126,7 +126,7 @@ pub(super) fn check_priors(
     }
     (
         CheckResult {
-            check: "prior_reports".into(),
+            check: check_id::PRIOR_REPORTS.into(),
             clause,
             passed: false,
             detail: format!(
@@ -286,7 +286,7 @@ pub(super) fn check_pacs(
     let reason = (!passed).then(|| reasons::priors_unavailable(&unanswered));
     (
         CheckResult {
-            check: "prior_reports.pacs".into(),
+            check: check_id::PRIOR_REPORTS_PACS.into(),
             clause: reasons::JRS_7_3_2.to_string(),
             passed,
             detail,

@@ -90,8 +90,8 @@ pub(super) fn check_text(
     policy: &PolicyConfig,
 ) -> (CheckResult, Option<HoldReason>) {
     let (name, clause) = match kind {
-        TextCheck::ExamPurpose => ("exam_purpose", reasons::JRS_7_3_1),
-        TextCheck::ClinicalInformation => ("clinical_information", reasons::JRS_7_3_1),
+        TextCheck::ExamPurpose => (check_id::EXAM_PURPOSE, reasons::JRS_7_3_1),
+        TextCheck::ClinicalInformation => (check_id::CLINICAL_INFORMATION, reasons::JRS_7_3_1),
     };
     let mut usable: Vec<&Fact> = Vec::new();
     let mut placeholders: Vec<&Fact> = Vec::new();

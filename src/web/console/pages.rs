@@ -265,6 +265,24 @@ fn event_label(c: &Ctx, kind: EventKind) -> &'static str {
     }
 }
 
+/// What a check of the evaluation record looks for, in the page's language; its id
+/// (`labs.<rule>` for each lab rule) stays beside it on the page.
+fn check_label(c: &Ctx, check: &str) -> &'static str {
+    let t = c.tx();
+    use crate::decide::policy::check_id as id;
+    match check {
+        id::EXAM_PURPOSE => t.check_exam_purpose,
+        id::CLINICAL_INFORMATION => t.check_clinical_information,
+        id::PRIOR_REPORTS => t.check_prior_reports,
+        id::PRIOR_REPORTS_PACS => t.check_prior_reports_pacs,
+        id::ORDERING_PHYSICIAN => t.check_ordering_physician,
+        id::ORDERING_CALLBACK => t.check_ordering_callback,
+        id::ROUTE => t.check_route,
+        lab if lab.starts_with(id::LABS_PREFIX) => t.check_labs,
+        _ => "",
+    }
+}
+
 /// A study's state in the page's language (the queue page shows it too).
 pub(super) fn state_label(c: &Ctx, state: StudyState) -> &'static str {
     let t = c.tx();
@@ -293,6 +311,9 @@ struct EventView {
 }
 
 struct CheckView {
+    /// What the check looks for, in the page's language (empty for a check this
+    /// readgate does not know: an older or newer policy's record).
+    label: &'static str,
     check: String,
     clause: String,
     passed: bool,
@@ -371,7 +392,7 @@ struct StudyPage<'a> {
     line: Option<EligibilityView>,
 }
 
-fn evaluation_view(ev: &str) -> EvaluationView {
+fn evaluation_view(c: &Ctx, ev: &str) -> EvaluationView {
     let v: serde_json::Value = serde_json::from_str(ev).unwrap_or(serde_json::Value::Null);
     let s = |x: &serde_json::Value, dash: bool| {
         x.as_str()
@@ -384,6 +405,7 @@ fn evaluation_view(ev: &str) -> EvaluationView {
         .unwrap_or(&[])
         .iter()
         .map(|ch| CheckView {
+            label: check_label(c, ch["check"].as_str().unwrap_or("")),
             check: s(&ch["check"], false),
             clause: s(&ch["clause"], false),
             passed: ch["passed"].as_bool().unwrap_or(false),
@@ -586,7 +608,10 @@ pub async fn study(
                 })
                 .collect(),
             last_error: row.as_ref().and_then(|r| r.last_error.clone()),
-            evaluation: decision.evaluation_json.as_deref().map(evaluation_view),
+            evaluation: decision
+                .evaluation_json
+                .as_deref()
+                .map(|ev| evaluation_view(&c, ev)),
             reports: reports
                 .iter()
                 .map(|r| ReportView {
