@@ -1308,6 +1308,11 @@ fn operator_release_and_reject() {
         "ok",
     ]);
     assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--justification") && said.contains("at least 4 characters"),
+        "{said}"
+    );
     assert_eq!(site.wait_state(&released, "held")["state"], "held");
 
     let rej = site.readgate(&[

@@ -3,6 +3,8 @@
 //! console's and the API's (`actions.rs`).
 
 use super::{open_existing, Access, ConfigFile};
+use crate::actions::{ActionError, Actor, Operator};
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::store::Store;
 use anyhow::bail;
@@ -14,26 +16,23 @@ pub(super) fn release(
     by: &str,
     justification: &str,
 ) -> anyhow::Result<()> {
-    let config = config.load()?;
-    let (store, uid) = operator_target(&config, study, by, justification, "--justification")?;
-    let audit = crate::audit::AuditLog::open_at(&config.database())?;
-    let op = cli_operator(&store, &audit, None);
-    match op.release(&uid, &cli_actor(by), justification.trim()) {
+    let t = Target::find(config, study, by, justification, "--justification")?;
+    match t
+        .operator(None)
+        .release(&t.uid, &t.actor, justification.trim())
+    {
         Ok(_) => {
-            println!("released {uid} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds", by.trim());
-            notify_operator_action(
-                &config,
-                &store,
-                &uid,
-                "released_override",
-                by,
-                justification,
+            println!(
+                "released {} (RELEASED_OVERRIDE, by {}); readgate serve forwards it within seconds",
+                t.uid, t.actor.by
             );
+            t.notify("released_override", justification);
             Ok(())
         }
-        Err(crate::actions::ActionError::WrongState { .. }) => {
-            bail!("{uid} is not held (or has no route to release it to): see `readgate studies`")
-        }
+        Err(ActionError::WrongState { .. }) => bail!(
+            "{} is not held (or has no route to release it to): see `readgate studies`",
+            t.uid
+        ),
         Err(e) => Err(e.into()),
     }
 }
@@ -45,97 +44,107 @@ pub(super) fn reject(
     by: &str,
     reason: &str,
 ) -> anyhow::Result<()> {
-    let config = config.load()?;
-    let (store, uid) = operator_target(&config, study, by, reason, "--reason")?;
-    let audit = crate::audit::AuditLog::open_at(&config.database())?;
-    let spool = config.spool_dir();
-    let op = cli_operator(&store, &audit, Some(&spool));
-    match op.reject(&uid, &cli_actor(by), reason.trim()) {
+    let t = Target::find(config, study, by, reason, "--reason")?;
+    let spool = t.config.spool_dir();
+    match t
+        .operator(Some(&spool))
+        .reject(&t.uid, &t.actor, reason.trim())
+    {
         Ok(done) => {
             println!(
-                "rejected {uid} (by {}); {} instance(s) removed from the spool",
-                by.trim(),
-                done.removed
+                "rejected {} (by {}); {} instance(s) removed from the spool",
+                t.uid, t.actor.by, done.removed
             );
-            notify_operator_action(&config, &store, &uid, "rejected", by, reason);
+            t.notify("rejected", reason);
             Ok(())
         }
-        Err(crate::actions::ActionError::WrongState { .. }) => {
-            bail!("{uid} is neither held nor failed: see `readgate studies`")
+        Err(ActionError::WrongState { .. }) => {
+            bail!(
+                "{} is neither held nor failed: see `readgate studies`",
+                t.uid
+            )
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Checks an operator action's words and finds the study it is about.
-fn operator_target(
-    config: &Config,
-    study: &str,
-    by: &str,
-    why: &str,
-    why_flag: &str,
-) -> anyhow::Result<(Store, String)> {
-    if by.trim().is_empty() {
-        bail!("--by: say who takes this decision (it is recorded)");
-    }
-    if why.trim().chars().count() < 4 {
-        bail!("{why_flag}: a written reason of at least 4 characters is required (it is recorded)");
-    }
-    let store = open_existing(config, Access::ReadWrite)?;
-    let Some(found) = store.find_study(study)? else {
-        bail!("no study with UID or accession {study:?}");
-    };
-    Ok((store, found.study_uid))
+/// What an operator's decision acts on and with: the study, who decides, the database
+/// and the audit trail `readgate serve` uses.
+struct Target {
+    config: Config,
+    store: Store,
+    audit: AuditLog,
+    uid: String,
+    actor: Actor,
 }
 
-/// The CLI acts on the database directly; the daemon's forwarders poll the queue.
-fn cli_operator<'a>(
-    store: &'a Store,
-    audit: &'a crate::audit::AuditLog,
-    spool_dir: Option<&'a std::path::Path>,
-) -> crate::actions::Operator<'a> {
-    crate::actions::Operator {
-        store,
-        audit: Some(audit),
-        spool_dir,
-        wakeups: None,
-        decider: None,
+impl Target {
+    /// Checks the decision's words (`--by`, and the reason under `why_flag`) and finds
+    /// the study by UID or accession.
+    fn find(
+        config: &ConfigFile,
+        study: &str,
+        by: &str,
+        why: &str,
+        why_flag: &str,
+    ) -> anyhow::Result<Target> {
+        if by.trim().is_empty() {
+            bail!("--by: say who takes this decision (it is recorded)");
+        }
+        if why.trim().chars().count() < 4 {
+            bail!("{why_flag}: a written reason of at least 4 characters is required (it is recorded)");
+        }
+        let config = config.load()?;
+        let store = open_existing(&config, Access::ReadWrite)?;
+        let Some(found) = store.find_study(study)? else {
+            bail!("no study with UID or accession {study:?}");
+        };
+        let audit = AuditLog::open_at(&config.database())?;
+        Ok(Target {
+            config,
+            store,
+            audit,
+            uid: found.study_uid,
+            actor: Actor {
+                id: by.trim().to_string(),
+                by: by.trim().to_string(),
+                via: "readgate cli",
+                client_ip: None,
+            },
+        })
     }
-}
 
-fn cli_actor(by: &str) -> crate::actions::Actor {
-    crate::actions::Actor {
-        id: by.trim().to_string(),
-        by: by.trim().to_string(),
-        via: "readgate cli",
-        client_ip: None,
+    /// The CLI acts on the database directly; the daemon's forwarders poll the queue.
+    fn operator<'a>(&'a self, spool_dir: Option<&'a std::path::Path>) -> Operator<'a> {
+        Operator {
+            store: &self.store,
+            audit: Some(&self.audit),
+            spool_dir,
+            wakeups: None,
+            decider: None,
+        }
     }
-}
 
-fn notify_operator_action(
-    config: &Config,
-    store: &Store,
-    uid: &str,
-    event: &str,
-    by: &str,
-    note: &str,
-) {
-    let accession = store
-        .find_study(uid)
-        .ok()
-        .flatten()
-        .and_then(|s| s.accession);
-    crate::notify::study_event(
-        crate::notify::Webhook::from_config(&config.notify).as_ref(),
-        &crate::notify::StudyEvent {
-            event: event.into(),
-            gateway: config.gateway.id.clone(),
-            study_uid: uid.to_string(),
-            accession,
-            reasons: Vec::new(),
-            by: Some(by.trim().to_string()),
-            note: Some(note.trim().to_string()),
-            at: crate::time::now_ms(),
-        },
-    );
+    /// Tells the configured webhook what was decided (`event`), with the operator's note.
+    fn notify(&self, event: &str, note: &str) {
+        let accession = self
+            .store
+            .find_study(&self.uid)
+            .ok()
+            .flatten()
+            .and_then(|s| s.accession);
+        crate::notify::study_event(
+            crate::notify::Webhook::from_config(&self.config.notify).as_ref(),
+            &crate::notify::StudyEvent {
+                event: event.into(),
+                gateway: self.config.gateway.id.clone(),
+                study_uid: self.uid.clone(),
+                accession,
+                reasons: Vec::new(),
+                by: Some(self.actor.by.clone()),
+                note: Some(note.trim().to_string()),
+                at: crate::time::now_ms(),
+            },
+        );
+    }
 }
