@@ -24,6 +24,30 @@ pub struct NewReadEvent {
     pub resolved: String,
 }
 
+/// A read event's row, answering its id; [`NewReadEvent::columns`] gives its values in
+/// this order.
+const INSERT_READ_EVENT: &str = "INSERT INTO read_events (study_uid, accession, reader_id, \
+     action, at, workstation, client_ip, source, received_at, resolved) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id";
+
+impl NewReadEvent {
+    /// The values of [`INSERT_READ_EVENT`], in its order.
+    fn columns(&self) -> [&dyn crate::db::ToValue; 10] {
+        [
+            &self.study_uid,
+            &self.accession,
+            &self.reader_id,
+            &self.action,
+            &self.at,
+            &self.workstation,
+            &self.client_ip,
+            &self.source,
+            &self.received_at,
+            &self.resolved,
+        ]
+    }
+}
+
 /// One entry of an imported roster as stored in the `roster` table. The ledger turns it
 /// into a `ledger::roster::Reader` (and back, for an import).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,52 +177,9 @@ impl Store {
 
     /// Records one read event; returns its id.
     pub fn record_read_event(&self, e: &NewReadEvent) -> Result<i64> {
-        Ok(self.conn().query_row(
-            "INSERT INTO read_events (study_uid, accession, reader_id, action, at, workstation, \
-             client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-             RETURNING id",
-            params![
-            e.study_uid,
-            e.accession,
-            e.reader_id,
-            e.action,
-            e.at,
-            e.workstation,
-            e.client_ip,
-            e.source,
-            e.received_at,
-            e.resolved
-            ],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// Records many read events in one transaction (imports, benchmarks).
-    pub fn record_read_events(&self, events: &[NewReadEvent]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO read_events (study_uid, accession, reader_id, action, at, workstation, \
-                 client_ip, source, received_at, resolved) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            for e in events {
-                stmt.execute(params![
-                    e.study_uid,
-                    e.accession,
-                    e.reader_id,
-                    e.action,
-                    e.at,
-                    e.workstation,
-                    e.client_ip,
-                    e.source,
-                    e.received_at,
-                    e.resolved
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        Ok(self
+            .conn()
+            .query_row(INSERT_READ_EVENT, &e.columns()[..], |r| r.get(0))?)
     }
 
     /// Replaces the imported roster with `entries` (earlier imports are retired, kept).
