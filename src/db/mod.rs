@@ -54,22 +54,6 @@ pub enum DbError {
     Driver(String),
 }
 
-impl DbError {
-    /// A UNIQUE or PRIMARY KEY constraint refused the statement.
-    pub fn is_unique_violation(&self) -> bool {
-        match self {
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            }
-            DbError::Postgres(e) => {
-                e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-            }
-            _ => false,
-        }
-    }
-}
-
 /// The result of a database operation.
 pub type Result<T> = std::result::Result<T, DbError>;
 

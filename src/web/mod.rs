@@ -251,12 +251,6 @@ impl WebState {
         }
     }
 
-    pub fn wake_destination(&self, destination: &str) {
-        if let Some(w) = &self.wakeups {
-            w.wake(destination);
-        }
-    }
-
     /// The integration a bearer token belongs to. Every configured hash is compared, in
     /// constant time, whatever matched before.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
