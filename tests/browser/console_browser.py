@@ -63,7 +63,13 @@ class Browser:
             f"--user-data-dir={self.profile}",
             "about:blank",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Chromium keeps its singleton socket in a directory of its own under TMPDIR
+        # (org.chromium.Chromium.*) and leaves it there: inside the profile, it goes
+        # with the profile when the browser is closed.
+        env = dict(os.environ, TMPDIR=self.profile)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         port_file = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.time() + 30
         while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
