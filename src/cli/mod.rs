@@ -94,7 +94,7 @@ pub enum Command {
     Studies {
         #[command(flatten)]
         config: ConfigFile,
-        /// Only studies in this state: receiving, held, queued, forwarded, failed.
+        /// Only studies in this state: receiving, held, queued, forwarded, failed, rejected.
         #[arg(long)]
         state: Option<String>,
         /// How to print it: `table` for people, `json` for scripts.
